@@ -1,0 +1,28 @@
+"""The Chalice app: registers the HTTP blueprints and the queue workers. No logic lives here."""
+
+from chalice import Chalice
+from chalice.app import SQSEvent
+
+from chalicelib.api.consumer import consumer
+from chalicelib.api.system import system
+from chalicelib.api.webhooks import webhooks
+from chalicelib.api.workers import deliver, process_inbound, sqs_batch
+from chalicelib.bootstrap import get_hub
+from chalicelib.settings import Settings
+
+app = Chalice(app_name="omnichannel-hub")
+app.register_blueprint(webhooks)
+app.register_blueprint(consumer)
+app.register_blueprint(system)
+
+_settings = Settings.from_environ()
+
+
+@app.on_sqs_message(queue=_settings.queue_name("inbound"), batch_size=10, name="process_inbound")
+def process_inbound_queue(event: SQSEvent) -> None:
+    sqs_batch(event, get_hub().inbound_queue, process_inbound)
+
+
+@app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=10, name="deliver")
+def deliver_queue(event: SQSEvent) -> None:
+    sqs_batch(event, get_hub().delivery_queue, deliver)

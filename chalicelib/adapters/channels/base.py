@@ -1,0 +1,103 @@
+"""The channel-adapter port: verify, then parse, then acknowledge, one module per provider.
+
+An adapter is pure: it sees the request as bytes and headers and returns typed events and a
+response. It never enqueues, stores or calls the provider, so the same code serves the HTTP route,
+the local runtime and the tests.
+"""
+
+from __future__ import annotations
+
+import hmac
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from chalicelib.domain.models import InboundMessage, StatusEvent
+from chalicelib.errors import MethodNotAllowedError
+from chalicelib.secrets import SecretResolver
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    method: str
+    #: Optional sub-path after `/webhooks/{provider}/` (e.g. Twilio's `status`).
+    hook: str | None
+    #: Header names lower-cased.
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    received_at: datetime
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+@dataclass
+class ParsedWebhook:
+    events: list[InboundMessage | StatusEvent] = field(default_factory=list)
+    #: Items acknowledged but deliberately not enqueued, each with a short reason
+    #: (our own echoes, a payload shape the adapter does not know). Logged and counted.
+    ignored: list[str] = field(default_factory=list)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class ChannelAdapter(ABC, Generic[SettingsT]):
+    """Base of every inbound provider. Subclasses declare the header attributes below."""
+
+    #: Registry key and URL segment: `/webhooks/{key}`.
+    key: ClassVar[str]
+    #: The provider's webhook documentation.
+    docs_url: ClassVar[str]
+    #: Pydantic model of this provider's section in the hub configuration.
+    Settings: ClassVar[type[BaseModel]]
+    #: Content types the route must accept for this provider.
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def __init__(self, settings: SettingsT, secrets: SecretResolver) -> None:
+        self.settings = settings
+        self.secrets = secrets
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
+        """Answer a provider's GET handshake (Meta's verify token, X's CRC).
+
+        Raises `ForbiddenError` for a wrong token; the default is 405 for providers without one.
+        """
+        raise MethodNotAllowedError(f"{self.key} webhooks accept POST only")
+
+    @abstractmethod
+    def verify(self, request: WebhookRequest) -> None:
+        """Prove the request came from the provider, over the raw bytes, before any parsing.
+
+        Raises `SignatureError` (401) or `StaleRequestError` (401).
+        """
+
+    @abstractmethod
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        """Turn a verified request into events. Raises `MalformedPayloadError` (400)."""
+
+    def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
+        """The provider-specific success response, sent once the events are durably enqueued."""
+        return WebhookResponse(status=200, body="")
+
+    # --- helpers shared by providers -----------------------------------------------------------
+
+    @staticmethod
+    def matches_any(candidate: str, expected: list[str]) -> bool:
+        """Constant-time comparison against every currently valid value (key rotation)."""
+        found = False
+        for value in expected:
+            found |= hmac.compare_digest(candidate.encode(), value.encode())
+        return found

@@ -1,0 +1,457 @@
+"""Meta WhatsApp Cloud API webhooks (Messenger and Instagram acknowledged, not parsed yet): https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest, WebhookResponse
+from chalicelib.domain.models import (
+    Attachment,
+    Channel,
+    ContentType,
+    Handle,
+    InboundMessage,
+    Location,
+    Sender,
+    StatusEvent,
+)
+from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
+from chalicelib.secrets import Secret
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+#: Meta documents the challenge as an integer; anything outside printable ASCII is not echoed.
+_CHALLENGE = re.compile(r"[\x21-\x7e]{1,256}")
+
+WHATSAPP = "whatsapp_business_account"
+#: Products that share the callback but are parsed by a later adapter. They are acknowledged,
+#: never refused: Messenger unsubscribes an app after an hour of failed deliveries.
+DEFERRED_OBJECTS = {"page": "Messenger", "instagram": "Instagram"}
+
+UNKNOWN = "unknown"
+#: WhatsApp `statuses[].status` → the hub's delivery vocabulary.
+STATUSES: dict[str, str] = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    # A voice note was played: at least read. `raw` keeps the original word.
+    "played": "read",
+    "failed": "failed",
+}
+
+MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+#: Interactive replies whose `{id, title}` we read the same way.
+REPLY_TYPES = frozenset({"button_reply", "list_reply"})
+#: Types this adapter reads; a known type with an unreadable body is flagged `unreadable`.
+KNOWN_TYPES = MEDIA_TYPES | {"text", "location", "interactive", "button", "reaction"}
+#: Deeper items cannot be serialized onto the queue (pydantic stops near 200 levels); real
+#: payloads are under 10 levels deep, so an item this deep is malformed, not a message.
+MAX_ITEM_DEPTH = 48
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+#: Ten digits reach the year 2286; more would overflow `datetime`.
+_TIMESTAMP = re.compile(r"[0-9]{1,10}")
+_DIGITS = re.compile(r"\+?[0-9]{4,20}")
+
+
+def compute_signature(app_secret: str | bytes, body: bytes) -> str:
+    """The `X-Hub-Signature-256` header value Meta sends: HMAC-SHA256 of the exact bytes, hex."""
+    key = app_secret.encode("utf-8") if isinstance(app_secret, str) else app_secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class MetaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: App Secret(s) from App Dashboard → App settings → Basic; the new one first while rotating.
+    app_secrets: list[Secret] = Field(min_length=1)
+    #: Verify token(s) typed into the webhook configuration; only the GET handshake uses them.
+    verify_tokens: list[Secret] = Field(min_length=1)
+
+
+class MetaAdapter(ChannelAdapter[MetaSettings]):
+    """WhatsApp Cloud API messages and statuses, one callback URL per Meta app."""
+
+    key: ClassVar[str] = "meta"
+    docs_url: ClassVar[str] = (
+        "https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"
+    )
+    Settings: ClassVar[type[BaseModel]] = MetaSettings
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    @cached_property
+    def _app_secrets(self) -> list[str]:
+        return self.secrets.get_all(self.settings.app_secrets)
+
+    @cached_property
+    def _verify_tokens(self) -> list[str]:
+        return self.secrets.get_all(self.settings.verify_tokens)
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
+        """Meta's subscription check: echo `hub.challenge` only for our verify token.
+
+        Raises `ForbiddenError` for a wrong mode or token, `MalformedPayloadError` for a missing
+        or unprintable challenge once the token matched.
+        """
+        mode = request.query.get("hub.mode")
+        token = request.query.get("hub.verify_token")
+        if not mode:
+            raise ForbiddenError("missing hub.mode query parameter")
+        if mode != "subscribe":
+            raise ForbiddenError("hub.mode must be 'subscribe'")
+        if not token:
+            raise ForbiddenError("missing hub.verify_token query parameter")
+        matched = False
+        for expected in self._verify_tokens:
+            matched |= hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode("utf-8"))
+        if not matched:
+            raise ForbiddenError("hub.verify_token does not match any configured verify_tokens")
+        challenge = request.query.get("hub.challenge")
+        if not challenge:
+            raise MalformedPayloadError("missing hub.challenge query parameter")
+        if not _CHALLENGE.fullmatch(challenge):
+            raise MalformedPayloadError("hub.challenge must be 1-256 printable ASCII characters")
+        return WebhookResponse(status=200, body=challenge, content_type="text/plain")
+
+    def verify(self, request: WebhookRequest) -> None:
+        header = (request.header(SIGNATURE_HEADER) or "").strip()
+        if not header:
+            raise SignatureError(f"missing {SIGNATURE_HEADER} header")
+        match = _SIGNATURE.fullmatch(header)
+        if match is None:
+            raise SignatureError(f"{SIGNATURE_HEADER} must be 'sha256=' followed by 64 hex digits")
+        given = ("sha256=" + match[1].lower()).encode("ascii")
+        matched = False
+        for secret in self._app_secrets:
+            # Over the raw bytes: Meta signs its \u-escaped JSON, so any re-serialization breaks it.
+            matched |= hmac.compare_digest(compute_signature(secret, request.body).encode("ascii"), given)
+        if not matched:
+            raise SignatureError(f"{SIGNATURE_HEADER} does not match the body for any configured app_secrets")
+
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        data = _load(request.body)
+        product, entries = data.get("object"), data.get("entry")
+        if not isinstance(product, str) or not product:
+            raise MalformedPayloadError('body has no "object" string')
+        if not isinstance(entries, list):
+            raise MalformedPayloadError('body has no "entry" list')
+        if product in DEFERRED_OBJECTS:
+            return ParsedWebhook(
+                ignored=[f"object {product!r}: {DEFERRED_OBJECTS[product]} webhooks are not handled yet "
+                         f"({len(entries)} entries acknowledged)"]
+            )
+        if product != WHATSAPP:
+            return ParsedWebhook(ignored=[f"object {product[:64]!r} is not a product this adapter handles"])
+        parsed = ParsedWebhook()
+        for i, entry in enumerate(entries):
+            self._entry(entry, f"entry[{i}]", request, parsed)
+        return parsed
+
+    def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
+        return WebhookResponse(status=200, body="EVENT_RECEIVED", content_type="text/plain")
+
+    # --- parsing: every item on its own, so one bad item never drops the others ----------------
+
+    def _entry(self, entry: Any, where: str, request: WebhookRequest, parsed: ParsedWebhook) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
+            parsed.ignored.append(f"{where}: not an object with a changes list")
+            return
+        for j, change in enumerate(entry["changes"]):
+            at = f"{where}.changes[{j}]"
+            if not isinstance(change, dict):
+                parsed.ignored.append(f"{at}: not an object")
+                continue
+            field = change.get("field")
+            if field != "messages":
+                # account_update, message_template_status_update, smb_message_echoes...: later issues.
+                parsed.ignored.append(f"{at}: field {str(field)[:64]!r} is not handled")
+                continue
+            value = change.get("value")
+            if not isinstance(value, dict):
+                parsed.ignored.append(f"{at}: value is not an object")
+                continue
+            self._value(value, _text(entry, "id"), at, request, parsed)
+
+    def _value(
+        self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook
+    ) -> None:
+        contacts = value.get("contacts")
+        try:
+            context = _Context(
+                entry_id,
+                _clean(value.get("metadata")),
+                [c for c in contacts if isinstance(c, dict)] if isinstance(contacts, list) else [],
+                request,
+            )
+        except _Skip as skip:
+            parsed.ignored.append(f"{where}.value.metadata: {skip}")
+            return
+        for name, build in (("messages", self._message), ("statuses", self._status)):
+            items = value.get(name)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                parsed.ignored.append(f"{where}.value.{name}: not a list")
+                continue
+            for k, item in enumerate(items):
+                try:
+                    parsed.events.append(build(_clean(item), context))
+                except _Skip as skip:
+                    parsed.ignored.append(f"{where}.value.{name}[{k}]: {skip}")
+                except ValidationError as exc:
+                    fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
+                    parsed.ignored.append(f"{where}.value.{name}[{k}]: invalid {fields}")
+        errors = value.get("errors")
+        if isinstance(errors, list):
+            for k, error in enumerate(errors):
+                code = _text(error, "code") if isinstance(error, dict) else None
+                title = _text(error, "title") if isinstance(error, dict) else None
+                parsed.ignored.append(f"{where}.value.errors[{k}]: WhatsApp reported error {code} ({title})")
+
+    def _message(self, message: Any, ctx: _Context) -> InboundMessage:
+        if not isinstance(message, dict):
+            raise _Skip("not an object")
+        message_id = _text(message, "id")
+        if not message_id:
+            raise _Skip("message without id")
+        account = _text(ctx.metadata, "phone_number_id")
+        if not account:
+            raise _Skip("metadata.phone_number_id missing")
+        sender_phone = _text(message, "from")
+        sender_user = _text(message, "from_user_id")
+        contact = ctx.contact_for(sender_phone, sender_user)
+        phone = sender_phone or _text(contact, "wa_id")
+        user = sender_user or _text(contact, "user_id")
+        if phone and not _DIGITS.fullmatch(phone) and not user:
+            # Not a number: a business-scoped id in `from` is still a stable WhatsApp user id.
+            phone, user = None, phone
+        handles = []
+        # The BSUID first: it is present for every user since 2026 while `wa_id` may vanish,
+        # so the order key (first handle) stays stable for one customer.
+        if user:
+            handles.append(Handle(kind="whatsapp_user", value=user))
+        if phone and _DIGITS.fullmatch(phone):
+            handles.append(Handle(kind="phone", value=phone))
+        if not handles:
+            raise _Skip("message without sender (from / from_user_id)")
+
+        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+        kind = _text(message, "type") or UNKNOWN
+        content = _Content.of(kind, message)
+        metadata: dict[str, Any] = {"type": kind, **content.metadata}
+        if username := _text(profile, "username"):
+            metadata["username"] = username
+        parent = _text(message, "from_parent_user_id") or _text(contact, "parent_user_id")
+        if parent:
+            metadata["parent_user_id"] = parent
+        context = message.get("context")
+        if isinstance(context, dict):
+            if reply_to := _text(context, "id"):
+                metadata["reply_to"] = reply_to
+            for flag in ("forwarded", "frequently_forwarded"):
+                if context.get(flag) is True:
+                    metadata[flag] = True
+        if isinstance(message.get("referral"), dict):
+            metadata["referral"] = message["referral"]
+
+        return InboundMessage(
+            provider=self.key,
+            channel=Channel.WHATSAPP,
+            provider_message_id=message_id,
+            account=account,
+            sender=Sender(handles=handles, display_name=_text(profile, "name")),
+            sent_at=_timestamp(message.get("timestamp")),
+            received_at=ctx.request.received_at,
+            content_type=content.content_type,
+            text=content.text,
+            attachments=content.attachments,
+            location=content.location,
+            metadata=metadata,
+            conversation_key=f"meta:{account}:{user or phone}",
+            raw={"entry_id": ctx.entry_id, "metadata": ctx.metadata, "contact": contact or None, "message": message},
+        )
+
+    def _status(self, status: Any, ctx: _Context) -> StatusEvent:
+        if not isinstance(status, dict):
+            raise _Skip("not an object")
+        message_id, provider_status = _text(status, "id"), _text(status, "status")
+        if not message_id or not provider_status:
+            raise _Skip("status without id or status")
+        errors = status.get("errors")
+        error = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        return StatusEvent(
+            provider=self.key,
+            channel=Channel.WHATSAPP,
+            provider_message_id=message_id,
+            status=STATUSES.get(provider_status.lower(), UNKNOWN),
+            account=_text(ctx.metadata, "phone_number_id"),
+            recipient=_text(status, "recipient_id") or _text(status, "recipient_user_id"),
+            occurred_at=_timestamp(status.get("timestamp")),
+            received_at=ctx.request.received_at,
+            error_code=_text(error, "code"),
+            error_message=_text(error, "title") or _text(error, "message"),
+            raw={"entry_id": ctx.entry_id, "metadata": ctx.metadata, "status": status},
+        )
+
+
+class _Skip(Exception):
+    """One item cannot become an event; its reason goes to `ParsedWebhook.ignored`."""
+
+
+class _Context:
+    def __init__(self, entry_id: str | None, metadata: Any, contacts: list[dict], request: WebhookRequest) -> None:
+        self.entry_id = entry_id
+        self.metadata = metadata if isinstance(metadata, dict) else {}
+        self.contacts = contacts
+        self.request = request
+
+    def contact_for(self, phone: str | None, user: str | None) -> dict:
+        for contact in self.contacts:
+            if (phone and _text(contact, "wa_id") == phone) or (user and _text(contact, "user_id") == user):
+                return _clean(contact)
+        if len(self.contacts) == 1:
+            only = self.contacts[0]
+            wa_id, user_id = _text(only, "wa_id"), _text(only, "user_id")
+            # A lone contact without matching ids is still the sender unless an id contradicts it.
+            if not (phone and wa_id and wa_id != phone) and not (user and user_id and user_id != user):
+                return _clean(only)
+        return {}
+
+
+class _Content:
+    """What a message says, by type; unknown or unreadable content is kept as UNSUPPORTED."""
+
+    def __init__(
+        self,
+        content_type: ContentType,
+        text: str | None = None,
+        attachments: list[Attachment] | None = None,
+        location: Location | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.content_type = content_type
+        self.text = text
+        self.attachments = attachments or []
+        self.location = location
+        self.metadata = metadata or {}
+
+    @classmethod
+    def of(cls, kind: str, message: dict) -> _Content:
+        body = message.get(kind)
+        body = body if isinstance(body, dict) else {}
+        if kind == "text" and _text(body, "body") is not None:
+            return cls(ContentType.TEXT, text=_text(body, "body"))
+        if kind in MEDIA_TYPES and (_text(body, "id") or _text(body, "url")):
+            caption = _text(body, "caption")
+            attachment = Attachment(
+                provider_media_id=_text(body, "id"),
+                content_type=_text(body, "mime_type"),
+                url=_text(body, "url"),
+                filename=_text(body, "filename"),
+                caption=caption,
+            )
+            metadata = {"voice": True} if kind == "audio" and body.get("voice") is True else {}
+            return cls(ContentType.MEDIA, text=caption, attachments=[attachment], metadata=metadata)
+        if kind == "location":
+            latitude, longitude = _coordinate(body.get("latitude"), 90), _coordinate(body.get("longitude"), 180)
+            if latitude is not None and longitude is not None:
+                location = Location(
+                    latitude=latitude,
+                    longitude=longitude,
+                    name=_text(body, "name"),
+                    address=_text(body, "address"),
+                    url=_text(body, "url"),
+                )
+                return cls(ContentType.LOCATION, location=location)
+        if kind == "interactive":
+            reply_type = _text(body, "type")
+            reply = body.get(reply_type) if reply_type in REPLY_TYPES else None
+            if isinstance(reply, dict) and _text(reply, "id"):
+                metadata = {"interactive_type": reply_type, "reply_id": _text(reply, "id")}
+                if description := _text(reply, "description"):
+                    metadata["reply_description"] = description
+                return cls(ContentType.INTERACTIVE, text=_text(reply, "title"), metadata=metadata)
+            if reply_type == "nfm_reply" and isinstance(body.get("nfm_reply"), dict):
+                flow = body["nfm_reply"]
+                metadata = {"interactive_type": "nfm_reply", "flow_response": _text(flow, "response_json")}
+                return cls(ContentType.INTERACTIVE, text=_text(flow, "body"), metadata=metadata)
+        if kind == "button" and (_text(body, "payload") or _text(body, "text")):
+            # A template quick-reply button: the payload is what the business defined for it.
+            metadata = {"interactive_type": "button", "reply_id": _text(body, "payload")}
+            return cls(ContentType.INTERACTIVE, text=_text(body, "text"), metadata=metadata)
+        if kind == "reaction" and _text(body, "message_id"):
+            emoji = _text(body, "emoji")
+            # No emoji means the customer removed their reaction.
+            metadata = {"reacted_message_id": _text(body, "message_id"), "emoji": emoji, "removed": emoji is None}
+            return cls(ContentType.REACTION, text=emoji, metadata=metadata)
+        # contacts, order, system, unsupported, a type added after this code, or a known type
+        # whose body we could not read: acknowledged and kept raw, never an error.
+        known = kind in KNOWN_TYPES
+        return cls(ContentType.UNSUPPORTED, metadata={"unreadable": True} if known else {})
+
+
+def _load(body: bytes) -> dict:
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # also UnicodeDecodeError, and ints over the digit limit
+        raise MalformedPayloadError("body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedPayloadError("body is not a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A copy safe to put on the queue: lone surrogates (valid in JSON escapes, not in UTF-8)
+    become U+FFFD, and absurd nesting is refused."""
+    if depth > MAX_ITEM_DEPTH:
+        raise _Skip(f"nested deeper than {MAX_ITEM_DEPTH} levels")
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+def _text(obj: Any, key: str) -> str | None:
+    """A string field, or an integer one as text (ids and codes come either way); else None."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(key)
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    # WhatsApp timestamps are strings of unix seconds.
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not _TIMESTAMP.fullmatch(text):
+        return None
+    return datetime.fromtimestamp(int(text), tz=timezone.utc)
+
+
+def _coordinate(value: Any, limit: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and abs(number) <= limit else None

@@ -1,0 +1,90 @@
+"""Signed webhooks to any HTTPS endpoint, per Standard Webhooks v1 (https://www.standardwebhooks.com/)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.connectors.http import raise_for_status
+from chalicelib.domain.events import contact_event
+from chalicelib.domain.models import DeliveryJob
+from chalicelib.errors import PermanentDeliveryError
+from chalicelib.secrets import Secret
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    #: `whsec_<base64>` secrets; every one signs, so consumers can rotate without downtime.
+    secrets: list[Secret] = Field(min_length=1)
+    #: The spec recommends 15-30 s; the deliver worker's timeout bounds it too.
+    timeout_seconds: float = Field(default=15.0, gt=0, le=30)
+    #: Extra non-secret headers (e.g. a routing key the consumer expects).
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Include the provider's raw payload in `data.contact.raw` (larger events).
+    include_raw: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+            return value
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_` secret: the base64-decoded bytes after the prefix."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:
+        raise PermanentDeliveryError("webhook secret is not whsec_ followed by base64") from None
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """One `v1,<base64>` signature over `{id}.{timestamp}.{body}`."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class WebhookConnector(Connector[WebhookSettings]):
+    key = "webhook"
+    docs_url = "https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"
+    Settings = WebhookSettings
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        body = json.dumps(contact_event(job, include_raw=self.settings.include_raw), separators=(",", ":")).encode()
+        # The delivery id is stable across retries, so consumers dedupe on `webhook-id`.
+        message_id = job.delivery_id
+        timestamp = int(time.time())
+        signatures = " ".join(sign(s, message_id, timestamp, body) for s in self.secrets.get_all(self.settings.secrets))
+        headers = {
+            **self.settings.headers,
+            "content-type": "application/json",
+            "user-agent": "omnichannel-hub",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signatures,
+        }
+        response = self.runtime.http.request(
+            "POST", self.settings.url, headers=headers, body=body, timeout=self.settings.timeout_seconds
+        )
+        if response.status == 410:
+            # The spec's way for a consumer to say "stop sending": never retried.
+            raise PermanentDeliveryError("endpoint answered 410 Gone; disable this destination")
+        raise_for_status(response, vendor=f"webhook {urlsplit(self.settings.url).hostname}")
+        return DeliveryResult(external_ref=response.headers.get("webhook-receipt") or None)

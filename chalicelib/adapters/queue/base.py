@@ -1,0 +1,141 @@
+"""The queue port: durable, at-least-once, ordered per group, with a dead-letter queue.
+
+SQS (FIFO) on AWS, a SQLite-backed queue in the embedded runtime. The base does batching, size
+limits and the claim-check for oversized bodies once; backends implement four small primitives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from chalicelib.adapters.blobs.base import BlobStore
+from chalicelib.errors import HubError, QueueUnavailableError
+
+logger = logging.getLogger(__name__)
+
+#: SQS accepts 10 entries per SendMessageBatch.
+MAX_BATCH_ENTRIES = 10
+#: SQS's limit is 1 MiB per message and per batch; stay below it with room for attributes.
+MAX_BATCH_BYTES = 900 * 1024
+#: Bodies above this go to the blob store and travel as a pointer (claim-check pattern).
+MAX_INLINE_BYTES = 200 * 1024
+_BLOB_MARKER = '{"$blob":'
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: str
+    #: Messages of one group are received in the order they were sent (FIFO message group).
+    group: str | None = None
+    #: Messages with the same id sent within the dedupe window are accepted once.
+    dedupe_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    body: str
+    receipt: str
+    receive_count: int
+    group: str | None = None
+
+
+class Queue(ABC):
+    """A named queue. Every method raises `QueueUnavailableError` when the backend fails."""
+
+    def __init__(self, name: str, *, blobs: BlobStore | None = None) -> None:
+        self.name = name
+        self._blobs = blobs
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Durably enqueue all messages, in order, or raise. One backend call per 10 messages."""
+        prepared = [self._claim_check(m) for m in messages]
+        for batch in _batches(prepared):
+            self._wrap("send", self._send_batch, batch)
+
+    def receive(self, *, max_messages: int = 10, wait_seconds: float = 0) -> list[ReceivedMessage]:
+        """Take up to `max_messages` visible messages, hiding them for the visibility timeout."""
+        received = self._wrap("receive", self._receive, max_messages, wait_seconds)
+        return [self._resolve_claim(m) for m in received]
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        """Acknowledge processed messages so they are never redelivered."""
+        for start in range(0, len(receipts), MAX_BATCH_ENTRIES):
+            self._wrap("delete", self._delete_batch, list(receipts[start:start + MAX_BATCH_ENTRIES]))
+
+    def retry_later(self, receipt: str, delay_seconds: int) -> None:
+        """Make a received message visible again after `delay_seconds` (e.g. a vendor's Retry-After)."""
+        self._wrap("retry_later", self._change_visibility, receipt, max(0, int(delay_seconds)))
+
+    # --- primitives ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _send_batch(self, messages: list[OutgoingMessage]) -> None:
+        """Send ≤10 messages in one call; all succeed or it raises."""
+
+    @abstractmethod
+    def _receive(self, max_messages: int, wait_seconds: float) -> list[ReceivedMessage]: ...
+
+    @abstractmethod
+    def _delete_batch(self, receipts: list[str]) -> None: ...
+
+    @abstractmethod
+    def _change_visibility(self, receipt: str, seconds: int) -> None: ...
+
+    # --- shared machinery ------------------------------------------------------------------------
+
+    def _wrap(self, operation: str, func, *args):
+        try:
+            return func(*args)
+        except HubError:
+            raise
+        except Exception as exc:
+            logger.warning("queue %s %s failed: %s", self.name, operation, type(exc).__name__)
+            raise QueueUnavailableError(f"queue {self.name} unavailable ({operation})") from exc
+
+    def _claim_check(self, message: OutgoingMessage) -> OutgoingMessage:
+        data = message.body.encode()
+        if len(data) <= MAX_INLINE_BYTES:
+            return message
+        if self._blobs is None:
+            raise QueueUnavailableError(f"message of {len(data)} bytes exceeds the queue limit and no blob store is set")
+        key = f"queue/{self.name}/{hashlib.sha256(data).hexdigest()}.json"
+        try:
+            self._blobs.put(key, data, content_type="application/json")
+        except HubError:
+            raise
+        except Exception as exc:
+            raise QueueUnavailableError("blob store unavailable for an oversized message") from exc
+        return OutgoingMessage(body=json.dumps({"$blob": key}), group=message.group, dedupe_id=message.dedupe_id)
+
+    def _resolve_claim(self, message: ReceivedMessage) -> ReceivedMessage:
+        if not message.body.startswith(_BLOB_MARKER) or self._blobs is None:
+            return message
+        key = json.loads(message.body)["$blob"]
+        body = self._blobs.get(key).decode()
+        return ReceivedMessage(message.message_id, body, message.receipt, message.receive_count, message.group)
+
+    def resolve_body(self, body: str) -> str:
+        """The real body of a message delivered by an event source (Lambda), claim-check resolved."""
+        if body.startswith(_BLOB_MARKER) and self._blobs is not None:
+            return self._blobs.get(json.loads(body)["$blob"]).decode()
+        return body
+
+
+def _batches(messages: list[OutgoingMessage]):
+    batch: list[OutgoingMessage] = []
+    size = 0
+    for message in messages:
+        length = len(message.body.encode())
+        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += length
+    if batch:
+        yield batch

@@ -1,0 +1,149 @@
+"""The store port: every lookup by key, every use case's writes in as few calls as possible.
+
+DynamoDB (single table) on AWS, SQLite in the embedded runtime. The methods mirror the pipeline's
+steps rather than tables, so that each step costs a known, small number of backend calls:
+
+- a duplicate message costs one call (`claim`);
+- a returning customer's new message costs `claim` + `get_customer` + `commit_contact`
+  (+ `find_customer_ids` when the identifier is not in the warm cache).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, StatusEvent
+
+T = TypeVar("T")
+
+
+class IdentifierTakenError(Exception):
+    """`create_customer` lost a race: one of the identifiers already belongs to `customer_id`."""
+
+    def __init__(self, identifier: str, customer_id: str) -> None:
+        super().__init__(f"identifier already linked to {customer_id}")
+        self.identifier = identifier
+        self.customer_id = customer_id
+
+
+class ClaimState:
+    ACQUIRED = "acquired"
+    #: The key was processed to completion before: a duplicate, acknowledge and do nothing.
+    DONE = "done"
+    #: Another worker holds a live lease on the key: retry later.
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class ContactCommit:
+    """Everything one processed message writes, committed together."""
+
+    contact: Contact
+    case: Case
+    customer: Customer
+    #: The dedupe key claimed for this message; marked done in the same write.
+    dedupe_key: str
+    dedupe_expires_at: datetime
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    #: Opaque; pass back to get the next page. None on the last page.
+    cursor: str | None = None
+
+
+class Store(ABC):
+    """Persistence for the pipeline and the consumer API.
+
+    Every method raises `StoreUnavailableError` when the backend fails; conditional outcomes are
+    return values or the specific errors named on each method.
+    """
+
+    # --- exactly-once processing -----------------------------------------------------------------
+
+    @abstractmethod
+    def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
+        """Take a processing lease on `key`; return a `ClaimState`.
+
+        A key already marked done is `DONE` (a duplicate). A key whose lease has not expired is
+        `BUSY`. An expired lease (the worker died) can be taken again. One backend call.
+        """
+
+    @abstractmethod
+    def release(self, key: str) -> None:
+        """Drop an unfinished lease so a retry need not wait for it to expire."""
+
+    @abstractmethod
+    def mark_done(self, key: str, *, expires_at: datetime) -> None:
+        """Mark a claimed key processed (for work that has no `commit_contact`)."""
+
+    # --- customers -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
+        """Map each identifier key that belongs to a customer to that customer's id. One call."""
+
+    @abstractmethod
+    def get_customer(self, customer_id: str) -> Customer | None: ...
+
+    @abstractmethod
+    def create_customer(self, customer: Customer) -> None:
+        """Create the customer and claim its identifiers atomically.
+
+        Raises `IdentifierTakenError` when any identifier already belongs to another customer;
+        nothing is written then.
+        """
+
+    # --- contacts and cases ----------------------------------------------------------------------
+
+    @abstractmethod
+    def commit_contact(self, commit: ContactCommit) -> None:
+        """Write the contact, its timeline entry, the case, the customer and the done marker.
+
+        Idempotent: committing the same contact twice leaves the same state.
+        """
+
+    @abstractmethod
+    def get_contact(self, contact_id: str) -> Contact | None:
+        """The contact with its deliveries."""
+
+    @abstractmethod
+    def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
+        """A customer's contacts, newest first."""
+
+    @abstractmethod
+    def get_case(self, case_id: str) -> Case | None:
+        """The case with its external references."""
+
+    @abstractmethod
+    def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
+        """Record the vendor object a destination created for the case."""
+
+    # --- deliveries ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None: ...
+
+    @abstractmethod
+    def put_delivery(self, delivery: Delivery) -> None: ...
+
+    # --- status events ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
+        """Store a status event once; False if this exact status was recorded before."""
+
+    @abstractmethod
+    def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
+        """Statuses of one sent message, oldest first."""
+
+    # --- operations ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Cheap reachability check for `/health`. Raises `StoreUnavailableError`."""

@@ -1,0 +1,241 @@
+"""SQLite implementation of the store, for the embedded runtime. Same contract as DynamoDB."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from chalicelib.adapters.sqlite_db import SqliteDatabase
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Page, Store
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
+from chalicelib.errors import StoreUnavailableError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dedupe (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, lease_until REAL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS identifiers (key TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS contacts_by_customer ON contacts (customer_id, id);
+CREATE TABLE IF NOT EXISTS cases (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS case_refs (
+    case_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (case_id, destination));
+CREATE TABLE IF NOT EXISTS deliveries (
+    contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (contact_id, destination));
+CREATE TABLE IF NOT EXISTS statuses (
+    provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
+    doc TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, message_id, status));
+"""
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str) -> None:
+        try:
+            self._db = SqliteDatabase(path, _SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open store database: {exc}") from None
+
+    # --- exactly-once processing -----------------------------------------------------------------
+
+    def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
+        with self._guard(), self._db.write() as conn:
+            row = conn.execute("SELECT state, lease_until, expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
+            stamp = now.timestamp()
+            if row is not None and row["expires_at"] > stamp:
+                if row["state"] == "done":
+                    return ClaimState.DONE
+                if row["lease_until"] is not None and row["lease_until"] > stamp:
+                    return ClaimState.BUSY
+            conn.execute(
+                "INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'in_progress', ?, ?)",
+                (key, lease_until.timestamp(), expires_at.timestamp()),
+            )
+            return ClaimState.ACQUIRED
+
+    def release(self, key: str) -> None:
+        with self._guard(), self._db.write() as conn:
+            conn.execute("DELETE FROM dedupe WHERE key = ? AND state = 'in_progress'", (key,))
+
+    def mark_done(self, key: str, *, expires_at: datetime) -> None:
+        with self._guard(), self._db.write() as conn:
+            _mark_done(conn, key, expires_at)
+
+    # --- customers -------------------------------------------------------------------------------
+
+    def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
+        keys = [i.key for i in identifiers]
+        if not keys:
+            return {}
+        with self._guard():
+            rows = self._db.read().execute(
+                f"SELECT key, customer_id FROM identifiers WHERE key IN ({','.join('?' * len(keys))})", keys
+            ).fetchall()
+        return {row["key"]: row["customer_id"] for row in rows}
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        with self._guard():
+            row = self._db.read().execute("SELECT doc FROM customers WHERE id = ?", (customer_id,)).fetchone()
+        return Customer.model_validate_json(row["doc"]) if row else None
+
+    def create_customer(self, customer: Customer) -> None:
+        with self._guard(), self._db.write() as conn:
+            for identifier in customer.identifiers:
+                row = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
+                if row is not None:
+                    raise IdentifierTakenError(identifier.key, row["customer_id"])
+            conn.execute("INSERT INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
+            conn.executemany(
+                "INSERT INTO identifiers (key, customer_id) VALUES (?, ?)",
+                [(i.key, customer.id) for i in customer.identifiers],
+            )
+
+    # --- contacts and cases ----------------------------------------------------------------------
+
+    def commit_contact(self, commit: ContactCommit) -> None:
+        contact, case, customer = commit.contact, commit.case, commit.customer
+        with self._guard(), self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
+                (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
+                (case.id, case.model_dump_json(exclude={"external_refs"})),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json())
+            )
+            _mark_done(conn, commit.dedupe_key, commit.dedupe_expires_at)
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        with self._guard():
+            conn = self._db.read()
+            row = conn.execute("SELECT doc FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+            if row is None:
+                return None
+            deliveries = conn.execute(
+                "SELECT doc FROM deliveries WHERE contact_id = ? ORDER BY destination", (contact_id,)
+            ).fetchall()
+        contact = Contact.model_validate_json(row["doc"])
+        contact.deliveries = [Delivery.model_validate_json(d["doc"]) for d in deliveries]
+        return contact
+
+    def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
+        sql = "SELECT id, doc FROM contacts WHERE customer_id = ?"
+        args: list = [customer_id]
+        if cursor:
+            sql += " AND id < ?"
+            args.append(cursor)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit + 1)
+        with self._guard():
+            rows = self._db.read().execute(sql, args).fetchall()
+        items = [Contact.model_validate_json(r["doc"]) for r in rows[:limit]]
+        return Page(items=items, cursor=items[-1].id if len(rows) > limit else None)
+
+    def get_case(self, case_id: str) -> Case | None:
+        with self._guard():
+            conn = self._db.read()
+            row = conn.execute("SELECT doc FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                return None
+            refs = conn.execute("SELECT doc FROM case_refs WHERE case_id = ?", (case_id,)).fetchall()
+        case = Case.model_validate_json(row["doc"])
+        for ref_row in refs:
+            ref = ExternalRef.model_validate_json(ref_row["doc"])
+            case.external_refs[ref.destination] = ref
+        return case
+
+    def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
+        doc = ExternalRef(destination=destination, ref=ref, updated_at=utcnow()).model_dump_json()
+        with self._guard(), self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO case_refs (case_id, destination, doc) VALUES (?, ?, ?)",
+                (case_id, destination, doc),
+            )
+
+    # --- deliveries ------------------------------------------------------------------------------
+
+    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
+        with self._guard():
+            row = self._db.read().execute(
+                "SELECT doc FROM deliveries WHERE contact_id = ? AND destination = ?", (contact_id, destination)
+            ).fetchone()
+        return Delivery.model_validate_json(row["doc"]) if row else None
+
+    def put_delivery(self, delivery: Delivery) -> None:
+        with self._guard(), self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO deliveries (contact_id, destination, doc) VALUES (?, ?, ?)",
+                (delivery.contact_id, delivery.destination, delivery.model_dump_json()),
+            )
+
+    # --- status events ---------------------------------------------------------------------------
+
+    def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
+        with self._guard(), self._db.write() as conn:
+            row = conn.execute(
+                "SELECT expires_at FROM statuses WHERE provider = ? AND message_id = ? AND status = ?",
+                (event.provider, event.provider_message_id, event.status),
+            ).fetchone()
+            if row is not None and row["expires_at"] > utcnow().timestamp():
+                return False
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM statuses").fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO statuses (provider, message_id, status, seq, doc, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event.provider, event.provider_message_id, event.status, seq, event.model_dump_json(),
+                 expires_at.timestamp()),
+            )
+            return True
+
+    def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
+        with self._guard():
+            rows = self._db.read().execute(
+                "SELECT doc FROM statuses WHERE provider = ? AND message_id = ? ORDER BY seq",
+                (provider, provider_message_id),
+            ).fetchall()
+        return [StatusEvent.model_validate_json(r["doc"]) for r in rows]
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._guard():
+            self._db.read().execute("SELECT 1").fetchone()
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete expired dedupe and status records (DynamoDB's TTL does this on AWS)."""
+        with self._guard(), self._db.write() as conn:
+            stamp = now.timestamp()
+            removed = conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (stamp,)).rowcount
+            removed += conn.execute("DELETE FROM statuses WHERE expires_at <= ?", (stamp,)).rowcount
+        return removed
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def _guard():
+        return _SqliteErrors()
+
+
+def _mark_done(conn: sqlite3.Connection, key: str, expires_at: datetime) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
+        (key, expires_at.timestamp()),
+    )
+
+
+class _SqliteErrors:
+    """Translate SQLite failures into the port's `StoreUnavailableError`."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, sqlite3.Error):
+            raise StoreUnavailableError(f"store database error: {type(exc).__name__}") from exc
+        return False

@@ -1,0 +1,137 @@
+"""The consumer API under `/v1`: customers, their contacts, cases. Bearer API keys.
+
+Keys are configured as SHA-256 hashes (`hubctl api-key` makes one), so the configuration never
+holds a usable key. Every lookup is by key; there is deliberately no "list all customers".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.http import json_response, translate_errors
+from chalicelib.bootstrap import get_hub
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.models import Contact, Delivery, DeliveryStatus
+from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
+
+consumer = Blueprint(__name__)
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+def _authenticate() -> str:
+    header = (consumer.current_request.headers or {}).get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("missing API key: send Authorization: Bearer <key>")
+    name = get_hub().api_key_name(token.strip())
+    if name is None:
+        raise UnauthorizedError("invalid API key")
+    return name
+
+
+def _query(name: str) -> str | None:
+    return (consumer.current_request.query_params or {}).get(name)
+
+
+@consumer.route("/v1/customers/{customer_id}", methods=["GET"])
+@translate_errors(consumer)
+def get_customer(customer_id: str) -> Response:
+    _authenticate()
+    customer = get_hub().store.get_customer(customer_id)
+    if customer is None:
+        raise NotFoundError(f"no customer {customer_id}")
+    return json_response(customer.model_dump(mode="json"))
+
+
+@consumer.route("/v1/customers", methods=["GET"])
+@translate_errors(consumer)
+def find_customers() -> Response:
+    _authenticate()
+    text = _query("identifier")
+    if not text:
+        raise RequestRejectedError("the identifier query parameter is required, e.g. ?identifier=phone:+4915123456789")
+    hub = get_hub()
+    identifier = Identifier.parse(text, default_region=hub.config.identity.default_region)
+    customer_id = hub.store.find_customer_ids([identifier]).get(identifier.key)
+    customer = hub.store.get_customer(customer_id) if customer_id else None
+    return json_response({"data": [customer.model_dump(mode="json")] if customer else []})
+
+
+@consumer.route("/v1/customers/{customer_id}/contacts", methods=["GET"])
+@translate_errors(consumer)
+def list_customer_contacts(customer_id: str) -> Response:
+    _authenticate()
+    limit = _limit(_query("limit"))
+    cursor = _decode_cursor(_query("cursor"))
+    hub = get_hub()
+    if hub.store.get_customer(customer_id) is None:
+        raise NotFoundError(f"no customer {customer_id}")
+    page = hub.store.list_contacts(customer_id, limit=limit, cursor=cursor)
+    return json_response(
+        {
+            "data": [_with_pending_deliveries(c) for c in page.items],
+            "next_cursor": _encode_cursor(page.cursor) if page.cursor else None,
+        }
+    )
+
+
+@consumer.route("/v1/contacts/{contact_id}", methods=["GET"])
+@translate_errors(consumer)
+def get_contact(contact_id: str) -> Response:
+    _authenticate()
+    contact = get_hub().store.get_contact(contact_id)
+    if contact is None:
+        raise NotFoundError(f"no contact {contact_id}")
+    return json_response(_with_pending_deliveries(contact))
+
+
+@consumer.route("/v1/cases/{case_id}", methods=["GET"])
+@translate_errors(consumer)
+def get_case(case_id: str) -> Response:
+    _authenticate()
+    case = get_hub().store.get_case(case_id)
+    if case is None:
+        raise NotFoundError(f"no case {case_id}")
+    return json_response(case.model_dump(mode="json"))
+
+
+def _with_pending_deliveries(contact: Contact) -> dict:
+    """A contact whose deliveries include the routed destinations not yet attempted, as pending."""
+    attempted = {d.destination for d in contact.deliveries}
+    pending = [
+        Delivery(id="", contact_id=contact.id, destination=name, status=DeliveryStatus.PENDING, updated_at=contact.received_at)
+        for name in contact.routing.destinations
+        if name not in attempted
+    ]
+    body = contact.model_dump(mode="json")
+    body["deliveries"] = [d.model_dump(mode="json") for d in [*contact.deliveries, *pending]]
+    return body
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_PAGE
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise RequestRejectedError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+def _encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise RequestRejectedError("cursor is not one this API returned") from None
+    if not value.startswith("ct_"):
+        raise RequestRejectedError("cursor is not one this API returned")
+    return value

@@ -1,0 +1,107 @@
+"""Provider webhooks: `POST /webhooks/{provider}[/{hook}]` and `GET` for handshakes.
+
+One generic route for every provider: the registry decides who is served, so adding a provider
+never touches this file. The route only converts the request, calls the ingest service and maps
+errors; the adapter decides the ACK.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chalice import Blueprint, Response
+
+from chalicelib.adapters.channels.base import WebhookRequest, WebhookResponse
+from chalicelib.api.http import request_id, translate_errors
+from chalicelib.bootstrap import get_hub
+from chalicelib.errors import HubError, NotFoundError
+from chalicelib.observability import set_correlation_id
+from chalicelib.service.ingest import handshake, ingest
+
+logger = logging.getLogger(__name__)
+
+webhooks = Blueprint(__name__)
+
+#: Text content types the route lets through; each adapter narrows to its own (else 415).
+#: Multipart (binary) bodies need a route of their own: Chalice cannot mix the two on one route.
+TEXT_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+
+
+def _count_rejection(error: HubError) -> None:
+    hub = get_hub()
+    provider = (webhooks.current_request.uri_params or {}).get("provider", "unknown")
+    hub.counters.incr("WebhooksRejected", provider=provider, reason=error.code)
+    hub.counters.flush()
+    logger.warning("webhook %s rejected: %s (%s)", provider, error.code, error.message)
+
+
+def _request(provider: str, hook: str | None) -> WebhookRequest:
+    current = webhooks.current_request
+    return WebhookRequest(
+        method=current.method,
+        hook=hook,
+        headers={k.lower(): v for k, v in (current.headers or {}).items()},
+        query=dict(current.query_params or {}),
+        body=current.raw_body or b"",
+        received_at=get_hub().clock(),
+    )
+
+
+def _adapter(provider: str):
+    adapter = get_hub().adapter(provider)
+    if adapter is None:
+        raise NotFoundError(f"no channel provider {provider!r} is configured")
+    return adapter
+
+
+def _to_chalice(response: WebhookResponse) -> Response:
+    return Response(body=response.body, status_code=response.status, headers={"Content-Type": response.content_type})
+
+
+@webhooks.route("/webhooks/{provider}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
+def receive(provider: str) -> Response:
+    return _receive(provider, None)
+
+
+@webhooks.route("/webhooks/{provider}/{hook}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
+def receive_hook(provider: str, hook: str) -> Response:
+    return _receive(provider, hook)
+
+
+@translate_errors(webhooks, on_error=_count_rejection)
+def _receive(provider: str, hook: str | None) -> Response:
+    hub = get_hub()
+    set_correlation_id(request_id(webhooks))
+    adapter = _adapter(provider)
+    result = ingest(
+        adapter,
+        _request(provider, hook),
+        hub.inbound_queue,
+        max_body_bytes=hub.config.processing.max_body_bytes,
+        content_type=webhooks.current_request.headers.get("content-type"),
+    )
+    hub.counters.incr("WebhooksReceived", provider=provider)
+    hub.counters.incr("EventsEnqueued", result.enqueued, provider=provider)
+    if result.ignored:
+        hub.counters.incr("EventsIgnored", len(result.ignored), provider=provider)
+    hub.counters.flush()
+    logger.info(
+        "webhook %s accepted: %d enqueued, %d ignored%s", provider, result.enqueued, len(result.ignored),
+        f" ({'; '.join(sorted(set(result.ignored)))})" if result.ignored else "",
+    )
+    return _to_chalice(result.response)
+
+
+@webhooks.route("/webhooks/{provider}", methods=["GET"])
+def verify_subscription(provider: str) -> Response:
+    return _handshake(provider, None)
+
+
+@webhooks.route("/webhooks/{provider}/{hook}", methods=["GET"])
+def verify_subscription_hook(provider: str, hook: str) -> Response:
+    return _handshake(provider, hook)
+
+
+@translate_errors(webhooks, on_error=_count_rejection)
+def _handshake(provider: str, hook: str | None) -> Response:
+    return _to_chalice(handshake(_adapter(provider), _request(provider, hook)))

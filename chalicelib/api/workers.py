@@ -1,0 +1,82 @@
+"""Queue workers: the process and deliver steps, for SQS (Lambda) and the local queue alike.
+
+Chalice's `on_sqs_message` cannot report partial batch failures, so `sqs_batch` deletes the
+messages it finished and raises only if some did not: the finished ones never redo their external
+effects, and only the unfinished ones return to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chalicelib.adapters.queue.base import Queue, ReceivedMessage
+from chalicelib.bootstrap import get_hub
+from chalicelib.errors import BatchIncompleteError
+from chalicelib.observability import set_correlation_id
+from chalicelib.service.batch import BatchOutcome, run_batch, settle
+from chalicelib.service.deliver import DeliverOutcome
+from chalicelib.service.process import Outcome
+
+logger = logging.getLogger(__name__)
+
+_PROCESS_METRICS = {
+    Outcome.CONTACT_CREATED: "ContactsCreated",
+    Outcome.DUPLICATE: "DuplicatesDropped",
+    Outcome.STATUS_RECORDED: "StatusesRecorded",
+    Outcome.STATUS_DUPLICATE: "DuplicatesDropped",
+}
+_DELIVER_METRICS = {
+    DeliverOutcome.DELIVERED: "Delivered",
+    DeliverOutcome.ALREADY_DELIVERED: "DuplicatesDropped",
+    DeliverOutcome.DEAD: "DeliveriesDead",
+}
+
+
+def process_inbound(message: ReceivedMessage) -> str:
+    hub = get_hub()
+    set_correlation_id(message.message_id)
+    result = hub.processor.process_body(hub.inbound_queue.resolve_body(message.body))
+    hub.counters.incr(_PROCESS_METRICS[result.outcome], stage="process")
+    for destination in result.destinations:
+        hub.counters.incr("DeliveriesQueued", destination=destination)
+    return result.outcome
+
+
+def deliver(message: ReceivedMessage) -> str:
+    hub = get_hub()
+    set_correlation_id(message.message_id)
+    body = hub.delivery_queue.resolve_body(message.body)
+    outcome = hub.deliverer.deliver_body(body, receive_count=message.receive_count)
+    hub.counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
+    return outcome
+
+
+def sqs_batch(event, queue: Queue, handle) -> BatchOutcome:
+    """Run a Chalice `SQSEvent` through `handle`; raise `BatchIncompleteError` if any failed."""
+    messages = []
+    for record in event:
+        raw = record.to_dict()
+        attributes = raw.get("attributes") or {}
+        messages.append(
+            ReceivedMessage(
+                message_id=raw.get("messageId", ""),
+                body=record.body,
+                receipt=record.receipt_handle,
+                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+                group=attributes.get("MessageGroupId"),
+            )
+        )
+    outcome = run_batch(messages, handle)
+    get_hub().counters.flush()
+    if not outcome.complete:
+        settle(queue, outcome)
+        raise BatchIncompleteError(f"{len(outcome.retry)} of {len(messages)} messages return to the queue")
+    return outcome
+
+
+def poll(queue: Queue, handle, *, max_messages: int = 10, wait_seconds: float = 1.0) -> BatchOutcome:
+    """One receive-process-settle cycle on a local queue (the embedded runtime's worker loop)."""
+    messages = queue.receive(max_messages=max_messages, wait_seconds=wait_seconds)
+    outcome = run_batch(messages, handle)
+    settle(queue, outcome)
+    return outcome

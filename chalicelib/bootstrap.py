@@ -1,0 +1,237 @@
+"""The composition root: builds the store, queues, adapters, connectors and services, lazily.
+
+Nothing is built at import, and each piece is built on first use and then reused for warm
+invocations, so the ingest Lambda never pays for the worker's dependencies and vice versa.
+Tests build a `Hub` from their own `Settings` (or inject fakes) and install it with `use_hub`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from chalicelib.adapters.channels.base import ChannelAdapter
+from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime
+from chalicelib.adapters.queue.base import Queue
+from chalicelib.adapters.store.base import Store
+from chalicelib.domain.models import utcnow
+from chalicelib.errors import ConfigError
+from chalicelib.hubconfig import HubConfig, load_config
+from chalicelib.observability import Counters, configure_logging
+from chalicelib.secrets import SecretResolver
+from chalicelib.settings import Settings
+
+#: Local queues: visibility must exceed the worker's longest run (deliveries retry inline).
+LOCAL_INBOUND_VISIBILITY = 60
+LOCAL_DELIVERY_VISIBILITY = 120
+LOCAL_INBOUND_MAX_RECEIVES = 5
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config: HubConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        aws_client: Callable[[str], object] | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_environ()
+        self.clock = clock
+        self._config = config
+        self._aws_client_factory = aws_client
+        self._lock = threading.RLock()
+        self._adapters: dict[str, ChannelAdapter] = {}
+        self._connectors: dict[str, Connector] = {}
+        configure_logging(self.settings)
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> HubConfig:
+        if self._config is not None:
+            return self._config
+        return load_config(self.settings.config_path, allow_inline_secrets=not self.settings.on_aws)
+
+    @cached_property
+    def secrets(self) -> SecretResolver:
+        return SecretResolver(self.settings.environ, allow_inline=not self.settings.on_aws)
+
+    @cached_property
+    def counters(self) -> Counters:
+        return Counters(emit_emf=self.settings.on_aws)
+
+    @cached_property
+    def api_key_hashes(self) -> list[str]:
+        return [key.sha256 for key in self.config.api_keys]
+
+    def api_key_name(self, presented: str) -> str | None:
+        """The name of the configured API key matching `presented`, compared in constant time."""
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        name = None
+        for key in self.config.api_keys:
+            if hmac.compare_digest(digest, key.sha256):
+                name = key.name
+        return name
+
+    # --- infrastructure --------------------------------------------------------------------------
+
+    def aws_client(self, service: str):
+        if self._aws_client_factory is not None:
+            return self._aws_client_factory(service)
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            config=Config(
+                connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3},
+            ),
+        )
+
+    @cached_property
+    def data_dir(self) -> Path:
+        path = Path(self.settings.data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @cached_property
+    def blobs(self):
+        if self.settings.on_aws:
+            from chalicelib.adapters.blobs.s3 import S3BlobStore
+
+            return S3BlobStore(self.aws_client("s3"), self._required("bucket", "HUB_BUCKET"))
+        from chalicelib.adapters.blobs.local import LocalBlobStore
+
+        return LocalBlobStore(str(self.data_dir / "blobs"))
+
+    @cached_property
+    def store(self) -> Store:
+        if self.settings.on_aws:
+            from chalicelib.adapters.store.dynamodb import DynamoDbStore
+
+            return DynamoDbStore(self._required("table_name", "HUB_TABLE"), self.aws_client("dynamodb"))
+        from chalicelib.adapters.store.sqlite import SqliteStore
+
+        return SqliteStore(str(self.data_dir / "hub.db"))
+
+    @cached_property
+    def inbound_queue(self) -> Queue:
+        return self._queue("inbound", "inbound_queue_url", "HUB_INBOUND_QUEUE_URL",
+                           LOCAL_INBOUND_VISIBILITY, LOCAL_INBOUND_MAX_RECEIVES)
+
+    @cached_property
+    def delivery_queue(self) -> Queue:
+        return self._queue("delivery", "delivery_queue_url", "HUB_DELIVERY_QUEUE_URL",
+                           LOCAL_DELIVERY_VISIBILITY, self.config.delivery.max_receives)
+
+    @cached_property
+    def delivery_dead_letters(self) -> Queue:
+        return self._queue("delivery-dlq", "delivery_dlq_url", "HUB_DELIVERY_DLQ_URL", LOCAL_DELIVERY_VISIBILITY, 0)
+
+    def _queue(self, name: str, attribute: str, variable: str, visibility: int, max_receives: int) -> Queue:
+        if self.settings.on_aws:
+            from chalicelib.adapters.queue.sqs import SqsQueue
+
+            return SqsQueue(self.aws_client("sqs"), self._required(attribute, variable), blobs=self.blobs)
+        from chalicelib.adapters.queue.local import LocalQueue
+
+        return LocalQueue(
+            str(self.data_dir / "queue.db"),
+            name,
+            visibility_timeout=visibility,
+            max_receives=max_receives or 1_000_000,
+            dead_letter=f"{name}-dlq" if max_receives else None,
+            blobs=self.blobs,
+        )
+
+    def _required(self, attribute: str, variable: str) -> str:
+        value = getattr(self.settings, attribute)
+        if not value:
+            raise ConfigError(f"{variable} is not set; run `python infra/deploy.py --stage {self.settings.stage}`")
+        return value
+
+    # --- adapters and connectors -----------------------------------------------------------------
+
+    def adapter(self, key: str) -> ChannelAdapter | None:
+        """The configured adapter for a provider key; None when the provider is not enabled."""
+        with self._lock:
+            if key not in self._adapters:
+                from chalicelib.adapters.channels.registry import CHANNELS
+
+                settings = self.config.channels.get(key)
+                if settings is None or key not in CHANNELS:
+                    return None
+                self._adapters[key] = CHANNELS[key](settings, self.secrets)
+            return self._adapters[key]
+
+    def connector(self, name: str) -> Connector | None:
+        with self._lock:
+            if name not in self._connectors:
+                from chalicelib.adapters.connectors.registry import CONNECTORS
+
+                destination = self.config.destination(name)
+                if destination is None:
+                    return None
+                self._connectors[name] = CONNECTORS[destination.type](
+                    name, destination.settings, self.secrets, self.connector_runtime
+                )
+            return self._connectors[name]
+
+    @cached_property
+    def connector_runtime(self) -> ConnectorRuntime:
+        return ConnectorRuntime(data_dir=str(self.data_dir))
+
+    def default_region(self, provider: str) -> str | None:
+        settings = self.config.channels.get(provider)
+        return getattr(settings, "default_region", None) or self.config.identity.default_region
+
+    # --- services --------------------------------------------------------------------------------
+
+    @cached_property
+    def processor(self):
+        from chalicelib.service.identity import IdentifierCache
+        from chalicelib.service.process import Processor
+
+        return Processor(
+            store=self.store, delivery_queue=self.delivery_queue, config=self.config,
+            cache=IdentifierCache(), default_region=self.default_region, clock=self.clock,
+        )
+
+    @cached_property
+    def deliverer(self):
+        from chalicelib.service.deliver import Deliverer
+
+        return Deliverer(
+            store=self.store, connector=self.connector, dead_letters=self.delivery_dead_letters,
+            settings=self.config.delivery, clock=self.clock,
+        )
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self.connector_runtime.http.close()
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    global _hub
+    with _hub_lock:
+        if _hub is None:
+            _hub = Hub()
+        return _hub
+
+
+def use_hub(hub: Hub | None) -> None:
+    """Install a specific hub (tests, the local runtime); None resets to the environment's."""
+    global _hub
+    with _hub_lock:
+        _hub = hub

@@ -1,0 +1,94 @@
+"""`hubctl`: run the embedded hub, check a configuration, make API keys, simulate customers.
+
+Usage: `python -m chalicelib.cli <command>` (or `bin/hubctl <command>`); `--help` on each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import secrets
+import signal
+import sys
+
+from chalicelib.errors import ConfigError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chalicelib.local.runtime import EmbeddedRuntime
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_environ()
+    runtime = EmbeddedRuntime(settings, port=args.port).start()
+    print(f"Omnichannel hub running at {runtime.url}  (data: {settings.data_dir}; Ctrl-C stops)", flush=True)
+
+    signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
+    runtime.wait()
+    print("stopping: finishing in-flight work…", flush=True)
+    runtime.stop()
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from chalicelib.hubconfig import load_config
+
+    config = load_config(args.path, allow_inline_secrets=not args.deployed)
+    print(
+        f"{args.path}: valid — channels: {', '.join(config.channels) or 'none'}; "
+        f"destinations: {', '.join(d.name for d in config.destinations) or 'none'}; "
+        f"api keys: {len(config.api_keys)}"
+    )
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    key = args.key or "hub_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    print(f"key (give to the consumer, store nowhere else): {key}")
+    print("configuration entry:")
+    print(f"  - name: {args.name}\n    sha256: {digest}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from chalicelib.simulate import run_journey
+
+    return run_journey(base_url=args.url, config_path=args.config, api_key=args.api_key, phone=args.phone)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hubctl", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the hub locally (API + workers, SQLite)")
+    run.add_argument("--port", type=int, default=None, help="port (default HUB_PORT or 8000)")
+    run.set_defaults(func=_run)
+
+    check = commands.add_parser("check-config", help="validate a hub configuration file")
+    check.add_argument("path")
+    check.add_argument("--deployed", action="store_true", help="also reject inline secrets (AWS stages)")
+    check.set_defaults(func=_check_config)
+
+    key = commands.add_parser("api-key", help="make a consumer API key and its configuration entry")
+    key.add_argument("--name", required=True)
+    key.add_argument("--key", help="hash this key instead of generating one")
+    key.set_defaults(func=_api_key)
+
+    simulate = commands.add_parser("simulate", help="send one customer's signed SMS, WhatsApp and web chat messages")
+    simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the running hub")
+    simulate.add_argument("--config", default=None, help="hub configuration with the channel secrets")
+    simulate.add_argument("--api-key", default="local-dev-key", help="consumer API key to show the result")
+    simulate.add_argument("--phone", default="+4915123456789", help="the simulated customer's number")
+    simulate.set_defaults(func=_simulate)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"hubctl: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The event envelope destinations receive: `{"type", "timestamp", "data"}` (Standard Webhooks).
+
+One builder for every connector that forwards the hub's own JSON (signed webhook, outbox,
+EventBridge), so the published schema in docs/contact-event.md has one source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.models import DeliveryJob
+
+
+def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, Any]:
+    contact = job.contact.model_dump(mode="json", exclude=None if include_raw else {"raw"})
+    contact.pop("deliveries", None)
+    return {
+        "type": job.event_type,
+        "timestamp": job.contact.received_at.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "contact": contact,
+            "customer": job.customer.model_dump(mode="json"),
+            "case": job.case.model_dump(mode="json"),
+        },
+    }

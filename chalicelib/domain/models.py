@@ -1,0 +1,304 @@
+"""The hub's core model: what a channel adapter produces, and what the hub stores and delivers.
+
+Adapters turn a provider's webhook into `InboundMessage`s and `StatusEvent`s. They only *parse*,
+so the ingest path stays cheap; normalization of identifiers happens in the worker, which turns an
+`InboundMessage` into a `Contact` attached to a `Customer` and a `Case`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain.identifiers import Identifier
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    MMS = "mms"
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+    WEBCHAT = "webchat"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    TELEGRAM = "telegram"
+    SLACK = "slack"
+    X = "x"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class ContentType(StrEnum):
+    TEXT = "text"
+    MEDIA = "media"
+    LOCATION = "location"
+    INTERACTIVE = "interactive"
+    REACTION = "reaction"
+    #: A message type the adapter does not understand yet: kept raw, counted, acknowledged.
+    UNSUPPORTED = "unsupported"
+
+
+class Handle(BaseModel):
+    """A sender identifier exactly as the provider gave it, before normalization."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    value: str
+    scope: str | None = None
+    #: False for claims the sender made without proof (an email typed into a web chat):
+    #: they are stored but never used to link the contact to an existing customer.
+    verified: bool = True
+
+
+class Attachment(BaseModel):
+    content_type: str | None = None
+    url: str | None = None
+    #: The provider's stable handle (WhatsApp media id), when the URL is short-lived.
+    provider_media_id: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    caption: str | None = None
+
+
+class Location(BaseModel):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class Sender(BaseModel):
+    handles: list[Handle]
+    display_name: str | None = None
+
+
+class InboundMessage(BaseModel):
+    """One message as a channel adapter parsed it; the unit that travels on the inbound queue."""
+
+    kind: Literal["message"] = "message"
+    provider: str
+    channel: Channel
+    provider_message_id: str
+    #: Our side of the conversation: the number, page, mailbox or site the customer wrote to.
+    account: str
+    sender: Sender
+    sent_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    content_type: ContentType = ContentType.TEXT
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    location: Location | None = None
+    #: Provider-specific extras worth keeping in normalized form (button payload, reply-to id...).
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    conversation_key: str | None = None
+    #: The provider's own JSON for this one message, kept for inspection and reprocessing.
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"msg:{self.provider}:{self.provider_message_id}"
+
+    @property
+    def order_key(self) -> str:
+        """Messages with the same order key are processed in arrival order (FIFO group)."""
+        first = self.sender.handles[0] if self.sender.handles else None
+        who = f"{first.kind}:{first.scope or ''}/{first.value}" if first else self.provider_message_id
+        return f"{self.provider}:{self.account}:{who}"
+
+
+class StatusEvent(BaseModel):
+    """A delivery/read receipt for a message the hub (or the business) sent. Never a contact."""
+
+    kind: Literal["status"] = "status"
+    provider: str
+    channel: Channel
+    provider_message_id: str
+    status: str
+    account: str | None = None
+    recipient: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    error_code: str | None = None
+    error_message: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"status:{self.provider}:{self.provider_message_id}:{self.status}"
+
+    @property
+    def order_key(self) -> str:
+        return f"{self.provider}:status:{self.provider_message_id}"
+
+
+InboundEvent = Annotated[InboundMessage | StatusEvent, Field(discriminator="kind")]
+
+
+class Priority(IntEnum):
+    """An ordered scale, so rules can compare and raise priorities."""
+
+    LOW = 10
+    NORMAL = 20
+    HIGH = 30
+    URGENT = 40
+
+
+class RuleTrace(BaseModel):
+    rule: str
+    matched: bool
+    reason: str | None = None
+
+
+class RoutingDecision(BaseModel):
+    priority: Priority = Priority.NORMAL
+    queue: str = "default"
+    skills: dict[str, int] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    destinations: list[str] = Field(default_factory=list)
+    #: Every rule evaluated, in order, and whether it matched: the decision explains itself.
+    trace: list[RuleTrace] = Field(default_factory=list)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    DEAD = "dead"
+
+
+class Delivery(BaseModel):
+    id: str
+    contact_id: str
+    destination: str
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    external_ref: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
+
+
+class Party(BaseModel):
+    """The customer side of a contact after normalization."""
+
+    identifiers: list[Identifier] = Field(default_factory=list)
+    #: Claims stored for the record but never used to link (see `Handle.verified`).
+    unverified: list[Identifier] = Field(default_factory=list)
+    display_name: str | None = None
+
+
+class Resolution(BaseModel):
+    """How the contact found its customer: the matched identifier, or why a customer was created."""
+
+    customer_id: str
+    created_customer: bool
+    matched_identifier: str | None = None
+    rule: str
+
+
+class Contact(BaseModel):
+    """One normalized interaction, attached to a customer and a case."""
+
+    id: str
+    direction: Direction = Direction.INBOUND
+    provider: str
+    channel: Channel
+    provider_message_id: str
+    account: str
+    sender: Party
+    sent_at: datetime | None = None
+    received_at: datetime
+    content_type: ContentType
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    location: Location | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    conversation_key: str | None = None
+    customer_id: str
+    case_id: str
+    resolution: Resolution
+    enrichment: dict[str, Any] = Field(default_factory=dict)
+    routing: RoutingDecision = Field(default_factory=RoutingDecision)
+    deliveries: list[Delivery] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class AttributeValue(BaseModel):
+    """A golden-record attribute with where and when it came from."""
+
+    value: Any
+    source: str
+    updated_at: datetime
+
+
+class CaseSummary(BaseModel):
+    """What the customer record keeps about its open case, so one read finds both."""
+
+    id: str
+    opened_at: datetime
+    last_activity_at: datetime
+    contact_count: int = 0
+    channels: list[Channel] = Field(default_factory=list)
+
+
+class Customer(BaseModel):
+    id: str
+    identifiers: list[Identifier] = Field(default_factory=list)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    #: Per-channel consent; populated by the consent capability, present so consumers can rely on it.
+    consent: dict[str, str] = Field(default_factory=dict)
+    open_case: CaseSummary | None = None
+    merged_into: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    #: Bumped on every write; stores use it for optimistic concurrency.
+    version: int = 0
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ExternalRef(BaseModel):
+    destination: str
+    ref: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Case(BaseModel):
+    id: str
+    customer_id: str
+    status: CaseStatus = CaseStatus.OPEN
+    opened_at: datetime
+    last_activity_at: datetime
+    contact_count: int = 0
+    channels: list[Channel] = Field(default_factory=list)
+    #: The vendor object each destination created for this case (ticket id...), so later
+    #: contacts thread into it.
+    external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
+
+
+class DeliveryJob(BaseModel):
+    """One unit on the delivery queue: everything the connector needs, so it reads nothing."""
+
+    delivery_id: str
+    destination: str
+    event_type: str = "contact.created"
+    contact: Contact
+    customer: Customer
+    case: Case

@@ -1,0 +1,178 @@
+"""The hub's error hierarchy.
+
+Errors are typed by *retry semantics*, not by where they happen, so that the edges (HTTP routes,
+queue workers) can translate them in one place: a bad request gets a 4xx so the provider stops,
+a transient fault gets a 5xx or a queue retry, a permanent vendor rejection is recorded and not
+retried. Messages never contain secrets or personal data.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+    #: HTTP status the API edge answers with when this error escapes a route.
+    http_status: int = 500
+    #: Stable machine-readable code for the JSON error shape.
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, detail: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+class ConfigError(HubError):
+    """The hub configuration is invalid; raised at start-up and names the offending key."""
+
+    code = "config_error"
+
+
+class SecretResolutionError(ConfigError):
+    """A secret reference (`env:`, `ssm:`, `secretsmanager:`) could not be resolved."""
+
+    code = "secret_unresolved"
+
+
+# --- inbound request problems (4xx) ------------------------------------------------------------
+
+
+class RequestRejectedError(HubError):
+    """The caller sent something we refuse; the provider should not retry it unchanged."""
+
+    http_status = 400
+    code = "bad_request"
+
+
+class MalformedPayloadError(RequestRejectedError):
+    """The body cannot be parsed into the provider's documented shape."""
+
+    code = "malformed_payload"
+
+
+class SignatureError(RequestRejectedError):
+    """The request is not provably from the provider (missing/wrong signature or token)."""
+
+    http_status = 401
+    code = "invalid_signature"
+
+
+class StaleRequestError(SignatureError):
+    """The request's timestamp is outside the provider's replay window."""
+
+    code = "stale_request"
+
+
+class ForbiddenError(RequestRejectedError):
+    """A handshake or credential was presented and is wrong (e.g. Meta's verify token)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class PayloadTooLargeError(RequestRejectedError):
+    http_status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(RequestRejectedError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class NotFoundError(RequestRejectedError):
+    http_status = 404
+    code = "not_found"
+
+
+class MethodNotAllowedError(RequestRejectedError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
+class UnauthorizedError(RequestRejectedError):
+    """Consumer API: missing or invalid API key."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class InvalidIdentifierError(RequestRejectedError):
+    """An identifier (phone, email, channel id) cannot be normalized."""
+
+    code = "invalid_identifier"
+
+
+# --- infrastructure (retry) --------------------------------------------------------------------
+
+
+class TransientError(HubError):
+    """A dependency is temporarily unavailable; the caller should retry later."""
+
+    http_status = 503
+    code = "temporarily_unavailable"
+
+
+class QueueUnavailableError(TransientError):
+    """The durable queue did not accept the message; the webhook must not be acknowledged."""
+
+    code = "queue_unavailable"
+
+
+class StoreUnavailableError(TransientError):
+    code = "store_unavailable"
+
+
+class ConcurrentUpdateError(TransientError):
+    """Another worker holds the same message or record; retry after its lease expires."""
+
+    code = "concurrent_update"
+
+
+class ConflictError(HubError):
+    """A conditional write lost against an existing record (used inside services, not at edges)."""
+
+    http_status = 409
+    code = "conflict"
+
+
+# --- delivery to destinations ------------------------------------------------------------------
+
+
+class DeliveryError(HubError):
+    """A destination did not accept a delivery."""
+
+    code = "delivery_failed"
+
+
+class RetryableDeliveryError(DeliveryError):
+    """Timeouts, 5xx, 429: try again, after `retry_after` seconds when the vendor said so."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, detail: dict | None = None):
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Any other 4xx: the vendor rejected the request; retrying it unchanged cannot succeed."""
+
+
+class RetryLaterError(TransientError):
+    """Put the message back on its queue and try again after `delay_seconds`."""
+
+    code = "retry_later"
+
+    def __init__(self, message: str, *, delay_seconds: int, detail: dict | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.delay_seconds = delay_seconds
+
+
+class BatchIncompleteError(TransientError):
+    """Raised by an SQS handler after it deleted the messages it finished, so that only the
+    unfinished ones return to the queue (Chalice cannot report partial batch failures)."""
+
+    code = "batch_incomplete"

@@ -1,0 +1,267 @@
+"""The hub configuration: channels, destinations, routing and API keys, in one validated file.
+
+YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens once at start-up and every error
+names the exact key (`channels.twilio.auth_tokens: Field required`), because a hub that starts with
+a half-valid configuration fails later, on a customer's message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chalicelib.domain.models import Priority
+from chalicelib.errors import ConfigError
+from chalicelib.secrets import is_reference
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdentitySettings(Strict):
+    #: Region for phone numbers written without a country code (ISO 3166 alpha-2), per hub;
+    #: channels may override it.
+    default_region: str | None = None
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError("must be a two-letter country code such as DE or US")
+        return value.upper() if value else None
+
+
+class ApiKey(Strict):
+    name: str
+    #: Hex SHA-256 of the key; the key itself is never stored. `hubctl api-key` makes one.
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be the 64-character lower-case hex SHA-256 of the key")
+        return value
+
+
+class DefaultRoute(Strict):
+    queue: str = "default"
+    priority: Priority = Priority.NORMAL
+    #: Destination names every contact goes to; omitted means all configured destinations.
+    destinations: list[str] | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return Priority[value.upper()]
+            except KeyError:
+                raise ValueError(f"must be one of {', '.join(p.name.lower() for p in Priority)}") from None
+        return value
+
+
+class RoutingSettings(Strict):
+    default: DefaultRoute = Field(default_factory=DefaultRoute)
+
+
+class ProcessingSettings(Strict):
+    #: Dedupe records live at least as long as any provider retries (WhatsApp: 7 days).
+    dedupe_days: int = Field(default=8, ge=7, le=30)
+    #: Requests larger than this get 413 before any parsing.
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+
+class DeliverySettings(Strict):
+    #: Attempts inside one worker invocation before the message goes back to the queue.
+    attempts_per_invocation: int = Field(default=3, ge=1, le=10)
+    #: Receives of one delivery job before it is dead-lettered (queue redelivery).
+    max_receives: int = Field(default=8, ge=1, le=100)
+    #: Longest `Retry-After` honoured inside an invocation; longer waits go back to the queue.
+    max_inline_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+
+
+class Destination(BaseModel):
+    """A configured destination: a name, a connector type and that connector's settings."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    type: str
+    settings: BaseModel
+
+
+class HubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    channels: dict[str, BaseModel] = Field(default_factory=dict)
+    destinations: list[Destination] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+    def destination(self, name: str) -> Destination | None:
+        return next((d for d in self.destinations if d.name == name), None)
+
+    def default_destinations(self) -> list[str]:
+        names = self.routing.default.destinations
+        return list(names) if names is not None else [d.name for d in self.destinations]
+
+
+class _RawConfig(Strict):
+    """First pass: the top level, with channel and destination bodies still untyped."""
+
+    version: int = 1
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    destinations: list[dict[str, Any]] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+
+def load_config(path: str | Path, *, allow_inline_secrets: bool = True) -> HubConfig:
+    """Read and validate the configuration file. Raises `ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read hub configuration {path}: {exc.strerror}") from None
+    return parse_config(text, source=str(path), allow_inline_secrets=allow_inline_secrets)
+
+
+def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: bool = True) -> HubConfig:
+    data = _load_document(text, source)
+    problems: list[str] = []
+    try:
+        raw = _RawConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, _errors(exc, ""))) from None
+
+    channels = _typed_channels(raw.channels, problems)
+    destinations = _typed_destinations(raw.destinations, problems)
+    names = [d.name for d in destinations]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            problems.append(f"destinations[{index}].name: duplicate destination name {name!r}")
+    for index, name in enumerate(raw.routing.default.destinations or []):
+        if name not in names:
+            problems.append(f"routing.default.destinations[{index}]: no destination named {name!r}")
+    if not allow_inline_secrets:
+        problems.extend(_inline_secrets(data))
+    if problems:
+        raise ConfigError(_describe(source, problems))
+    return HubConfig(
+        identity=raw.identity,
+        channels=channels,
+        destinations=destinations,
+        routing=raw.routing,
+        processing=raw.processing,
+        delivery=raw.delivery,
+        api_keys=raw.api_keys,
+    )
+
+
+def _typed_channels(channels: dict[str, dict[str, Any]], problems: list[str]) -> dict[str, BaseModel]:
+    from chalicelib.adapters.channels.registry import CHANNELS
+
+    typed: dict[str, BaseModel] = {}
+    for key, body in channels.items():
+        adapter = CHANNELS.get(key)
+        if adapter is None:
+            problems.append(f"channels.{key}: unknown channel provider; known: {', '.join(sorted(CHANNELS))}")
+            continue
+        try:
+            typed[key] = adapter.Settings.model_validate(body or {})
+        except ValidationError as exc:
+            problems.extend(_errors(exc, f"channels.{key}"))
+    return typed
+
+
+def _typed_destinations(entries: list[dict[str, Any]], problems: list[str]) -> list[Destination]:
+    from chalicelib.adapters.connectors.registry import CONNECTORS
+
+    typed = []
+    for index, entry in enumerate(entries):
+        where = f"destinations[{index}]"
+        body = dict(entry)
+        name, kind = body.pop("name", None), body.pop("type", None)
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+            problems.append(f"{where}.name: required, lower-case letters, digits, '-' or '_'")
+            continue
+        connector = CONNECTORS.get(kind) if isinstance(kind, str) else None
+        if connector is None:
+            problems.append(f"{where}.type: unknown connector {kind!r}; known: {', '.join(sorted(CONNECTORS))}")
+            continue
+        try:
+            typed.append(Destination(name=name, type=kind, settings=connector.Settings.model_validate(body)))
+        except ValidationError as exc:
+            problems.extend(_errors(exc, where))
+    return typed
+
+
+def _inline_secrets(data: Any, where: str = "") -> list[str]:
+    """Deployed configurations must reference secrets; this finds inline values by field name."""
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            if _is_secret_field(key):
+                values = value if isinstance(value, list) else [value]
+                for i, item in enumerate(values):
+                    if isinstance(item, str) and not is_reference(item):
+                        suffix = f"[{i}]" if isinstance(value, list) else ""
+                        found.append(f"{path}{suffix}: inline secret; use env:, ssm: or secretsmanager:")
+            else:
+                found.extend(_inline_secrets(value, path))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found.extend(_inline_secrets(item, f"{where}[{i}]"))
+    return found
+
+
+def _is_secret_field(name: str) -> bool:
+    return bool(re.search(r"(secret|token|password|api_key|signing_key)s?$", str(name)))
+
+
+def _load_document(text: str, source: str) -> Any:
+    if source.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}: invalid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    return data
+
+
+def _errors(exc: ValidationError, prefix: str) -> list[str]:
+    out = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = prefix
+        for part in error["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+        out.append(f"{location or '(top level)'}: {error['msg']}")
+    return out
+
+
+def _describe(source: str, problems: list[str]) -> str:
+    return f"invalid hub configuration {source}:\n  " + "\n  ".join(problems)

@@ -1,0 +1,102 @@
+"""The embedded runtime: the Chalice app's HTTP server and the queue workers in one process.
+
+Same app, same services, same handlers as on AWS; only the store (SQLite), the queues (SQLite)
+and the blob store (a directory) differ. Everything durable lives under the data directory, so
+stopping and restarting loses nothing: unfinished messages become visible again and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
+
+from chalicelib.api.workers import deliver, poll, process_inbound
+from chalicelib.bootstrap import Hub, use_hub
+from chalicelib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class _RequestHandler(ChaliceRequestHandler):
+    """Chalice local mimics API Gateway's 403 for unknown paths; the hub answers a JSON 404."""
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        if error.CODE == 403 and b"Missing Authentication Token" in (error.body or b"") or (
+            error.CODE == 403 and b"Authorization header requires" in (error.body or b"")
+        ):
+            body = json.dumps({"error": {"code": "not_found", "message": "no route for this path", "detail": {}}})
+            self._send_http_response(404, {"Content-Type": "application/json"}, body)
+            return
+        super()._send_error_response(error)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        # Request lines carry query strings, which can hold identifiers: log method and status only.
+        logger.debug("http %s", args[1] if len(args) > 1 else "")
+
+
+class _Worker(threading.Thread):
+    def __init__(self, name: str, queue, handle, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._queue, self._handle, self._halt = queue, handle, stop
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                poll(self._queue, self._handle, wait_seconds=0.5)
+            except Exception as exc:  # keep the worker alive; the message stays queued
+                logger.error("worker %s: %s", self.name, type(exc).__name__)
+                self._halt.wait(1.0)
+
+
+class EmbeddedRuntime:
+    def __init__(self, settings: Settings | None = None, *, hub: Hub | None = None, port: int | None = None) -> None:
+        self.hub = hub or Hub(settings or Settings.from_environ())
+        use_hub(self.hub)
+        # Fail at start-up, not on the first message, when the configuration is wrong.
+        _ = self.hub.config
+        from app import app
+
+        host = self.hub.settings.host
+        self.server = LocalDevServer(
+            app, Config(chalice_stage="local"), host, self.hub.settings.port if port is None else port,
+            handler_cls=_RequestHandler,
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> EmbeddedRuntime:
+        self._stop.clear()
+        server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
+        self._threads = [server]
+        for index in range(max(1, self.hub.settings.local_workers)):
+            self._threads.append(_Worker(f"process-{index}", self.hub.inbound_queue, process_inbound, self._stop))
+            self._threads.append(_Worker(f"deliver-{index}", self.hub.delivery_queue, deliver, self._stop))
+        for thread in self._threads:
+            thread.start()
+        logger.info("hub listening on %s (data in %s)", self.url, self.hub.settings.data_dir)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.server.server.server_close()
+        self.hub.close()
+        use_hub(None)
+
+    def request_stop(self) -> None:
+        """Ask `wait()` to return (signal handlers call this); `stop()` then shuts down."""
+        self._stop.set()
+
+    def wait(self) -> None:
+        self._stop.wait()

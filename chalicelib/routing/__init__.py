@@ -1,0 +1,1 @@
+"""Routing: pure, explainable decisions about priority, queue, skills, tags and destinations."""

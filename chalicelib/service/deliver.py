@@ -1,0 +1,143 @@
+"""Deliver one job to its destination, exactly once from the destination's point of view.
+
+Three layers of retry, cheapest first: tenacity inside the invocation for short blips (honouring
+`Retry-After` up to a few seconds), then queue redelivery on a growing schedule (hours), then the
+dead-letter queue with the reason recorded on the delivery. Permanent rejections go straight to
+the dead-letter queue: resending an unchanged request the vendor refused cannot succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+from chalicelib.adapters.store.base import Store
+from chalicelib.domain.models import Delivery, DeliveryJob, DeliveryStatus
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
+from chalicelib.hubconfig import DeliverySettings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds before the n-th queue redelivery (by receive count). Eight receives span ≈ 6 hours,
+#: above Segment's 4-hour horizon; SQS caps a single delay at 12 hours.
+REDELIVERY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 7200, 7200)
+MAX_DELAY_SECONDS = 12 * 3600
+
+
+class DeliverOutcome:
+    DELIVERED = "delivered"
+    ALREADY_DELIVERED = "already_delivered"
+    DEAD = "dead"
+
+
+@dataclass
+class Deliverer:
+    store: Store
+    connector: Callable[[str], Connector | None]
+    dead_letters: Queue
+    settings: DeliverySettings
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None] = time.sleep
+
+    def deliver_body(self, body: str, *, receive_count: int) -> str:
+        return self.deliver(DeliveryJob.model_validate_json(body), receive_count=receive_count)
+
+    def deliver(self, job: DeliveryJob, *, receive_count: int) -> str:
+        """Returns a `DeliverOutcome`. Raises `RetryLaterError` to be redelivered after a delay,
+        and the store's `TransientError`s."""
+        existing = self.store.get_delivery(job.contact.id, job.destination)
+        if existing is not None and existing.status == DeliveryStatus.DELIVERED:
+            return DeliverOutcome.ALREADY_DELIVERED
+        attempts = existing.attempts if existing is not None else 0
+        connector = self.connector(job.destination)
+        if connector is None:
+            return self._dead(job, attempts, f"destination {job.destination!r} is not configured")
+        retrying = self._retrying()
+        try:
+            result: DeliveryResult = retrying(connector.deliver, job)
+        except PermanentDeliveryError as exc:
+            return self._dead(job, attempts + _tries(retrying), exc.message)
+        except RetryableDeliveryError as exc:
+            attempts += _tries(retrying)
+            if receive_count >= self.settings.max_receives:
+                return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
+            delay = _redelivery_delay(exc.retry_after, receive_count)
+            self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
+            raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
+        self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)
+        return DeliverOutcome.DELIVERED
+
+    def _retrying(self) -> Retrying:
+        limit = self.settings.max_inline_wait_seconds
+
+        def worth_retrying_now(exc: BaseException) -> bool:
+            if not isinstance(exc, RetryableDeliveryError):
+                return False
+            # A long Retry-After is honoured by the queue, not by holding the worker.
+            return exc.retry_after is None or exc.retry_after <= limit
+
+        return Retrying(
+            retry=retry_if_exception(worth_retrying_now),
+            stop=stop_after_attempt(self.settings.attempts_per_invocation),
+            wait=_inline_wait,
+            sleep=self.sleep,
+            reraise=True,
+        )
+
+    def _dead(self, job: DeliveryJob, attempts: int, reason: str) -> str:
+        # The job goes to the dead-letter queue first: if recording fails afterwards, the message
+        # is retried and the DLQ copy is deduplicated by its id.
+        self.dead_letters.send(
+            [OutgoingMessage(body=job.model_dump_json(), group=job.destination, dedupe_id=f"{job.delivery_id}-dead")]
+        )
+        self._record(job, DeliveryStatus.DEAD, attempts, error=reason)
+        # The reason can echo the vendor's response body, which may quote personal data: it is
+        # stored on the delivery, not logged.
+        logger.warning("delivery %s to %s is dead after %d attempts", job.delivery_id, job.destination, attempts)
+        return DeliverOutcome.DEAD
+
+    def _record(
+        self, job: DeliveryJob, status: DeliveryStatus, attempts: int, *, error: str | None = None,
+        external_ref: str | None = None,
+    ) -> None:
+        now = self.clock()
+        self.store.put_delivery(
+            Delivery(
+                id=job.delivery_id,
+                contact_id=job.contact.id,
+                destination=job.destination,
+                status=status,
+                attempts=attempts,
+                last_error=error,
+                external_ref=external_ref,
+                updated_at=now,
+                delivered_at=now if status == DeliveryStatus.DELIVERED else None,
+            )
+        )
+
+
+def _tries(retrying: Retrying) -> int:
+    return int(retrying.statistics.get("attempt_number", 1))
+
+
+def _inline_wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return float(retry_after)
+    return min(0.25 * 2 ** (state.attempt_number - 1), 2.0) * (0.5 + random.random() / 2)
+
+
+def _redelivery_delay(retry_after: float | None, receive_count: int) -> int:
+    if retry_after is not None:
+        return int(min(max(retry_after, 1), MAX_DELAY_SECONDS))
+    index = min(max(receive_count, 1), len(REDELIVERY_SCHEDULE)) - 1
+    return REDELIVERY_SCHEDULE[index]

@@ -1,0 +1,187 @@
+"""Process one inbound event: dedupe → resolve customer → attach to case → route → fan out → persist.
+
+Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
+1. `claim` the provider message id (a duplicate stops here, one store call);
+2. resolve and route in memory;
+3. enqueue one delivery job per destination (ids are deterministic, so a retry re-sends the same
+   jobs and the queue and the deliver worker drop the repeats);
+4. `commit_contact` writes the contact, case, customer and the done marker together.
+A crash between 3 and 4 leaves the claim's lease to expire; the redelivered message is processed
+again to the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import TypeAdapter
+
+from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, Store
+from chalicelib.domain.ids import digest_id, stable_id
+from chalicelib.domain.models import (
+    Contact,
+    Customer,
+    DeliveryJob,
+    InboundEvent,
+    InboundMessage,
+    StatusEvent,
+)
+from chalicelib.errors import ConcurrentUpdateError
+from chalicelib.hubconfig import HubConfig
+from chalicelib.routing.engine import route
+from chalicelib.service.cases import attach_to_case, summarize
+from chalicelib.service.identity import IdentifierCache, normalize_sender, resolve_customer
+
+logger = logging.getLogger(__name__)
+
+_EVENT = TypeAdapter(InboundEvent)
+
+#: A worker holds a message's claim this long; it must exceed the worker's timeout (30 s on AWS)
+#: and stay below the queue's visibility timeout, so a crashed attempt's message can be re-claimed.
+LEASE_SECONDS = 45
+
+
+class Outcome:
+    CONTACT_CREATED = "contact_created"
+    DUPLICATE = "duplicate"
+    STATUS_RECORDED = "status_recorded"
+    STATUS_DUPLICATE = "status_duplicate"
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    outcome: str
+    contact_id: str | None = None
+    customer_id: str | None = None
+    case_id: str | None = None
+    destinations: tuple[str, ...] = ()
+
+
+@dataclass
+class Processor:
+    store: Store
+    delivery_queue: Queue
+    config: HubConfig
+    cache: IdentifierCache
+    #: Default phone region per channel provider, from that provider's settings when it has one.
+    default_region: Callable[[str], str | None]
+    clock: Callable[[], datetime]
+
+    def process_body(self, body: str) -> ProcessResult:
+        """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
+        return self.process(_EVENT.validate_json(body))
+
+    def process(self, event: InboundMessage | StatusEvent) -> ProcessResult:
+        """Raises `ConcurrentUpdateError` (another worker holds the message) and the store's and
+        queue's `TransientError`s; each means: retry the message later."""
+        if isinstance(event, StatusEvent):
+            return self._record_status(event)
+        return self._process_message(event)
+
+    def _record_status(self, event: StatusEvent) -> ProcessResult:
+        fresh = self.store.record_status(event, expires_at=self._dedupe_expiry(self.clock()))
+        return ProcessResult(Outcome.STATUS_RECORDED if fresh else Outcome.STATUS_DUPLICATE)
+
+    def _process_message(self, message: InboundMessage) -> ProcessResult:
+        now = self.clock()
+        key = message.dedupe_key
+        state = self.store.claim(
+            key, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS), expires_at=self._dedupe_expiry(now)
+        )
+        if state == ClaimState.DONE:
+            return ProcessResult(Outcome.DUPLICATE)
+        if state == ClaimState.BUSY:
+            raise ConcurrentUpdateError("message is being processed by another worker")
+        try:
+            return self._process_claimed(message, now)
+        except BaseException:
+            try:
+                self.store.release(key)
+            except Exception:  # the lease expires by itself; the original error matters more
+                logger.warning("could not release claim after a failure")
+            raise
+
+    def _process_claimed(self, message: InboundMessage, now: datetime) -> ProcessResult:
+        sender = normalize_sender(
+            message.sender.handles, message.sender.display_name, default_region=self.default_region(message.provider)
+        )
+        customer, resolution = resolve_customer(
+            self.store, sender.party, source=message.provider, now=now, cache=self.cache
+        )
+        case = attach_to_case(customer, message.channel, now=now)
+        contact = _contact(message, sender.party, customer, case.id, resolution)
+        if sender.rejected:
+            contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
+        contact.routing = route(contact, customer, case, self.config)
+        customer = customer.model_copy(
+            update={"open_case": summarize(case), "updated_at": now, "version": customer.version + 1}
+        )
+        jobs = [
+            DeliveryJob(
+                delivery_id=digest_id("dlv", f"{contact.id}:{destination}"),
+                destination=destination,
+                contact=contact,
+                customer=customer,
+                case=case,
+            )
+            for destination in contact.routing.destinations
+        ]
+        if jobs:
+            self.delivery_queue.send([_job_message(job) for job in jobs])
+        self.store.commit_contact(
+            ContactCommit(
+                contact=contact, case=case, customer=customer,
+                dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now),
+            )
+        )
+        return ProcessResult(
+            Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
+        )
+
+    def _dedupe_expiry(self, now: datetime) -> datetime:
+        return now + timedelta(days=self.config.processing.dedupe_days)
+
+
+def _contact(message: InboundMessage, party, customer: Customer, case_id: str, resolution) -> Contact:
+    at = message.sent_at or message.received_at
+    return Contact(
+        id=stable_id("ct", message.dedupe_key, millis=int(at.timestamp() * 1000)),
+        provider=message.provider,
+        channel=message.channel,
+        provider_message_id=message.provider_message_id,
+        account=message.account,
+        sender=party,
+        sent_at=message.sent_at,
+        received_at=message.received_at,
+        content_type=message.content_type,
+        text=message.text,
+        subject=message.subject,
+        attachments=message.attachments,
+        location=message.location,
+        metadata=message.metadata,
+        conversation_key=message.conversation_key,
+        customer_id=customer.id,
+        case_id=case_id,
+        resolution=resolution,
+        raw=message.raw,
+    )
+
+
+def _job_message(job: DeliveryJob) -> OutgoingMessage:
+    # One group per destination and customer: that customer's contacts reach the destination in
+    # order, while other customers and destinations proceed independently.
+    return OutgoingMessage(
+        body=job.model_dump_json(),
+        group=group_id(f"{job.destination}:{job.customer.id}"),
+        dedupe_id=job.delivery_id,
+    )
+
+
+def group_id(key: str) -> str:
+    """A FIFO message group id: SQS allows ≤128 characters of a restricted set, so hash."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]

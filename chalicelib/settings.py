@@ -1,0 +1,75 @@
+"""Process settings: the only module that reads `os.environ`.
+
+Everything about *what* the hub does lives in the hub configuration file (`hubconfig.py`); this is
+only *where* it runs: which runtime, which AWS resources, which directories.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "chalicelib" / "conf" / "local.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: `embedded` (SQLite store, local queue, local blobs) or `aws` (DynamoDB, SQS, S3).
+    runtime: str = "embedded"
+    stage: str = "local"
+    config_path: str = str(DEFAULT_CONFIG)
+    data_dir: str = str(PROJECT_ROOT / "data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Worker threads per queue in the embedded runtime.
+    local_workers: int = 2
+    table_name: str = ""
+    inbound_queue_url: str = ""
+    delivery_queue_url: str = ""
+    delivery_dlq_url: str = ""
+    bucket: str = ""
+    region: str = ""
+    log_level: str = "INFO"
+    tracing: bool = False
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def on_aws(self) -> bool:
+        return self.runtime == "aws"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        runtime = env.get("HUB_RUNTIME", "embedded").strip().lower()
+        if runtime not in ("embedded", "aws"):
+            from chalicelib.errors import ConfigError
+
+            raise ConfigError(f"HUB_RUNTIME must be 'embedded' or 'aws', not {runtime!r}")
+        config_path = env.get("HUB_CONFIG") or str(DEFAULT_CONFIG)
+        if not Path(config_path).is_absolute():
+            config_path = str(PROJECT_ROOT / config_path)
+        return cls(
+            runtime=runtime,
+            stage=env.get("HUB_STAGE", "local"),
+            config_path=config_path,
+            data_dir=env.get("HUB_DATA_DIR") or str(PROJECT_ROOT / "data"),
+            host=env.get("HUB_HOST", "127.0.0.1"),
+            port=int(env.get("HUB_PORT", "8000")),
+            local_workers=int(env.get("HUB_LOCAL_WORKERS", "2")),
+            table_name=env.get("HUB_TABLE", ""),
+            inbound_queue_url=env.get("HUB_INBOUND_QUEUE_URL", ""),
+            delivery_queue_url=env.get("HUB_DELIVERY_QUEUE_URL", ""),
+            delivery_dlq_url=env.get("HUB_DELIVERY_DLQ_URL", ""),
+            bucket=env.get("HUB_BUCKET", ""),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
+            log_level=env.get("HUB_LOG_LEVEL", env.get("POWERTOOLS_LOG_LEVEL", "INFO")),
+            tracing=env.get("HUB_TRACING", "").lower() in ("1", "true", "yes"),
+            environ=env,
+        )
+
+    def queue_name(self, role: str) -> str:
+        """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`)."""
+        return f"hub-{self.stage}-{role}.fifo"

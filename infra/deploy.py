@@ -1,0 +1,139 @@
+"""Deploy the hub's stateful resources for one stage and point the Chalice stage at them.
+
+    python infra/deploy.py --stage dev [--region eu-central-1]
+    chalice deploy --stage dev
+
+Creates or updates the CloudFormation stack `hub-<stage>` from `infra/stateful.yaml`, waits for it,
+then writes its outputs into `.chalice/config.json` → stages.<stage>.environment_variables
+(HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_BUCKET), keeping everything else in
+the file as it was. Running it again with no template change is a no-op apart from the rewrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "stateful.yaml"
+CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
+
+#: Stack output → the environment variable chalicelib/settings.py reads.
+OUTPUT_VARIABLES = {
+    "TableName": "HUB_TABLE",
+    "InboundQueueUrl": "HUB_INBOUND_QUEUE_URL",
+    "DeliveryQueueUrl": "HUB_DELIVERY_QUEUE_URL",
+    "BucketName": "HUB_BUCKET",
+}
+_STAGE = re.compile(r"[a-z0-9-]{1,20}")
+_NO_UPDATES = "No updates are to be performed"
+#: A stack in one of these states cannot be updated; it must be deleted (its data is retained).
+_DEAD_STATES = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"}
+
+
+class DeployError(Exception):
+    pass
+
+
+def stack_name(stage: str) -> str:
+    return f"hub-{stage}"
+
+
+def deploy_stack(cloudformation: Any, stage: str, template_body: str, *, wait_delay: int = 5) -> dict[str, str]:
+    """Create or update the stage's stack, wait until it settles, and return its outputs."""
+    name = stack_name(stage)
+    params = {
+        "StackName": name,
+        "TemplateBody": template_body,
+        "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}],
+        "Tags": [{"Key": "project", "Value": "omnichannel-hub"}, {"Key": "stage", "Value": stage}],
+    }
+    waiter_config = {"Delay": wait_delay, "MaxAttempts": 720 // max(1, wait_delay) + 1}
+    status = _stack_status(cloudformation, name)
+    if status in _DEAD_STATES:
+        raise DeployError(
+            f"stack {name} is {status}; delete it (`aws cloudformation delete-stack --stack-name {name}`; "
+            "the table and bucket are retained) and run this again"
+        )
+    if status is None:
+        print(f"creating stack {name}…", file=sys.stderr)
+        cloudformation.create_stack(**params, EnableTerminationProtection=(stage == "prod"))
+        cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=waiter_config)
+    else:
+        print(f"updating stack {name} ({status})…", file=sys.stderr)
+        try:
+            cloudformation.update_stack(**params)
+        except Exception as exc:  # botocore ClientError; imported lazily with boto3
+            if _NO_UPDATES not in str(exc):
+                raise
+            print(f"stack {name} is up to date", file=sys.stderr)
+        else:
+            cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
+    return stack_outputs(cloudformation, name)
+
+
+def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _stack_status(cloudformation: Any, name: str) -> str | None:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    except Exception as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    status = stacks[0]["StackStatus"] if stacks else None
+    # A stack deleted earlier is gone for our purposes; REVIEW_IN_PROGRESS has no resources yet.
+    return None if status in (None, "DELETE_COMPLETE", "REVIEW_IN_PROGRESS") else status
+
+
+def write_chalice_environment(config_path: Path, stage: str, outputs: Mapping[str, str]) -> dict:
+    """Set the stage's resource variables in the Chalice config; every other key is left alone."""
+    missing = [key for key in OUTPUT_VARIABLES if key not in outputs]
+    if missing:
+        raise DeployError(f"stack outputs missing: {', '.join(missing)}")
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    environment = config.setdefault("stages", {}).setdefault(stage, {}).setdefault("environment_variables", {})
+    environment.update({variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()})
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", required=True, help="stage name, e.g. dev or prod")
+    parser.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
+    parser.add_argument("--profile", help="AWS named profile")
+    parser.add_argument("--template", type=Path, default=TEMPLATE)
+    parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config.json to update")
+    args = parser.parse_args(argv)
+    if not _STAGE.fullmatch(args.stage):
+        parser.error("--stage must be 1-20 lower-case letters, digits or hyphens")
+    if session is None:
+        import boto3
+
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    if not session.region_name:
+        parser.error("no region: pass --region or set AWS_REGION")
+    try:
+        outputs = deploy_stack(session.client("cloudformation"), args.stage, args.template.read_text())
+        write_chalice_environment(args.config, args.stage, outputs)
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key in sorted(outputs):
+        print(f"{key} = {outputs[key]}")
+    print(f"\n{args.config} updated; next: chalice deploy --stage {args.stage}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The store contract: every Store implementation (SQLite, DynamoDB under moto) passes these."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError
+from chalicelib.domain.identifiers import Identifier, IdentifierKind
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import (
+    Case,
+    CaseSummary,
+    Channel,
+    Contact,
+    ContentType,
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    Party,
+    Resolution,
+    StatusEvent,
+)
+from chalicelib.errors import StoreUnavailableError
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+LEASE = timedelta(seconds=30)
+WEEK = timedelta(days=7)
+
+
+def phone(number: str) -> Identifier:
+    return Identifier(kind=IdentifierKind.PHONE, value=number)
+
+
+def email(address: str) -> Identifier:
+    return Identifier(kind=IdentifierKind.EMAIL, value=address)
+
+
+def make_customer(*identifiers: Identifier, customer_id: str | None = None) -> Customer:
+    return Customer(id=customer_id or new_id("cus"), identifiers=list(identifiers), created_at=T0, updated_at=T0)
+
+
+def make_case(customer: Customer, *, contact_count: int = 1) -> Case:
+    return Case(
+        id=new_id("cas", millis=int(T0.timestamp() * 1000)),
+        customer_id=customer.id,
+        opened_at=T0,
+        last_activity_at=T0,
+        contact_count=contact_count,
+        channels=[Channel.SMS],
+    )
+
+
+def make_contact(customer: Customer, case: Case, *, at: datetime = T0, text: str = "hello") -> Contact:
+    contact_id = new_id("con", millis=int(at.timestamp() * 1000))
+    return Contact(
+        id=contact_id,
+        provider="twilio",
+        channel=Channel.SMS,
+        provider_message_id=f"SM{contact_id[-12:]}",
+        account="+15550001111",
+        sender=Party(identifiers=customer.identifiers, display_name="Ada"),
+        received_at=at,
+        content_type=ContentType.TEXT,
+        text=text,
+        customer_id=customer.id,
+        case_id=case.id,
+        resolution=Resolution(customer_id=customer.id, created_customer=False, rule="identifier"),
+        raw={"Body": text, "NumMedia": "0", "price": 0.0075},
+    )
+
+
+def commit_for(contact: Contact, case: Case, customer: Customer) -> ContactCommit:
+    return ContactCommit(
+        contact=contact,
+        case=case,
+        customer=customer,
+        dedupe_key=f"msg:{contact.provider}:{contact.provider_message_id}",
+        dedupe_expires_at=T0 + WEEK,
+    )
+
+
+def status(message_id: str, value: str, *, minute: int) -> StatusEvent:
+    return StatusEvent(
+        provider="twilio",
+        channel=Channel.SMS,
+        provider_message_id=message_id,
+        status=value,
+        occurred_at=T0 + timedelta(minutes=minute),
+        received_at=T0 + timedelta(minutes=minute),
+    )
+
+
+# --- claim / dedupe ------------------------------------------------------------------------------
+
+
+def claim(store, key: str, now: datetime = T0) -> str:
+    return store.claim(key, now=now, lease_until=now + LEASE, expires_at=now + timedelta(hours=1))
+
+
+def test_a_new_key_is_acquired_and_then_busy_while_the_lease_lives(store):
+    assert claim(store, "msg:twilio:SM1") == ClaimState.ACQUIRED
+    assert claim(store, "msg:twilio:SM1", T0 + timedelta(seconds=29)) == ClaimState.BUSY
+    assert claim(store, "msg:twilio:SM2", T0 + timedelta(seconds=1)) == ClaimState.ACQUIRED
+
+
+def test_an_expired_lease_can_be_taken_again_and_then_is_busy_again(store):
+    assert claim(store, "k") == ClaimState.ACQUIRED
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert claim(store, "k", later) == ClaimState.ACQUIRED
+    assert claim(store, "k", later + timedelta(seconds=1)) == ClaimState.BUSY
+
+
+def test_mark_done_makes_every_later_claim_a_duplicate(store):
+    assert claim(store, "k") == ClaimState.ACQUIRED
+    store.mark_done("k", expires_at=T0 + WEEK)
+    assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.DONE
+    # Long after any lease would have expired, still a duplicate.
+    assert claim(store, "k", T0 + timedelta(days=6)) == ClaimState.DONE
+
+
+def test_commit_contact_marks_the_dedupe_key_done(store):
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    commit = commit_for(make_contact(customer, case), case, customer)
+    assert claim(store, commit.dedupe_key) == ClaimState.ACQUIRED
+    store.commit_contact(commit)
+    assert claim(store, commit.dedupe_key, T0 + timedelta(hours=2)) == ClaimState.DONE
+
+
+def test_release_lets_a_retry_claim_at_once_but_never_undoes_done(store):
+    assert claim(store, "k") == ClaimState.ACQUIRED
+    store.release("k")
+    assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.ACQUIRED
+    store.mark_done("k", expires_at=T0 + WEEK)
+    store.release("k")
+    assert claim(store, "k", T0 + timedelta(seconds=2)) == ClaimState.DONE
+    store.release("never-claimed")  # not an error
+
+
+def test_a_done_marker_counts_until_its_expiry_and_not_after(store):
+    assert claim(store, "k") == ClaimState.ACQUIRED
+    store.mark_done("k", expires_at=T0 + WEEK)
+    assert claim(store, "k", T0 + WEEK - timedelta(minutes=1)) == ClaimState.DONE
+    # Past expiry the record is gone in effect (TTL may delete it late): the key is new again.
+    assert claim(store, "k", T0 + WEEK + timedelta(minutes=1)) == ClaimState.ACQUIRED
+
+
+# --- customers -----------------------------------------------------------------------------------
+
+
+def test_create_customer_round_trips_and_links_its_identifiers(store):
+    customer = make_customer(phone("+4915112345678"), email("ada@example.com"))
+    customer.attributes = {}
+    store.create_customer(customer)
+    assert store.get_customer(customer.id) == customer
+    found = store.find_customer_ids([phone("+4915112345678"), email("ada@example.com"), phone("+4915199999999")])
+    assert found == {"phone:+4915112345678": customer.id, "email:ada@example.com": customer.id}
+
+
+def test_find_customer_ids_of_nothing_or_strangers_is_empty(store):
+    assert store.find_customer_ids([]) == {}
+    assert store.find_customer_ids([phone("+4915100000000")]) == {}
+
+
+def test_find_customer_ids_maps_each_identifier_to_its_own_customer(store):
+    ada = make_customer(phone("+4915111111111"))
+    bob = make_customer(phone("+4915122222222"))
+    store.create_customer(ada)
+    store.create_customer(bob)
+    found = store.find_customer_ids([phone("+4915111111111"), phone("+4915122222222"), phone("+4915111111111")])
+    assert found == {"phone:+4915111111111": ada.id, "phone:+4915122222222": bob.id}
+
+
+def test_get_customer_of_an_unknown_id_is_none(store):
+    assert store.get_customer("cus_unknown") is None
+
+
+def test_create_customer_with_a_taken_identifier_writes_nothing(store):
+    owner = make_customer(phone("+4915111111111"), email("ada@example.com"))
+    store.create_customer(owner)
+    loser = make_customer(email("new@example.com"), phone("+4915111111111"))
+    with pytest.raises(IdentifierTakenError) as raised:
+        store.create_customer(loser)
+    assert raised.value.identifier == "phone:+4915111111111"
+    assert raised.value.customer_id == owner.id
+    assert store.get_customer(loser.id) is None
+    assert store.find_customer_ids([email("new@example.com")]) == {}
+    assert store.find_customer_ids([phone("+4915111111111")]) == {"phone:+4915111111111": owner.id}
+
+
+# --- contacts and cases --------------------------------------------------------------------------
+
+
+def test_commit_contact_writes_contact_case_and_customer(store):
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    contact = make_contact(customer, case)
+    updated = customer.model_copy(
+        update={"open_case": CaseSummary(id=case.id, opened_at=T0, last_activity_at=T0, contact_count=1), "version": 1}
+    )
+    store.commit_contact(commit_for(contact, case, updated))
+
+    assert store.get_contact(contact.id) == contact
+    assert store.get_case(case.id) == case
+    assert store.get_customer(customer.id) == updated
+
+
+def test_commit_contact_twice_leaves_the_same_state(store):
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    contact = make_contact(customer, case)
+    commit = commit_for(contact, case, customer)
+    store.commit_contact(commit)
+    store.commit_contact(commit)
+    assert store.get_contact(contact.id) == contact
+    page = store.list_contacts(customer.id, limit=10)
+    assert [c.id for c in page.items] == [contact.id]
+    assert page.cursor is None
+
+
+def test_list_contacts_pages_newest_first_with_a_cursor(store):
+    customer = make_customer(phone("+4915112345678"))
+    other = make_customer(phone("+4915187654321"))
+    store.create_customer(customer)
+    store.create_customer(other)
+    case = make_case(customer)
+    ids = []
+    for minute in range(5):
+        contact = make_contact(customer, case, at=T0 + timedelta(minutes=minute), text=f"m{minute}")
+        store.commit_contact(commit_for(contact, case, customer))
+        ids.append(contact.id)
+    other_case = make_case(other)
+    store.commit_contact(commit_for(make_contact(other, other_case), other_case, other))
+
+    newest_first = list(reversed(ids))
+    first = store.list_contacts(customer.id, limit=2)
+    assert [c.id for c in first.items] == newest_first[:2]
+    assert first.cursor is not None
+    second = store.list_contacts(customer.id, limit=2, cursor=first.cursor)
+    assert [c.id for c in second.items] == newest_first[2:4]
+    third = store.list_contacts(customer.id, limit=2, cursor=second.cursor)
+    assert [c.id for c in third.items] == newest_first[4:]
+    assert third.cursor is None
+    assert [c.text for c in first.items] == ["m4", "m3"]
+
+
+def test_list_contacts_on_an_exact_page_boundary_has_no_next_page(store):
+    customer = make_customer(phone("+4915112345678"))
+    case = make_case(customer)
+    for minute in range(4):
+        contact = make_contact(customer, case, at=T0 + timedelta(minutes=minute))
+        store.commit_contact(commit_for(contact, case, customer))
+    first = store.list_contacts(customer.id, limit=2)
+    second = store.list_contacts(customer.id, limit=2, cursor=first.cursor)
+    assert len(second.items) == 2
+    assert second.cursor is None
+    assert store.list_contacts("cus_nobody", limit=5).items == []
+
+
+def test_get_contact_includes_its_deliveries_by_destination(store):
+    customer = make_customer(phone("+4915112345678"))
+    case = make_case(customer)
+    contact = make_contact(customer, case)
+    store.commit_contact(commit_for(contact, case, customer))
+    zendesk = Delivery(id="dlv_z", contact_id=contact.id, destination="zendesk", updated_at=T0)
+    hubspot = Delivery(id="dlv_h", contact_id=contact.id, destination="hubspot", updated_at=T0)
+    store.put_delivery(zendesk)
+    store.put_delivery(hubspot)
+    delivered = zendesk.model_copy(
+        update={"status": DeliveryStatus.DELIVERED, "attempts": 1, "external_ref": "ticket-42", "delivered_at": T0}
+    )
+    store.put_delivery(delivered)
+
+    assert store.get_delivery(contact.id, "zendesk") == delivered
+    assert store.get_delivery(contact.id, "hubspot") == hubspot
+    assert store.get_delivery(contact.id, "salesforce") is None
+    fetched = store.get_contact(contact.id)
+    assert fetched.deliveries == [hubspot, delivered]
+    assert fetched.model_copy(update={"deliveries": []}) == contact
+
+
+def test_unknown_contact_and_case_are_none(store):
+    assert store.get_contact("con_unknown") is None
+    assert store.get_case("cas_unknown") is None
+
+
+def test_get_case_includes_external_refs_that_survive_a_later_commit(store):
+    customer = make_customer(phone("+4915112345678"))
+    case = make_case(customer)
+    store.commit_contact(commit_for(make_contact(customer, case), case, customer))
+    store.put_case_ref(case.id, "zendesk", "ticket-1")
+    store.put_case_ref(case.id, "hubspot", "note-7")
+    store.put_case_ref(case.id, "zendesk", "ticket-2")
+
+    # A later contact commits the case again without refs (the worker never reads them back).
+    later_case = case.model_copy(update={"contact_count": 2, "last_activity_at": T0 + timedelta(minutes=5)})
+    store.commit_contact(commit_for(make_contact(customer, later_case, at=T0 + timedelta(minutes=5)), later_case,
+                                    customer))
+
+    fetched = store.get_case(case.id)
+    assert {d: r.ref for d, r in fetched.external_refs.items()} == {"zendesk": "ticket-2", "hubspot": "note-7"}
+    assert fetched.external_refs["zendesk"].destination == "zendesk"
+    assert fetched.contact_count == 2
+    assert fetched.model_copy(update={"external_refs": {}}) == later_case
+
+
+# --- status events -------------------------------------------------------------------------------
+
+
+def test_record_status_stores_each_status_once(store):
+    event = status("SM1", "delivered", minute=1)
+    assert store.record_status(event, expires_at=T0 + timedelta(days=400)) is True
+    assert store.record_status(event, expires_at=T0 + timedelta(days=400)) is False
+    assert store.record_status(status("SM1", "read", minute=2), expires_at=T0 + timedelta(days=400)) is True
+    assert [s.status for s in store.list_statuses("twilio", "SM1")] == ["delivered", "read"]
+
+
+def test_list_statuses_is_in_recording_order_and_per_message(store):
+    expiry = datetime.now(timezone.utc) + timedelta(days=1)
+    # Recorded sent → delivered → read: neither alphabetical nor reverse-alphabetical order.
+    for minute, value in enumerate(["sent", "delivered", "read"]):
+        assert store.record_status(status("SM1", value, minute=minute), expires_at=expiry)
+    store.record_status(status("SM2", "failed", minute=0), expires_at=expiry)
+    listed = store.list_statuses("twilio", "SM1")
+    assert [s.status for s in listed] == ["sent", "delivered", "read"]
+    assert listed[0] == status("SM1", "sent", minute=0)
+    assert store.list_statuses("twilio", "SM-unknown") == []
+
+
+def test_an_expired_status_record_can_be_recorded_again(store):
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    assert store.record_status(status("SM1", "sent", minute=0), expires_at=past) is True
+    assert store.record_status(status("SM1", "sent", minute=0), expires_at=future) is True
+    assert store.record_status(status("SM1", "sent", minute=0), expires_at=future) is False
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+def test_ping_succeeds_on_a_working_store(store):
+    assert store.ping() is None
+
+
+def test_a_broken_backend_raises_store_unavailable(broken_store):
+    with pytest.raises(StoreUnavailableError):
+        broken_store.get_customer("cus_1")
+    with pytest.raises(StoreUnavailableError):
+        claim(broken_store, "k")
+    with pytest.raises(StoreUnavailableError):
+        broken_store.find_customer_ids([phone("+4915112345678")])
