@@ -73,11 +73,12 @@ class EmbeddedRuntime:
         host, port = self.server.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> EmbeddedRuntime:
+    def start(self, *, workers: bool = True) -> EmbeddedRuntime:
+        """Serve HTTP and, unless `workers` is False (tests of queued work), run the workers."""
         self._stop.clear()
         server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
         self._threads = [server]
-        for index in range(max(1, self.hub.settings.local_workers)):
+        for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
             self._threads.append(_Worker(f"process-{index}", self.hub.inbound_queue, process_inbound, self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub.delivery_queue, deliver, self._stop))
         for thread in self._threads:

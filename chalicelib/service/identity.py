@@ -104,6 +104,14 @@ def resolve_customer(
     return _create(store, party, source=source, now=now, cache=cache)
 
 
+def fill_missing_attributes(customer: Customer, party: Party, *, source: str, now: datetime) -> Customer:
+    """Record what the contact tells us and the customer record lacks (never overwrites)."""
+    if party.display_name and "name" not in customer.attributes:
+        attributes = {**customer.attributes, "name": AttributeValue(value=party.display_name, source=source, updated_at=now)}
+        return customer.model_copy(update={"attributes": attributes})
+    return customer
+
+
 def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache) -> dict[str, str]:
     owners = {i.key: cid for i in identifiers if (cid := cache.get(i.key))}
     missing = [i for i in identifiers if i.key not in owners]

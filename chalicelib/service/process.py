@@ -35,7 +35,12 @@ from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.engine import route
 from chalicelib.service.cases import attach_to_case, summarize
-from chalicelib.service.identity import IdentifierCache, normalize_sender, resolve_customer
+from chalicelib.service.identity import (
+    IdentifierCache,
+    fill_missing_attributes,
+    normalize_sender,
+    resolve_customer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +118,7 @@ class Processor:
         customer, resolution = resolve_customer(
             self.store, sender.party, source=message.provider, now=now, cache=self.cache
         )
+        customer = fill_missing_attributes(customer, sender.party, source=message.provider, now=now)
         case = attach_to_case(customer, message.channel, now=now)
         contact = _contact(message, sender.party, customer, case.id, resolution)
         if sender.rejected:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Any
 
@@ -53,7 +54,7 @@ class SqsQueue(Queue):
         response = self._client.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(int(max_messages), _MAX_RECEIVE)),
-            WaitTimeSeconds=max(0, min(int(wait_seconds), _MAX_WAIT_SECONDS)),
+            WaitTimeSeconds=max(0, min(math.ceil(wait_seconds), _MAX_WAIT_SECONDS)),
             AttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
         )
         return [

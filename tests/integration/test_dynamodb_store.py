@@ -1,0 +1,369 @@
+"""DynamoDbStore under moto: the AWS call budget of each method (PERFORMANCE A2-A4, T1), the item
+layout (TTL, JSON documents), no Scan ever, and botocore failures surfacing as StoreUnavailableError.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from chalicelib.adapters.store import dynamodb as dynamodb_module
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError
+from chalicelib.adapters.store.dynamodb import DynamoDbStore
+from chalicelib.domain.identifiers import Identifier, IdentifierKind
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import (
+    Case,
+    Channel,
+    Contact,
+    ContentType,
+    Customer,
+    Delivery,
+    Party,
+    Resolution,
+    StatusEvent,
+)
+from chalicelib.errors import StoreUnavailableError
+
+#: The only operations the store may issue: key-based reads and writes.
+KEY_BASED = {
+    "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+    "TransactWriteItems",
+}
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+WEEK = timedelta(days=7)
+
+
+@pytest.fixture
+def table(aws, unique):
+    client = aws.client("dynamodb")
+    name = unique("hub-it")
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    yield name
+    client.delete_table(TableName=name)
+
+
+@pytest.fixture
+def raw(aws):
+    """An unwatched client, for setting up and inspecting items behind the store's back."""
+    return aws.client("dynamodb")
+
+
+@pytest.fixture
+def client(aws, calls):
+    return calls.watch(aws.client("dynamodb"))
+
+
+@pytest.fixture
+def store(table, client):
+    return DynamoDbStore(table, client)
+
+
+@pytest.fixture(autouse=True)
+def only_key_based_access(calls):
+    yield
+    assert "Scan" not in calls.names
+    assert set(calls.names) <= KEY_BASED, f"non key-based operations: {set(calls.names) - KEY_BASED}"
+
+
+def ident(number: str) -> Identifier:
+    return Identifier(kind=IdentifierKind.PHONE, value=number)
+
+
+def a_customer(*numbers: str) -> Customer:
+    return Customer(id=new_id("cus"), identifiers=[ident(n) for n in numbers])
+
+
+def a_commit(customer: Customer, *, dedupe_key: str = "msg:twilio:SM1", expires_at: datetime | None = None):
+    case = Case(id=new_id("cas"), customer_id=customer.id, opened_at=NOW, last_activity_at=NOW)
+    contact = Contact(
+        id=new_id("con"), provider="twilio", channel=Channel.SMS, provider_message_id="SM1", account="+15550001111",
+        sender=Party(identifiers=customer.identifiers), received_at=NOW, content_type=ContentType.TEXT, text="hi",
+        customer_id=customer.id, case_id=case.id,
+        resolution=Resolution(customer_id=customer.id, created_customer=False, rule="identifier"),
+        raw={"price": 0.0075, "segments": 1},
+    )
+    return ContactCommit(contact=contact, case=case, customer=customer, dedupe_key=dedupe_key,
+                         dedupe_expires_at=expires_at or NOW + WEEK)
+
+
+def item(raw, table: str, pk: str, sk: str) -> dict:
+    return raw.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True).get("Item")
+
+
+def claim(store, key: str, now: datetime = NOW) -> str:
+    return store.claim(key, now=now, lease_until=now + timedelta(seconds=30), expires_at=now + timedelta(hours=1))
+
+
+# --- call budgets --------------------------------------------------------------------------------
+
+
+def test_claim_costs_exactly_one_conditional_put_in_every_outcome(store, calls):
+    assert claim(store, "k") == ClaimState.ACQUIRED
+    assert calls.names == ["PutItem"]
+    calls.clear()
+    assert claim(store, "k", NOW + timedelta(seconds=1)) == ClaimState.BUSY
+    assert calls.names == ["PutItem"]
+    store.mark_done("k", expires_at=NOW + WEEK)
+    calls.clear()
+    assert claim(store, "k", NOW + timedelta(seconds=2)) == ClaimState.DONE
+    assert calls.names == ["PutItem"]
+    [put] = calls.of("PutItem")
+    assert put["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+    assert "attribute_not_exists(pk)" in put["ConditionExpression"]
+
+
+def test_find_customer_ids_costs_one_batch_get(store, calls):
+    ada, bob = a_customer("+4915111111111"), a_customer("+4915122222222")
+    store.create_customer(ada)
+    store.create_customer(bob)
+    calls.clear()
+    found = store.find_customer_ids([ident("+4915111111111"), ident("+4915122222222"), ident("+4915111111111"),
+                                     ident("+4915133333333")])
+    assert found == {"phone:+4915111111111": ada.id, "phone:+4915122222222": bob.id}
+    assert calls.names == ["BatchGetItem"]
+    calls.clear()
+    assert store.find_customer_ids([]) == {}
+    assert calls.names == []
+
+
+def test_get_customer_costs_one_get_item(store, calls):
+    customer = a_customer("+4915111111111")
+    store.create_customer(customer)
+    calls.clear()
+    assert store.get_customer(customer.id) == customer
+    assert store.get_customer("cus_missing") is None
+    assert calls.names == ["GetItem", "GetItem"]
+
+
+def test_create_customer_costs_one_transaction(store, calls):
+    customer = a_customer("+4915111111111", "+4915122222222")
+    store.create_customer(customer)
+    assert calls.names == ["TransactWriteItems"]
+    [transaction] = calls.of("TransactWriteItems")
+    assert len(transaction["TransactItems"]) == 3  # the customer and one item per identifier
+
+
+def test_a_lost_create_customer_race_costs_one_call_and_names_the_owner(store, calls):
+    owner = a_customer("+4915111111111")
+    store.create_customer(owner)
+    calls.clear()
+    with pytest.raises(IdentifierTakenError) as raised:
+        store.create_customer(a_customer("+4915199999999", "+4915111111111"))
+    assert (raised.value.identifier, raised.value.customer_id) == ("phone:+4915111111111", owner.id)
+    # The cancellation reasons carry the old item (ALL_OLD): no read needed.
+    assert calls.names == ["TransactWriteItems"]
+
+
+def test_without_the_old_item_one_get_item_names_the_owner(store, client, calls):
+    owner = a_customer("+4915111111111")
+    store.create_customer(owner)
+
+    def strip_old_items(parsed, **_):
+        for reason in parsed.get("CancellationReasons", []):
+            reason.pop("Item", None)
+
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", strip_old_items)
+    calls.clear()
+    with pytest.raises(IdentifierTakenError) as raised:
+        store.create_customer(a_customer("+4915111111111"))
+    assert raised.value.customer_id == owner.id
+    assert calls.names == ["TransactWriteItems", "GetItem"]
+
+
+def test_commit_contact_costs_one_batch_write_of_five_items(store, calls):
+    customer = a_customer("+4915111111111")
+    commit = a_commit(customer)
+    store.commit_contact(commit)
+    assert calls.names == ["BatchWriteItem"]
+    [batch] = calls.of("BatchWriteItem")
+    written = {(r["PutRequest"]["Item"]["pk"]["S"], r["PutRequest"]["Item"]["sk"]["S"])
+               for r in batch["RequestItems"][store._table]}
+    assert written == {
+        (f"CONTACT#{commit.contact.id}", "CONTACT"),
+        (f"CUST#{customer.id}", f"CONTACT#{commit.contact.id}"),
+        (f"CASE#{commit.case.id}", "CASE"),
+        (f"CUST#{customer.id}", "PROFILE"),
+        ("DEDUPE#msg:twilio:SM1", "DEDUPE"),
+    }
+
+
+def test_record_status_costs_one_conditional_put(store, calls):
+    event = StatusEvent(provider="twilio", channel=Channel.SMS, provider_message_id="SM1", status="delivered")
+    assert store.record_status(event, expires_at=NOW + timedelta(days=30)) is True
+    assert store.record_status(event, expires_at=NOW + timedelta(days=30)) is False
+    assert calls.names == ["PutItem", "PutItem"]
+    assert all("ConditionExpression" in p for p in calls.of("PutItem"))
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        (lambda s: s.get_contact("con_1"), ["Query"]),
+        (lambda s: s.get_case("cas_1"), ["Query"]),
+        (lambda s: s.list_contacts("cus_1", limit=20), ["Query"]),
+        (lambda s: s.list_statuses("twilio", "SM1"), ["Query"]),
+        (lambda s: s.put_case_ref("cas_1", "zendesk", "42"), ["PutItem"]),
+        (lambda s: s.put_delivery(Delivery(id="d", contact_id="con_1", destination="zendesk")), ["PutItem"]),
+        (lambda s: s.get_delivery("con_1", "zendesk"), ["GetItem"]),
+        (lambda s: s.mark_done("k", expires_at=NOW + WEEK), ["PutItem"]),
+        (lambda s: s.release("k"), ["DeleteItem"]),
+        (lambda s: s.ping(), ["GetItem"]),
+    ],
+    ids=["get_contact", "get_case", "list_contacts", "list_statuses", "put_case_ref", "put_delivery",
+         "get_delivery", "mark_done", "release", "ping"],
+)
+def test_every_other_method_costs_one_call(store, calls, operation, expected):
+    operation(store)
+    assert calls.names == expected
+
+
+def test_a_duplicate_costs_one_call_and_a_returning_customer_four(store, calls):
+    """PERFORMANCE A3 (duplicate = 1 call) and A2 (new message ≤ 4 calls) on the store's side."""
+    customer = a_customer("+4915111111111")
+    store.create_customer(customer)
+    calls.clear()
+
+    # A new message from a returning customer: claim → resolve → load → commit.
+    assert claim(store, "msg:twilio:SM1") == ClaimState.ACQUIRED
+    found = store.find_customer_ids(customer.identifiers)
+    loaded = store.get_customer(found["phone:+4915111111111"])
+    store.commit_contact(a_commit(loaded, dedupe_key="msg:twilio:SM1"))
+    assert calls.names == ["PutItem", "BatchGetItem", "GetItem", "BatchWriteItem"]
+
+    calls.clear()
+    assert claim(store, "msg:twilio:SM1", NOW + timedelta(minutes=5)) == ClaimState.DONE
+    assert calls.names == ["PutItem"]
+
+
+# --- item layout ---------------------------------------------------------------------------------
+
+
+def test_done_markers_carry_a_ttl_of_at_least_seven_days(store, raw, table):
+    expiry = NOW + WEEK
+    store.commit_contact(a_commit(a_customer("+4915111111111"), dedupe_key="msg:meta:wamid.1", expires_at=expiry))
+    store.mark_done("status:twilio:SM9:read", expires_at=expiry)
+    for key in ("msg:meta:wamid.1", "status:twilio:SM9:read"):
+        marker = item(raw, table, f"DEDUPE#{key}", "DEDUPE")
+        assert marker["state"] == {"S": "done"}
+        assert marker["expires_at"] == {"N": str(int(expiry.timestamp()))}
+        assert int(marker["expires_at"]["N"]) >= int(datetime.now(timezone.utc).timestamp()) + 7 * 86400 - 60
+
+
+def test_leases_and_status_records_carry_a_ttl(store, raw, table):
+    claim(store, "k")
+    lease = item(raw, table, "DEDUPE#k", "DEDUPE")
+    assert lease["state"] == {"S": "in_progress"}
+    assert lease["expires_at"] == {"N": str(int((NOW + timedelta(hours=1)).timestamp()))}
+    event = StatusEvent(provider="twilio", channel=Channel.SMS, provider_message_id="SM1", status="read")
+    store.record_status(event, expires_at=NOW + timedelta(days=30))
+    record = item(raw, table, "STATUS#twilio#SM1", "read")
+    assert record["expires_at"] == {"N": str(int((NOW + timedelta(days=30)).timestamp()))}
+
+
+def test_documents_are_json_strings_with_exact_floats(store, raw, table):
+    commit = a_commit(a_customer("+4915111111111"))
+    store.commit_contact(commit)
+    stored = item(raw, table, f"CONTACT#{commit.contact.id}", "CONTACT")
+    assert set(stored) == {"pk", "sk", "doc"}
+    assert json.loads(stored["doc"]["S"])["raw"] == {"price": 0.0075, "segments": 1}
+    assert store.get_contact(commit.contact.id).raw["price"] == 0.0075
+
+
+# --- retries of unprocessed batch items ----------------------------------------------------------
+
+
+def test_unprocessed_batch_writes_are_retried(store, client, calls, monkeypatch):
+    monkeypatch.setattr(dynamodb_module, "_BACKOFF_SECONDS", 0)
+    state = {"first": True}
+
+    def throttle_first(parsed, model, **_):
+        if state.pop("first", False):
+            [request] = calls.of("BatchWriteItem")
+            parsed["UnprocessedItems"] = {store._table: request["RequestItems"][store._table][:2]}
+
+    client.meta.events.register("after-call.dynamodb.BatchWriteItem", throttle_first)
+    commit = a_commit(a_customer("+4915111111111"))
+    store.commit_contact(commit)
+    assert calls.names == ["BatchWriteItem", "BatchWriteItem"]
+    assert len(calls.of("BatchWriteItem")[1]["RequestItems"][store._table]) == 2
+    assert store.get_contact(commit.contact.id) == commit.contact
+
+
+def test_unprocessed_batch_reads_are_retried(store, client, calls, monkeypatch):
+    monkeypatch.setattr(dynamodb_module, "_BACKOFF_SECONDS", 0)
+    ada, bob = a_customer("+4915111111111"), a_customer("+4915122222222")
+    store.create_customer(ada)
+    store.create_customer(bob)
+    state = {"first": True}
+
+    def withhold_one(parsed, **_):
+        if state.pop("first", False):
+            withheld = parsed["Responses"][store._table].pop()
+            parsed["UnprocessedKeys"] = {store._table: {"Keys": [{"pk": withheld["pk"], "sk": {"S": "IDENT"}}],
+                                                        "ProjectionExpression": "pk, customer_id"}}
+
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", withhold_one)
+    calls.clear()
+    found = store.find_customer_ids([ident("+4915111111111"), ident("+4915122222222")])
+    assert found == {"phone:+4915111111111": ada.id, "phone:+4915122222222": bob.id}
+    assert calls.names == ["BatchGetItem", "BatchGetItem"]
+
+
+def test_items_that_stay_unprocessed_raise_store_unavailable(store, client, calls, monkeypatch):
+    monkeypatch.setattr(dynamodb_module, "_BACKOFF_SECONDS", 0)
+
+    def always_throttle(parsed, **_):
+        parsed["UnprocessedItems"] = {store._table: calls.of("BatchWriteItem")[-1]["RequestItems"][store._table]}
+
+    client.meta.events.register("after-call.dynamodb.BatchWriteItem", always_throttle)
+    with pytest.raises(StoreUnavailableError):
+        store.commit_contact(a_commit(a_customer("+4915111111111")))
+    assert calls.names == ["BatchWriteItem"] * dynamodb_module._BATCH_ATTEMPTS
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+def test_a_missing_table_is_store_unavailable(aws, calls):
+    store = DynamoDbStore("hub-it-missing", calls.watch(aws.client("dynamodb")))
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.ping()
+    assert isinstance(raised.value.__cause__, ClientError)
+    assert raised.value.__cause__.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert calls.names == ["GetItem"]  # ping never calls DescribeTable
+
+
+def test_a_connection_failure_is_store_unavailable(aws, table):
+    client = aws.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+
+    def unreachable(**_):
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    client.meta.events.register("before-send.dynamodb", unreachable)
+    store = DynamoDbStore(table, client)
+    with pytest.raises(StoreUnavailableError) as raised:
+        claim(store, "k")
+    assert isinstance(raised.value.__cause__, EndpointConnectionError)
+
+
+def test_a_botocore_validation_error_is_store_unavailable(aws, calls):
+    # A misconfigured table name (not a string) fails botocore's client-side validation (here the
+    # endpoint ruleset's type check on TableName, before parameter validation).
+    store = DynamoDbStore(12345, calls.watch(aws.client("dynamodb")))  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.get_customer("cus_1")
+    assert isinstance(raised.value.__cause__, BotoCoreError)
+    assert calls.names == []  # never reached the wire
