@@ -114,6 +114,16 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     return _e164(text, region)
 
 
+#: phonenumbers' NumberParseException error types, in words.
+_PARSE_ERRORS = {
+    0: "invalid country code (add +<country> or configure a default region)",
+    1: "not a number",
+    2: "too short after the international prefix",
+    3: "too short",
+    4: "too long",
+}
+
+
 @lru_cache(maxsize=4096)
 def _e164(text: str, region: str | None) -> str:
     # Imported here: phonenumbers loads its metadata lazily and must not cost cold-start time on
@@ -123,8 +133,12 @@ def _e164(text: str, region: str | None) -> str:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidIdentifierError(f"not a phone number: {exc.error_type.name.lower()}") from None
-    if not phonenumbers.is_possible_number(number):
+        reason = _PARSE_ERRORS.get(exc.error_type, "unparsable")
+        raise InvalidIdentifierError(f"not a phone number: {reason}") from None
+    # "Possible" (right length for the country), not "valid": validity depends on the metadata's
+    # knowledge of number ranges, and rejecting a real customer's new range would lose the link.
+    # Local-only numbers (dialable only within an area) cannot identify anyone across channels.
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise InvalidIdentifierError("not a possible phone number for its country")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

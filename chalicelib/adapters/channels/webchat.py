@@ -241,7 +241,7 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
             metadata=metadata,
             conversation_key=f"webchat:{payload.site_id}:{payload.visitor_id}",
             # user_hash is a bearer proof of identity: it is not stored with the message.
-            raw=payload.model_dump(mode="json", exclude={"user_hash"}, exclude_none=True),
+            raw=payload.model_dump(mode="json", exclude={"user_hash"}, exclude_unset=True),
         )
         return ParsedWebhook(events=[message])
 

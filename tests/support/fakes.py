@@ -1,0 +1,98 @@
+"""Fakes for unit tests: small, real implementations instead of mocks."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.queue.base import OutgoingMessage, Queue, ReceivedMessage
+from chalicelib.domain.models import DeliveryJob
+
+
+class MemoryQueue(Queue):
+    """Keeps sent messages in a list; honours dedupe ids like SQS FIFO within its lifetime."""
+
+    def __init__(self, name: str = "memory", *, fail_sends: int = 0) -> None:
+        super().__init__(name)
+        self.sent: list[OutgoingMessage] = []
+        self.deleted: list[str] = []
+        self.delayed: dict[str, int] = {}
+        self.fail_sends = fail_sends
+        self._dedupe: set[str] = set()
+        self._ids = itertools.count(1)
+
+    def _send_batch(self, messages):
+        if self.fail_sends:
+            self.fail_sends -= 1
+            raise ConnectionError("queue down")
+        for message in messages:
+            if message.dedupe_id and message.dedupe_id in self._dedupe:
+                continue
+            if message.dedupe_id:
+                self._dedupe.add(message.dedupe_id)
+            self.sent.append(message)
+
+    def _receive(self, max_messages, wait_seconds):
+        out = [
+            ReceivedMessage(str(next(self._ids)), m.body, f"r-{i}", 1, m.group)
+            for i, m in enumerate(self.sent[:max_messages])
+        ]
+        del self.sent[:max_messages]
+        return out
+
+    def _delete_batch(self, receipts):
+        self.deleted.extend(receipts)
+
+    def _change_visibility(self, receipt, seconds):
+        self.delayed[receipt] = seconds
+
+
+class ScriptedConnector(Connector):
+    """Raises or returns the scripted outcomes in order; records every job it was given."""
+
+    key = "scripted"
+    docs_url = "https://example.com"
+    Settings = None
+
+    def __init__(self, *outcomes) -> None:
+        self.name = "scripted"
+        self.outcomes = list(outcomes)
+        self.jobs: list[DeliveryJob] = []
+
+    def deliver(self, job):
+        self.jobs.append(job)
+        outcome = self.outcomes.pop(0) if self.outcomes else DeliveryResult("ref-1")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+class CountingStore:
+    """Wraps a store and counts calls per method, to assert the pipeline's call budget."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+class Clock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(timezone.utc).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

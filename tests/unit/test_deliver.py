@@ -1,0 +1,141 @@
+"""The deliver step: inline retries, Retry-After, queue redelivery schedule, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from chalicelib.adapters.store.sqlite import SqliteStore
+from chalicelib.domain.models import (
+    Case,
+    Channel,
+    Contact,
+    ContentType,
+    Customer,
+    DeliveryJob,
+    DeliveryStatus,
+    Party,
+    Resolution,
+)
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
+from chalicelib.hubconfig import DeliverySettings
+from chalicelib.service.deliver import REDELIVERY_SCHEDULE, DeliverOutcome, Deliverer
+from tests.support.fakes import Clock, MemoryQueue, ScriptedConnector
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def job(destination: str = "crm") -> DeliveryJob:
+    contact = Contact(
+        id="ct_1", provider="twilio", channel=Channel.SMS, provider_message_id="SM1", account="+1",
+        sender=Party(), received_at=NOW, content_type=ContentType.TEXT, customer_id="cus_1", case_id="case_1",
+        resolution=Resolution(customer_id="cus_1", created_customer=True, rule="new_customer"),
+    )
+    return DeliveryJob(
+        delivery_id="dlv_1", destination=destination, contact=contact, customer=Customer(id="cus_1"),
+        case=Case(id="case_1", customer_id="cus_1", opened_at=NOW, last_activity_at=NOW),
+    )
+
+
+@pytest.fixture
+def world():
+    store = SqliteStore(":memory:")
+    dlq = MemoryQueue("dlq")
+    sleeps: list[float] = []
+    connectors: dict[str, ScriptedConnector] = {}
+    deliverer = Deliverer(
+        store=store, connector=connectors.get, dead_letters=dlq,
+        settings=DeliverySettings(attempts_per_invocation=3, max_receives=4, max_inline_wait_seconds=5),
+        clock=Clock(), sleep=sleeps.append,
+    )
+    return deliverer, store, dlq, sleeps, connectors
+
+
+def test_success_is_recorded_with_the_vendor_reference(world):
+    deliverer, store, _, sleeps, connectors = world
+    connectors["crm"] = ScriptedConnector()
+
+    assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.DELIVERED
+
+    record = store.get_delivery("ct_1", "crm")
+    assert (record.status, record.attempts, record.external_ref) == (DeliveryStatus.DELIVERED, 1, "ref-1")
+    assert sleeps == []
+
+
+def test_transient_failures_are_retried_inline_with_backoff_and_retry_after(world):
+    deliverer, store, _, sleeps, connectors = world
+    connectors["crm"] = ScriptedConnector(
+        RetryableDeliveryError("503"), RetryableDeliveryError("429", retry_after=2.0)
+    )
+
+    assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.DELIVERED
+
+    assert store.get_delivery("ct_1", "crm").attempts == 3
+    assert 0 < sleeps[0] <= 0.25 and sleeps[1] == 2.0
+
+
+def test_a_long_retry_after_goes_back_to_the_queue_instead_of_holding_the_worker(world):
+    deliverer, store, _, sleeps, connectors = world
+    connectors["crm"] = ScriptedConnector(RetryableDeliveryError("429", retry_after=600))
+
+    with pytest.raises(RetryLaterError) as retry:
+        deliverer.deliver(job(), receive_count=1)
+
+    assert retry.value.delay_seconds == 600
+    assert sleeps == []
+    record = store.get_delivery("ct_1", "crm")
+    assert (record.status, record.attempts, record.last_error) == (DeliveryStatus.RETRYING, 1, "429")
+
+
+def test_queue_redelivery_follows_the_schedule_and_attempts_accumulate(world):
+    deliverer, store, _, _, connectors = world
+    connectors["crm"] = ScriptedConnector(*[RetryableDeliveryError("down")] * 6)
+
+    delays = []
+    for receive in (1, 2):
+        with pytest.raises(RetryLaterError) as retry:
+            deliverer.deliver(job(), receive_count=receive)
+        delays.append(retry.value.delay_seconds)
+
+    assert delays == list(REDELIVERY_SCHEDULE[:2])
+    assert store.get_delivery("ct_1", "crm").attempts == 6
+
+
+def test_the_last_receive_dead_letters_with_the_reason(world):
+    deliverer, store, dlq, _, connectors = world
+    connectors["crm"] = ScriptedConnector(*[RetryableDeliveryError("vendor 503")] * 3)
+
+    assert deliverer.deliver(job(), receive_count=4) == DeliverOutcome.DEAD
+
+    record = store.get_delivery("ct_1", "crm")
+    assert record.status == DeliveryStatus.DEAD
+    assert record.last_error == "gave up after 3 attempts: vendor 503"
+    assert [DeliveryJob.model_validate_json(m.body).delivery_id for m in dlq.sent] == ["dlv_1"]
+
+
+def test_a_permanent_rejection_is_not_retried(world):
+    deliverer, store, dlq, sleeps, connectors = world
+    connectors["crm"] = ScriptedConnector(PermanentDeliveryError("crm answered 422: unknown field"))
+
+    assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.DEAD
+
+    record = store.get_delivery("ct_1", "crm")
+    assert (record.attempts, record.last_error) == (1, "crm answered 422: unknown field")
+    assert len(connectors["crm"].jobs) == 1 and sleeps == [] and len(dlq.sent) == 1
+
+
+def test_an_already_delivered_job_is_not_sent_again(world):
+    deliverer, _, _, _, connectors = world
+    connectors["crm"] = ScriptedConnector()
+    deliverer.deliver(job(), receive_count=1)
+
+    assert deliverer.deliver(job(), receive_count=2) == DeliverOutcome.ALREADY_DELIVERED
+    assert len(connectors["crm"].jobs) == 1
+
+
+def test_an_unconfigured_destination_is_dead_lettered(world):
+    deliverer, store, dlq, _, _ = world
+
+    assert deliverer.deliver(job("removed"), receive_count=1) == DeliverOutcome.DEAD
+    assert "not configured" in store.get_delivery("ct_1", "removed").last_error

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import ConfigError
+from chalicelib.hubconfig import parse_config
+from chalicelib.settings import DEFAULT_CONFIG
+
+VALID = """
+channels:
+  twilio:
+    auth_tokens: ["env:TWILIO_AUTH_TOKEN"]
+    public_url: https://hub.example.com/webhooks/twilio
+destinations:
+  - name: crm
+    type: webhook
+    url: https://crm.example.com/hooks
+    secrets: ["ssm:/hub/dev/crm-webhook-secret"]
+routing:
+  default:
+    priority: high
+    destinations: [crm]
+api_keys:
+  - name: portal
+    sha256: "%s"
+""" % ("a" * 64)
+
+
+def test_a_valid_configuration_parses_into_typed_sections():
+    config = parse_config(VALID, allow_inline_secrets=False)
+
+    assert list(config.channels) == ["twilio"]
+    assert config.destination("crm").type == "webhook"
+    assert config.default_destinations() == ["crm"]
+    assert config.routing.default.priority.name == "HIGH"
+
+
+def test_the_shipped_local_configuration_is_valid():
+    from chalicelib.hubconfig import load_config
+
+    config = load_config(DEFAULT_CONFIG)
+
+    assert {"twilio", "meta", "webchat"} <= set(config.channels)
+    assert config.default_destinations() == ["outbox"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("public_url: https://hub.example.com/webhooks/twilio", ""), "channels.twilio.public_url: Field required"),
+        (("twilio:", "carrier-pigeon:"), "channels.carrier-pigeon: unknown channel provider"),
+        (("type: webhook", "type: fax"), "destinations[0].type: unknown connector 'fax'"),
+        (("url: https://crm.example.com/hooks", "url: ftp://crm.example.com"), "destinations[0].url"),
+        (("destinations: [crm]", "destinations: [crm, erp]"), "routing.default.destinations[1]: no destination named 'erp'"),
+        (("priority: high", "priority: whenever"), "routing.default.priority"),
+        (('sha256: "' + "a" * 64, 'sha256: "' + "A" * 64), "api_keys[0].sha256"),
+        (("routing:", "routng:"), "routng: Extra inputs are not permitted"),
+    ],
+)
+def test_errors_name_the_exact_key(change, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_config(VALID.replace(*change))
+
+    assert expected in error.value.message
+
+
+def test_deployed_configurations_reject_inline_secrets_by_key():
+    text = VALID.replace('"env:TWILIO_AUTH_TOKEN"', '"abc123"')
+
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, allow_inline_secrets=False)
+
+    assert "channels.twilio.auth_tokens[0]: inline secret" in error.value.message
+    assert "abc123" not in error.value.message
+    assert parse_config(text, allow_inline_secrets=True).channels["twilio"]
+
+
+def test_secrets_are_masked_in_reprs():
+    config = parse_config(VALID.replace('"env:TWILIO_AUTH_TOKEN"', '"s3cr3t-value"'))
+
+    assert "s3cr3t-value" not in repr(config)
+    assert "s3cr3t-value" not in config.channels["twilio"].model_dump_json()
+
+
+@pytest.mark.parametrize(("text", "source", "expected"), [
+    ("a: [", "hub.yaml", "invalid YAML at line"),
+    ("- 1\n- 2", "hub.yaml", "top level must be a mapping"),
+    ("{", "hub.json", "invalid JSON at line 1"),
+])
+def test_unreadable_documents_get_a_located_error(text, source, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, source=source)
+
+
+def test_json_is_accepted():
+    config = parse_config('{"identity": {"default_region": "de"}}', source="hub.json")
+
+    assert config.identity.default_region == "DE"

@@ -1,0 +1,154 @@
+"""The process step: dedupe, resolution, case attachment, fan-out, crash safety, store call budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.store.sqlite import SqliteStore
+from chalicelib.domain.models import Channel, DeliveryJob, Handle, InboundMessage, Sender, StatusEvent
+from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError
+from chalicelib.hubconfig import parse_config
+from chalicelib.service.identity import IdentifierCache
+from chalicelib.service.process import Outcome, Processor
+from tests.support.fakes import Clock, CountingStore, MemoryQueue
+
+CONFIG = parse_config(
+    """
+identity: {default_region: DE}
+destinations:
+  - {name: outbox, type: outbox}
+  - {name: crm, type: webhook, url: "https://crm.example.com/hooks", secrets: ["whsec_AAAA"]}
+"""
+)
+
+
+def message(message_id: str = "SM1", *, handles=None, channel=Channel.SMS, name=None) -> InboundMessage:
+    return InboundMessage(
+        provider="twilio",
+        channel=channel,
+        provider_message_id=message_id,
+        account="+14155550100",
+        sender=Sender(handles=handles or [Handle(kind="phone", value="0151 23456789")], display_name=name),
+        text="Meine Bestellung fehlt",
+    )
+
+
+@pytest.fixture
+def parts():
+    store = CountingStore(SqliteStore(":memory:"))
+    queue = MemoryQueue()
+    clock = Clock()
+    processor = Processor(
+        store=store, delivery_queue=queue, config=CONFIG, cache=IdentifierCache(),
+        default_region=lambda provider: "DE", clock=clock,
+    )
+    return processor, store, queue, clock
+
+
+def test_a_new_message_creates_customer_case_contact_and_one_job_per_destination(parts):
+    processor, store, queue, _ = parts
+
+    result = processor.process(message(name="Jana"))
+
+    assert result.outcome == Outcome.CONTACT_CREATED
+    contact = store.get_contact(result.contact_id)
+    assert [str(i) for i in contact.sender.identifiers] == ["phone:+4915123456789"]
+    assert contact.resolution.created_customer and contact.resolution.rule == "new_customer"
+    assert [DeliveryJob.model_validate_json(m.body).destination for m in queue.sent] == ["outbox", "crm"]
+    assert len({m.group for m in queue.sent}) == 2, "one FIFO group per destination and customer"
+    customer = store.get_customer(result.customer_id)
+    assert customer.open_case.id == result.case_id
+    assert customer.attributes["name"].value == "Jana"
+
+
+def test_a_duplicate_costs_one_store_call_and_sends_nothing(parts):
+    processor, store, queue, _ = parts
+    processor.process(message())
+    sent, store.calls[:] = len(queue.sent), []
+
+    result = processor.process(message())
+
+    assert result.outcome == Outcome.DUPLICATE
+    assert store.calls == ["claim"]
+    assert len(queue.sent) == sent
+
+
+def test_a_returning_customer_costs_claim_get_and_commit_when_the_identifier_is_cached(parts):
+    processor, store, queue, _ = parts
+    first = processor.process(message("SM1"))
+    store.calls[:] = []
+
+    second = processor.process(message("SM2", channel=Channel.WHATSAPP))
+
+    assert store.calls == ["claim", "get_customer", "commit_contact"]
+    assert second.customer_id == first.customer_id
+    assert second.case_id == first.case_id
+    case = store.get_case(second.case_id)
+    assert (case.contact_count, case.channels) == (2, [Channel.SMS, Channel.WHATSAPP])
+
+
+def test_a_message_held_by_another_worker_is_retried_later(parts):
+    processor, store, _, clock = parts
+    store.claim("msg:twilio:SM1", now=clock(), lease_until=clock.now.replace(year=2027), expires_at=clock.now.replace(year=2027))
+
+    with pytest.raises(ConcurrentUpdateError):
+        processor.process(message("SM1"))
+
+
+def test_a_failed_fan_out_releases_the_claim_and_the_retry_produces_the_same_ids(parts):
+    processor, store, queue, _ = parts
+    queue.fail_sends = 1
+
+    with pytest.raises(QueueUnavailableError):
+        processor.process(message("SM9"))
+    retried = processor.process(message("SM9"))
+
+    assert retried.outcome == Outcome.CONTACT_CREATED
+    assert store.get_contact(retried.contact_id) is not None
+
+
+def test_a_crash_after_fan_out_reprocesses_to_the_same_contact_and_delivery_ids(parts):
+    processor, store, queue, _ = parts
+    original_commit = store._store.commit_contact
+    store._store.commit_contact = lambda commit: (_ for _ in ()).throw(RuntimeError("crash"))
+    queued = message("SM7")  # the same queue message is redelivered after the crash
+    with pytest.raises(RuntimeError):
+        processor.process(queued)
+    first_jobs = [DeliveryJob.model_validate_json(m.body) for m in queue.sent]
+    store._store.commit_contact = original_commit
+
+    result = processor.process(queued)
+
+    assert {j.contact.id for j in first_jobs} == {result.contact_id}
+    assert len(queue.sent) == 2, "the retry's jobs carry the same dedupe ids and are dropped by the queue"
+
+
+def test_unusable_identifiers_are_reported_on_the_contact_not_fatal(parts):
+    processor, store, _, _ = parts
+
+    result = processor.process(message("SM3", handles=[Handle(kind="phone", value="not a number")]))
+
+    contact = store.get_contact(result.contact_id)
+    assert contact.sender.identifiers == []
+    assert contact.resolution.rule == "new_customer_without_usable_identifier"
+    assert contact.enrichment["data_quality"]["rejected_identifiers"] == ["phone: not a phone number: not a number"]
+
+
+def test_unverified_claims_never_link_customers(parts):
+    processor, store, _, _ = parts
+    claim = Handle(kind="email", value="jane@example.com", verified=False)
+
+    first = processor.process(message("W1", handles=[Handle(kind="webchat", scope="acme", value="v1"), claim]))
+    second = processor.process(message("W2", handles=[Handle(kind="webchat", scope="acme", value="v2"), claim]))
+
+    assert first.customer_id != second.customer_id
+    assert [str(i) for i in store.get_contact(first.contact_id).sender.unverified] == ["email:jane@example.com"]
+
+
+def test_status_events_are_recorded_once(parts):
+    processor, store, queue, _ = parts
+    status = StatusEvent(provider="twilio", channel=Channel.SMS, provider_message_id="SM5", status="delivered")
+
+    assert processor.process(status).outcome == Outcome.STATUS_RECORDED
+    assert processor.process(status).outcome == Outcome.STATUS_DUPLICATE
+    assert queue.sent == []
