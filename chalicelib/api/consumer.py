@@ -72,9 +72,10 @@ def list_customer_contacts(customer_id: str) -> Response:
     if hub.store.get_customer(customer_id) is None:
         raise NotFoundError(f"no customer {customer_id}")
     page = hub.store.list_contacts(customer_id, limit=limit, cursor=cursor)
+    # The list is the customer's timeline; each contact's delivery log is on /v1/contacts/{id}.
     return json_response(
         {
-            "data": [_with_pending_deliveries(c) for c in page.items],
+            "data": [c.model_dump(mode="json", exclude={"deliveries", "raw"}) for c in page.items],
             "next_cursor": _encode_cursor(page.cursor) if page.cursor else None,
         }
     )

@@ -89,7 +89,10 @@ def normalize(
     if not raw:
         raise InvalidIdentifierError(f"empty {resolved.value} identifier")
     if resolved is IdentifierKind.PHONE:
-        return Identifier(kind=resolved, value=normalize_phone(raw, default_region))
+        # A WhatsApp id (`wa_id`) is always international, even without its `+`: a default region
+        # must not turn 4915123456789 into a German national number.
+        international = str(kind).lower() == "whatsapp"
+        return Identifier(kind=resolved, value=normalize_phone(raw, None if international else default_region))
     if resolved is IdentifierKind.EMAIL:
         return Identifier(kind=resolved, value=normalize_email(raw))
     if resolved in SCOPED_KINDS:
@@ -101,15 +104,14 @@ def normalize(
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
-    """E.164 form of a phone number; `whatsapp:` prefixes and a `wa_id` without `+` are accepted."""
+    """E.164 form of a phone number; `whatsapp:` prefixes are accepted. Without a default region,
+    a bare digit string is read as international (country code first, `+` missing)."""
     text = raw.strip()
     for prefix in ("whatsapp:", "tel:", "sms:"):
         if text.lower().startswith(prefix):
             text = text[len(prefix):].strip()
     region = default_region.upper() if default_region else None
     if region is None and not text.startswith("+") and text.isdigit():
-        # A bare digit string without a region is how WhatsApp writes numbers (`wa_id`):
-        # the country code is included, only the `+` is missing.
         text = "+" + text
     return _e164(text, region)
 

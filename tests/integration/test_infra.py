@@ -165,8 +165,12 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
         "DeliveryDeadLetterQueueUrl", "InboundDeadLetterQueueArn", "DeliveryDeadLetterQueueArn", "BucketArn",
     }
     assert set(deploy.OUTPUT_VARIABLES.values()) == {
-        "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_BUCKET",
+        "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
     }
+    # Every variable deploy.py writes is one chalicelib/settings.py reads.
+    settings = Settings.from_environ({"HUB_RUNTIME": "aws", **{v: f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}})
+    assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
+            settings.bucket} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------
@@ -205,6 +209,7 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         assert dev["HUB_BUCKET"] == "hub-dev-123456789012-eu-central-1"
         assert dev["HUB_INBOUND_QUEUE_URL"].endswith("/" + Settings(stage="dev").queue_name("inbound"))
         assert prod["HUB_DELIVERY_QUEUE_URL"].endswith("/" + Settings(stage="prod").queue_name("delivery"))
+        assert prod["HUB_DELIVERY_DLQ_URL"].endswith("/hub-prod-delivery-dlq.fifo")
 
         sqs = session.client("sqs")
         attributes = sqs.get_queue_attributes(QueueUrl=dev["HUB_INBOUND_QUEUE_URL"], AttributeNames=["All"])

@@ -96,3 +96,12 @@ def test_json_is_accepted():
     config = parse_config('{"identity": {"default_region": "de"}}', source="hub.json")
 
     assert config.identity.default_region == "DE"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_shipped_stage_configurations_are_valid_for_deployment(stage):
+    from chalicelib.hubconfig import load_config
+
+    config = load_config(DEFAULT_CONFIG.parent / f"{stage}.yaml", allow_inline_secrets=False)
+
+    assert config.delivery.max_receives == 8

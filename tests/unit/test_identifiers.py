@@ -49,10 +49,11 @@ def test_non_emails_are_rejected(raw):
 
 
 def test_whatsapp_is_a_phone_and_the_string_form_is_kind_colon_value():
-    identifier = normalize("whatsapp", "16505551234")
+    identifier = normalize("whatsapp", "16505551234", default_region="DE")
 
     assert identifier.kind is IdentifierKind.PHONE
     assert str(identifier) == "phone:+16505551234"
+    assert str(normalize("whatsapp", "4915123456789", default_region="DE")) == "phone:+4915123456789"
 
 
 def test_channel_scoped_ids_carry_their_scope_and_round_trip():

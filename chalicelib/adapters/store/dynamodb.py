@@ -82,7 +82,7 @@ class DynamoDbStore(Store):
                     "expires_at": _epoch(expires_at),
                 },
                 ConditionExpression=(
-                    "attribute_not_exists(pk)"
+                    "attribute_not_exists(pk) OR expires_at <= :now"
                     " OR (#state = :in_progress AND lease_until <= :now)"
                 ),
                 ExpressionAttributeNames={"#state": "state"},
@@ -266,7 +266,7 @@ class DynamoDbStore(Store):
                 TableName=self._table,
                 Item=item,
                 # An expired record TTL has not deleted yet counts as absent.
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
                 ExpressionAttributeValues={":now": _num(time.time())},
             )
         except _ConditionFailed:

@@ -1,0 +1,51 @@
+"""The published JSON schemas (docs/schemas/): what destinations and API consumers receive.
+
+`python -m chalicelib.domain.schema` rewrites them; a test fails when they drift from the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from chalicelib.domain.models import Case, Contact, Customer
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+
+
+class ContactEventData(BaseModel):
+    contact: Contact
+    customer: Customer
+    case: Case
+
+
+class ContactEvent(BaseModel):
+    """The body of every delivery (signed webhook, outbox line without `delivery_id`)."""
+
+    model_config = ConfigDict(title="ContactEvent")
+
+    type: str
+    timestamp: str
+    data: ContactEventData
+
+
+def schemas() -> dict[str, dict]:
+    return {
+        "contact.schema.json": Contact.model_json_schema(),
+        "contact-event.schema.json": ContactEvent.model_json_schema(),
+        "customer.schema.json": Customer.model_json_schema(),
+        "case.schema.json": Case.model_json_schema(),
+    }
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas().items():
+        (SCHEMA_DIR / name).write_text(render(schema))
+        print(f"wrote docs/schemas/{name}")
