@@ -7,7 +7,6 @@ never logged, and never part of an error message.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -42,7 +41,6 @@ class SecretResolver:
     def __init__(self, environ: Mapping[str, str], *, allow_inline: bool = True) -> None:
         self._environ = environ
         self._allow_inline = allow_inline
-        self._lock = threading.Lock()
 
     def get(self, secret: SecretStr | str) -> str:
         raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret

@@ -72,6 +72,7 @@ def receive_hook(provider: str, hook: str) -> Response:
 def _receive(provider: str, hook: str | None) -> Response:
     hub = get_hub()
     set_correlation_id(request_id(webhooks))
+    hub.annotate(provider=provider)
     adapter = _adapter(provider)
     result = ingest(
         adapter,

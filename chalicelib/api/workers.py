@@ -66,8 +66,10 @@ def sqs_batch(event, queue: Queue, handle) -> BatchOutcome:
                 group=attributes.get("MessageGroupId"),
             )
         )
+    hub = get_hub()
+    hub.annotate(queue=queue.name, batch_size=str(len(messages)))
     outcome = run_batch(messages, handle)
-    get_hub().counters.flush()
+    hub.counters.flush()
     if not outcome.complete:
         settle(queue, outcome)
         raise BatchIncompleteError(f"{len(outcome.retry)} of {len(messages)} messages return to the queue")

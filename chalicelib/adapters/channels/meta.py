@@ -179,7 +179,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             if not isinstance(value, dict):
                 parsed.ignored.append(f"{at}: value is not an object")
                 continue
-            self._value(value, _text(entry, "id"), at, request, parsed)
+            self._value(value, _clean(_text(entry, "id")), at, request, parsed)
 
     def _value(
         self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook

@@ -586,3 +586,13 @@ def test_secrets_resolve_lazily_and_once(load, counting_resolver):
         meta_adapter.verify(load("meta", "whatsapp_text").request())
     meta_adapter.handshake(request(b"", method="GET", query=GOOD))
     assert resolver.calls == 2
+
+
+def test_lone_surrogate_in_entry_id_is_cleaned_before_it_reaches_raw():
+    # Found by the contract fuzz: an uncleaned id made the event impossible to put on the queue.
+    body = json.loads(whatsapp_body({"statuses": [{"id": "wamid.OUT", "status": "sent"}]}))
+    body["entry"][0]["id"] = "PLACEHOLDER"
+    raw = json.dumps(body).replace("PLACEHOLDER", "\\ud800").encode()
+    status = only(parse_body(raw))
+    assert status.raw["entry_id"] == "\ufffd"
+    assert StatusEvent.model_validate_json(status.model_dump_json()) == status

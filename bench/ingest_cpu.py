@@ -1,0 +1,315 @@
+"""G1 / G2: CPU per webhook at ingest, for the Twilio SMS and Meta WhatsApp text fixtures.
+
+Subjects, each driven with an API Gateway proxy event through `app(event, context)` (what Lambda
+calls), and measured interleaved round by round:
+
+* hub        - the hub's real Chalice app, Hub on runtime "aws", its real `SqsQueue` on a boto3 SQS
+               client whose network is answered at botocore's `before-send` (so parameter
+               validation, serialisation, SigV4 signing, retries bookkeeping and response parsing
+               are all paid; only the socket is skipped).
+* reference  - a minimal hand-written ingest: a tiny Chalice app with one route that verifies the
+               same signature, validates a small pydantic model, serialises it and makes one SQS
+               `SendMessage` through the same stubbed client.               G1: hub <= 1.5 x reference
+* hub, no SDK - the same hub route with the inbound queue replaced by an in-memory queue.
+* F_parse    - verify + parse + `model_validate` of the same bytes (the reference's own steps, no
+               Chalice, no serialisation, no queue).                         G2: hub, no SDK <= 8 x F_parse
+
+Diagnostics (not targets): the botocore call alone, the reference without the SDK, and a breakdown
+of the hub's per-webhook steps, so a MISSED target points at its cause.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import tempfile
+from urllib.parse import parse_qsl
+
+from bench.common import (
+    LambdaContext,
+    NullOutput,
+    Result,
+    api_gateway_event,
+    aws_settings,
+    bench_config,
+    fixture_event,
+    interleaved,
+    load_fixture,
+    queue_url,
+    ratio_result,
+    stubbed_sqs_client,
+    us,
+    META_SECRET,
+    TWILIO_TOKEN,
+)
+
+NAME = "ingest_cpu"
+G1_LIMIT = 1.5
+G2_LIMIT = 8.0
+FIXTURES = (("twilio", "sms_text"), ("meta", "whatsapp_text"))
+REF_QUEUE = queue_url("ref-inbound.fifo")
+
+
+# --- the reference ingest ------------------------------------------------------------------------
+
+
+def _reference_models():
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class TwilioSms(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        MessageSid: str
+        AccountSid: str
+        From: str
+        To: str
+        Body: str = ""
+        NumMedia: int = 0
+
+    class WaText(BaseModel):
+        body: str
+
+    class WaMessage(BaseModel):
+        model_config = ConfigDict(populate_by_name=True)
+        sender: str = Field(alias="from")
+        id: str
+        timestamp: str
+        type: str
+        text: WaText | None = None
+
+    class WaProfile(BaseModel):
+        name: str | None = None
+
+    class WaContact(BaseModel):
+        wa_id: str | None = None
+        profile: WaProfile | None = None
+
+    class WaValue(BaseModel):
+        messaging_product: str
+        metadata: dict[str, str]
+        contacts: list[WaContact] = []
+        messages: list[WaMessage] = []
+
+    class WaChange(BaseModel):
+        field: str
+        value: WaValue
+
+    class WaEntry(BaseModel):
+        id: str
+        changes: list[WaChange]
+
+    class WaWebhook(BaseModel):
+        object: str
+        entry: list[WaEntry]
+
+    return TwilioSms, WaWebhook
+
+
+class Reference:
+    """The minimal ingest G1 compares against: verify, validate, serialise, one `SendMessage`."""
+
+    def __init__(self, twilio_url: str, sqs_client) -> None:
+        from chalice import Chalice, Response
+
+        self.TwilioSms, self.WaWebhook = _reference_models()
+        self.twilio_url = twilio_url
+        self.client = sqs_client
+        self.sent = 0
+        self.send = self._send_sqs
+        app = Chalice(app_name="reference-ingest")
+        reference = self
+
+        @app.route("/ref/{provider}", methods=["POST"],
+                   content_types=["application/json", "application/x-www-form-urlencoded"])
+        def receive(provider):
+            request = app.current_request
+            body = request.raw_body
+            if provider == "twilio":
+                model = reference.twilio(body, request.headers.get("x-twilio-signature", ""))
+                group, dedupe = model.From, model.MessageSid
+            else:
+                model = reference.meta(body, request.headers.get("x-hub-signature-256", ""))
+                message = model.entry[0].changes[0].value.messages[0]
+                group, dedupe = message.sender, message.id
+            reference.send(model.model_dump_json(), group, dedupe)
+            return Response(body="", status_code=200)
+
+        self.app = app
+
+    # verify + parse + validate: these two methods are also F_parse
+    def twilio(self, body: bytes, signature: str):
+        params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        data = self.twilio_url + "".join(k + v for k, v in sorted(params))
+        expected = base64.b64encode(hmac.new(TWILIO_TOKEN.encode(), data.encode(), hashlib.sha1).digest())
+        if not hmac.compare_digest(expected, signature.encode()):
+            raise ValueError("bad signature")
+        return self.TwilioSms.model_validate(dict(params))
+
+    def meta(self, body: bytes, signature: str):
+        expected = "sha256=" + hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise ValueError("bad signature")
+        return self.WaWebhook.model_validate(json.loads(body))
+
+    def _send_sqs(self, body: str, group: str, dedupe: str) -> None:
+        self.client.send_message(QueueUrl=REF_QUEUE, MessageBody=body, MessageGroupId=group,
+                                 MessageDeduplicationId=dedupe)
+
+    def _send_memory(self, body: str, group: str, dedupe: str) -> None:
+        self.sent += 1
+
+
+# --- the hub -------------------------------------------------------------------------------------
+
+
+def _memory_queue():
+    from chalicelib.adapters.queue.base import Queue
+
+    class MemoryQueue(Queue):
+        """Accepts every batch in memory: the hub's queue port without a backend."""
+
+        def __init__(self) -> None:
+            super().__init__("memory")
+            self.sent = 0
+
+        def _send_batch(self, messages):
+            self.sent += len(messages)
+
+        def _receive(self, max_messages, wait_seconds):
+            return []
+
+        def _delete_batch(self, receipts):
+            pass
+
+        def _change_visibility(self, receipt, seconds):
+            pass
+
+    return MemoryQueue()
+
+
+def _hubs(client):
+    from chalicelib.bootstrap import Hub
+
+    config = bench_config()
+    data_dir = tempfile.mkdtemp(prefix="hub-bench-")
+    with_sqs = Hub(aws_settings(data_dir), config=config, aws_client=lambda service: client)
+    no_sdk = Hub(aws_settings(data_dir), config=config, aws_client=lambda service: client)
+    no_sdk.__dict__["inbound_queue"] = _memory_queue()  # replaces the cached_property's value
+    return with_sqs, no_sdk
+
+
+def _check(response: dict, what: str) -> None:
+    if response.get("statusCode") != 200:
+        raise RuntimeError(f"{what} answered {response.get('statusCode')}: {response.get('body')}")
+
+
+def run() -> list[Result]:
+    from bench.common import fake_credentials
+
+    fake_credentials()
+    import app as hub_module
+    from chalicelib.bootstrap import use_hub
+
+    client = stubbed_sqs_client()
+    hub_sqs, hub_memory = _hubs(client)
+    context = LambdaContext()
+    results: list[Result] = []
+    with NullOutput():
+        for provider, fixture_name in FIXTURES:
+            fx = load_fixture(provider, fixture_name)
+            twilio_url = hub_sqs.config.channels["twilio"].public_url.rstrip("/") + (f"/{fx.hook}" if fx.hook else "")
+            reference = Reference(twilio_url, client)
+            ref_memory = Reference(twilio_url, client)
+            ref_memory.send = ref_memory._send_memory
+            hub_event = fixture_event(fx)
+            ref_event = api_gateway_event("/ref/{provider}", {"provider": provider}, fx.body, fx.headers)
+            signature = fx.headers.get("x-twilio-signature") or fx.headers.get("x-hub-signature-256")
+            parse = reference.twilio if provider == "twilio" else reference.meta
+
+            def hub_with_sqs():
+                use_hub(hub_sqs)
+                return hub_module.app(hub_event, context)
+
+            def hub_without_sdk():
+                use_hub(hub_memory)
+                return hub_module.app(hub_event, context)
+
+            def ref_with_sqs():
+                return reference.app(ref_event, context)
+
+            def ref_without_sdk():
+                return ref_memory.app(ref_event, context)
+
+            def f_parse():
+                return parse(fx.body, signature)
+
+            body = hub_sqs.adapter(provider).parse(_webhook_request(hub_sqs, fx)).events[0].model_dump_json()
+
+            def sdk_only():
+                return client.send_message_batch(QueueUrl=hub_sqs.settings.inbound_queue_url, Entries=[
+                    {"Id": "0", "MessageBody": body, "MessageGroupId": "g" * 40, "MessageDeduplicationId": "d" * 64}])
+
+            for what, func in (("hub", hub_with_sqs), ("hub without SDK", hub_without_sdk),
+                               ("reference", ref_with_sqs), ("reference without SDK", ref_without_sdk)):
+                _check(func(), f"{provider} {what}")
+            sent_before = hub_memory.inbound_queue.sent
+            hub_without_sdk()
+            if hub_memory.inbound_queue.sent != sent_before + 1:
+                raise RuntimeError("the in-memory hub did not enqueue the event")
+
+            t = interleaved({
+                "hub": hub_with_sqs, "reference": ref_with_sqs, "hub_nosdk": hub_without_sdk,
+                "f_parse": f_parse, "ref_nosdk": ref_without_sdk, "sdk": sdk_only,
+            })
+            breakdown = _breakdown(hub_sqs, fx, provider)
+            use_hub(None)
+            label = f"{provider}/{fixture_name}"
+            results.append(ratio_result(
+                f"G1 ingest CPU {label}: hub vs reference", us(t["hub"]), us(t["reference"]), G1_LIMIT, "us",
+                note=f"botocore SendMessageBatch alone {us(t['sdk']):.0f} us; reference without SDK "
+                     f"{us(t['ref_nosdk']):.0f} us",
+            ))
+            results.append(ratio_result(
+                f"G2 ingest CPU excl. SDK {label}: hub vs F_parse", us(t["hub_nosdk"]), us(t["f_parse"]), G2_LIMIT,
+                "us", note="breakdown (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
+            ))
+    return results
+
+
+def _webhook_request(hub, fx):
+    from chalicelib.adapters.channels.base import WebhookRequest
+
+    return WebhookRequest(method="POST", hook=fx.hook, headers=dict(fx.headers), query={}, body=fx.body,
+                          received_at=hub.clock())
+
+
+def _breakdown(hub, fx, provider: str) -> dict[str, float]:
+    """CPU of the hub's per-webhook steps, one at a time (diagnostics for the report)."""
+    import logging
+
+    from chalicelib.service.process import group_id
+
+    adapter = hub.adapter(provider)
+    request = _webhook_request(hub, fx)
+    parsed = adapter.parse(request)
+    event = parsed.events[0]
+    logger = logging.getLogger("chalicelib.api.webhooks")
+    counters = hub.counters
+
+    def emf():
+        counters.incr("WebhooksReceived", provider=provider)
+        counters.incr("EventsEnqueued", 1, provider=provider)
+        counters.flush()
+
+    steps = {
+        "verify": lambda: adapter.verify(request),
+        "parse": lambda: adapter.parse(request),
+        "model_dump_json": lambda: event.model_dump_json(),
+        "group+dedupe ids": lambda: (group_id(event.order_key), hashlib.sha256(event.dedupe_key.encode()).hexdigest()),
+        "clock": hub.clock,
+        "EMF counters flush": emf,
+        "log line": lambda: logger.info("webhook %s accepted: %d enqueued, %d ignored%s", provider, 1, 0, ""),
+    }
+    t = interleaved(steps, rounds=3, budget=0.04, warmup=50)
+    return {k: us(v) for k, v in t.items()}

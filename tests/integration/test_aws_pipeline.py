@@ -1,0 +1,211 @@
+"""The AWS runtime end to end under moto: Chalice route → SQS FIFO → process handler → DynamoDB →
+delivery queue → deliver handler → signed webhook. AWS calls are counted with a botocore hook
+(PERFORMANCE.md A1-A3), and a poison message must not make its batch-mates redo their work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+import time_machine
+from chalice.test import Client
+from moto import mock_aws
+from standardwebhooks import Webhook
+from twilio.request_validator import RequestValidator
+
+from chalicelib.bootstrap import Hub, use_hub
+from chalicelib.errors import BatchIncompleteError
+from chalicelib.settings import Settings
+from tests.support.fixtures import load
+from tests.support.receiver import Receiver
+
+REGION = "eu-central-1"
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+API_KEY = "integration-key"
+
+CONFIG = """
+channels:
+  twilio:
+    auth_tokens: ["env:TWILIO_AUTH_TOKEN"]
+    public_url: https://hub.example.com/webhooks/twilio
+  meta:
+    app_secrets: ["env:META_APP_SECRET"]
+    verify_tokens: ["env:META_VERIFY_TOKEN"]
+destinations:
+  - name: crm
+    type: webhook
+    url: {url}
+    secrets: ["env:CRM_WEBHOOK_SECRET"]
+api_keys:
+  - name: it
+    sha256: {key}
+"""
+
+
+class AwsCalls:
+    def __init__(self, session_clients):
+        self.calls: list[str] = []
+        for client in session_clients:
+            client.meta.events.register("before-call.*.*", self._record)
+
+    def _record(self, model, **_):
+        self.calls.append(model.name)
+
+    def take(self) -> Counter:
+        taken, self.calls = Counter(self.calls), []
+        return taken
+
+
+@pytest.fixture
+def aws(tmp_path):
+    with mock_aws(), Receiver() as receiver:
+        session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+        dynamodb, sqs, s3 = session.client("dynamodb"), session.client("sqs"), session.client("s3")
+        dynamodb.create_table(
+            TableName="hub-it",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.update_time_to_live(TableName="hub-it", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+        urls = {}
+        for role, receives in (("inbound", 5), ("delivery", 8)):
+            dlq = sqs.create_queue(QueueName=f"hub-it-{role}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            urls[role] = sqs.create_queue(
+                QueueName=f"hub-it-{role}.fifo",
+                Attributes={"FifoQueue": "true", "VisibilityTimeout": "180",
+                            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": receives})},
+            )["QueueUrl"]
+            urls[f"{role}-dlq"] = dlq
+        s3.create_bucket(Bucket="hub-it-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+        config = tmp_path / "hub.yaml"
+        config.write_text(CONFIG.format(url=receiver.url, key=hashlib.sha256(API_KEY.encode()).hexdigest()))
+        settings = Settings(
+            runtime="aws", stage="it", config_path=str(config), table_name="hub-it",
+            inbound_queue_url=urls["inbound"], delivery_queue_url=urls["delivery"],
+            delivery_dlq_url=urls["delivery-dlq"], bucket="hub-it-bucket", data_dir=str(tmp_path),
+            environ={"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "META_APP_SECRET": "test_meta_app_secret",
+                     "META_VERIFY_TOKEN": "v", "CRM_WEBHOOK_SECRET": WHSEC},
+        )
+        clients = {"dynamodb": dynamodb, "sqs": sqs, "s3": s3}
+        hub = Hub(settings, aws_client=clients.__getitem__)
+        use_hub(hub)
+        from app import app
+
+        try:
+            with Client(app) as client:
+                yield client, hub, sqs, urls, receiver, AwsCalls(clients.values())
+        finally:
+            use_hub(None)
+
+
+def sqs_event(sqs, url: str, expected: int) -> dict:
+    records = []
+    while len(records) < expected:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        messages = answer.get("Messages", [])
+        assert messages, f"expected {expected} messages on {url}, got {len(records)}"
+        records += [
+            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+             "attributes": m["Attributes"], "eventSource": "aws:sqs", "messageAttributes": {}}
+            for m in messages
+        ]
+    return {"Records": records}
+
+
+def invoke(client, sqs, url: str, function: str, event: dict) -> None:
+    """What Lambda's SQS event source mapping does: run the handler; on success delete the batch,
+    on an exception delete nothing (the handler deleted what it finished)."""
+    client.lambda_.invoke(function, event)
+    for record in event["Records"]:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+
+
+def twilio_sms(sid: str, sender: str = "+14155550101") -> tuple[bytes, dict]:
+    params = {"MessageSid": sid, "AccountSid": "AC" + "a" * 32, "From": sender, "To": "+14155550100",
+              "Body": "Hello", "NumMedia": "0"}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hub.example.com/webhooks/twilio", params)
+    return urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+
+
+def queue_depth(sqs, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_a_webhook_travels_through_sqs_and_dynamodb_to_a_signed_destination(aws):
+    client, hub, sqs, urls, receiver, calls = aws
+    fixture = load("twilio", "sms_text")
+
+    ingest = client.http.post(fixture.path, headers=fixture.headers, body=fixture.body)
+    assert ingest.status_code == 200
+    assert calls.take() == Counter({"SendMessageBatch": 1}), "ingest costs exactly one AWS call"
+
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    [request] = receiver.requests
+    with time_machine.travel(int(request.headers["webhook-timestamp"]), tick=False):
+        event = Webhook(WHSEC).verify(request.body, request.headers)
+    contact_id = event["data"]["contact"]["id"]
+    api = client.http.get(f"/v1/contacts/{contact_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert api.status_code == 200
+    assert [(d["destination"], d["status"], d["attempts"]) for d in json.loads(api.body)["deliveries"]] == [
+        ("crm", "delivered", 1)
+    ]
+    assert queue_depth(sqs, urls["inbound"]) == queue_depth(sqs, urls["delivery"]) == 0
+
+
+def test_rejected_webhooks_cost_no_aws_call(aws):
+    client, _, _, _, _, calls = aws
+    fixture = load("twilio", "sms_text")
+
+    response = client.http.post(fixture.path, headers={**fixture.headers, "x-twilio-signature": "bad"}, body=fixture.body)
+
+    assert response.status_code == 401
+    assert calls.take() == Counter()
+
+
+def test_worker_call_budget_for_returning_customers_and_duplicates(aws):
+    client, hub, sqs, urls, _, calls = aws
+    for sid in ("SM" + "1" * 32, "SM" + "2" * 32):
+        body, headers = twilio_sms(sid)
+        assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    first, second = sqs_event(sqs, urls["inbound"], 2)["Records"]
+    calls.take()
+
+    client.lambda_.invoke("process_inbound", {"Records": [first]})
+    new_customer = calls.take()
+    client.lambda_.invoke("process_inbound", {"Records": [second]})
+    returning = calls.take()
+    hub.processor.process_body(first["body"])
+    duplicate = calls.take()
+
+    assert returning == Counter({"PutItem": 1, "GetItem": 1, "SendMessageBatch": 1, "BatchWriteItem": 1})
+    assert sum(returning.values()) <= 4
+    assert duplicate == Counter({"PutItem": 1})
+    assert new_customer["TransactWriteItems"] == 1
+
+
+def test_a_poison_message_does_not_make_its_batch_mates_redo_their_work(aws):
+    client, hub, sqs, urls, receiver, _ = aws
+    good = [twilio_sms("SM" + c * 32, sender=f"+1415555{n:04d}") for n, c in enumerate("ab")]
+    for body, headers in good:
+        assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    sqs.send_message(QueueUrl=urls["inbound"], MessageBody='{"kind": "message", "corrupt": true}',
+                     MessageGroupId="poison", MessageDeduplicationId="poison")
+    event = sqs_event(sqs, urls["inbound"], 3)
+
+    with pytest.raises(BatchIncompleteError):
+        invoke(client, sqs, urls["inbound"], "process_inbound", event)
+
+    assert queue_depth(sqs, urls["inbound"]) == 1, "only the poison message returns to the queue"
+    assert queue_depth(sqs, urls["delivery"]) == 2, "both good messages were processed exactly once"
