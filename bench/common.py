@@ -88,8 +88,10 @@ def print_table(rows: list[list[str]], header: list[str], out=None) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)), file=out)
 
 
-def ratio_result(name: str, measured: float, floor: float, limit: float, unit: str, note: str = "") -> Result:
-    ratio = measured / floor
+def ratio_result(name: str, measured: float, floor: float, limit: float, unit: str, note: str = "",
+                 ratio: float | None = None) -> Result:
+    """`ratio` defaults to measured / floor; pass the paired (per-round) ratio when there is one."""
+    ratio = measured / floor if ratio is None else ratio
     return Result(name, measured, floor, ratio, f"<= {limit:g}x", ratio <= limit, unit, note)
 
 
@@ -123,9 +125,10 @@ def calibrate(func: Callable[[], object], budget: float) -> int:
         n *= 4
 
 
-def interleaved(subjects: dict[str, Callable[[], object]], *, rounds: int = 7, budget: float = 0.15,
-                warmup: int = 200) -> dict[str, float]:
-    """Median CPU seconds per call of each subject; the subjects alternate within every round."""
+def interleaved(subjects: dict[str, Callable[[], object]], *, rounds: int = 11, budget: float = 0.04,
+                warmup: int = 200) -> dict[str, list[float]]:
+    """CPU seconds per call of each subject, one sample per round; the subjects alternate within
+    every round, so a burst of load from elsewhere on the machine hits all of them alike."""
     iterations = {}
     for name, func in subjects.items():
         for _ in range(warmup):
@@ -135,7 +138,20 @@ def interleaved(subjects: dict[str, Callable[[], object]], *, rounds: int = 7, b
     for _ in range(rounds):
         for name, func in subjects.items():
             samples[name].append(cpu_per_call(func, iterations[name]))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def paired_ratio(subject: list[float], floor: list[float]) -> float:
+    """Median over rounds of subject / floor measured in the same round."""
+    return statistics.median(a / b for a, b in zip(subject, floor))
+
+
+def paired_difference(subject: list[float], other: list[float]) -> float:
+    return statistics.median(a - b for a, b in zip(subject, other))
 
 
 def us(seconds: float) -> float:

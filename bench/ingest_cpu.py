@@ -37,6 +37,9 @@ from bench.common import (
     fixture_event,
     interleaved,
     load_fixture,
+    median,
+    paired_difference,
+    paired_ratio,
     queue_url,
     ratio_result,
     stubbed_sqs_client,
@@ -258,21 +261,23 @@ def run() -> list[Result]:
             if hub_memory.inbound_queue.sent != sent_before + 1:
                 raise RuntimeError("the in-memory hub did not enqueue the event")
 
-            t = interleaved({
+            samples = interleaved({
                 "hub": hub_with_sqs, "reference": ref_with_sqs, "hub_nosdk": hub_without_sdk,
                 "f_parse": f_parse, "ref_nosdk": ref_without_sdk, "sdk": sdk_only,
             })
-            breakdown = _breakdown(hub_sqs, fx, provider)
+            t = {name: median(values) for name, values in samples.items()}
+            breakdown = _knockouts(client, hub_event, context, provider, fx)
             use_hub(None)
             label = f"{provider}/{fixture_name}"
             results.append(ratio_result(
                 f"G1 ingest CPU {label}: hub vs reference", us(t["hub"]), us(t["reference"]), G1_LIMIT, "us",
+                ratio=paired_ratio(samples["hub"], samples["reference"]),
                 note=f"botocore SendMessageBatch alone {us(t['sdk']):.0f} us; reference without SDK "
                      f"{us(t['ref_nosdk']):.0f} us",
             ))
             results.append(ratio_result(
                 f"G2 ingest CPU excl. SDK {label}: hub vs F_parse", us(t["hub_nosdk"]), us(t["f_parse"]), G2_LIMIT,
-                "us", note="breakdown (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
+                "us", ratio=paired_ratio(samples["hub_nosdk"], samples["f_parse"]), note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
             ))
     return results
 
@@ -284,32 +289,43 @@ def _webhook_request(hub, fx):
                           received_at=hub.clock())
 
 
-def _breakdown(hub, fx, provider: str) -> dict[str, float]:
-    """CPU of the hub's per-webhook steps, one at a time (diagnostics for the report)."""
+def _knockouts(client, hub_event, context, provider: str, fx) -> dict[str, float]:
+    """In-situ cost of each step of the hub route: the route without SDK, minus the same route with
+    that one step knocked out (each on its own Hub, interleaved). Diagnostics for the report."""
     import logging
 
-    from chalicelib.service.process import group_id
+    from chalicelib.bootstrap import use_hub
+    from chalicelib.observability import Counters
 
-    adapter = hub.adapter(provider)
-    request = _webhook_request(hub, fx)
-    parsed = adapter.parse(request)
-    event = parsed.events[0]
-    logger = logging.getLogger("chalicelib.api.webhooks")
-    counters = hub.counters
+    import app as hub_module
 
-    def emf():
-        counters.incr("WebhooksReceived", provider=provider)
-        counters.incr("EventsEnqueued", 1, provider=provider)
-        counters.flush()
+    def memory_hub():
+        return _hubs(client)[1]
 
-    steps = {
-        "verify": lambda: adapter.verify(request),
-        "parse": lambda: adapter.parse(request),
-        "model_dump_json": lambda: event.model_dump_json(),
-        "group+dedupe ids": lambda: (group_id(event.order_key), hashlib.sha256(event.dedupe_key.encode()).hexdigest()),
-        "clock": hub.clock,
-        "EMF counters flush": emf,
-        "log line": lambda: logger.info("webhook %s accepted: %d enqueued, %d ignored%s", provider, 1, 0, ""),
-    }
-    t = interleaved(steps, rounds=3, budget=0.04, warmup=50)
-    return {k: us(v) for k, v in t.items()}
+    full, no_verify, no_parse, no_emf, no_log = (memory_hub() for _ in range(5))
+    no_verify.adapter(provider).verify = lambda request: None
+    parsed = no_parse.adapter(provider).parse(_webhook_request(no_parse, fx))
+    no_parse.adapter(provider).parse = lambda request: parsed
+    no_emf.__dict__["counters"] = Counters(emit_emf=False)
+    route_logger = logging.getLogger("chalicelib.api.webhooks")
+
+    def call(hub):
+        def subject():
+            use_hub(hub)
+            return hub_module.app(hub_event, context)
+        return subject
+
+    def without_log():
+        use_hub(no_log)
+        route_logger.disabled = True
+        try:
+            return hub_module.app(hub_event, context)
+        finally:
+            route_logger.disabled = False
+
+    samples = interleaved({"full": call(full), "verify": call(no_verify), "parse": call(no_parse),
+                           "EMF metrics": call(no_emf), "log line": without_log}, budget=0.03, warmup=100)
+    steps = {name: us(paired_difference(samples["full"], values)) for name, values in samples.items()
+             if name != "full"}
+    steps["rest (Chalice, route glue, queue port, serialisation)"] = us(median(samples["full"])) - sum(steps.values())
+    return steps

@@ -205,7 +205,7 @@ class Hub:
 
         return Processor(
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
-            cache=IdentifierCache(), default_region=self.default_region, clock=self.clock,
+            cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
         )
 
     @cached_property

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "stateful.yaml"
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -70,7 +72,7 @@ def deploy_stack(cloudformation: Any, stage: str, template_body: str, *, wait_de
         print(f"updating stack {name} ({status})…", file=sys.stderr)
         try:
             cloudformation.update_stack(**params)
-        except Exception as exc:  # botocore ClientError; imported lazily with boto3
+        except ClientError as exc:
             if _NO_UPDATES not in str(exc):
                 raise
             print(f"stack {name} is up to date", file=sys.stderr)
@@ -87,7 +89,7 @@ def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
 def _stack_status(cloudformation: Any, name: str) -> str | None:
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    except Exception as exc:
+    except ClientError as exc:
         if "does not exist" in str(exc):
             return None
         raise

@@ -14,6 +14,7 @@ from chalice import Blueprint, Response
 from chalicelib.api.http import json_response, translate_errors
 from chalicelib.bootstrap import get_hub
 from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.ids import delivery_id
 from chalicelib.domain.models import Contact, Delivery, DeliveryStatus
 from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
 
@@ -105,7 +106,10 @@ def _with_pending_deliveries(contact: Contact) -> dict:
     """A contact whose deliveries include the routed destinations not yet attempted, as pending."""
     attempted = {d.destination for d in contact.deliveries}
     pending = [
-        Delivery(id="", contact_id=contact.id, destination=name, status=DeliveryStatus.PENDING, updated_at=contact.received_at)
+        Delivery(
+            id=delivery_id(contact.id, name), contact_id=contact.id, destination=name,
+            status=DeliveryStatus.PENDING, updated_at=contact.received_at,
+        )
         for name in contact.routing.destinations
         if name not in attempted
     ]

@@ -41,3 +41,8 @@ def stable_id(prefix: str, key: str, *, millis: int) -> str:
 def digest_id(prefix: str, key: str) -> str:
     """A deterministic id with no time component (for records keyed by a composite)."""
     return f"{prefix}_{_encode(int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], 'big'), 26)}"
+
+
+def delivery_id(contact_id: str, destination: str) -> str:
+    """The one id of a contact's delivery to a destination: the idempotency key vendors see."""
+    return digest_id("dlv", f"{contact_id}:{destination}")

@@ -13,6 +13,7 @@ again to the same ids.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from datetime import datetime, timedelta
 
 from pydantic import TypeAdapter
 
+from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, Store
-from chalicelib.domain.ids import digest_id, stable_id
+from chalicelib.domain.ids import delivery_id, stable_id
 from chalicelib.domain.models import (
     Contact,
     Customer,
@@ -50,6 +52,10 @@ _EVENT = TypeAdapter(InboundEvent)
 #: and stay below the queue's visibility timeout, so a crashed attempt's message can be re-claimed.
 LEASE_SECONDS = 45
 
+#: A contact larger than this keeps its raw provider payload in the blob store instead: a
+#: DynamoDB item holds at most 400 KB, and the contact shares a batch write with four others.
+MAX_INLINE_CONTACT_BYTES = 300 * 1024
+
 
 class Outcome:
     CONTACT_CREATED = "contact_created"
@@ -76,6 +82,7 @@ class Processor:
     #: Default phone region per channel provider, from that provider's settings when it has one.
     default_region: Callable[[str], str | None]
     clock: Callable[[], datetime]
+    blobs: BlobStore
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
@@ -123,13 +130,14 @@ class Processor:
         contact = _contact(message, sender.party, customer, case.id, resolution)
         if sender.rejected:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
+        self._offload_large_raw(contact)
         contact.routing = route(contact, customer, case, self.config)
         customer = customer.model_copy(
             update={"open_case": summarize(case), "updated_at": now, "version": customer.version + 1}
         )
         jobs = [
             DeliveryJob(
-                delivery_id=digest_id("dlv", f"{contact.id}:{destination}"),
+                delivery_id=delivery_id(contact.id, destination),
                 destination=destination,
                 contact=contact,
                 customer=customer,
@@ -148,6 +156,13 @@ class Processor:
         return ProcessResult(
             Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
         )
+
+    def _offload_large_raw(self, contact: Contact) -> None:
+        if len(contact.model_dump_json()) <= MAX_INLINE_CONTACT_BYTES:
+            return
+        key = f"raw/{contact.id}.json"
+        self.blobs.put(key, json.dumps(contact.raw).encode(), content_type="application/json")
+        contact.raw = {"$blob": key}
 
     def _dedupe_expiry(self, now: datetime) -> datetime:
         return now + timedelta(days=self.config.processing.dedupe_days)

@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[2]
-# Runnable on its own even before the shared test configuration puts the root on sys.path.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, SecretStr, ValidationError
 
-import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from pydantic import BaseModel, SecretStr, ValidationError  # noqa: E402
+from chalicelib.adapters.channels import meta, twilio, webchat
+from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest
+from chalicelib.adapters.channels.registry import CHANNELS
+from chalicelib.domain.models import InboundMessage, StatusEvent
+from chalicelib.errors import ForbiddenError, MalformedPayloadError, RequestRejectedError, SignatureError
+from chalicelib.hubconfig import _is_secret_field
+from chalicelib.secrets import SecretResolver
+from tests.support.fixtures import load as load_fixture
 
-from chalicelib.adapters.channels import meta, twilio, webchat  # noqa: E402
-from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest  # noqa: E402
-from chalicelib.adapters.channels.registry import CHANNELS  # noqa: E402
-from chalicelib.domain.models import InboundMessage, StatusEvent  # noqa: E402
-from chalicelib.errors import (  # noqa: E402
-    ForbiddenError,
-    MalformedPayloadError,
-    RequestRejectedError,
-    SignatureError,
-)
-from chalicelib.hubconfig import _is_secret_field  # noqa: E402
-from chalicelib.secrets import SecretResolver  # noqa: E402
-
-FIXTURES = ROOT / "tests" / "fixtures"
 AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 KEYS = sorted(CHANNELS)
 
@@ -66,9 +54,8 @@ class Case:
 
 
 def fixture(provider: str, name: str) -> tuple[bytes, dict[str, str]]:
-    body = (FIXTURES / provider / f"{name}.body").read_bytes()
-    headers = json.loads((FIXTURES / provider / f"{name}.json").read_text(encoding="utf-8"))["headers"]
-    return body, headers
+    stored = load_fixture(provider, name)
+    return stored.body, dict(stored.headers)
 
 
 def without(headers: dict[str, str], name: str) -> dict[str, str]:
@@ -121,7 +108,9 @@ TWILIO_REQUIRED = [("MessageSid", "SMfuzz"), ("From", "+14155550101"), ("To", "+
 twilio_payloads = st.tuples(
     mostly(st.just(True), st.just(False)),
     st.lists(
-        st.tuples(st.sampled_from(TWILIO_NAMES) | st.text(max_size=10), st.sampled_from(TWILIO_VALUES) | st.text(max_size=30)),
+        st.tuples(
+            st.sampled_from(TWILIO_NAMES) | st.text(max_size=10), st.sampled_from(TWILIO_VALUES) | st.text(max_size=30)
+        ),
         max_size=12,
     ),
 ).map(lambda t: urlencode((TWILIO_REQUIRED if t[0] else []) + t[1]).encode())
@@ -147,7 +136,9 @@ _coordinate = st.floats(allow_nan=False) | st.integers(-200, 200) | TEXT
 #: Each type's object mostly as Meta documents it, sometimes any JSON using Meta's key names.
 _meta_bodies = {
     "text": st.fixed_dictionaries({"body": TEXT}),
-    "image": st.fixed_dictionaries({"id": TEXT}, optional={"mime_type": TEXT, "caption": TEXT, "url": TEXT, "sha256": TEXT}),
+    "image": st.fixed_dictionaries(
+        {"id": TEXT}, optional={"mime_type": TEXT, "caption": TEXT, "url": TEXT, "sha256": TEXT}
+    ),
     "video": st.fixed_dictionaries({"id": TEXT}, optional={"mime_type": TEXT, "caption": TEXT}),
     "audio": st.fixed_dictionaries({"id": TEXT}, optional={"mime_type": TEXT, "voice": st.booleans() | LEAF}),
     "document": st.fixed_dictionaries({"id": TEXT}, optional={"filename": TEXT, "mime_type": TEXT, "caption": TEXT}),
@@ -181,7 +172,9 @@ def _meta_message(draw) -> dict:
             optional={
                 "from": mostly(st.sampled_from(["16505551234", "", "US.1"])),
                 "from_user_id": mostly(st.just("US.13491208655302741918")),
-                "context": mostly(st.fixed_dictionaries({"id": TEXT}, optional={"forwarded": st.booleans()}), _meta_known),
+                "context": mostly(
+                    st.fixed_dictionaries({"id": TEXT}, optional={"forwarded": st.booleans()}), _meta_known
+                ),
                 "referral": _meta_known,
             },
         )
@@ -220,13 +213,22 @@ _meta_value = st.fixed_dictionaries(
     },
 )
 _meta_change = st.fixed_dictionaries(
-    {"field": mostly(st.just("messages"), st.sampled_from(["account_update", "flows"]) | LEAF), "value": mostly(_meta_value, JSON)}
+    {
+        "field": mostly(st.just("messages"), st.sampled_from(["account_update", "flows"]) | LEAF),
+        "value": mostly(_meta_value, JSON),
+    }
 )
 meta_payloads = st.fixed_dictionaries(
     {
         "object": mostly(st.just("whatsapp_business_account"), st.sampled_from(["page", "instagram", "user"]) | LEAF),
         "entry": mostly(
-            st.lists(mostly(st.fixed_dictionaries({"id": TEXT, "changes": st.lists(mostly(_meta_change, JSON), max_size=3)}), JSON), max_size=3),
+            st.lists(
+                mostly(
+                    st.fixed_dictionaries({"id": TEXT, "changes": st.lists(mostly(_meta_change, JSON), max_size=3)}),
+                    JSON,
+                ),
+                max_size=3,
+            ),
             JSON,
         ),
     }
@@ -250,7 +252,9 @@ def webchat_payloads(draw) -> bytes:
             st.fixed_dictionaries(
                 {},
                 optional={
-                    "external_id": mostly(st.sampled_from(["cust-1", "cust-2"]) | WORDS, st.sampled_from(["", "c" * 129]) | TEXT),
+                    "external_id": mostly(
+                        st.sampled_from(["cust-1", "cust-2"]) | WORDS, st.sampled_from(["", "c" * 129]) | TEXT
+                    ),
                     "email": mostly(st.just("a@example.com") | WORDS, TEXT),
                     "phone": mostly(st.just("+14155550101"), TEXT),
                     "name": mostly(WORDS, TEXT),
@@ -263,7 +267,9 @@ def webchat_payloads(draw) -> bytes:
         st.fixed_dictionaries(
             {
                 "site_id": mostly(st.just("shop"), st.just("other") | LEAF),
-                "visitor_id": mostly(st.sampled_from(["v1", "v-2", "v.3:x"]), st.sampled_from(["a/b", "v" * 129]) | LEAF),
+                "visitor_id": mostly(
+                    st.sampled_from(["v1", "v-2", "v.3:x"]), st.sampled_from(["a/b", "v" * 129]) | LEAF
+                ),
                 "message_id": mostly(st.sampled_from(["m1", "01JH0000000000000000000001"]), st.just("") | LEAF),
                 "text": mostly(WORDS, st.sampled_from([" ", "x" * 10_001]) | TEXT | LEAF),
             },
@@ -337,9 +343,7 @@ CASES: dict[str, Case] = {
         payloads=meta_payloads,
     ),
     "webchat": Case(
-        settings={
-            "sites": [{"id": "shop", "identity_secrets": [WEBCHAT_SECRET], "allowed_origins": [WEBCHAT_ORIGIN]}]
-        },
+        settings={"sites": [{"id": "shop", "identity_secrets": [WEBCHAT_SECRET], "allowed_origins": [WEBCHAT_ORIGIN]}]},
         secret_values=(WEBCHAT_SECRET,),
         hook=None,
         sample=_webchat_body,
@@ -532,7 +536,11 @@ def test_settings_forbid_extra_keys_at_every_level(key):
 def test_secret_fields_are_secretstr_and_named_as_secrets(key):
     # hubconfig refuses inline values only for fields named like secrets, so the name and the
     # type must agree: a SecretStr named otherwise could be inlined in a deployed config.
-    fields = [(m.__name__, name, f.annotation) for m in nested_models(CHANNELS[key].Settings) for name, f in m.model_fields.items()]
+    fields = [
+        (m.__name__, name, f.annotation)
+        for m in nested_models(CHANNELS[key].Settings)
+        for name, f in m.model_fields.items()
+    ]
     secret_typed = {(model, name) for model, name, annotation in fields if mentions(annotation, SecretStr)}
     secret_named = {(model, name) for model, name, _ in fields if _is_secret_field(name)}
     assert secret_typed, "every channel has at least one secret"

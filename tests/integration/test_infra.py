@@ -147,6 +147,18 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
         assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letter, "Arn"]}
 
 
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_the_stage_config_gives_up_on_a_delivery_when_sqs_would(stage, template):
+    """The deliver worker dead-letters a job itself at `delivery.max_receives`; SQS's redrive must
+    not take it away earlier (or let it loop longer)."""
+    from chalicelib.hubconfig import DeliverySettings
+
+    conf = yaml.safe_load((ROOT / "chalicelib" / "conf" / f"{stage}.yaml").read_text())
+    max_receives = (conf.get("delivery") or {}).get("max_receives", DeliverySettings().max_receives)
+    queue = template["Resources"]["DeliveryQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == max_receives
+
+
 def test_the_bucket_is_private_encrypted_and_expires_queue_bodies(template):
     [bucket] = resources_of(template, "AWS::S3::Bucket").values()
     props = bucket["Properties"]
@@ -223,6 +235,9 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         cloudformation = session.client("cloudformation")
         stacks = {s["StackName"]: s for s in cloudformation.describe_stacks()["Stacks"]}
         assert {"hub-dev", "hub-prod"} <= set(stacks)
+        assert stacks["hub-prod"]["EnableTerminationProtection"] is True
+        assert stacks["hub-dev"]["EnableTerminationProtection"] is False
+        assert {"Key": "stage", "Value": "prod"} in stacks["hub-prod"]["Tags"]
 
         # The adapters work against what was deployed, through the names the config now holds.
         store = DynamoDbStore(dev["HUB_TABLE"], session.client("dynamodb"))
@@ -349,15 +364,24 @@ def test_dev_and_prod_policies_differ_only_by_stage():
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory) -> Path:
+    """`chalice package --stage dev` on a copy of the project, so its 25 MB package cache
+    (.chalice/deployments/, one zip per code change) never accumulates in the working tree."""
     if not (ROOT / "app.py").exists():
         pytest.skip("app.py does not exist yet")
+    project = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "app.py", project)
+    shutil.copy(ROOT / "requirements.txt", project)
+    shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".chalice").mkdir()
+    for path in CHALICE_DIR.glob("*.json"):
+        shutil.copy(path, project / ".chalice")
     out = tmp_path_factory.mktemp("chalice-package")
     env = {**os.environ, "AWS_DEFAULT_REGION": "eu-central-1", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing"}
     env.pop("AWS_PROFILE", None)
     result = subprocess.run(
         [str(BIN / "chalice"), "package", "--stage", "dev", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=project, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out / "sam.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.store.sqlite import SqliteStore
 from chalicelib.domain.models import Channel, DeliveryJob, Handle, InboundMessage, Sender, StatusEvent
 from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError
@@ -34,13 +35,13 @@ def message(message_id: str = "SM1", *, handles=None, channel=Channel.SMS, name=
 
 
 @pytest.fixture
-def parts():
+def parts(tmp_path):
     store = CountingStore(SqliteStore(":memory:"))
     queue = MemoryQueue()
     clock = Clock()
     processor = Processor(
         store=store, delivery_queue=queue, config=CONFIG, cache=IdentifierCache(),
-        default_region=lambda provider: "DE", clock=clock,
+        default_region=lambda provider: "DE", clock=clock, blobs=LocalBlobStore(str(tmp_path / "blobs")),
     )
     return processor, store, queue, clock
 
@@ -152,3 +153,15 @@ def test_status_events_are_recorded_once(parts):
     assert processor.process(status).outcome == Outcome.STATUS_RECORDED
     assert processor.process(status).outcome == Outcome.STATUS_DUPLICATE
     assert queue.sent == []
+
+
+def test_a_contact_too_large_for_one_store_item_keeps_its_raw_payload_in_the_blob_store(parts):
+    processor, store, _, _ = parts
+    large = message("SM-big").model_copy(update={"raw": {"Body": "x" * 400_000}})
+
+    result = processor.process(large)
+
+    contact = store.get_contact(result.contact_id)
+    assert contact.raw == {"$blob": f"raw/{result.contact_id}.json"}
+    assert len(contact.model_dump_json()) < 300 * 1024
+    assert processor.blobs.get(contact.raw["$blob"]).startswith(b'{"Body": "xxx')

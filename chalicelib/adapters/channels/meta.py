@@ -146,8 +146,10 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             raise MalformedPayloadError('body has no "entry" list')
         if product in DEFERRED_OBJECTS:
             return ParsedWebhook(
-                ignored=[f"object {product!r}: {DEFERRED_OBJECTS[product]} webhooks are not handled yet "
-                         f"({len(entries)} entries acknowledged)"]
+                ignored=[
+                    f"object {product!r}: {DEFERRED_OBJECTS[product]} webhooks are not handled yet "
+                    f"({len(entries)} entries acknowledged)"
+                ]
             )
         if product != WHATSAPP:
             return ParsedWebhook(ignored=[f"object {product[:64]!r} is not a product this adapter handles"])

@@ -177,7 +177,7 @@ def normalize_public_url(value: str) -> str:
         raise ValueError("must include a host name")
     url = f"{scheme}://{authority}{rest[end:]}"
     try:
-        urlsplit(url).port
+        urlsplit(url).port  # noqa: B018 - the property raises ValueError for a port outside 0-65535
     except ValueError:
         raise ValueError("has an invalid port") from None
     return url
@@ -394,7 +394,7 @@ class _Form:
             if (self.get(name) or "").lower() == "true":
                 metadata[key] = True
         referral = {
-            _snake(name[len("Referral"):]): values[0]
+            _snake(name[len("Referral") :]): values[0]
             for name, values in self._values.items()
             if name.startswith("Referral") and values[0] and not (name == "ReferralNumMedia" and values[0] == "0")
         }

@@ -27,13 +27,22 @@ MAX_INLINE_BYTES = 200 * 1024
 _BLOB_MARKER = '{"$blob":'
 
 
+#: The group of messages sent without one: they are ordered among themselves.
+DEFAULT_GROUP = "default"
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     body: str
-    #: Messages of one group are received in the order they were sent (FIFO message group).
+    #: Messages of one group are received in the order they were sent (FIFO message group);
+    #: None means `DEFAULT_GROUP`.
     group: str | None = None
-    #: Messages with the same id sent within the dedupe window are accepted once.
+    #: Messages with the same id sent within the 5-minute dedupe window are accepted once;
+    #: None means the body's SHA-256 (content-based dedupe), so resending a batch is safe.
     dedupe_id: str | None = None
+
+    def effective_dedupe_id(self) -> str:
+        return self.dedupe_id or hashlib.sha256(self.body.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Queue(ABC):
 
     def send(self, messages: Sequence[OutgoingMessage]) -> None:
         """Durably enqueue all messages, in order, or raise. One backend call per 10 messages."""
-        prepared = [self._claim_check(m) for m in messages]
+        prepared = self._wrap("send", lambda: [self._claim_check(m) for m in messages])
         for batch in _batches(prepared):
             self._wrap("send", self._send_batch, batch)
 

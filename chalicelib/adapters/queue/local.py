@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 
 from chalicelib.adapters.blobs.base import BlobStore
-from chalicelib.adapters.queue.base import OutgoingMessage, Queue, ReceivedMessage
+from chalicelib.adapters.queue.base import DEFAULT_GROUP, OutgoingMessage, Queue, ReceivedMessage
 from chalicelib.adapters.sqlite_db import SqliteDatabase
 
 #: SQS FIFO's deduplication interval.
@@ -75,17 +75,15 @@ class LocalQueue(Queue):
         with self._db.write() as conn:
             conn.execute("DELETE FROM queue_dedupe WHERE queue = ? AND expires_at <= ?", (self.name, now))
             for message in messages:
-                if message.dedupe_id is not None:
-                    seen = conn.execute(
-                        "INSERT OR IGNORE INTO queue_dedupe (queue, dedupe_id, expires_at) VALUES (?, ?, ?)",
-                        (self.name, message.dedupe_id, now + DEDUPE_WINDOW_SECONDS),
-                    ).rowcount == 0
-                    if seen:
-                        continue
-                message_id = str(uuid.uuid4())
+                seen = conn.execute(
+                    "INSERT OR IGNORE INTO queue_dedupe (queue, dedupe_id, expires_at) VALUES (?, ?, ?)",
+                    (self.name, message.effective_dedupe_id(), now + DEDUPE_WINDOW_SECONDS),
+                ).rowcount == 0
+                if seen:
+                    continue
                 conn.execute(
                     "INSERT INTO queue_messages (id, queue, grp, body, visible_at, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (message_id, self.name, message.group or message_id, message.body, now, now),
+                    (str(uuid.uuid4()), self.name, message.group or DEFAULT_GROUP, message.body, now, now),
                 )
         with self._signal:
             self._signal.notify_all()
@@ -127,8 +125,7 @@ class LocalQueue(Queue):
                     " WHERE seq = ?",
                     (receipt, now + self.visibility_timeout, row["seq"]),
                 )
-                group = None if row["grp"] == row["id"] else row["grp"]
-                out.append(ReceivedMessage(row["id"], row["body"], receipt, row["receive_count"] + 1, group))
+                out.append(ReceivedMessage(row["id"], row["body"], receipt, row["receive_count"] + 1, row["grp"]))
         return out
 
     def _delete_batch(self, receipts: list[str]) -> None:

@@ -8,11 +8,9 @@ import re
 from typing import Any
 
 from chalicelib.adapters.blobs.base import BlobStore
-from chalicelib.adapters.queue.base import OutgoingMessage, Queue, ReceivedMessage
+from chalicelib.adapters.queue.base import DEFAULT_GROUP, OutgoingMessage, Queue, ReceivedMessage
 from chalicelib.errors import QueueUnavailableError
 
-#: Messages sent without a group share one, so a FIFO queue keeps their send order.
-DEFAULT_GROUP = "default"
 #: SQS's limits: 10 messages per receive, 20 s of long polling, 12 h of visibility.
 _MAX_RECEIVE = 10
 _MAX_WAIT_SECONDS = 20
@@ -37,9 +35,7 @@ class SqsQueue(Queue):
             entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.body}
             if self.fifo:
                 entry["MessageGroupId"] = _fifo_token(message.group or DEFAULT_GROUP)
-                entry["MessageDeduplicationId"] = _fifo_token(
-                    message.dedupe_id or hashlib.sha256(message.body.encode()).hexdigest()
-                )
+                entry["MessageDeduplicationId"] = _fifo_token(message.effective_dedupe_id())
             entries.append(entry)
         response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
         failed = response.get("Failed") or []

@@ -140,7 +140,7 @@ class Store(ABC):
 
     @abstractmethod
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
-        """Statuses of one sent message, oldest first."""
+        """Statuses of one sent message, in the order they were recorded."""
 
     # --- operations ------------------------------------------------------------------------------
 

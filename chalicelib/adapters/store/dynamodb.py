@@ -292,9 +292,9 @@ class DynamoDbStore(Store):
         try:
             return method(**params)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("ConditionalCheckFailedException", "TransactionCanceledException") and _conditional(exc):
+            if _conditional(exc):
                 raise _ConditionFailed(exc.response) from None
+            code = exc.response.get("Error", {}).get("Code", "")
             logger.warning("dynamodb %s failed: %s", operation, code)
             raise StoreUnavailableError(f"store dynamodb {operation} failed: {code}") from exc
         except BotoCoreError as exc:
@@ -343,10 +343,12 @@ class DynamoDbStore(Store):
 
 def _conditional(exc: ClientError) -> bool:
     """True when the failure is a lost condition (an outcome), not a transient cancellation."""
-    if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
         return True
-    reasons = exc.response.get("CancellationReasons") or []
-    return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    if code != "TransactionCanceledException":
+        return False
+    return any(r.get("Code") == "ConditionalCheckFailed" for r in exc.response.get("CancellationReasons") or [])
 
 
 def _key(pk: str, sk: str) -> dict:

@@ -1,37 +1,36 @@
-"""Shared helpers for the channel adapter unit tests: exact-byte fixtures and request building."""
+"""Helpers for the channel adapter unit tests, handed out as fixtures.
+
+Importing a module named `conftest` is ambiguous as soon as another test directory has one, so
+nothing here is imported by the tests directly.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-# The repository root is not on sys.path under a bare `pytest` until the shared test
-# configuration adds it; this keeps these tests runnable on their own.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from chalicelib.adapters.channels.base import WebhookRequest
+from chalicelib.secrets import SecretResolver
+from tests.support.fixtures import load as load_fixture
 
-from chalicelib.adapters.channels.base import WebhookRequest  # noqa: E402
-
-FIXTURES = ROOT / "tests" / "fixtures"
 RECEIVED_AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 
 
-class Fixture:
-    """One stored request: the exact body bytes and the JSON description beside it."""
+class StoredRequest:
+    """A stored provider request (`tests/fixtures/<provider>/<name>.{body,json}`), replayable with changes."""
 
     def __init__(self, provider: str, name: str) -> None:
+        stored = load_fixture(provider, name)
         self.name = name
-        self.body = (FIXTURES / provider / f"{name}.body").read_bytes()
-        self.meta = json.loads((FIXTURES / provider / f"{name}.json").read_text(encoding="utf-8"))
+        self.body = stored.body
+        self.hook = stored.hook
+        self.url = stored.url
+        self._headers = dict(stored.headers)
 
     @property
     def headers(self) -> dict[str, str]:
-        return dict(self.meta["headers"])
+        return dict(self._headers)
 
     def request(
         self,
@@ -42,6 +41,7 @@ class Fixture:
         method: str = "POST",
         query: dict[str, str] | None = None,
     ) -> WebhookRequest:
+        """The stored request; `headers` values of None remove a header, `hook=""` keeps the stored hook."""
         merged = self.headers
         for name, value in (headers or {}).items():
             if value is None:
@@ -50,7 +50,7 @@ class Fixture:
                 merged[name.lower()] = value
         return WebhookRequest(
             method=method,
-            hook=self.meta.get("hook") if hook == "" else hook,
+            hook=self.hook if hook == "" else hook,
             headers=merged,
             query=query or {},
             body=self.body if body is None else body,
@@ -59,11 +59,9 @@ class Fixture:
 
 
 class CountingResolver:
-    """A SecretResolver fake that records how often secrets are resolved (lazy, cached)."""
+    """A SecretResolver fake that counts resolutions, to prove secrets resolve lazily and once."""
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
-        from chalicelib.secrets import SecretResolver
-
         self._inner = SecretResolver(environ or {})
         self.calls = 0
 
@@ -75,14 +73,10 @@ class CountingResolver:
         return [self.get(s) for s in secrets]
 
 
-# Helpers are handed out as fixtures: importing a module named `conftest` is ambiguous as soon
-# as another test directory has one.
-
-
 @pytest.fixture
 def load():
-    """`load(provider, name)` → the stored request `tests/fixtures/<provider>/<name>.{body,json}`."""
-    return Fixture
+    """`load(provider, name)` → a `StoredRequest`."""
+    return StoredRequest
 
 
 @pytest.fixture

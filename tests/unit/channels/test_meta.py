@@ -65,7 +65,9 @@ def text_message(n: int = 1, **fields) -> dict:
 
 def whatsapp_body(*values: dict, entries: int = 1) -> bytes:
     """Compact JSON like Meta sends; each value becomes one change of field `messages`."""
-    changes = [{"value": {"messaging_product": "whatsapp", "metadata": METADATA, **v}, "field": "messages"} for v in values]
+    changes = [
+        {"value": {"messaging_product": "whatsapp", "metadata": METADATA, **v}, "field": "messages"} for v in values
+    ]
     entry = [{"id": "102290129340398", "changes": changes} for _ in range(entries)]
     return json.dumps({"object": "whatsapp_business_account", "entry": entry}, separators=(",", ":")).encode()
 
@@ -413,7 +415,9 @@ def test_a_known_type_with_an_unreadable_body_is_unsupported_not_dropped(broken)
 
 def test_list_reply():
     interactive = {"type": "list_reply", "list_reply": {"id": "opt-2", "title": "Returns", "description": "30 days"}}
-    message = only(parse_body(whatsapp_body({"messages": [text_message(1, type="interactive", interactive=interactive)]})))
+    message = only(
+        parse_body(whatsapp_body({"messages": [text_message(1, type="interactive", interactive=interactive)]}))
+    )
     assert message.content_type is ContentType.INTERACTIVE
     assert (message.text, message.metadata["reply_id"], message.metadata["reply_description"]) == (
         "Returns",
@@ -429,7 +433,11 @@ def test_template_quick_reply_button():
         )
     )
     assert message.content_type is ContentType.INTERACTIVE
-    assert (message.text, message.metadata["reply_id"], message.metadata["interactive_type"]) == ("Stop", "STOP", "button")
+    assert (message.text, message.metadata["reply_id"], message.metadata["interactive_type"]) == (
+        "Stop",
+        "STOP",
+        "button",
+    )
 
 
 def test_flow_reply():
@@ -449,9 +457,7 @@ def test_removed_reaction_has_no_emoji():
 
 def test_context_forwarding_and_referral_are_kept():
     referral = {"source_url": "https://fb.me/ad", "source_type": "ad", "ctwa_clid": "ARAk"}
-    message = text_message(
-        1, context={"forwarded": True, "frequently_forwarded": True}, referral=referral
-    )
+    message = text_message(1, context={"forwarded": True, "frequently_forwarded": True}, referral=referral)
     metadata = only(parse_body(whatsapp_body({"messages": [message]}))).metadata
     assert metadata["forwarded"] is True and metadata["frequently_forwarded"] is True
     assert metadata["referral"] == referral
@@ -498,7 +504,10 @@ def test_an_absurdly_deep_item_is_ignored_and_the_rest_kept():
 
 def test_messages_need_the_business_phone_number_id():
     body = json.dumps(
-        {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {"messages": [text_message(1)]}}]}]}
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"changes": [{"field": "messages", "value": {"messages": [text_message(1)]}}]}],
+        }
     ).encode()
     parsed = parse_body(body)
     assert parsed.events == []

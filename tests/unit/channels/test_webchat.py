@@ -234,7 +234,15 @@ def test_unknown_or_missing_site_is_401(site_id):
         adapter().verify(request(body))
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://shop.example.com.evil.example", "http://shop.example.com"])
+def test_parse_alone_refuses_an_unknown_site():
+    # verify() answers 401 first; parse must still never turn an unconfigured site into a message.
+    with pytest.raises(MalformedPayloadError, match="unknown site_id"):
+        adapter().parse(request(payload(site_id="other")))
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "https://shop.example.com.evil.example", "http://shop.example.com"]
+)
 def test_origin_not_allowed_is_403(origin):
     with pytest.raises(ForbiddenError, match="allowed_origins"):
         adapter().verify(request(payload(), origin=origin))

@@ -1,0 +1,9 @@
+"""The hub's benchmarks: `python -m bench` (or `make bench`) runs them all and prints a summary.
+
+Every benchmark reports a ratio against a floor measured in the same run, plus its target from
+docs/PERFORMANCE goals (G1, G2, I1, I2, I4, I5, A1-A3, R1). Benchmarks inform; they never fail the
+build for a missed target. See docs/benchmarks.md.
+"""
+
+#: Run order: CPU first (quietest machine state), then the subprocess and moto benchmarks.
+BENCHMARKS = ("ingest_cpu", "startup", "aws_calls", "dedupe_ttl")
