@@ -156,6 +156,8 @@ class Step:
 @dataclass
 class Scenario:
     steps: dict[str, Step] = field(default_factory=dict)
+    #: phonenumbers modules loaded once the worker normalized the senders' numbers
+    phone_modules: list[str] = field(default_factory=list)
     #: (dedupe item, wall-clock time just before its message was processed)
     dedupe_items: list[tuple[dict, float]] = field(default_factory=list)
 
@@ -234,7 +236,7 @@ def scenario() -> Scenario:
     with mock_aws(), NullOutput():
         session = boto3.session.Session(region_name=REGION)
         urls = create_resources(session)
-        env = _env = _Env(session, urls, log, tempfile.mkdtemp(prefix="hub-bench-aws-"))
+        env = _Env(session, urls, log, tempfile.mkdtemp(prefix="hub-bench-aws-"))
         twilio = load_fixture("twilio", "sms_text")
         meta = load_fixture("meta", "whatsapp_text")
         twilio_url = "https://hub.example.com/webhooks/twilio/" + (twilio.hook or "")
@@ -291,6 +293,9 @@ def scenario() -> Scenario:
                 process("process duplicate", m3)
         finally:
             use_hub(None)
+    import sys
+
+    result.phone_modules = sorted(m for m in sys.modules if m.split(".")[0] == "phonenumbers")
     return result
 
 
@@ -316,8 +321,14 @@ def cached_scenario() -> Scenario:
     return _cache
 
 
+#: phonenumbers modules the worker must not need (I5: phonenumberslite has none of them).
+PHONE_EXTRAS = ("phonenumbers.geocoder", "phonenumbers.carrier", "phonenumbers.timezone", "phonenumbers.geodata",
+                "phonenumbers.carrierdata", "phonenumbers.tzdata")
+
+
 def run() -> list[Result]:
-    steps = cached_scenario().steps
+    scenario_ = cached_scenario()
+    steps = scenario_.steps
     results = []
     for provider in ("twilio", "meta"):
         def get(step: str) -> Step:
@@ -340,4 +351,11 @@ def run() -> list[Result]:
         duplicate = get("process duplicate")
         results.append(count_result(f"A3 process calls, duplicate ({provider})", len(duplicate.calls), "== 1",
                                     len(duplicate.calls) == 1, describe(duplicate.calls)))
+    extras = [m for m in scenario_.phone_modules if m.startswith(PHONE_EXTRAS)]
+    data = [m for m in scenario_.phone_modules if m.startswith("phonenumbers.data.")]
+    results.append(count_result(
+        "I5 worker: phonenumbers geocoder/carrier/timezone loaded", len(extras), "== 0", not extras, unit="modules",
+        note=f"{len(scenario_.phone_modules)} phonenumbers modules after processing, {len(data)} of them "
+             f"metadata ({', '.join(m.rsplit('.', 1)[-1] for m in data[:6])}); extras: {', '.join(extras) or 'none'}",
+    ))
     return results

@@ -95,8 +95,9 @@ def ratio_result(name: str, measured: float, floor: float, limit: float, unit: s
     return Result(name, measured, floor, ratio, f"<= {limit:g}x", ratio <= limit, unit, note)
 
 
-def count_result(name: str, measured: int, target: str, met: bool, note: str = "") -> Result:
-    return Result(name, measured, None, None, target, met, "calls", note)
+def count_result(name: str, measured: int, target: str, met: bool | None, note: str = "",
+                 unit: str = "calls") -> Result:
+    return Result(name, measured, None, None, target, met, unit, note)
 
 
 # --- timing --------------------------------------------------------------------------------------

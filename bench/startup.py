@@ -38,12 +38,15 @@ from bench.common import (
 
 NAME = "startup"
 LIMIT = 1.2
-RUNS = 7
+RUNS = 9
 MARK = "BENCH_RESULT "
 
 _PRELUDE = """
 import time
 _t0 = time.perf_counter()
+_phases = []
+def _phase(name):
+    _phases.append((name, time.perf_counter()))
 """
 
 _REPORT = """
@@ -56,30 +59,44 @@ for _value in getattr(globals().get("hub"), "__dict__", {}).values():
         _client = getattr(_holder, "_client", None)
         if getattr(_client, "meta", None) is not None:
             _clients[id(_client)] = _client.meta.service_model.service_name
+_marks = [("", _t0)] + _phases + [("rest", _t1)]
+_split = {name: end - start for (_, start), (name, end) in zip(_marks, _marks[1:])}
 print(__MARK__ + json.dumps({"init": _t1 - _t0, "modules": sorted(sys.modules),
-                             "clients": sorted(_clients.values())}))
+                             "clients": sorted(_clients.values()), "phases": _split}))
 """
 
 HUB_INGEST = """
 import app
+_phase("import app")
 from chalicelib.bootstrap import get_hub
 hub = get_hub()
 hub.config
 hub.adapter("meta")
+_phase("Hub + config + adapter")
 hub.inbound_queue
+_phase("inbound queue (AWS clients)")
 hub.counters
 """
 
-#: Diagnostic: the ingest start-up without the S3 client the claim-check blob store builds eagerly.
+#: Diagnostic, after the timed start-up: what the S3 client the inbound queue's claim-check blob
+#: store builds eagerly would cost at that point.
+S3_PROBE = """
+_t4 = time.perf_counter()
+hub.aws_client("s3")
+print(__MARK__ + json.dumps({"s3_client": time.perf_counter() - _t4}))
+"""
 HUB_INGEST_NO_S3 = HUB_INGEST.replace("hub.inbound_queue", 'hub.__dict__["blobs"] = None\nhub.inbound_queue')
 
 HUB_WORKER = """
 import app
+_phase("import app")
 from chalicelib.bootstrap import get_hub
 hub = get_hub()
 hub.config
+_phase("Hub + config")
 hub.inbound_queue
 hub.processor
+_phase("queues + store (AWS clients)")
 """
 
 #: Third-party packages the entry points really need at runtime. The floor imports exactly the
@@ -99,6 +116,7 @@ for _name in __MODULES__:
         importlib.import_module(_name)
     except Exception:
         pass
+_phase("imports")
 import chalice.app
 from aws_lambda_powertools import Logger
 chalice.app.Chalice(app_name="floor")
@@ -108,6 +126,7 @@ from botocore.config import Config
 _config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 for _service in __CLIENTS__:
     boto3.client(_service, config=_config)
+_phase("AWS clients")
 """
 
 #: The AWS clients each shape needs on its first request.
@@ -141,6 +160,7 @@ print(__MARK__ + json.dumps({
 #: Counts Powertools Tracer instances created while the hub starts and serves one webhook.
 TRACER_PROBE = """
 import json, sys
+_phase = lambda name: None
 from aws_lambda_powertools.tracing import tracer as _tracer_module
 _created = []
 _original_init = _tracer_module.Tracer.__init__
@@ -221,10 +241,12 @@ def _third_party(modules: set[str]) -> set[str]:
             and m not in ("app", "chalicelib", "__main__", "__mp_main__", "cython_runtime")}
 
 
-def _importtime(stderr: str, top: int = 8) -> tuple[str, float]:
-    """The heaviest top-level packages (cumulative) and the hub's own modules (self) from -X importtime."""
+def _importtime(stderr: str, top: int = 8) -> tuple[str, float, str]:
+    """From -X importtime: the heaviest top-level packages (cumulative), the hub's own modules'
+    total self time, and the heaviest of them (self)."""
     cumulative: dict[str, int] = {}
     own = 0
+    own_modules: dict[str, int] = {}
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line or "self [us]" in line:
             continue
@@ -232,11 +254,14 @@ def _importtime(stderr: str, top: int = 8) -> tuple[str, float]:
         name = raw_name.strip()
         if name.split(".")[0] in ("chalicelib", "app"):
             own += int(self_us)
+            own_modules[name] = int(self_us)
         if not raw_name.startswith("  "):  # a top-level import: the name is not indented
             package = name.split(".")[0]
             cumulative[package] = cumulative.get(package, 0) + int(cumulative_us)
     heaviest = sorted(cumulative.items(), key=lambda kv: -kv[1])[:top]
-    return ", ".join(f"{name} {us / 1000:.0f} ms" for name, us in heaviest), own / 1e6
+    heaviest_own = sorted(own_modules.items(), key=lambda kv: -kv[1])[:5]
+    return (", ".join(f"{name} {us / 1000:.0f} ms" for name, us in heaviest), own / 1e6,
+            ", ".join(f"{name} {us / 1000:.0f} ms" for name, us in heaviest_own))
 
 
 def run() -> list[Result]:
@@ -254,22 +279,28 @@ def run() -> list[Result]:
             "hub ingest": _timed(HUB_INGEST),
             "floor worker": floor_code("worker", modules["hub worker"]),
             "hub worker": _timed(HUB_WORKER),
-            "hub ingest without S3 client": _timed(HUB_INGEST_NO_S3),
         }
         samples: dict[str, list[float]] = {name: [] for name in subjects}
+        phases: dict[str, list[dict[str, float]]] = {name: [] for name in subjects}
         for round_ in range(RUNS + 1):
             for name, code in subjects.items():
                 results, _ = _child(code, env)
                 if round_ == 0:
                     modules.setdefault(name, results[0]["modules"])  # warm-up run, not timed
-                else:
-                    samples[name].append(results[0]["init"])
+                    continue
+                samples[name].append(results[0]["init"])
+                phases[name].append(results[0]["phases"])
         t = {name: statistics.median(values) for name, values in samples.items()}
 
+        def split(name: str) -> str:
+            keys = phases[name][0].keys()
+            return ", ".join(f"{k} {statistics.median(p[k] for p in phases[name]) * 1e3:.0f}" for k in keys)
+
         # diagnostics (not timed against anything)
+        s3_client = [_child(_timed(HUB_INGEST_NO_S3) + _code(S3_PROBE), env)[0][1]["s3_client"] for _ in range(5)]
         ingest_detail, _ = _child(_timed(HUB_INGEST) + _code(FIRST_REQUEST), env)
         _, importtime_err = _child(_timed(HUB_INGEST), env, "-X", "importtime")
-        heaviest, own_seconds = _importtime(importtime_err)
+        heaviest, own_seconds, heaviest_own = _importtime(importtime_err)
         tracer_off, _ = _child(_code(TRACER_PROBE), env)
         tracer_on, _ = _child(_code(TRACER_PROBE), _environment(workdir, tracing=True))
         tracing_init = statistics.median(
@@ -284,13 +315,17 @@ def run() -> list[Result]:
         extra_third = sorted(_third_party(_top_level(sorted(extra))) - _third_party(_top_level(sorted(floor_modules))))
         extra_stdlib = sorted(m for m in _top_level(sorted(extra)) if m in sys.stdlib_module_names
                               and m not in _top_level(sorted(floor_modules)))
+        foreign = Counter(m.split(".")[0] for m in extra if m.split(".")[0] not in ("chalicelib", "app"))
         clients = Counter(client_lists[f"hub {shape}"])
         results.append(ratio_result(
             f"{goal} {shape} init (import app + first-request objects) vs deps floor",
             t[f"hub {shape}"] * 1e3, t[f"floor {shape}"] * 1e3, LIMIT, "ms",
             ratio=paired_ratio(samples[f"hub {shape}"], samples[f"floor {shape}"]),
-            note=f"AWS clients built: {', '.join(f'{k} x{v}' for k, v in sorted(clients.items()))} "
-                 f"(floor: {', '.join(FLOOR_CLIENTS[shape])}); {len(extra)} modules beyond the floor; "
+            note=f"phases (ms): hub {split(f'hub {shape}')}; floor {split(f'floor {shape}')}. "
+                 f"AWS clients built: {', '.join(f'{k} x{v}' for k, v in sorted(clients.items()))} "
+                 f"(floor: {', '.join(FLOOR_CLIENTS[shape])}); {len(extra)} modules beyond the floor, "
+                 f"{sum(foreign.values())} of them not the hub's own "
+                 f"({', '.join(f'{k} x{v}' for k, v in sorted(foreign.items())) or 'none'}); "
                  f"third-party packages beyond it: {', '.join(extra_third) or 'none'}; "
                  f"stdlib packages beyond it: {', '.join(extra_stdlib) or 'none'}",
         ))
@@ -302,7 +337,7 @@ def run() -> list[Result]:
     results.append(count_result(
         "I5 non-runtime modules loaded by import app + init (+ 1st webhook)",
         len(set(forbidden_init) | set(forbidden_request)), "== 0",
-        not forbidden_init and not forbidden_request,
+        not forbidden_init and not forbidden_request, unit="modules",
         note=(f"init: {', '.join(forbidden_init) or 'none'}; first webhook adds: "
               f"{', '.join(sorted(set(forbidden_request) - set(forbidden_init))) or 'none'}; "
               f"phonenumbers loaded: init {'phonenumbers' in modules['hub ingest']}/"
@@ -310,15 +345,16 @@ def run() -> list[Result]:
               f"after 1st webhook {'phonenumbers' in after}"),
     ))
     off, on = tracer_off[-1], tracer_on[-1]
-    results.append(Result(
-        "I4 Tracer instances created with HUB_TRACING off", off["tracers_created"], None, None, "== 0",
-        off["tracers_created"] == 0, "",
+    results.append(count_result(
+        "I4 Tracer instances created with HUB_TRACING off", off["tracers_created"], "== 0",
+        off["tracers_created"] == 0, unit="tracers",
         note=f"aws_xray_sdk loaded: {off['xray_loaded']}; control with HUB_TRACING=1: "
              f"{on['tracers_created']} created (the probe works), init {tracing_init * 1e3:.0f} ms vs "
              f"{t['hub ingest'] * 1e3:.0f} ms off",
     ))
-    results[0].note += (f"; without the eager S3 client {t['hub ingest without S3 client'] * 1e3:.0f} ms "
-                        f"({paired_ratio(samples['hub ingest without S3 client'], samples['floor ingest']):.2f}x)")
+    s3 = statistics.median(s3_client)
+    results[0].note += f"; the eager S3 client costs {s3 * 1e3:.0f} ms ({s3 / t['floor ingest']:.0%} of the floor)"
     results[0].note += (f"; first webhook after init {detail['first_request'] * 1e3:.1f} ms (HTTP {detail['status']}); "
-                        f"-X importtime heaviest: {heaviest}; hub's own modules {own_seconds * 1e3:.0f} ms self")
+                        f"-X importtime (inflates): heaviest {heaviest}; hub's own modules {own_seconds * 1e3:.0f} ms self, "
+                        f"most in {heaviest_own}")
     return results

@@ -169,9 +169,10 @@ class Processor:
 
 
 def _contact(message: InboundMessage, party, customer: Customer, case_id: str, resolution) -> Contact:
-    at = message.sent_at or message.received_at
+    # Time-ordered by the hub's own arrival time (one clock for every channel, the order the
+    # per-sender FIFO keeps), and stable for a redelivered queue message, which carries it.
     return Contact(
-        id=stable_id("ct", message.dedupe_key, millis=int(at.timestamp() * 1000)),
+        id=stable_id("ct", message.dedupe_key, millis=int(message.received_at.timestamp() * 1000)),
         provider=message.provider,
         channel=message.channel,
         provider_message_id=message.provider_message_id,

@@ -8,7 +8,6 @@ import json
 import math
 import re
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,11 +87,11 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
     Settings: ClassVar[type[BaseModel]] = MetaSettings
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
-    @cached_property
+    @property
     def _app_secrets(self) -> list[str]:
         return self.secrets.get_all(self.settings.app_secrets)
 
-    @cached_property
+    @property
     def _verify_tokens(self) -> list[str]:
         return self.secrets.get_all(self.settings.verify_tokens)
 
@@ -242,7 +241,8 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         if user:
             handles.append(Handle(kind="whatsapp_user", value=user))
         if phone and _DIGITS.fullmatch(phone):
-            handles.append(Handle(kind="phone", value=phone))
+            # Kind "whatsapp": a wa_id is international without its "+", whatever the default region.
+            handles.append(Handle(kind="whatsapp", value=phone))
         if not handles:
             raise _Skip("message without sender (from / from_user_id)")
 

@@ -8,7 +8,6 @@ import hmac
 import math
 import re
 from collections.abc import Iterable, Mapping
-from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -191,11 +190,11 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
     Settings: ClassVar[type[BaseModel]] = TwilioSettings
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded",)
 
-    @cached_property
+    @property
     def _auth_tokens(self) -> list[str]:
         return self.secrets.get_all(self.settings.auth_tokens)
 
-    @cached_property
+    @property
     def _shared_keys(self) -> list[str]:
         return self.secrets.get_all(self.settings.shared_key_secrets)
 

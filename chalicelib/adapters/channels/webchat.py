@@ -163,9 +163,10 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
     def _sites(self) -> dict[str, WebchatSite]:
         return {site.id: site for site in self.settings.sites}
 
-    @cached_property
-    def _identity_secrets(self) -> dict[str, list[str]]:
-        return {site.id: self.secrets.get_all(site.identity_secrets) for site in self.settings.sites}
+    def _identity_secrets(self, site_id: str) -> list[str]:
+        # Resolved on every use: the resolver caches, and a rotated secret takes effect at once.
+        site = self._sites.get(site_id)
+        return self.secrets.get_all(site.identity_secrets) if site is not None else []
 
     def verify(self, request: WebhookRequest) -> None:
         """Check the site, the embedding page and the identity proof.
@@ -192,7 +193,7 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
         claim = signed_claim(data.get("identity"))
         if claim is None:
             raise SignatureError("user_hash given, but identity has no external_id, email or phone it could sign")
-        if not self._identity_secrets[site.id]:
+        if not site.identity_secrets:
             raise SignatureError("user_hash given, but the site has no identity_secrets configured")
         if not self._hash_matches(site.id, claim[1], given):
             raise SignatureError("user_hash does not match the signed identity claim for any identity_secrets")
@@ -259,7 +260,7 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
         except UnicodeEncodeError:  # a lone surrogate from a \u escape: no backend could have signed it
             return False
         matched = False
-        for secret in self._identity_secrets.get(site_id, []):
+        for secret in self._identity_secrets(site_id):
             matched |= hmac.compare_digest(user_hash(secret, value).encode("ascii"), expected_given)
         return matched
 

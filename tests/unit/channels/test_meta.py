@@ -239,7 +239,7 @@ def test_text_message(load):
     assert message.account == PHONE_NUMBER_ID
     assert message.sent_at == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert message.received_at == datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
-    assert [(h.kind, h.value) for h in message.sender.handles] == [("whatsapp_user", BSUID), ("phone", "16505551234")]
+    assert [(h.kind, h.value) for h in message.sender.handles] == [("whatsapp_user", BSUID), ("whatsapp", "16505551234")]
     assert message.sender.display_name == "Sheena Nelson"
     assert message.conversation_key == f"meta:{PHONE_NUMBER_ID}:{BSUID}"
     assert message.raw["message"]["text"]["body"] == "Olá, ça coûte combien?"
@@ -350,7 +350,7 @@ def test_each_message_takes_its_own_contact():
     messages = [text_message(1), text_message(2, **{"from": "4915123456789", "from_user_id": None})]
     parsed = parse_body(whatsapp_body({"contacts": [CONTACT, other], "messages": messages}))
     assert [e.sender.display_name for e in parsed.events] == ["Sheena Nelson", "Other Person"]
-    assert [(h.kind, h.value) for h in parsed.events[1].sender.handles] == [("phone", "4915123456789")]
+    assert [(h.kind, h.value) for h in parsed.events[1].sender.handles] == [("whatsapp", "4915123456789")]
 
 
 @pytest.mark.parametrize("wa_id", ["", None])
@@ -372,7 +372,7 @@ def test_phone_only_sender_before_bsuids():
     message = text_message(1, from_user_id=None)
     contact = {"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}
     handles = only(parse_body(whatsapp_body({"contacts": [contact], "messages": [message]}))).sender.handles
-    assert [(h.kind, h.value) for h in handles] == [("phone", "16505551234")]
+    assert [(h.kind, h.value) for h in handles] == [("whatsapp", "16505551234")]
 
 
 def test_a_non_numeric_from_without_user_id_is_a_whatsapp_user():
@@ -586,15 +586,18 @@ def test_settings_repr_hides_secrets():
         assert SECRET not in text and VERIFY_TOKEN not in text
 
 
-def test_secrets_resolve_lazily_and_once(load, counting_resolver):
-    resolver = counting_resolver({"META_SECRET": SECRET, "META_TOKEN": VERIFY_TOKEN})
+def test_secrets_resolve_lazily_and_each_use_sees_the_current_value(load, counting_resolver):
+    environ = {"META_SECRET": SECRET, "META_TOKEN": VERIFY_TOKEN}
+    resolver = counting_resolver(environ)
     settings = MetaSettings.model_validate({"app_secrets": ["env:META_SECRET"], "verify_tokens": ["env:META_TOKEN"]})
     meta_adapter = MetaAdapter(settings, resolver)
     assert resolver.calls == 0
-    for _ in range(3):
-        meta_adapter.verify(load("meta", "whatsapp_text").request())
+    meta_adapter.verify(load("meta", "whatsapp_text").request())
     meta_adapter.handshake(request(b"", method="GET", query=GOOD))
     assert resolver.calls == 2
+    environ["META_TOKEN"] = "rotated-verify-token"
+    with pytest.raises(ForbiddenError):
+        meta_adapter.handshake(request(b"", method="GET", query=GOOD))
 
 
 def test_lone_surrogate_in_entry_id_is_cleaned_before_it_reaches_raw():

@@ -546,14 +546,17 @@ def test_settings_repr_hides_tokens():
         assert TOKEN not in text and SHARED_KEY not in text
 
 
-def test_secrets_are_resolved_lazily_once_and_by_reference(load, counting_resolver):
+def test_secrets_are_resolved_lazily_by_reference_and_rotation_takes_effect(load, counting_resolver):
     settings_ = TwilioSettings.model_validate({"auth_tokens": ["env:TWILIO_TOKEN"], "public_url": PUBLIC_URL})
     missing = TwilioAdapter(settings_, counting_resolver({}))  # nothing resolved at construction
     with pytest.raises(SecretResolutionError):
         missing.verify(load("twilio", "sms_text").request())
-    resolver = counting_resolver({"TWILIO_TOKEN": TOKEN})
+    environ = {"TWILIO_TOKEN": TOKEN}
+    resolver = counting_resolver(environ)
     twilio_adapter = TwilioAdapter(settings_, resolver)
     assert resolver.calls == 0
     twilio_adapter.verify(load("twilio", "sms_text").request())
-    twilio_adapter.verify(load("twilio", "whatsapp_image").request())
     assert resolver.calls == 1
+    environ["TWILIO_TOKEN"] = "rotated-token-0000000000000000"  # the resolver's source changed
+    with pytest.raises(SignatureError):
+        twilio_adapter.verify(load("twilio", "whatsapp_image").request())

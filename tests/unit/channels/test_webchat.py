@@ -379,15 +379,21 @@ def test_settings_repr_hides_identity_secrets():
         assert SECRET not in text
 
 
-def test_identity_secrets_resolve_lazily_and_once(counting_resolver):
+def test_identity_secrets_resolve_lazily_only_for_the_addressed_site(counting_resolver):
+    # The other site's reference is unresolvable: touching it would raise.
     resolver = counting_resolver({"WEBCHAT_SECRET": SECRET})
     chat = WebchatAdapter(
-        WebchatSettings.model_validate({"sites": [{"id": "shop", "identity_secrets": ["env:WEBCHAT_SECRET"]}]}),
+        WebchatSettings.model_validate({"sites": [
+            {"id": "shop", "identity_secrets": ["env:WEBCHAT_SECRET"]},
+            {"id": "other", "identity_secrets": ["env:NOT_SET_ANYWHERE"]},
+        ]}),
         resolver,
     )
     chat.verify(request(payload()))
     assert resolver.calls == 0  # anonymous messages never need the secret
     body = payload(identity={"external_id": "c"}, user_hash=webchat.user_hash(SECRET, "c"))
-    for _ in range(3):
-        accept(request(body), chat)
-    assert resolver.calls == 1
+    accept(request(body), chat)
+    per_request = resolver.calls
+    accept(request(body), chat)
+    assert per_request >= 1
+    assert resolver.calls == 2 * per_request  # resolved on each use: the resolver owns caching
