@@ -277,7 +277,8 @@ def run() -> list[Result]:
             ))
             results.append(ratio_result(
                 f"G2 ingest CPU excl. SDK {label}: hub vs F_parse", us(t["hub_nosdk"]), us(t["f_parse"]), G2_LIMIT,
-                "us", ratio=paired_ratio(samples["hub_nosdk"], samples["f_parse"]), note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
+                "us", ratio=paired_ratio(samples["hub_nosdk"], samples["f_parse"]),
+                note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
             ))
     return results
 

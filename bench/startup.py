@@ -354,7 +354,7 @@ def run() -> list[Result]:
     ))
     s3 = statistics.median(s3_client)
     results[0].note += f"; the eager S3 client costs {s3 * 1e3:.0f} ms ({s3 / t['floor ingest']:.0%} of the floor)"
-    results[0].note += (f"; first webhook after init {detail['first_request'] * 1e3:.1f} ms (HTTP {detail['status']}); "
-                        f"-X importtime (inflates): heaviest {heaviest}; hub's own modules {own_seconds * 1e3:.0f} ms self, "
-                        f"most in {heaviest_own}")
+    results[0].note += (f"; first webhook after init {detail['first_request'] * 1e3:.1f} ms "
+                        f"(HTTP {detail['status']}); -X importtime (inflates): heaviest {heaviest}; "
+                        f"hub's own modules {own_seconds * 1e3:.0f} ms self, most in {heaviest_own}")
     return results

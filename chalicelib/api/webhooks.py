@@ -14,7 +14,7 @@ from chalice import Blueprint, Response
 from chalicelib.adapters.channels.base import WebhookRequest, WebhookResponse
 from chalicelib.api.http import request_id, translate_errors
 from chalicelib.bootstrap import get_hub
-from chalicelib.errors import HubError, NotFoundError
+from chalicelib.errors import HubError, MethodNotAllowedError, NotFoundError
 from chalicelib.observability import set_correlation_id
 from chalicelib.service.ingest import handshake, ingest
 
@@ -60,12 +60,38 @@ def _to_chalice(response: WebhookResponse) -> Response:
 
 @webhooks.route("/webhooks/{provider}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
 def receive(provider: str) -> Response:
-    return _receive(provider, None)
+    return _with_cors(provider, None, _receive(provider, None))
 
 
 @webhooks.route("/webhooks/{provider}/{hook}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
 def receive_hook(provider: str, hook: str) -> Response:
-    return _receive(provider, hook)
+    return _with_cors(provider, hook, _receive(provider, hook))
+
+
+@webhooks.route("/webhooks/{provider}", methods=["OPTIONS"])
+def preflight(provider: str) -> Response:
+    return _preflight(provider, None)
+
+
+@webhooks.route("/webhooks/{provider}/{hook}", methods=["OPTIONS"])
+def preflight_hook(provider: str, hook: str) -> Response:
+    return _preflight(provider, hook)
+
+
+@translate_errors(webhooks)
+def _preflight(provider: str, hook: str | None) -> Response:
+    headers = _adapter(provider).cors_headers(_request(provider, hook))
+    if not headers:
+        raise MethodNotAllowedError(f"{provider} webhooks are not called from browsers")
+    return Response(body="", status_code=204, headers=headers)
+
+
+def _with_cors(provider: str, hook: str | None, response: Response) -> Response:
+    """Browsers read a response, success or error, only with the CORS headers on it."""
+    adapter = get_hub().adapter(provider)
+    if adapter is not None:
+        response.headers.update(adapter.cors_headers(_request(provider, hook)))
+    return response
 
 
 @translate_errors(webhooks, on_error=_count_rejection)

@@ -140,3 +140,20 @@ def test_junk_meta_bodies_never_get_500(running, junk):
     response = running.post("/webhooks/meta", body, headers)
 
     assert 400 <= response.status < 500
+
+
+def test_the_web_chat_widget_can_call_from_a_browser_page(running):
+    origin = {"Origin": "https://shop.example.com"}
+    preflight = running.request("OPTIONS", "/webhooks/webchat", headers={**origin, "Access-Control-Request-Method": "POST"})
+    body = json.dumps({"site_id": "acme", "visitor_id": "v-1", "message_id": "m-1", "text": "Hallo"}).encode()
+    accepted = running.post("/webhooks/webchat", body, {**origin, "Content-Type": "application/json"})
+    rejected = running.post("/webhooks/webchat", b"{}", {**origin, "Content-Type": "application/json"})
+    server_to_server = running.request("OPTIONS", "/webhooks/twilio", headers=origin)
+
+    assert preflight.status == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert accepted.status == 202 and accepted.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert 400 <= rejected.status < 500 and rejected.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert server_to_server.status == 405
+    assert "access-control-allow-origin" not in server_to_server.headers

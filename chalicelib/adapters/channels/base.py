@@ -92,12 +92,21 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
         """The provider-specific success response, sent once the events are durably enqueued."""
         return WebhookResponse(status=200, body="")
 
+    def cors_headers(self, request: WebhookRequest) -> dict[str, str]:
+        """CORS headers for a browser page calling this endpoint (its Origin header decides).
+
+        Empty for server-to-server providers, which is the default: the route then answers a
+        preflight with 405 and adds nothing to responses.
+        """
+        return {}
+
     # --- helpers shared by providers -----------------------------------------------------------
 
     @staticmethod
     def matches_any(candidate: str, expected: list[str]) -> bool:
         """Constant-time comparison against every currently valid value (key rotation)."""
         found = False
+        given = candidate.encode("utf-8", "surrogatepass")
         for value in expected:
-            found |= hmac.compare_digest(candidate.encode(), value.encode())
+            found |= hmac.compare_digest(given, value.encode("utf-8", "surrogatepass"))
         return found

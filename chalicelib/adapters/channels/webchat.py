@@ -163,6 +163,22 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
     def _sites(self) -> dict[str, WebchatSite]:
         return {site.id: site for site in self.settings.sites}
 
+    def cors_headers(self, request: WebhookRequest) -> dict[str, str]:
+        # The widget runs on the customer's pages: allow the origins the sites list; a site with no
+        # list accepts any origin (verify() applies the per-site check once the body names the site).
+        origin = normalize_origin(request.header("origin") or "")
+        if origin is None:
+            return {}
+        if any(not site.allowed_origins or origin in site.allowed_origins for site in self.settings.sites):
+            return {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            }
+        return {}
+
     def _identity_secrets(self, site_id: str) -> list[str]:
         # Resolved on every use: the resolver caches, and a rotated secret takes effect at once.
         site = self._sites.get(site_id)
