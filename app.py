@@ -6,7 +6,13 @@ from chalice.app import SQSEvent
 from chalicelib.api.consumer import consumer
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import webhooks
-from chalicelib.api.workers import deliver, process_inbound, sqs_batch
+from chalicelib.api.workers import (
+    DELIVER_RESERVE_SECONDS,
+    PROCESS_RESERVE_SECONDS,
+    deliver,
+    process_inbound,
+    sqs_batch,
+)
 from chalicelib.bootstrap import get_hub
 from chalicelib.settings import Settings
 
@@ -20,9 +26,9 @@ _settings = Settings.from_environ()
 
 @app.on_sqs_message(queue=_settings.queue_name("inbound"), batch_size=10, name="process_inbound")
 def process_inbound_queue(event: SQSEvent) -> None:
-    sqs_batch(event, get_hub().inbound_queue, process_inbound)
+    sqs_batch(event, get_hub().inbound_queue, process_inbound, reserve_seconds=PROCESS_RESERVE_SECONDS)
 
 
 @app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=10, name="deliver")
 def deliver_queue(event: SQSEvent) -> None:
-    sqs_batch(event, get_hub().delivery_queue, deliver)
+    sqs_batch(event, get_hub().delivery_queue, deliver, reserve_seconds=DELIVER_RESERVE_SECONDS)

@@ -19,6 +19,11 @@ from chalicelib.service.process import Outcome
 
 logger = logging.getLogger(__name__)
 
+#: Worst case for one message, kept free of the Lambda timeout before starting the next one:
+#: processing is a handful of store calls; a delivery may retry inline against a slow vendor.
+PROCESS_RESERVE_SECONDS = 5.0
+DELIVER_RESERVE_SECONDS = 50.0
+
 _PROCESS_METRICS = {
     Outcome.CONTACT_CREATED: "ContactsCreated",
     Outcome.DUPLICATE: "DuplicatesDropped",
@@ -51,7 +56,7 @@ def deliver(message: ReceivedMessage) -> str:
     return outcome
 
 
-def sqs_batch(event, queue: Queue, handle) -> BatchOutcome:
+def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOutcome:
     """Run a Chalice `SQSEvent` through `handle`; raise `BatchIncompleteError` if any failed."""
     messages = []
     for record in event:
@@ -68,12 +73,18 @@ def sqs_batch(event, queue: Queue, handle) -> BatchOutcome:
         )
     hub = get_hub()
     hub.annotate(queue=queue.name, batch_size=str(len(messages)))
-    outcome = run_batch(messages, handle)
+    outcome = run_batch(messages, handle, seconds_left=_seconds_left(event), reserve_seconds=reserve_seconds)
     hub.counters.flush()
     if not outcome.complete:
         settle(queue, outcome)
         raise BatchIncompleteError(f"{len(outcome.retry)} of {len(messages)} messages return to the queue")
     return outcome
+
+
+def _seconds_left(event):
+    context = getattr(event, "context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return (lambda: remaining() / 1000.0) if callable(remaining) else None
 
 
 def poll(queue: Queue, handle, *, max_messages: int = 10, wait_seconds: float = 1.0) -> BatchOutcome:

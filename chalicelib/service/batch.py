@@ -33,11 +33,20 @@ class BatchOutcome:
         return not self.retry
 
 
-def run_batch(messages: list[ReceivedMessage], handle: Callable[[ReceivedMessage], object]) -> BatchOutcome:
+def run_batch(
+    messages: list[ReceivedMessage],
+    handle: Callable[[ReceivedMessage], object],
+    *,
+    seconds_left: Callable[[], float] | None = None,
+    reserve_seconds: float = 0.0,
+) -> BatchOutcome:
+    """Handle each message; with `seconds_left`, start no message that might not finish within
+    the invocation (a timeout would return the whole batch, finished work included)."""
     outcome = BatchOutcome()
     blocked_groups: set[str] = set()
     for message in messages:
-        if message.group is not None and message.group in blocked_groups:
+        out_of_time = seconds_left is not None and seconds_left() < reserve_seconds
+        if out_of_time or (message.group is not None and message.group in blocked_groups):
             outcome.retry[message.receipt] = None
             continue
         try:

@@ -9,8 +9,12 @@ import json
 from collections import Counter
 from urllib.parse import urlencode
 
+import functools
+
 import boto3
+import chalice.test
 import pytest
+from chalice.local import LambdaContext
 import time_machine
 from chalice.test import Client
 from moto import mock_aws
@@ -62,7 +66,10 @@ class AwsCalls:
 
 
 @pytest.fixture
-def aws(tmp_path):
+def aws(tmp_path, monkeypatch):
+    # Chalice's test client gives every invocation 3 s; the deployed functions have 30 s / 60 s
+    # (.chalice/config.json), which the workers' time budget relies on.
+    monkeypatch.setattr(chalice.test, "LambdaContext", functools.partial(LambdaContext, max_runtime_ms=60_000))
     with mock_aws(), Receiver() as receiver:
         session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
         dynamodb, sqs, s3 = session.client("dynamodb"), session.client("sqs"), session.client("s3")

@@ -61,6 +61,20 @@ def test_later_messages_of_a_failed_group_wait_for_it():
     assert set(outcome.retry) == {"ra1", "ra2"}
 
 
+def test_no_message_starts_when_the_invocation_could_time_out_during_it():
+    clock = iter([60.0, 30.0, 9.0, 8.0])
+    handled = []
+
+    outcome = run_batch(
+        [received(str(i)) for i in range(4)], lambda m: handled.append(m.message_id),
+        seconds_left=lambda: next(clock), reserve_seconds=10,
+    )
+
+    assert handled == ["0", "1"]
+    assert outcome.finished == ["r0", "r1"]
+    assert outcome.retry == {"r2": None, "r3": None}
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "error", "retry_after"),
     [
