@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
+from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
 from chalicelib.adapters.channels.base import ChannelAdapter
 from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime
 from chalicelib.adapters.queue.base import Queue
@@ -47,6 +48,7 @@ class Hub:
         self._aws_client_factory = aws_client
         self._lock = threading.RLock()
         self._adapters: dict[str, ChannelAdapter] = {}
+        self._aws_clients: dict[str, object] = {}
         self._connectors: dict[str, Connector] = {}
         configure_logging(self.settings)
         # Created at start-up only when tracing is on: it patches botocore so every AWS call is a
@@ -87,6 +89,13 @@ class Hub:
     # --- infrastructure --------------------------------------------------------------------------
 
     def aws_client(self, service: str):
+        """One client per service for the life of the container (clients are thread-safe)."""
+        with self._lock:
+            if service not in self._aws_clients:
+                self._aws_clients[service] = self._new_aws_client(service)
+            return self._aws_clients[service]
+
+    def _new_aws_client(self, service: str):
         if self._aws_client_factory is not None:
             return self._aws_client_factory(service)
         import boto3
@@ -106,7 +115,10 @@ class Hub:
         return path
 
     @cached_property
-    def blobs(self):
+    def blobs(self) -> BlobStore:
+        return LazyBlobStore(self._build_blobs)
+
+    def _build_blobs(self) -> BlobStore:
         if self.settings.on_aws:
             from chalicelib.adapters.blobs.s3 import S3BlobStore
 

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.domain.identifiers import Identifier
 
 
+#: Models only the workers and the API use build their validators on first use: the ingest
+#: function never touches them and must not pay for them at cold start.
+_WORKER_SIDE = ConfigDict(defer_build=True)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -157,12 +162,16 @@ class Priority(IntEnum):
 
 
 class RuleTrace(BaseModel):
+    model_config = _WORKER_SIDE
+
     rule: str
     matched: bool
     reason: str | None = None
 
 
 class RoutingDecision(BaseModel):
+    model_config = _WORKER_SIDE
+
     priority: Priority = Priority.NORMAL
     queue: str = "default"
     skills: dict[str, int] = Field(default_factory=dict)
@@ -180,6 +189,8 @@ class DeliveryStatus(StrEnum):
 
 
 class Delivery(BaseModel):
+    model_config = _WORKER_SIDE
+
     id: str
     contact_id: str
     destination: str
@@ -194,6 +205,8 @@ class Delivery(BaseModel):
 class Party(BaseModel):
     """The customer side of a contact after normalization."""
 
+    model_config = _WORKER_SIDE
+
     identifiers: list[Identifier] = Field(default_factory=list)
     #: Claims stored for the record but never used to link (see `Handle.verified`).
     unverified: list[Identifier] = Field(default_factory=list)
@@ -203,6 +216,8 @@ class Party(BaseModel):
 class Resolution(BaseModel):
     """How the contact found its customer: the matched identifier, or why a customer was created."""
 
+    model_config = _WORKER_SIDE
+
     customer_id: str
     created_customer: bool
     matched_identifier: str | None = None
@@ -211,6 +226,8 @@ class Resolution(BaseModel):
 
 class Contact(BaseModel):
     """One normalized interaction, attached to a customer and a case."""
+
+    model_config = _WORKER_SIDE
 
     id: str
     direction: Direction = Direction.INBOUND
@@ -240,6 +257,8 @@ class Contact(BaseModel):
 class AttributeValue(BaseModel):
     """A golden-record attribute with where and when it came from."""
 
+    model_config = _WORKER_SIDE
+
     value: Any
     source: str
     updated_at: datetime
@@ -247,6 +266,8 @@ class AttributeValue(BaseModel):
 
 class CaseSummary(BaseModel):
     """What the customer record keeps about its open case, so one read finds both."""
+
+    model_config = _WORKER_SIDE
 
     id: str
     opened_at: datetime
@@ -256,6 +277,8 @@ class CaseSummary(BaseModel):
 
 
 class Customer(BaseModel):
+    model_config = _WORKER_SIDE
+
     id: str
     identifiers: list[Identifier] = Field(default_factory=list)
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
@@ -275,12 +298,16 @@ class CaseStatus(StrEnum):
 
 
 class ExternalRef(BaseModel):
+    model_config = _WORKER_SIDE
+
     destination: str
     ref: str
     updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Case(BaseModel):
+    model_config = _WORKER_SIDE
+
     id: str
     customer_id: str
     status: CaseStatus = CaseStatus.OPEN
@@ -295,6 +322,8 @@ class Case(BaseModel):
 
 class DeliveryJob(BaseModel):
     """One unit on the delivery queue: everything the connector needs, so it reads nothing."""
+
+    model_config = _WORKER_SIDE
 
     delivery_id: str
     destination: str

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from typing import TYPE_CHECKING
 
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
@@ -23,6 +22,9 @@ from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import Delivery, DeliveryJob, DeliveryStatus
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class Deliverer:
         return DeliverOutcome.DELIVERED
 
     def _retrying(self) -> Retrying:
+        # Imported here: only the deliver worker retries, and the ingest path shares this module's
+        # importers, so it must not pay for tenacity at cold start.
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
         limit = self.settings.max_inline_wait_seconds
 
         def worth_retrying_now(exc: BaseException) -> bool:

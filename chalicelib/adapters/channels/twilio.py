@@ -8,6 +8,7 @@ import hmac
 import math
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -91,7 +92,7 @@ def signed_params(body: bytes) -> list[tuple[str, str]]:
     Total on any bytes (undecodable text becomes U+FFFD), so a garbled body fails the signature
     or the parser with a clear 4xx, never with an exception from here.
     """
-    return _form_pairs(body.decode("utf-8", "replace"), errors="replace")
+    return list(_decoded(body)[0])
 
 
 def signature_algorithm(settings_header: str | None) -> str:
@@ -127,12 +128,29 @@ def signed_urls(url: str) -> list[str]:
 
 
 def _signing_string(url: str, params: Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]]) -> str:
+    return url + _params_suffix(params)
+
+
+def _params_suffix(params: Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]]) -> str:
+    """The signed part after the URL: name+value, names sorted, each distinct value once, sorted."""
     grouped: dict[str, set[str]] = {}
     items = params.items() if isinstance(params, Mapping) else params
     for name, value in items:
         values = [value] if isinstance(value, str) else list(value)
         grouped.setdefault(name, set()).update(values)
-    return url + "".join(name + value for name in sorted(grouped) for value in sorted(grouped[name]))
+    return "".join(name + value for name in sorted(grouped) for value in sorted(grouped[name]))
+
+
+@lru_cache(maxsize=8)
+def _decoded(body: bytes) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """The form pairs, and whether the body was valid UTF-8 throughout (parse requires it).
+
+    Memoised by body so verify and parse of one request decode it once.
+    """
+    try:
+        return tuple(_form_pairs(body.decode("utf-8"), errors="strict")), True
+    except ValueError:  # UnicodeDecodeError, also for invalid UTF-8 inside %-escapes
+        return tuple(_form_pairs(body.decode("utf-8", "replace"), errors="replace")), False
 
 
 def _sign(key: str, data: str, digest: Any) -> str:
@@ -219,8 +237,9 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
                 candidates += [(secret, digest) for secret in self._shared_keys]
         given = signature.encode("utf-8", "replace")
         matched = False
+        suffix = _params_suffix(params)
         for url in signed_urls(self.url_for(request.hook)):
-            data = _signing_string(url, params)
+            data = url + suffix
             for secret, digest in candidates:
                 # No early exit: every key in the rotation list costs the same, match or not.
                 matched |= hmac.compare_digest(_sign(secret, data, digest).encode("ascii"), given)
@@ -326,10 +345,9 @@ class _Form:
     """The strictly decoded form body, repeated names kept."""
 
     def __init__(self, body: bytes) -> None:
-        try:
-            pairs = _form_pairs(body.decode("utf-8"), errors="strict")
-        except ValueError:  # UnicodeDecodeError, also for invalid UTF-8 inside %-escapes
-            raise MalformedPayloadError("body is not UTF-8 application/x-www-form-urlencoded data") from None
+        pairs, is_utf8 = _decoded(body)
+        if not is_utf8:
+            raise MalformedPayloadError("body is not UTF-8 application/x-www-form-urlencoded data")
         self._values: dict[str, list[str]] = {}
         for name, value in pairs:
             self._values.setdefault(name, []).append(value)
