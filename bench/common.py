@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -162,26 +161,8 @@ def us(seconds: float) -> float:
 # --- fixtures and events -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Fixture:
-    provider: str
-    name: str
-    body: bytes
-    headers: dict[str, str]
-    hook: str | None
-    url: str | None
-
-
-def load_fixture(provider: str, name: str) -> Fixture:
-    meta = json.loads((FIXTURES / provider / f"{name}.json").read_text())
-    return Fixture(
-        provider=provider,
-        name=name,
-        body=(FIXTURES / provider / f"{name}.body").read_bytes(),
-        headers={k.lower(): v for k, v in meta.get("headers", {}).items()},
-        hook=meta.get("hook"),
-        url=meta.get("url"),
-    )
+# The same exact-bytes provider fixtures the tests use, through the tests' own loader.
+from tests.support.fixtures import load as load_fixture  # noqa: E402,F401
 
 
 def api_gateway_event(resource: str, path_parameters: dict[str, str], body: bytes, headers: dict[str, str],

@@ -305,18 +305,13 @@ class ExternalRef(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class Case(BaseModel):
-    model_config = _WORKER_SIDE
+class Case(CaseSummary):
+    """The customer's open concern across channels: the summary's fields plus its owner, status and
+    the vendor objects each destination created for it (ticket id...), so later contacts thread
+    into them."""
 
-    id: str
     customer_id: str
     status: CaseStatus = CaseStatus.OPEN
-    opened_at: datetime
-    last_activity_at: datetime
-    contact_count: int = 0
-    channels: list[Channel] = Field(default_factory=list)
-    #: The vendor object each destination created for this case (ticket id...), so later
-    #: contacts thread into it.
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
 
 

@@ -20,19 +20,14 @@ def attach_to_case(customer: Customer, channel: Channel, *, now: datetime) -> Ca
             id=new_id("case"), customer_id=customer.id, opened_at=now, last_activity_at=now,
             contact_count=1, channels=[channel],
         )
-    channels = summary.channels if channel in summary.channels else [*summary.channels, channel]
     return Case(
-        id=summary.id,
+        **summary.model_dump(exclude={"last_activity_at", "contact_count", "channels"}),
         customer_id=customer.id,
-        opened_at=summary.opened_at,
         last_activity_at=max(summary.last_activity_at, now),
         contact_count=summary.contact_count + 1,
-        channels=channels,
+        channels=summary.channels if channel in summary.channels else [*summary.channels, channel],
     )
 
 
 def summarize(case: Case) -> CaseSummary:
-    return CaseSummary(
-        id=case.id, opened_at=case.opened_at, last_activity_at=case.last_activity_at,
-        contact_count=case.contact_count, channels=case.channels,
-    )
+    return CaseSummary(**{name: getattr(case, name) for name in CaseSummary.model_fields})
