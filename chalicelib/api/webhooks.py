@@ -29,13 +29,17 @@ TEXT_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "
 
 def _count_rejection(error: HubError) -> None:
     hub = get_hub()
-    provider = (webhooks.current_request.uri_params or {}).get("provider", "unknown")
+    provider = (webhooks.current_request.uri_params or {}).get("provider", "")
+    # The path segment is caller-controlled: only configured providers become metric dimensions,
+    # so a scan of random URLs cannot mint unbounded CloudWatch metrics.
+    if hub.adapter(provider) is None:
+        provider = "unknown"
     hub.counters.incr("WebhooksRejected", provider=provider, reason=error.code)
     hub.counters.flush()
     logger.warning("webhook %s rejected: %s (%s)", provider, error.code, error.message)
 
 
-def _request(provider: str, hook: str | None) -> WebhookRequest:
+def _request(hook: str | None) -> WebhookRequest:
     current = webhooks.current_request
     return WebhookRequest(
         method=current.method,
@@ -80,7 +84,7 @@ def preflight_hook(provider: str, hook: str) -> Response:
 
 @translate_errors(webhooks)
 def _preflight(provider: str, hook: str | None) -> Response:
-    headers = _adapter(provider).cors_headers(_request(provider, hook))
+    headers = _adapter(provider).cors_headers(_request(hook))
     if not headers:
         raise MethodNotAllowedError(f"{provider} webhooks are not called from browsers")
     return Response(body="", status_code=204, headers=headers)
@@ -94,7 +98,7 @@ def _with_cors(provider: str, hook: str | None, response: Response) -> Response:
     if "origin" in (webhooks.current_request.headers or {}):
         adapter = get_hub().adapter(provider)
         if adapter is not None:
-            response.headers.update(adapter.cors_headers(_request(provider, hook)))
+            response.headers.update(adapter.cors_headers(_request(hook)))
     return response
 
 
@@ -106,7 +110,7 @@ def _receive(provider: str, hook: str | None) -> Response:
     adapter = _adapter(provider)
     result = ingest(
         adapter,
-        _request(provider, hook),
+        _request(hook),
         hub.inbound_queue,
         max_body_bytes=hub.config.processing.max_body_bytes,
         content_type=webhooks.current_request.headers.get("content-type"),
@@ -135,4 +139,4 @@ def verify_subscription_hook(provider: str, hook: str) -> Response:
 
 @translate_errors(webhooks, on_error=_count_rejection)
 def _handshake(provider: str, hook: str | None) -> Response:
-    return _to_chalice(handshake(_adapter(provider), _request(provider, hook)))
+    return _to_chalice(handshake(_adapter(provider), _request(hook)))

@@ -157,3 +157,11 @@ def test_the_web_chat_widget_can_call_from_a_browser_page(running):
     assert 400 <= rejected.status < 500 and rejected.headers["access-control-allow-origin"] == "https://shop.example.com"
     assert server_to_server.status == 405
     assert "access-control-allow-origin" not in server_to_server.headers
+
+
+def test_rejections_of_unknown_providers_share_one_metric_dimension(running):
+    for name in ("a1", "b2", "c3"):
+        running.post(f"/webhooks/{name}", b"{}", {"Content-Type": "application/json"})
+
+    assert running.hub.counters.total("WebhooksRejected", provider="unknown", reason="not_found") == 3
+    assert not [key for key in running.hub.counters.snapshot() if "provider=a1" in key]
