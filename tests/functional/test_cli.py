@@ -1,0 +1,95 @@
+"""`hubctl` through its real entry points: `run` as a process, `simulate` against a running hub,
+`check-config` and `api-key`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from chalicelib.cli import main
+from chalicelib.hubconfig import parse_config
+from chalicelib.local.runtime import EmbeddedRuntime
+from chalicelib.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_serves_until_sigterm_and_then_exits_cleanly(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_PORT": str(port), "PYTHONPATH": str(PROJECT_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    health = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert health == {"status": "ok", "runtime": "embedded", "stage": "local"}
+    assert process.returncode == 0
+    assert f"running at http://127.0.0.1:{port}" in output
+    assert (tmp_path / "hub.db").exists() and (tmp_path / "queue.db").exists()
+
+
+def test_simulate_shows_one_customer_across_sms_whatsapp_and_web_chat(tmp_path, capsys):
+    runtime = EmbeddedRuntime(Settings(config_path=str(DEFAULT_CONFIG), data_dir=str(tmp_path), port=0), port=0).start()
+    try:
+        code = main(["simulate", "--url", runtime.url, "--config", str(DEFAULT_CONFIG), "--phone", "+4917612345678"])
+    finally:
+        runtime.stop()
+    output = capsys.readouterr().out
+
+    assert code == 0
+    assert "One customer: cus_" in output
+    assert "with 3 contacts" in output
+    for channel in ("sms", "whatsapp", "webchat"):
+        assert f"  {channel}" in output
+    assert output.count("outbox=delivered") == 3
+    lines = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert len({line["data"]["customer"]["id"] for line in lines}) == 1
+    assert lines[-1]["data"]["case"]["contact_count"] == 3
+
+
+def test_check_config_exit_codes(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("channels:\n  twilio:\n    auth_tokens: [x]\n")
+
+    assert main(["check-config", str(DEFAULT_CONFIG)]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["check-config", str(broken)]) == 2
+    assert "channels.twilio.public_url: Field required" in capsys.readouterr().err
+    assert main(["check-config", str(DEFAULT_CONFIG), "--deployed"]) == 2
+    assert "inline secret" in capsys.readouterr().err
+    assert main(["check-config", str(DEFAULT_CONFIG.parent / "prod.yaml"), "--deployed"]) == 0
+
+
+def test_api_key_prints_a_key_and_the_configuration_entry_that_accepts_it(capsys):
+    assert main(["api-key", "--name", "portal"]) == 0
+    output = capsys.readouterr().out
+    key = output.split("store nowhere else): ")[1].split()[0]
+    entry = output.split("configuration entry:\n")[1]
+
+    config = parse_config("api_keys:\n" + entry)
+    assert config.api_keys[0].name == "portal"
+    assert config.api_keys[0].sha256 == hashlib.sha256(key.encode()).hexdigest()
+    assert key.startswith("hub_") and len(key) > 40
