@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Priority
 from chalicelib.errors import ConfigError
 from chalicelib.secrets import is_reference
@@ -23,10 +24,35 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Addresses that belong to nobody in particular; operators extend or replace the list.
+DEFAULT_BLOCKED = [
+    "email:noreply@*", "email:no-reply@*", "email:donotreply@*", "email:do-not-reply@*",
+    "email:mailer-daemon@*", "email:postmaster@*",
+]
+
+
 class IdentitySettings(Strict):
+    """Which identifiers may tie a contact to a customer (Segment's identity resolution, in rules)."""
+
     #: Region for phone numbers written without a country code (ISO 3166 alpha-2), per hub;
     #: channels may override it.
     default_region: str | None = None
+    #: Kinds that may link a contact to an existing customer, highest priority first: when a
+    #: contact's identifiers point to different customers, the first kind's owner wins.
+    link_kinds: list[IdentifierKind] = Field(default_factory=lambda: [
+        IdentifierKind.EXTERNAL, IdentifierKind.EMAIL, IdentifierKind.PHONE, IdentifierKind.WHATSAPP_USER,
+        IdentifierKind.WEBCHAT, IdentifierKind.MESSENGER, IdentifierKind.INSTAGRAM, IdentifierKind.TELEGRAM,
+        IdentifierKind.SLACK,
+    ])
+    #: At most this many values of a kind per customer; further ones stay on the contact only.
+    max_per_kind: dict[IdentifierKind, int] = Field(default_factory=lambda: {
+        IdentifierKind.EXTERNAL: 1, IdentifierKind.EMAIL: 5, IdentifierKind.PHONE: 5,
+    })
+    #: Identifier patterns (shell-style, on `kind:value`) that never link anything: shared family
+    #: or office numbers, no-reply addresses. Setting the list replaces the defaults.
+    blocked: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
+    #: Whether unverified claims (an email typed into a web chat without `user_hash`) may link.
+    trust_unverified: bool = False
 
     @field_validator("default_region")
     @classmethod
@@ -34,6 +60,13 @@ class IdentitySettings(Strict):
         if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be a two-letter country code such as DE or US")
         return value.upper() if value else None
+
+
+class CaseSettings(Strict):
+    #: A contact joins the customer's open case when the case was active this recently...
+    window_hours: float = Field(default=72, gt=0)
+    #: ...and an open case with no activity for this long is closed (on its next read or contact).
+    auto_close_after_hours: float = Field(default=168, gt=0)
 
 
 class ApiKey(Strict):
@@ -100,6 +133,7 @@ class HubConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    cases: CaseSettings = Field(default_factory=CaseSettings)
     channels: dict[str, BaseModel] = Field(default_factory=dict)
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
@@ -120,6 +154,7 @@ class _RawConfig(Strict):
 
     version: int = 1
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    cases: CaseSettings = Field(default_factory=CaseSettings)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: list[dict[str, Any]] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
@@ -161,6 +196,7 @@ def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: b
         raise ConfigError(_describe(source, problems))
     return HubConfig(
         identity=raw.identity,
+        cases=raw.cases,
         channels=channels,
         destinations=destinations,
         routing=raw.routing,

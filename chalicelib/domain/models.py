@@ -109,6 +109,9 @@ class InboundMessage(BaseModel):
     #: Provider-specific extras worth keeping in normalized form (button payload, reply-to id...).
     metadata: dict[str, Any] = Field(default_factory=dict)
     conversation_key: str | None = None
+    #: Keys that tie this message to one case whatever the time gap: a chat session, an email's
+    #: Message-ID and the ids it replies to.
+    thread_keys: list[str] = Field(default_factory=list)
     #: The provider's own JSON for this one message, kept for inspection and reprocessing.
     raw: dict[str, Any] = Field(default_factory=dict)
 
@@ -213,6 +216,18 @@ class Party(BaseModel):
     display_name: str | None = None
 
 
+class IdentifierDecision(BaseModel):
+    """What resolution did with one identifier of the contact, and which rule decided it."""
+
+    model_config = _WORKER_SIDE
+
+    identifier: str
+    #: matched, linked, created_with, already_linked, blocked, kind_not_linkable, unverified,
+    #: limit_reached, owned_by_other_customer.
+    outcome: str
+    rule: str
+
+
 class Resolution(BaseModel):
     """How the contact found its customer: the matched identifier, or why a customer was created."""
 
@@ -222,6 +237,7 @@ class Resolution(BaseModel):
     created_customer: bool
     matched_identifier: str | None = None
     rule: str
+    decisions: list[IdentifierDecision] = Field(default_factory=list)
 
 
 class Contact(BaseModel):
@@ -247,6 +263,8 @@ class Contact(BaseModel):
     conversation_key: str | None = None
     customer_id: str
     case_id: str
+    #: Why the contact joined or opened its case (within_window, thread_key, new_case...).
+    case_reason: str | None = None
     resolution: Resolution
     enrichment: dict[str, Any] = Field(default_factory=dict)
     routing: RoutingDecision = Field(default_factory=RoutingDecision)
@@ -312,6 +330,9 @@ class Case(CaseSummary):
 
     customer_id: str
     status: CaseStatus = CaseStatus.OPEN
+    closed_at: datetime | None = None
+    #: api, inactive, window_elapsed, superseded (another case of the customer took over).
+    close_reason: str | None = None
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
 
 

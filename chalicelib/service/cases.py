@@ -1,33 +1,86 @@
-"""Case attachment: which open concern of the customer a message belongs to.
+"""Cases: the customer's open concern, whatever the channel. Pure decisions, no I/O.
 
-The spine's rule is simple: a customer has at most one open case and every new contact joins it.
-The identity-and-cases capability replaces `attach_to_case` with windows and thread keys.
+A contact joins the customer's open case when it carries a thread key of that case (a chat
+session, an email reply) or arrives within the window since the case's last activity. Otherwise
+it opens a new case, and the previous one is closed. A customer has at most one open case; an open
+case with no activity for `auto_close_after_hours` counts as closed (it is written closed on the
+customer's next contact).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from chalicelib.domain.ids import new_id
-from chalicelib.domain.models import Case, CaseSummary, Channel, Customer
+from chalicelib.domain.ids import digest_id
+from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Channel, Customer
+from chalicelib.hubconfig import CaseSettings
 
 
-def attach_to_case(customer: Customer, channel: Channel, *, now: datetime) -> Case:
-    """The customer's open case with this contact counted in, or a new case."""
-    summary = customer.open_case
-    if summary is None:
-        return Case(
-            id=new_id("case"), customer_id=customer.id, opened_at=now, last_activity_at=now,
-            contact_count=1, channels=[channel],
-        )
-    return Case(
-        **summary.model_dump(exclude={"last_activity_at", "contact_count", "channels"}),
-        customer_id=customer.id,
-        last_activity_at=max(summary.last_activity_at, now),
-        contact_count=summary.contact_count + 1,
-        channels=summary.channels if channel in summary.channels else [*summary.channels, channel],
+@dataclass
+class CasePlan:
+    case: Case
+    #: Why the contact is in `case`: thread_key, within_window, reopened_by_thread_key, new_case.
+    reason: str
+    #: Other cases this contact changed (the previous open case, now closed).
+    other_cases: list[Case] = field(default_factory=list)
+
+
+def attach_to_case(
+    customer: Customer, channel: Channel, *, now: datetime, settings: CaseSettings, thread_case: Case | None = None
+) -> CasePlan:
+    open_case = _open_case(customer)
+    if thread_case is not None and thread_case.customer_id == customer.id:
+        if open_case is not None and open_case.id == thread_case.id:
+            return CasePlan(_touch(open_case, channel, now), "thread_key")
+        closed = [close(open_case, now, reason="superseded")] if open_case is not None else []
+        reopened = thread_case.model_copy(update={"status": CaseStatus.OPEN, "closed_at": None, "close_reason": None})
+        return CasePlan(_touch(reopened, channel, now), "reopened_by_thread_key", closed)
+    if open_case is not None and now - open_case.last_activity_at <= timedelta(hours=settings.window_hours):
+        return CasePlan(_touch(open_case, channel, now), "within_window")
+    closed = []
+    if open_case is not None:
+        reason = "inactive" if is_inactive(open_case, now, settings) else "window_elapsed"
+        closed = [close(open_case, now, reason=reason)]
+    new_case = Case(
+        # Derived from the customer state it was decided on: two workers racing on one customer
+        # name the same new case, so a retried contact can never point at a case nobody stored.
+        id=digest_id("case", f"{customer.id}:v{customer.version}"),
+        customer_id=customer.id, opened_at=now, last_activity_at=now, contact_count=1, channels=[channel],
     )
+    return CasePlan(new_case, "new_case", closed)
+
+
+def close(case: Case, now: datetime, *, reason: str) -> Case:
+    return case.model_copy(update={"status": CaseStatus.CLOSED, "closed_at": now, "close_reason": reason})
+
+
+def is_inactive(case: Case | CaseSummary, now: datetime, settings: CaseSettings) -> bool:
+    return now - case.last_activity_at > timedelta(hours=settings.auto_close_after_hours)
+
+
+def effective(case: Case, now: datetime, settings: CaseSettings) -> Case:
+    """The case as a reader should see it: an open case inactive past the limit is closed."""
+    if case.status == CaseStatus.OPEN and is_inactive(case, now, settings):
+        closed_at = case.last_activity_at + timedelta(hours=settings.auto_close_after_hours)
+        return close(case, closed_at, reason="inactive")
+    return case
 
 
 def summarize(case: Case) -> CaseSummary:
     return CaseSummary(**{name: getattr(case, name) for name in CaseSummary.model_fields})
+
+
+def _open_case(customer: Customer) -> Case | None:
+    summary = customer.open_case
+    if summary is None:
+        return None
+    return Case(**summary.model_dump(), customer_id=customer.id)
+
+
+def _touch(case: Case, channel: Channel, now: datetime) -> Case:
+    return case.model_copy(update={
+        "last_activity_at": max(case.last_activity_at, now),
+        "contact_count": case.contact_count + 1,
+        "channels": case.channels if channel in case.channels else [*case.channels, channel],
+    })

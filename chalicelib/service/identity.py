@@ -1,8 +1,9 @@
 """Customer resolution: which customer a message belongs to.
 
-This is the spine's version: exact match of normalized, verified identifiers, creating the
-customer when none matches. The identity capability replaces `resolve_customer` with rules,
-linking and merging; callers depend only on its signature.
+Normalized identifiers pass the identity rules (`domain/identity_rules.py`); the survivors are
+looked up (one store call, or none when cached), the highest-priority owner wins, and identifiers
+the customer lacks are linked within the per-kind limits. A customer is created when nobody owns
+any of them; a concurrent creation of the same person resolves to the winner's customer.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from datetime import datetime
 from chalicelib.adapters.store.base import IdentifierTakenError, Store
 from chalicelib.domain.identifiers import Identifier, normalize
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
 from chalicelib.domain.models import AttributeValue, Customer, Handle, Party, Resolution
-from chalicelib.errors import InvalidIdentifierError
+from chalicelib.errors import ConcurrentUpdateError, InvalidIdentifierError
 
 logger = logging.getLogger(__name__)
 
@@ -76,32 +78,51 @@ class IdentifierCache:
             self._data.pop(key, None)
 
 
+@dataclass
+class Resolved:
+    customer: Customer
+    resolution: Resolution
+    #: Identifiers to link to the customer in the same commit as the contact.
+    new_identifiers: tuple[Identifier, ...] = ()
+
+
 def resolve_customer(
     store: Store,
     party: Party,
     *,
+    rules: IdentityRules,
     source: str,
     now: datetime,
     cache: IdentifierCache,
-) -> tuple[Customer, Resolution]:
-    """Find the customer owning the first matching verified identifier, or create one.
+    _attempt: int = 0,
+) -> Resolved:
+    """Find the customer the contact belongs to under the identity rules, or create one.
 
-    Raises `StoreUnavailableError` when the store fails.
+    Raises `StoreUnavailableError` when the store fails, and `ConcurrentUpdateError` when
+    identifiers keep pointing at customers that cannot be read (retry the message later).
     """
-    identifiers = party.identifiers
-    owners = _owners(store, identifiers, cache)
-    for identifier in identifiers:
-        customer_id = owners.get(identifier.key)
-        if customer_id is None:
-            continue
-        customer = store.get_customer(customer_id)
-        if customer is None:
-            cache.forget(identifier.key)
-            continue
-        return customer, Resolution(
-            customer_id=customer.id, created_customer=False, matched_identifier=identifier.key, rule="exact_match"
+    if _attempt > 2:
+        raise ConcurrentUpdateError("identifiers point at a customer that cannot be read")
+    plan = rules.plan(party)
+    owners = _owners(store, plan.candidates, cache)
+    choice = rules.choose(plan, owners)
+    if choice.customer_id is not None:
+        customer = store.get_customer(choice.customer_id)
+        if customer is None:  # a stale cache entry: look again at the store
+            for identifier in plan.candidates:
+                cache.forget(identifier.key)
+            return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache,
+                                    _attempt=_attempt + 1)
+        added = rules.additions(customer, plan, owners, outcome="linked")
+        if added:
+            customer = customer.model_copy(update={"identifiers": [*customer.identifiers, *added]})
+        return Resolved(
+            customer,
+            Resolution(customer_id=customer.id, created_customer=False, matched_identifier=choice.matched.key,
+                       rule=f"link_kinds: {choice.matched.kind.value}", decisions=plan.decisions),
+            tuple(added),
         )
-    return _create(store, party, source=source, now=now, cache=cache)
+    return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
 
 
 def fill_missing_attributes(customer: Customer, party: Party, *, source: str, now: datetime) -> Customer:
@@ -123,26 +144,23 @@ def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache)
     return owners
 
 
-def _create(store: Store, party: Party, *, source: str, now: datetime, cache: IdentifierCache):
+def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules, source: str, now: datetime,
+            cache: IdentifierCache, attempt: int) -> Resolved:
     attributes = {}
     if party.display_name:
         attributes["name"] = AttributeValue(value=party.display_name, source=source, updated_at=now)
-    customer = Customer(
-        id=new_id("cus"), identifiers=list(party.identifiers), attributes=attributes, created_at=now, updated_at=now
-    )
+    empty = Customer(id=new_id("cus"), attributes=attributes, created_at=now, updated_at=now)
+    identifiers = rules.additions(empty, plan, {}, outcome="created_with")
+    customer = empty.model_copy(update={"identifiers": identifiers})
     try:
         store.create_customer(customer)
     except IdentifierTakenError as taken:
-        # Another worker created this person between our lookup and our write: use theirs.
+        # Another worker created this person between our lookup and our write: resolve again,
+        # now finding theirs.
         cache.put(taken.identifier, taken.customer_id)
-        existing = store.get_customer(taken.customer_id)
-        if existing is None:
-            raise
-        return existing, Resolution(
-            customer_id=existing.id, created_customer=False, matched_identifier=taken.identifier,
-            rule="exact_match_after_concurrent_create",
-        )
+        return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache, _attempt=attempt + 1)
     for identifier in customer.identifiers:
         cache.put(identifier.key, customer.id)
-    rule = "new_customer" if customer.identifiers else "new_customer_without_usable_identifier"
-    return customer, Resolution(customer_id=customer.id, created_customer=True, rule=rule)
+    rule = "new_customer" if customer.identifiers else "new_customer_without_linkable_identifier"
+    return Resolved(customer, Resolution(customer_id=customer.id, created_customer=True, rule=rule,
+                                         decisions=plan.decisions))

@@ -23,9 +23,11 @@ from pydantic import TypeAdapter
 
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, Store
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Store
 from chalicelib.domain.ids import delivery_id, stable_id
+from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import (
+    Case,
     Contact,
     Customer,
     DeliveryJob,
@@ -51,6 +53,9 @@ _EVENT = TypeAdapter(InboundEvent)
 #: A worker holds a message's claim this long; it must exceed the worker's timeout (30 s on AWS)
 #: and stay below the queue's visibility timeout, so a crashed attempt's message can be re-claimed.
 LEASE_SECONDS = 45
+
+#: How often one message is decided again when concurrent workers keep winning the commit.
+COMMIT_ATTEMPTS = 3
 
 #: A contact larger than this keeps its raw provider payload in the blob store instead: a
 #: DynamoDB item holds at most 400 KB, and the contact shares a batch write with four others.
@@ -83,6 +88,9 @@ class Processor:
     default_region: Callable[[str], str | None]
     clock: Callable[[], datetime]
     blobs: BlobStore
+
+    def __post_init__(self) -> None:
+        self.rules = IdentityRules(self.config.identity)
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
@@ -119,15 +127,35 @@ class Processor:
             raise
 
     def _process_claimed(self, message: InboundMessage, now: datetime) -> ProcessResult:
+        # A concurrent worker may update the same customer between our read and our commit; the
+        # commit then fails as a whole and we decide again from fresh reads.
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                return self._decide_and_commit(message, now)
+            except IdentifierTakenError as taken:
+                self.cache.put(taken.identifier, taken.customer_id)
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise ConcurrentUpdateError("identifiers kept changing owner during processing") from None
+            except ConcurrentUpdateError:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _decide_and_commit(self, message: InboundMessage, now: datetime) -> ProcessResult:
         sender = normalize_sender(
             message.sender.handles, message.sender.display_name, default_region=self.default_region(message.provider)
         )
-        customer, resolution = resolve_customer(
-            self.store, sender.party, source=message.provider, now=now, cache=self.cache
+        resolved = resolve_customer(
+            self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
         )
-        customer = fill_missing_attributes(customer, sender.party, source=message.provider, now=now)
-        case = attach_to_case(customer, message.channel, now=now)
-        contact = _contact(message, sender.party, customer, case.id, resolution)
+        customer = fill_missing_attributes(resolved.customer, sender.party, source=message.provider, now=now)
+        plan = attach_to_case(
+            customer, message.channel, now=now, settings=self.config.cases,
+            thread_case=self._thread_case(message, customer),
+        )
+        case = plan.case
+        contact = _contact(message, sender.party, customer, case.id, resolved.resolution)
+        contact.case_reason = plan.reason
         if sender.rejected:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
         self._offload_large_raw(contact)
@@ -151,11 +179,26 @@ class Processor:
             ContactCommit(
                 contact=contact, case=case, customer=customer,
                 dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now),
+                new_identifiers=resolved.new_identifiers, other_cases=tuple(plan.other_cases),
+                thread_keys=tuple(message.thread_keys),
             )
         )
         return ProcessResult(
             Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
         )
+
+    def _thread_case(self, message: InboundMessage, customer: Customer) -> Case | None:
+        """The case one of the message's thread keys belongs to (one store call, only for
+        messages that carry thread keys; a second only when it is not the open case)."""
+        if not message.thread_keys:
+            return None
+        threads = self.store.find_threads(list(message.thread_keys))
+        case_id = next((threads[k] for k in message.thread_keys if k in threads), None)
+        if case_id is None:
+            return None
+        if customer.open_case is not None and customer.open_case.id == case_id:
+            return Case(**customer.open_case.model_dump(), customer_id=customer.id)
+        return self.store.get_case(case_id)
 
     def _offload_large_raw(self, contact: Contact) -> None:
         if len(contact.model_dump_json()) <= MAX_INLINE_CONTACT_BYTES:

@@ -22,7 +22,7 @@ from chalicelib.domain.models import (
     Resolution,
     StatusEvent,
 )
-from chalicelib.errors import StoreUnavailableError
+from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 LEASE = timedelta(seconds=30)
@@ -71,14 +71,23 @@ def make_contact(customer: Customer, case: Case, *, at: datetime = T0, text: str
     )
 
 
-def commit_for(contact: Contact, case: Case, customer: Customer) -> ContactCommit:
+def commit_for(contact: Contact, case: Case, customer: Customer, **extra) -> ContactCommit:
+    """A commit of `customer` as read (it writes the next version)."""
     return ContactCommit(
         contact=contact,
         case=case,
-        customer=customer,
+        customer=customer.model_copy(update={"version": customer.version + 1}),
+        **extra,
         dedupe_key=f"msg:{contact.provider}:{contact.provider_message_id}",
         dedupe_expires_at=T0 + WEEK,
     )
+
+
+def commit(store, contact: Contact, case: Case, customer: Customer) -> Customer:
+    """Commit and return the customer as now stored, for the next commit to build on."""
+    prepared = commit_for(contact, case, customer)
+    store.commit_contact(prepared)
+    return prepared.customer
 
 
 def status(message_id: str, value: str, *, minute: int) -> StatusEvent:
@@ -200,27 +209,77 @@ def test_commit_contact_writes_contact_case_and_customer(store):
     case = make_case(customer)
     contact = make_contact(customer, case)
     updated = customer.model_copy(
-        update={"open_case": CaseSummary(id=case.id, opened_at=T0, last_activity_at=T0, contact_count=1), "version": 1}
+        update={"open_case": CaseSummary(id=case.id, opened_at=T0, last_activity_at=T0, contact_count=1)}
     )
     store.commit_contact(commit_for(contact, case, updated))
 
     assert store.get_contact(contact.id) == contact
     assert store.get_case(case.id) == case
-    assert store.get_customer(customer.id) == updated
+    assert store.get_customer(customer.id) == updated.model_copy(update={"version": 1})
 
 
-def test_commit_contact_twice_leaves_the_same_state(store):
+def test_a_commit_from_a_stale_read_fails_and_writes_nothing(store):
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    first = make_contact(customer, case)
+    second = make_contact(customer, case, at=T0 + timedelta(seconds=1))
+    store.commit_contact(commit_for(first, case, customer))
+
+    with pytest.raises(ConcurrentUpdateError):
+        store.commit_contact(commit_for(second, case, customer))  # read version 0, stored is now 1
+
+    assert store.get_contact(second.id) is None
+    assert [c.id for c in store.list_contacts(customer.id, limit=10).items] == [first.id]
+    assert claim(store, f"msg:twilio:{second.provider_message_id}") == ClaimState.ACQUIRED
+    assert store.get_customer(customer.id).version == 1
+
+
+def test_commit_links_new_identifiers_and_thread_keys(store):
     customer = make_customer(phone("+4915112345678"))
     store.create_customer(customer)
     case = make_case(customer)
     contact = make_contact(customer, case)
-    commit = commit_for(contact, case, customer)
-    store.commit_contact(commit)
-    store.commit_contact(commit)
-    assert store.get_contact(contact.id) == contact
-    page = store.list_contacts(customer.id, limit=10)
-    assert [c.id for c in page.items] == [contact.id]
-    assert page.cursor is None
+    new_email = email("ada@example.com")
+    linked = customer.model_copy(update={"identifiers": [*customer.identifiers, new_email]})
+
+    store.commit_contact(commit_for(contact, case, linked, new_identifiers=(new_email,), thread_keys=("chat:s1",)))
+
+    assert store.find_customer_ids([new_email]) == {new_email.key: customer.id}
+    assert store.find_threads(["chat:s1", "chat:unknown"]) == {"chat:s1": case.id}
+    assert new_email in store.get_customer(customer.id).identifiers
+
+
+def test_an_identifier_owned_by_another_customer_fails_the_commit(store):
+    taken = email("shared@example.com")
+    other = make_customer(taken)
+    store.create_customer(other)
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    contact = make_contact(customer, case)
+
+    with pytest.raises(IdentifierTakenError) as error:
+        store.commit_contact(commit_for(contact, case, customer, new_identifiers=(taken,), thread_keys=("t",)))
+
+    assert (error.value.identifier, error.value.customer_id) == (taken.key, other.id)
+    assert store.get_contact(contact.id) is None
+    assert store.find_threads(["t"]) == {}
+    assert store.get_customer(customer.id).version == 0
+
+
+def test_update_customer_is_guarded_and_writes_cases(store):
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    renamed = customer.model_copy(update={"version": 1, "open_case": None})
+
+    store.update_customer(renamed, cases=(case,))
+    with pytest.raises(ConcurrentUpdateError):
+        store.update_customer(renamed)
+
+    assert store.get_customer(customer.id) == renamed
+    assert store.get_case(case.id) == case
 
 
 def test_list_contacts_pages_newest_first_with_a_cursor(store):
@@ -232,7 +291,7 @@ def test_list_contacts_pages_newest_first_with_a_cursor(store):
     ids = []
     for minute in range(5):
         contact = make_contact(customer, case, at=T0 + timedelta(minutes=minute), text=f"m{minute}")
-        store.commit_contact(commit_for(contact, case, customer))
+        customer = commit(store, contact, case, customer)
         ids.append(contact.id)
     other_case = make_case(other)
     store.commit_contact(commit_for(make_contact(other, other_case), other_case, other))
@@ -251,10 +310,11 @@ def test_list_contacts_pages_newest_first_with_a_cursor(store):
 
 def test_list_contacts_on_an_exact_page_boundary_has_no_next_page(store):
     customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
     case = make_case(customer)
     for minute in range(4):
         contact = make_contact(customer, case, at=T0 + timedelta(minutes=minute))
-        store.commit_contact(commit_for(contact, case, customer))
+        customer = commit(store, contact, case, customer)
     first = store.list_contacts(customer.id, limit=2)
     second = store.list_contacts(customer.id, limit=2, cursor=first.cursor)
     assert len(second.items) == 2
@@ -264,6 +324,7 @@ def test_list_contacts_on_an_exact_page_boundary_has_no_next_page(store):
 
 def test_get_contact_includes_its_deliveries_by_destination(store):
     customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
     case = make_case(customer)
     contact = make_contact(customer, case)
     store.commit_contact(commit_for(contact, case, customer))
@@ -291,8 +352,9 @@ def test_unknown_contact_and_case_are_none(store):
 
 def test_get_case_includes_external_refs_that_survive_a_later_commit(store):
     customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
     case = make_case(customer)
-    store.commit_contact(commit_for(make_contact(customer, case), case, customer))
+    customer = commit(store, make_contact(customer, case), case, customer)
     store.put_case_ref(case.id, "zendesk", "ticket-1")
     store.put_case_ref(case.id, "hubspot", "note-7")
     store.put_case_ref(case.id, "zendesk", "ticket-2")

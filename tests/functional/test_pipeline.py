@@ -46,10 +46,15 @@ def test_the_same_person_on_sms_and_whatsapp_is_one_customer_with_one_case(runni
     assert first["data"]["case"]["id"] == second["data"]["case"]["id"]
     assert second["data"]["case"]["contact_count"] == 2
     assert second["data"]["case"]["channels"] == ["sms", "whatsapp"]
-    assert second["data"]["contact"]["resolution"] == {
-        "customer_id": first["data"]["customer"]["id"], "created_customer": False,
-        "matched_identifier": "phone:+16505551234", "rule": "exact_match",
+    resolution = second["data"]["contact"]["resolution"]
+    assert (resolution["customer_id"], resolution["created_customer"]) == (first["data"]["customer"]["id"], False)
+    assert (resolution["matched_identifier"], resolution["rule"]) == ("phone:+16505551234", "link_kinds: phone")
+    assert {(d["identifier"], d["outcome"]) for d in resolution["decisions"]} == {
+        ("phone:+16505551234", "matched"), ("whatsapp_user:US.13491208655302741918", "linked"),
     }
+    assert "whatsapp_user:US.13491208655302741918" in [
+        f"{i['kind']}:{i['value']}" for i in second["data"]["customer"]["identifiers"]
+    ]
     assert second["data"]["contact"]["text"] == "Olá, ça coûte combien?"
     customer = running.api(f"/v1/customers/{first['data']['customer']['id']}").json()
     assert customer["attributes"]["name"]["value"] == "Sheena Nelson"

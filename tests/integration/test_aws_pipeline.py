@@ -196,10 +196,10 @@ def test_worker_call_budget_for_returning_customers_and_duplicates(aws):
     hub.processor.process_body(first["body"])
     duplicate = calls.take()
 
-    assert returning == Counter({"PutItem": 1, "GetItem": 1, "SendMessageBatch": 1, "BatchWriteItem": 1})
+    assert returning == Counter({"PutItem": 1, "GetItem": 1, "SendMessageBatch": 1, "TransactWriteItems": 1})
     assert sum(returning.values()) <= 4
     assert duplicate == Counter({"PutItem": 1})
-    assert new_customer["TransactWriteItems"] == 1
+    assert new_customer["TransactWriteItems"] == 2  # create the customer, then the guarded commit
 
 
 def test_a_poison_message_does_not_make_its_batch_mates_redo_their_work(aws):

@@ -95,8 +95,15 @@ def a_commit(customer: Customer, *, dedupe_key: str = "msg:twilio:SM1", expires_
         resolution=Resolution(customer_id=customer.id, created_customer=False, rule="identifier"),
         raw={"price": 0.0075, "segments": 1},
     )
-    return ContactCommit(contact=contact, case=case, customer=customer, dedupe_key=dedupe_key,
-                         dedupe_expires_at=expires_at or NOW + WEEK)
+    # The commit writes the next version of the customer as read.
+    return ContactCommit(contact=contact, case=case, customer=customer.model_copy(update={"version": customer.version + 1}),
+                         dedupe_key=dedupe_key, dedupe_expires_at=expires_at or NOW + WEEK)
+
+
+def a_stored_customer(store, *numbers: str) -> Customer:
+    customer = a_customer(*numbers)
+    store.create_customer(customer)
+    return customer
 
 
 def item(raw, table: str, pk: str, sk: str) -> dict:
@@ -183,14 +190,18 @@ def test_without_the_old_item_one_get_item_names_the_owner(store, client, calls)
     assert calls.names == ["TransactWriteItems", "GetItem"]
 
 
-def test_commit_contact_costs_one_batch_write_of_five_items(store, calls):
-    customer = a_customer("+4915111111111")
+def test_commit_contact_costs_one_transaction_guarded_by_the_customer_version(store, calls):
+    customer = a_stored_customer(store, "+4915111111111")
     commit = a_commit(customer)
+    calls.clear()
     store.commit_contact(commit)
-    assert calls.names == ["BatchWriteItem"]
-    [batch] = calls.of("BatchWriteItem")
-    written = {(r["PutRequest"]["Item"]["pk"]["S"], r["PutRequest"]["Item"]["sk"]["S"])
-               for r in batch["RequestItems"][store._table]}
+    assert calls.names == ["TransactWriteItems"]
+    [transaction] = calls.of("TransactWriteItems")
+    puts = [action["Put"] for action in transaction["TransactItems"]]
+    assert puts[0]["Item"]["sk"] == {"S": "PROFILE"}
+    assert puts[0]["ConditionExpression"] == "#version = :expected"
+    assert puts[0]["ExpressionAttributeValues"] == {":expected": {"N": "0"}}
+    written = {(put["Item"]["pk"]["S"], put["Item"]["sk"]["S"]) for put in puts}
     assert written == {
         (f"CONTACT#{commit.contact.id}", "CONTACT"),
         (f"CUST#{customer.id}", f"CONTACT#{commit.contact.id}"),
@@ -241,7 +252,7 @@ def test_a_duplicate_costs_one_call_and_a_returning_customer_four(store, calls):
     found = store.find_customer_ids(customer.identifiers)
     loaded = store.get_customer(found["phone:+4915111111111"])
     store.commit_contact(a_commit(loaded, dedupe_key="msg:twilio:SM1"))
-    assert calls.names == ["PutItem", "BatchGetItem", "GetItem", "BatchWriteItem"]
+    assert calls.names == ["PutItem", "BatchGetItem", "GetItem", "TransactWriteItems"]
 
     calls.clear()
     assert claim(store, "msg:twilio:SM1", NOW + timedelta(minutes=5)) == ClaimState.DONE
@@ -254,7 +265,8 @@ def test_a_duplicate_costs_one_call_and_a_returning_customer_four(store, calls):
 def test_done_markers_carry_a_ttl_of_at_least_seven_days(store, raw, table):
     written_at = datetime.now(timezone.utc)
     expiry = written_at + WEEK
-    store.commit_contact(a_commit(a_customer("+4915111111111"), dedupe_key="msg:meta:wamid.1", expires_at=expiry))
+    store.commit_contact(a_commit(a_stored_customer(store, "+4915111111111"), dedupe_key="msg:meta:wamid.1",
+                                  expires_at=expiry))
     store.mark_done("status:twilio:SM9:read", expires_at=expiry)
     for key in ("msg:meta:wamid.1", "status:twilio:SM9:read"):
         marker = item(raw, table, f"DEDUPE#{key}", "DEDUPE")
@@ -276,7 +288,7 @@ def test_leases_and_status_records_carry_a_ttl(store, raw, table):
 
 
 def test_documents_are_json_strings_with_exact_floats(store, raw, table):
-    commit = a_commit(a_customer("+4915111111111"))
+    commit = a_commit(a_stored_customer(store, "+4915111111111"))
     store.commit_contact(commit)
     stored = item(raw, table, f"CONTACT#{commit.contact.id}", "CONTACT")
     assert set(stored) == {"pk", "sk", "doc"}
@@ -285,23 +297,6 @@ def test_documents_are_json_strings_with_exact_floats(store, raw, table):
 
 
 # --- retries of unprocessed batch items ----------------------------------------------------------
-
-
-def test_unprocessed_batch_writes_are_retried(store, client, calls, monkeypatch):
-    monkeypatch.setattr(dynamodb_module, "_BACKOFF_SECONDS", 0)
-    state = {"first": True}
-
-    def throttle_first(parsed, model, **_):
-        if state.pop("first", False):
-            [request] = calls.of("BatchWriteItem")
-            parsed["UnprocessedItems"] = {store._table: request["RequestItems"][store._table][:2]}
-
-    client.meta.events.register("after-call.dynamodb.BatchWriteItem", throttle_first)
-    commit = a_commit(a_customer("+4915111111111"))
-    store.commit_contact(commit)
-    assert calls.names == ["BatchWriteItem", "BatchWriteItem"]
-    assert len(calls.of("BatchWriteItem")[1]["RequestItems"][store._table]) == 2
-    assert store.get_contact(commit.contact.id) == commit.contact
 
 
 def test_unprocessed_batch_reads_are_retried(store, client, calls, monkeypatch):
@@ -324,16 +319,19 @@ def test_unprocessed_batch_reads_are_retried(store, client, calls, monkeypatch):
     assert calls.names == ["BatchGetItem", "BatchGetItem"]
 
 
-def test_items_that_stay_unprocessed_raise_store_unavailable(store, client, calls, monkeypatch):
-    monkeypatch.setattr(dynamodb_module, "_BACKOFF_SECONDS", 0)
+def test_a_cancelled_transaction_that_is_not_a_lost_condition_is_store_unavailable(store, client, calls):
+    customer = a_stored_customer(store, "+4915111111111")
 
-    def always_throttle(parsed, **_):
-        parsed["UnprocessedItems"] = {store._table: calls.of("BatchWriteItem")[-1]["RequestItems"][store._table]}
+    def conflict(params, **_):
+        raise ClientError(
+            {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+             "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+            "TransactWriteItems",
+        )
 
-    client.meta.events.register("after-call.dynamodb.BatchWriteItem", always_throttle)
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", conflict)
     with pytest.raises(StoreUnavailableError):
-        store.commit_contact(a_commit(a_customer("+4915111111111")))
-    assert calls.names == ["BatchWriteItem"] * dynamodb_module._BATCH_ATTEMPTS
+        store.commit_contact(a_commit(customer))
 
 
 # --- failures ------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_unusable_identifiers_are_reported_on_the_contact_not_fatal(parts):
 
     contact = store.get_contact(result.contact_id)
     assert contact.sender.identifiers == []
-    assert contact.resolution.rule == "new_customer_without_usable_identifier"
+    assert contact.resolution.rule == "new_customer_without_linkable_identifier"
     assert contact.enrichment["data_quality"]["rejected_identifiers"] == ["phone: not a phone number: not a number"]
 
 

@@ -40,7 +40,11 @@ class ClaimState:
 
 @dataclass(frozen=True)
 class ContactCommit:
-    """Everything one processed message writes, committed together."""
+    """Everything one processed message writes, committed together (all or nothing).
+
+    `customer` carries the *next* version: the write succeeds only if the stored customer still
+    has `customer.version - 1`, so two workers updating one customer can never lose an update.
+    """
 
     contact: Contact
     case: Case
@@ -48,6 +52,12 @@ class ContactCommit:
     #: The dedupe key claimed for this message; marked done in the same write.
     dedupe_key: str
     dedupe_expires_at: datetime
+    #: Identifiers newly linked to the customer; the commit fails if another customer owns one.
+    new_identifiers: tuple[Identifier, ...] = ()
+    #: Other cases of the customer this contact changed (closed because the window passed).
+    other_cases: tuple[Case, ...] = ()
+    #: Thread keys (chat session, email Message-ID) that now lead to `case`.
+    thread_keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -102,11 +112,28 @@ class Store(ABC):
     # --- contacts and cases ----------------------------------------------------------------------
 
     @abstractmethod
-    def commit_contact(self, commit: ContactCommit) -> None:
-        """Write the contact, its timeline entry, the case, the customer and the done marker.
+    def update_customer(
+        self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
+    ) -> None:
+        """Write the customer (guarded by its version, see `ContactCommit`), link identifiers and
+        write cases, atomically.
 
-        Idempotent: committing the same contact twice leaves the same state.
+        Raises `ConcurrentUpdateError` when the stored version moved, `IdentifierTakenError` when
+        another customer owns one of `new_identifiers`; nothing is written then.
         """
+
+    @abstractmethod
+    def commit_contact(self, commit: ContactCommit) -> None:
+        """Write the contact, its timeline entry, the cases, the customer, the identifiers, the
+        thread keys and the done marker, atomically.
+
+        Raises `ConcurrentUpdateError` and `IdentifierTakenError` like `update_customer`; nothing
+        is written then, and the caller reprocesses the message from fresh reads.
+        """
+
+    @abstractmethod
+    def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
+        """Map each known thread key to its case id. One call."""
 
     @abstractmethod
     def get_contact(self, contact_id: str) -> Contact | None:

@@ -5,19 +5,22 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
 
     DEDUPE#<key>                  DEDUPE              state, lease_until, expires_at (TTL)
     IDENT#<identifier key>        IDENT               customer_id
-    CUST#<customer id>            PROFILE             doc (Customer)
+    CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes)
     CUST#<customer id>            CONTACT#<contact>   doc (Contact): the timeline, newest first by ULID
     CONTACT#<contact id>          CONTACT             doc (Contact without deliveries)
     CONTACT#<contact id>          DLV#<destination>   doc (Delivery)
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
+    THREAD#<thread key>           THREAD              case_id
     STATUS#<provider>#<msg id>    <status>            doc (StatusEvent), recorded_at, expires_at (TTL)
     HEALTH                        HEALTH              (never written: `ping` reads it)
 
 Costs per method (asserted in tests/integration/test_dynamodb_store.py): `claim` 1 PutItem,
 `find_customer_ids` 1 BatchGetItem, `get_customer` 1 GetItem, `create_customer` 1
-TransactWriteItems, `commit_contact` 1 BatchWriteItem, `record_status` 1 PutItem, `get_contact` and
-`get_case` 1 Query each. Retries of unprocessed batch items are the only extra calls.
+TransactWriteItems, `commit_contact` and `update_customer` 1 TransactWriteItems (the customer put
+is conditioned on its version, so concurrent workers never lose an update), `find_threads` 1
+BatchGetItem, `record_status` 1 PutItem, `get_contact` and `get_case` 1 Query each. Retries of
+unprocessed batch items are the only extra calls.
 """
 
 from __future__ import annotations
@@ -33,13 +36,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
-from chalicelib.errors import StoreUnavailableError
+from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
 #: BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items per call.
 _MAX_BATCH_GET = 100
-_MAX_BATCH_WRITE = 25
 #: Unprocessed batch items (throttling) are retried this many times with exponential backoff.
 _BATCH_ATTEMPTS = 6
 _BACKOFF_SECONDS = 0.05
@@ -138,7 +140,7 @@ class DynamoDbStore(Store):
     def create_customer(self, customer: Customer) -> None:
         keys = list(dict.fromkeys(i.key for i in customer.identifiers))
         actions: list[dict] = [
-            {"Put": {"TableName": self._table, "Item": {**_key(f"CUST#{customer.id}", "PROFILE"), **_doc(customer)}}}
+            {"Put": {"TableName": self._table, "Item": _customer_item(customer)}}
         ]
         for identifier_key in keys:
             actions.append({
@@ -175,17 +177,68 @@ class DynamoDbStore(Store):
 
     # --- contacts and cases ----------------------------------------------------------------------
 
+    def update_customer(
+        self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
+    ) -> None:
+        self._transact(self._customer_actions(customer, new_identifiers, cases), customer, new_identifiers)
+
     def commit_contact(self, commit: ContactCommit) -> None:
-        contact, case, customer = commit.contact, commit.case, commit.customer
+        contact, case = commit.contact, commit.case
+        actions = self._customer_actions(commit.customer, commit.new_identifiers, (case, *commit.other_cases))
         contact_doc = {"doc": {"S": contact.model_dump_json(exclude={"deliveries"})}}
         items = [
             {**_key(f"CONTACT#{contact.id}", "CONTACT"), **contact_doc},
             {**_key(f"CUST#{contact.customer_id}", f"CONTACT#{contact.id}"), **contact_doc},
-            {**_key(f"CASE#{case.id}", "CASE"), "doc": {"S": case.model_dump_json(exclude={"external_refs"})}},
-            {**_key(f"CUST#{customer.id}", "PROFILE"), **_doc(customer)},
+            *({**_thread_key(key), "case_id": {"S": case.id}} for key in commit.thread_keys),
             _done_item(commit.dedupe_key, commit.dedupe_expires_at),
         ]
-        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        actions += [{"Put": {"TableName": self._table, "Item": item}} for item in items]
+        self._transact(actions, commit.customer, commit.new_identifiers)
+
+    def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
+        keys = list(dict.fromkeys(thread_keys))
+        if not keys:
+            return {}
+        items = self._batch_get({self._table: {"Keys": [_thread_key(k) for k in keys], "ConsistentRead": True}})
+        return {item["pk"]["S"][len("THREAD#"):]: item["case_id"]["S"] for item in items}
+
+    def _customer_actions(
+        self, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...]
+    ) -> list[dict]:
+        """The guarded customer put first, then one conditional put per new identifier, then cases:
+        `_transact` maps cancellation reasons back by these positions."""
+        actions: list[dict] = [{
+            "Put": {
+                "TableName": self._table,
+                "Item": _customer_item(customer),
+                "ConditionExpression": "#version = :expected",
+                "ExpressionAttributeNames": {"#version": "version"},
+                "ExpressionAttributeValues": {":expected": {"N": str(customer.version - 1)}},
+            }
+        }]
+        for identifier in new_identifiers:
+            actions.append({
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {**_ident_key(identifier.key), "customer_id": {"S": customer.id}},
+                    "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :owner",
+                    "ExpressionAttributeValues": {":owner": {"S": customer.id}},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            })
+        for case in cases:
+            item = {**_key(f"CASE#{case.id}", "CASE"), "doc": {"S": case.model_dump_json(exclude={"external_refs"})}}
+            actions.append({"Put": {"TableName": self._table, "Item": item}})
+        return actions
+
+    def _transact(self, actions: list[dict], customer: Customer, new_identifiers: tuple[Identifier, ...]) -> None:
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except _ConditionFailed as failed:
+            reasons = failed.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise ConcurrentUpdateError(f"customer {customer.id} changed since it was read") from None
+            raise self._identifier_taken(failed.response, [i.key for i in new_identifiers]) from None
 
     def get_contact(self, contact_id: str) -> Contact | None:
         contact: Contact | None = None
@@ -328,18 +381,6 @@ class DynamoDbStore(Store):
             time.sleep(_BACKOFF_SECONDS * 2**attempt)
         raise StoreUnavailableError("store dynamodb batch_get_item left keys unprocessed")
 
-    def _batch_write(self, requests: list[dict]) -> None:
-        for start in range(0, len(requests), _MAX_BATCH_WRITE):
-            pending = {self._table: requests[start:start + _MAX_BATCH_WRITE]}
-            for attempt in range(_BATCH_ATTEMPTS):
-                response = self._call("batch_write_item", RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(_BACKOFF_SECONDS * 2**attempt)
-            else:
-                raise StoreUnavailableError("store dynamodb batch_write_item left items unprocessed")
-
 
 def _conditional(exc: ClientError) -> bool:
     """True when the failure is a lost condition (an outcome), not a transient cancellation."""
@@ -365,6 +406,15 @@ def _ident_key(identifier_key: str) -> dict:
 
 def _status_pk(provider: str, provider_message_id: str) -> str:
     return f"STATUS#{provider}#{provider_message_id}"
+
+
+def _thread_key(thread_key: str) -> dict:
+    return _key(f"THREAD#{thread_key}", "THREAD")
+
+
+def _customer_item(customer: Customer) -> dict:
+    # The version is a top-level attribute so writes can be conditioned on it.
+    return {**_key(f"CUST#{customer.id}", "PROFILE"), **_doc(customer), "version": {"N": str(customer.version)}}
 
 
 def _done_item(key: str, expires_at: datetime) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime
 
@@ -9,7 +10,7 @@ from chalicelib.adapters.sqlite_db import SqliteDatabase
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
-from chalicelib.errors import StoreUnavailableError
+from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS case_refs (
 CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
+CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS statuses (
     provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, message_id, status));
@@ -94,21 +96,34 @@ class SqliteStore(Store):
 
     # --- contacts and cases ----------------------------------------------------------------------
 
-    def commit_contact(self, commit: ContactCommit) -> None:
-        contact, case, customer = commit.contact, commit.case, commit.customer
+    def update_customer(
+        self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
+    ) -> None:
         with self._guard(), self._db.write() as conn:
+            _write_customer(conn, customer, new_identifiers, cases)
+
+    def commit_contact(self, commit: ContactCommit) -> None:
+        contact, case = commit.contact, commit.case
+        with self._guard(), self._db.write() as conn:
+            _write_customer(conn, commit.customer, commit.new_identifiers, (case, *commit.other_cases))
             conn.execute(
                 "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
                 (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
-                (case.id, case.model_dump_json(exclude={"external_refs"})),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json())
+            conn.executemany(
+                "INSERT OR REPLACE INTO threads (key, case_id) VALUES (?, ?)",
+                [(key, case.id) for key in commit.thread_keys],
             )
             _mark_done(conn, commit.dedupe_key, commit.dedupe_expires_at)
+
+    def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
+        if not thread_keys:
+            return {}
+        with self._guard():
+            rows = self._db.read().execute(
+                f"SELECT key, case_id FROM threads WHERE key IN ({','.join('?' * len(thread_keys))})", thread_keys
+            ).fetchall()
+        return {row["key"]: row["case_id"] for row in rows}
 
     def get_contact(self, contact_id: str) -> Contact | None:
         with self._guard():
@@ -220,6 +235,26 @@ class SqliteStore(Store):
     @staticmethod
     def _guard():
         return _SqliteErrors()
+
+
+def _write_customer(
+    conn: sqlite3.Connection, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...]
+) -> None:
+    """The guarded write shared by `update_customer` and `commit_contact`, inside their transaction."""
+    row = conn.execute("SELECT doc FROM customers WHERE id = ?", (customer.id,)).fetchone()
+    stored = json.loads(row["doc"]).get("version", 0) if row else None
+    if stored != customer.version - 1:
+        raise ConcurrentUpdateError(f"customer {customer.id} changed since it was read")
+    for identifier in new_identifiers:
+        owner = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
+        if owner is not None and owner["customer_id"] != customer.id:
+            raise IdentifierTakenError(identifier.key, owner["customer_id"])
+        conn.execute("INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, customer.id))
+    conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
+    conn.executemany(
+        "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
+        [(case.id, case.model_dump_json(exclude={"external_refs"})) for case in cases],
+    )
 
 
 def _mark_done(conn: sqlite3.Connection, key: str, expires_at: datetime) -> None:

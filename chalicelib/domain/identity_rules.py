@@ -1,0 +1,128 @@
+"""Identity resolution rules: which identifiers may tie a contact to a customer. Pure.
+
+A false merge (two people as one customer) is worse than a missed link, so every identifier must
+pass the rules before it is looked up or linked: its kind may link, it is not blocked (shared
+numbers, no-reply addresses), it is verified (unless configured otherwise), and the customer has
+room for another value of its kind. Each decision is recorded with the rule that made it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fnmatch import translate
+from typing import TYPE_CHECKING
+
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.models import Customer, IdentifierDecision, Party
+
+if TYPE_CHECKING:
+    from chalicelib.hubconfig import IdentitySettings
+
+
+@dataclass
+class LinkPlan:
+    #: Identifiers that may be looked up and linked, highest priority first.
+    candidates: list[Identifier] = field(default_factory=list)
+    decisions: list[IdentifierDecision] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Choice:
+    customer_id: str | None
+    matched: Identifier | None = None
+
+
+class IdentityRules:
+    def __init__(self, settings: IdentitySettings) -> None:
+        self._settings = settings
+        self._priority = {kind: index for index, kind in enumerate(settings.link_kinds)}
+        self._blocked = [(pattern, re.compile(translate(pattern.lower()))) for pattern in settings.blocked]
+
+    def plan(self, party: Party) -> LinkPlan:
+        """Sort the contact's identifiers into candidates and held-back ones, with reasons."""
+        plan = LinkPlan()
+        claims = [(i, True) for i in party.identifiers] + [(i, False) for i in party.unverified]
+        for identifier, verified in claims:
+            refusal = self._refusal(identifier, verified)
+            if refusal is None:
+                if identifier not in plan.candidates:
+                    plan.candidates.append(identifier)
+            else:
+                plan.decisions.append(IdentifierDecision(identifier=identifier.key, outcome=refusal[0], rule=refusal[1]))
+        plan.candidates.sort(key=lambda i: self._priority[i.kind])
+        return plan
+
+    def choose(self, plan: LinkPlan, owners: dict[str, str]) -> Choice:
+        """The owner of the highest-priority candidate that has one. Candidates owned by another
+        customer are recorded (merging them is the merge capability's decision, never implicit)."""
+        chosen: Choice = Choice(None)
+        for identifier in plan.candidates:
+            owner = owners.get(identifier.key)
+            if owner is None:
+                continue
+            if chosen.customer_id is None:
+                chosen = Choice(owner, identifier)
+                plan.decisions.append(IdentifierDecision(
+                    identifier=identifier.key, outcome="matched", rule=f"link_kinds: {identifier.kind.value}"
+                ))
+            elif owner != chosen.customer_id:
+                plan.decisions.append(IdentifierDecision(
+                    identifier=identifier.key, outcome="owned_by_other_customer",
+                    rule=f"lower priority than {chosen.matched.kind.value}; customers are not merged implicitly",
+                ))
+        return chosen
+
+    def additions(self, customer: Customer, plan: LinkPlan, owners: dict[str, str], *, outcome: str) -> list[Identifier]:
+        """Candidates the customer does not hold yet and may take within the per-kind limits."""
+        held = {i.key for i in customer.identifiers}
+        counts: dict = {}
+        for identifier in customer.identifiers:
+            counts[identifier.kind] = counts.get(identifier.kind, 0) + 1
+        added = []
+        for identifier in plan.candidates:
+            owner = owners.get(identifier.key)
+            if identifier.key in held:
+                if owner == customer.id and not any(d.identifier == identifier.key for d in plan.decisions):
+                    plan.decisions.append(IdentifierDecision(
+                        identifier=identifier.key, outcome="already_linked", rule="exact match"
+                    ))
+                continue
+            if owner is not None and owner != customer.id:
+                continue  # recorded by choose()
+            limit = self._settings.max_per_kind.get(identifier.kind)
+            if limit is not None and counts.get(identifier.kind, 0) >= limit:
+                plan.decisions.append(IdentifierDecision(
+                    identifier=identifier.key, outcome="limit_reached", rule=f"max_per_kind: {identifier.kind.value}={limit}"
+                ))
+                continue
+            counts[identifier.kind] = counts.get(identifier.kind, 0) + 1
+            added.append(identifier)
+            plan.decisions.append(IdentifierDecision(
+                identifier=identifier.key, outcome=outcome, rule=f"link_kinds: {identifier.kind.value}"
+            ))
+        return added
+
+    def explicit_link_refusal(self, customer: Customer, identifier: Identifier) -> str | None:
+        """Why an explicit link (from a CRM, via the API) is refused; None when it may be made.
+        Explicit links are trusted, so only blocking and the per-kind limit apply."""
+        if pattern := self._blocked_by(identifier):
+            return f"{identifier.key} matches the blocked pattern {pattern!r}"
+        limit = self._settings.max_per_kind.get(identifier.kind)
+        held = sum(1 for i in customer.identifiers if i.kind == identifier.kind)
+        if identifier not in customer.identifiers and limit is not None and held >= limit:
+            return f"the customer already holds {held} {identifier.kind.value} identifiers (max_per_kind {limit})"
+        return None
+
+    def _refusal(self, identifier: Identifier, verified: bool) -> tuple[str, str] | None:
+        if pattern := self._blocked_by(identifier):
+            return "blocked", f"blocked: {pattern}"
+        if identifier.kind not in self._priority:
+            return "kind_not_linkable", f"link_kinds does not include {identifier.kind.value}"
+        if not verified and not self._settings.trust_unverified:
+            return "unverified", "trust_unverified: false"
+        return None
+
+    def _blocked_by(self, identifier: Identifier) -> str | None:
+        key = identifier.key.lower()
+        return next((pattern for pattern, regex in self._blocked if regex.match(key)), None)
