@@ -204,6 +204,12 @@ class Hub:
     def connector_runtime(self) -> ConnectorRuntime:
         return ConnectorRuntime(data_dir=str(self.data_dir))
 
+    @cached_property
+    def identity_rules(self):
+        from chalicelib.domain.identity_rules import IdentityRules
+
+        return IdentityRules(self.config.identity)
+
     def default_region(self, provider: str) -> str | None:
         settings = self.config.channels.get(provider)
         return getattr(settings, "default_region", None) or self.config.identity.default_region
@@ -218,6 +224,7 @@ class Hub:
         return Processor(
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
             cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
+            rules=self.identity_rules,
         )
 
     @cached_property

@@ -176,3 +176,10 @@ class BatchIncompleteError(TransientError):
     unfinished ones return to the queue (Chalice cannot report partial batch failures)."""
 
     code = "batch_incomplete"
+
+
+class RuleRefusedError(RequestRejectedError):
+    """The request is well-formed, but a configured rule forbids it (a blocked identifier...)."""
+
+    http_status = 422
+    code = "rule_refused"

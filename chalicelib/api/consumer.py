@@ -15,7 +15,9 @@ from chalicelib.api.http import json_response, translate_errors
 from chalicelib.bootstrap import get_hub
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.ids import delivery_id
-from chalicelib.domain.models import Contact, Delivery, DeliveryStatus
+from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
+from chalicelib.service.cases import effective, is_inactive
+from chalicelib.service.commands import close_case, link_identifier
 from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
 
 consumer = Blueprint(__name__)
@@ -46,7 +48,7 @@ def get_customer(customer_id: str) -> Response:
     customer = get_hub().store.get_customer(customer_id)
     if customer is None:
         raise NotFoundError(f"no customer {customer_id}")
-    return json_response(customer.model_dump(mode="json"))
+    return json_response(_customer_view(customer))
 
 
 @consumer.route("/v1/customers", methods=["GET"])
@@ -60,7 +62,30 @@ def find_customers() -> Response:
     identifier = Identifier.parse(text, default_region=hub.config.identity.default_region)
     customer_id = hub.store.find_customer_ids([identifier]).get(identifier.key)
     customer = hub.store.get_customer(customer_id) if customer_id else None
-    return json_response({"data": [customer.model_dump(mode="json")] if customer else []})
+    return json_response({"data": [_customer_view(customer)] if customer else []})
+
+
+@consumer.route("/v1/customers/{customer_id}/identifiers", methods=["POST"])
+@translate_errors(consumer)
+def link_customer_identifier(customer_id: str) -> Response:
+    """Body: {"identifier": "kind:value"}, e.g. {"identifier": "external:CRM-1042"}."""
+    _authenticate()
+    hub = get_hub()
+    text = _json_body().get("identifier")
+    if not isinstance(text, str):
+        raise RequestRejectedError('body must be {"identifier": "kind:value"}')
+    identifier = Identifier.parse(text, default_region=hub.config.identity.default_region)
+    customer = link_identifier(hub.store, hub.identity_rules, customer_id, identifier, now=hub.clock())
+    return json_response(_customer_view(customer))
+
+
+@consumer.route("/v1/cases/{case_id}/close", methods=["POST"])
+@translate_errors(consumer)
+def close_customer_case(case_id: str) -> Response:
+    _authenticate()
+    hub = get_hub()
+    case = close_case(hub.store, case_id, now=hub.clock(), settings=hub.config.cases)
+    return json_response(case.model_dump(mode="json"))
 
 
 @consumer.route("/v1/customers/{customer_id}/contacts", methods=["GET"])
@@ -96,10 +121,30 @@ def get_contact(contact_id: str) -> Response:
 @translate_errors(consumer)
 def get_case(case_id: str) -> Response:
     _authenticate()
-    case = get_hub().store.get_case(case_id)
+    hub = get_hub()
+    case = hub.store.get_case(case_id)
     if case is None:
         raise NotFoundError(f"no case {case_id}")
-    return json_response(case.model_dump(mode="json"))
+    return json_response(effective(case, hub.clock(), hub.config.cases).model_dump(mode="json"))
+
+
+def _customer_view(customer: Customer) -> dict:
+    """The customer as consumers see it: an open case inactive past the limit is no longer open."""
+    hub = get_hub()
+    body = customer.model_dump(mode="json")
+    if customer.open_case is not None and is_inactive(customer.open_case, hub.clock(), hub.config.cases):
+        body["open_case"] = None
+    return body
+
+
+def _json_body() -> dict:
+    try:
+        body = consumer.current_request.json_body
+    except Exception:  # Chalice raises its own BadRequestError for invalid JSON
+        raise RequestRejectedError("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestRejectedError("body must be a JSON object")
+    return body
 
 
 def _with_pending_deliveries(contact: Contact) -> dict:

@@ -88,9 +88,7 @@ class Processor:
     default_region: Callable[[str], str | None]
     clock: Callable[[], datetime]
     blobs: BlobStore
-
-    def __post_init__(self) -> None:
-        self.rules = IdentityRules(self.config.identity)
+    rules: IdentityRules
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""

@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.store.sqlite import SqliteStore
+from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import Channel, DeliveryJob, Handle, InboundMessage, Sender, StatusEvent
 from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError
 from chalicelib.hubconfig import parse_config
@@ -42,6 +43,7 @@ def parts(tmp_path):
     processor = Processor(
         store=store, delivery_queue=queue, config=CONFIG, cache=IdentifierCache(),
         default_region=lambda provider: "DE", clock=clock, blobs=LocalBlobStore(str(tmp_path / "blobs")),
+        rules=IdentityRules(CONFIG.identity),
     )
     return processor, store, queue, clock
 

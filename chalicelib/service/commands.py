@@ -1,0 +1,91 @@
+"""Commands from the consumer API that change customers and cases outside the message flow.
+
+Each one is a guarded read-modify-write: it reads the customer, writes the next version, and
+decides again when a worker updated the customer in between, so API calls and message
+processing never overwrite each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from chalicelib.adapters.store.base import IdentifierTakenError, Store
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identity_rules import IdentityRules
+from chalicelib.domain.models import Case, CaseStatus, Customer
+from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError, RuleRefusedError
+from chalicelib.hubconfig import CaseSettings
+from chalicelib.service.cases import close, effective
+
+ATTEMPTS = 3
+
+
+def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identifier: Identifier, *, now: datetime) -> Customer:
+    """Link an identifier to a customer explicitly (from a CRM, an agent): trusted, so only the
+    blocked list and the per-kind limit apply.
+
+    Raises `NotFoundError`, `RuleRefusedError` (blocked, limit), and `ConflictError` when another
+    customer owns the identifier: two customers are never merged as a side effect of a link.
+    """
+
+    def change(customer: Customer) -> tuple[Customer, tuple[Identifier, ...], tuple[Case, ...]] | None:
+        if identifier in customer.identifiers:
+            return None
+        if refusal := rules.explicit_link_refusal(customer, identifier):
+            raise RuleRefusedError(refusal)
+        owner = store.find_customer_ids([identifier]).get(identifier.key)
+        if owner is not None and owner != customer.id:
+            raise _owned_by(identifier, owner)
+        updated = customer.model_copy(update={"identifiers": [*customer.identifiers, identifier], "updated_at": now})
+        return updated, (identifier,), ()
+
+    try:
+        return _guarded(store, customer_id, change)
+    except IdentifierTakenError as taken:
+        raise _owned_by(identifier, taken.customer_id) from None
+
+
+def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSettings) -> Case:
+    """Close a case (idempotent). Raises `NotFoundError`."""
+    case = store.get_case(case_id)
+    if case is None:
+        raise NotFoundError(f"no case {case_id}")
+    if case.status == CaseStatus.CLOSED:
+        return case
+    # A case already closed by inactivity keeps that reason and time; otherwise the API closes it.
+    current = effective(case, now, settings)
+    closed = current if current.status == CaseStatus.CLOSED else close(case, now, reason="api")
+
+    def change(customer: Customer):
+        still_open = customer.open_case is not None and customer.open_case.id == case_id
+        updated = customer.model_copy(update={"open_case": None if still_open else customer.open_case, "updated_at": now})
+        return updated, (), (closed,)
+
+    _guarded(store, case.customer_id, change)
+    return closed
+
+
+def _guarded(store: Store, customer_id: str, change) -> Customer:
+    for attempt in range(ATTEMPTS):
+        customer = store.get_customer(customer_id)
+        if customer is None:
+            raise NotFoundError(f"no customer {customer_id}")
+        planned = change(customer)
+        if planned is None:
+            return customer
+        updated, identifiers, cases = planned
+        updated = updated.model_copy(update={"version": customer.version + 1})
+        try:
+            store.update_customer(updated, new_identifiers=identifiers, cases=cases)
+            return updated
+        except ConcurrentUpdateError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _owned_by(identifier: Identifier, owner: str) -> ConflictError:
+    return ConflictError(
+        f"{identifier.key} belongs to another customer; customers are not merged by linking",
+        detail={"identifier": identifier.key, "customer_id": owner},
+    )
