@@ -1,0 +1,143 @@
+"""Real concurrency against both stores: racing workers must end with one customer, one case and
+every contact counted (SQLite on disk with threads; DynamoDB under moto with threads)."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import Counter
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.adapters.blobs.local import LocalBlobStore
+from chalicelib.adapters.store.dynamodb import DynamoDbStore
+from chalicelib.adapters.store.sqlite import SqliteStore
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identity_rules import IdentityRules
+from chalicelib.domain.models import Channel, Handle, InboundMessage, Sender
+from chalicelib.errors import ConcurrentUpdateError
+from chalicelib.hubconfig import parse_config
+from chalicelib.service.identity import IdentifierCache
+from chalicelib.service.process import Outcome, Processor
+from tests.support.fakes import MemoryQueue
+
+WORKERS = 8
+CONFIG = parse_config("destinations: [{name: outbox, type: outbox}]")
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield SqliteStore(str(tmp_path / "hub.db"))
+        return
+    with mock_aws():
+        client = boto3.Session(region_name="eu-central-1").client("dynamodb")
+        client.create_table(
+            TableName="hub-race",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield DynamoDbStore("hub-race", AtomicRequests(client))
+
+
+class AtomicRequests:
+    """moto mutates its tables without a lock (TransactWriteItems deep-copies a table another
+    thread is writing), while real DynamoDB executes every request atomically. Serialising each
+    request restores that; the workers still interleave freely *between* requests, which is where
+    read-modify-write races live."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def atomic(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return atomic
+
+
+def processor(store, tmp_path) -> Processor:
+    """One worker: its own identifier cache, like a separate Lambda container."""
+    return Processor(
+        store=store, delivery_queue=MemoryQueue(), config=CONFIG, cache=IdentifierCache(),
+        default_region=lambda provider: None, clock=lambda: datetime.now(timezone.utc),
+        blobs=LocalBlobStore(str(tmp_path / "blobs")), rules=IdentityRules(CONFIG.identity),
+    )
+
+
+def message(index: int, handles: list[Handle]) -> InboundMessage:
+    return InboundMessage(
+        provider="twilio", channel=Channel.SMS, provider_message_id=f"SM-race-{index}", account="+14155550100",
+        sender=Sender(handles=handles), text=f"message {index}",
+    )
+
+
+def race(store, tmp_path, messages: list[InboundMessage]) -> list:
+    """Process every message at once, one thread each; a lost commit is redelivered, as the queue
+    would, until it lands."""
+    barrier = threading.Barrier(len(messages))
+    results, errors = [None] * len(messages), []
+
+    def work(index: int) -> None:
+        worker = processor(store, tmp_path)
+        barrier.wait()
+        try:
+            for _ in range(20):
+                try:
+                    results[index] = worker.process(messages[index])
+                    return
+                except ConcurrentUpdateError:
+                    store.release(messages[index].dedupe_key)
+        except Exception as exc:  # surfaced below with the thread's index
+            errors.append((index, "".join(traceback.format_exception(exc))))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(messages))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert all(r is not None for r in results), "every message must land"
+    return results
+
+
+def test_racing_first_contacts_of_one_new_person_make_one_customer_and_one_case(store, tmp_path):
+    phone = [Handle(kind="phone", value="+4915123456789")]
+
+    results = race(store, tmp_path, [message(i, phone) for i in range(WORKERS)])
+
+    assert {r.outcome for r in results} == {Outcome.CONTACT_CREATED}
+    customers = {r.customer_id for r in results}
+    assert len(customers) == 1
+    [customer_id] = customers
+    assert store.find_customer_ids([Identifier.parse("phone:+4915123456789")]) == {"phone:+4915123456789": customer_id}
+    assert len({r.case_id for r in results}) == 1
+    case = store.get_case(results[0].case_id)
+    assert case.contact_count == WORKERS, "no concurrent update may be lost"
+    customer = store.get_customer(customer_id)
+    assert customer.open_case.contact_count == WORKERS
+    assert customer.version == WORKERS
+    assert len(store.list_contacts(customer_id, limit=100).items) == WORKERS
+
+
+def test_racing_contacts_through_different_identifiers_of_one_customer_lose_no_update(store, tmp_path):
+    both = [Handle(kind="whatsapp_user", value="US.1234"), Handle(kind="whatsapp", value="16505551234")]
+    [first] = race(store, tmp_path, [message(100, both)])
+    handles = [[Handle(kind="whatsapp_user", value="US.1234")], [Handle(kind="phone", value="+16505551234")]]
+
+    results = race(store, tmp_path, [message(200 + i, handles[i % 2]) for i in range(WORKERS)])
+
+    assert {r.customer_id for r in results} == {first.customer_id}
+    assert Counter(r.case_id for r in results) == Counter({first.case_id: WORKERS})
+    assert store.get_case(first.case_id).contact_count == WORKERS + 1
