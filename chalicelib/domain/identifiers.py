@@ -3,13 +3,20 @@
 An identifier is what links a message to a customer, so two spellings of the same phone number
 or email address must become one value. The string form `kind:value` (with `kind:scope/value`
 for channel-scoped ids) is what the API speaks and what the store keys on.
+
+Normalization is strict where a loose reading could merge two people (a phone number without a
+country, an address that is not one) and lenient about spelling (separators, case, display
+names, Unicode forms), because a false merge is worse than a missed link. Error messages name the
+kind and the reason, never the value (it is personal data).
 """
 
 from __future__ import annotations
 
-from email.utils import parseaddr
+import re
+import unicodedata
 from enum import StrEnum
 from functools import lru_cache
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,7 +42,16 @@ SCOPED_KINDS = frozenset(
 )
 
 #: Input spellings that are really another kind: a WhatsApp number (`wa_id`) is a phone number.
-_ALIASES = {"whatsapp": IdentifierKind.PHONE, "sms": IdentifierKind.PHONE, "tel": IdentifierKind.PHONE}
+_ALIASES = {
+    "whatsapp": IdentifierKind.PHONE, "sms": IdentifierKind.PHONE, "tel": IdentifierKind.PHONE,
+    "mailto": IdentifierKind.EMAIL,
+}
+
+#: Opaque ids (channel ids, CRM numbers) and scopes: longer ones are garbage, not identifiers,
+#: and would bloat every store key they are part of.
+MAX_ID_LENGTH = 256
+#: RFC 5321's limit on a forward path (256 octets) minus the angle brackets.
+MAX_EMAIL_LENGTH = 254
 
 
 class Identifier(BaseModel):
@@ -58,14 +74,16 @@ class Identifier(BaseModel):
 
     @classmethod
     def parse(cls, text: str, *, default_region: str | None = None) -> Identifier:
-        """Parse and normalize the API form `kind:value` or `kind:scope/value`."""
+        """Parse and normalize the API form `kind:value` or `kind:scope/value`.
+        Raises `InvalidIdentifierError`."""
         kind, sep, rest = text.partition(":")
         if not sep or not rest:
             raise InvalidIdentifierError(
                 "identifier must look like kind:value, e.g. phone:+4915123456789",
                 detail={"identifier": _mask(text)},
             )
-        resolved = _resolve_kind(kind.strip().lower())
+        kind = kind.strip().lower()
+        resolved = _resolve_kind(kind)
         scope = None
         if resolved in SCOPED_KINDS:
             scope, slash, rest = rest.partition("/")
@@ -83,37 +101,115 @@ def normalize(
     scope: str | None = None,
     default_region: str | None = None,
 ) -> Identifier:
-    """Normalize one raw identifier. Raises `InvalidIdentifierError` naming the kind."""
-    resolved = _resolve_kind(str(kind).lower())
+    """Normalize one raw identifier. Raises `InvalidIdentifierError` naming the kind.
+
+    `default_region` (the channel account's country) only reads national phone numbers; kind
+    `whatsapp` (a `wa_id`) is always international. `scope` is required for `SCOPED_KINDS`,
+    ignored for phone numbers, emails and Telegram ids (global by nature), and kept as a `scope/`
+    prefix of the value for the other kinds, so the key still round-trips through `Identifier.parse`.
+    """
+    spelled = str(kind).strip().lower()
+    resolved = _resolve_kind(spelled)
     raw = (value or "").strip()
     if not raw:
         raise InvalidIdentifierError(f"empty {resolved.value} identifier")
     if resolved is IdentifierKind.PHONE:
         # A WhatsApp id (`wa_id`) is always international, even without its `+`: a default region
         # must not turn 4915123456789 into a German national number.
-        international = str(kind).lower() == "whatsapp"
+        international = spelled == "whatsapp"
         return Identifier(kind=resolved, value=normalize_phone(raw, None if international else default_region))
     if resolved is IdentifierKind.EMAIL:
         return Identifier(kind=resolved, value=normalize_email(raw))
+    text = _opaque(raw, resolved, "id")
+    if resolved is IdentifierKind.TELEGRAM:
+        # Telegram user ids are integers, the same for every bot (https://core.telegram.org/bots/api#user);
+        # anything else is a username, which its owner can change and someone else can take.
+        if not re.fullmatch(r"[0-9]{1,20}", text):
+            raise InvalidIdentifierError("telegram ids are numeric (the user id, not the @username)")
+        return Identifier(kind=resolved, value=str(int(text)))
+    scope = _opaque(scope.strip(), resolved, "scope") if scope else ""
     if resolved in SCOPED_KINDS:
-        scope = (scope or "").strip()
         if not scope:
             raise InvalidIdentifierError(f"{resolved.value} identifiers need a scope (page, team or site)")
-        return Identifier(kind=resolved, value=raw, scope=scope)
-    return Identifier(kind=resolved, value=raw, scope=(scope or None))
+        if "/" in scope:
+            raise InvalidIdentifierError(f"a {resolved.value} scope cannot contain '/'")
+        return Identifier(kind=resolved, value=text, scope=scope)
+    if scope:
+        text = f"{scope}/{text}"
+        if len(text) > MAX_ID_LENGTH:
+            raise InvalidIdentifierError(f"{resolved.value} id longer than {MAX_ID_LENGTH} characters")
+    return Identifier(kind=resolved, value=text)
+
+
+# --- phone numbers -----------------------------------------------------------------------------
+
+_PHONE_PREFIXES = ("whatsapp:", "tel:", "sms:")
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
-    """E.164 form of a phone number; `whatsapp:` prefixes are accepted. Without a default region,
-    a bare digit string is read as international (country code first, `+` missing)."""
-    text = raw.strip()
-    for prefix in ("whatsapp:", "tel:", "sms:"):
+    """E.164 form of a phone number. Raises `InvalidIdentifierError` with the reason.
+
+    Accepts every written format phonenumbers reads (spaces, dashes, dots, slashes, parentheses,
+    `+49 (0)151…`), Unicode digits and spaces, `tel:`/`sms:`/`whatsapp:` prefixes and RFC 3966
+    parameters. Without a default region, a bare digit string is read as international (country
+    code first, `+` missing: a `wa_id`) and `00` as the international prefix. A `whatsapp:` address
+    is always international. An extension (`ext. 12`, `;ext=12`) is dropped: messaging channels
+    never carry one, so only the switchboard number can link a contact (a shared switchboard
+    belongs in `identity.blocked`).
+    """
+    text = _phone_text(raw)
+    international = False
+    for prefix in _PHONE_PREFIXES:
         if text.lower().startswith(prefix):
+            international = international or prefix == "whatsapp:"
             text = text[len(prefix):].strip()
-    region = default_region.upper() if default_region else None
-    if region is None and not text.startswith("+") and text.isdigit():
-        text = "+" + text
-    return _e164(text, region)
+    # `sms:+1...?body=hi` (RFC 5724): the query is the message, not the number.
+    text = text.partition("?")[0].strip()
+    if not text:
+        raise InvalidIdentifierError("empty phone identifier")
+    region = default_region.upper() if default_region and not international else None
+    if region is None and not text.startswith("+"):
+        if re.fullmatch(r"[0-9]+", text):
+            text = "+" + text
+        elif text.startswith("00"):
+            text = "+" + text[2:]
+    try:
+        return _e164(text, region)
+    except InvalidIdentifierError:
+        # `0049 151…` with default region US: 00 is the international prefix almost everywhere
+        # (ITU-T E.164 recommends it), and no national number starts with it.
+        if region is not None and text.startswith("00"):
+            return _e164("+" + text[2:], None)
+        raise
+
+
+#: Unicode dashes phonenumbers does not all know; every one is just a separator here.
+_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
+
+
+def _phone_text(raw: str) -> str:
+    """ASCII digits and separators: numbers copied from documents carry Arabic-Indic or fullwidth
+    digits, NBSP or thin spaces (which phonenumbers does not read) and invisible bidi marks."""
+    out = []
+    for char in raw.strip():
+        if char.isascii():
+            out.append(char)
+            continue
+        category = unicodedata.category(char)
+        if category == "Nd":
+            out.append(str(unicodedata.decimal(char)))
+        elif category == "Zs":
+            out.append(" ")
+        elif category == "Cf":
+            continue
+        elif char in _DASHES:
+            out.append("-")
+        else:
+            out.append(unicodedata.normalize("NFKC", char))
+    text = "".join(out).strip()
+    if _has_control(text):
+        raise InvalidIdentifierError("phone identifier contains control characters")
+    return text
 
 
 #: phonenumbers' NumberParseException error types, in words.
@@ -123,6 +219,15 @@ _PARSE_ERRORS = {
     2: "too short after the international prefix",
     3: "too short",
     4: "too long",
+}
+
+#: phonenumbers' ValidationResult values, in words.
+_POSSIBILITY = {
+    1: "invalid country code",
+    2: "too short",
+    3: "too long",
+    4: "dialable only locally (add the area code)",
+    5: "invalid length",
 }
 
 
@@ -140,19 +245,125 @@ def _e164(text: str, region: str | None) -> str:
     # "Possible" (right length for the country), not "valid": validity depends on the metadata's
     # knowledge of number ranges, and rejecting a real customer's new range would lose the link.
     # Local-only numbers (dialable only within an area) cannot identify anyone across channels.
-    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
-        raise InvalidIdentifierError("not a possible phone number for its country")
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result != phonenumbers.ValidationResult.IS_POSSIBLE:
+        reason = _POSSIBILITY.get(result, "impossible")
+        raise InvalidIdentifierError(f"not a possible phone number for its country: {reason}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# --- email addresses ---------------------------------------------------------------------------
+
+#: RFC 5322 `atext`: what a dot-atom local part may contain besides dots (and, per RFC 6531,
+#: non-ASCII characters). Quoted local parts (`"john doe"@…`) are refused: no provider hands them
+#: to customers, and their quoting rules make equal addresses hard to recognize.
+_ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+#: Label separators IDNA accepts (RFC 3490 3.1): full stop and its ideographic/fullwidth forms.
+_LABEL_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def normalize_email(raw: str) -> str:
-    """Trimmed, lower-cased address; `Jane Doe <jane@example.com>` forms are accepted."""
-    _, address = parseaddr(raw.strip())
-    address = address.strip().lower()
+    """One spelling per mailbox. Raises `InvalidIdentifierError`.
+
+    Accepts `Jane Doe <jane@example.com>`, `<…>`, `jane@example.com (Jane)` and `mailto:` forms.
+    Unicode is NFC-normalized. The domain is stored in its IDNA ASCII form (`xn--bcher-kva.de`):
+    that is what DNS, SMTP and every CRM or helpdesk accept, `bücher.de`, `BÜCHER.DE` and the
+    punycode spelling all map to it, and the stored key stays ASCII for the domain. The
+    stdlib codec implements IDNA 2003, so `ß` in a domain folds to `ss` (as older resolvers do).
+
+    The local part is lower-cased too. RFC 5321 lets it be case-sensitive, but every real provider
+    treats it case-insensitively, and splitting one customer in two on `Jane@` vs `jane@` costs
+    more here than the theoretical merge of two mailboxes differing only in case.
+    Provider-specific rewrites (Gmail dots, `+tags`) are not applied: they would merge addresses
+    other providers keep apart.
+    """
+    address = _email_address(unicodedata.normalize("NFC", raw).strip())
+    if not address:
+        raise InvalidIdentifierError("not an email address: empty")
+    if _has_control(address, formatting=True):
+        raise InvalidIdentifierError("not an email address: control characters")
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or "." not in domain or " " in address:
-        raise InvalidIdentifierError("not an email address")
-    return address
+    if not at or not local or not domain:
+        raise InvalidIdentifierError("not an email address: needs local-part@domain")
+    local = unicodedata.normalize("NFC", local.lower())
+    _check_local_part(local)
+    normalized = f"{local}@{_ascii_domain(domain)}"
+    if len(normalized.encode("utf-8")) > MAX_EMAIL_LENGTH:
+        raise InvalidIdentifierError(f"not an email address: longer than {MAX_EMAIL_LENGTH} octets")
+    return normalized
+
+
+def _email_address(text: str) -> str:
+    """The address inside display-name, comment and `mailto:` forms."""
+    if text.endswith(")") and "(" in text:
+        text = text[: text.rindex("(")].rstrip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1].strip()
+    if text[:7].lower() == "mailto:":
+        # RFC 6068: the address is percent-encoded and `?` starts the header fields.
+        text = unquote(text[7:].partition("?")[0]).strip()
+    return text
+
+
+def _check_local_part(local: str) -> None:
+    for char in local:
+        if char.isascii():
+            if char != "." and char not in _ATEXT:
+                raise InvalidIdentifierError("not an email address: invalid character in the local part")
+        elif unicodedata.category(char)[0] in "CZ":
+            raise InvalidIdentifierError("not an email address: invalid character in the local part")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidIdentifierError("not an email address: misplaced dot in the local part")
+
+
+def _ascii_domain(domain: str) -> str:
+    import encodings.idna  # stdlib, but it pulls in stringprep: only when an email is normalized
+
+    labels = _LABEL_DOTS.split(domain)
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()  # the root's trailing dot: `example.com.` is `example.com`
+    if len(labels) < 2:
+        raise InvalidIdentifierError("not an email address: the domain needs a dot")
+    if not all(labels):
+        raise InvalidIdentifierError("not an email address: empty label (consecutive dots) in the domain")
+    ascii_labels = []
+    for label in labels:
+        label = label.lower()
+        try:
+            if not label.isascii():
+                label = encodings.idna.ToASCII(label).decode("ascii")
+            elif label.startswith("xn--"):
+                # Decode and re-encode: validates the punycode and gives one spelling of it.
+                label = encodings.idna.ToASCII(encodings.idna.ToUnicode(label)).decode("ascii")
+        except UnicodeError:
+            raise InvalidIdentifierError("not an email address: invalid internationalized domain") from None
+        if not _LDH_LABEL.fullmatch(label):
+            raise InvalidIdentifierError("not an email address: invalid domain")
+        ascii_labels.append(label)
+    if ascii_labels[-1].isdigit():
+        raise InvalidIdentifierError("not an email address: the domain is an IP address")
+    return ".".join(ascii_labels)
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _opaque(text: str, kind: IdentifierKind, what: str) -> str:
+    """A provider's or CRM's id: exact (case matters), NFC, no control characters, bounded."""
+    text = unicodedata.normalize("NFC", text)
+    if _has_control(text, formatting=True):
+        raise InvalidIdentifierError(f"{kind.value} {what} contains control characters")
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidIdentifierError(f"{kind.value} {what} longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _has_control(text: str, *, formatting: bool = False) -> bool:
+    """Control characters (Cc), and with `formatting` invisible ones (Cf: zero-width, bidi marks)
+    that would make two identical-looking ids differ."""
+    categories = ("Cc", "Cf") if formatting else ("Cc",)
+    return any(unicodedata.category(char) in categories for char in text)
 
 
 def _resolve_kind(kind: str) -> IdentifierKind:

@@ -62,6 +62,8 @@ class Deliverer:
         connector = self.connector(job.destination)
         if connector is None:
             return self._dead(job, attempts, f"destination {job.destination!r} is not configured")
+        if connector.threads_cases:
+            job = self._with_case_refs(job)
         retrying = self._retrying()
         try:
             result: DeliveryResult = retrying(connector.deliver, job)
@@ -74,8 +76,17 @@ class Deliverer:
             delay = _redelivery_delay(exc.retry_after, receive_count)
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
+        if connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
+            self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
         self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)
         return DeliverOutcome.DELIVERED
+
+    def _with_case_refs(self, job: DeliveryJob) -> DeliveryJob:
+        """The job with the case's current external references (one store read)."""
+        stored = self.store.get_case(job.case.id)
+        if stored is None or not stored.external_refs:
+            return job
+        return job.model_copy(update={"case": job.case.model_copy(update={"external_refs": stored.external_refs})})
 
     def _retrying(self) -> Retrying:
         # Imported here: only the deliver worker retries, and the ingest path shares this module's
@@ -128,6 +139,11 @@ class Deliverer:
                 delivered_at=now if status == DeliveryStatus.DELIVERED else None,
             )
         )
+
+
+def _known_ref(job: DeliveryJob) -> str | None:
+    ref = job.case.external_refs.get(job.destination)
+    return ref.ref if ref is not None else None
 
 
 def _tries(retrying: Retrying) -> int:

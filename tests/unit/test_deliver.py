@@ -18,6 +18,7 @@ from chalicelib.domain.models import (
     Party,
     Resolution,
 )
+from chalicelib.adapters.connectors.base import DeliveryResult
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
 from chalicelib.service.deliver import REDELIVERY_SCHEDULE, DeliverOutcome, Deliverer
@@ -139,3 +140,35 @@ def test_an_unconfigured_destination_is_dead_lettered(world):
 
     assert deliverer.deliver(job("removed"), receive_count=1) == DeliverOutcome.DEAD
     assert "not configured" in store.get_delivery("ct_1", "removed").last_error
+
+
+class ThreadingConnector(ScriptedConnector):
+    threads_cases = True
+
+
+def test_threading_connectors_see_the_cases_ticket_and_record_the_one_they_open(world):
+    deliverer, store, _, _, connectors = world
+    connector = ThreadingConnector(DeliveryResult("comment-1", case_ref="ticket-7"), DeliveryResult("comment-2", case_ref="ticket-7"))
+    connectors["crm"] = connector
+    store.create_customer(Customer(id="cus_1"))
+    store.update_customer(Customer(id="cus_1", version=1), cases=(job().case,))
+    first, follow_up = job(), job().model_copy(update={"delivery_id": "dlv_2"})
+    follow_up = follow_up.model_copy(update={"contact": follow_up.contact.model_copy(update={"id": "ct_2"})})
+
+    deliverer.deliver(first, receive_count=1)
+    deliverer.deliver(follow_up, receive_count=1)
+
+    assert "crm" not in connector.jobs[0].case.external_refs
+    assert connector.jobs[1].case.external_refs["crm"].ref == "ticket-7"
+    assert store.get_case("case_1").external_refs["crm"].ref == "ticket-7"
+
+
+def test_connectors_that_do_not_thread_never_touch_case_refs(world):
+    deliverer, store, _, _, connectors = world
+    connectors["crm"] = ScriptedConnector(DeliveryResult("x", case_ref="ticket-1"))
+    store.create_customer(Customer(id="cus_1"))
+    store.update_customer(Customer(id="cus_1", version=1), cases=(job().case,))
+
+    deliverer.deliver(job(), receive_count=1)
+
+    assert store.get_case("case_1").external_refs == {}

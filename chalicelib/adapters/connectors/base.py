@@ -32,6 +32,9 @@ class ConnectorRuntime:
 class DeliveryResult:
     #: The vendor's id for what it created or updated (ticket id, message id...), if any.
     external_ref: str | None = None
+    #: The vendor object that stands for the whole case (a ticket), when the connector threads
+    #: cases: stored on the case, so the case's later contacts append to it.
+    case_ref: str | None = None
 
 
 class Connector(ABC, Generic[SettingsT]):
@@ -41,6 +44,11 @@ class Connector(ABC, Generic[SettingsT]):
     key: ClassVar[str]
     docs_url: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
+    #: True for connectors that keep one vendor object per case (a ticket with comments): the
+    #: deliverer then hands them `job.case.external_refs[self.name]` from earlier deliveries and
+    #: stores the `DeliveryResult.case_ref` they return. Deliveries of one customer to one
+    #: destination are ordered, so a follow-up always finds the ticket its case opened.
+    threads_cases: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, secrets: SecretResolver, runtime: ConnectorRuntime) -> None:
         self.name = name
