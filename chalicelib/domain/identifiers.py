@@ -169,18 +169,32 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
         raise InvalidIdentifierError("empty phone identifier")
     region = default_region.upper() if default_region and not international else None
     if region is None and not text.startswith("+"):
-        if re.fullmatch(r"[0-9]+", text):
-            text = "+" + text
-        elif text.startswith("00"):
+        # No country code starts with 0, so 00… is never a wa_id.
+        if text.startswith("00"):
             text = "+" + text[2:]
-    try:
+        elif re.fullmatch(r"[0-9]+", text):
+            text = "+" + text
+    if region is None or not text.startswith("00"):
         return _e164(text, region)
+    return _national_or_international(text, region)
+
+
+def _national_or_international(text: str, region: str) -> str:
+    """`0049 151…` read with default region US: phonenumbers only knows the region's own
+    international prefix (011), but 00 is the prefix almost everywhere (ITU-T E.164 recommends it)
+    and customers write it whatever the channel's country. The region's reading wins unless it is
+    impossible, or merely possible while the international reading is a valid number."""
+    try:
+        national = _e164(text, region)
     except InvalidIdentifierError:
-        # `0049 151…` with default region US: 00 is the international prefix almost everywhere
-        # (ITU-T E.164 recommends it), and no national number starts with it.
-        if region is not None and text.startswith("00"):
-            return _e164("+" + text[2:], None)
-        raise
+        return _e164("+" + text[2:], None)
+    if _is_valid(national):
+        return national
+    try:
+        international = _e164("+" + text[2:], None)
+    except InvalidIdentifierError:
+        return national
+    return international if _is_valid(international) else national
 
 
 #: Unicode dashes phonenumbers does not all know; every one is just a separator here.
@@ -250,6 +264,13 @@ def _e164(text: str, region: str | None) -> str:
         reason = _POSSIBILITY.get(result, "impossible")
         raise InvalidIdentifierError(f"not a possible phone number for its country: {reason}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=1024)
+def _is_valid(e164: str) -> bool:
+    import phonenumbers
+
+    return phonenumbers.is_valid_number(phonenumbers.parse(e164))
 
 
 # --- email addresses ---------------------------------------------------------------------------
