@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,6 +60,27 @@ class IdentitySettings(Strict):
         if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be a two-letter country code such as DE or US")
         return value.upper() if value else None
+
+
+class SurvivorshipRule(Strict):
+    """How one attribute's surviving value is chosen among its sources' observations."""
+
+    rule: Literal["most_recent", "source_priority"] = "most_recent"
+    #: For source_priority: highest first; sources not listed rank below all listed ones (and
+    #: among themselves by recency).
+    sources: list[str] = Field(default_factory=list)
+
+
+class SurvivorshipSettings(Strict):
+    default: SurvivorshipRule = Field(default_factory=SurvivorshipRule)
+    #: Per attribute (name, language, preferred_channel, tier, or any custom attribute).
+    attributes: dict[str, SurvivorshipRule] = Field(default_factory=lambda: {
+        # What a person or a CRM typed beats a profile name a messaging app reports.
+        "name": SurvivorshipRule(rule="source_priority", sources=["api", "webchat"]),
+    })
+
+    def rule_for(self, attribute: str) -> SurvivorshipRule:
+        return self.attributes.get(attribute, self.default)
 
 
 class CaseSettings(Strict):
@@ -133,6 +154,7 @@ class HubConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    survivorship: SurvivorshipSettings = Field(default_factory=SurvivorshipSettings)
     cases: CaseSettings = Field(default_factory=CaseSettings)
     channels: dict[str, BaseModel] = Field(default_factory=dict)
     destinations: list[Destination] = Field(default_factory=list)
@@ -154,6 +176,7 @@ class _RawConfig(Strict):
 
     version: int = 1
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    survivorship: SurvivorshipSettings = Field(default_factory=SurvivorshipSettings)
     cases: CaseSettings = Field(default_factory=CaseSettings)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: list[dict[str, Any]] = Field(default_factory=list)
@@ -196,6 +219,7 @@ def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: b
         raise ConfigError(_describe(source, problems))
     return HubConfig(
         identity=raw.identity,
+        survivorship=raw.survivorship,
         cases=raw.cases,
         channels=channels,
         destinations=destinations,

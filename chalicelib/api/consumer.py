@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 
 from chalice import Blueprint, Response
 
@@ -17,11 +19,15 @@ from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.ids import delivery_id
 from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
 from chalicelib.service.cases import effective, is_inactive
-from chalicelib.service.commands import close_case, link_identifier
+from chalicelib.domain.golden_record import quality_flags
+from chalicelib.service.commands import close_case, link_identifier, set_attributes
 from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
 
 consumer = Blueprint(__name__)
 
+#: Attribute and source names: lower-case, dotted for namespaces (custom.contract_id).
+_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+MAX_ATTRIBUTE_BYTES = 4096
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
@@ -76,6 +82,27 @@ def link_customer_identifier(customer_id: str) -> Response:
         raise RequestRejectedError('body must be {"identifier": "kind:value"}')
     identifier = Identifier.parse(text, default_region=hub.config.identity.default_region)
     customer = link_identifier(hub.store, hub.identity_rules, customer_id, identifier, now=hub.clock())
+    return json_response(_customer_view(customer))
+
+
+@consumer.route("/v1/customers/{customer_id}/attributes", methods=["PATCH"])
+@translate_errors(consumer)
+def set_customer_attributes(customer_id: str) -> Response:
+    """Body: {"source": "crm", "attributes": {"tier": "gold", "language": "de"}}; null withdraws."""
+    _authenticate()
+    hub = get_hub()
+    body = _json_body()
+    source, values = body.get("source", "api"), body.get("attributes")
+    if not isinstance(source, str) or not _NAME.fullmatch(source):
+        raise RequestRejectedError("source must be a short lower-case name such as crm")
+    if not isinstance(values, dict) or not values:
+        raise RequestRejectedError('body must be {"source": "...", "attributes": {"name": value, ...}}')
+    for name, value in values.items():
+        if not _NAME.fullmatch(name):
+            raise RequestRejectedError(f"attribute name {name[:40]!r} must be lower-case letters, digits, '_' or '.'")
+        if len(json.dumps(value)) > MAX_ATTRIBUTE_BYTES:
+            raise RequestRejectedError(f"attribute {name} is larger than {MAX_ATTRIBUTE_BYTES} bytes")
+    customer = set_attributes(hub.store, customer_id, values, source=source, now=hub.clock(), rules=hub.config.survivorship)
     return json_response(_customer_view(customer))
 
 
@@ -134,6 +161,7 @@ def _customer_view(customer: Customer) -> dict:
     body = customer.model_dump(mode="json")
     if customer.open_case is not None and is_inactive(customer.open_case, hub.clock(), hub.config.cases):
         body["open_case"] = None
+    body["quality_flags"] = quality_flags(customer)
     return body
 
 

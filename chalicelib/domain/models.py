@@ -299,7 +299,14 @@ class Customer(BaseModel):
 
     id: str
     identifiers: list[Identifier] = Field(default_factory=list)
+    #: The golden record: per attribute, the value that survives under the survivorship rules.
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    #: Per attribute and source, the latest value that source gave: what survivorship decides
+    #: from, and how conflicts (two names) are seen.
+    observations: dict[str, dict[str, AttributeValue]] = Field(default_factory=dict)
+    #: Data-quality findings that cannot be derived from the record itself (an unusable phone
+    #: number seen on a contact), by flag, with when they were last seen.
+    quality_issues: dict[str, datetime] = Field(default_factory=dict)
     #: Per-channel consent; populated by the consent capability, present so consumers can rely on it.
     consent: dict[str, str] = Field(default_factory=dict)
     open_case: CaseSummary | None = None

@@ -14,7 +14,8 @@ from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import Case, CaseStatus, Customer
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError, RuleRefusedError
-from chalicelib.hubconfig import CaseSettings
+from chalicelib.domain.golden_record import observe
+from chalicelib.hubconfig import CaseSettings, SurvivorshipSettings
 from chalicelib.service.cases import close, effective
 
 ATTEMPTS = 3
@@ -43,6 +44,19 @@ def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identi
         return _guarded(store, customer_id, change)
     except IdentifierTakenError as taken:
         raise _owned_by(identifier, taken.customer_id) from None
+
+
+def set_attributes(
+    store: Store, customer_id: str, values: dict, *, source: str, now: datetime, rules: SurvivorshipSettings
+) -> Customer:
+    """Record attributes a source (a CRM, an agent) states about the customer; each attribute's
+    surviving value follows its survivorship rule. Raises `NotFoundError`."""
+
+    def change(customer: Customer):
+        updated = observe(customer, values, source=source, at=now, rules=rules)
+        return updated.model_copy(update={"updated_at": now}), (), ()
+
+    return _guarded(store, customer_id, change)
 
 
 def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSettings) -> Case:

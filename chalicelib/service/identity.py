@@ -18,7 +18,7 @@ from chalicelib.adapters.store.base import IdentifierTakenError, Store
 from chalicelib.domain.identifiers import Identifier, normalize
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
-from chalicelib.domain.models import AttributeValue, Customer, Handle, Party, Resolution
+from chalicelib.domain.models import Customer, Handle, Party, Resolution
 from chalicelib.errors import ConcurrentUpdateError, InvalidIdentifierError
 
 logger = logging.getLogger(__name__)
@@ -125,14 +125,6 @@ def resolve_customer(
     return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
 
 
-def fill_missing_attributes(customer: Customer, party: Party, *, source: str, now: datetime) -> Customer:
-    """Record what the contact tells us and the customer record lacks (never overwrites)."""
-    if party.display_name and "name" not in customer.attributes:
-        attributes = {**customer.attributes, "name": AttributeValue(value=party.display_name, source=source, updated_at=now)}
-        return customer.model_copy(update={"attributes": attributes})
-    return customer
-
-
 def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache) -> dict[str, str]:
     owners = {i.key: cid for i in identifiers if (cid := cache.get(i.key))}
     missing = [i for i in identifiers if i.key not in owners]
@@ -146,10 +138,7 @@ def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache)
 
 def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules, source: str, now: datetime,
             cache: IdentifierCache, attempt: int) -> Resolved:
-    attributes = {}
-    if party.display_name:
-        attributes["name"] = AttributeValue(value=party.display_name, source=source, updated_at=now)
-    empty = Customer(id=new_id("cus"), attributes=attributes, created_at=now, updated_at=now)
+    empty = Customer(id=new_id("cus"), created_at=now, updated_at=now)
     identifiers = rules.additions(empty, plan, {}, outcome="created_with")
     customer = empty.model_copy(update={"identifiers": identifiers})
     try:

@@ -25,6 +25,7 @@ from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Store
 from chalicelib.domain.ids import delivery_id, stable_id
+from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import (
     Case,
@@ -39,12 +40,7 @@ from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.engine import route
 from chalicelib.service.cases import attach_to_case, summarize
-from chalicelib.service.identity import (
-    IdentifierCache,
-    fill_missing_attributes,
-    normalize_sender,
-    resolve_customer,
-)
+from chalicelib.service.identity import IdentifierCache, NormalizedSender, normalize_sender, resolve_customer
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +142,7 @@ class Processor:
         resolved = resolve_customer(
             self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
         )
-        customer = fill_missing_attributes(resolved.customer, sender.party, source=message.provider, now=now)
+        customer = self._observe(resolved.customer, message, sender, now)
         plan = attach_to_case(
             customer, message.channel, now=now, settings=self.config.cases,
             thread_case=self._thread_case(message, customer),
@@ -184,6 +180,16 @@ class Processor:
         return ProcessResult(
             Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
         )
+
+    def _observe(self, customer: Customer, message: InboundMessage, sender: NormalizedSender, now: datetime) -> Customer:
+        """What this contact tells the golden record, under the survivorship rules."""
+        values = {"preferred_channel": message.channel.value}
+        if sender.party.display_name:
+            values["name"] = sender.party.display_name
+        customer = observe(customer, values, source=message.provider, at=now, rules=self.config.survivorship)
+        if any(reason.startswith(("phone", "whatsapp", "sms", "tel")) for reason in sender.rejected):
+            customer = record_issue(customer, INVALID_PHONE, at=now)
+        return customer
 
     def _thread_case(self, message: InboundMessage, customer: Customer) -> Case | None:
         """The case one of the message's thread keys belongs to (one store call, only for

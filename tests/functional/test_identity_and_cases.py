@@ -170,3 +170,34 @@ def test_identifiers_link_explicitly_within_the_rules(clocked):
     assert missing.status == 404
     found = running.api("/v1/customers?identifier=external:CRM-1").json()["data"]
     assert [c["id"] for c in found] == [ada]
+
+
+def test_the_golden_record_carries_sources_survivorship_and_quality_flags(clocked):
+    running, clock = clocked
+    customer_id = sms(running, "SM" + "c" * 32, sender="+16505550003")["customer"]["id"]
+    path, body, headers = twilio_request(
+        {"MessageSid": "SM" + "d" * 32, "AccountSid": "AC" + "a" * 32, "From": "whatsapp:+16505550003",
+         "To": "whatsapp:+14155550100", "Body": "hi", "NumMedia": "0", "ProfileName": "Jana S."}
+    )
+    assert running.post(path, body, headers).status == 200
+    running.wait_for(running.settled, message="whatsapp processed")
+
+    crm = running.request(
+        "PATCH", f"/v1/customers/{customer_id}/attributes",
+        json.dumps({"source": "api", "attributes": {"name": "Jana Schmidt", "tier": "gold", "custom.contract": "K-9"}}).encode(),
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    bad = running.request(
+        "PATCH", f"/v1/customers/{customer_id}/attributes", json.dumps({"attributes": {"Bad Name": 1}}).encode(),
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    record = running.api(f"/v1/customers/{customer_id}").json()
+
+    assert crm.status == 200 and bad.status == 400
+    assert record["attributes"]["name"]["value"] == "Jana Schmidt"
+    assert record["attributes"]["name"]["source"] == "api"
+    assert record["observations"]["name"]["twilio"]["value"] == "Jana S."
+    assert record["attributes"]["preferred_channel"]["value"] == "whatsapp"
+    assert record["attributes"]["custom.contract"]["value"] == "K-9"
+    assert record["quality_flags"] == ["conflicting_names", "missing_email"]
+    assert record["consent"] == {}
