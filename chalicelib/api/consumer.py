@@ -21,6 +21,7 @@ from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
 from chalicelib.service.cases import effective, is_inactive
 from chalicelib.domain.golden_record import quality_flags
 from chalicelib.service.commands import close_case, link_identifier, set_attributes
+from chalicelib.service.gdpr import erase_customer, export_customer
 from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
 
 consumer = Blueprint(__name__)
@@ -55,6 +56,28 @@ def get_customer(customer_id: str) -> Response:
     if customer is None:
         raise NotFoundError(f"no customer {customer_id}")
     return json_response(_customer_view(customer))
+
+
+@consumer.route("/v1/customers/{customer_id}", methods=["DELETE"])
+@translate_errors(consumer)
+def erase_customer_data(customer_id: str) -> Response:
+    """Erase the customer everywhere (GDPR Art. 17); destinations that take customer events get
+    `customer.erased`. Idempotent."""
+    _authenticate()
+    hub = get_hub()
+    events = [d.name for d in hub.config.destinations if (c := hub.connector(d.name)) and c.supports_customer_events]
+    result = erase_customer(hub.store, hub.blobs, hub.delivery_queue, customer_id, now=hub.clock(),
+                            event_destinations=events)
+    return json_response(result)
+
+
+@consumer.route("/v1/customers/{customer_id}/export", methods=["GET"])
+@translate_errors(consumer)
+def export_customer_data(customer_id: str) -> Response:
+    """Everything held about the customer (GDPR Art. 15)."""
+    _authenticate()
+    hub = get_hub()
+    return json_response(export_customer(hub.store, hub.blobs, customer_id, now=hub.clock()))
 
 
 @consumer.route("/v1/customers", methods=["GET"])

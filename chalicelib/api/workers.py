@@ -34,6 +34,7 @@ _DELIVER_METRICS = {
     DeliverOutcome.DELIVERED: "Delivered",
     DeliverOutcome.ALREADY_DELIVERED: "DuplicatesDropped",
     DeliverOutcome.DEAD: "DeliveriesDead",
+    DeliverOutcome.ERASED: "DeliveriesDroppedForErasure",
 }
 
 

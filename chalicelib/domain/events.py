@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.models import DeliveryJob
+from chalicelib.domain.models import CustomerEvent, DeliveryJob
 
 
 def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, Any]:
@@ -22,4 +22,12 @@ def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, A
             "customer": job.customer.model_dump(mode="json"),
             "case": job.case.model_dump(mode="json"),
         },
+    }
+
+
+def customer_event(event: CustomerEvent) -> dict[str, Any]:
+    return {
+        "type": event.event_type,
+        "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": {"customer": {"id": event.customer_id}},
     }

@@ -16,7 +16,6 @@ import re
 import unicodedata
 from enum import StrEnum
 from functools import lru_cache
-from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -197,13 +196,10 @@ def _national_or_international(text: str, region: str) -> str:
     return international if _is_valid(international) else national
 
 
-#: Unicode dashes phonenumbers does not all know; every one is just a separator here.
-_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
-
-
 def _phone_text(raw: str) -> str:
-    """ASCII digits and separators: numbers copied from documents carry Arabic-Indic or fullwidth
-    digits, NBSP or thin spaces (which phonenumbers does not read) and invisible bidi marks."""
+    """ASCII digits: numbers copied from documents carry Arabic-Indic or fullwidth digits, NBSP or
+    thin spaces (which phonenumbers does not read), a BOM or bidi marks. The wa_id and `00` rules
+    below look at the digits, so they must be ASCII before phonenumbers sees them."""
     out = []
     for char in raw.strip():
         if char.isascii():
@@ -216,8 +212,6 @@ def _phone_text(raw: str) -> str:
             out.append(" ")
         elif category == "Cf":
             continue
-        elif char in _DASHES:
-            out.append("-")
         else:
             out.append(unicodedata.normalize("NFKC", char))
     text = "".join(out).strip()
@@ -288,18 +282,21 @@ def normalize_email(raw: str) -> str:
     """One spelling per mailbox. Raises `InvalidIdentifierError`.
 
     Accepts `Jane Doe <jane@example.com>`, `<…>`, `jane@example.com (Jane)` and `mailto:` forms.
-    Unicode is NFC-normalized. The domain is stored in its IDNA ASCII form (`xn--bcher-kva.de`):
-    that is what DNS, SMTP and every CRM or helpdesk accept, `bücher.de`, `BÜCHER.DE` and the
-    punycode spelling all map to it, and the stored key stays ASCII for the domain. The
-    stdlib codec implements IDNA 2003, so `ß` in a domain folds to `ss` (as older resolvers do).
 
-    The local part is lower-cased too. RFC 5321 lets it be case-sensitive, but every real provider
-    treats it case-insensitively, and splitting one customer in two on `Jane@` vs `jane@` costs
-    more here than the theoretical merge of two mailboxes differing only in case.
-    Provider-specific rewrites (Gmail dots, `+tags`) are not applied: they would merge addresses
-    other providers keep apart.
+    The domain is stored in its IDNA ASCII form (`xn--bcher-kva.de`), not the Unicode one: it is
+    what DNS and SMTP use and what every CRM and helpdesk accepts, so it can be handed to any
+    connector unchanged; `bücher.de`, `BÜCHER.DE` and `xn--bcher-kva.de` all map to it; and it is
+    one exact byte string, while Unicode spellings of one domain vary (composed or not, fullwidth,
+    case). The stdlib codec (IDNA 2003) applies nameprep (NFKC, case folding), so `ß` in a domain
+    folds to `ss`. Blocked patterns on email domains must therefore use the ASCII form.
+
+    The local part is NFC-normalized and lower-cased. RFC 5321 lets it be case-sensitive, but
+    every real provider treats it case-insensitively, and splitting one customer in two on `Jane@`
+    vs `jane@` costs more here than merging two mailboxes that differ only in case (which no
+    provider hands out). Provider-specific rewrites (Gmail dots, `+tags`) are not applied: they
+    would merge addresses other providers keep apart.
     """
-    address = _email_address(unicodedata.normalize("NFC", raw).strip())
+    address = _email_address(raw.strip())
     if not address:
         raise InvalidIdentifierError("not an email address: empty")
     if _has_control(address, formatting=True):
@@ -322,6 +319,8 @@ def _email_address(text: str) -> str:
     if text.endswith(">") and "<" in text:
         text = text[text.rindex("<") + 1 : -1].strip()
     if text[:7].lower() == "mailto:":
+        from urllib.parse import unquote
+
         # RFC 6068: the address is percent-encoded and `?` starts the header fields.
         text = unquote(text[7:].partition("?")[0]).strip()
     return text

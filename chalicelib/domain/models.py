@@ -117,7 +117,7 @@ class InboundMessage(BaseModel):
 
     @property
     def dedupe_key(self) -> str:
-        return f"msg:{self.provider}:{self.provider_message_id}"
+        return message_dedupe_key(self.provider, self.provider_message_id)
 
     @property
     def order_key(self) -> str:
@@ -125,6 +125,11 @@ class InboundMessage(BaseModel):
         first = self.sender.handles[0] if self.sender.handles else None
         who = f"{first.kind}:{first.scope or ''}/{first.value}" if first else self.provider_message_id
         return f"{self.provider}:{self.account}:{who}"
+
+
+def message_dedupe_key(provider: str, provider_message_id: str) -> str:
+    """The exactly-once key of an inbound message (also the tombstone erasure leaves behind)."""
+    return f"msg:{provider}:{provider_message_id}"
 
 
 class StatusEvent(BaseModel):
@@ -261,6 +266,7 @@ class Contact(BaseModel):
     location: Location | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     conversation_key: str | None = None
+    thread_keys: list[str] = Field(default_factory=list)
     customer_id: str
     case_id: str
     #: Why the contact joined or opened its case (within_window, thread_key, new_case...).
@@ -348,9 +354,28 @@ class DeliveryJob(BaseModel):
 
     model_config = _WORKER_SIDE
 
+    kind: Literal["contact"] = "contact"
     delivery_id: str
     destination: str
     event_type: str = "contact.created"
     contact: Contact
     customer: Customer
     case: Case
+
+
+class CustomerEvent(BaseModel):
+    """A change to a customer as a whole (`customer.erased`), for destinations that support it.
+    It carries the customer's id only: an erasure notice must not itself hold personal data."""
+
+    model_config = _WORKER_SIDE
+
+    kind: Literal["customer_event"] = "customer_event"
+    event_id: str
+    delivery_id: str
+    destination: str
+    event_type: str
+    customer_id: str
+    occurred_at: datetime
+
+
+DeliveryWork = Annotated[DeliveryJob | CustomerEvent, Field(discriminator="kind")]

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from pydantic import TypeAdapter
+
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
-from chalicelib.domain.models import Delivery, DeliveryJob, DeliveryStatus
+from chalicelib.domain.models import CustomerEvent, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
 
@@ -38,6 +40,12 @@ class DeliverOutcome:
     DELIVERED = "delivered"
     ALREADY_DELIVERED = "already_delivered"
     DEAD = "dead"
+    #: The customer was erased after the job was queued: it is dropped, and nothing is recorded.
+    ERASED = "erased"
+
+
+_WORK = TypeAdapter(DeliveryWork)
+Work = DeliveryJob | CustomerEvent
 
 
 @dataclass
@@ -50,23 +58,29 @@ class Deliverer:
     sleep: Callable[[float], None] = time.sleep
 
     def deliver_body(self, body: str, *, receive_count: int) -> str:
-        return self.deliver(DeliveryJob.model_validate_json(body), receive_count=receive_count)
+        return self.deliver(_WORK.validate_json(body), receive_count=receive_count)
 
-    def deliver(self, job: DeliveryJob, *, receive_count: int) -> str:
-        """Returns a `DeliverOutcome`. Raises `RetryLaterError` to be redelivered after a delay,
-        and the store's `TransientError`s."""
-        existing = self.store.get_delivery(job.contact.id, job.destination)
+    def deliver(self, job: Work, *, receive_count: int) -> str:
+        """Deliver a contact job or a customer event. Returns a `DeliverOutcome`. Raises
+        `RetryLaterError` to be redelivered after a delay, and the store's `TransientError`s."""
+        existing = self.store.get_delivery(_subject(job), job.destination)
         if existing is not None and existing.status == DeliveryStatus.DELIVERED:
             return DeliverOutcome.ALREADY_DELIVERED
+        if isinstance(job, DeliveryJob) and self.store.is_erased(job.customer.id):
+            return DeliverOutcome.ERASED
         attempts = existing.attempts if existing is not None else 0
         connector = self.connector(job.destination)
         if connector is None:
             return self._dead(job, attempts, f"destination {job.destination!r} is not configured")
-        if connector.threads_cases:
-            job = self._with_case_refs(job)
+        if isinstance(job, DeliveryJob):
+            send = connector.deliver
+            if connector.threads_cases:
+                job = self._with_case_refs(job)
+        else:
+            send = connector.deliver_customer_event
         retrying = self._retrying()
         try:
-            result: DeliveryResult = retrying(connector.deliver, job)
+            result: DeliveryResult = retrying(send, job)
         except PermanentDeliveryError as exc:
             return self._dead(job, attempts + _tries(retrying), exc.message)
         except RetryableDeliveryError as exc:
@@ -76,7 +90,7 @@ class Deliverer:
             delay = _redelivery_delay(exc.retry_after, receive_count)
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
-        if connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
+        if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
             self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
         self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)
         return DeliverOutcome.DELIVERED
@@ -109,7 +123,7 @@ class Deliverer:
             reraise=True,
         )
 
-    def _dead(self, job: DeliveryJob, attempts: int, reason: str) -> str:
+    def _dead(self, job: Work, attempts: int, reason: str) -> str:
         # The job goes to the dead-letter queue first: if recording fails afterwards, the message
         # is retried and the DLQ copy is deduplicated by its id.
         self.dead_letters.send(
@@ -122,14 +136,14 @@ class Deliverer:
         return DeliverOutcome.DEAD
 
     def _record(
-        self, job: DeliveryJob, status: DeliveryStatus, attempts: int, *, error: str | None = None,
+        self, job: Work, status: DeliveryStatus, attempts: int, *, error: str | None = None,
         external_ref: str | None = None,
     ) -> None:
         now = self.clock()
         self.store.put_delivery(
             Delivery(
                 id=job.delivery_id,
-                contact_id=job.contact.id,
+                contact_id=_subject(job),
                 destination=job.destination,
                 status=status,
                 attempts=attempts,
@@ -139,6 +153,11 @@ class Deliverer:
                 delivered_at=now if status == DeliveryStatus.DELIVERED else None,
             )
         )
+
+
+def _subject(job: Work) -> str:
+    """What a delivery record is filed under: the contact, or the customer event."""
+    return job.contact.id if isinstance(job, DeliveryJob) else job.event_id
 
 
 def _known_ref(job: DeliveryJob) -> str | None:

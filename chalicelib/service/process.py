@@ -234,6 +234,7 @@ def _contact(message: InboundMessage, party, customer: Customer, case_id: str, r
         location=message.location,
         metadata=message.metadata,
         conversation_key=message.conversation_key,
+        thread_keys=message.thread_keys,
         customer_id=customer.id,
         case_id=case_id,
         resolution=resolution,

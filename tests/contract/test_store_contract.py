@@ -416,3 +416,53 @@ def test_a_broken_backend_raises_store_unavailable(broken_store):
         claim(broken_store, "k")
     with pytest.raises(StoreUnavailableError):
         broken_store.find_customer_ids([phone("+4915112345678")])
+
+
+# --- erasure -------------------------------------------------------------------------------------
+
+
+def test_erasure_removes_everything_held_and_leaves_tombstones(store):
+    from chalicelib.adapters.store.base import Erasure
+
+    keep = make_customer(phone("+4915199999999"))
+    store.create_customer(keep)
+    kept_case = make_case(keep)
+    kept_contact = make_contact(keep, kept_case)
+    commit(store, kept_contact, kept_case, keep)
+
+    ada = make_customer(phone("+4915112345678"), email("ada@example.com"))
+    store.create_customer(ada)
+    case = make_case(ada)
+    first, second = make_contact(ada, case), make_contact(ada, case, at=T0 + timedelta(minutes=1))
+    prepared = commit_for(first, case, ada, thread_keys=("chat:ada",))
+    store.commit_contact(prepared)
+    commit(store, second, case, prepared.customer)
+    store.put_delivery(Delivery(id="dlv_a", contact_id=first.id, destination="crm", updated_at=T0))
+    store.put_case_ref(case.id, "crm", "ticket-1")
+
+    erasure = Erasure(
+        customer_id=ada.id, identifier_keys=tuple(i.key for i in ada.identifiers),
+        contact_ids=(first.id, second.id), case_ids=(case.id,), thread_keys=("chat:ada",),
+        dedupe_keys=(f"msg:twilio:{first.provider_message_id}", f"msg:twilio:{second.provider_message_id}"),
+        erased_at=T0, tombstone_expires_at=T0 + timedelta(days=3650),
+    )
+    store.erase_customer(erasure)
+    store.erase_customer(erasure)  # idempotent
+
+    assert store.get_customer(ada.id) is None
+    assert store.is_erased(ada.id) and not store.is_erased(keep.id)
+    assert store.find_customer_ids(ada.identifiers) == {}
+    assert store.get_contact(first.id) is None and store.get_contact(second.id) is None
+    assert store.list_contacts(ada.id, limit=10).items == []
+    assert store.get_case(case.id) is None
+    assert store.get_delivery(first.id, "crm") is None
+    assert store.find_threads(["chat:ada"]) == {}
+    assert claim(store, f"msg:twilio:{first.provider_message_id}", T0 + timedelta(days=30)) == ClaimState.DONE
+    # Everybody else is untouched.
+    assert store.get_customer(keep.id) is not None
+    assert store.get_contact(kept_contact.id) is not None
+    assert store.find_customer_ids(keep.identifiers) == {keep.identifiers[0].key: keep.id}
+    # The identifiers are free again: a new contact from the same person makes a new customer.
+    again = make_customer(phone("+4915112345678"))
+    store.create_customer(again)
+    assert store.find_customer_ids(again.identifiers) == {"phone:+4915112345678": again.id}

@@ -129,7 +129,7 @@ def test_beyond_the_window_a_new_case_opens_and_the_previous_one_is_closed(gap, 
     plan = attach(a_customer(open_case), now, channel=Channel.SMS)
 
     assert plan.reason == "new_case"
-    assert plan.case.id not in ("case_open",)
+    assert plan.case.id != "case_open"
     assert (plan.case.contact_count, plan.case.channels, plan.case.opened_at) == (1, [Channel.SMS], now)
     (previous,) = plan.other_cases
     assert previous.id == "case_open"
@@ -257,7 +257,8 @@ def test_an_inactive_open_case_reads_as_closed_when_the_limit_passed():
     [
         (a_case(), T0 + timedelta(hours=1)),
         (a_case(), T0 + AUTO_CLOSE),
-        (a_case(status=CaseStatus.CLOSED, closed_at=T0 + timedelta(hours=2), close_reason="api"), T0 + timedelta(days=90)),
+        (a_case(status=CaseStatus.CLOSED, closed_at=T0 + timedelta(hours=2), close_reason="api"),
+         T0 + timedelta(days=90)),
         (a_case(status=CaseStatus.CLOSED, closed_at=T0 + SECOND, close_reason="superseded"), T0 + timedelta(days=90)),
     ],
 )

@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("sms:+14155550101?body=Hello%20there", None, "+14155550101"),
         ("whatsapp: +49 151 23456789", "US", "+4915123456789"),
         ("WhatsApp:+4915123456789", None, "+4915123456789"),
+        ("whatsapp:4915123456789", "DE", "+4915123456789"),  # a WhatsApp address is international
         # Unicode digits, spaces, dashes and invisible marks
         ("+49\u00a0151\u00a023456789", None, "+4915123456789"),
         ("+49\u2009151\u2009234\u202f56789", None, "+4915123456789"),
@@ -72,6 +73,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ("+\u0664\u0669\u0661\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669", None, "+4915123456789"),
         ("\u0966\u0967\u096b\u0967 \u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f", "DE", "+4915123456789"),
         ("\u00a0 +49 151 23456789 \t", None, "+4915123456789"),
+        # the wa_id and 00 rules read Unicode digits and see through invisible characters
+        ("\u0664\u0669\u0661\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669", None, "+4915123456789"),
+        ("\u0660\u0660\u0664\u0669 151 23456789", None, "+4915123456789"),
+        ("\ufeff4915123456789", None, "+4915123456789"),  # a BOM from a CSV export
     ],
 )
 def test_phone_numbers_become_e164(raw, region, expected):
@@ -317,7 +322,7 @@ def test_the_254_octet_limit_counts_the_normalized_address():
     local = "j" * (254 - len("@example.com"))
     assert normalize_email(f"Jane <{local.upper()}@Example.COM>") == f"{local}@example.com"
     with pytest.raises(InvalidIdentifierError, match="254"):
-        normalize_email(f"{local}é@example.com")  # é is two octets
+        normalize_email(f"{local[1:]}é@example.com")  # 254 characters, but é is two octets
 
 
 def test_email_error_messages_never_contain_the_address():
@@ -345,9 +350,8 @@ def _joined(alphabet: str, sep: str, max_atoms: int, max_size: int):
 
 local_parts = _joined(ATEXT + LETTERS, ".", 3, 12)
 labels = _joined(DOMAIN_TEXT, "-", 2, 10)
-domains = st.tuples(st.lists(labels, min_size=1, max_size=2), st.sampled_from(["com", "de", "co.uk", "рф", "ελ"])).map(
-    lambda parts: ".".join([*parts[0], parts[1]])
-)
+top_levels = st.sampled_from(["com", "de", "co.uk", "рф", "ελ"])
+domains = st.tuples(st.lists(labels, min_size=1, max_size=2), top_levels).map(lambda p: ".".join([*p[0], p[1]]))
 display_names = st.text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,'-" + LETTERS, max_size=20)
 paddings = st.sampled_from(["", " ", "\t", "\u00a0", " \n"])
 
@@ -367,7 +371,9 @@ def written_addresses(draw):
     if draw(st.booleans()):
         address = unicodedata.normalize("NFD", address)
     name = draw(display_names)
-    template = draw(st.sampled_from(["{a}", "<{a}>", "{n} <{a}>", '"{n}" <{a}>', "{a} ({n})", "mailto:{q}", "<mailto:{q}>"]))
+    template = draw(st.sampled_from(
+        ["{a}", "<{a}>", "{n} <{a}>", '"{n}" <{a}>', "{a} ({n})", "mailto:{q}", "<mailto:{q}>"]
+    ))
     written = template.format(a=address, n=name, q=quote(address, safe="@"))
     return draw(paddings) + written + draw(paddings), expected
 
@@ -489,6 +495,8 @@ def test_a_scope_on_an_unscoped_kind_stays_part_of_the_key_and_round_trips():
     assert identifier.key == "external:hubspot/4711"
     assert identifier != normalize("external", "4711", scope="zendesk")
     assert Identifier.parse(identifier.key) == identifier
+    with pytest.raises(InvalidIdentifierError, match="longer than 256"):
+        normalize("external", "4" * 200, scope="h" * 56)
     assert normalize("email", "jane@example.com", scope="ignored").key == "email:jane@example.com"
     assert normalize("phone", "+4915123456789", scope="ignored").key == "phone:+4915123456789"
 

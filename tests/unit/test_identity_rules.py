@@ -54,6 +54,7 @@ def keys(identifiers) -> list[str]:
         (["phone:+4930123456"], "phone:+49 30 123456", "phone:+4930123456"),
         (["phone:+4930123456"], "phone:+49301234567", None),
         (["phone:+4930123456"], "phone:+493012345", None),
+        (["email:jane@example.com"], "external:email:jane@example.com", None),  # anchored at the start
         # wildcard domains
         (["email:*@shared.example"], "email:jane@shared.example", "email:*@shared.example"),
         (["email:*@shared.example"], "email:jane@sub.shared.example", None),
@@ -197,7 +198,8 @@ def test_nobody_owning_any_candidate_chooses_nobody_and_decides_nothing():
         (None, {PHONE: "cus_B"}, "cus_B", PHONE, []),
         # the same owner twice is no conflict
         (None, {EXTERNAL: "cus_A", PHONE: "cus_A"}, "cus_A", EXTERNAL, []),
-        (None, {EXTERNAL: "cus_A", EMAIL: "cus_B", PHONE: "cus_C"}, "cus_A", EXTERNAL, [(EMAIL, "external"), (PHONE, "external")]),
+        (None, {EXTERNAL: "cus_A", EMAIL: "cus_B", PHONE: "cus_C"}, "cus_A", EXTERNAL,
+         [(EMAIL, "external"), (PHONE, "external")]),
     ],
 )
 def test_choose_picks_the_highest_priority_owner_and_records_the_others(link_kinds, owners, chosen, matched, conflicts):

@@ -14,7 +14,7 @@ from typing import ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 from chalicelib.adapters.connectors.http import HttpClient
-from chalicelib.domain.models import DeliveryJob
+from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.secrets import SecretResolver
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -49,6 +49,9 @@ class Connector(ABC, Generic[SettingsT]):
     #: stores the `DeliveryResult.case_ref` they return. Deliveries of one customer to one
     #: destination are ordered, so a follow-up always finds the ticket its case opened.
     threads_cases: ClassVar[bool] = False
+    #: True for connectors that take customer-level events (`customer.erased`) through
+    #: `deliver_customer_event`; only those are sent them.
+    supports_customer_events: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, secrets: SecretResolver, runtime: ConnectorRuntime) -> None:
         self.name = name
@@ -63,6 +66,13 @@ class Connector(ABC, Generic[SettingsT]):
         Raises `RetryableDeliveryError` (timeouts, 5xx, 429; carries `retry_after`) or
         `PermanentDeliveryError` (other 4xx, with the vendor's reason).
         """
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        """Deliver a customer-level event; connectors that set `supports_customer_events` override
+        this. Raises like `deliver`."""
+        from chalicelib.errors import PermanentDeliveryError
+
+        raise PermanentDeliveryError(f"{self.key} does not take customer events")
 
     def close(self) -> None:
         """Release pooled connections; called on shutdown of the local runtime."""

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
-from chalicelib.domain.events import contact_event
-from chalicelib.domain.models import DeliveryJob
+from chalicelib.domain.events import contact_event, customer_event
+from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import RetryableDeliveryError
 
 
@@ -31,6 +31,7 @@ class OutboxConnector(Connector[OutboxSettings]):
     key = "outbox"
     docs_url = "https://jsonlines.org/"
     Settings = OutboxSettings
+    supports_customer_events = True
 
     _lock = threading.Lock()
 
@@ -41,15 +42,17 @@ class OutboxConnector(Connector[OutboxSettings]):
         self._written: set[str] | None = None
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
-        line = json.dumps(
-            {"delivery_id": job.delivery_id, **contact_event(job, include_raw=self.settings.include_raw)},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        return self._append(job.delivery_id, contact_event(job, include_raw=self.settings.include_raw))
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        return self._append(event.delivery_id, customer_event(event))
+
+    def _append(self, delivery_id: str, payload: dict) -> DeliveryResult:
+        line = json.dumps({"delivery_id": delivery_id, **payload}, ensure_ascii=False, separators=(",", ":"))
         with self._lock:
             written = self._load_written()
-            if job.delivery_id in written:
-                return DeliveryResult(external_ref=f"{self.path.name}#{job.delivery_id}")
+            if delivery_id in written:
+                return DeliveryResult(external_ref=f"{self.path.name}#{delivery_id}")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as handle:
@@ -58,8 +61,8 @@ class OutboxConnector(Connector[OutboxSettings]):
                     os.fsync(handle.fileno())
             except OSError as exc:
                 raise RetryableDeliveryError(f"outbox file not writable: {exc.strerror}") from None
-            written.add(job.delivery_id)
-        return DeliveryResult(external_ref=f"{self.path.name}#{job.delivery_id}")
+            written.add(delivery_id)
+        return DeliveryResult(external_ref=f"{self.path.name}#{delivery_id}")
 
     def _load_written(self) -> set[str]:
         if self._written is None:

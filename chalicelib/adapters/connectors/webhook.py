@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.connectors.http import raise_for_status
-from chalicelib.domain.events import contact_event
-from chalicelib.domain.models import DeliveryJob
+from chalicelib.domain.events import contact_event, customer_event
+from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError
 from chalicelib.secrets import Secret
 
@@ -65,11 +65,17 @@ class WebhookConnector(Connector[WebhookSettings]):
     key = "webhook"
     docs_url = "https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"
     Settings = WebhookSettings
+    supports_customer_events = True
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
-        body = json.dumps(contact_event(job, include_raw=self.settings.include_raw), separators=(",", ":")).encode()
+        return self._post(job.delivery_id, contact_event(job, include_raw=self.settings.include_raw))
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        return self._post(event.delivery_id, customer_event(event))
+
+    def _post(self, message_id: str, payload: dict) -> DeliveryResult:
+        body = json.dumps(payload, separators=(",", ":")).encode()
         # The delivery id is stable across retries, so consumers dedupe on `webhook-id`.
-        message_id = job.delivery_id
         timestamp = int(time.time())
         signatures = " ".join(sign(s, message_id, timestamp, body) for s in self.secrets.get_all(self.settings.secrets))
         headers = {

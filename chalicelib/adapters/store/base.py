@@ -60,6 +60,22 @@ class ContactCommit:
     thread_keys: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """Everything held about one customer, found by key, to be removed (GDPR Art. 17)."""
+
+    customer_id: str
+    identifier_keys: tuple[str, ...]
+    contact_ids: tuple[str, ...]
+    case_ids: tuple[str, ...]
+    thread_keys: tuple[str, ...]
+    #: The erased contacts' dedupe keys stay marked done until `tombstone_expires_at`, so a
+    #: provider's late retry cannot bring an erased message back.
+    dedupe_keys: tuple[str, ...]
+    erased_at: datetime
+    tombstone_expires_at: datetime
+
+
 @dataclass
 class Page(Generic[T]):
     items: list[T] = field(default_factory=list)
@@ -168,6 +184,19 @@ class Store(ABC):
     @abstractmethod
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
         """Statuses of one sent message, in the order they were recorded."""
+
+    # --- erasure -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def erase_customer(self, erasure: Erasure) -> None:
+        """Delete the customer, its identifier links, timeline, contacts with their deliveries,
+        cases with their refs and thread keys; leave a tombstone (customer id and time only) and
+        the dedupe keys. The tombstone is written first, so workers stop delivering at once.
+        Idempotent: erasing again finishes an interrupted erasure."""
+
+    @abstractmethod
+    def is_erased(self, customer_id: str) -> bool:
+        """Whether the customer was erased (its tombstone exists). One call."""
 
     # --- operations ------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     DEDUPE#<key>                  DEDUPE              state, lease_until, expires_at (TTL)
     IDENT#<identifier key>        IDENT               customer_id
     CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes)
+    CUST#<customer id>            TOMBSTONE           erased_at (kept after erasure: id and time only)
     CUST#<customer id>            CONTACT#<contact>   doc (Contact): the timeline, newest first by ULID
     CONTACT#<contact id>          CONTACT             doc (Contact without deliveries)
     CONTACT#<contact id>          DLV#<destination>   doc (Delivery)
@@ -33,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Page, Store
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 _MAX_BATCH_GET = 100
 #: Unprocessed batch items (throttling) are retried this many times with exponential backoff.
 _BATCH_ATTEMPTS = 6
+#: BatchWriteItem takes at most 25 requests.
+_MAX_BATCH_WRITE = 25
 _BACKOFF_SECONDS = 0.05
 
 _IN_PROGRESS = "in_progress"
@@ -333,6 +336,44 @@ class DynamoDbStore(Store):
 
     # --- operations ------------------------------------------------------------------------------
 
+    # --- erasure -----------------------------------------------------------------------------------
+
+    def erase_customer(self, erasure: Erasure) -> None:
+        # Tombstone first: from here on, deliver workers drop this customer's queued jobs.
+        tombstone = {**_key(f"CUST#{erasure.customer_id}", "TOMBSTONE"), "erased_at": {"S": erasure.erased_at.isoformat()}}
+        self._call("put_item", TableName=self._table, Item=tombstone)
+        for identifier_key in erasure.identifier_keys:
+            try:
+                self._call(
+                    "delete_item", TableName=self._table, Key=_ident_key(identifier_key),
+                    ConditionExpression="customer_id = :owner",
+                    ExpressionAttributeValues={":owner": {"S": erasure.customer_id}},
+                )
+            except _ConditionFailed:
+                continue  # linked to someone else meanwhile, or already gone
+        partitions = [f"CUST#{erasure.customer_id}"]
+        partitions += [f"CONTACT#{contact_id}" for contact_id in erasure.contact_ids]
+        partitions += [f"CASE#{case_id}" for case_id in erasure.case_ids]
+        doomed = [
+            _key(item["pk"]["S"], item["sk"]["S"])
+            for pk in partitions
+            for item in self._query_partition(pk)
+            if item["sk"]["S"] != "TOMBSTONE"
+        ]
+        doomed += [_thread_key(key) for key in erasure.thread_keys]
+        requests = [{"DeleteRequest": {"Key": key}} for key in doomed]
+        requests += [
+            {"PutRequest": {"Item": _done_item(key, erasure.tombstone_expires_at)}} for key in erasure.dedupe_keys
+        ]
+        self._batch_write(requests)
+
+    def is_erased(self, customer_id: str) -> bool:
+        response = self._call(
+            "get_item", TableName=self._table, Key=_key(f"CUST#{customer_id}", "TOMBSTONE"), ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in response
+
     def ping(self) -> None:
         # A GetItem on a key that never exists: proves the table answers, costs 0.5 RCU, and needs
         # no DescribeTable permission.
@@ -380,6 +421,18 @@ class DynamoDbStore(Store):
                 return items
             time.sleep(_BACKOFF_SECONDS * 2**attempt)
         raise StoreUnavailableError("store dynamodb batch_get_item left keys unprocessed")
+
+
+    def _batch_write(self, requests: list[dict]) -> None:
+        for start in range(0, len(requests), _MAX_BATCH_WRITE):
+            pending = {self._table: requests[start:start + _MAX_BATCH_WRITE]}
+            for attempt in range(_BATCH_ATTEMPTS):
+                pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(_BACKOFF_SECONDS * 2**attempt)
+            else:
+                raise StoreUnavailableError("store dynamodb batch_write_item left items unprocessed")
 
 
 def _conditional(exc: ClientError) -> bool:

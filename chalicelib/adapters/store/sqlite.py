@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Page, Store
+from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
 CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (customer_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS statuses (
     provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, message_id, status));
@@ -215,6 +216,32 @@ class SqliteStore(Store):
             ).fetchall()
         return [StatusEvent.model_validate_json(r["doc"]) for r in rows]
 
+    # --- erasure -----------------------------------------------------------------------------------
+
+    def erase_customer(self, erasure: Erasure) -> None:
+        contacts, cases = list(erasure.contact_ids), list(erasure.case_ids)
+        with self._guard(), self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO tombstones (customer_id, erased_at) VALUES (?, ?)",
+                (erasure.customer_id, erasure.erased_at.isoformat()),
+            )
+            conn.execute("DELETE FROM identifiers WHERE customer_id = ?", (erasure.customer_id,))
+            conn.execute("DELETE FROM customers WHERE id = ?", (erasure.customer_id,))
+            conn.execute("DELETE FROM contacts WHERE customer_id = ?", (erasure.customer_id,))
+            _delete_in(conn, "deliveries", "contact_id", contacts)
+            _delete_in(conn, "contacts", "id", contacts)
+            _delete_in(conn, "cases", "id", cases)
+            _delete_in(conn, "case_refs", "case_id", cases)
+            _delete_in(conn, "threads", "case_id", cases)
+            _delete_in(conn, "threads", "key", list(erasure.thread_keys))
+            for key in erasure.dedupe_keys:
+                _mark_done(conn, key, erasure.tombstone_expires_at)
+
+    def is_erased(self, customer_id: str) -> bool:
+        with self._guard():
+            row = self._db.read().execute("SELECT 1 FROM tombstones WHERE customer_id = ?", (customer_id,)).fetchone()
+        return row is not None
+
     # --- operations ------------------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -255,6 +282,12 @@ def _write_customer(
         "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
         [(case.id, case.model_dump_json(exclude={"external_refs"})) for case in cases],
     )
+
+
+def _delete_in(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> None:
+    for start in range(0, len(values), 500):  # SQLite's bound-parameter limit
+        chunk = values[start:start + 500]
+        conn.execute(f"DELETE FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _mark_done(conn: sqlite3.Connection, key: str, expires_at: datetime) -> None:
