@@ -86,6 +86,8 @@ class Run:
     seconds: float
     db_path: Path
     rejected: list[str] = field(default_factory=list)
+    #: Stored contacts that repeat a message (a retry that became a second contact).
+    repeated: int = 0
     #: Delivery jobs still queued when the run ended (deliveries do not decide customers or cases).
     undelivered: int = 0
 
@@ -126,7 +128,8 @@ def run_http(population: Population, config_path: Path, data_dir: Path) -> Run:
     finally:
         runtime.stop()
         hub.store.close()
-    return Run("http", read_contacts(data_dir / "hub.db"), seconds, data_dir / "hub.db", rejected, undelivered)
+    contacts, repeated = read_contacts(data_dir / "hub.db")
+    return Run("http", contacts, seconds, data_dir / "hub.db", rejected, repeated, undelivered)
 
 
 def run_direct(population: Population, config_path: Path, data_dir: Path) -> Run:
@@ -159,7 +162,8 @@ def run_direct(population: Population, config_path: Path, data_dir: Path) -> Run
     seconds = time.perf_counter() - started
     hub.store.close()
     hub.close()
-    return Run("direct", read_contacts(data_dir / "hub.db"), seconds, data_dir / "hub.db", rejected)
+    contacts, repeated = read_contacts(data_dir / "hub.db")
+    return Run("direct", contacts, seconds, data_dir / "hub.db", rejected, repeated)
 
 
 def _post(url: str, request) -> tuple[int, bytes]:
@@ -203,22 +207,26 @@ class _Collector(Queue):
         return bodies
 
 
-def read_contacts(db_path: Path) -> dict[tuple[str, str], HubContact]:
-    """Every contact the hub stored, keyed like the generator's messages (provider, message id)."""
+def read_contacts(db_path: Path) -> tuple[dict[tuple[str, str], HubContact], int]:
+    """Every contact the hub stored, keyed like the generator's messages (provider, message id),
+    and how many stored contacts repeat a key (a provider retry processed twice)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         out = {}
+        repeated = 0
         for (doc,) in conn.execute("SELECT doc FROM contacts"):
             contact = json.loads(doc)
             resolution = contact.get("resolution") or {}
             sender = contact.get("sender") or {}
             identifiers = [_key(i) for i in sender.get("identifiers", [])]
             identifiers += [_key(i) + " (unverified)" for i in sender.get("unverified", [])]
-            out[(contact["provider"], contact["provider_message_id"])] = HubContact(
+            key = (contact["provider"], contact["provider_message_id"])
+            repeated += key in out
+            out[key] = HubContact(
                 contact["customer_id"], contact["case_id"], contact.get("case_reason"), resolution.get("rule", ""),
                 resolution.get("matched_identifier"), identifiers,
             )
-        return out
+        return out, repeated
     finally:
         conn.close()
 
@@ -342,11 +350,13 @@ class Evaluation:
     beyond_rules_pairs: int
     case_correct: int
     case_correct_person: int
+    case_correct_merged: int
     case_pair_precision: float
     case_pair_recall: float
     br_legacy_pairs: int
     false_merges: list[str]
     missed: list[str]
+    merges: list[str]
     case_errors: list[str]
     customers: int
     expected_customers: int
@@ -401,6 +411,7 @@ def evaluate(population: Population, run: Run, config) -> Evaluation:
     window = timedelta(hours=config.cases.window_hours)
     expected_case = expected_cases(contacts, reference, window)
     ideal_case = expected_cases(contacts, person, window)
+    merged_case = expected_cases(contacts, components, window)
     hub_case = [h.case_id for h in hub]
     case_correct = _same_groups(hub_case, expected_case)
     case_correct_person = _same_groups(hub_case, ideal_case)
@@ -412,11 +423,12 @@ def evaluate(population: Population, run: Run, config) -> Evaluation:
         contacts=len(contacts), missing=missing, extra=extra, hub_pairs=hub_pairs, true_hub_pairs=true_hub_pairs,
         linkable_pairs=linkable_pairs, found_linkable=found_linkable, nomerge_pairs=nomerge_pairs,
         found_nomerge=found_nomerge, beyond_rules_pairs=beyond_rules, case_correct=sum(case_correct),
-        case_correct_person=sum(case_correct_person),
+        case_correct_person=sum(case_correct_person), case_correct_merged=sum(_same_groups(hub_case, merged_case)),
         case_pair_precision=both / together if together else 1.0, case_pair_recall=both / should if should else 1.0,
         br_legacy_pairs=br_legacy_pairs,
         false_merges=_describe_false_merges(contacts, hub, people),
         missed=_describe_missed(contacts, hub, reference, people),
+        merges=_describe_merges(contacts, hub, components, reference, people),
         case_errors=_describe_case_errors(contacts, hub, expected_case, case_correct, reference),
         customers=len(set(customer)), expected_customers=len(set(reference)),
     )
@@ -471,6 +483,23 @@ def _describe_missed(contacts: list[Message], hub: list[HubContact], reference: 
             lines = [f"person {contacts[members[0]].person}: {len(members)} contacts the rules link without a merge "
                      f"landed in {len(customers)} customers"]
             lines += ["    " + _describe(contacts[i], hub[i], people) + f" (customer {hub[i].customer_id})"
+                      for i in members[:8]]
+            out.append("\n".join(lines))
+    return out
+
+
+def _describe_merges(contacts: list[Message], hub: list[HubContact], components: list[int], reference: list[int],
+                     people: dict) -> list[str]:
+    by_component: dict[int, list[int]] = defaultdict(list)
+    for index, component in enumerate(components):
+        by_component[component].append(index)
+    out = []
+    for members in by_component.values():
+        blocks = {reference[i] for i in members}
+        if len(blocks) > 1:
+            lines = [f"person {contacts[members[0]].person}: {len(members)} linkable contacts, "
+                     f"{len(blocks)} customers without a merge"]
+            lines += ["    " + _describe(contacts[i], hub[i], people) + f" (customer {hub[i].customer_id[-6:]})"
                       for i in members[:8]]
             out.append("\n".join(lines))
     return out
@@ -779,14 +808,18 @@ def _results(population: Population, runs: list[Run], ev: Evaluation, differing:
                      note=f"{ev.merge_pairs / ev.linkable_pairs:.2%} of linkable pairs" if ev.linkable_pairs else ""),
         Result("case threading accuracy (contacts)", _pct(ev.case_correct / ev.contacts if ev.contacts else 1.0),
                None, None, "== 100%", ev.case_correct == ev.contacts,
-               note=f"{ev.case_correct:,} of {ev.contacts:,} contacts in exactly the expected case (customers as "
-                    f"the rules link them without merges); pairwise precision {_pct(ev.case_pair_precision)}, "
-                    f"recall {_pct(ev.case_pair_recall)}; against each real person's timeline (the ideal, "
-                    f"blocked numbers and merges included): {ev.case_correct_person / max(ev.contacts, 1):.2%}"),
-        count_result("contacts missing, extra or rejected", len(ev.missing) + ev.extra + len(primary.rejected),
-                     "== 0", not ev.missing and not ev.extra and not primary.rejected, unit="contacts",
-                     note=f"{len(population.contacts):,} expected, {len(population.messages) - len(population.contacts)}"
-                          f" provider retries dropped; noise: " + ", ".join(f"{k} {v}" for k, v in noise.most_common())),
+               note=f"{ev.case_correct:,} of {ev.contacts:,} contacts in exactly the expected case, for the "
+                    f"customers the rules form without merges; pairwise precision {_pct(ev.case_pair_precision)}, "
+                    f"recall {_pct(ev.case_pair_recall)}. Were the hub to merge: "
+                    f"{ev.case_correct_merged / max(ev.contacts, 1):.2%}; were every person one customer (beyond "
+                    f"the rules: blocked numbers, unsigned claims): {ev.case_correct_person / max(ev.contacts, 1):.2%}"),
+        count_result("contacts missing, repeated, extra or rejected",
+                     len(ev.missing) + primary.repeated + ev.extra + len(primary.rejected), "== 0",
+                     not (ev.missing or primary.repeated or ev.extra or primary.rejected), unit="contacts",
+                     note=f"{len(population.contacts):,} expected: missing {len(ev.missing)}, stored twice "
+                          f"{primary.repeated} (of {len(population.messages) - len(population.contacts)} provider "
+                          f"retries), extra {ev.extra}, requests refused {len(primary.rejected)}; noise: "
+                          + ", ".join(f"{k} {v}" for k, v in noise.most_common())),
     ]
     if differing is not None:
         rows.append(count_result("direct replay groups differently from HTTP", differing, "== 0", differing == 0,
@@ -832,7 +865,7 @@ def _print_findings(population: Population, runs: list[Run], ev: Evaluation, cos
             print(f"  UNDELIVERED ({run_.mode}): {run_.undelivered} delivery jobs still queued 20 s after the last "
                   f"contact (see the deliver worker's errors above); customers and cases are not affected")
     for label, items in (("FALSE MERGE", ev.false_merges), ("MISSED LINK", ev.missed),
-                         ("CASE MISMATCH", ev.case_errors)):
+                         ("NEEDS MERGE", ev.merges), ("CASE MISMATCH", ev.case_errors)):
         for item in items[:4]:
             print(f"  {label}: {item}")
         if len(items) > 4:

@@ -216,3 +216,28 @@ def test_a_poison_message_does_not_make_its_batch_mates_redo_their_work(aws):
 
     assert queue_depth(sqs, urls["inbound"]) == 1, "only the poison message returns to the queue"
     assert queue_depth(sqs, urls["delivery"]) == 2, "both good messages were processed exactly once"
+
+
+def test_erasure_on_dynamodb_leaves_only_tombstones(aws):
+    client, hub, sqs, urls, receiver, _ = aws
+    fixture = load("twilio", "sms_text")
+    assert client.http.post(fixture.path, headers=fixture.headers, body=fixture.body).status_code == 200
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+    event = json.loads(receiver.requests[-1].body)
+    customer_id, contact_id = event["data"]["customer"]["id"], event["data"]["contact"]["id"]
+
+    erased = client.http.delete(f"/v1/customers/{customer_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    assert erased.status_code == 200
+    assert json.loads(receiver.requests[-1].body)["type"] == "customer.erased"
+    dynamodb = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x").client("dynamodb")
+    items = dynamodb.scan(TableName="hub-it")["Items"]  # a test may scan; the hub never does
+    text = json.dumps(items)
+    for trace in ("+14155550101", "Where is my order", contact_id):
+        assert trace not in text, trace
+    kinds = {(item["pk"]["S"].split("#")[0], item["sk"]["S"].split("#")[0]) for item in items}
+    assert kinds <= {("CUST", "TOMBSTONE"), ("DEDUPE", "DEDUPE"), ("CONTACT", "DLV")}, kinds
+    assert {"pk": {"S": f"CUST#{customer_id}"}, "sk": {"S": "TOMBSTONE"}}.items() <= next(
+        i for i in items if i["sk"]["S"] == "TOMBSTONE").items()

@@ -172,3 +172,17 @@ def test_connectors_that_do_not_thread_never_touch_case_refs(world):
     deliverer.deliver(job(), receive_count=1)
 
     assert store.get_case("case_1").external_refs == {}
+
+
+def test_jobs_of_an_erased_customer_are_dropped_without_a_trace(world):
+    from chalicelib.adapters.store.base import Erasure
+
+    deliverer, store, dlq, _, connectors = world
+    connectors["crm"] = ScriptedConnector()
+    store.erase_customer(Erasure(customer_id="cus_1", identifier_keys=(), contact_ids=(), case_ids=(), thread_keys=(),
+                                 dedupe_keys=(), erased_at=NOW, tombstone_expires_at=NOW))
+
+    assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.ERASED
+    assert connectors["crm"].jobs == []
+    assert store.get_delivery("ct_1", "crm") is None
+    assert dlq.sent == []
