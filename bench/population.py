@@ -251,7 +251,6 @@ class Generator:
     # --- people ----------------------------------------------------------------------------------
 
     def people(self, n: int, *, families: bool = True) -> list[Person]:
-        rng = self.rng
         made = [self._person() for _ in range(n)]
         if families:
             self._group_families(made)
@@ -354,7 +353,8 @@ class Generator:
         f, la = _ascii(first), _ascii(last)
 
         def make() -> str:
-            local = rng.choice((f"{f}.{la}", f"{f[0]}{la}", f"{f}{la}{rng.randrange(10, 99)}", f"{f}.{la}{rng.randrange(1, 9)}"))
+            local = rng.choice((f"{f}.{la}", f"{f[0]}{la}", f"{f}{la}{rng.randrange(10, 99)}",
+                                f"{f}.{la}{rng.randrange(1, 9)}"))
             return f"{local}@{rng.choice(EMAIL_DOMAINS)}"
 
         return self._unique(make)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Priority
@@ -54,6 +54,32 @@ class IdentitySettings(Strict):
     #: Whether unverified claims (an email typed into a web chat without `user_hash`) may link.
     trust_unverified: bool = False
 
+    @field_validator("blocked")
+    @classmethod
+    def _normalized_patterns(cls, patterns: list[str]) -> list[str]:
+        """Exact entries are normalized like identifiers (`phone:+49 30 123456` → E.164), so they
+        match what the hub stores; wildcard entries get an IDNA-encoded email domain."""
+        from chalicelib.domain.identifiers import Identifier
+        from chalicelib.errors import InvalidIdentifierError
+
+        normalized = []
+        for index, pattern in enumerate(patterns):
+            if not any(ch in pattern for ch in "*?["):
+                try:
+                    normalized.append(Identifier.parse(pattern).key)
+                except InvalidIdentifierError as exc:
+                    raise ValueError(f"entry {index}: {exc.message}") from None
+                continue
+            kind, _, rest = pattern.partition(":")
+            local, at, domain = rest.rpartition("@")
+            if kind.strip().lower() == "email" and at and not domain.isascii():
+                domain = ".".join(
+                    label if any(ch in label for ch in "*?[") else label.encode("idna").decode() for label in domain.split(".")
+                )
+                pattern = f"{kind}:{local}@{domain}"
+            normalized.append(pattern)
+        return normalized
+
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
@@ -88,6 +114,12 @@ class CaseSettings(Strict):
     window_hours: float = Field(default=72, gt=0)
     #: ...and an open case with no activity for this long is closed (on its next read or contact).
     auto_close_after_hours: float = Field(default=168, gt=0)
+
+    @model_validator(mode="after")
+    def _window_within_auto_close(self) -> CaseSettings:
+        if self.window_hours > self.auto_close_after_hours:
+            raise ValueError("window_hours must not exceed auto_close_after_hours (a case would be joined after it closed)")
+        return self
 
 
 class ApiKey(Strict):

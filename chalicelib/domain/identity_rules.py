@@ -42,7 +42,11 @@ class IdentityRules:
     def plan(self, party: Party) -> LinkPlan:
         """Sort the contact's identifiers into candidates and held-back ones, with reasons."""
         plan = LinkPlan()
-        claims = [(i, True) for i in party.identifiers] + [(i, False) for i in party.unverified]
+        verified_keys = {i.key for i in party.identifiers}
+        # An unverified claim of an identifier that is also verified adds nothing (and must not
+        # be recorded as held back).
+        claims = [(i, True) for i in party.identifiers]
+        claims += [(i, False) for i in party.unverified if i.key not in verified_keys]
         for identifier, verified in claims:
             refusal = self._refusal(identifier, verified)
             if refusal is None:
@@ -69,7 +73,8 @@ class IdentityRules:
             elif owner != chosen.customer_id:
                 plan.decisions.append(IdentifierDecision(
                     identifier=identifier.key, outcome="owned_by_other_customer",
-                    rule=f"lower priority than {chosen.matched.kind.value}; customers are not merged implicitly",
+                    rule=f"link_kinds: {chosen.matched.key} matched first (priority order); "
+                         "customers are not merged implicitly",
                 ))
         return chosen
 
@@ -106,8 +111,9 @@ class IdentityRules:
     def explicit_link_refusal(self, customer: Customer, identifier: Identifier) -> str | None:
         """Why an explicit link (from a CRM, via the API) is refused; None when it may be made.
         Explicit links are trusted, so only blocking and the per-kind limit apply."""
-        if pattern := self._blocked_by(identifier):
-            return f"{identifier.key} matches the blocked pattern {pattern!r}"
+        # The messages name the rule, never the identifier: error texts must not carry personal data.
+        if (index := self._blocked_by(identifier)) is not None:
+            return f"the {identifier.kind.value} identifier is blocked by identity.blocked[{index}]"
         limit = self._settings.max_per_kind.get(identifier.kind)
         held = sum(1 for i in customer.identifiers if i.kind == identifier.kind)
         if identifier not in customer.identifiers and limit is not None and held >= limit:
@@ -115,14 +121,15 @@ class IdentityRules:
         return None
 
     def _refusal(self, identifier: Identifier, verified: bool) -> tuple[str, str] | None:
-        if pattern := self._blocked_by(identifier):
-            return "blocked", f"blocked: {pattern}"
+        if (index := self._blocked_by(identifier)) is not None:
+            return "blocked", f"blocked: {self._blocked[index][0]}"
         if identifier.kind not in self._priority:
             return "kind_not_linkable", f"link_kinds does not include {identifier.kind.value}"
         if not verified and not self._settings.trust_unverified:
             return "unverified", "trust_unverified: false"
         return None
 
-    def _blocked_by(self, identifier: Identifier) -> str | None:
+    def _blocked_by(self, identifier: Identifier) -> int | None:
+        """The index of the first `blocked` pattern the identifier matches."""
         key = identifier.key.lower()
-        return next((pattern for pattern, regex in self._blocked if regex.match(key)), None)
+        return next((index for index, (_, regex) in enumerate(self._blocked) if regex.match(key)), None)

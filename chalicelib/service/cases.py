@@ -40,8 +40,9 @@ def attach_to_case(
         return CasePlan(_touch(open_case, channel, now), "within_window")
     closed = []
     if open_case is not None:
-        reason = "inactive" if is_inactive(open_case, now, settings) else "window_elapsed"
-        closed = [close(open_case, now, reason=reason)]
+        # An inactive case is written closed at the time readers have already seen (`effective`).
+        inactive = effective(open_case, now, settings)
+        closed = [inactive if inactive.status == CaseStatus.CLOSED else close(open_case, now, reason="window_elapsed")]
     new_case = Case(
         # Derived from the customer state it was decided on: two workers racing on one customer
         # name the same new case, so a retried contact can never point at a case nobody stored.

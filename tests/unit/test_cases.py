@@ -145,8 +145,6 @@ def test_a_case_closed_because_the_window_elapsed_is_closed_at_the_new_contact()
     assert previous.closed_at == now
 
 
-@pytest.mark.xfail(strict=True, reason="cases.attach_to_case closes an inactive case at `now`, while effective() "
-                                      "reports it closed at last_activity + auto_close (reported)")
 def test_an_inactive_case_is_written_closed_at_the_time_readers_already_saw():
     open_case = a_case()
     now = T0 + timedelta(days=30)

@@ -105,3 +105,16 @@ def test_the_shipped_stage_configurations_are_valid_for_deployment(stage):
     config = load_config(DEFAULT_CONFIG.parent / f"{stage}.yaml", allow_inline_secrets=False)
 
     assert config.delivery.max_receives == 8
+
+
+def test_blocked_entries_are_normalized_like_the_identifiers_they_must_match():
+    config = parse_config('identity: {blocked: ["phone:+49 (30) 1234-567", "email:*@bücher.de", "email:noreply@*"]}')
+
+    assert config.identity.blocked == ["phone:+49301234567", "email:*@xn--bcher-kva.de", "email:noreply@*"]
+    with pytest.raises(ConfigError, match=r"identity.blocked: .*entry 1: not an email address"):
+        parse_config('identity: {blocked: ["phone:+4930123456", "email:nobody"]}')
+
+
+def test_the_case_window_cannot_outlast_auto_close():
+    with pytest.raises(ConfigError, match="cases: .*window_hours must not exceed auto_close_after_hours"):
+        parse_config("cases: {window_hours: 200, auto_close_after_hours: 100}")
