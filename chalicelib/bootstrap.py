@@ -210,9 +210,8 @@ class Hub:
 
         return IdentityRules(self.config.identity)
 
-    def default_region(self, provider: str) -> str | None:
-        settings = self.config.channels.get(provider)
-        return getattr(settings, "default_region", None) or self.config.identity.default_region
+    def default_region(self, provider: str, account: str) -> str | None:
+        return self.config.identity.region_for(provider, account)
 
     # --- services --------------------------------------------------------------------------------
 

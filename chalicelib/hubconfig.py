@@ -34,9 +34,11 @@ DEFAULT_BLOCKED = [
 class IdentitySettings(Strict):
     """Which identifiers may tie a contact to a customer (Segment's identity resolution, in rules)."""
 
-    #: Region for phone numbers written without a country code (ISO 3166 alpha-2), per hub;
-    #: channels may override it.
+    #: Region for phone numbers written without a country code (ISO 3166 alpha-2), per hub...
     default_region: str | None = None
+    #: ...and per channel account, keyed `provider:account` (the number, page or site the
+    #: customer wrote to, as in `Contact.account`): `{"twilio:+4930123456": "DE"}`.
+    account_regions: dict[str, str] = Field(default_factory=dict)
     #: Kinds that may link a contact to an existing customer, highest priority first: when a
     #: contact's identifiers point to different customers, the first kind's owner wins.
     link_kinds: list[IdentifierKind] = Field(default_factory=lambda: [
@@ -86,6 +88,19 @@ class IdentitySettings(Strict):
         if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be a two-letter country code such as DE or US")
         return value.upper() if value else None
+
+    @field_validator("account_regions")
+    @classmethod
+    def _account_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        for account, region in value.items():
+            if ":" not in account:
+                raise ValueError(f"key {account[:40]!r} must be provider:account, e.g. twilio:+4930123456")
+            if not re.fullmatch(r"[A-Za-z]{2}", region):
+                raise ValueError(f"{account}: must be a two-letter country code such as DE or US")
+        return {account: region.upper() for account, region in value.items()}
+
+    def region_for(self, provider: str, account: str) -> str | None:
+        return self.account_regions.get(f"{provider}:{account}", self.default_region)
 
 
 class SurvivorshipRule(Strict):

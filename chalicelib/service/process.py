@@ -80,8 +80,8 @@ class Processor:
     delivery_queue: Queue
     config: HubConfig
     cache: IdentifierCache
-    #: Default phone region per channel provider, from that provider's settings when it has one.
-    default_region: Callable[[str], str | None]
+    #: Default phone region for numbers without a country code, per provider and channel account.
+    default_region: Callable[[str, str], str | None]
     clock: Callable[[], datetime]
     blobs: BlobStore
     rules: IdentityRules
@@ -137,7 +137,7 @@ class Processor:
 
     def _decide_and_commit(self, message: InboundMessage, now: datetime) -> ProcessResult:
         sender = normalize_sender(
-            message.sender.handles, message.sender.display_name, default_region=self.default_region(message.provider)
+            message.sender.handles, message.sender.display_name, default_region=self.default_region(message.provider, message.account)
         )
         resolved = resolve_customer(
             self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache

@@ -71,7 +71,7 @@ def processor(store, tmp_path) -> Processor:
     """One worker: its own identifier cache, like a separate Lambda container."""
     return Processor(
         store=store, delivery_queue=MemoryQueue(), config=CONFIG, cache=IdentifierCache(),
-        default_region=lambda provider: None, clock=lambda: datetime.now(timezone.utc),
+        default_region=lambda provider, account: None, clock=lambda: datetime.now(timezone.utc),
         blobs=LocalBlobStore(str(tmp_path / "blobs")), rules=IdentityRules(CONFIG.identity),
     )
 

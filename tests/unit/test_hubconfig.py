@@ -118,3 +118,12 @@ def test_blocked_entries_are_normalized_like_the_identifiers_they_must_match():
 def test_the_case_window_cannot_outlast_auto_close():
     with pytest.raises(ConfigError, match="cases: .*window_hours must not exceed auto_close_after_hours"):
         parse_config("cases: {window_hours: 200, auto_close_after_hours: 100}")
+
+
+def test_account_regions_are_keyed_by_provider_and_account():
+    config = parse_config("identity: {default_region: us, account_regions: {'meta:106540352242922': de}}")
+
+    assert config.identity.region_for("meta", "106540352242922") == "DE"
+    assert config.identity.region_for("meta", "other") == "US"
+    with pytest.raises(ConfigError, match="identity.account_regions: .*must be provider:account"):
+        parse_config("identity: {account_regions: {'+4930123456': DE}}")

@@ -42,7 +42,7 @@ def parts(tmp_path):
     clock = Clock()
     processor = Processor(
         store=store, delivery_queue=queue, config=CONFIG, cache=IdentifierCache(),
-        default_region=lambda provider: "DE", clock=clock, blobs=LocalBlobStore(str(tmp_path / "blobs")),
+        default_region=lambda provider, account: "DE", clock=clock, blobs=LocalBlobStore(str(tmp_path / "blobs")),
         rules=IdentityRules(CONFIG.identity),
     )
     return processor, store, queue, clock
@@ -167,3 +167,20 @@ def test_a_contact_too_large_for_one_store_item_keeps_its_raw_payload_in_the_blo
     assert contact.raw == {"$blob": f"raw/{result.contact_id}.json"}
     assert len(contact.model_dump_json()) < 300 * 1024
     assert processor.blobs.get(contact.raw["$blob"]).startswith(b'{"Body": "xxx')
+
+
+def test_national_numbers_are_read_with_the_region_of_the_account_they_were_sent_to(tmp_path):
+    config = parse_config("identity: {default_region: US, account_regions: {'twilio:+4930123456': de}}")
+    processor = Processor(
+        store=SqliteStore(":memory:"), delivery_queue=MemoryQueue(), config=config, cache=IdentifierCache(),
+        default_region=config.identity.region_for, clock=Clock(), blobs=LocalBlobStore(str(tmp_path)),
+        rules=IdentityRules(config.identity),
+    )
+    german = message("SM-de").model_copy(update={"account": "+4930123456"})
+    american = message("SM-us", handles=[Handle(kind="phone", value="(415) 555-0101")])
+
+    de = processor.store.get_contact(processor.process(german).contact_id)
+    us = processor.store.get_contact(processor.process(american).contact_id)
+
+    assert [str(i) for i in de.sender.identifiers] == ["phone:+4915123456789"]
+    assert [str(i) for i in us.sender.identifiers] == ["phone:+14155550101"]
