@@ -54,7 +54,8 @@ LEASE_SECONDS = 45
 COMMIT_ATTEMPTS = 3
 
 #: A contact larger than this keeps its raw provider payload in the blob store instead: a
-#: DynamoDB item holds at most 400 KB, and the contact shares a batch write with four others.
+#: DynamoDB item holds at most 400 KB, and the contact is written twice in one transaction
+#: (contact and timeline entry) beside the customer and case.
 MAX_INLINE_CONTACT_BYTES = 300 * 1024
 
 
@@ -136,9 +137,8 @@ class Processor:
         raise AssertionError("unreachable")
 
     def _decide_and_commit(self, message: InboundMessage, now: datetime) -> ProcessResult:
-        sender = normalize_sender(
-            message.sender.handles, message.sender.display_name, default_region=self.default_region(message.provider, message.account)
-        )
+        region = self.default_region(message.provider, message.account)
+        sender = normalize_sender(message.sender.handles, message.sender.display_name, default_region=region)
         resolved = resolve_customer(
             self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
         )
