@@ -55,6 +55,8 @@ COST_RATIO_LIMIT = 1.2
 VM_STEPS_RATIO_LIMIT = 1.05
 #: Cost sample: rounds x contacts per round, processed against both stores, interleaved.
 ROUNDS, PER_ROUND, WARMUP, COUNTED = 7, 60, 20, 30
+#: Sends inside the embedded queue's 5-minute dedupe window for the queue probe (~17 messages/s).
+RECENT_SENDS = 5000
 
 
 class SimClock:
@@ -352,10 +354,15 @@ class Evaluation:
     case_correct: int
     case_correct_person: int
     case_correct_merged: int
+    #: Contacts in the wrong case, by what else went wrong for their person: in a falsely merged
+    #: customer, split over customers that need a merge, or nothing (a threading error of its own).
+    case_errors_by_cause: Counter
     case_pair_precision: float
     case_pair_recall: float
     br_legacy_pairs: int
     false_merges: list[str]
+    #: What the people in one customer share, per falsely merged customer.
+    false_merge_causes: Counter
     missed: list[str]
     merges: list[str]
     case_errors: list[str]
@@ -414,6 +421,11 @@ def evaluate(population: Population, run: Run, config) -> Evaluation:
     ideal_case = expected_cases(contacts, person, window)
     merged_case = expected_cases(contacts, components, window)
     hub_case = [h.case_id for h in hub]
+    merged_people = _falsely_merged_people(contacts, customer)
+    blocks_of: dict[int, set[int]] = defaultdict(set)
+    for component, block in zip(components, reference):
+        blocks_of[component].add(block)
+    split_people = {contacts[i].person for i, component in enumerate(components) if len(blocks_of[component]) > 1}
     case_correct = _same_groups(hub_case, expected_case)
     case_correct_person = _same_groups(hub_case, ideal_case)
     together = _pairs_within(hub_case)
@@ -428,6 +440,11 @@ def evaluate(population: Population, run: Run, config) -> Evaluation:
         case_pair_precision=both / together if together else 1.0, case_pair_recall=both / should if should else 1.0,
         br_legacy_pairs=br_legacy_pairs,
         false_merges=_describe_false_merges(contacts, hub, people),
+        false_merge_causes=_false_merge_causes(contacts, customer),
+        case_errors_by_cause=Counter(
+            "in a false merge" if p in merged_people else "split, needs a merge" if p in split_people else "other"
+            for ok, p in zip(case_correct, person) if not ok
+        ),
         missed=_describe_missed(contacts, hub, reference, people),
         merges=_describe_merges(contacts, hub, components, reference, people),
         case_errors=_describe_case_errors(contacts, hub, expected_case, case_correct, reference),
@@ -450,6 +467,30 @@ def _describe(message: Message, hub: HubContact, people: dict) -> str:
     return (f"#{message.seq} {message.at:%m-%d %H:%M} person {person.id} ({person.name}) {message.provider}/"
             f"{message.channel} {'; '.join(message.written)}{noise} -> hub rule {hub.rule}"
             f"{', matched ' + hub.matched if hub.matched else ''}")
+
+
+def _falsely_merged(contacts: list[Message], customer: list[str]) -> dict[str, list[int]]:
+    by_customer: dict[str, list[int]] = defaultdict(list)
+    for index, customer_id in enumerate(customer):
+        by_customer[customer_id].append(index)
+    return {c: members for c, members in by_customer.items() if len({contacts[i].person for i in members}) > 1}
+
+
+def _falsely_merged_people(contacts: list[Message], customer: list[str]) -> set[int]:
+    return {contacts[i].person for members in _falsely_merged(contacts, customer).values() for i in members}
+
+
+def _false_merge_causes(contacts: list[Message], customer: list[str]) -> Counter:
+    causes: Counter = Counter()
+    for members in _falsely_merged(contacts, customer).values():
+        holders: dict[str, set[int]] = defaultdict(set)
+        for i in members:
+            for truth in contacts[i].ids:
+                holders[truth.key].add(contacts[i].person)
+        shared = sorted({key.partition(":")[0] for key, who in holders.items() if len(who) > 1})
+        family = any("family_whatsapp_account" in contacts[i].noise for i in members)
+        causes[f"shared {'+'.join(shared) or 'nothing'}" + (" (a family's WhatsApp account)" if family else "")] += 1
+    return causes
 
 
 def _describe_false_merges(contacts: list[Message], hub: list[HubContact], people: dict) -> list[str]:
@@ -483,7 +524,8 @@ def _describe_missed(contacts: list[Message], hub: list[HubContact], reference: 
         if len(customers) > 1:
             lines = [f"person {contacts[members[0]].person}: {len(members)} contacts the rules link without a merge "
                      f"landed in {len(customers)} customers"]
-            lines += ["    " + _describe(contacts[i], hub[i], people) + f" (customer {hub[i].customer_id})"
+            lines += ["    " + _describe(contacts[i], hub[i], people)
+                      + f" (customer {hub[i].customer_id}; normalized: {', '.join(hub[i].identifiers)})"
                       for i in members[:8]]
             out.append("\n".join(lines))
     return out
@@ -722,12 +764,11 @@ def measure_cost(generator: Generator, population: Population, small_db: Path, c
     small_dir, large_dir = workdir / "cost-small", workdir / "cost-large"
     _copy_db(small_db, small_dir / "hub.db")
     _copy_db(small_db, large_dir / "hub.db")
-    small_customers = _table_sizes(small_dir / "hub.db")["customers"]
     clocks = {"small": SimClock(sample_start), "large": SimClock(sample_start)}
     hubs = {"small": Hub(_settings(small_dir, config_path), clock=clocks["small"]),
             "large": Hub(_settings(large_dir, config_path), clock=clocks["large"])}
     started = time.perf_counter()
-    extra = max(0, large - small_customers)
+    extra = max(0, large - _table_sizes(small_dir / "hub.db")["customers"])
     if extra:
         bulk_load(hubs["large"].store, generator.people(extra, families=False), at=START - timedelta(days=2))
     load_seconds = time.perf_counter() - started
@@ -774,6 +815,46 @@ def measure_cost(generator: Generator, population: Population, small_db: Path, c
                 vm_steps, scans, plans, load_seconds, sizes)
 
 
+@dataclass
+class QueueProbe:
+    steps_empty: float
+    steps_full: float
+    us_empty: float
+    us_full: float
+
+
+def probe_queue(workdir: Path, recent: int = RECENT_SENDS, probes: int = 20) -> QueueProbe:
+    """One embedded-queue send (what every webhook and every delivery job costs) with an empty
+    dedupe window and with `recent` sends in it: the window's purge must not grow with it."""
+    from chalicelib.adapters.queue.base import OutgoingMessage
+    from chalicelib.adapters.queue.local import LocalQueue
+
+    queue = LocalQueue(str(workdir / "queue-probe.db"), "probe")
+    conn = queue._db.connection()
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0
+
+    def measure(tag: str) -> tuple[float, float]:
+        messages = [OutgoingMessage(body=f'{{"probe": {i}}}', group="g", dedupe_id=f"{tag}-{i}") for i in range(probes)]
+        cpu = time.process_time()
+        for message in messages:
+            queue.send([message])
+        seconds = (time.process_time() - cpu) / probes
+        steps[0] = 0
+        conn.set_progress_handler(step, 1)
+        queue.send([OutgoingMessage(body="{}", group="g", dedupe_id=f"{tag}-counted")])
+        conn.set_progress_handler(None, 1)
+        return float(steps[0]), seconds * 1e6
+
+    steps_empty, us_empty = measure("empty")
+    queue.send([OutgoingMessage(body=f'{{"fill": {i}}}', group="fill", dedupe_id=f"fill-{i}") for i in range(recent)])
+    steps_full, us_full = measure("full")
+    return QueueProbe(steps_empty, steps_full, us_empty, us_full)
+
+
 # --- the benchmark ---------------------------------------------------------------------------------
 
 
@@ -798,10 +879,11 @@ def run() -> list[Result]:
         keys = [m.key for m in population.contacts]
         differing = same_partition(runs[0], runs[1], keys) if len(runs) == 2 else None
         cost = measure_cost(generator, population, primary.db_path, config_path, workdir, LARGE) if LARGE else None
+        queue = probe_queue(workdir) if LARGE else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _print_findings(population, runs, evaluation, cost, time.perf_counter() - started)
-    return _results(population, runs, evaluation, differing, cost)
+    _print_findings(population, runs, evaluation, time.perf_counter() - started)
+    return _results(population, runs, evaluation, differing, cost, queue)
 
 
 def _pct(value: float) -> str:
@@ -809,7 +891,7 @@ def _pct(value: float) -> str:
 
 
 def _results(population: Population, runs: list[Run], ev: Evaluation, differing: int | None,
-             cost: Cost | None) -> list[Result]:
+             cost: Cost | None, queue: QueueProbe | None) -> list[Result]:
     primary = runs[0]
     who = f"{len(population.people):,} people, {ev.contacts:,} contacts, {primary.mode}"
     noise = Counter(n for m in population.messages for n in m.noise)
@@ -817,7 +899,9 @@ def _results(population: Population, runs: list[Run], ev: Evaluation, differing:
         Result(f"identity precision, pairwise ({who})", _pct(ev.precision), None, None, "== 100%",
                ev.precision >= PRECISION_TARGET,
                note=f"{ev.true_hub_pairs:,} of {ev.hub_pairs:,} pairs the hub put together are one person; "
-                    f"{len(ev.false_merges)} customers hold more than one person; {ev.customers:,} customers "
+                    f"{len(ev.false_merges)} customers hold more than one person"
+                    + "".join(f"; {n}x {cause}" for cause, n in ev.false_merge_causes.most_common())
+                    + f"; {ev.customers:,} customers "
                     f"(rules without merges: {ev.expected_customers:,}); same-person pairs linked beyond the "
                     f"rules: {ev.beyond_rules_pairs}"),
         Result("identity recall, all linkable pairs", _pct(ev.recall), None, None, f">= {RECALL_TARGET:.1%}",
@@ -834,7 +918,9 @@ def _results(population: Population, runs: list[Run], ev: Evaluation, differing:
         Result("case threading accuracy (contacts)", _pct(ev.case_correct / ev.contacts if ev.contacts else 1.0),
                None, None, "== 100%", ev.case_correct == ev.contacts,
                note=f"{ev.case_correct:,} of {ev.contacts:,} contacts in exactly the expected case, for the "
-                    f"customers the rules form without merges; pairwise precision {_pct(ev.case_pair_precision)}, "
+                    f"customers the rules form without merges (wrong: "
+                    f"{', '.join(f'{n} {cause}' for cause, n in ev.case_errors_by_cause.most_common()) or 'none'}); "
+                    f"pairwise precision {_pct(ev.case_pair_precision)}, "
                     f"recall {_pct(ev.case_pair_recall)}. Were the hub to merge: "
                     f"{ev.case_correct_merged / max(ev.contacts, 1):.2%}; were every person one customer (beyond "
                     f"the rules: blocked numbers, unsigned claims): "
@@ -880,11 +966,20 @@ def _results(population: Population, runs: list[Run], ev: Evaluation, differing:
                                       f"steps per shape against both stores; "
                                       + ("; ".join(cost.scans) if cost.scans else
                                          "every lookup is an index search and no statement grows with the store")))
+    if queue is not None:
+        ratio = queue.steps_full / queue.steps_empty
+        rows.append(Result(
+            f"embedded queue send, {RECENT_SENDS:,} recent sends vs none", queue.steps_full, queue.steps_empty, ratio,
+            f"<= {VM_STEPS_RATIO_LIMIT:g}x", ratio <= VM_STEPS_RATIO_LIMIT, "steps",
+            note=f"SQLite VM steps of one LocalQueue send (every webhook's enqueue, every delivery job); CPU "
+                 f"{queue.us_full:.0f} vs {queue.us_empty:.0f} µs per send. The purge of expired dedupe ids "
+                 f"(DELETE ... WHERE queue = ? AND expires_at <= ?) reads every id of the last 5 minutes; "
+                 f"embedded runtime only (SQS dedupes on AWS)",
+        ))
     return rows
 
 
-def _print_findings(population: Population, runs: list[Run], ev: Evaluation, cost: Cost | None,
-                    seconds: float) -> None:
+def _print_findings(population: Population, runs: list[Run], ev: Evaluation, seconds: float) -> None:
     print(f"  population: seed {SEED}, {len(population.people):,} people, {len(population.families)} families "
           f"sharing a blocked number, {len(population.messages):,} requests; took {seconds:.0f} s in all")
     for run_ in runs:

@@ -10,8 +10,9 @@ The noise is the kind that breaks identity resolution in practice:
 - phone numbers of several countries (DE, US, GB, BR, FR) written differently per message:
   `+49 151 …`, `0151 …` (national, only for the configured default region), `0049 …`,
   `+44 (0)7700 …`, `whatsapp:+49…` (Twilio), bare `wa_id` digits (Meta);
-- Brazilian WhatsApp accounts whose `wa_id` lacks the mobile ninth digit (WhatsApp still sends
-  the pre-2012 form for old accounts), so it is not the number the person texts from;
+- Brazilian WhatsApp accounts whose `wa_id` lacks the mobile ninth digit (WhatsApp sends the
+  eight-digit form for many accounts registered before the digit was added, 2012-2016), so it is
+  not the number the person texts from;
 - WhatsApp users known only by their business-scoped user id (BSUID, a username instead of a
   visible number);
 - email addresses in varied case, padded with spaces, or with a display name;
@@ -339,7 +340,8 @@ class Generator:
         if rng.random() < 0.1:  # a username user: WhatsApp hides the number, only the BSUID is sent
             return WhatsAppAccount(phone, bsuid, None)
         if phone.country == "BR" and rng.random() < 0.5:
-            # Accounts older than Brazil's ninth digit keep the eight-digit form as their wa_id.
+            # Many accounts older than Brazil's ninth digit keep the eight-digit form as their wa_id;
+            # Twilio passes WhatsApp's id on, so its `whatsapp:+…` sender has the same form (assumed).
             legacy = "55" + phone.prefix + phone.rest[1:]
             self._used.add("+" + legacy)
             return WhatsAppAccount(phone, bsuid, legacy, legacy_br=True)
@@ -437,7 +439,7 @@ class Generator:
         if channel == "wa_meta":
             return self._meta(person, at, account, display, noise, family)
         if channel == "wa_twilio":
-            if account.wa_id is None:  # Twilio needs the number; a username user shows up by number there
+            if account.wa_id is None:  # assumed: Twilio still shows a username user by their number
                 sender = "whatsapp:" + phone.e164
                 truth = TruthId(f"phone:{phone.e164}", **blocked)
             else:
