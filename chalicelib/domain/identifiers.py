@@ -257,7 +257,17 @@ def _e164(text: str, region: str | None) -> str:
     if result != phonenumbers.ValidationResult.IS_POSSIBLE:
         reason = _POSSIBILITY.get(result, "impossible")
         raise InvalidIdentifierError(f"not a possible phone number for its country: {reason}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _brazilian_mobile_ninth_digit(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _brazilian_mobile_ninth_digit(e164: str) -> str:
+    """Brazil's mobiles have 9 digits since 2016, but WhatsApp ids of older accounts still omit
+    the leading 9 (`55 51 8922 3053`). Eight-digit subscriber numbers starting 6-9 are always
+    such mobiles (landlines start 2-5), so the canonical form has the 9: SMS and WhatsApp agree."""
+    national = e164[3:]
+    if e164.startswith("+55") and len(national) == 10 and national[2] in "6789":
+        return f"+55{national[:2]}9{national[2:]}"
+    return e164
 
 
 @lru_cache(maxsize=1024)

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import TYPE_CHECKING
 
-from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Customer, IdentifierDecision, Party
 
 if TYPE_CHECKING:
     from chalicelib.hubconfig import IdentitySettings
+
+
+#: The owner recorded for identifiers the hub learned to block: a WhatsApp account seen with a
+#: blocked (shared) number is that same shared account, even when a later message omits the number.
+BLOCKED_OWNER = "!blocked"
 
 
 @dataclass
@@ -25,6 +30,16 @@ class LinkPlan:
     #: Identifiers that may be looked up and linked, highest priority first.
     candidates: list[Identifier] = field(default_factory=list)
     decisions: list[IdentifierDecision] = field(default_factory=list)
+    #: Identifiers to remember as blocked (their owner becomes `BLOCKED_OWNER`).
+    learned_blocks: list[Identifier] = field(default_factory=list)
+
+    def hold_back_learned_blocks(self, owners: dict[str, str]) -> None:
+        """Drop candidates the hub learned to block (looked up like any identifier)."""
+        for identifier in [i for i in self.candidates if owners.get(i.key) == BLOCKED_OWNER]:
+            self.candidates.remove(identifier)
+            self.decisions.append(IdentifierDecision(
+                identifier=identifier.key, outcome="blocked", rule="blocked: seen with a blocked number before",
+            ))
 
 
 @dataclass(frozen=True)
@@ -47,8 +62,16 @@ class IdentityRules:
         # be recorded as held back).
         claims = [(i, True) for i in party.identifiers]
         claims += [(i, False) for i in party.unverified if i.key not in verified_keys]
+        blocked_numbers = [
+            i for i in party.identifiers if i.kind is IdentifierKind.PHONE and self._blocked_by(i) is not None
+        ]
         for identifier, verified in claims:
             refusal = self._refusal(identifier, verified)
+            if refusal is None and blocked_numbers and identifier.kind is IdentifierKind.WHATSAPP_USER:
+                # The WhatsApp account of a shared (blocked) number is shared too: linking by it
+                # would merge the family. Remember it, for messages that carry only the account.
+                refusal = ("blocked", f"blocked with its WhatsApp number ({blocked_numbers[0].kind.value})")
+                plan.learned_blocks.append(identifier)
             if refusal is None:
                 if identifier not in plan.candidates:
                     plan.candidates.append(identifier)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from chalicelib.adapters.store.base import IdentifierTakenError, Store
 from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.identity_rules import IdentityRules
+from chalicelib.domain.identity_rules import BLOCKED_OWNER, IdentityRules
 from chalicelib.domain.models import Case, CaseStatus, Customer
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError, RuleRefusedError
 from chalicelib.domain.golden_record import observe
@@ -35,6 +35,8 @@ def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identi
         if refusal := rules.explicit_link_refusal(customer, identifier):
             raise RuleRefusedError(refusal)
         owner = store.find_customer_ids([identifier]).get(identifier.key)
+        if owner == BLOCKED_OWNER:
+            raise RuleRefusedError(f"the {identifier.kind.value} identifier was seen with a blocked number")
         if owner is not None and owner != customer.id:
             raise _owned_by(identifier, owner)
         updated = customer.model_copy(update={"identifiers": [*customer.identifiers, identifier], "updated_at": now})

@@ -84,6 +84,8 @@ class Resolved:
     resolution: Resolution
     #: Identifiers to link to the customer in the same commit as the contact.
     new_identifiers: tuple[Identifier, ...] = ()
+    #: Identifiers to remember as blocked in the same commit.
+    learned_blocks: tuple[Identifier, ...] = ()
 
 
 def resolve_customer(
@@ -104,7 +106,11 @@ def resolve_customer(
     if _attempt > 2:
         raise ConcurrentUpdateError("identifiers point at a customer that cannot be read")
     plan = rules.plan(party)
-    owners = _owners(store, plan.candidates, cache)
+    owners = _owners(store, plan.candidates + plan.learned_blocks, cache)
+    plan.hold_back_learned_blocks(owners)
+    # Only an account nobody owns yet is remembered as blocked; one linked before its number
+    # was blocked stays with its customer (it is still held back for this contact).
+    plan.learned_blocks = [i for i in plan.learned_blocks if i.key not in owners]
     choice = rules.choose(plan, owners)
     if choice.customer_id is not None:
         customer = store.get_customer(choice.customer_id)
@@ -121,6 +127,7 @@ def resolve_customer(
             Resolution(customer_id=customer.id, created_customer=False, matched_identifier=choice.matched.key,
                        rule=f"link_kinds: {choice.matched.kind.value}", decisions=plan.decisions),
             tuple(added),
+            tuple(plan.learned_blocks),
         )
     return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
 
@@ -152,4 +159,4 @@ def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules,
         cache.put(identifier.key, customer.id)
     rule = "new_customer" if customer.identifiers else "new_customer_without_linkable_identifier"
     return Resolved(customer, Resolution(customer_id=customer.id, created_customer=True, rule=rule,
-                                         decisions=plan.decisions))
+                                         decisions=plan.decisions), learned_blocks=tuple(plan.learned_blocks))

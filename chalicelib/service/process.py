@@ -142,9 +142,12 @@ class Processor:
         resolved = resolve_customer(
             self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
         )
-        customer = self._observe(resolved.customer, message, sender, now)
+        # Case windows and observations run on the message's arrival time, not on when a worker
+        # got to it: a queue backlog or a replay from the dead-letter queue must not change them.
+        arrived = message.received_at
+        customer = self._observe(resolved.customer, message, sender, arrived)
         plan = attach_to_case(
-            customer, message.channel, now=now, settings=self.config.cases,
+            customer, message.channel, now=arrived, settings=self.config.cases,
             thread_case=self._thread_case(message, customer),
         )
         case = plan.case
@@ -174,7 +177,7 @@ class Processor:
                 contact=contact, case=case, customer=customer,
                 dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now),
                 new_identifiers=resolved.new_identifiers, other_cases=tuple(plan.other_cases),
-                thread_keys=tuple(message.thread_keys),
+                thread_keys=tuple(message.thread_keys), blocked_identifiers=resolved.learned_blocks,
             )
         )
         return ProcessResult(

@@ -466,3 +466,25 @@ def test_erasure_removes_everything_held_and_leaves_tombstones(store):
     again = make_customer(phone("+4915112345678"))
     store.create_customer(again)
     assert store.find_customer_ids(again.identifiers) == {"phone:+4915112345678": again.id}
+
+
+def test_learned_blocks_are_recorded_once_and_never_taken_from_a_customer(store):
+    from chalicelib.domain.identity_rules import BLOCKED_OWNER
+
+    account = Identifier(kind=IdentifierKind.WHATSAPP_USER, value="DE.1")
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    first = commit_for(make_contact(customer, case), case, customer, blocked_identifiers=(account,))
+    store.commit_contact(first)
+    second_contact = make_contact(customer, case, at=T0 + timedelta(minutes=1))
+    store.commit_contact(commit_for(second_contact, case, first.customer, blocked_identifiers=(account,)))
+
+    assert store.find_customer_ids([account]) == {account.key: BLOCKED_OWNER}
+    owned = make_customer(email("linked@example.com"))
+    store.create_customer(owned)
+    other_case = make_case(owned)
+    with pytest.raises(IdentifierTakenError):
+        store.commit_contact(commit_for(make_contact(owned, other_case), other_case, owned,
+                                        blocked_identifiers=(owned.identifiers[0],)))
+    assert store.find_customer_ids(owned.identifiers) == {owned.identifiers[0].key: owned.id}

@@ -543,3 +543,15 @@ def test_the_api_form_accepts_every_spelling_and_aliases(text, region, key):
     identifier = Identifier.parse(text, default_region=region)
     assert identifier.key == key
     assert Identifier.parse(identifier.key) == identifier
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "expected"),
+    [
+        ("555189223053", "whatsapp", "phone:+5551989223053"),    # WhatsApp id of an old account
+        ("+55 51 98922-3053", "phone", "phone:+5551989223053"),  # the same mobile as texted
+        ("+55 11 3456-7890", "phone", "phone:+551134567890"),    # a landline keeps 8 digits
+    ],
+)
+def test_brazilian_mobiles_without_their_ninth_digit_are_the_same_number(raw, kind, expected):
+    assert str(normalize(kind, raw)) == expected

@@ -184,3 +184,25 @@ def test_national_numbers_are_read_with_the_region_of_the_account_they_were_sent
 
     assert [str(i) for i in de.sender.identifiers] == ["phone:+4915123456789"]
     assert [str(i) for i in us.sender.identifiers] == ["phone:+14155550101"]
+
+
+def test_a_family_sharing_a_blocked_whatsapp_number_is_never_merged_by_its_whatsapp_account(tmp_path):
+    config = parse_config("identity: {blocked: ['phone:+4915231341214']}\ndestinations: [{name: outbox, type: outbox}]")
+    processor = Processor(
+        store=SqliteStore(":memory:"), delivery_queue=MemoryQueue(), config=config, cache=IdentifierCache(),
+        default_region=config.identity.region_for, clock=Clock(), blobs=LocalBlobStore(str(tmp_path)),
+        rules=IdentityRules(config.identity),
+    )
+    shared = [Handle(kind="whatsapp_user", value="DE.4141624983"), Handle(kind="whatsapp", value="4915231341214")]
+    account_only = [Handle(kind="whatsapp_user", value="DE.4141624983")]
+
+    julia = processor.process(message("wamid.1", handles=shared, name="Julia"))
+    jonas = processor.process(message("wamid.2", handles=shared, name="Jonas"))
+    later = processor.process(message("wamid.3", handles=account_only, name="Julia"))
+
+    assert len({julia.customer_id, jonas.customer_id, later.customer_id}) == 3
+    decisions = processor.store.get_contact(later.contact_id).resolution.decisions
+    assert [(d.identifier, d.outcome) for d in decisions] == [("whatsapp_user:DE.4141624983", "blocked")]
+    assert decisions[0].rule == "blocked: seen with a blocked number before"
+    first = processor.store.get_contact(julia.contact_id).resolution.decisions
+    assert {d.outcome for d in first} == {"blocked"}

@@ -37,6 +37,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS queue_receipts ON queue_messages (receipt);
 CREATE TABLE IF NOT EXISTS queue_dedupe (
     queue TEXT NOT NULL, dedupe_id TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (queue, dedupe_id));
+CREATE INDEX IF NOT EXISTS queue_dedupe_expiry ON queue_dedupe (queue, expires_at);
 """
 
 # Wake receivers in this process as soon as something is sent, instead of waiting a poll interval.

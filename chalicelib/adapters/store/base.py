@@ -58,6 +58,9 @@ class ContactCommit:
     other_cases: tuple[Case, ...] = ()
     #: Thread keys (chat session, email Message-ID) that now lead to `case`.
     thread_keys: tuple[str, ...] = ()
+    #: Identifiers to remember as blocked: linked to `BLOCKED_OWNER` if nobody owns them (the
+    #: commit fails with `IdentifierTakenError` if a customer took one meanwhile).
+    blocked_identifiers: tuple[Identifier, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identity_rules import BLOCKED_OWNER
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
@@ -187,7 +188,9 @@ class DynamoDbStore(Store):
 
     def commit_contact(self, commit: ContactCommit) -> None:
         contact, case = commit.contact, commit.case
-        actions = self._customer_actions(commit.customer, commit.new_identifiers, (case, *commit.other_cases))
+        actions = self._customer_actions(
+            commit.customer, commit.new_identifiers, (case, *commit.other_cases), blocked=commit.blocked_identifiers
+        )
         contact_doc = {"doc": {"S": contact.model_dump_json(exclude={"deliveries"})}}
         items = [
             {**_key(f"CONTACT#{contact.id}", "CONTACT"), **contact_doc},
@@ -196,7 +199,7 @@ class DynamoDbStore(Store):
             _done_item(commit.dedupe_key, commit.dedupe_expires_at),
         ]
         actions += [{"Put": {"TableName": self._table, "Item": item}} for item in items]
-        self._transact(actions, commit.customer, commit.new_identifiers)
+        self._transact(actions, commit.customer, (*commit.new_identifiers, *commit.blocked_identifiers))
 
     def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
         keys = list(dict.fromkeys(thread_keys))
@@ -206,7 +209,8 @@ class DynamoDbStore(Store):
         return {item["pk"]["S"][len("THREAD#"):]: item["case_id"]["S"] for item in items}
 
     def _customer_actions(
-        self, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...]
+        self, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...],
+        *, blocked: tuple[Identifier, ...] = (),
     ) -> list[dict]:
         """The guarded customer put first, then one conditional put per new identifier, then cases:
         `_transact` maps cancellation reasons back by these positions."""
@@ -219,13 +223,14 @@ class DynamoDbStore(Store):
                 "ExpressionAttributeValues": {":expected": {"N": str(customer.version - 1)}},
             }
         }]
-        for identifier in new_identifiers:
+        owned = [(i, customer.id) for i in new_identifiers] + [(i, BLOCKED_OWNER) for i in blocked]
+        for identifier, owner in owned:
             actions.append({
                 "Put": {
                     "TableName": self._table,
-                    "Item": {**_ident_key(identifier.key), "customer_id": {"S": customer.id}},
+                    "Item": {**_ident_key(identifier.key), "customer_id": {"S": owner}},
                     "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :owner",
-                    "ExpressionAttributeValues": {":owner": {"S": customer.id}},
+                    "ExpressionAttributeValues": {":owner": {"S": owner}},
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             })

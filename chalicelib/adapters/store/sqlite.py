@@ -9,6 +9,7 @@ from datetime import datetime
 from chalicelib.adapters.sqlite_db import SqliteDatabase
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
 from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identity_rules import BLOCKED_OWNER
 from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS tombstones (customer_id TEXT PRIMARY KEY, erased_at T
 CREATE TABLE IF NOT EXISTS statuses (
     provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, message_id, status));
+CREATE INDEX IF NOT EXISTS statuses_seq ON statuses (seq);
 """
 
 
@@ -107,6 +109,13 @@ class SqliteStore(Store):
         contact, case = commit.contact, commit.case
         with self._guard(), self._db.write() as conn:
             _write_customer(conn, commit.customer, commit.new_identifiers, (case, *commit.other_cases))
+            for identifier in commit.blocked_identifiers:
+                owner = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
+                if owner is not None and owner["customer_id"] != BLOCKED_OWNER:
+                    raise IdentifierTakenError(identifier.key, owner["customer_id"])
+                conn.execute(
+                    "INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, BLOCKED_OWNER)
+                )
             conn.execute(
                 "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
                 (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
