@@ -444,7 +444,8 @@ class Generator:
                 truth = TruthId(f"phone:{phone.e164}", **blocked)
             else:
                 sender = "whatsapp:+" + account.wa_id
-                truth = TruthId(f"phone:+{account.wa_id}", **blocked)
+                # A legacy Brazilian id is the same mobile: the hub canonicalizes it with its 9.
+                truth = TruthId(f"phone:{phone.e164}", **blocked)
                 if account.legacy_br:
                     noise.append("br_legacy_wa_id")
             params = {"MessageSid": "SM" + _hex(rng, 32), "AccountSid": "AC" + "0" * 32, "From": sender,
@@ -471,14 +472,16 @@ class Generator:
         contact: dict = {"profile": {"name": display}, "user_id": account.bsuid}
         item: dict = {"from_user_id": account.bsuid, "id": message_id, "timestamp": str(int(at.timestamp())),
                       "type": "text", "text": {"body": rng.choice(TEXTS)}}
-        ids = [TruthId(f"whatsapp_user:{account.bsuid}", linkable=True, shared=family)]
+        # The WhatsApp account of a blocked (family) number is shared too: the rules hold it back.
+        ids = [TruthId(f"whatsapp_user:{account.bsuid}", linkable=not family, why="blocked" if family else "",
+                       shared=family)]
         written = [f"from_user_id={account.bsuid}"]
         if account.wa_id is None:
             contact["profile"]["username"] = "@" + _ascii(person.first) + str(person.id)
             noise.append("bsuid_only")
         else:
             contact["wa_id"] = item["from"] = account.wa_id
-            ids.append(TruthId(f"phone:+{account.wa_id}", linkable=not family, why="blocked" if family else "",
+            ids.append(TruthId(f"phone:{account.phone.e164}", linkable=not family, why="blocked" if family else "",
                                shared=family))
             written.append(f"from={account.wa_id}")
             if account.legacy_br:
