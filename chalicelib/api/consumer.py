@@ -2,6 +2,8 @@
 
 Keys are configured as SHA-256 hashes (`hubctl api-key` makes one), so the configuration never
 holds a usable key. Every lookup is by key; there is deliberately no "list all customers".
+The services behind the commands are imported on first use: this module loads with the webhook
+routes in the same Lambda, whose cold start must not pay for them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ from chalicelib.bootstrap import get_hub
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.ids import delivery_id
 from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
-from chalicelib.service.cases import effective, is_inactive
-from chalicelib.domain.golden_record import quality_flags
-from chalicelib.service.commands import close_case, link_identifier, set_attributes
-from chalicelib.service.gdpr import erase_customer, export_customer
 from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
 
 consumer = Blueprint(__name__)
@@ -66,6 +64,8 @@ def erase_customer_data(customer_id: str) -> Response:
     _authenticate()
     hub = get_hub()
     events = [d.name for d in hub.config.destinations if (c := hub.connector(d.name)) and c.supports_customer_events]
+    from chalicelib.service.gdpr import erase_customer
+
     result = erase_customer(hub.store, hub.blobs, hub.delivery_queue, customer_id, now=hub.clock(),
                             event_destinations=events)
     return json_response(result)
@@ -77,6 +77,8 @@ def export_customer_data(customer_id: str) -> Response:
     """Everything held about the customer (GDPR Art. 15)."""
     _authenticate()
     hub = get_hub()
+    from chalicelib.service.gdpr import export_customer
+
     return json_response(export_customer(hub.store, hub.blobs, customer_id, now=hub.clock()))
 
 
@@ -104,6 +106,8 @@ def link_customer_identifier(customer_id: str) -> Response:
     if not isinstance(text, str):
         raise RequestRejectedError('body must be {"identifier": "kind:value"}')
     identifier = Identifier.parse(text, default_region=hub.config.identity.default_region)
+    from chalicelib.service.commands import link_identifier
+
     customer = link_identifier(hub.store, hub.identity_rules, customer_id, identifier, now=hub.clock())
     return json_response(_customer_view(customer))
 
@@ -125,6 +129,8 @@ def set_customer_attributes(customer_id: str) -> Response:
             raise RequestRejectedError(f"attribute name {name[:40]!r} must be lower-case letters, digits, '_' or '.'")
         if len(json.dumps(value)) > MAX_ATTRIBUTE_BYTES:
             raise RequestRejectedError(f"attribute {name} is larger than {MAX_ATTRIBUTE_BYTES} bytes")
+    from chalicelib.service.commands import set_attributes
+
     customer = set_attributes(hub.store, customer_id, values, source=source, now=hub.clock(), rules=hub.config.survivorship)
     return json_response(_customer_view(customer))
 
@@ -134,6 +140,8 @@ def set_customer_attributes(customer_id: str) -> Response:
 def close_customer_case(case_id: str) -> Response:
     _authenticate()
     hub = get_hub()
+    from chalicelib.service.commands import close_case
+
     case = close_case(hub.store, case_id, now=hub.clock(), settings=hub.config.cases)
     return json_response(case.model_dump(mode="json"))
 
@@ -175,11 +183,16 @@ def get_case(case_id: str) -> Response:
     case = hub.store.get_case(case_id)
     if case is None:
         raise NotFoundError(f"no case {case_id}")
+    from chalicelib.service.cases import effective
+
     return json_response(effective(case, hub.clock(), hub.config.cases).model_dump(mode="json"))
 
 
 def _customer_view(customer: Customer) -> dict:
     """The customer as consumers see it: an open case inactive past the limit is no longer open."""
+    from chalicelib.domain.golden_record import quality_flags
+    from chalicelib.service.cases import is_inactive
+
     hub = get_hub()
     body = customer.model_dump(mode="json")
     if customer.open_case is not None and is_inactive(customer.open_case, hub.clock(), hub.config.cases):

@@ -14,8 +14,6 @@ from chalicelib.bootstrap import get_hub
 from chalicelib.errors import BatchIncompleteError
 from chalicelib.observability import set_correlation_id
 from chalicelib.service.batch import BatchOutcome, run_batch, settle
-from chalicelib.service.deliver import DeliverOutcome
-from chalicelib.service.process import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +22,19 @@ logger = logging.getLogger(__name__)
 PROCESS_RESERVE_SECONDS = 5.0
 DELIVER_RESERVE_SECONDS = 50.0
 
+# Keyed by the services' outcome strings (`process.Outcome`, `deliver.DeliverOutcome`), so that
+# importing the app for a webhook does not import the worker services.
 _PROCESS_METRICS = {
-    Outcome.CONTACT_CREATED: "ContactsCreated",
-    Outcome.DUPLICATE: "DuplicatesDropped",
-    Outcome.STATUS_RECORDED: "StatusesRecorded",
-    Outcome.STATUS_DUPLICATE: "DuplicatesDropped",
+    "contact_created": "ContactsCreated",
+    "duplicate": "DuplicatesDropped",
+    "status_recorded": "StatusesRecorded",
+    "status_duplicate": "DuplicatesDropped",
 }
 _DELIVER_METRICS = {
-    DeliverOutcome.DELIVERED: "Delivered",
-    DeliverOutcome.ALREADY_DELIVERED: "DuplicatesDropped",
-    DeliverOutcome.DEAD: "DeliveriesDead",
-    DeliverOutcome.ERASED: "DeliveriesDroppedForErasure",
+    "delivered": "Delivered",
+    "already_delivered": "DuplicatesDropped",
+    "dead": "DeliveriesDead",
+    "erased": "DeliveriesDroppedForErasure",
 }
 
 

@@ -46,3 +46,9 @@ def digest_id(prefix: str, key: str) -> str:
 def delivery_id(contact_id: str, destination: str) -> str:
     """The one id of a contact's delivery to a destination: the idempotency key vendors see."""
     return digest_id("dlv", f"{contact_id}:{destination}")
+
+
+def group_id(key: str) -> str:
+    """A FIFO message group id for an ordering key: SQS allows ≤128 characters of a restricted
+    set, so the key is hashed. Messages with one key are processed in order."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Erasure, Store
-from chalicelib.domain.ids import delivery_id, digest_id
+from chalicelib.domain.ids import delivery_id, digest_id, group_id
 from chalicelib.domain.models import Contact, CustomerEvent, message_dedupe_key
 from chalicelib.errors import NotFoundError, TransientError
-from chalicelib.service.process import group_id
 
 #: Dedupe tombstones outlive every provider's retry horizon (WhatsApp: 7 days) by far.
 TOMBSTONE_DAYS = 30

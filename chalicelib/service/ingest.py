@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from chalicelib.adapters.channels.base import ChannelAdapter, WebhookRequest, WebhookResponse
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+from chalicelib.domain.ids import group_id
 from chalicelib.errors import PayloadTooLargeError, UnsupportedMediaTypeError
-from chalicelib.service.process import group_id
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ again to the same ids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pydantic import TypeAdapter
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Store
-from chalicelib.domain.ids import delivery_id, stable_id
+from chalicelib.domain.ids import delivery_id, group_id, stable_id
 from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import (
@@ -253,8 +252,3 @@ def _job_message(job: DeliveryJob) -> OutgoingMessage:
         group=group_id(f"{job.destination}:{job.customer.id}"),
         dedupe_id=job.delivery_id,
     )
-
-
-def group_id(key: str) -> str:
-    """A FIFO message group id: SQS allows ≤128 characters of a restricted set, so hash."""
-    return hashlib.sha256(key.encode()).hexdigest()[:40]
