@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import boto3
 import pytest
+
+from tests.support.aws import create_table
 from moto import mock_aws
 
 from chalicelib.adapters.blobs.base import BlobStore
@@ -32,21 +34,6 @@ def aws() -> Iterator[boto3.Session]:
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
-
-def create_table(client, name: str) -> None:
-    """The table as infra/stateful.yaml defines it (keys and TTL)."""
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
 
 
 # --- store ---------------------------------------------------------------------------------------

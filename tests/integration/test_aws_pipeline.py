@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from chalicelib.bootstrap import Hub, use_hub
 from chalicelib.errors import BatchIncompleteError
 from chalicelib.settings import Settings
+from tests.support.aws import create_table
 from tests.support.fixtures import load
 from tests.support.receiver import Receiver
 
@@ -73,13 +74,7 @@ def aws(tmp_path, monkeypatch):
     with mock_aws(), Receiver() as receiver:
         session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
         dynamodb, sqs, s3 = session.client("dynamodb"), session.client("sqs"), session.client("s3")
-        dynamodb.create_table(
-            TableName="hub-it",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        dynamodb.update_time_to_live(TableName="hub-it", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+        create_table(dynamodb, "hub-it")
         urls = {}
         for role, receives in (("inbound", 5), ("delivery", 8)):
             dlq = sqs.create_queue(QueueName=f"hub-it-{role}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]

@@ -22,6 +22,7 @@ from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import parse_config
 from chalicelib.service.identity import IdentifierCache
 from chalicelib.service.process import Outcome, Processor
+from tests.support.aws import create_table
 from tests.support.fakes import MemoryQueue
 
 WORKERS = 8
@@ -35,13 +36,7 @@ def store(request, tmp_path):
         return
     with mock_aws():
         client = boto3.Session(region_name="eu-central-1").client("dynamodb")
-        client.create_table(
-            TableName="hub-race",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, "hub-race")
         yield DynamoDbStore("hub-race", AtomicRequests(client))
 
 

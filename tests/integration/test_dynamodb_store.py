@@ -8,6 +8,8 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from tests.support.aws import create_table
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -42,15 +44,7 @@ WEEK = timedelta(days=7)
 def table(aws, unique):
     client = aws.client("dynamodb")
     name = unique("hub-it")
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
+    create_table(client, name)
     yield name
     client.delete_table(TableName=name)
 

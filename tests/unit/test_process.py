@@ -169,13 +169,17 @@ def test_a_contact_too_large_for_one_store_item_keeps_its_raw_payload_in_the_blo
     assert processor.blobs.get(contact.raw["$blob"]).startswith(b'{"Body": "xxx')
 
 
-def test_national_numbers_are_read_with_the_region_of_the_account_they_were_sent_to(tmp_path):
-    config = parse_config("identity: {default_region: US, account_regions: {'twilio:+4930123456': de}}")
-    processor = Processor(
+def processor_for(config, tmp_path) -> Processor:
+    return Processor(
         store=SqliteStore(":memory:"), delivery_queue=MemoryQueue(), config=config, cache=IdentifierCache(),
         default_region=config.identity.region_for, clock=Clock(), blobs=LocalBlobStore(str(tmp_path)),
         rules=IdentityRules(config.identity),
     )
+
+
+def test_national_numbers_are_read_with_the_region_of_the_account_they_were_sent_to(tmp_path):
+    config = parse_config("identity: {default_region: US, account_regions: {'twilio:+4930123456': de}}")
+    processor = processor_for(config, tmp_path)
     german = message("SM-de").model_copy(update={"account": "+4930123456"})
     american = message("SM-us", handles=[Handle(kind="phone", value="(415) 555-0101")])
 
@@ -188,11 +192,7 @@ def test_national_numbers_are_read_with_the_region_of_the_account_they_were_sent
 
 def test_a_family_sharing_a_blocked_whatsapp_number_is_never_merged_by_its_whatsapp_account(tmp_path):
     config = parse_config("identity: {blocked: ['phone:+4915231341214']}\ndestinations: [{name: outbox, type: outbox}]")
-    processor = Processor(
-        store=SqliteStore(":memory:"), delivery_queue=MemoryQueue(), config=config, cache=IdentifierCache(),
-        default_region=config.identity.region_for, clock=Clock(), blobs=LocalBlobStore(str(tmp_path)),
-        rules=IdentityRules(config.identity),
-    )
+    processor = processor_for(config, tmp_path)
     shared = [Handle(kind="whatsapp_user", value="DE.4141624983"), Handle(kind="whatsapp", value="4915231341214")]
     account_only = [Handle(kind="whatsapp_user", value="DE.4141624983")]
 
