@@ -61,12 +61,6 @@ class SignatureError(RequestRejectedError):
     code = "invalid_signature"
 
 
-class StaleRequestError(SignatureError):
-    """The request's timestamp is outside the provider's replay window."""
-
-    code = "stale_request"
-
-
 class ForbiddenError(RequestRejectedError):
     """A handshake or credential was presented and is wrong (e.g. Meta's verify token)."""
 

@@ -82,7 +82,7 @@ class Identifier(BaseModel):
                 detail={"identifier": _mask(text)},
             )
         kind = kind.strip().lower()
-        resolved = _resolve_kind(kind)
+        resolved = resolve_kind(kind)
         scope = None
         if resolved in SCOPED_KINDS:
             scope, slash, rest = rest.partition("/")
@@ -108,7 +108,7 @@ def normalize(
     prefix of the value for the other kinds, so the key still round-trips through `Identifier.parse`.
     """
     spelled = str(kind).strip().lower()
-    resolved = _resolve_kind(spelled)
+    resolved = resolve_kind(spelled)
     raw = (value or "").strip()
     if not raw:
         raise InvalidIdentifierError(f"empty {resolved.value} identifier")
@@ -396,7 +396,9 @@ def _has_control(text: str, *, formatting: bool = False) -> bool:
     return any(unicodedata.category(char) in categories for char in text)
 
 
-def _resolve_kind(kind: str) -> IdentifierKind:
+def resolve_kind(kind: str) -> IdentifierKind:
+    """The kind a spelling stands for (`whatsapp`, `tel` → phone). Raises `InvalidIdentifierError`."""
+    kind = kind.strip().lower()
     if kind in _ALIASES:
         return _ALIASES[kind]
     try:

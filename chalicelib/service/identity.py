@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.adapters.store.base import IdentifierTakenError, Store
-from chalicelib.domain.identifiers import Identifier, normalize
+from chalicelib.domain.identifiers import Identifier, IdentifierKind, normalize, resolve_kind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
 from chalicelib.domain.models import Customer, Handle, Party, Resolution
@@ -29,22 +29,27 @@ class NormalizedSender:
     party: Party
     #: Handles that could not be normalized, as `kind: reason` (never the value itself).
     rejected: list[str] = field(default_factory=list)
+    #: The identifier kinds of those handles (a `whatsapp` handle is a phone).
+    rejected_kinds: set[IdentifierKind] = field(default_factory=set)
 
 
 def normalize_sender(handles: list[Handle], display_name: str | None, *, default_region: str | None) -> NormalizedSender:
     """Normalize every handle; an unusable one is reported, never fatal for the message."""
-    party = Party(display_name=display_name)
-    rejected = []
+    sender = NormalizedSender(party=Party(display_name=display_name))
     for handle in handles:
         try:
             identifier = normalize(handle.kind, handle.value, scope=handle.scope, default_region=default_region)
         except InvalidIdentifierError as exc:
-            rejected.append(f"{handle.kind}: {exc.message}")
+            sender.rejected.append(f"{handle.kind}: {exc.message}")
+            try:
+                sender.rejected_kinds.add(resolve_kind(handle.kind))
+            except InvalidIdentifierError:
+                pass  # an unknown kind: reported above, no kind to flag
             continue
-        target = party.identifiers if handle.verified else party.unverified
+        target = sender.party.identifiers if handle.verified else sender.party.unverified
         if identifier not in target:
             target.append(identifier)
-    return NormalizedSender(party=party, rejected=rejected)
+    return sender
 
 
 class IdentifierCache:

@@ -25,6 +25,7 @@ from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Store
 from chalicelib.domain.ids import delivery_id, group_id, stable_id
 from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
+from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import (
     Case,
@@ -189,7 +190,7 @@ class Processor:
         if sender.party.display_name:
             values["name"] = sender.party.display_name
         customer = observe(customer, values, source=message.provider, at=now, rules=self.config.survivorship)
-        if any(reason.startswith(("phone", "whatsapp", "sms", "tel")) for reason in sender.rejected):
+        if IdentifierKind.PHONE in sender.rejected_kinds:
             customer = record_issue(customer, INVALID_PHONE, at=now)
         return customer
 

@@ -73,13 +73,13 @@ def make_contact(customer: Customer, case: Case, *, at: datetime = T0, text: str
 
 def commit_for(contact: Contact, case: Case, customer: Customer, **extra) -> ContactCommit:
     """A commit of `customer` as read (it writes the next version)."""
-    return ContactCommit(
-        contact=contact,
-        case=case,
-        customer=customer.model_copy(update={"version": customer.version + 1}),
+    fields = {
+        "dedupe_key": f"msg:{contact.provider}:{contact.provider_message_id}",
+        "dedupe_expires_at": T0 + WEEK,
         **extra,
-        dedupe_key=f"msg:{contact.provider}:{contact.provider_message_id}",
-        dedupe_expires_at=T0 + WEEK,
+    }
+    return ContactCommit(
+        contact=contact, case=case, customer=customer.model_copy(update={"version": customer.version + 1}), **fields
     )
 
 
@@ -104,6 +104,15 @@ def status(message_id: str, value: str, *, minute: int) -> StatusEvent:
 # --- claim / dedupe ------------------------------------------------------------------------------
 
 
+def finish(store, key: str, *, expires_at: datetime) -> None:
+    """Process a message to completion under `key`, as the pipeline does: one committed contact."""
+    customer = make_customer()
+    store.create_customer(customer)
+    case = make_case(customer)
+    store.commit_contact(commit_for(make_contact(customer, case), case, customer, dedupe_key=key,
+                                    dedupe_expires_at=expires_at))
+
+
 def claim(store, key: str, now: datetime = T0) -> str:
     return store.claim(key, now=now, lease_until=now + LEASE, expires_at=now + timedelta(hours=1))
 
@@ -121,9 +130,9 @@ def test_an_expired_lease_can_be_taken_again_and_then_is_busy_again(store):
     assert claim(store, "k", later + timedelta(seconds=1)) == ClaimState.BUSY
 
 
-def test_mark_done_makes_every_later_claim_a_duplicate(store):
+def test_a_finished_key_makes_every_later_claim_a_duplicate(store):
     assert claim(store, "k") == ClaimState.ACQUIRED
-    store.mark_done("k", expires_at=T0 + WEEK)
+    finish(store, "k", expires_at=T0 + WEEK)
     assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.DONE
     # Long after any lease would have expired, still a duplicate.
     assert claim(store, "k", T0 + timedelta(days=6)) == ClaimState.DONE
@@ -143,7 +152,7 @@ def test_release_lets_a_retry_claim_at_once_but_never_undoes_done(store):
     assert claim(store, "k") == ClaimState.ACQUIRED
     store.release("k")
     assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.ACQUIRED
-    store.mark_done("k", expires_at=T0 + WEEK)
+    finish(store, "k", expires_at=T0 + WEEK)
     store.release("k")
     assert claim(store, "k", T0 + timedelta(seconds=2)) == ClaimState.DONE
     store.release("never-claimed")  # not an error
@@ -151,7 +160,7 @@ def test_release_lets_a_retry_claim_at_once_but_never_undoes_done(store):
 
 def test_a_done_marker_counts_until_its_expiry_and_not_after(store):
     assert claim(store, "k") == ClaimState.ACQUIRED
-    store.mark_done("k", expires_at=T0 + WEEK)
+    finish(store, "k", expires_at=T0 + WEEK)
     assert claim(store, "k", T0 + WEEK - timedelta(minutes=1)) == ClaimState.DONE
     # Past expiry the record is gone in effect (TTL may delete it late): the key is new again.
     assert claim(store, "k", T0 + WEEK + timedelta(minutes=1)) == ClaimState.ACQUIRED

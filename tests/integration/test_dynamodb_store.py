@@ -117,7 +117,7 @@ def test_claim_costs_exactly_one_conditional_put_in_every_outcome(store, calls):
     calls.clear()
     assert claim(store, "k", NOW + timedelta(seconds=1)) == ClaimState.BUSY
     assert calls.names == ["PutItem"]
-    store.mark_done("k", expires_at=NOW + WEEK)
+    store.commit_contact(a_commit(a_stored_customer(store, "+4915111111111"), dedupe_key="k"))
     calls.clear()
     assert claim(store, "k", NOW + timedelta(seconds=2)) == ClaimState.DONE
     assert calls.names == ["PutItem"]
@@ -223,12 +223,11 @@ def test_record_status_costs_one_conditional_put(store, calls):
         (lambda s: s.put_case_ref("cas_1", "zendesk", "42"), ["PutItem"]),
         (lambda s: s.put_delivery(Delivery(id="d", contact_id="con_1", destination="zendesk")), ["PutItem"]),
         (lambda s: s.get_delivery("con_1", "zendesk"), ["GetItem"]),
-        (lambda s: s.mark_done("k", expires_at=NOW + WEEK), ["PutItem"]),
         (lambda s: s.release("k"), ["DeleteItem"]),
         (lambda s: s.ping(), ["GetItem"]),
     ],
     ids=["get_contact", "get_case", "list_contacts", "list_statuses", "put_case_ref", "put_delivery",
-         "get_delivery", "mark_done", "release", "ping"],
+         "get_delivery", "release", "ping"],
 )
 def test_every_other_method_costs_one_call(store, calls, operation, expected):
     operation(store)
@@ -261,8 +260,9 @@ def test_done_markers_carry_a_ttl_of_at_least_seven_days(store, raw, table):
     expiry = written_at + WEEK
     store.commit_contact(a_commit(a_stored_customer(store, "+4915111111111"), dedupe_key="msg:meta:wamid.1",
                                   expires_at=expiry))
-    store.mark_done("status:twilio:SM9:read", expires_at=expiry)
-    for key in ("msg:meta:wamid.1", "status:twilio:SM9:read"):
+    store.commit_contact(a_commit(a_stored_customer(store, "+4915122222222"), dedupe_key="msg:twilio:SM9",
+                                  expires_at=expiry))
+    for key in ("msg:meta:wamid.1", "msg:twilio:SM9"):
         marker = item(raw, table, f"DEDUPE#{key}", "DEDUPE")
         assert marker["state"] == {"S": "done"}
         # Whole epoch seconds, the unit DynamoDB's TTL reads, and a week past the write.

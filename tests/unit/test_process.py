@@ -135,6 +135,7 @@ def test_unusable_identifiers_are_reported_on_the_contact_not_fatal(parts):
     assert contact.sender.identifiers == []
     assert contact.resolution.rule == "new_customer_without_linkable_identifier"
     assert contact.enrichment["data_quality"]["rejected_identifiers"] == ["phone: not a phone number: not a number"]
+    assert "invalid_phone" in store.get_customer(result.customer_id).quality_issues
 
 
 def test_unverified_claims_never_link_customers(parts):
@@ -206,3 +207,11 @@ def test_a_family_sharing_a_blocked_whatsapp_number_is_never_merged_by_its_whats
     assert decisions[0].rule == "blocked: seen with a blocked number before"
     first = processor.store.get_contact(julia.contact_id).resolution.decisions
     assert {d.outcome for d in first} == {"blocked"}
+
+
+def test_an_unusable_whatsapp_number_flags_an_invalid_phone_too(parts):
+    processor, store, _, _ = parts
+
+    result = processor.process(message("SM4", handles=[Handle(kind="whatsapp", value="12")]))
+
+    assert "invalid_phone" in store.get_customer(result.customer_id).quality_issues

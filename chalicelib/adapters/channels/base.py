@@ -7,7 +7,6 @@ the local runtime and the tests.
 
 from __future__ import annotations
 
-import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     def verify(self, request: WebhookRequest) -> None:
         """Prove the request came from the provider, over the raw bytes, before any parsing.
 
-        Raises `SignatureError` (401) or `StaleRequestError` (401).
+        Raises `SignatureError` (401).
         """
 
     @abstractmethod
@@ -99,14 +98,3 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
         preflight with 405 and adds nothing to responses.
         """
         return {}
-
-    # --- helpers shared by providers -----------------------------------------------------------
-
-    @staticmethod
-    def matches_any(candidate: str, expected: list[str]) -> bool:
-        """Constant-time comparison against every currently valid value (key rotation)."""
-        found = False
-        given = candidate.encode("utf-8", "surrogatepass")
-        for value in expected:
-            found |= hmac.compare_digest(given, value.encode("utf-8", "surrogatepass"))
-        return found

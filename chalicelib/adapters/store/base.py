@@ -107,10 +107,6 @@ class Store(ABC):
     def release(self, key: str) -> None:
         """Drop an unfinished lease so a retry need not wait for it to expire."""
 
-    @abstractmethod
-    def mark_done(self, key: str, *, expires_at: datetime) -> None:
-        """Mark a claimed key processed (for work that has no `commit_contact`)."""
-
     # --- customers -------------------------------------------------------------------------------
 
     @abstractmethod

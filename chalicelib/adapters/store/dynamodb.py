@@ -113,11 +113,6 @@ class DynamoDbStore(Store):
         except _ConditionFailed:
             pass  # already done, or never claimed: nothing to release
 
-    def mark_done(self, key: str, *, expires_at: datetime) -> None:
-        self._call("put_item", TableName=self._table, Item=_done_item(key, expires_at))
-
-    # --- customers -------------------------------------------------------------------------------
-
     def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
         # BatchGetItem rejects duplicate keys in one request.
         keys = list(dict.fromkeys(i.key for i in identifiers))

@@ -64,10 +64,6 @@ class SqliteStore(Store):
         with self._guard(), self._db.write() as conn:
             conn.execute("DELETE FROM dedupe WHERE key = ? AND state = 'in_progress'", (key,))
 
-    def mark_done(self, key: str, *, expires_at: datetime) -> None:
-        with self._guard(), self._db.write() as conn:
-            _mark_done(conn, key, expires_at)
-
     # --- customers -------------------------------------------------------------------------------
 
     def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
