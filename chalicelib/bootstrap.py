@@ -200,6 +200,13 @@ class Hub:
                 )
             return self._connectors[name]
 
+    def customer_event_destinations(self) -> list[str]:
+        """Destinations whose connectors take customer events (merged, unmerged, erased)."""
+        return [
+            d.name for d in self.config.destinations
+            if (connector := self.connector(d.name)) is not None and connector.supports_customer_events
+        ]
+
     @cached_property
     def connector_runtime(self) -> ConnectorRuntime:
         return ConnectorRuntime(data_dir=str(self.data_dir))
@@ -223,7 +230,7 @@ class Hub:
         return Processor(
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
             cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
-            rules=self.identity_rules,
+            rules=self.identity_rules, event_destinations=self.customer_event_destinations,
         )
 
     @cached_property

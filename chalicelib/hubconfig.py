@@ -55,6 +55,12 @@ class IdentitySettings(Strict):
     blocked: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
     #: Whether unverified claims (an email typed into a web chat without `user_hash`) may link.
     trust_unverified: bool = False
+    #: Whether a contact whose verified identifiers belong to two customers merges them (the
+    #: oldest customer survives; `POST /v1/customers/{id}/unmerge` reverses it).
+    auto_merge: bool = True
+    #: Kinds a person holds one true value of: two customers holding different values of one of
+    #: these kinds are never merged, automatically or through the API.
+    merge_protection: list[IdentifierKind] = Field(default_factory=lambda: [IdentifierKind.EXTERNAL])
 
     @field_validator("blocked")
     @classmethod

@@ -20,7 +20,7 @@ from chalicelib.bootstrap import get_hub
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.ids import delivery_id
 from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
-from chalicelib.errors import NotFoundError, RequestRejectedError, UnauthorizedError
+from chalicelib.errors import NotFoundError, RequestRejectedError, RuleRefusedError, UnauthorizedError
 
 consumer = Blueprint(__name__)
 
@@ -63,12 +63,69 @@ def erase_customer_data(customer_id: str) -> Response:
     `customer.erased`. Idempotent."""
     _authenticate()
     hub = get_hub()
-    events = [d.name for d in hub.config.destinations if (c := hub.connector(d.name)) and c.supports_customer_events]
     from chalicelib.service.gdpr import erase_customer
 
     result = erase_customer(hub.store, hub.blobs, hub.delivery_queue, customer_id, now=hub.clock(),
-                            event_destinations=events)
+                            event_destinations=hub.customer_event_destinations())
     return json_response(result)
+
+
+@consumer.route("/v1/customers/{customer_id}/merge", methods=["POST"])
+@translate_errors(consumer)
+def merge_customer(customer_id: str) -> Response:
+    """Body: {"customer_id": "cus_..."}: merge that customer and this one (the older survives),
+    under the same merge protection as automatic merges. Idempotent."""
+    key_name = _authenticate()
+    other = _json_body().get("customer_id")
+    if not isinstance(other, str) or not other:
+        raise RequestRejectedError('body must be {"customer_id": "<the customer to merge with>"}')
+    hub = get_hub()
+    from chalicelib.service.customer_events import merge_event_messages
+    from chalicelib.service.merge import Merges
+
+    outcome = Merges(hub.store, hub.config).merge(customer_id, other, now=hub.clock(), trigger=f"api:{key_name}")
+    if outcome.refusal is not None:
+        raise RuleRefusedError(f"the customers are not merged: {outcome.refusal}")
+    if outcome.record is not None:
+        _announce(merge_event_messages(outcome.record, destinations=hub.customer_event_destinations()))
+    survivor = hub.store.get_customer(outcome.customer_id)
+    if survivor is None:
+        raise NotFoundError(f"no customer {outcome.customer_id}")
+    return json_response({"merge_id": outcome.record.id if outcome.record else None, "customer": _customer_view(survivor)})
+
+
+@consumer.route("/v1/customers/{customer_id}/unmerge", methods=["POST"])
+@translate_errors(consumer)
+def unmerge_customer(customer_id: str) -> Response:
+    """Reverse a merge: body {"merge_id": "mrg_..."}, or empty for the customer's latest merge
+    (the one that absorbed it, or the latest it absorbed). Restores both customers. Idempotent."""
+    key_name = _authenticate()
+    merge_id = _optional_json_body().get("merge_id")
+    if merge_id is not None and not isinstance(merge_id, str):
+        raise RequestRejectedError('merge_id must be a string such as "mrg_..."')
+    hub = get_hub()
+    from chalicelib.service.customer_events import merge_event_messages
+    from chalicelib.service.merge import Merges
+
+    record = Merges(hub.store, hub.config).unmerge(customer_id, now=hub.clock(), actor=f"api:{key_name}", merge_id=merge_id)
+    _announce(merge_event_messages(record, destinations=hub.customer_event_destinations()))
+    customers = [hub.store.get_customer(record.survivor_id), hub.store.get_customer(record.absorbed_id)]
+    return json_response({
+        "merge_id": record.id,
+        "reverted_at": record.reverted_at.isoformat().replace("+00:00", "Z"),
+        "customers": [_customer_view(c) for c in customers if c is not None],
+    })
+
+
+@consumer.route("/v1/merges/{merge_id}", methods=["GET"])
+@translate_errors(consumer)
+def get_merge(merge_id: str) -> Response:
+    """The audit record of one merge, with both customers as they were before it."""
+    _authenticate()
+    record = get_hub().store.get_merge(merge_id)
+    if record is None:
+        raise NotFoundError(f"no merge {merge_id}")
+    return json_response(record.model_dump(mode="json"))
 
 
 @consumer.route("/v1/customers/{customer_id}/export", methods=["GET"])
@@ -153,10 +210,14 @@ def list_customer_contacts(customer_id: str) -> Response:
     limit = _limit(_query("limit"))
     cursor = _decode_cursor(_query("cursor"))
     hub = get_hub()
-    if hub.store.get_customer(customer_id) is None:
+    customer = hub.store.get_customer(customer_id)
+    if customer is None:
         raise NotFoundError(f"no customer {customer_id}")
-    page = hub.store.list_contacts(customer_id, limit=limit, cursor=cursor)
-    # The list is the customer's timeline; each contact's delivery log is on /v1/contacts/{id}.
+    from chalicelib.service.timeline import timeline_page
+
+    page = timeline_page(hub.store, customer, limit=limit, cursor=cursor)
+    # The list is the customer's timeline (with the contacts of customers it absorbed); each
+    # contact's delivery log is on /v1/contacts/{id}.
     return json_response(
         {
             "data": [c.model_dump(mode="json", exclude={"deliveries", "raw"}) for c in page.items],
@@ -199,6 +260,17 @@ def _customer_view(customer: Customer) -> dict:
         body["open_case"] = None
     body["quality_flags"] = quality_flags(customer)
     return body
+
+
+def _announce(messages: list) -> None:
+    if messages:
+        get_hub().delivery_queue.send(messages)
+
+
+def _optional_json_body() -> dict:
+    if not consumer.current_request.raw_body:
+        return {}
+    return _json_body()
 
 
 def _json_body() -> dict:

@@ -50,6 +50,48 @@ def observe(
     return customer.model_copy(update={"observations": observations, "attributes": attributes})
 
 
+def combine_observations(
+    first: Customer, second: Customer, *, into: Customer, rules: SurvivorshipSettings
+) -> Customer:
+    """`into` with the observations of both customers (per attribute and source, the newer one
+    wins), survivors recomputed: what a merge does to the golden record."""
+    observations: dict[str, dict[str, AttributeValue]] = {}
+    for customer in (first, second):
+        for name, by_source in customer.observations.items():
+            merged = observations.setdefault(name, {})
+            for source, value in by_source.items():
+                if source not in merged or value.updated_at > merged[source].updated_at:
+                    merged[source] = value
+    issues = dict(first.quality_issues)
+    for flag, at in second.quality_issues.items():
+        issues[flag] = max(at, issues.get(flag, at))
+    return _with_survivors(into.model_copy(update={"observations": observations, "quality_issues": issues}), rules)
+
+
+def restore_observations(
+    current: Customer, before: Customer, *, since: datetime, rules: SurvivorshipSettings
+) -> Customer:
+    """`current` with its golden record as it was in `before`, except for what was observed
+    after `since`: what unmerging does, so nothing learned after the merge is lost."""
+    observations = {name: dict(by_source) for name, by_source in before.observations.items()}
+    for name, by_source in current.observations.items():
+        for source, value in by_source.items():
+            if value.updated_at > since:
+                observations.setdefault(name, {})[source] = value
+    issues = dict(before.quality_issues)
+    issues.update({flag: at for flag, at in current.quality_issues.items() if at > since})
+    return _with_survivors(current.model_copy(update={"observations": observations, "quality_issues": issues}), rules)
+
+
+def _with_survivors(customer: Customer, rules: SurvivorshipSettings) -> Customer:
+    attributes = {}
+    for name, by_source in customer.observations.items():
+        survivor = _survivor(by_source, rules.rule_for(name))
+        if survivor is not None:
+            attributes[name] = survivor
+    return customer.model_copy(update={"attributes": attributes})
+
+
 def record_issue(customer: Customer, flag: str, *, at: datetime) -> Customer:
     return customer.model_copy(update={"quality_issues": {**customer.quality_issues, flag: at}})
 

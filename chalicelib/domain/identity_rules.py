@@ -32,6 +32,8 @@ class LinkPlan:
     decisions: list[IdentifierDecision] = field(default_factory=list)
     #: Identifiers to remember as blocked (their owner becomes `BLOCKED_OWNER`).
     learned_blocks: list[Identifier] = field(default_factory=list)
+    #: Keys of the candidates the channel verified: only these may merge two customers.
+    verified: set[str] = field(default_factory=set)
 
     def hold_back_learned_blocks(self, owners: dict[str, str]) -> None:
         """Drop candidates the hub learned to block (looked up like any identifier)."""
@@ -46,6 +48,9 @@ class LinkPlan:
 class Choice:
     customer_id: str | None
     matched: Identifier | None = None
+    #: Other customers owning verified candidates, each with the identifier that ties it to the
+    #: contact: what a merge would join.
+    others: tuple[tuple[str, Identifier], ...] = ()
 
 
 class IdentityRules:
@@ -75,31 +80,42 @@ class IdentityRules:
             if refusal is None:
                 if identifier not in plan.candidates:
                     plan.candidates.append(identifier)
+                if verified:
+                    plan.verified.add(identifier.key)
             else:
                 plan.decisions.append(IdentifierDecision(identifier=identifier.key, outcome=refusal[0], rule=refusal[1]))
         plan.candidates.sort(key=lambda i: self._priority[i.kind])
         return plan
 
     def choose(self, plan: LinkPlan, owners: dict[str, str]) -> Choice:
-        """The owner of the highest-priority candidate that has one. Candidates owned by another
-        customer are recorded (merging them is the merge capability's decision, never implicit)."""
-        chosen: Choice = Choice(None)
+        """The owner of the highest-priority candidate that has one. Verified candidates owned
+        by other customers are returned as `others` (the merge candidates, when `auto_merge`);
+        every such conflict is recorded."""
+        matched: Identifier | None = None
+        customer_id: str | None = None
+        others: dict[str, Identifier] = {}
         for identifier in plan.candidates:
             owner = owners.get(identifier.key)
             if owner is None:
                 continue
-            if chosen.customer_id is None:
-                chosen = Choice(owner, identifier)
+            if customer_id is None:
+                customer_id, matched = owner, identifier
                 plan.decisions.append(IdentifierDecision(
                     identifier=identifier.key, outcome="matched", rule=f"link_kinds: {identifier.kind.value}"
                 ))
-            elif owner != chosen.customer_id:
+            elif owner != customer_id:
+                mergeable = identifier.key in plan.verified and matched.key in plan.verified and self._settings.auto_merge
+                if mergeable:
+                    others.setdefault(owner, identifier)
+                reason = "merge considered (auto_merge)" if mergeable else (
+                    "not merged: auto_merge is off" if not self._settings.auto_merge
+                    else "not merged: only verified identifiers merge customers"
+                )
                 plan.decisions.append(IdentifierDecision(
                     identifier=identifier.key, outcome="owned_by_other_customer",
-                    rule=f"link_kinds: {chosen.matched.key} matched first (priority order); "
-                         "customers are not merged implicitly",
+                    rule=f"link_kinds: {matched.key} matched first (priority order); {reason}",
                 ))
-        return chosen
+        return Choice(customer_id, matched, tuple(others.items()))
 
     def additions(self, customer: Customer, plan: LinkPlan, owners: dict[str, str], *, outcome: str) -> list[Identifier]:
         """Candidates the customer does not hold yet and may take within the per-kind limits."""

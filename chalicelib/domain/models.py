@@ -300,6 +300,21 @@ class CaseSummary(BaseModel):
     channels: list[Channel] = Field(default_factory=list)
 
 
+class MergeSummary(BaseModel):
+    """One entry of a customer's merge history; the full audit record is `MergeRecord`."""
+
+    model_config = _WORKER_SIDE
+
+    merge_id: str
+    #: survivor: this customer absorbed `other_customer_id`; absorbed: it was merged into it.
+    role: Literal["survivor", "absorbed"]
+    other_customer_id: str
+    merged_at: datetime
+    #: What caused it: `contact:<provider>:<message id>` or `api:<api key name>`.
+    trigger: str
+    reverted_at: datetime | None = None
+
+
 class Customer(BaseModel):
     model_config = _WORKER_SIDE
 
@@ -316,7 +331,12 @@ class Customer(BaseModel):
     #: Per-channel consent; populated by the consent capability, present so consumers can rely on it.
     consent: dict[str, str] = Field(default_factory=dict)
     open_case: CaseSummary | None = None
+    #: Set on a customer absorbed by a merge: the survivor that now holds its identifiers.
     merged_into: str | None = None
+    #: Customers this one absorbed (transitively): their contacts are part of its timeline.
+    merged_from: list[str] = Field(default_factory=list)
+    #: Merge history, oldest first, including reverted merges.
+    merges: list[MergeSummary] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     #: Bumped on every write; stores use it for optimistic concurrency.
@@ -344,7 +364,8 @@ class Case(CaseSummary):
     customer_id: str
     status: CaseStatus = CaseStatus.OPEN
     closed_at: datetime | None = None
-    #: api, inactive, window_elapsed, superseded (another case of the customer took over).
+    #: api, inactive, window_elapsed, superseded (another case of the customer took over),
+    #: merged (the customer was merged into one whose open case continues).
     close_reason: str | None = None
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
 
@@ -363,9 +384,33 @@ class DeliveryJob(BaseModel):
     case: Case
 
 
+class MergeRecord(BaseModel):
+    """The audit trail of one merge: what was merged, why, and both customers as they were
+    before, which is what unmerging restores."""
+
+    model_config = _WORKER_SIDE
+
+    id: str
+    survivor_id: str
+    absorbed_id: str
+    merged_at: datetime
+    trigger: str
+    #: The identifier keys that tied the two customers together (empty for an explicit merge).
+    matched_identifiers: list[str] = Field(default_factory=list)
+    #: The absorbed customer's identifiers, now held by the survivor.
+    moved_identifiers: list[Identifier] = Field(default_factory=list)
+    #: Cases the merge changed, with their owner before it: {case id: customer id}.
+    case_owners: dict[str, str] = Field(default_factory=dict)
+    survivor_before: Customer
+    absorbed_before: Customer
+    reverted_at: datetime | None = None
+    reverted_by: str | None = None
+
+
 class CustomerEvent(BaseModel):
-    """A change to a customer as a whole (`customer.erased`), for destinations that support it.
-    It carries the customer's id only: an erasure notice must not itself hold personal data."""
+    """A change to a customer as a whole (`customer.erased`, `customer.merged`,
+    `customer.unmerged`), for destinations that support it. It carries ids only: such a notice
+    must not itself hold personal data."""
 
     model_config = _WORKER_SIDE
 
@@ -376,6 +421,9 @@ class CustomerEvent(BaseModel):
     event_type: str
     customer_id: str
     occurred_at: datetime
+    #: For merge events: the absorbed (or restored) customer, and the merge's audit record.
+    other_customer_id: str | None = None
+    merge_id: str | None = None
 
 
 DeliveryWork = Annotated[DeliveryJob | CustomerEvent, Field(discriminator="kind")]

@@ -30,11 +30,14 @@ def attach_to_case(
     customer: Customer, channel: Channel, *, now: datetime, settings: CaseSettings, thread_case: Case | None = None
 ) -> CasePlan:
     open_case = _open_case(customer)
-    if thread_case is not None and thread_case.customer_id == customer.id:
+    # A thread of a customer this one absorbed in a merge is the same person's thread.
+    if thread_case is not None and thread_case.customer_id in (customer.id, *customer.merged_from):
         if open_case is not None and open_case.id == thread_case.id:
             return CasePlan(_touch(open_case, channel, now), "thread_key")
         closed = [close(open_case, now, reason="superseded")] if open_case is not None else []
-        reopened = thread_case.model_copy(update={"status": CaseStatus.OPEN, "closed_at": None, "close_reason": None})
+        reopened = thread_case.model_copy(update={
+            "status": CaseStatus.OPEN, "closed_at": None, "close_reason": None, "customer_id": customer.id,
+        })
         return CasePlan(_touch(reopened, channel, now), "reopened_by_thread_key", closed)
     if open_case is not None and now - open_case.last_activity_at <= timedelta(hours=settings.window_hours):
         return CasePlan(_touch(open_case, channel, now), "within_window")

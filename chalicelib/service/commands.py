@@ -77,15 +77,21 @@ def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSetti
         updated = customer.model_copy(update={"open_case": None if still_open else customer.open_case, "updated_at": now})
         return updated, (), (closed,)
 
-    _guarded(store, case.customer_id, change)
+    # A case can outlive its owner's merge (closed, or inactive): it may still be closed.
+    _guarded(store, case.customer_id, change, allow_merged=True)
     return closed
 
 
-def _guarded(store: Store, customer_id: str, change) -> Customer:
+def _guarded(store: Store, customer_id: str, change, *, allow_merged: bool = False) -> Customer:
     for attempt in range(ATTEMPTS):
         customer = store.get_customer(customer_id)
         if customer is None:
             raise NotFoundError(f"no customer {customer_id}")
+        if customer.merged_into is not None and not allow_merged:
+            raise ConflictError(
+                f"customer {customer_id} was merged into {customer.merged_into}; change that customer",
+                detail={"merged_into": customer.merged_into},
+            )
         planned = change(customer)
         if planned is None:
             return customer

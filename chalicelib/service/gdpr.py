@@ -1,8 +1,10 @@
 """Data-subject rights: export everything held about a customer, and erase it (GDPR Art. 15, 17).
 
 Both find the customer's data by key only: the customer record, its timeline (contact ids), each
-contact's partition (deliveries) and each case's partition (external refs). Erasure sends the
-`customer.erased` event first and erases after, so an interrupted erasure is simply repeated.
+contact's partition (deliveries) and each case's partition (external refs). A customer that
+absorbed others through merges is one person: export and erasure cover the absorbed customers'
+records, contacts and the merge audit records too. Erasure sends `customer.erased` first and
+erases after, so an interrupted erasure is simply repeated.
 """
 
 from __future__ import annotations
@@ -11,28 +13,33 @@ import json
 from datetime import datetime, timedelta
 
 from chalicelib.adapters.blobs.base import BlobStore
-from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+from chalicelib.adapters.queue.base import Queue
 from chalicelib.adapters.store.base import Erasure, Store
-from chalicelib.domain.ids import delivery_id, digest_id, group_id
-from chalicelib.domain.models import Contact, CustomerEvent, message_dedupe_key
-from chalicelib.errors import NotFoundError, TransientError
+from chalicelib.domain.models import Contact, Customer, message_dedupe_key
+from chalicelib.errors import ConflictError, NotFoundError, TransientError
+from chalicelib.service.customer_events import customer_event_messages
+from chalicelib.service.timeline import all_contacts
 
 #: Dedupe tombstones outlive every provider's retry horizon (WhatsApp: 7 days) by far.
 TOMBSTONE_DAYS = 30
-_PAGE = 100
 
 
 def export_customer(store: Store, blobs: BlobStore, customer_id: str, *, now: datetime) -> dict:
     """Everything held about the customer, as JSON-ready data. Raises `NotFoundError`."""
-    customer = _customer(store, customer_id)
-    contacts = [_with_raw(store.get_contact(c.id), blobs) for c in _all_contacts(store, customer_id)]
+    customers = _person(store, _customer(store, customer_id))
+    contacts = [_with_raw(store.get_contact(c.id), blobs) for customer in customers for c in all_contacts(store, customer.id)]
+    contacts.sort(key=lambda c: c.id, reverse=True)
     case_ids = list(dict.fromkeys(c.case_id for c in contacts))
     cases = [case for case_id in case_ids if (case := store.get_case(case_id)) is not None]
+    merge_ids = list(dict.fromkeys(m.merge_id for customer in customers for m in customer.merges))
+    merges = [record for merge_id in merge_ids if (record := store.get_merge(merge_id)) is not None]
     return {
         "exported_at": now.isoformat().replace("+00:00", "Z"),
-        "customer": customer.model_dump(mode="json"),
+        "customer": customers[0].model_dump(mode="json"),
+        "merged_customers": [c.model_dump(mode="json") for c in customers[1:]],
         "contacts": [c.model_dump(mode="json") for c in contacts],
         "cases": [c.model_dump(mode="json") for c in cases],
+        "merges": [m.model_dump(mode="json") for m in merges],
     }
 
 
@@ -40,59 +47,70 @@ def erase_customer(
     store: Store, blobs: BlobStore, delivery_queue: Queue, customer_id: str, *, now: datetime,
     event_destinations: list[str],
 ) -> dict:
-    """Erase the customer everywhere the hub holds data, after queueing `customer.erased` for the
-    destinations that take customer events. Idempotent. Raises `NotFoundError`."""
+    """Erase the customer, and the customers it absorbed, everywhere the hub holds data, after
+    queueing `customer.erased` for each to the destinations that take customer events.
+    Idempotent. Raises `NotFoundError`, and `ConflictError` for a customer merged into another
+    (erase the survivor: it is the same person)."""
     customer = store.get_customer(customer_id)
     if customer is None:
         if store.is_erased(customer_id):
             return {"customer_id": customer_id, "status": "erased"}
         raise NotFoundError(f"no customer {customer_id}")
-    contacts = list(_all_contacts(store, customer_id))
-    event_id = digest_id("evt", f"customer.erased:{customer_id}")
-    if event_destinations:
-        delivery_queue.send([
-            OutgoingMessage(
-                body=CustomerEvent(
-                    event_id=event_id, delivery_id=delivery_id(event_id, destination), destination=destination,
-                    event_type="customer.erased", customer_id=customer_id, occurred_at=now,
-                ).model_dump_json(),
-                group=group_id(f"{destination}:{customer_id}"),
-                dedupe_id=delivery_id(event_id, destination),
-            )
-            for destination in event_destinations
-        ])
+    if customer.merged_into is not None:
+        raise ConflictError(
+            f"customer {customer_id} was merged into {customer.merged_into}; erase that customer, or unmerge first",
+            detail={"merged_into": customer.merged_into},
+        )
+    people = _person(store, customer)
+    messages = [
+        message
+        for person in people
+        for message in customer_event_messages("customer.erased", person.id, occurred_at=now, destinations=event_destinations)
+    ]
+    if messages:
+        delivery_queue.send(messages)
+    contact_count = case_count = 0
+    # Absorbed customers first: while the survivor exists, an interrupted erasure is resumable.
+    for person in reversed(people):
+        erasure = _erasure(store, blobs, person, now)
+        store.erase_customer(erasure)
+        contact_count += len(erasure.contact_ids)
+        case_count += len(erasure.case_ids)
+    return {"customer_id": customer_id, "status": "erased", "contacts": contact_count, "cases": case_count,
+            "merged_customers": [p.id for p in people[1:]]}
+
+
+def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime) -> Erasure:
+    contacts = list(all_contacts(store, customer.id))
     for contact in contacts:
         if isinstance(contact.raw, dict) and "$blob" in contact.raw:
             blobs.delete(contact.raw["$blob"])
-    erasure = Erasure(
-        customer_id=customer_id,
+    # The customer's open case too: a merge may have handed it over without a contact of its own.
+    case_ids = [c.case_id for c in contacts] + ([customer.open_case.id] if customer.open_case else [])
+    return Erasure(
+        customer_id=customer.id,
         identifier_keys=tuple(i.key for i in customer.identifiers),
         contact_ids=tuple(c.id for c in contacts),
-        case_ids=tuple(dict.fromkeys(c.case_id for c in contacts)),
+        case_ids=tuple(dict.fromkeys(case_ids)),
         thread_keys=tuple(dict.fromkeys(k for c in contacts for k in c.thread_keys)),
         dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in contacts),
+        merge_ids=tuple(dict.fromkeys(m.merge_id for m in customer.merges)),
         erased_at=now,
         tombstone_expires_at=now + timedelta(days=TOMBSTONE_DAYS),
     )
-    store.erase_customer(erasure)
-    return {"customer_id": customer_id, "status": "erased", "contacts": len(contacts), "cases": len(erasure.case_ids)}
 
 
-def _customer(store: Store, customer_id: str):
+def _person(store: Store, customer: Customer) -> list[Customer]:
+    """The customer followed by every customer it absorbed that still exists."""
+    absorbed = [c for customer_id in customer.merged_from if (c := store.get_customer(customer_id)) is not None]
+    return [customer, *absorbed]
+
+
+def _customer(store: Store, customer_id: str) -> Customer:
     customer = store.get_customer(customer_id)
     if customer is None:
         raise NotFoundError(f"no customer {customer_id}")
     return customer
-
-
-def _all_contacts(store: Store, customer_id: str):
-    cursor = None
-    while True:
-        page = store.list_contacts(customer_id, limit=_PAGE, cursor=cursor)
-        yield from page.items
-        if page.cursor is None:
-            return
-        cursor = page.cursor
 
 
 def _with_raw(contact: Contact | None, blobs: BlobStore) -> Contact:

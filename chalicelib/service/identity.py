@@ -91,6 +91,9 @@ class Resolved:
     new_identifiers: tuple[Identifier, ...] = ()
     #: Identifiers to remember as blocked in the same commit.
     learned_blocks: tuple[Identifier, ...] = ()
+    #: Other customers that own verified identifiers of the contact (merge candidates), each with
+    #: the identifier that ties it to the contact.
+    others: tuple[tuple[str, Identifier], ...] = ()
 
 
 def resolve_customer(
@@ -119,7 +122,9 @@ def resolve_customer(
     choice = rules.choose(plan, owners)
     if choice.customer_id is not None:
         customer = store.get_customer(choice.customer_id)
-        if customer is None:  # a stale cache entry: look again at the store
+        if customer is None or customer.merged_into is not None:
+            # A stale cache entry (the customer was erased, or merged into another and its
+            # identifiers moved): look again at the store.
             for identifier in plan.candidates:
                 cache.forget(identifier.key)
             return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache,
@@ -133,6 +138,7 @@ def resolve_customer(
                        rule=f"link_kinds: {choice.matched.kind.value}", decisions=plan.decisions),
             tuple(added),
             tuple(plan.learned_blocks),
+            choice.others,
         )
     return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
 

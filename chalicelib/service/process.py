@@ -32,6 +32,7 @@ from chalicelib.domain.models import (
     Contact,
     Customer,
     DeliveryJob,
+    IdentifierDecision,
     InboundEvent,
     InboundMessage,
     StatusEvent,
@@ -40,7 +41,9 @@ from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.engine import route
 from chalicelib.service.cases import attach_to_case, summarize
-from chalicelib.service.identity import IdentifierCache, NormalizedSender, normalize_sender, resolve_customer
+from chalicelib.service.customer_events import customer_event_messages
+from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
+from chalicelib.service.merge import Merges
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ LEASE_SECONDS = 45
 
 #: How often one message is decided again when concurrent workers keep winning the commit.
 COMMIT_ATTEMPTS = 3
+
+#: How often one contact merges customers and resolves again (each round can join every customer
+#: the contact's identifiers point to).
+MERGE_ROUNDS = 3
 
 #: A contact larger than this keeps its raw provider payload in the blob store instead: a
 #: DynamoDB item holds at most 400 KB, and the contact is written twice in one transaction
@@ -86,6 +93,8 @@ class Processor:
     clock: Callable[[], datetime]
     blobs: BlobStore
     rules: IdentityRules
+    #: Destinations that take customer events (`customer.merged`).
+    event_destinations: Callable[[], list[str]] = list
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
@@ -139,9 +148,7 @@ class Processor:
     def _decide_and_commit(self, message: InboundMessage, now: datetime) -> ProcessResult:
         region = self.default_region(message.provider, message.account)
         sender = normalize_sender(message.sender.handles, message.sender.display_name, default_region=region)
-        resolved = resolve_customer(
-            self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
-        )
+        resolved, merges = self._resolve(message, sender, now)
         # Case windows and observations run on the message's arrival time, not on when a worker
         # got to it: a queue backlog or a replay from the dead-letter queue must not change them.
         arrived = message.received_at
@@ -170,8 +177,11 @@ class Processor:
             )
             for destination in contact.routing.destinations
         ]
-        if jobs:
-            self.delivery_queue.send([_job_message(job) for job in jobs])
+        # Merge announcements go first, in the same per-customer FIFO groups as the contact, and
+        # again on every retry of this message until it commits (their ids make repeats no-ops).
+        outgoing = self._merge_announcements(message, customer, merges) + [_job_message(job) for job in jobs]
+        if outgoing:
+            self.delivery_queue.send(outgoing)
         self.store.commit_contact(
             ContactCommit(
                 contact=contact, case=case, customer=customer,
@@ -183,6 +193,63 @@ class Processor:
         return ProcessResult(
             Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
         )
+
+    def _resolve(self, message: InboundMessage, sender: NormalizedSender, now: datetime) -> tuple[Resolved, list]:
+        """Resolve the customer; when the contact's verified identifiers belong to several
+        customers, merge them under the rules and resolve again. Returns the resolution (its
+        decisions include each merge and refusal) and the merges this contact committed."""
+        trigger = f"contact:{message.dedupe_key}"
+        notes: list[IdentifierDecision] = []
+        records = []
+        for _ in range(MERGE_ROUNDS):
+            resolved = resolve_customer(
+                self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
+            )
+            merged = False
+            for other_id, identifier in resolved.others:
+                outcome = self._merges.merge(
+                    resolved.customer.id, other_id, now=now, trigger=trigger,
+                    matched=(resolved.resolution.matched_identifier, identifier.key),
+                )
+                self.cache.forget(identifier.key)  # it may point at the absorbed customer
+                if outcome.record is not None and not outcome.existing:
+                    merged = True
+                    records.append(outcome.record)
+                    notes.append(IdentifierDecision(
+                        identifier=identifier.key, outcome="merged",
+                        rule=f"auto_merge: {outcome.record.absorbed_id} merged into {outcome.record.survivor_id} "
+                             f"(the oldest customer survives; merge {outcome.record.id})",
+                    ))
+                elif outcome.refusal is not None:
+                    notes.append(IdentifierDecision(identifier=identifier.key, outcome="merge_refused", rule=outcome.refusal))
+            if not merged:
+                break
+        resolved.resolution.decisions = [*notes, *resolved.resolution.decisions]
+        return resolved, records
+
+    @property
+    def _merges(self) -> Merges:
+        return Merges(self.store, self.config)
+
+    def _merge_announcements(self, message: InboundMessage, customer: Customer, records: list) -> list[OutgoingMessage]:
+        """`customer.merged` for the merges this message caused: those committed in this attempt,
+        and those an earlier, interrupted attempt committed (found in the merge history)."""
+        trigger = f"contact:{message.dedupe_key}"
+        merges = {r.id: (r.survivor_id, r.absorbed_id, r.merged_at) for r in records}
+        for entry in customer.merges:
+            if entry.trigger == trigger and entry.role == "survivor" and entry.reverted_at is None:
+                merges.setdefault(entry.merge_id, (customer.id, entry.other_customer_id, entry.merged_at))
+        if not merges:
+            return []
+        destinations = self.event_destinations()
+        return [
+            outgoing
+            for merge_id, (survivor_id, absorbed_id, merged_at) in merges.items()
+            for outgoing in customer_event_messages(
+                "customer.merged", survivor_id, occurred_at=merged_at, destinations=destinations,
+                other_customer_id=absorbed_id, merge_id=merge_id,
+            )
+        ]
 
     def _observe(self, customer: Customer, message: InboundMessage, sender: NormalizedSender, now: datetime) -> Customer:
         """What this contact tells the golden record, under the survivorship rules."""

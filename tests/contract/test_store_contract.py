@@ -453,7 +453,7 @@ def test_erasure_removes_everything_held_and_leaves_tombstones(store):
         customer_id=ada.id, identifier_keys=tuple(i.key for i in ada.identifiers),
         contact_ids=(first.id, second.id), case_ids=(case.id,), thread_keys=("chat:ada",),
         dedupe_keys=(f"msg:twilio:{first.provider_message_id}", f"msg:twilio:{second.provider_message_id}"),
-        erased_at=T0, tombstone_expires_at=T0 + timedelta(days=3650),
+        merge_ids=(), erased_at=T0, tombstone_expires_at=T0 + timedelta(days=3650),
     )
     store.erase_customer(erasure)
     store.erase_customer(erasure)  # idempotent

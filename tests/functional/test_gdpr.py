@@ -46,7 +46,8 @@ def test_export_then_erase_leaves_nothing_and_tells_the_destinations(running):
     running.wait_for(lambda: running.settled() and len(running.outbox()) == 2, message="erasure event")
 
     assert erased.status == again.status == 200
-    assert erased.json() == {"customer_id": customer_id, "status": "erased", "contacts": 1, "cases": 1}
+    assert erased.json() == {"customer_id": customer_id, "status": "erased", "contacts": 1, "cases": 1,
+                             "merged_customers": []}
     for path in (f"/v1/customers/{customer_id}", f"/v1/contacts/{contact_id}", f"/v1/cases/{case_id}",
                  f"/v1/customers/{customer_id}/export"):
         assert running.api(path).status == 404, path

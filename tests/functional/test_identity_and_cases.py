@@ -140,12 +140,15 @@ def test_a_verified_web_chat_login_links_to_the_customer_who_wrote_by_sms_with_t
 
     assert unverified["customer"]["id"] != by_sms["customer"]["id"]
     assert {d["outcome"] for d in unverified["contact"]["resolution"]["decisions"]} >= {"unverified"}
-    # The visitor id already belongs to the anonymous web chat customer; the verified phone has the
-    # higher priority, so the contact goes to the SMS customer and the conflict is recorded.
+    # The visitor id already belongs to the anonymous web chat customer; both are verified, so the
+    # two customers merge, and the older one (the SMS customer) survives.
     assert verified["customer"]["id"] == by_sms["customer"]["id"]
-    outcomes = {d["identifier"]: d["outcome"] for d in verified["contact"]["resolution"]["decisions"]}
-    assert outcomes["phone:+16505550142"] == "matched"
-    assert outcomes["webchat:acme/visitor-1"] == "owned_by_other_customer"
+    decisions = [(d["identifier"], d["outcome"]) for d in verified["contact"]["resolution"]["decisions"]]
+    assert decisions[0] == ("webchat:acme/visitor-1", "merged")
+    assert ("phone:+16505550142", "matched") in decisions
+    assert ("webchat:acme/visitor-1", "already_linked") in decisions
+    absorbed = running.api(f"/v1/customers/{unverified['customer']['id']}").json()
+    assert absorbed["merged_into"] == by_sms["customer"]["id"]
 
 
 def test_identifiers_link_explicitly_within_the_rules(clocked):

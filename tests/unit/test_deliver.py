@@ -180,7 +180,7 @@ def test_jobs_of_an_erased_customer_are_dropped_without_a_trace(world):
     deliverer, store, dlq, _, connectors = world
     connectors["crm"] = ScriptedConnector()
     store.erase_customer(Erasure(customer_id="cus_1", identifier_keys=(), contact_ids=(), case_ids=(), thread_keys=(),
-                                 dedupe_keys=(), erased_at=NOW, tombstone_expires_at=NOW))
+                                 dedupe_keys=(), merge_ids=(), erased_at=NOW, tombstone_expires_at=NOW))
 
     assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.ERASED
     assert connectors["crm"].jobs == []

@@ -211,8 +211,30 @@ def test_choose_picks_the_highest_priority_owner_and_records_the_others(link_kin
     assert rule_of(plan, matched) == f"link_kinds: {choice.matched.kind.value}"
     for key, winner_kind in conflicts:
         assert rule_of(plan, key) == (
-            f"link_kinds: {choice.matched.key} matched first (priority order); customers are not merged implicitly"
+            f"link_kinds: {choice.matched.key} matched first (priority order); merge considered (auto_merge)"
         )
+    assert [(owner, identifier.key) for owner, identifier in choice.others] == [
+        (owners[key], key) for key, _ in conflicts
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "verified", "reason"),
+    [
+        ({"auto_merge": False}, True, "not merged: auto_merge is off"),
+        ({"trust_unverified": True}, False, "not merged: only verified identifiers merge customers"),
+    ],
+)
+def test_conflicts_that_may_not_merge_are_recorded_with_the_reason_and_offer_no_merge(settings, verified, reason):
+    rule_set = rules(**settings)
+    phone_claim = {"identifiers": ids(EMAIL, PHONE)} if verified else {"identifiers": ids(EMAIL), "unverified": ids(PHONE)}
+    plan = rule_set.plan(Party(**phone_claim))
+
+    choice = rule_set.choose(plan, {EMAIL: "cus_A", PHONE: "cus_B"})
+
+    assert choice.customer_id == "cus_A"
+    assert choice.others == ()
+    assert rule_of(plan, PHONE).endswith(reason)
 
 
 def test_held_back_identifiers_are_never_looked_at_by_choose():
@@ -355,7 +377,7 @@ def test_every_decision_names_the_rule_that_made_it():
         "kind_not_linkable": "link_kinds does not include telegram",
         "unverified": "trust_unverified: false",
         "matched": "link_kinds: external",
-        "owned_by_other_customer": "customers are not merged implicitly",
+        "owned_by_other_customer": "merge considered (auto_merge)",
         "linked": "link_kinds: phone",
         "limit_reached": "max_per_kind: phone=1",
         "already_linked": "exact match",

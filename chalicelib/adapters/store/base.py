@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, StatusEvent
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, MergeRecord, StatusEvent
 
 T = TypeVar("T")
 
@@ -64,6 +64,26 @@ class ContactCommit:
 
 
 @dataclass(frozen=True)
+class IdentifierMove:
+    """Re-point one identifier from one customer to another (only if `from_customer` owns it)."""
+
+    key: str
+    from_customer: str
+    to_customer: str
+
+
+@dataclass(frozen=True)
+class MergeCommit:
+    """A merge or an unmerge, committed together: both customers (each guarded by its version,
+    as in `ContactCommit`), the identifier moves, the changed cases and the audit record."""
+
+    record: MergeRecord
+    customers: tuple[Customer, Customer]
+    moves: tuple[IdentifierMove, ...] = ()
+    cases: tuple[Case, ...] = ()
+
+
+@dataclass(frozen=True)
 class Erasure:
     """Everything held about one customer, found by key, to be removed (GDPR Art. 17)."""
 
@@ -75,6 +95,8 @@ class Erasure:
     #: The erased contacts' dedupe keys stay marked done until `tombstone_expires_at`, so a
     #: provider's late retry cannot bring an erased message back.
     dedupe_keys: tuple[str, ...]
+    #: Merge audit records naming the customer: they hold snapshots of it.
+    merge_ids: tuple[str, ...]
     erased_at: datetime
     tombstone_expires_at: datetime
 
@@ -123,6 +145,15 @@ class Store(ABC):
         Raises `IdentifierTakenError` when any identifier already belongs to another customer;
         nothing is written then.
         """
+
+    @abstractmethod
+    def commit_merge(self, commit: MergeCommit) -> None:
+        """Write a merge or unmerge atomically. Raises `ConcurrentUpdateError` when either
+        customer's version moved or an identifier no longer belongs to `from_customer`; nothing
+        is written then."""
+
+    @abstractmethod
+    def get_merge(self, merge_id: str) -> MergeRecord | None: ...
 
     # --- contacts and cases ----------------------------------------------------------------------
 
@@ -189,7 +220,7 @@ class Store(ABC):
     @abstractmethod
     def erase_customer(self, erasure: Erasure) -> None:
         """Delete the customer, its identifier links, timeline, contacts with their deliveries,
-        cases with their refs and thread keys; leave a tombstone (customer id and time only) and
+        cases with their refs and thread keys, and the merge records naming it; leave a tombstone (customer id and time only) and
         the dedupe keys. The tombstone is written first, so workers stop delivering at once.
         Idempotent: erasing again finishes an interrupted erasure."""
 

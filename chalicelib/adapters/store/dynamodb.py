@@ -13,6 +13,7 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
     THREAD#<thread key>           THREAD              case_id
+    MERGE#<merge id>              MERGE               doc (MergeRecord: the audit trail of one merge)
     STATUS#<provider>#<msg id>    <status>            doc (StatusEvent), recorded_at, expires_at (TTL)
     HEALTH                        HEALTH              (never written: `ping` reads it)
 
@@ -20,7 +21,7 @@ Costs per method (asserted in tests/integration/test_dynamodb_store.py): `claim`
 `find_customer_ids` 1 BatchGetItem, `get_customer` 1 GetItem, `create_customer` 1
 TransactWriteItems, `commit_contact` and `update_customer` 1 TransactWriteItems (the customer put
 is conditioned on its version, so concurrent workers never lose an update), `find_threads` 1
-BatchGetItem, `record_status` 1 PutItem, `get_contact` and `get_case` 1 Query each. Retries of
+BatchGetItem, `commit_merge` 1 TransactWriteItems, `record_status` 1 PutItem, `get_contact` and `get_case` 1 Query each. Retries of
 unprocessed batch items are the only extra calls.
 """
 
@@ -34,10 +35,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
+from chalicelib.adapters.store.base import (
+    ClaimState,
+    ContactCommit,
+    Erasure,
+    IdentifierTakenError,
+    MergeCommit,
+    Page,
+    Store,
+)
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, MergeRecord, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -174,6 +183,29 @@ class DynamoDbStore(Store):
         logger.warning("create_customer cancelled: %s", codes)
         return StoreUnavailableError("store dynamodb TransactWriteItems cancelled", detail={"reasons": codes})
 
+    def commit_merge(self, commit: MergeCommit) -> None:
+        actions: list[dict] = [_guarded_customer_put(self._table, customer) for customer in commit.customers]
+        for move in commit.moves:
+            actions.append({
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _ident_key(move.key),
+                    "UpdateExpression": "SET customer_id = :to",
+                    "ConditionExpression": "customer_id = :from",
+                    "ExpressionAttributeValues": {":to": {"S": move.to_customer}, ":from": {"S": move.from_customer}},
+                }
+            })
+        actions += [_case_put(self._table, case) for case in commit.cases]
+        actions.append({"Put": {"TableName": self._table, "Item": {**_merge_key(commit.record.id), **_doc(commit.record)}}})
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except _ConditionFailed:
+            raise ConcurrentUpdateError("a customer or identifier of the merge changed since it was read") from None
+
+    def get_merge(self, merge_id: str) -> MergeRecord | None:
+        item = self._call("get_item", TableName=self._table, Key=_merge_key(merge_id), ConsistentRead=True).get("Item")
+        return MergeRecord.model_validate_json(item["doc"]["S"]) if item else None
+
     # --- contacts and cases ----------------------------------------------------------------------
 
     def update_customer(
@@ -209,15 +241,7 @@ class DynamoDbStore(Store):
     ) -> list[dict]:
         """The guarded customer put first, then one conditional put per new identifier, then cases:
         `_transact` maps cancellation reasons back by these positions."""
-        actions: list[dict] = [{
-            "Put": {
-                "TableName": self._table,
-                "Item": _customer_item(customer),
-                "ConditionExpression": "#version = :expected",
-                "ExpressionAttributeNames": {"#version": "version"},
-                "ExpressionAttributeValues": {":expected": {"N": str(customer.version - 1)}},
-            }
-        }]
+        actions: list[dict] = [_guarded_customer_put(self._table, customer)]
         owned = [(i, customer.id) for i in new_identifiers] + [(i, BLOCKED_OWNER) for i in blocked]
         for identifier, owner in owned:
             actions.append({
@@ -229,9 +253,7 @@ class DynamoDbStore(Store):
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             })
-        for case in cases:
-            item = {**_key(f"CASE#{case.id}", "CASE"), "doc": {"S": case.model_dump_json(exclude={"external_refs"})}}
-            actions.append({"Put": {"TableName": self._table, "Item": item}})
+        actions += [_case_put(self._table, case) for case in cases]
         return actions
 
     def _transact(self, actions: list[dict], customer: Customer, new_identifiers: tuple[Identifier, ...]) -> None:
@@ -361,6 +383,9 @@ class DynamoDbStore(Store):
             if item["sk"]["S"] != "TOMBSTONE"
         ]
         doomed += [_thread_key(key) for key in erasure.thread_keys]
+        doomed += [_merge_key(merge_id) for merge_id in erasure.merge_ids]
+        # The profile goes last: while it exists, an interrupted erasure is found and repeated.
+        doomed.sort(key=lambda key: key == _key(f"CUST#{erasure.customer_id}", "PROFILE"))
         requests = [{"DeleteRequest": {"Key": key}} for key in doomed]
         requests += [
             {"PutRequest": {"Item": _done_item(key, erasure.tombstone_expires_at)}} for key in erasure.dedupe_keys
@@ -463,6 +488,29 @@ def _status_pk(provider: str, provider_message_id: str) -> str:
 
 def _thread_key(thread_key: str) -> dict:
     return _key(f"THREAD#{thread_key}", "THREAD")
+
+
+def _merge_key(merge_id: str) -> dict:
+    return _key(f"MERGE#{merge_id}", "MERGE")
+
+
+def _guarded_customer_put(table: str, customer: Customer) -> dict:
+    """Put the customer's next version only over the version it was read at: two writers of one
+    customer can never lose an update."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": _customer_item(customer),
+            "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": {"#version": "version"},
+            "ExpressionAttributeValues": {":expected": {"N": str(customer.version - 1)}},
+        }
+    }
+
+
+def _case_put(table: str, case: Case) -> dict:
+    item = {**_key(f"CASE#{case.id}", "CASE"), "doc": {"S": case.model_dump_json(exclude={"external_refs"})}}
+    return {"Put": {"TableName": table, "Item": item}}
 
 
 def _customer_item(customer: Customer) -> dict:

@@ -7,10 +7,18 @@ import sqlite3
 from datetime import datetime
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, Erasure, IdentifierTakenError, Page, Store
+from chalicelib.adapters.store.base import (
+    ClaimState,
+    ContactCommit,
+    Erasure,
+    IdentifierTakenError,
+    MergeCommit,
+    Page,
+    Store,
+)
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, StatusEvent, utcnow
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, MergeRecord, StatusEvent, utcnow
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 _SCHEMA = """
@@ -28,6 +36,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
 CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (customer_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS statuses (
     provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -92,6 +101,27 @@ class SqliteStore(Store):
                 "INSERT INTO identifiers (key, customer_id) VALUES (?, ?)",
                 [(i.key, customer.id) for i in customer.identifiers],
             )
+
+    def commit_merge(self, commit: MergeCommit) -> None:
+        with self._guard(), self._db.write() as conn:
+            for customer in commit.customers:
+                _write_customer(conn, customer, (), ())
+            for move in commit.moves:
+                moved = conn.execute(
+                    "UPDATE identifiers SET customer_id = ? WHERE key = ? AND customer_id = ?",
+                    (move.to_customer, move.key, move.from_customer),
+                ).rowcount
+                if moved != 1:
+                    raise ConcurrentUpdateError(f"an identifier of customer {move.from_customer} changed owner")
+            _write_cases(conn, commit.cases)
+            conn.execute(
+                "INSERT OR REPLACE INTO merges (id, doc) VALUES (?, ?)", (commit.record.id, commit.record.model_dump_json())
+            )
+
+    def get_merge(self, merge_id: str) -> MergeRecord | None:
+        with self._guard():
+            row = self._db.read().execute("SELECT doc FROM merges WHERE id = ?", (merge_id,)).fetchone()
+        return MergeRecord.model_validate_json(row["doc"]) if row else None
 
     # --- contacts and cases ----------------------------------------------------------------------
 
@@ -239,6 +269,7 @@ class SqliteStore(Store):
             _delete_in(conn, "case_refs", "case_id", cases)
             _delete_in(conn, "threads", "case_id", cases)
             _delete_in(conn, "threads", "key", list(erasure.thread_keys))
+            _delete_in(conn, "merges", "id", list(erasure.merge_ids))
             for key in erasure.dedupe_keys:
                 _mark_done(conn, key, erasure.tombstone_expires_at)
 
@@ -283,6 +314,10 @@ def _write_customer(
             raise IdentifierTakenError(identifier.key, owner["customer_id"])
         conn.execute("INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, customer.id))
     conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
+    _write_cases(conn, cases)
+
+
+def _write_cases(conn: sqlite3.Connection, cases: tuple[Case, ...]) -> None:
     conn.executemany(
         "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
         [(case.id, case.model_dump_json(exclude={"external_refs"})) for case in cases],

@@ -1,0 +1,131 @@
+"""Merging two customers into one, and taking a merge back. Pure: the service does the I/O.
+
+A merge never copies contacts: the absorbed customer stays as a redirect (`merged_into`), its
+identifiers move to the survivor, and the survivor's timeline is the union of both partitions
+(`merged_from`). That keeps a merge one small atomic write however long the history is, and
+makes it reversible: the audit record keeps both customers as they were, and unmerging restores
+the absorbed one and takes back from the survivor exactly what the merge gave it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from chalicelib.domain.golden_record import combine_observations, restore_observations
+from chalicelib.domain.ids import digest_id
+from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
+
+if TYPE_CHECKING:
+    from chalicelib.hubconfig import IdentitySettings, SurvivorshipSettings
+
+#: A merge re-points every identifier of the absorbed customer in one transaction; DynamoDB takes
+#: 100 items per transaction, and the customers, cases and audit record need a few.
+MAX_MOVED_IDENTIFIERS = 90
+
+
+def survivor_first(first: Customer, second: Customer) -> tuple[Customer, Customer]:
+    """(survivor, absorbed): the older customer survives, ties broken by id, so every worker and
+    every retry picks the same one, and the customer id destinations know longest stays valid."""
+    return tuple(sorted((first, second), key=lambda c: (c.created_at, c.id)))  # type: ignore[return-value]
+
+
+def merge_refusal(survivor: Customer, absorbed: Customer, settings: IdentitySettings) -> str | None:
+    """Why the two customers must not be merged; None when they may be. Names rules, never values."""
+    for kind in settings.merge_protection:
+        mine = {i.key for i in survivor.identifiers if i.kind is kind}
+        theirs = {i.key for i in absorbed.identifiers if i.kind is kind}
+        if mine and theirs and not mine & theirs:
+            return f"merge_protection: the customers hold different {kind.value} identifiers"
+    combined = {i.key: i for i in [*survivor.identifiers, *absorbed.identifiers]}.values()
+    for kind, limit in settings.max_per_kind.items():
+        held = sum(1 for i in combined if i.kind is kind)
+        if held > limit:
+            return f"max_per_kind: {kind.value}={limit} (the merged customer would hold {held})"
+    moved = [i for i in absorbed.identifiers if i not in survivor.identifiers]
+    if len(moved) > MAX_MOVED_IDENTIFIERS:
+        return f"the absorbed customer holds more than {MAX_MOVED_IDENTIFIERS} identifiers"
+    return None
+
+
+@dataclass(frozen=True)
+class MergedPair:
+    survivor: Customer
+    absorbed: Customer
+    record: MergeRecord
+
+
+def merge(
+    survivor: Customer, absorbed: Customer, *, now: datetime, trigger: str, matched: list[str],
+    rules: SurvivorshipSettings,
+) -> MergedPair:
+    """Both customers' next versions and the audit record. Cases are the caller's: it decides
+    which open case continues (`MergeRecord.case_owners` and the customers' `open_case`)."""
+    merge_id = digest_id("mrg", f"{survivor.id}:{absorbed.id}:{survivor.version}:{absorbed.version}")
+    moved = [i for i in absorbed.identifiers if i not in survivor.identifiers]
+    summary = dict(merge_id=merge_id, merged_at=now, trigger=trigger)
+    combined = combine_observations(survivor, absorbed, into=survivor, rules=rules)
+    consent = {**absorbed.consent, **survivor.consent}
+    next_survivor = combined.model_copy(update={
+        "identifiers": [*survivor.identifiers, *moved],
+        "consent": consent,
+        "merged_from": [*survivor.merged_from, absorbed.id, *absorbed.merged_from],
+        "merges": [*survivor.merges, MergeSummary(role="survivor", other_customer_id=absorbed.id, **summary)],
+        "updated_at": now,
+        "version": survivor.version + 1,
+    })
+    next_absorbed = absorbed.model_copy(update={
+        "identifiers": [],
+        "open_case": None,
+        "merged_into": survivor.id,
+        "merges": [*absorbed.merges, MergeSummary(role="absorbed", other_customer_id=survivor.id, **summary)],
+        "updated_at": now,
+        "version": absorbed.version + 1,
+    })
+    record = MergeRecord(
+        id=merge_id, survivor_id=survivor.id, absorbed_id=absorbed.id, merged_at=now, trigger=trigger,
+        matched_identifiers=matched, moved_identifiers=moved, survivor_before=survivor, absorbed_before=absorbed,
+    )
+    return MergedPair(next_survivor, next_absorbed, record)
+
+
+def unmerge(
+    record: MergeRecord, survivor: Customer, absorbed: Customer, *, now: datetime, actor: str,
+    rules: SurvivorshipSettings,
+) -> MergedPair:
+    """Both customers' next versions with the merge taken back, and the record marked reverted.
+
+    The absorbed customer returns as it was before the merge. The survivor gives back the moved
+    identifiers and the absorbed customer's observations, and keeps everything learned after the
+    merge (new identifiers, attributes). Open cases are the caller's, as in `merge`.
+    """
+    moved = {i.key for i in record.moved_identifiers}
+    given_back = {record.absorbed_id, *record.absorbed_before.merged_from}
+    restored_survivor = restore_observations(survivor, record.survivor_before, since=record.merged_at, rules=rules)
+    next_survivor = restored_survivor.model_copy(update={
+        "identifiers": [i for i in survivor.identifiers if i.key not in moved],
+        # Consent that only the absorbed customer had given goes back with it.
+        "consent": {
+            channel: state for channel, state in survivor.consent.items()
+            if channel in record.survivor_before.consent or channel not in record.absorbed_before.consent
+        },
+        "merged_from": [c for c in survivor.merged_from if c not in given_back],
+        "merges": _reverted(survivor.merges, record.id, now),
+        "updated_at": now,
+        "version": survivor.version + 1,
+    })
+    next_absorbed = record.absorbed_before.model_copy(update={
+        "merges": _reverted(absorbed.merges, record.id, now),
+        "updated_at": now,
+        "version": absorbed.version + 1,
+    })
+    reverted = record.model_copy(update={"reverted_at": now, "reverted_by": actor})
+    return MergedPair(next_survivor, next_absorbed, reverted)
+
+
+def _reverted(history: list[MergeSummary], merge_id: str, now: datetime) -> list[MergeSummary]:
+    return [
+        entry.model_copy(update={"reverted_at": now}) if entry.merge_id == merge_id and entry.reverted_at is None else entry
+        for entry in history
+    ]
