@@ -312,11 +312,11 @@ def run_worker(python: str, *worker_args: str, ftz: str | None = None, no_pyc: b
         tmp = tempfile.TemporaryDirectory()
         command.append("-B")
         env["PYTHONPYCACHEPREFIX"] = tmp.name
-    command += [__file__, "--worker", *worker_args, "--corpus", str(corpus)]
+    command += [str(Path(__file__).resolve()), "--worker", *worker_args, "--corpus", str(corpus)]
     if ftz:
         command += ["--ftz", ftz]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
     finally:
         if tmp:
             tmp.cleanup()
@@ -362,7 +362,8 @@ def download_size(python: str, closure: dict[str, str]) -> tuple[int, list[str]]
         for name, version in closure.items():
             base = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                     "--no-deps", "-d", tmp, f"{name}=={version}"]
-            if subprocess.run([*base, "--only-binary=:all:"], capture_output=True).returncode != 0:
+            wheel_only = subprocess.run([*base, "--only-binary=:all:"], check=False, capture_output=True)
+            if wheel_only.returncode != 0:
                 subprocess.run(base, capture_output=True, check=True)
         for path in Path(tmp).iterdir():
             total += path.stat().st_size
@@ -389,10 +390,12 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
     """Plain aligned text table (no dependencies: this runs under any interpreter)."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for line in (header, ["-" * w for w in widths], *rows):
-        print("  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+        cells = (str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+        print("  ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every installed variant, print the table; or, with --worker, be one worker."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv-dir", type=Path, help="directory holding one virtualenv per candidate")
     parser.add_argument("--corpus", default=str(CORPUS), help="labelled samples (JSON list of {lang, text})")
@@ -431,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             evaluated = run_worker(python, "eval", variant, ftz=ftz_arg, corpus=corpus)
             cold = {}
             for label, no_pyc in (("pyc", False), ("no_pyc", True)):
-                runs = [run_worker(python, "cold", variant, ftz=ftz_arg, no_pyc=no_pyc) for _ in range(args.runs + 1)][1:]
+                runs = [run_worker(python, "cold", variant, ftz=ftz_arg, no_pyc=no_pyc)
+                        for _ in range(args.runs + 1)][1:]  # the first run only warms the page cache
                 cold[label] = {"ms": statistics.median(r["seconds"] for r in runs) * 1000,
                                "rss_mb": statistics.median(r["rss_kb"] for r in runs) / 1024}
         except RuntimeError as exc:
@@ -447,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = Path(ftz_arg).stat().st_size
             size["disk_bytes"] += extra
             size["zip_bytes"] += extra  # .ftz is already quantised and compressed: deflate gains ~nothing
-            size.setdefault("wheel_bytes", 0)
-            size["wheel_bytes"] += extra if args.download_sizes else 0
+            if "wheel_bytes" in size:
+                size["wheel_bytes"] += extra
         results[variant] = {"distribution": distribution, "restricted": restricted, "note": note,
                             "python": python, **score(samples, evaluated["predictions"]),
                             "median_us": evaluated["median_us"], "p95_us": evaluated["p95_us"],

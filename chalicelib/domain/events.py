@@ -26,8 +26,14 @@ def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, A
 
 
 def customer_event(event: CustomerEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {"customer": {"id": event.customer_id}}
+    if event.merge_id is not None:
+        # customer.merged / customer.unmerged: `customer` is the survivor, `other_customer` the
+        # customer it absorbed (or gave back); the merge's audit record is GET /v1/merges/{id}.
+        data["other_customer"] = {"id": event.other_customer_id}
+        data["merge"] = {"id": event.merge_id}
     return {
         "type": event.event_type,
         "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
-        "data": {"customer": {"id": event.customer_id}},
+        "data": data,
     }

@@ -497,3 +497,185 @@ def test_learned_blocks_are_recorded_once_and_never_taken_from_a_customer(store)
         store.commit_contact(commit_for(make_contact(owned, other_case), other_case, owned,
                                         blocked_identifiers=(owned.identifiers[0],)))
     assert store.find_customer_ids(owned.identifiers) == {owned.identifiers[0].key: owned.id}
+
+
+# --- merges --------------------------------------------------------------------------------------
+
+
+def person_with_open_case(store, *identifiers: Identifier, created: datetime = T0, activity: datetime = T0):
+    """A stored customer with one contact in an open case; returns (customer as stored, case, contact)."""
+    from chalicelib.service.cases import summarize
+
+    customer = make_customer(*identifiers).model_copy(update={"created_at": created})
+    store.create_customer(customer)
+    case = make_case(customer).model_copy(update={"last_activity_at": activity})
+    contact = make_contact(customer, case, at=activity)
+    stored = commit(store, contact, case, customer.model_copy(update={"open_case": summarize(case)}))
+    return stored, case, contact
+
+
+def merges_service(store):
+    from chalicelib.hubconfig import parse_config
+    from chalicelib.service.merge import Merges
+
+    return Merges(store, parse_config("{}"))
+
+
+def test_commit_merge_moves_identifiers_and_writes_both_customers_and_the_record_atomically(store):
+    from chalicelib.adapters.store.base import IdentifierMove, MergeCommit
+    from chalicelib.domain.merging import merge
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    pair = merge(ada, twin, now=T0, trigger="api:test", matched=[], rules=merges_service(store).config.survivorship)
+    moves = (IdentifierMove("email:ada@example.com", twin.id, ada.id),)
+
+    # A stale version of either customer, or an identifier that moved meanwhile, writes nothing.
+    stale = pair.survivor.model_copy(update={"version": pair.survivor.version + 5})
+    for commit_ in (
+        MergeCommit(pair.record, (stale, pair.absorbed), moves),
+        MergeCommit(pair.record, (pair.survivor, pair.absorbed), (IdentifierMove("email:ada@example.com", "cus_x", ada.id),)),
+    ):
+        with pytest.raises(ConcurrentUpdateError):
+            store.commit_merge(commit_)
+        assert store.get_merge(pair.record.id) is None
+        assert store.get_customer(twin.id).merged_into is None
+        assert store.find_customer_ids([email("ada@example.com")]) == {"email:ada@example.com": twin.id}
+
+    store.commit_merge(MergeCommit(pair.record, (pair.survivor, pair.absorbed), moves))
+
+    assert store.find_customer_ids([email("ada@example.com")]) == {"email:ada@example.com": ada.id}
+    assert store.get_customer(twin.id).merged_into == ada.id
+    assert store.get_customer(ada.id).merged_from == [twin.id]
+    assert store.get_merge(pair.record.id) == pair.record
+    assert store.get_merge("mrg_nope") is None
+
+
+def test_a_merge_joins_timelines_and_identifiers_and_the_more_recent_open_case_continues(store):
+    from chalicelib.service.timeline import timeline_page
+
+    ada, ada_case, ada_contact = person_with_open_case(store, phone("+4915112345678"))
+    twin, twin_case, twin_contact = person_with_open_case(
+        store, email("ada@example.com"), created=T0 + timedelta(hours=1), activity=T0 + timedelta(hours=2)
+    )
+
+    outcome = merges_service(store).merge(twin.id, ada.id, now=T0 + timedelta(hours=3), trigger="api:test")
+
+    survivor = store.get_customer(ada.id)
+    assert outcome.customer_id == ada.id and outcome.record.absorbed_id == twin.id
+    assert {i.key for i in survivor.identifiers} == {"phone:+4915112345678", "email:ada@example.com"}
+    assert [c.id for c in timeline_page(store, survivor, limit=10).items] == [twin_contact.id, ada_contact.id]
+    # The twin's case was active more recently: it continues as the survivor's, Ada's is closed.
+    assert survivor.open_case.id == twin_case.id
+    assert store.get_case(twin_case.id).customer_id == ada.id
+    closed = store.get_case(ada_case.id)
+    assert (closed.status, closed.close_reason) == ("closed", "merged")
+    assert outcome.record.case_owners == {twin_case.id: twin.id, ada_case.id: ada.id}
+    # Merging again is a no-op that names the merge already made.
+    again = merges_service(store).merge(ada.id, twin.id, now=T0 + timedelta(hours=4), trigger="api:test")
+    assert (again.existing, again.record.id) == (True, outcome.record.id)
+
+
+def test_the_timeline_pages_across_merged_partitions_newest_first_without_gaps(store):
+    from chalicelib.service.timeline import timeline_page
+
+    ada, ada_case, first = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    stored = store.get_customer(ada.id)
+    for minute in (3, 5):
+        stored = commit(store, make_contact(stored, ada_case, at=T0 + timedelta(minutes=minute)), ada_case, stored)
+    twin_stored = store.get_customer(twin.id)
+    twin_case = make_case(twin_stored)
+    for minute in (2, 4, 6):
+        twin_stored = commit(store, make_contact(twin_stored, twin_case, at=T0 + timedelta(minutes=minute)),
+                             twin_case, twin_stored)
+    merges_service(store).merge(ada.id, twin.id, now=T0 + timedelta(hours=3), trigger="api:test")
+    survivor = store.get_customer(ada.id)
+    everything = sorted(
+        [c.id for c in store.list_contacts(ada.id, limit=50).items + store.list_contacts(twin.id, limit=50).items],
+        reverse=True,
+    )
+
+    seen, cursor = [], None
+    while True:
+        page = timeline_page(store, survivor, limit=2, cursor=cursor)
+        seen += [c.id for c in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+
+    assert len(everything) == 7 and seen == everything
+
+
+def test_unmerge_restores_both_customers_identifiers_timelines_and_cases(store):
+    from chalicelib.service.timeline import timeline_page
+
+    ada, ada_case, ada_contact = person_with_open_case(store, phone("+4915112345678"))
+    twin, twin_case, twin_contact = person_with_open_case(
+        store, email("ada@example.com"), created=T0 + timedelta(hours=1), activity=T0 + timedelta(hours=2)
+    )
+    service = merges_service(store)
+    merged = service.merge(ada.id, twin.id, now=T0 + timedelta(hours=3), trigger="api:test").record
+
+    record = service.unmerge(twin.id, now=T0 + timedelta(hours=4), actor="api:ops")
+    again = service.unmerge(ada.id, merge_id=merged.id, now=T0 + timedelta(hours=5), actor="api:ops")
+
+    assert record.id == merged.id and record.reverted_at == T0 + timedelta(hours=4)
+    assert again == record  # idempotent
+    restored_ada, restored_twin = store.get_customer(ada.id), store.get_customer(twin.id)
+    assert restored_twin.merged_into is None and restored_ada.merged_from == []
+    assert store.find_customer_ids([email("ada@example.com"), phone("+4915112345678")]) == {
+        "email:ada@example.com": twin.id, "phone:+4915112345678": ada.id,
+    }
+    assert [c.id for c in timeline_page(store, restored_ada, limit=10).items] == [ada_contact.id]
+    assert [c.id for c in timeline_page(store, restored_twin, limit=10).items] == [twin_contact.id]
+    # Each case is back with its customer; the one the merge closed is open again.
+    assert (restored_ada.open_case.id, restored_twin.open_case.id) == (ada_case.id, twin_case.id)
+    assert store.get_case(twin_case.id).customer_id == twin.id
+    assert store.get_case(ada_case.id).status == "open"
+    assert store.get_merge(merged.id).reverted_by == "api:ops"
+
+
+def test_unmerge_explains_what_it_cannot_undo(store):
+    from chalicelib.errors import ConflictError, NotFoundError
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    elder, _, _ = person_with_open_case(store, email("elder@example.com"), created=T0 - timedelta(days=1))
+    service = merges_service(store)
+
+    with pytest.raises(ConflictError, match="has no merge to undo"):
+        service.unmerge(ada.id, now=T0, actor="api:ops")
+    first = service.merge(ada.id, twin.id, now=T0 + timedelta(hours=1), trigger="api:test").record
+    service.merge(elder.id, ada.id, now=T0 + timedelta(hours=2), trigger="api:test")
+    with pytest.raises(ConflictError, match="unmerge that first"):
+        service.unmerge(twin.id, merge_id=first.id, now=T0 + timedelta(hours=3), actor="api:ops")
+    with pytest.raises(NotFoundError):
+        service.unmerge(elder.id, merge_id=first.id, now=T0 + timedelta(hours=3), actor="api:ops")
+    with pytest.raises(NotFoundError):
+        service.unmerge("cus_nope", now=T0, actor="api:ops")
+
+
+def test_merge_protection_keeps_customers_with_different_external_ids_apart(store):
+    ada, _, _ = person_with_open_case(store, Identifier(kind=IdentifierKind.EXTERNAL, value="CRM-1"))
+    other, _, _ = person_with_open_case(store, Identifier(kind=IdentifierKind.EXTERNAL, value="CRM-2"))
+
+    outcome = merges_service(store).merge(ada.id, other.id, now=T0, trigger="api:test")
+
+    assert outcome.record is None and "merge_protection" in outcome.refusal
+    assert store.get_customer(other.id).merged_into is None
+
+
+def test_erasure_removes_merge_records(store):
+    from chalicelib.adapters.store.base import Erasure
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    record = merges_service(store).merge(ada.id, twin.id, now=T0, trigger="api:test").record
+
+    store.erase_customer(Erasure(
+        customer_id=twin.id, identifier_keys=(), contact_ids=(), case_ids=(), thread_keys=(), dedupe_keys=(),
+        merge_ids=(record.id,), erased_at=T0, tombstone_expires_at=T0 + WEEK,
+    ))
+
+    assert store.get_merge(record.id) is None

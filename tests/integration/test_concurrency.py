@@ -136,3 +136,25 @@ def test_racing_contacts_through_different_identifiers_of_one_customer_lose_no_u
     assert {r.customer_id for r in results} == {first.customer_id}
     assert Counter(r.case_id for r in results) == Counter({first.case_id: WORKERS})
     assert store.get_case(first.case_id).contact_count == WORKERS + 1
+
+
+def test_racing_contacts_that_tie_the_same_two_customers_merge_them_once(store, tmp_path):
+    phone = [Handle(kind="phone", value="+16505550100")]
+    email = [Handle(kind="email", value="ada@example.com")]
+    [older] = race(store, tmp_path, [message(300, phone)])
+    [younger] = race(store, tmp_path, [message(301, email)])
+
+    results = race(store, tmp_path, [message(400 + i, phone + email) for i in range(WORKERS)])
+
+    assert {r.customer_id for r in results} == {older.customer_id}
+    survivor = store.get_customer(older.customer_id)
+    assert [m.other_customer_id for m in survivor.merges] == [younger.customer_id], "exactly one merge"
+    assert store.get_customer(younger.customer_id).merged_into == older.customer_id
+    assert store.find_customer_ids([Identifier.parse("email:ada@example.com")]) == {
+        "email:ada@example.com": older.customer_id
+    }
+    # Every contact is counted once in the case that continued.
+    # (the younger customer's case was active last, so it continued: its first contact plus the race)
+    assert store.get_case(results[0].case_id).contact_count == WORKERS + 1
+    assert results[0].case_id == younger.case_id
+    assert len({r.case_id for r in results}) == 1

@@ -215,3 +215,93 @@ def test_an_unusable_whatsapp_number_flags_an_invalid_phone_too(parts):
     result = processor.process(message("SM4", handles=[Handle(kind="whatsapp", value="12")]))
 
     assert "invalid_phone" in store.get_customer(result.customer_id).quality_issues
+
+
+# --- merges --------------------------------------------------------------------------------------
+
+MERGE_CONFIG = parse_config("identity: {default_region: DE}\ndestinations: [{name: outbox, type: outbox}]")
+PHONE_HANDLE = Handle(kind="phone", value="0151 23456789")
+EMAIL_HANDLE = Handle(kind="email", value="Jana@Example.com")
+
+
+def merging_processor(tmp_path, config=MERGE_CONFIG) -> Processor:
+    processor = processor_for(config, tmp_path)
+    processor.event_destinations = lambda: ["outbox"]
+    return processor
+
+
+def kinds_sent(queue: MemoryQueue) -> list[tuple[str, str]]:
+    """(kind, event type) of each queued delivery unit, in order."""
+    import json
+
+    return [(body["kind"], body["event_type"]) for body in (json.loads(m.body) for m in queue.sent)]
+
+
+def test_a_contact_tying_two_customers_merges_them_announces_it_and_lands_on_the_survivor(tmp_path):
+    processor = merging_processor(tmp_path)
+    by_sms = processor.process(message("SM-1", handles=[PHONE_HANDLE]))
+    processor.clock.advance(60)
+    by_mail = processor.process(message("SM-2", handles=[EMAIL_HANDLE]))
+    processor.delivery_queue.sent.clear()
+
+    both = processor.process(message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE]))
+
+    assert both.customer_id == by_sms.customer_id  # the older customer survives
+    survivor = processor.store.get_customer(by_sms.customer_id)
+    assert {str(i) for i in survivor.identifiers} == {"phone:+4915123456789", "email:jana@example.com"}
+    assert processor.store.get_customer(by_mail.customer_id).merged_into == by_sms.customer_id
+    decisions = processor.store.get_contact(both.contact_id).resolution.decisions
+    assert (decisions[0].identifier, decisions[0].outcome) == ("phone:+4915123456789", "merged")
+    assert f"{by_mail.customer_id} merged into {by_sms.customer_id}" in decisions[0].rule
+    # The merge is announced before the contact, in the same per-customer order.
+    assert kinds_sent(processor.delivery_queue) == [("customer_event", "customer.merged"), ("contact", "contact.created")]
+
+
+def test_a_crash_after_the_merge_still_announces_it_on_the_retry_exactly_once(tmp_path):
+    processor = merging_processor(tmp_path)
+    processor.process(message("SM-1", handles=[PHONE_HANDLE]))
+    processor.clock.advance(60)
+    processor.process(message("SM-2", handles=[EMAIL_HANDLE]))
+    processor.delivery_queue.sent.clear()
+    store = processor.store
+    original_send = processor.delivery_queue._send_batch
+    processor.delivery_queue._send_batch = lambda messages: (_ for _ in ()).throw(ConnectionError("queue down"))
+    tying = message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE])
+    with pytest.raises(QueueUnavailableError):
+        processor.process(tying)
+    processor.delivery_queue._send_batch = original_send
+
+    retried = processor.process(tying)
+
+    assert retried.outcome == Outcome.CONTACT_CREATED
+    assert kinds_sent(processor.delivery_queue) == [("customer_event", "customer.merged"), ("contact", "contact.created")]
+    assert len(store.get_customer(retried.customer_id).merges) == 1
+
+
+def test_customers_with_different_external_ids_are_not_merged_and_the_refusal_is_recorded(tmp_path):
+    processor = merging_processor(tmp_path)
+    first = processor.process(message("SM-1", handles=[Handle(kind="external", value="CRM-1"), PHONE_HANDLE]))
+    processor.clock.advance(60)
+    second = processor.process(message("SM-2", handles=[Handle(kind="external", value="CRM-2"), EMAIL_HANDLE]))
+
+    both = processor.process(message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE]))
+
+    assert both.customer_id == second.customer_id  # email outranks phone: the email's owner
+    decisions = {d.outcome: d for d in processor.store.get_contact(both.contact_id).resolution.decisions}
+    assert decisions["merge_refused"].rule == "merge_protection: the customers hold different external identifiers"
+    assert processor.store.get_customer(first.customer_id).merged_into is None
+    assert ("customer_event", "customer.merged") not in kinds_sent(processor.delivery_queue)
+
+
+def test_with_auto_merge_off_the_conflict_is_recorded_and_nobody_is_merged(tmp_path):
+    config = parse_config("identity: {default_region: DE, auto_merge: false}")
+    processor = merging_processor(tmp_path, config)
+    first = processor.process(message("SM-1", handles=[PHONE_HANDLE]))
+    processor.clock.advance(60)
+    processor.process(message("SM-2", handles=[EMAIL_HANDLE]))
+
+    both = processor.process(message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE]))
+
+    outcomes = [d.outcome for d in processor.store.get_contact(both.contact_id).resolution.decisions]
+    assert "owned_by_other_customer" in outcomes and "merged" not in outcomes
+    assert processor.store.get_customer(first.customer_id).merges == []

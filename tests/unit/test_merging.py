@@ -1,0 +1,125 @@
+"""Merging and unmerging two customers: survivor choice, merge protection, what moves, what returns."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib.domain.golden_record import observe
+from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.merging import MAX_MOVED_IDENTIFIERS, merge, merge_refusal, survivor_first, unmerge
+from chalicelib.hubconfig import parse_config
+from chalicelib.domain.models import Customer
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+CONFIG = parse_config("identity: {max_per_kind: {email: 2, external: 1}}")
+RULES = CONFIG.survivorship
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def customer(customer_id: str, *identifiers: str, created: float = 0, version: int = 3) -> Customer:
+    return Customer(
+        id=customer_id, identifiers=[Identifier.parse(i) for i in identifiers], created_at=at(created),
+        updated_at=at(created), version=version,
+    )
+
+
+def test_the_older_customer_survives_whatever_the_argument_order_and_ties_go_to_the_smaller_id():
+    old, young = customer("cus_Z", created=0), customer("cus_A", created=1)
+    assert survivor_first(old, young) == survivor_first(young, old) == (old, young)
+
+    twin_a, twin_b = customer("cus_A"), customer("cus_B")
+    assert survivor_first(twin_b, twin_a) == (twin_a, twin_b)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "refusal"),
+    [
+        (("external:CRM-1", "phone:+4915123456789"), ("external:CRM-2",),
+         "merge_protection: the customers hold different external identifiers"),
+        (("email:a@example.com", "email:b@example.com"), ("email:c@example.com",),
+         "max_per_kind: email=2 (the merged customer would hold 3)"),
+    ],
+)
+def test_merges_the_rules_forbid_are_refused_naming_the_rule_never_a_value(first, second, refusal):
+    reason = merge_refusal(customer("cus_A", *first), customer("cus_B", *second), CONFIG.identity)
+
+    assert reason == refusal
+    assert "CRM" not in reason and "@" not in reason
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("external:CRM-1",), ("external:CRM-1", "phone:+4915123456789")),  # the same external id
+        (("external:CRM-1",), ("phone:+4915123456789",)),  # only one side has one
+        (("email:a@example.com",), ("email:b@example.com",)),  # within the limit
+    ],
+)
+def test_merges_within_the_rules_are_allowed(first, second):
+    assert merge_refusal(customer("cus_A", *first), customer("cus_B", *second), CONFIG.identity) is None
+
+
+def test_an_absorbed_customer_with_too_many_identifiers_for_one_transaction_is_refused():
+    settings = parse_config("identity: {max_per_kind: {}}").identity
+    many = customer("cus_B", *[f"phone:+49151000{n:05d}" for n in range(MAX_MOVED_IDENTIFIERS + 1)])
+
+    assert "more than 90 identifiers" in merge_refusal(customer("cus_A"), many, settings)
+
+
+def test_a_merge_moves_identifiers_joins_the_golden_record_and_records_both_customers_as_they_were():
+    survivor = observe(customer("cus_A", "phone:+4915123456789"), {"name": "Jana"}, source="twilio", at=at(1), rules=RULES)
+    absorbed = observe(customer("cus_B", "email:jana@example.com", created=2, version=7), {"name": "Jana Schmidt", "tier": "gold"},
+                       source="api", at=at(3), rules=RULES)
+    absorbed = absorbed.model_copy(update={"consent": {"email": "opted_in"}, "merged_from": ["cus_C"]})
+
+    pair = merge(survivor, absorbed, now=at(5), trigger="contact:msg:twilio:SM1", matched=["phone:+4915123456789"],
+                 rules=RULES)
+
+    assert [str(i) for i in pair.survivor.identifiers] == ["phone:+4915123456789", "email:jana@example.com"]
+    assert pair.survivor.attributes["name"].value == "Jana Schmidt"  # api outranks twilio by default
+    assert pair.survivor.attributes["tier"].value == "gold"
+    assert set(pair.survivor.observations["name"]) == {"twilio", "api"}
+    assert pair.survivor.consent == {"email": "opted_in"}
+    assert pair.survivor.merged_from == ["cus_B", "cus_C"]  # flattened: one read per absorbed partition
+    assert (pair.survivor.version, pair.absorbed.version) == (4, 8)
+    assert (pair.absorbed.identifiers, pair.absorbed.merged_into, pair.absorbed.open_case) == ([], "cus_A", None)
+    assert [(m.role, m.other_customer_id, m.merge_id) for m in pair.survivor.merges] == [("survivor", "cus_B", pair.record.id)]
+    assert [(m.role, m.other_customer_id) for m in pair.absorbed.merges] == [("absorbed", "cus_A")]
+    assert pair.record.survivor_before == survivor and pair.record.absorbed_before == absorbed
+    assert [str(i) for i in pair.record.moved_identifiers] == ["email:jana@example.com"]
+
+
+def test_the_merge_id_is_the_same_for_the_same_decision_so_a_retry_cannot_record_two_merges():
+    a, b = customer("cus_A"), customer("cus_B", created=1)
+    first = merge(a, b, now=at(1), trigger="t", matched=[], rules=RULES).record.id
+    again = merge(a, b, now=at(2), trigger="t", matched=[], rules=RULES).record.id
+    later = merge(a, b.model_copy(update={"version": 9}), now=at(1), trigger="t", matched=[], rules=RULES).record.id
+
+    assert first == again != later
+
+
+def test_unmerge_restores_the_absorbed_customer_and_takes_back_only_what_the_merge_gave():
+    survivor = observe(customer("cus_A", "phone:+4915123456789"), {"name": "Jana"}, source="twilio", at=at(1), rules=RULES)
+    absorbed = observe(customer("cus_B", "email:jana@example.com", created=2), {"tier": "gold"}, source="crm",
+                       at=at(2), rules=RULES)
+    pair = merge(survivor, absorbed, now=at(5), trigger="api:ops", matched=[], rules=RULES)
+    # After the merge the survivor learns more: a new identifier and a new attribute source.
+    later = observe(pair.survivor, {"language": "de"}, source="meta", at=at(6), rules=RULES)
+    later = later.model_copy(update={"identifiers": [*later.identifiers, Identifier.parse("email:jana.new@example.com")]})
+
+    undone = unmerge(pair.record, later, pair.absorbed, now=at(7), actor="api:ops", rules=RULES)
+
+    assert [str(i) for i in undone.survivor.identifiers] == ["phone:+4915123456789", "email:jana.new@example.com"]
+    assert set(undone.survivor.attributes) == {"name", "language"}  # tier went back with its customer
+    assert undone.survivor.merged_from == []
+    assert undone.absorbed.identifiers == absorbed.identifiers and undone.absorbed.merged_into is None
+    assert undone.absorbed.attributes == absorbed.attributes
+    assert undone.absorbed.version == pair.absorbed.version + 1  # still guarded against the stored one
+    assert [m.reverted_at for m in undone.survivor.merges] == [at(7)]
+    assert [m.reverted_at for m in undone.absorbed.merges] == [at(7)]
+    assert (undone.record.reverted_at, undone.record.reverted_by) == (at(7), "api:ops")
