@@ -236,3 +236,30 @@ def test_erasure_on_dynamodb_leaves_only_tombstones(aws):
     assert kinds <= {("CUST", "TOMBSTONE"), ("DEDUPE", "DEDUPE"), ("CONTACT", "DLV")}, kinds
     assert {"pk": {"S": f"CUST#{customer_id}"}, "sk": {"S": "TOMBSTONE"}}.items() <= next(
         i for i in items if i["sk"]["S"] == "TOMBSTONE").items()
+
+
+def test_merge_and_unmerge_on_dynamodb_reach_the_destination_through_sqs(aws):
+    client, hub, sqs, urls, receiver, calls = aws
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    for sid, sender in (("SM" + "3" * 32, "+14155550101"), ("SM" + "4" * 32, "+14155550102")):
+        body, headers = twilio_sms(sid, sender)
+        assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+        invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+        invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+    first, second = (json.loads(r.body)["data"]["customer"]["id"] for r in receiver.requests)
+    calls.take()
+
+    merged = client.http.post(f"/v1/customers/{second}/merge", headers=auth, body=json.dumps({"customer_id": first}))
+    merge_calls = calls.take()
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+    unmerged = client.http.post(f"/v1/customers/{second}/unmerge", headers=auth, body=b"")
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    assert merged.status_code == 200 and unmerged.status_code == 200, (merged.body, unmerged.body)
+    merge_id = json.loads(merged.body)["merge_id"]
+    assert merge_calls["TransactWriteItems"] == 1, "the merge is one transaction"
+    events = [json.loads(r.body) for r in receiver.requests[2:]]
+    assert [(e["type"], e["data"]["customer"]["id"], e["data"]["other_customer"]["id"], e["data"]["merge"]["id"])
+            for e in events] == [("customer.merged", first, second, merge_id), ("customer.unmerged", first, second, merge_id)]
+    found = client.http.get("/v1/customers?identifier=phone:%2B14155550102", headers=auth)
+    assert [c["id"] for c in json.loads(found.body)["data"]] == [second]
