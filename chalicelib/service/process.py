@@ -37,7 +37,7 @@ from chalicelib.domain.models import (
     InboundMessage,
     StatusEvent,
 )
-from chalicelib.errors import ConcurrentUpdateError
+from chalicelib.errors import ConcurrentUpdateError, NotFoundError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.engine import route
 from chalicelib.service.cases import attach_to_case, summarize
@@ -205,15 +205,23 @@ class Processor:
             resolved = resolve_customer(
                 self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
             )
-            merged = False
+            changed = False
             for other_id, identifier in resolved.others:
-                outcome = self._merges.merge(
-                    resolved.customer.id, other_id, now=now, trigger=trigger,
-                    matched=(resolved.resolution.matched_identifier, identifier.key),
-                )
-                self.cache.forget(identifier.key)  # it may point at the absorbed customer
-                if outcome.record is not None and not outcome.existing:
-                    merged = True
+                # The owner may come from this worker's cache: after the merge (or when the entry
+                # is stale) the store is asked again.
+                self.cache.forget(identifier.key)
+                try:
+                    outcome = self._merges.merge(
+                        resolved.customer.id, other_id, now=now, trigger=trigger,
+                        matched=(resolved.resolution.matched_identifier, identifier.key),
+                    )
+                except NotFoundError:  # a stale cache entry of an erased customer
+                    changed = True
+                    continue
+                if outcome.existing:  # merged already (a stale cache entry): resolve afresh
+                    changed = True
+                elif outcome.record is not None:
+                    changed = True
                     records.append(outcome.record)
                     notes.append(IdentifierDecision(
                         identifier=identifier.key, outcome="merged",
@@ -222,7 +230,7 @@ class Processor:
                     ))
                 elif outcome.refusal is not None:
                     notes.append(IdentifierDecision(identifier=identifier.key, outcome="merge_refused", rule=outcome.refusal))
-            if not merged:
+            if not changed:
                 break
         resolved.resolution.decisions = [*notes, *resolved.resolution.decisions]
         return resolved, records

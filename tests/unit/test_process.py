@@ -305,3 +305,33 @@ def test_with_auto_merge_off_the_conflict_is_recorded_and_nobody_is_merged(tmp_p
     outcomes = [d.outcome for d in processor.store.get_contact(both.contact_id).resolution.decisions]
     assert "owned_by_other_customer" in outcomes and "merged" not in outcomes
     assert processor.store.get_customer(first.customer_id).merges == []
+
+
+def test_a_worker_whose_cache_still_names_a_merged_or_erased_customer_resolves_afresh(tmp_path):
+    from chalicelib.service.gdpr import erase_customer
+    from chalicelib.service.merge import Merges
+
+    processor = merging_processor(tmp_path)
+    jana = processor.process(message("SM-1", handles=[PHONE_HANDLE]))
+    processor.clock.advance(60)
+    other = processor.process(message("SM-2", handles=[EMAIL_HANDLE]))  # cached: email -> other
+    Merges(processor.store, processor.config).merge(jana.customer_id, other.customer_id, now=processor.clock(),
+                                                     trigger="api:test")
+
+    after_merge = processor.process(message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE]))
+
+    outcomes = [d.outcome for d in processor.store.get_contact(after_merge.contact_id).resolution.decisions]
+    assert after_merge.customer_id == jana.customer_id
+    assert outcomes == ["matched", "already_linked"]
+
+    processor.clock.advance(60)
+    mail = Handle(kind="email", value="erased@example.com")
+    gone = processor.process(message("SM-4", handles=[mail]))  # cached: that email -> gone
+    erase_customer(processor.store, processor.blobs, processor.delivery_queue, gone.customer_id,
+                   now=processor.clock(), event_destinations=[])
+
+    after_erasure = processor.process(message("SM-5", handles=[PHONE_HANDLE, mail]))
+
+    assert after_erasure.customer_id == jana.customer_id
+    linked = processor.store.get_customer(jana.customer_id).identifiers
+    assert "email:erased@example.com" in {str(i) for i in linked}
