@@ -220,6 +220,32 @@ class Hub:
     def default_region(self, provider: str, account: str) -> str | None:
         return self.config.identity.region_for(provider, account)
 
+    # --- routing and enrichment ------------------------------------------------------------------
+
+    @cached_property
+    def router_factory(self):
+        """Compiles the inline rules (and validates the routing section) on first use."""
+        from chalicelib.routing.setup import RouterFactory
+
+        return RouterFactory(self.config)
+
+    @cached_property
+    def live_router(self):
+        """The router in force, following the rules' source (S3, SSM, AppConfig) when configured."""
+        from chalicelib.routing.setup import LiveRouter
+        from chalicelib.routing.sources import rules_source
+
+        source = rules_source(self.router_factory.extras.source, self.aws_client)
+        describe = getattr(source, "describe", "routing.rules")
+        return LiveRouter(self.router_factory, source, describe=describe,
+                          on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
+
+    @cached_property
+    def enricher(self):
+        from chalicelib.enrichment.settings import build_enricher
+
+        return build_enricher(self.config.enrichment, self.aws_client)
+
     # --- services --------------------------------------------------------------------------------
 
     @cached_property
@@ -231,6 +257,7 @@ class Hub:
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
             cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
             rules=self.identity_rules, event_destinations=self.customer_event_destinations,
+            router=lambda: self.live_router.current(), enricher=lambda: self.enricher,
         )
 
     @cached_property

@@ -6,6 +6,7 @@ Usage: `python -m chalicelib.cli <command>` (or `bin/hubctl <command>`); `--help
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import secrets
 import signal
@@ -31,15 +32,54 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from chalicelib.enrichment.settings import enrichment_settings
     from chalicelib.hubconfig import load_config
+    from chalicelib.routing.setup import RouterFactory
 
     config = load_config(args.path, allow_inline_secrets=not args.deployed)
+    # Routing and enrichment are validated when first used at run time; here, at once.
+    factory = RouterFactory(config)
+    enrichment_settings(config.enrichment)
+    source = factory.extras.source.type
     print(
         f"{args.path}: valid — channels: {', '.join(config.channels) or 'none'}; "
         f"destinations: {', '.join(d.name for d in config.destinations) or 'none'}; "
-        f"api keys: {len(config.api_keys)}"
+        f"routing rules: {len(factory.inline.rules.rules)} inline"
+        + (f" (in force: the {source} source's)" if source != "inline" else "")
+        + f"; api keys: {len(config.api_keys)}"
     )
     return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    """`hubctl route --explain contact.json`: the rules' decision for a contact, without side effects."""
+    import json
+
+    from chalicelib.bootstrap import Hub
+    from chalicelib.service.explain import explain, render_trace
+    from chalicelib.settings import Settings
+
+    text = sys.stdin.read() if args.explain == "-" else _read(args.explain)
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"{args.explain}: not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_environ()
+    if args.config:
+        settings = dataclasses.replace(settings, config_path=args.config)
+    hub = Hub(settings)
+    if not isinstance(body, dict) or "contact" not in body:
+        body = {"contact": body}  # a bare contact document
+    result = explain(body, router=hub.router_factory.inline if args.inline else hub.live_router.current(),
+                     enricher=hub.enricher, now=hub.clock())
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render_trace(result["decision"]))
+    return 0
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _api_key(args: argparse.Namespace) -> int:
@@ -74,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--name", required=True)
     key.add_argument("--key", help="hash this key instead of generating one")
     key.set_defaults(func=_api_key)
+
+    route = commands.add_parser("route", help="explain the routing decision for a contact (no side effects)")
+    route.add_argument("--explain", required=True, metavar="FILE",
+                       help='contact JSON: a stored contact, {"contact": ..., "customer": ..., "case": ...}, or - for stdin')
+    route.add_argument("--config", default=None, help="hub configuration (default HUB_CONFIG)")
+    route.add_argument("--inline", action="store_true", help="use the configuration file's rules, not the rules source")
+    route.add_argument("--json", action="store_true", help="print the decision and enrichment as JSON")
+    route.set_defaults(func=_route)
 
     simulate = commands.add_parser("simulate", help="send one customer's signed SMS, WhatsApp and web chat messages")
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the running hub")

@@ -165,16 +165,27 @@ class DefaultRoute(Strict):
     @field_validator("priority", mode="before")
     @classmethod
     def _priority(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return Priority[value.upper()]
-            except KeyError:
-                raise ValueError(f"must be one of {', '.join(p.name.lower() for p in Priority)}") from None
-        return value
+        return Priority.coerce(value)
 
 
 class RoutingSettings(Strict):
+    """`routing:`. Only the default route is validated with the rest of the file; the rules and
+    what they refer to are validated when routing is first used (`chalicelib/routing/setup.py`),
+    so processes that never route (the webhook Lambda) do not pay for compiling them."""
+
     default: DefaultRoute = Field(default_factory=DefaultRoute)
+    #: Ordered rules (`chalicelib/routing/rules.py`, README "Routing rules").
+    rules: list[Any] = Field(default_factory=list)
+    #: Business-hours calendars by name (`chalicelib/routing/calendar.py`); `default` is the one
+    #: conditions use when they name none.
+    calendars: dict[str, Any] = Field(default_factory=dict)
+    #: Auto-reply templates: name → language → text.
+    templates: dict[str, Any] = Field(default_factory=dict)
+    default_language: str = "en"
+    #: `{hours: 24, by_priority: {urgent: 4}}`: when an open case is past its SLA.
+    sla: dict[str, Any] = Field(default_factory=dict)
+    #: Where the rules live when not in this file: S3, SSM or AppConfig (`routing/sources.py`).
+    source: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProcessingSettings(Strict):
@@ -212,6 +223,9 @@ class HubConfig(BaseModel):
     channels: dict[str, BaseModel] = Field(default_factory=dict)
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`), validated
+    #: when enrichment is first used, like the routing rules.
+    enrichment: dict[str, Any] = Field(default_factory=dict)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -234,6 +248,7 @@ class _RawConfig(Strict):
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: list[dict[str, Any]] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    enrichment: dict[str, Any] = Field(default_factory=dict)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -277,6 +292,7 @@ def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: b
         channels=channels,
         destinations=destinations,
         routing=raw.routing,
+        enrichment=raw.enrichment,
         processing=raw.processing,
         delivery=raw.delivery,
         api_keys=raw.api_keys,

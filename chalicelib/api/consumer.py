@@ -26,6 +26,7 @@ consumer = Blueprint(__name__)
 
 #: Attribute and source names: lower-case, dotted for namespaces (custom.contract_id).
 _NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+_MERGE_ID = re.compile(r"mrg_[0-9A-HJKMNP-TV-Z]{26}")
 MAX_ATTRIBUTE_BYTES = 4096
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -83,7 +84,8 @@ def merge_customer(customer_id: str) -> Response:
     from chalicelib.service.customer_events import merge_event_messages
     from chalicelib.service.merge import Merges
 
-    outcome = Merges(hub.store, hub.config).merge(customer_id, other, now=hub.clock(), trigger=f"api:{key_name}")
+    outcome = Merges(hub.store, hub.config).merge(customer_id, other, now=hub.clock(), trigger=f"api:{key_name}",
+                                                  explicit=True)
     if outcome.refusal is not None:
         raise RuleRefusedError(f"the customers are not merged: {outcome.refusal}")
     if outcome.record is not None:
@@ -101,8 +103,8 @@ def unmerge_customer(customer_id: str) -> Response:
     (the one that absorbed it, or the latest it absorbed). Restores both customers. Idempotent."""
     key_name = _authenticate()
     merge_id = _optional_json_body().get("merge_id")
-    if merge_id is not None and not isinstance(merge_id, str):
-        raise RequestRejectedError('merge_id must be a string such as "mrg_..."')
+    if merge_id is not None and not (isinstance(merge_id, str) and _MERGE_ID.fullmatch(merge_id)):
+        raise RequestRejectedError('merge_id must be a merge id such as "mrg_0123456789ABCDEFGHJKMNPQRS"')
     hub = get_hub()
     from chalicelib.service.customer_events import merge_event_messages
     from chalicelib.service.merge import Merges
@@ -122,7 +124,7 @@ def unmerge_customer(customer_id: str) -> Response:
 def get_merge(merge_id: str) -> Response:
     """The audit record of one merge, with both customers as they were before it."""
     _authenticate()
-    record = get_hub().store.get_merge(merge_id)
+    record = get_hub().store.get_merge(merge_id) if _MERGE_ID.fullmatch(merge_id) else None
     if record is None:
         raise NotFoundError(f"no merge {merge_id}")
     return json_response(record.model_dump(mode="json"))
@@ -247,6 +249,53 @@ def get_case(case_id: str) -> Response:
     from chalicelib.service.cases import effective
 
     return json_response(effective(case, hub.clock(), hub.config.cases).model_dump(mode="json"))
+
+
+@consumer.route("/v1/exceptions", methods=["GET"])
+@translate_errors(consumer)
+def list_exceptions() -> Response:
+    """The exception queue: contacts rules parked for manual handling, oldest first."""
+    _authenticate()
+    limit = _limit(_query("limit"))
+    cursor = _decode_cursor(_query("cursor"))
+    page = get_hub().store.list_parked(limit=limit, cursor=cursor)
+    return json_response({
+        "data": [entry.model_dump(mode="json") for entry in page.items],
+        "next_cursor": _encode_cursor(page.cursor) if page.cursor else None,
+    })
+
+
+@consumer.route("/v1/exceptions/{contact_id}/resolve", methods=["POST"])
+@translate_errors(consumer)
+def resolve_exception(contact_id: str) -> Response:
+    """Release a parked contact with a chosen route: {"queue", "priority", "skills", "tags",
+    "destinations", "note"}, each optional (omitted: what the rules chose). Idempotent."""
+    key_name = _authenticate()
+    hub = get_hub()
+    from pydantic import ValidationError
+
+    from chalicelib.service.exceptions import Release, release
+
+    try:
+        choice = Release.model_validate(_optional_json_body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RequestRejectedError(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    contact = release(hub.store, hub.delivery_queue, hub.config, contact_id, choice, actor=f"api:{key_name}",
+                      now=hub.clock())
+    return json_response(_with_pending_deliveries(contact))
+
+
+@consumer.route("/v1/routing/explain", methods=["POST"])
+@translate_errors(consumer)
+def explain_routing() -> Response:
+    """What the rules in force decide for a contact, with the trace; stores and sends nothing.
+    Body: {"contact": {...}, "customer": {...}?, "case": {...}?}."""
+    _authenticate()
+    hub = get_hub()
+    from chalicelib.service.explain import explain
+
+    return json_response(explain(_json_body(), router=hub.live_router.current(), enricher=hub.enricher, now=hub.clock()))
 
 
 def _customer_view(customer: Customer) -> dict:

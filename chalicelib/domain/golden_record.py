@@ -69,17 +69,33 @@ def combine_observations(
 
 
 def restore_observations(
-    current: Customer, before: Customer, *, since: datetime, rules: SurvivorshipSettings
+    current: Customer, *, before: Customer, absorbed: Customer, rules: SurvivorshipSettings
 ) -> Customer:
-    """`current` with its golden record as it was in `before`, except for what was observed
-    after `since`: what unmerging does, so nothing learned after the merge is lost."""
-    observations = {name: dict(by_source) for name, by_source in before.observations.items()}
-    for name, by_source in current.observations.items():
+    """`current` without what a merge brought in from `absorbed`: what unmerging does.
+
+    An observation (attribute and source) is taken back when it is exactly the one the absorbed
+    customer had; the survivor's own value from before the merge then returns. Anything observed
+    since (a newer value from any source) stays: nothing learned after the merge is lost.
+    """
+    observations = {name: dict(by_source) for name, by_source in current.observations.items()}
+    for name, by_source in absorbed.observations.items():
         for source, value in by_source.items():
-            if value.updated_at > since:
-                observations.setdefault(name, {})[source] = value
-    issues = dict(before.quality_issues)
-    issues.update({flag: at for flag, at in current.quality_issues.items() if at > since})
+            if observations.get(name, {}).get(source) != value:
+                continue  # observed anew since the merge
+            own = before.observations.get(name, {}).get(source)
+            if own is not None:
+                observations[name][source] = own
+            else:
+                del observations[name][source]
+        if name in observations and not observations[name]:
+            del observations[name]
+    issues = dict(current.quality_issues)
+    for flag, at in absorbed.quality_issues.items():
+        if issues.get(flag) == at:
+            if flag in before.quality_issues:
+                issues[flag] = before.quality_issues[flag]
+            else:
+                del issues[flag]
     return _with_survivors(current.model_copy(update={"observations": observations, "quality_issues": issues}), rules)
 
 

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from chalicelib.domain import activity
 from chalicelib.domain.golden_record import combine_observations, restore_observations
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
 
 if TYPE_CHECKING:
     from chalicelib.hubconfig import IdentitySettings, SurvivorshipSettings
+
+#: Consent states that mean "no": a merge keeps them over the other record's consent.
+REFUSALS = frozenset({"opted_out", "revoked", "denied"})
 
 #: A merge re-points every identifier of the absorbed customer in one transaction; DynamoDB takes
 #: 100 items per transaction, and the customers, cases and audit record need a few.
@@ -31,8 +35,15 @@ def survivor_first(first: Customer, second: Customer) -> tuple[Customer, Custome
     return tuple(sorted((first, second), key=lambda c: (c.created_at, c.id)))  # type: ignore[return-value]
 
 
-def merge_refusal(survivor: Customer, absorbed: Customer, settings: IdentitySettings) -> str | None:
-    """Why the two customers must not be merged; None when they may be. Names rules, never values."""
+def merge_refusal(
+    survivor: Customer, absorbed: Customer, settings: IdentitySettings, *, explicit: bool = False
+) -> str | None:
+    """Why the two customers must not be merged; None when they may be. Names rules, never values.
+    An `explicit` merge (an operator's decision) may join customers an unmerge separated."""
+    if survivor.erasing or absorbed.erasing:
+        return "a customer is being erased"
+    if not explicit and (absorbed.id in survivor.no_merge_with or survivor.id in absorbed.no_merge_with):
+        return "unmerged before: customers an operator separated are not merged again automatically"
     for kind in settings.merge_protection:
         mine = {i.key for i in survivor.identifiers if i.kind is kind}
         theirs = {i.key for i in absorbed.identifiers if i.kind is kind}
@@ -66,11 +77,17 @@ def merge(
     moved = [i for i in absorbed.identifiers if i not in survivor.identifiers]
     summary = dict(merge_id=merge_id, merged_at=now, trigger=trigger)
     combined = combine_observations(survivor, absorbed, into=survivor, rules=rules)
+    # One person's consent: where the two disagree, a refusal given on either record stands.
     consent = {**absorbed.consent, **survivor.consent}
+    consent.update({channel: state for channel, state in absorbed.consent.items() if state in REFUSALS})
+    separated = {survivor.id, absorbed.id}
     next_survivor = combined.model_copy(update={
         "identifiers": [*survivor.identifiers, *moved],
         "consent": consent,
+        "activity": activity.combine(survivor.activity, absorbed.activity),
         "merged_from": [*survivor.merged_from, absorbed.id, *absorbed.merged_from],
+        "no_merge_with": [c for c in dict.fromkeys([*survivor.no_merge_with, *absorbed.no_merge_with])
+                          if c not in separated],
         "merges": [*survivor.merges, MergeSummary(role="survivor", other_customer_id=absorbed.id, **summary)],
         "updated_at": now,
         "version": survivor.version + 1,
@@ -102,7 +119,9 @@ def unmerge(
     """
     moved = {i.key for i in record.moved_identifiers}
     given_back = {record.absorbed_id, *record.absorbed_before.merged_from}
-    restored_survivor = restore_observations(survivor, record.survivor_before, since=record.merged_at, rules=rules)
+    restored_survivor = restore_observations(
+        survivor, before=record.survivor_before, absorbed=record.absorbed_before, rules=rules
+    )
     next_survivor = restored_survivor.model_copy(update={
         "identifiers": [i for i in survivor.identifiers if i.key not in moved],
         # Consent that only the absorbed customer had given goes back with it.
@@ -112,11 +131,13 @@ def unmerge(
         },
         "merged_from": [c for c in survivor.merged_from if c not in given_back],
         "merges": _reverted(survivor.merges, record.id, now),
+        "no_merge_with": [*survivor.no_merge_with, record.absorbed_id],
         "updated_at": now,
         "version": survivor.version + 1,
     })
     next_absorbed = record.absorbed_before.model_copy(update={
         "merges": _reverted(absorbed.merges, record.id, now),
+        "no_merge_with": [*record.absorbed_before.no_merge_with, record.survivor_id],
         "updated_at": now,
         "version": absorbed.version + 1,
     })

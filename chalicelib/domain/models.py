@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from chalicelib.domain.identifiers import Identifier
 
@@ -168,25 +168,71 @@ class Priority(IntEnum):
     HIGH = 30
     URGENT = 40
 
+    @classmethod
+    def coerce(cls, value: Any) -> Any:
+        """A priority written by name (`high`, any case) as the member; anything else as given,
+        for pydantic to validate. Raises ValueError naming the scale for an unknown name."""
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                raise ValueError(f"must be one of {', '.join(p.name.lower() for p in cls)}") from None
+        return value
+
 
 class RuleTrace(BaseModel):
-    model_config = _WORKER_SIDE
+    """One rule's outcome for one contact. Frozen: the routing engine builds every possible
+    outcome of a rule once, when it compiles the rules, and shares them between contacts."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     rule: str
     matched: bool
+    #: For a rule that did not match, the condition that failed; for one that did, what it did.
     reason: str | None = None
+
+
+class ReplyIntent(BaseModel):
+    """An automatic reply a rule asked for (acknowledgement, out of hours), rendered in the
+    customer's language; the outbound capability sends it through the originating channel."""
+
+    model_config = _WORKER_SIDE
+
+    rule: str
+    template: str
+    language: str
+    text: str
 
 
 class RoutingDecision(BaseModel):
     model_config = _WORKER_SIDE
 
+    #: Serialized by name (`high`), the way rules and vendors' field mappings speak of it.
     priority: Priority = Priority.NORMAL
     queue: str = "default"
+    #: Skill → required proficiency (1-5), for skills-based routing in the ACD.
     skills: dict[str, int] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     destinations: list[str] = Field(default_factory=list)
+    replies: list[ReplyIntent] = Field(default_factory=list)
+    #: Why the contact waits in the exception queue for manual handling (nothing is delivered
+    #: until `POST /v1/exceptions/{id}/resolve` releases it); None when not parked.
+    parked: str | None = None
+    #: Why nothing is delivered at all (spam, auto-replies); None when not suppressed.
+    suppressed: str | None = None
+    #: Which rule set decided: `inline`, or the source's document version.
+    rules_version: str | None = None
     #: Every rule evaluated, in order, and whether it matched: the decision explains itself.
     trace: list[RuleTrace] = Field(default_factory=list)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_by_name(cls, value: Any) -> Any:
+        return Priority.coerce(value)
+
+    @field_serializer("priority")
+    def _priority_name(self, priority: Priority) -> str:
+        return priority.name.lower()
 
 
 class DeliveryStatus(StrEnum):
@@ -315,6 +361,19 @@ class MergeSummary(BaseModel):
     reverted_at: datetime | None = None
 
 
+class ContactActivity(BaseModel):
+    """What routing needs to know about the customer's recent contacts, kept on the customer
+    record (which every contact reads and writes anyway), so repeat-contact rules and the
+    contact history cost no extra read."""
+
+    model_config = _WORKER_SIDE
+
+    #: The latest contacts' arrival times and channels, newest first (at most `RECENT_LIMIT`).
+    recent: list[tuple[datetime, Channel]] = Field(default_factory=list)
+    #: Contacts per day (UTC date, ISO) and channel, for the last 31 days.
+    daily: dict[str, dict[Channel, int]] = Field(default_factory=dict)
+
+
 class Customer(BaseModel):
     model_config = _WORKER_SIDE
 
@@ -337,6 +396,12 @@ class Customer(BaseModel):
     merged_from: list[str] = Field(default_factory=list)
     #: Merge history, oldest first, including reverted merges.
     merges: list[MergeSummary] = Field(default_factory=list)
+    #: Customers an unmerge separated from this one: never merged with it again automatically
+    #: (an explicit merge through the API still may).
+    no_merge_with: list[str] = Field(default_factory=list)
+    #: Set while the customer is being erased: merges refuse it, so no data escapes erasure.
+    erasing: bool = False
+    activity: ContactActivity = Field(default_factory=ContactActivity)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     #: Bumped on every write; stores use it for optimistic concurrency.
@@ -382,6 +447,19 @@ class DeliveryJob(BaseModel):
     contact: Contact
     customer: Customer
     case: Case
+
+
+class ParkedContact(BaseModel):
+    """An entry of the exception queue: a contact a rule parked for manual handling."""
+
+    model_config = _WORKER_SIDE
+
+    contact_id: str
+    customer_id: str
+    case_id: str
+    channel: Channel
+    reason: str
+    parked_at: datetime
 
 
 class MergeRecord(BaseModel):

@@ -75,6 +75,9 @@ class EmbeddedRuntime:
     def start(self, *, workers: bool = True) -> EmbeddedRuntime:
         """Serve HTTP and, unless `workers` is False (tests of queued work), run the workers."""
         self._stop.clear()
+        if workers:
+            # Fail at start, not on the first message: compile the rules, build the enricher.
+            _ = self.hub.router_factory, self.hub.enricher
         server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
         self._threads = [server]
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):

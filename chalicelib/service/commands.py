@@ -61,25 +61,49 @@ def set_attributes(
     return _guarded(store, customer_id, change)
 
 
-def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSettings) -> Case:
-    """Close a case (idempotent). Raises `NotFoundError`."""
-    case = store.get_case(case_id)
-    if case is None:
-        raise NotFoundError(f"no case {case_id}")
-    if case.status == CaseStatus.CLOSED:
-        return case
-    # A case already closed by inactivity keeps that reason and time; otherwise the API closes it.
-    current = effective(case, now, settings)
-    closed = current if current.status == CaseStatus.CLOSED else close(case, now, reason="api")
+def mark_erasing(store: Store, customer_id: str) -> Customer:
+    """Flag a customer as being erased (merges refuse it from then on). Raises `NotFoundError`,
+    and `ConflictError` when it was merged into another customer meanwhile."""
 
     def change(customer: Customer):
-        still_open = customer.open_case is not None and customer.open_case.id == case_id
-        updated = customer.model_copy(update={"open_case": None if still_open else customer.open_case, "updated_at": now})
-        return updated, (), (closed,)
+        if customer.erasing:
+            return None
+        return customer.model_copy(update={"erasing": True}), (), ()
 
-    # A case can outlive its owner's merge (closed, or inactive): it may still be closed.
-    _guarded(store, case.customer_id, change, allow_merged=True)
-    return closed
+    return _guarded(store, customer_id, change)
+
+
+def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSettings) -> Case:
+    """Close a case (idempotent). Raises `NotFoundError`."""
+    for attempt in range(ATTEMPTS):
+        case = store.get_case(case_id)
+        if case is None:
+            raise NotFoundError(f"no case {case_id}")
+        if case.status == CaseStatus.CLOSED:
+            return case
+        # A case already closed by inactivity keeps that reason and time; otherwise the API closes it.
+        current = effective(case, now, settings)
+        closed = current if current.status == CaseStatus.CLOSED else close(case, now, reason="api")
+
+        def change(customer: Customer, case: Case = case, closed: Case = closed):
+            fresh = store.get_case(case_id)
+            if fresh is None or (fresh.customer_id, fresh.status) != (case.customer_id, case.status):
+                # A merge or unmerge handed the case to another customer meanwhile: decide again.
+                raise ConcurrentUpdateError(f"case {case_id} changed while it was being closed")
+            still_open = customer.open_case is not None and customer.open_case.id == case_id
+            updated = customer.model_copy(update={"open_case": None if still_open else customer.open_case,
+                                                  "updated_at": now})
+            return updated, (), (closed,)
+
+        try:
+            # A case can outlive its owner's merge (closed, or inactive): it may still be closed.
+            _guarded(store, case.customer_id, change, allow_merged=True)
+        except ConcurrentUpdateError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        return closed
+    raise AssertionError("unreachable")
 
 
 def _guarded(store: Store, customer_id: str, change, *, allow_merged: bool = False) -> Customer:

@@ -61,7 +61,8 @@ def erase_customer(
             f"customer {customer_id} was merged into {customer.merged_into}; erase that customer, or unmerge first",
             detail={"merged_into": customer.merged_into},
         )
-    people = _person(store, customer)
+    # Only the survivor needs the flag: a merge of an absorbed customer reaches it by redirect.
+    people = _person(store, _mark_erasing(store, customer))
     messages = [
         message
         for person in people
@@ -70,9 +71,11 @@ def erase_customer(
     if messages:
         delivery_queue.send(messages)
     contact_count = case_count = 0
+    group = {person.id for person in people}
+    merge_ids = _merge_records_holding(store, people)
     # Absorbed customers first: while the survivor exists, an interrupted erasure is resumable.
     for person in reversed(people):
-        erasure = _erasure(store, blobs, person, now)
+        erasure = _erasure(store, blobs, person, now, group=group, merge_ids=merge_ids)
         store.erase_customer(erasure)
         contact_count += len(erasure.contact_ids)
         case_count += len(erasure.case_ids)
@@ -80,24 +83,58 @@ def erase_customer(
             "merged_customers": [p.id for p in people[1:]]}
 
 
-def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime) -> Erasure:
+def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, *, group: set[str],
+             merge_ids: tuple[str, ...]) -> Erasure:
     contacts = list(all_contacts(store, customer.id))
     for contact in contacts:
         if isinstance(contact.raw, dict) and "$blob" in contact.raw:
             blobs.delete(contact.raw["$blob"])
     # The customer's open case too: a merge may have handed it over without a contact of its own.
-    case_ids = [c.case_id for c in contacts] + ([customer.open_case.id] if customer.open_case else [])
+    # A case an unmerge gave back to another customer holds that customer's contacts: it stays.
+    candidates = dict.fromkeys([c.case_id for c in contacts] + ([customer.open_case.id] if customer.open_case else []))
+    case_ids = [case_id for case_id in candidates
+                if (case := store.get_case(case_id)) is None or case.customer_id in group]
     return Erasure(
         customer_id=customer.id,
         identifier_keys=tuple(i.key for i in customer.identifiers),
         contact_ids=tuple(c.id for c in contacts),
-        case_ids=tuple(dict.fromkeys(case_ids)),
+        case_ids=tuple(case_ids),
         thread_keys=tuple(dict.fromkeys(k for c in contacts for k in c.thread_keys)),
         dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in contacts),
-        merge_ids=tuple(dict.fromkeys(m.merge_id for m in customer.merges)),
+        merge_ids=merge_ids,
         erased_at=now,
         tombstone_expires_at=now + timedelta(days=TOMBSTONE_DAYS),
     )
+
+
+def _mark_erasing(store: Store, customer: Customer) -> Customer:
+    """Flag the customer (version-guarded) so no merge can carry its data away while it is
+    erased. A merge that committed first makes this fail with `ConflictError`: erase the
+    survivor then."""
+    from chalicelib.service.commands import mark_erasing
+
+    return mark_erasing(store, customer.id)
+
+
+def _merge_records_holding(store: Store, people: list[Customer]) -> tuple[str, ...]:
+    """Every merge audit record that may hold data of one of `people`: their own merges, and the
+    merges of the customers they were merged with whose snapshots name them (a snapshot taken
+    while one of them was merged in carries their identifiers and attributes). Erasure deletes
+    those records whole: the right to erasure outweighs the audit trail."""
+    ids = {person.id for person in people}
+    found = dict.fromkeys(m.merge_id for person in people for m in person.merges)
+    partners = {m.other_customer_id for person in people for m in person.merges} - ids
+    for partner in filter(None, (store.get_customer(partner_id) for partner_id in partners)):
+        for entry in partner.merges:
+            if entry.merge_id in found:
+                continue
+            record = store.get_merge(entry.merge_id)
+            if record is not None and any(
+                m.other_customer_id in ids
+                for snapshot in (record.survivor_before, record.absorbed_before) for m in snapshot.merges
+            ):
+                found[entry.merge_id] = None
+    return tuple(found)
 
 
 def _person(store: Store, customer: Customer) -> list[Customer]:

@@ -122,9 +122,9 @@ def resolve_customer(
     choice = rules.choose(plan, owners)
     if choice.customer_id is not None:
         customer = store.get_customer(choice.customer_id)
-        if customer is None or customer.merged_into is not None:
-            # A stale cache entry (the customer was erased, or merged into another and its
-            # identifiers moved): look again at the store.
+        if customer is None or customer.merged_into is not None or choice.matched not in customer.identifiers:
+            # A stale cache entry (the customer was erased, merged into another, or gave the
+            # identifier back in an unmerge): look again at the store.
             for identifier in plan.candidates:
                 cache.forget(identifier.key)
             return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache,

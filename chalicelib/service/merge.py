@@ -46,16 +46,18 @@ class Merges:
     config: HubConfig
 
     def merge(
-        self, first_id: str, second_id: str, *, now: datetime, trigger: str, matched: tuple[str, ...] = ()
+        self, first_id: str, second_id: str, *, now: datetime, trigger: str, matched: tuple[str, ...] = (),
+        explicit: bool = False,
     ) -> MergeOutcome:
-        """Merge two customers under the identity rules. Raises `NotFoundError`, and
-        `ConcurrentUpdateError` when they kept changing during every attempt."""
+        """Merge two customers under the identity rules (`explicit`: an operator's decision, see
+        `merge_refusal`). Raises `NotFoundError`, and `ConcurrentUpdateError` when they kept
+        changing during every attempt."""
         for attempt in range(ATTEMPTS):
             first, second = self._current(first_id), self._current(second_id)
             if first.id == second.id:
                 return MergeOutcome(first.id, self._joining(first, {first_id, second_id}), existing=True)
             survivor, absorbed = merging.survivor_first(first, second)
-            refusal = merging.merge_refusal(survivor, absorbed, self.config.identity)
+            refusal = merging.merge_refusal(survivor, absorbed, self.config.identity, explicit=explicit)
             if refusal is not None:
                 return MergeOutcome(survivor.id, refusal=refusal)
             pair = merging.merge(survivor, absorbed, now=now, trigger=trigger, matched=list(matched),
@@ -88,6 +90,14 @@ class Merges:
                 )
             if absorbed.merged_into != survivor.id:
                 raise ConflictError(f"customer {absorbed.id} is no longer merged into {survivor.id}")
+            # Merges are taken back newest first: a later merge's snapshot of the survivor holds
+            # what this one brought in, and undoing around it would mix the customers up again.
+            latest = next(m for m in reversed(survivor.merges) if m.role == "survivor" and m.reverted_at is None)
+            if latest.merge_id != record.id:
+                raise ConflictError(
+                    f"customer {survivor.id} merged again later ({latest.merge_id}); unmerge that first",
+                    detail={"merge_id": latest.merge_id},
+                )
             pair = merging.unmerge(record, survivor, absorbed, now=now, actor=actor, rules=self.config.survivorship)
             next_survivor, next_absorbed, cases = self._give_back_cases(record, pair.survivor, pair.absorbed, now)
             held = {i.key for i in survivor.identifiers}

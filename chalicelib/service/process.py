@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -39,7 +40,8 @@ from chalicelib.domain.models import (
 )
 from chalicelib.errors import ConcurrentUpdateError, NotFoundError
 from chalicelib.hubconfig import HubConfig
-from chalicelib.routing.engine import route
+from chalicelib.domain.activity import record_contact
+from chalicelib.routing.context import context_for
 from chalicelib.service.cases import attach_to_case, summarize
 from chalicelib.service.customer_events import customer_event_messages
 from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
@@ -95,6 +97,10 @@ class Processor:
     rules: IdentityRules
     #: Destinations that take customer events (`customer.merged`).
     event_destinations: Callable[[], list[str]] = list
+    #: The router in force (rules can change while the worker runs); default: the inline rules.
+    router: Callable[[], Any] | None = None
+    #: The enricher (language, intents, history); default: built from the configuration.
+    enricher: Callable[[], Any] | None = None
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
@@ -153,6 +159,7 @@ class Processor:
         # got to it: a queue backlog or a replay from the dead-letter queue must not change them.
         arrived = message.received_at
         customer = self._observe(resolved.customer, message, sender, arrived)
+        customer = customer.model_copy(update={"activity": record_contact(customer.activity, message.channel, arrived)})
         plan = attach_to_case(
             customer, message.channel, now=arrived, settings=self.config.cases,
             thread_case=self._thread_case(message, customer),
@@ -163,7 +170,9 @@ class Processor:
         if sender.rejected:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
         self._offload_large_raw(contact)
-        contact.routing = route(contact, customer, case, self.config)
+        contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
+        routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
+        contact.routing = self._router().route(routing_context)
         customer = customer.model_copy(
             update={"open_case": summarize(case), "updated_at": now, "version": customer.version + 1}
         )
@@ -175,11 +184,11 @@ class Processor:
                 customer=customer,
                 case=case,
             )
-            for destination in contact.routing.destinations
+            for destination in _deliverable(contact)
         ]
         # Merge announcements go first, in the same per-customer FIFO groups as the contact, and
         # again on every retry of this message until it commits (their ids make repeats no-ops).
-        outgoing = self._merge_announcements(message, customer, merges) + [_job_message(job) for job in jobs]
+        outgoing = self._merge_announcements(message, customer, merges) + [job_message(job) for job in jobs]
         if outgoing:
             self.delivery_queue.send(outgoing)
         self.store.commit_contact(
@@ -191,7 +200,7 @@ class Processor:
             )
         )
         return ProcessResult(
-            Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(contact.routing.destinations)
+            Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(_deliverable(contact))
         )
 
     def _resolve(self, message: InboundMessage, sender: NormalizedSender, now: datetime) -> tuple[Resolved, list]:
@@ -259,6 +268,22 @@ class Processor:
             )
         ]
 
+    def _router(self):
+        if self.router is None:
+            from chalicelib.routing.setup import RouterFactory
+
+            inline = RouterFactory(self.config).inline
+            self.router = lambda: inline
+        return self.router()
+
+    def _enricher(self):
+        if self.enricher is None:
+            from chalicelib.enrichment.settings import build_enricher
+
+            built = build_enricher(self.config.enrichment, _no_aws)
+            self.enricher = lambda: built
+        return self.enricher()
+
     def _observe(self, customer: Customer, message: InboundMessage, sender: NormalizedSender, now: datetime) -> Customer:
         """What this contact tells the golden record, under the survivorship rules."""
         values = {"preferred_channel": message.channel.value}
@@ -320,7 +345,17 @@ def _contact(message: InboundMessage, party, customer: Customer, case_id: str, r
     )
 
 
-def _job_message(job: DeliveryJob) -> OutgoingMessage:
+def _deliverable(contact: Contact) -> list[str]:
+    """The destinations to deliver to now: none while parked for manual handling or suppressed."""
+    routing = contact.routing
+    return [] if routing.parked is not None or routing.suppressed is not None else routing.destinations
+
+
+def _no_aws(service: str):
+    raise RuntimeError(f"this processor was built without AWS clients; {service} is not available")
+
+
+def job_message(job: DeliveryJob) -> OutgoingMessage:
     # One group per destination and customer: that customer's contacts reach the destination in
     # order, while other customers and destinations proceed independently.
     return OutgoingMessage(

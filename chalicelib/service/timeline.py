@@ -19,8 +19,14 @@ def timeline_page(store: Store, customer: Customer, *, limit: int, cursor: str |
         return store.list_contacts(customer.id, limit=limit, cursor=cursor)
     pages = [store.list_contacts(owner, limit=limit, cursor=cursor) for owner in owners]
     merged = sorted((c for page in pages for c in page.items), key=lambda c: c.id, reverse=True)
+    # A partition whose page was cut short (the store's response size limit) has unread contacts
+    # below its last one: nothing older than that may be returned yet, or the cursor skips them.
+    unfinished = [page.items[-1].id for page in pages if page.cursor is not None and page.items]
+    if unfinished:
+        floor = max(unfinished)
+        merged = [c for c in merged if c.id >= floor]
     items = merged[:limit]
-    more = len(merged) > limit or any(page.cursor is not None for page in pages)
+    more = len(merged) > limit or bool(unfinished)
     return Page(items=items, cursor=items[-1].id if items and more else None)
 
 

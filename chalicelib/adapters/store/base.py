@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, MergeRecord, StatusEvent
+from chalicelib.domain.models import Case, Contact, Customer, Delivery, MergeRecord, ParkedContact, StatusEvent
 
 T = TypeVar("T")
 
@@ -40,7 +40,8 @@ class ClaimState:
 
 @dataclass(frozen=True)
 class ContactCommit:
-    """Everything one processed message writes, committed together (all or nothing).
+    """Everything one processed message writes, committed together (all or nothing). A contact
+    whose routing parked it (`contact.routing.parked`) also enters the exception queue.
 
     `customer` carries the *next* version: the write succeeds only if the stored customer still
     has `customer.version - 1`, so two workers updating one customer can never lose an update.
@@ -99,6 +100,12 @@ class Erasure:
     merge_ids: tuple[str, ...]
     erased_at: datetime
     tombstone_expires_at: datetime
+
+
+def parked_entry(contact: Contact) -> ParkedContact:
+    """The exception-queue entry of a parked contact."""
+    return ParkedContact(contact_id=contact.id, customer_id=contact.customer_id, case_id=contact.case_id,
+                         channel=contact.channel, reason=contact.routing.parked or "", parked_at=contact.received_at)
 
 
 @dataclass
@@ -197,6 +204,17 @@ class Store(ABC):
     def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
         """Record the vendor object a destination created for the case."""
 
+    # --- exception queue -------------------------------------------------------------------------
+
+    @abstractmethod
+    def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
+        """The exception queue, oldest first."""
+
+    @abstractmethod
+    def release_parked(self, contact: Contact) -> None:
+        """Take the contact out of the exception queue and store it with its new routing,
+        atomically. Raises `ConflictError` when it is not (any longer) in the queue."""
+
     # --- deliveries ------------------------------------------------------------------------------
 
     @abstractmethod
@@ -219,8 +237,9 @@ class Store(ABC):
 
     @abstractmethod
     def erase_customer(self, erasure: Erasure) -> None:
-        """Delete the customer, its identifier links, timeline, contacts with their deliveries,
-        cases with their refs and thread keys, and the merge records naming it; leave a tombstone (customer id and time only) and
+        """Delete the customer, its identifier links, timeline, contacts with their deliveries and
+        exception-queue entries, cases with their refs and thread keys, and the merge records
+        naming it; leave a tombstone (customer id and time only) and
         the dedupe keys. The tombstone is written first, so workers stop delivering at once.
         Idempotent: erasing again finishes an interrupted erasure."""
 

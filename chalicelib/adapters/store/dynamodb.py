@@ -13,6 +13,7 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
     THREAD#<thread key>           THREAD              case_id
+    PARKED                        CONTACT#<contact>   doc (ParkedContact: the exception queue, oldest first)
     MERGE#<merge id>              MERGE               doc (MergeRecord: the audit trail of one merge)
     STATUS#<provider>#<msg id>    <status>            doc (StatusEvent), recorded_at, expires_at (TTL)
     HEALTH                        HEALTH              (never written: `ping` reads it)
@@ -43,11 +44,22 @@ from chalicelib.adapters.store.base import (
     MergeCommit,
     Page,
     Store,
+    parked_entry,
 )
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, MergeRecord, StatusEvent, utcnow
-from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
+from chalicelib.domain.models import (
+    Case,
+    Contact,
+    Customer,
+    Delivery,
+    ExternalRef,
+    MergeRecord,
+    ParkedContact,
+    StatusEvent,
+    utcnow,
+)
+from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -218,13 +230,13 @@ class DynamoDbStore(Store):
         actions = self._customer_actions(
             commit.customer, commit.new_identifiers, (case, *commit.other_cases), blocked=commit.blocked_identifiers
         )
-        contact_doc = {"doc": {"S": contact.model_dump_json(exclude={"deliveries"})}}
         items = [
-            {**_key(f"CONTACT#{contact.id}", "CONTACT"), **contact_doc},
-            {**_key(f"CUST#{contact.customer_id}", f"CONTACT#{contact.id}"), **contact_doc},
+            *_contact_items(contact),
             *({**_thread_key(key), "case_id": {"S": case.id}} for key in commit.thread_keys),
             _done_item(commit.dedupe_key, commit.dedupe_expires_at),
         ]
+        if contact.routing.parked is not None:
+            items.append({**_parked_key(contact.id), **_doc(parked_entry(contact))})
         actions += [{"Put": {"TableName": self._table, "Item": item}} for item in items]
         self._transact(actions, commit.customer, (*commit.new_identifiers, *commit.blocked_identifiers))
 
@@ -314,6 +326,35 @@ class DynamoDbStore(Store):
         doc = ExternalRef(destination=destination, ref=ref, updated_at=utcnow())
         self._call("put_item", TableName=self._table, Item={**_key(f"CASE#{case_id}", f"REF#{destination}"), **_doc(doc)})
 
+    # --- exception queue -------------------------------------------------------------------------
+
+    def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "PARKED"}},
+            "ConsistentRead": True,
+            "Limit": max(1, limit) + 1,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = _parked_key(cursor)
+        response = self._call("query", **params)
+        raw = response.get("Items", [])
+        items = [ParkedContact.model_validate_json(item["doc"]["S"]) for item in raw[:limit]]
+        more = len(raw) > limit or "LastEvaluatedKey" in response
+        return Page(items=items, cursor=items[-1].contact_id if items and more else None)
+
+    def release_parked(self, contact: Contact) -> None:
+        actions: list[dict] = [{
+            "Delete": {"TableName": self._table, "Key": _parked_key(contact.id),
+                       "ConditionExpression": "attribute_exists(pk)"}
+        }]
+        actions += [{"Put": {"TableName": self._table, "Item": item}} for item in _contact_items(contact)]
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except _ConditionFailed:
+            raise ConflictError(f"contact {contact.id} is not in the exception queue") from None
+
     # --- deliveries ------------------------------------------------------------------------------
 
     def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
@@ -384,6 +425,7 @@ class DynamoDbStore(Store):
         ]
         doomed += [_thread_key(key) for key in erasure.thread_keys]
         doomed += [_merge_key(merge_id) for merge_id in erasure.merge_ids]
+        doomed += [_parked_key(contact_id) for contact_id in erasure.contact_ids]
         # The profile goes last: while it exists, an interrupted erasure is found and repeated.
         doomed.sort(key=lambda key: key == _key(f"CUST#{erasure.customer_id}", "PROFILE"))
         requests = [{"DeleteRequest": {"Key": key}} for key in doomed]
@@ -488,6 +530,19 @@ def _status_pk(provider: str, provider_message_id: str) -> str:
 
 def _thread_key(thread_key: str) -> dict:
     return _key(f"THREAD#{thread_key}", "THREAD")
+
+
+def _parked_key(contact_id: str) -> dict:
+    return _key("PARKED", f"CONTACT#{contact_id}")
+
+
+def _contact_items(contact: Contact) -> list[dict]:
+    """The contact item and its timeline copy (the customer's partition lists it by key)."""
+    doc = {"doc": {"S": contact.model_dump_json(exclude={"deliveries"})}}
+    return [
+        {**_key(f"CONTACT#{contact.id}", "CONTACT"), **doc},
+        {**_key(f"CUST#{contact.customer_id}", f"CONTACT#{contact.id}"), **doc},
+    ]
 
 
 def _merge_key(merge_id: str) -> dict:

@@ -15,11 +15,22 @@ from chalicelib.adapters.store.base import (
     MergeCommit,
     Page,
     Store,
+    parked_entry,
 )
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, ExternalRef, MergeRecord, StatusEvent, utcnow
-from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
+from chalicelib.domain.models import (
+    Case,
+    Contact,
+    Customer,
+    Delivery,
+    ExternalRef,
+    MergeRecord,
+    ParkedContact,
+    StatusEvent,
+    utcnow,
+)
+from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -36,6 +47,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
 CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parked (contact_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (customer_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS statuses (
@@ -142,10 +154,10 @@ class SqliteStore(Store):
                 conn.execute(
                     "INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, BLOCKED_OWNER)
                 )
-            conn.execute(
-                "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
-                (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
-            )
+            _write_contact(conn, contact)
+            if contact.routing.parked is not None:
+                conn.execute("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",
+                             (contact.id, parked_entry(contact).model_dump_json()))
             conn.executemany(
                 "INSERT OR REPLACE INTO threads (key, case_id) VALUES (?, ?)",
                 [(key, case.id) for key in commit.thread_keys],
@@ -208,6 +220,26 @@ class SqliteStore(Store):
                 (case_id, destination, doc),
             )
 
+    # --- exception queue -------------------------------------------------------------------------
+
+    def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
+        sql, args = "SELECT contact_id, doc FROM parked", []
+        if cursor:
+            sql += " WHERE contact_id > ?"
+            args.append(cursor)
+        sql += " ORDER BY contact_id LIMIT ?"
+        args.append(limit + 1)
+        with self._guard():
+            rows = self._db.read().execute(sql, args).fetchall()
+        items = [ParkedContact.model_validate_json(r["doc"]) for r in rows[:limit]]
+        return Page(items=items, cursor=items[-1].contact_id if len(rows) > limit else None)
+
+    def release_parked(self, contact: Contact) -> None:
+        with self._guard(), self._db.write() as conn:
+            if conn.execute("DELETE FROM parked WHERE contact_id = ?", (contact.id,)).rowcount != 1:
+                raise ConflictError(f"contact {contact.id} is not in the exception queue")
+            _write_contact(conn, contact)
+
     # --- deliveries ------------------------------------------------------------------------------
 
     def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
@@ -265,6 +297,7 @@ class SqliteStore(Store):
             conn.execute("DELETE FROM contacts WHERE customer_id = ?", (erasure.customer_id,))
             _delete_in(conn, "deliveries", "contact_id", contacts)
             _delete_in(conn, "contacts", "id", contacts)
+            _delete_in(conn, "parked", "contact_id", contacts)
             _delete_in(conn, "cases", "id", cases)
             _delete_in(conn, "case_refs", "case_id", cases)
             _delete_in(conn, "threads", "case_id", cases)
@@ -315,6 +348,13 @@ def _write_customer(
         conn.execute("INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, customer.id))
     conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
     _write_cases(conn, cases)
+
+
+def _write_contact(conn: sqlite3.Connection, contact: Contact) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
+        (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
+    )
 
 
 def _write_cases(conn: sqlite3.Connection, cases: tuple[Case, ...]) -> None:

@@ -1,0 +1,68 @@
+"""`enrichment:` in the hub configuration, and building the enricher from it.
+
+    enrichment:
+      language: {enabled: true, languages: [de, en, fr, es, it, tr, nl], min_confidence: 0.5}
+      lexicons: {replace_defaults: false, languages: {de: {intents: {outage: ["*störung*"]}}}}
+      comprehend: {enabled: false, sentiment: true, language: false}
+
+Validated when enrichment is first used (see `chalicelib/routing/setup.py` for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.enrichment.comprehend import ComprehendSettings
+from chalicelib.enrichment.language import DEFAULT_LANGUAGES, DEFAULT_MIN_CONFIDENCE
+from chalicelib.errors import ConfigError
+from chalicelib.routing.lexicon import LexiconSettings
+
+
+class LanguageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: The languages the team serves: detection picks among these (ISO 639-1 codes).
+    languages: list[str] = Field(default_factory=lambda: list(DEFAULT_LANGUAGES), min_length=1)
+    #: Below this the text is too short or mixed to tell; the customer's `language` attribute
+    #: stands in.
+    min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+
+
+class EnrichmentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    language: LanguageSettings = Field(default_factory=LanguageSettings)
+    lexicons: LexiconSettings = Field(default_factory=LexiconSettings)
+    comprehend: ComprehendSettings = Field(default_factory=ComprehendSettings)
+
+
+def enrichment_settings(raw: dict[str, Any]) -> EnrichmentSettings:
+    try:
+        return EnrichmentSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"enrichment.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid enrichment configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def build_enricher(raw: dict[str, Any], aws_client: Callable[[str], Any]):
+    """The enricher the configuration describes; Comprehend's client is made only when enabled."""
+    from chalicelib.enrichment.comprehend import ComprehendAnalyzer
+    from chalicelib.enrichment.enrich import Enricher
+    from chalicelib.enrichment.language import FastTextDetector
+    from chalicelib.routing.lexicon import Lexicon
+
+    settings = enrichment_settings(raw)
+    detector = (
+        FastTextDetector(tuple(settings.language.languages), settings.language.min_confidence)
+        if settings.language.enabled else None
+    )
+    comprehend = settings.comprehend
+    analyzer = (
+        ComprehendAnalyzer(aws_client("comprehend"), sentiment=comprehend.sentiment, language=comprehend.language)
+        if comprehend.enabled else None
+    )
+    return Enricher(language=detector, lexicon=Lexicon(settings.lexicons), analyzer=analyzer)

@@ -1,0 +1,469 @@
+"""Rule conditions: parsed from the configuration once, evaluated per contact without allocating.
+
+A condition is written as a mapping with one key, the condition's name:
+
+    channel: whatsapp                      # or a list: any of them
+    provider / account / language / content_type / intent: <value or list>
+    urgent / new_customer / has_attachments: true | false
+    text / subject: {contains: [refund, "money back"]} | {matches: "order #?\\d{6}"}
+    attribute: {name: tier, in: [gold, vip]} | {name: tier, equals: gold} | {name: x, exists: true}
+               | {name: custom.score, gte: 80} | {name: custom.score, lte: 20}
+    tagged: vip                            # a tag an earlier rule added
+    repeat_contact: {count: 3, within_hours: 48}
+    case_age_hours: {over: 24}
+    sla_breached: true                     # the open case is older than the SLA of its priority
+    business_hours: open | closed | {calendar: support_de, is: closed}
+    all: [...] | any: [...] | not: {...}
+
+Every condition knows, from the moment it is parsed, the sentence that explains its failure, so
+the trace of a rule that did not match costs nothing to produce.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chalicelib.domain.models import Channel, ContentType, Priority, RuleTrace
+from chalicelib.routing.context import RoutingContext
+
+
+class RuleProblem(Exception):
+    """A rule cannot be compiled; `path` names the offending field (`when.any[1].channel`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ConditionEnvironment:
+    """What conditions may refer to, from the rest of the configuration."""
+
+    #: Calendar name → object with `is_open(datetime) -> bool`.
+    calendars: dict[str, Any]
+    #: Case age (hours) after which a case of the given priority is past its SLA.
+    sla_hours: Callable[[Priority], float]
+
+
+class Condition:
+    """Base: `first_failure` returns None when the condition holds, else the condition that
+    failed (for `all`, the first child that failed), whose `failure` explains it."""
+
+    __slots__ = ("statement", "failure", "trace")
+
+    def __init__(self, statement: str, failure: str) -> None:
+        #: What the condition states (`channel in [sms]`), for `any` and `not` explanations.
+        self.statement = statement
+        #: Why it failed (`channel not in [sms]`), for the trace.
+        self.failure = failure
+        #: The rule's prebuilt trace entry for this failure (set by the rule compiler).
+        self.trace: RuleTrace | None = None
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        raise NotImplementedError
+
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.holds(ctx) else self
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+class _OneOf(Condition):
+    __slots__ = ("attribute", "values")
+
+    def __init__(self, attribute: str, values: frozenset, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.attribute = attribute
+        self.values = values
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return getattr(ctx, self.attribute) in self.values
+
+
+class _AnyIntent(Condition):
+    __slots__ = ("values",)
+
+    def __init__(self, values: frozenset[str], statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.values = values
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return not self.values.isdisjoint(ctx.intents)
+
+
+class _Flag(Condition):
+    __slots__ = ("test", "expected")
+
+    def __init__(self, test: Callable[[RoutingContext], bool], expected: bool, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.test = test
+        self.expected = expected
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.test(ctx) is self.expected
+
+
+class _Text(Condition):
+    __slots__ = ("attribute", "pattern")
+
+    def __init__(self, attribute: str, pattern: re.Pattern, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.attribute = attribute
+        self.pattern = pattern
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.pattern.search(getattr(ctx, self.attribute)) is not None
+
+
+class _Attribute(Condition):
+    __slots__ = ("name", "test")
+
+    def __init__(self, name: str, test: Callable[[Any], bool], statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.name = name
+        self.test = test
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.test(ctx.attributes.get(self.name, _MISSING))
+
+
+class _Tagged(Condition):
+    __slots__ = ("tag",)
+
+    def __init__(self, tag: str, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.tag = tag
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.tag in ctx.tags
+
+
+class _RepeatContact(Condition):
+    __slots__ = ("count", "window")
+
+    def __init__(self, count: int, hours: float, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.count = count
+        self.window = timedelta(hours=hours)
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        # `recent` is newest first and includes this contact: the count-th newest decides.
+        if len(ctx.recent) < self.count:
+            return False
+        return ctx.now - ctx.recent[self.count - 1] <= self.window
+
+
+class _CaseAge(Condition):
+    __slots__ = ("over",)
+
+    def __init__(self, hours: float, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.over = timedelta(hours=hours)
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return ctx.case_opened_at is not None and ctx.now - ctx.case_opened_at > self.over
+
+
+class _SlaBreached(Condition):
+    __slots__ = ("sla_hours", "expected")
+
+    def __init__(self, sla_hours: Callable[[Priority], float], expected: bool, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.sla_hours = sla_hours
+        self.expected = expected
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        breached = ctx.case_opened_at is not None and (
+            ctx.now - ctx.case_opened_at > timedelta(hours=self.sla_hours(ctx.priority))
+        )
+        return breached is self.expected
+
+
+class _BusinessHours(Condition):
+    __slots__ = ("calendar", "expect_open")
+
+    def __init__(self, calendar: Any, expect_open: bool, statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.calendar = calendar
+        self.expect_open = expect_open
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.calendar.is_open(ctx.now) is self.expect_open
+
+
+class _All(Condition):
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Condition]) -> None:
+        super().__init__("all of: " + "; ".join(c.statement for c in children), "")
+        self.children = children
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.first_failure(ctx) is None
+
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        for child in self.children:
+            failed = child.first_failure(ctx)
+            if failed is not None:
+                return failed
+        return None
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class _Any(Condition):
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Condition]) -> None:
+        statements = "; ".join(c.statement for c in children)
+        super().__init__(f"any of: {statements}", f"none of: {statements}")
+        self.children = children
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return any(child.first_failure(ctx) is None for child in self.children)
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class _Not(Condition):
+    __slots__ = ("child",)
+
+    def __init__(self, child: Condition) -> None:
+        super().__init__(f"not ({child.statement})", f"{child.statement}, which the rule excludes")
+        self.child = child
+
+    def holds(self, ctx: RoutingContext) -> bool:
+        return self.child.first_failure(ctx) is not None
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        yield from self.child.walk()
+
+
+_MISSING = object()
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+def parse_condition(spec: Any, path: str, env: ConditionEnvironment) -> Condition:
+    """Parse one condition (a one-key mapping; a list means `all`). Raises `RuleProblem`."""
+    if isinstance(spec, list):
+        return _All([parse_condition(item, f"{path}[{index}]", env) for index, item in enumerate(spec)])
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise RuleProblem(path, f"a condition is a mapping with one key, one of: {', '.join(sorted(_PARSERS))}")
+    [(name, value)] = spec.items()
+    parser = _PARSERS.get(name)
+    if parser is None:
+        raise RuleProblem(path, f"unknown condition {name!r}; known: {', '.join(sorted(_PARSERS))}")
+    return parser(value, f"{path}.{name}", env)
+
+
+def _values(value: Any, path: str, allowed: set[str] | None = None) -> frozenset[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise RuleProblem(path, "must be a non-empty string or a list of them")
+    if allowed is not None:
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            raise RuleProblem(path, f"unknown value {unknown[0]!r}; one of: {', '.join(sorted(allowed))}")
+    return frozenset(items)
+
+
+def _one_of(attribute: str, allowed: set[str] | None = None):
+    def parse(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+        values = _values(value, path, allowed)
+        listed = ", ".join(sorted(values))
+        return _OneOf(attribute, values, f"{attribute} in [{listed}]", f"{attribute} not in [{listed}]")
+
+    return parse
+
+
+def _flag(name: str, test: Callable[[RoutingContext], bool]):
+    def parse(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+        if not isinstance(value, bool):
+            raise RuleProblem(path, "must be true or false")
+        return _Flag(test, value, f"{name} is {str(value).lower()}", f"{name} is not {str(value).lower()}")
+
+    return parse
+
+
+def _intent(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    values = _values(value, path)
+    listed = ", ".join(sorted(values))
+    return _AnyIntent(values, f"intent in [{listed}]", f"intent not in [{listed}]")
+
+
+def _text(attribute: str):
+    def parse(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("contains", "matches"):
+            raise RuleProblem(path, "must be {contains: [words or phrases]} or {matches: <regular expression>}")
+        [(mode, operand)] = value.items()
+        if mode == "contains":
+            terms = sorted(_values(operand, f"{path}.contains"), key=len, reverse=True)
+            # Whole words or phrases, case-insensitive: "down" must not match "download".
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", re.IGNORECASE)
+            listed = ", ".join(sorted(terms))
+            return _Text(attribute, pattern, f"{attribute} contains one of [{listed}]",
+                         f"{attribute} contains none of [{listed}]")
+        if not isinstance(operand, str) or not operand:
+            raise RuleProblem(f"{path}.matches", "must be a regular expression")
+        try:
+            pattern = re.compile(operand, re.IGNORECASE)
+        except re.error as exc:
+            raise RuleProblem(f"{path}.matches", f"invalid regular expression: {exc}") from None
+        return _Text(attribute, pattern, f"{attribute} matches /{operand}/", f"{attribute} does not match /{operand}/")
+
+    return parse
+
+
+_ATTRIBUTE_OPS = ("equals", "in", "exists", "gte", "lte")
+
+
+def _attribute(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or len(value) != 2:
+        raise RuleProblem(path, f"must be {{name: <attribute>, <test>: ...}} with one test of: {', '.join(_ATTRIBUTE_OPS)}")
+    name = value["name"]
+    [(op, operand)] = [(k, v) for k, v in value.items() if k != "name"]
+    where = f"{path}.{op}"
+    if op == "equals":
+        return _Attribute(name, lambda v: v == operand, f"attribute {name} is {operand!r}",
+                          f"attribute {name} is not {operand!r}")
+    if op == "in":
+        if not isinstance(operand, list) or not operand:
+            raise RuleProblem(where, "must be a non-empty list")
+        options = list(operand)
+        return _Attribute(name, lambda v: v in options, f"attribute {name} in {options!r}",
+                          f"attribute {name} not in {options!r}")
+    if op == "exists":
+        if not isinstance(operand, bool):
+            raise RuleProblem(where, "must be true or false")
+        present, absent = f"attribute {name} exists", f"attribute {name} is missing"
+        return _Attribute(name, lambda v: (v is not _MISSING) is operand,
+                          present if operand else absent, absent if operand else present)
+    if op in ("gte", "lte"):
+        if isinstance(operand, bool) or not isinstance(operand, int | float):
+            raise RuleProblem(where, "must be a number")
+        if op == "gte":
+            return _Attribute(name, lambda v: _number(v) is not None and _number(v) >= operand,
+                              f"attribute {name} >= {operand}", f"attribute {name} is not a number >= {operand}")
+        return _Attribute(name, lambda v: _number(v) is not None and _number(v) <= operand,
+                          f"attribute {name} <= {operand}", f"attribute {name} is not a number <= {operand}")
+    raise RuleProblem(path, f"unknown test {op!r}; one of: {', '.join(_ATTRIBUTE_OPS)}")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is _MISSING:
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tagged(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    if not isinstance(value, str) or not value:
+        raise RuleProblem(path, "must be a tag name")
+    return _Tagged(value, f"tagged {value}", f"not tagged {value}")
+
+
+def _repeat_contact(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    from chalicelib.domain.activity import RECENT_LIMIT
+
+    if not isinstance(value, dict) or set(value) != {"count", "within_hours"}:
+        raise RuleProblem(path, "must be {count: <contacts>, within_hours: <hours>}")
+    count, hours = value["count"], value["within_hours"]
+    if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= RECENT_LIMIT:
+        raise RuleProblem(f"{path}.count", f"must be a whole number from 2 to {RECENT_LIMIT}")
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+        raise RuleProblem(f"{path}.within_hours", "must be a positive number of hours")
+    return _RepeatContact(count, hours, f"{count} or more contacts within {hours:g} h",
+                          f"fewer than {count} contacts within {hours:g} h")
+
+
+def _case_age(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    hours = value.get("over") if isinstance(value, dict) and set(value) == {"over"} else None
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours < 0:
+        raise RuleProblem(path, "must be {over: <hours>}")
+    return _CaseAge(hours, f"case older than {hours:g} h", f"case is not older than {hours:g} h")
+
+
+def _sla_breached(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    if not isinstance(value, bool):
+        raise RuleProblem(path, "must be true or false")
+    past, within = "case is past its SLA", "case is within its SLA"
+    return _SlaBreached(env.sla_hours, value, past if value else within, within if value else past)
+
+
+def _business_hours(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    calendar_name, state = "default", value
+    if isinstance(value, dict):
+        if set(value) != {"calendar", "is"}:
+            raise RuleProblem(path, "must be open, closed, or {calendar: <name>, is: open | closed}")
+        calendar_name, state = value["calendar"], value["is"]
+    if state not in ("open", "closed"):
+        raise RuleProblem(path, "must be open or closed")
+    calendar = env.calendars.get(calendar_name)
+    if calendar is None:
+        known = ", ".join(sorted(env.calendars)) or "none configured"
+        raise RuleProblem(path, f"no calendar {calendar_name!r} in routing.calendars ({known})")
+    inside, outside = f"within business hours ({calendar_name})", f"outside business hours ({calendar_name})"
+    expect_open = state == "open"
+    return _BusinessHours(calendar, expect_open, inside if expect_open else outside,
+                          outside if expect_open else inside)
+
+
+def _all(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    return _All(_children(value, path, env))
+
+
+def _any(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    return _Any(_children(value, path, env))
+
+
+def _not(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    return _Not(parse_condition(value, path, env))
+
+
+def _children(value: Any, path: str, env: ConditionEnvironment) -> list[Condition]:
+    if not isinstance(value, list) or not value:
+        raise RuleProblem(path, "must be a non-empty list of conditions")
+    return [parse_condition(item, f"{path}[{index}]", env) for index, item in enumerate(value)]
+
+
+_PARSERS: dict[str, Callable[[Any, str, ConditionEnvironment], Condition]] = {
+    "channel": _one_of("channel", {c.value for c in Channel}),
+    "provider": _one_of("provider"),
+    "account": _one_of("account"),
+    "language": _one_of("language"),
+    "content_type": _one_of("content_type", {c.value for c in ContentType}),
+    "intent": _intent,
+    "urgent": _flag("urgent", lambda ctx: ctx.urgent),
+    "new_customer": _flag("new_customer", lambda ctx: ctx.new_customer),
+    "has_attachments": _flag("has_attachments", lambda ctx: ctx.attachments > 0),
+    "text": _text("text"),
+    "subject": _text("subject"),
+    "attribute": _attribute,
+    "tagged": _tagged,
+    "repeat_contact": _repeat_contact,
+    "case_age_hours": _case_age,
+    "sla_breached": _sla_breached,
+    "business_hours": _business_hours,
+    "all": _all,
+    "any": _any,
+    "not": _not,
+}

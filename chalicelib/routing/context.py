@@ -1,0 +1,66 @@
+"""What routing rules can see about one contact, gathered once before the rules run.
+
+Rules are evaluated hundreds of times per contact in the worst case, so everything they read is
+a plain attribute here: no model traversal, no parsing and no I/O during evaluation. The engine
+also keeps its working state (priority and tags so far) here, because later rules may test what
+earlier ones decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain.models import Case, Contact, Customer, Priority
+
+
+@dataclass(slots=True)
+class RoutingContext:
+    channel: str
+    provider: str
+    #: The address the customer wrote to: the number, mailbox, page or site (`Contact.account`).
+    account: str
+    text: str
+    subject: str
+    content_type: str
+    attachments: int
+    #: Detected language (ISO 639-1), None when unsure.
+    language: str | None
+    intents: frozenset[str]
+    urgent: bool
+    #: The golden record's surviving values, by attribute name (`tier`, `custom.segment`).
+    attributes: dict[str, Any]
+    new_customer: bool
+    #: When the contact arrived; every time-based condition is evaluated at this moment.
+    now: datetime
+    #: Arrival times of the customer's recent contacts, newest first, this one included.
+    recent: list[datetime]
+    case_opened_at: datetime | None
+    #: The engine's decision so far (later rules may test what earlier ones set).
+    priority: Priority = Priority.NORMAL
+    tags: list[str] = field(default_factory=list)
+
+
+def context_for(contact: Contact, customer: Customer, case: Case | None, *, created_customer: bool) -> RoutingContext:
+    """The context of a processed contact: its enrichment, the golden record and the case."""
+    enrichment = contact.enrichment
+    language = (enrichment.get("language") or {}).get("code")
+    intent = enrichment.get("intent") or {}
+    return RoutingContext(
+        channel=contact.channel.value,
+        provider=contact.provider,
+        account=contact.account,
+        text=contact.text or "",
+        subject=contact.subject or "",
+        content_type=contact.content_type.value,
+        attachments=len(contact.attachments),
+        language=language,
+        intents=frozenset(intent.get("intents") or ()),
+        urgent=bool(intent.get("urgent")),
+        attributes={name: value.value for name, value in customer.attributes.items()},
+        new_customer=created_customer,
+        now=contact.received_at,
+        recent=[at for at, _ in customer.activity.recent],
+        case_opened_at=case.opened_at if case is not None else None,
+    )

@@ -1,0 +1,216 @@
+"""Routing rules: their configuration schema, and compiling them into something fast to evaluate.
+
+    routing:
+      rules:
+        - name: vip-first
+          when: {attribute: {name: tier, in: [gold, vip]}}
+          then: {priority: high, queue: vip, tags: [vip]}
+          stop: true
+
+Rules run in order. A matching rule applies its `then` actions; later rules may add to the
+result (tags, skills, destinations) or change it (priority, queue), unless the rule `stop`s.
+Compiling checks every rule against the rest of the configuration (calendars, reply templates,
+destinations) and reports every problem with its path, so a bad rule fails at start-up, not on a
+customer's message. Each rule's possible trace entries are built here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chalicelib.domain.models import Priority, RuleTrace
+from chalicelib.errors import ConfigError
+from chalicelib.routing.conditions import Condition, ConditionEnvironment, RuleProblem, parse_condition
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplySpec(_Strict):
+    #: A template name from `routing.templates`.
+    template: str
+    #: The calendar whose next opening `{next_opening}` names (default: `default`, when configured).
+    calendar: str | None = None
+
+
+class ActionSpec(_Strict):
+    """What a matching rule does. Every field is optional; absent ones leave the decision alone."""
+
+    #: Set the priority (low < normal < high < urgent).
+    priority: Priority | None = None
+    #: Raise the priority by this many steps (capped at urgent): escalation for repeat contacts.
+    escalate: int = Field(default=0, ge=0, le=3)
+    queue: str | None = None
+    #: Skill → required proficiency 1-5; several rules' skills combine (the higher level wins).
+    skills: dict[str, int] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    #: Replace the destinations the contact goes to...
+    destinations: list[str] | None = None
+    #: ...or add to them.
+    add_destinations: list[str] = Field(default_factory=list)
+    #: Reply automatically through the originating channel (recorded on the decision).
+    reply: ReplySpec | None = None
+    #: Park the contact in the exception queue for manual handling, with this reason.
+    park: str | None = None
+    #: Deliver nothing (spam, auto-replies), with this reason.
+    suppress: str | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_by_name(cls, value: Any) -> Any:
+        return Priority.coerce(value)
+
+    @field_validator("reply", mode="before")
+    @classmethod
+    def _reply_shorthand(cls, value: Any) -> Any:
+        return {"template": value} if isinstance(value, str) else value
+
+    @field_validator("skills")
+    @classmethod
+    def _levels(cls, skills: dict[str, int]) -> dict[str, int]:
+        for skill, level in skills.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"{skill}: proficiency must be 1-5")
+        return skills
+
+
+class RuleSpec(_Strict):
+    name: str
+    description: str | None = None
+    enabled: bool = True
+    #: Conditions (a one-key mapping, or a list meaning all of them); omitted: always matches.
+    when: Any = None
+    then: ActionSpec = Field(default_factory=ActionSpec)
+    stop: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+
+@dataclass(frozen=True)
+class RuleEnvironment:
+    conditions: ConditionEnvironment
+    templates: frozenset[str]
+    destinations: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    condition: Condition | None
+    actions: ActionSpec
+    stop: bool
+    #: The trace entry when the rule matched (what it did).
+    matched: RuleTrace
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[CompiledRule, ...]
+    #: `inline`, or the version of the document the rules came from.
+    version: str
+
+
+def parse_rule_specs(raw: Any, *, where: str = "routing.rules") -> list[RuleSpec]:
+    """Validate the rules' shape (not yet their conditions). Raises `ConfigError`."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: must be a list of rules")
+    specs, problems = [], []
+    for index, item in enumerate(raw):
+        label = f"{where}[{index}]" + (f" ({item['name']})" if isinstance(item, dict) and "name" in item else "")
+        try:
+            specs.append(RuleSpec.model_validate(item))
+        except ValidationError as exc:
+            problems += [f"{label}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    if problems:
+        raise ConfigError("invalid routing rules:\n  " + "\n  ".join(problems))
+    return specs
+
+
+def compile_rules(specs: list[RuleSpec], env: RuleEnvironment, *, version: str = "inline",
+                  where: str = "routing.rules") -> RuleSet:
+    """Compile validated specs; raises `ConfigError` listing every problem, each with its path."""
+    problems: list[str] = []
+    names: set[str] = set()
+    compiled = []
+    for index, spec in enumerate(specs):
+        label = f"{where}[{index}] ({spec.name})"
+        if spec.name in names:
+            problems.append(f"{label}.name: duplicate rule name")
+        names.add(spec.name)
+        problems += [f"{label}.then.{problem}" for problem in _reference_problems(spec.then, env)]
+        try:
+            condition = parse_condition(spec.when, "when", env.conditions) if spec.when is not None else None
+        except RuleProblem as problem:
+            problems.append(f"{label}.{problem.path}: {problem.message}")
+            continue
+        if spec.enabled:
+            compiled.append(_compiled(spec, condition))
+    if problems:
+        raise ConfigError("invalid routing rules:\n  " + "\n  ".join(problems))
+    return RuleSet(tuple(compiled), version)
+
+
+def _compiled(spec: RuleSpec, condition: Condition | None) -> CompiledRule:
+    if condition is not None:
+        for node in condition.walk():
+            node.trace = RuleTrace(rule=spec.name, matched=False, reason=node.failure)
+    summary = describe_actions(spec.then) + ("; stop" if spec.stop else "")
+    return CompiledRule(spec.name, condition, spec.then, spec.stop,
+                        RuleTrace(rule=spec.name, matched=True, reason=summary or "no actions"))
+
+
+def describe_actions(actions: ActionSpec) -> str:
+    """The actions in a few words, for the trace: `priority high; queue vip; tags +vip`."""
+    parts = []
+    if actions.priority is not None:
+        parts.append(f"priority {actions.priority.name.lower()}")
+    if actions.escalate:
+        parts.append(f"escalate +{actions.escalate}")
+    if actions.queue is not None:
+        parts.append(f"queue {actions.queue}")
+    if actions.skills:
+        parts.append("skills " + ", ".join(f"{k}:{v}" for k, v in actions.skills.items()))
+    if actions.tags:
+        parts.append("tags " + " ".join(f"+{t}" for t in actions.tags))
+    if actions.destinations is not None:
+        parts.append(f"destinations [{', '.join(actions.destinations)}]")
+    if actions.add_destinations:
+        parts.append("destinations " + " ".join(f"+{d}" for d in actions.add_destinations))
+    if actions.reply is not None:
+        parts.append(f"reply {actions.reply.template}")
+    if actions.park is not None:
+        parts.append(f"park: {actions.park}")
+    if actions.suppress is not None:
+        parts.append(f"suppress: {actions.suppress}")
+    return "; ".join(parts)
+
+
+def _reference_problems(actions: ActionSpec, env: RuleEnvironment) -> list[str]:
+    problems = []
+    for field, names in (("destinations", actions.destinations or []), ("add_destinations", actions.add_destinations)):
+        for name in names:
+            if name not in env.destinations:
+                known = ", ".join(sorted(env.destinations)) or "none configured"
+                problems.append(f"{field}: no destination {name!r} ({known})")
+    if actions.reply is not None:
+        if actions.reply.template not in env.templates:
+            known = ", ".join(sorted(env.templates)) or "none configured"
+            problems.append(f"reply.template: no template {actions.reply.template!r} in routing.templates ({known})")
+        calendar = actions.reply.calendar
+        if calendar is not None and calendar not in env.conditions.calendars:
+            problems.append(f"reply.calendar: no calendar {calendar!r} in routing.calendars")
+    return problems

@@ -1,0 +1,146 @@
+"""Building the router from the configuration, and keeping it current when rules live on AWS.
+
+The `routing:` section beyond the default route (rules, calendars, templates, SLA, the rules'
+source) is validated here, when routing is first used, not when the configuration is read: the
+webhook Lambda reads the same file and must not pay for compiling rules it never runs.
+`hubctl check-config`, `make run` and the deploy script build the router at once, so a bad rule
+still fails before it reaches a customer's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chalicelib.domain.models import Priority
+from chalicelib.errors import ConfigError
+from chalicelib.hubconfig import HubConfig
+from chalicelib.routing.calendar import Calendar, CalendarSettings
+from chalicelib.routing.conditions import ConditionEnvironment
+from chalicelib.routing.engine import DefaultRoute, Router
+from chalicelib.routing.replies import ReplyRenderer, template_problems
+from chalicelib.routing.rules import RuleEnvironment, RuleSet, compile_rules, parse_rule_specs
+from chalicelib.routing.sources import RulesDocument, RulesSource, RulesSourceSettings, RulesUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class SlaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A case older than this (since it opened) is past its SLA...
+    hours: float = Field(default=24, gt=0)
+    #: ...unless its priority has its own.
+    by_priority: dict[Priority, float] = Field(default_factory=dict)
+
+    @field_validator("by_priority", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return {Priority.coerce(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    def hours_for(self, priority: Priority) -> float:
+        return self.by_priority.get(priority, self.hours)
+
+
+class RoutingExtras(BaseModel):
+    """The `routing:` keys beyond `default`, validated when routing is first used."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    calendars: dict[str, CalendarSettings] = Field(default_factory=dict)
+    templates: dict[str, dict[str, str]] = Field(default_factory=dict)
+    default_language: str = "en"
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    source: RulesSourceSettings = Field(default_factory=RulesSourceSettings)
+
+
+def routing_extras(config: HubConfig) -> RoutingExtras:
+    routing = config.routing
+    try:
+        return RoutingExtras(calendars=routing.calendars, templates=routing.templates,
+                             default_language=routing.default_language, sla=routing.sla, source=routing.source)
+    except ValidationError as exc:
+        problems = [f"routing.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid routing configuration:\n  " + "\n  ".join(problems)) from None
+
+
+class RouterFactory:
+    """Compiles rule sets for one configuration: the inline rules, or a fetched document's."""
+
+    def __init__(self, config: HubConfig) -> None:
+        extras = routing_extras(config)
+        problems = template_problems(extras.templates)
+        if problems:
+            raise ConfigError("invalid routing configuration:\n  " + "\n  ".join(problems))
+        self.extras = extras
+        self._calendars = {name: Calendar(settings) for name, settings in extras.calendars.items()}
+        default = config.routing.default
+        self._default = DefaultRoute(default.queue, default.priority, tuple(config.default_destinations()))
+        self._env = RuleEnvironment(
+            conditions=ConditionEnvironment(calendars=self._calendars, sla_hours=extras.sla.hours_for),
+            templates=frozenset(extras.templates),
+            destinations=frozenset(d.name for d in config.destinations),
+        )
+        self._replies = ReplyRenderer(extras.templates, self._calendars, extras.default_language)
+        self.inline = self.router(compile_rules(parse_rule_specs(config.routing.rules), self._env))
+
+    def router(self, rules: RuleSet) -> Router:
+        return Router(rules, self._default, self._replies)
+
+    def from_document(self, document: RulesDocument, *, where: str) -> Router:
+        """A router for a fetched rules document (YAML or JSON: a list of rules, or {rules: [...]}).
+        Raises `ConfigError` naming `where` and the offending rule."""
+        try:
+            data = yaml.safe_load(document.text) if document.text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+        if isinstance(data, dict) and set(data) == {"rules"}:
+            data = data["rules"]
+        if not isinstance(data, list):
+            raise ConfigError(f"{where}: must be a list of rules, or a mapping with only a `rules` list")
+        specs = parse_rule_specs(data, where=f"{where} rules")
+        return self.router(compile_rules(specs, self._env, version=document.version, where=f"{where} rules"))
+
+
+class LiveRouter:
+    """The router in force: the inline rules, or the source's current document, recompiled when
+    its version changes. A document that does not compile is reported once per version and the
+    previous rules stay in force, so a typo in S3 cannot stop routing; with no good document yet
+    (source unreachable, or only bad versions) the inline rules of the configuration file route."""
+
+    def __init__(self, factory: RouterFactory, source: RulesSource, *, describe: str,
+                 on_rejected: Callable[[str], None] = lambda reason: None) -> None:
+        self._factory = factory
+        self._source = source
+        self._describe = describe
+        self._on_rejected = on_rejected
+        self._lock = threading.Lock()
+        self._document: RulesDocument | None = None
+        self._router: Router | None = None
+        self._rejected: str | None = None
+
+    def current(self) -> Router:
+        try:
+            document = self._source.current()
+        except RulesUnavailableError:
+            return self._factory.inline  # the source logged why
+        if document is None:
+            return self._factory.inline
+        with self._lock:
+            if document is self._document or document.version == self._rejected:
+                return self._router or self._factory.inline
+            try:
+                router = self._factory.from_document(document, where=self._describe)
+            except ConfigError as exc:
+                self._rejected = document.version
+                logger.error("routing rules version %s from %s rejected; %s stay in force: %s", document.version,
+                             self._describe, "the previous rules" if self._router else "the inline rules", exc.message)
+                self._on_rejected(exc.message)
+                return self._router or self._factory.inline
+            self._document, self._router, self._rejected = document, router, None
+            logger.info("routing rules version %s in force (%d rules)", document.version, len(router.rules.rules))
+            return router
