@@ -679,3 +679,94 @@ def test_erasure_removes_merge_records(store):
     ))
 
     assert store.get_merge(record.id) is None
+
+
+def test_merges_are_undone_newest_first(store):
+    from chalicelib.errors import ConflictError
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    third, _, _ = person_with_open_case(store, email("ada@work.example"), created=T0 + timedelta(hours=2))
+    service = merges_service(store)
+    first = service.merge(ada.id, twin.id, now=T0 + timedelta(hours=3), trigger="api:test").record
+    second = service.merge(ada.id, third.id, now=T0 + timedelta(hours=4), trigger="api:test").record
+
+    with pytest.raises(ConflictError, match=second.id):
+        service.unmerge(twin.id, now=T0 + timedelta(hours=5), actor="api:ops")
+    service.unmerge(third.id, now=T0 + timedelta(hours=5), actor="api:ops")
+    service.unmerge(twin.id, now=T0 + timedelta(hours=6), actor="api:ops")
+
+    assert {m.merge_id: m.reverted_at is not None for m in store.get_customer(ada.id).merges} == {
+        first.id: True, second.id: True,
+    }
+
+
+def test_customers_an_unmerge_separated_are_not_merged_again_automatically_but_may_be_explicitly(store):
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    service = merges_service(store)
+    service.merge(ada.id, twin.id, now=T0 + timedelta(hours=1), trigger="api:test")
+    service.unmerge(twin.id, now=T0 + timedelta(hours=2), actor="api:ops")
+
+    automatic = service.merge(ada.id, twin.id, now=T0 + timedelta(hours=3), trigger="contact:msg:twilio:SM9")
+    explicit = service.merge(ada.id, twin.id, now=T0 + timedelta(hours=4), trigger="api:ops", explicit=True)
+
+    assert automatic.record is None and automatic.refusal.startswith("unmerged before")
+    assert explicit.record is not None
+    assert store.get_customer(ada.id).no_merge_with == []
+
+
+def test_erasing_after_an_unmerge_leaves_the_case_the_unmerge_gave_back(store):
+    from chalicelib.service.gdpr import erase_customer
+    from tests.support.fakes import MemoryQueue
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"), activity=T0 - timedelta(hours=1))
+    twin, twin_case, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    service = merges_service(store)
+    service.merge(ada.id, twin.id, now=T0 + timedelta(hours=2), trigger="api:test")
+    # A contact of the merged customer joins the case it adopted from the twin.
+    survivor = store.get_customer(ada.id)
+    adopted = store.get_case(twin_case.id)
+    commit(store, make_contact(survivor, adopted, at=T0 + timedelta(hours=3)), adopted, survivor)
+    service.unmerge(twin.id, now=T0 + timedelta(hours=4), actor="api:ops")
+
+    erase_customer(store, _NoBlobs(), MemoryQueue(), ada.id, now=T0 + timedelta(hours=5), event_destinations=[])
+
+    assert store.get_case(twin_case.id) is not None, "the twin's case is the twin's again"
+    assert store.get_customer(twin.id).open_case.id == twin_case.id
+
+
+def test_erasure_removes_later_merge_records_whose_snapshots_hold_the_customer(store):
+    from chalicelib.service.gdpr import erase_customer
+    from tests.support.fakes import MemoryQueue
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("twin@example.com"), created=T0 + timedelta(hours=1))
+    third, _, _ = person_with_open_case(store, email("third@example.com"), created=T0 + timedelta(hours=2))
+    service = merges_service(store)
+    service.merge(ada.id, twin.id, now=T0 + timedelta(hours=3), trigger="api:test")
+    later = service.merge(ada.id, third.id, now=T0 + timedelta(hours=4), trigger="api:test").record
+    service.unmerge(third.id, now=T0 + timedelta(hours=5), actor="api:ops")
+    service.unmerge(twin.id, now=T0 + timedelta(hours=6), actor="api:ops")
+    assert "twin@example.com" in later.survivor_before.model_dump_json()
+
+    erase_customer(store, _NoBlobs(), MemoryQueue(), twin.id, now=T0 + timedelta(hours=7), event_destinations=[])
+
+    assert store.get_merge(later.id) is None
+
+
+def test_a_customer_being_erased_is_never_merged(store):
+    from chalicelib.service.commands import mark_erasing
+
+    ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
+    twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
+    mark_erasing(store, twin.id)
+
+    outcome = merges_service(store).merge(ada.id, twin.id, now=T0, trigger="api:test", explicit=True)
+
+    assert outcome.record is None and outcome.refusal == "a customer is being erased"
+
+
+class _NoBlobs:
+    def delete(self, key: str) -> None:
+        raise AssertionError("no contact here has a raw payload in the blob store")

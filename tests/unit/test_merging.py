@@ -123,3 +123,27 @@ def test_unmerge_restores_the_absorbed_customer_and_takes_back_only_what_the_mer
     assert [m.reverted_at for m in undone.survivor.merges] == [at(7)]
     assert [m.reverted_at for m in undone.absorbed.merges] == [at(7)]
     assert (undone.record.reverted_at, undone.record.reverted_by) == (at(7), "api:ops")
+
+
+def test_unmerge_keeps_what_the_survivor_observed_itself_even_when_stamped_before_the_merge():
+    # A queue backlog: the survivor's own message arrived (and is stamped) before the merge but was
+    # processed after it. Taking the merge back must not drop it.
+    survivor = customer("cus_A", "phone:+4915123456789")
+    absorbed = observe(customer("cus_B", "email:jana@example.com", created=2), {"name": "Jana B"}, source="crm",
+                       at=at(2), rules=RULES)
+    pair = merge(survivor, absorbed, now=at(5), trigger="api:ops", matched=[], rules=RULES)
+    late = observe(pair.survivor, {"name": "Jana A"}, source="twilio", at=at(4), rules=RULES)
+
+    undone = unmerge(pair.record, late, pair.absorbed, now=at(6), actor="api:ops", rules=RULES)
+
+    assert set(undone.survivor.observations["name"]) == {"twilio"}
+    assert undone.survivor.attributes["name"].value == "Jana A"
+
+
+def test_a_consent_refusal_on_either_record_survives_the_merge():
+    survivor = customer("cus_A").model_copy(update={"consent": {"sms": "opted_in", "email": "opted_in"}})
+    absorbed = customer("cus_B", created=1).model_copy(update={"consent": {"sms": "opted_out", "whatsapp": "opted_in"}})
+
+    merged = merge(survivor, absorbed, now=at(2), trigger="api:ops", matched=[], rules=RULES).survivor
+
+    assert merged.consent == {"sms": "opted_out", "email": "opted_in", "whatsapp": "opted_in"}
