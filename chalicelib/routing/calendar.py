@@ -175,6 +175,11 @@ class Calendar:
             int(h[:2]) * 100 + int(h[3:]) for h in settings.holidays if len(h) == 5
         )
 
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The calendar's zone: where its hours are wall-clock times (and replies name them)."""
+        return self._zone
+
     def is_open(self, at: datetime) -> bool:
         local = self._local(at)
         minute = local.hour * 60 + local.minute
