@@ -14,6 +14,7 @@ reply's calendar opens next, in the calendar's time zone) and `{queue}`.
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import datetime
 from typing import Any
@@ -57,7 +58,7 @@ class ReplyRenderer:
         )
         values = {"name": attributes.get("name") or "", "queue": queue,
                   "next_opening": self._next_opening(calendar, now)}
-        return ReplyIntent(rule=rule, template=template, language=chosen, text=texts[chosen].format_map(values))
+        return ReplyIntent(rule=rule, template=template, language=chosen, text=_tidy(texts[chosen].format_map(values)))
 
     def _next_opening(self, name: str | None, now: datetime) -> str:
         calendar = self._calendars.get(name or "default")
@@ -68,3 +69,8 @@ class ReplyRenderer:
             return ""
         local = opening.astimezone(calendar.timezone)
         return f"{local:%Y-%m-%d %H:%M} ({calendar.timezone.key})"
+
+
+def _tidy(text: str) -> str:
+    """An empty placeholder leaves no gap: "Hallo {name}, …" without a name reads "Hallo, …"."""
+    return re.sub(r" {2,}", " ", re.sub(r"\s+([,.!?;:])", r"\1", text)).strip()

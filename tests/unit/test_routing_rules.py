@@ -194,8 +194,8 @@ def test_park_and_suppress_record_the_reason_and_the_rule():
     [
         ({"language": "de", "attributes": {"name": "Jana"}}, "de",
          "Hallo Jana, wir sind ab 2026-11-24 08:00 (Europe/Berlin) wieder da."),
-        ({"language": "tr", "attributes": {"language": "en"}}, "en", "Hi , we are back at 2026-11-24 08:00 (Europe/Berlin)."),
-        ({"language": None}, "en", "Hi , we are back at 2026-11-24 08:00 (Europe/Berlin)."),
+        ({"language": "tr", "attributes": {"language": "en"}}, "en", "Hi, we are back at 2026-11-24 08:00 (Europe/Berlin)."),
+        ({"language": None}, "en", "Hi, we are back at 2026-11-24 08:00 (Europe/Berlin)."),
     ],
 )
 def test_out_of_hours_replies_are_rendered_in_the_customers_language(values, language, text):
