@@ -770,3 +770,53 @@ def test_a_customer_being_erased_is_never_merged(store):
 class _NoBlobs:
     def delete(self, key: str) -> None:
         raise AssertionError("no contact here has a raw payload in the blob store")
+
+
+# --- exception queue -------------------------------------------------------------------------------
+
+
+def test_a_parked_contact_enters_the_exception_queue_in_its_commit_and_leaves_it_once(store):
+    from chalicelib.errors import ConflictError
+
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    first = make_contact(customer, case)
+    first.routing.parked = "unknown sender with attachments (rule r)"
+    stored = commit(store, first, case, customer)
+    second = make_contact(stored, case, at=T0 + timedelta(minutes=1))
+    second.routing.parked = "needs a look (rule r)"
+    commit(store, second, case, stored)
+
+    page = store.list_parked(limit=1)
+    rest = store.list_parked(limit=1, cursor=page.cursor)
+
+    assert [(p.contact_id, p.reason) for p in page.items + rest.items] == [
+        (first.id, "unknown sender with attachments (rule r)"), (second.id, "needs a look (rule r)"),
+    ]
+    assert rest.cursor is None
+    released = first.model_copy(update={"routing": first.routing.model_copy(update={"parked": None, "queue": "fraud"})})
+    store.release_parked(released)
+    with pytest.raises(ConflictError):
+        store.release_parked(released)
+    assert [p.contact_id for p in store.list_parked(limit=10).items] == [second.id]
+    assert store.get_contact(first.id).routing.queue == "fraud"
+    assert store.list_contacts(customer.id, limit=10).items[-1].routing.queue == "fraud", "the timeline copy too"
+
+
+def test_erasure_takes_the_customers_contacts_out_of_the_exception_queue(store):
+    from chalicelib.adapters.store.base import Erasure
+
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    contact = make_contact(customer, case)
+    contact.routing.parked = "check (rule r)"
+    commit(store, contact, case, customer)
+
+    store.erase_customer(Erasure(
+        customer_id=customer.id, identifier_keys=(), contact_ids=(contact.id,), case_ids=(case.id,), thread_keys=(),
+        dedupe_keys=(), merge_ids=(), erased_at=T0, tombstone_expires_at=T0 + WEEK,
+    ))
+
+    assert store.list_parked(limit=10).items == []

@@ -335,3 +335,24 @@ def test_a_worker_whose_cache_still_names_a_merged_or_erased_customer_resolves_a
     assert after_erasure.customer_id == jana.customer_id
     linked = processor.store.get_customer(jana.customer_id).identifiers
     assert "email:erased@example.com" in {str(i) for i in linked}
+
+
+def test_parked_and_suppressed_contacts_are_stored_but_not_delivered(tmp_path):
+    config = parse_config("""
+identity: {default_region: DE}
+destinations: [{name: outbox, type: outbox}]
+routing:
+  rules:
+    - {name: spam, when: {text: {contains: [casino]}}, then: {suppress: spam}}
+    - {name: check, when: {new_customer: true}, then: {park: first contact}}
+""")
+    processor = processor_for(config, tmp_path)
+
+    parked = processor.process(message("SM-1"))
+    suppressed = processor.process(message("SM-2").model_copy(update={"text": "Casino bonus!!"}))
+
+    assert parked.destinations == () and suppressed.destinations == ()
+    assert processor.delivery_queue.sent == []
+    assert processor.store.get_contact(parked.contact_id).routing.parked == "first contact (rule check)"
+    assert processor.store.get_contact(suppressed.contact_id).routing.suppressed == "spam (rule spam)"
+    assert [p.contact_id for p in processor.store.list_parked(limit=5).items] == [parked.contact_id]
