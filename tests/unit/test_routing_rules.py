@@ -9,11 +9,9 @@ import pytest
 from chalicelib.domain.models import Priority
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import parse_config
-from chalicelib.routing.context import RoutingContext
 from chalicelib.routing.setup import RouterFactory
+from tests.support.routing import MONDAY_MORNING, routing_context
 
-# Monday 2026-11-23 10:00 in Berlin (09:00 UTC).
-MONDAY_MORNING = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
 BASE = """
 destinations:
@@ -38,13 +36,8 @@ def router(rules: str, base: str = BASE):
     return RouterFactory(parse_config(base + "  rules:\n" + rules)).inline
 
 
-def ctx(**values) -> RoutingContext:
-    defaults = dict(
-        channel="sms", provider="twilio", account="+4930123456", text="", subject="", content_type="text",
-        attachments=0, language=None, intents=frozenset(), urgent=False, attributes={}, new_customer=False,
-        now=MONDAY_MORNING, recent=[MONDAY_MORNING], case_opened_at=MONDAY_MORNING,
-    )
-    return RoutingContext(**{**defaults, **values})
+def ctx(**values):
+    return routing_context(**values)
 
 
 def rule(when: str) -> str:
