@@ -230,14 +230,20 @@ class Hub:
         return RouterFactory(self.config)
 
     @cached_property
-    def live_router(self):
-        """The router in force, following the rules' source (S3, SSM, AppConfig) when configured."""
-        from chalicelib.routing.setup import LiveRouter
+    def rules_source(self):
+        """Where the rules in force come from: the configuration file, a rules file, S3, SSM or AppConfig."""
         from chalicelib.routing.sources import rules_source
 
-        source = rules_source(self.router_factory.extras.source, self.aws_client)
-        describe = getattr(source, "describe", "routing.rules")
-        return LiveRouter(self.router_factory, source, describe=describe,
+        return rules_source(self.router_factory.extras.source, self.aws_client,
+                            base_dir=Path(self.settings.config_path).parent)
+
+    @cached_property
+    def live_router(self):
+        """The router in force, following the rules' source when it is not the configuration file."""
+        from chalicelib.routing.setup import LiveRouter
+
+        return LiveRouter(self.router_factory, self.rules_source,
+                          describe=getattr(self.rules_source, "describe", "routing.rules"),
                           on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
 
     @cached_property

@@ -40,13 +40,22 @@ def _check_config(args: argparse.Namespace) -> int:
     # Routing and enrichment are validated when first used at run time; here, at once.
     factory = RouterFactory(config)
     enrichment_settings(config.enrichment)
-    source = factory.extras.source.type
+    source = factory.extras.source
+    rules = f"{len(factory.inline.rules.rules)} inline"
+    if source.type == "file":
+        from pathlib import Path
+
+        from chalicelib.routing.setup import check_rules_file
+        from chalicelib.routing.sources import rules_source
+
+        checked = check_rules_file(factory, rules_source(source, lambda service: None, base_dir=Path(args.path).parent))
+        rules = f"{len(checked.rules.rules)} in {source.path}"
+    elif source.type != "inline":
+        rules += f"; in force: the {source.type} source's (checked when fetched)"
     print(
         f"{args.path}: valid — channels: {', '.join(config.channels) or 'none'}; "
         f"destinations: {', '.join(d.name for d in config.destinations) or 'none'}; "
-        f"routing rules: {len(factory.inline.rules.rules)} inline"
-        + (f" (in force: the {source} source's)" if source != "inline" else "")
-        + f"; api keys: {len(config.api_keys)}"
+        f"routing rules: {rules}; api keys: {len(config.api_keys)}"
     )
     return 0
 

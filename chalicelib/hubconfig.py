@@ -370,7 +370,8 @@ def _load_document(text: str, source: str) -> Any:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        # libyaml's loader when the wheel has it: 10x faster on large rule sets at cold start.
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

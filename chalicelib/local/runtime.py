@@ -77,7 +77,10 @@ class EmbeddedRuntime:
         self._stop.clear()
         if workers:
             # Fail at start, not on the first message: compile the rules, build the enricher.
-            _ = self.hub.router_factory, self.hub.enricher
+            from chalicelib.routing.setup import check_rules_file
+
+            check_rules_file(self.hub.router_factory, self.hub.rules_source)
+            _ = self.hub.enricher
         server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
         self._threads = [server]
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -64,26 +65,27 @@ class Condition:
         #: The rule's prebuilt trace entry for this failure (set by the rule compiler).
         self.trace: RuleTrace | None = None
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        raise NotImplementedError
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.first_failure(ctx) is None else self
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        return None if self.holds(ctx) else self
+        # Leaves implement this directly (one call per condition on the hot path).
+        raise NotImplementedError
 
     def walk(self) -> Iterator[Condition]:
         yield self
 
 
 class _OneOf(Condition):
-    __slots__ = ("attribute", "values")
+    __slots__ = ("value_of", "values")
 
     def __init__(self, attribute: str, values: frozenset, statement: str, failure: str) -> None:
         super().__init__(statement, failure)
-        self.attribute = attribute
+        self.value_of = attrgetter(attribute)
         self.values = values
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return getattr(ctx, self.attribute) in self.values
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.value_of(ctx) in self.values else self
 
 
 class _AnyIntent(Condition):
@@ -93,8 +95,8 @@ class _AnyIntent(Condition):
         super().__init__(statement, failure)
         self.values = values
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return not self.values.isdisjoint(ctx.intents)
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if not self.values.isdisjoint(ctx.intents) else self
 
 
 class _Flag(Condition):
@@ -105,20 +107,34 @@ class _Flag(Condition):
         self.test = test
         self.expected = expected
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.test(ctx) is self.expected
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.test(ctx) is self.expected else self
 
 
 class _Text(Condition):
-    __slots__ = ("attribute", "pattern")
+    __slots__ = ("value_of", "search")
 
     def __init__(self, attribute: str, pattern: re.Pattern, statement: str, failure: str) -> None:
         super().__init__(statement, failure)
-        self.attribute = attribute
-        self.pattern = pattern
+        self.value_of = attrgetter(attribute)
+        self.search = pattern.search
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.pattern.search(getattr(ctx, self.attribute)) is not None
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.search(self.value_of(ctx)) is not None else self
+
+
+class _Words(Condition):
+    """`contains` with single words only: a set test on the contact's words."""
+
+    __slots__ = ("attribute", "terms")
+
+    def __init__(self, attribute: str, terms: frozenset[str], statement: str, failure: str) -> None:
+        super().__init__(statement, failure)
+        self.attribute = attribute
+        self.terms = terms
+
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if not self.terms.isdisjoint(ctx.words(self.attribute)) else self
 
 
 class _Attribute(Condition):
@@ -129,8 +145,8 @@ class _Attribute(Condition):
         self.name = name
         self.test = test
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.test(ctx.attributes.get(self.name, _MISSING))
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.test(ctx.attributes.get(self.name, _MISSING)) else self
 
 
 class _Tagged(Condition):
@@ -140,8 +156,8 @@ class _Tagged(Condition):
         super().__init__(statement, failure)
         self.tag = tag
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.tag in ctx.tags
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.tag in ctx.tags else self
 
 
 class _RepeatContact(Condition):
@@ -152,11 +168,12 @@ class _RepeatContact(Condition):
         self.count = count
         self.window = timedelta(hours=hours)
 
-    def holds(self, ctx: RoutingContext) -> bool:
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
         # `recent` is newest first and includes this contact: the count-th newest decides.
-        if len(ctx.recent) < self.count:
-            return False
-        return ctx.now - ctx.recent[self.count - 1] <= self.window
+        recent = ctx.recent
+        if len(recent) >= self.count and ctx.now - recent[self.count - 1] <= self.window:
+            return None
+        return self
 
 
 class _CaseAge(Condition):
@@ -166,8 +183,8 @@ class _CaseAge(Condition):
         super().__init__(statement, failure)
         self.over = timedelta(hours=hours)
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return ctx.case_opened_at is not None and ctx.now - ctx.case_opened_at > self.over
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if ctx.case_opened_at is not None and ctx.now - ctx.case_opened_at > self.over else self
 
 
 class _SlaBreached(Condition):
@@ -178,11 +195,11 @@ class _SlaBreached(Condition):
         self.sla_hours = sla_hours
         self.expected = expected
 
-    def holds(self, ctx: RoutingContext) -> bool:
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
         breached = ctx.case_opened_at is not None and (
             ctx.now - ctx.case_opened_at > timedelta(hours=self.sla_hours(ctx.priority))
         )
-        return breached is self.expected
+        return None if breached is self.expected else self
 
 
 class _BusinessHours(Condition):
@@ -193,8 +210,12 @@ class _BusinessHours(Condition):
         self.calendar = calendar
         self.expect_open = expect_open
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.calendar.is_open(ctx.now) is self.expect_open
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        # Many rules may ask about the same calendar at the same moment: answer once per contact.
+        is_open = ctx.calendar_open.get(self.calendar)
+        if is_open is None:
+            is_open = ctx.calendar_open[self.calendar] = self.calendar.is_open(ctx.now)
+        return None if is_open is self.expect_open else self
 
 
 class _All(Condition):
@@ -203,9 +224,6 @@ class _All(Condition):
     def __init__(self, children: list[Condition]) -> None:
         super().__init__("all of: " + "; ".join(c.statement for c in children), "")
         self.children = children
-
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.first_failure(ctx) is None
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
         for child in self.children:
@@ -228,8 +246,11 @@ class _Any(Condition):
         super().__init__(f"any of: {statements}", f"none of: {statements}")
         self.children = children
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return any(child.first_failure(ctx) is None for child in self.children)
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        for child in self.children:
+            if child.first_failure(ctx) is None:
+                return None
+        return self
 
     def walk(self) -> Iterator[Condition]:
         yield self
@@ -244,8 +265,8 @@ class _Not(Condition):
         super().__init__(f"not ({child.statement})", f"{child.statement}, which the rule excludes")
         self.child = child
 
-    def holds(self, ctx: RoutingContext) -> bool:
-        return self.child.first_failure(ctx) is not None
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return self if self.child.first_failure(ctx) is None else None
 
     def walk(self) -> Iterator[Condition]:
         yield self
@@ -253,6 +274,7 @@ class _Not(Condition):
 
 
 _MISSING = object()
+_SINGLE_WORD = re.compile(r"\w+")
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -313,11 +335,14 @@ def _text(attribute: str):
         [(mode, operand)] = value.items()
         if mode == "contains":
             terms = sorted(_values(operand, f"{path}.contains"), key=len, reverse=True)
-            # Whole words or phrases, case-insensitive: "down" must not match "download".
-            pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", re.IGNORECASE)
             listed = ", ".join(sorted(terms))
-            return _Text(attribute, pattern, f"{attribute} contains one of [{listed}]",
-                         f"{attribute} contains none of [{listed}]")
+            statement, failure = f"{attribute} contains one of [{listed}]", f"{attribute} contains none of [{listed}]"
+            # Whole words or phrases, case-insensitive: "down" must not match "download".
+            folded = [t.casefold() for t in terms]
+            if all(_SINGLE_WORD.fullmatch(t) for t in folded):
+                return _Words(attribute, frozenset(folded), statement, failure)
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", re.IGNORECASE)
+            return _Text(attribute, pattern, statement, failure)
         if not isinstance(operand, str) or not operand:
             raise RuleProblem(f"{path}.matches", "must be a regular expression")
         try:

@@ -8,11 +8,14 @@ earlier ones decided.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from chalicelib.domain.models import Case, Contact, Customer, Priority
+
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(slots=True)
@@ -40,6 +43,18 @@ class RoutingContext:
     #: The engine's decision so far (later rules may test what earlier ones set).
     priority: Priority = Priority.NORMAL
     tags: list[str] = field(default_factory=list)
+    #: Calendar → open at `now`, filled as conditions ask (one answer per contact and calendar).
+    calendar_open: dict[Any, bool] = field(default_factory=dict)
+    #: Text attribute → its case-folded words, computed on first use.
+    folded_words: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def words(self, attribute: str) -> frozenset[str]:
+        """The case-folded words of `text` or `subject`: keyword conditions test membership
+        instead of each scanning the text with a regular expression."""
+        words = self.folded_words.get(attribute)
+        if words is None:
+            words = self.folded_words[attribute] = frozenset(_WORD.findall(getattr(self, attribute).casefold()))
+        return words
 
 
 def context_for(contact: Contact, customer: Customer, case: Case | None, *, created_customer: bool) -> RoutingContext:

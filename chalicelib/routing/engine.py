@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib.domain.models import Priority, RoutingDecision, RuleTrace
+from chalicelib.routing.actions import Draft
 from chalicelib.routing.context import RoutingContext
 from chalicelib.routing.replies import ReplyRenderer
 from chalicelib.routing.rules import RuleSet
-
-_SCALE = sorted(Priority)
-
 
 @dataclass(frozen=True)
 class DefaultRoute:
@@ -47,53 +45,31 @@ class Router:
         default = self.default
         ctx.priority = default.priority
         ctx.tags = []
-        queue = default.queue
-        skills: dict[str, int] = {}
-        destinations = list(default.destinations)
-        replies = []
-        parked = suppressed = None
+        draft = Draft(ctx, default.queue, list(default.destinations))
         trace = [self._start]
+        append = trace.append
         rules = self.rules.rules
         for index, rule in enumerate(rules):
-            if rule.condition is not None:
-                failed = rule.condition.first_failure(ctx)
+            condition = rule.condition
+            if condition is not None:
+                failed = condition.first_failure(ctx)
                 if failed is not None:
-                    trace.append(failed.trace)
+                    append(failed.trace)
                     continue
-            trace.append(rule.matched)
-            actions = rule.actions
-            if actions.priority is not None:
-                ctx.priority = actions.priority
-            if actions.escalate:
-                ctx.priority = _SCALE[min(_SCALE.index(ctx.priority) + actions.escalate, len(_SCALE) - 1)]
-            if actions.queue is not None:
-                queue = actions.queue
-            for skill, level in actions.skills.items():
-                skills[skill] = max(level, skills.get(skill, 0))
-            for tag in actions.tags:
-                if tag not in ctx.tags:
-                    ctx.tags.append(tag)
-            if actions.destinations is not None:
-                destinations = list(actions.destinations)
-            for name in actions.add_destinations:
-                if name not in destinations:
-                    destinations.append(name)
-            if actions.reply is not None:
-                replies.append((rule.name, actions.reply))
-            if actions.park is not None:
-                parked = f"{actions.park} (rule {rule.name})"
-            if actions.suppress is not None:
-                suppressed = f"{actions.suppress} (rule {rule.name})"
+            append(rule.matched)
+            for step in rule.steps:
+                step(draft)
             if rule.stop:
                 if index + 1 < len(rules):
-                    trace.append(self._skipped[index])
+                    append(self._skipped[index])
                 break
         return RoutingDecision(
-            priority=ctx.priority, queue=queue, skills=skills, tags=list(ctx.tags), destinations=destinations,
+            priority=ctx.priority, queue=draft.queue, skills=draft.skills, tags=list(ctx.tags),
+            destinations=draft.destinations,
             replies=[
                 self._replies.render(rule=name, template=spec.template, calendar=spec.calendar, language=ctx.language,
-                                     attributes=ctx.attributes, queue=queue, now=ctx.now)
-                for name, spec in replies
+                                     attributes=ctx.attributes, queue=draft.queue, now=ctx.now)
+                for name, spec in draft.replies
             ],
-            parked=parked, suppressed=suppressed, rules_version=self.rules.version, trace=trace,
+            parked=draft.parked, suppressed=draft.suppressed, rules_version=self.rules.version, trace=trace,
         )

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.domain.models import Priority, RuleTrace
 from chalicelib.errors import ConfigError
+from chalicelib.routing.actions import Step, compile_actions
 from chalicelib.routing.conditions import Condition, ConditionEnvironment, RuleProblem, parse_condition
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -110,6 +111,8 @@ class CompiledRule:
     name: str
     condition: Condition | None
     actions: ActionSpec
+    #: The actions as the few steps this rule takes (`routing/actions.py`).
+    steps: tuple[Step, ...]
     stop: bool
     #: The trace entry when the rule matched (what it did).
     matched: RuleTrace
@@ -169,7 +172,7 @@ def _compiled(spec: RuleSpec, condition: Condition | None) -> CompiledRule:
         for node in condition.walk():
             node.trace = RuleTrace(rule=spec.name, matched=False, reason=node.failure)
     summary = describe_actions(spec.then) + ("; stop" if spec.stop else "")
-    return CompiledRule(spec.name, condition, spec.then, spec.stop,
+    return CompiledRule(spec.name, condition, spec.then, compile_actions(spec.then, spec.name), spec.stop,
                         RuleTrace(rule=spec.name, matched=True, reason=summary or "no actions"))
 
 

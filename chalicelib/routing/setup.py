@@ -106,6 +106,21 @@ class RouterFactory:
         return self.router(compile_rules(specs, self._env, version=document.version, where=f"{where} rules"))
 
 
+def check_rules_file(factory: RouterFactory, source: RulesSource) -> Router | None:
+    """Strictly compile a `file` source's document now (start-up, `hubctl check-config`): a rules
+    file ships with the configuration, so an error in it must stop the start like one in the
+    configuration. Other sources are checked when fetched. Raises `ConfigError`."""
+    from chalicelib.routing.sources import FileRulesSource
+
+    if not isinstance(source, FileRulesSource):
+        return None
+    try:
+        document = source.current()
+    except RulesUnavailableError as exc:
+        raise ConfigError(exc.message) from None
+    return factory.from_document(document, where=source.describe)
+
+
 class LiveRouter:
     """The router in force: the inline rules, or the source's current document, recompiled when
     its version changes. A document that does not compile is reported once per version and the

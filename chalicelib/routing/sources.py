@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -29,12 +30,13 @@ from chalicelib.hubconfig import Strict
 
 logger = logging.getLogger(__name__)
 
-SourceType = Literal["inline", "s3", "ssm", "appconfig"]
+SourceType = Literal["inline", "file", "s3", "ssm", "appconfig"]
 
 #: The fields each source type needs; a field of another type is refused, so a typo in `type`
 #: cannot silently fall back to the inline rules.
 _FIELDS: dict[str, tuple[str, ...]] = {
     "inline": (),
+    "file": ("path",),
     "s3": ("bucket", "key"),
     "ssm": ("parameter",),
     "appconfig": ("application", "environment", "profile"),
@@ -64,6 +66,9 @@ class RulesSourceSettings(Strict):
     """
 
     type: SourceType = "inline"
+    #: file: a rules file beside the configuration (relative to it, or absolute). Read on first
+    #: use and re-read when it changes, so the webhook Lambda never parses the rules at all.
+    path: str | None = None
     #: s3: the bucket and object key (by convention `hub-<stage>-<account>-<region>`, `routing/...`).
     bucket: str | None = None
     key: str | None = None
@@ -288,6 +293,26 @@ class S3RulesSource(CachingRulesSource):
         return self._document_of(text, response.get("VersionId") or etag.strip('"'), previous)
 
 
+class FileRulesSource(CachingRulesSource):
+    """A rules file shipped with the configuration (in the Lambda package, or edited locally):
+    the rules stay out of the configuration every process reads at start-up."""
+
+    def __init__(self, path: Path, *, cache_seconds: int, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(cache_seconds=cache_seconds, clock=clock)
+        self._path = path
+
+    @property
+    def describe(self) -> str:
+        return f"rules file {self._path}"
+
+    def _fetch(self, previous: RulesDocument | None) -> RulesDocument:
+        try:
+            data = self._path.read_bytes()
+        except OSError as exc:
+            raise _FetchFailed(exc.strerror or type(exc).__name__) from None
+        return self._document_of(_text(data), "sha256:" + hashlib.sha256(data).hexdigest()[:16], previous)
+
+
 class SsmRulesSource(CachingRulesSource):
     """An SSM parameter (String or SecureString, decrypted); its value is never logged."""
 
@@ -368,10 +393,14 @@ class AppConfigRulesSource(CachingRulesSource):
 
 
 def rules_source(settings: RulesSourceSettings, client_for: Callable[[str], Any],
-                 clock: Callable[[], float] = time.monotonic) -> RulesSource:
+                 clock: Callable[[], float] = time.monotonic, *, base_dir: Path | None = None) -> RulesSource:
     """The source `settings` describes, with its boto3 client from `client_for(service)`
-    (`Hub.aws_client` in production). The inline source creates no client."""
+    (`Hub.aws_client` in production); a relative rules file is found from `base_dir` (the
+    configuration file's directory). The inline and file sources create no client."""
     common = {"cache_seconds": settings.cache_seconds, "clock": clock}
+    if settings.type == "file":
+        path = Path(settings.path)
+        return FileRulesSource(path if path.is_absolute() or base_dir is None else base_dir / path, **common)
     if settings.type == "s3":
         return S3RulesSource(client_for("s3"), bucket=settings.bucket, key=settings.key, **common)
     if settings.type == "ssm":

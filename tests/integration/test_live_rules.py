@@ -73,3 +73,30 @@ def test_until_the_source_is_readable_the_configuration_files_rules_route(s3):
     decision = router.current().route(ctx())
 
     assert (decision.queue, decision.rules_version) == ("from-the-file", "inline")
+
+
+def test_a_rules_file_beside_the_configuration_is_read_on_first_use_and_followed(tmp_path):
+    from chalicelib.hubconfig import load_config
+
+    (tmp_path / "hub.yaml").write_text(
+        "destinations: [{name: outbox, type: outbox}]\n"
+        "routing:\n  source: {type: file, path: rules.yaml, cache_seconds: 5}\n"
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {name: first, then: {queue: one}}\n")
+    config = load_config(tmp_path / "hub.yaml")
+    clock, rejected = Clock(), []
+    source = rules_source(RulesSourceSettings(**config.routing.source), lambda service: None, clock=clock,
+                          base_dir=tmp_path)
+    router = LiveRouter(RouterFactory(config), source, describe=source.describe, on_rejected=rejected.append)
+
+    first = router.current().route(ctx())
+    rules.write_text("- {name: second, then: {queue: two}}\n")
+    clock.now += 6
+    second = router.current().route(ctx())
+    rules.unlink()
+    clock.now += 6
+    missing = router.current().route(ctx())
+
+    assert (first.queue, second.queue, missing.queue) == ("one", "two", "two")
+    assert second.rules_version.startswith("sha256:") and rejected == []

@@ -87,7 +87,7 @@ def test_fields_of_another_type_are_refused_so_a_wrong_type_is_noticed(data, exp
         ({"type": "appconfig", "application": "a", "environment": "e", "profile": "p" * 129}, "profile", "1-128"),
         ({"cache_seconds": 4}, "cache_seconds", "greater than or equal to 5"),
         ({"cache_seconds": 3601}, "cache_seconds", "less than or equal to 3600"),
-        ({"type": "dynamodb"}, "type", "'inline', 's3', 'ssm' or 'appconfig'"),
+        ({"type": "dynamodb"}, "type", "'inline', 'file', 's3', 'ssm' or 'appconfig'"),
         ({"type": "ssm", "parameter": "/hub/dev/routing", "ttl": 5}, "ttl", "Extra inputs are not permitted"),
     ],
 )
