@@ -141,6 +141,16 @@ def get_tracer(settings: Settings):
         return None
     with _tracer_lock:
         if _tracer is None:
+            try:
+                import aws_xray_sdk  # noqa: F401
+            except ImportError:
+                # Not in the Lambda zip on purpose (it brings its own botocore): tracing stages add
+                # the AWS-published Powertools layer. Without it, run untraced rather than fail.
+                logging.getLogger(__name__).warning(
+                    "HUB_TRACING is on but the AWS X-Ray SDK is not installed: add the Powertools Lambda "
+                    "layer (docs/deploy.md); running without traces"
+                )
+                return None
             from aws_lambda_powertools import Tracer
 
             _tracer = Tracer(service=SERVICE)

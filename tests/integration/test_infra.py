@@ -407,6 +407,24 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     assert roles and all(r["Policies"][0]["PolicyDocument"] == policy for r in roles)
 
 
+#: The Lambda zip's budget: cold start and deploy time grow with it (5 MB of dependencies, 1.2 MB
+#: of language model and time zones, the hub's own code).
+MAX_ZIP_BYTES = 8 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_the_lambda_package_stays_lean_and_never_bundles_the_aws_sdk(packaged):
+    import zipfile
+
+    deployment = packaged.parent / "deployment.zip"
+    with zipfile.ZipFile(deployment) as archive:
+        top_level = {info.filename.split("/")[0] for info in archive.infolist()}
+
+    assert deployment.stat().st_size <= MAX_ZIP_BYTES
+    assert not top_level & {"botocore", "boto3", "s3transfer", "moto", "pytest"}, "Lambda provides boto3"
+    assert "chalicelib" in top_level
+
+
 #: cfn-lint's Lambda runtime deprecation rules (E2531/E2533 creation/update disabled, W2531 EOL).
 _RUNTIME_RULES = {"E2531", "E2533", "W2531"}
 

@@ -45,3 +45,18 @@ def test_local_counters_emit_nothing(capsys):
 
     assert capsys.readouterr().out == ""
     assert counters.snapshot() == {"WebhooksReceived[provider=twilio]": 1.0}
+
+
+def test_tracing_without_the_xray_sdk_runs_untraced_with_a_warning(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from chalicelib import observability
+
+    monkeypatch.setitem(sys.modules, "aws_xray_sdk", None)  # not importable, as in the Lambda zip
+    monkeypatch.setattr(observability, "_tracer", None)
+
+    with caplog.at_level("WARNING", logger="chalicelib.observability"):
+        hub = Hub(Settings(data_dir=str(tmp_path), tracing=True), config=parse_config(""))
+
+    assert hub.tracer is None
+    assert "X-Ray SDK is not installed" in caplog.text
