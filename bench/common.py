@@ -162,7 +162,7 @@ def us(seconds: float) -> float:
 
 
 # The same exact-bytes provider fixtures the tests use, through the tests' own loader.
-from tests.support.fixtures import load as load_fixture  # noqa: E402,F401
+from tests.support.fixtures import Fixture, load as load_fixture  # noqa: E402,F401
 
 
 def api_gateway_event(resource: str, path_parameters: dict[str, str], body: bytes, headers: dict[str, str],
