@@ -46,6 +46,10 @@ destinations:
     type: webhook
     url: {url}
     secrets: ["env:CRM_WEBHOOK_SECRET"]
+routing:
+  rules:
+    - {{name: urgent-words, when: {{text: {{contains: [urgent, dringend]}}}}, then: {{priority: urgent, tags: [urgent]}}}}
+    - {{name: hold-refunds, when: {{intent: refund}}, then: {{park: refund requests are checked first}}}}
 api_keys:
   - name: it
     sha256: {key}
@@ -129,9 +133,9 @@ def invoke(client, sqs, url: str, function: str, event: dict) -> None:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
 
 
-def twilio_sms(sid: str, sender: str = "+14155550101") -> tuple[bytes, dict]:
+def twilio_sms(sid: str, sender: str = "+14155550101", text: str = "Hello") -> tuple[bytes, dict]:
     params = {"MessageSid": sid, "AccountSid": "AC" + "a" * 32, "From": sender, "To": "+14155550100",
-              "Body": "Hello", "NumMedia": "0"}
+              "Body": text, "NumMedia": "0"}
     signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hub.example.com/webhooks/twilio", params)
     return urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
 
@@ -263,3 +267,26 @@ def test_merge_and_unmerge_on_dynamodb_reach_the_destination_through_sqs(aws):
             for e in events] == [("customer.merged", first, second, merge_id), ("customer.unmerged", first, second, merge_id)]
     found = client.http.get("/v1/customers?identifier=phone:%2B14155550102", headers=auth)
     assert [c["id"] for c in json.loads(found.body)["data"]] == [second]
+
+
+def test_rules_route_and_park_contacts_on_dynamodb_and_a_release_delivers(aws):
+    client, hub, sqs, urls, receiver, _ = aws
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    for sid, text in (("SM" + "5" * 32, "Urgent: my line is dead"), ("SM" + "6" * 32, "I want a refund please")):
+        body, headers = twilio_sms(sid, text=text)
+        assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+        invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+    [urgent] = [json.loads(r.body)["data"]["contact"] for r in receiver.requests]
+    parked = json.loads(client.http.get("/v1/exceptions", headers=auth).body)["data"]
+    released = client.http.post(f"/v1/exceptions/{parked[0]['contact_id']}/resolve", headers=auth,
+                                body=json.dumps({"queue": "refunds"}))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    assert (urgent["routing"]["priority"], urgent["routing"]["tags"]) == ("urgent", ["urgent"])
+    assert [p["reason"] for p in parked] == ["refund requests are checked first (rule hold-refunds)"]
+    assert released.status_code == 200, released.body
+    refund = json.loads(receiver.requests[-1].body)["data"]["contact"]
+    assert (refund["routing"]["queue"], refund["routing"]["parked"]) == ("refunds", None)
+    assert json.loads(client.http.get("/v1/exceptions", headers=auth).body)["data"] == []
