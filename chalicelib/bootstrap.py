@@ -209,7 +209,7 @@ class Hub:
 
     @cached_property
     def connector_runtime(self) -> ConnectorRuntime:
-        return ConnectorRuntime(data_dir=str(self.data_dir))
+        return ConnectorRuntime(data_dir=str(self.data_dir), aws_client=self.aws_client)
 
     @cached_property
     def identity_rules(self):

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import CustomerEvent, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
+from chalicelib.service.breaker import CircuitBreakers
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState, Retrying
@@ -56,6 +57,7 @@ class Deliverer:
     settings: DeliverySettings
     clock: Callable[[], datetime]
     sleep: Callable[[float], None] = time.sleep
+    breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
 
     def deliver_body(self, body: str, *, receive_count: int) -> str:
         return self.deliver(_WORK.validate_json(body), receive_count=receive_count)
@@ -78,18 +80,29 @@ class Deliverer:
                 job = self._with_case_refs(job)
         else:
             send = connector.deliver_customer_event
+        wait = self.breakers.wait_seconds(job.destination)
+        if wait is not None:
+            # The vendor is known to be down: wait in the queue without calling it or spending an
+            # attempt. Only a job that already used every receive goes to the dead letters.
+            if receive_count >= self.settings.max_receives:
+                return self._dead(job, attempts, f"{job.destination} stayed unavailable (circuit open) through "
+                                                 f"{receive_count} receives; replay it when the vendor is back")
+            raise RetryLaterError(f"circuit open for {job.destination}", delay_seconds=int(min(max(wait, 1), MAX_DELAY_SECONDS)))
         retrying = self._retrying()
         try:
             result: DeliveryResult = retrying(send, job)
         except PermanentDeliveryError as exc:
+            self.breakers.succeeded(job.destination)  # the vendor answered: it is up
             return self._dead(job, attempts + _tries(retrying), exc.message)
         except RetryableDeliveryError as exc:
+            self.breakers.failed(job.destination, retry_after=exc.retry_after)
             attempts += _tries(retrying)
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
             delay = _redelivery_delay(exc.retry_after, receive_count)
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
+        self.breakers.succeeded(job.destination)
         if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
             self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
         self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)

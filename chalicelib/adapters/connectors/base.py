@@ -8,8 +8,9 @@ and classifies every failure as retryable or permanent so the deliver worker kno
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -17,15 +18,27 @@ from chalicelib.adapters.connectors.http import HttpClient
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.secrets import SecretResolver
 
+if TYPE_CHECKING:
+    from chalicelib.adapters.connectors.auth import TokenCache
+
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def _token_cache() -> TokenCache:
+    from chalicelib.adapters.connectors.auth import TokenCache
+
+    return TokenCache()
 
 
 @dataclass(frozen=True)
 class ConnectorRuntime:
-    """What the runtime lends every connector: where local files go, and the shared HTTP client."""
+    """What the runtime lends every connector: where local files go, the shared HTTP client,
+    OAuth2 tokens shared by the process's connectors, and AWS clients for the AWS connectors."""
 
     data_dir: str
     http: HttpClient = field(default_factory=HttpClient)
+    tokens: TokenCache = field(default_factory=lambda: _token_cache())
+    aws_client: Callable[[str], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,3 +89,72 @@ class Connector(ABC, Generic[SettingsT]):
 
     def close(self) -> None:
         """Release pooled connections; called on shutdown of the local runtime."""
+
+
+class VendorApi:
+    """A vendor's JSON API for one destination: base URL, authentication, the shared HTTP client
+    and the shared error classification, so each connector only says what to send.
+
+    A 401 under OAuth2 fetches a new token and tries once more (tokens can be revoked before they
+    expire); any other answer is classified by `raise_for_status`, keeping the vendor's message.
+    """
+
+    def __init__(self, base_url: str, auth, http: HttpClient, *, vendor: str, timeout: float = 10.0,
+                 headers: dict[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.http = http
+        self.vendor = vendor
+        self.timeout = timeout
+        self.headers = headers or {}
+
+    def call(self, method: str, path: str, *, json_body=None, form: dict | None = None,
+             headers: dict[str, str] | None = None, base_url: str | None = None,
+             allow: tuple[int, ...] = ()) -> VendorResponse:
+        """Send one request; `path` may be an absolute URL. Raises `RetryableDeliveryError` or
+        `PermanentDeliveryError` for a non-2xx answer, except statuses in `allow` (a 404 on a
+        lookup), which are returned like successes."""
+        import json
+        from urllib.parse import urlencode
+
+        from chalicelib.adapters.connectors.http import raise_for_status
+
+        url = path if path.startswith(("http://", "https://")) else (base_url or self.base_url) + path
+        request_headers = {"accept": "application/json", "user-agent": "omnichannel-hub", **self.headers,
+                           **(headers or {})}
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":")).encode()
+            request_headers["content-type"] = "application/json"
+        elif form is not None:
+            body = urlencode(form).encode()
+            request_headers["content-type"] = "application/x-www-form-urlencoded"
+        for attempt in (1, 2):
+            response = self.http.request(method, url, headers={**request_headers, **self.auth.headers()}, body=body,
+                                         timeout=self.timeout)
+            if response.status == 401 and attempt == 1 and getattr(self.auth, "uses_oauth", False):
+                self.auth.forget_token()
+                continue
+            break
+        if response.status not in allow:
+            raise_for_status(response, vendor=self.vendor)
+        return VendorResponse(response.status, _json_or_none(response.body), response.headers)
+
+
+@dataclass(frozen=True)
+class VendorResponse:
+    status: int
+    #: The decoded JSON body; None when empty or not JSON.
+    data: object
+    headers: dict[str, str]
+
+
+def _json_or_none(body: bytes):
+    import json
+
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
