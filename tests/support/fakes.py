@@ -96,3 +96,45 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def sample_job(*, destination: str = "vendor", contact_id: str = "ct_01JD0000000000000000000001", case=None,
+               text: str = "Mein Internet geht seit heute nicht, bitte dringend melden") -> DeliveryJob:
+    """A realistic delivery job: a known customer (email, phone, name, tier) writing on WhatsApp,
+    routed high to the technical queue, in a case of its own."""
+    from chalicelib.domain.identifiers import Identifier
+    from chalicelib.domain.ids import delivery_id
+    from chalicelib.domain.models import (
+        AttributeValue,
+        Case,
+        Channel,
+        Contact,
+        ContentType,
+        Customer,
+        Party,
+        Priority,
+        Resolution,
+        RoutingDecision,
+    )
+
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+    identifiers = [Identifier.parse("email:jana.schmidt@example.com"), Identifier.parse("phone:+4915123456789")]
+    customer = Customer(
+        id="cus_01JD0000000000000000000001", identifiers=identifiers, created_at=at, updated_at=at,
+        attributes={name: AttributeValue(value=value, source="crm", updated_at=at)
+                    for name, value in (("name", "Jana Schmidt"), ("tier", "gold"), ("language", "de"))},
+    )
+    case = case or Case(id="case_01JD0000000000000000000001", customer_id=customer.id, opened_at=at,
+                        last_activity_at=at, contact_count=1, channels=[Channel.WHATSAPP])
+    contact = Contact(
+        id=contact_id, provider="meta", channel=Channel.WHATSAPP, provider_message_id=f"wamid.{contact_id}",
+        account="+4930123456", sender=Party(identifiers=identifiers[1:], display_name="Jana Schmidt"),
+        received_at=at, content_type=ContentType.TEXT, text=text, customer_id=customer.id, case_id=case.id,
+        resolution=Resolution(customer_id=customer.id, created_customer=False, rule="link_kinds: phone"),
+        routing=RoutingDecision(priority=Priority.HIGH, queue="technical", tags=["outage"], skills={"german": 3},
+                                destinations=[destination]),
+        enrichment={"language": {"code": "de", "confidence": 0.97, "source": "fasttext"},
+                    "intent": {"intents": ["outage"], "urgent": True, "terms": {}}},
+    )
+    return DeliveryJob(delivery_id=delivery_id(contact.id, destination), destination=destination, contact=contact,
+                       customer=customer, case=case)

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Received:
     path: str
+    method: str
     headers: dict[str, str]
     body: bytes
 
@@ -37,7 +38,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        Received(self.path, self.command, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
                 self.send_response(answer.status)
@@ -46,6 +47,9 @@ class Receiver:
                 self.send_header("content-length", str(len(answer.body)))
                 self.end_headers()
                 self.wfile.write(answer.body)
+
+            # Vendor connectors look objects up (GET) and update them (PUT, PATCH) too.
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST  # noqa: N815
 
             def log_message(self, *args):
                 pass
