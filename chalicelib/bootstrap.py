@@ -268,11 +268,17 @@ class Hub:
 
     @cached_property
     def deliverer(self):
+        from chalicelib.service.breaker import CircuitBreakers
         from chalicelib.service.deliver import Deliverer
 
         return Deliverer(
             store=self.store, connector=self.connector, dead_letters=self.delivery_dead_letters,
             settings=self.config.delivery, clock=self.clock,
+            breakers=CircuitBreakers(
+                failure_threshold=self.config.delivery.circuit_failure_threshold,
+                cooldown_seconds=self.config.delivery.circuit_cooldown_seconds,
+                max_cooldown_seconds=self.config.delivery.circuit_max_cooldown_seconds,
+            ),
         )
 
     def close(self) -> None:

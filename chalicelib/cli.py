@@ -12,7 +12,7 @@ import secrets
 import signal
 import sys
 
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, HubError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,6 +86,37 @@ def _route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    """`hubctl dead-letters list|replay`: on the store and queues HUB_RUNTIME points at (the local
+    data directory, or the stage's DynamoDB table and SQS queues with AWS credentials)."""
+    from chalicelib.bootstrap import Hub
+    from chalicelib.service.dead_letters import replay, replay_destination, summary
+    from chalicelib.settings import Settings
+
+    hub = Hub(Settings.from_environ())
+    try:
+        if args.action == "list":
+            page = hub.store.list_dead_letters(destination=args.destination, limit=args.limit)
+            for letter in page.items:
+                entry = summary(letter)
+                print(f"{entry['id']}  {entry['destination']}  {entry['kind']}  attempts {entry['attempts']}  "
+                      f"dead {entry['dead_at']}  {entry['reason']}")
+            print(f"{len(page.items)} dead letters" + (" (more: raise --limit)" if page.cursor else ""))
+            return 0
+        if args.id:
+            letters = [replay(hub.store, hub.delivery_queue, args.id, now=hub.clock())]
+        elif args.destination:
+            letters = replay_destination(hub.store, hub.delivery_queue, args.destination, now=hub.clock(),
+                                         limit=args.limit)
+        else:
+            print("hubctl: dead-letters replay needs --destination or --id", file=sys.stderr)
+            return 2
+        print(f"queued {len(letters)} dead letters again" + (f" for {args.destination}" if args.destination else ""))
+        return 0
+    finally:
+        hub.close()
+
+
 def _read(path: str) -> str:
     with open(path, encoding="utf-8") as handle:
         return handle.read()
@@ -132,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--json", action="store_true", help="print the decision and enrichment as JSON")
     route.set_defaults(func=_route)
 
+    dead = commands.add_parser("dead-letters", help="list or replay deliveries the hub gave up on")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("--destination", help="only this destination's dead letters")
+    dead.add_argument("--id", help="replay this one dead letter (its delivery id)")
+    dead.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    dead.set_defaults(func=_dead_letters)
+
     simulate = commands.add_parser("simulate", help="send one customer's signed SMS, WhatsApp and web chat messages")
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the running hub")
     simulate.add_argument("--config", default=None, help="hub configuration with the channel secrets")
@@ -145,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hubctl: {exc.message}", file=sys.stderr)
         return 2
+    except HubError as exc:  # a dead letter that does not exist, a store that cannot be reached
+        print(f"hubctl: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

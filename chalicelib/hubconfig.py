@@ -202,6 +202,11 @@ class DeliverySettings(Strict):
     max_receives: int = Field(default=8, ge=1, le=100)
     #: Longest `Retry-After` honoured inside an invocation; longer waits go back to the queue.
     max_inline_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    #: Consecutive retryable failures of one destination that open its circuit: its jobs then
+    #: wait in the queue, without calls or spent attempts, for the cool-down (doubling, capped).
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=100)
+    circuit_cooldown_seconds: float = Field(default=30.0, ge=1, le=3600)
+    circuit_max_cooldown_seconds: float = Field(default=3600.0, ge=1, le=43200)
 
 
 class Destination(BaseModel):

@@ -298,6 +298,34 @@ def explain_routing() -> Response:
     return json_response(explain(_json_body(), router=hub.live_router.current(), enricher=hub.enricher, now=hub.clock()))
 
 
+@consumer.route("/v1/dead-letters", methods=["GET"])
+@translate_errors(consumer)
+def list_dead_letters() -> Response:
+    """Deliveries the hub gave up on, with the reason: ?destination=crm&limit=&cursor=."""
+    _authenticate()
+    limit = _limit(_query("limit"))
+    cursor = _decode_cursor(_query("cursor"), prefix="dlv_")
+    from chalicelib.service.dead_letters import summary
+
+    page = get_hub().store.list_dead_letters(destination=_query("destination"), limit=limit, cursor=cursor)
+    return json_response({
+        "data": [summary(letter) for letter in page.items],
+        "next_cursor": _encode_cursor(page.cursor) if page.cursor else None,
+    })
+
+
+@consumer.route("/v1/dead-letters/{letter_id}/replay", methods=["POST"])
+@translate_errors(consumer)
+def replay_dead_letter(letter_id: str) -> Response:
+    """Queue a dead delivery again (same delivery id: the vendor sees the same idempotency key)."""
+    _authenticate()
+    hub = get_hub()
+    from chalicelib.service.dead_letters import replay
+
+    letter = replay(hub.store, hub.delivery_queue, letter_id, now=hub.clock())
+    return json_response({"id": letter.id, "destination": letter.destination, "status": "queued"}, status=202)
+
+
 def _customer_view(customer: Customer) -> dict:
     """The customer as consumers see it: an open case inactive past the limit is no longer open."""
     from chalicelib.domain.golden_record import quality_flags
@@ -360,13 +388,13 @@ def _encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(text: str | None) -> str | None:
+def _decode_cursor(text: str | None, *, prefix: str = "ct_") -> str | None:
     if not text:
         return None
     try:
         value = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise RequestRejectedError("cursor is not one this API returned") from None
-    if not value.startswith("ct_"):
+    if not value.startswith(prefix):
         raise RequestRejectedError("cursor is not one this API returned")
     return value

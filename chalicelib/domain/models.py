@@ -449,6 +449,23 @@ class DeliveryJob(BaseModel):
     case: Case
 
 
+class DeadLetter(BaseModel):
+    """A delivery the hub gave up on, kept with its job so it can be replayed."""
+
+    model_config = _WORKER_SIDE
+
+    #: The delivery id: one per contact (or customer event) and destination.
+    id: str
+    destination: str
+    #: The contact id, or the customer event's id.
+    subject_id: str
+    reason: str
+    attempts: int
+    dead_at: datetime
+    #: The queued job as it was (`DeliveryJob` or `CustomerEvent` JSON).
+    job: str
+
+
 class ParkedContact(BaseModel):
     """An entry of the exception queue: a contact a rule parked for manual handling."""
 

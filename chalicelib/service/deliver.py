@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
-from chalicelib.domain.models import CustomerEvent, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
+from chalicelib.domain.models import CustomerEvent, DeadLetter, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
 from chalicelib.service.breaker import CircuitBreakers
@@ -88,21 +88,18 @@ class Deliverer:
                 return self._dead(job, attempts, f"{job.destination} stayed unavailable (circuit open) through "
                                                  f"{receive_count} receives; replay it when the vendor is back")
             raise RetryLaterError(f"circuit open for {job.destination}", delay_seconds=int(min(max(wait, 1), MAX_DELAY_SECONDS)))
-        retrying = self._retrying()
+        retrying = self._retrying(job.destination)
         try:
-            result: DeliveryResult = retrying(send, job)
+            result: DeliveryResult = retrying(self._watched(send, job.destination), job)
         except PermanentDeliveryError as exc:
-            self.breakers.succeeded(job.destination)  # the vendor answered: it is up
             return self._dead(job, attempts + _tries(retrying), exc.message)
         except RetryableDeliveryError as exc:
-            self.breakers.failed(job.destination, retry_after=exc.retry_after)
             attempts += _tries(retrying)
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
             delay = _redelivery_delay(exc.retry_after, receive_count)
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
-        self.breakers.succeeded(job.destination)
         if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
             self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
         self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)
@@ -115,7 +112,26 @@ class Deliverer:
             return job
         return job.model_copy(update={"case": job.case.model_copy(update={"external_refs": stored.external_refs})})
 
-    def _retrying(self) -> Retrying:
+    def _watched(self, send: Callable[[Work], DeliveryResult], destination: str) -> Callable[[Work], DeliveryResult]:
+        """`send`, with every call's outcome told to the destination's circuit breaker."""
+
+        def call(job: Work) -> DeliveryResult:
+            try:
+                result = send(job)
+            except RetryableDeliveryError as exc:
+                # A rate limit longer than the worker waits holds back the whole destination.
+                long_wait = exc.retry_after if (exc.retry_after or 0) > self.settings.max_inline_wait_seconds else None
+                self.breakers.failed(destination, retry_after=long_wait)
+                raise
+            except PermanentDeliveryError:
+                self.breakers.succeeded(destination)  # the vendor answered: it is up
+                raise
+            self.breakers.succeeded(destination)
+            return result
+
+        return call
+
+    def _retrying(self, destination: str) -> Retrying:
         # Imported here: only the deliver worker retries, and the ingest path shares this module's
         # importers, so it must not pay for tenacity at cold start.
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
@@ -123,7 +139,7 @@ class Deliverer:
         limit = self.settings.max_inline_wait_seconds
 
         def worth_retrying_now(exc: BaseException) -> bool:
-            if not isinstance(exc, RetryableDeliveryError):
+            if not isinstance(exc, RetryableDeliveryError) or self.breakers.is_open(destination):
                 return False
             # A long Retry-After is honoured by the queue, not by holding the worker.
             return exc.retry_after is None or exc.retry_after <= limit
@@ -137,11 +153,17 @@ class Deliverer:
         )
 
     def _dead(self, job: Work, attempts: int, reason: str) -> str:
-        # The job goes to the dead-letter queue first: if recording fails afterwards, the message
-        # is retried and the DLQ copy is deduplicated by its id.
+        # The job goes to the dead-letter queue first (its depth is what alarms watch), then to
+        # the store's dead letters (what operators list and replay): if recording fails
+        # afterwards, the message is retried and the DLQ copy is deduplicated by its id.
+        body = _storable(job)
         self.dead_letters.send(
-            [OutgoingMessage(body=job.model_dump_json(), group=job.destination, dedupe_id=f"{job.delivery_id}-dead")]
+            [OutgoingMessage(body=body, group=job.destination, dedupe_id=f"{job.delivery_id}-dead")]
         )
+        self.store.put_dead_letter(DeadLetter(
+            id=job.delivery_id, destination=job.destination, subject_id=_subject(job), reason=reason,
+            attempts=attempts, dead_at=self.clock(), job=body,
+        ))
         self._record(job, DeliveryStatus.DEAD, attempts, error=reason)
         # The reason can echo the vendor's response body, which may quote personal data: it is
         # stored on the delivery, not logged.
@@ -166,6 +188,19 @@ class Deliverer:
                 delivered_at=now if status == DeliveryStatus.DELIVERED else None,
             )
         )
+
+
+#: A dead letter keeps its job in one store item (DynamoDB: 400 KB); a larger job keeps all but
+#: the provider's raw payload, which the contact itself still holds.
+MAX_DEAD_LETTER_JOB_BYTES = 300 * 1024
+
+
+def _storable(job: Work) -> str:
+    body = job.model_dump_json()
+    if len(body) > MAX_DEAD_LETTER_JOB_BYTES and isinstance(job, DeliveryJob):
+        slim = job.contact.model_copy(update={"raw": {"$omitted": "see the contact"}})
+        body = job.model_copy(update={"contact": slim}).model_dump_json()
+    return body
 
 
 def _subject(job: Work) -> str:

@@ -820,3 +820,29 @@ def test_erasure_takes_the_customers_contacts_out_of_the_exception_queue(store):
     ))
 
     assert store.list_parked(limit=10).items == []
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+def test_dead_letters_are_kept_listed_by_destination_and_forgotten(store):
+    from chalicelib.domain.models import DeadLetter
+
+    letters = [
+        DeadLetter(id=f"dlv_{n}", destination=dest, subject_id=f"ct_{n}", reason=f"vendor said no {n}", attempts=n,
+                   dead_at=T0, job='{"kind": "contact"}')
+        for n, dest in ((1, "crm"), (2, "zendesk"), (3, "crm"), (4, "crm"))
+    ]
+    for letter in letters:
+        store.put_dead_letter(letter)
+
+    first = store.list_dead_letters(destination="crm", limit=2)
+    rest = store.list_dead_letters(destination="crm", limit=2, cursor=first.cursor)
+    everything = store.list_dead_letters(limit=10)
+    store.delete_dead_letter("dlv_3")
+    store.delete_dead_letter("dlv_3")  # idempotent
+
+    assert [l.id for l in first.items + rest.items] == ["dlv_1", "dlv_3", "dlv_4"] and rest.cursor is None
+    assert [l.id for l in everything.items] == ["dlv_1", "dlv_2", "dlv_3", "dlv_4"]
+    assert store.get_dead_letter("dlv_2") == letters[1]
+    assert store.get_dead_letter("dlv_3") is None

@@ -22,6 +22,7 @@ from chalicelib.adapters.connectors.base import DeliveryResult
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
 from chalicelib.hubconfig import DeliverySettings
 from chalicelib.service.deliver import REDELIVERY_SCHEDULE, DeliverOutcome, Deliverer
+from chalicelib.service.breaker import CircuitBreakers
 from tests.support.fakes import Clock, MemoryQueue, ScriptedConnector
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -49,6 +50,8 @@ def world():
         store=store, connector=connectors.get, dead_letters=dlq,
         settings=DeliverySettings(attempts_per_invocation=3, max_receives=4, max_inline_wait_seconds=5),
         clock=Clock(), sleep=sleeps.append,
+        # The circuit breaker has tests of its own below; here it must not interfere.
+        breakers=CircuitBreakers(failure_threshold=100),
     )
     return deliverer, store, dlq, sleeps, connectors
 
@@ -186,3 +189,49 @@ def test_jobs_of_an_erased_customer_are_dropped_without_a_trace(world):
     assert connectors["crm"].jobs == []
     assert store.get_delivery("ct_1", "crm") is None
     assert dlq.sent == []
+
+
+def test_a_dead_delivery_is_kept_as_a_dead_letter_with_its_job_and_reason(world):
+    deliverer, store, dlq, _, connectors = world
+    connectors["crm"] = ScriptedConnector(PermanentDeliveryError("crm answered 400: email is invalid"))
+    dead = job()
+
+    assert deliverer.deliver(dead, receive_count=1) == DeliverOutcome.DEAD
+
+    letter = store.get_dead_letter("dlv_1")
+    assert (letter.destination, letter.subject_id, letter.attempts) == ("crm", "ct_1", 1)
+    assert letter.reason == "crm answered 400: email is invalid"
+    assert DeliveryJob.model_validate_json(letter.job) == dead
+    assert len(dlq.sent) == 1
+
+
+def test_an_open_circuit_makes_jobs_wait_without_calling_the_vendor_or_spending_attempts(world):
+    from chalicelib.service.breaker import CircuitBreakers
+
+    deliverer, store, _, _, connectors = world
+    deliverer.breakers = CircuitBreakers(failure_threshold=2, cooldown_seconds=60)
+    connectors["crm"] = ScriptedConnector(*[RetryableDeliveryError("503")] * 6)
+    with pytest.raises(RetryLaterError):
+        deliverer.deliver(job(), receive_count=1)  # the 2nd failure opens the circuit: no 3rd try
+    calls = len(connectors["crm"].jobs)
+
+    with pytest.raises(RetryLaterError) as waiting:
+        deliverer.deliver(job(), receive_count=2)
+
+    assert 55 <= waiting.value.delay_seconds <= 60
+    assert store.get_delivery("ct_1", "crm").attempts == 2, "no attempt spent while the circuit is open"
+    assert calls == 2
+    assert len(connectors["crm"].jobs) == calls, "the vendor was not called"
+
+
+def test_a_job_that_used_every_receive_while_the_circuit_stayed_open_becomes_a_dead_letter(world):
+    from chalicelib.service.breaker import CircuitBreakers
+
+    deliverer, store, _, _, connectors = world
+    deliverer.breakers = CircuitBreakers(failure_threshold=1, cooldown_seconds=600)
+    deliverer.breakers.failed("crm")
+    connectors["crm"] = ScriptedConnector()
+
+    assert deliverer.deliver(job(), receive_count=4) == DeliverOutcome.DEAD
+
+    assert "circuit open" in store.get_dead_letter("dlv_1").reason

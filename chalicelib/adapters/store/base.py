@@ -16,7 +16,16 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.models import Case, Contact, Customer, Delivery, MergeRecord, ParkedContact, StatusEvent
+from chalicelib.domain.models import (
+    Case,
+    Contact,
+    Customer,
+    DeadLetter,
+    Delivery,
+    MergeRecord,
+    ParkedContact,
+    StatusEvent,
+)
 
 T = TypeVar("T")
 
@@ -222,6 +231,22 @@ class Store(ABC):
 
     @abstractmethod
     def put_delivery(self, delivery: Delivery) -> None: ...
+
+    @abstractmethod
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep a dead delivery with its job (replacing an earlier one of the same id)."""
+
+    @abstractmethod
+    def list_dead_letters(self, *, destination: str | None = None, limit: int,
+                          cursor: str | None = None) -> Page[DeadLetter]:
+        """Dead deliveries by id, optionally of one destination."""
+
+    @abstractmethod
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    @abstractmethod
+    def delete_dead_letter(self, letter_id: str) -> None:
+        """Forget a dead letter (after its replay was queued). Idempotent."""
 
     # --- status events ---------------------------------------------------------------------------
 

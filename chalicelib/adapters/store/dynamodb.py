@@ -13,6 +13,7 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
     THREAD#<thread key>           THREAD              case_id
+    DEADLETTERS                   <delivery id>       destination, doc (DeadLetter: a dead delivery with its job)
     PARKED                        CONTACT#<contact>   doc (ParkedContact: the exception queue, oldest first)
     MERGE#<merge id>              MERGE               doc (MergeRecord: the audit trail of one merge)
     STATUS#<provider>#<msg id>    <status>            doc (StatusEvent), recorded_at, expires_at (TTL)
@@ -52,6 +53,7 @@ from chalicelib.domain.models import (
     Case,
     Contact,
     Customer,
+    DeadLetter,
     Delivery,
     ExternalRef,
     MergeRecord,
@@ -368,6 +370,43 @@ class DynamoDbStore(Store):
     def put_delivery(self, delivery: Delivery) -> None:
         item = {**_key(f"CONTACT#{delivery.contact_id}", f"DLV#{delivery.destination}"), **_doc(delivery)}
         self._call("put_item", TableName=self._table, Item=item)
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        item = {**_key("DEADLETTERS", letter.id), "destination": {"S": letter.destination}, **_doc(letter)}
+        self._call("put_item", TableName=self._table, Item=item)
+
+    def list_dead_letters(self, *, destination: str | None = None, limit: int,
+                          cursor: str | None = None) -> Page[DeadLetter]:
+        # One partition, read in key order; dead letters are an operator's list, not a hot path.
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "DEADLETTERS"}},
+            "ConsistentRead": True,
+        }
+        if destination is not None:
+            params["FilterExpression"] = "destination = :destination"
+            params["ExpressionAttributeValues"][":destination"] = {"S": destination}
+        if cursor:
+            params["ExclusiveStartKey"] = _key("DEADLETTERS", cursor)
+        items: list[DeadLetter] = []
+        while True:
+            response = self._call("query", **params)
+            items += [DeadLetter.model_validate_json(item["doc"]["S"]) for item in response.get("Items", [])]
+            if len(items) > limit or "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        page = items[:limit]
+        more = len(items) > limit or "LastEvaluatedKey" in response
+        return Page(items=page, cursor=page[-1].id if page and more else None)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        item = self._call("get_item", TableName=self._table, Key=_key("DEADLETTERS", letter_id),
+                          ConsistentRead=True).get("Item")
+        return DeadLetter.model_validate_json(item["doc"]["S"]) if item else None
+
+    def delete_dead_letter(self, letter_id: str) -> None:
+        self._call("delete_item", TableName=self._table, Key=_key("DEADLETTERS", letter_id))
 
     # --- status events ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from chalicelib.domain.models import (
     Case,
     Contact,
     Customer,
+    DeadLetter,
     Delivery,
     ExternalRef,
     MergeRecord,
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
 CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, destination TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination, id);
 CREATE TABLE IF NOT EXISTS parked (contact_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (customer_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL);
@@ -255,6 +258,36 @@ class SqliteStore(Store):
                 "INSERT OR REPLACE INTO deliveries (contact_id, destination, doc) VALUES (?, ?, ?)",
                 (delivery.contact_id, delivery.destination, delivery.model_dump_json()),
             )
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        with self._guard(), self._db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO dead_letters (id, destination, doc) VALUES (?, ?, ?)",
+                         (letter.id, letter.destination, letter.model_dump_json()))
+
+    def list_dead_letters(self, *, destination: str | None = None, limit: int,
+                          cursor: str | None = None) -> Page[DeadLetter]:
+        sql, args = "SELECT id, doc FROM dead_letters WHERE 1 = 1", []
+        if destination is not None:
+            sql += " AND destination = ?"
+            args.append(destination)
+        if cursor:
+            sql += " AND id > ?"
+            args.append(cursor)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit + 1)
+        with self._guard():
+            rows = self._db.read().execute(sql, args).fetchall()
+        items = [DeadLetter.model_validate_json(r["doc"]) for r in rows[:limit]]
+        return Page(items=items, cursor=items[-1].id if len(rows) > limit else None)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        with self._guard():
+            row = self._db.read().execute("SELECT doc FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+        return DeadLetter.model_validate_json(row["doc"]) if row else None
+
+    def delete_dead_letter(self, letter_id: str) -> None:
+        with self._guard(), self._db.write() as conn:
+            conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
 
     # --- status events ---------------------------------------------------------------------------
 

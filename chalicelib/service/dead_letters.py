@@ -1,0 +1,61 @@
+"""Dead letters: deliveries the hub gave up on, listed and re-driven by an operator.
+
+A replay puts the job back on the delivery queue unchanged: the same delivery id, so the vendor
+sees the same idempotency key or external id, and the deliver worker skips it when an earlier
+attempt got through after all (its delivery record says delivered). Replaying never duplicates
+what the vendor already accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import TypeAdapter
+
+from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+from chalicelib.adapters.store.base import Store
+from chalicelib.domain.ids import group_id
+from chalicelib.domain.models import CustomerEvent, DeadLetter, DeliveryJob, DeliveryWork
+from chalicelib.errors import NotFoundError
+
+_WORK = TypeAdapter(DeliveryWork)
+_PAGE = 100
+
+
+def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime) -> DeadLetter:
+    """Queue one dead letter again and forget it. Raises `NotFoundError`."""
+    letter = store.get_dead_letter(letter_id)
+    if letter is None:
+        raise NotFoundError(f"no dead letter {letter_id}")
+    job = _WORK.validate_json(letter.job)
+    customer_id = job.customer.id if isinstance(job, DeliveryJob) else job.customer_id
+    delivery_queue.send([OutgoingMessage(
+        body=letter.job,
+        # The group the original job had: the replay is ordered with the customer's other jobs.
+        group=group_id(f"{letter.destination}:{customer_id}"),
+        # A fresh dedupe id, so a second replay (after the queue's dedupe window) is not dropped.
+        dedupe_id=f"{letter.id}-replay-{int(now.timestamp())}",
+    )])
+    store.delete_dead_letter(letter.id)
+    return letter
+
+
+def replay_destination(store: Store, delivery_queue: Queue, destination: str, *, now: datetime,
+                       limit: int | None = None) -> list[DeadLetter]:
+    """Replay every dead letter of a destination (at most `limit`), oldest id first."""
+    replayed: list[DeadLetter] = []
+    while limit is None or len(replayed) < limit:
+        page = store.list_dead_letters(destination=destination, limit=_PAGE)
+        if not page.items:
+            break
+        for letter in page.items:
+            if limit is not None and len(replayed) >= limit:
+                break
+            replayed.append(replay(store, delivery_queue, letter.id, now=now))
+    return replayed
+
+
+def summary(letter: DeadLetter) -> dict:
+    """A dead letter as the API lists it: everything but the job body."""
+    kind = "customer_event" if isinstance(_WORK.validate_json(letter.job), CustomerEvent) else "contact"
+    return {**letter.model_dump(mode="json", exclude={"job"}), "kind": kind}
