@@ -70,6 +70,13 @@ class CircuitBreakers:
                 state.trial_running = False
 
     def is_open(self, destination: str) -> bool:
+        return self.remaining(destination) is not None
+
+    def remaining(self, destination: str) -> float | None:
+        """How long the circuit stays open (without taking the half-open trial); None if closed."""
         with self._lock:
             state = self._states.get(destination)
-            return state is not None and state.open_until > self._clock()
+            if state is None:
+                return None
+            remaining = state.open_until - self._clock()
+            return remaining if remaining > 0 else None

@@ -9,6 +9,7 @@ the dead-letter queue: resending an unchanged request the vendor refused cannot 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -87,7 +88,8 @@ class Deliverer:
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"{job.destination} stayed unavailable (circuit open) through "
                                                  f"{receive_count} receives; replay it when the vendor is back")
-            raise RetryLaterError(f"circuit open for {job.destination}", delay_seconds=int(min(max(wait, 1), MAX_DELAY_SECONDS)))
+            raise RetryLaterError(f"circuit open for {job.destination}",
+                                  delay_seconds=math.ceil(min(max(wait, 1), MAX_DELAY_SECONDS)))
         retrying = self._retrying(job.destination)
         try:
             result: DeliveryResult = retrying(self._watched(send, job.destination), job)
@@ -98,6 +100,9 @@ class Deliverer:
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
             delay = _redelivery_delay(exc.retry_after, receive_count)
+            # The job that opened the circuit waits like the others: until the vendor's trial.
+            if (open_for := self.breakers.remaining(job.destination)) is not None:
+                delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
         if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:

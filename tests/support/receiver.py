@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +14,10 @@ class Received:
     method: str
     headers: dict[str, str]
     body: bytes
+    #: When it arrived (time.monotonic), to check delays between attempts.
+    at: float = 0.0
+    #: The status the receiver answered with.
+    answered: int = 0
 
 
 @dataclass
@@ -37,10 +42,11 @@ class Receiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    receiver.requests.append(
-                        Received(self.path, self.command, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
+                    receiver.requests.append(Received(
+                        self.path, self.command, {k.lower(): v for k, v in self.headers.items()}, body,
+                        time.monotonic(), answer.status,
+                    ))
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
                     self.send_header(key, value)
