@@ -46,6 +46,7 @@ destinations:
     type: webhook
     url: {url}
     secrets: ["env:CRM_WEBHOOK_SECRET"]
+delivery: {{attempts_per_invocation: 4, max_inline_wait_seconds: 1, circuit_failure_threshold: 4}}
 routing:
   rules:
     - {{name: urgent-words, when: {{text: {{contains: [urgent, dringend]}}}}, then: {{priority: urgent, tags: [urgent]}}}}
@@ -290,3 +291,60 @@ def test_rules_route_and_park_contacts_on_dynamodb_and_a_release_delivers(aws):
     refund = json.loads(receiver.requests[-1].body)["data"]["contact"]
     assert (refund["routing"]["queue"], refund["routing"]["parked"]) == ("refunds", None)
     assert json.loads(client.http.get("/v1/exceptions", headers=auth).body)["data"] == []
+
+
+def test_faults_on_aws_three_server_errors_then_success_a_permanent_rejection_and_its_replay(aws):
+    from tests.support.receiver import Answer
+
+    client, hub, sqs, urls, receiver, _ = aws
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    receiver.script = [Answer(500), Answer(502), Answer(503)]
+    body, headers = twilio_sms("SM" + "7" * 32)
+    assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    assert [r.answered for r in receiver.requests] == [500, 502, 503, 200]
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
+
+    receiver.default = Answer(400, b'{"error": "priority is invalid"}')
+    body, headers = twilio_sms("SM" + "8" * 32, sender="+14155550188")
+    assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+    [letter] = json.loads(client.http.get("/v1/dead-letters", headers=auth).body)["data"]
+
+    assert receiver.requests[-1].answered == 400 and len(receiver.requests) == 5, "not retried"
+    assert "priority is invalid" in letter["reason"]
+    assert queue_depth(sqs, urls["delivery-dlq"]) == 1, "the DLQ holds it too (what alarms watch)"
+
+    receiver.default = Answer(200, b'{"ok": true}')
+    replayed = client.http.post(f"/v1/dead-letters/{letter['id']}/replay", headers=auth, body=b"")
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    assert replayed.status_code == 202
+    assert receiver.requests[-1].answered == 200
+    assert receiver.requests[-1].headers["webhook-id"] == receiver.requests[-2].headers["webhook-id"]
+    assert json.loads(client.http.get("/v1/dead-letters", headers=auth).body)["data"] == []
+
+
+def test_an_open_circuit_on_aws_puts_jobs_back_without_calling_the_vendor(aws):
+    from tests.support.receiver import Answer
+
+    client, hub, sqs, urls, receiver, _ = aws
+    receiver.default = Answer(503, b'{"error": "down"}')
+    for n, sender in ((1, "+14155550191"), (2, "+14155550192")):
+        body, headers = twilio_sms(f"SM{n:032d}", sender=sender)
+        assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 2))
+    first, second = sqs_event(sqs, urls["delivery"], 2)["Records"]
+
+    with pytest.raises(BatchIncompleteError):
+        client.lambda_.invoke("deliver", {"Records": [first]})  # 4 failures: the circuit opens
+    calls = len(receiver.requests)
+    with pytest.raises(BatchIncompleteError):
+        client.lambda_.invoke("deliver", {"Records": [second]})
+
+    assert calls == 4 and len(receiver.requests) == calls, "the second job waited without a call"
+    assert hub.deliverer.breakers.is_open("crm")
+    assert queue_depth(sqs, urls["delivery"]) == 2, "both jobs are still queued: nothing is lost"
