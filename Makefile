@@ -1,7 +1,8 @@
 # Two commands for a fresh machine with Python 3.11+ and make:
 #   make run    start the hub locally (API + workers on SQLite) at http://127.0.0.1:8000
 #   make test   run the whole test suite
-# Each (re)creates .venv when requirements change.
+# Each (re)creates .venv when requirements change; make test also installs the pinned Node tools
+# (Prism, for the vendor mocks in tests/contract) when package-lock.json changes.
 
 # The first interpreter that really runs and is 3.11+. 3.12/3.13 come first because Chalice
 # packages for the interpreter it runs on, and Lambda's python3.11 runtime is deprecated.
@@ -10,6 +11,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
 
 .PHONY: run test bench lint venv clean
 
@@ -22,14 +24,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# Without npm the suite still runs: Prism contract tests skip, or fail under CI=true or HUB_REQUIRE_PRISM=1.
+$(NPM_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then \
+		echo "npm ci --no-audit --no-fund"; npm ci --no-audit --no-fund && touch $(NPM_STAMP); \
+	else \
+		echo "make: node/npm not found: Prism contract tests will skip (and fail in CI)"; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/python -m chalicelib.cli run
 
-test: $(STAMP)
+test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) .pytest_cache build node_modules
