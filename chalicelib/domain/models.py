@@ -231,8 +231,8 @@ class RoutingDecision(BaseModel):
         return Priority.coerce(value)
 
     @field_serializer("priority")
-    def _priority_name(self, priority: Priority) -> str:
-        return priority.name.lower()
+    def _priority_name(self, priority: Priority) -> Literal["low", "normal", "high", "urgent"]:
+        return priority.name.lower()  # type: ignore[return-value]
 
 
 class DeliveryStatus(StrEnum):

@@ -33,10 +33,10 @@ class ContactEvent(BaseModel):
 
 def schemas() -> dict[str, dict]:
     return {
-        "contact.schema.json": Contact.model_json_schema(),
-        "contact-event.schema.json": ContactEvent.model_json_schema(),
-        "customer.schema.json": Customer.model_json_schema(),
-        "case.schema.json": Case.model_json_schema(),
+        "contact.schema.json": Contact.model_json_schema(mode="serialization"),
+        "contact-event.schema.json": ContactEvent.model_json_schema(mode="serialization"),
+        "customer.schema.json": Customer.model_json_schema(mode="serialization"),
+        "case.schema.json": Case.model_json_schema(mode="serialization"),
     }
 
 
