@@ -1,0 +1,246 @@
+"""Amazon EventBridge: the hub's own event envelope on an event bus (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html).
+
+`detail` is the signed webhook's body (chalicelib/domain/events.py, docs/schemas/
+contact-event.schema.json) plus `delivery_id`, so rules and consumers see one schema wherever the
+event is delivered. See docs/destinations/eventbridge.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.domain.events import contact_event, customer_event
+from chalicelib.domain.models import CustomerEvent, DeliveryJob
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
+
+#: PutEvents' entry limit was 256 KB until January 2026, when event buses went to 1 MB. The
+#: default stays at 256 KB because targets such as SNS and Step Functions still stop there.
+DEFAULT_MAX_ENTRY_BYTES = 256 * 1024
+MAX_ENTRY_BYTES = 1024 * 1024
+DETAIL_TYPE_LIMIT = 128
+
+DEFAULT_DETAIL_TYPES = {
+    "contact.created": "Contact Created",
+    "customer.erased": "Customer Erased",
+    "customer.merged": "Customer Merged",
+    "customer.unmerged": "Customer Unmerged",
+}
+
+#: Per-entry error codes worth retrying (PutEventsResultEntry.ErrorCode documents InternalFailure
+#: and ThrottlingException as retryable; the others mean the entry itself is refused).
+RETRYABLE_ENTRY_CODES = frozenset({"InternalFailure", "InternalException", "ThrottlingException", "ServiceUnavailable"})
+RETRYABLE_CODES = frozenset({
+    "InternalException", "InternalFailure", "ThrottlingException", "Throttling", "ServiceUnavailable",
+    "TooManyRequestsException",
+})
+
+_BUS = re.compile(r"^(arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/)?[.\-_A-Za-z0-9]+$")
+
+
+class EventBridgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The bus name or ARN (an ARN reaches a bus in another account).
+    event_bus_name: str
+    source: str = "omnichannel.hub"
+    #: Hub event type → DetailType; types not listed get their words title-cased
+    #: (`contact.updated` → "Contact Updated").
+    detail_types: dict[str, str] = Field(default_factory=dict)
+    #: Include the provider's raw payload in `detail.data.contact.raw` (dropped first when the
+    #: event would be too large).
+    include_raw: bool = False
+    max_entry_bytes: int = Field(default=DEFAULT_MAX_ENTRY_BYTES, ge=4096, le=MAX_ENTRY_BYTES)
+    #: The bus's region when it differs from the hub's (an ARN's region is used otherwise).
+    region: str | None = None
+
+    @field_validator("event_bus_name")
+    @classmethod
+    def _bus(cls, value: str) -> str:
+        if len(value) > 1600 or not _BUS.match(value):
+            raise ValueError("must be an event bus name or event bus ARN")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        # EventBridge reserves `aws.` sources for AWS services.
+        if not value or value.startswith("aws.") or len(value) > 256:
+            raise ValueError("must be 1-256 characters and must not start with 'aws.'")
+        return value
+
+    @field_validator("detail_types")
+    @classmethod
+    def _detail_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for event_type, detail_type in value.items():
+            if not detail_type or len(detail_type) > DETAIL_TYPE_LIMIT:
+                raise ValueError(f"{event_type}: a detail type has 1-{DETAIL_TYPE_LIMIT} characters")
+        return value
+
+    def detail_type(self, event_type: str) -> str:
+        found = self.detail_types.get(event_type) or DEFAULT_DETAIL_TYPES.get(event_type)
+        if found:
+            return found
+        return " ".join(word.capitalize() for word in re.split(r"[._]", event_type) if word)[:DETAIL_TYPE_LIMIT]
+
+    @property
+    def bus_region(self) -> str | None:
+        if self.region:
+            return self.region
+        return self.event_bus_name.split(":")[3] if self.event_bus_name.startswith("arn:") else None
+
+
+class EventBridgeConnector(Connector[EventBridgeSettings]):
+    """One PutEvents entry per delivery.
+
+    EventBridge takes no idempotency key, so a delivery retried after a lost response is put
+    twice, under two EventBridge ids: consumers dedupe on `detail.delivery_id`, which is stable
+    across retries (EventBridge delivers to targets at least once anyway).
+    """
+
+    key = "eventbridge"
+    docs_url = "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html"
+    Settings = EventBridgeSettings
+    supports_customer_events = True
+
+    vendor: ClassVar[str] = "eventbridge"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._events = None
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        detail = {"delivery_id": job.delivery_id, **contact_event(job, include_raw=self.settings.include_raw)}
+        return self._put(self.entry_for(job.event_type, detail))
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        detail = {"delivery_id": event.delivery_id, **customer_event(event)}
+        return self._put(self.entry_for(event.event_type, detail))
+
+    def entry_for(self, event_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """The PutEvents entry, trimmed to `max_entry_bytes` (raises PermanentDeliveryError when
+        even the trimmed event is too large)."""
+        settings = self.settings
+        entry = {
+            "Source": settings.source,
+            "DetailType": settings.detail_type(event_type),
+            "Detail": _json(detail),
+            "EventBusName": settings.event_bus_name,
+        }
+        overhead = entry_size(entry) - len(entry["Detail"].encode())
+        budget = settings.max_entry_bytes - overhead
+        if len(entry["Detail"].encode()) > budget:
+            entry["Detail"] = _json(trimmed(detail, budget))
+        return entry
+
+    def close(self) -> None:
+        self._events = None
+
+    def _put(self, entry: dict[str, Any]) -> DeliveryResult:
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+        try:
+            response = self._client().put_events(Entries=[entry])
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = error.get("Code", ""), error.get("Message", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            reason = f"{self.vendor}: {code}: {message}".rstrip(": ")
+            if code in RETRYABLE_CODES or status >= 500 or status == 429:
+                raise RetryableDeliveryError(reason) from None
+            raise PermanentDeliveryError(reason) from None
+        except ParamValidationError as exc:
+            raise PermanentDeliveryError(f"{self.vendor}: invalid request: {exc}") from None
+        except BotoCoreError as exc:
+            raise RetryableDeliveryError(f"{self.vendor}: {type(exc).__name__}") from None
+        # PutEvents answers 200 even when it refused the entry: the verdict is per entry.
+        result = (response.get("Entries") or [{}])[0]
+        if response.get("FailedEntryCount") or result.get("ErrorCode"):
+            code = result.get("ErrorCode") or "UnknownError"
+            reason = f"{self.vendor} refused the event: {code}: {result.get('ErrorMessage') or ''}".rstrip(": ")
+            if code in RETRYABLE_ENTRY_CODES:
+                raise RetryableDeliveryError(reason)
+            raise PermanentDeliveryError(reason)
+        return DeliveryResult(external_ref=result.get("EventId"))
+
+    def _client(self):
+        if self._events is None:
+            region = self.settings.bus_region
+            shared = self.runtime.aws_client("events") if self.runtime.aws_client is not None else None
+            if shared is not None and (region is None or shared.meta.region_name == region):
+                self._events = shared
+            else:
+                import boto3
+                from botocore.config import Config
+
+                self._events = boto3.client("events", region_name=region, config=Config(
+                    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
+        return self._events
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """An entry's size as EventBridge counts it: Source, DetailType, Detail and each Resource in
+    UTF-8, plus 14 bytes for Time (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html)."""
+    size = 14 if entry.get("Time") is not None else 0
+    size += len(entry.get("Source", "").encode()) + len(entry.get("DetailType", "").encode())
+    size += len(entry.get("Detail", "").encode())
+    size += sum(len(r.encode()) for r in entry.get("Resources") or [])
+    return size
+
+
+def trimmed(detail: dict[str, Any], budget: int) -> dict[str, Any]:
+    """`detail` made to fit `budget` bytes: drop the raw payload, then the customer's observation
+    history and the routing trace, then shorten the contact's text. The dropped paths are listed
+    in `detail.truncated`. Raises PermanentDeliveryError when nothing more can go."""
+    detail = copy.deepcopy(detail)
+    dropped: list[str] = []
+    data = detail.get("data") or {}
+    contact, customer = data.get("contact") or {}, data.get("customer") or {}
+    steps = (
+        ("data.contact.raw", contact, "raw"),
+        ("data.customer.observations", customer, "observations"),
+        ("data.contact.routing.trace", contact.get("routing") or {}, "trace"),
+    )
+    for path, parent, key in steps:
+        if _size(detail, dropped) <= budget:
+            return _mark(detail, dropped)
+        if parent.get(key):
+            del parent[key]
+            dropped.append(path)
+    if _size(detail, dropped) > budget and contact.get("text"):
+        text = contact["text"]
+        # Binary search on characters: bytes per character vary in UTF-8.
+        low, high = 0, len(text)
+        dropped.append("data.contact.text")
+        while low < high:
+            middle = (low + high + 1) // 2
+            contact["text"] = text[:middle] + "…"
+            if _size(detail, dropped) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        contact["text"] = text[:low] + "…"
+    if _size(detail, dropped) > budget:
+        raise PermanentDeliveryError(
+            f"eventbridge: the event is {_size(detail, dropped)} bytes even after trimming "
+            f"{', '.join(dropped) or 'nothing'}; the entry limit is {budget} bytes for the detail")
+    return _mark(detail, dropped)
+
+
+def _mark(detail: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
+    if dropped:
+        detail["truncated"] = dropped
+    return detail
+
+
+def _size(detail: dict[str, Any], dropped: list[str]) -> int:
+    return len(_json(_mark(dict(detail), list(dropped))).encode())
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,231 @@
+"""Freshdesk tickets and notes: https://developers.freshdesk.com/api/#tickets"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import Field, field_validator, model_validator
+
+from chalicelib.adapters.connectors.auth import AUTH_FIELD, AuthSettings
+from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.domain.identifiers import IdentifierKind
+from chalicelib.domain.models import Channel, DeliveryJob
+from chalicelib.errors import PermanentDeliveryError
+from chalicelib.secrets import Secret, SecretResolver
+
+#: Hub priority → Freshdesk priority (1 Low, 2 Medium, 3 High, 4 Urgent).
+DEFAULT_PRIORITIES = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
+#: https://developers.freshdesk.com/api/#ticket_attributes: 2 Open, 3 Pending, 4 Resolved, 5 Closed.
+STATUS_OPEN = 2
+#: Channel → Freshdesk ticket source (1 Email, 2 Portal, 3 Phone, 7 Chat, 9 Feedback Widget,
+#: 10 Outbound Email). Messaging apps arrive as chats, the way Freshdesk's own messaging
+#: integrations file them; SMS and X have no Freshdesk source, so none is sent (Freshdesk then
+#: records the API's default).
+DEFAULT_SOURCES: dict[Channel, int] = {
+    Channel.EMAIL: 1,
+    Channel.WEBCHAT: 7,
+    Channel.WHATSAPP: 7,
+    Channel.MESSENGER: 7,
+    Channel.INSTAGRAM: 7,
+    Channel.TELEGRAM: 7,
+    Channel.SLACK: 7,
+}
+_CUSTOM_FIELD = re.compile(r"^cf_[a-z0-9_]+$")
+
+
+class FreshdeskSettings(VendorSettings):
+    """`base_url` is `https://<domain>.freshdesk.com`. Authenticate with `api_key` (a secret
+    reference; sent as basic auth `<key>:X`) or, as for other vendors, with `auth`."""
+
+    auth: Annotated[AuthSettings, AUTH_FIELD] | None = None
+    #: The agent's API key (Profile settings → API key); a reference such as `env:FRESHDESK_API_KEY`.
+    api_key: Secret | None = None
+    #: Follow-up contacts become private notes (agents only) unless this is False.
+    private_notes: bool = True
+    #: Channel → source code, over `DEFAULT_SOURCES` (accounts may define more sources).
+    sources: dict[Channel, int] = Field(default_factory=dict)
+    #: One of the account's ticket types (`Question`, `Incident`...).
+    ticket_type: str | None = None
+    group_id: int | None = None
+    #: A custom single-line text field (`cf_hub_case_id`) that receives the hub case id. When
+    #: set, a delivery without a known ticket first searches for it (crash-safety); Freshdesk
+    #: tickets have no external id of their own.
+    case_id_field: str | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> FreshdeskSettings:
+        if (self.auth is None) == (self.api_key is None):
+            raise ValueError("set exactly one of api_key and auth")
+        return self
+
+    @field_validator("case_id_field")
+    @classmethod
+    def _custom_field_name(cls, value: str | None) -> str | None:
+        if value is not None and not _CUSTOM_FIELD.match(value):
+            raise ValueError("must be a custom field's API name, like cf_hub_case_id")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _positive_sources(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        for channel, source in value.items():
+            if source < 1:
+                raise ValueError(f"{channel.value}: a Freshdesk source is a positive number")
+        return value
+
+    @field_validator("mapping")
+    @classmethod
+    def _freshdesk_mapping(cls, mapping: FieldMapping) -> FieldMapping:
+        for name, value in mapping.priority.items():
+            if value not in (1, 2, 3, 4):
+                raise ValueError(f"priority.{name}: {value!r} is not a Freshdesk priority (1-4)")
+        for field in mapping.custom_fields:
+            if not _CUSTOM_FIELD.match(field):
+                raise ValueError(f"custom_fields: {field!r} must be a custom field's API name (cf_...)")
+        return mapping
+
+
+class ApiKeyAuth:
+    """Freshdesk's basic auth: the API key as user name and any password, conventionally `X`
+    (https://developers.freshdesk.com/api/#authentication)."""
+
+    uses_oauth = False
+
+    def __init__(self, key: Secret, secrets: SecretResolver) -> None:
+        self._key = key
+        self._secrets = secrets
+
+    def headers(self) -> dict[str, str]:
+        pair = f"{self._secrets.get(self._key)}:X".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+    def forget_token(self) -> None:
+        pass
+
+
+class FreshdeskConnector(VendorConnector[FreshdeskSettings]):
+    """One ticket per hub case, a note per follow-up contact."""
+
+    key = "freshdesk"
+    vendor = "freshdesk"
+    docs_url = "https://developers.freshdesk.com/api/#tickets"
+    Settings = FreshdeskSettings
+    threads_cases = True
+
+    def __init__(self, name: str, settings: FreshdeskSettings, secrets: SecretResolver,
+                 runtime: ConnectorRuntime) -> None:
+        super().__init__(name, settings, secrets, runtime)
+        if settings.api_key is not None:
+            self.auth = self.api.auth = ApiKeyAuth(settings.api_key, secrets)
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        ref = job.case.external_refs.get(self.name)
+        if ref is not None:
+            return self._note(job, ref.ref)
+        if self.settings.case_id_field:
+            found = self._case_tickets(job.case.id)
+            if found:
+                # A ticket whose description names this contact: an earlier attempt of this very
+                # delivery created it (when the search result carries the description).
+                own = next((t for t in found
+                            if job.contact.id in str(t.get("description_text") or t.get("description") or "")), None)
+                if own is not None:
+                    return DeliveryResult(external_ref=str(own["id"]), case_ref=str(own["id"]))
+                return self._note(job, str(min(int(t["id"]) for t in found)))
+        return self._create(job)
+
+    def _case_tickets(self, case_id: str) -> list[dict[str, Any]]:
+        # https://developers.freshdesk.com/api/#filter_tickets: the query is double-quoted,
+        # string values single-quoted. The search index lags writes by up to a few minutes.
+        field = self.settings.case_id_field
+        query = f"\"{field}:'{case_id.replace(chr(39), '')}'\""
+        response = self.api.call("GET", f"/api/v2/search/tickets?query={quote(query, safe='')}")
+        results = _dict(response.data).get("results")
+        return [t for t in results if isinstance(t, dict) and t.get("id") is not None] \
+            if isinstance(results, list) else []
+
+    def _create(self, job: DeliveryJob) -> DeliveryResult:
+        ticket: dict[str, Any] = {
+            **_requester(job),
+            "subject": subject_for(job),
+            "description": _html(body_for(job)),
+            "status": STATUS_OPEN,
+        }
+        priority = self.settings.mapping.priority_for(job, DEFAULT_PRIORITIES)
+        if priority is not None:
+            ticket["priority"] = int(priority)
+        source = {**DEFAULT_SOURCES, **self.settings.sources}.get(job.contact.channel)
+        if source is not None:
+            ticket["source"] = source
+        tags = self.settings.mapping.tags_for(job)
+        if tags:
+            ticket["tags"] = tags
+        custom = {field: _field_value(value) for field, value in self.settings.mapping.custom_values(job).items()}
+        if self.settings.case_id_field:
+            custom[self.settings.case_id_field] = job.case.id
+        if custom:
+            ticket["custom_fields"] = custom
+        if self.settings.ticket_type:
+            ticket["type"] = self.settings.ticket_type
+        if self.settings.group_id is not None:
+            ticket["group_id"] = self.settings.group_id
+        response = self.api.call("POST", "/api/v2/tickets", json_body=ticket)
+        ticket_id = str(_id(response, "ticket"))
+        return DeliveryResult(external_ref=ticket_id, case_ref=ticket_id)
+
+    def _note(self, job: DeliveryJob, ticket_id: str) -> DeliveryResult:
+        if not ticket_id.isdigit():
+            raise PermanentDeliveryError(f"freshdesk: stored ticket reference {ticket_id!r} is not a ticket id")
+        note = {"body": _html(body_for(job)), "private": self.settings.private_notes, "incoming": True}
+        response = self.api.call("POST", f"/api/v2/tickets/{ticket_id}/notes", json_body=note, allow=(404,))
+        if response.status == 404:
+            # An agent deleted the case's ticket: the case starts a new one.
+            return self._create(job)
+        return DeliveryResult(external_ref=str(_id(response, "note")), case_ref=ticket_id)
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _id(response: VendorResponse, kind: str) -> int:
+    value = _dict(response.data).get("id")
+    if value is None:
+        raise PermanentDeliveryError(f"freshdesk answered {response.status} without a {kind} id")
+    return value
+
+
+def _requester(job: DeliveryJob) -> dict[str, Any]:
+    """One requester identity, the most useful first: email (agents can reply), phone, else the
+    hub customer id as the contact's unique external id. Freshdesk creates the contact if none
+    has it; a phone without an email needs a name."""
+    customer = job.customer
+    email = next((i.value for i in customer.identifiers if i.kind == IdentifierKind.EMAIL), None)
+    phone = next((i.value for i in customer.identifiers if i.kind == IdentifierKind.PHONE), None)
+    attribute = customer.attributes.get("name")
+    name = (attribute.value.strip() if attribute is not None and isinstance(attribute.value, str) else "") \
+        or job.contact.sender.display_name or email or phone or f"Customer {customer.id}"
+    if email:
+        return {"email": email, "name": name}
+    if phone:
+        return {"phone": phone, "name": name}
+    return {"unique_external_id": customer.id, "name": name}
+
+
+def _html(text: str) -> str:
+    # Descriptions and notes are HTML: escape the customer's text and keep its line breaks.
+    return "<div>" + html.escape(text).replace("\n", "<br>") + "</div>"
+
+
+def _field_value(value: Any) -> Any:
+    """Freshdesk custom fields take text, numbers and booleans."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,0 +1,245 @@
+"""Salesforce Service Cloud: Contacts and Cases over the REST API
+(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_rest.htm)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import Field, field_validator
+
+from chalicelib.adapters.connectors.base import DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.mapping import body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.domain.identifiers import IdentifierKind
+from chalicelib.domain.models import Channel, CustomerEvent, DeliveryJob
+from chalicelib.errors import PermanentDeliveryError
+
+#: Hub priority → Case.Priority; the standard picklist is High, Medium, Low.
+PRIORITIES = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
+#: Channel → Case.Origin. Only the standard picklist values (Phone, Email, Web) by default, so a
+#: fresh org accepts them; add org values (`whatsapp: WhatsApp`) through `origins`.
+ORIGINS: dict[Channel, str] = {Channel.EMAIL: "Email"}
+DEFAULT_ORIGIN = "Web"
+#: Placeholder for Contact.LastName, which an insert requires, when the hub knows no name.
+UNKNOWN_LAST_NAME = "Unknown"
+
+# Field lengths from the Object Reference (Case, CaseComment, Contact).
+SUBJECT_CHARS = 255
+DESCRIPTION_CHARS = 32_000
+COMMENT_BYTES = 4_000
+FIRST_NAME_CHARS = 40
+LAST_NAME_CHARS = 80
+
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: An upsert updated a record since API 46.0 answers 200 with its id; before, 204 without a body.
+_MIN_API_VERSION = 46.0
+
+
+class SalesforceSettings(VendorSettings):
+    """`base_url` is the org's My Domain (`https://acme.my.salesforce.com`); `auth` is normally
+    `oauth2_client_credentials` with `token_url: https://acme.my.salesforce.com/services/oauth2/token`."""
+
+    #: REST API version, `60.0` (a leading `v` is accepted); 46.0 or later.
+    api_version: str = "60.0"
+    #: Send API calls to the token response's `instance_url` (the org's own host), else `base_url`.
+    #: Turn off when `base_url` is a proxy or a test mock.
+    use_instance_url: bool = True
+    #: Contact field marked External ID that holds the hub customer id (created in Setup).
+    contact_external_id_field: str = "Hub_Customer_Id__c"
+    #: Case field marked External ID (Unique) that holds the hub case id. Set it: without it a
+    #: case whose creation was not recorded (a worker died) can be created twice.
+    case_external_id_field: str | None = None
+    #: Channel → Case.Origin picklist value, overriding the defaults.
+    origins: dict[Channel, str] = Field(default_factory=dict)
+    #: Hub routing queue → Case.OwnerId (a Salesforce queue `00G…` or user `005…`). When the
+    #: queue is mapped, assignment rules are not run, so they cannot overwrite the owner.
+    queues: dict[str, str] = Field(default_factory=dict)
+    #: Fixed Case fields for every new case (`RecordTypeId`, `Type`, `Status`...).
+    case_fields: dict[str, str | int | bool] = Field(default_factory=dict)
+    #: Run the org's active case assignment rules (the `Sforce-Auto-Assign` header).
+    assignment_rules: bool = True
+    #: CaseComment.IsPublished: show follow-ups to the customer in portals.
+    publish_comments: bool = False
+    #: On `customer.erased`, delete the customer's Contact (found by its external id).
+    delete_contacts_on_erasure: bool = True
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        version = value.removeprefix("v")
+        if not re.fullmatch(r"[0-9]{2,3}\.0", version) or float(version) < _MIN_API_VERSION:
+            raise ValueError(f"must be a REST API version like 60.0, at least {_MIN_API_VERSION}")
+        return version
+
+    @field_validator("contact_external_id_field", "case_external_id_field")
+    @classmethod
+    def _field_name(cls, value: str | None) -> str | None:
+        if value is not None and not _API_NAME.match(value):
+            raise ValueError("must be a field API name like Hub_Id__c")
+        return value
+
+    @field_validator("case_fields")
+    @classmethod
+    def _case_field_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _API_NAME.match(name):
+                raise ValueError(f"{name!r} is not a field API name")
+        return value
+
+
+class SalesforceConnector(VendorConnector[SalesforceSettings]):
+    """One Case per hub case, on the customer's Contact; later contacts add CaseComments.
+
+    Calls per delivery: upsert the Contact by its external id, then either create the Case (an
+    upsert by the hub case id when `case_external_id_field` is set) or add a CaseComment to the
+    Case the first delivery created. The OAuth2 token is cached per process.
+    """
+
+    key = "salesforce"
+    vendor = "salesforce"
+    docs_url = "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_rest.htm"
+    Settings = SalesforceSettings
+    threads_cases = True
+    supports_customer_events = True
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        base = self._api_base()
+        known = job.case.external_refs.get(self.name)
+        if known is not None:
+            self._upsert_contact(base, job)
+            comment = self._create(base, "CaseComment", {
+                "ParentId": known.ref,
+                "CommentBody": _fit_bytes(body_for(job), COMMENT_BYTES),
+                "IsPublished": self.settings.publish_comments,
+            })
+            return DeliveryResult(external_ref=comment, case_ref=known.ref)
+        contact_id = self._upsert_contact(base, job)
+        case_id = self._open_case(base, job, contact_id)
+        return DeliveryResult(external_ref=case_id, case_ref=case_id)
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        """`customer.erased` deletes the Contact; merges change nothing in Salesforce (the
+        survivor's next contact upserts its own Contact). Raises like `deliver`."""
+        if event.event_type != "customer.erased" or not self.settings.delete_contacts_on_erasure:
+            return DeliveryResult()
+        response = self.api.call("DELETE", self._contact_path(event.customer_id), base_url=self._api_base(),
+                                 allow=(404,))
+        if response.status == 404 and "external id field" in _errors(response).lower():
+            raise PermanentDeliveryError(f"salesforce answered 404: {_errors(response)}")
+        # 404 otherwise: no Contact has this customer id (never delivered, or already deleted).
+        return DeliveryResult()
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def _upsert_contact(self, base: str, job: DeliveryJob) -> str:
+        response = self.api.call("PATCH", self._contact_path(job.customer.id), json_body=contact_fields(job),
+                                 base_url=base, allow=(300,))
+        return _record_id(response, "Contact")
+
+    def _open_case(self, base: str, job: DeliveryJob, contact_id: str) -> str:
+        fields = self._case_fields(job, contact_id)
+        headers = {"Sforce-Auto-Assign": "TRUE" if self._assign(job) else "FALSE"}
+        field = self.settings.case_external_id_field
+        if field is None:
+            return self._create(base, "Case", fields, headers=headers)
+        # An upsert by the hub case id: a retry after an unrecorded success updates the same Case.
+        response = self.api.call("PATCH", f"{self._sobjects}/Case/{field}/{quote(job.case.id, safe='')}",
+                                 json_body=fields, headers=headers, base_url=base, allow=(300,))
+        return _record_id(response, "Case")
+
+    def _create(self, base: str, sobject: str, fields: dict, *, headers: dict[str, str] | None = None) -> str:
+        # The documented create path ends in a slash.
+        response = self.api.call("POST", f"{self._sobjects}/{sobject}/", json_body=fields, headers=headers,
+                                 base_url=base)
+        return _record_id(response, sobject)
+
+    def _case_fields(self, job: DeliveryJob, contact_id: str) -> dict[str, Any]:
+        settings = self.settings
+        fields: dict[str, Any] = {
+            **settings.case_fields,
+            "ContactId": contact_id,
+            "Subject": subject_for(job, limit=SUBJECT_CHARS),
+            "Description": _fit_chars(body_for(job), DESCRIPTION_CHARS),
+            "Priority": settings.mapping.priority_for(job, PRIORITIES),
+            "Origin": settings.origins.get(job.contact.channel) or ORIGINS.get(job.contact.channel, DEFAULT_ORIGIN),
+            **settings.mapping.custom_values(job),
+        }
+        owner = settings.queues.get(job.contact.routing.queue)
+        if owner:
+            fields["OwnerId"] = owner
+        return fields
+
+    def _assign(self, job: DeliveryJob) -> bool:
+        return self.settings.assignment_rules and job.contact.routing.queue not in self.settings.queues
+
+    def _api_base(self) -> str:
+        if self.settings.use_instance_url and self.auth.uses_oauth:
+            _, extra = self.auth.token()
+            instance = extra.get("instance_url")
+            if isinstance(instance, str) and instance.startswith(("https://", "http://")):
+                return instance.rstrip("/")
+        return self.settings.base_url
+
+    @property
+    def _sobjects(self) -> str:
+        return f"/services/data/v{self.settings.api_version}/sobjects"
+
+    def _contact_path(self, customer_id: str) -> str:
+        return f"{self._sobjects}/Contact/{self.settings.contact_external_id_field}/{quote(customer_id, safe='')}"
+
+
+def contact_fields(job: DeliveryJob) -> dict[str, str]:
+    """The Contact from the golden record: names, the first email and phone. Fields the hub does
+    not know are left out, so an upsert keeps what Salesforce has."""
+    customer = job.customer
+    attributes = {name: value.value for name, value in customer.attributes.items()}
+    first, last = attributes.get("first_name"), attributes.get("last_name")
+    if not (isinstance(last, str) and last.strip()):
+        name = attributes.get("name") or job.contact.sender.display_name or ""
+        first, _, last = str(name).strip().rpartition(" ")
+    fields = {"LastName": (last or UNKNOWN_LAST_NAME).strip()[:LAST_NAME_CHARS]}
+    if isinstance(first, str) and first.strip():
+        fields["FirstName"] = first.strip()[:FIRST_NAME_CHARS]
+    email = attributes.get("email") or _identifier(job, IdentifierKind.EMAIL)
+    if email:
+        fields["Email"] = str(email)
+    phone = _identifier(job, IdentifierKind.PHONE)
+    if phone:
+        fields["Phone"] = phone
+    return fields
+
+
+def _identifier(job: DeliveryJob, kind: IdentifierKind) -> str | None:
+    return next((i.value for i in job.customer.identifiers if i.kind == kind), None)
+
+
+def _record_id(response: VendorResponse, sobject: str) -> str:
+    if response.status == 300:
+        # Upsert: the external id matched several records, and nothing was written.
+        raise PermanentDeliveryError(f"salesforce: several {sobject} records have this external id; make the "
+                                     "field unique")
+    data = response.data
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]:
+        return data["id"]
+    raise PermanentDeliveryError(f"salesforce answered {response.status} without the {sobject} id")
+
+
+def _errors(response: VendorResponse) -> str:
+    """Salesforce's error body is a list of {errorCode, message}."""
+    data = response.data
+    items = data if isinstance(data, list) else [data]
+    return "; ".join(f"{i.get('errorCode', '')}: {i.get('message', '')}" for i in items if isinstance(i, dict))
+
+
+def _fit_chars(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fit_bytes(text: str, limit: int) -> str:
+    """Salesforce counts CommentBody in bytes: multi-byte text holds fewer characters."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - len("…".encode())].decode(errors="ignore") + "…"

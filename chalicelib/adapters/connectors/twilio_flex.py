@@ -1,0 +1,329 @@
+"""Twilio Flex: a TaskRouter task, or a Flex Interaction, per contact (https://www.twilio.com/docs/taskrouter/api/task, https://www.twilio.com/docs/flex/developer/conversations/interactions-api/interactions).
+
+Two modes:
+- `taskrouter` (default): POST /v1/Workspaces/{WorkspaceSid}/Tasks on taskrouter.twilio.com. The
+  agent gets a task carrying the contact in its attributes and answers through the hub.
+- `interaction`: POST /v1/Interactions on flex-api.twilio.com with `initiated_by: api`. Flex
+  creates a Conversation with the customer as participant plus the task, so the agent answers
+  from Flex through Twilio (the customer's address must be reachable through Twilio).
+
+Neither threads cases: a TaskRouter task cannot take more messages, and an interaction's thread is
+its Twilio Conversation, which the hub does not feed. Every contact is one task; the case shows in
+the attributes (`hub.case_id`, and `conversations.conversation_id` in taskrouter mode).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from chalicelib.adapters.connectors.auth import BasicAuth
+from chalicelib.adapters.connectors.base import DeliveryResult
+from chalicelib.adapters.connectors.mapping import subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.domain.identifiers import IdentifierKind
+from chalicelib.domain.models import Channel, DeliveryJob
+from chalicelib.errors import PermanentDeliveryError
+
+TASKROUTER_URL = "https://taskrouter.twilio.com"
+FLEX_URL = "https://flex-api.twilio.com"
+#: TaskRouter priorities run 0 to 2^31-1; higher is served first. Default task priority is 0.
+MAX_PRIORITY = 2**31 - 1
+DEFAULT_PRIORITIES = {"low": 0, "normal": 10, "high": 50, "urgent": 100}
+#: "Can be up to a maximum of 2 weeks (1,209,600 seconds)".
+MAX_TASK_TIMEOUT = 1_209_600
+#: "The maximum size of the JSON string used for defining Task attributes: 4096 characters",
+#: whitespace included (https://www.twilio.com/docs/taskrouter/limits). Long texts are cut to fit.
+ATTRIBUTES_LIMIT = 4096
+#: In interaction mode Flex adds its own attributes (conversation, channel and invite sids,
+#: `conversations`) to ours; this much is left for them.
+INTERACTION_RESERVE = 1024
+
+InteractionChannel = Literal["sms", "whatsapp", "web", "chat", "email", "messenger", "gbm"]
+#: The hub channel → the Flex channel type shown in the task (`channelType`) and used for an
+#: interaction's media channel when `channel_type` is not set.
+FLEX_CHANNEL_TYPES: dict[Channel, str] = {
+    Channel.SMS: "sms", Channel.MMS: "sms", Channel.WHATSAPP: "whatsapp", Channel.EMAIL: "email",
+    Channel.WEBCHAT: "web", Channel.MESSENGER: "messenger",
+}
+
+_WS = re.compile(r"^WS[0-9a-fA-F]{32}$")
+_WW = re.compile(r"^WW[0-9a-fA-F]{32}$")
+_TC = re.compile(r"^TC[0-9a-fA-F]{32}$")
+
+
+class TwilioFlexSettings(VendorSettings):
+    #: `https://taskrouter.twilio.com` (taskrouter mode) or `https://flex-api.twilio.com`
+    #: (interaction mode); tests point it at a Prism mock. `auth` is basic: the Account SID (or
+    #: an API key SID) and the Auth Token (or the key's secret).
+    base_url: str
+    mode: Literal["taskrouter", "interaction"] = "taskrouter"
+    workspace_sid: str
+    #: Optional when the workspace has a single workflow.
+    workflow_sid: str | None = None
+    #: The task channel's unique name (`default`, `chat`, `sms`, …) or its TC… sid.
+    task_channel: str = "default"
+    #: Seconds the task may wait for assignment (TaskRouter's default is 24 hours).
+    task_timeout: int | None = Field(default=None, ge=1, le=MAX_TASK_TIMEOUT)
+    #: Interaction mode: the media channel type; default from the contact's channel ("chat" for
+    #: channels Flex has no type for).
+    channel_type: InteractionChannel | None = None
+    #: Interaction mode, sms/whatsapp: the business's Twilio number; default the number the
+    #: customer wrote to.
+    proxy_address: str | None = None
+    #: Interaction mode, email: the contact center's address and name.
+    email_from: str | None = None
+    email_from_name: str | None = None
+    #: The TaskRouter API for the duplicate check in interaction mode.
+    taskrouter_url: str = TASKROUTER_URL
+
+    @field_validator("workspace_sid")
+    @classmethod
+    def _workspace(cls, value: str) -> str:
+        if not _WS.match(value):
+            raise ValueError("must be a Workspace SID (WS followed by 32 hex digits)")
+        return value
+
+    @field_validator("workflow_sid")
+    @classmethod
+    def _workflow(cls, value: str | None) -> str | None:
+        if value is not None and not _WW.match(value):
+            raise ValueError("must be a Workflow SID (WW followed by 32 hex digits)")
+        return value
+
+    @field_validator("taskrouter_url")
+    @classmethod
+    def _taskrouter_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme == "https" and parts.hostname or (parts.scheme == "http" and local):
+            return value.rstrip("/")
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TwilioFlexSettings:
+        if not isinstance(self.auth, BasicAuth):
+            raise ValueError("auth: Twilio takes basic auth (Account SID or API key SID, and the token or secret)")
+        expected = TASKROUTER_URL if self.mode == "taskrouter" else FLEX_URL
+        host = urlsplit(self.base_url).hostname or ""
+        if host.endswith("twilio.com") and self.base_url != expected:
+            raise ValueError(f"base_url: {self.mode} mode calls {expected}")
+        for name, value in self.mapping.priority.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PRIORITY:
+                raise ValueError(f"mapping.priority.{name}: TaskRouter priorities are integers 0-{MAX_PRIORITY}")
+        if self.mode == "interaction" and self.channel_type == "email" and not self.email_from:
+            raise ValueError("email_from is required for email interactions")
+        return self
+
+
+class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
+    """Idempotency: Twilio's REST API takes no idempotency key (`I-Twilio-Idempotency-Token` is a
+    header Twilio sends on its webhooks, not one it honours on requests). So every task carries
+    `hub_delivery_id`, and a delivery first asks TaskRouter for a task with that attribute
+    (EvaluateTaskAttributes); one that exists is returned instead of creating another.
+    TaskRouter deletes tasks about 5 minutes after they complete, which covers a worker that died
+    between the create and the hub recording it.
+    """
+
+    key = "twilio_flex"
+    vendor = "twilio_flex"
+    docs_url = "https://www.twilio.com/docs/taskrouter/api/task"
+    Settings = TwilioFlexSettings
+    threads_cases = False
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        # Built first: a job whose attributes cannot fit fails before any call.
+        if self.settings.mode == "interaction":
+            path, form = "/v1/Interactions", self.interaction_form(job)
+        else:
+            path, form = self._tasks_path(), self.task_form(job)
+        existing = self._existing(job)
+        if existing is not None:
+            return DeliveryResult(external_ref=existing)
+        response = self.api.call("POST", path, form=form)
+        sid = response.data.get("sid") if isinstance(response.data, dict) else None
+        if not sid:
+            raise PermanentDeliveryError(f"{self.vendor} answered {response.status} without a sid")
+        return DeliveryResult(external_ref=sid)
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def task_form(self, job: DeliveryJob) -> dict[str, str]:
+        """CreateTask's form: everything the agent and the workflow need is in `Attributes`."""
+        settings = self.settings
+        form = {
+            "Attributes": _json(self.attributes(job)),
+            "Priority": str(self._priority(job)),
+            "TaskChannel": settings.task_channel,
+        }
+        if settings.workflow_sid:
+            form["WorkflowSid"] = settings.workflow_sid
+        if settings.task_timeout:
+            form["Timeout"] = str(settings.task_timeout)
+        return form
+
+    def interaction_form(self, job: DeliveryJob) -> dict[str, str]:
+        """CreateInteraction's form: the Channel and Routing objects as JSON strings."""
+        settings = self.settings
+        kind = settings.channel_type or FLEX_CHANNEL_TYPES.get(job.contact.channel, "chat")
+        channel: dict[str, Any] = {"type": kind, "initiated_by": "api", "participants": [self._participant(job, kind)]}
+        if kind == "email":
+            channel["properties"] = {"from": settings.email_from, "from_name": settings.email_from_name or settings.email_from}
+        properties: dict[str, Any] = {"workspace_sid": settings.workspace_sid, "priority": self._priority(job),
+                                      "attributes": self.attributes(job)}
+        if settings.workflow_sid:
+            properties["workflow_sid"] = settings.workflow_sid
+        properties["task_channel_sid" if _TC.match(settings.task_channel) else "task_channel_unique_name"] = settings.task_channel
+        if settings.task_timeout:
+            properties["timeout"] = settings.task_timeout
+        return {"Channel": _json(channel), "Routing": _json({"properties": properties})}
+
+    def attributes(self, job: DeliveryJob) -> dict[str, Any]:
+        """The task attributes: Flex's known names (`name`, `channelType`, `customerName`,
+        `customerAddress`, `customers`) for the agent's view and Insights, `routing` for workflow
+        expressions (`routing.queue == "technical"`, `routing.skills HAS "german"`), `hub` ids."""
+        contact, customer, routing = job.contact, job.customer, job.contact.routing
+        mapping = self.settings.mapping
+        address = _address(job)
+        display = contact.sender.display_name or _attribute(job, "name") or address or customer.id
+        language = contact.enrichment.get("language")
+        attributes: dict[str, Any] = {
+            **mapping.custom_values(job),
+            "name": display,
+            "title": subject_for(job),
+            "text": contact.text or "",
+            "channelType": FLEX_CHANNEL_TYPES.get(contact.channel, "custom"),
+            "direction": "inbound",
+            "customerName": display,
+            "customerAddress": address or "",
+            "customers": {k: v for k, v in {
+                "external_id": customer.id, "name": _attribute(job, "name") or contact.sender.display_name,
+                "email": _identifier(job, IdentifierKind.EMAIL), "phone": _identifier(job, IdentifierKind.PHONE),
+            }.items() if v},
+            "routing": {
+                "queue": routing.queue,
+                "priority": routing.priority.name.lower(),
+                "skills": sorted(routing.skills),
+                "skill_levels": dict(sorted(routing.skills.items())),
+                "tags": mapping.tags_for(job),
+            },
+            "hub": {
+                "contact_id": contact.id, "case_id": job.case.id, "customer_id": customer.id,
+                "delivery_id": job.delivery_id, "channel": contact.channel.value, "provider": contact.provider,
+                "language": language.get("code") if isinstance(language, dict) else None,
+                "attachments": [a.url for a in contact.attachments if a.url],
+            },
+            "hub_delivery_id": job.delivery_id,
+        }
+        if self.settings.mode == "taskrouter":
+            # Flex Insights groups the segments of one conversation by this id: the hub's case.
+            # (In interaction mode Flex writes `conversations` itself, for the transcript.)
+            attributes["conversations"] = {"conversation_id": job.case.id,
+                                           "communication_channel": contact.channel.value}
+        reserve = INTERACTION_RESERVE if self.settings.mode == "interaction" else 0
+        return self._fit(attributes, ATTRIBUTES_LIMIT - reserve)
+
+    def _fit(self, attributes: dict[str, Any], limit: int) -> dict[str, Any]:
+        """The attributes within TaskRouter's size limit: attachment links go first, then the
+        text is shortened. Raises PermanentDeliveryError when the rest is still too large."""
+        if len(_json(attributes)) <= limit:
+            return attributes
+        attributes["hub"].pop("attachments", None)
+        text = attributes["text"]
+        low, high = 0, len(text)
+        while low < high:
+            middle = (low + high + 1) // 2
+            attributes["text"] = _clip(text, middle)
+            if len(_json(attributes)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        attributes["text"] = _clip(text, low)
+        size = len(_json(attributes))
+        if size > limit:
+            raise PermanentDeliveryError(
+                f"{self.vendor}: task attributes are {size} characters without the text, over the {limit} "
+                "TaskRouter allows; map fewer custom_fields")
+        return attributes
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _existing(self, job: DeliveryJob) -> str | None:
+        """The sid of the task (or interaction) already created for this delivery, if any."""
+        expression = f'hub_delivery_id == "{job.delivery_id}"'
+        path = f"{self._tasks_path()}?EvaluateTaskAttributes={quote(expression)}&PageSize=20"
+        base = self.settings.base_url if self.settings.mode == "taskrouter" else self.settings.taskrouter_url
+        response = self.api.call("GET", path, base_url=base)
+        tasks = response.data.get("tasks") if isinstance(response.data, dict) else None
+        for task in tasks or []:
+            try:
+                attributes = json.loads(task.get("attributes") or "{}")
+            except (TypeError, ValueError):
+                continue
+            # Checked here too: a filter the API ignored must not make every delivery a duplicate.
+            if isinstance(attributes, dict) and attributes.get("hub_delivery_id") == job.delivery_id:
+                if self.settings.mode == "interaction":
+                    return attributes.get("flexInteractionSid") or task.get("sid")
+                return task.get("sid")
+        return None
+
+    def _tasks_path(self) -> str:
+        return f"/v1/Workspaces/{self.settings.workspace_sid}/Tasks"
+
+    def _priority(self, job: DeliveryJob) -> int:
+        return int(self.settings.mapping.priority_for(job, DEFAULT_PRIORITIES))
+
+    def _participant(self, job: DeliveryJob, kind: str) -> dict[str, str]:
+        if kind in ("sms", "whatsapp"):
+            phone = _identifier(job, IdentifierKind.PHONE)
+            if not phone:
+                raise PermanentDeliveryError(f"{self.vendor}: a {kind} interaction needs the customer's phone number")
+            proxy = self.settings.proxy_address or job.contact.account
+            if kind == "whatsapp":
+                phone, proxy = _whatsapp(phone), _whatsapp(proxy)
+            return {"address": phone, "proxy_address": proxy}
+        if kind == "email":
+            email = _identifier(job, IdentifierKind.EMAIL)
+            if not email:
+                raise PermanentDeliveryError(f"{self.vendor}: an email interaction needs the customer's email address")
+            name = job.contact.sender.display_name or _attribute(job, "name") or email
+            return {"level": "to", "name": name, "address": email}
+        # chat, web, messenger, gbm: a Conversations identity; the hub's customer id is stable.
+        return {"identity": job.customer.id}
+
+
+def _address(job: DeliveryJob) -> str | None:
+    """How the customer wrote in: the contact's first sender identifier."""
+    identifiers = job.contact.sender.identifiers
+    return identifiers[0].value if identifiers else None
+
+
+def _identifier(job: DeliveryJob, kind: IdentifierKind) -> str | None:
+    for identifier in [*job.contact.sender.identifiers, *job.customer.identifiers]:
+        if identifier.kind == kind:
+            return identifier.value
+    return None
+
+
+def _attribute(job: DeliveryJob, name: str) -> str | None:
+    value = job.customer.attributes.get(name)
+    return str(value.value) if value is not None and value.value is not None else None
+
+
+def _whatsapp(address: str) -> str:
+    return address if address.startswith("whatsapp:") else f"whatsapp:{address}"
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…" if limit > 0 else ""
+
+
+def _json(value: Any) -> str:
+    # ASCII escapes: the limit counts characters, and escaped JSON is the same size however counted.
+    return json.dumps(value, separators=(",", ":"), default=str)

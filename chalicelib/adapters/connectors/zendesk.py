@@ -1,0 +1,381 @@
+"""Zendesk Support tickets: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import Field, field_validator
+
+from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.http import MAX_REASON_CHARS, raise_for_status
+from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.domain.identifiers import IdentifierKind
+from chalicelib.domain.models import Attachment, CustomerEvent, DeliveryJob
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
+from chalicelib.secrets import SecretResolver
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+#: Hub priority → Zendesk priority; the two scales have the same four names.
+DEFAULT_PRIORITIES = {"urgent": "urgent", "high": "high", "normal": "normal", "low": "low"}
+#: Zendesk's own upload limit is 50 MB per file.
+MAX_UPLOAD_BYTES = 50 * MIB
+#: How long to wait after Zendesk refused a replayed Idempotency-Key: by then the lookup by
+#: external id finds the ticket the first request created.
+IDEMPOTENCY_RETRY_SECONDS = 5.0
+
+
+class ZendeskSettings(VendorSettings):
+    """`base_url` is `https://<subdomain>.zendesk.com`; auth is usually `basic` with
+    `<agent email>/token` and an API token, or `bearer` with an OAuth access token."""
+
+    #: False: the hub's comments are internal notes, so the requester is not emailed.
+    public_comments: bool = False
+    #: Set a solved or pending ticket back to open when a follow-up arrives: the hub writes as the
+    #: API user, and an agent's note would not reopen it the way a customer reply does.
+    reopen_on_follow_up: bool = True
+    group_id: int | None = None
+    brand_id: int | None = None
+    ticket_form_id: int | None = None
+    #: Copy attachments with a public https URL into the ticket; others are listed in the comment.
+    upload_attachments: bool = True
+    max_attachment_bytes: int = Field(default=10 * MIB, gt=0, le=MAX_UPLOAD_BYTES)
+    #: On `customer.erased`, also permanently delete the soft-deleted end user (GDPR).
+    permanently_delete_users: bool = True
+
+    @field_validator("mapping")
+    @classmethod
+    def _zendesk_mapping(cls, mapping: FieldMapping) -> FieldMapping:
+        allowed = set(DEFAULT_PRIORITIES.values())
+        for name, value in mapping.priority.items():
+            if value not in allowed:
+                raise ValueError(f"priority.{name}: {value!r} is not a Zendesk priority (urgent, high, normal, low)")
+        for field in mapping.custom_fields:
+            if not field.isdigit():
+                raise ValueError(f"custom_fields: {field!r} must be a Zendesk ticket field id (digits)")
+        return mapping
+
+
+class ZendeskConnector(VendorConnector[ZendeskSettings]):
+    """One ticket per hub case (external id = case id), a comment per follow-up contact; end users
+    are upserted by external id = hub customer id, which is how customer events find them."""
+
+    key = "zendesk"
+    vendor = "zendesk"
+    docs_url = "https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/"
+    Settings = ZendeskSettings
+    threads_cases = True
+    supports_customer_events = True
+
+    def __init__(self, name: str, settings: ZendeskSettings, secrets: SecretResolver,
+                 runtime: ConnectorRuntime) -> None:
+        super().__init__(name, settings, secrets, runtime)
+        #: Host name → addresses; tests replace it, as attachment hosts do not resolve offline.
+        self.resolve_host: Callable[[str], list[str]] = _resolve
+
+    # --- contacts ------------------------------------------------------------------------------
+
+    def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        ref = job.case.external_refs.get(self.name)
+        if ref is not None:
+            return self._follow_up(job, ref.ref)
+        found = self._case_tickets(job.case.id)
+        if not found:
+            return self._create(job, self._comment(job))
+        # A ticket whose first comment is this contact: an earlier attempt of this very delivery
+        # created it before the hub could record that, so there is nothing left to send.
+        own = next((t for t in found if job.contact.id in str(t.get("description") or "")), None)
+        if own is not None:
+            return DeliveryResult(external_ref=str(own["id"]), case_ref=str(own["id"]))
+        return self._follow_up(job, str(_current(found)["id"]))
+
+    def _case_tickets(self, case_id: str) -> list[dict[str, Any]]:
+        # External ids need not be unique in Zendesk: a case may own a closed ticket and its follow-up.
+        response = self.api.call("GET", f"/api/v2/tickets?external_id={quote(case_id, safe='')}")
+        return _records(_dict(response.data).get("tickets"))
+
+    def _create(self, job: DeliveryJob, comment: dict[str, Any], *, follow_up_of: str | None = None) -> DeliveryResult:
+        ticket: dict[str, Any] = {
+            "subject": subject_for(job),
+            "comment": comment,
+            **self._requester(job),
+            "external_id": job.case.id,
+        }
+        priority = self.settings.mapping.priority_for(job, DEFAULT_PRIORITIES)
+        if priority:
+            ticket["priority"] = priority
+        tags = _tags(self.settings.mapping.tags_for(job))
+        if tags:
+            ticket["tags"] = tags
+        custom = [{"id": int(field), "value": _field_value(value)}
+                  for field, value in self.settings.mapping.custom_values(job).items()]
+        if custom:
+            ticket["custom_fields"] = custom
+        for name in ("group_id", "brand_id", "ticket_form_id"):
+            if getattr(self.settings, name) is not None:
+                ticket[name] = getattr(self.settings, name)
+        if follow_up_of is not None:
+            ticket["via_followup_source_id"] = int(follow_up_of)
+        # https://developer.zendesk.com/api-reference/ticketing/introduction/#idempotency
+        response = self.api.call("POST", "/api/v2/tickets", json_body={"ticket": ticket},
+                                 headers={"Idempotency-Key": job.delivery_id}, allow=(400,))
+        if response.status == 400:
+            if _error_code(response) == "IdempotentRequestError":
+                # The key was used with another body (fresh upload tokens on a retry): the first
+                # request created the ticket, which the retry's lookup will find.
+                raise RetryableDeliveryError("zendesk already took this delivery's ticket with other parameters",
+                                             retry_after=IDEMPOTENCY_RETRY_SECONDS)
+            raise _rejected(response)
+        ticket_id = str(_object_id(response, "ticket"))
+        return DeliveryResult(external_ref=ticket_id, case_ref=ticket_id)
+
+    def _follow_up(self, job: DeliveryJob, ticket_id: str) -> DeliveryResult:
+        if not ticket_id.isdigit():
+            raise PermanentDeliveryError(f"zendesk: stored ticket reference {ticket_id!r} is not a ticket id")
+        comment = self._comment(job)
+        update: dict[str, Any] = {"comment": comment}
+        if self.settings.reopen_on_follow_up:
+            update["status"] = "open"
+        response = self.api.call("PUT", f"/api/v2/tickets/{ticket_id}", json_body={"ticket": update},
+                                 allow=(404, 422))
+        if response.status == 404:
+            # An agent deleted the case's ticket: the case starts a new one.
+            return self._create(job, comment)
+        if response.status == 422:
+            if "closed" in json.dumps(response.data).lower():
+                # A closed ticket takes no comments: open a follow-up ticket linked to it.
+                # https://developer.zendesk.com/documentation/ticketing/managing-tickets/creating-and-updating-tickets/
+                return self._create(job, comment, follow_up_of=ticket_id)
+            raise _rejected(response)
+        audit = _dict(_dict(response.data).get("audit"))
+        comment_id = next((e.get("id") for e in audit.get("events") or [] if isinstance(e, dict)
+                           and e.get("type") == "Comment" and e.get("id") is not None), None)
+        ref = comment_id if comment_id is not None else audit.get("id")
+        return DeliveryResult(external_ref=str(ref if ref is not None else ticket_id), case_ref=ticket_id)
+
+    def _requester(self, job: DeliveryJob) -> dict[str, Any]:
+        """The end user, created or updated by external id = hub customer id (so a later
+        `customer.erased` finds them), with the golden record's name, email and phone."""
+        customer = job.customer
+        email = _identifier(job, IdentifierKind.EMAIL)
+        phone = _identifier(job, IdentifierKind.PHONE)
+        name = _name(job) or email or phone or f"Customer {customer.id}"
+        user: dict[str, Any] = {"name": name, "external_id": customer.id, "skip_verify_email": True}
+        if email:
+            user["email"] = email
+        if phone:
+            user["phone"] = phone
+        response = self.api.call("POST", "/api/v2/users/create_or_update", json_body={"user": user}, allow=(422,))
+        if response.status == 422:
+            if email:
+                # The address belongs to another user (another external id, or an agent): let
+                # Zendesk match the requester by email alone, as its ticket form would.
+                return {"requester": {"name": name, "email": email}}
+            raise _rejected(response)
+        return {"requester_id": _object_id(response, "user")}
+
+    # --- comments and attachments ----------------------------------------------------------------
+
+    def _comment(self, job: DeliveryJob) -> dict[str, Any]:
+        body = body_for(job)
+        tokens: list[str] = []
+        if self.settings.upload_attachments and job.contact.attachments:
+            skipped = []
+            for attachment in job.contact.attachments:
+                fetched = self._download(attachment)
+                if isinstance(fetched, str):
+                    skipped.append(f"Not attached ({fetched}): {_filename(attachment)}")
+                else:
+                    tokens.append(self._upload(*fetched))
+            if skipped:
+                body += "\n\n" + "\n".join(skipped)
+        comment: dict[str, Any] = {"body": body, "public": self.settings.public_comments}
+        if tokens:
+            comment["uploads"] = tokens
+        return comment
+
+    def _download(self, attachment: Attachment) -> tuple[bytes, str, str] | str:
+        """(content, content type, file name), or why the attachment cannot be copied."""
+        limit = self.settings.max_attachment_bytes
+        url = attachment.url or ""
+        if not url:
+            return "no URL"
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            return "not an https URL"
+        # Attachment URLs come from senders (a web chat visitor): never fetch internal hosts.
+        if not self._public_host(parts.hostname):
+            return "host not allowed"
+        if attachment.size is not None and attachment.size > limit:
+            return f"larger than {limit // MIB} MB"
+        try:
+            # The shared client reads the whole body; the declared size above stops most large files first.
+            response = self.runtime.http.request("GET", url, timeout=self.settings.timeout_seconds)
+        except RetryableDeliveryError:
+            return "download failed"
+        if response.status != 200:
+            return f"download answered {response.status}"
+        if len(response.body) > limit:
+            return f"larger than {limit // MIB} MB"
+        content_type = (attachment.content_type or response.headers.get("content-type", "")).split(";")[0].strip()
+        return response.body, content_type or "application/octet-stream", _filename(attachment)
+
+    def _upload(self, content: bytes, content_type: str, filename: str) -> str:
+        # Uploads take the raw bytes, not JSON:
+        # https://developer.zendesk.com/api-reference/ticketing/tickets/ticket-attachments/#upload-files
+        url = f"{self.api.base_url}/api/v2/uploads?filename={quote(filename, safe='')}"
+        headers = {"accept": "application/json", "user-agent": "omnichannel-hub", "content-type": content_type,
+                   **self.auth.headers()}
+        response = self.runtime.http.request("POST", url, headers=headers, body=content,
+                                             timeout=self.settings.timeout_seconds)
+        raise_for_status(response, vendor=self.vendor)
+        try:
+            return str(json.loads(response.body)["upload"]["token"])
+        except (ValueError, KeyError, TypeError):
+            raise PermanentDeliveryError("zendesk answered an upload without a token") from None
+
+    def _public_host(self, host: str) -> bool:
+        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+            return False
+        try:
+            addresses = [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            try:
+                addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self.resolve_host(host)]
+            except (OSError, ValueError):
+                return False
+        return bool(addresses) and all(a.is_global for a in addresses)
+
+    # --- customer events -------------------------------------------------------------------------
+
+    def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
+        if event.event_type == "customer.erased":
+            return self._erase(event.customer_id)
+        if event.event_type == "customer.merged":
+            return self._merge(survivor=event.customer_id, absorbed=event.other_customer_id)
+        if event.event_type == "customer.unmerged":
+            # Zendesk cannot split merged users; the restored customer gets a new end user on its
+            # next contact (upserted by its own external id).
+            logger.info("zendesk: %s for merge %s left as is (Zendesk merges are final)",
+                        event.event_type, event.merge_id)
+            return DeliveryResult()
+        raise PermanentDeliveryError(f"zendesk does not take {event.event_type} events")
+
+    def _end_users(self, *customer_ids: str) -> dict[str, dict[str, Any]]:
+        """Hub customer id → its Zendesk end user. Agents and admins are never returned: an
+        external id that landed on a staff account must not get it deleted or merged."""
+        ids = ",".join(quote(c, safe="") for c in customer_ids)
+        response = self.api.call("GET", f"/api/v2/users/show_many?external_ids={ids}")
+        found: dict[str, dict[str, Any]] = {}
+        wanted = {c.lower(): c for c in customer_ids}  # Zendesk matches external ids case-insensitively
+        for user in _records(_dict(response.data).get("users")):
+            if user.get("role", "end-user") != "end-user":
+                continue
+            customer_id = wanted.get(str(user.get("external_id") or "").lower())
+            if customer_id is not None:
+                found.setdefault(customer_id, user)
+        return found
+
+    def _erase(self, customer_id: str) -> DeliveryResult:
+        user = self._end_users(customer_id).get(customer_id)
+        if user is None:
+            return DeliveryResult()
+        user_id = user["id"]
+        # https://developer.zendesk.com/api-reference/ticketing/users/users/#delete-user, then
+        # #permanently-delete-user: only a soft-deleted user can be deleted for good.
+        self.api.call("DELETE", f"/api/v2/users/{user_id}", allow=(404,))
+        if self.settings.permanently_delete_users:
+            self.api.call("DELETE", f"/api/v2/deleted_users/{user_id}", allow=(404,))
+        return DeliveryResult(external_ref=f"user:{user_id}")
+
+    def _merge(self, *, survivor: str, absorbed: str | None) -> DeliveryResult:
+        if not absorbed:
+            raise PermanentDeliveryError("customer.merged without the absorbed customer")
+        users = self._end_users(survivor, absorbed)
+        if survivor not in users or absorbed not in users or users[survivor]["id"] == users[absorbed]["id"]:
+            # Nothing to merge: one side never reached Zendesk, or an earlier attempt merged them.
+            return DeliveryResult()
+        # https://developer.zendesk.com/api-reference/ticketing/users/users/#merge-end-users: the
+        # user in the path is merged into the one in the body.
+        source, target = users[absorbed]["id"], users[survivor]["id"]
+        self.api.call("PUT", f"/api/v2/users/{source}/merge", json_body={"user": {"id": target}})
+        return DeliveryResult(external_ref=f"user:{target}")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _resolve(host: str) -> list[str]:
+    return [info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)]
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _records(value: object) -> list[dict[str, Any]]:
+    """The objects with an id in a listed collection."""
+    return [v for v in value if isinstance(v, dict) and v.get("id") is not None] if isinstance(value, list) else []
+
+
+def _object_id(response: VendorResponse, kind: str) -> int:
+    value = _dict(_dict(response.data).get(kind)).get("id")
+    if value is None:
+        raise PermanentDeliveryError(f"zendesk answered {response.status} without a {kind} id")
+    return value
+
+
+def _error_code(response: VendorResponse) -> str | None:
+    error = _dict(response.data).get("error")
+    return error if isinstance(error, str) else None
+
+
+def _rejected(response: VendorResponse) -> PermanentDeliveryError:
+    reason = json.dumps(response.data, separators=(",", ":")) if response.data is not None else ""
+    return PermanentDeliveryError(f"zendesk answered {response.status}: {reason[:MAX_REASON_CHARS]}".strip())
+
+
+def _current(tickets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The newest ticket that still takes comments, else the newest."""
+    open_ = [t for t in tickets if t.get("status") != "closed"]
+    return max(open_ or tickets, key=lambda t: int(t["id"]))
+
+
+def _identifier(job: DeliveryJob, kind: IdentifierKind) -> str | None:
+    return next((i.value for i in job.customer.identifiers if i.kind == kind), None)
+
+
+def _name(job: DeliveryJob) -> str | None:
+    attribute = job.customer.attributes.get("name")
+    if attribute is not None and isinstance(attribute.value, str) and attribute.value.strip():
+        return attribute.value.strip()
+    return job.contact.sender.display_name or None
+
+
+def _tags(tags: list[str]) -> list[str]:
+    # Zendesk splits a tag at spaces: https://support.zendesk.com/hc/en-us/articles/4408888664474
+    return list(dict.fromkeys("_".join(t.split()) for t in tags if t.strip()))
+
+
+def _field_value(value: Any) -> Any:
+    """A custom field value in a shape Zendesk takes: text, number, checkbox, or tag list."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _filename(attachment: Attachment) -> str:
+    if attachment.filename:
+        return attachment.filename
+    tail = unquote(urlsplit(attachment.url or "").path.rsplit("/", 1)[-1])
+    return tail or "attachment"
