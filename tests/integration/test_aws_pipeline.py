@@ -348,3 +348,18 @@ def test_an_open_circuit_on_aws_puts_jobs_back_without_calling_the_vendor(aws):
     assert calls == 4 and len(receiver.requests) == calls, "the second job waited without a call"
     assert hub.deliverer.breakers.is_open("crm")
     assert queue_depth(sqs, urls["delivery"]) == 2, "both jobs are still queued: nothing is lost"
+
+
+def test_a_rate_limit_on_aws_is_honoured_before_the_next_attempt(aws):
+    from tests.support.receiver import Answer
+
+    client, hub, sqs, urls, receiver, _ = aws
+    receiver.script = [Answer(429, b'{"error": "slow down"}', {"Retry-After": "1"})]
+    body, headers = twilio_sms("SM" + "9" * 32)
+    assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 1))
+    invoke(client, sqs, urls["delivery"], "deliver", sqs_event(sqs, urls["delivery"], 1))
+
+    first, second = receiver.requests
+    assert (first.answered, second.answered) == (429, 200)
+    assert second.at - first.at >= 1.0

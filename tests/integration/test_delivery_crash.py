@@ -101,3 +101,37 @@ def test_a_crash_after_the_vendor_accepted_creates_no_second_ticket(world):
         "Mein Internet geht seit heute nicht, bitte dringend melden", "Immer noch kein Internet",
     ]
     assert ticket["requester_id"] == zendesk.users[first.customer.id]["id"], "requester by the hub's customer id"
+
+
+def test_the_same_crash_on_the_embedded_runtime_creates_no_second_ticket(tmp_path):
+    """The local queue and SQLite, with the embedded worker's own receive-process-settle cycle."""
+    from chalicelib.api.workers import deliver
+    from chalicelib.service.batch import run_batch, settle
+
+    with FakeZendesk() as zendesk:
+        config = tmp_path / "hub.yaml"
+        config.write_text(CONFIG.format(url=zendesk.url))
+        hub = Hub(Settings(config_path=str(config), data_dir=str(tmp_path / "data"),
+                           environ={"ZENDESK_TOKEN": "zd-token"}))
+        use_hub(hub)
+        try:
+            job = sample_job(destination="zendesk")
+            hub.delivery_queue.send([job_message(job)])
+            real_put_case_ref = hub.store.put_case_ref
+            hub.store.put_case_ref = lambda *args: (_ for _ in ()).throw(StoreUnavailableError("the worker died"))
+
+            [message] = hub.delivery_queue.receive(max_messages=10, wait_seconds=0)
+            crashed = run_batch([message], deliver)
+            settle(hub.delivery_queue, crashed)
+            hub.store.put_case_ref = real_put_case_ref
+            hub.delivery_queue.retry_later(message.receipt, 0)  # its visibility timeout ran out
+            again = hub.delivery_queue.receive(max_messages=10, wait_seconds=0)
+            settle(hub.delivery_queue, run_batch(again, deliver))
+
+            assert not crashed.complete and len(again) == 1 and again[0].receive_count == 2
+            assert len(zendesk.tickets) == 1
+            assert hub.store.get_delivery(job.contact.id, "zendesk").status == "delivered"
+            assert hub.delivery_queue.depth() == 0
+        finally:
+            use_hub(None)
+            hub.close()
