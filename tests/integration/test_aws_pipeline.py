@@ -46,7 +46,8 @@ destinations:
     type: webhook
     url: {url}
     secrets: ["env:CRM_WEBHOOK_SECRET"]
-delivery: {{attempts_per_invocation: 4, max_inline_wait_seconds: 1, circuit_failure_threshold: 4}}
+delivery: {{attempts_per_invocation: 4, max_inline_wait_seconds: 1, circuit_failure_threshold: 4,
+           circuit_cooldown_seconds: 1, circuit_max_cooldown_seconds: 2}}
 routing:
   rules:
     - {{name: urgent-words, when: {{text: {{contains: [urgent, dringend]}}}}, then: {{priority: urgent, tags: [urgent]}}}}
@@ -139,6 +140,14 @@ def twilio_sms(sid: str, sender: str = "+14155550101", text: str = "Hello") -> t
               "Body": text, "NumMedia": "0"}
     signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hub.example.com/webhooks/twilio", params)
     return urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+
+
+def one_event(sqs, url: str) -> dict:
+    """An SQS event of exactly one message (the queue's oldest visible one)."""
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, AttributeNames=["All"])["Messages"]
+    return {"Records": [{"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+                         "body": message["Body"], "attributes": message["Attributes"], "eventSource": "aws:sqs",
+                         "messageAttributes": {}}]}
 
 
 def queue_depth(sqs, url: str) -> int:
@@ -328,26 +337,34 @@ def test_faults_on_aws_three_server_errors_then_success_a_permanent_rejection_an
     assert json.loads(client.http.get("/v1/dead-letters", headers=auth).body)["data"] == []
 
 
-def test_an_open_circuit_on_aws_puts_jobs_back_without_calling_the_vendor(aws):
+def test_an_outage_on_aws_opens_the_circuit_loses_nothing_and_delivers_in_order_when_it_ends(aws):
+    import time
+
     from tests.support.receiver import Answer
 
     client, hub, sqs, urls, receiver, _ = aws
     receiver.default = Answer(503, b'{"error": "down"}')
-    for n, sender in ((1, "+14155550191"), (2, "+14155550192")):
-        body, headers = twilio_sms(f"SM{n:032d}", sender=sender)
+    for n in (1, 2, 3):  # one customer: one FIFO group per destination, so one job at a time
+        body, headers = twilio_sms(f"SM{n:032d}", text=f"message {n}")
         assert client.http.post("/webhooks/twilio", headers=headers, body=body).status_code == 200
-    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 2))
-    first, second = sqs_event(sqs, urls["delivery"], 2)["Records"]
+    invoke(client, sqs, urls["inbound"], "process_inbound", sqs_event(sqs, urls["inbound"], 3))
 
     with pytest.raises(BatchIncompleteError):
-        client.lambda_.invoke("deliver", {"Records": [first]})  # 4 failures: the circuit opens
+        client.lambda_.invoke("deliver", one_event(sqs, urls["delivery"]))  # 4 failures: the circuit opens
     calls = len(receiver.requests)
-    with pytest.raises(BatchIncompleteError):
-        client.lambda_.invoke("deliver", {"Records": [second]})
-
-    assert calls == 4 and len(receiver.requests) == calls, "the second job waited without a call"
     assert hub.deliverer.breakers.is_open("crm")
-    assert queue_depth(sqs, urls["delivery"]) == 2, "both jobs are still queued: nothing is lost"
+    assert queue_depth(sqs, urls["delivery"]) == 3, "nothing is lost"
+
+    receiver.default = Answer(200, b'{"ok": true}')
+    time.sleep(2.2)  # the cool-down (1 s; moto applies visibility in whole seconds), then the trial
+    for _ in range(3):
+        invoke(client, sqs, urls["delivery"], "deliver", one_event(sqs, urls["delivery"]))
+
+    delivered = [json.loads(r.body)["data"]["contact"]["text"] for r in receiver.requests if r.answered == 200]
+    assert calls == 4
+    assert delivered == ["message 1", "message 2", "message 3"], "in order per customer and case"
+    assert not hub.deliverer.breakers.is_open("crm")
+    assert queue_depth(sqs, urls["delivery"]) == 0
 
 
 def test_a_rate_limit_on_aws_is_honoured_before_the_next_attempt(aws):
