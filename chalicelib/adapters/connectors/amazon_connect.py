@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.adapters.connectors.aws_clients import regional_client
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.connectors.mapping import ROOTS, FieldMapping, body_for, subject_for
 from chalicelib.domain.models import DeliveryJob
@@ -281,17 +282,8 @@ class AmazonConnectConnector(Connector[AmazonConnectSettings]):
 
     def _client(self):
         if self._connect is None:
-            region = self.settings.instance_region
-            shared = self.runtime.aws_client("connect") if self.runtime.aws_client is not None else None
-            if shared is not None and (region is None or shared.meta.region_name == region):
-                self._connect = shared
-            else:
-                # The instance lives in another region than the hub: a client of its own.
-                import boto3
-                from botocore.config import Config
-
-                self._connect = boto3.client("connect", region_name=region, config=Config(
-                    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
+            # The connect resource may live in another region than the hub.
+            self._connect = regional_client(self.runtime, "connect", self.settings.instance_region)
         return self._connect
 
 

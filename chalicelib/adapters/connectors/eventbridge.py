@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.connectors.aws_clients import regional_client
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
@@ -170,16 +171,8 @@ class EventBridgeConnector(Connector[EventBridgeSettings]):
 
     def _client(self):
         if self._events is None:
-            region = self.settings.bus_region
-            shared = self.runtime.aws_client("events") if self.runtime.aws_client is not None else None
-            if shared is not None and (region is None or shared.meta.region_name == region):
-                self._events = shared
-            else:
-                import boto3
-                from botocore.config import Config
-
-                self._events = boto3.client("events", region_name=region, config=Config(
-                    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
+            # The events resource may live in another region than the hub.
+            self._events = regional_client(self.runtime, "events", self.settings.bus_region)
         return self._events
 
 

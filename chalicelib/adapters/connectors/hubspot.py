@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from chalicelib.adapters.connectors.auth import BasicAuth
 from chalicelib.adapters.connectors.base import DeliveryResult
-from chalicelib.adapters.connectors.mapping import ROOTS, FieldMapping, body_for, subject_for
+from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, checked_paths, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
@@ -64,10 +64,7 @@ class HubSpotSettings(VendorSettings):
     @field_validator("ticket_custom_fields")
     @classmethod
     def _paths(cls, value: dict[str, str]) -> dict[str, str]:
-        for field, path in value.items():
-            if path.split(".", 1)[0] not in ROOTS:
-                raise ValueError(f"{field}: path {path!r} must start with one of {', '.join(ROOTS)}")
-        return value
+        return checked_paths(value)
 
     @model_validator(mode="after")
     def _ticket_settings(self) -> HubSpotSettings:

@@ -51,10 +51,7 @@ class FieldMapping(BaseModel):
     @field_validator("custom_fields")
     @classmethod
     def _paths(cls, value: dict[str, str]) -> dict[str, str]:
-        for field, path in value.items():
-            if path.split(".", 1)[0] not in ROOTS:
-                raise ValueError(f"{field}: path {path!r} must start with one of {', '.join(ROOTS)}")
-        return value
+        return checked_paths(value)
 
     def priority_for(self, job: DeliveryJob, defaults: dict[str, Any]) -> Any:
         name = job.contact.routing.priority.name.lower()
@@ -69,6 +66,14 @@ class FieldMapping(BaseModel):
         view = delivery_view(job)
         values = {field: value_at(view, path) for field, path in self.custom_fields.items()}
         return {field: value for field, value in values.items() if value is not _MISSING and value is not None}
+
+
+def checked_paths(fields: dict[str, str]) -> dict[str, str]:
+    """`fields` (vendor field → path) when every path starts at a known root; else ValueError."""
+    for field, path in fields.items():
+        if path.split(".", 1)[0] not in ROOTS:
+            raise ValueError(f"{field}: path {path!r} must start with one of {', '.join(ROOTS)}")
+    return fields
 
 
 def delivery_view(job: DeliveryJob) -> dict[str, Any]:
