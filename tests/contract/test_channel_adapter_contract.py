@@ -27,69 +27,20 @@ from chalicelib.domain.models import InboundMessage, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, RequestRejectedError, SignatureError
 from chalicelib.hubconfig import _is_secret_field
 from chalicelib.secrets import SecretResolver
-from tests.support.fixtures import load as load_fixture
+from tests.support.channel_contract import (  # noqa: F401 (shared with tests/contract/channels/)
+    JSON,
+    LEAF,
+    TEXT,
+    WORDS,
+    Case,
+    fixture,
+    known_objects,
+    mostly,
+    without,
+)
 
 AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 KEYS = sorted(CHANNELS)
-
-
-@dataclass(frozen=True)
-class Case:
-    settings: dict[str, Any]
-    #: Every secret value in `settings`: none may show in a repr, str or dump.
-    secret_values: tuple[str, ...]
-    hook: str | None
-    sample: bytes
-    sample_headers: dict[str, str]
-    #: Headers that make any body correctly signed, as the provider (or site backend) would.
-    sign: Callable[[bytes], dict[str, str]]
-    #: The sample body changed in a way its credential covers.
-    tamper: Callable[[bytes], bytes]
-    #: The sample without its credential: (body, headers).
-    strip: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]]
-    #: True when the credential covers the whole body, so any other body must fail verify().
-    body_signed: bool
-    #: Plausible structured bodies (right shape, wrong details) for property tests.
-    payloads: st.SearchStrategy[bytes]
-
-
-def fixture(provider: str, name: str) -> tuple[bytes, dict[str, str]]:
-    stored = load_fixture(provider, name)
-    return stored.body, dict(stored.headers)
-
-
-def without(headers: dict[str, str], name: str) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k != name}
-
-
-# --- shared strategies -------------------------------------------------------------------------
-
-# Lone surrogates included: JSON can carry them as \u escapes although UTF-8 cannot.
-TEXT = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=24)
-LEAF = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**64), max_value=2**64)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | TEXT
-)
-#: Text a well-behaved client sends (no lone surrogates, not blank).
-WORDS = st.text(min_size=1, max_size=40).filter(str.strip)
-JSON = st.recursive(LEAF, lambda c: st.lists(c, max_size=3) | st.dictionaries(TEXT, c, max_size=3), max_leaves=10)
-
-
-def mostly(valid: st.SearchStrategy[Any], wrong: st.SearchStrategy[Any] = LEAF) -> st.SearchStrategy[Any]:
-    """The valid shape about nine times in ten, so the property tests reach the parser's success path.
-
-    (`st.one_of(valid, valid, wrong)` does not weight: repeated branches count once.)
-    """
-    return st.sampled_from([True] * 9 + [False]).flatmap(lambda ok: valid if ok else wrong)
-
-
-def known_objects(keys: list[str]) -> st.SearchStrategy[Any]:
-    """JSON whose objects mostly use the provider's own key names, so parsing gets past the shape checks."""
-    names = st.sampled_from(keys) | TEXT
-    return st.recursive(LEAF, lambda c: st.dictionaries(names, c, max_size=4) | st.lists(c, max_size=2), max_leaves=10)
 
 
 # --- Twilio ------------------------------------------------------------------------------------
@@ -355,6 +306,24 @@ CASES: dict[str, Case] = {
         payloads=webchat_payloads(),
     ),
 }
+
+
+def _provider_cases() -> dict[str, Case]:
+    """Rows from tests/contract/channels/<key>.py (`CASE`), keyed by module name."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "channels"
+    found = {}
+    for module in pkgutil.iter_modules([str(folder)]):
+        loaded = importlib.import_module(f"tests.contract.channels.{module.name}")
+        if hasattr(loaded, "CASE"):
+            found[getattr(loaded, "KEY", module.name)] = loaded.CASE
+    return found
+
+
+CASES.update(_provider_cases())
 
 
 def case_for(key: str) -> Case:
