@@ -132,7 +132,11 @@ def _api_key(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from chalicelib.simulate import run_journey
+    from chalicelib.simulate import run_journey, send_one
+
+    if args.channel:
+        return send_one(base_url=args.url, config_path=args.config, channel=args.channel, phone=args.phone,
+                        email=args.email, text=args.text)
 
     return run_journey(base_url=args.url, config_path=args.config, api_key=args.api_key, phone=args.phone)
 
@@ -175,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--config", default=None, help="hub configuration with the channel secrets")
     simulate.add_argument("--api-key", default="local-dev-key", help="consumer API key to show the result")
     simulate.add_argument("--phone", default="+4915123456789", help="the simulated customer's number")
+    simulate.add_argument("--channel", help="send one message through this provider's endpoint only (e.g. slack)")
+    simulate.add_argument("--email", default="jana.schmidt@example.com", help="the simulated customer's email")
+    simulate.add_argument("--text", default="Hallo, mein Internet geht seit heute Morgen nicht.",
+                          help="the message text (with --channel)")
     simulate.set_defaults(func=_simulate)
 
     args = parser.parse_args(argv)

@@ -101,6 +101,27 @@ def _webchat(config, secrets, base_url, phone):
     return "/webhooks/webchat", json.dumps(payload).encode(), {"Content-Type": "application/json"}
 
 
+def send_one(*, base_url: str, config_path: str | None, channel: str, phone: str, email: str, text: str) -> int:
+    """`hubctl simulate --channel <key>`: one message through one provider's endpoint, signed as
+    the provider signs (each adapter's `simulated_request`)."""
+    from chalicelib.adapters.channels.base import SimulatedCustomer
+    from chalicelib.adapters.channels.registry import CHANNELS
+
+    settings = Settings.from_environ()
+    config = load_config(config_path or settings.config_path)
+    secrets = SecretResolver(settings.environ)
+    if channel not in CHANNELS or channel not in config.channels:
+        enabled = ", ".join(sorted(k for k in config.channels if k in CHANNELS)) or "none"
+        raise SystemExit(f"channel {channel!r} is not enabled in the hub configuration (enabled: {enabled})")
+    adapter = CHANNELS[channel](config.channels[channel], secrets)
+    request = adapter.simulated_request(SimulatedCustomer(name=CUSTOMER_NAME, phone=phone, email=email, text=text))
+    if request is None:
+        raise SystemExit(f"{channel} cannot be simulated with this configuration")
+    status, answer = _send("POST", base_url.rstrip("/") + request.path, request.body, request.headers)
+    print(f"  {channel:<10} POST {request.path:<24} → {status} {answer[:60].decode(errors='replace')!r}")
+    return 0 if status < 300 else 1
+
+
 def _show_result(base_url: str, api_key: str, phone: str) -> int:
     auth = {"Authorization": f"Bearer {api_key}"}
     deadline = time.monotonic() + 20

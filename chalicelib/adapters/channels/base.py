@@ -42,6 +42,24 @@ class WebhookResponse:
     content_type: str = "text/plain"
 
 
+@dataclass(frozen=True)
+class SimulatedCustomer:
+    """Who `hubctl simulate` pretends to be."""
+
+    name: str
+    phone: str
+    email: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SimulatedRequest:
+    #: `/webhooks/<key>` plus the hook path, if any.
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
 @dataclass
 class ParsedWebhook:
     events: list[InboundMessage | StatusEvent] = field(default_factory=list)
@@ -90,6 +108,12 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
         """The provider-specific success response, sent once the events are durably enqueued."""
         return WebhookResponse(status=200, body="")
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest | None:
+        """A request exactly as the provider would send it for `customer`'s message, signed with
+        this hub's configured secrets: what `hubctl simulate --channel <key>` posts. None for a
+        provider that cannot be simulated (no signing secret configured)."""
+        return None
 
     def cors_headers(self, request: WebhookRequest) -> dict[str, str]:
         """CORS headers for a browser page calling this endpoint (its Origin header decides).
