@@ -66,10 +66,7 @@ class Condition:
         self.trace: RuleTrace | None = None
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        return None if self.first_failure(ctx) is None else self
-
-    def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        # Leaves implement this directly (one call per condition on the hot path).
+        # Every condition implements this directly (one call per condition on the hot path).
         raise NotImplementedError
 
     def walk(self) -> Iterator[Condition]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.functional.conftest import API_KEY
-from tests.functional.test_identity_and_cases import api_post, chat, clocked, sms  # noqa: F401 (fixture)
+from tests.functional.test_identity_and_cases import api_post, chat, sms
+from tests.functional.test_identity_and_cases import clocked as clocked  # noqa: F401 (the fixture)
 
 PHONE = "+16505550100"
 
