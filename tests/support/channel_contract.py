@@ -24,7 +24,9 @@ class Case:
     #: Headers that make any body correctly signed, as the provider (or site backend) would.
     sign: Callable[[bytes], dict[str, str]]
     #: The sample body changed in a way its credential covers.
-    tamper: Callable[[bytes], bytes]
+    #: None for a credential that covers no byte of the body (a shared secret header, as
+    #: Telegram sends): no body change can fail verification, so there is nothing to tamper.
+    tamper: Callable[[bytes], bytes] | None
     #: The sample without its credential: (body, headers).
     strip: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]]
     #: True when the credential covers the whole body, so any other body must fail verify().

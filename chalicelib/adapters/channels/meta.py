@@ -1,4 +1,4 @@
-"""Meta WhatsApp Cloud API webhooks (Messenger and Instagram acknowledged, not parsed yet): https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"""
+"""Meta Graph webhooks, one callback for WhatsApp Cloud API, Messenger and Instagram messaging: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ import hmac
 import json
 import math
 import re
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest, WebhookResponse
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+    WebhookResponse,
+)
+from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -32,9 +42,17 @@ _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _CHALLENGE = re.compile(r"[\x21-\x7e]{1,256}")
 
 WHATSAPP = "whatsapp_business_account"
-#: Products that share the callback but are parsed by a later adapter. They are acknowledged,
-#: never refused: Messenger unsubscribes an app after an hour of failed deliveries.
-DEFERRED_OBJECTS = {"page": "Messenger", "instagram": "Instagram"}
+#: `object` of the Messenger Platform products → their channel and the kind of their senders' ids
+#: (a PSID is scoped to the Page, an IGSID to the Instagram professional account).
+MESSAGING_OBJECTS: dict[str, tuple[Channel, IdentifierKind]] = {
+    "page": (Channel.MESSENGER, IdentifierKind.MESSENGER),
+    "instagram": (Channel.INSTAGRAM, IdentifierKind.INSTAGRAM),
+}
+#: Messenger/Instagram receipt events → the hub's delivery vocabulary (`read` is Instagram's
+#: `messaging_seen` too). https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/message-deliveries
+RECEIPTS: dict[str, str] = {"delivery": "delivered", "read": "read"}
+#: Keys every messaging event has; any other key names the event's kind.
+_ENVELOPE = frozenset({"sender", "recipient", "timestamp"})
 
 UNKNOWN = "unknown"
 #: WhatsApp `statuses[].status` → the hub's delivery vocabulary.
@@ -60,6 +78,13 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 #: Ten digits reach the year 2286; more would overflow `datetime`.
 _TIMESTAMP = re.compile(r"[0-9]{1,10}")
 _DIGITS = re.compile(r"\+?[0-9]{4,20}")
+#: Messenger sends milliseconds (13 digits today); 15 digits reach the year 9999.
+_EPOCH = re.compile(r"[0-9]{1,15}")
+
+#: What `simulated_request` pretends the business is (the ids of Meta's own reference payloads).
+SIMULATED_WABA_ID = "102290129340398"
+SIMULATED_PHONE_NUMBER_ID = "106540352242922"
+SIMULATED_DISPLAY_NUMBER = "14155550100"
 
 
 def compute_signature(app_secret: str | bytes, body: bytes) -> str:
@@ -78,7 +103,7 @@ class MetaSettings(BaseModel):
 
 
 class MetaAdapter(ChannelAdapter[MetaSettings]):
-    """WhatsApp Cloud API messages and statuses, one callback URL per Meta app."""
+    """WhatsApp Cloud API, Messenger and Instagram messages and receipts, one callback URL per Meta app."""
 
     key: ClassVar[str] = "meta"
     docs_url: ClassVar[str] = (
@@ -143,22 +168,48 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             raise MalformedPayloadError('body has no "object" string')
         if not isinstance(entries, list):
             raise MalformedPayloadError('body has no "entry" list')
-        if product in DEFERRED_OBJECTS:
-            return ParsedWebhook(
-                ignored=[
-                    f"object {product!r}: {DEFERRED_OBJECTS[product]} webhooks are not handled yet "
-                    f"({len(entries)} entries acknowledged)"
-                ]
-            )
-        if product != WHATSAPP:
-            return ParsedWebhook(ignored=[f"object {product[:64]!r} is not a product this adapter handles"])
+        if product != WHATSAPP and product not in MESSAGING_OBJECTS:
+            return ParsedWebhook(ignored=[f"object {_clean(product[:64])!r} is not a product this adapter handles"])
         parsed = ParsedWebhook()
         for i, entry in enumerate(entries):
-            self._entry(entry, f"entry[{i}]", request, parsed)
+            if product == WHATSAPP:
+                self._entry(entry, f"entry[{i}]", request, parsed)
+            else:
+                self._messaging_entry(MESSAGING_OBJECTS[product], entry, f"entry[{i}]", request, parsed)
         return parsed
 
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
         return WebhookResponse(status=200, body="EVENT_RECEIVED", content_type="text/plain")
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
+        """A WhatsApp text from `customer`'s number, signed with the first app secret."""
+        wa_id = customer.phone.lstrip("+")
+        message = {
+            "from": wa_id,
+            "id": "wamid." + uuid.uuid4().hex,
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": customer.text},
+        }
+        business = {"display_phone_number": SIMULATED_DISPLAY_NUMBER, "phone_number_id": SIMULATED_PHONE_NUMBER_ID}
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": business,
+            "contacts": [{"profile": {"name": customer.name}, "wa_id": wa_id}],
+            "messages": [message],
+        }
+        payload = {
+            "object": WHATSAPP,
+            "entry": [{"id": SIMULATED_WABA_ID, "changes": [{"field": "messages", "value": value}]}],
+        }
+        # Compact, non-ASCII escaped: the bytes Meta sends and signs.
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        signature = compute_signature(self.secrets.get(self.settings.app_secrets[0]), body)
+        return SimulatedRequest(
+            path=f"/webhooks/{self.key}",
+            body=body,
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature},
+        )
 
     # --- parsing: every item on its own, so one bad item never drops the others ----------------
 
@@ -290,23 +341,285 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             raise _Skip("status without id or status")
         errors = status.get("errors")
         error = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        phone, user = _text(status, "recipient_id"), _text(status, "recipient_user_id")
+        # Since 2026 the recipient's phone may be missing (a username user we wrote to by BSUID),
+        # and `failed` statuses carry no contacts; the BSUID then names the recipient.
+        contact = ctx.contact_for(phone, user) if ctx.contacts else {}
+        raw = {"entry_id": ctx.entry_id, "metadata": ctx.metadata, "status": status}
+        if contact:
+            raw["contact"] = contact
         return StatusEvent(
             provider=self.key,
             channel=Channel.WHATSAPP,
             provider_message_id=message_id,
             status=STATUSES.get(provider_status.lower(), UNKNOWN),
             account=_text(ctx.metadata, "phone_number_id"),
-            recipient=_text(status, "recipient_id") or _text(status, "recipient_user_id"),
+            recipient=phone or user or _text(contact, "wa_id") or _text(contact, "user_id"),
             occurred_at=_timestamp(status.get("timestamp")),
             received_at=ctx.request.received_at,
             error_code=_text(error, "code"),
             error_message=_text(error, "title") or _text(error, "message"),
-            raw={"entry_id": ctx.entry_id, "metadata": ctx.metadata, "status": status},
+            raw=raw,
+        )
+
+    # --- Messenger and Instagram: entry[].messaging[] ------------------------------------------
+
+    def _messaging_entry(
+        self,
+        product: tuple[Channel, IdentifierKind],
+        entry: Any,
+        where: str,
+        request: WebhookRequest,
+        parsed: ParsedWebhook,
+    ) -> None:
+        if not isinstance(entry, dict):
+            parsed.ignored.append(f"{where}: not an object")
+            return
+        entry_id = _clean(_text(entry, "id"))
+        events = entry.get("messaging")
+        if isinstance(events, list):
+            for k, event in enumerate(events):
+                at = f"{where}.messaging[{k}]"
+                try:
+                    parsed.events.extend(self._messaging_event(product, _clean(event), entry_id, request))
+                except _Skip as skip:
+                    parsed.ignored.append(f"{at}: {skip}")
+                except ValidationError as exc:
+                    fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
+                    parsed.ignored.append(f"{at}: invalid {fields}")
+        elif events is not None:
+            parsed.ignored.append(f"{where}.messaging: not a list")
+        standby = entry.get("standby")
+        if isinstance(standby, list) and standby:
+            # Handover protocol: another app (a bot, an inbox) owns these conversations; it answers them.
+            parsed.ignored.append(f"{where}.standby: {len(standby)} events of conversations another app controls")
+        changes = entry.get("changes")
+        if isinstance(changes, list):
+            for j, change in enumerate(changes):
+                field = change.get("field") if isinstance(change, dict) else None
+                # feed, comments, mentions...: Page and Instagram fields that are not messaging.
+                parsed.ignored.append(f"{where}.changes[{j}]: field {_clean(str(field)[:64])!r} is not handled")
+        if events is None and standby is None and not isinstance(changes, list):
+            parsed.ignored.append(f"{where}: no messaging events")
+
+    def _messaging_event(
+        self, product: tuple[Channel, IdentifierKind], event: Any, entry_id: str | None, request: WebhookRequest
+    ) -> list[InboundMessage | StatusEvent]:
+        if not isinstance(event, dict):
+            raise _Skip("not an object")
+        sender = _text(event.get("sender"), "id")
+        # entry.id is our Page / Instagram account whichever way a message goes; recipient.id
+        # is the same for a customer's message and the customer for our echoes.
+        account = entry_id or _text(event.get("recipient"), "id")
+        message = event.get("message")
+        if isinstance(message, dict) and message.get("is_echo") is True:
+            raise _Skip("echo of a message the business sent (is_echo), not a contact")
+        if not account:
+            raise _Skip("no page or account id (entry.id, recipient.id)")
+        if sender and sender == account:
+            raise _Skip("sent by the business account itself, not a contact")
+        if not sender:
+            if _text(event.get("sender"), "user_ref"):
+                raise _Skip("sender known only by user_ref (a chat plugin guest), not handled")
+            raise _Skip("event without sender.id")
+        ctx = _Messaging(*product, account, sender, event, entry_id, request)
+        if "message" in event:
+            return [self._messenger_message(ctx, message)]
+        if "postback" in event:
+            return [self._postback(ctx, event["postback"])]
+        if "reaction" in event:
+            return [self._reaction(ctx, event["reaction"])]
+        for name, status in RECEIPTS.items():
+            if name in event:
+                return self._receipts(ctx, name, status)
+        kind = next((key for key in event if key not in _ENVELOPE), None)
+        # message_edit, optin, referral, account_linking, thread-control handovers...: acknowledged.
+        raise _Skip(f"{str(kind)[:64]!r} events are not handled" if kind else "no event in the item")
+
+    def _messenger_message(self, ctx: _Messaging, message: Any) -> InboundMessage:
+        if not isinstance(message, dict):
+            raise _Skip("message is not an object")
+        mid = _text(message, "mid")
+        if not mid:
+            raise _Skip("message without mid")
+        if message.get("is_deleted") is True:
+            # Instagram: the customer unsent an earlier message; the contact already made stays.
+            raise _Skip("the customer deleted an earlier message (is_deleted), not a contact")
+        text = _string(message, "text")
+        attachments: list[Attachment] = []
+        types: list[str] = []
+        location = None
+        metadata: dict[str, Any] = {"type": "message"}
+        items = message.get("attachments")
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            kind = _text(item, "type") or UNKNOWN
+            payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+            coordinates = payload.get("coordinates")
+            if kind == "location" and isinstance(coordinates, dict):
+                latitude = _coordinate(coordinates.get("lat"), 90)
+                longitude = _coordinate(coordinates.get("long"), 180)
+                if latitude is not None and longitude is not None:
+                    location = Location(latitude=latitude, longitude=longitude, name=_text(payload, "title"))
+                    continue
+            url = _text(payload, "url")
+            if url:
+                # Short-lived CDN URLs: the worker or the vendor must fetch them soon (docs/channels/meta.md).
+                attachments.append(Attachment(url=url, caption=_text(payload, "title")))
+                types.append(kind)
+            if kind == "story_mention":
+                metadata["story_mention"] = True
+            if sticker := _text(payload, "sticker_id"):
+                metadata["sticker_id"] = sticker
+        if types:
+            metadata["attachment_types"] = types
+        quick_reply = message.get("quick_reply")
+        reply_id = _text(quick_reply, "payload") if isinstance(quick_reply, dict) else None
+        if reply_id:
+            content_type = ContentType.INTERACTIVE
+            metadata.update(interactive_type="quick_reply", reply_id=reply_id)
+        elif attachments:
+            content_type = ContentType.MEDIA
+        elif location is not None:
+            content_type = ContentType.LOCATION
+        elif text is not None:
+            content_type = ContentType.TEXT
+        else:
+            # A share, a fallback without payload, `is_unsupported`, or a type added later.
+            content_type = ContentType.UNSUPPORTED
+        reply_to = message.get("reply_to")
+        if isinstance(reply_to, dict):
+            if reply_mid := _text(reply_to, "mid"):
+                metadata["reply_to"] = reply_mid
+            story = reply_to.get("story")
+            if isinstance(story, dict):
+                # An Instagram story reply: the story's CDN URL expires with the story (24 h).
+                metadata["story_reply"] = {"id": _text(story, "id"), "url": _text(story, "url")}
+        if isinstance(message.get("referral"), dict):
+            metadata["referral"] = message["referral"]
+        if message.get("is_unsupported") is True:
+            metadata["unsupported"] = True
+        return self._inbound(ctx, mid, content_type, text, attachments, location, metadata)
+
+    def _postback(self, ctx: _Messaging, postback: Any) -> InboundMessage:
+        if not isinstance(postback, dict):
+            raise _Skip("postback is not an object")
+        # `mid` since Graph v11; before it, sender and time are what a retry repeats.
+        mid = _text(postback, "mid") or _synthetic("postback", ctx.sender, _text(ctx.event, "timestamp"))
+        if not mid:
+            raise _Skip("postback without mid or timestamp")
+        metadata: dict[str, Any] = {
+            "type": "postback",
+            "interactive_type": "postback",
+            "reply_id": _text(postback, "payload"),
+        }
+        if isinstance(postback.get("referral"), dict):
+            metadata["referral"] = postback["referral"]
+        title = _string(postback, "title")
+        return self._inbound(ctx, mid, ContentType.INTERACTIVE, title, [], None, metadata)
+
+    def _reaction(self, ctx: _Messaging, reaction: Any) -> InboundMessage:
+        if not isinstance(reaction, dict):
+            raise _Skip("reaction is not an object")
+        reacted = _text(reaction, "mid")
+        if not reacted:
+            raise _Skip("reaction without the reacted message's mid")
+        action = _text(reaction, "action") or "react"
+        # A reaction has no id of its own: who reacted to what, how and when is what a retry repeats.
+        mid = _synthetic("reaction", ctx.sender, reacted, action, _text(ctx.event, "timestamp"))
+        emoji, name = _string(reaction, "emoji"), _text(reaction, "reaction")
+        removed = action == "unreact"
+        metadata = {
+            "type": "reaction",
+            "reacted_message_id": reacted,
+            "emoji": emoji,
+            "reaction": name,
+            "action": action,
+            "removed": removed,
+        }
+        text = None if removed else emoji or name
+        return self._inbound(ctx, mid, ContentType.REACTION, text, [], None, metadata)
+
+    def _receipts(self, ctx: _Messaging, name: str, status: str) -> list[StatusEvent]:
+        """Messenger's `delivery.mids[]` (when sent) and Instagram's `read.mid` name the messages;
+        otherwise the `watermark` (ms) covers every message we sent the customer up to then."""
+        receipt = ctx.event[name]
+        if not isinstance(receipt, dict):
+            raise _Skip(f"{name} is not an object")
+        mids = receipt.get("mids")
+        ids = [m for m in mids if isinstance(m, str) and m] if isinstance(mids, list) else []
+        if mid := _text(receipt, "mid"):
+            ids.append(mid)
+        if not ids:
+            watermark = _text(receipt, "watermark")
+            if not watermark:
+                raise _Skip(f"{name} receipt without mids or watermark")
+            ids = [f"watermark:{ctx.account}:{ctx.sender}:{watermark}"]
+        occurred_at = _millis(ctx.event.get("timestamp"))
+        return [
+            StatusEvent(
+                provider=self.key,
+                channel=ctx.channel,
+                provider_message_id=message_id,
+                status=status,
+                account=ctx.account,
+                recipient=ctx.sender,
+                occurred_at=occurred_at,
+                received_at=ctx.request.received_at,
+                raw={"entry_id": ctx.entry_id, "event": ctx.event},
+            )
+            for message_id in dict.fromkeys(ids)
+        ]
+
+    def _inbound(
+        self,
+        ctx: _Messaging,
+        message_id: str,
+        content_type: ContentType,
+        text: str | None,
+        attachments: list[Attachment],
+        location: Location | None,
+        metadata: dict[str, Any],
+    ) -> InboundMessage:
+        return InboundMessage(
+            provider=self.key,
+            channel=ctx.channel,
+            provider_message_id=message_id,
+            account=ctx.account,
+            # Profile names need a Graph API call; the worker never sees one from here.
+            sender=Sender(handles=[Handle(kind=ctx.kind.value, value=ctx.sender, scope=ctx.account)]),
+            sent_at=_millis(ctx.event.get("timestamp")),
+            received_at=ctx.request.received_at,
+            content_type=content_type,
+            text=text,
+            attachments=attachments,
+            location=location,
+            metadata=metadata,
+            conversation_key=f"meta:{ctx.account}:{ctx.sender}",
+            raw={"entry_id": ctx.entry_id, "event": ctx.event},
         )
 
 
 class _Skip(Exception):
     """One item cannot become an event; its reason goes to `ParsedWebhook.ignored`."""
+
+
+class _Messaging:
+    """One Messenger/Instagram event and who it is between."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        kind: IdentifierKind,
+        account: str,
+        sender: str,
+        event: dict,
+        entry_id: str | None,
+        request: WebhookRequest,
+    ) -> None:
+        self.channel, self.kind, self.account, self.sender = channel, kind, account, sender
+        self.event, self.entry_id, self.request = event, entry_id, request
 
 
 class _Context:
@@ -439,6 +752,29 @@ def _text(obj: Any, key: str) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _string(obj: Any, key: str) -> str | None:
+    """A text field (message text, a title, an emoji): only a non-empty string counts."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _synthetic(kind: str, *parts: str | None) -> str | None:
+    """A stable id for an event Meta gives none, from the fields a retry repeats; None if one is missing."""
+    return f"{kind}:" + ":".join(parts) if all(parts) else None  # type: ignore[arg-type]
+
+
+def _millis(value: Any) -> datetime | None:
+    # Messenger times are integers of milliseconds; seconds (10 digits) are read as seconds.
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not _EPOCH.fullmatch(text):
+        return None
+    number = int(text)
+    try:
+        return datetime.fromtimestamp(number / 1000 if number >= 10**11 else number, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -14,7 +14,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest, WebhookResponse
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+    WebhookResponse,
+)
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -257,6 +264,30 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
 
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
         return WebhookResponse(status=200, body=EMPTY_TWIML, content_type="text/xml")
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
+        """An SMS from `customer`'s number to the hub's sample number, signed for `public_url`
+        with the first Auth Token, as Twilio posts it to `/webhooks/twilio`."""
+        import uuid
+        from urllib.parse import urlencode
+
+        params = {
+            "MessageSid": "SM" + uuid.uuid4().hex,
+            "AccountSid": "AC" + "0" * 32,
+            "From": customer.phone,
+            "To": "+14155550100",
+            "Body": customer.text,
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "SmsStatus": "received",
+            "ApiVersion": "2010-04-01",
+        }
+        signature = compute_signature(self.url_for(None), params, self.secrets.get(self.settings.auth_tokens[0]))
+        return SimulatedRequest(
+            path=f"/webhooks/{self.key}",
+            body=urlencode(params).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", SIGNATURE_HEADER: signature},
+        )
 
     # --- parsing -------------------------------------------------------------------------------
 

@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest, WebhookResponse
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+    WebhookResponse,
+)
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -275,6 +282,28 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
         if first is not None:
             body["message_id"] = first.metadata.get("client_message_id")
         return WebhookResponse(status=202, body=json.dumps(body), content_type="application/json")
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
+        """A chat message on the first site from a new visitor who gives `customer`'s phone and
+        name; the phone is proved with `user_hash` when the site has an identity secret."""
+        import uuid
+
+        site = self.settings.sites[0]
+        payload: dict[str, Any] = {
+            "site_id": site.id,
+            "visitor_id": "visitor-" + uuid.uuid4().hex[:12],
+            "message_id": str(uuid.uuid4()),
+            "text": customer.text,
+            "identity": {"phone": customer.phone, "name": customer.name},
+        }
+        if site.identity_secrets:
+            # What the site's backend computes with the site's identity secret (docs/channels/webchat.md).
+            payload["user_hash"] = user_hash(self.secrets.get(site.identity_secrets[0]), customer.phone)
+        return SimulatedRequest(
+            path=f"/webhooks/{self.key}",
+            body=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
 
     def _hash_matches(self, site_id: str, value: str, given: str) -> bool:
         expected_given = given.lower().encode("ascii")

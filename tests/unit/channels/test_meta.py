@@ -1,4 +1,5 @@
-"""Meta adapter: X-Hub-Signature-256 over exact bytes, the verify-token handshake, and WhatsApp parsing."""
+"""Meta adapter: X-Hub-Signature-256 over exact bytes, the verify-token handshake, WhatsApp parsing
+(with 2026's business-scoped user ids), Messenger and Instagram messaging, and simulated requests."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.adapters.channels import meta
-from chalicelib.adapters.channels.base import ParsedWebhook, WebhookRequest
+from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
 from chalicelib.adapters.channels.meta import MetaAdapter, MetaSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
@@ -24,6 +25,7 @@ VERIFY_TOKEN = "test_meta_verify_token"
 AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).parents[2] / "fixtures" / "meta").glob("*.body"))
 WHATSAPP_FIXTURES = [n for n in FIXTURE_NAMES if n.startswith("whatsapp_")]
+MESSAGING_FIXTURES = [n for n in FIXTURE_NAMES if n.startswith(("messenger_", "instagram_"))]
 PHONE_NUMBER_ID = "106540352242922"
 BSUID = "US.13491208655302741918"
 METADATA = {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID}
@@ -96,8 +98,16 @@ def only(parsed: ParsedWebhook):
 
 
 def test_all_documented_fixtures_are_stored():
-    assert len(FIXTURE_NAMES) == 12
+    assert len(FIXTURE_NAMES) == 26
     assert {"messenger_text", "messenger_batch", "instagram_text", "whatsapp_text"} <= set(FIXTURE_NAMES)
+    assert len(MESSAGING_FIXTURES) == 14
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_bodies_are_compact_escaped_json_as_meta_sends(load, name):
+    body = load("meta", name).body
+    assert body.isascii()
+    assert json.dumps(json.loads(body), separators=(",", ":")).encode() == body
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -130,10 +140,17 @@ def test_githubs_cross_check_vector():
     adapter(app_secrets=[secret]).verify(request(body, {"X-Hub-Signature-256": expected}))
 
 
-@pytest.mark.parametrize("name", WHATSAPP_FIXTURES[:3])
+@pytest.mark.parametrize("name", WHATSAPP_FIXTURES[:3] + MESSAGING_FIXTURES)
 def test_one_flipped_byte_fails(load, name):
     fx = load("meta", name)
-    tampered = fx.body.replace(b"Sheena", b"Sheenb") if b"Sheena" in fx.body else fx.body[:-2] + b" }"
+    # Another customer (or name) in otherwise identical bytes.
+    swaps = [
+        (b"Sheena", b"Sheenb"),
+        (b"6789012345678901", b"6789012345678902"),
+        (b"5566778899001122", b"5566778899001123"),
+    ]
+    old, new = next(((a, b) for a, b in swaps if a in fx.body), (b"]}]}", b"]} ]}"))
+    tampered = fx.body.replace(old, new)
     assert tampered != fx.body
     with pytest.raises(SignatureError):
         adapter().verify(fx.request(body=tampered))
@@ -320,16 +337,6 @@ def test_status_delivered(load):
 def test_status_failed_carries_the_first_error(load):
     status = only(parse_fixture(load, "whatsapp_status_failed"))
     assert (status.status, status.error_code, status.error_message) == ("failed", "131047", "Re-engagement message")
-
-
-@pytest.mark.parametrize("name", ["messenger_text", "messenger_batch", "instagram_text"])
-def test_messenger_and_instagram_are_acknowledged_with_a_reason(load, name):
-    meta_adapter = adapter()
-    parsed = parse_fixture(load, name)
-    assert parsed.events == []
-    [reason] = parsed.ignored
-    assert ("Messenger" if name.startswith("messenger") else "Instagram") in reason
-    assert meta_adapter.ack(parsed).status == 200
 
 
 # --- parsing: shapes built here ----------------------------------------------------------------
@@ -608,3 +615,508 @@ def test_lone_surrogate_in_entry_id_is_cleaned_before_it_reaches_raw():
     status = only(parse_body(raw))
     assert status.raw["entry_id"] == "\ufffd"
     assert StatusEvent.model_validate_json(status.model_dump_json()) == status
+
+
+# --- WhatsApp: business-scoped user ids (2026) -------------------------------------------------
+
+
+def test_bsuid_only_message_gives_a_whatsapp_user_handle_and_no_phone(load):
+    message = only(parse_fixture(load, "whatsapp_bsuid_only"))
+    assert [(h.kind, h.value, h.scope) for h in message.sender.handles] == [
+        ("whatsapp_user", "BR.1502576394655843", None)
+    ]
+    assert message.sender.display_name == "Ana Souza"
+    assert message.metadata["username"] == "@ana.souza"
+    assert message.text == "Olá! Meu pedido chegou quebrado."
+    assert message.conversation_key == f"meta:{PHONE_NUMBER_ID}:BR.1502576394655843"
+    assert message.raw["contact"]["user_id"] == "BR.1502576394655843"
+
+
+def test_bsuid_and_wa_id_give_both_handles_so_identity_links_them(load):
+    message = only(parse_fixture(load, "whatsapp_bsuid_and_wa_id"))
+    assert [(h.kind, h.value) for h in message.sender.handles] == [
+        ("whatsapp_user", "DE.88012345678901234567"),
+        ("whatsapp", "4915123456789"),
+    ]
+    assert all(h.verified for h in message.sender.handles)
+    assert message.sender.display_name == "Jürgen Weiß"
+    assert message.metadata["parent_user_id"] == "DE.ENT.11815799212886844830"
+    assert message.text == "Grüß Gott, wo bleibt meine Lieferung?"
+
+
+def test_the_bsuid_handle_normalizes_to_the_whatsapp_user_identifier(load):
+    from chalicelib.domain.identifiers import IdentifierKind
+    from chalicelib.service.identity import normalize_sender
+
+    handles = only(parse_fixture(load, "whatsapp_bsuid_and_wa_id")).sender.handles
+    party = normalize_sender(handles, None, default_region="US").party
+    assert [(i.kind, i.value) for i in party.identifiers] == [
+        (IdentifierKind.WHATSAPP_USER, "DE.88012345678901234567"),
+        (IdentifierKind.PHONE, "+4915123456789"),
+    ]
+
+
+BOTH = [("whatsapp_user", BSUID), ("whatsapp", "16505551234")]
+
+
+@pytest.mark.parametrize(
+    ("message_ids", "contact_ids", "expected"),
+    [
+        # The message names only the BSUID; the phone comes from its contact.
+        ({"from": None}, {"wa_id": "16505551234", "user_id": BSUID}, BOTH),
+        # The message names only the phone; the BSUID comes from its contact.
+        ({"from_user_id": None}, {"wa_id": "16505551234", "user_id": BSUID}, BOTH),
+        # `from` empty, contact without wa_id: a username user.
+        ({"from": ""}, {"user_id": BSUID}, [("whatsapp_user", BSUID)]),
+        # No contacts at all (system messages have none): the message's own ids.
+        ({}, None, BOTH),
+    ],
+)
+def test_bsuid_and_phone_are_read_from_the_message_or_its_contact(message_ids, contact_ids, expected):
+    value: dict = {"messages": [text_message(1, **message_ids)]}
+    if contact_ids is not None:
+        value["contacts"] = [{"profile": {"name": "N"}, **contact_ids}]
+    handles = only(parse_body(whatsapp_body(value))).sender.handles
+    assert [(h.kind, h.value) for h in handles] == expected
+
+
+def test_status_sent_to_a_bsuid_names_the_bsuid_as_recipient(load):
+    status = only(parse_fixture(load, "whatsapp_status_read_bsuid"))
+    assert isinstance(status, StatusEvent)
+    assert (status.status, status.recipient) == ("read", "BR.1502576394655843")
+    assert status.raw["status"]["recipient_user_id"] == "BR.1502576394655843"
+    assert status.raw["contact"]["profile"]["username"] == "@ana.souza"
+
+
+def test_status_recipient_prefers_the_phone_and_falls_back_to_the_contact():
+    with_phone = {"id": "wamid.OUT", "status": "delivered", "recipient_id": "16505551234", "recipient_user_id": BSUID}
+    assert only(parse_body(whatsapp_body({"statuses": [with_phone]}))).recipient == "16505551234"
+    bare = {"id": "wamid.OUT", "status": "delivered"}
+    contact = {"user_id": BSUID}
+    assert only(parse_body(whatsapp_body({"contacts": [contact], "statuses": [bare]}))).recipient == BSUID
+
+
+# --- Messenger and Instagram: the fixtures -----------------------------------------------------
+
+PAGE_ID, PSID = "1234567890", "6789012345678901"
+IG_ID, IGSID = "17841400000000000", "5566778899001122"
+
+
+def test_messenger_text(load):
+    message = only(parse_fixture(load, "messenger_text"))
+    assert isinstance(message, InboundMessage)
+    assert (message.provider, message.channel, message.content_type) == ("meta", Channel.MESSENGER, ContentType.TEXT)
+    assert message.provider_message_id == "m_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+    assert message.account == PAGE_ID
+    assert [(h.kind, h.value, h.scope, h.verified) for h in message.sender.handles] == [
+        ("messenger", PSID, PAGE_ID, True)
+    ]
+    assert message.sender.display_name is None
+    assert message.text == "Is the store open on Sunday?"
+    # Messenger times are milliseconds.
+    assert message.sent_at == datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=timezone.utc)
+    assert message.received_at == AT
+    assert message.conversation_key == f"meta:{PAGE_ID}:{PSID}"
+    assert message.dedupe_key == "msg:meta:m_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+    assert message.raw["event"]["message"]["text"] == "Is the store open on Sunday?"
+    assert message.raw["entry_id"] == PAGE_ID
+
+
+def test_messenger_non_ascii_text_and_its_signature(load):
+    fx = load("meta", "messenger_text_non_ascii")
+    assert b"\\u00fc" in fx.body and b"\\ud83d\\udce6" in fx.body
+    message = only(parse_fixture(load, "messenger_text_non_ascii"))
+    assert message.text == "Grüße aus Köln — ist das Paket schon unterwegs? 📦"
+    reserialized = json.dumps(json.loads(fx.body), ensure_ascii=False, separators=(",", ":")).encode()
+    with pytest.raises(SignatureError):
+        adapter().verify(fx.request(body=reserialized))
+
+
+def test_messenger_quick_reply_keeps_the_payload(load):
+    message = only(parse_fixture(load, "messenger_quick_reply"))
+    assert message.content_type is ContentType.INTERACTIVE
+    assert message.text == "Track my order"
+    assert message.metadata == {"type": "message", "interactive_type": "quick_reply", "reply_id": "TRACK_ORDER"}
+
+
+def test_messenger_postback_keeps_title_and_payload(load):
+    message = only(parse_fixture(load, "messenger_postback"))
+    assert message.content_type is ContentType.INTERACTIVE
+    assert message.provider_message_id == "m_Postback000000000000000000000001"
+    assert message.text == "Get Started"
+    assert message.metadata == {"type": "postback", "interactive_type": "postback", "reply_id": "GET_STARTED"}
+    assert [(h.kind, h.value) for h in message.sender.handles] == [("messenger", PSID)]
+
+
+def test_messenger_attachments_keep_url_and_type(load):
+    message = only(parse_fixture(load, "messenger_attachments"))
+    assert message.content_type is ContentType.MEDIA
+    assert message.text is None
+    assert [a.url for a in message.attachments] == [
+        "https://cdn.fbsbx.com/v/t59.2708-21/invoice-1042.pdf?_nc_cat=1&oh=00_AfB",
+        "https://video.xx.fbcdn.net/v/t42.3356-2/broken-seal.mp4?_nc_cat=1&oh=00_AfC",
+    ]
+    # Messenger names a kind, not a MIME type: the vendor reads the type from the download.
+    assert [a.content_type for a in message.attachments] == [None, None]
+    assert message.metadata["attachment_types"] == ["file", "video"]
+
+
+def test_messenger_batch_gives_the_attachment_and_the_read_receipt(load):
+    parsed = parse_fixture(load, "messenger_batch")
+    assert parsed.ignored == []
+    image, read = parsed.events
+    assert isinstance(image, InboundMessage) and isinstance(read, StatusEvent)
+    assert image.metadata["attachment_types"] == ["image"]
+    assert image.attachments[0].url == "https://scontent.xx.fbcdn.net/v/t1.15752-9/example.jpg"
+    assert read.status == "read"
+
+
+def test_messenger_echo_is_ignored_with_a_reason_never_a_contact(load):
+    parsed = parse_fixture(load, "messenger_echo")
+    assert parsed.events == []
+    assert parsed.ignored == ["entry[0].messaging[0]: echo of a message the business sent (is_echo), not a contact"]
+    assert adapter().ack(parsed).status == 200
+
+
+def test_messenger_read_receipt_is_a_status_event_by_watermark(load):
+    status = only(parse_fixture(load, "messenger_read"))
+    assert isinstance(status, StatusEvent)
+    assert (status.provider, status.channel, status.status) == ("meta", Channel.MESSENGER, "read")
+    # No message id: the watermark (every message up to then) makes a stable one.
+    assert status.provider_message_id == f"watermark:{PAGE_ID}:{PSID}:1767225600450"
+    assert (status.account, status.recipient) == (PAGE_ID, PSID)
+    assert status.occurred_at == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=timezone.utc)
+    assert status.raw["event"]["read"] == {"watermark": 1767225600450}
+
+
+def test_messenger_delivery_receipt_is_one_status_event_per_mid(load):
+    parsed = parse_fixture(load, "messenger_delivery")
+    assert parsed.ignored == []
+    assert [(e.kind, e.provider_message_id, e.status) for e in parsed.events] == [
+        ("status", "m_Out000000000000000000000000001", "delivered"),
+        ("status", "m_Out000000000000000000000000002", "delivered"),
+    ]
+    assert {e.dedupe_key for e in parsed.events} == {
+        "status:meta:m_Out000000000000000000000000001:delivered",
+        "status:meta:m_Out000000000000000000000000002:delivered",
+    }
+
+
+def test_messenger_reaction_names_the_reacted_message(load):
+    message = only(parse_fixture(load, "messenger_reaction"))
+    assert message.content_type is ContentType.REACTION
+    assert message.text == "❤️"
+    assert message.metadata == {
+        "type": "reaction",
+        "reacted_message_id": "m_Out000000000000000000000000001",
+        "emoji": "❤️",
+        "reaction": "love",
+        "action": "react",
+        "removed": False,
+    }
+    # Reactions have no id of their own; a retry of the same webhook repeats every part of this one.
+    assert message.provider_message_id == f"reaction:{PSID}:m_Out000000000000000000000000001:react:1767225600700"
+
+
+def test_instagram_text_has_an_instagram_scoped_handle(load):
+    message = only(parse_fixture(load, "instagram_text"))
+    assert (message.channel, message.content_type, message.text) == (
+        Channel.INSTAGRAM,
+        ContentType.TEXT,
+        "Do you ship to Canada?",
+    )
+    assert message.account == IG_ID
+    assert [(h.kind, h.value, h.scope) for h in message.sender.handles] == [("instagram", IGSID, IG_ID)]
+    assert message.conversation_key == f"meta:{IG_ID}:{IGSID}"
+
+
+def test_instagram_story_reply_keeps_the_story(load):
+    message = only(parse_fixture(load, "instagram_story_reply"))
+    assert (message.channel, message.content_type) == (Channel.INSTAGRAM, ContentType.TEXT)
+    assert message.text == "¡Me encanta! ¿Lo tienen en azul?"
+    assert message.metadata["story_reply"] == {
+        "id": "17900000000000001",
+        "url": "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=17900000000000001&signature=AbC",
+    }
+
+
+def test_instagram_story_mention_is_media_with_the_story_url(load):
+    message = only(parse_fixture(load, "instagram_story_mention"))
+    assert message.content_type is ContentType.MEDIA
+    [attachment] = message.attachments
+    assert attachment.url == "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=17900000000000002&signature=DeF"
+    assert message.metadata["story_mention"] is True
+    assert message.metadata["attachment_types"] == ["story_mention"]
+
+
+def test_instagram_seen_is_a_read_status_for_that_message(load):
+    status = only(parse_fixture(load, "instagram_seen"))
+    assert (status.channel, status.status, status.recipient, status.account) == (
+        Channel.INSTAGRAM,
+        "read",
+        IGSID,
+        IG_ID,
+    )
+    assert status.provider_message_id == "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDk5"
+
+
+@pytest.mark.parametrize("name", MESSAGING_FIXTURES)
+def test_every_messaging_fixture_parses_the_same_twice_and_survives_the_queue(load, name):
+    first, second = parse_fixture(load, name), parse_fixture(load, name)
+    assert first == second
+    for event in first.events:
+        assert type(event).model_validate_json(event.model_dump_json()) == event
+
+
+# --- Messenger and Instagram: shapes built here ------------------------------------------------
+
+
+def messaging_body(*events: dict, product: str = "page", account: str = PAGE_ID, **entry) -> bytes:
+    body = {"object": product, "entry": [{"id": account, "time": 1767225601000, "messaging": list(events), **entry}]}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def from_customer(timestamp: int | str | None = 1767225600000, **kind) -> dict:
+    event = {"sender": {"id": PSID}, "recipient": {"id": PAGE_ID}, "timestamp": timestamp, **kind}
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def test_instagram_echo_arrives_in_messages_and_is_ignored():
+    echo = {
+        "sender": {"id": IG_ID},
+        "recipient": {"id": IGSID},
+        "timestamp": 1767225600000,
+        "message": {"mid": "aWdf_echo", "text": "Thanks!", "is_echo": True},
+    }
+    parsed = parse_body(messaging_body(echo, product="instagram", account=IG_ID))
+    assert parsed.events == [] and "is_echo" in parsed.ignored[0]
+
+
+def test_a_message_sent_by_the_page_itself_is_never_a_contact_even_without_is_echo():
+    event = {"sender": {"id": PAGE_ID}, "recipient": {"id": PSID}, "message": {"mid": "m_1", "text": "x"}}
+    parsed = parse_body(messaging_body(event))
+    assert parsed.events == []
+    assert parsed.ignored == ["entry[0].messaging[0]: sent by the business account itself, not a contact"]
+
+
+def test_removed_reaction():
+    reaction = {"action": "unreact", "mid": "m_Out1", "reaction": "love"}
+    message = only(parse_body(messaging_body(from_customer(reaction=reaction))))
+    assert message.content_type is ContentType.REACTION
+    assert message.text is None
+    assert (message.metadata["removed"], message.metadata["action"]) == (True, "unreact")
+    assert message.provider_message_id == f"reaction:{PSID}:m_Out1:unreact:1767225600000"
+
+
+def test_postback_without_mid_gets_a_stable_id_from_sender_and_time():
+    postback = {"title": "Talk to a human", "payload": "HUMAN"}
+    first = only(parse_body(messaging_body(from_customer(postback=postback))))
+    again = only(parse_body(messaging_body(from_customer(postback=postback))))
+    assert first.provider_message_id == again.provider_message_id == f"postback:{PSID}:1767225600000"
+    parsed = parse_body(messaging_body(from_customer(timestamp=None, postback=postback)))
+    assert parsed.events == [] and parsed.ignored == ["entry[0].messaging[0]: postback without mid or timestamp"]
+
+
+def test_postback_referral_and_message_reply_to_are_kept():
+    referral = {"ref": "summer-sale", "source": "SHORTLINK", "type": "OPEN_THREAD"}
+    event = from_customer(postback={"mid": "m_p", "payload": "X", "referral": referral})
+    postback = only(parse_body(messaging_body(event)))
+    assert postback.metadata["referral"] == referral
+    assert postback.text is None
+    reply = {"mid": "m_r", "text": "this one", "reply_to": {"mid": "m_Out1", "is_self_reply": False}}
+    assert only(parse_body(messaging_body(from_customer(message=reply)))).metadata["reply_to"] == "m_Out1"
+
+
+@pytest.mark.parametrize(
+    ("message", "content_type"),
+    [
+        ({"attachments": [{"type": "fallback"}]}, ContentType.UNSUPPORTED),
+        ({"is_unsupported": True}, ContentType.UNSUPPORTED),
+        ({"attachments": [{"type": "share", "payload": {"url": "https://www.instagram.com/p/x"}}]}, ContentType.MEDIA),
+        ({"attachments": [{"type": "ig_reel", "payload": {"url": "https://x.example/r"}}]}, ContentType.MEDIA),
+        ({"attachments": [{"type": "location", "payload": {"coordinates": {"lat": 5, "long": 1}}}]},
+         ContentType.LOCATION),
+        ({"attachments": ["junk", {"type": "image", "payload": "junk"}]}, ContentType.UNSUPPORTED),
+        ({"text": ""}, ContentType.UNSUPPORTED),
+    ],
+)
+def test_attachment_kinds_and_unreadable_content_are_all_kept(message, content_type):
+    event = from_customer(message={"mid": "m_x", **message})
+    parsed = only(parse_body(messaging_body(event)))
+    assert parsed.content_type is content_type
+    assert parsed.raw["event"]["message"] == {"mid": "m_x", **message}
+
+
+def test_legacy_location_attachment():
+    payload = {"title": "Pinned", "coordinates": {"lat": 52.52, "long": 13.405}}
+    event = from_customer(message={"mid": "m_l", "attachments": [{"type": "location", "payload": payload}]})
+    message = only(parse_body(messaging_body(event)))
+    assert message.location.model_dump(include={"latitude", "longitude", "name"}) == {
+        "latitude": 52.52,
+        "longitude": 13.405,
+        "name": "Pinned",
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (from_customer(message_edit={"mid": "m_1", "text": "fixed"}), "'message_edit' events are not handled"),
+        (from_customer(optin={"type": "notification_messages", "payload": "x"}), "'optin' events are not handled"),
+        (from_customer(referral={"ref": "ad", "source": "ADS"}), "'referral' events are not handled"),
+        (from_customer(pass_thread_control={"new_owner_app_id": "1"}), "'pass_thread_control' events are not handled"),
+        (from_customer(), "no event in the item"),
+        (from_customer(message={"text": "no mid"}), "message without mid"),
+        (from_customer(message="text"), "message is not an object"),
+        (from_customer(message={"mid": "m_1", "is_deleted": True}), "is_deleted"),
+        (from_customer(postback=[1]), "postback is not an object"),
+        (from_customer(reaction={"emoji": "x"}), "reaction without the reacted message's mid"),
+        (from_customer(read={}), "read receipt without mids or watermark"),
+        (from_customer(delivery="x"), "delivery is not an object"),
+        ({"sender": {"user_ref": "guest-1"}, "recipient": {"id": PAGE_ID}, "message": {"mid": "m_1"}}, "user_ref"),
+        ({"recipient": {"id": PAGE_ID}, "message": {"mid": "m_1", "text": "x"}}, "event without sender.id"),
+        ("not an event", "not an object"),
+    ],
+)
+def test_unknown_or_unusable_events_are_ignored_with_a_reason(event, reason):
+    parsed = parse_body(messaging_body(event))
+    assert parsed.events == []
+    [ignored] = parsed.ignored
+    assert ignored.startswith("entry[0].messaging[0]: ") and reason in ignored
+
+
+def test_one_bad_event_never_drops_the_others_and_each_is_located():
+    good = from_customer(message={"mid": "m_1", "text": "hello"})
+    body = messaging_body("junk", good, from_customer(optin={}), from_customer(read={"watermark": 5}))
+    parsed = parse_body(body)
+    assert [e.kind for e in parsed.events] == ["message", "status"]
+    assert parsed.ignored == [
+        "entry[0].messaging[0]: not an object",
+        "entry[0].messaging[2]: 'optin' events are not handled",
+    ]
+
+
+def test_entry_shapes_that_are_not_messaging_are_acknowledged_with_reasons():
+    body = {
+        "object": "page",
+        "entry": [
+            {"id": PAGE_ID, "time": 1, "changes": [{"field": "feed", "value": {"item": "comment"}}]},
+            {"id": PAGE_ID, "standby": [from_customer(message={"mid": "m_s", "text": "x"})]},
+            {"id": PAGE_ID, "messaging": {"not": "a list"}},
+            {"id": PAGE_ID},
+            "junk",
+        ],
+    }
+    parsed = parse_body(json.dumps(body).encode())
+    assert parsed.events == []
+    assert parsed.ignored == [
+        "entry[0].changes[0]: field 'feed' is not handled",
+        "entry[1].standby: 1 events of conversations another app controls",
+        "entry[2].messaging: not a list",
+        "entry[3]: no messaging events",
+        "entry[4]: not an object",
+    ]
+
+
+def test_without_entry_id_the_recipient_is_the_account():
+    body = {"object": "page", "entry": [{"messaging": [from_customer(message={"mid": "m_1", "text": "x"})]}]}
+    message = only(parse_body(json.dumps(body).encode()))
+    assert message.account == PAGE_ID and message.sender.handles[0].scope == PAGE_ID
+    no_account = {"object": "page", "entry": [{"messaging": [{"sender": {"id": PSID}, "message": {"mid": "m_1"}}]}]}
+    assert parse_body(json.dumps(no_account).encode()).ignored == [
+        "entry[0].messaging[0]: no page or account id (entry.id, recipient.id)"
+    ]
+
+
+def test_delivery_without_mids_uses_the_watermark_and_repeated_mids_count_once():
+    watermark = only(parse_body(messaging_body(from_customer(delivery={"watermark": 1767225600000}))))
+    assert watermark.provider_message_id == f"watermark:{PAGE_ID}:{PSID}:1767225600000"
+    assert watermark.status == "delivered"
+    repeated = parse_body(messaging_body(from_customer(delivery={"mids": ["m_1", "m_1", 5, ""], "watermark": 1})))
+    assert [e.provider_message_id for e in repeated.events] == ["m_1"]
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (1767225600123, datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=timezone.utc)),
+        ("1767225600123", datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=timezone.utc)),
+        # The App Dashboard's test payloads send seconds as strings.
+        ("1767225600", datetime(2026, 1, 1, tzinfo=timezone.utc)),
+        (999_999_999_999_999, None),
+        ("soon", None),
+        (True, None),
+        (-5, None),
+        (1.5, None),
+    ],
+)
+def test_messaging_timestamps(timestamp, expected):
+    message = only(parse_body(messaging_body(from_customer(timestamp=timestamp, message={"mid": "m_t", "text": "x"}))))
+    assert message.sent_at == expected
+
+
+def test_lone_surrogate_in_messenger_text_becomes_a_replacement_character():
+    body = messaging_body(from_customer(message={"mid": "m_1", "text": "PLACEHOLDER"}))
+    body = body.replace(b"PLACEHOLDER", b"a \\udc00 b")
+    message = only(parse_body(body))
+    assert message.text == "a \ufffd b"
+    assert InboundMessage.model_validate_json(message.model_dump_json()) == message
+
+
+# --- simulated requests ------------------------------------------------------------------------
+
+CUSTOMER = SimulatedCustomer(
+    name="Jana Schmidt", phone="+4917612345678", email="jana@example.com", text="Grüße, wo ist mein Paket?"
+)
+
+
+def test_simulated_request_is_a_signed_whatsapp_text_from_the_customer():
+    meta_adapter = adapter(app_secrets=[SECRET, OLD_SECRET])
+    simulated = meta_adapter.simulated_request(CUSTOMER)
+    assert simulated.path == "/webhooks/meta"
+    assert b"Gr\\u00fc\\u00dfe" in simulated.body  # escaped like Meta's own bytes
+    assert simulated.headers["X-Hub-Signature-256"] == meta.compute_signature(SECRET, simulated.body)
+    req = request(simulated.body, simulated.headers)
+    meta_adapter.verify(req)
+    message = only(meta_adapter.parse(req))
+    assert (message.channel, message.text, message.sender.display_name) == (
+        Channel.WHATSAPP,
+        "Grüße, wo ist mein Paket?",
+        "Jana Schmidt",
+    )
+    assert [(h.kind, h.value) for h in message.sender.handles] == [("whatsapp", "4917612345678")]
+    assert message.account == meta.SIMULATED_PHONE_NUMBER_ID
+    assert meta_adapter.simulated_request(CUSTOMER).body != simulated.body, "every simulated message is a new one"
+
+
+def test_simulated_requests_of_twilio_and_webchat_verify_and_parse_with_their_adapters():
+    # twilio.py and webchat.py gained `simulated_request` alongside this adapter's.
+    from chalicelib.adapters.channels.twilio import TwilioAdapter, TwilioSettings
+    from chalicelib.adapters.channels.webchat import WebchatAdapter, WebchatSettings
+
+    twilio_adapter = TwilioAdapter(
+        TwilioSettings(
+            auth_tokens=["0123456789abcdef0123456789abcdef"], public_url="https://hub.example.com/webhooks/twilio"
+        ),
+        SecretResolver({}),
+    )
+    webchat_adapter = WebchatAdapter(
+        WebchatSettings.model_validate({"sites": [{"id": "shop", "identity_secrets": ["shop-secret"]}]}),
+        SecretResolver({}),
+    )
+    for channel_adapter, path, channel in (
+        (twilio_adapter, "/webhooks/twilio", Channel.SMS),
+        (webchat_adapter, "/webhooks/webchat", Channel.WEBCHAT),
+    ):
+        simulated = channel_adapter.simulated_request(CUSTOMER)
+        assert simulated.path == path
+        req = request(simulated.body, simulated.headers)
+        channel_adapter.verify(req)
+        [message] = channel_adapter.parse(req).events
+        assert (message.channel, message.text) == (channel, CUSTOMER.text)
+        assert ("phone", CUSTOMER.phone, True) in [(h.kind, h.value, h.verified) for h in message.sender.handles]
+    unverified_site = WebchatAdapter(WebchatSettings.model_validate({"sites": [{"id": "open"}]}), SecretResolver({}))
+    simulated = unverified_site.simulated_request(CUSTOMER)
+    assert "user_hash" not in json.loads(simulated.body)
+    [message] = unverified_site.parse(request(simulated.body, simulated.headers)).events
+    assert [(h.kind, h.verified) for h in message.sender.handles][1:] == [("phone", False)]
