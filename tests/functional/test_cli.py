@@ -70,6 +70,22 @@ def test_simulate_shows_one_customer_across_sms_whatsapp_and_web_chat(tmp_path, 
     assert lines[-1]["data"]["case"]["contact_count"] == 3
 
 
+def test_simulate_one_channel_posts_its_providers_signed_request(tmp_path, capsys):
+    runtime = EmbeddedRuntime(Settings(config_path=str(DEFAULT_CONFIG), data_dir=str(tmp_path), port=0), port=0).start()
+    try:
+        sent = main(["simulate", "--url", runtime.url, "--config", str(DEFAULT_CONFIG), "--channel", "webchat",
+                     "--text", "Nur eine Nachricht"])
+        unknown = main(["simulate", "--url", runtime.url, "--config", str(DEFAULT_CONFIG), "--channel", "fax"])
+    except SystemExit as exit_:
+        unknown = exit_
+    finally:
+        runtime.stop()
+    output = capsys.readouterr().out
+
+    assert sent == 0 and "webchat    POST /webhooks/webchat" in output and "→ 202" in output
+    assert "not enabled" in str(unknown)
+
+
 def test_check_config_exit_codes(tmp_path, capsys):
     broken = tmp_path / "broken.yaml"
     broken.write_text("channels:\n  twilio:\n    auth_tokens: [x]\n")
