@@ -11,6 +11,7 @@ from chalicelib.api.workers import (
     PROCESS_RESERVE_SECONDS,
     deliver,
     process_inbound,
+    ses_inbound,
     sqs_batch,
 )
 from chalicelib.bootstrap import get_hub
@@ -32,3 +33,10 @@ def process_inbound_queue(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=10, name="deliver")
 def deliver_queue(event: SQSEvent) -> None:
     sqs_batch(event, get_hub().delivery_queue, deliver, reserve_seconds=DELIVER_RESERVE_SECONDS)
+
+
+# SES stores inbound mail in the bucket; S3 announces each object on a standard queue (S3 cannot
+# notify FIFO queues, and `chalice package` cannot express `on_s3_event`): docs/channels/ses.md.
+@app.on_sqs_message(queue=_settings.queue_name("ses-inbound", fifo=False), batch_size=10, name="ses_inbound")
+def ses_inbound_queue(event: SQSEvent) -> None:
+    ses_inbound(event)

@@ -44,7 +44,7 @@ class IdentitySettings(Strict):
     link_kinds: list[IdentifierKind] = Field(default_factory=lambda: [
         IdentifierKind.EXTERNAL, IdentifierKind.EMAIL, IdentifierKind.PHONE, IdentifierKind.WHATSAPP_USER,
         IdentifierKind.WEBCHAT, IdentifierKind.MESSENGER, IdentifierKind.INSTAGRAM, IdentifierKind.TELEGRAM,
-        IdentifierKind.SLACK,
+        IdentifierKind.SLACK, IdentifierKind.X,
     ])
     #: At most this many values of a kind per customer; further ones stay on the contact only.
     max_per_kind: dict[IdentifierKind, int] = Field(default_factory=lambda: {

@@ -70,6 +70,7 @@ class Settings:
             environ=env,
         )
 
-    def queue_name(self, role: str) -> str:
-        """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`)."""
-        return f"hub-{self.stage}-{role}.fifo"
+    def queue_name(self, role: str, *, fifo: bool = True) -> str:
+        """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`; S3 event
+        notifications can only go to standard queues, hence `fifo=False`)."""
+        return f"hub-{self.stage}-{role}" + (".fifo" if fifo else "")

@@ -22,9 +22,12 @@ logger = logging.getLogger(__name__)
 
 webhooks = Blueprint(__name__)
 
-#: Text content types the route lets through; each adapter narrows to its own (else 415).
-#: Multipart (binary) bodies need a route of their own: Chalice cannot mix the two on one route.
-TEXT_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+#: Content types the route lets through; each adapter narrows to its own (else 415). They are
+#: all text to API Gateway (none is in `binary_types`): Chalice cannot mix binary and text types
+#: on one route. Email providers' multipart posts therefore arrive byte-exact when they carry the
+#: raw MIME (SendGrid "raw", Mailgun `body-mime`: attachments are base64 text inside it), which
+#: docs/channels/mailgun.md and sendgrid.md make the recommended setup.
+TEXT_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain", "multipart/form-data"]
 
 
 def _count_rejection(error: HubError) -> None:

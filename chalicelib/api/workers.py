@@ -57,6 +57,31 @@ def deliver(message: ReceivedMessage) -> str:
     return outcome
 
 
+def ses_inbound(event) -> int:
+    """Mail that SES stored in the bucket (`ses-inbound/`), announced by S3 through a standard SQS
+    queue: each queue record's body is an S3 event notification. Returns the messages ingested.
+    A failure raises, so SQS redelivers the record (and its DLQ keeps it after five tries)."""
+    import json
+
+    from chalicelib.adapters.channels.ses_s3 import handle_s3_records
+    from chalicelib.service.ingest import enqueue
+
+    hub = get_hub()
+    adapter = hub.adapter("ses")
+    if adapter is None:
+        logger.warning("mail arrived in the bucket, but the ses channel is not configured: ignored")
+        return 0
+    records = [r for record in event for r in json.loads(record.body).get("Records", [])]
+    ingested: list = []
+
+    def ingest(messages: list) -> None:
+        enqueue(hub.inbound_queue, messages)
+        ingested.extend(messages)
+
+    handle_s3_records(records, s3_client=hub.aws_client("s3"), adapter=adapter, ingest=ingest)
+    return len(ingested)
+
+
 def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOutcome:
     """Run a Chalice `SQSEvent` through `handle`; raise `BatchIncompleteError` if any failed."""
     messages = []

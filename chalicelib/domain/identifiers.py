@@ -31,6 +31,9 @@ class IdentifierKind(StrEnum):
     INSTAGRAM = "instagram"
     TELEGRAM = "telegram"
     SLACK = "slack"
+    #: An X (Twitter) user id: numeric and global (the same for every app), unlike Messenger's
+    #: page-scoped ids, so it needs no scope.
+    X = "x"
     WEBCHAT = "webchat"
     EXTERNAL = "external"
 
@@ -104,7 +107,7 @@ def normalize(
 
     `default_region` (the channel account's country) only reads national phone numbers; kind
     `whatsapp` (a `wa_id`) is always international. `scope` is required for `SCOPED_KINDS`,
-    ignored for phone numbers, emails and Telegram ids (global by nature), and kept as a `scope/`
+    ignored for phone numbers, emails, Telegram and X ids (global by nature), and kept as a `scope/`
     prefix of the value for the other kinds, so the key still round-trips through `Identifier.parse`.
     """
     spelled = str(kind).strip().lower()
@@ -125,6 +128,12 @@ def normalize(
         # anything else is a username, which its owner can change and someone else can take.
         if not re.fullmatch(r"[0-9]{1,20}", text):
             raise InvalidIdentifierError("telegram ids are numeric (the user id, not the @username)")
+        return Identifier(kind=resolved, value=str(int(text)))
+    if resolved is IdentifierKind.X:
+        # X user ids are 64-bit integers (https://docs.x.com/fundamentals/x-ids); the
+        # @handle is not an id: its owner can change it and someone else can take it.
+        if not re.fullmatch(r"[0-9]{1,20}", text):
+            raise InvalidIdentifierError("x ids are numeric (the user id, not the @handle)")
         return Identifier(kind=resolved, value=str(int(text)))
     scope = _opaque(scope.strip(), resolved, "scope") if scope else ""
     if resolved in SCOPED_KINDS:

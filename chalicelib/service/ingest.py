@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from chalicelib.adapters.channels.base import ChannelAdapter, WebhookRequest, WebhookResponse
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.domain.ids import group_id
+from chalicelib.domain.models import InboundMessage, StatusEvent
 from chalicelib.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 
 
@@ -37,7 +38,14 @@ def ingest(
         )
     adapter.verify(request)
     parsed = adapter.parse(request)
-    if parsed.events:
+    enqueue(queue, parsed.events)
+    return IngestResult(response=adapter.ack(parsed), enqueued=len(parsed.events), ignored=parsed.ignored)
+
+
+def enqueue(queue: Queue, events: list[InboundMessage | StatusEvent]) -> None:
+    """Put parsed events on the inbound queue in one call: ordered per sender, deduplicated by the
+    provider's message id. Every entry path (webhooks, SES mail in S3) goes through here."""
+    if events:
         queue.send(
             [
                 OutgoingMessage(
@@ -45,10 +53,9 @@ def ingest(
                     group=group_id(event.order_key),
                     dedupe_id=hashlib.sha256(event.dedupe_key.encode()).hexdigest(),
                 )
-                for event in parsed.events
+                for event in events
             ]
         )
-    return IngestResult(response=adapter.ack(parsed), enqueued=len(parsed.events), ignored=parsed.ignored)
 
 
 def handshake(adapter: ChannelAdapter, request: WebhookRequest) -> WebhookResponse:

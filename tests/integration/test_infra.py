@@ -110,7 +110,7 @@ def test_every_resource_name_contains_the_stage(template):
         for props in (r["Properties"] for r in template["Resources"].values())
         if {"TableName", "QueueName", "BucketName"} & set(props)
     ]
-    assert len(names) == 6
+    assert len(names) == 8
     assert all("${Stage}" in name["Fn::Sub"] for name in names)
     assert len({substitute(n, "dev") for n in names} & {substitute(n, "qa") for n in names}) == 0
 
@@ -131,9 +131,11 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
     queues = {substitute(q["Properties"]["QueueName"], "dev"): q["Properties"]
               for q in resources_of(template, "AWS::SQS::Queue").values()}
     assert set(queues) == {"hub-dev-inbound.fifo", "hub-dev-inbound-dlq.fifo",
-                           "hub-dev-delivery.fifo", "hub-dev-delivery-dlq.fifo"}
-    for props in queues.values():
-        assert props["FifoQueue"] is True
+                           "hub-dev-delivery.fifo", "hub-dev-delivery-dlq.fifo",
+                           "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq"}
+    for name, props in queues.items():
+        # S3 can only notify standard queues; every worker queue of the hub's own is FIFO.
+        assert props.get("FifoQueue", False) is (not name.startswith("hub-dev-ses-inbound"))
         assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert props["SqsManagedSseEnabled"] is True
     logical_names = {r["Properties"]["QueueName"]["Fn::Sub"]: k for k, r in template["Resources"].items()
@@ -396,11 +398,14 @@ def packaged_findings(packaged) -> list[dict]:
 def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_config):
     resources = json.loads(packaged.read_text())["Resources"]
     functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
-    assert {k: p["Timeout"] for k, p in functions.items()} == {"APIHandler": 5, "ProcessInbound": 30, "Deliver": 60}
+    assert {k: p["Timeout"] for k, p in functions.items()} == {
+        "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "SesInbound": 30,
+    }
     assert {p["MemorySize"] for p in functions.values()} == {256}
-    for role, function in (("inbound", "ProcessInbound"), ("delivery", "Deliver")):
+    for queue, function in (("inbound.fifo", "ProcessInbound"), ("delivery.fifo", "Deliver"),
+                            ("ses-inbound", "SesInbound")):
         [event] = functions[function]["Events"].values()
-        assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":" + Settings(stage="dev").queue_name(role))
+        assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":hub-dev-" + queue)
         assert event["Properties"]["BatchSize"] <= 10
     policy = json.loads((CHALICE_DIR / "policy-dev.json").read_text())
     roles = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::IAM::Role"]

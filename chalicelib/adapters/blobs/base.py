@@ -1,4 +1,4 @@
-"""The blob-store port: raw payloads too large for a queue message, and (later) media.
+"""The blob-store port: raw payloads too large for a queue message, and media attachments.
 
 S3 on AWS, a local directory in the embedded runtime.
 """
@@ -8,6 +8,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+
+from chalicelib.errors import ConfigError
+
+#: The longest a link may live: S3 refuses SigV4 presigned URLs valid for more than 7 days.
+MAX_LINK_SECONDS = 7 * 24 * 3600
 
 
 class BlobStore(ABC):
@@ -22,6 +27,22 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str:
+        """A URL that lets whoever holds it GET the blob, without credentials, for `ttl_seconds`
+        (1 s to 7 days): how vendors and agents open a customer's attachment.
+
+        Making the link checks nothing about the key (S3 presigning is a local computation).
+        Raises `ValueError` for a ttl outside the range, `ConfigError` when this store cannot
+        make links, and `TransientError` when its credentials are unavailable.
+        """
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 1 <= ttl_seconds <= MAX_LINK_SECONDS:
+            raise ValueError(f"ttl_seconds must be an integer from 1 to {MAX_LINK_SECONDS}")
+        return self._presigned_url(key, ttl_seconds)
+
+    def _presigned_url(self, key: str, ttl_seconds: int) -> str:
+        # Not abstract, so stores written before links existed (test fakes) still construct.
+        raise ConfigError(f"{type(self).__name__} cannot make links to its blobs")
 
 
 class LazyBlobStore(BlobStore):
@@ -47,3 +68,6 @@ class LazyBlobStore(BlobStore):
 
     def delete(self, key: str) -> None:
         self._target().delete(key)
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str:
+        return self._target().presigned_url(key, ttl_seconds)

@@ -17,10 +17,18 @@ _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class S3BlobStore(BlobStore):
-    def __init__(self, client: Any, bucket: str, prefix: str = "", *, kms_key_id: str | None = None) -> None:
+    def __init__(
+        self, client: Any, bucket: str, prefix: str = "", *, kms_key_id: str | None = None,
+        presign_client: Any | None = None,
+    ) -> None:
         if not bucket:
             raise ValueError("bucket is required")
         self._client = client
+        #: Signs links. A presigned URL dies with the credentials that signed it: the Lambda
+        #: role's session credentials last hours, not the 7 days a link may ask for. A client
+        #: with long-term credentials (an IAM user allowed only s3:GetObject on media/) makes
+        #: links that live their full ttl; by default the store's own client signs.
+        self._presign_client = presign_client or client
         self._bucket = bucket
         self._prefix = prefix
         self._encryption: dict[str, str] = (
@@ -46,6 +54,21 @@ class S3BlobStore(BlobStore):
         # DeleteObject succeeds for a missing key.
         self._call("delete_object", key, Bucket=self._bucket, Key=self._prefix + key)
 
+    def _presigned_url(self, key: str, ttl_seconds: int) -> str:
+        # botocore presigns with SigV2 by default in regions that still accept it (us-east-1
+        # among them); buckets created since 2020 refuse SigV2, and SSE-KMS objects need SigV4.
+        # The handler changes only how this client presigns GetObject.
+        self._presign_client.meta.events.register(
+            "choose-signer.s3.GetObject", _sigv4_for_presigned_urls, unique_id="hub-blobs-presign-sigv4"
+        )
+        try:
+            return self._presign_client.generate_presigned_url(
+                "get_object", Params={"Bucket": self._bucket, "Key": self._prefix + key}, ExpiresIn=ttl_seconds
+            )
+        except (BotoCoreError, ClientError) as exc:  # e.g. NoCredentialsError
+            logger.warning("s3 presign failed: %s", type(exc).__name__)
+            raise TransientError(f"blob store s3 presign failed: {type(exc).__name__}") from None
+
     def _call(self, operation: str, key: str, **params: Any) -> dict:
         try:
             return getattr(self._client, operation)(**params)
@@ -60,3 +83,9 @@ class S3BlobStore(BlobStore):
         except BotoCoreError as exc:
             logger.warning("s3 %s failed: %s", operation, type(exc).__name__)
             raise TransientError(f"blob store s3 {operation} failed: {type(exc).__name__}") from exc
+
+
+def _sigv4_for_presigned_urls(signature_version: str, **_: Any) -> str | None:
+    if isinstance(signature_version, str) and signature_version.endswith("-query"):
+        return "s3v4-query"
+    return None

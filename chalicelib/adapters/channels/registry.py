@@ -1,10 +1,17 @@
 """Every inbound channel provider, by URL key (`/webhooks/{key}`)."""
 
+from chalicelib.adapters.channels.mailgun import MailgunAdapter
 from chalicelib.adapters.channels.meta import MetaAdapter
+from chalicelib.adapters.channels.sendgrid import SendgridAdapter
+from chalicelib.adapters.channels.ses import SesAdapter
 from chalicelib.adapters.channels.slack import SlackAdapter
 from chalicelib.adapters.channels.telegram import TelegramAdapter
 from chalicelib.adapters.channels.twilio import TwilioAdapter
 from chalicelib.adapters.channels.webchat import WebchatAdapter
+from chalicelib.adapters.channels.x import XAdapter
 from chalicelib.adapters.registry import register
 
-CHANNELS = register(TwilioAdapter, MetaAdapter, WebchatAdapter, SlackAdapter, TelegramAdapter)
+CHANNELS = register(
+    TwilioAdapter, MetaAdapter, WebchatAdapter, SlackAdapter, TelegramAdapter, XAdapter, MailgunAdapter,
+    SendgridAdapter, SesAdapter,
+)

@@ -1,0 +1,1308 @@
+"""One MIME parser for every email channel (Mailgun, SendGrid, SES): RFC 5322/2045-2049 on the
+standard library's `email` package (https://docs.python.org/3/library/email.html).
+
+Pure and I/O-free: bytes in, a frozen `ParsedEmail` out. It is lenient the way mail software must
+be (unknown charsets, broken encodings, HTML-only mail) and raises nothing but
+`MalformedPayloadError`, so a webhook carrying hostile MIME gets a 400, never a 500.
+
+What it decides, and why:
+- **New text vs history.** `text` is what the sender wrote now: everything from the first reply
+  attribution ("On … wrote:", "Am … schrieb …:"), separator ("-----Original Message-----",
+  "---------- Forwarded message ----------") or Outlook header block ("From: … Sent: …") on is
+  history, `>`-quoted lines are dropped (so bottom-posted and interleaved answers survive), and a
+  signature after "-- " and mobile footers ("Sent from my iPhone") are cut. `full_text` keeps
+  everything. Signatures without the "-- " delimiter are not detected.
+- **Threading.** `thread_keys` are `email:<message-id>` for this message, then the ids in
+  In-Reply-To, then References newest first. The processor stores every key of a contact with its
+  case, so a reply whose In-Reply-To/References names an earlier message's Message-ID (ours or the
+  customer's) finds that case, whatever the time gap. Ids keep their case (RFC 5322 compares them
+  literally) and lose their angle brackets.
+- **Automatic mail.** `is_auto_reply` comes from headers only: Auto-Submitted other than "no"
+  (RFC 3834), X-Autoreply, X-Autorespond, Precedence/X-Precedence bulk, junk, list or auto_reply,
+  and read receipts (multipart/report; report-type=disposition-notification). A subject such as
+  "Out of office" or "Automatische Antwort" alone is only a weak signal: it sets
+  `auto_reply_hint`, never `is_auto_reply`, because customers do write "Re: Out of office"
+  subjects. Note that Precedence: list also marks mail relayed through a mailing list or a
+  Google Group used as a support alias.
+- **Bounces.** `is_bounce` for multipart/report with a message/delivery-status part, senders
+  mailer-daemon@ / postmaster@, X-Failed-Recipients, and a null Return-Path (`<>`). (RFC 3834
+  auto-replies also use a null Return-Path; either way no case is opened.)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.policy
+import email.utils
+import quopri
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from email.message import Message
+from html import unescape
+from html.parser import HTMLParser
+
+from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
+from chalicelib.errors import MalformedPayloadError
+
+__all__ = [
+    "ForwardedEmail",
+    "ParsedAttachment",
+    "ParsedEmail",
+    "check_sender",
+    "classify_automatic",
+    "decode_bytes",
+    "decode_header_value",
+    "html_to_text",
+    "inbound_email",
+    "msg_ids",
+    "parse_address_list",
+    "parse_email",
+    "parse_email_headers",
+    "parse_form",
+    "parse_header_block",
+    "split_reply",
+    "thread_keys_for",
+]
+
+#: Deeper nesting than any mail client produces; beyond it parts are not descended into.
+MAX_DEPTH = 24
+#: Parts looked at per message; the rest are skipped (a zip bomb of empty parts costs nothing).
+MAX_PARTS = 500
+#: References kept for thread keys: the newest ones, which are the ones a case can be found by.
+MAX_REFERENCES = 20
+#: Message ids longer than this are garbage, not ids (they would bloat every thread key).
+MAX_MSG_ID_LENGTH = 250
+#: Header values kept in `ParsedEmail.headers`.
+MAX_HEADER_VALUE = 998
+
+THREAD_KEY_PREFIX = "email:"
+
+#: Headers copied to `ParsedEmail.headers` (lower-case names, decoded values).
+KEPT_HEADERS = (
+    "message-id", "in-reply-to", "references", "from", "sender", "reply-to", "to", "cc", "subject",
+    "date", "return-path", "auto-submitted", "precedence", "x-precedence", "x-autoreply",
+    "x-autorespond", "x-auto-response-suppress", "x-failed-recipients", "list-id", "content-type",
+    # Verdicts the receiving provider adds on top (the first occurrence is the topmost, theirs).
+    "received-spf", "authentication-results", "x-mailgun-spf", "x-mailgun-dkim-check-result",
+)
+
+#: Charsets declared as Latin-1 are nearly always Windows-1252 in practice (the WHATWG
+#: encoding standard maps them the same way): smart quotes and € survive.
+_CHARSET_ALIASES = {"latin-1": "cp1252", "iso8859-1": "cp1252", "ascii": "ascii"}
+#: Codecs Python knows that no mail charset means: they would reinterpret the text.
+_UNSAFE_CODECS = {"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined", "unicode-internal"}
+
+_AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+_BOUNCE_LOCALPARTS = {"mailer-daemon", "postmaster"}
+#: Weak signal only (see the module docstring).
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:(?:auto(?:matic)?(?:[ _-]?reply)|autoreply|auto-response|out of (?:the )?office|abwesenheit\w*"
+    r"|automatische antwort|automatische r[üu]ckantwort|r[ée]ponse automatique|absence|vacation(?: reply)?"
+    r"|respuesta autom[áa]tica|fuera de la oficina)\b|auto:)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ParsedAttachment:
+    filename: str | None
+    content_type: str
+    #: Decoded size in bytes.
+    size: int
+    #: Content-ID without angle brackets: what an HTML body's `cid:` links point to.
+    content_id: str | None = None
+    #: Shown inside the body (an inline image) rather than offered as a file.
+    inline: bool = False
+    #: The decoded bytes; None when over the caller's `max_attachment_bytes`.
+    content: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ForwardedEmail:
+    """A message/rfc822 part: an email forwarded as an attachment."""
+
+    message_id: str | None
+    from_address: str | None
+    from_name: str | None
+    subject: str | None
+    date: datetime | None
+    text: str
+
+
+@dataclass(frozen=True)
+class ParsedEmail:
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    thread_keys: list[str]
+    from_address: str | None
+    from_name: str | None
+    to: list[str]
+    cc: list[str]
+    reply_to: list[str]
+    subject: str | None
+    date: datetime | None
+    #: What the sender wrote now, without quoted history and signature.
+    text: str
+    #: The whole body as text (HTML converted when there is no text/plain).
+    full_text: str
+    html: str | None
+    attachments: list[ParsedAttachment]
+    forwarded: list[ForwardedEmail]
+    is_auto_reply: bool
+    auto_reply_reason: str | None
+    #: A subject that looks automatic; a weak signal that never ignores a message by itself.
+    auto_reply_hint: bool
+    is_bounce: bool
+    bounce_reason: str | None
+    from_own_address: bool
+    #: The headers above that were present, lower-case names, decoded values.
+    headers: dict[str, str]
+    #: Names of the MIME defects the parser worked around (for inspection, never fatal).
+    defects: list[str] = field(default_factory=list)
+    #: The `d=` signing domain of every DKIM-Signature header (claims; the provider's verdict
+    #: says whether they passed).
+    dkim_domains: list[str] = field(default_factory=list)
+
+
+# --- decoding helpers ---------------------------------------------------------------------------
+
+
+def _codec(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    name = charset.strip().strip('"').split("*")[0].lower()  # RFC 2231 language suffix: utf-8*de
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _UNSAFE_CODECS:
+        return None
+    return _CHARSET_ALIASES.get(info.name, info.name)
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Text from bytes in a declared (possibly wrong or unknown) charset; never raises.
+
+    The declared charset first; then UTF-8; then Windows-1252, which decodes anything.
+    """
+    codec = _codec(charset)
+    if codec is not None:
+        try:
+            return data.decode(codec)
+        except (UnicodeError, LookupError):
+            if codec == "utf-8":
+                return data.decode("utf-8", "replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeError:
+        pass
+    return data.decode(codec if codec not in (None, "ascii", "utf-8") else "cp1252", "replace")
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(value: str) -> str:
+    """Undo `surrogateescape` (8-bit bytes in headers) and drop anything not encodable."""
+    if not _SURROGATES.search(value):
+        return value
+    try:
+        return decode_bytes(value.encode("utf-8", "surrogateescape"))
+    except UnicodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes | None:
+    try:
+        if encoding in "bB":
+            payload = payload.rstrip("=")
+            return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+        return quopri.decodestring(payload.replace("_", " ").encode("ascii"), header=False)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+def decode_header_value(value: str | None) -> str:
+    """A header value as text: unfolded, 8-bit bytes and RFC 2047 encoded words decoded.
+
+    Adjacent encoded words in one charset are joined before decoding, because senders split
+    UTF-8 characters across words; whitespace between encoded words is dropped (RFC 2047 §6.2).
+    """
+    if not value:
+        return ""
+    value = re.sub(r"\r?\n[ \t]", " ", _scrub(str(value))).replace("\r", "").replace("\n", " ")
+    if "=?" not in value:
+        return value.strip()
+    out: list[str] = []
+    pending: tuple[str, bytearray] | None = None
+    position = 0
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[position:match.start()]
+        charset, encoding, payload = match.groups()
+        decoded = _word_bytes(encoding, payload)
+        if decoded is None:  # not decodable: keep the literal text
+            if pending:
+                out.append(decode_bytes(bytes(pending[1]), pending[0]))
+                pending = None
+            out.append(gap + match.group(0))
+            position = match.end()
+            continue
+        if pending is not None and not gap.strip():
+            if pending[0].lower() == charset.lower():
+                pending[1].extend(decoded)
+            else:
+                out.append(decode_bytes(bytes(pending[1]), pending[0]))
+                pending = (charset, bytearray(decoded))
+        else:
+            if pending is not None:
+                out.append(decode_bytes(bytes(pending[1]), pending[0]))
+            out.append(gap)
+            pending = (charset, bytearray(decoded))
+        position = match.end()
+    if pending is not None:
+        out.append(decode_bytes(bytes(pending[1]), pending[0]))
+    out.append(value[position:])
+    return "".join(out).strip()
+
+
+_MSG_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+
+
+def msg_ids(value: str | None) -> list[str]:
+    """The message ids in a Message-ID / In-Reply-To / References value, without angle brackets,
+    in order, duplicates removed. Tolerates ids sent without brackets."""
+    if not value:
+        return []
+    text = _scrub(value)
+    found = _MSG_ID.findall(text)
+    if not found:
+        found = [token.strip("<>,;") for token in text.split() if "@" in token]
+    return list(dict.fromkeys(i for i in found if i and len(i) <= MAX_MSG_ID_LENGTH))
+
+
+def thread_keys_for(message_id: str | None, in_reply_to: Iterable[str] = (), references: Iterable[str] = ()) -> list[str]:
+    """`email:<id>` keys: this message first, then what it replies to, then references newest first."""
+    ids = [message_id] if message_id else []
+    ids += list(in_reply_to)
+    ids += list(reversed(list(references)))[:MAX_REFERENCES]
+    return [THREAD_KEY_PREFIX + i for i in dict.fromkeys(ids)]
+
+
+def parse_address_list(value: str | None) -> list[tuple[str | None, str]]:
+    """(display name, address) pairs of an address header; names RFC 2047 decoded.
+
+    Parsed before decoding, so an encoded name with a comma ("Müller, Hans") stays one address.
+    """
+    if not value:
+        return []
+    raw = re.sub(r"\r?\n[ \t]", " ", _scrub(str(value)))
+    try:
+        pairs = email.utils.getaddresses([raw])
+    except Exception:  # noqa: BLE001 - getaddresses has raised on hostile input in past releases
+        pairs = []
+    result = []
+    for name, address in pairs:
+        address = address.strip()
+        if "@" not in address or len(address) > 320 or any(c.isspace() for c in address):
+            continue
+        result.append((decode_header_value(name) or None, address))
+    if not result:  # "user@example.com" mangled by a display name getaddresses refused
+        match = re.search(r"<([^<>@\s]+@[^<>\s]+)>", raw) or re.search(r"([^<>\s,;:\"]+@[^<>\s,;:\"]+)", raw)
+        if match:
+            result.append((None, match.group(1)))
+    return result
+
+
+def _datetime(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+# --- HTML to text -------------------------------------------------------------------------------
+
+_BLOCK_TAGS = {
+    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset",
+    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+    "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul",
+}
+_PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "hr"}
+_SKIP_TAGS = {"script", "style", "title", "template", "noscript", "svg", "head"}
+
+
+class _HTMLText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current: list[str] = []
+        self.skip = 0
+        self.quote = 0
+        self.pre = 0
+        self.links: list[tuple[str | None, int]] = []
+
+    def _flush(self, *, force: bool = False) -> None:
+        text = "".join(self.current)
+        self.current = []
+        if not self.pre:
+            text = re.sub(r"[ \t\r\n\f\v\u00a0]+", " ", text).strip()
+        if text or force:
+            self.lines.append("> " * self.quote + text if text else ">" * self.quote)
+
+    def _blank(self) -> None:
+        self._flush()
+        if self.lines and self.lines[-1].strip("> ") != "":
+            self.lines.append(">" * self.quote)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            if tag != "head" or not self.lines:
+                self.skip += 1
+            return
+        if tag == "body" and self.skip:  # a <head> left open
+            self.skip = 0
+        if tag == "br":
+            self._flush(force=True)
+        elif tag in _PARAGRAPH_TAGS:
+            self._blank()
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+        if tag == "blockquote":
+            self.quote += 1
+        elif tag == "pre":
+            self.pre += 1
+        elif tag == "li":
+            self.current.append("- ")
+        elif tag in ("td", "th"):
+            self.current.append(" ")
+        elif tag == "a":
+            self.links.append((dict(attrs).get("href"), sum(len(part) for part in self.current)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip = max(0, self.skip - 1)
+            return
+        if tag == "a" and self.links:
+            href, start = self.links.pop()
+            label = "".join(self.current)[start:]
+            target = (href or "").strip()
+            shown = target[7:] if target.lower().startswith("mailto:") else target
+            if re.match(r"(?i)(https?:|mailto:)", target) and shown and shown not in label:
+                self.current.append(f" ({shown})")
+            return
+        if tag == "blockquote":
+            self._flush()
+            self.quote = max(0, self.quote - 1)
+            self._blank()
+        elif tag == "pre":
+            self._flush()
+            self.pre = max(0, self.pre - 1)
+        elif tag in _PARAGRAPH_TAGS:
+            self._blank()
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if self.pre and "\n" in data:
+            head, *rest = data.split("\n")
+            self.current.append(head)
+            for line in rest:
+                self._flush(force=True)
+                self.current.append(line)
+            return
+        self.current.append(data)
+
+    def text(self) -> str:
+        self._flush()
+        return _tidy("\n".join(self.lines))
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if not line.strip("> ") and out and not out[-1].strip("> "):
+            continue
+        out.append(line)
+    return "\n".join(out).strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """Readable text from an HTML body: paragraphs and line breaks kept, links as "text (url)",
+    blockquotes as `> ` lines (so quoted history is recognized), scripts and styles dropped."""
+    parser = _HTMLText()
+    try:
+        parser.feed(html)
+        parser.close()
+        return parser.text()
+    except (AssertionError, ValueError, IndexError, RecursionError):  # _markupbase on broken declarations
+        stripped = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", html)
+        stripped = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", stripped)
+        return _tidy(unescape(re.sub(r"<[^>]*>", " ", stripped)))
+
+
+# --- new text vs quoted history -----------------------------------------------------------------
+
+_ATTRIBUTION = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"^\s*On\b.{0,400}\bwrote\s*:\s*$",
+        r"^\s*Am\b.{0,400}\bschrieb\b.{0,400}:\s*$",
+        r"^\s*Am\b.{0,400}\bhat\b.{0,400}\bgeschrieben\s*:\s*$",
+        r"^\s*Le\b.{0,400}\ba [ée]crit\s*:\s*$",
+        r"^\s*El\b.{0,400}\bescribi[óo]\s*:\s*$",
+        r"^\s*Op\b.{0,400}\bschreef\b.{0,400}:\s*$",
+    )
+]
+#: Attributions without a leading keyword; matched on one line only, so a sentence followed by
+#: a quote header is never taken for one.
+_ATTRIBUTION_LINE = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"^.{0,300}\bschrieb am\b.{0,200}:\s*$",
+        r"^.{0,300}<[^<>\s]+@[^<>\s]+>\s+(?:wrote|schrieb|a [ée]crit|escribi[óo])\s*:\s*$",
+    )
+]
+_SEPARATOR = re.compile(
+    r"^\s*(?:-{2,}\s*(?:Original(?:ly)? Message|Urspr[üu]ngliche Nachricht|Originalnachricht|Message d'origine"
+    r"|Mensaje original|Forwarded message|Weitergeleitete Nachricht|Message transf[ée]r[ée])\s*-{2,}"
+    r"|(?:Begin forwarded message|Anfang der weitergeleiteten Nachricht)\s*:)\s*$",
+    re.IGNORECASE,
+)
+_OUTLOOK_FROM = re.compile(r"^\s*\*?(?:From|Von|De|Van|Fra)\s*:\*?\s*\S", re.IGNORECASE)
+_OUTLOOK_NEXT = re.compile(
+    r"^\s*\*?(?:Sent|Gesendet|Date|Datum|Envoy[ée]|Enviado|Verzonden|To|An|Subject|Betreff)\s*:", re.IGNORECASE
+)
+_RULE = re.compile(r"^\s*_{10,}\s*$")
+_QUOTED = re.compile(r"^\s*>")
+_MOBILE_FOOTER = re.compile(
+    r"^\s*(?:Sent from my \S.*|Sent from (?:Outlook|Mail|Yahoo Mail)\b.*|Get Outlook for \S.*"
+    r"|Von meinem \S.* gesendet\.?|Gesendet von meinem \S.*|Gesendet mit der .* App\.?|Envoy[ée] de mon \S.*)$",
+    re.IGNORECASE,
+)
+
+
+def _marker(lines: list[str], i: int) -> tuple[str, int] | None:
+    """('attribution' | 'history', lines spanned) when history starts at line i."""
+    line = lines[i]
+    if not line.strip() or _QUOTED.match(line):
+        return None
+    if _SEPARATOR.match(line):
+        return "history", 1
+    if _RULE.match(line) and any(_OUTLOOK_FROM.match(x) for x in lines[i + 1:i + 3]):
+        return "history", 1
+    if _OUTLOOK_FROM.match(line) and any(_OUTLOOK_NEXT.match(x) for x in lines[i + 1:i + 5]):
+        return "history", 1
+    if any(p.match(line) for p in _ATTRIBUTION_LINE):
+        return "attribution", 1
+    for span in (1, 2, 3):
+        if i + span > len(lines):
+            break
+        joined = " ".join(x.strip() for x in lines[i:i + span])
+        if len(joined) > 600:
+            break
+        if any(p.match(joined) for p in _ATTRIBUTION):
+            return "attribution", span
+        if span < 3 and i + span < len(lines) and (not lines[i + span].strip() or _QUOTED.match(lines[i + span])):
+            break
+    return None
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """(new text, the rest) of a plain-text body. See the module docstring for the rules."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    keep: list[str] = []
+    i = 0
+    cut = len(lines)
+    while i < len(lines):
+        found = _marker(lines, i)
+        if found is not None:
+            kind, span = found
+            following = next((x for x in lines[i + span:] if x.strip()), "")
+            if kind == "attribution" and _QUOTED.match(following):
+                # A quote follows: drop it below, and keep answers written under or between it.
+                i += span
+                continue
+            cut = i
+            break
+        if not _QUOTED.match(lines[i]):
+            keep.append(lines[i])
+        i += 1
+    for index, line in enumerate(keep):
+        if line in ("-- ", "--") or line.rstrip() == "-- ":
+            keep = keep[:index]
+            break
+    while keep and (not keep[-1].strip() or _MOBILE_FOOTER.match(keep[-1])):
+        keep.pop()
+    new = _tidy("\n".join(keep)).strip()
+    return new, "\n".join(lines[cut:]).strip("\n")
+
+
+def _unflow(text: str, delsp: bool) -> str:
+    """RFC 3676 format=flowed: join soft line breaks (a line ending in a space)."""
+    out: list[str] = []
+    buffer: str | None = None
+    depth_of_buffer = -1
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        body = line[depth:]
+        if body.startswith(" "):
+            body = body[1:]  # space-stuffing
+        if buffer is not None and depth == depth_of_buffer:
+            body = buffer + body
+        elif buffer is not None:
+            out.append(">" * depth_of_buffer + (" " if depth_of_buffer else "") + buffer)
+        buffer = None
+        if body.endswith(" ") and body != "-- ":
+            buffer = body[:-1] if delsp else body
+            depth_of_buffer = depth
+            continue
+        out.append(">" * depth + (" " if depth and body else "") + body)
+    if buffer is not None:
+        out.append(">" * depth_of_buffer + (" " if depth_of_buffer else "") + buffer)
+    return "\n".join(out)
+
+
+# --- the MIME tree ------------------------------------------------------------------------------
+
+
+class _Walk:
+    """Collects the bodies, attachments and report parts of one MIME tree."""
+
+    def __init__(self, max_attachment_bytes: int | None, counter: list[int] | None = None) -> None:
+        self.max_attachment_bytes = max_attachment_bytes
+        self.texts: list[str] = []
+        self.htmls: list[str] = []
+        self.attachments: list[ParsedAttachment] = []
+        self.forwarded: list[ForwardedEmail] = []
+        self.report_types: set[str] = set()
+        self.delivery_status = False
+        #: Parts seen in the whole message, shared with every child walk.
+        self.counter = counter if counter is not None else [0]
+        self.truncated = False
+
+    def child(self) -> _Walk:
+        return _Walk(self.max_attachment_bytes, self.counter)
+
+    def absorb(self, sub: _Walk, *, texts: bool = True, htmls: bool = True) -> None:
+        if texts:
+            self.texts += sub.texts
+        if htmls:
+            self.htmls += sub.htmls
+        self.attachments += sub.attachments
+        self.forwarded += sub.forwarded
+        self.report_types |= sub.report_types
+        self.delivery_status |= sub.delivery_status
+        self.truncated |= sub.truncated
+
+    def walk(self, part: Message, depth: int = 0, *, in_report: bool = False) -> None:
+        self.counter[0] += 1
+        if depth > MAX_DEPTH or self.counter[0] > MAX_PARTS:
+            self.truncated = True
+            return
+        ctype = _content_type(part)
+        if ctype == "message/delivery-status":
+            self.delivery_status = True
+            self._attach(part, ctype)
+            return
+        if ctype in ("message/rfc822", "message/global") and part.is_multipart():
+            inner = part.get_payload(0)
+            if isinstance(inner, Message) and not in_report:
+                self.forwarded.append(self._forwarded(inner, depth))
+            self._attach(part, ctype)
+            return
+        if part.is_multipart():
+            children = [c for c in part.get_payload() if isinstance(c, Message)]
+            if ctype == "multipart/alternative":
+                self._alternative(children, depth)
+                return
+            if ctype == "multipart/report":
+                report_type = _param(part, "report-type")
+                if report_type:
+                    self.report_types.add(report_type.lower())
+                in_report = True
+            if ctype == "multipart/related" and children:
+                start = _param(part, "start")
+                first = next((c for c in children if start and _content_id(c) == start.strip("<> ")), children[0])
+                self.walk(first, depth + 1, in_report=in_report)
+                for resource in children:
+                    if resource is not first:
+                        self._attach(resource, _content_type(resource), inline=True)
+                return
+            for sub in children:
+                self.walk(sub, depth + 1, in_report=in_report)
+            return
+        disposition = _disposition(part)
+        filename = _filename(part)
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            body = _text_payload(part)
+            if ctype == "text/plain":
+                if (_param(part, "format") or "").lower() == "flowed":
+                    body = _unflow(body, (_param(part, "delsp") or "").lower() == "yes")
+                self.texts.append(body)
+            else:
+                self.htmls.append(body)
+            return
+        if part.get_content_maintype() == "multipart":  # declared multipart, no boundary found
+            self.texts.append(_text_payload(part))
+            return
+        self._attach(part, ctype, filename=filename, disposition=disposition)
+
+    def _alternative(self, children: list[Message], depth: int) -> None:
+        subs = []
+        for child in children:
+            sub = self.child()
+            sub.walk(child, depth + 1)
+            subs.append(sub)
+        plain = next((s for s in reversed(subs) if s.texts), None)
+        rich = next((s for s in reversed(subs) if s.htmls), None)
+        for sub in subs:
+            self.absorb(sub, texts=sub is plain, htmls=sub is rich)
+
+    def _forwarded(self, inner: Message, depth: int) -> ForwardedEmail:
+        sub = self.child()
+        sub.walk(inner, depth + 1)
+        self.truncated |= sub.truncated
+        headers = _header_pairs(inner)
+        sender = parse_address_list(_first(headers, "from"))
+        ids = msg_ids(_first(headers, "message-id"))
+        return ForwardedEmail(
+            message_id=ids[0] if ids else None,
+            from_address=sender[0][1] if sender else None,
+            from_name=sender[0][0] if sender else None,
+            subject=decode_header_value(_first(headers, "subject")) or None,
+            date=_datetime(decode_header_value(_first(headers, "date"))),
+            text=_body_text(sub),
+        )
+
+    def _attach(
+        self, part: Message, ctype: str, *, filename: str | None = None, disposition: str | None = None,
+        inline: bool = False,
+    ) -> None:
+        if filename is None:
+            filename = _filename(part)
+        if disposition is None:
+            disposition = _disposition(part)
+        content_id = _content_id(part)
+        if part.is_multipart():
+            payload = _serialize(part)
+            if filename is None and ctype in ("message/rfc822", "message/global"):
+                inner = part.get_payload(0)
+                subject = decode_header_value(_first(_header_pairs(inner), "subject")) if isinstance(inner, Message) else ""
+                filename = _safe_filename(f"{subject or 'forwarded'}.eml")
+        else:
+            payload = _payload_bytes(part)
+        keep = self.max_attachment_bytes is None or len(payload) <= self.max_attachment_bytes
+        self.attachments.append(
+            ParsedAttachment(
+                filename=filename,
+                content_type=ctype,
+                size=len(payload),
+                content_id=content_id,
+                inline=disposition != "attachment" and (inline or disposition == "inline" or content_id is not None),
+                content=payload if keep else None,
+            )
+        )
+
+
+def _content_type(part: Message) -> str:
+    try:
+        ctype = part.get_content_type()
+    except Exception:  # noqa: BLE001 - a header the registry cannot parse: RFC 2045's default
+        return "text/plain"
+    return ctype if re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", ctype) else "application/octet-stream"
+
+
+def _param(part: Message, name: str, header: str = "content-type") -> str | None:
+    """A header parameter, RFC 2231 decoded, read from the raw header: the package's own
+    accessors turn 8-bit (raw UTF-8) parameter values into U+FFFD."""
+    raw = _first(_header_pairs(part), header)
+    return _param_of(raw, name, header) if raw is not None else None
+
+
+def _param_of(raw: str, name: str, header: str = "content-type") -> str | None:
+    holder = Message(policy=email.policy.compat32)
+    try:
+        holder[header] = re.sub(r"\r?\n[ \t]", " ", _scrub(raw))
+        value = holder.get_param(name, header=header)
+        if isinstance(value, tuple):
+            value = email.utils.collapse_rfc2231_value(value)
+    except Exception:  # noqa: BLE001 - a parameter list the package cannot split
+        return None
+    return _scrub(str(value)) if value is not None else None
+
+
+def _disposition(part: Message) -> str | None:
+    raw = _first(_header_pairs(part), "content-disposition")
+    if not raw:
+        return None
+    value = raw.split(";", 1)[0].strip().lower()
+    return value if value in ("inline", "attachment") else None
+
+
+def _content_id(part: Message) -> str | None:
+    ids = msg_ids(_first(_header_pairs(part), "content-id"))
+    return ids[0] if ids else None
+
+
+def _safe_filename(name: str) -> str | None:
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or None
+
+
+def _filename(part: Message) -> str | None:
+    name = None
+    for header in ("content-disposition", "content-type"):
+        try:
+            name = _param(part, "filename" if header == "content-disposition" else "name", header)
+        except Exception:  # noqa: BLE001
+            name = None
+        if name:
+            break
+    if not name:
+        return None
+    # RFC 2047 words inside a quoted parameter are not standard, but Outlook and Gmail send them.
+    return _safe_filename(decode_header_value(name) if "=?" in name else name)
+
+
+def _payload_bytes(part: Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a transfer encoding the package cannot undo: keep raw text
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    return b""
+
+
+def _serialize(part: Message) -> bytes:
+    try:
+        return part.as_bytes(policy=email.policy.compat32)
+    except Exception:  # noqa: BLE001 - a tree the generator cannot rebuild
+        return b""
+
+
+def _text_payload(part: Message) -> str:
+    data = _payload_bytes(part)
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001
+        charset = None
+    return decode_bytes(data, charset).replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def _body_text(walk: _Walk) -> str:
+    if any(t.strip() for t in walk.texts):
+        body = "\n\n".join(t.strip("\n") for t in walk.texts if t.strip())
+    elif walk.htmls:
+        body = html_to_text("\n".join(walk.htmls))
+    else:
+        body = ""
+    for fwd in walk.forwarded:
+        lines = ["---------- Forwarded message ----------"]
+        if fwd.from_address:
+            lines.append(f"From: {fwd.from_name} <{fwd.from_address}>" if fwd.from_name else f"From: {fwd.from_address}")
+        if fwd.subject:
+            lines.append(f"Subject: {fwd.subject}")
+        body = (body.rstrip("\n") + "\n\n" if body.strip() else "") + "\n".join(lines) + "\n\n" + fwd.text
+    return body.strip("\n")
+
+
+def _header_pairs(part: Message) -> list[tuple[str, str]]:
+    """Header names (lower-case) and raw values, without the header registry's parsing."""
+    try:
+        return [(_scrub(str(name)).lower(), str(value)) for name, value in part.raw_items()]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def parse_header_block(block: bytes) -> list[tuple[str, str]]:
+    """Header (name, raw value) pairs of a bare header block, such as SendGrid's `headers` field.
+    Never raises; values are decoded later by `parse_email_headers`."""
+    try:
+        message = email.message_from_bytes(block.strip(b"\r\n") + b"\r\n\r\n", policy=email.policy.default)
+    except Exception:  # noqa: BLE001
+        return []
+    return [(name, value) for name, value in _header_pairs(message)]
+
+
+def _first(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in pairs if key == name), None)
+
+
+# --- classification -----------------------------------------------------------------------------
+
+
+def classify_automatic(
+    headers: Mapping[str, str], *, from_address: str | None, report_type: str | None = None,
+    delivery_status: bool = False,
+) -> tuple[str | None, str | None]:
+    """(auto-reply reason, bounce reason) from decoded headers (lower-case names); None when not.
+
+    Shared by the raw-MIME path and the providers' parsed-field paths, so every email adapter
+    ignores the same mail.
+    """
+    auto = bounce = None
+    local = (from_address or "").rsplit("@", 1)[0].lower()
+    if delivery_status or report_type == "delivery-status":
+        bounce = "delivery status notification (multipart/report)"
+    elif local in _BOUNCE_LOCALPARTS:
+        bounce = f"sent by {local}"
+    elif headers.get("x-failed-recipients"):
+        bounce = "X-Failed-Recipients header"
+    elif (headers.get("return-path") or "").replace(" ", "") == "<>":
+        bounce = "null Return-Path (<>)"
+    submitted = (headers.get("auto-submitted") or "").split(";")[0].strip().lower()
+    precedence = (headers.get("precedence") or headers.get("x-precedence") or "").strip().lower()
+    if submitted and submitted != "no":
+        auto = f"Auto-Submitted: {submitted[:40]}"
+    elif headers.get("x-autoreply") is not None:
+        auto = "X-Autoreply header"
+    elif headers.get("x-autorespond") is not None:
+        auto = "X-Autorespond header"
+    elif precedence in _AUTO_PRECEDENCE:
+        auto = f"Precedence: {precedence}"
+    elif report_type == "disposition-notification":
+        auto = "read receipt (disposition notification)"
+    return auto, bounce
+
+
+_DKIM_DOMAIN = re.compile(r"(?:^|;)\s*d\s*=\s*([A-Za-z0-9.-]+)")
+
+
+def _dkim_domains(pairs: list[tuple[str, str]]) -> list[str]:
+    found = []
+    for name, value in pairs:
+        if name == "dkim-signature":
+            match = _DKIM_DOMAIN.search(re.sub(r"\s+", " ", _scrub(value)))
+            if match:
+                found.append(match.group(1).lower().rstrip("."))
+    return list(dict.fromkeys(found))[:10]
+
+
+def _report_type(content_type: str | None) -> str | None:
+    """The report-type of a `multipart/report` Content-Type value (the parsed modes have no MIME tree)."""
+    if not content_type or not content_type.strip().lower().startswith("multipart/report"):
+        return None
+    match = re.search(r'(?i)report-type\s*=\s*"?([A-Za-z0-9._-]+)', content_type)
+    return match.group(1).lower() if match else None
+
+
+def _own(address: str | None, own_addresses: frozenset[str]) -> bool:
+    """Exact addresses, case-insensitive; an entry "@domain" matches the whole domain."""
+    if not address or not own_addresses:
+        return False
+    address = address.lower()
+    domain = "@" + address.rsplit("@", 1)[-1]
+    return any(address == own.lower() or (own.startswith("@") and domain == own.lower()) for own in own_addresses)
+
+
+def parse_email_headers(
+    headers: Iterable[tuple[str, str]],
+    *,
+    text: str = "",
+    html: str | None = None,
+    attachments: Iterable[ParsedAttachment] = (),
+    own_addresses: frozenset[str] = frozenset(),
+    report_type: str | None = None,
+    delivery_status: bool = False,
+    defects: Iterable[str] = (),
+) -> ParsedEmail:
+    """A `ParsedEmail` from header pairs and already-decoded bodies: what the providers' parsed
+    modes (Mailgun fields, SendGrid's default mode) hand over instead of raw MIME. `text` is the
+    full plain body; HTML is converted when it is empty."""
+    pairs = [(name.lower(), value) for name, value in headers]
+    if report_type is None:
+        report_type = _report_type(_first(pairs, "content-type"))
+    decoded = {}
+    for name in KEPT_HEADERS:
+        value = _first(pairs, name)
+        if value is not None:
+            decoded[name] = decode_header_value(value)[:MAX_HEADER_VALUE]
+    sender = parse_address_list(_first(pairs, "from"))
+    from_name, from_address = sender[0] if sender else (None, None)
+    ids = msg_ids(_first(pairs, "message-id"))
+    replies_to = msg_ids(_first(pairs, "in-reply-to"))
+    references = msg_ids(_first(pairs, "references"))
+    full_text = (text or "").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    if not full_text.strip() and html:
+        full_text = html_to_text(html)
+    new_text, _ = split_reply(full_text)
+    subject = decoded.get("subject") or None
+    auto, bounce = classify_automatic(
+        decoded, from_address=from_address, report_type=report_type, delivery_status=delivery_status
+    )
+    return ParsedEmail(
+        message_id=ids[0] if ids else None,
+        in_reply_to=replies_to[0] if replies_to else None,
+        references=references,
+        thread_keys=thread_keys_for(ids[0] if ids else None, replies_to, references),
+        from_address=from_address,
+        from_name=from_name,
+        to=[a for _, a in parse_address_list(_first(pairs, "to"))],
+        cc=[a for _, a in parse_address_list(_first(pairs, "cc"))],
+        reply_to=[a for _, a in parse_address_list(_first(pairs, "reply-to"))],
+        subject=subject,
+        date=_datetime(decoded.get("date")),
+        text=new_text,
+        full_text=full_text,
+        html=html or None,
+        attachments=list(attachments),
+        forwarded=[],
+        is_auto_reply=auto is not None,
+        auto_reply_reason=auto,
+        auto_reply_hint=bool(subject and _AUTO_SUBJECT.match(subject)),
+        is_bounce=bounce is not None,
+        bounce_reason=bounce,
+        from_own_address=_own(from_address, own_addresses),
+        headers=decoded,
+        defects=list(defects),
+        dkim_domains=_dkim_domains(pairs),
+    )
+
+
+def parse_email(
+    raw: bytes, *, own_addresses: frozenset[str] = frozenset(), max_attachment_bytes: int | None = None
+) -> ParsedEmail:
+    """Parse one RFC 5322 message. Raises `MalformedPayloadError` for input that is not a
+    message (empty, no header block) or that the parser cannot take apart; everything else is
+    parsed leniently, with the defects listed in `ParsedEmail.defects`."""
+    if isinstance(raw, (bytearray, memoryview)):
+        raw = bytes(raw)
+    if not isinstance(raw, bytes):
+        raise MalformedPayloadError("raw MIME must be bytes")
+    if not raw.strip():
+        raise MalformedPayloadError("empty email message")
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        if not message.keys():
+            raise MalformedPayloadError("not an email message: no header block")
+        walk = _Walk(max_attachment_bytes)
+        walk.walk(message)
+        defects = [type(d).__name__ for d in message.defects]
+        if walk.truncated:
+            defects.append("TooManyPartsOrTooDeep")
+        report_type = next(iter(sorted(walk.report_types)), None)
+        html = "\n".join(walk.htmls) or None
+        parsed = parse_email_headers(
+            _header_pairs(message),
+            text=_body_text(walk),
+            html=html,
+            attachments=walk.attachments,
+            own_addresses=own_addresses,
+            report_type=report_type,
+            delivery_status=walk.delivery_status,
+            defects=defects,
+        )
+        return replace(parsed, forwarded=walk.forwarded) if walk.forwarded else parsed
+    except MalformedPayloadError:
+        raise
+    except (Exception, RecursionError) as exc:  # noqa: BLE001 - the promise: nothing but a 400
+        raise MalformedPayloadError(f"unparseable MIME message ({type(exc).__name__})") from None
+
+
+
+# --- webhook form bodies (RFC 7578 multipart/form-data, urlencoded) ------------------------------
+
+#: Form fields per request; Mailgun and SendGrid send a few dozen plus one per attachment.
+MAX_FORM_PARTS = 1000
+
+
+@dataclass(frozen=True)
+class FormPart:
+    name: str
+    #: The exact bytes of the value (a file's content, or text in the part's or sender's charset).
+    data: bytes = field(repr=False)
+    filename: str | None = None
+    content_type: str | None = None
+    charset: str | None = None
+
+
+class FormData:
+    """A provider's form POST, values kept as bytes so text fields can be decoded in the charset
+    the provider names (SendGrid's `charsets`) and raw MIME (`body-mime`, `email`) stays exact."""
+
+    def __init__(self, parts: list[FormPart]) -> None:
+        self.parts = parts
+        self._by_name: dict[str, list[FormPart]] = {}
+        for part in parts:
+            self._by_name.setdefault(part.name, []).append(part)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def part(self, name: str) -> FormPart | None:
+        parts = self._by_name.get(name)
+        return parts[0] if parts else None
+
+    def data(self, name: str) -> bytes | None:
+        part = self.part(name)
+        return part.data if part is not None else None
+
+    def text(self, name: str, charset: str | None = None) -> str | None:
+        """The field as text: in `charset`, else the part's own charset, else UTF-8 (with the
+        lenient fallbacks of `decode_bytes`)."""
+        part = self.part(name)
+        if part is None:
+            return None
+        return decode_bytes(part.data, charset or part.charset).replace("\x00", "")
+
+    def texts(self, name: str) -> list[str]:
+        return [decode_bytes(p.data, p.charset).replace("\x00", "") for p in self._by_name.get(name, [])]
+
+    def files(self) -> list[FormPart]:
+        return [p for p in self.parts if p.filename is not None]
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_form(body: bytes, content_type: str | None) -> FormData:
+    """A urlencoded or multipart/form-data body. Raises `MalformedPayloadError`."""
+    kind = media_type(content_type)
+    if kind == "multipart/form-data":
+        return FormData(_multipart(body, content_type or ""))
+    if kind in ("application/x-www-form-urlencoded", ""):
+        return FormData(_urlencoded(body))
+    raise MalformedPayloadError(f"expected a form body, not {kind}")
+
+
+def _urlencoded(body: bytes) -> list[FormPart]:
+    from urllib.parse import parse_qsl
+
+    # Latin-1 maps every byte to one character and back: %-escaped 8-bit MIME survives exactly.
+    try:
+        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1",
+                          max_num_fields=MAX_FORM_PARTS)
+    except ValueError:
+        raise MalformedPayloadError(f"form body has more than {MAX_FORM_PARTS} fields") from None
+    return [
+        FormPart(name=decode_bytes(name.encode("latin-1")), data=value.encode("latin-1"))
+        for name, value in pairs
+    ]
+
+
+def _multipart(body: bytes, content_type: str) -> list[FormPart]:
+    header = Message(policy=email.policy.compat32)
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if isinstance(boundary, tuple):
+        boundary = email.utils.collapse_rfc2231_value(boundary)
+    if not boundary or not isinstance(boundary, str) or len(boundary) > 200:
+        raise MalformedPayloadError("multipart/form-data without a boundary")
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    if body.startswith(delimiter):
+        position = 0
+    else:
+        position = body.find(b"\n" + delimiter)
+        if position < 0:
+            raise MalformedPayloadError("multipart body does not contain its boundary")
+        position += 1
+    newline = b"\r\n" if body[position + len(delimiter):].lstrip(b" \t").startswith(b"\r\n") else b"\n"
+    parts: list[FormPart] = []
+    while True:
+        position += len(delimiter)
+        if body[position:position + 2] == b"--":
+            return parts
+        line_end = body.find(newline, position)
+        if line_end < 0:
+            raise MalformedPayloadError("multipart body ends inside a boundary line")
+        start = line_end + len(newline)
+        end = body.find(newline + delimiter, start)
+        if end < 0:
+            raise MalformedPayloadError("multipart body is not terminated by its closing boundary")
+        if len(parts) >= MAX_FORM_PARTS:
+            raise MalformedPayloadError(f"form body has more than {MAX_FORM_PARTS} parts")
+        part = _form_part(body[start:end], newline)
+        if part is not None:
+            parts.append(part)
+        position = end + len(newline)
+
+
+def _form_part(chunk: bytes, newline: bytes) -> FormPart | None:
+    separator = newline + newline
+    if chunk.startswith(newline):
+        head, data = b"", chunk[len(newline):]
+    else:
+        cut = chunk.find(separator)
+        if cut < 0:
+            raise MalformedPayloadError("multipart part without a blank line after its headers")
+        head, data = chunk[:cut], chunk[cut + len(separator):]
+    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+    name = _param(headers, "name", "content-disposition")
+    if not name:
+        return None
+    filename = _param(headers, "filename", "content-disposition")
+    ctype = _first(_header_pairs(headers), "content-type")
+    return FormPart(
+        name=name,
+        data=data,
+        filename=(_safe_filename(decode_header_value(filename)) or "attachment") if filename is not None else None,
+        content_type=_content_type(headers) if ctype else None,
+        charset=_param(headers, "charset") if ctype else None,
+    )
+
+
+# --- from ParsedEmail to the hub's model ----------------------------------------------------------
+
+#: The new text goes to vendors; the full text is kept for the record. Both bounded: a 5 MB
+#: mailing of quoted history must not become a 5 MB contact.
+MAX_TEXT = 20_000
+MAX_FULL_TEXT = 100_000
+MAX_ATTACHMENTS = 50
+
+
+def domain_of(address: str | None) -> str | None:
+    if not address or "@" not in address:
+        return None
+    return address.rsplit("@", 1)[1].strip().strip(">").lower().rstrip(".") or None
+
+
+def aligned(from_domain: str | None, other: str | None) -> bool:
+    """Relaxed alignment (as DMARC would see it, without the public-suffix list): the same
+    domain, or one a subdomain of the other, and never a bare top-level domain."""
+    if not from_domain or not other:
+        return False
+    other = other.lower().rstrip(".")
+    if "." not in other or "." not in from_domain:
+        return False
+    return from_domain == other or from_domain.endswith("." + other) or other.endswith("." + from_domain)
+
+
+@dataclass(frozen=True)
+class SenderCheck:
+    """Whether the From address is proved by SPF or DKIM for its own domain, and how."""
+
+    verified: bool
+    spf: str | None
+    spf_domain: str | None
+    dkim: str | None
+    dkim_domains: tuple[str, ...] = ()
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "verified": self.verified, "spf": self.spf, "spf_domain": self.spf_domain,
+            "dkim": self.dkim, "dkim_domains": list(self.dkim_domains),
+        }
+
+
+def check_sender(
+    from_address: str | None, *, spf: str | None, spf_domain: str | None, dkim: str | None,
+    dkim_pass_domains: Iterable[str] = (),
+) -> SenderCheck:
+    """The From header is free text anyone can write; the address only counts as proved when
+    SPF passed for an envelope sender aligned with it, or DKIM passed for a signing domain
+    aligned with it (the receiving provider ran both checks)."""
+    from_domain = domain_of(from_address)
+    passing = tuple(d.lower() for d in dkim_pass_domains)
+    spf_ok = (spf or "").strip().lower() == "pass" and aligned(from_domain, spf_domain)
+    dkim_ok = (dkim or "").strip().lower() == "pass" and any(aligned(from_domain, d) for d in passing)
+    return SenderCheck(
+        verified=spf_ok or dkim_ok, spf=(spf or None) and spf.strip().lower()[:20],
+        spf_domain=spf_domain, dkim=(dkim or None) and dkim.strip().lower()[:20], dkim_domains=passing[:10],
+    )
+
+
+def ignore_reason(parsed: ParsedEmail) -> str | None:
+    """Why an email must not open or join a case, or None. Mail loops start here."""
+    if parsed.from_own_address:
+        return "email from one of our own addresses (own_addresses): an echo or a loop"
+    if parsed.is_bounce:
+        return f"bounce: {parsed.bounce_reason}"
+    if parsed.is_auto_reply:
+        return f"automatic reply: {parsed.auto_reply_reason}"
+    if not parsed.from_address:
+        return "email without a usable From address"
+    return None
+
+
+def inbound_email(
+    parsed: ParsedEmail,
+    *,
+    provider: str,
+    account: str | None,
+    received_at: datetime,
+    sender: SenderCheck,
+    fallback_id: str,
+    raw: dict | None = None,
+    metadata: dict | None = None,
+) -> InboundMessage | str:
+    """The `InboundMessage` of an email every email adapter produces the same way, or the
+    reason it is ignored (a str). `fallback_id` (a digest of the provider's content) is the
+    dedupe id of a message without a Message-ID."""
+    reason = ignore_reason(parsed)
+    if reason is not None:
+        return reason
+    assert parsed.from_address is not None
+    mailbox = (account or (parsed.to[0] if parsed.to else "") or "unknown").strip().lower()[:320]
+    text = parsed.text or parsed.full_text.strip()
+    files = parsed.attachments[:MAX_ATTACHMENTS]
+    root = (parsed.references[0] if parsed.references else None) or parsed.in_reply_to or parsed.message_id
+    extra: dict[str, object] = {
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references[-MAX_REFERENCES:],
+        "to": parsed.to[:20],
+        "cc": parsed.cc[:20],
+        "full_text": parsed.full_text[:MAX_FULL_TEXT],
+        "quoted_text_removed": bool(parsed.text) and parsed.text != parsed.full_text.strip(),
+        "sender_verification": sender.as_metadata(),
+    }
+    if parsed.reply_to:
+        extra["reply_to"] = parsed.reply_to[:5]
+    if parsed.auto_reply_hint:
+        extra["auto_reply_hint"] = True
+    if inline := [a.content_id or a.filename for a in files if a.inline]:
+        extra["inline_attachments"] = inline
+    if parsed.forwarded:
+        extra["forwarded"] = [
+            {"message_id": f.message_id, "from": f.from_address, "subject": f.subject} for f in parsed.forwarded[:5]
+        ]
+    if parsed.defects:
+        extra["mime_defects"] = sorted(set(parsed.defects))[:10]
+    extra.update(metadata or {})
+    return InboundMessage(
+        provider=provider,
+        channel=Channel.EMAIL,
+        provider_message_id=parsed.message_id or f"sha256:{fallback_id}",
+        account=mailbox,
+        sender=Sender(
+            handles=[Handle(kind="email", value=parsed.from_address, verified=sender.verified)],
+            display_name=parsed.from_name,
+        ),
+        sent_at=parsed.date,
+        received_at=received_at,
+        content_type=ContentType.MEDIA if any(not a.inline for a in files) else ContentType.TEXT,
+        text=text[:MAX_TEXT] or None,
+        subject=(parsed.subject or None) and parsed.subject[:998],
+        attachments=[
+            Attachment(content_type=a.content_type, filename=a.filename, size=a.size) for a in files
+        ],
+        metadata=extra,
+        conversation_key=THREAD_KEY_PREFIX + root if root else None,
+        thread_keys=parsed.thread_keys,
+        raw={"headers": parsed.headers, **(raw or {})},
+    )

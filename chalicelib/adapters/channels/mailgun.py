@@ -1,0 +1,390 @@
+"""Mailgun inbound routes, `forward()` to a URL: https://documentation.mailgun.com/docs/mailgun/user-manual/receive-forward-store/receive-http"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+    WebhookResponse,
+)
+from chalicelib.adapters.channels.email_mime import (
+    FormData,
+    ParsedAttachment,
+    ParsedEmail,
+    aligned,
+    check_sender,
+    domain_of,
+    inbound_email,
+    media_type,
+    msg_ids,
+    parse_address_list,
+    parse_email,
+    parse_email_headers,
+    parse_form,
+)
+from chalicelib.errors import MalformedPayloadError, SignatureError
+from chalicelib.secrets import Secret
+
+SIGNING_FIELDS = ("timestamp", "token", "signature")
+#: Fields only a Mailgun route POST carries: a body with any of them must be signed.
+ROUTE_FIELDS = frozenset(
+    {*SIGNING_FIELDS, "recipient", "sender", "from", "subject", "body-mime", "body-plain", "body-html",
+     "stripped-text", "message-headers", "attachment-count", "Message-Id"}
+)
+#: Individual header fields Mailgun also posts (observed; `message-headers` is the documented source).
+HEADER_FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-Id", "In-Reply-To", "References", "Reply-To")
+#: Tokens remembered per process; Mailgun sends one per POST, so this covers thousands of
+#: messages within the replay window before the oldest are forgotten.
+TOKEN_CACHE_SIZE = 10_000
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_ATTACHMENT = re.compile(r"attachment-([0-9]{1,4})")
+
+
+class NotAcceptableError(MalformedPayloadError):
+    """A POST that can never succeed. Mailgun stops retrying only on 406; any other status,
+    400 included, is retried for 8 hours (PROVIDERS §5.2)."""
+
+    http_status = 406
+    code = "not_acceptable"
+
+
+class ReplayedTokenError(SignatureError):
+    """The token of a POST this process already accepted: answered 406, because that message is
+    safely enqueued and a retry could only duplicate it."""
+
+    http_status = 406
+    code = "replayed_token"
+
+
+def compute_signature(signing_key: str, timestamp: str, token: str) -> str:
+    """Mailgun's `signature`: hex HMAC-SHA256 of `timestamp + token` under the webhook signing key."""
+    return hmac.new(signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class MailgunSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The HTTP webhook signing key (Sending → Webhooks), not the API key; list the new one
+    #: beside the old while rotating.
+    webhook_signing_keys: list[Secret] = Field(min_length=1)
+    #: Our own mailboxes (`support@mg.acme.example`) or whole domains (`@acme.example`): mail
+    #: from them is an echo or a loop and never opens a case.
+    own_addresses: list[str] = Field(default_factory=list)
+    #: How far `timestamp` may be from our clock. Mailgun signs each POST; keep it short.
+    max_age_seconds: int = Field(default=300, ge=30, le=86_400)
+
+    @field_validator("own_addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        return own_address_list(values)
+
+
+def own_address_list(values: list[str]) -> list[str]:
+    cleaned = []
+    for value in values:
+        value = value.strip().lower()
+        if "@" not in value or any(c.isspace() for c in value) or value.count("@") > 1:
+            raise ValueError(f"{value!r} is neither an address (support@example.com) nor a domain (@example.com)")
+        cleaned.append(value)
+    return cleaned
+
+
+@dataclass
+class MailgunParsed(ParsedWebhook):
+    #: The signing token, remembered by `ack` once the message is safely enqueued.
+    token: str | None = None
+    timestamp: int | None = None
+
+
+class _SeenTokens:
+    """Tokens of POSTs this process acknowledged, until their timestamp leaves the window.
+
+    Per process only: another Lambda container does not know them. Across processes the
+    dedupe on Message-ID (provider_message_id) makes a replayed message a no-op; this cache
+    rejects the replay earlier and cheaper, where it can.
+    """
+
+    def __init__(self, capacity: int = TOKEN_CACHE_SIZE) -> None:
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def seen(self, token: str, now: float) -> bool:
+        with self._lock:
+            expires = self._expiry.get(token)
+            return expires is not None and expires >= now
+
+    def add(self, token: str, expires: float) -> None:
+        with self._lock:
+            self._expiry[token] = expires
+            self._expiry.move_to_end(token)
+            while len(self._expiry) > self._capacity:
+                self._expiry.popitem(last=False)
+
+
+class MailgunAdapter(ChannelAdapter[MailgunSettings]):
+    """Inbound email through a Mailgun route's `forward()` action, parsed or raw MIME."""
+
+    key: ClassVar[str] = "mailgun"
+    docs_url: ClassVar[str] = (
+        "https://documentation.mailgun.com/docs/mailgun/user-manual/receive-forward-store/receive-http"
+    )
+    Settings: ClassVar[type[BaseModel]] = MailgunSettings
+    # Form-encoded without attachments, multipart with them (PROVIDERS §0.2).
+    content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+    def __init__(self, settings: MailgunSettings, secrets) -> None:
+        super().__init__(settings, secrets)
+        self._tokens = _SeenTokens()
+        self._own = frozenset(settings.own_addresses)
+
+    def verify(self, request: WebhookRequest) -> None:
+        """HMAC-SHA256 over `timestamp + token` with each signing key, the timestamp within
+        `max_age_seconds` of our clock, and the token not used before in this process.
+
+        A body that is not a form, or carries no Mailgun field at all, has nothing to check:
+        `parse` refuses it. Raises `SignatureError` (401: Mailgun retries, so a key fixed within
+        8 hours loses nothing) or `ReplayedTokenError` (406).
+        """
+        form = _form(request)
+        if form is None or not any(name in form for name in ROUTE_FIELDS):
+            return
+        timestamp, token, signature = (form.text(name) or "" for name in SIGNING_FIELDS)
+        if not (timestamp and token and signature):
+            raise SignatureError("missing timestamp, token or signature field")
+        if not self._signature_matches(timestamp, token, signature):
+            raise SignatureError(
+                "signature does not match: webhook_signing_keys must hold the HTTP webhook signing key, not the API key"
+            )
+        now = request.received_at.timestamp()
+        if abs(now - int(timestamp)) > self.settings.max_age_seconds:
+            raise SignatureError(f"timestamp is more than {self.settings.max_age_seconds} s from our clock")
+        if self._tokens.seen(token, now):
+            raise ReplayedTokenError("this token was already accepted: a replayed request")
+
+    def parse(self, request: WebhookRequest) -> MailgunParsed:
+        form = _form(request)
+        if form is None:
+            raise NotAcceptableError("body is not a urlencoded or multipart/form-data form")
+        timestamp, token, signature = (form.text(name) or "" for name in SIGNING_FIELDS)
+        if not (timestamp and token and signature):
+            raise NotAcceptableError("not a Mailgun route POST: missing timestamp, token or signature")
+        # Re-checked, not trusted from verify(): parse alone never turns an unsigned body into events.
+        if not self._signature_matches(timestamp, token, signature):
+            raise SignatureError("signature does not match")
+        mime = form.data("body-mime")
+        if mime is not None:
+            try:
+                parsed = parse_email(mime, own_addresses=self._own, max_attachment_bytes=0)
+            except MalformedPayloadError as exc:
+                raise NotAcceptableError(f"body-mime: {exc.message}") from None
+            mode = "mime"
+            fallback = hashlib.sha256(mime).hexdigest()
+        elif any(name in form for name in ("message-headers", "from", "body-plain")):
+            parsed = _parsed_fields(form, self._own)
+            mode = "parsed"
+            fallback = _fields_digest(form)
+        else:
+            raise NotAcceptableError("neither body-mime nor the parsed message fields (from, body-plain)")
+
+        recipient = _first_address(form.text("recipient"))
+        envelope_sender = _first_address(form.text("sender"))
+        dkim_result = parsed.headers.get("x-mailgun-dkim-check-result")
+        # Mailgun does not say which signature passed: credit DKIM only when every signing
+        # domain is aligned with From, so a passing signature of another domain proves nothing.
+        from_domain = domain_of(parsed.from_address)
+        dkim_domains = parsed.dkim_domains
+        all_aligned = bool(dkim_domains) and all(aligned(from_domain, d) for d in dkim_domains)
+        sender = check_sender(
+            parsed.from_address,
+            spf=parsed.headers.get("x-mailgun-spf"),
+            spf_domain=domain_of(envelope_sender),
+            dkim=dkim_result,
+            dkim_pass_domains=dkim_domains if all_aligned else (),
+        )
+        event = inbound_email(
+            parsed,
+            provider=self.key,
+            account=recipient,
+            received_at=request.received_at,
+            sender=sender,
+            fallback_id=fallback,
+            raw={
+                "mode": mode,
+                "recipient": recipient,
+                "sender": envelope_sender,
+                "fields": sorted(n for n in form.names() if n not in SIGNING_FIELDS)[:100],
+            },
+            metadata={"envelope_from": envelope_sender} if envelope_sender else None,
+        )
+        if isinstance(event, str):
+            return MailgunParsed(ignored=[event], token=token, timestamp=int(timestamp))
+        return MailgunParsed(events=[event], token=token, timestamp=int(timestamp))
+
+    def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
+        # Remembered only now, after the enqueue: a POST that failed with a 5xx may come back
+        # with the same token and must not be refused as a replay.
+        if isinstance(parsed, MailgunParsed) and parsed.token and parsed.timestamp is not None:
+            self._tokens.add(parsed.token, parsed.timestamp + self.settings.max_age_seconds)
+        return WebhookResponse(status=200, body="")
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
+        """An email from `customer` as a raw-MIME route (`forward(".../webhooks/mailgun/mime")`)
+        posts it, signed with the first webhook signing key at the current time."""
+        import secrets as random
+        from email.message import EmailMessage
+        from email.utils import format_datetime, formataddr, make_msgid
+        from urllib.parse import urlencode
+
+        mailbox = next((a for a in self.settings.own_addresses if not a.startswith("@")), "support@mg.example.com")
+        message = EmailMessage()
+        # Mailgun's own verdict, as its MX adds it: the simulated sender counts as proved.
+        message["X-Mailgun-Spf"] = "Pass"
+        message["From"] = formataddr((customer.name, customer.email))
+        message["To"] = mailbox
+        message["Subject"] = "Simulated message"
+        message["Date"] = format_datetime(datetime.now(timezone.utc))
+        message["Message-ID"] = make_msgid(domain="simulate.hub.invalid")
+        message.set_content(customer.text)
+        timestamp, token = str(int(time.time())), random.token_hex(25)
+        fields = {
+            "recipient": mailbox,
+            "sender": customer.email,
+            "from": message["From"],
+            "subject": message["Subject"],
+            "body-mime": message.as_string(),
+            "timestamp": timestamp,
+            "token": token,
+            "signature": compute_signature(self.secrets.get(self.settings.webhook_signing_keys[0]), timestamp, token),
+        }
+        return SimulatedRequest(
+            path=f"/webhooks/{self.key}/mime",
+            body=urlencode(fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    def _signature_matches(self, timestamp: str, token: str, signature: str) -> bool:
+        if not _TIMESTAMP.fullmatch(timestamp) or len(token) > 256 or len(signature) > 256:
+            return False
+        given = signature.strip().lower().encode("utf-8", "replace")
+        matched = False
+        for key in self.secrets.get_all(self.settings.webhook_signing_keys):
+            # No early exit: every key in the rotation list costs the same, match or not.
+            matched |= hmac.compare_digest(compute_signature(key, timestamp, token).encode("ascii"), given)
+        return matched
+
+
+# --- the parsed-fields mode ------------------------------------------------------------------------
+
+
+def _form(request: WebhookRequest) -> FormData | None:
+    return _cached_form(request.body, request.header("content-type") or "")
+
+
+@lru_cache(maxsize=4)
+def _cached_form(body: bytes, content_type: str) -> FormData | None:
+    """The form, parsed once for verify and parse; None when the body is not one."""
+    if media_type(content_type) not in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
+        return None
+    try:
+        return parse_form(body, content_type)
+    except MalformedPayloadError:
+        return None
+
+
+def _first_address(value: str | None) -> str | None:
+    addresses = parse_address_list(value)
+    return addresses[0][1].lower() if addresses else None
+
+
+def _header_pairs(form: FormData) -> list[tuple[str, str]]:
+    """`message-headers` (a JSON list of [name, value], order kept), then the individual header
+    fields for any header the list lacks."""
+    pairs: list[tuple[str, str]] = []
+    text = form.text("message-headers")
+    if text:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise NotAcceptableError("message-headers is not JSON") from None
+        if not isinstance(data, list):
+            raise NotAcceptableError("message-headers is not a list of [name, value] pairs")
+        for item in data[:500]:
+            if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+                pairs.append((item[0], item[1]))
+    present = {name.lower() for name, _ in pairs}
+    for name in HEADER_FIELDS:
+        value = form.text(name)
+        if value is None and name == "From":
+            value = form.text("from")
+        if value is None and name == "Subject":
+            value = form.text("subject")
+        if value is not None and name.lower() not in present:
+            pairs.append((name, value))
+    return pairs
+
+
+def _parsed_fields(form: FormData, own: frozenset[str]) -> ParsedEmail:
+    content_ids: dict[str, str] = {}
+    mapping = form.text("content-id-map")
+    if mapping:
+        try:
+            data = json.loads(mapping)
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, dict):
+            content_ids = {str(v): str(k) for k, v in data.items()}
+    attachments = []
+    for part in form.files():
+        match = _ATTACHMENT.fullmatch(part.name)
+        if match is None:
+            continue
+        cid = content_ids.get(part.name)
+        ids = msg_ids(cid) if cid else []
+        attachments.append(
+            ParsedAttachment(
+                filename=part.filename,
+                content_type=part.content_type or "application/octet-stream",
+                size=len(part.data),
+                content_id=ids[0] if ids else None,
+                inline=bool(ids),
+            )
+        )
+    html = "\n".join(form.texts("body-html")) or None
+    parsed = parse_email_headers(
+        _header_pairs(form), text=form.text("body-plain") or "", html=html, attachments=attachments,
+        own_addresses=own,
+    )
+    stripped = (form.text("stripped-text") or "").strip()
+    if not parsed.text and stripped:
+        # Our quote detection knows German and Outlook forms; Mailgun's is the fallback.
+        parsed = replace(parsed, text=stripped)
+    return parsed
+
+
+def _fields_digest(form: FormData) -> str:
+    """A stable id for a parsed-mode POST without Message-Id: everything but the signing triple."""
+    digest = hashlib.sha256()
+    for part in form.parts:
+        if part.name not in SIGNING_FIELDS:
+            digest.update(part.name.encode("utf-8", "replace") + b"\x00" + part.data + b"\x00")
+    return digest.hexdigest()
+

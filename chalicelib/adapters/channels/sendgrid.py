@@ -1,0 +1,493 @@
+"""SendGrid Inbound Parse: https://www.twilio.com/docs/sendgrid/for-developers/parsing-email/setting-up-the-inbound-parse-webhook"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+)
+from chalicelib.adapters.channels.email_mime import (
+    FormData,
+    ParsedAttachment,
+    ParsedEmail,
+    check_sender,
+    domain_of,
+    inbound_email,
+    msg_ids,
+    parse_address_list,
+    parse_email,
+    parse_email_headers,
+    parse_form,
+    parse_header_block,
+)
+from chalicelib.adapters.channels.mailgun import own_address_list
+from chalicelib.errors import MalformedPayloadError, SignatureError
+from chalicelib.secrets import Secret
+
+#: The signed Event Webhook's headers, which SendGrid's SDK defines; that Inbound Parse security
+#: policies send the same ones is stated by third parties only (PROVIDERS §5.1, §11.4).
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+#: Header fields SendGrid posts beside `headers`, used when the block lacks them.
+HEADER_FIELDS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Subject", "subject"))
+
+_ATTACHMENT = re.compile(r"attachment([0-9]{1,4})")
+_DKIM_RESULT = re.compile(r"@([A-Za-z0-9.-]+)\s*:\s*([A-Za-z]+)")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+class BasicAuthCredential(BaseModel):
+    """`https://<username>:<password>@hub.example.com/webhooks/sendgrid` in the Parse setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s]+$")
+    password: Secret
+
+
+class SendgridSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Credentials SendGrid sends as HTTP basic auth (put them in the URL at SendGrid); any one
+    #: of them is accepted, so a new pair can be added before the URL at SendGrid changes.
+    basic_auth: list[BasicAuthCredential] = Field(default_factory=list)
+    #: Secret path segments: the URL at SendGrid is `/webhooks/sendgrid/<token>`.
+    path_tokens: list[Secret] = Field(default_factory=list)
+    #: Public keys (base64 DER or PEM, P-256) of the security policy attached to the Parse
+    #: setting; when set, every request must carry a valid ECDSA signature from one of them.
+    signature_public_keys: list[str] = Field(default_factory=list)
+    #: How old a signed timestamp may be. SendGrid retries for up to 3 days and it is not
+    #: documented whether a retry is signed afresh, so the default accepts its whole retry
+    #: horizon; a replay can only repeat a message the Message-ID dedupe already holds.
+    signature_max_age_seconds: int = Field(default=3 * 24 * 3600 + 3600, ge=60, le=7 * 24 * 3600)
+    #: Our own mailboxes or `@domains`: mail from them is an echo or a loop, never a case.
+    own_addresses: list[str] = Field(default_factory=list)
+
+    @field_validator("own_addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        return own_address_list(values)
+
+    @field_validator("signature_public_keys")
+    @classmethod
+    def _keys(cls, values: list[str]) -> list[str]:
+        for value in values:
+            load_public_key(value)
+        return values
+
+    @model_validator(mode="after")
+    def _secured(self) -> SendgridSettings:
+        # Inbound Parse posts unauthenticated by default; the URL's credentials are the floor.
+        if not self.basic_auth and not self.path_tokens:
+            raise ValueError("configure basic_auth or path_tokens (or both): Inbound Parse is otherwise unauthenticated")
+        return self
+
+
+@dataclass(frozen=True)
+class _Mode:
+    parsed: ParsedEmail
+    name: str
+    fallback_id: str
+
+
+class SendgridAdapter(ChannelAdapter[SendgridSettings]):
+    """Inbound email through SendGrid's Inbound Parse webhook, parsed fields or raw MIME."""
+
+    key: ClassVar[str] = "sendgrid"
+    docs_url: ClassVar[str] = (
+        "https://www.twilio.com/docs/sendgrid/for-developers/parsing-email/setting-up-the-inbound-parse-webhook"
+    )
+    Settings: ClassVar[type[BaseModel]] = SendgridSettings
+    content_types: ClassVar[tuple[str, ...]] = ("multipart/form-data",)
+
+    def __init__(self, settings: SendgridSettings, secrets) -> None:
+        super().__init__(settings, secrets)
+        self._own = frozenset(settings.own_addresses)
+        self._public_keys = [load_public_key(k) for k in settings.signature_public_keys]
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Every configured mechanism must pass: the basic-auth credential, the path token, and
+        (with a security policy) the ECDSA signature over `timestamp + raw body`.
+
+        Raises `SignatureError` (401).
+        """
+        if self.settings.basic_auth and not self._basic_auth_matches(request.header("authorization")):
+            raise SignatureError("missing or wrong basic auth credentials (basic_auth)")
+        if self.settings.path_tokens and not self._path_token_matches(request.hook):
+            raise SignatureError("missing or wrong path token: the URL must be /webhooks/sendgrid/<one of path_tokens>")
+        if self._public_keys:
+            self._verify_signature(request)
+
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        form = parse_form(request.body, request.header("content-type"))
+        charsets = _json_object(form.text("charsets"))
+        envelope = _json_object(form.text("envelope"))
+        if "email" in form:
+            raw = form.data("email") or b""
+            try:
+                parsed = parse_email(raw, own_addresses=self._own, max_attachment_bytes=0)
+            except MalformedPayloadError as exc:
+                raise MalformedPayloadError(f"email: {exc.message}") from None
+            mode = _Mode(parsed, "raw", hashlib.sha256(raw).hexdigest())
+        elif "headers" in form or "from" in form:
+            mode = _Mode(_parsed_fields(form, charsets, self._own), "parsed", _fields_digest(form))
+        else:
+            raise MalformedPayloadError("neither email (raw mode) nor headers/from (parsed mode)")
+
+        envelope_to = envelope.get("to")
+        recipient = envelope_to[0] if isinstance(envelope_to, list) and envelope_to and isinstance(envelope_to[0], str) else None
+        recipient = recipient or _first_address(form.text("to"))
+        envelope_from = envelope.get("from") if isinstance(envelope.get("from"), str) else None
+        dkim_results = dkim_verdicts(form.text("dkim"))
+        passing = [domain for domain, result in dkim_results if result == "pass"]
+        sender = check_sender(
+            mode.parsed.from_address,
+            spf=form.text("SPF") or form.text("spf"),
+            spf_domain=domain_of(envelope_from),
+            dkim="pass" if passing else (dkim_results[0][1] if dkim_results else None),
+            dkim_pass_domains=passing,
+        )
+        metadata: dict[str, object] = {}
+        if envelope_from:
+            metadata["envelope_from"] = envelope_from[:320]
+        if spam := form.text("spam_score"):
+            metadata["spam_score"] = spam[:20]
+        event = inbound_email(
+            mode.parsed,
+            provider=self.key,
+            account=recipient,
+            received_at=request.received_at,
+            sender=sender,
+            fallback_id=mode.fallback_id,
+            raw={
+                "mode": mode.name,
+                "envelope": {"to": recipient, "from": envelope_from},
+                "sender_ip": (form.text("sender_ip") or "")[:64] or None,
+                "fields": sorted(form.names())[:100],
+            },
+            metadata=metadata,
+        )
+        if isinstance(event, str):
+            return ParsedWebhook(ignored=[event])
+        return ParsedWebhook(events=[event])
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest | None:
+        """An email from `customer` as Inbound Parse posts it in raw mode, with this hub's URL
+        credentials. None when a signature policy is configured: only SendGrid holds its key."""
+        if self._public_keys:
+            return None
+        from email.message import EmailMessage
+        from email.utils import format_datetime, formataddr, make_msgid
+        from datetime import datetime, timezone
+
+        mailbox = next((a for a in self.settings.own_addresses if not a.startswith("@")), "support@parse.example.com")
+        message = EmailMessage()
+        message["From"] = formataddr((customer.name, customer.email))
+        message["To"] = mailbox
+        message["Subject"] = "Simulated message"
+        message["Date"] = format_datetime(datetime.now(timezone.utc))
+        message["Message-ID"] = make_msgid(domain="simulate.hub.invalid")
+        message.set_content(customer.text)
+        domain = domain_of(customer.email) or "example.com"
+        fields = [
+            ("dkim", f"{{@{domain} : pass}}"),
+            ("email", message.as_bytes()),
+            ("to", mailbox.encode()),
+            ("from", message["From"].encode()),
+            ("subject", b"Simulated message"),
+            ("sender_ip", b"192.0.2.1"),
+            ("envelope", json.dumps({"to": [mailbox], "from": customer.email}).encode()),
+            ("charsets", b'{"to":"UTF-8","from":"UTF-8","subject":"UTF-8"}'),
+            ("SPF", b"pass"),
+        ]
+        boundary = "hubSimulate" + hashlib.sha256(message.as_bytes()).hexdigest()[:16]
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + (value if isinstance(value, bytes) else value.encode()) + b"\r\n"
+            for name, value in fields
+        ) + f"--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if self.settings.basic_auth:
+            first = self.settings.basic_auth[0]
+            credential = f"{first.username}:{self.secrets.get(first.password)}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(credential).decode()
+        path = f"/webhooks/{self.key}"
+        if self.settings.path_tokens:
+            path += "/" + self.secrets.get(self.settings.path_tokens[0])
+        return SimulatedRequest(path=path, body=body, headers=headers)
+
+    # --- credentials ---------------------------------------------------------------------------
+
+    def _basic_auth_matches(self, header: str | None) -> bool:
+        scheme, _, encoded = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        matched = False
+        for credential in self.settings.basic_auth:
+            expected = f"{credential.username}:{self.secrets.get(credential.password)}".encode()
+            # No early exit: every credential costs the same, match or not.
+            matched |= hmac.compare_digest(hashlib.sha256(expected).digest(), hashlib.sha256(given).digest())
+        return matched
+
+    def _path_token_matches(self, hook: str | None) -> bool:
+        if not hook:
+            return False
+        given = hashlib.sha256(hook.encode("utf-8", "replace")).digest()
+        matched = False
+        for token in self.secrets.get_all(self.settings.path_tokens):
+            matched |= hmac.compare_digest(hashlib.sha256(token.encode()).digest(), given)
+        return matched
+
+    def _verify_signature(self, request: WebhookRequest) -> None:
+        signature = (request.header(SIGNATURE_HEADER) or "").strip()
+        timestamp = (request.header(TIMESTAMP_HEADER) or "").strip()
+        if not signature or not timestamp:
+            raise SignatureError(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise SignatureError(f"{TIMESTAMP_HEADER} is not a unix time")
+        rs = decode_der_signature(signature)
+        # Over the raw bytes: the multipart body may be binary (PROVIDERS §5.1).
+        message = timestamp.encode("ascii") + request.body
+        if rs is None or not any(ecdsa_p256_verify(key, message, *rs) for key in self._public_keys):
+            raise SignatureError(f"{SIGNATURE_HEADER} does not verify with any of signature_public_keys")
+        if abs(request.received_at.timestamp() - int(timestamp)) > self.settings.signature_max_age_seconds:
+            raise SignatureError(f"{TIMESTAMP_HEADER} is outside signature_max_age_seconds")
+
+
+# --- the parsed mode ----------------------------------------------------------------------------------
+
+
+def dkim_verdicts(value: str | None) -> list[tuple[str, str]]:
+    """(domain, result) pairs of SendGrid's `dkim` field, e.g. `{@customer.example : pass}`."""
+    return [(d.lower().rstrip("."), r.lower()) for d, r in _DKIM_RESULT.findall(value or "")][:10]
+
+
+def _json_object(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _first_address(value: str | None) -> str | None:
+    addresses = parse_address_list(value)
+    return addresses[0][1].lower() if addresses else None
+
+
+def _parsed_fields(form: FormData, charsets: dict, own: frozenset[str]) -> ParsedEmail:
+    def text(name: str) -> str | None:
+        charset = charsets.get(name)
+        return form.text(name, charset if isinstance(charset, str) else None)
+
+    pairs = parse_header_block(form.data("headers") or b"")
+    present = {name.lower() for name, _ in pairs}
+    for header, name in HEADER_FIELDS:
+        value = text(name)
+        if value is not None and header.lower() not in present:
+            pairs.append((header, value))
+    info = _json_object(form.text("attachment-info"))
+    content_ids = {str(v): str(k) for k, v in _json_object(form.text("content-ids")).items()}
+    attachments = []
+    for part in form.files():
+        if _ATTACHMENT.fullmatch(part.name) is None:
+            continue
+        details = info.get(part.name) if isinstance(info.get(part.name), dict) else {}
+        cid = details.get("content-id") or content_ids.get(part.name)
+        ids = msg_ids(f"<{str(cid).strip('<>')}>") if cid else []
+        filename = details.get("filename") if isinstance(details.get("filename"), str) else None
+        ctype = details.get("type") if isinstance(details.get("type"), str) else None
+        attachments.append(
+            ParsedAttachment(
+                filename=part.filename or filename,
+                content_type=(part.content_type or ctype or "application/octet-stream").lower(),
+                size=len(part.data),
+                content_id=ids[0] if ids else None,
+                inline=bool(ids),
+            )
+        )
+    return parse_email_headers(pairs, text=text("text") or "", html=text("html"), attachments=attachments,
+                               own_addresses=own)
+
+
+def _fields_digest(form: FormData) -> str:
+    """A stable id for a message without Message-ID: the whole form, which SendGrid resends as is."""
+    digest = hashlib.sha256()
+    for part in form.parts:
+        digest.update(part.name.encode("utf-8", "replace") + b"\x00" + part.data + b"\x00")
+    return digest.hexdigest()
+
+
+# --- ECDSA P-256 / SHA-256 verification, standard library only ------------------------------------------
+# Verification handles public values only (key, message, signature), so plain integer arithmetic
+# is fine here; no secret is involved. Checked against `cryptography` in the unit tests.
+
+_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+_A = _P - 3
+_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_G = (
+    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+)
+#: id-ecPublicKey and prime256v1 (secp256r1), DER-encoded.
+_OID_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
+_OID_P256 = bytes.fromhex("2a8648ce3d030107")
+
+Point = tuple[int, int]
+
+
+def _on_curve(point: Point) -> bool:
+    x, y = point
+    return 0 <= x < _P and 0 <= y < _P and (y * y - (x * x * x + _A * x + _B)) % _P == 0
+
+
+def _jacobian_double(p: tuple[int, int, int]) -> tuple[int, int, int]:
+    x, y, z = p
+    if not y:
+        return (0, 0, 0)
+    ysq = y * y % _P
+    s = 4 * x * ysq % _P
+    m = (3 * x * x + _A * pow(z, 4, _P)) % _P
+    nx = (m * m - 2 * s) % _P
+    ny = (m * (s - nx) - 8 * ysq * ysq) % _P
+    return (nx, ny, 2 * y * z % _P)
+
+
+def _jacobian_add(p: tuple[int, int, int], q: tuple[int, int, int]) -> tuple[int, int, int]:
+    if not p[1]:
+        return q
+    if not q[1]:
+        return p
+    u1 = p[0] * q[2] * q[2] % _P
+    u2 = q[0] * p[2] * p[2] % _P
+    s1 = p[1] * pow(q[2], 3, _P) % _P
+    s2 = q[1] * pow(p[2], 3, _P) % _P
+    if u1 == u2:
+        return _jacobian_double(p) if s1 == s2 else (0, 0, 0)
+    h, r = u2 - u1, s2 - s1
+    h2 = h * h % _P
+    h3 = h * h2 % _P
+    u1h2 = u1 * h2 % _P
+    nx = (r * r - h3 - 2 * u1h2) % _P
+    ny = (r * (u1h2 - nx) - s1 * h3) % _P
+    return (nx, ny, h * p[2] * q[2] % _P)
+
+
+def _shamir(u1: int, g: Point, u2: int, q: Point) -> Point | None:
+    """u1·G + u2·Q in one double-and-add pass; None for the point at infinity."""
+    gj, qj = (g[0], g[1], 1), (q[0], q[1], 1)
+    both = _jacobian_add(gj, qj)
+    acc = (0, 0, 0)
+    for bit in range(max(u1.bit_length(), u2.bit_length()) - 1, -1, -1):
+        acc = _jacobian_double(acc)
+        a, b = (u1 >> bit) & 1, (u2 >> bit) & 1
+        if a and b:
+            acc = _jacobian_add(acc, both)
+        elif a:
+            acc = _jacobian_add(acc, gj)
+        elif b:
+            acc = _jacobian_add(acc, qj)
+    x, y, z = acc
+    if not y or not z:
+        return None
+    zinv = pow(z, -1, _P)
+    return (x * zinv * zinv % _P, y * pow(zinv, 3, _P) % _P)
+
+
+def ecdsa_p256_verify(public_key: Point, message: bytes, r: int, s: int) -> bool:
+    """ECDSA verification (FIPS 186-4 §6.4.2) on P-256 with SHA-256."""
+    if not (1 <= r < _N and 1 <= s < _N) or not _on_curve(public_key):
+        return False
+    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
+    w = pow(s, -1, _N)
+    point = _shamir(e * w % _N, _G, r * w % _N, public_key)
+    return point is not None and point[0] % _N == r
+
+
+def _der(data: bytes, offset: int, tag: int) -> tuple[bytes, int]:
+    """The value of the DER element with `tag` at `offset`, and the offset after it."""
+    if offset + 2 > len(data) or data[offset] != tag:
+        raise ValueError("unexpected DER structure")
+    length, offset = data[offset + 1], offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 2 or offset + count > len(data):
+            raise ValueError("unsupported DER length")
+        length, offset = int.from_bytes(data[offset:offset + count], "big"), offset + count
+    if offset + length > len(data):
+        raise ValueError("truncated DER element")
+    return data[offset:offset + length], offset + length
+
+
+def decode_der_signature(value: str) -> tuple[int, int] | None:
+    """(r, s) of a base64 DER `ECDSA-Sig-Value`; None when it is not one."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+        body, end = _der(raw, 0, 0x30)
+        if end != len(raw):
+            return None
+        r_bytes, offset = _der(body, 0, 0x02)
+        s_bytes, offset = _der(body, offset, 0x02)
+    except (binascii.Error, ValueError):
+        return None
+    if offset != len(body) or not r_bytes or not s_bytes or r_bytes[0] & 0x80 or s_bytes[0] & 0x80:
+        return None
+    return int.from_bytes(r_bytes, "big"), int.from_bytes(s_bytes, "big")
+
+
+@lru_cache(maxsize=16)
+def load_public_key(value: str) -> Point:
+    """A P-256 public key from base64 DER SubjectPublicKeyInfo (what SendGrid shows) or PEM.
+    Raises ValueError naming what is wrong (never the key)."""
+    text = re.sub(r"-----(BEGIN|END) PUBLIC KEY-----", "", value)
+    try:
+        der = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("public key is not base64 (DER) or PEM") from None
+    spki, end = _der(der, 0, 0x30)
+    if end != len(der):
+        raise ValueError("public key has trailing data")
+    algorithm, offset = _der(spki, 0, 0x30)
+    key_type, inner = _der(algorithm, 0, 0x06)
+    curve, _ = _der(algorithm, inner, 0x06)
+    if key_type != _OID_EC_PUBLIC_KEY or curve != _OID_P256:
+        raise ValueError("public key is not an EC key on P-256 (prime256v1)")
+    bits, _ = _der(spki, offset, 0x03)
+    if not bits or bits[0] != 0:
+        raise ValueError("public key bit string is malformed")
+    point = bits[1:]
+    if len(point) == 65 and point[0] == 4:
+        key = (int.from_bytes(point[1:33], "big"), int.from_bytes(point[33:], "big"))
+    elif len(point) == 33 and point[0] in (2, 3):
+        x = int.from_bytes(point[1:], "big")
+        y = pow((x * x * x + _A * x + _B) % _P, (_P + 1) // 4, _P)
+        if y & 1 != point[0] & 1:
+            y = _P - y
+        key = (x, y)
+    else:
+        raise ValueError("public key point encoding is not supported")
+    if not _on_curve(key):
+        raise ValueError("public key is not a point on P-256")
+    return key

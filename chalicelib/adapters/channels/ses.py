@@ -1,0 +1,641 @@
+"""Amazon SES inbound email through an SNS HTTPS subscription: https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html
+
+`POST /webhooks/ses` receives SNS messages. Each one is proved to come from SNS by its RSA
+signature (`sns_signature`), its topic must be on the allow-list, and its timestamp inside a
+window; then a `SubscriptionConfirmation` is confirmed, an `UnsubscribeConfirmation` is logged,
+and a `Notification` carrying an SES `Received` notification becomes one email message. The SES
+S3 delivery (`ses_s3.py`) builds its messages with the same `SesAdapter.email_message`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import cached_property, lru_cache
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.adapters.channels import sns_signature as sns
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    SimulatedCustomer,
+    SimulatedRequest,
+    WebhookRequest,
+)
+from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
+from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
+from chalicelib.secrets import Secret
+
+MESSAGE_TYPE_HEADER = "x-amz-sns-message-type"
+NOTIFICATION = "Notification"
+SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
+UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
+
+#: The `SigningCertURL` path of messages signed with `test_signing_keys` (`hubctl simulate`, tests).
+#: AWS serves no such file: without test keys configured, a message naming it fails verification.
+SIMULATED_CERT_PATH = "/SimpleNotificationService-hub-simulated.pem"
+
+#: SES verdict values (https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html);
+#: anything else (a `DISABLED` when scanning is off, a future value) reads as unknown.
+PASS, FAIL = "PASS", "FAIL"
+VERDICTS = frozenset({PASS, FAIL, "GRAY", "PROCESSING_FAILED"})
+
+#: A message's SNS `Timestamp` may lag this much behind its delivery: SNS retries an HTTPS endpoint
+#: for at most 3600 s (a hard limit, https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html),
+#: plus margin for throttled deliveries and clock skew.
+DEFAULT_MAX_AGE_SECONDS = 7200
+#: Clock skew tolerated for a timestamp in the future.
+FUTURE_SKEW = timedelta(minutes=5)
+#: Text kept per message: a long email thread must not outgrow the store's item limit.
+MAX_TEXT_CHARS = 32_000
+
+_TOPIC_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:sns:[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?")
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/=\r\n]+")
+_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+#: SES ids are 40 lower-case alphanumerics; S3 keys allow more, but never control characters.
+_MESSAGE_ID = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,512}")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+#: Nesting kept from a notification; deeper values are dropped (SES's own JSON is four levels deep).
+MAX_DEPTH = 16
+
+
+class SesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: SNS topics whose messages are accepted and whose subscriptions are confirmed; every other
+    #: topic gets 403. Empty when only the S3 delivery is used.
+    topic_arns: list[str] = Field(default_factory=list)
+    #: Our own mailboxes (`support@acme.example`) or domains (`@acme.example`): mail from them is
+    #: ignored, so a reply we sent that loops back never opens a case.
+    own_addresses: list[str] = Field(default_factory=list)
+    #: Oldest SNS `Timestamp` accepted, in seconds before receipt (replay window).
+    max_message_age_seconds: int = Field(default=DEFAULT_MAX_AGE_SECONDS, ge=300, le=7 * 24 * 3600)
+    #: S3 delivery: the receipt rule's object key prefix; the SES message id follows it.
+    s3_prefix: str = Field(default="", max_length=512)
+    #: S3 delivery: larger objects are acknowledged and ignored, not downloaded (SES accepts up to 40 MB).
+    max_email_bytes: int = Field(default=40 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    #: PEM RSA private keys (2048 bits or more) that sign simulated SNS messages whose
+    #: `SigningCertURL` path is `SIMULATED_CERT_PATH`. For `hubctl simulate` and tests only: anyone
+    #: holding one can post email to this hub, so leave it empty in production.
+    test_signing_keys: list[Secret] = Field(default_factory=list)
+
+    @field_validator("topic_arns")
+    @classmethod
+    def _topics(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _TOPIC_ARN.fullmatch(value):
+                raise ValueError(f"{value!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return list(dict.fromkeys(values))
+
+    @field_validator("own_addresses")
+    @classmethod
+    def _own(cls, values: list[str]) -> list[str]:
+        cleaned = []
+        for value in values:
+            value = value.strip().lower()
+            if not (_ADDRESS.fullmatch(value) or re.fullmatch(r"@[^@\s<>]+\.[^@\s<>]+", value)):
+                raise ValueError(f"{value!r} is neither an email address nor an @domain")
+            cleaned.append(value)
+        return cleaned
+
+
+# --- SES's verdicts on one email ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """SES's spam, virus, SPF, DKIM and DMARC results, and the envelope sender they are about."""
+
+    spam: str | None = None
+    virus: str | None = None
+    spf: str | None = None
+    dkim: str | None = None
+    dmarc: str | None = None
+    #: Envelope MAIL FROM (`mail.source`, or the Return-Path SES wrote).
+    source: str | None = None
+
+    @classmethod
+    def from_receipt(cls, receipt: Mapping[str, Any], source: Any = None) -> Verdicts:
+        def status(name: str) -> str | None:
+            verdict = receipt.get(name)
+            value = verdict.get("status") if isinstance(verdict, dict) else None
+            return normalize_verdict(value)
+
+        return cls(
+            spam=status("spamVerdict"),
+            virus=status("virusVerdict"),
+            spf=status("spfVerdict"),
+            dkim=status("dkimVerdict"),
+            dmarc=status("dmarcVerdict"),
+            source=source if isinstance(source, str) and source else None,
+        )
+
+    def rejection(self) -> str | None:
+        """Why SES's scan says this email must not become a contact; None when it may."""
+        if self.virus == FAIL:
+            return "SES virus verdict FAIL"
+        if self.spam == FAIL:
+            return "SES spam verdict FAIL"
+        return None
+
+    def proves_sender(self, from_address: str) -> bool:
+        """True when the From address may link the contact to an existing customer.
+
+        SPF and DKIM must pass, as SES reports them. Both can pass for a domain other than the one
+        in From (an attacker's own domain, with `From: ceo@victim.example`), so the From domain must
+        also be aligned: DMARC passed (which checks exactly that), or the envelope sender's domain
+        is the From domain or a parent or child of it.
+        """
+        if self.spf != PASS or self.dkim != PASS:
+            return False
+        if self.dmarc == PASS:
+            return True
+        envelope, sender = _domain(self.source), _domain(from_address)
+        if not envelope or not sender:
+            return False
+        return envelope == sender or envelope.endswith("." + sender) or sender.endswith("." + envelope)
+
+    def as_dict(self) -> dict[str, str]:
+        names = ("spam", "virus", "spf", "dkim", "dmarc")
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
+
+
+def normalize_verdict(value: Any) -> str | None:
+    """A verdict status in SES's vocabulary; UNKNOWN for any other value, None when absent."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip().upper()
+    return value if value in VERDICTS else "UNKNOWN"
+
+
+def _domain(address: str | None) -> str | None:
+    if not address or "@" not in address:
+        return None
+    return address.strip().strip("<>").rsplit("@", 1)[1].strip().rstrip(".").lower() or None
+
+
+class EmailIgnored(Exception):
+    """An email that is acknowledged but never becomes a contact; the message is the reason."""
+
+
+# --- the adapter -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Envelope:
+    """An SNS message body, decoded once per request (verify and parse both read it)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def text(self, name: str) -> str | None:
+        value = self.data.get(name)
+        return value if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=8)
+def _decode(body: bytes) -> _Envelope | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError and JSONDecodeError
+        return None
+    return _Envelope(data) if isinstance(data, dict) else None
+
+
+class SesAdapter(ChannelAdapter[SesSettings]):
+    """SES receipt notifications through SNS; also the email normalization of the S3 delivery."""
+
+    key: ClassVar[str] = "ses"
+    docs_url: ClassVar[str] = "https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html"
+    Settings: ClassVar[type[BaseModel]] = SesSettings
+    #: SNS posts `text/plain; charset=UTF-8` unless the delivery policy's `headerContentType` says otherwise.
+    content_types: ClassVar[tuple[str, ...]] = ("text/plain", "application/json")
+
+    def __init__(
+        self,
+        settings: SesSettings,
+        secrets,
+        *,
+        fetch: sns.Fetcher | None = None,
+        certificates: sns.CertificateCache | None = None,
+    ) -> None:
+        """`fetch` GETs signing certificates and SubscribeURLs (default: urllib3 with short
+        timeouts); tests inject a fake. `certificates` lets several adapters share one cache."""
+        super().__init__(settings, secrets)
+        self._fetch: sns.Fetcher = fetch or sns.Urllib3Fetcher()
+        self.certificates = certificates or sns.CertificateCache(self._fetch)
+
+    @cached_property
+    def _test_keys(self) -> list[sns.RsaPrivateKey]:
+        keys = []
+        for pem in self.secrets.get_all(self.settings.test_signing_keys):
+            try:
+                keys.append(sns.load_private_key(pem))
+            except sns.CertificateError as exc:
+                raise SignatureError(f"a configured test_signing_keys entry is unusable: {exc}") from None
+        return keys
+
+    @cached_property
+    def _own_addresses(self) -> frozenset[str]:
+        return frozenset(self.settings.own_addresses)
+
+    # --- verify --------------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        envelope = _decode(request.body)
+        if envelope is None:
+            # Not a JSON object: nothing here can be authenticated, and parse() rejects it with a
+            # 400 (MalformedPayloadError) before anything is read from it.
+            return
+        kind = envelope.text("Type")
+        if kind not in sns.SIGNED_FIELDS:
+            raise SignatureError("Type is not Notification, SubscriptionConfirmation or UnsubscribeConfirmation")
+        header = request.header(MESSAGE_TYPE_HEADER)
+        if header is not None and header != kind:
+            raise SignatureError(f"{MESSAGE_TYPE_HEADER} does not match the body's Type")
+        topic = envelope.text("TopicArn")
+        if topic not in self.settings.topic_arns:
+            raise ForbiddenError("TopicArn is not in this hub's ses.topic_arns")
+        version = envelope.text("SignatureVersion")
+        if version not in sns.HASHES:
+            raise SignatureError("SignatureVersion must be 1 or 2")
+        cert_url = envelope.text("SigningCertURL") or ""
+        # Checked before anything is fetched: only https from a genuine SNS host.
+        if not sns.is_signing_cert_url(cert_url):
+            raise SignatureError("SigningCertURL is not an https .pem URL on an sns.<region>.amazonaws.com host")
+        if kind != NOTIFICATION and not sns.is_subscribe_url(envelope.text("SubscribeURL") or "", topic):
+            raise SignatureError("SubscribeURL is not a ConfirmSubscription URL on an SNS host for this topic")
+        self._check_timestamp(envelope.text("Timestamp"), request.received_at)
+        signature = sns.decode_signature(envelope.data.get("Signature"))
+        try:
+            signed = sns.string_to_sign(envelope.data)
+        except ValueError as exc:
+            raise SignatureError(f"cannot rebuild the signed string: {exc}") from None
+        digest = sns.HASHES[version]
+        matched = False
+        for key in self._public_keys(cert_url, request.received_at):
+            matched |= sns.verify_pkcs1_v15(key, signature, signed, digest)
+        if not matched:
+            raise SignatureError("the SNS signature does not match the message")
+
+    def _public_keys(self, cert_url: str, now: datetime) -> list[sns.RsaPublicKey]:
+        if urlsplit(cert_url).path == SIMULATED_CERT_PATH and self.settings.test_signing_keys:
+            return [key.public_key for key in self._test_keys]
+        return [self.certificates.public_key(cert_url, now)]
+
+    def _check_timestamp(self, value: str | None, now: datetime) -> None:
+        try:
+            sent = datetime.fromisoformat(value or "")
+        except ValueError:
+            raise SignatureError("Timestamp is missing or not ISO 8601") from None
+        if sent.tzinfo is None:
+            raise SignatureError("Timestamp has no time zone")
+        if sent < now - timedelta(seconds=self.settings.max_message_age_seconds):
+            raise SignatureError("Timestamp is older than max_message_age_seconds (a replay, or a very late retry)")
+        if sent > now + FUTURE_SKEW:
+            raise SignatureError("Timestamp is in the future")
+
+    # --- parse ---------------------------------------------------------------------------------
+
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        envelope = _decode(request.body)
+        if envelope is None:
+            raise MalformedPayloadError("body is not an SNS message (a JSON object)")
+        kind, topic = envelope.text("Type"), envelope.text("TopicArn")
+        if kind == SUBSCRIPTION_CONFIRMATION:
+            return ParsedWebhook(ignored=[self._confirm(envelope)])
+        if kind == UNSUBSCRIBE_CONFIRMATION:
+            # Nothing to do: calling its SubscribeURL would subscribe the endpoint again.
+            return ParsedWebhook(ignored=[f"UnsubscribeConfirmation for {topic}: the subscription has ended"])
+        if kind != NOTIFICATION:
+            raise MalformedPayloadError("Type is not an SNS message type")
+        message = envelope.data.get("Message")
+        if not isinstance(message, str):
+            raise MalformedPayloadError("Notification without a Message string")
+        try:
+            notification = json.loads(message)
+        except (ValueError, RecursionError):
+            notification = None
+        if not isinstance(notification, dict):
+            return ParsedWebhook(ignored=[f"Message on {topic} is not an SES notification (not a JSON object)"])
+        notification = _clean(notification)
+        try:
+            return ParsedWebhook(events=[self._received(notification, envelope, request)])
+        except EmailIgnored as ignored:
+            return ParsedWebhook(ignored=[str(ignored)])
+
+    def _confirm(self, envelope: _Envelope) -> str:
+        """GET the SubscribeURL (verified, topic allowed, host checked in verify): SNS delivers
+        nothing until it is called. A failure is transient (503): SNS sends the confirmation again."""
+        topic, url = envelope.text("TopicArn"), envelope.text("SubscribeURL") or ""
+        # verify() checked both; checked again so that nothing is ever fetched without the checks.
+        if topic not in self.settings.topic_arns:
+            raise ForbiddenError("TopicArn is not in this hub's ses.topic_arns")
+        if not sns.is_subscribe_url(url, topic):
+            raise SignatureError("SubscribeURL is not a ConfirmSubscription URL on an SNS host for this topic")
+        response = self._fetch(url)
+        if response.status != 200:
+            raise TransientError(f"SNS answered {response.status} to ConfirmSubscription for {topic}")
+        return f"SubscriptionConfirmation for {topic}: confirmed"
+
+    def _received(self, notification: dict, envelope: _Envelope, request: WebhookRequest) -> InboundMessage:
+        topic = envelope.text("TopicArn")
+        kind = notification.get("notificationType")
+        if kind != "Received":
+            # Bounce, Complaint and Delivery feedback about mail we send share SES topics.
+            raise EmailIgnored(f"SES notificationType {str(kind)[:40]!r} is not an inbound email")
+        receipt = _object(notification.get("receipt"))
+        mail = _object(notification.get("mail"))
+        action = _object(receipt.get("action"))
+        message_id = mail.get("messageId")
+        if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id.strip()):
+            raise EmailIgnored("SES notification without a usable mail.messageId")
+        content = notification.get("content")
+        if not isinstance(content, str):
+            where = f"S3 bucket {str(action.get('bucketName'))[:64]}" if action.get("type") == "S3" else "no content"
+            raise EmailIgnored(
+                f"SES notification of action {str(action.get('type'))[:20]} carries no email ({where}); "
+                "the S3 delivery (ses_s3) reads stored mail"
+            )
+        raw_mime = _content_bytes(content, action.get("encoding"))
+        recipients, destination = _strings(receipt.get("recipients")), _strings(mail.get("destination"))
+        return self.email_message(
+            raw_mime,
+            message_id=message_id.strip(),
+            recipients=recipients or destination,
+            verdicts=Verdicts.from_receipt(receipt, mail.get("source")),
+            received_at=request.received_at,
+            metadata={"delivery": "sns", "sns_message_id": _clean(envelope.text("MessageId")), "topic_arn": topic},
+            raw={
+                "sns": _clean({k: envelope.data.get(k) for k in ("Type", "MessageId", "TopicArn", "Timestamp")}),
+                "notificationType": kind,
+                "receipt": receipt,
+                "mail": mail,
+            },
+        )
+
+    # --- one email, whichever way it came ------------------------------------------------------
+
+    def email_message(
+        self,
+        raw_mime: bytes,
+        *,
+        message_id: str,
+        recipients: list[str],
+        verdicts: Verdicts,
+        received_at: datetime,
+        metadata: dict[str, Any],
+        raw: dict[str, Any],
+        s3_object: str | None = None,
+    ) -> InboundMessage:
+        """The contact an SES-received email makes. Shared by the SNS and S3 deliveries, so an email
+        both deliver dedupes to one contact (`provider_message_id` = the SES message id).
+
+        Raises `EmailIgnored` for mail that must not open a case: spam or virus verdict FAIL, a
+        bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
+        """
+        # Imported here: the registry imports every adapter, the email package only SES traffic.
+        from chalicelib.adapters.channels.email_mime import parse_email
+
+        message_id = message_id.strip()
+        if not _MESSAGE_ID.fullmatch(message_id):
+            raise EmailIgnored("the SES message id is empty, too long or has control characters")
+        if rejection := verdicts.rejection():
+            raise EmailIgnored(f"email {message_id}: {rejection}")
+        try:
+            # Attachment bytes are not carried on the queue (the S3 object keeps them): keep none.
+            parsed = parse_email(raw_mime, own_addresses=self._own_addresses, max_attachment_bytes=0)
+        except MalformedPayloadError as exc:
+            raise EmailIgnored(f"email {message_id}: not a parseable email ({exc.message})") from None
+        if parsed.is_bounce:
+            raise EmailIgnored(f"email {message_id}: a bounce ({parsed.bounce_reason})")
+        if parsed.is_auto_reply:
+            raise EmailIgnored(f"email {message_id}: an automatic reply ({parsed.auto_reply_reason})")
+        if parsed.from_own_address:
+            raise EmailIgnored(f"email {message_id}: sent from one of our own_addresses")
+        if not parsed.from_address:
+            raise EmailIgnored(f"email {message_id}: no From address")
+        sender = parsed.from_address.strip()
+        account = next((r.strip().lower() for r in recipients if r.strip()), None)
+        if account is None:
+            account = next((a.lower() for a in [*parsed.to, *parsed.cc] if self._is_own(a)), None)
+        if account is None:
+            account = (parsed.to or parsed.cc or ["unknown"])[0].lower()
+
+        text = _clip(parsed.text) or None
+        attachments = [
+            Attachment(
+                content_type=a.content_type,
+                filename=a.filename,
+                size=a.size,
+                # The stored MIME holds the bytes (part `i` in parse_email's order); the SNS
+                # path keeps none, as the notification is all there is.
+                provider_media_id=f"{s3_object}#attachment-{i}" if s3_object else None,
+            )
+            for i, a in enumerate(parsed.attachments)
+        ]
+        if text or parsed.subject:
+            content_type = ContentType.TEXT
+        elif attachments:
+            content_type = ContentType.MEDIA
+        else:
+            content_type = ContentType.UNSUPPORTED
+        details: dict[str, Any] = {
+            **{k: v for k, v in metadata.items() if v is not None},
+            "email_message_id": parsed.message_id,
+            "in_reply_to": parsed.in_reply_to,
+            "to": parsed.to,
+            "cc": parsed.cc,
+            "reply_to": parsed.reply_to,
+            "recipients": recipients,
+            "verdicts": verdicts.as_dict(),
+        }
+        if parsed.full_text.strip() != parsed.text.strip():
+            details["full_text"] = _clip(parsed.full_text)
+        if len(parsed.text) > MAX_TEXT_CHARS or len(parsed.full_text) > MAX_TEXT_CHARS:
+            details["truncated"] = True
+        if parsed.auto_reply_hint:
+            details["auto_reply_hint"] = True
+        if parsed.defects:
+            details["mime_defects"] = parsed.defects[:20]
+        return InboundMessage(
+            provider=self.key,
+            channel=Channel.EMAIL,
+            # The SES id, not Message-ID: SES assigns it once per received email and reuses it as
+            # the S3 object key, so the SNS and S3 deliveries and every SNS retry dedupe to one
+            # contact, while a sender-chosen Message-ID could collide or be reused.
+            provider_message_id=message_id,
+            account=account,
+            sender=Sender(
+                handles=[Handle(kind="email", value=sender, verified=verdicts.proves_sender(sender))],
+                display_name=parsed.from_name,
+            ),
+            sent_at=_utc(parsed.date),
+            received_at=received_at,
+            content_type=content_type,
+            text=text,
+            subject=parsed.subject,
+            attachments=attachments,
+            metadata={k: v for k, v in details.items() if v not in (None, [], {})},
+            conversation_key=f"ses:{account}:{sender.lower()}",
+            thread_keys=parsed.thread_keys,
+            raw=raw,
+        )
+
+    def _is_own(self, address: str) -> bool:
+        address = address.lower()
+        return any(address == own or (own.startswith("@") and address.endswith(own)) for own in self._own_addresses)
+
+    # --- hubctl simulate -----------------------------------------------------------------------
+
+    def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest | None:
+        """An SNS notification of an SES-received email from `customer`, signed with the first of
+        `test_signing_keys`. None without test keys or topics: real SNS messages are signed by AWS,
+        and no configured secret can produce one."""
+        if not self.settings.test_signing_keys or not self.settings.topic_arns:
+            return None
+        topic = self.settings.topic_arns[0]
+        mailbox = next((a for a in self.settings.own_addresses if not a.startswith("@")), "support@hub.example")
+        now = datetime.now(timezone.utc)
+        body = simulated_notification(
+            self._test_keys[0],
+            topic_arn=topic,
+            recipient=mailbox,
+            from_name=customer.name,
+            from_address=customer.email,
+            subject="Frage zu meiner Bestellung",
+            text=customer.text,
+            at=now,
+        )
+        headers = {
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": NOTIFICATION,
+            "x-amz-sns-message-id": json.loads(body)["MessageId"],
+            "x-amz-sns-topic-arn": topic,
+        }
+        return SimulatedRequest(path=f"/webhooks/{self.key}", body=body, headers=headers)
+
+
+def simulated_notification(
+    key: sns.RsaPrivateKey,
+    *,
+    topic_arn: str,
+    recipient: str,
+    from_name: str,
+    from_address: str,
+    subject: str,
+    text: str,
+    at: datetime,
+    version: str = "2",
+    message_id: str | None = None,
+) -> bytes:
+    """An SNS Notification body exactly as SNS would post it for an SES SNS action (Base64
+    encoding, all verdicts PASS), signed with `key` and naming `SIMULATED_CERT_PATH`."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime, make_msgid
+
+    region = topic_arn.split(":")[3]
+    ses_id = message_id or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    email = EmailMessage()
+    email["From"] = f"{from_name} <{from_address}>"
+    email["To"] = recipient
+    email["Subject"] = subject
+    email["Date"] = format_datetime(at)
+    email["Message-ID"] = make_msgid(domain=_domain(from_address) or "customer.example")
+    email.set_content(text)
+    stamp = at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    verdict = {"status": PASS}
+    notification = {
+        "notificationType": "Received",
+        "mail": {
+            "timestamp": stamp,
+            "source": from_address,
+            "messageId": ses_id,
+            "destination": [recipient],
+            "headersTruncated": False,
+            "headers": [{"name": k, "value": str(v)} for k, v in email.items()],
+            "commonHeaders": {"from": [email["From"]], "to": [recipient], "subject": subject},
+        },
+        "receipt": {
+            "timestamp": stamp,
+            "processingTimeMillis": 120,
+            "recipients": [recipient],
+            "spamVerdict": verdict, "virusVerdict": verdict, "spfVerdict": verdict,
+            "dkimVerdict": verdict, "dmarcVerdict": verdict,
+            "action": {"type": "SNS", "topicArn": topic_arn, "encoding": "BASE64"},
+        },
+        "content": base64.b64encode(email.as_bytes()).decode("ascii"),
+    }  # fmt: skip
+    message = {
+        "Type": NOTIFICATION,
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": topic_arn,
+        "Subject": "Amazon SES Email Receipt Notification",
+        "Message": json.dumps(notification, separators=(",", ":")),
+        "Timestamp": stamp,
+    }
+    signed = sns.sign_message(message, key, version=version)
+    signed["SigningCertURL"] = f"https://sns.{region}.amazonaws.com{SIMULATED_CERT_PATH}"
+    signed["UnsubscribeURL"] = (
+        f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic_arn}:{uuid.uuid4()}"
+    )
+    return json.dumps(signed, indent=2).encode("utf-8")
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A copy safe to put on the queue: lone surrogates (valid in JSON escapes, not in UTF-8)
+    become U+FFFD, and nesting beyond `MAX_DEPTH` is dropped."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, dict):
+        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """The sender's Date in UTC; None when absent or out of range (a year-1 Date cannot be shifted)."""
+    try:
+        return value.astimezone(timezone.utc) if value else None
+    except (OverflowError, ValueError):
+        return None
+
+
+def _strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _object(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _content_bytes(content: str, encoding: Any) -> bytes:
+    """The raw MIME of an SNS action's `content`: Base64 or UTF-8, as the action's encoding says.
+
+    When the notification does not name it, the text decides: a MIME message always has a
+    header line with ':' and spaces, which Base64 never contains.
+    """
+    name = str(encoding or "").replace("-", "").upper()
+    raw = content.encode("utf-8", "surrogatepass")
+    if name == "BASE64" or (not name and _BASE64_TEXT.fullmatch(raw)):
+        try:
+            return base64.b64decode(b"".join(raw.split()), validate=True)
+        except (binascii.Error, ValueError):
+            if name == "BASE64":
+                raise EmailIgnored("content is declared Base64 but is not valid Base64") from None
+    return raw
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS]

@@ -1,0 +1,542 @@
+"""Media localization: copy a contact's attachments out of the provider into the hub's blob store,
+and replace each provider URL (short-lived, or behind the provider's credentials) with a link any
+destination can open.
+
+Runs in the process worker only; the webhook path never downloads. Per attachment:
+source fetch (`adapters/media/`, chosen by the contact's provider) → size and type checks (the
+provider's declared type and the file's own magic bytes) → `media/<contact id>/<index>-<name>` in
+the blob store → a presigned S3 URL on AWS, a hub-signed `/v1/media/...` URL locally.
+
+A permanent problem (unknown media, too large, a type not allowed) never fails the contact: the
+attachment keeps its provider reference and the reason goes into `enrichment["media"]`. A
+transient one (timeout, 5xx, throttling, the blob store down) raises, so the queue retries the
+message. Nothing here logs a URL: Telegram's carry the bot token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
+from chalicelib.adapters.blobs.local import link_signature_valid, load_or_create_link_secret
+from chalicelib.adapters.media.base import FetchLimits, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.telegram import TelegramMediaSettings
+from chalicelib.adapters.media.twilio import TwilioMediaSettings
+from chalicelib.adapters.media.whatsapp import WhatsAppMediaSettings
+from chalicelib.domain.models import Attachment, Contact, utcnow
+from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, TransientError
+from chalicelib.secrets import Secret, SecretResolver
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.media.http import MediaHttp
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+#: Where the embedded runtime keeps its generated link secret (under the data directory, never
+#: under the blob directory, which the media route serves from).
+LINK_SECRET_FILE = "media-link.key"
+
+OFFICE_TYPES = (
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+DEFAULT_ALLOWED_TYPES = (
+    "image/*", "audio/*", "video/*", "application/pdf", *OFFICE_TYPES, "text/plain",
+    # WhatsApp contact cards, as Twilio passes them on.
+    "text/vcard",
+)
+#: Types that run script in a browser: a wildcard never admits them; only an exact entry does.
+ACTIVE_CONTENT = frozenset({
+    "image/svg+xml", "text/html", "application/xhtml+xml", "text/xml", "application/xml",
+    "text/javascript", "application/javascript",
+})
+#: Stands for "the provider did not say".
+_GENERIC = frozenset({"application/octet-stream", "binary/octet-stream", "application/unknown"})
+
+_ALIASES = {
+    "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png",
+    "image/heif": "image/heic", "audio/mp3": "audio/mpeg", "audio/mpeg3": "audio/mpeg",
+    "audio/x-mpeg-3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav", "audio/x-m4a": "audio/mp4", "audio/m4a": "audio/mp4",
+    "audio/x-aac": "audio/aac", "audio/aacp": "audio/aac", "audio/amr-nb": "audio/amr",
+    "application/x-pdf": "application/pdf", "text/x-vcard": "text/vcard", "video/avi": "video/x-msvideo",
+    "application/x-zip-compressed": "application/zip",
+}
+
+#: A sniffed type → the declared types the same bytes may honestly be (after aliases).
+_COMPATIBLE: dict[str, frozenset[str]] = {
+    "image/jpeg": frozenset({"image/jpeg"}),
+    "image/png": frozenset({"image/png"}),
+    "image/gif": frozenset({"image/gif"}),
+    "image/webp": frozenset({"image/webp"}),
+    "image/heic": frozenset({"image/heic", "image/heic-sequence", "image/heif-sequence"}),
+    "image/avif": frozenset({"image/avif"}),
+    "application/pdf": frozenset({"application/pdf"}),
+    "audio/ogg": frozenset({"audio/ogg", "audio/opus", "video/ogg", "application/ogg"}),
+    "audio/amr": frozenset({"audio/amr"}),
+    "audio/wav": frozenset({"audio/wav"}),
+    "audio/mpeg": frozenset({"audio/mpeg"}),
+    "audio/aac": frozenset({"audio/aac", "audio/mp4"}),
+    "audio/mp4": frozenset({"audio/mp4", "audio/aac", "video/mp4"}),
+    "video/mp4": frozenset({"video/mp4", "audio/mp4", "video/quicktime", "video/3gpp", "video/x-m4v"}),
+    "video/3gpp": frozenset({"video/3gpp", "audio/3gpp", "video/3gpp2", "audio/3gpp2", "video/mp4", "audio/mp4"}),
+    "video/quicktime": frozenset({"video/quicktime", "video/mp4"}),
+    "video/webm": frozenset({"video/webm", "audio/webm", "video/x-matroska", "audio/x-matroska"}),
+    "video/x-msvideo": frozenset({"video/x-msvideo"}),
+    "application/zip": frozenset({
+        "application/zip", "application/epub+zip",
+        *(t for t in OFFICE_TYPES if "openxmlformats" in t or "opendocument" in t),
+    }),
+    "application/x-ole-storage": frozenset({
+        "application/x-ole-storage", "application/msword", "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint", "application/vnd.ms-outlook",
+    }),
+    "image/svg+xml": frozenset({"image/svg+xml"}),
+    "text/html": frozenset({"text/html", "application/xhtml+xml"}),
+    "application/xml": frozenset({"application/xml", "text/xml"}),
+    "application/x-msdownload": frozenset(),
+    "application/x-executable": frozenset(),
+    "application/x-mach-binary": frozenset(),
+}
+#: Declared types whose files always carry magic bytes `sniff` knows: bytes without them are
+#: not what the provider said. Audio and video are left out (too many containers to be sure).
+_MUST_SNIFF = frozenset({
+    "image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf",
+    *_COMPATIBLE["application/zip"], *_COMPATIBLE["application/x-ole-storage"],
+}) - {"application/zip"}
+
+#: The extension a stored file gets for its type, and (reversed) the type the local media
+#: route serves for an extension. A fixed table, not `mimetypes`, whose answers vary by host.
+_EXTENSIONS: dict[str, str] = {
+    "image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/heic": "heic",
+    "image/avif": "avif", "audio/ogg": "ogg", "audio/opus": "opus", "audio/mpeg": "mp3", "audio/mp4": "m4a",
+    "audio/aac": "aac", "audio/amr": "amr", "audio/wav": "wav", "audio/webm": "weba", "audio/3gpp": "3ga",
+    "video/mp4": "mp4", "video/3gpp": "3gp", "video/quicktime": "mov", "video/webm": "webm",
+    "video/x-msvideo": "avi", "application/pdf": "pdf", "text/plain": "txt", "text/csv": "csv",
+    "text/vcard": "vcf",
+    "application/msword": "doc", "application/vnd.ms-excel": "xls", "application/vnd.ms-powerpoint": "ppt",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.oasis.opendocument.text": "odt", "application/vnd.oasis.opendocument.spreadsheet": "ods",
+    "application/vnd.oasis.opendocument.presentation": "odp",
+}
+_TYPE_OF_EXTENSION = {ext: content_type for content_type, ext in _EXTENSIONS.items()} | {"jpeg": "image/jpeg"}
+#: What the local media route may answer with, minus text: Chalice base64-encodes a response
+#: whose type is in `app.api.binary_types` and refuses a str body of such a type, so text/*
+#: (the webhook acknowledgements are text/plain) must stay out and text files go out as str.
+MEDIA_BINARY_TYPES = tuple(sorted(
+    {t for t in _TYPE_OF_EXTENSION.values() if not t.startswith("text/")} | {"application/octet-stream"}
+))
+_MAX_STEM = 80
+_MEDIA_KEY = re.compile(r"media/[A-Za-z0-9_-]{1,64}/[0-9]{1,4}-[A-Za-z0-9._-]{1,100}")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TYPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})")
+#: Attachments already handled by this localizer (the processor decides a contact again when
+#: a concurrent worker wins its commit): not downloaded twice.
+_MEMO_SIZE = 256
+
+
+class MediaSettings(BaseModel):
+    """`media:` in the hub configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Larger files are not downloaded (Content-Length) or stop downloading (actual bytes).
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=100 * 1024 * 1024)
+    #: `type/subtype` or `type/*`. A wildcard never admits active content (SVG, HTML): list
+    #: such a type exactly to allow it.
+    allowed_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_TYPES))
+    #: How long a link stays valid. S3 presigned URLs live 7 days at most (and no longer than
+    #: the credentials that signed them).
+    link_ttl_seconds: int = Field(default=MAX_LINK_SECONDS, ge=60, le=MAX_LINK_SECONDS)
+    #: Seconds one attachment may take to fetch, lookups and one redirect included.
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    #: Embedded runtime: signs `/v1/media/...` links (the first signs, all verify, so a new
+    #: secret can be added before the old one is removed). When empty, a random secret is
+    #: generated once and kept in the data directory (`media-link.key`). Unused on AWS.
+    link_secret: list[Secret] = Field(default_factory=list)
+    #: Embedded runtime: the hub's address as destinations reach it, for `/v1/media/...` links;
+    #: default `http://<HUB_HOST>:<HUB_PORT>`.
+    public_url: str | None = None
+    whatsapp: WhatsAppMediaSettings | None = None
+    twilio: TwilioMediaSettings = Field(default_factory=TwilioMediaSettings)
+    telegram: TelegramMediaSettings | None = None
+
+    @field_validator("link_secret", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _types(cls, values: list[str]) -> list[str]:
+        normalized = []
+        for index, value in enumerate(values):
+            value = value.strip().lower()
+            if not _TYPE_PATTERN.fullmatch(value):
+                raise ValueError(f"entry {index}: {value[:60]!r} is not type/subtype or type/*")
+            normalized.append(_ALIASES.get(value, value))
+        return normalized
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", value):
+            raise ValueError("must be an http(s) URL such as https://hub.example.com")
+        return value.rstrip("/") if value else value
+
+
+# --- types -----------------------------------------------------------------------------------------
+
+
+def normalize_type(value: str | None) -> str | None:
+    """`Audio/OGG; codecs=opus` → `audio/ogg`; aliases to one name; None for no or a generic type."""
+    if not value:
+        return None
+    base = value.split(";", 1)[0].strip().lower()
+    base = _ALIASES.get(base, base)
+    return None if not base or base in _GENERIC or "/" not in base else base
+
+
+def sniff(data: bytes) -> str | None:
+    """The type the file's first bytes say it is, for the formats customers send; None when the
+    bytes say nothing (plain text, an unusual container)."""
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF":
+        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(head[8:12])
+    # PDF readers accept the header anywhere in the first kilobyte.
+    if b"%PDF-" in data[:1024]:
+        return "application/pdf"
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"#!AMR"):
+        return "audio/amr"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm"
+    if head[4:8] == b"ftyp":
+        return _iso_media(head[8:12])
+    if head.startswith(b"ID3"):
+        return "audio/mpeg"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "audio/aac"  # ADTS
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio/mpeg"  # an MPEG audio frame without an ID3 tag
+    if head.startswith(b"PK\x03\x04"):
+        return "application/zip"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "application/x-ole-storage"
+    if head.startswith(b"MZ"):
+        return "application/x-msdownload"
+    if head.startswith(b"\x7fELF"):
+        return "application/x-executable"
+    if head[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xca\xfe\xba\xbe"):
+        return "application/x-mach-binary"
+    return _markup(data[:1024])
+
+
+def _iso_media(brand: bytes) -> str:
+    if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+        return "image/heic"
+    if brand in (b"avif", b"avis"):
+        return "image/avif"
+    if brand in (b"M4A ", b"M4B ", b"M4P "):
+        return "audio/mp4"
+    if brand.startswith(b"3g"):
+        return "video/3gpp"
+    if brand == b"qt  ":
+        return "video/quicktime"
+    return "video/mp4"
+
+
+def _markup(head: bytes) -> str | None:
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe")):
+        return "text/html"
+    if text.startswith(b"<svg") or (text.startswith((b"<?xml", b"<!doctype svg")) and b"<svg" in text):
+        return "image/svg+xml"
+    if text.startswith(b"<?xml"):
+        return "application/xml"
+    return None
+
+
+def type_allowed(content_type: str, allowed: Iterable[str]) -> bool:
+    for pattern in allowed:
+        if pattern == content_type:
+            return True
+        if pattern.endswith("/*") and content_type not in ACTIVE_CONTENT:
+            family = pattern[:-1]
+            if pattern == "*/*" or content_type.startswith(family):
+                return True
+    return False
+
+
+def decide_type(declared: str | None, data: bytes, allowed: Iterable[str]) -> str:
+    """The type to store the file as: the declared one when the bytes agree, else what the bytes
+    are. Raises `MediaRejectedError` (type_mismatch, type_not_allowed)."""
+    declared = normalize_type(declared)
+    sniffed = sniff(data)
+    if sniffed is None:
+        if declared in _MUST_SNIFF:
+            raise MediaRejectedError(Reason.TYPE_MISMATCH, f"the file is not the {declared} the provider declared")
+        if declared is not None and declared.startswith("text/") and b"\x00" in data[:8192]:
+            raise MediaRejectedError(Reason.TYPE_MISMATCH, f"the file is binary, not the {declared} the provider declared")
+        final = declared or "application/octet-stream"
+    elif declared is not None and declared in _COMPATIBLE.get(sniffed, frozenset()):
+        final = declared
+    else:
+        # The bytes win over the label: a JPEG declared as PNG is stored as a JPEG, and an HTML
+        # page declared as an image is HTML (and refused below).
+        final = sniffed
+    if not type_allowed(final, allowed):
+        raise MediaRejectedError(Reason.TYPE_NOT_ALLOWED, f"{final} is not in media.allowed_types")
+    return final
+
+
+# --- names and keys --------------------------------------------------------------------------------
+
+
+def safe_filename(name: str | None, content_type: str) -> str:
+    """A file name safe in a blob key and a URL path, ending in the extension of the type the
+    file is stored as (`invoice.pdf.exe` stored as a PDF becomes `invoice.pdf.exe.pdf`), so the
+    local media route can never serve it as something else."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base)
+    base = re.sub(r"\.{2,}", ".", base).strip("._-")
+    stem, dot, ext = base.rpartition(".")
+    if not dot or len(ext) > 10:
+        stem, ext = base, ""
+    expected = _EXTENSIONS.get(content_type)
+    if expected is not None:
+        if _TYPE_OF_EXTENSION.get(ext.lower()) != content_type:
+            stem, ext = base, expected
+    elif ext.lower() in _TYPE_OF_EXTENSION or not ext:
+        # A type without a known extension is served as application/octet-stream; an extension
+        # that names another type must not survive.
+        stem, ext = base, "bin"
+    stem = stem[:_MAX_STEM].strip("._-") or "attachment"
+    return f"{stem}.{ext.lower()}"
+
+
+def media_key(contact_id: str, index: int, filename: str) -> str:
+    owner = contact_id if _SAFE_ID.fullmatch(contact_id) else hashlib.sha256(contact_id.encode()).hexdigest()[:32]
+    return f"media/{owner}/{index}-{filename}"
+
+
+def content_type_for_key(key: str) -> str:
+    """The type the local media route serves a stored file as (by the extension it was given)."""
+    _, _, ext = key.rpartition(".")
+    return _TYPE_OF_EXTENSION.get(ext.lower(), "application/octet-stream")
+
+
+# --- the localizer ---------------------------------------------------------------------------------
+
+
+class MediaLocalizer:
+    """Downloads the attachments of a contact that its provider's media source handles, stores
+    them and links them. Thread-safe; build once per worker and reuse."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        blobs: BlobStore,
+        secrets: SecretResolver,
+        *,
+        http: MediaHttp | None = None,
+        sources: Mapping[str, type[MediaSource]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.secrets = secrets
+        self._http = http
+        self._source_classes = sources
+        self._sources: dict[str, MediaSource] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[tuple, tuple[Attachment, dict[str, Any]]] = OrderedDict()
+
+    def localize(self, contact: Contact, *, retry_transient: bool = True) -> Contact:
+        """The contact with its provider-held attachments stored and linked, and a report per
+        attachment in `enrichment["media"]` (`{"attachments": [{index, status, ...}]}`; status
+        `stored`, `rejected` with a reason, or `deferred`). Unchanged when media is disabled
+        or no attachment needs it. Safe to run twice: keys are deterministic.
+
+        Raises `TransientError` (or `RetryLaterError`) when a download or the blob store failed
+        transiently, so the queue retries the message; with `retry_transient=False` (the last
+        delivery attempt) such an attachment is reported as `deferred` instead.
+        """
+        if not self.settings.enabled or not contact.attachments:
+            return contact
+        attachments = list(contact.attachments)
+        report: list[dict[str, Any]] = []
+        for index, attachment in enumerate(contact.attachments):
+            source = self._source_for(contact, attachment)
+            if source is None:
+                continue
+            attachments[index], entry = self._localize_one(contact, index, attachment, source, retry_transient)
+            report.append(entry)
+        if not report:
+            return contact
+        enrichment = {**contact.enrichment, "media": {"attachments": report}}
+        return contact.model_copy(update={"attachments": attachments, "enrichment": enrichment})
+
+    def _source_for(self, contact: Contact, attachment: Attachment) -> MediaSource | None:
+        with self._lock:
+            if contact.provider not in self._sources:
+                classes = self._source_classes
+                if classes is None:
+                    from chalicelib.adapters.media.registry import MEDIA_SOURCES
+
+                    classes = self._source_classes = MEDIA_SOURCES
+                cls = classes.get(contact.provider)
+                if cls is None:
+                    return None
+                self._sources[contact.provider] = cls(
+                    getattr(self.settings, cls.settings_field, None), self.secrets, self._media_http()
+                )
+            source = self._sources[contact.provider]
+        return source if source.handles(contact, attachment) else None
+
+    def _media_http(self):
+        if self._http is None:
+            from chalicelib.adapters.media.http import MediaHttp
+
+            self._http = MediaHttp()
+        return self._http
+
+    def _localize_one(
+        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource, retry_transient: bool
+    ) -> tuple[Attachment, dict[str, Any]]:
+        memo_key = (contact.id, index, source.key, source.reference(attachment))
+        with self._lock:
+            if memo_key in self._memo:
+                return self._memo[memo_key]
+        entry: dict[str, Any] = {"index": index, "source": source.key}
+        try:
+            result = self._store(contact, index, attachment, source, entry)
+        except MediaRejectedError as exc:
+            logger.warning("media %s[%d] from %s not stored (%s): %s", contact.id, index, source.key, exc.reason, exc.message)
+            result = (attachment, {**entry, "status": "rejected", "reason": exc.reason, "message": exc.message})
+        except TransientError as exc:
+            logger.warning("media %s[%d] from %s failed transiently: %s", contact.id, index, source.key, exc.message)
+            if retry_transient:
+                raise
+            # Not memoized: a later attempt may succeed.
+            return attachment, {**entry, "status": "deferred", "reason": "transient", "message": exc.message}
+        with self._lock:
+            self._memo[memo_key] = result
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return result
+
+    def _store(
+        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource, entry: dict[str, Any]
+    ) -> tuple[Attachment, dict[str, Any]]:
+        settings = self.settings
+        limits = FetchLimits(settings.max_bytes, settings.timeout_seconds, self._check_declared)
+        fetched = source.fetch(contact, attachment, limits)
+        size = len(fetched.data)
+        if size > settings.max_bytes:
+            raise MediaRejectedError(Reason.TOO_LARGE, f"the file has {size} bytes, more than the {settings.max_bytes} allowed")
+        if size == 0:
+            raise MediaRejectedError(Reason.BAD_RESPONSE, f"{fetched.host or source.key} returned an empty file")
+        content_type = decide_type(fetched.declared_type, fetched.data, settings.allowed_types)
+        filename = safe_filename(attachment.filename or fetched.filename, content_type)
+        key = media_key(contact.id, index, filename)
+        self.blobs.put(key, fetched.data, content_type=content_type)
+        entry = {
+            **entry, "status": "stored", "key": key, "content_type": content_type, "size": size,
+            "sha256": hashlib.sha256(fetched.data).hexdigest(),
+        }
+        try:
+            url = self.blobs.presigned_url(key, settings.link_ttl_seconds)
+        except ConfigError as exc:
+            # Stored, but this runtime cannot make links (a wiring gap): keep the provider's URL.
+            logger.error("media %s[%d] stored but not linked: %s", contact.id, index, exc.message)
+            return attachment, {**entry, "linked": False, "message": exc.message}
+        expires = self._clock() + timedelta(seconds=settings.link_ttl_seconds)
+        entry["link_expires_at"] = expires.isoformat().replace("+00:00", "Z")
+        logger.info("media %s[%d] from %s stored: %s, %d bytes", contact.id, index, source.key, content_type, size)
+        localized = attachment.model_copy(update={
+            "url": url, "content_type": content_type, "size": size,
+            "filename": attachment.filename or fetched.filename,
+        })
+        return localized, entry
+
+    def _check_declared(self, content_type: str | None, size: int | None) -> None:
+        if size is not None and size > self.settings.max_bytes:
+            raise MediaRejectedError(
+                Reason.TOO_LARGE, f"the provider declared {size} bytes, more than the {self.settings.max_bytes} allowed"
+            )
+        declared = normalize_type(content_type)
+        if declared is not None and not type_allowed(declared, self.settings.allowed_types):
+            raise MediaRejectedError(Reason.TYPE_NOT_ALLOWED, f"{declared} is not in media.allowed_types")
+
+
+# --- links -----------------------------------------------------------------------------------------
+
+
+def link_secrets(settings: MediaSettings, secrets: SecretResolver, data_dir: str | Path) -> list[str]:
+    """The embedded runtime's link secrets: the configured ones, else one generated once and
+    kept in `<data_dir>/media-link.key`. Raises `SecretResolutionError` / `ConfigError`."""
+    if settings.link_secret:
+        return secrets.get_all(settings.link_secret)
+    return [load_or_create_link_secret(Path(data_dir) / LINK_SECRET_FILE)]
+
+
+def serve_local_media(
+    blobs: BlobStore,
+    key: str,
+    expires: str | int | None,
+    signature: str | None,
+    secret: str | bytes | SecretStr | Iterable[str | bytes | SecretStr],
+    now: datetime,
+) -> tuple[bytes, str]:
+    """The bytes and content type behind a local media link (`/v1/media/<contact>/<file>`, key
+    `media/<contact>/<file>`), after checking its HMAC signature (any of `secret`, for rotation)
+    and expiry.
+
+    Raises `NotFoundError` for a key outside `media/` or a blob that is gone, `ForbiddenError`
+    for a missing, wrong or expired signature. Serve with `X-Content-Type-Options: nosniff`.
+    """
+    if not isinstance(key, str) or not _MEDIA_KEY.fullmatch(key) or ".." in key:
+        raise NotFoundError("no such media")
+    try:
+        expires_at = int(str(expires).strip())
+    except ValueError:
+        raise ForbiddenError("the media link is malformed") from None
+    candidates = [secret] if isinstance(secret, (str, bytes, SecretStr)) else list(secret)
+    plain = [s.get_secret_value() if isinstance(s, SecretStr) else s for s in candidates]
+    if not signature or not plain or not link_signature_valid(plain, key, expires_at, signature):
+        raise ForbiddenError("the media link's signature is not valid")
+    if now.timestamp() > expires_at:
+        raise ForbiddenError("the media link has expired")
+    return blobs.get(key), content_type_for_key(key)

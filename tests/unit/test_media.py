@@ -1,0 +1,917 @@
+"""Media localization: the three sources against a scripted HTTP server, limits, type checks,
+redirect safety, secrets kept out of logs and errors, transient vs permanent, and local links."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
+from chalicelib.adapters.blobs.local import LocalBlobStore, link_signature, load_or_create_link_secret
+from chalicelib.adapters.media.base import HostPolicy, Reason
+from chalicelib.adapters.media.http import MediaHttp
+from chalicelib.domain.models import Attachment, Channel, Contact, ContentType, Party, Resolution
+from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, RetryLaterError, TransientError
+from chalicelib.secrets import SecretResolver
+from chalicelib.service.media import (
+    MediaLocalizer,
+    MediaSettings,
+    content_type_for_key,
+    decide_type,
+    safe_filename,
+    serve_local_media,
+    sniff,
+    type_allowed,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000
+LINK_SECRET = "local-link-secret-0123456789abcdef0123456789"
+BOT_TOKEN = "123456789:AAHsecretBOTtoken_value-xyz"
+WA_TOKEN = "EAAGsecretWhatsAppToken"
+TWILIO_SID = "AC" + "a" * 32
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 20
+OGG = b"OggS\x00\x02" + b"\x00" * 100
+HTML = b"<!DOCTYPE html><html><script>alert(1)</script></html>"
+
+
+# --- a scripted provider -------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Send no Content-Length and close the connection after the body (a streamed answer).
+    stream: bool = False
+    #: Seconds to wait before answering, and between streamed chunks.
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+class FakeProvider:
+    """A real HTTP server on 127.0.0.1 that plays Graph, Twilio or Telegram: answers by path
+    (query ignored) and records every request."""
+
+    def __init__(self) -> None:
+        #: Path → the answer, or a list of answers given in turn (the last one repeats).
+        self.routes: dict[str, Answer | list[Answer]] = {}
+        self.seen: list[Seen] = []
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - stdlib name
+                parts = urlsplit(self.path)
+                provider.seen.append(Seen(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}))
+                answer = provider.routes.get(parts.path, Answer(404, b'{"error": "no route"}'))
+                if isinstance(answer, list):
+                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
+                try:
+                    if answer.delay and not answer.stream:
+                        time.sleep(answer.delay)
+                    self.send_response(answer.status)
+                    for key, value in answer.headers.items():
+                        self.send_header(key, value)
+                    if answer.stream:
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        for start in range(0, len(answer.body), 32 * 1024):
+                            self.wfile.write(answer.body[start:start + 32 * 1024])
+                            self.wfile.flush()
+                            time.sleep(answer.delay)
+                    else:
+                        if "content-length" not in {k.lower() for k in answer.headers}:
+                            self.send_header("Content-Length", str(len(answer.body)))
+                        self.end_headers()
+                        self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading: what a size limit does
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def paths(self) -> list[str]:
+        return [s.path for s in self.seen]
+
+    def __enter__(self) -> FakeProvider:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def server():
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def other_server():
+    with FakeProvider() as provider:
+        yield provider
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def contact(provider: str, channel: Channel, *attachments: Attachment, contact_id: str = "ct_01JMEDIA0000000000000000AB") -> Contact:
+    return Contact(
+        id=contact_id, provider=provider, channel=channel, provider_message_id="m1", account="acct",
+        sender=Party(), received_at=datetime.fromtimestamp(NOW, timezone.utc), content_type=ContentType.MEDIA,
+        attachments=list(attachments), customer_id="cus_1", case_id="cas_1",
+        resolution=Resolution(customer_id="cus_1", created_customer=True, rule="new_customer"),
+    )
+
+
+def blob_store(tmp_path, **kwargs) -> LocalBlobStore:
+    options = {"link_base_url": "http://hub.test", "link_secrets": [LINK_SECRET], "clock": lambda: NOW} | kwargs
+    return LocalBlobStore(str(tmp_path / "blobs"), **options)
+
+
+def localizer(blobs: BlobStore, http: MediaHttp | None = None, **settings) -> MediaLocalizer:
+    return MediaLocalizer(
+        MediaSettings.model_validate(settings), blobs, SecretResolver({}),
+        http=http or MediaHttp(read_timeout=2.0),
+        clock=lambda: datetime.fromtimestamp(NOW, timezone.utc),
+    )
+
+
+def whatsapp(server: FakeProvider, **extra) -> dict:
+    return {"whatsapp": {"access_token": [WA_TOKEN], "graph_url": server.base, **extra}}
+
+
+def twilio(**extra) -> dict:
+    return {"twilio": {"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "api_hosts": ["127.0.0.1"],
+                       "media_hosts": ["localhost"], "allow_http": True, **extra}}
+
+
+def telegram(server: FakeProvider) -> dict:
+    return {"telegram": {"bot_token": BOT_TOKEN, "api_url": server.base}}
+
+
+def graph_media(server: FakeProvider, media_id: str, data: bytes, mime: str = "image/jpeg", **download) -> None:
+    server.routes[f"/v24.0/{media_id}"] = Answer(200, json.dumps({
+        "messaging_product": "whatsapp", "url": f"{server.base}/lookaside/{media_id}", "mime_type": mime,
+        "sha256": "x", "file_size": str(len(data)), "id": media_id,
+    }).encode(), {"Content-Type": "application/json"})
+    server.routes[f"/lookaside/{media_id}"] = Answer(200, data, {"Content-Type": mime}, **download)
+
+
+def report(result: Contact) -> list[dict]:
+    return result.enrichment["media"]["attachments"]
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+# --- WhatsApp Cloud API --------------------------------------------------------------------------
+
+
+def test_whatsapp_media_id_is_looked_up_downloaded_stored_and_linked(server, tmp_path):
+    graph_media(server, "1003383421387256", JPEG)
+    blobs = blob_store(tmp_path)
+    original = Attachment(provider_media_id="1003383421387256", content_type="image/jpeg", caption="Broken seal",
+                          url="https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1003383421387256")
+
+    result = localizer(blobs, **whatsapp(server)).localize(contact("meta", Channel.WHATSAPP, original))
+
+    [attachment] = result.attachments
+    key = "media/ct_01JMEDIA0000000000000000AB/0-attachment.jpg"
+    assert blobs.get(key) == JPEG
+    assert attachment.url.startswith(f"http://hub.test/v1/{key}?expires={NOW + 604800}&signature=")
+    assert (attachment.provider_media_id, attachment.caption) == ("1003383421387256", "Broken seal")
+    assert (attachment.content_type, attachment.size) == ("image/jpeg", len(JPEG))
+    assert server.paths() == ["/v24.0/1003383421387256", "/lookaside/1003383421387256"]
+    assert [s.headers["authorization"] for s in server.seen] == [f"Bearer {WA_TOKEN}"] * 2
+    assert all("user-agent" in s.headers for s in server.seen)
+    [entry] = report(result)
+    assert entry["status"] == "stored" and entry["key"] == key and entry["size"] == len(JPEG)
+    assert entry["link_expires_at"] == "2027-01-22T08:00:00Z"
+
+
+def test_whatsapp_tries_the_next_access_token_when_graph_refuses_one(server, tmp_path):
+    graph_media(server, "42", PDF, mime="application/pdf")
+    server.routes["/v24.0/42"] = [
+        Answer(401, b'{"error": {"code": 190, "message": "Error validating access token"}}'),
+        server.routes["/v24.0/42"],
+    ]
+    settings = whatsapp(server)
+    settings["whatsapp"]["access_token"] = ["EAAGrevoked", WA_TOKEN]
+
+    result = localizer(blob_store(tmp_path), **settings).localize(
+        contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="42", filename="invoice-1042.pdf"))
+    )
+
+    assert report(result)[0]["status"] == "stored"
+    assert result.attachments[0].url.startswith("http://hub.test/v1/media/ct_01JMEDIA0000000000000000AB/0-invoice-1042.pdf?")
+    assert [s.headers["authorization"] for s in server.seen] == ["Bearer EAAGrevoked", f"Bearer {WA_TOKEN}", f"Bearer {WA_TOKEN}"]
+
+
+def test_whatsapp_download_url_on_a_host_not_allowed_is_refused_without_calling_it(server, other_server, tmp_path):
+    server.routes["/v24.0/7"] = Answer(200, json.dumps({"url": f"http://localhost:{other_server.port}/steal",
+                                                         "mime_type": "image/jpeg"}).encode())
+    original = Attachment(provider_media_id="7", content_type="image/jpeg")
+
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(contact("meta", Channel.WHATSAPP, original))
+
+    assert result.attachments == [original]
+    assert report(result)[0]["reason"] == Reason.HOST_NOT_ALLOWED
+    assert other_server.seen == []
+
+
+@pytest.mark.parametrize("status, body, reason", [
+    (400, b'{"error": {"code": 100, "message": "Unsupported get request"}}', Reason.NOT_FOUND),
+    (404, b"{}", Reason.NOT_FOUND),
+    (403, b'{"error": {"code": 10, "message": "Permission denied"}}', Reason.UNAUTHORIZED),
+    (200, b"not json", Reason.BAD_RESPONSE),
+    (200, b'{"mime_type": "image/jpeg"}', Reason.BAD_RESPONSE),
+])
+def test_whatsapp_permanent_lookup_failures_are_reported_and_the_contact_goes_on(server, tmp_path, status, body, reason):
+    server.routes["/v24.0/9"] = Answer(status, body)
+    original = Attachment(provider_media_id="9", content_type="image/jpeg", url="https://lookaside.fbsbx.com/x")
+
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(contact("meta", Channel.WHATSAPP, original))
+
+    assert result.attachments == [original]
+    [entry] = report(result)
+    assert (entry["status"], entry["reason"]) == ("rejected", reason)
+    assert WA_TOKEN not in json.dumps(entry)
+
+
+@pytest.mark.parametrize("answer", [
+    Answer(500, b"{}"),
+    Answer(503, b"{}"),
+    # Graph throttles with a 400 and an error code.
+    Answer(400, b'{"error": {"code": 80007, "message": "rate limit"}}'),
+])
+def test_whatsapp_transient_lookup_failures_raise_so_the_queue_retries(server, tmp_path, answer):
+    server.routes["/v24.0/9"] = answer
+    media = localizer(blob_store(tmp_path), **whatsapp(server))
+    item = contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="9", content_type="image/jpeg"))
+
+    with pytest.raises(TransientError) as raised:
+        media.localize(item)
+
+    assert WA_TOKEN not in str(raised.value)
+    deferred = media.localize(item, retry_transient=False)
+    assert report(deferred)[0]["status"] == "deferred"
+    assert deferred.attachments == item.attachments
+
+
+def test_a_retry_after_on_429_becomes_the_queue_delay(server, tmp_path):
+    server.routes["/v24.0/9"] = Answer(429, b"{}", {"Retry-After": "30"})
+
+    with pytest.raises(RetryLaterError) as raised:
+        localizer(blob_store(tmp_path), **whatsapp(server)).localize(
+            contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="9", content_type="image/jpeg"))
+        )
+
+    assert raised.value.delay_seconds == 30
+
+
+def test_messenger_attachments_on_the_same_provider_are_left_alone(server, tmp_path):
+    original = Attachment(url="https://scontent.xx.fbcdn.net/v/t1.15752-9/example.jpg")
+
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(contact("meta", Channel.MESSENGER, original))
+
+    assert result.attachments == [original] and "media" not in result.enrichment
+    assert server.seen == []
+
+
+def test_whatsapp_without_a_token_is_reported_as_not_configured(tmp_path):
+    result = localizer(blob_store(tmp_path)).localize(
+        contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="9", content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.NOT_CONFIGURED
+
+
+def test_a_malformed_media_id_never_reaches_graph(server, tmp_path):
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(
+        contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="../me/accounts", content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.BAD_REFERENCE and server.seen == []
+
+
+# --- Twilio --------------------------------------------------------------------------------------
+
+
+def twilio_media(server: FakeProvider, redirect_to: str | None = None) -> str:
+    path = f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/MM2/Media/ME3"
+    if redirect_to is None:
+        server.routes[path] = Answer(200, JPEG, {"Content-Type": "image/jpeg"})
+    else:
+        server.routes[path] = Answer(307, b"", {"Location": redirect_to})
+    return f"{server.base}{path}"
+
+
+def test_twilio_follows_one_redirect_to_its_media_host_without_credentials(server, tmp_path):
+    media_url = twilio_media(server, redirect_to=f"http://localhost:{server.port}/store/ME3?X-Amz-Signature=abc")
+    server.routes["/store/ME3"] = Answer(200, JPEG, {"Content-Type": "image/jpeg"})
+    blobs = blob_store(tmp_path)
+
+    result = localizer(blobs, **twilio()).localize(
+        contact("twilio", Channel.WHATSAPP, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["status"] == "stored"
+    assert blobs.get("media/ct_01JMEDIA0000000000000000AB/0-attachment.jpg") == JPEG
+    first, second = server.seen
+    assert first.headers["authorization"].startswith("Basic ")
+    assert "authorization" not in second.headers
+    assert second.query == {"X-Amz-Signature": ["abc"]}
+
+
+def test_twilio_without_credentials_fetches_the_public_url_as_is(server, tmp_path):
+    media_url = twilio_media(server)
+    settings = {"twilio": {"api_hosts": ["127.0.0.1"], "allow_http": True}}
+
+    result = localizer(blob_store(tmp_path), **settings).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["status"] == "stored"
+    assert "authorization" not in server.seen[0].headers
+
+
+def test_twilio_redirect_to_a_host_not_allowed_is_refused(server, other_server, tmp_path):
+    media_url = twilio_media(server, redirect_to=f"{other_server.base}/elsewhere")
+
+    result = localizer(blob_store(tmp_path), **twilio()).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.REDIRECT_REFUSED
+    assert other_server.seen == []
+    assert result.attachments[0].url == media_url
+
+
+def test_twilio_follows_at_most_one_redirect(server, tmp_path):
+    media_url = twilio_media(server, redirect_to=f"http://localhost:{server.port}/hop")
+    server.routes["/hop"] = Answer(302, b"", {"Location": f"http://localhost:{server.port}/hop2"})
+
+    result = localizer(blob_store(tmp_path), **twilio()).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.REDIRECT_REFUSED
+    assert "/hop2" not in server.paths()
+
+
+@pytest.mark.parametrize("url", [
+    "https://evil.example/2010-04-01/Accounts/AC/Media/ME3",
+    "https://api.twilio.com.evil.example/Media/ME3",
+    "https://user:pass@api.twilio.com/Media/ME3",
+    "http://api.twilio.com/Media/ME3",
+    "file:///etc/passwd",
+])
+def test_a_media_url_off_twilios_api_host_never_gets_credentials_or_a_request(tmp_path, url):
+    settings = {"twilio": {"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN}}
+    result = localizer(blob_store(tmp_path), **settings).localize(
+        contact("twilio", Channel.MMS, Attachment(url=url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.HOST_NOT_ALLOWED
+
+
+@pytest.mark.parametrize("status, reason", [(404, Reason.NOT_FOUND), (401, Reason.UNAUTHORIZED), (418, Reason.PROVIDER_REJECTED)])
+def test_twilio_permanent_answers_are_reported(server, tmp_path, status, reason):
+    media_url = twilio_media(server)
+    server.routes[urlsplit(media_url).path] = Answer(status, b"{}")
+
+    result = localizer(blob_store(tmp_path), **twilio()).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    assert report(result)[0]["reason"] == reason
+
+
+def test_twilio_5xx_is_transient(server, tmp_path):
+    media_url = twilio_media(server)
+    server.routes[urlsplit(media_url).path] = Answer(502, b"")
+
+    with pytest.raises(TransientError):
+        localizer(blob_store(tmp_path), **twilio()).localize(
+            contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+        )
+
+
+# --- Telegram ------------------------------------------------------------------------------------
+
+
+def telegram_file(server: FakeProvider, file_id: str, data: bytes, file_path: str = "photos/file_12.jpg") -> None:
+    server.routes[f"/bot{BOT_TOKEN}/getFile"] = Answer(200, json.dumps({
+        "ok": True, "result": {"file_id": file_id, "file_unique_id": "u", "file_size": len(data), "file_path": file_path},
+    }).encode(), {"Content-Type": "application/json"})
+    server.routes[f"/file/bot{BOT_TOKEN}/{file_path}"] = Answer(200, data, {"Content-Type": "application/octet-stream"})
+
+
+def test_telegram_file_id_goes_through_get_file_and_the_token_is_never_logged(server, tmp_path, caplog):
+    telegram_file(server, "AgACAgQAAxkBAAIBQWYlarge", JPEG)
+    caplog.set_level(logging.DEBUG)
+    blobs = blob_store(tmp_path)
+
+    result = localizer(blobs, **telegram(server)).localize(
+        contact("telegram", Channel.TELEGRAM, Attachment(provider_media_id="AgACAgQAAxkBAAIBQWYlarge", content_type="image/jpeg"))
+    )
+
+    assert server.seen[0].query == {"file_id": ["AgACAgQAAxkBAAIBQWYlarge"]}
+    assert server.paths()[1] == f"/file/bot{BOT_TOKEN}/photos/file_12.jpg"
+    assert blobs.get("media/ct_01JMEDIA0000000000000000AB/0-file_12.jpg") == JPEG
+    assert result.attachments[0].filename == "file_12.jpg"
+    # urllib3 logs each request line at DEBUG: the records exist, but with the token redacted.
+    assert any("bot<redacted>" in r.getMessage() for r in caplog.records)
+    assert BOT_TOKEN not in caplog.text and BOT_TOKEN.split(":")[1] not in caplog.text
+    assert BOT_TOKEN not in json.dumps(result.model_dump(mode="json"))
+
+
+def test_telegram_errors_and_their_tracebacks_never_carry_the_token(server, tmp_path, caplog):
+    server.routes[f"/bot{BOT_TOKEN}/getFile"] = Answer(200, b"{}", delay=1.0)
+    caplog.set_level(logging.DEBUG)
+    media = localizer(blob_store(tmp_path), http=MediaHttp(read_timeout=0.2), **telegram(server))
+
+    with pytest.raises(TransientError) as raised:
+        media.localize(contact("telegram", Channel.TELEGRAM, Attachment(provider_media_id="BQACAgQ", content_type="application/pdf")))
+
+    rendered = "".join(traceback.format_exception(raised.value))
+    assert BOT_TOKEN not in rendered and BOT_TOKEN not in repr(raised.value)
+    assert BOT_TOKEN not in caplog.text
+
+
+def test_telegram_download_timeout_is_transient_and_token_free(server, tmp_path):
+    telegram_file(server, "BQAC", PDF, file_path="documents/file_3.pdf")
+    server.routes[f"/file/bot{BOT_TOKEN}/documents/file_3.pdf"] = Answer(200, PDF, delay=1.0)
+    media = localizer(blob_store(tmp_path), http=MediaHttp(read_timeout=0.2), **telegram(server))
+
+    with pytest.raises(TransientError) as raised:
+        media.localize(contact("telegram", Channel.TELEGRAM, Attachment(provider_media_id="BQAC", content_type="application/pdf")))
+
+    assert BOT_TOKEN not in "".join(traceback.format_exception(raised.value))
+
+
+@pytest.mark.parametrize("status, body, outcome", [
+    (400, {"ok": False, "error_code": 400, "description": "Bad Request: file is too big"}, Reason.TOO_LARGE),
+    (400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, Reason.NOT_FOUND),
+    (401, {"ok": False, "error_code": 401, "description": "Unauthorized"}, Reason.UNAUTHORIZED),
+    (200, {"ok": True, "result": {"file_id": "x", "file_path": "../../etc/passwd"}}, Reason.BAD_RESPONSE),
+    (429, {"ok": False, "error_code": 429, "parameters": {"retry_after": 17}}, RetryLaterError),
+    (502, {"ok": False}, TransientError),
+])
+def test_telegram_get_file_answers_are_classified(server, tmp_path, status, body, outcome):
+    server.routes[f"/bot{BOT_TOKEN}/getFile"] = Answer(status, json.dumps(body).encode())
+    media = localizer(blob_store(tmp_path), **telegram(server))
+    item = contact("telegram", Channel.TELEGRAM, Attachment(provider_media_id="BQAC", content_type="application/pdf"))
+
+    if isinstance(outcome, type):
+        with pytest.raises(outcome) as raised:
+            media.localize(item)
+        if outcome is RetryLaterError:
+            assert raised.value.delay_seconds == 17
+        assert BOT_TOKEN not in str(raised.value)
+    else:
+        entry = report(media.localize(item))[0]
+        assert entry["reason"] == outcome and BOT_TOKEN not in json.dumps(entry)
+    assert len(server.seen) == 1
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_any_request(server, tmp_path):
+    result = localizer(blob_store(tmp_path), max_bytes=1024, **telegram(server)).localize(
+        contact("telegram", Channel.TELEGRAM, Attachment(provider_media_id="BQAC", content_type="application/pdf", size=4096))
+    )
+
+    assert report(result)[0]["reason"] == Reason.TOO_LARGE and server.seen == []
+
+
+def test_a_content_length_over_the_limit_stops_the_download(server, tmp_path):
+    graph_media(server, "5", JPEG + b"\x00" * 8192)
+    server.routes["/v24.0/5"].body = server.routes["/v24.0/5"].body.replace(b'"file_size": "', b'"x": "')
+
+    result = localizer(blob_store(tmp_path), max_bytes=4096, **whatsapp(server)).localize(
+        contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="5", content_type="image/jpeg"))
+    )
+
+    [entry] = report(result)
+    assert entry["reason"] == Reason.TOO_LARGE and "announced" in entry["message"]
+
+
+def test_a_streamed_body_over_the_limit_is_cut_off(server, tmp_path):
+    big = JPEG + b"\x00" * (512 * 1024)
+    media_url = twilio_media(server)
+    server.routes[urlsplit(media_url).path] = Answer(200, big, {"Content-Type": "image/jpeg"}, stream=True)
+
+    started = time.monotonic()
+    result = localizer(blob_store(tmp_path), max_bytes=64 * 1024, **twilio()).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+    )
+
+    [entry] = report(result)
+    assert entry["reason"] == Reason.TOO_LARGE and "exceeds" in entry["message"]
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "blobs" / "media").exists()
+
+
+def test_a_download_slower_than_the_timeout_is_transient(server, tmp_path):
+    media_url = twilio_media(server)
+    server.routes[urlsplit(media_url).path] = Answer(200, JPEG * 200, {"Content-Type": "image/jpeg"}, stream=True, delay=0.1)
+
+    with pytest.raises(TransientError, match="ran out of time"):
+        localizer(blob_store(tmp_path), timeout_seconds=0.3, **twilio()).localize(
+            contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+        )
+
+
+def test_a_declared_type_not_allowed_is_refused_before_download(server, tmp_path):
+    media_url = twilio_media(server)
+
+    result = localizer(blob_store(tmp_path), **twilio()).localize(
+        contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="application/x-msdownload"))
+    )
+
+    assert report(result)[0]["reason"] == Reason.TYPE_NOT_ALLOWED and server.seen == []
+
+
+@pytest.mark.parametrize("declared, data, outcome", [
+    ("image/jpeg", HTML, Reason.TYPE_NOT_ALLOWED),          # HTML posing as an image
+    ("image/png", JPEG, "image/jpeg"),                       # the bytes win over the label
+    ("application/pdf", b"just some text" * 10, Reason.TYPE_MISMATCH),
+    ("text/plain", b"hello\x00\x01binary", Reason.TYPE_MISMATCH),
+    ("text/plain", "Olá, tudo bem?".encode(), "text/plain"),
+    ("audio/ogg; codecs=opus", OGG, "audio/ogg"),
+    (None, PNG, "image/png"),
+    ("application/octet-stream", PDF, "application/pdf"),
+    (None, b"opaque bytes", Reason.TYPE_NOT_ALLOWED),
+    ("image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>', Reason.TYPE_NOT_ALLOWED),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", b"PK\x03\x04" + b"\x00" * 40,
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", PDF, "application/pdf"),
+    ("image/jpeg", b"MZ\x90\x00" + b"\x00" * 60, Reason.TYPE_NOT_ALLOWED),
+])
+def test_type_decisions(declared, data, outcome):
+    allowed = MediaSettings().allowed_types
+    if outcome.startswith(("type_",)):
+        from chalicelib.adapters.media.base import MediaRejectedError
+
+        with pytest.raises(MediaRejectedError) as raised:
+            decide_type(declared, data, allowed)
+        assert raised.value.reason == outcome
+    else:
+        assert decide_type(declared, data, allowed) == outcome
+
+
+def test_wildcards_never_admit_active_content_but_an_exact_entry_does():
+    assert type_allowed("image/webp", ["image/*"])
+    assert not type_allowed("image/svg+xml", ["image/*"])
+    assert not type_allowed("text/html", ["*/*"])
+    assert type_allowed("image/svg+xml", ["image/*", "image/svg+xml"])
+    assert not type_allowed("application/zip", MediaSettings().allowed_types)
+
+
+@pytest.mark.parametrize("data, expected", [
+    (JPEG, "image/jpeg"), (PNG, "image/png"), (b"GIF89a....", "image/gif"), (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio/wav"), (PDF, "application/pdf"), (b"\n\n%PDF-1.4", "application/pdf"),
+    (OGG, "audio/ogg"), (b"#!AMR\n", "audio/amr"), (b"\x1a\x45\xdf\xa3\x01", "video/webm"),
+    (b"\x00\x00\x00\x18ftypmp42", "video/mp4"), (b"\x00\x00\x00\x18ftypM4A ", "audio/mp4"),
+    (b"\x00\x00\x00\x18ftypheic", "image/heic"), (b"\x00\x00\x00\x14ftyp3gp4", "video/3gpp"),
+    (b"\x00\x00\x00\x14ftypqt  ", "video/quicktime"), (b"ID3\x04\x00", "audio/mpeg"), (b"\xff\xfb\x90\x00", "audio/mpeg"),
+    (b"\xff\xf1\x50\x80", "audio/aac"), (b"PK\x03\x04", "application/zip"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage"), (b"MZ\x90\x00", "application/x-msdownload"),
+    (b"\x7fELF\x02", "application/x-executable"), (b"\xef\xbb\xbf  <!DOCTYPE HTML>", "text/html"),
+    (b'<?xml version="1.0"?><svg/>', "image/svg+xml"), (b"<?xml version='1.0'?><a/>", "application/xml"),
+    (b"plain words", None), (b"", None),
+])
+def test_sniff(data, expected):
+    assert sniff(data) == expected
+
+
+@pytest.mark.parametrize("name, content_type, expected", [
+    ("invoice-1042.pdf", "application/pdf", "invoice-1042.pdf"),
+    (None, "image/jpeg", "attachment.jpg"),
+    ("Fotó da caixa.JPEG", "image/jpeg", "Foto_da_caixa.jpeg"),
+    ("../../etc/passwd", "text/plain", "passwd.txt"),
+    ("C:\\Users\\ana\\scan.png", "image/png", "scan.png"),
+    ("invoice.pdf.exe", "application/pdf", "invoice.pdf.exe.pdf"),
+    ("photo.png", "image/jpeg", "photo.png.jpg"),
+    ("page.html", "application/zip", "page.html"),
+    ("notes.txt", "application/zip", "notes.txt.bin"),
+    ("....", "audio/ogg", "attachment.ogg"),
+    ("a" * 300 + ".pdf", "application/pdf", "a" * 80 + ".pdf"),
+    ("x." + "z" * 200, "application/zip", ("x." + "z" * 200)[:80] + ".bin"),
+])
+def test_safe_filename(name, content_type, expected):
+    assert safe_filename(name, content_type) == expected
+
+
+def test_the_local_route_serves_a_file_as_the_type_its_extension_names():
+    assert content_type_for_key("media/ct_1/0-photo.png.jpg") == "image/jpeg"
+    assert content_type_for_key("media/ct_1/0-page.html") == "application/octet-stream"
+    assert content_type_for_key("media/ct_1/0-x.svg") == "application/octet-stream"
+
+
+# --- the localizer -------------------------------------------------------------------------------
+
+
+def test_several_attachments_each_get_their_own_outcome(server, tmp_path):
+    graph_media(server, "1", JPEG)
+    server.routes["/v24.0/2"] = Answer(404, b"{}")
+
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(contact(
+        "meta", Channel.WHATSAPP,
+        Attachment(provider_media_id="1", content_type="image/jpeg"),
+        Attachment(provider_media_id="2", content_type="image/jpeg"),
+    ))
+
+    assert [(e["index"], e["status"]) for e in report(result)] == [(0, "stored"), (1, "rejected")]
+    assert result.attachments[1].url is None and result.attachments[1].provider_media_id == "2"
+
+
+def test_deciding_a_contact_again_does_not_download_again(server, tmp_path):
+    graph_media(server, "1", JPEG)
+    media = localizer(blob_store(tmp_path), **whatsapp(server))
+    item = contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="1", content_type="image/jpeg"))
+
+    first, second = media.localize(item), media.localize(item)
+
+    assert first.attachments == second.attachments and len(server.seen) == 2
+
+
+def test_existing_enrichment_is_kept(server, tmp_path):
+    graph_media(server, "1", JPEG)
+    item = contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="1", content_type="image/jpeg"))
+    item.enrichment = {"data_quality": {"rejected_identifiers": []}}
+
+    result = localizer(blob_store(tmp_path), **whatsapp(server)).localize(item)
+
+    assert set(result.enrichment) == {"data_quality", "media"}
+    assert item.enrichment == {"data_quality": {"rejected_identifiers": []}}  # the input is not changed
+
+
+@pytest.mark.parametrize("provider, channel", [("webchat", Channel.WEBCHAT), ("mailgun", Channel.EMAIL)])
+def test_providers_without_a_media_source_are_untouched(tmp_path, provider, channel):
+    item = contact(provider, channel, Attachment(url="https://files.example.com/a.pdf"))
+
+    assert localizer(blob_store(tmp_path)).localize(item) is item
+
+
+def test_disabled_media_changes_nothing(server, tmp_path):
+    item = contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="1", content_type="image/jpeg"))
+
+    assert localizer(blob_store(tmp_path), enabled=False, **whatsapp(server)).localize(item) is item
+    assert server.seen == []
+
+
+def test_a_blob_store_outage_is_transient(server, tmp_path):
+    graph_media(server, "1", JPEG)
+    root = tmp_path / "not-a-directory"
+    root.write_text("")
+
+    with pytest.raises(TransientError):
+        localizer(LocalBlobStore(str(root), link_base_url="http://hub.test", link_secrets=[LINK_SECRET]),
+                  **whatsapp(server)).localize(
+            contact("meta", Channel.WHATSAPP, Attachment(provider_media_id="1", content_type="image/jpeg"))
+        )
+
+
+def test_a_store_that_cannot_link_keeps_the_provider_url_and_says_so(server, tmp_path):
+    graph_media(server, "1", JPEG)
+    original = Attachment(provider_media_id="1", content_type="image/jpeg", url="https://lookaside.fbsbx.com/x")
+
+    result = localizer(LocalBlobStore(str(tmp_path / "blobs")), **whatsapp(server)).localize(
+        contact("meta", Channel.WHATSAPP, original)
+    )
+
+    [entry] = report(result)
+    assert entry["status"] == "stored" and entry["linked"] is False
+    assert result.attachments == [original]
+
+
+# --- local links ---------------------------------------------------------------------------------
+
+
+def signed(blobs: LocalBlobStore, key: str, ttl: int = 3600) -> tuple[str, str]:
+    link = query(blobs.presigned_url(key, ttl))
+    return link["expires"], link["signature"]
+
+
+def test_a_local_link_serves_the_blob_until_it_expires(tmp_path):
+    blobs = blob_store(tmp_path)
+    key = "media/ct_1/0-photo.jpg"
+    blobs.put(key, JPEG, content_type="image/jpeg")
+    expires, signature = signed(blobs, key)
+
+    assert serve_local_media(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc)) == (JPEG, "image/jpeg")
+    with pytest.raises(ForbiddenError, match="expired"):
+        serve_local_media(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW + 3601, timezone.utc))
+
+
+@pytest.mark.parametrize("change", ["signature", "expires", "key", "secret", "missing"])
+def test_a_tampered_local_link_is_forbidden(tmp_path, change):
+    blobs = blob_store(tmp_path)
+    key = "media/ct_1/0-photo.jpg"
+    blobs.put(key, JPEG)
+    expires, signature = signed(blobs, key)
+    secret = LINK_SECRET
+    if change == "signature":
+        signature = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    elif change == "expires":
+        expires = str(int(expires) + 86400)
+    elif change == "key":
+        blobs.put("media/ct_1/1-other.jpg", JPEG)
+        key = "media/ct_1/1-other.jpg"
+    elif change == "secret":
+        secret = "another-secret-another-secret-another-secret"
+    else:
+        signature = None
+
+    with pytest.raises(ForbiddenError):
+        serve_local_media(blobs, key, expires, signature, secret, datetime.fromtimestamp(NOW, timezone.utc))
+
+
+@pytest.mark.parametrize("key", ["raw/ct_1.json", "queue/inbound/x.json", "media/../raw/ct_1.json", "media/ct_1/0-a/../../b", "media/ct_1/photo.jpg"])
+def test_only_media_keys_are_ever_served(tmp_path, key):
+    blobs = blob_store(tmp_path)
+    expires = str(NOW + 60)
+
+    with pytest.raises(NotFoundError):
+        serve_local_media(blobs, key, expires, link_signature(LINK_SECRET, key, int(expires)), LINK_SECRET,
+                          datetime.fromtimestamp(NOW, timezone.utc))
+
+
+def test_a_validly_signed_link_to_a_deleted_blob_is_not_found(tmp_path):
+    blobs = blob_store(tmp_path)
+    expires, signature = signed(blobs, "media/ct_1/0-gone.jpg")
+
+    with pytest.raises(NotFoundError):
+        serve_local_media(blobs, "media/ct_1/0-gone.jpg", expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc))
+
+
+def test_link_secrets_rotate_the_first_signs_all_verify(tmp_path):
+    old = blob_store(tmp_path, link_secrets=["old-secret-old-secret-old-secret-old"])
+    new = blob_store(tmp_path, link_secrets=[LINK_SECRET, "old-secret-old-secret-old-secret-old"])
+    old.put("media/ct_1/0-a.pdf", PDF)
+    expires, signature = signed(old, "media/ct_1/0-a.pdf")
+
+    assert serve_local_media(new, "media/ct_1/0-a.pdf", expires, signature,
+                             [LINK_SECRET, "old-secret-old-secret-old-secret-old"],
+                             datetime.fromtimestamp(NOW, timezone.utc)) == (PDF, "application/pdf")
+    assert query(new.presigned_url("media/ct_1/0-a.pdf", 60))["signature"] == link_signature(LINK_SECRET, "media/ct_1/0-a.pdf", NOW + 60)
+
+
+def test_local_links_exist_only_for_media_keys_and_configured_stores(tmp_path):
+    with pytest.raises(ValueError):
+        blob_store(tmp_path).presigned_url("raw/ct_1.json", 60)
+    with pytest.raises(ConfigError):
+        LocalBlobStore(str(tmp_path)).presigned_url("media/ct_1/0-a.jpg", 60)
+    with pytest.raises(ConfigError):
+        LazyBlobStore(lambda: LocalBlobStore(str(tmp_path))).presigned_url("media/ct_1/0-a.jpg", 60)
+
+
+def test_a_link_secret_given_as_a_callable_is_read_on_the_first_link_only(tmp_path):
+    reads = []
+
+    def secrets():
+        reads.append(1)
+        return [LINK_SECRET]
+
+    blobs = blob_store(tmp_path, link_secrets=secrets)
+    blobs.put("queue/inbound/x.json", b"{}")
+    assert reads == []
+
+    blobs.presigned_url("media/ct_1/0-a.jpg", 60)
+    blobs.presigned_url("media/ct_1/1-b.jpg", 60)
+    assert reads == [1]
+
+
+def test_text_types_are_never_declared_binary_to_chalice():
+    from chalicelib.service.media import MEDIA_BINARY_TYPES
+
+    assert "application/pdf" in MEDIA_BINARY_TYPES and "image/jpeg" in MEDIA_BINARY_TYPES
+    assert not [t for t in MEDIA_BINARY_TYPES if t.startswith("text/")]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 604801, 1.5, True])
+def test_link_lifetimes_are_bounded_like_s3s(tmp_path, ttl):
+    with pytest.raises(ValueError):
+        blob_store(tmp_path).presigned_url("media/ct_1/0-a.jpg", ttl)
+
+
+def test_the_generated_link_secret_is_random_private_and_kept(tmp_path):
+    path = tmp_path / "data" / "media-link.key"
+
+    first = load_or_create_link_secret(path)
+
+    assert len(first) == 64 and load_or_create_link_secret(path) == first
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_link_secret(tmp_path / "elsewhere.key") != first
+    assert [p.name for p in path.parent.iterdir()] == ["media-link.key"]
+
+
+def test_a_short_link_secret_file_is_refused(tmp_path):
+    path = tmp_path / "media-link.key"
+    path.write_text("short")
+
+    with pytest.raises(ConfigError):
+        load_or_create_link_secret(path)
+
+
+# --- settings and registry -----------------------------------------------------------------------
+
+
+def test_settings_defaults_and_validation():
+    settings = MediaSettings()
+    assert (settings.enabled, settings.max_bytes, settings.link_ttl_seconds) == (True, 16 * 1024 * 1024, 604800)
+    assert {"image/*", "audio/*", "video/*", "application/pdf", "text/plain"} <= set(settings.allowed_types)
+
+    from pydantic import ValidationError
+
+    for bad in ({"surprise": 1}, {"allowed_types": ["images"]}, {"link_ttl_seconds": 604801},
+                {"twilio": {"account_sid": TWILIO_SID}}, {"whatsapp": {"access_token": []}},
+                {"whatsapp": {"access_token": "x", "graph_version": "24"}}, {"telegram": {}}):
+        with pytest.raises(ValidationError):
+            MediaSettings.model_validate(bad)
+    one = MediaSettings.model_validate({"whatsapp": {"access_token": "env:WA"}, "link_secret": "env:LINK",
+                                        "allowed_types": ["Image/JPG"]})
+    assert len(one.whatsapp.access_token) == 1 and len(one.link_secret) == 1
+    assert one.allowed_types == ["image/jpeg"]
+    assert WA_TOKEN not in repr(MediaSettings.model_validate(whatsapp_settings := {"whatsapp": {"access_token": WA_TOKEN}}))
+    assert whatsapp_settings
+
+
+def test_deployed_configurations_must_reference_every_media_secret():
+    from chalicelib.hubconfig import _inline_secrets
+
+    problems = _inline_secrets({"media": {
+        "link_secret": "inline", "whatsapp": {"access_token": ["inline"]}, "twilio": {"auth_token": "inline"},
+        "telegram": {"bot_token": "inline"},
+    }})
+    assert sorted(problems) == sorted([
+        "media.link_secret: inline secret; use env:, ssm: or secretsmanager:",
+        "media.whatsapp.access_token[0]: inline secret; use env:, ssm: or secretsmanager:",
+        "media.twilio.auth_token: inline secret; use env:, ssm: or secretsmanager:",
+        "media.telegram.bot_token: inline secret; use env:, ssm: or secretsmanager:",
+    ])
+
+
+def test_every_media_source_module_is_registered():
+    from chalicelib.adapters.media.registry import MEDIA_SOURCES
+
+    infrastructure = {"__init__", "base", "registry", "http"}
+    modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / "media").glob("*.py")} - infrastructure
+    assert modules == {cls.__module__.rsplit(".", 1)[1] for cls in MEDIA_SOURCES.values()}
+    assert set(MEDIA_SOURCES) == {"meta", "twilio", "telegram"}
+    for cls in MEDIA_SOURCES.values():
+        assert cls.docs_url.startswith("https://") and cls.settings_field in MediaSettings.model_fields
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1", True),
+    ("https://fbsbx.com/x", True),
+    ("https://evilfbsbx.com/x", False),
+    ("https://lookaside.fbsbx.com.evil.example/x", False),
+    ("http://lookaside.fbsbx.com/x", False),
+    ("https://u:p@lookaside.fbsbx.com/x", False),
+    ("https://lookaside.fbsbx.com:bad/x", False),
+])
+def test_host_policy(url, allowed):
+    assert HostPolicy((".fbsbx.com",)).allows(url) is allowed
