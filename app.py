@@ -4,6 +4,7 @@ from chalice import Chalice
 from chalice.app import SQSEvent
 
 from chalicelib.api.consumer import consumer
+from chalicelib.api.media import media
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import webhooks
 from chalicelib.api.workers import (
@@ -15,14 +16,19 @@ from chalicelib.api.workers import (
     sqs_batch,
 )
 from chalicelib.bootstrap import get_hub
+from chalicelib.service.media_types import MEDIA_BINARY_TYPES
 from chalicelib.settings import Settings
 
 app = Chalice(app_name="omnichannel-hub")
 app.register_blueprint(webhooks)
 app.register_blueprint(consumer)
+app.register_blueprint(media)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()
+# Downloaded attachments leave the embedded hub as bytes (GET /v1/media/...); text/* stays text,
+# because the webhook acknowledgements are text/plain and Chalice refuses str bodies of binary types.
+app.api.binary_types.extend(t for t in MEDIA_BINARY_TYPES if t not in app.api.binary_types)
 
 
 @app.on_sqs_message(queue=_settings.queue_name("inbound"), batch_size=10, name="process_inbound")

@@ -125,7 +125,15 @@ class Hub:
             return S3BlobStore(self.aws_client("s3"), self._required("bucket", "HUB_BUCKET"))
         from chalicelib.adapters.blobs.local import LocalBlobStore
 
-        return LocalBlobStore(str(self.data_dir / "blobs"))
+        # Media links point at the embedded hub's own route (GET /v1/media/...), signed with a
+        # secret read or generated on the first link only.
+        def secrets():
+            from chalicelib.service.media import link_secrets
+
+            return link_secrets(self.media_settings, self.secrets, self.data_dir)
+
+        public = self.media_settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
+        return LocalBlobStore(str(self.data_dir / "blobs"), link_base_url=public, link_secrets=secrets)
 
     @cached_property
     def store(self) -> Store:
@@ -247,6 +255,21 @@ class Hub:
                           on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
 
     @cached_property
+    def media_settings(self):
+        from chalicelib.service.media import media_settings
+
+        return media_settings(self.config.media)
+
+    @cached_property
+    def media(self):
+        """Downloads attachments whose links expire or need credentials into the blob store."""
+        from chalicelib.adapters.media.http import MediaHttp
+        from chalicelib.service.media import MediaLocalizer
+
+        return MediaLocalizer(self.media_settings, self.blobs, self.secrets, http=MediaHttp(self.connector_runtime.http),
+                              clock=self.clock)
+
+    @cached_property
     def enricher(self):
         from chalicelib.enrichment.settings import build_enricher
 
@@ -263,7 +286,7 @@ class Hub:
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
             cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
             rules=self.identity_rules, event_destinations=self.customer_event_destinations,
-            router=lambda: self.live_router.current(), enricher=lambda: self.enricher,
+            router=lambda: self.live_router.current(), enricher=lambda: self.enricher, media=lambda: self.media,
         )
 
     @cached_property

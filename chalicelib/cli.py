@@ -40,6 +40,9 @@ def _check_config(args: argparse.Namespace) -> int:
     # Routing and enrichment are validated when first used at run time; here, at once.
     factory = RouterFactory(config)
     enrichment_settings(config.enrichment)
+    from chalicelib.service.media import media_settings
+
+    media_settings(config.media)
     source = factory.extras.source
     rules = f"{len(factory.inline.rules.rules)} inline"
     if source.type == "file":

@@ -231,6 +231,9 @@ class HubConfig(BaseModel):
     #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`), validated
     #: when enrichment is first used, like the routing rules.
     enrichment: dict[str, Any] = Field(default_factory=dict)
+    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media.py`),
+    #: validated when first used, like the routing rules.
+    media: dict[str, Any] = Field(default_factory=dict)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -254,6 +257,7 @@ class _RawConfig(Strict):
     destinations: list[dict[str, Any]] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     enrichment: dict[str, Any] = Field(default_factory=dict)
+    media: dict[str, Any] = Field(default_factory=dict)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -298,6 +302,7 @@ def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: b
         destinations=destinations,
         routing=raw.routing,
         enrichment=raw.enrichment,
+        media=raw.media,
         processing=raw.processing,
         delivery=raw.delivery,
         api_keys=raw.api_keys,

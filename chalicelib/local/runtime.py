@@ -80,7 +80,7 @@ class EmbeddedRuntime:
             from chalicelib.routing.setup import check_rules_file
 
             check_rules_file(self.hub.router_factory, self.hub.rules_source)
-            _ = self.hub.enricher
+            _ = self.hub.enricher, self.hub.media_settings
         server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
         self._threads = [server]
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):

@@ -89,6 +89,10 @@ def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, 
     for contact in contacts:
         if isinstance(contact.raw, dict) and "$blob" in contact.raw:
             blobs.delete(contact.raw["$blob"])
+        # Attachments the media service downloaded (service/media.py reports their keys).
+        for stored in (contact.enrichment.get("media") or {}).get("attachments", []):
+            if isinstance(stored, dict) and stored.get("key"):
+                blobs.delete(stored["key"])
     # The customer's open case too: a merge may have handed it over without a contact of its own.
     # A case an unmerge gave back to another customer holds that customer's contacts: it stays.
     candidates = dict.fromkeys([c.case_id for c in contacts] + ([customer.open_case.id] if customer.open_case else []))

@@ -37,6 +37,7 @@ from chalicelib.adapters.media.whatsapp import WhatsAppMediaSettings
 from chalicelib.domain.models import Attachment, Contact, utcnow
 from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, TransientError
 from chalicelib.secrets import Secret, SecretResolver
+from chalicelib.service.media_types import EXTENSIONS, MEDIA_BINARY_TYPES, TYPE_OF_EXTENSION  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from chalicelib.adapters.media.http import MediaHttp
@@ -124,29 +125,6 @@ _MUST_SNIFF = frozenset({
     *_COMPATIBLE["application/zip"], *_COMPATIBLE["application/x-ole-storage"],
 }) - {"application/zip"}
 
-#: The extension a stored file gets for its type, and (reversed) the type the local media
-#: route serves for an extension. A fixed table, not `mimetypes`, whose answers vary by host.
-_EXTENSIONS: dict[str, str] = {
-    "image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/heic": "heic",
-    "image/avif": "avif", "audio/ogg": "ogg", "audio/opus": "opus", "audio/mpeg": "mp3", "audio/mp4": "m4a",
-    "audio/aac": "aac", "audio/amr": "amr", "audio/wav": "wav", "audio/webm": "weba", "audio/3gpp": "3ga",
-    "video/mp4": "mp4", "video/3gpp": "3gp", "video/quicktime": "mov", "video/webm": "webm",
-    "video/x-msvideo": "avi", "application/pdf": "pdf", "text/plain": "txt", "text/csv": "csv",
-    "text/vcard": "vcf",
-    "application/msword": "doc", "application/vnd.ms-excel": "xls", "application/vnd.ms-powerpoint": "ppt",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
-    "application/vnd.oasis.opendocument.text": "odt", "application/vnd.oasis.opendocument.spreadsheet": "ods",
-    "application/vnd.oasis.opendocument.presentation": "odp",
-}
-_TYPE_OF_EXTENSION = {ext: content_type for content_type, ext in _EXTENSIONS.items()} | {"jpeg": "image/jpeg"}
-#: What the local media route may answer with, minus text: Chalice base64-encodes a response
-#: whose type is in `app.api.binary_types` and refuses a str body of such a type, so text/*
-#: (the webhook acknowledgements are text/plain) must stay out and text files go out as str.
-MEDIA_BINARY_TYPES = tuple(sorted(
-    {t for t in _TYPE_OF_EXTENSION.values() if not t.startswith("text/")} | {"application/octet-stream"}
-))
 _MAX_STEM = 80
 _MEDIA_KEY = re.compile(r"media/[A-Za-z0-9_-]{1,64}/[0-9]{1,4}-[A-Za-z0-9._-]{1,100}")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -333,11 +311,11 @@ def safe_filename(name: str | None, content_type: str) -> str:
     stem, dot, ext = base.rpartition(".")
     if not dot or len(ext) > 10:
         stem, ext = base, ""
-    expected = _EXTENSIONS.get(content_type)
+    expected = EXTENSIONS.get(content_type)
     if expected is not None:
-        if _TYPE_OF_EXTENSION.get(ext.lower()) != content_type:
+        if TYPE_OF_EXTENSION.get(ext.lower()) != content_type:
             stem, ext = base, expected
-    elif ext.lower() in _TYPE_OF_EXTENSION or not ext:
+    elif ext.lower() in TYPE_OF_EXTENSION or not ext:
         # A type without a known extension is served as application/octet-stream; an extension
         # that names another type must not survive.
         stem, ext = base, "bin"
@@ -353,7 +331,7 @@ def media_key(contact_id: str, index: int, filename: str) -> str:
 def content_type_for_key(key: str) -> str:
     """The type the local media route serves a stored file as (by the extension it was given)."""
     _, _, ext = key.rpartition(".")
-    return _TYPE_OF_EXTENSION.get(ext.lower(), "application/octet-stream")
+    return TYPE_OF_EXTENSION.get(ext.lower(), "application/octet-stream")
 
 
 # --- the localizer ---------------------------------------------------------------------------------
@@ -502,6 +480,17 @@ class MediaLocalizer:
 
 
 # --- links -----------------------------------------------------------------------------------------
+
+
+def media_settings(raw: dict[str, Any]) -> MediaSettings:
+    """`media:` of the hub configuration, validated. Raises `ConfigError` naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return MediaSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"media.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid media configuration:\n  " + "\n  ".join(problems)) from None
 
 
 def link_secrets(settings: MediaSettings, secrets: SecretResolver, data_dir: str | Path) -> list[str]:

@@ -101,6 +101,8 @@ class Processor:
     router: Callable[[], Any] | None = None
     #: The enricher (language, intents, history); default: built from the configuration.
     enricher: Callable[[], Any] | None = None
+    #: Downloads attachments whose links expire or need credentials; default: none.
+    media: Callable[[], Any] | None = None
 
     def process_body(self, body: str) -> ProcessResult:
         """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
@@ -169,6 +171,9 @@ class Processor:
         contact.case_reason = plan.reason
         if sender.rejected:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
+        if self.media is not None and contact.attachments:
+            # Raises a TransientError when a provider is briefly unavailable: the message is retried.
+            contact = self.media().localize(contact)
         self._offload_large_raw(contact)
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)

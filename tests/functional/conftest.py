@@ -51,6 +51,8 @@ delivery:
   max_receives: {max_receives}
 processing:
   max_body_bytes: 65536
+# Tests reach no provider: media downloads are switched on where a test serves them.
+media: {{enabled: false}}
 api_keys:
   - name: tests
     sha256: {key_hash}
