@@ -265,6 +265,7 @@ def test_url_verification_goes_through_ingest_without_enqueueing(load):
 def test_a_forged_url_verification_is_refused_before_the_challenge_is_read(load):
     fx = load("slack", "url_verification")
     forged = fx.body.replace(b"3eZb", b"XXXX")
+    assert forged != fx.body, "the fixture's challenge changed: forge another part"
     with pytest.raises(SignatureError):
         ingest(adapter(), fx.request(body=forged), MemoryQueue(), max_body_bytes=65536, content_type="application/json")
 
