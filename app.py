@@ -6,7 +6,7 @@ from chalice.app import SQSEvent
 from chalicelib.api.consumer import consumer
 from chalicelib.api.media import media
 from chalicelib.api.system import system
-from chalicelib.api.webhooks import webhooks
+from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.api.workers import (
     DELIVER_RESERVE_SECONDS,
     PROCESS_RESERVE_SECONDS,
@@ -26,9 +26,12 @@ app.register_blueprint(media)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()
-# Downloaded attachments leave the embedded hub as bytes (GET /v1/media/...); text/* stays text,
-# because the webhook acknowledgements are text/plain and Chalice refuses str bodies of binary types.
-app.api.binary_types.extend(t for t in MEDIA_BINARY_TYPES if t not in app.api.binary_types)
+# Multipart webhooks arrive base64-encoded, so attachments keep their bytes. Downloaded attachments
+# leave the embedded hub as bytes (GET /v1/media/...); text/* stays text, because the webhook
+# acknowledgements are text/plain and Chalice refuses str bodies of binary types.
+app.api.binary_types.extend(
+    t for t in (*BINARY_REQUEST_TYPES, *MEDIA_BINARY_TYPES) if t not in app.api.binary_types
+)
 
 
 @app.on_sqs_message(queue=_settings.queue_name("inbound"), batch_size=10, name="process_inbound")

@@ -119,18 +119,27 @@ class Hub:
         return LazyBlobStore(self._build_blobs)
 
     def _build_blobs(self) -> BlobStore:
-        if self.settings.on_aws:
-            from chalicelib.adapters.blobs.s3 import S3BlobStore
+        from chalicelib.adapters.blobs.links import HubLinks
 
-            return S3BlobStore(self.aws_client("s3"), self._required("bucket", "HUB_BUCKET"))
-        from chalicelib.adapters.blobs.local import LocalBlobStore
-
-        # Media links point at the embedded hub's own route (GET /v1/media/...), signed with a
-        # secret read or generated on the first link only.
+        # Media links are hub links (GET /v1/media/...) wherever the hub knows its public URL,
+        # signed with a secret read (or, embedded, generated) on the first link only.
         def secrets():
             from chalicelib.service.media import link_secrets
 
-            return link_secrets(self.media_settings, self.secrets, self.data_dir)
+            return link_secrets(self.media_settings, self.secrets, self.data_dir, generate=not self.settings.on_aws)
+
+        if self.settings.on_aws:
+            from chalicelib.adapters.blobs.s3 import S3BlobStore
+
+            store = S3BlobStore(self.aws_client("s3"), self._required("bucket", "HUB_BUCKET"))
+            public = self.media_settings.public_url
+            if public is None:
+                # Links are then S3 presigned URLs, which end with the signing role's session.
+                return store
+            from chalicelib.adapters.blobs.links import HubLinkedBlobStore
+
+            return HubLinkedBlobStore(store, HubLinks(public, secrets))
+        from chalicelib.adapters.blobs.local import LocalBlobStore
 
         public = self.media_settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
         return LocalBlobStore(str(self.data_dir / "blobs"), link_base_url=public, link_secrets=secrets)
@@ -258,7 +267,7 @@ class Hub:
     def media_settings(self):
         from chalicelib.service.media import media_settings
 
-        return media_settings(self.config.media)
+        return media_settings(self.config.media, deployed=self.settings.on_aws)
 
     @cached_property
     def media(self):

@@ -42,7 +42,7 @@ def _check_config(args: argparse.Namespace) -> int:
     enrichment_settings(config.enrichment)
     from chalicelib.service.media import media_settings
 
-    media_settings(config.media)
+    media_settings(config.media, deployed=args.deployed)
     source = factory.extras.source
     rules = f"{len(factory.inline.rules.rules)} inline"
     if source.type == "file":

@@ -48,13 +48,18 @@ def stack_name(stage: str) -> str:
     return f"hub-{stage}"
 
 
-def deploy_stack(cloudformation: Any, stage: str, template_body: str, *, wait_delay: int = 5) -> dict[str, str]:
+def deploy_stack(
+    cloudformation: Any, stage: str, template_body: str, *, wait_delay: int = 5, media_retention_days: int = 30
+) -> dict[str, str]:
     """Create or update the stage's stack, wait until it settles, and return its outputs."""
     name = stack_name(stage)
     params = {
         "StackName": name,
         "TemplateBody": template_body,
-        "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}],
+        "Parameters": [
+            {"ParameterKey": "Stage", "ParameterValue": stage},
+            {"ParameterKey": "MediaRetentionDays", "ParameterValue": str(media_retention_days)},
+        ],
         "Tags": [{"Key": "project", "Value": "omnichannel-hub"}, {"Key": "stage", "Value": stage}],
     }
     waiter_config = {"Delay": wait_delay, "MaxAttempts": 720 // max(1, wait_delay) + 1}
@@ -118,9 +123,13 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     parser.add_argument("--profile", help="AWS named profile")
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config.json to update")
+    parser.add_argument("--media-retention-days", type=int, default=30,
+                        help="days downloaded attachments are kept in the bucket (8-3650, default 30)")
     args = parser.parse_args(argv)
     if not _STAGE.fullmatch(args.stage):
         parser.error("--stage must be 1-20 lower-case letters, digits or hyphens")
+    if not 8 <= args.media_retention_days <= 3650:
+        parser.error("--media-retention-days must be from 8 to 3650")
     if session is None:
         import boto3
 
@@ -128,7 +137,8 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     if not session.region_name:
         parser.error("no region: pass --region or set AWS_REGION")
     try:
-        outputs = deploy_stack(session.client("cloudformation"), args.stage, args.template.read_text())
+        outputs = deploy_stack(session.client("cloudformation"), args.stage, args.template.read_text(),
+                               media_retention_days=args.media_retention_days)
         write_chalice_environment(args.config, args.stage, outputs)
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)

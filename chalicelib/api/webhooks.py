@@ -22,12 +22,15 @@ logger = logging.getLogger(__name__)
 
 webhooks = Blueprint(__name__)
 
-#: Content types the route lets through; each adapter narrows to its own (else 415). They are
-#: all text to API Gateway (none is in `binary_types`): Chalice cannot mix binary and text types
-#: on one route. Email providers' multipart posts therefore arrive byte-exact when they carry the
-#: raw MIME (SendGrid "raw", Mailgun `body-mime`: attachments are base64 text inside it), which
-#: docs/channels/mailgun.md and sendgrid.md make the recommended setup.
-TEXT_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain", "multipart/form-data"]
+#: The route takes every content type and each adapter narrows to its own (`ingest` answers 415 in
+#: the hub's error shape). Chalice refuses a route whose `content_types` mix binary and text types,
+#: and API Gateway's binary list is API-wide anyway, so the route declares `*/*` (text to Chalice)
+#: while `BINARY_REQUEST_TYPES` go into `app.api.binary_types`.
+ANY_CONTENT_TYPE = ["*/*"]
+#: Request types API Gateway must hand over base64-encoded: multipart posts (Mailgun and SendGrid
+#: with attachments) carry raw file bytes, which its UTF-8 text path would mangle. `raw_body`
+#: decodes them, so adapters see the exact bytes the provider sent.
+BINARY_REQUEST_TYPES = ("multipart/form-data",)
 
 
 def _count_rejection(error: HubError) -> None:
@@ -65,12 +68,12 @@ def _to_chalice(response: WebhookResponse) -> Response:
     return Response(body=response.body, status_code=response.status, headers={"Content-Type": response.content_type})
 
 
-@webhooks.route("/webhooks/{provider}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
+@webhooks.route("/webhooks/{provider}", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 def receive(provider: str) -> Response:
     return _with_cors(provider, None, _receive(provider, None))
 
 
-@webhooks.route("/webhooks/{provider}/{hook}", methods=["POST"], content_types=TEXT_CONTENT_TYPES)
+@webhooks.route("/webhooks/{provider}/{hook}", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 def receive_hook(provider: str, hook: str) -> Response:
     return _with_cors(provider, hook, _receive(provider, hook))
 

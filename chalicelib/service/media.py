@@ -22,6 +22,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
-from chalicelib.adapters.blobs.local import link_signature_valid, load_or_create_link_secret
+from chalicelib.adapters.blobs.links import link_signature_valid, load_or_create_link_secret
 from chalicelib.adapters.media.base import FetchLimits, MediaRejectedError, MediaSource, Reason
 from chalicelib.adapters.media.telegram import TelegramMediaSettings
 from chalicelib.adapters.media.twilio import TwilioMediaSettings
@@ -482,39 +483,68 @@ class MediaLocalizer:
 # --- links -----------------------------------------------------------------------------------------
 
 
-def media_settings(raw: dict[str, Any]) -> MediaSettings:
-    """`media:` of the hub configuration, validated. Raises `ConfigError` naming the field."""
+def media_settings(raw: dict[str, Any], *, deployed: bool = False) -> MediaSettings:
+    """`media:` of the hub configuration, validated; `deployed` adds what AWS needs. Raises
+    `ConfigError` naming the field."""
     from pydantic import ValidationError
 
     try:
-        return MediaSettings.model_validate(raw)
+        settings = MediaSettings.model_validate(raw)
     except ValidationError as exc:
         problems = [f"media.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid media configuration:\n  " + "\n  ".join(problems)) from None
+    if deployed and settings.enabled and settings.public_url and not settings.link_secret:
+        raise ConfigError(
+            "invalid media configuration:\n  media.link_secret: required on AWS when media.public_url is set "
+            "(every Lambda container must sign hub links with the same secret)"
+        )
+    return settings
 
 
-def link_secrets(settings: MediaSettings, secrets: SecretResolver, data_dir: str | Path) -> list[str]:
-    """The embedded runtime's link secrets: the configured ones, else one generated once and
-    kept in `<data_dir>/media-link.key`. Raises `SecretResolutionError` / `ConfigError`."""
+def link_secrets(
+    settings: MediaSettings, secrets: SecretResolver, data_dir: str | Path, *, generate: bool = True
+) -> list[str]:
+    """The hub-link secrets: the configured ones, else (embedded runtime, `generate`) one made
+    once and kept in `<data_dir>/media-link.key`. Raises `SecretResolutionError`, or
+    `ConfigError` when none is configured and none may be generated: on AWS every Lambda
+    container would make its own, and links signed in one would fail in the others."""
     if settings.link_secret:
         return secrets.get_all(settings.link_secret)
+    if not generate:
+        raise ConfigError("media.link_secret: required on AWS when media.public_url is set (hub links)")
     return [load_or_create_link_secret(Path(data_dir) / LINK_SECRET_FILE)]
 
 
-def serve_local_media(
+#: A redirect target lives this long: long enough to start the download, far shorter than any
+#: session credentials that signed it.
+REDIRECT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class MediaAnswer:
+    """What a valid media link gets: a redirect to where the blob is stored (S3), or the bytes."""
+
+    redirect: str | None = None
+    body: bytes = b""
+    content_type: str = "application/octet-stream"
+
+
+def open_media_link(
     blobs: BlobStore,
     key: str,
     expires: str | int | None,
     signature: str | None,
     secret: str | bytes | SecretStr | Iterable[str | bytes | SecretStr],
     now: datetime,
-) -> tuple[bytes, str]:
-    """The bytes and content type behind a local media link (`/v1/media/<contact>/<file>`, key
-    `media/<contact>/<file>`), after checking its HMAC signature (any of `secret`, for rotation)
-    and expiry.
+) -> MediaAnswer:
+    """What a hub link (`/v1/media/<contact>/<file>`, key `media/<contact>/<file>`) leads to,
+    after checking its HMAC signature (any of `secret`, for rotation) and expiry: a fresh
+    presigned URL to redirect to when the blob store has one (S3), else the bytes and the type
+    they are served as.
 
-    Raises `NotFoundError` for a key outside `media/` or a blob that is gone, `ForbiddenError`
-    for a missing, wrong or expired signature. Serve with `X-Content-Type-Options: nosniff`.
+    Raises `NotFoundError` for a key outside `media/` or a blob that is gone (local store),
+    `ForbiddenError` for a missing, wrong or expired signature, `TransientError` when the store
+    is unavailable. Serve bytes with `X-Content-Type-Options: nosniff`.
     """
     if not isinstance(key, str) or not _MEDIA_KEY.fullmatch(key) or ".." in key:
         raise NotFoundError("no such media")
@@ -528,4 +558,7 @@ def serve_local_media(
         raise ForbiddenError("the media link's signature is not valid")
     if now.timestamp() > expires_at:
         raise ForbiddenError("the media link has expired")
-    return blobs.get(key), content_type_for_key(key)
+    redirect = blobs.direct_url(key, REDIRECT_SECONDS)
+    if redirect is not None:
+        return MediaAnswer(redirect=redirect)
+    return MediaAnswer(body=blobs.get(key), content_type=content_type_for_key(key))

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from chalicelib.adapters.queue.base import OutgoingMessage
@@ -170,6 +170,11 @@ def test_the_bucket_is_private_encrypted_and_expires_queue_bodies(template):
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     [expiry] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
     assert (expiry["Status"], expiry["ExpirationInDays"]) == ("Enabled", 15)
+    [media] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "media/"]
+    assert (media["Status"], media["ExpirationInDays"]) == ("Enabled", {"Ref": "MediaRetentionDays"})
+    retention = template["Parameters"]["MediaRetentionDays"]
+    # A link (at most 7 days) must never outlive its file.
+    assert (retention["Default"], retention["MinValue"]) == (30, 8)
     assert bucket["DeletionPolicy"] == "Retain"
 
 
@@ -206,7 +211,8 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
     with mock_aws():
         session = boto3.Session(region_name="eu-central-1")
         for stage in DEPLOYED_STAGES:
-            assert deploy.main(["--stage", stage, "--config", str(chalice_copy)], session=session) == 0
+            retention = ["--media-retention-days", "45"] if stage == "prod" else []
+            assert deploy.main(["--stage", stage, "--config", str(chalice_copy), *retention], session=session) == 0
         config = json.loads(chalice_copy.read_text())
 
         # Everything else in the file is untouched.
@@ -240,6 +246,10 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         assert stacks["hub-prod"]["EnableTerminationProtection"] is True
         assert stacks["hub-dev"]["EnableTerminationProtection"] is False
         assert {"Key": "stage", "Value": "prod"} in stacks["hub-prod"]["Tags"]
+        parameters = {name: {p["ParameterKey"]: p["ParameterValue"] for p in stacks[name]["Parameters"]}
+                      for name in ("hub-dev", "hub-prod")}
+        assert parameters["hub-dev"]["MediaRetentionDays"] == "30"
+        assert parameters["hub-prod"]["MediaRetentionDays"] == "45"
 
         # The adapters work against what was deployed, through the names the config now holds.
         store = DynamoDbStore(dev["HUB_TABLE"], session.client("dynamodb"))
@@ -252,11 +262,29 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         queue.send([OutgoingMessage(body="hello", group="g", dedupe_id="1")])
         assert [m.body for m in queue.receive()] == ["hello"]
 
-        # Deploying again without changes is handled ("No updates are to be performed").
-        capsys.readouterr()
+        # Deploying again changes nothing. (moto compares Number parameters as numbers with the
+        # strings sent, so it updates where CloudFormation answers "No updates are to be
+        # performed": that answer is the Stubber test below.)
         assert deploy.main(["--stage", "dev", "--config", str(chalice_copy)], session=session) == 0
-        assert "up to date" in capsys.readouterr().err
         assert json.loads(chalice_copy.read_text()) == config
+
+
+def test_deploying_an_unchanged_stack_reports_it_up_to_date(tmp_path, capsys):
+    client = boto3.client("cloudformation", region_name="eu-central-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")
+    outputs = [{"OutputKey": key, "OutputValue": f"value-of-{key}"} for key in deploy.OUTPUT_VARIABLES]
+    stack = {"StackName": "hub-dev", "CreationTime": "2026-01-01T00:00:00Z"}
+    with Stubber(client) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE"}]})
+        stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", expected_params={
+            "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY,
+            "Parameters": [{"ParameterKey": "Stage", "ParameterValue": "dev"},
+                           {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"}],
+        })
+        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]})
+        assert deploy.deploy_stack(client, "dev", "template")["BucketName"] == "value-of-BucketName"
+        stub.assert_no_pending_responses()
+    assert "stack hub-dev is up to date" in capsys.readouterr().err
 
 
 def test_deploy_refuses_a_stack_that_failed_to_create(tmp_path, capsys):
@@ -277,6 +305,13 @@ def test_deploy_refuses_a_stack_that_failed_to_create(tmp_path, capsys):
 def test_deploy_rejects_a_bad_stage_name():
     with pytest.raises(SystemExit):
         deploy.main(["--stage", "Dev_1", "--region", "eu-central-1"])
+
+
+@pytest.mark.parametrize("days", ["7", "3651", "thirty"])
+def test_deploy_rejects_a_media_retention_shorter_than_a_link_or_not_a_number(days, capsys):
+    with pytest.raises(SystemExit):
+        deploy.main(["--stage", "dev", "--region", "eu-central-1", "--media-retention-days", days])
+    assert "--media-retention-days" in capsys.readouterr().err
 
 
 def test_write_chalice_environment_refuses_incomplete_outputs(tmp_path):
@@ -411,6 +446,16 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     roles = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::IAM::Role"]
     assert roles and all(r["Policies"][0]["PolicyDocument"] == policy for r in roles)
 
+
+
+@pytest.mark.slow
+def test_the_api_hands_multipart_webhooks_over_as_binary(packaged):
+    """Mailgun and SendGrid attachments are bytes: API Gateway must base64 them, not text them."""
+    resources = json.loads(packaged.read_text())["Resources"]
+    [api] = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::Serverless::Api"]
+    swagger = api["DefinitionBody"]
+    assert "multipart/form-data" in swagger["x-amazon-apigateway-binary-media-types"]
+    assert swagger["paths"]["/webhooks/{provider}"]["post"]["consumes"] == ["*/*"]
 
 #: The Lambda zip's budget: cold start and deploy time grow with it (5 MB of dependencies, 1.2 MB
 #: of language model and time zones, the hub's own code).

@@ -179,3 +179,38 @@ def test_a_whatsapp_image_is_stored_encrypted_and_linked(s3, bucket):
     assert requests.get(attachment.url, timeout=5).content == JPEG
     assert result.enrichment["media"]["attachments"][0]["key"] == key
     assert [auth for _, auth in graph.seen] == ["Bearer EAAGtoken"] * 2
+
+
+def test_on_aws_a_hub_link_redirects_to_a_fresh_presigned_url_that_serves_the_file(aws, s3, bucket, tmp_path):
+    """With `media.public_url`, links are the hub's own and live their full ttl; each GET is
+    answered with a presigned URL made for it, so no Lambda session's expiry can end a link."""
+    from chalice.test import Client
+
+    from chalicelib.bootstrap import Hub, use_hub
+    from chalicelib.settings import Settings
+
+    config = tmp_path / "hub.yaml"
+    config.write_text("media: {public_url: 'https://hub.example.com/api', link_secret: env:MEDIA_LINK_SECRET}\n")
+    settings = Settings(runtime="aws", stage="it", config_path=str(config), bucket=bucket, data_dir=str(tmp_path),
+                        environ={"MEDIA_LINK_SECRET": "a-link-secret-of-at-least-32-characters"})
+    hub = Hub(settings, aws_client=lambda service: {"s3": s3}[service])
+    use_hub(hub)
+    from app import app
+
+    try:
+        key = "media/ct_01JMEDIA0000000000000000AB/0-attachment.jpg"
+        hub.blobs.put(key, JPEG, content_type="image/jpeg")
+        link = urlsplit(hub.blobs.presigned_url(key, 604800))
+        assert (link.scheme, link.netloc, link.path) == ("https", "hub.example.com", "/api/v1/" + key)
+
+        with Client(app) as client:
+            answer = client.http.get(link.path.removeprefix("/api") + "?" + link.query)
+            forged = client.http.get(link.path.removeprefix("/api") + "?" + link.query.replace("signature=", "signature=x"))
+
+        assert answer.status_code == 307 and answer.headers["Cache-Control"] == "no-store"
+        target = answer.headers["Location"]
+        assert link_params(target)["X-Amz-Expires"] == "300" and bucket in target
+        assert requests.get(target, timeout=5).content == JPEG
+        assert forged.status_code == 403 and "Location" not in forged.headers
+    finally:
+        use_hub(None)

@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
-from chalicelib.adapters.blobs.local import LocalBlobStore, link_signature, load_or_create_link_secret
+from chalicelib.adapters.blobs.links import HubLinkedBlobStore, HubLinks, link_signature, load_or_create_link_secret
+from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.media.base import HostPolicy, Reason
 from chalicelib.adapters.media.http import MediaHttp
 from chalicelib.domain.models import Attachment, Channel, Contact, ContentType, Party, Resolution
@@ -31,7 +32,8 @@ from chalicelib.service.media import (
     content_type_for_key,
     decide_type,
     safe_filename,
-    serve_local_media,
+    MediaAnswer,
+    open_media_link,
     sniff,
     type_allowed,
 )
@@ -726,7 +728,7 @@ def test_a_store_that_cannot_link_keeps_the_provider_url_and_says_so(server, tmp
     assert result.attachments == [original]
 
 
-# --- local links ---------------------------------------------------------------------------------
+# --- hub links ---------------------------------------------------------------------------------
 
 
 def signed(blobs: LocalBlobStore, key: str, ttl: int = 3600) -> tuple[str, str]:
@@ -740,9 +742,10 @@ def test_a_local_link_serves_the_blob_until_it_expires(tmp_path):
     blobs.put(key, JPEG, content_type="image/jpeg")
     expires, signature = signed(blobs, key)
 
-    assert serve_local_media(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc)) == (JPEG, "image/jpeg")
+    assert open_media_link(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc)) == MediaAnswer(
+        body=JPEG, content_type="image/jpeg")
     with pytest.raises(ForbiddenError, match="expired"):
-        serve_local_media(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW + 3601, timezone.utc))
+        open_media_link(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW + 3601, timezone.utc))
 
 
 @pytest.mark.parametrize("change", ["signature", "expires", "key", "secret", "missing"])
@@ -765,7 +768,7 @@ def test_a_tampered_local_link_is_forbidden(tmp_path, change):
         signature = None
 
     with pytest.raises(ForbiddenError):
-        serve_local_media(blobs, key, expires, signature, secret, datetime.fromtimestamp(NOW, timezone.utc))
+        open_media_link(blobs, key, expires, signature, secret, datetime.fromtimestamp(NOW, timezone.utc))
 
 
 @pytest.mark.parametrize("key", ["raw/ct_1.json", "queue/inbound/x.json", "media/../raw/ct_1.json", "media/ct_1/0-a/../../b", "media/ct_1/photo.jpg"])
@@ -774,8 +777,8 @@ def test_only_media_keys_are_ever_served(tmp_path, key):
     expires = str(NOW + 60)
 
     with pytest.raises(NotFoundError):
-        serve_local_media(blobs, key, expires, link_signature(LINK_SECRET, key, int(expires)), LINK_SECRET,
-                          datetime.fromtimestamp(NOW, timezone.utc))
+        open_media_link(blobs, key, expires, link_signature(LINK_SECRET, key, int(expires)), LINK_SECRET,
+                        datetime.fromtimestamp(NOW, timezone.utc))
 
 
 def test_a_validly_signed_link_to_a_deleted_blob_is_not_found(tmp_path):
@@ -783,7 +786,7 @@ def test_a_validly_signed_link_to_a_deleted_blob_is_not_found(tmp_path):
     expires, signature = signed(blobs, "media/ct_1/0-gone.jpg")
 
     with pytest.raises(NotFoundError):
-        serve_local_media(blobs, "media/ct_1/0-gone.jpg", expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc))
+        open_media_link(blobs, "media/ct_1/0-gone.jpg", expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW, timezone.utc))
 
 
 def test_link_secrets_rotate_the_first_signs_all_verify(tmp_path):
@@ -792,9 +795,9 @@ def test_link_secrets_rotate_the_first_signs_all_verify(tmp_path):
     old.put("media/ct_1/0-a.pdf", PDF)
     expires, signature = signed(old, "media/ct_1/0-a.pdf")
 
-    assert serve_local_media(new, "media/ct_1/0-a.pdf", expires, signature,
-                             [LINK_SECRET, "old-secret-old-secret-old-secret-old"],
-                             datetime.fromtimestamp(NOW, timezone.utc)) == (PDF, "application/pdf")
+    assert open_media_link(new, "media/ct_1/0-a.pdf", expires, signature,
+                           [LINK_SECRET, "old-secret-old-secret-old-secret-old"],
+                           datetime.fromtimestamp(NOW, timezone.utc)) == MediaAnswer(body=PDF, content_type="application/pdf")
     assert query(new.presigned_url("media/ct_1/0-a.pdf", 60))["signature"] == link_signature(LINK_SECRET, "media/ct_1/0-a.pdf", NOW + 60)
 
 
@@ -821,6 +824,53 @@ def test_a_link_secret_given_as_a_callable_is_read_on_the_first_link_only(tmp_pa
     blobs.presigned_url("media/ct_1/0-a.jpg", 60)
     blobs.presigned_url("media/ct_1/1-b.jpg", 60)
     assert reads == [1]
+
+
+class DirectStore(LocalBlobStore):
+    """A store whose blobs have their own URLs, as S3's presigned ones."""
+
+    def direct_url(self, key: str, ttl_seconds: int) -> str | None:
+        return f"https://bucket.s3.example/{key}?X-Amz-Expires={ttl_seconds}"
+
+
+def test_a_hub_link_to_a_store_with_direct_urls_answers_with_a_short_lived_redirect(tmp_path):
+    links = HubLinks("https://hub.example.com/api", [LINK_SECRET], clock=lambda: NOW)
+    blobs = HubLinkedBlobStore(DirectStore(str(tmp_path / "blobs")), links)
+    key = "media/ct_1/0-photo.jpg"
+    blobs.put(key, JPEG, content_type="image/jpeg")
+
+    link = blobs.presigned_url(key, 604800)
+
+    assert link.startswith("https://hub.example.com/api/v1/media/ct_1/0-photo.jpg?expires=")
+    expires, signature = query(link)["expires"], query(link)["signature"]
+    answer = open_media_link(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW + 600000, timezone.utc))
+    # Five minutes from the request, whatever the link's own lifetime: the target is signed now.
+    assert answer == MediaAnswer(redirect="https://bucket.s3.example/media/ct_1/0-photo.jpg?X-Amz-Expires=300")
+    with pytest.raises(ForbiddenError, match="expired"):
+        open_media_link(blobs, key, expires, signature, LINK_SECRET, datetime.fromtimestamp(NOW + 604801, timezone.utc))
+    assert blobs.get(key) == JPEG and blobs.direct_url(key, 60).endswith("X-Amz-Expires=60")
+
+
+def test_a_hub_linked_store_without_a_secret_cannot_link(tmp_path):
+    blobs = HubLinkedBlobStore(DirectStore(str(tmp_path)), HubLinks("https://hub.example.com", lambda: []))
+    with pytest.raises(ConfigError):
+        blobs.presigned_url("media/ct_1/0-a.jpg", 60)
+    with pytest.raises(ValueError):
+        blobs.presigned_url("raw/ct_1.json", 60)
+
+
+def test_a_deployed_hub_needs_a_configured_link_secret_for_hub_links(tmp_path):
+    from chalicelib.service.media import link_secrets, media_settings
+
+    settings = media_settings({"public_url": "https://hub.example.com/api"}, deployed=False)
+    assert len(link_secrets(settings, SecretResolver({}), tmp_path)[0]) == 64
+    with pytest.raises(ConfigError, match="media.link_secret: required on AWS"):
+        media_settings({"public_url": "https://hub.example.com/api"}, deployed=True)
+    with pytest.raises(ConfigError, match="media.link_secret: required on AWS"):
+        link_secrets(settings, SecretResolver({}), tmp_path, generate=False)
+    assert media_settings({"public_url": "https://hub.example.com/api", "link_secret": "env:LINK"}, deployed=True)
+    # Without public_url, AWS links are presigned S3 URLs and need no secret.
+    assert media_settings({}, deployed=True).link_secret == []
 
 
 def test_text_types_are_never_declared_binary_to_chalice():

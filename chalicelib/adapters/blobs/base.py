@@ -44,6 +44,12 @@ class BlobStore(ABC):
         # Not abstract, so stores written before links existed (test fakes) still construct.
         raise ConfigError(f"{type(self).__name__} cannot make links to its blobs")
 
+    def direct_url(self, key: str, ttl_seconds: int) -> str | None:
+        """A URL the blob's own storage serves it from (S3's presigned URL), which the hub's
+        media route redirects to; None when the hub must serve the bytes itself. Raises
+        `TransientError` when the store's credentials are unavailable."""
+        return None
+
 
 class LazyBlobStore(BlobStore):
     """Builds the real store on first use: queues hold a blob store for rare oversized bodies,
@@ -71,3 +77,6 @@ class LazyBlobStore(BlobStore):
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
         return self._target().presigned_url(key, ttl_seconds)
+
+    def direct_url(self, key: str, ttl_seconds: int) -> str | None:
+        return self._target().direct_url(key, ttl_seconds)

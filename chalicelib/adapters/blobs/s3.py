@@ -54,6 +54,9 @@ class S3BlobStore(BlobStore):
         # DeleteObject succeeds for a missing key.
         self._call("delete_object", key, Bucket=self._bucket, Key=self._prefix + key)
 
+    def direct_url(self, key: str, ttl_seconds: int) -> str | None:
+        return self._presigned_url(key, ttl_seconds)
+
     def _presigned_url(self, key: str, ttl_seconds: int) -> str:
         # botocore presigns with SigV2 by default in regions that still accept it (us-east-1
         # among them); buckets created since 2020 refuse SigV2, and SSE-KMS objects need SigV4.
