@@ -10,6 +10,7 @@ from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.api.workers import (
     DELIVER_RESERVE_SECONDS,
     PROCESS_RESERVE_SECONDS,
+    SES_INBOUND_RESERVE_SECONDS,
     deliver,
     process_inbound,
     ses_inbound,
@@ -48,4 +49,4 @@ def deliver_queue(event: SQSEvent) -> None:
 # notify FIFO queues, and `chalice package` cannot express `on_s3_event`): docs/channels/ses.md.
 @app.on_sqs_message(queue=_settings.queue_name("ses-inbound", fifo=False), batch_size=10, name="ses_inbound")
 def ses_inbound_queue(event: SQSEvent) -> None:
-    ses_inbound(event)
+    sqs_batch(event, get_hub().ses_inbound_queue, ses_inbound, reserve_seconds=SES_INBOUND_RESERVE_SECONDS)

@@ -157,7 +157,7 @@ class Hub:
     @cached_property
     def inbound_queue(self) -> Queue:
         return self._queue("inbound", "inbound_queue_url", "HUB_INBOUND_QUEUE_URL",
-                           LOCAL_INBOUND_VISIBILITY, LOCAL_INBOUND_MAX_RECEIVES)
+                           LOCAL_INBOUND_VISIBILITY, self.config.processing.max_receives)
 
     @cached_property
     def delivery_queue(self) -> Queue:
@@ -167,6 +167,12 @@ class Hub:
     @cached_property
     def delivery_dead_letters(self) -> Queue:
         return self._queue("delivery-dlq", "delivery_dlq_url", "HUB_DELIVERY_DLQ_URL", LOCAL_DELIVERY_VISIBILITY, 0)
+
+    @cached_property
+    def ses_inbound_queue(self) -> Queue:
+        """Where S3 announces mail SES stored (AWS only): the worker deletes what it finished."""
+        return self._queue("ses-inbound", "ses_inbound_queue_url", "HUB_SES_INBOUND_QUEUE_URL",
+                           LOCAL_INBOUND_VISIBILITY, LOCAL_INBOUND_MAX_RECEIVES)
 
     def _queue(self, name: str, attribute: str, variable: str, visibility: int, max_receives: int) -> Queue:
         if self.settings.on_aws:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import secrets
 import signal
 import sys
@@ -65,8 +66,6 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _route(args: argparse.Namespace) -> int:
     """`hubctl route --explain contact.json`: the rules' decision for a contact, without side effects."""
-    import json
-
     from chalicelib.bootstrap import Hub
     from chalicelib.service.explain import explain, render_trace
     from chalicelib.settings import Settings
@@ -118,6 +117,36 @@ def _dead_letters(args: argparse.Namespace) -> int:
         return 0
     finally:
         hub.close()
+
+
+def _unhandled(args: argparse.Namespace) -> int:
+    """`hubctl unhandled`: webhook items no adapter could read, kept raw, of one day (UTC)."""
+    from datetime import date
+
+    from chalicelib.bootstrap import Hub
+    from chalicelib.settings import Settings
+
+    hub = Hub(Settings.from_environ())
+    try:
+        day = date.fromisoformat(args.day) if args.day else hub.clock().date()
+        page = hub.store.list_unhandled(day=day, provider=args.provider, limit=args.limit)
+        for event in page.items:
+            raw = json.dumps(event.raw, ensure_ascii=False)
+            print(f"{event.id}  {event.provider}  {event.reason}\n    {raw[:300]}{' …' if len(raw) > 300 else ''}")
+        print(f"{len(page.items)} unhandled items on {day}" + (" (more: raise --limit)" if page.cursor else ""))
+        return 0
+    finally:
+        hub.close()
+
+
+def _iso_day(text: str) -> str:
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD") from None
+    return text
 
 
 def _read(path: str) -> str:
@@ -176,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     dead.add_argument("--id", help="replay this one dead letter (its delivery id)")
     dead.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     dead.set_defaults(func=_dead_letters)
+
+    unhandled = commands.add_parser("unhandled", help="list webhook items no adapter could read (kept raw)")
+    unhandled.add_argument("--day", type=_iso_day, help="the UTC day, YYYY-MM-DD (default today)")
+    unhandled.add_argument("--provider", help="only this provider's items (e.g. meta)")
+    unhandled.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    unhandled.set_defaults(func=_unhandled)
 
     simulate = commands.add_parser("simulate", help="send one customer's signed SMS, WhatsApp and web chat messages")
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the running hub")

@@ -33,8 +33,10 @@ class ConfigError(HubError):
 
 
 class SecretResolutionError(ConfigError):
-    """A secret reference (`env:`, `ssm:`, `secretsmanager:`) could not be resolved."""
+    """A secret reference (`env:`, `ssm:`, `secretsmanager:`) could not be resolved. A 503 at
+    the edge: the request was fine, the hub could not check it now, so the provider retries."""
 
+    http_status = 503
     code = "secret_unresolved"
 
 

@@ -193,6 +193,12 @@ class ProcessingSettings(Strict):
     dedupe_days: int = Field(default=8, ge=7, le=30)
     #: Requests larger than this get 413 before any parsing.
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=10 * 1024 * 1024)
+    #: Receives of one inbound message before it is dead-lettered; must equal the inbound queue's
+    #: maxReceiveCount (infra/stateful.yaml). The last receive delivers what it has.
+    max_receives: int = Field(default=5, ge=1, le=100)
+    #: Webhook items no adapter could read (`GET /v1/unhandled-events`) are kept this long. They
+    #: may carry personal data that erasure cannot find, so keep it short.
+    unhandled_days: int = Field(default=14, ge=1, le=90)
 
 
 class DeliverySettings(Strict):

@@ -7,12 +7,15 @@ never logged, and never part of an error message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import AfterValidator, SecretStr
 
 from chalicelib.errors import SecretResolutionError
+
+logger = logging.getLogger(__name__)
 
 SCHEMES = ("env:", "ssm:", "secretsmanager:")
 
@@ -59,7 +62,20 @@ class SecretResolver:
         return raw
 
     def get_all(self, secrets: list[SecretStr]) -> list[str]:
-        return [self.get(s) for s in secrets]
+        """Every secret of a rotation list that resolves. One that does not (an old SSM parameter
+        deleted before the configuration dropped it, a throttled read) is logged and skipped, so
+        the others keep verifying requests. Raises `SecretResolutionError` only when none resolves."""
+        values: list[str] = []
+        failure: SecretResolutionError | None = None
+        for secret in secrets:
+            try:
+                values.append(self.get(secret))
+            except SecretResolutionError as exc:
+                logger.warning("a secret of a rotation list is skipped: %s", exc.message)
+                failure = failure or exc
+        if not values and failure is not None:
+            raise failure
+        return values
 
     def _fetch_ssm(self, path: str) -> str:
         from aws_lambda_powertools.utilities import parameters

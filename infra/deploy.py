@@ -5,8 +5,8 @@
 
 Creates or updates the CloudFormation stack `hub-<stage>` from `infra/stateful.yaml`, waits for it,
 then writes its outputs into `.chalice/config.json` → stages.<stage>.environment_variables
-(HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_DELIVERY_DLQ_URL, HUB_BUCKET), keeping
-everything else in the file as it was. Running it again without a template change changes nothing.
+(HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_DELIVERY_DLQ_URL, HUB_BUCKET,
+HUB_SES_INBOUND_QUEUE_URL), keeping everything else in the file as it was. Running it again without a template change changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ OUTPUT_VARIABLES = {
     # The deliver worker dead-letters a job itself once it gives up (service/deliver.py).
     "DeliveryDeadLetterQueueUrl": "HUB_DELIVERY_DLQ_URL",
     "BucketName": "HUB_BUCKET",
+    # The ses_inbound worker deletes each notification it finished (partial batches).
+    "SesInboundQueueUrl": "HUB_SES_INBOUND_QUEUE_URL",
 }
 _STAGE = re.compile(r"[a-z0-9-]{1,20}")
 _NO_UPDATES = "No updates are to be performed"

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+from datetime import date
 
 from chalice import Blueprint, Response
 
@@ -324,6 +325,36 @@ def replay_dead_letter(letter_id: str) -> Response:
 
     letter = replay(hub.store, hub.delivery_queue, letter_id, now=hub.clock())
     return json_response({"id": letter.id, "destination": letter.destination, "status": "queued"}, status=202)
+
+
+@consumer.route("/v1/unhandled-events", methods=["GET"])
+@translate_errors(consumer)
+def list_unhandled_events() -> Response:
+    """Webhook items no channel adapter could read, kept raw: ?day=YYYY-MM-DD (UTC, default
+    today)&provider=meta&limit=&cursor=. What a provider started sending that the hub ignores."""
+    _authenticate()
+    hub = get_hub()
+    day = _day(_query("day")) or hub.clock().date()
+    limit = _limit(_query("limit"))
+    cursor = _decode_cursor(_query("cursor"), prefix=day.strftime("%Y%m%dT"))
+    page = hub.store.list_unhandled(day=day, provider=_query("provider"), limit=limit, cursor=cursor)
+    return json_response({
+        "data": [{"id": event.id, **event.model_dump(mode="json", exclude={"kind"})} for event in page.items],
+        "next_cursor": _encode_cursor(page.cursor) if page.cursor else None,
+    })
+
+
+def _day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) else _bad_day()
+    except ValueError:
+        return _bad_day()
+
+
+def _bad_day():
+    raise RequestRejectedError("day must be a date as YYYY-MM-DD")
 
 
 def _customer_view(customer: Customer) -> dict:

@@ -125,10 +125,13 @@ def _receive(provider: str, hook: str | None) -> Response:
     hub.counters.incr("EventsEnqueued", result.enqueued, provider=provider)
     if result.ignored:
         hub.counters.incr("EventsIgnored", len(result.ignored), provider=provider)
+    if result.unhandled:
+        hub.counters.incr("EventsUnhandled", len(result.unhandled), provider=provider)
     hub.counters.flush()
+    notes = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
     logger.info(
-        "webhook %s accepted: %d enqueued, %d ignored%s", provider, result.enqueued, len(result.ignored),
-        f" ({'; '.join(sorted(set(result.ignored)))})" if result.ignored else "",
+        "webhook %s accepted: %d enqueued, %d ignored, %d unhandled%s", provider, result.enqueued,
+        len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "",
     )
     return _to_chalice(result.response)
 

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 #: processing is a handful of store calls; a delivery may retry inline against a slow vendor.
 PROCESS_RESERVE_SECONDS = 5.0
 DELIVER_RESERVE_SECONDS = 50.0
+#: Reading and parsing one stored email (up to 40 MB) and one enqueue.
+SES_INBOUND_RESERVE_SECONDS = 10.0
 
 # Keyed by the services' outcome strings (`process.Outcome`, `deliver.DeliverOutcome`), so that
 # importing the app for a webhook does not import the worker services.
@@ -29,6 +31,10 @@ _PROCESS_METRICS = {
     "duplicate": "DuplicatesDropped",
     "status_recorded": "StatusesRecorded",
     "status_duplicate": "DuplicatesDropped",
+    "unhandled_recorded": "UnhandledRecorded",
+    "unhandled_duplicate": "DuplicatesDropped",
+    "identity_changed": "IdentitiesChanged",
+    "identity_unmatched": "IdentityChangesUnmatched",
 }
 _DELIVER_METRICS = {
     "delivered": "Delivered",
@@ -41,7 +47,8 @@ _DELIVER_METRICS = {
 def process_inbound(message: ReceivedMessage) -> str:
     hub = get_hub()
     set_correlation_id(message.message_id)
-    result = hub.processor.process_body(hub.inbound_queue.resolve_body(message.body))
+    result = hub.processor.process_body(hub.inbound_queue.resolve_body(message.body),
+                                        receive_count=message.receive_count)
     hub.counters.incr(_PROCESS_METRICS[result.outcome], stage="process")
     for destination in result.destinations:
         hub.counters.incr("DeliveriesQueued", destination=destination)
@@ -57,29 +64,30 @@ def deliver(message: ReceivedMessage) -> str:
     return outcome
 
 
-def ses_inbound(event) -> int:
-    """Mail that SES stored in the bucket (`ses-inbound/`), announced by S3 through a standard SQS
-    queue: each queue record's body is an S3 event notification. Returns the messages ingested.
-    A failure raises, so SQS redelivers the record (and its DLQ keeps it after five tries)."""
-    import json
-
-    from chalicelib.adapters.channels.ses_s3 import handle_s3_records
+def ses_inbound(message: ReceivedMessage) -> str:
+    """One S3 event notification from the ses-inbound queue: the mail SES stored in the bucket
+    (`ses-inbound/`) becomes messages on the inbound queue. Each notification stands alone, so
+    one that cannot be read never holds back the mail in the others of its batch."""
+    from chalicelib.adapters.channels.ses_s3 import handle_s3_notification
+    from chalicelib.errors import ConfigError
     from chalicelib.service.ingest import enqueue
 
     hub = get_hub()
+    set_correlation_id(message.message_id)
     adapter = hub.adapter("ses")
     if adapter is None:
-        logger.warning("mail arrived in the bucket, but the ses channel is not configured: ignored")
-        return 0
-    records = [r for record in event for r in json.loads(record.body).get("Records", [])]
-    ingested: list = []
-
-    def ingest(messages: list) -> None:
-        enqueue(hub.inbound_queue, messages)
-        ingested.extend(messages)
-
-    handle_s3_records(records, s3_client=hub.aws_client("s3"), adapter=adapter, ingest=ingest)
-    return len(ingested)
+        # Not acknowledged: the mail stays queued (then in the DLQ) until the channel is configured.
+        raise ConfigError("mail arrived in the bucket, but the ses channel is not configured (channels.ses)")
+    result = handle_s3_notification(
+        message.body, s3_client=hub.aws_client("s3"), adapter=adapter,
+        ingest=lambda events: enqueue(hub.inbound_queue, events),
+    )
+    hub.counters.incr("EventsEnqueued", result.enqueued, provider="ses")
+    if result.ignored:
+        hub.counters.incr("EventsIgnored", len(result.ignored), provider="ses")
+    if result.unhandled:
+        hub.counters.incr("EventsUnhandled", len(result.unhandled), provider="ses")
+    return "ses_notification"
 
 
 def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOutcome:

@@ -7,6 +7,8 @@ so the ingest path stays cheap; normalization of identifiers happens in the work
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timezone
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
@@ -69,6 +71,9 @@ class Handle(BaseModel):
 class Attachment(BaseModel):
     content_type: str | None = None
     url: str | None = None
+    #: The provider's word for what it is (`image`, `file`, `share`, `ig_reel`, `voice`...): a
+    #: shared post or reel is a link, not a file to download.
+    kind: str | None = None
     #: The provider's stable handle (WhatsApp media id), when the URL is short-lived.
     provider_media_id: str | None = None
     filename: str | None = None
@@ -157,7 +162,110 @@ class StatusEvent(BaseModel):
         return f"{self.provider}:status:{self.provider_message_id}"
 
 
-InboundEvent = Annotated[InboundMessage | StatusEvent, Field(discriminator="kind")]
+#: An unhandled item's raw copy is cut at this size (JSON text): enough to see what a new event
+#: type looks like, small enough for one queue message and one store item.
+MAX_UNHANDLED_RAW_BYTES = 32 * 1024
+#: Deeper items are kept as JSON text: pydantic refuses to serialize nesting near 200 levels.
+MAX_UNHANDLED_DEPTH = 64
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists and dicts more than `limit` levels (iteratively: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class UnhandledEvent(BaseModel):
+    """An item of a verified webhook that the adapter acknowledged but could not read: an event
+    type added after the adapter was written, a shape it does not know. Kept raw for inspection
+    (`GET /v1/unhandled-events`) and counted, so a provider's new feature is noticed instead of
+    silently dropped; never a contact. Deliberate skips (our own echoes, bots, auto-replies) are
+    only counted (`ParsedWebhook.ignored`)."""
+
+    kind: Literal["unhandled"] = "unhandled"
+    provider: str
+    #: Why the adapter could not read it, naming where in the payload it was.
+    reason: str
+    #: The item as the provider sent it (parsed JSON, or text), cut to `MAX_UNHANDLED_RAW_BYTES`.
+    raw: Any = None
+    truncated: bool = False
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, provider: str, reason: str, raw: Any, received_at: datetime) -> UnhandledEvent:
+        """The event for `raw` (anything `json.loads` returns, or text). Lone surrogates become
+        "?"; an item too large or nested too deep to keep as JSON is kept as its JSON text,
+        cut to size, so building and queueing the event can never fail."""
+        reason = reason[:500].encode("utf-8", "replace").decode("utf-8")
+        try:
+            data = json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8", "replace")
+        except (RecursionError, ValueError):
+            data = repr(raw).encode("utf-8", "replace")
+        if len(data) > MAX_UNHANDLED_RAW_BYTES or _nested_deeper(raw, MAX_UNHANDLED_DEPTH):
+            text = data[:MAX_UNHANDLED_RAW_BYTES].decode("utf-8", "ignore")
+            return cls(provider=provider, reason=reason, raw=text, truncated=len(data) > len(text.encode()),
+                       received_at=received_at)
+        return cls(provider=provider, reason=reason, raw=json.loads(data), received_at=received_at)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps([self.reason, self.raw], sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Stable for one delivery of the item, so a redelivered queue message is recorded once."""
+        return f"{self.received_at.strftime('%Y%m%dT%H%M%S%fZ')}-{self.digest[:16]}"
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"unhandled:{self.provider}:{self.id}"
+
+    @property
+    def order_key(self) -> str:
+        return f"{self.provider}:unhandled"
+
+
+class IdentityChange(BaseModel):
+    """A provider's notice that a customer's ids changed (WhatsApp's `user_changed_user_id` and
+    `user_changed_number` system messages): the customer holding the `previous` ids gains the
+    `current` ones, so the person stays one customer. Never a contact."""
+
+    kind: Literal["identity_change"] = "identity_change"
+    provider: str
+    channel: Channel
+    provider_message_id: str
+    account: str
+    #: The ids the customer had (who the change applies to), first the one messages are ordered by.
+    previous: list[Handle]
+    #: The ids the customer has now.
+    current: list[Handle]
+    #: The provider's word for the change (`user_changed_number`).
+    change: str
+    display_name: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"identity:{self.provider}:{self.provider_message_id}"
+
+    @property
+    def order_key(self) -> str:
+        """The group of the customer's earlier messages: the change follows what they sent."""
+        first = self.previous[0]
+        return f"{self.provider}:{self.account}:{first.kind}:{first.scope or ''}/{first.value}"
+
+
+InboundEvent = Annotated[
+    InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, Field(discriminator="kind")
+]
 
 
 class Priority(IntEnum):

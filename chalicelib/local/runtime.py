@@ -81,7 +81,9 @@ class EmbeddedRuntime:
 
             check_rules_file(self.hub.router_factory, self.hub.rules_source)
             _ = self.hub.enricher, self.hub.media_settings
-        server = threading.Thread(target=self.server.server.serve_forever, name="http", daemon=True)
+        # A short poll, so `stop()` returns at once (a handful of idle wake-ups a second).
+        server = threading.Thread(target=self.server.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="http", daemon=True)
         self._threads = [server]
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
             self._threads.append(_Worker(f"process-{index}", self.hub.inbound_queue, process_inbound, self._stop))

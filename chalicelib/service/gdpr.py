@@ -98,12 +98,16 @@ def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, 
     candidates = dict.fromkeys([c.case_id for c in contacts] + ([customer.open_case.id] if customer.open_case else []))
     case_ids = [case_id for case_id in candidates
                 if (case := store.get_case(case_id)) is None or case.customer_id in group]
+    # Only the keys that lead to this customer's cases: a reply of theirs may name another
+    # customer's thread (a reply-all), and that thread stays with its case.
+    referenced = list(dict.fromkeys(k for c in contacts for k in c.thread_keys))
+    threads = store.find_threads(referenced) if referenced else {}
     return Erasure(
         customer_id=customer.id,
         identifier_keys=tuple(i.key for i in customer.identifiers),
         contact_ids=tuple(c.id for c in contacts),
         case_ids=tuple(case_ids),
-        thread_keys=tuple(dict.fromkeys(k for c in contacts for k in c.thread_keys)),
+        thread_keys=tuple(k for k in referenced if threads.get(k) in case_ids),
         dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in contacts),
         merge_ids=merge_ids,
         erased_at=now,

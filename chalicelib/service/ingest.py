@@ -8,12 +8,13 @@ per webhook (up to ten events), nothing else on the request path.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.adapters.channels.base import ChannelAdapter, WebhookRequest, WebhookResponse
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.domain.ids import group_id
-from chalicelib.domain.models import InboundMessage, StatusEvent
+from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 
 
@@ -22,6 +23,8 @@ class IngestResult:
     response: WebhookResponse
     enqueued: int
     ignored: list[str] = field(default_factory=list)
+    #: The reasons of the items kept raw as `UnhandledEvent`s (enqueued, not counted in `enqueued`).
+    unhandled: list[str] = field(default_factory=list)
 
 
 def ingest(
@@ -38,11 +41,14 @@ def ingest(
         )
     adapter.verify(request)
     parsed = adapter.parse(request)
-    enqueue(queue, parsed.events)
-    return IngestResult(response=adapter.ack(parsed), enqueued=len(parsed.events), ignored=parsed.ignored)
+    enqueue(queue, [*parsed.events, *parsed.unhandled])
+    return IngestResult(
+        response=adapter.ack(parsed), enqueued=len(parsed.events), ignored=parsed.ignored,
+        unhandled=[event.reason for event in parsed.unhandled],
+    )
 
 
-def enqueue(queue: Queue, events: list[InboundMessage | StatusEvent]) -> None:
+def enqueue(queue: Queue, events: Sequence[InboundMessage | StatusEvent | IdentityChange | UnhandledEvent]) -> None:
     """Put parsed events on the inbound queue in one call: ordered per sender, deduplicated by the
     provider's message id. Every entry path (webhooks, SES mail in S3) goes through here."""
     if events:

@@ -32,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
 from chalicelib.adapters.blobs.links import link_signature_valid, load_or_create_link_secret
 from chalicelib.adapters.media.base import FetchLimits, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.meta_cdn import MetaCdnMediaSettings
+from chalicelib.adapters.media.slack import SlackMediaSettings
 from chalicelib.adapters.media.telegram import TelegramMediaSettings
 from chalicelib.adapters.media.twilio import TwilioMediaSettings
 from chalicelib.adapters.media.whatsapp import WhatsAppMediaSettings
@@ -159,8 +161,11 @@ class MediaSettings(BaseModel):
     #: default `http://<HUB_HOST>:<HUB_PORT>`.
     public_url: str | None = None
     whatsapp: WhatsAppMediaSettings | None = None
+    #: Messenger and Instagram files on Meta's CDN need no credentials: on by default.
+    meta_cdn: MetaCdnMediaSettings = Field(default_factory=MetaCdnMediaSettings)
     twilio: TwilioMediaSettings = Field(default_factory=TwilioMediaSettings)
     telegram: TelegramMediaSettings | None = None
+    slack: SlackMediaSettings | None = None
 
     @field_validator("link_secret", mode="before")
     @classmethod
@@ -357,7 +362,7 @@ class MediaLocalizer:
         self.secrets = secrets
         self._http = http
         self._source_classes = sources
-        self._sources: dict[str, MediaSource] = {}
+        self._sources: dict[str, list[MediaSource]] = {}
         self._clock = clock
         self._lock = threading.Lock()
         self._memo: OrderedDict[tuple, tuple[Attachment, dict[str, Any]]] = OrderedDict()
@@ -388,21 +393,26 @@ class MediaLocalizer:
         return contact.model_copy(update={"attachments": attachments, "enrichment": enrichment})
 
     def _source_for(self, contact: Contact, attachment: Attachment) -> MediaSource | None:
+        """The first of the contact's provider's sources that fetches this attachment."""
+        for source in self._sources_of(contact.provider):
+            if source.handles(contact, attachment):
+                return source
+        return None
+
+    def _sources_of(self, provider: str) -> list[MediaSource]:
         with self._lock:
-            if contact.provider not in self._sources:
+            if provider not in self._sources:
                 classes = self._source_classes
                 if classes is None:
                     from chalicelib.adapters.media.registry import MEDIA_SOURCES
 
                     classes = self._source_classes = MEDIA_SOURCES
-                cls = classes.get(contact.provider)
-                if cls is None:
-                    return None
-                self._sources[contact.provider] = cls(
-                    getattr(self.settings, cls.settings_field, None), self.secrets, self._media_http()
-                )
-            source = self._sources[contact.provider]
-        return source if source.handles(contact, attachment) else None
+                self._sources[provider] = [
+                    cls(getattr(self.settings, cls.settings_field, None), self.secrets, self._media_http())
+                    for cls in classes.values()
+                    if cls.provider == provider
+                ]
+            return self._sources[provider]
 
     def _media_http(self):
         if self._http is None:

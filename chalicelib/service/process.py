@@ -34,9 +34,11 @@ from chalicelib.domain.models import (
     Customer,
     DeliveryJob,
     IdentifierDecision,
+    IdentityChange,
     InboundEvent,
     InboundMessage,
     StatusEvent,
+    UnhandledEvent,
 )
 from chalicelib.errors import ConcurrentUpdateError, NotFoundError
 from chalicelib.hubconfig import HubConfig
@@ -73,6 +75,10 @@ class Outcome:
     DUPLICATE = "duplicate"
     STATUS_RECORDED = "status_recorded"
     STATUS_DUPLICATE = "status_duplicate"
+    UNHANDLED_RECORDED = "unhandled_recorded"
+    UNHANDLED_DUPLICATE = "unhandled_duplicate"
+    IDENTITY_CHANGED = "identity_changed"
+    IDENTITY_UNMATCHED = "identity_unmatched"
 
 
 @dataclass(frozen=True)
@@ -104,22 +110,69 @@ class Processor:
     #: Downloads attachments whose links expire or need credentials; default: none.
     media: Callable[[], Any] | None = None
 
-    def process_body(self, body: str) -> ProcessResult:
-        """Process one queue message body. Raises `pydantic.ValidationError` for a corrupt body."""
-        return self.process(_EVENT.validate_json(body))
+    def process_body(self, body: str, *, receive_count: int = 1) -> ProcessResult:
+        """Process one queue message body, received `receive_count` times. Raises
+        `pydantic.ValidationError` for a corrupt body."""
+        final = receive_count >= self.config.processing.max_receives
+        return self.process(_EVENT.validate_json(body), final_attempt=final)
 
-    def process(self, event: InboundMessage | StatusEvent) -> ProcessResult:
+    def process(
+        self, event: InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, *, final_attempt: bool = False
+    ) -> ProcessResult:
         """Raises `ConcurrentUpdateError` (another worker holds the message) and the store's and
-        queue's `TransientError`s; each means: retry the message later."""
+        queue's `TransientError`s; each means: retry the message later. On the `final_attempt`
+        (the queue's last receive) an attachment that still cannot be fetched is reported as
+        deferred instead, so the customer's message is delivered rather than dead-lettered."""
         if isinstance(event, StatusEvent):
             return self._record_status(event)
-        return self._process_message(event)
+        if isinstance(event, UnhandledEvent):
+            return self._record_unhandled(event)
+        if isinstance(event, IdentityChange):
+            return self._change_identity(event)
+        return self._process_message(event, final_attempt)
+
+    def _change_identity(self, change: IdentityChange) -> ProcessResult:
+        """Link the `current` ids to the customer holding the `previous` ones, under the identity
+        rules; a customer a message from the new ids already created is merged in, as any
+        contact tying two customers would be. Idempotent: a repeat finds everything linked."""
+        now = self.clock()
+        region = self.default_region(change.provider, change.account)
+        previous = normalize_sender(change.previous, change.display_name, default_region=region).party.identifiers
+        if not previous or not self.store.find_customer_ids(previous):
+            # Nobody the hub knows: the new ids make their customer when they first write.
+            logger.info("identity change %s: no customer holds the previous ids", change.change)
+            return ProcessResult(Outcome.IDENTITY_UNMATCHED)
+        sender = normalize_sender([*change.previous, *change.current], change.display_name, default_region=region)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                resolved, merges = self._resolve(change, sender, now)
+                customer = resolved.customer
+                announcements = self._merge_announcements(change, customer, merges)
+                if announcements:
+                    self.delivery_queue.send(announcements)
+                if resolved.new_identifiers:
+                    updated = customer.model_copy(update={"updated_at": now, "version": customer.version + 1})
+                    self.store.update_customer(updated, new_identifiers=resolved.new_identifiers)
+                return ProcessResult(Outcome.IDENTITY_CHANGED, customer_id=customer.id)
+            except IdentifierTakenError as taken:
+                self.cache.put(taken.identifier, taken.customer_id)
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise ConcurrentUpdateError("identifiers kept changing owner during an identity change") from None
+            except ConcurrentUpdateError:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _record_unhandled(self, event: UnhandledEvent) -> ProcessResult:
+        expires_at = self.clock() + timedelta(days=self.config.processing.unhandled_days)
+        fresh = self.store.record_unhandled(event, expires_at=expires_at)
+        return ProcessResult(Outcome.UNHANDLED_RECORDED if fresh else Outcome.UNHANDLED_DUPLICATE)
 
     def _record_status(self, event: StatusEvent) -> ProcessResult:
         fresh = self.store.record_status(event, expires_at=self._dedupe_expiry(self.clock()))
         return ProcessResult(Outcome.STATUS_RECORDED if fresh else Outcome.STATUS_DUPLICATE)
 
-    def _process_message(self, message: InboundMessage) -> ProcessResult:
+    def _process_message(self, message: InboundMessage, final_attempt: bool) -> ProcessResult:
         now = self.clock()
         key = message.dedupe_key
         state = self.store.claim(
@@ -130,7 +183,7 @@ class Processor:
         if state == ClaimState.BUSY:
             raise ConcurrentUpdateError("message is being processed by another worker")
         try:
-            return self._process_claimed(message, now)
+            return self._process_claimed(message, now, final_attempt)
         except BaseException:
             try:
                 self.store.release(key)
@@ -138,12 +191,12 @@ class Processor:
                 logger.warning("could not release claim after a failure")
             raise
 
-    def _process_claimed(self, message: InboundMessage, now: datetime) -> ProcessResult:
+    def _process_claimed(self, message: InboundMessage, now: datetime, final_attempt: bool) -> ProcessResult:
         # A concurrent worker may update the same customer between our read and our commit; the
         # commit then fails as a whole and we decide again from fresh reads.
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                return self._decide_and_commit(message, now)
+                return self._decide_and_commit(message, now, final_attempt)
             except IdentifierTakenError as taken:
                 self.cache.put(taken.identifier, taken.customer_id)
                 if attempt == COMMIT_ATTEMPTS - 1:
@@ -153,7 +206,7 @@ class Processor:
                     raise
         raise AssertionError("unreachable")
 
-    def _decide_and_commit(self, message: InboundMessage, now: datetime) -> ProcessResult:
+    def _decide_and_commit(self, message: InboundMessage, now: datetime, final_attempt: bool) -> ProcessResult:
         region = self.default_region(message.provider, message.account)
         sender = normalize_sender(message.sender.handles, message.sender.display_name, default_region=region)
         resolved, merges = self._resolve(message, sender, now)
@@ -162,10 +215,8 @@ class Processor:
         arrived = message.received_at
         customer = self._observe(resolved.customer, message, sender, arrived)
         customer = customer.model_copy(update={"activity": record_contact(customer.activity, message.channel, arrived)})
-        plan = attach_to_case(
-            customer, message.channel, now=arrived, settings=self.config.cases,
-            thread_case=self._thread_case(message, customer),
-        )
+        thread_case, new_thread_keys = self._thread_case(message, customer)
+        plan = attach_to_case(customer, message.channel, now=arrived, settings=self.config.cases, thread_case=thread_case)
         case = plan.case
         contact = _contact(message, sender.party, customer, case.id, resolved.resolution)
         contact.case_reason = plan.reason
@@ -173,7 +224,7 @@ class Processor:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
         if self.media is not None and contact.attachments:
             # Raises a TransientError when a provider is briefly unavailable: the message is retried.
-            contact = self.media().localize(contact)
+            contact = self.media().localize(contact, retry_transient=not final_attempt)
         self._offload_large_raw(contact)
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
@@ -201,14 +252,16 @@ class Processor:
                 contact=contact, case=case, customer=customer,
                 dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now),
                 new_identifiers=resolved.new_identifiers, other_cases=tuple(plan.other_cases),
-                thread_keys=tuple(message.thread_keys), blocked_identifiers=resolved.learned_blocks,
+                thread_keys=new_thread_keys, blocked_identifiers=resolved.learned_blocks,
             )
         )
         return ProcessResult(
             Outcome.CONTACT_CREATED, contact.id, customer.id, case.id, tuple(_deliverable(contact))
         )
 
-    def _resolve(self, message: InboundMessage, sender: NormalizedSender, now: datetime) -> tuple[Resolved, list]:
+    def _resolve(
+        self, message: InboundMessage | IdentityChange, sender: NormalizedSender, now: datetime
+    ) -> tuple[Resolved, list]:
         """Resolve the customer; when the contact's verified identifiers belong to several
         customers, merge them under the rules and resolve again. Returns the resolution (its
         decisions include each merge and refusal) and the merges this contact committed."""
@@ -253,7 +306,9 @@ class Processor:
     def _merges(self) -> Merges:
         return Merges(self.store, self.config)
 
-    def _merge_announcements(self, message: InboundMessage, customer: Customer, records: list) -> list[OutgoingMessage]:
+    def _merge_announcements(
+        self, message: InboundMessage | IdentityChange, customer: Customer, records: list
+    ) -> list[OutgoingMessage]:
         """`customer.merged` for the merges this message caused: those committed in this attempt,
         and those an earlier, interrupted attempt committed (found in the merge history)."""
         trigger = f"contact:{message.dedupe_key}"
@@ -299,18 +354,23 @@ class Processor:
             customer = record_issue(customer, INVALID_PHONE, at=now)
         return customer
 
-    def _thread_case(self, message: InboundMessage, customer: Customer) -> Case | None:
-        """The case one of the message's thread keys belongs to (one store call, only for
-        messages that carry thread keys; a second only when it is not the open case)."""
+    def _thread_case(self, message: InboundMessage, customer: Customer) -> tuple[Case | None, tuple[str, ...]]:
+        """The first case, in the message's thread-key order, that belongs to this customer, and
+        the thread keys nobody holds yet (the only ones the commit writes: a key is never taken
+        from the case it names, so a reply-all from someone cc'd cannot steal a thread). One
+        store call for messages with thread keys; one more per other case it has to look at."""
         if not message.thread_keys:
-            return None
+            return None, ()
         threads = self.store.find_threads(list(message.thread_keys))
-        case_id = next((threads[k] for k in message.thread_keys if k in threads), None)
-        if case_id is None:
-            return None
-        if customer.open_case is not None and customer.open_case.id == case_id:
-            return Case(**customer.open_case.model_dump(), customer_id=customer.id)
-        return self.store.get_case(case_id)
+        new_keys = tuple(k for k in dict.fromkeys(message.thread_keys) if k not in threads)
+        ours = (customer.id, *customer.merged_from)
+        for case_id in dict.fromkeys(threads[k] for k in message.thread_keys if k in threads):
+            if customer.open_case is not None and customer.open_case.id == case_id:
+                return Case(**customer.open_case.model_dump(), customer_id=customer.id), new_keys
+            case = self.store.get_case(case_id)
+            if case is not None and case.customer_id in ours:
+                return case, new_keys
+        return None, new_keys
 
     def _offload_large_raw(self, contact: Contact) -> None:
         if len(contact.model_dump_json()) <= MAX_INLINE_CONTACT_BYTES:

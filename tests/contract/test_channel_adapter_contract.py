@@ -22,7 +22,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from chalicelib.adapters.channels import meta, twilio, webchat
 from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest
 from chalicelib.adapters.channels.registry import CHANNELS
-from chalicelib.domain.models import InboundMessage, StatusEvent
+from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, RequestRejectedError, SignatureError
 from chalicelib.hubconfig import _is_secret_field
 from chalicelib.secrets import SecretResolver
@@ -385,6 +385,7 @@ CASES: dict[str, Case] = {
         strip=lambda body, headers: (body, without(headers, "x-twilio-signature")),
         body_signed=True,
         payloads=twilio_payloads,
+        unknown=urlencode({"MessageSid": "SMnew", "From": "rcs:+14155550101", "To": "+14155550100", "Body": "hi"}).encode(),
     ),
     "meta": Case(
         settings={"app_secrets": [META_SECRET], "verify_tokens": ["contract_verify_token"]},
@@ -397,6 +398,8 @@ CASES: dict[str, Case] = {
         strip=lambda body, headers: (body, without(headers, "x-hub-signature-256")),
         body_signed=True,
         payloads=meta_payloads,
+        unknown=json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+            {"field": "brand_new_field", "value": {"something": "new"}}]}]}).encode(),
     ),
     "webchat": Case(
         settings={"sites": [{"id": "shop", "identity_secrets": [WEBCHAT_SECRET], "allowed_origins": [WEBCHAT_ORIGIN]}]},
@@ -461,17 +464,21 @@ def signed(key: str, body: bytes) -> WebhookRequest:
 def assert_well_formed(key: str, parsed: ParsedWebhook) -> None:
     """What the ingest route relies on: typed events that survive the queue, string reasons."""
     assert isinstance(parsed, ParsedWebhook)
-    for reason in parsed.ignored:
+    for reason in [*parsed.ignored, *(e.reason for e in parsed.unhandled)]:
         assert isinstance(reason, str) and reason
         reason.encode("utf-8")  # reasons are logged: a lone surrogate would break the log line
     for event in parsed.events:
-        assert isinstance(event, (InboundMessage, StatusEvent))
+        assert isinstance(event, (InboundMessage, StatusEvent, IdentityChange))
         assert event.provider == key
         assert event.received_at == AT
-        assert event.dedupe_key.startswith((f"msg:{key}:", f"status:{key}:"))
+        assert event.dedupe_key.startswith((f"msg:{key}:", f"status:{key}:", f"identity:{key}:"))
         assert type(event).model_validate_json(event.model_dump_json()) == event
         if isinstance(event, InboundMessage):
             assert event.sender.handles, "a message without a sender cannot be resolved"
+    for event in parsed.unhandled:
+        assert isinstance(event, UnhandledEvent) and (event.provider, event.received_at) == (key, AT)
+        # What the queue carries and the store keeps must survive the trip, whatever the item was.
+        assert UnhandledEvent.model_validate_json(event.model_dump_json()) == event
 
 
 # --- registry and header -----------------------------------------------------------------------
@@ -556,6 +563,33 @@ def test_correctly_signed_garbage_passes_verify_and_is_malformed(key, garbage):
     adapter.verify(request)
     with pytest.raises(MalformedPayloadError):
         adapter.parse(request)
+
+
+#: Providers whose requests have no event types: nothing can be "a type added later".
+UNKNOWN_EXEMPT = {
+    "webchat": "our own widget protocol has one request; an unknown field is a 400 its developer sees",
+    "mailgun": "a route forwards one email per POST; a POST that is not one is a 406",
+    "sendgrid": "Inbound Parse posts one email per request; a request that is not one is a 400",
+}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_an_event_type_added_later_is_acknowledged_counted_and_kept_raw(key):
+    case, adapter = case_for(key), adapter_for(key)
+    if case.unknown is None:
+        assert key in UNKNOWN_EXEMPT, f"{key}: give its contract row an `unknown` sample"
+        return
+    request = signed(key, case.unknown)
+    adapter.verify(request)
+    parsed = adapter.parse(request)
+    assert_well_formed(key, parsed)
+    assert parsed.events == [] and parsed.unhandled, "an unknown event is kept, not dropped"
+    assert all(event.raw not in (None, "", {}) for event in parsed.unhandled)
+    assert 200 <= adapter.ack(parsed).status < 300
+
+
+def test_exemptions_name_only_rows_without_an_unknown_sample():
+    assert {key for key in KEYS if case_for(key).unknown is None} == set(UNKNOWN_EXEMPT)
 
 
 @pytest.mark.parametrize("key", KEYS)

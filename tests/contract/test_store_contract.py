@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -21,6 +21,7 @@ from chalicelib.domain.models import (
     Party,
     Resolution,
     StatusEvent,
+    UnhandledEvent,
 )
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
@@ -409,6 +410,50 @@ def test_an_expired_status_record_can_be_recorded_again(store):
     assert store.record_status(status("SM1", "sent", minute=0), expires_at=past) is True
     assert store.record_status(status("SM1", "sent", minute=0), expires_at=future) is True
     assert store.record_status(status("SM1", "sent", minute=0), expires_at=future) is False
+
+
+# --- unhandled webhook items ---------------------------------------------------------------------
+
+
+def unhandled(provider: str, n: int, *, day: int = 4) -> UnhandledEvent:
+    at = datetime(2026, 12, day, 9, 0, n, tzinfo=timezone.utc)
+    return UnhandledEvent.of(provider, f"entry[{n}]: field 'new' is not handled", {"n": n, "ü": ["x"]}, at)
+
+
+def test_unhandled_items_are_kept_once_per_delivery_and_listed_by_day_in_arrival_order(store):
+    expiry = datetime.now(timezone.utc) + timedelta(days=14)
+    items = [unhandled("meta", 3), unhandled("slack", 1), unhandled("meta", 2), unhandled("meta", 1, day=5)]
+    for item in items:
+        assert store.record_unhandled(item, expires_at=expiry) is True
+    # A redelivered queue message: the same item, the same arrival time.
+    assert store.record_unhandled(items[0], expires_at=expiry) is False
+
+    page = store.list_unhandled(day=date(2026, 12, 4), limit=10)
+    assert [(e.provider, e.raw["n"]) for e in page.items] == [("slack", 1), ("meta", 2), ("meta", 3)]
+    assert page.items[1] == items[2] and page.cursor is None
+    assert [e.raw["n"] for e in store.list_unhandled(day=date(2026, 12, 4), provider="meta", limit=10).items] == [2, 3]
+    assert [e.raw["n"] for e in store.list_unhandled(day=date(2026, 12, 5), limit=10).items] == [1]
+    assert store.list_unhandled(day=date(2026, 12, 6), limit=10).items == []
+
+
+def test_unhandled_items_page_with_a_cursor_and_filter_by_provider(store):
+    expiry = datetime.now(timezone.utc) + timedelta(days=14)
+    for n in range(7):
+        store.record_unhandled(unhandled("meta" if n % 2 else "x", n), expires_at=expiry)
+    seen, cursor = [], None
+    while True:
+        page = store.list_unhandled(day=date(2026, 12, 4), provider="meta", limit=2, cursor=cursor)
+        seen += [e.raw["n"] for e in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert seen == [1, 3, 5]
+
+
+def test_expired_unhandled_items_are_not_listed(store):
+    store.record_unhandled(unhandled("meta", 1), expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    store.record_unhandled(unhandled("meta", 2), expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    assert [e.raw["n"] for e in store.list_unhandled(day=date(2026, 12, 4), limit=10).items] == [2]
 
 
 # --- operations ----------------------------------------------------------------------------------

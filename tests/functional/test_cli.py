@@ -109,3 +109,36 @@ def test_api_key_prints_a_key_and_the_configuration_entry_that_accepts_it(capsys
     assert config.api_keys[0].name == "portal"
     assert config.api_keys[0].sha256 == hashlib.sha256(key.encode()).hexdigest()
     assert key.startswith("hub_") and len(key) > 40
+
+
+def test_simulate_reaches_every_registered_channel_with_its_providers_own_signed_request(tmp_path, capsys):
+    """`hubctl simulate --channel <key>` for every adapter: each request passes the adapter's own
+    verification on the running hub and becomes a delivered contact of that channel."""
+    from chalicelib.adapters.channels.registry import CHANNELS
+    from tests.contract.test_channel_adapter_contract import case_for
+
+    port = free_port()
+    channels = {key: case_for(key).settings for key in CHANNELS}
+    # Twilio signs the exact URL it calls: here, this hub's.
+    channels["twilio"] = {**channels["twilio"], "public_url": f"http://127.0.0.1:{port}/webhooks/twilio"}
+    # Only SendGrid holds the private key of a signature policy: simulated with URL credentials.
+    channels["sendgrid"] = {k: v for k, v in channels["sendgrid"].items() if k != "signature_public_keys"}
+    config = tmp_path / "hub.json"
+    config.write_text(json.dumps({"channels": channels, "media": {"enabled": False},
+                                  "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl"}]}))
+    runtime = EmbeddedRuntime(Settings(config_path=str(config), data_dir=str(tmp_path), port=port), port=port).start()
+    try:
+        codes = {key: main(["simulate", "--url", runtime.url, "--config", str(config), "--channel", key,
+                            "--text", f"Hallo über {key}"]) for key in sorted(CHANNELS)}
+        outbox = tmp_path / "outbox.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not outbox.exists() or len(outbox.read_text().splitlines()) < len(CHANNELS)):
+            time.sleep(0.1)
+    finally:
+        runtime.stop()
+    output = capsys.readouterr().out
+
+    assert codes == {key: 0 for key in CHANNELS}, output
+    contacts = [json.loads(line)["data"]["contact"] for line in outbox.read_text().splitlines()]
+    assert sorted(c["provider"] for c in contacts) == sorted(CHANNELS)
+    assert {c["provider"]: c["text"] for c in contacts} == {key: f"Hallo über {key}" for key in CHANNELS}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import urllib.error
+import urllib.request
 from urllib.parse import urlencode
 
 import pytest
@@ -165,3 +167,35 @@ def test_rejections_of_unknown_providers_share_one_metric_dimension(running):
 
     assert running.hub.counters.total("WebhooksRejected", provider="unknown", reason="not_found") == 3
     assert not [key for key in running.hub.counters.snapshot() if "provider=a1" in key]
+
+
+def test_a_rotation_list_with_an_unreadable_secret_still_verifies_and_none_at_all_is_503(tmp_path):
+    """An operator deletes the old SSM parameter before removing it from `app_secrets`: the new
+    secret keeps verifying. With no secret readable, providers get a 503 and retry, never a 500."""
+    from chalicelib.adapters.channels.meta import compute_signature
+    from chalicelib.local.runtime import EmbeddedRuntime
+    from chalicelib.settings import Settings
+
+    def hub_with(app_secrets: str) -> EmbeddedRuntime:
+        config = tmp_path / f"{len(app_secrets)}.yaml"
+        config.write_text(f"channels:\n  meta: {{app_secrets: {app_secrets}, verify_tokens: [v]}}\nmedia: {{enabled: false}}\n")
+        settings = Settings(config_path=str(config), data_dir=str(tmp_path / str(len(app_secrets))), port=0,
+                            environ={"META_NEW": "new-app-secret"})
+        return EmbeddedRuntime(settings, port=0).start(workers=False)
+
+    fixture = load("meta", "whatsapp_text")
+    headers = {**fixture.headers, "x-hub-signature-256": compute_signature("new-app-secret", fixture.body)}
+    for app_secrets, expected in (('["env:META_NEW", "env:META_OLD_DELETED"]', 200), ('["env:META_OLD_DELETED"]', 503)):
+        runtime = hub_with(app_secrets)
+        try:
+            request = urllib.request.Request(runtime.url + "/webhooks/meta", data=fixture.body, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status, retry_after = response.status, None
+            except urllib.error.HTTPError as error:
+                status, retry_after = error.code, error.headers.get("Retry-After")
+        finally:
+            runtime.stop()
+        assert status == expected, app_secrets
+        if expected == 503:
+            assert retry_after == "5"

@@ -150,6 +150,18 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_the_process_worker_knows_its_last_receive_as_sqs_counts_it(stage, template):
+    """On `processing.max_receives` the worker delivers what it has (a media download that keeps
+    failing is reported, not retried): it must be SQS's last receive before the DLQ."""
+    from chalicelib.hubconfig import ProcessingSettings
+
+    conf = yaml.safe_load((ROOT / "chalicelib" / "conf" / f"{stage}.yaml").read_text())
+    max_receives = (conf.get("processing") or {}).get("max_receives", ProcessingSettings().max_receives)
+    queue = template["Resources"]["InboundQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == max_receives
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
 def test_the_stage_config_gives_up_on_a_delivery_when_sqs_would(stage, template):
     """The deliver worker dead-letters a job itself at `delivery.max_receives`; SQS's redrive must
     not take it away earlier (or let it loop longer)."""
@@ -185,11 +197,12 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     }
     assert set(deploy.OUTPUT_VARIABLES.values()) == {
         "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
+        "HUB_SES_INBOUND_QUEUE_URL",
     }
     # Every variable deploy.py writes is one chalicelib/settings.py reads.
     settings = Settings.from_environ({"HUB_RUNTIME": "aws", **{v: f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}})
     assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
-            settings.bucket} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+            settings.bucket, settings.ses_inbound_queue_url} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------
@@ -436,7 +449,10 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     assert {k: p["Timeout"] for k, p in functions.items()} == {
         "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "SesInbound": 30,
     }
-    assert {p["MemorySize"] for p in functions.values()} == {256}
+    # Parsing a stored email of up to 40 MB takes ~10 times its size in memory.
+    assert {k: p["MemorySize"] for k, p in functions.items()} == {
+        "APIHandler": 256, "ProcessInbound": 256, "Deliver": 256, "SesInbound": 1024,
+    }
     for queue, function in (("inbound.fifo", "ProcessInbound"), ("delivery.fifo", "Deliver"),
                             ("ses-inbound", "SesInbound")):
         [event] = functions[function]["Events"].values()

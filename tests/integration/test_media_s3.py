@@ -85,17 +85,6 @@ def test_links_live_at_most_seven_days(s3, bucket):
         blobs.presigned_url("media/ct_1/0-a.pdf", 604801)
 
 
-def test_a_dedicated_presign_client_signs_with_its_own_long_term_key(aws, s3, bucket):
-    signer = boto3.client("s3", region_name=aws.region_name, aws_access_key_id="AKIAMEDIALINKS0000001",
-                          aws_secret_access_key="media-links-secret")
-    blobs = S3BlobStore(s3, bucket, presign_client=signer)
-
-    params = link_params(blobs.presigned_url("media/ct_1/0-a.pdf", 604800))
-
-    assert params["X-Amz-Credential"].startswith("AKIAMEDIALINKS0000001/")
-    assert params["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
-
-
 def test_presigning_without_credentials_is_transient(aws, bucket):
     session = botocore.session.get_session()
     session.register_component("credential_provider", botocore.credentials.CredentialResolver([]))

@@ -4,19 +4,16 @@ delivery. Against moto S3, with every S3 call counted; plus the Chalice wiring t
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from chalice import Chalice
-from chalice.test import Client
 
 from chalicelib.adapters.channels.base import WebhookRequest
 from chalicelib.adapters.channels.ses import SesAdapter, SesSettings
 from chalicelib.adapters.channels.ses_s3 import S3IngestResult, handle_s3_records
 from chalicelib.adapters.channels import sns_signature as sns
-from chalicelib.domain.models import InboundMessage
+from chalicelib.domain.models import InboundMessage, UnhandledEvent
 from chalicelib.errors import TransientError
 from chalicelib.secrets import SecretResolver
 
@@ -148,10 +145,13 @@ def test_non_email_keys_are_skipped_without_reading(s3, bucket, calls, key, reas
     assert calls.counts() == {} and collected.batches == []
 
 
-def test_non_created_events_are_skipped(s3, bucket, calls):
+def test_non_created_events_are_kept_raw_without_reading(s3, bucket, calls):
     calls.clear()
-    result, _ = run([record(bucket, PREFIX + "x", event="ObjectRemoved:Delete")], s3)
-    assert "not an S3 ObjectCreated event" in result.ignored[0] and calls.counts() == {}
+    removed = record(bucket, PREFIX + "x", event="ObjectRemoved:Delete")
+    result, collected = run([removed], s3)
+    assert "not an S3 ObjectCreated event" in result.unhandled[0] and calls.counts() == {}
+    [kept] = collected.messages
+    assert isinstance(kept, UnhandledEvent) and kept.raw == removed and kept.provider == "ses"
 
 
 def test_oversized_email_by_record_size_is_never_downloaded(s3, bucket, calls):
@@ -209,10 +209,17 @@ def test_mail_without_the_ses_block_is_unverified_with_account_from_our_address(
     assert "verdicts" not in message.metadata
 
 
+def test_an_object_that_is_not_an_email_is_kept_raw_as_its_record(s3, bucket):
+    s3.put_object(Bucket=bucket, Key=PREFIX + "m", Body=b"")
+    result, collected = run([record(bucket, PREFIX + "m")], s3)
+    assert result.enqueued == 0 and "not a parseable email" in result.unhandled[0]
+    [kept] = collected.messages
+    assert isinstance(kept, UnhandledEvent) and kept.raw["s3"]["object"]["key"] == PREFIX + "m"
+
+
 @pytest.mark.parametrize(
     "body, reason",
     [
-        (b"", "not a parseable email"),
         (b"Auto-Submitted: auto-replied\r\n" + EMAIL, "automatic reply"),
         (EMAIL.replace(b"juergen.mueller@kunde.example>\r\nTo:", b"agent@acme.example>\r\nTo:"), "own_addresses"),
     ],
@@ -238,21 +245,3 @@ def test_retried_event_gives_the_same_dedupe_keys(s3, bucket):
     first = run([record(bucket, PREFIX + SES_ID)], s3)[1].messages
     again = run([record(bucket, PREFIX + SES_ID)], s3)[1].messages
     assert [m.dedupe_key for m in first] == [m.dedupe_key for m in again]
-
-
-def test_chalice_on_s3_event_wiring(aws, s3, bucket):
-    """The decorator the app uses, run through chalice.test: the handler passes the event's
-    records, the S3 client and the SES adapter."""
-    app = Chalice(app_name="ses-s3-test")
-    collected = Collected()
-    adapter = make_adapter()
-
-    @app.on_s3_event(bucket=bucket, prefix=PREFIX, events=["s3:ObjectCreated:*"], name="ses_inbound")
-    def ses_inbound(event):
-        handle_s3_records(event.to_dict()["Records"], s3_client=s3, adapter=adapter, ingest=collected)
-
-    s3.put_object(Bucket=bucket, Key=PREFIX + SES_ID, Body=EMAIL)
-    with Client(app) as client:
-        client.lambda_.invoke("ses_inbound", client.events.generate_s3_event(bucket=bucket, key=PREFIX + SES_ID))
-    assert [m.provider_message_id for m in collected.messages] == [SES_ID]
-    assert json.loads(collected.messages[0].model_dump_json())["channel"] == "email"

@@ -33,6 +33,10 @@ class Case:
     body_signed: bool
     #: Plausible structured bodies (right shape, wrong details) for property tests.
     payloads: st.SearchStrategy[bytes]
+    #: A body (signed by `sign`) of an event type the adapter does not know: it must be
+    #: acknowledged and kept raw, never a contact and never an error. None only for providers
+    #: with a single kind of request (`UNKNOWN_EXEMPT` in the suite says why).
+    unknown: bytes | None = None
 
 
 def fixture(provider: str, name: str) -> tuple[bytes, dict[str, str]]:

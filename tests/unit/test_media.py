@@ -64,6 +64,8 @@ class Answer:
     stream: bool = False
     #: Seconds to wait before answering, and between streamed chunks.
     delay: float = 0.0
+    #: Bytes per streamed chunk.
+    chunk: int = 32 * 1024
 
 
 @dataclass
@@ -99,8 +101,8 @@ class FakeProvider:
                     if answer.stream:
                         self.send_header("Connection", "close")
                         self.end_headers()
-                        for start in range(0, len(answer.body), 32 * 1024):
-                            self.wfile.write(answer.body[start:start + 32 * 1024])
+                        for start in range(0, len(answer.body), answer.chunk):
+                            self.wfile.write(answer.body[start:start + answer.chunk])
                             self.wfile.flush()
                             time.sleep(answer.delay)
                     else:
@@ -316,6 +318,141 @@ def test_messenger_attachments_on_the_same_provider_are_left_alone(server, tmp_p
 
     assert result.attachments == [original] and "media" not in result.enrichment
     assert server.seen == []
+
+
+# --- Messenger and Instagram: files on Meta's CDN ---------------------------------------------------
+
+
+def meta_cdn(server: FakeProvider) -> dict:
+    return {"meta_cdn": {"download_hosts": ["127.0.0.1"], "allow_http": True}}
+
+
+def test_a_messenger_image_is_fetched_through_the_cdn_redirect_and_stored(server, tmp_path):
+    server.routes["/lookaside/ig_messaging_cdn/"] = Answer(302, b"", {"Location": f"{server.base}/cdn/photo.jpg"})
+    server.routes["/cdn/photo.jpg"] = Answer(200, JPEG, {"Content-Type": "image/jpeg"})
+    image = Attachment(url=f"{server.base}/lookaside/ig_messaging_cdn/?asset_id=1&signature=s", kind="image")
+
+    result = localizer(blob_store(tmp_path), **meta_cdn(server)).localize(contact("meta", Channel.MESSENGER, image))
+
+    [entry] = report(result)
+    assert (entry["source"], entry["status"], entry["content_type"]) == ("meta_cdn", "stored", "image/jpeg")
+    assert result.attachments[0].url.startswith("http://hub.test/v1/media/") and result.attachments[0].kind == "image"
+    assert [seen.path for seen in server.seen] == ["/lookaside/ig_messaging_cdn/", "/cdn/photo.jpg"]
+    assert all("authorization" not in seen.headers for seen in server.seen), "the CDN needs no credential"
+
+
+@pytest.mark.parametrize("kind", ["share", "ig_reel", "reel", "template", None])
+def test_a_shared_post_or_reel_is_a_link_not_a_file_and_is_left_alone(server, tmp_path, kind):
+    link = Attachment(url=f"{server.base}/p/xyz", kind=kind)
+
+    result = localizer(blob_store(tmp_path), **meta_cdn(server)).localize(contact("meta", Channel.MESSENGER, link))
+
+    assert result.attachments == [link] and "media" not in result.enrichment and server.seen == []
+
+
+@pytest.mark.parametrize("kind", ["image", "video", "story_mention"])
+def test_instagram_media_keeps_metas_cdn_url_as_metas_terms_ask(server, tmp_path, kind):
+    image = Attachment(url=f"{server.base}/lookaside/ig_messaging_cdn/?asset_id=1", kind=kind)
+
+    result = localizer(blob_store(tmp_path), **meta_cdn(server)).localize(contact("meta", Channel.INSTAGRAM, image))
+
+    assert result.attachments == [image] and "media" not in result.enrichment and server.seen == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        ([Answer(403, b"URL signature expired")], Reason.NOT_FOUND),
+        ([Answer(302, b"", {"Location": "https://attacker.example/x.jpg"})], Reason.HOST_NOT_ALLOWED),
+        ([Answer(302, b"", {"Location": "/cdn/a"})] * 3 + [Answer(200, JPEG)], Reason.REDIRECT_REFUSED),
+    ],
+)
+def test_meta_cdn_downloads_that_cannot_succeed_are_reported(server, tmp_path, answers, reason):
+    server.routes["/cdn/a"] = answers
+    image = Attachment(url=f"{server.base}/cdn/a", kind="file")
+
+    result = localizer(blob_store(tmp_path), **meta_cdn(server)).localize(contact("meta", Channel.MESSENGER, image))
+
+    assert report(result)[0]["reason"] == reason and result.attachments == [image]
+
+
+def test_a_cdn_url_on_a_host_not_allowed_is_never_fetched(server, tmp_path):
+    image = Attachment(url=f"{server.base}/cdn/a", kind="image")
+
+    result = localizer(blob_store(tmp_path)).localize(contact("meta", Channel.MESSENGER, image))
+
+    assert report(result)[0]["reason"] == Reason.HOST_NOT_ALLOWED and server.seen == []
+
+
+# --- Slack files: the bot token ---------------------------------------------------------------------
+
+
+def slack(server: FakeProvider, *tokens: str) -> dict:
+    return {"slack": {"bot_token": list(tokens or ["xoxb-one"]), "api_url": server.base, "download_hosts": ["127.0.0.1"]}}
+
+
+def test_a_slack_file_is_fetched_with_the_bot_token_and_stored(server, tmp_path):
+    server.routes["/files-pri/T0-F0ABC/invoice.pdf"] = Answer(200, PDF, {"Content-Type": "application/pdf"})
+    file = Attachment(url=f"{server.base}/files-pri/T0-F0ABC/invoice.pdf", provider_media_id="F0ABC",
+                      content_type="application/pdf", filename="invoice.pdf", size=len(PDF))
+
+    result = localizer(blob_store(tmp_path), **slack(server)).localize(contact("slack", Channel.SLACK, file))
+
+    assert (report(result)[0]["source"], report(result)[0]["status"]) == ("slack", "stored")
+    assert [seen.headers.get("authorization") for seen in server.seen] == ["Bearer xoxb-one"]
+
+
+def test_a_token_that_gets_slacks_sign_in_page_is_not_taken_for_the_file(server, tmp_path):
+    """A token without access to the file gets Slack's HTML sign-in page with a 200: the next
+    token is tried, and the page is never stored as the customer's file."""
+    server.routes["/files-pri/T0-F0ABC/invoice.pdf"] = [
+        Answer(200, b"<!DOCTYPE html><html>Sign in to Slack</html>", {"Content-Type": "text/html; charset=utf-8"}),
+        Answer(200, PDF, {"Content-Type": "application/pdf"}),
+    ]
+    file = Attachment(url=f"{server.base}/files-pri/T0-F0ABC/invoice.pdf", content_type="application/pdf")
+
+    result = localizer(blob_store(tmp_path), **slack(server, "xoxb-other-workspace", "xoxb-ours")).localize(
+        contact("slack", Channel.SLACK, file))
+
+    assert report(result)[0]["status"] == "stored" and report(result)[0]["content_type"] == "application/pdf"
+    assert [s.headers["authorization"] for s in server.seen] == ["Bearer xoxb-other-workspace", "Bearer xoxb-ours"]
+
+
+def test_a_slack_connect_file_known_by_id_only_is_looked_up_with_files_info(server, tmp_path):
+    server.routes["/api/files.info"] = Answer(200, json.dumps({"ok": True, "file": {
+        "id": "F0SHARED", "mimetype": "image/png", "url_private": f"{server.base}/files-pri/T9-F0SHARED/shot.png"}}).encode(),
+        {"Content-Type": "application/json"})
+    server.routes["/files-pri/T9-F0SHARED/shot.png"] = Answer(200, PNG, {"Content-Type": "image/png"})
+
+    result = localizer(blob_store(tmp_path), **slack(server)).localize(
+        contact("slack", Channel.SLACK, Attachment(provider_media_id="F0SHARED")))
+
+    assert report(result)[0]["status"] == "stored" and report(result)[0]["content_type"] == "image/png"
+    assert server.seen[0].query == {"file": ["F0SHARED"]}
+
+
+def test_slack_rate_limiting_is_transient_and_a_token_never_follows_a_redirect_elsewhere(server, other_server, tmp_path):
+    server.routes["/api/files.info"] = Answer(429, b'{"ok": false, "error": "ratelimited"}', {"Retry-After": "7"})
+    with pytest.raises(RetryLaterError):
+        localizer(blob_store(tmp_path), **slack(server)).localize(
+            contact("slack", Channel.SLACK, Attachment(provider_media_id="F0SHARED")))
+
+    other_server.routes["/cdn/x.png"] = Answer(200, PNG, {"Content-Type": "image/png"})
+    server.routes["/files-pri/T0-F1/x.png"] = Answer(302, b"", {"Location": f"http://localhost:{other_server.port}/cdn/x.png"})
+    settings = slack(server)
+    settings["slack"]["download_hosts"] = ["127.0.0.1", "localhost"]
+    result = localizer(blob_store(tmp_path), **settings).localize(
+        contact("slack", Channel.SLACK, Attachment(url=f"{server.base}/files-pri/T0-F1/x.png", content_type="image/png")))
+
+    assert report(result)[0]["status"] == "stored"
+    assert "authorization" not in other_server.seen[0].headers
+
+
+def test_slack_files_without_a_token_are_reported_as_not_configured(tmp_path):
+    result = localizer(blob_store(tmp_path)).localize(
+        contact("slack", Channel.SLACK, Attachment(url="https://files.slack.com/files-pri/T0-F1/a.pdf")))
+
+    assert report(result)[0]["reason"] == Reason.NOT_CONFIGURED
 
 
 def test_whatsapp_without_a_token_is_reported_as_not_configured(tmp_path):
@@ -562,6 +699,20 @@ def test_a_download_slower_than_the_timeout_is_transient(server, tmp_path):
         localizer(blob_store(tmp_path), timeout_seconds=0.3, **twilio()).localize(
             contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
         )
+
+
+def test_a_server_trickling_bytes_cannot_stretch_a_download_past_its_deadline(server, tmp_path):
+    """16 bytes every 0.1 s: each read returns at once, so only the deadline can stop it (2.6 s
+    for the whole file); it must, within one read of it, not after the file or a full chunk."""
+    media_url = twilio_media(server)
+    server.routes[urlsplit(media_url).path] = Answer(200, JPEG[:400], {"Content-Type": "image/jpeg"}, stream=True,
+                                                     delay=0.1, chunk=16)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="ran out of time"):
+        localizer(blob_store(tmp_path), timeout_seconds=0.5, **twilio()).localize(
+            contact("twilio", Channel.MMS, Attachment(url=media_url, content_type="image/jpeg"))
+        )
+    assert time.monotonic() - started < 1.5
 
 
 def test_a_declared_type_not_allowed_is_refused_before_download(server, tmp_path):
@@ -949,7 +1100,7 @@ def test_every_media_source_module_is_registered():
     infrastructure = {"__init__", "base", "registry", "http"}
     modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / "media").glob("*.py")} - infrastructure
     assert modules == {cls.__module__.rsplit(".", 1)[1] for cls in MEDIA_SOURCES.values()}
-    assert set(MEDIA_SOURCES) == {"meta", "twilio", "telegram"}
+    assert set(MEDIA_SOURCES) == {"meta", "meta_cdn", "twilio", "telegram", "slack"}
     for cls in MEDIA_SOURCES.values():
         assert cls.docs_url.startswith("https://") and cls.settings_field in MediaSettings.model_fields
 

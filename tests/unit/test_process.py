@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.store.sqlite import SqliteStore
 from chalicelib.domain.identity_rules import IdentityRules
-from chalicelib.domain.models import Channel, DeliveryJob, Handle, InboundMessage, Sender, StatusEvent
-from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError
+from chalicelib.domain.models import (
+    Attachment,
+    Channel,
+    DeliveryJob,
+    Handle,
+    IdentityChange,
+    InboundMessage,
+    Sender,
+    StatusEvent,
+    UnhandledEvent,
+)
+from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError, TransientError
 from chalicelib.hubconfig import parse_config
-from chalicelib.service.identity import IdentifierCache
+from chalicelib.service.identity import IdentifierCache, normalize_sender
 from chalicelib.service.process import Outcome, Processor
 from tests.support.fakes import Clock, CountingStore, MemoryQueue
 
@@ -356,3 +368,85 @@ routing:
     assert processor.store.get_contact(parked.contact_id).routing.parked == "first contact (rule check)"
     assert processor.store.get_contact(suppressed.contact_id).routing.suppressed == "spam (rule spam)"
     assert [p.contact_id for p in processor.store.list_parked(limit=5).items] == [parked.contact_id]
+
+
+def test_an_unhandled_item_is_kept_once_until_its_retention_ends_and_nothing_is_sent(parts):
+    processor, store, queue, clock = parts
+    event = UnhandledEvent.of("meta", "entry[0]: field 'new' is not handled", {"field": "new"}, clock())
+
+    assert processor.process(event).outcome == Outcome.UNHANDLED_RECORDED
+    assert processor.process(event).outcome == Outcome.UNHANDLED_DUPLICATE
+    assert queue.sent == []
+    assert store.list_unhandled(day=clock().date(), limit=5).items == [event]
+    clock.advance(timedelta(days=CONFIG.processing.unhandled_days, seconds=1).total_seconds())
+    store.purge_expired(clock())
+    assert store.list_unhandled(day=event.received_at.date(), limit=5).items == []
+
+
+def test_an_identity_change_for_a_customer_the_hub_never_met_creates_nobody(parts):
+    processor, store, queue, _ = parts
+    change = IdentityChange(
+        provider="meta", channel=Channel.WHATSAPP, provider_message_id="wamid.S1", account="106540352242922",
+        previous=[Handle(kind="whatsapp_user", value="US.OLD")], current=[Handle(kind="whatsapp_user", value="US.NEW")],
+        change="user_changed_user_id",
+    )
+
+    assert processor.process(change).outcome == Outcome.IDENTITY_UNMATCHED
+    assert store.find_customer_ids([*processor_identifiers(change)]) == {} and queue.sent == []
+
+
+def test_an_identity_change_links_the_new_id_once_and_a_repeat_changes_nothing(parts):
+    processor, store, queue, _ = parts
+    first = processor.process(message(handles=[Handle(kind="whatsapp_user", value="US.OLD"),
+                                                Handle(kind="whatsapp", value="4915123456789")], channel=Channel.WHATSAPP))
+    change = IdentityChange(
+        provider="meta", channel=Channel.WHATSAPP, provider_message_id="wamid.S1", account="106540352242922",
+        previous=[Handle(kind="whatsapp_user", value="US.OLD")], current=[Handle(kind="whatsapp_user", value="US.NEW")],
+        change="user_changed_user_id",
+    )
+    sent = len(queue.sent)
+
+    result = processor.process(change)
+    version = store.get_customer(first.customer_id).version
+    again = processor.process(change)
+
+    assert (result.outcome, result.customer_id) == (Outcome.IDENTITY_CHANGED, first.customer_id)
+    assert again.customer_id == first.customer_id and store.get_customer(first.customer_id).version == version
+    ids = store.find_customer_ids(processor_identifiers(change))
+    assert set(ids.values()) == {first.customer_id} and len(ids) == 2
+    assert len(queue.sent) == sent, "an identity change delivers nothing"
+
+
+def processor_identifiers(change) -> list:
+    return normalize_sender([*change.previous, *change.current], None, default_region="DE").party.identifiers
+
+
+class FlakyMedia:
+    """A media localizer whose provider never answers: transient until told it is the last try."""
+
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    def localize(self, contact, *, retry_transient=True):
+        self.calls.append(retry_transient)
+        if retry_transient:
+            raise TransientError("media download from graph.facebook.com timed out")
+        report = {"attachments": [{"index": 0, "status": "deferred", "reason": "transient"}]}
+        return contact.model_copy(update={"enrichment": {**contact.enrichment, "media": report}})
+
+
+def test_a_download_that_keeps_failing_is_deferred_on_the_last_receive_and_the_message_delivered(parts):
+    processor, store, queue, _ = parts
+    media = FlakyMedia()
+    processor.media = lambda: media
+    photo = message("SM9").model_copy(update={"attachments": [Attachment(url="https://api.twilio.com/x/Media/ME1")]})
+    body = photo.model_dump_json()
+
+    for receive in range(1, CONFIG.processing.max_receives):
+        with pytest.raises(TransientError):
+            processor.process_body(body, receive_count=receive)
+    result = processor.process_body(body, receive_count=CONFIG.processing.max_receives)
+
+    assert media.calls == [True] * (CONFIG.processing.max_receives - 1) + [False]
+    assert result.outcome == Outcome.CONTACT_CREATED and len(queue.sent) == 2
+    assert store.get_contact(result.contact_id).enrichment["media"]["attachments"][0]["status"] == "deferred"

@@ -17,18 +17,10 @@ _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class S3BlobStore(BlobStore):
-    def __init__(
-        self, client: Any, bucket: str, prefix: str = "", *, kms_key_id: str | None = None,
-        presign_client: Any | None = None,
-    ) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, kms_key_id: str | None = None) -> None:
         if not bucket:
             raise ValueError("bucket is required")
         self._client = client
-        #: Signs links. A presigned URL dies with the credentials that signed it: the Lambda
-        #: role's session credentials last hours, not the 7 days a link may ask for. A client
-        #: with long-term credentials (an IAM user allowed only s3:GetObject on media/) makes
-        #: links that live their full ttl; by default the store's own client signs.
-        self._presign_client = presign_client or client
         self._bucket = bucket
         self._prefix = prefix
         self._encryption: dict[str, str] = (
@@ -58,14 +50,16 @@ class S3BlobStore(BlobStore):
         return self._presigned_url(key, ttl_seconds)
 
     def _presigned_url(self, key: str, ttl_seconds: int) -> str:
+        """Dies with the credentials that signed it (on Lambda, the role's session: hours), which
+        is why long-lived links are hub links (`links.py`) that redirect to a fresh one."""
         # botocore presigns with SigV2 by default in regions that still accept it (us-east-1
         # among them); buckets created since 2020 refuse SigV2, and SSE-KMS objects need SigV4.
         # The handler changes only how this client presigns GetObject.
-        self._presign_client.meta.events.register(
+        self._client.meta.events.register(
             "choose-signer.s3.GetObject", _sigv4_for_presigned_urls, unique_id="hub-blobs-presign-sigv4"
         )
         try:
-            return self._presign_client.generate_presigned_url(
+            return self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self._bucket, "Key": self._prefix + key}, ExpiresIn=ttl_seconds
             )
         except (BotoCoreError, ClientError) as exc:  # e.g. NoCredentialsError

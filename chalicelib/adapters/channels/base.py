@@ -15,7 +15,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from chalicelib.domain.models import InboundMessage, StatusEvent
+from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
 
@@ -62,10 +62,13 @@ class SimulatedRequest:
 
 @dataclass
 class ParsedWebhook:
-    events: list[InboundMessage | StatusEvent] = field(default_factory=list)
-    #: Items acknowledged but deliberately not enqueued, each with a short reason
-    #: (our own echoes, a payload shape the adapter does not know). Logged and counted.
+    events: list[InboundMessage | StatusEvent | IdentityChange] = field(default_factory=list)
+    #: Items deliberately not enqueued, each with a short reason (our own echoes, bots,
+    #: automatic replies): logged and counted.
     ignored: list[str] = field(default_factory=list)
+    #: Items the adapter could not read (a new event type, an unknown shape): enqueued with the
+    #: events and kept raw for inspection, counted, acknowledged; never contacts.
+    unhandled: list[UnhandledEvent] = field(default_factory=list)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -104,6 +107,10 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
         """Turn a verified request into events. Raises `MalformedPayloadError` (400)."""
+
+    def unhandled(self, reason: str, raw: object, request: WebhookRequest) -> UnhandledEvent:
+        """What `parse` keeps of an item it cannot read: the reason and the item itself."""
+        return UnhandledEvent.of(self.key, reason, raw, request.received_at)
 
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
         """The provider-specific success response, sent once the events are durably enqueued."""

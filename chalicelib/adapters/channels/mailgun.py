@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -50,11 +51,18 @@ ROUTE_FIELDS = frozenset(
 )
 #: Individual header fields Mailgun also posts (observed; `message-headers` is the documented source).
 HEADER_FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-Id", "In-Reply-To", "References", "Reply-To")
+#: Mailgun retries for 8 hours (https://documentation.mailgun.com/docs/mailgun/user-manual/receive-forward-store/receive-http),
+#: plus an hour for clock skew and the last attempt's own delivery.
+MAILGUN_RETRY_HORIZON_SECONDS = 9 * 3600
 #: Tokens remembered per process; Mailgun sends one per POST, so this covers thousands of
 #: messages within the replay window before the oldest are forgotten.
 TOKEN_CACHE_SIZE = 10_000
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+#: A Received line Mailgun's MX wrote (`... by mxa.mailgun.org with ESMTPS ...`).
+_MAILGUN_RECEIVED = re.compile(r"\bby\s+[a-z0-9.-]{0,200}\bmailgun\.(?:org|net|com)\b", re.IGNORECASE)
+#: Header bytes read from a raw message to find Mailgun's verdicts.
+HEADER_SCAN_BYTES = 64 * 1024
 _ATTACHMENT = re.compile(r"attachment-([0-9]{1,4})")
 
 
@@ -88,8 +96,11 @@ class MailgunSettings(BaseModel):
     #: Our own mailboxes (`support@mg.acme.example`) or whole domains (`@acme.example`): mail
     #: from them is an echo or a loop and never opens a case.
     own_addresses: list[str] = Field(default_factory=list)
-    #: How far `timestamp` may be from our clock. Mailgun signs each POST; keep it short.
-    max_age_seconds: int = Field(default=300, ge=30, le=86_400)
+    #: How far `timestamp` may be from our clock. Mailgun retries resend the first attempt's
+    #: timestamp, token and signature for 8 hours (10 min … 4 h apart): a shorter window would
+    #: refuse every retry after a 5xx and lose the mail. Token reuse and Message-ID dedupe keep
+    #: a replay inside the window from doing anything twice.
+    max_age_seconds: int = Field(default=MAILGUN_RETRY_HORIZON_SECONDS, ge=30, le=86_400)
 
     @field_validator("own_addresses")
     @classmethod
@@ -207,7 +218,7 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
 
         recipient = _first_address(form.text("recipient"))
         envelope_sender = _first_address(form.text("sender"))
-        dkim_result = parsed.headers.get("x-mailgun-dkim-check-result")
+        spf_result, dkim_result = mailgun_verdicts(_mime_header_pairs(mime) if mime is not None else _header_pairs(form))
         # Mailgun does not say which signature passed: credit DKIM only when every signing
         # domain is aligned with From, so a passing signature of another domain proves nothing.
         from_domain = domain_of(parsed.from_address)
@@ -215,7 +226,7 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         all_aligned = bool(dkim_domains) and all(aligned(from_domain, d) for d in dkim_domains)
         sender = check_sender(
             parsed.from_address,
-            spf=parsed.headers.get("x-mailgun-spf"),
+            spf=spf_result,
             spf_domain=domain_of(envelope_sender),
             dkim=dkim_result,
             dkim_pass_domains=dkim_domains if all_aligned else (),
@@ -308,6 +319,35 @@ def _cached_form(body: bytes, content_type: str) -> FormData | None:
         return parse_form(body, content_type)
     except MalformedPayloadError:
         return None
+
+
+def mailgun_verdicts(pairs: Iterable[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """Mailgun's SPF and DKIM verdicts (`X-Mailgun-Spf`, `X-Mailgun-Dkim-Check-Result`), read
+    only from the headers its MX put on top: above the first `Received` line of another host.
+    A sender can write X-Mailgun-* headers into the message; below Mailgun's block they are the
+    sender's words, never trusted, so a forged "Pass" cannot make a spoofed From verified."""
+    spf = dkim = None
+    for name, value in pairs:
+        name = name.strip().lower()
+        if name == "received" and not _MAILGUN_RECEIVED.search(value):
+            break
+        if name == "x-mailgun-spf" and spf is None:
+            spf = value
+        elif name == "x-mailgun-dkim-check-result" and dkim is None:
+            dkim = value
+    return spf, dkim
+
+
+def _mime_header_pairs(mime: bytes) -> list[tuple[str, str]]:
+    """The header lines of a raw message, in order (only its header block is read)."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    try:
+        items = BytesHeaderParser(policy=compat32).parsebytes(mime[:HEADER_SCAN_BYTES]).raw_items()
+        return [(str(name), " ".join(str(value).split())) for name, value in items]
+    except Exception:  # noqa: BLE001 - a header block the parser chokes on trusts nothing
+        return []
 
 
 def _first_address(value: str | None) -> str | None:

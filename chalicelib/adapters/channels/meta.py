@@ -22,12 +22,14 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from chalicelib.adapters.channels.json_body import TooDeepError, clean, load_object, safe
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import (
     Attachment,
     Channel,
     ContentType,
     Handle,
+    IdentityChange,
     InboundMessage,
     Location,
     Sender,
@@ -65,16 +67,13 @@ STATUSES: dict[str, str] = {
     "failed": "failed",
 }
 
+#: System messages that say a user's ids changed: the customer keeps one record (IdentityChange).
+IDENTITY_CHANGES = frozenset({"user_changed_user_id", "user_changed_number"})
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 #: Interactive replies whose `{id, title}` we read the same way.
 REPLY_TYPES = frozenset({"button_reply", "list_reply"})
 #: Types this adapter reads; a known type with an unreadable body is flagged `unreadable`.
 KNOWN_TYPES = MEDIA_TYPES | {"text", "location", "interactive", "button", "reaction"}
-#: Deeper items cannot be serialized onto the queue (pydantic stops near 200 levels); real
-#: payloads are under 10 levels deep, so an item this deep is malformed, not a message.
-MAX_ITEM_DEPTH = 48
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 #: Ten digits reach the year 2286; more would overflow `datetime`.
 _TIMESTAMP = re.compile(r"[0-9]{1,10}")
 _DIGITS = re.compile(r"\+?[0-9]{4,20}")
@@ -162,14 +161,15 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             raise SignatureError(f"{SIGNATURE_HEADER} does not match the body for any configured app_secrets")
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
-        data = _load(request.body)
+        data = load_object(request.body)
         product, entries = data.get("object"), data.get("entry")
         if not isinstance(product, str) or not product:
             raise MalformedPayloadError('body has no "object" string')
         if not isinstance(entries, list):
             raise MalformedPayloadError('body has no "entry" list')
         if product != WHATSAPP and product not in MESSAGING_OBJECTS:
-            return ParsedWebhook(ignored=[f"object {_clean(product[:64])!r} is not a product this adapter handles"])
+            reason = f"object {safe(product[:64])!r} is not a product this adapter handles"
+            return ParsedWebhook(unhandled=[self.unhandled(reason, data, request)])
         parsed = ParsedWebhook()
         for i, entry in enumerate(entries):
             if product == WHATSAPP:
@@ -215,23 +215,24 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
 
     def _entry(self, entry: Any, where: str, request: WebhookRequest, parsed: ParsedWebhook) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
-            parsed.ignored.append(f"{where}: not an object with a changes list")
+            parsed.unhandled.append(self.unhandled(f"{where}: not an object with a changes list", entry, request))
             return
         for j, change in enumerate(entry["changes"]):
             at = f"{where}.changes[{j}]"
             if not isinstance(change, dict):
-                parsed.ignored.append(f"{at}: not an object")
+                parsed.unhandled.append(self.unhandled(f"{at}: not an object", change, request))
                 continue
             field = change.get("field")
             if field != "messages":
                 # account_update, message_template_status_update, smb_message_echoes...: later issues.
-                parsed.ignored.append(f"{at}: field {str(field)[:64]!r} is not handled")
+                reason = f"{at}: field {safe(str(field)[:64])!r} is not handled"
+                parsed.unhandled.append(self.unhandled(reason, change, request))
                 continue
             value = change.get("value")
             if not isinstance(value, dict):
-                parsed.ignored.append(f"{at}: value is not an object")
+                parsed.unhandled.append(self.unhandled(f"{at}: value is not an object", change, request))
                 continue
-            self._value(value, _clean(_text(entry, "id")), at, request, parsed)
+            self._value(value, safe(_text(entry, "id")), at, request, parsed)
 
     def _value(
         self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook
@@ -244,40 +245,46 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
                 [c for c in contacts if isinstance(c, dict)] if isinstance(contacts, list) else [],
                 request,
             )
-        except _Skip as skip:
-            parsed.ignored.append(f"{where}.value.metadata: {skip}")
+        except _Unreadable as unreadable:
+            parsed.unhandled.append(self.unhandled(f"{where}.value.metadata: {unreadable}", value, request))
             return
         for name, build in (("messages", self._message), ("statuses", self._status)):
             items = value.get(name)
             if items is None:
                 continue
             if not isinstance(items, list):
-                parsed.ignored.append(f"{where}.value.{name}: not a list")
+                parsed.unhandled.append(self.unhandled(f"{where}.value.{name}: not a list", value, request))
                 continue
             for k, item in enumerate(items):
+                at = f"{where}.value.{name}[{k}]"
                 try:
                     parsed.events.append(build(_clean(item), context))
+                except _Unreadable as unreadable:
+                    parsed.unhandled.append(self.unhandled(f"{at}: {unreadable}", item, request))
                 except _Skip as skip:
-                    parsed.ignored.append(f"{where}.value.{name}[{k}]: {skip}")
+                    parsed.ignored.append(f"{at}: {skip}")
                 except ValidationError as exc:
                     fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
-                    parsed.ignored.append(f"{where}.value.{name}[{k}]: invalid {fields}")
+                    parsed.unhandled.append(self.unhandled(f"{at}: invalid {fields}", item, request))
         errors = value.get("errors")
         if isinstance(errors, list):
             for k, error in enumerate(errors):
                 code = _text(error, "code") if isinstance(error, dict) else None
                 title = _text(error, "title") if isinstance(error, dict) else None
-                parsed.ignored.append(f"{where}.value.errors[{k}]: WhatsApp reported error {code} ({title})")
+                reason = f"{where}.value.errors[{k}]: WhatsApp reported error {safe(code)} ({safe(title)})"
+                parsed.unhandled.append(self.unhandled(reason, error, request))
 
-    def _message(self, message: Any, ctx: _Context) -> InboundMessage:
+    def _message(self, message: Any, ctx: _Context) -> InboundMessage | IdentityChange:
         if not isinstance(message, dict):
-            raise _Skip("not an object")
+            raise _Unreadable("not an object")
         message_id = _text(message, "id")
         if not message_id:
-            raise _Skip("message without id")
+            raise _Unreadable("message without id")
         account = _text(ctx.metadata, "phone_number_id")
         if not account:
-            raise _Skip("metadata.phone_number_id missing")
+            raise _Unreadable("metadata.phone_number_id missing")
+        if _text(message, "type") == "system":
+            return self._identity_change(message, message_id, account, ctx)
         sender_phone = _text(message, "from")
         sender_user = _text(message, "from_user_id")
         contact = ctx.contact_for(sender_phone, sender_user)
@@ -295,7 +302,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             # Kind "whatsapp": a wa_id is international without its "+", whatever the default region.
             handles.append(Handle(kind="whatsapp", value=phone))
         if not handles:
-            raise _Skip("message without sender (from / from_user_id)")
+            raise _Unreadable("message without sender (from / from_user_id)")
 
         profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
         kind = _text(message, "type") or UNKNOWN
@@ -333,12 +340,41 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             raw={"entry_id": ctx.entry_id, "metadata": ctx.metadata, "contact": contact or None, "message": message},
         )
 
+    def _identity_change(self, message: dict, message_id: str, account: str, ctx: _Context) -> IdentityChange:
+        """A user's new BSUID (`user_changed_user_id`) or new number (`user_changed_number`, which
+        also brings a new BSUID): the customer keeps one record. Other system notices are kept raw.
+        https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/system/"""
+        system = message.get("system") if isinstance(message.get("system"), dict) else {}
+        change = _text(system, "type")
+        if change not in IDENTITY_CHANGES:
+            raise _Unreadable(f"system message {safe(str(change)[:64])!r} is not handled")
+        old_user = _text(system, "previous_user_id") or _text(message, "from_user_id")
+        old_phone, new_phone = _text(message, "from"), _text(system, "wa_id")
+        previous = [Handle(kind="whatsapp_user", value=v) for v in [old_user] if v]
+        previous += [Handle(kind="whatsapp", value=v) for v in [old_phone] if v and _DIGITS.fullmatch(v)]
+        current = [Handle(kind="whatsapp_user", value=v) for v in [_text(system, "user_id")] if v and v != old_user]
+        current += [Handle(kind="whatsapp", value=v) for v in [new_phone] if v and _DIGITS.fullmatch(v) and v != old_phone]
+        if not previous or not current:
+            raise _Unreadable(f"{change} without both the previous and the new id")
+        return IdentityChange(
+            provider=self.key,
+            channel=Channel.WHATSAPP,
+            provider_message_id=message_id,
+            account=account,
+            previous=previous,
+            current=current,
+            change=change,
+            occurred_at=_timestamp(message.get("timestamp")),
+            received_at=ctx.request.received_at,
+            raw={"entry_id": ctx.entry_id, "metadata": ctx.metadata, "message": message},
+        )
+
     def _status(self, status: Any, ctx: _Context) -> StatusEvent:
         if not isinstance(status, dict):
-            raise _Skip("not an object")
+            raise _Unreadable("not an object")
         message_id, provider_status = _text(status, "id"), _text(status, "status")
         if not message_id or not provider_status:
-            raise _Skip("status without id or status")
+            raise _Unreadable("status without id or status")
         errors = status.get("errors")
         error = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
         phone, user = _text(status, "recipient_id"), _text(status, "recipient_user_id")
@@ -373,40 +409,44 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         parsed: ParsedWebhook,
     ) -> None:
         if not isinstance(entry, dict):
-            parsed.ignored.append(f"{where}: not an object")
+            parsed.unhandled.append(self.unhandled(f"{where}: not an object", entry, request))
             return
-        entry_id = _clean(_text(entry, "id"))
+        entry_id = safe(_text(entry, "id"))
         events = entry.get("messaging")
         if isinstance(events, list):
             for k, event in enumerate(events):
                 at = f"{where}.messaging[{k}]"
                 try:
                     parsed.events.extend(self._messaging_event(product, _clean(event), entry_id, request))
+                except _Unreadable as unreadable:
+                    parsed.unhandled.append(self.unhandled(f"{at}: {unreadable}", event, request))
                 except _Skip as skip:
                     parsed.ignored.append(f"{at}: {skip}")
                 except ValidationError as exc:
                     fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
-                    parsed.ignored.append(f"{at}: invalid {fields}")
+                    parsed.unhandled.append(self.unhandled(f"{at}: invalid {fields}", event, request))
         elif events is not None:
-            parsed.ignored.append(f"{where}.messaging: not a list")
+            parsed.unhandled.append(self.unhandled(f"{where}.messaging: not a list", events, request))
         standby = entry.get("standby")
-        if isinstance(standby, list) and standby:
-            # Handover protocol: another app (a bot, an inbox) owns these conversations; it answers them.
-            parsed.ignored.append(f"{where}.standby: {len(standby)} events of conversations another app controls")
+        # Handover protocol: another app (a bot, an inbox) owns these conversations and answers
+        # them. Customers' words all the same: each is kept raw, not dropped.
+        for k, event in enumerate(standby if isinstance(standby, list) else [] if standby is None else [standby]):
+            reason = f"{where}.standby[{k}]: an event of a conversation another app controls"
+            parsed.unhandled.append(self.unhandled(reason, event, request))
         changes = entry.get("changes")
-        if isinstance(changes, list):
-            for j, change in enumerate(changes):
-                field = change.get("field") if isinstance(change, dict) else None
-                # feed, comments, mentions...: Page and Instagram fields that are not messaging.
-                parsed.ignored.append(f"{where}.changes[{j}]: field {_clean(str(field)[:64])!r} is not handled")
-        if events is None and standby is None and not isinstance(changes, list):
-            parsed.ignored.append(f"{where}: no messaging events")
+        for j, change in enumerate(changes if isinstance(changes, list) else [] if changes is None else [changes]):
+            field = change.get("field") if isinstance(change, dict) else None
+            # feed, comments, mentions...: Page and Instagram fields that are not messaging.
+            reason = f"{where}.changes[{j}]: field {safe(str(field)[:64])!r} is not handled"
+            parsed.unhandled.append(self.unhandled(reason, change, request))
+        if events is None and standby is None and changes is None:
+            parsed.unhandled.append(self.unhandled(f"{where}: no messaging events", entry, request))
 
     def _messaging_event(
         self, product: tuple[Channel, IdentifierKind], event: Any, entry_id: str | None, request: WebhookRequest
     ) -> list[InboundMessage | StatusEvent]:
         if not isinstance(event, dict):
-            raise _Skip("not an object")
+            raise _Unreadable("not an object")
         sender = _text(event.get("sender"), "id")
         # entry.id is our Page / Instagram account whichever way a message goes; recipient.id
         # is the same for a customer's message and the customer for our echoes.
@@ -415,13 +455,13 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         if isinstance(message, dict) and message.get("is_echo") is True:
             raise _Skip("echo of a message the business sent (is_echo), not a contact")
         if not account:
-            raise _Skip("no page or account id (entry.id, recipient.id)")
+            raise _Unreadable("no page or account id (entry.id, recipient.id)")
         if sender and sender == account:
             raise _Skip("sent by the business account itself, not a contact")
         if not sender:
             if _text(event.get("sender"), "user_ref"):
-                raise _Skip("sender known only by user_ref (a chat plugin guest), not handled")
-            raise _Skip("event without sender.id")
+                raise _Unreadable("sender known only by user_ref (a chat plugin guest), not handled")
+            raise _Unreadable("event without sender.id")
         ctx = _Messaging(*product, account, sender, event, entry_id, request)
         if "message" in event:
             return [self._messenger_message(ctx, message)]
@@ -434,14 +474,14 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
                 return self._receipts(ctx, name, status)
         kind = next((key for key in event if key not in _ENVELOPE), None)
         # message_edit, optin, referral, account_linking, thread-control handovers...: acknowledged.
-        raise _Skip(f"{str(kind)[:64]!r} events are not handled" if kind else "no event in the item")
+        raise _Unreadable(f"{safe(str(kind)[:64])!r} events are not handled" if kind else "no event in the item")
 
     def _messenger_message(self, ctx: _Messaging, message: Any) -> InboundMessage:
         if not isinstance(message, dict):
-            raise _Skip("message is not an object")
+            raise _Unreadable("message is not an object")
         mid = _text(message, "mid")
         if not mid:
-            raise _Skip("message without mid")
+            raise _Unreadable("message without mid")
         if message.get("is_deleted") is True:
             # Instagram: the customer unsent an earlier message; the contact already made stays.
             raise _Skip("the customer deleted an earlier message (is_deleted), not a contact")
@@ -466,7 +506,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             url = _text(payload, "url")
             if url:
                 # Short-lived CDN URLs: the worker or the vendor must fetch them soon (docs/channels/meta.md).
-                attachments.append(Attachment(url=url, caption=_text(payload, "title")))
+                attachments.append(Attachment(url=url, caption=_text(payload, "title"), kind=kind))
                 types.append(kind)
             if kind == "story_mention":
                 metadata["story_mention"] = True
@@ -504,11 +544,11 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
 
     def _postback(self, ctx: _Messaging, postback: Any) -> InboundMessage:
         if not isinstance(postback, dict):
-            raise _Skip("postback is not an object")
+            raise _Unreadable("postback is not an object")
         # `mid` since Graph v11; before it, sender and time are what a retry repeats.
         mid = _text(postback, "mid") or _synthetic("postback", ctx.sender, _text(ctx.event, "timestamp"))
         if not mid:
-            raise _Skip("postback without mid or timestamp")
+            raise _Unreadable("postback without mid or timestamp")
         metadata: dict[str, Any] = {
             "type": "postback",
             "interactive_type": "postback",
@@ -521,10 +561,10 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
 
     def _reaction(self, ctx: _Messaging, reaction: Any) -> InboundMessage:
         if not isinstance(reaction, dict):
-            raise _Skip("reaction is not an object")
+            raise _Unreadable("reaction is not an object")
         reacted = _text(reaction, "mid")
         if not reacted:
-            raise _Skip("reaction without the reacted message's mid")
+            raise _Unreadable("reaction without the reacted message's mid")
         action = _text(reaction, "action") or "react"
         # A reaction has no id of its own: who reacted to what, how and when is what a retry repeats.
         mid = _synthetic("reaction", ctx.sender, reacted, action, _text(ctx.event, "timestamp"))
@@ -546,7 +586,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         otherwise the `watermark` (ms) covers every message we sent the customer up to then."""
         receipt = ctx.event[name]
         if not isinstance(receipt, dict):
-            raise _Skip(f"{name} is not an object")
+            raise _Unreadable(f"{name} is not an object")
         mids = receipt.get("mids")
         ids = [m for m in mids if isinstance(m, str) and m] if isinstance(mids, list) else []
         if mid := _text(receipt, "mid"):
@@ -554,7 +594,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         if not ids:
             watermark = _text(receipt, "watermark")
             if not watermark:
-                raise _Skip(f"{name} receipt without mids or watermark")
+                raise _Unreadable(f"{name} receipt without mids or watermark")
             ids = [f"watermark:{ctx.account}:{ctx.sender}:{watermark}"]
         occurred_at = _millis(ctx.event.get("timestamp"))
         return [
@@ -602,7 +642,12 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
 
 
 class _Skip(Exception):
-    """One item cannot become an event; its reason goes to `ParsedWebhook.ignored`."""
+    """One item is deliberately not an event (our own echo, an unsent message); its reason goes
+    to `ParsedWebhook.ignored`."""
+
+
+class _Unreadable(Exception):
+    """One item is not one this adapter can read; it is kept raw (`ParsedWebhook.unhandled`)."""
 
 
 class _Messaging:
@@ -668,6 +713,7 @@ class _Content:
         if kind in MEDIA_TYPES and (_text(body, "id") or _text(body, "url")):
             caption = _text(body, "caption")
             attachment = Attachment(
+                kind=kind,
                 provider_media_id=_text(body, "id"),
                 content_type=_text(body, "mime_type"),
                 url=_text(body, "url"),
@@ -714,32 +760,12 @@ class _Content:
         return cls(ContentType.UNSUPPORTED, metadata={"unreadable": True} if known else {})
 
 
-def _load(body: bytes) -> dict:
+def _clean(value: Any) -> Any:
+    """`json_body.clean`, an item too deep to queue being one this adapter cannot read."""
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError, and ints over the digit limit
-        raise MalformedPayloadError("body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedPayloadError("body is not a JSON object")
-    return data
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _clean(value: Any, depth: int = 0) -> Any:
-    """A copy safe to put on the queue: lone surrogates (valid in JSON escapes, not in UTF-8)
-    become U+FFFD, and absurd nesting is refused."""
-    if depth > MAX_ITEM_DEPTH:
-        raise _Skip(f"nested deeper than {MAX_ITEM_DEPTH} levels")
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    return value
+        return clean(value)
+    except TooDeepError as exc:
+        raise _Unreadable(str(exc)) from None
 
 
 def _text(obj: Any, key: str) -> str | None:

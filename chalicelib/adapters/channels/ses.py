@@ -31,7 +31,7 @@ from chalicelib.adapters.channels.base import (
     SimulatedRequest,
     WebhookRequest,
 )
-from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
+from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
 from chalicelib.secrets import Secret
 
@@ -47,6 +47,8 @@ SIMULATED_CERT_PATH = "/SimpleNotificationService-hub-simulated.pem"
 #: SES verdict values (https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html);
 #: anything else (a `DISABLED` when scanning is off, a future value) reads as unknown.
 PASS, FAIL = "PASS", "FAIL"
+#: SES feedback about mail we sent → the hub's delivery vocabulary.
+FEEDBACK: dict[str, str] = {"Delivery": "delivered", "Bounce": "failed", "Complaint": "complained"}
 VERDICTS = frozenset({PASS, FAIL, "GRAY", "PROCESSING_FAILED"})
 
 #: A message's SNS `Timestamp` may lag this much behind its delivery: SNS retries an HTTPS endpoint
@@ -184,7 +186,12 @@ def _domain(address: str | None) -> str | None:
 
 
 class EmailIgnored(Exception):
-    """An email that is acknowledged but never becomes a contact; the message is the reason."""
+    """An email that is acknowledged but deliberately never becomes a contact (spam, a bounce,
+    an automatic reply, our own mail); the message is the reason."""
+
+
+class EmailUnreadable(Exception):
+    """A notification or email the adapter cannot read: kept raw (`ParsedWebhook.unhandled`)."""
 
 
 # --- the adapter -------------------------------------------------------------------------------
@@ -325,10 +332,18 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         except (ValueError, RecursionError):
             notification = None
         if not isinstance(notification, dict):
-            return ParsedWebhook(ignored=[f"Message on {topic} is not an SES notification (not a JSON object)"])
+            reason = f"Message on {topic} is not an SES notification (not a JSON object)"
+            return ParsedWebhook(unhandled=[self.unhandled(reason, message, request)])
         notification = _clean(notification)
+        kind = notification.get("notificationType") or notification.get("eventType")
         try:
+            if kind in FEEDBACK:
+                return ParsedWebhook(events=[self._feedback(kind, notification, request)])
+            if kind != "Received":
+                raise EmailUnreadable(f"SES notificationType {str(kind)[:40]!r} is not handled")
             return ParsedWebhook(events=[self._received(notification, envelope, request)])
+        except EmailUnreadable as unreadable:
+            return ParsedWebhook(unhandled=[self.unhandled(str(unreadable), notification, request)])
         except EmailIgnored as ignored:
             return ParsedWebhook(ignored=[str(ignored)])
 
@@ -346,18 +361,49 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             raise TransientError(f"SNS answered {response.status} to ConfirmSubscription for {topic}")
         return f"SubscriptionConfirmation for {topic}: confirmed"
 
+    def _feedback(self, kind: str, notification: dict, request: WebhookRequest) -> StatusEvent:
+        """SES feedback about mail we sent (Delivery, Bounce, Complaint), which often shares the
+        inbound topic: a status of that message (its SES message id), never a contact.
+        https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html"""
+        mail = _object(notification.get("mail"))
+        message_id = mail.get("messageId")
+        if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id.strip()):
+            raise EmailUnreadable(f"SES {kind} notification without a usable mail.messageId")
+        detail = _object(notification.get(kind.lower()))
+        people = detail.get({"Delivery": "recipients", "Bounce": "bouncedRecipients"}.get(kind, "complainedRecipients"))
+        first = people[0] if isinstance(people, list) and people else None
+        recipient = first if isinstance(first, str) else _object(first).get("emailAddress")
+        if kind == "Bounce":
+            error_code = "/".join(str(detail.get(k)) for k in ("bounceType", "bounceSubType") if detail.get(k))
+            error_message = _object(first).get("diagnosticCode") or _object(first).get("status")
+        elif kind == "Complaint":
+            error_code, error_message = detail.get("complaintFeedbackType"), None
+        else:
+            error_code, error_message = None, None
+        occurred = _iso(detail.get("timestamp"))
+        return StatusEvent(
+            provider=self.key,
+            channel=Channel.EMAIL,
+            provider_message_id=message_id.strip(),
+            status=FEEDBACK[kind],
+            account=_first_string(mail.get("source")),
+            recipient=recipient if isinstance(recipient, str) else None,
+            occurred_at=occurred,
+            received_at=request.received_at,
+            error_code=str(error_code)[:64] if error_code else None,
+            error_message=str(error_message)[:500] if error_message else None,
+            raw={"notificationType": kind, kind.lower(): detail, "mail": _without_headers(mail)},
+        )
+
     def _received(self, notification: dict, envelope: _Envelope, request: WebhookRequest) -> InboundMessage:
         topic = envelope.text("TopicArn")
-        kind = notification.get("notificationType")
-        if kind != "Received":
-            # Bounce, Complaint and Delivery feedback about mail we send share SES topics.
-            raise EmailIgnored(f"SES notificationType {str(kind)[:40]!r} is not an inbound email")
+        kind = "Received"
         receipt = _object(notification.get("receipt"))
         mail = _object(notification.get("mail"))
         action = _object(receipt.get("action"))
         message_id = mail.get("messageId")
         if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id.strip()):
-            raise EmailIgnored("SES notification without a usable mail.messageId")
+            raise EmailUnreadable("SES notification without a usable mail.messageId")
         content = notification.get("content")
         if not isinstance(content, str):
             where = f"S3 bucket {str(action.get('bucketName'))[:64]}" if action.get("type") == "S3" else "no content"
@@ -414,7 +460,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             # Attachment bytes are not carried on the queue (the S3 object keeps them): keep none.
             parsed = parse_email(raw_mime, own_addresses=self._own_addresses, max_attachment_bytes=0)
         except MalformedPayloadError as exc:
-            raise EmailIgnored(f"email {message_id}: not a parseable email ({exc.message})") from None
+            raise EmailUnreadable(f"email {message_id}: not a parseable email ({exc.message})") from None
         if parsed.is_bounce:
             raise EmailIgnored(f"email {message_id}: a bounce ({parsed.bounce_reason})")
         if parsed.is_auto_reply:
@@ -612,6 +658,23 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
 
 
+def _iso(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _first_string(value: Any) -> str | None:
+    return value[:320] if isinstance(value, str) and value else None
+
+
+def _without_headers(mail: dict) -> dict:
+    """The `mail` object without the sent message's headers: a status needs the ids, not them."""
+    return {k: v for k, v in mail.items() if k not in ("headers", "commonHeaders")}
+
+
 def _strings(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
@@ -633,7 +696,7 @@ def _content_bytes(content: str, encoding: Any) -> bytes:
             return base64.b64decode(b"".join(raw.split()), validate=True)
         except (binascii.Error, ValueError):
             if name == "BASE64":
-                raise EmailIgnored("content is declared Base64 but is not valid Base64") from None
+                raise EmailUnreadable("content is declared Base64 but is not valid Base64") from None
     return raw
 
 

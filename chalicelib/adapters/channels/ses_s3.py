@@ -9,6 +9,7 @@ DKIM, DMARC) is in the headers SES prepends to the stored message; only that blo
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -17,8 +18,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from chalicelib.adapters.channels.ses import EmailIgnored, SesAdapter, Verdicts, normalize_verdict
-from chalicelib.domain.models import InboundMessage
+from chalicelib.adapters.channels.ses import EmailIgnored, EmailUnreadable, SesAdapter, Verdicts, normalize_verdict
+from chalicelib.domain.models import InboundMessage, UnhandledEvent
 from chalicelib.errors import TransientError
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ _RESULT = re.compile(r"^\s*(spf|dkim|dmarc)\s*=\s*([a-z]+)\b", re.IGNORECASE)
 _RESULTS = {"pass": "PASS", "fail": "FAIL", "softfail": "FAIL", "temperror": "PROCESSING_FAILED",
             "permerror": "PROCESSING_FAILED"}  # fmt: skip
 
-#: Takes the messages built from one S3 event and enqueues them durably; raises when it could not.
-Ingest = Callable[[list[InboundMessage]], None]
+#: Takes the events built from one S3 notification and enqueues them durably; raises when it could not.
+Ingest = Callable[[list[InboundMessage | UnhandledEvent]], None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class S3IngestResult:
     enqueued: int = 0
     #: One reason per object acknowledged without a message (setup object, spam, bounce, too large...).
     ignored: list[str] = field(default_factory=list)
+    #: One reason per record or object the adapter could not read, enqueued raw for inspection.
+    unhandled: list[str] = field(default_factory=list)
 
 
 def ses_headers(raw: bytes) -> SesHeaders:
@@ -137,40 +140,82 @@ def _authentication_results(value: str | None) -> dict[str, str]:
     return results
 
 
-def handle_s3_records(
-    records: Iterable[Mapping[str, Any]],
+def handle_s3_notification(
+    body: str,
     *,
     s3_client: Any,
     adapter: SesAdapter,
     ingest: Ingest,
     clock: Callable[[], datetime] | None = None,
 ) -> S3IngestResult:
-    """Turn the S3 ObjectCreated records of one Lambda event into email messages and ingest them.
+    """One S3 event notification, as the bucket sends it to the ses-inbound queue: its records go
+    to `handle_s3_records`. The `s3:TestEvent` S3 sends when the notification is configured is
+    acknowledged; a body that is not a notification is kept raw (an `UnhandledEvent`), never a
+    reason to fail the other messages of its batch."""
+    now = (clock or (lambda: datetime.now(timezone.utc)))()
+    try:
+        notification = json.loads(body)
+    except (ValueError, RecursionError):
+        notification = None
+    if isinstance(notification, dict) and notification.get("Event") == "s3:TestEvent":
+        logger.info("ses s3: the bucket's test event (its notification configuration works)")
+        return S3IngestResult(ignored=["s3:TestEvent: S3 checked the notification configuration"])
+    records = notification.get("Records") if isinstance(notification, dict) else None
+    if not isinstance(records, list):
+        reason = "not an S3 event notification (a JSON object with a Records list)"
+        ingest([UnhandledEvent.of(adapter.key, reason, notification if notification is not None else body, now)])
+        return S3IngestResult(unhandled=[reason])
+    return handle_s3_records(records, s3_client=s3_client, adapter=adapter, ingest=ingest, clock=lambda: now)
+
+
+def handle_s3_records(
+    records: Iterable[Any],
+    *,
+    s3_client: Any,
+    adapter: SesAdapter,
+    ingest: Ingest,
+    clock: Callable[[], datetime] | None = None,
+) -> S3IngestResult:
+    """Turn the S3 ObjectCreated records of one notification into email messages and ingest them.
 
     Every object the SES S3 action stored under `adapter.settings.s3_prefix` is downloaded (up to
     `max_email_bytes`), parsed and normalized exactly like the SNS delivery, so an email that
     arrives both ways makes one contact. Objects that are not emails, too large, client-side
     encrypted, spam, bounces, automatic replies or our own mail are acknowledged and listed in
-    `ignored`. `ingest` is called once, with every message of the event.
+    `ignored`; a record or email that cannot be read is ingested raw (`unhandled`). `ingest` is
+    called once, with every event of the notification.
 
     Raises `TransientError` (and whatever `ingest` raises) when an object could not be read or
-    the messages not enqueued: Lambda then retries the event, and dedupe on the SES message id
-    makes the retry harmless.
+    the events not enqueued: the queue then redelivers the notification, and dedupe on the SES
+    message id makes the retry harmless.
     """
     now = (clock or (lambda: datetime.now(timezone.utc)))()
     result = S3IngestResult()
-    messages: list[InboundMessage] = []
+    events: list[InboundMessage | UnhandledEvent] = []
     for index, record in enumerate(records):
         try:
-            messages.append(_message(record, s3_client=s3_client, adapter=adapter, received_at=now))
+            if not isinstance(record, Mapping):
+                raise EmailUnreadable("not an S3 event record")
+            events.append(_message(record, s3_client=s3_client, adapter=adapter, received_at=now))
+        except EmailUnreadable as unreadable:
+            reason = f"record {index}: {unreadable}"
+            events.append(UnhandledEvent.of(adapter.key, reason, _described(record), now))
+            result.unhandled.append(reason)
         except EmailIgnored as ignored:
             result.ignored.append(f"record {index}: {ignored}")
-    if messages:
-        ingest(messages)
-    result.enqueued = len(messages)
-    if result.ignored:
-        logger.info("ses s3: %d ignored (%s)", len(result.ignored), "; ".join(result.ignored))
+    if events:
+        ingest(events)
+    result.enqueued = len(events) - len(result.unhandled)
+    if result.ignored or result.unhandled:
+        logger.info("ses s3: %d ignored, %d unhandled (%s)", len(result.ignored), len(result.unhandled),
+                    "; ".join(result.ignored + result.unhandled))
     return result
+
+
+def _described(record: Any) -> Any:
+    """What is kept of a record that could not be read: the S3 event itself (the object, if
+    any, stays in the bucket until its lifecycle rule removes it)."""
+    return dict(record) if isinstance(record, Mapping) else record
 
 
 def _message(record: Mapping[str, Any], *, s3_client: Any, adapter: SesAdapter, received_at: datetime) -> InboundMessage:
@@ -180,9 +225,9 @@ def _message(record: Mapping[str, Any], *, s3_client: Any, adapter: SesAdapter, 
     bucket = (s3.get("bucket") or {}).get("name") if isinstance(s3.get("bucket"), Mapping) else None
     obj = s3.get("object") if isinstance(s3.get("object"), Mapping) else {}
     if record.get("eventSource") != "aws:s3" or not event.startswith("ObjectCreated"):
-        raise EmailIgnored(f"not an S3 ObjectCreated event ({event[:40] or 'no eventName'})")
+        raise EmailUnreadable(f"not an S3 ObjectCreated event ({event[:40] or 'no eventName'})")
     if not isinstance(bucket, str) or not isinstance(obj.get("key"), str):
-        raise EmailIgnored("S3 record without bucket name or object key")
+        raise EmailUnreadable("S3 record without bucket name or object key")
     # Keys arrive URL-encoded, spaces as '+' (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html).
     key = unquote_plus(obj["key"])
     name = key.rsplit("/", 1)[-1]

@@ -21,6 +21,7 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from chalicelib.adapters.channels.json_body import load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -37,9 +38,6 @@ _UNIX_SECONDS = re.compile(r"[0-9]{1,10}")
 _TS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,6}))?")
 #: Slack's challenges are ~50 URL-safe characters; anything unprintable is not echoed.
 _CHALLENGE = re.compile(r"[\x21-\x7e]{1,256}")
-_SURROGATES = re.compile("[\ud800-\udfff]")
-#: Real envelopes are under 12 levels deep (blocks included); deeper ones cannot be queued.
-MAX_DEPTH = 48
 
 URL_VERIFICATION = "url_verification"
 EVENT_CALLBACK = "event_callback"
@@ -135,7 +133,7 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
             raise SignatureError(f"{SIGNATURE_HEADER} does not match the body for any configured signing_secrets")
 
     def parse(self, request: WebhookRequest) -> SlackParsed:
-        envelope = _load(request.body)
+        envelope = load_clean_object(request.body)
         kind = envelope.get("type")
         if not isinstance(kind, str) or not kind:
             raise MalformedPayloadError('body has no "type" string')
@@ -145,21 +143,27 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
             if not isinstance(challenge, str) or not _CHALLENGE.fullmatch(challenge):
                 raise MalformedPayloadError("url_verification challenge must be 1-256 printable ASCII characters")
             return SlackParsed(challenge=challenge)
+        # The deprecated verification token is a credential: it is never kept.
+        kept = {k: v for k, v in envelope.items() if k != "token"}
         if kind == APP_RATE_LIMITED:
-            minute = _text(envelope, "minute_rate_limited")
+            # An integer (unix minute) in Slack's examples.
+            minute = _int(envelope.get("minute_rate_limited"))
             return SlackParsed(
                 ignored=[f"app_rate_limited: Slack dropped events for minute {minute} (30,000 per workspace per hour)"]
             )
         if kind != EVENT_CALLBACK:
-            return SlackParsed(ignored=[f"envelope type {_label(kind)} is not handled"])
+            return SlackParsed(unhandled=[self.unhandled(f"envelope type {_label(kind)} is not handled", kept, request)])
         event = envelope.get("event")
         if not isinstance(event, dict):
             raise MalformedPayloadError('event_callback has no "event" object')
         parsed = SlackParsed()
+        where = f"event {_label(_text(envelope, 'event_id'))}"
         try:
-            parsed.events.append(self._message(envelope, event, request))
+            parsed.events.append(self._message(envelope, kept, event, request))
+        except _Unreadable as unreadable:
+            parsed.unhandled.append(self.unhandled(f"{where}: {unreadable}", kept, request))
         except _Skip as skip:
-            parsed.ignored.append(f"event {_label(_text(envelope, 'event_id'))}: {skip}")
+            parsed.ignored.append(f"{where}: {skip}")
         return parsed
 
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
@@ -197,14 +201,18 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
 
     # --- parsing -------------------------------------------------------------------------------
 
-    def _message(self, envelope: dict, event: dict, request: WebhookRequest) -> InboundMessage:
+    def _message(self, envelope: dict, kept: dict, event: dict, request: WebhookRequest) -> InboundMessage:
         team_id = _text(envelope, "team_id")
-        if self.settings.team_ids and team_id not in self.settings.team_ids:
+        shared = envelope.get("is_ext_shared_channel") is True
+        # In a Slack Connect channel `team_id` names whichever installation Slack delivered
+        # through, possibly the customer's: the allow-list then judges the sender's team below.
+        if self.settings.team_ids and team_id not in self.settings.team_ids and not shared:
             raise _Skip(f"workspace {_label(team_id)} is not in team_ids")
         event_type = _text(event, "type")
+        if event_type == "app_mention":
+            raise _Skip("app_mention repeats the message event of the same message")
         if event_type != "message":
-            # app_mention duplicates the message.* event of the same message; the rest are not messages.
-            raise _Skip(f"event type {_label(event_type)} is not handled")
+            raise _Unreadable(f"event type {_label(event_type)} is not handled")
         subtype = _text(event, "subtype")
         own = self._own_reason(envelope, event)
         if own:
@@ -218,13 +226,14 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
             raise _Skip("a hidden message")
         user, channel, ts = _text(event, "user"), _text(event, "channel"), _text(event, "ts")
         if not user:
-            raise _Skip("message without user")
+            raise _Unreadable("message without user")
         if not channel or not ts:
-            raise _Skip("message without channel or ts")
+            raise _Unreadable("message without channel or ts")
 
         channel_type = _text(event, "channel_type")
-        shared = envelope.get("is_ext_shared_channel") is True
-        ours = {t for t in [team_id, *self.settings.team_ids] if t}
+        # Our workspaces: the configured ones; without them, the one the event was delivered to,
+        # which is right as long as only our workspace installed the app (docs/channels/slack.md).
+        ours = set(self.settings.team_ids) or {t for t in [team_id] if t}
         # The sender's own workspace: Slack Connect messages name it in `user_team` (or `team`),
         # which differs from the receiving workspace in `team_id`. https://api.slack.com/enterprise/grid/developing
         sender_team = _text(event, "user_team") or _text(event, "team") or _text(_dict(event, "user_profile"), "team")
@@ -232,11 +241,13 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
             if not shared:
                 where = f"channel_type {_label(channel_type)} outside Slack Connect"
                 raise _Skip(f"{where}: customers write in DMs and shared channels")
+            if not sender_team:
+                raise _Unreadable("a shared-channel message without the sender's team: agent or customer is unknown")
             if sender_team in ours:
                 raise _Skip("a member of our own workspace in a shared channel (an agent, not a customer)")
         scope = sender_team or team_id
         if not scope:
-            raise _Skip("no team to scope the user id to")
+            raise _Unreadable("no team to scope the user id to")
 
         thread_ts = _text(event, "thread_ts")
         text = _text(event, "text")
@@ -289,8 +300,7 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
             # The thread root: a top-level message is the root of any later thread on it, so a
             # reply days later finds the same case.
             thread_keys=[f"slack:{channel}:{root}"],
-            # The deprecated verification token is a credential: it is not stored.
-            raw={k: v for k, v in envelope.items() if k != "token"},
+            raw=kept,
         )
 
     def _own_reason(self, envelope: dict, event: dict) -> str | None:
@@ -310,7 +320,12 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
 
 
 class _Skip(Exception):
-    """The event cannot become a contact; its reason goes to `ParsedWebhook.ignored`."""
+    """The event is deliberately not a contact (ours, a bot, an edit); its reason goes to
+    `ParsedWebhook.ignored`."""
+
+
+class _Unreadable(Exception):
+    """The event is not one this adapter can read; it is kept raw (`ParsedWebhook.unhandled`)."""
 
 
 def _files(value: Any) -> list[Attachment]:
@@ -330,33 +345,6 @@ def _files(value: Any) -> list[Attachment]:
             )
         )
     return attachments
-
-
-def _load(body: bytes) -> dict:
-    try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError, and ints over the digit limit
-        raise MalformedPayloadError("body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedPayloadError("body is not a JSON object")
-    return _clean(data)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _clean(value: Any, depth: int = 0) -> Any:
-    """A copy safe to queue: lone surrogates (valid as JSON escapes, not in UTF-8) become U+FFFD."""
-    if depth > MAX_DEPTH:
-        raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    return value
 
 
 def _dict(obj: Any, key: str) -> dict:

@@ -7,6 +7,7 @@ import hmac
 import json
 import math
 import re
+import secrets
 import time
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -21,14 +22,12 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from chalicelib.adapters.channels.json_body import load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-_SURROGATES = re.compile("[\ud800-\udfff]")
-#: Real updates are under 12 levels deep (a reply quoting a reply...); deeper ones cannot be queued.
-MAX_DEPTH = 48
 _USERNAME = re.compile(r"@?([A-Za-z0-9_]{4,64})")
 
 #: Update fields this adapter deliberately does not turn into contacts, with why.
@@ -36,11 +35,7 @@ _USERNAME = re.compile(r"@?([A-Za-z0-9_]{4,64})")
 IGNORED_UPDATES: dict[str, str] = {
     "channel_post": "a post in a channel the bot administers (our own broadcast, not a customer)",
     "edited_channel_post": "an edit of a channel post",
-    "business_connection": "Telegram Business connection changes are not handled yet",
-    "business_message": "Telegram Business messages are not handled yet",
-    "edited_business_message": "Telegram Business messages are not handled yet",
     "deleted_business_messages": "a deletion of Telegram Business messages",
-    "message_reaction": "a reaction to a message (not subscribed by default)",
     "message_reaction_count": "anonymous reaction counts",
     "inline_query": "an inline query (the bot does not run inline mode)",
     "chosen_inline_result": "an inline result (the bot does not run inline mode)",
@@ -54,6 +49,15 @@ IGNORED_UPDATES: dict[str, str] = {
     "chat_join_request": "a request to join a chat",
     "chat_boost": "a chat boost",
     "removed_chat_boost": "a removed chat boost",
+}
+
+#: Updates that carry what customers say but that this adapter does not read yet: kept raw
+#: (`GET /v1/unhandled-events`), so nothing a customer wrote is dropped unseen.
+UNREAD_UPDATES: dict[str, str] = {
+    "business_connection": "Telegram Business connection changes are not handled yet",
+    "business_message": "Telegram Business messages are not handled yet",
+    "edited_business_message": "Telegram Business messages are not handled yet",
+    "message_reaction": "a reaction to a message (not subscribed by default)",
 }
 
 #: Media fields in precedence order: an animation also carries `document`, so it comes first.
@@ -128,7 +132,7 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
             raise SignatureError(f"{SECRET_HEADER} does not match any configured secret_tokens")
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
-        update = _load(request.body)
+        update = load_clean_object(request.body)
         update_id = _id(update.get("update_id"))
         if update_id is None:
             raise MalformedPayloadError('body has no integer "update_id"')
@@ -142,11 +146,15 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
             elif "callback_query" in update:
                 parsed.events.append(self._callback(update["callback_query"], update_id, request))
             elif not kinds:
-                raise _Skip("an update without content")
+                raise _Unreadable("an update without content")
             elif kinds[0] in IGNORED_UPDATES:
                 raise _Skip(f"{kinds[0]}: {IGNORED_UPDATES[kinds[0]]}")
+            elif kinds[0] in UNREAD_UPDATES:
+                raise _Unreadable(f"{kinds[0]}: {UNREAD_UPDATES[kinds[0]]}")
             else:
-                raise _Skip(f"update type {kinds[0][:64]!r} is not known to this adapter")
+                raise _Unreadable(f"update type {kinds[0][:64]!r} is not known to this adapter")
+        except _Unreadable as unreadable:
+            parsed.unhandled.append(self.unhandled(f"update {update_id}: {unreadable}", update, request))
         except _Skip as skip:
             parsed.ignored.append(f"update {update_id}: {skip}")
         return parsed
@@ -168,10 +176,11 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
         first, _, last = customer.name.partition(" ")
         person = {"first_name": first, **({"last_name": last} if last else {})}
         now = int(time.time())
+        # Random, as Telegram's are unique: two simulations in one second are two messages.
         update = {
-            "update_id": now % 1_000_000_000,
+            "update_id": secrets.randbelow(2**31),
             "message": {
-                "message_id": now % 1_000_000,
+                "message_id": secrets.randbelow(2**31),
                 "from": {"id": user_id, "is_bot": False, **person, "language_code": "de"},
                 "chat": {"id": user_id, **person, "type": "private"},
                 "date": now,
@@ -188,13 +197,18 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
 
     def _message(self, message: Any, update_id: int, request: WebhookRequest, *, edited: bool) -> InboundMessage:
         if not isinstance(message, dict):
-            raise _Skip("message is not an object")
+            raise _Unreadable("message is not an object")
+        if message.get("is_automatic_forward") is True or isinstance(message.get("sender_chat"), dict):
+            # A linked channel's post re-posted into its discussion group, an anonymous admin,
+            # or a user writing as a channel: `from` is then a stand-in (777000, the group's bot).
+            # https://core.telegram.org/bots/api#message (sender_chat, is_automatic_forward)
+            raise _Skip("sent on behalf of a chat (sender_chat / is_automatic_forward), not by a customer")
         user = self._customer(message.get("from"))
         chat = message.get("chat")
         chat_id = _id(chat.get("id")) if isinstance(chat, dict) else None
         message_id = _id(message.get("message_id"))
         if chat_id is None or message_id is None:
-            raise _Skip("message without chat.id or message_id")
+            raise _Unreadable("message without chat.id or message_id")
         content = _Content.of(message, user["id"])
         if content is None:
             service = sorted(SERVICE_FIELDS & message.keys())
@@ -255,11 +269,11 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
     def _callback(self, query: Any, update_id: int, request: WebhookRequest) -> InboundMessage:
         """A press on an inline keyboard button: the customer's answer to our question."""
         if not isinstance(query, dict):
-            raise _Skip("callback_query is not an object")
+            raise _Unreadable("callback_query is not an object")
         user = self._customer(query.get("from"))
         query_id, data = _text(query, "id"), _text(query, "data")
         if not query_id:
-            raise _Skip("callback_query without id")
+            raise _Unreadable("callback_query without id")
         if data is None:
             # game_short_name: a game launch, answered with the game's URL by whoever runs it.
             raise _Skip("callback_query without data (a game button)")
@@ -305,7 +319,7 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
             raise _Skip("no from user (sent on behalf of a chat)")
         user_id = _id(sender.get("id"))
         if user_id is None:
-            raise _Skip("from.id is not a Telegram user id")
+            raise _Unreadable("from.id is not a Telegram user id")
         username = (_text(sender, "username") or "").lower()
         own_name = self.settings.bot_username
         if user_id == self.settings.bot_id or (own_name and username == own_name):
@@ -319,7 +333,12 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
 
 
 class _Skip(Exception):
-    """The update cannot become a contact; its reason goes to `ParsedWebhook.ignored`."""
+    """The update is deliberately not a contact (a bot, a service message, a channel post); its
+    reason goes to `ParsedWebhook.ignored`."""
+
+
+class _Unreadable(Exception):
+    """The update is not one this adapter can read; it is kept raw (`ParsedWebhook.unhandled`)."""
 
 
 class _Content:
@@ -444,33 +463,6 @@ def _name(user: dict) -> str | None:
 
 def _person_metadata(user: dict) -> dict[str, Any]:
     return {k: v for k in ("username", "language_code") if (v := _text(user, k))}
-
-
-def _load(body: bytes) -> dict:
-    try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError, and ints over the digit limit
-        raise MalformedPayloadError("body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedPayloadError("body is not a JSON object")
-    return _clean(data)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _clean(value: Any, depth: int = 0) -> Any:
-    """A copy safe to queue: lone surrogates (valid as JSON escapes, not in UTF-8) become U+FFFD."""
-    if depth > MAX_DEPTH:
-        raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    return value
 
 
 def _id(value: Any) -> int | None:

@@ -298,7 +298,8 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
         if colon:
             channel = CHANNEL_PREFIXES.get(prefix.lower())
             if channel is None:
-                return ParsedWebhook(ignored=[f"Twilio channel {prefix[:32]!r} is not supported yet"])
+                reason = f"Twilio channel {prefix[:32]!r} is not supported yet"
+                return ParsedWebhook(unhandled=[self.unhandled(reason, form.raw(), request)])
 
         num_media = form.count("NumMedia")
         attachments = form.attachments()

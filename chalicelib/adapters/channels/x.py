@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import re
 import time
 import uuid
@@ -23,6 +22,7 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from chalicelib.adapters.channels.json_body import TooDeepError, clean, load_object, safe
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -73,9 +73,6 @@ NOT_HANDLED: dict[str, str] = {
 #: Photo file extensions in `media_url_https`, as MIME types (no `mimetypes`: it reads system
 #: files on first use, a cold-start cost for a handful of entries).
 _PHOTO_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
-_SURROGATES = re.compile("[\ud800-\udfff]")
-#: Deeper items cannot be serialized onto the queue; real payloads are under 10 levels deep.
-MAX_ITEM_DEPTH = 48
 
 
 def compute_signature(secret: str | bytes, body: bytes) -> str:
@@ -194,7 +191,7 @@ class XAdapter(ChannelAdapter[XSettings]):
         )
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
-        data = _load(request.body)
+        data = load_object(request.body, finite_floats=True)
         parsed = ParsedWebhook()
         envelope = data.get("data")
         if isinstance(envelope, dict) and isinstance(envelope.get("event_type"), str):
@@ -244,7 +241,7 @@ class XAdapter(ChannelAdapter[XSettings]):
         event_type = _clean_reason(envelope["event_type"])
         payload = envelope.get("payload")
         if not isinstance(payload, dict) or DIRECT_MESSAGES not in payload:
-            parsed.ignored.append(f"X Activity API event {event_type!r} is not handled")
+            parsed.unhandled.append(self.unhandled(f"X Activity API event {event_type!r} is not handled", envelope, request))
             return
         account = _id(envelope["filter"].get("user_id")) if isinstance(envelope.get("filter"), dict) else None
         self._account_activity(payload, account, "data.payload.", request, parsed)
@@ -262,51 +259,58 @@ class XAdapter(ChannelAdapter[XSettings]):
             found = True
             name = _clean_reason(key)
             build = handlers.get(key)
-            if build is None:
-                why = NOT_HANDLED.get(key, "not an Account Activity event this adapter knows")
+            if key in NOT_HANDLED:
+                why = NOT_HANDLED[key]
                 if isinstance(value, list) and value:
                     parsed.ignored.extend(f"{where}{name}[{i}]: {why}" for i in range(len(value)))
                 else:
                     parsed.ignored.append(f"{where}{name}: {why}")
                 continue
+            if build is None:
+                parsed.unhandled.append(
+                    self.unhandled(f"{where}{name}: not an Account Activity event this adapter knows", {key: value}, request)
+                )
+                continue
             if not isinstance(value, list):
-                parsed.ignored.append(f"{where}{name}: not a list")
+                parsed.unhandled.append(self.unhandled(f"{where}{name}: not a list", {key: value}, request))
                 continue
             for i, item in enumerate(value):
                 try:
                     parsed.events.append(build(_clean(item), context))
+                except _Unreadable as unreadable:
+                    parsed.unhandled.append(self.unhandled(f"{where}{name}[{i}]: {unreadable}", item, request))
                 except _Skip as skip:
                     parsed.ignored.append(f"{where}{name}[{i}]: {skip}")
                 except ValidationError as exc:
                     fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
-                    parsed.ignored.append(f"{where}{name}[{i}]: invalid {fields}")
+                    parsed.unhandled.append(self.unhandled(f"{where}{name}[{i}]: invalid {fields}", item, request))
         if not found:
-            parsed.ignored.append(f"{where or 'body'}: no Account Activity events")
+            parsed.unhandled.append(self.unhandled(f"{where or 'body'}: no Account Activity events", data, request))
 
     def _own_ids(self, for_user_id: str | None) -> frozenset[str]:
         return frozenset(self.settings.user_ids) | ({for_user_id} if for_user_id else set())
 
     def _message(self, event: Any, ctx: _Context) -> InboundMessage:
         if not isinstance(event, dict):
-            raise _Skip("not an object")
+            raise _Unreadable("not an object")
         kind = event.get("type")
         if kind != MESSAGE_CREATE:
-            raise _Skip(f"type {_clean_reason(kind)!r} is not a message")
+            raise _Unreadable(f"type {_clean_reason(kind)!r} is not a message")
         message_id = _id(event.get("id"))
         if message_id is None:
-            raise _Skip("message without a numeric id")
+            raise _Unreadable("message without a numeric id")
         create = event.get(MESSAGE_CREATE)
         if not isinstance(create, dict):
-            raise _Skip("message_create is not an object")
+            raise _Unreadable("message_create is not an object")
         sender = _id(create.get("sender_id"))
         if sender is None:
-            raise _Skip("message_create.sender_id is not a numeric X user id")
+            raise _Unreadable("message_create.sender_id is not a numeric X user id")
         if sender in ctx.own_ids:
             raise _Skip(f"sent by our own account {sender}: an echo of our send, not a customer message")
         target = create.get("target")
         account = (_id(target.get("recipient_id")) if isinstance(target, dict) else None) or ctx.for_user_id
         if account is None:
-            raise _Skip("no recipient (message_create.target.recipient_id or for_user_id)")
+            raise _Unreadable("no recipient (message_create.target.recipient_id or for_user_id)")
         sent_at = ctx.check_window(event.get("created_timestamp"))
 
         data = create.get("message_data")
@@ -339,11 +343,11 @@ class XAdapter(ChannelAdapter[XSettings]):
 
     def _read_receipt(self, event: Any, ctx: _Context) -> StatusEvent:
         if not isinstance(event, dict):
-            raise _Skip("not an object")
+            raise _Unreadable("not an object")
         reader = _id(event.get("sender_id"))
         last_read = _id(event.get("last_read_event_id"))
         if reader is None or last_read is None:
-            raise _Skip("read receipt without a numeric sender_id or last_read_event_id")
+            raise _Unreadable("read receipt without a numeric sender_id or last_read_event_id")
         if reader in ctx.own_ids:
             raise _Skip(f"our own account {reader} read the conversation: not a receipt for a message we sent")
         target = event.get("target")
@@ -363,7 +367,12 @@ class XAdapter(ChannelAdapter[XSettings]):
 
 
 class _Skip(Exception):
-    """One item cannot become an event; its reason goes to `ParsedWebhook.ignored`."""
+    """One item is deliberately not an event (our own send, a replay); its reason goes to
+    `ParsedWebhook.ignored`."""
+
+
+class _Unreadable(Exception):
+    """One item is not one this adapter can read; it is kept raw (`ParsedWebhook.unhandled`)."""
 
 
 class _Context:
@@ -485,45 +494,17 @@ def _expand_urls(text: str, urls: list) -> str:
     return re.sub(pattern, lambda m: mapping[m[0]], text)
 
 
-def _load(body: bytes) -> dict:
+def _clean(value: Any) -> Any:
+    """`json_body.clean`, an item too deep to queue being one this adapter cannot read."""
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError, and ints over the digit limit
-        raise MalformedPayloadError("body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedPayloadError("body is not a JSON object")
-    return data
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    # `1e999` parses as infinity, which JSON cannot carry back out on the queue.
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError("number out of range")
-    return number
-
-
-def _clean(value: Any, depth: int = 0) -> Any:
-    """A copy safe to put on the queue: lone surrogates (valid in JSON escapes, not in UTF-8)
-    become U+FFFD, and absurd nesting is refused."""
-    if depth > MAX_ITEM_DEPTH:
-        raise _Skip(f"nested deeper than {MAX_ITEM_DEPTH} levels")
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    return value
+        return clean(value)
+    except TooDeepError as exc:
+        raise _Unreadable(str(exc)) from None
 
 
 def _clean_reason(value: Any) -> str:
     """Provider text quoted in an ignored reason: bounded, and safe to log."""
-    return _SURROGATES.sub("\ufffd", value)[:64] if isinstance(value, str) else type(value).__name__
+    return safe(value)[:64] if isinstance(value, str) else type(value).__name__
 
 
 def _text(obj: Any, key: str) -> str | None:

@@ -119,8 +119,11 @@ SettingsT = TypeVar("SettingsT", bound=BaseModel)
 class MediaSource(ABC, Generic[SettingsT]):
     """Base of every media source. Subclasses declare the header attributes below."""
 
-    #: The provider key (`Contact.provider`) whose attachments this source fetches.
+    #: This source's name in the registry and in the media report (`source`).
     key: ClassVar[str]
+    #: The provider (`Contact.provider`) whose attachments this source fetches; one provider may
+    #: have several sources (Meta: WhatsApp media ids, Messenger and Instagram CDN files).
+    provider: ClassVar[str]
     #: The provider's media documentation.
     docs_url: ClassVar[str]
     #: This source's section under `media:` in the hub configuration, and its model.

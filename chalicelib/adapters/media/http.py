@@ -129,7 +129,9 @@ class MediaHttp:
                     Reason.TOO_LARGE, f"{host} announced {int(announced)} bytes, more than the {max_bytes} allowed"
                 )
             chunks, total = [], 0
-            for chunk in response.stream(CHUNK_BYTES, decode_content=True):
+            # read1: at most one socket read each, so a server trickling bytes cannot stretch one
+            # chunk past the deadline (a whole stall is still cut by the read timeout).
+            while chunk := response.read1(CHUNK_BYTES):
                 total += len(chunk)
                 if total > max_bytes:
                     raise MediaRejectedError(Reason.TOO_LARGE, f"the file from {host} exceeds {max_bytes} bytes")

@@ -43,6 +43,7 @@ class TelegramMediaSource(MediaSource[TelegramMediaSettings]):
     """file_id → getFile (file_path, size) → /file/bot<token>/<file_path>."""
 
     key: ClassVar[str] = "telegram"
+    provider: ClassVar[str] = "telegram"
     docs_url: ClassVar[str] = "https://core.telegram.org/bots/api#getfile"
     settings_field: ClassVar[str] = "telegram"
     Settings: ClassVar[type[BaseModel]] = TelegramMediaSettings

@@ -51,6 +51,7 @@ class TwilioMediaSource(MediaSource[TwilioMediaSettings]):
     Twilio's media storage, followed without credentials."""
 
     key: ClassVar[str] = "twilio"
+    provider: ClassVar[str] = "twilio"
     docs_url: ClassVar[str] = "https://www.twilio.com/docs/messaging/api/media-resource"
     settings_field: ClassVar[str] = "twilio"
     Settings: ClassVar[type[BaseModel]] = TwilioMediaSettings

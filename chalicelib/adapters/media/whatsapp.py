@@ -60,6 +60,7 @@ class WhatsAppCloudSource(MediaSource[WhatsAppMediaSettings]):
     """A media id → Graph lookup (URL, type, size) → the bytes, both with the bearer token."""
 
     key: ClassVar[str] = "meta"
+    provider: ClassVar[str] = "meta"
     docs_url: ClassVar[str] = "https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media"
     settings_field: ClassVar[str] = "whatsapp"
     Settings: ClassVar[type[BaseModel]] = WhatsAppMediaSettings

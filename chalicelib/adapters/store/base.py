@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Generic, TypeVar
 
 from chalicelib.domain.identifiers import Identifier
@@ -25,6 +25,7 @@ from chalicelib.domain.models import (
     MergeRecord,
     ParkedContact,
     StatusEvent,
+    UnhandledEvent,
 )
 
 T = TypeVar("T")
@@ -66,7 +67,9 @@ class ContactCommit:
     new_identifiers: tuple[Identifier, ...] = ()
     #: Other cases of the customer this contact changed (closed because the window passed).
     other_cases: tuple[Case, ...] = ()
-    #: Thread keys (chat session, email Message-ID) that now lead to `case`.
+    #: Thread keys (chat session, email Message-ID) that now lead to `case`: only keys nobody
+    #: held when the contact was decided. A key keeps the case it first named, so someone
+    #: replying to another customer's thread never takes it over.
     thread_keys: tuple[str, ...] = ()
     #: Identifiers to remember as blocked: linked to `BLOCKED_OWNER` if nobody owns them (the
     #: commit fails with `IdentifierTakenError` if a customer took one meanwhile).
@@ -257,6 +260,19 @@ class Store(ABC):
     @abstractmethod
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
         """Statuses of one sent message, in the order they were recorded."""
+
+    # --- unhandled webhook items -----------------------------------------------------------------
+
+    @abstractmethod
+    def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
+        """Keep an item a channel adapter could not read, under the day it arrived, until
+        `expires_at`; False if this exact event was recorded before (a redelivery)."""
+
+    @abstractmethod
+    def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
+                       cursor: str | None = None) -> Page[UnhandledEvent]:
+        """The unhandled items that arrived on `day` (UTC), oldest first, optionally of one
+        provider. One key-ordered partition per day: no scan."""
 
     # --- erasure -----------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -59,6 +59,7 @@ from chalicelib.domain.models import (
     MergeRecord,
     ParkedContact,
     StatusEvent,
+    UnhandledEvent,
     utcnow,
 )
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
@@ -436,6 +437,50 @@ class DynamoDbStore(Store):
         items.sort(key=lambda item: int(item["recorded_at"]["N"]))
         return [StatusEvent.model_validate_json(item["doc"]["S"]) for item in items]
 
+    # --- unhandled webhook items -----------------------------------------------------------------
+
+    def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
+        item = {
+            **_key(_unhandled_pk(event.received_at.date()), event.id),
+            "provider": {"S": event.provider},
+            **_doc(event),
+            "expires_at": _epoch(expires_at),
+        }
+        try:
+            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except _ConditionFailed:
+            return False
+        return True
+
+    def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
+                       cursor: str | None = None) -> Page[UnhandledEvent]:
+        # One partition per day, in key (arrival) order: an operator's list, never a hot path.
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            # TTL deletes within days, not at once: an expired record is gone for readers.
+            "FilterExpression": "expires_at > :now",
+            "ExpressionAttributeValues": {":pk": {"S": _unhandled_pk(day)}, ":now": _num(time.time())},
+        }
+        if provider is not None:
+            params["FilterExpression"] += " AND provider = :provider"
+            params["ExpressionAttributeValues"][":provider"] = {"S": provider}
+        if cursor:
+            params["ExclusiveStartKey"] = _key(_unhandled_pk(day), cursor)
+        items: list[dict] = []
+        while True:
+            response = self._call("query", **params)
+            items += response.get("Items", [])
+            if len(items) > limit or "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        page = items[:limit]
+        more = len(items) > limit or "LastEvaluatedKey" in response
+        return Page(
+            items=[UnhandledEvent.model_validate_json(item["doc"]["S"]) for item in page],
+            cursor=page[-1]["sk"]["S"] if page and more else None,
+        )
+
     # --- operations ------------------------------------------------------------------------------
 
     # --- erasure -----------------------------------------------------------------------------------
@@ -561,6 +606,10 @@ def _dedupe_key(key: str) -> dict:
 
 def _ident_key(identifier_key: str) -> dict:
     return _key(f"IDENT#{identifier_key}", "IDENT")
+
+
+def _unhandled_pk(day: date) -> str:
+    return f"UNHANDLED#{day.isoformat()}"
 
 
 def _status_pk(provider: str, provider_message_id: str) -> str:

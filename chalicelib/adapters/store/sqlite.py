@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import date, datetime
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
 from chalicelib.adapters.store.base import (
@@ -29,6 +29,7 @@ from chalicelib.domain.models import (
     MergeRecord,
     ParkedContact,
     StatusEvent,
+    UnhandledEvent,
     utcnow,
 )
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
@@ -57,6 +58,10 @@ CREATE TABLE IF NOT EXISTS statuses (
     provider TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, message_id, status));
 CREATE INDEX IF NOT EXISTS statuses_seq ON statuses (seq);
+CREATE TABLE IF NOT EXISTS unhandled (
+    day TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, doc TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (day, id));
+CREATE INDEX IF NOT EXISTS unhandled_expiry ON unhandled (expires_at);
 """
 
 
@@ -162,7 +167,8 @@ class SqliteStore(Store):
                 conn.execute("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",
                              (contact.id, parked_entry(contact).model_dump_json()))
             conn.executemany(
-                "INSERT OR REPLACE INTO threads (key, case_id) VALUES (?, ?)",
+                # A thread key keeps the case it first named (see `ContactCommit.thread_keys`).
+                "INSERT OR IGNORE INTO threads (key, case_id) VALUES (?, ?)",
                 [(key, case.id) for key in commit.thread_keys],
             )
             _mark_done(conn, commit.dedupe_key, commit.dedupe_expires_at)
@@ -316,6 +322,33 @@ class SqliteStore(Store):
             ).fetchall()
         return [StatusEvent.model_validate_json(r["doc"]) for r in rows]
 
+    # --- unhandled webhook items -----------------------------------------------------------------
+
+    def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
+        with self._guard(), self._db.write() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO unhandled (day, id, provider, doc, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (event.received_at.date().isoformat(), event.id, event.provider, event.model_dump_json(),
+                 expires_at.timestamp()),
+            ).rowcount
+        return inserted == 1
+
+    def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
+                       cursor: str | None = None) -> Page[UnhandledEvent]:
+        sql, args = "SELECT id, doc FROM unhandled WHERE day = ? AND expires_at > ?", [day.isoformat(), utcnow().timestamp()]
+        if provider is not None:
+            sql += " AND provider = ?"
+            args.append(provider)
+        if cursor:
+            sql += " AND id > ?"
+            args.append(cursor)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit + 1)
+        with self._guard():
+            rows = self._db.read().execute(sql, args).fetchall()
+        items = [UnhandledEvent.model_validate_json(r["doc"]) for r in rows[:limit]]
+        return Page(items=items, cursor=rows[limit - 1]["id"] if len(rows) > limit else None)
+
     # --- erasure -----------------------------------------------------------------------------------
 
     def erase_customer(self, erasure: Erasure) -> None:
@@ -351,11 +384,12 @@ class SqliteStore(Store):
             self._db.read().execute("SELECT 1").fetchone()
 
     def purge_expired(self, now: datetime) -> int:
-        """Delete expired dedupe and status records (DynamoDB's TTL does this on AWS)."""
+        """Delete expired dedupe, status and unhandled records (DynamoDB's TTL does this on AWS)."""
         with self._guard(), self._db.write() as conn:
             stamp = now.timestamp()
             removed = conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (stamp,)).rowcount
             removed += conn.execute("DELETE FROM statuses WHERE expires_at <= ?", (stamp,)).rowcount
+            removed += conn.execute("DELETE FROM unhandled WHERE expires_at <= ?", (stamp,)).rowcount
         return removed
 
     def close(self) -> None:

@@ -117,6 +117,14 @@ def _strip(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]
 
 
 _body, _headers = fixture("ses", "received_simulated")
+#: A correctly signed SNS notification whose SES notification type this adapter does not know.
+_unknown = json.dumps({
+    **sns.sign_message({
+        "Type": "Notification", "MessageId": "m-unknown", "TopicArn": TOPIC, "Timestamp": "2026-01-01T00:00:01.200Z",
+        "Message": json.dumps({"notificationType": "BrandNew", "mail": {"messageId": "ses-new"}}),
+    }, SIGNING_KEY, version="2"),
+    "SigningCertURL": CERT_URL,
+}).encode()
 
 CASE = Case(
     settings={"topic_arns": [TOPIC], "own_addresses": ["@acme.example"], "test_signing_keys": [KEY_PEM]},
@@ -129,4 +137,5 @@ CASE = Case(
     strip=_strip,
     body_signed=False,
     payloads=_payload(),
+    unknown=_unknown,
 )

@@ -83,4 +83,5 @@ CASE = Case(
     strip=lambda body, headers: (body, without(headers, "x-slack-signature")),
     body_signed=True,
     payloads=payloads,
+    unknown=json.dumps({"token": "t", "team_id": "T0HUB0001", "type": "brand_new_envelope", "detail": {"n": 1}}).encode(),
 )

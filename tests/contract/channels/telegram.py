@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import strategies as st
 
 from tests.support.channel_contract import JSON, LEAF, TEXT, Case, fixture, known_objects, mostly, without
@@ -96,4 +95,5 @@ CASE = Case(
     strip=lambda body, headers: (body, without(headers, "x-telegram-bot-api-secret-token")),
     body_signed=False,
     payloads=_update(),
+    unknown=json.dumps({"update_id": 9, "brand_new_update": {"id": 1, "text": "something new"}}).encode(),
 )

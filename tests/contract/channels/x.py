@@ -113,4 +113,5 @@ CASE = Case(
     strip=lambda body, headers: (body, without(headers, "x-twitter-webhooks-signature")),
     body_signed=True,
     payloads=payloads,
+    unknown=json.dumps({"for_user_id": US, "brand_new_events": [{"id": "1", "text": "something new"}]}).encode(),
 )

@@ -193,10 +193,10 @@ def test_replay_window(offset, ok):
     body = signed([("from", "a@customer.example")])
     at = datetime.fromtimestamp(int(TS) + offset, tz=timezone.utc)
     if ok:
-        adapter().verify(request(body, at=at))
+        adapter(max_age_seconds=300).verify(request(body, at=at))
     else:
         with pytest.raises(SignatureError, match="timestamp"):
-            adapter().verify(request(body, at=at))
+            adapter(max_age_seconds=300).verify(request(body, at=at))
 
 
 def test_replay_window_is_configurable():
@@ -230,6 +230,26 @@ def test_ingest_remembers_the_token_only_after_the_enqueue():
     assert result.enqueued == 1 and result.response.status == 200
     with pytest.raises(ReplayedTokenError):
         ingest(mailgun_adapter, req, failing, max_body_bytes=10**7, content_type=FORM)
+
+
+@pytest.mark.parametrize("retry_after_minutes", [10, 25, 55, 115, 235, 475])
+def test_a_retry_after_a_5xx_with_the_first_attempts_signature_is_accepted(retry_after_minutes):
+    """Mailgun retries with the original timestamp, token and signature at 10 min, 15, 30, 1 h,
+    2 h and 4 h after each other: every one of them must still get in."""
+    mailgun_adapter = adapter()
+    body = mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes())
+    with pytest.raises(QueueUnavailableError):
+        ingest(mailgun_adapter, request(body), MemoryQueue(fail_sends=1), max_body_bytes=10**7, content_type=FORM)
+    retry = request(body, at=AT + timedelta(minutes=retry_after_minutes))
+    assert ingest(mailgun_adapter, retry, MemoryQueue(), max_body_bytes=10**7, content_type=FORM).enqueued == 1
+
+
+def test_a_timestamp_beyond_mailguns_retry_horizon_is_refused():
+    body = mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes())
+    with pytest.raises(SignatureError, match="from our clock"):
+        adapter().verify(request(body, at=AT + timedelta(hours=9, minutes=1)))
+    with pytest.raises(SignatureError, match="from our clock"):
+        adapter().verify(request(body, at=AT - timedelta(hours=9, minutes=1)))
 
 
 def test_ingest_accepts_multipart(load):
@@ -408,3 +428,46 @@ def test_simulated_request_is_accepted_by_the_adapter():
     assert message.sender.display_name == "Zoë Müller"
     assert message.sender.handles[0].value == "zoe@kunde.example"
     assert message.account == "support@mg.acme.example"
+
+
+# --- Mailgun's verdicts are only trusted from Mailgun's own header block ---------------------------
+
+SPOOFED = (
+    b"Received: from attacker-laptop (unknown [198.51.100.66]) by smtp.evil.example with SMTP;"
+    b" Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+    b"X-Mailgun-Spf: Pass\r\nX-Mailgun-Dkim-Check-Result: Pass\r\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=kunde.example; s=mail; h=from; bh=AAAA; b=BBBB\r\n"
+    b"From: =?UTF-8?Q?J=C3=BCrgen?= <juergen.mueller@kunde.example>\r\nTo: support@mg.acme.example\r\n"
+    b"Subject: Rechnung\r\nMessage-ID: <spoof-1@evil.example>\r\n\r\nBitte Konto aendern.\r\n"
+)
+
+
+def test_a_sender_written_mailgun_verdict_below_another_hosts_received_line_is_not_trusted():
+    message = only_message(adapter().parse(request(mime_post(SPOOFED))))
+    assert message.sender.handles[0].verified is False
+
+
+def test_mailguns_own_verdict_on_top_wins_over_a_forged_one_below():
+    mailgun_block = (b"X-Mailgun-Spf: Fail\r\n"
+                     b"Received: from smtp.evil.example by mxa.mailgun.org with ESMTPS; Thu, 01 Jan 2026 00:00:01 +0000\r\n")
+    message = only_message(adapter().parse(request(mime_post(mailgun_block + SPOOFED))))
+    assert message.sender.handles[0].verified is False
+
+
+def test_mailguns_own_block_still_verifies_the_sender(load):
+    message = only_message(adapter().parse(load("mailgun", "mime_german_reply").request()))
+    assert message.sender.handles[0].verified is True
+
+
+@pytest.mark.parametrize(
+    ("pairs", "verdicts"),
+    [
+        ([("X-Mailgun-Spf", "Pass"), ("Received", "from a by mxa.mailgun.org; x"), ("X-Mailgun-Spf", "Fail")],
+         ("Pass", None)),
+        ([("Received", "from a by mail.example.com; x"), ("X-Mailgun-Spf", "Pass")], (None, None)),
+        ([("Received", "by mxb.mailgun.org; x"), ("X-Mailgun-Dkim-Check-Result", "Pass")], (None, "Pass")),
+        ([], (None, None)),
+    ],
+)
+def test_mailgun_verdicts_come_from_the_top_block_only(pairs, verdicts):
+    assert mailgun.mailgun_verdicts(pairs) == verdicts

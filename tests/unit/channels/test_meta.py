@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import meta
+from chalicelib.adapters.channels import json_body, meta
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
 from chalicelib.adapters.channels.meta import MetaAdapter, MetaSettings
-from chalicelib.domain.models import Channel, ContentType, InboundMessage, StatusEvent
+from chalicelib.domain.models import (
+    MAX_UNHANDLED_DEPTH,
+    Channel,
+    ContentType,
+    IdentityChange,
+    InboundMessage,
+    StatusEvent,
+)
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver
 
@@ -89,9 +96,15 @@ def parse_fixture(load, name: str) -> ParsedWebhook:
 
 
 def only(parsed: ParsedWebhook):
-    assert parsed.ignored == []
+    assert parsed.ignored == [] and parsed.unhandled == []
     assert len(parsed.events) == 1
     return parsed.events[0]
+
+
+def unhandled(parsed: ParsedWebhook) -> list[str]:
+    """The reasons of the items kept raw; each event is Meta's and carries its item."""
+    assert all(e.provider == "meta" and e.raw is not None and e.received_at == AT for e in parsed.unhandled)
+    return [e.reason for e in parsed.unhandled]
 
 
 # --- signatures --------------------------------------------------------------------------------
@@ -393,7 +406,7 @@ def test_parent_user_id_is_kept_in_metadata():
     assert only(parse_body(whatsapp_body({"messages": [message]}))).metadata["parent_user_id"] == "US.ENT.1"
 
 
-@pytest.mark.parametrize("kind", ["contacts", "order", "system", "unsupported", "brand_new_type"])
+@pytest.mark.parametrize("kind", ["contacts", "order", "unsupported", "brand_new_type"])
 def test_unknown_or_unread_types_are_unsupported_and_kept(kind):
     message = text_message(1, type=kind, text=None, **{kind: {"something": [1, 2]}})
     parsed = parse_body(whatsapp_body({"contacts": [CONTACT], "messages": [message]}))
@@ -492,21 +505,27 @@ def test_one_malformed_item_never_drops_the_others():
     parsed = parse_body(whatsapp_body({"messages": messages, "statuses": statuses}))
     assert [e.provider_message_id for e in parsed.events] == ["wamid.TEST1", "wamid.TEST2", "wamid.OUT2"]
     where = "entry[0].changes[0].value"
-    assert parsed.ignored == [
+    assert parsed.ignored == []
+    assert unhandled(parsed) == [
         f"{where}.messages[1]: not an object",
         f"{where}.messages[2]: message without id",
         f"{where}.messages[3]: message without sender (from / from_user_id)",
         f"{where}.statuses[0]: status without id or status",
     ]
+    assert [e.raw for e in parsed.unhandled] == [messages[1], messages[2], messages[3], statuses[0]]
 
 
-def test_an_absurdly_deep_item_is_ignored_and_the_rest_kept():
+def test_an_absurdly_deep_item_is_kept_as_text_and_the_rest_parsed():
     deep: object = "x"
-    for _ in range(meta.MAX_ITEM_DEPTH + 5):
+    # Deeper than the adapter reads and than a raw copy is kept as JSON: kept as its JSON text.
+    for _ in range(max(json_body.MAX_DEPTH, MAX_UNHANDLED_DEPTH) + 5):
         deep = [deep]
     parsed = parse_body(whatsapp_body({"messages": [text_message(1, type="weird", weird=deep), text_message(2)]}))
     assert [e.provider_message_id for e in parsed.events] == ["wamid.TEST2"]
-    assert "nested deeper" in parsed.ignored[0]
+    [kept] = parsed.unhandled
+    assert "nested deeper" in kept.reason and isinstance(kept.raw, str) and '"weird"' in kept.raw
+    # What the queue carries survives the trip.
+    assert type(kept).model_validate_json(kept.model_dump_json()) == kept
 
 
 def test_messages_need_the_business_phone_number_id():
@@ -518,26 +537,31 @@ def test_messages_need_the_business_phone_number_id():
     ).encode()
     parsed = parse_body(body)
     assert parsed.events == []
-    assert parsed.ignored == ["entry[0].changes[0].value.messages[0]: metadata.phone_number_id missing"]
+    assert unhandled(parsed) == ["entry[0].changes[0].value.messages[0]: metadata.phone_number_id missing"]
+    assert parsed.unhandled[0].raw == text_message(1)
 
 
-def test_value_errors_and_unknown_fields_are_ignored_with_reasons():
+def test_value_errors_and_unknown_fields_are_kept_raw_with_reasons():
     errors = {"errors": [{"code": 131051, "title": "Unsupported message type", "message": "x"}]}
     body = json.loads(whatsapp_body(errors))
     body["entry"][0]["changes"].append({"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}})
     body["entry"].append("not an entry")
     parsed = parse_body(json.dumps(body).encode())
-    assert parsed.events == []
-    assert parsed.ignored == [
+    assert parsed.events == [] and parsed.ignored == []
+    assert unhandled(parsed) == [
         "entry[0].changes[0].value.errors[0]: WhatsApp reported error 131051 (Unsupported message type)",
         "entry[0].changes[1]: field 'account_update' is not handled",
         "entry[1]: not an object with a changes list",
     ]
+    assert [e.raw for e in parsed.unhandled] == [
+        errors["errors"][0], {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}, "not an entry",
+    ]
 
 
-def test_unknown_object_is_acknowledged_with_a_reason():
+def test_unknown_object_is_acknowledged_and_kept_raw():
     parsed = parse_body(b'{"object":"permissions","entry":[]}')
-    assert parsed.events == [] and parsed.ignored == ["object 'permissions' is not a product this adapter handles"]
+    assert parsed.events == [] and unhandled(parsed) == ["object 'permissions' is not a product this adapter handles"]
+    assert parsed.unhandled[0].raw == {"object": "permissions", "entry": []}
 
 
 @pytest.mark.parametrize(
@@ -914,7 +938,7 @@ def test_postback_without_mid_gets_a_stable_id_from_sender_and_time():
     again = only(parse_body(messaging_body(from_customer(postback=postback))))
     assert first.provider_message_id == again.provider_message_id == f"postback:{PSID}:1767225600000"
     parsed = parse_body(messaging_body(from_customer(timestamp=None, postback=postback)))
-    assert parsed.events == [] and parsed.ignored == ["entry[0].messaging[0]: postback without mid or timestamp"]
+    assert parsed.events == [] and unhandled(parsed) == ["entry[0].messaging[0]: postback without mid or timestamp"]
 
 
 def test_postback_referral_and_message_reply_to_are_kept():
@@ -968,7 +992,6 @@ def test_legacy_location_attachment():
         (from_customer(), "no event in the item"),
         (from_customer(message={"text": "no mid"}), "message without mid"),
         (from_customer(message="text"), "message is not an object"),
-        (from_customer(message={"mid": "m_1", "is_deleted": True}), "is_deleted"),
         (from_customer(postback=[1]), "postback is not an object"),
         (from_customer(reaction={"emoji": "x"}), "reaction without the reacted message's mid"),
         (from_customer(read={}), "read receipt without mids or watermark"),
@@ -978,11 +1001,18 @@ def test_legacy_location_attachment():
         ("not an event", "not an object"),
     ],
 )
-def test_unknown_or_unusable_events_are_ignored_with_a_reason(event, reason):
+def test_unknown_or_unusable_events_are_kept_raw_with_a_reason(event, reason):
     parsed = parse_body(messaging_body(event))
-    assert parsed.events == []
-    [ignored] = parsed.ignored
-    assert ignored.startswith("entry[0].messaging[0]: ") and reason in ignored
+    assert parsed.events == [] and parsed.ignored == []
+    [kept] = parsed.unhandled
+    assert kept.reason.startswith("entry[0].messaging[0]: ") and reason in kept.reason
+    assert kept.raw == event
+
+
+def test_an_unsent_message_is_ignored_not_kept():
+    parsed = parse_body(messaging_body(from_customer(message={"mid": "m_1", "is_deleted": True})))
+    assert parsed.events == [] and parsed.unhandled == []
+    assert parsed.ignored == ["entry[0].messaging[0]: the customer deleted an earlier message (is_deleted), not a contact"]
 
 
 def test_one_bad_event_never_drops_the_others_and_each_is_located():
@@ -990,32 +1020,38 @@ def test_one_bad_event_never_drops_the_others_and_each_is_located():
     body = messaging_body("junk", good, from_customer(optin={}), from_customer(read={"watermark": 5}))
     parsed = parse_body(body)
     assert [e.kind for e in parsed.events] == ["message", "status"]
-    assert parsed.ignored == [
+    assert unhandled(parsed) == [
         "entry[0].messaging[0]: not an object",
         "entry[0].messaging[2]: 'optin' events are not handled",
     ]
 
 
-def test_entry_shapes_that_are_not_messaging_are_acknowledged_with_reasons():
+def test_entry_shapes_that_are_not_messaging_are_acknowledged_and_kept_raw():
+    standby = [from_customer(message={"mid": "m_s", "text": "x"}), from_customer(message={"mid": "m_t", "text": "y"})]
     body = {
         "object": "page",
         "entry": [
             {"id": PAGE_ID, "time": 1, "changes": [{"field": "feed", "value": {"item": "comment"}}]},
-            {"id": PAGE_ID, "standby": [from_customer(message={"mid": "m_s", "text": "x"})]},
+            {"id": PAGE_ID, "standby": standby},
             {"id": PAGE_ID, "messaging": {"not": "a list"}},
             {"id": PAGE_ID},
             "junk",
+            {"id": PAGE_ID, "standby": {"not": "a list"}},
         ],
     }
     parsed = parse_body(json.dumps(body).encode())
-    assert parsed.events == []
-    assert parsed.ignored == [
+    assert parsed.events == [] and parsed.ignored == []
+    assert unhandled(parsed) == [
         "entry[0].changes[0]: field 'feed' is not handled",
-        "entry[1].standby: 1 events of conversations another app controls",
+        "entry[1].standby[0]: an event of a conversation another app controls",
+        "entry[1].standby[1]: an event of a conversation another app controls",
         "entry[2].messaging: not a list",
         "entry[3]: no messaging events",
         "entry[4]: not an object",
+        "entry[5].standby[0]: an event of a conversation another app controls",
     ]
+    # Each standby event on its own: the customer's words are kept, one item each.
+    assert [e.raw for e in parsed.unhandled[1:3]] == standby
 
 
 def test_without_entry_id_the_recipient_is_the_account():
@@ -1023,7 +1059,7 @@ def test_without_entry_id_the_recipient_is_the_account():
     message = only(parse_body(json.dumps(body).encode()))
     assert message.account == PAGE_ID and message.sender.handles[0].scope == PAGE_ID
     no_account = {"object": "page", "entry": [{"messaging": [{"sender": {"id": PSID}, "message": {"mid": "m_1"}}]}]}
-    assert parse_body(json.dumps(no_account).encode()).ignored == [
+    assert unhandled(parse_body(json.dumps(no_account).encode())) == [
         "entry[0].messaging[0]: no page or account id (entry.id, recipient.id)"
     ]
 
@@ -1120,3 +1156,57 @@ def test_simulated_requests_of_twilio_and_webchat_verify_and_parse_with_their_ad
     assert "user_hash" not in json.loads(simulated.body)
     [message] = unverified_site.parse(request(simulated.body, simulated.headers)).events
     assert [(h.kind, h.verified) for h in message.sender.handles][1:] == [("phone", False)]
+
+
+# --- identity changes (system messages) --------------------------------------------------------
+
+
+def system(kind: str, **fields) -> dict:
+    """A system message as WhatsApp sends it: no contacts array, the change in `system`."""
+    return {"id": "wamid.SYS1", "timestamp": "1767225600", "type": "system",
+            "system": {"body": "User Sheena Nelson changed ...", "type": kind, **fields}}  # fmt: skip
+
+
+def test_a_new_business_scoped_id_is_an_identity_change_never_a_contact():
+    message = {**system("user_changed_user_id", user_id="US.NEW1", parent_user_id="US.ENT.2",
+                        previous_user_id="US.OLD1", previous_parent_user_id="US.ENT.1"), "from_user_id": "US.NEW1"}
+    change = only(parse_body(whatsapp_body({"messages": [message]})))
+    assert isinstance(change, IdentityChange) and change.change == "user_changed_user_id"
+    assert [(h.kind, h.value) for h in change.previous] == [("whatsapp_user", "US.OLD1")]
+    assert [(h.kind, h.value) for h in change.current] == [("whatsapp_user", "US.NEW1")]
+    assert (change.account, change.provider_message_id, change.dedupe_key) == (
+        PHONE_NUMBER_ID, "wamid.SYS1", "identity:meta:wamid.SYS1")
+    # Ordered with the messages the customer sent under the previous id.
+    assert change.order_key == f"meta:{PHONE_NUMBER_ID}:whatsapp_user:/US.OLD1"
+    assert change.raw["message"]["system"]["previous_parent_user_id"] == "US.ENT.1"
+
+
+def test_a_new_number_brings_the_new_wa_id_and_the_new_business_scoped_id():
+    message = {**system("user_changed_number", wa_id="12195555358", user_id="US.NEW1", previous_user_id="US.OLD1"),
+               "from": "16505551234"}
+    change = only(parse_body(whatsapp_body({"messages": [message]})))
+    assert [(h.kind, h.value) for h in change.previous] == [("whatsapp_user", "US.OLD1"), ("whatsapp", "16505551234")]
+    assert [(h.kind, h.value) for h in change.current] == [("whatsapp_user", "US.NEW1"), ("whatsapp", "12195555358")]
+
+
+def test_a_number_change_before_business_scoped_ids_still_links_the_new_number():
+    change = only(parse_body(whatsapp_body({"messages": [{**system("user_changed_number", wa_id="12195555358"),
+                                                          "from": "16505551234"}]})))
+    assert [(h.kind, h.value) for h in change.previous] == [("whatsapp", "16505551234")]
+    assert [(h.kind, h.value) for h in change.current] == [("whatsapp", "12195555358")]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (system("customer_identity_changed", identity="abc"), "system message 'customer_identity_changed' is not handled"),
+        (system("user_changed_user_id", user_id="US.NEW1"), "without both the previous and the new id"),
+        ({**system("user_changed_number", previous_user_id="US.OLD1"), "from": "16505551234"}, "without both"),
+        ({**system("user_changed_user_id", user_id="US.SAME", previous_user_id="US.SAME")}, "without both"),
+    ],
+)
+def test_other_or_incomplete_system_messages_are_kept_raw(message, reason):
+    parsed = parse_body(whatsapp_body({"messages": [message]}))
+    assert parsed.events == []
+    [kept] = parsed.unhandled
+    assert reason in kept.reason and kept.raw == message

@@ -29,7 +29,7 @@ from chalicelib.adapters.channels.ses import (
 )
 from chalicelib.adapters.channels.ses_s3 import ses_headers
 from chalicelib.adapters.queue.base import OutgoingMessage
-from chalicelib.domain.models import Channel, ContentType
+from chalicelib.domain.models import Channel, ContentType, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
 from chalicelib.secrets import SecretResolver
 from chalicelib.service.ingest import ingest
@@ -877,26 +877,77 @@ def test_declared_base64_that_is_not_base64_is_ignored():
     ses = json.loads(body["Message"])
     ses["content"] = "From: not base64 at all"
     body["Message"] = json.dumps(ses)
-    assert "not valid Base64" in parse(resigned(body)).ignored[0]
+    [kept] = parse(resigned(body)).unhandled
+    assert "not valid Base64" in kept.reason and kept.raw["content"] == "From: not base64 at all"
 
 
 @pytest.mark.parametrize(
     "change, reason",
     [
-        ({"notificationType": "Bounce"}, "not an inbound email"),
-        ({"notificationType": None}, "not an inbound email"),
+        ({"notificationType": "BrandNew"}, "notificationType 'BrandNew' is not handled"),
+        ({"notificationType": None}, "notificationType 'None' is not handled"),
         ({"mail": {}}, "usable mail.messageId"),
         ({"mail": {"messageId": "a\nb"}}, "usable mail.messageId"),
-        ({"content": None}, "carries no email"),
         ({"content": "   "}, "not a parseable email"),
     ],
 )
-def test_unusable_ses_notifications_are_acknowledged_with_a_reason(change, reason):
+def test_unreadable_ses_notifications_are_acknowledged_and_kept_raw(change, reason):
     body = json.loads(notification())
-    ses = {**json.loads(body["Message"]), **change}
-    body["Message"] = json.dumps({k: v for k, v in ses.items() if v is not None})
+    ses = {k: v for k, v in {**json.loads(body["Message"]), **change}.items() if v is not None}
+    body["Message"] = json.dumps(ses)
     parsed = parse(resigned(body))
-    assert parsed.events == [] and reason in parsed.ignored[0]
+    assert parsed.events == [] and parsed.ignored == []
+    [kept] = parsed.unhandled
+    assert reason in kept.reason and kept.raw == ses
+
+
+def test_an_sns_action_without_content_is_ignored_with_the_way_to_read_it():
+    body = json.loads(notification())
+    ses = json.loads(body["Message"])
+    del ses["content"]
+    body["Message"] = json.dumps(ses)
+    parsed = parse(resigned(body))
+    assert parsed.events == [] and parsed.unhandled == [] and "carries no email" in parsed.ignored[0]
+
+
+FEEDBACK_MAIL = {"timestamp": "2026-01-01T00:00:00.000Z", "messageId": "0100018c-sent-by-us", "source": "support@acme.example",
+                 "destination": ["ana@customer.example"], "headers": [{"name": "Subject", "value": "Ihre Bestellung"}]}
+
+
+@pytest.mark.parametrize(
+    "feedback, status, error",
+    [
+        ({"notificationType": "Delivery", "delivery": {"timestamp": "2026-01-01T00:00:02.000Z",
+          "recipients": ["ana@customer.example"], "smtpResponse": "250 ok"}}, "delivered", (None, None)),
+        ({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+          "timestamp": "2026-01-01T00:00:02.000Z", "bouncedRecipients": [{"emailAddress": "ana@customer.example",
+          "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}},
+         "failed", ("Permanent/General", "smtp; 550 5.1.1 user unknown")),
+        ({"eventType": "Complaint", "complaint": {"timestamp": "2026-01-01T00:00:02.000Z",
+          "complainedRecipients": [{"emailAddress": "ana@customer.example"}], "complaintFeedbackType": "abuse"}},
+         "complained", ("abuse", None)),
+    ],
+)  # fmt: skip
+def test_feedback_about_mail_we_sent_is_a_status_never_a_contact(feedback, status, error):
+    body = json.loads(notification())
+    body["Message"] = json.dumps({**feedback, "mail": FEEDBACK_MAIL})
+    parsed = parse(resigned(body))
+    assert parsed.ignored == [] and parsed.unhandled == []
+    [event] = parsed.events
+    assert isinstance(event, StatusEvent)
+    assert (event.provider, event.channel, event.provider_message_id, event.status) == (
+        "ses", Channel.EMAIL, "0100018c-sent-by-us", status)
+    assert (event.recipient, event.account) == ("ana@customer.example", "support@acme.example")
+    assert (event.error_code, event.error_message) == error
+    assert event.occurred_at == datetime(2026, 1, 1, 0, 0, 2, tzinfo=timezone.utc)
+    assert "headers" not in event.raw["mail"], "the sent mail's headers are not kept with its status"
+
+
+def test_feedback_without_the_sent_mails_id_is_kept_raw():
+    body = json.loads(notification())
+    body["Message"] = json.dumps({"notificationType": "Delivery", "delivery": {}, "mail": {}})
+    [kept] = parse(resigned(body)).unhandled
+    assert "Delivery notification without a usable mail.messageId" in kept.reason
 
 
 def test_lone_surrogates_from_json_escapes_never_break_the_queue_message():
@@ -919,11 +970,12 @@ def test_s3_action_alert_is_acknowledged_and_points_to_the_s3_delivery():
 
 
 @pytest.mark.parametrize("message", ["plain text published to the topic", "[1,2]", "null"])
-def test_non_ses_messages_on_the_topic_are_acknowledged(message):
+def test_non_ses_messages_on_the_topic_are_acknowledged_and_kept_raw(message):
     body = json.loads(notification())
     body["Message"] = message
     parsed = parse(resigned(body))
-    assert parsed.events == [] and "not an SES notification" in parsed.ignored[0]
+    [kept] = parsed.unhandled
+    assert parsed.events == [] and "not an SES notification" in kept.reason and kept.raw == message
 
 
 def test_attachment_only_email_is_media():
@@ -1177,7 +1229,7 @@ def local_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

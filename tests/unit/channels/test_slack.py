@@ -88,16 +88,24 @@ def parse_fixture(load, name: str, **settings) -> SlackParsed:
 
 
 def only(parsed: ParsedWebhook) -> InboundMessage:
-    assert parsed.ignored == []
+    assert parsed.ignored == [] and parsed.unhandled == []
     assert len(parsed.events) == 1
     assert isinstance(parsed.events[0], InboundMessage)
     return parsed.events[0]
 
 
 def ignored(parsed: ParsedWebhook) -> str:
-    assert parsed.events == []
+    assert parsed.events == [] and parsed.unhandled == []
     assert len(parsed.ignored) == 1
     return parsed.ignored[0]
+
+
+def kept(parsed: ParsedWebhook):
+    """The one item kept raw: Slack's envelope without its verification token."""
+    assert parsed.events == [] and parsed.ignored == []
+    [event] = parsed.unhandled
+    assert event.provider == "slack" and "token" not in event.raw
+    return event
 
 
 # --- signatures: our verifier and slack_sdk agree on every fixture ------------------------------
@@ -406,11 +414,16 @@ def test_lone_surrogates_become_replacement_characters():
         ("bot_echo", "our own bot user's message"),
         ("shared_channel_agent", "a member of our own workspace in a shared channel"),
         ("message_changed", "message subtype 'message_changed': an edit"),
-        ("reaction_added", "event type 'reaction_added' is not handled"),
     ],
 )
 def test_fixtures_that_are_ignored_with_a_reason(load, name, reason):
     assert reason in ignored(parse_fixture(load, name))
+
+
+def test_an_event_type_the_adapter_does_not_read_is_kept_raw(load):
+    event = kept(parse_fixture(load, "reaction_added"))
+    assert "event type 'reaction_added' is not handled" in event.reason
+    assert event.raw["event"]["type"] == "reaction_added" and event.raw["event_id"]
 
 
 @pytest.mark.parametrize(
@@ -424,15 +437,28 @@ def test_fixtures_that_are_ignored_with_a_reason(load, name, reason):
         ({"subtype": "message_deleted"}, {}, "a deletion"),
         ({"subtype": "channel_join"}, {}, "subtype 'channel_join': not a customer message"),
         ({"hidden": True}, {}, "a hidden message"),
-        ({"user": None}, {}, "message without user"),
-        ({"ts": None}, {}, "message without channel or ts"),
-        ({"type": "app_mention"}, {}, "event type 'app_mention' is not handled"),
+        ({"type": "app_mention"}, {}, "app_mention repeats the message event"),
         ({"channel_type": "channel", "channel": "C0INTERNAL"}, {}, "outside Slack Connect"),
         ({"channel_type": "mpim"}, {}, "outside Slack Connect"),
     ],
 )
 def test_events_that_are_ignored_with_a_reason(event, settings, reason):
     assert reason in ignored(parse(envelope(event), **settings))
+
+
+@pytest.mark.parametrize(
+    ("event", "outer", "reason"),
+    [
+        ({"user": None}, {}, "message without user"),
+        ({"ts": None}, {}, "message without channel or ts"),
+        ({"type": "member_joined_channel"}, {}, "event type 'member_joined_channel' is not handled"),
+        ({"channel_type": "channel", "channel": "C0SHARED1", "team": None}, {"is_ext_shared_channel": True},
+         "without the sender's team"),
+    ],
+)
+def test_events_the_adapter_cannot_read_are_kept_raw(event, outer, reason):
+    kept_event = kept(parse(envelope(event, **outer)))
+    assert reason in kept_event.reason and kept_event.raw["event_id"] == "Ev0TEST0001"
 
 
 def test_team_ids_is_an_allow_list_of_workspaces():
@@ -447,19 +473,34 @@ def test_team_ids_also_names_our_workspaces_in_shared_channels():
     assert "our own workspace" in ignored(parse(envelope(event, is_ext_shared_channel=True), team_ids=ours))
 
 
+def test_a_shared_channel_event_delivered_through_the_customers_install_keeps_the_roles():
+    """Slack may deliver a Slack Connect event through the customer's installation: `team_id`
+    is then theirs. With team_ids configured, the sender's team alone decides."""
+    customer_said = {"channel_type": "channel", "channel": "C0SHARED1", "user": "U0CUST001", "user_team": "T0CUSTOMR"}
+    agent_said = {**customer_said, "user": "U0AGENT07", "user_team": "T0HUB0001"}
+    via_customer = {"is_ext_shared_channel": True, "team_id": "T0CUSTOMR"}
+    message = only(parse(envelope(customer_said, **via_customer), team_ids=["T0HUB0001"]))
+    assert (message.sender.handles[0].value, message.sender.handles[0].scope) == ("U0CUST001", "T0CUSTOMR")
+    assert "our own workspace" in ignored(parse(envelope(agent_said, **via_customer), team_ids=["T0HUB0001"]))
+    # A workspace outside the allow-list still cannot send DMs in.
+    assert "is not in team_ids" in ignored(parse(envelope(team_id="T0CUSTOMR"), team_ids=["T0HUB0001"]))
+
+
 def test_a_dm_from_a_colleague_is_still_a_contact():
     only(parse(envelope({"user": "U0AGENT07", "team": "T0HUB0001"})))
 
 
-def test_app_rate_limited_is_acknowledged_and_counted():
+def test_app_rate_limited_is_acknowledged_and_counted_with_its_minute():
     body = json.dumps({"token": "t", "team_id": "T0HUB0001", "minute_rate_limited": 1767225540,
                        "api_app_id": "A0HUB0001", "type": "app_rate_limited"}).encode()  # fmt: skip
-    assert "app_rate_limited" in ignored(parse(body))
+    assert "for minute 1767225540" in ignored(parse(body))
 
 
-def test_unknown_envelope_types_are_acknowledged():
-    parsed = parse(json.dumps({"type": "brand_new_envelope"}).encode())
-    assert "'brand_new_envelope' is not handled" in ignored(parsed)
+def test_unknown_envelope_types_are_acknowledged_and_kept_raw():
+    parsed = parse(json.dumps({"type": "brand_new_envelope", "token": "t", "detail": {"x": 1}}).encode())
+    event = kept(parsed)
+    assert "'brand_new_envelope' is not handled" in event.reason
+    assert event.raw == {"type": "brand_new_envelope", "detail": {"x": 1}}
     assert adapter().ack(parsed).status == 200
 
 

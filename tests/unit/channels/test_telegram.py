@@ -61,16 +61,24 @@ def parse_fixture(load, name: str) -> ParsedWebhook:
 
 
 def only(parsed: ParsedWebhook) -> InboundMessage:
-    assert parsed.ignored == []
+    assert parsed.ignored == [] and parsed.unhandled == []
     assert len(parsed.events) == 1
     assert isinstance(parsed.events[0], InboundMessage)
     return parsed.events[0]
 
 
 def ignored(parsed: ParsedWebhook) -> str:
-    assert parsed.events == []
+    assert parsed.events == [] and parsed.unhandled == []
     assert len(parsed.ignored) == 1
     return parsed.ignored[0]
+
+
+def kept(parsed: ParsedWebhook):
+    """The one update kept raw, as Telegram sent it."""
+    assert parsed.events == [] and parsed.ignored == []
+    [event] = parsed.unhandled
+    assert event.provider == "telegram" and event.received_at == AT
+    return event
 
 
 # --- the secret token ------------------------------------------------------------------------------
@@ -363,23 +371,42 @@ def test_fixtures_that_are_ignored_with_a_reason(load, name, reason):
         (update(**{"from": {"id": BOT_ID, "is_bot": True, "first_name": "Acme"}}), "our own bot's message"),
         (update(**{"from": {"id": 9, "is_bot": True, "username": "Acme_Support_Bot"}}), "our own bot's message"),
         (update(**{"from": {"id": 9, "is_bot": True, "first_name": "Other"}}), "a bot's message"),
+        # An anonymous group admin: the message is the group's, `from` its stand-in bot.
         (update(**{"from": {"id": 1087968824, "is_bot": True, "first_name": "Group"}},
-                sender_chat={"id": -100, "type": "supergroup"}), "a bot's message"),  # an anonymous admin
+                sender_chat={"id": -100, "type": "supergroup"}), "sent on behalf of a chat"),
+        # A linked channel's post, re-posted into its discussion group by Telegram (777000).
+        (update(**{"from": {"id": 777000, "is_bot": False, "first_name": "Telegram"}},
+                sender_chat={"id": -1001111, "type": "channel", "title": "Acme News"}, is_automatic_forward=True,
+                chat={"id": -1002222, "type": "supergroup", "title": "Acme Community"}), "sent on behalf of a chat"),
         (update(**{"from": None}), "no from user"),
-        (update(**{"from": {"id": "123"}}), "from.id is not a Telegram user id"),
-        (update(chat=None), "without chat.id or message_id"),
         (update(text=None, new_chat_members=[ANA]), "a service message (new_chat_members)"),
         (update(text=None, pinned_message={"message_id": 1}), "service message (pinned_message)"),
-        (json.dumps({"update_id": 1, "message": "text"}).encode(), "message is not an object"),
-        (json.dumps({"update_id": 1}).encode(), "an update without content"),
-        (json.dumps({"update_id": 1, "business_message": {}}).encode(), "Telegram Business"),
-        (json.dumps({"update_id": 1, "message_reaction": {}}).encode(), "a reaction"),
-        (json.dumps({"update_id": 1, "brand_new_update": {}}).encode(), "'brand_new_update' is not known"),
+        (json.dumps({"update_id": 1, "channel_post": {}}).encode(), "a post in a channel"),
     ],
 )
 def test_updates_that_are_ignored_with_a_reason(body, reason):
     parsed = parse(body)
     assert reason in ignored(parsed)
+    assert adapter().ack(parsed).status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (update(**{"from": {"id": "123"}}), "from.id is not a Telegram user id"),
+        (update(chat=None), "without chat.id or message_id"),
+        (json.dumps({"update_id": 1, "message": "text"}).encode(), "message is not an object"),
+        (json.dumps({"update_id": 1}).encode(), "an update without content"),
+        (json.dumps({"update_id": 1, "business_message": {"text": "Hallo"}}).encode(), "Telegram Business"),
+        (json.dumps({"update_id": 1, "message_reaction": {}}).encode(), "a reaction"),
+        (json.dumps({"update_id": 1, "brand_new_update": {"a": [1]}}).encode(), "'brand_new_update' is not known"),
+    ],
+)
+def test_updates_the_adapter_cannot_read_are_kept_raw(body, reason):
+    parsed = parse(body)
+    event = kept(parsed)
+    assert reason in event.reason and event.reason.startswith("update 1: ")
+    assert event.raw == json.loads(body)
     assert adapter().ack(parsed).status == 200
 
 

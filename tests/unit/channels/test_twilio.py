@@ -460,11 +460,13 @@ def test_message_with_nothing_readable_is_unsupported_not_an_error():
     assert message.metadata["message_type"] == "brand_new"
 
 
-def test_unsupported_channel_prefix_is_acknowledged_and_ignored():
+def test_unsupported_channel_prefix_is_acknowledged_and_kept_raw():
     pairs = [(n, "messenger:1234" if n == "From" else v) for n, v in MESSAGE]
     parsed = adapter().parse(request(urlencode(pairs).encode()))
-    assert parsed.events == []
-    assert parsed.ignored == ["Twilio channel 'messenger' is not supported yet"]
+    assert parsed.events == [] and parsed.ignored == []
+    [kept] = parsed.unhandled
+    assert kept.reason == "Twilio channel 'messenger' is not supported yet"
+    assert kept.raw["From"] == "messenger:1234" and kept.provider == "twilio"
 
 
 @pytest.mark.parametrize("field", ["MessageSid", "From", "To"])

@@ -72,9 +72,15 @@ def parse_fixture(load, name: str, **overrides) -> ParsedWebhook:
 
 
 def only(parsed: ParsedWebhook):
-    assert parsed.ignored == []
+    assert parsed.ignored == [] and parsed.unhandled == []
     assert len(parsed.events) == 1
     return parsed.events[0]
+
+
+def unhandled(parsed: ParsedWebhook) -> list[str]:
+    """The reasons of the items kept raw (each X's, each with its item)."""
+    assert all(e.provider == "x" and e.raw is not None for e in parsed.unhandled)
+    return [e.reason for e in parsed.unhandled]
 
 
 def dm(event_id: str = "1950000000000000100", sender: str = CUSTOMER, recipient: str = US, **message_data) -> dict:
@@ -421,10 +427,11 @@ def test_read_receipt_without_ids_is_skipped(missing):
     event = {"sender_id": CUSTOMER, "last_read_event_id": "1950000000000000001"}
     del event[missing]
     parsed = parse_body({"for_user_id": US, "direct_message_mark_read_events": [event]})
-    assert parsed.events == [] and "read receipt without" in parsed.ignored[0]
+    assert parsed.events == [] and "read receipt without" in unhandled(parsed)[0]
+    assert parsed.unhandled[0].raw == event
 
 
-def test_every_other_activity_is_counted_and_named():
+def test_every_other_activity_is_counted_and_named_and_unknown_ones_kept_raw():
     parsed = parse_body(
         {
             "for_user_id": US,
@@ -442,8 +449,9 @@ def test_every_other_activity_is_counted_and_named():
         "favorite_events[1]: a like",
         "follow_events[0]: a follow or unfollow",
         "user_event: a user revoked the app's access (X deleted that account's subscription)",
-        "brand_new_events: not an Account Activity event this adapter knows",
     ]
+    assert unhandled(parsed) == ["brand_new_events: not an Account Activity event this adapter knows"]
+    assert parsed.unhandled[0].raw == {"brand_new_events": []}
 
 
 def test_replay_job_status_is_acknowledged():
@@ -452,8 +460,9 @@ def test_replay_job_status_is_acknowledged():
 
 
 @pytest.mark.parametrize("payload", [{}, {"for_user_id": US, "users": {}}])
-def test_object_without_events_is_acknowledged(payload):
-    assert parse_body(payload).ignored == ["body: no Account Activity events"]
+def test_object_without_events_is_acknowledged_and_kept_raw(payload):
+    parsed = parse_body(payload)
+    assert unhandled(parsed) == ["body: no Account Activity events"] and parsed.unhandled[0].raw == payload
 
 
 def test_one_bad_item_never_drops_the_others():
@@ -470,7 +479,9 @@ def test_one_bad_item_never_drops_the_others():
     events[6]["message_create"].pop("target")
     parsed = parse_body(body(*events, for_user_id=None))
     assert [e.provider_message_id for e in parsed.events] == ["1", "7"]
-    assert parsed.ignored == [
+    assert parsed.ignored == []
+    assert [e.raw for e in parsed.unhandled] == events[1:7]
+    assert unhandled(parsed) == [
         "direct_message_events[1]: not an object",
         "direct_message_events[2]: message without a numeric id",
         "direct_message_events[3]: type 'welcome_message' is not a message",
@@ -486,8 +497,10 @@ def test_recipient_falls_back_to_the_subscribed_account():
     assert only(parse_body(body(event))).account == US
 
 
-def test_event_list_that_is_not_a_list_is_skipped():
-    assert parse_body({"direct_message_events": {"id": "1"}}).ignored == ["direct_message_events: not a list"]
+def test_event_list_that_is_not_a_list_is_kept_raw():
+    parsed = parse_body({"direct_message_events": {"id": "1"}})
+    assert unhandled(parsed) == ["direct_message_events: not a list"]
+    assert parsed.unhandled[0].raw == {"direct_message_events": {"id": "1"}}
 
 
 def test_the_same_dm_delivered_twice_has_one_dedupe_key():
@@ -605,8 +618,10 @@ def test_activity_api_dm_from_the_filtered_account_is_an_echo():
     ("event_type", "payload"),
     [("post.create", {"id": "1", "text": "hello"}), ("dm.received", {"id": "1", "sender_id": "2", "text": "hi"})],
 )
-def test_other_activity_api_events_are_acknowledged(event_type, payload):
-    assert parse_body(activity(event_type, payload)).ignored == [f"X Activity API event {event_type!r} is not handled"]
+def test_other_activity_api_events_are_acknowledged_and_kept_raw(event_type, payload):
+    parsed = parse_body(activity(event_type, payload))
+    assert unhandled(parsed) == [f"X Activity API event {event_type!r} is not handled"]
+    assert parsed.unhandled[0].raw["payload"] == payload
 
 
 # --- malformed bodies ----------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""Email through HTTP on the running hub: Mailgun and SendGrid posts with their real bytes and
+credentials become contacts; a wrong credential is refused; and an email thread stays with the
+customer who started it, even when someone they copied replies to all."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from urllib.parse import urlencode
+
+import pytest
+
+from chalicelib.adapters.channels.mailgun import compute_signature
+from chalicelib.bootstrap import Hub
+from chalicelib.local.runtime import EmbeddedRuntime
+from chalicelib.settings import Settings
+from tests.contract.channels.sendgrid import PASSWORD, PATH_TOKEN, PUBLIC_KEY
+from tests.functional.conftest import HttpResult, RunningHub
+from tests.support.fakes import Clock
+from tests.support.fixtures import load
+
+MAILGUN_KEY = "test-mailgun-webhook-signing-key"
+SUPPORT = "support@mg.acme.example"
+CONFIG = {
+    "channels": {
+        "mailgun": {"webhook_signing_keys": [MAILGUN_KEY], "own_addresses": [SUPPORT, "@acme.example"]},
+        "sendgrid": {"basic_auth": [{"username": "sendgrid", "password": PASSWORD}], "path_tokens": [PATH_TOKEN],
+                     "signature_public_keys": [PUBLIC_KEY], "own_addresses": ["@acme.example"]},
+    },
+    "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl"}],
+    "media": {"enabled": False},
+}
+
+
+@pytest.fixture
+def email_hub(tmp_path):
+    """The embedded hub on a clock set to the fixtures' time (their signatures carry it)."""
+    clock = Clock(datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))
+    config = tmp_path / "hub.json"
+    config.write_text(json.dumps(CONFIG))
+    settings = Settings(config_path=str(config), data_dir=str(tmp_path / "data"), port=0)
+    runtime = EmbeddedRuntime(settings, hub=Hub(settings, clock=clock), port=0).start()
+    try:
+        yield RunningHub(runtime, None, tmp_path / "data"), clock
+    finally:
+        runtime.stop()
+
+
+def contacts(hub: RunningHub, count: int) -> list[dict]:
+    hub.wait_for(lambda: hub.settled() and len(hub.outbox()) >= count, message=f"{count} contacts delivered")
+    return [line["data"]["contact"] for line in hub.outbox()]
+
+
+def mailgun_mime(message: EmailMessage, at: datetime) -> tuple[bytes, dict]:
+    """A raw-MIME route POST (`forward(".../webhooks/mailgun/mime")`), signed at `at`."""
+    timestamp, token = str(int(at.timestamp())), secrets.token_hex(25)
+    fields = {"recipient": SUPPORT, "sender": message["From"], "body-mime": message.as_string(), "timestamp": timestamp,
+              "token": token, "signature": compute_signature(MAILGUN_KEY, timestamp, token)}  # fmt: skip
+    return urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def email(sender: str, message_id: str, text: str, *, cc: str | None = None, reply_to: str | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, SUPPORT, "Lieferung"
+    message["Message-ID"] = message_id
+    # Mailgun's own verdict, as its MX adds it: the sender counts as proved.
+    message["X-Mailgun-Spf"] = "Pass"
+    if cc:
+        message["Cc"] = cc
+    if reply_to:
+        message["In-Reply-To"] = message["References"] = reply_to
+    message.set_content(text)
+    return message
+
+
+def post(hub: RunningHub, path: str, body: bytes, headers: dict) -> HttpResult:
+    return hub.post(path, body, headers)
+
+
+def test_a_mailgun_post_with_binary_attachments_becomes_one_email_contact(email_hub):
+    hub, _ = email_hub
+    fixture = load("mailgun", "multipart_attachments")
+
+    response = post(hub, fixture.path, fixture.body, fixture.headers)
+
+    assert response.status == 200
+    [contact] = contacts(hub, 1)
+    assert (contact["channel"], contact["provider"], contact["subject"]) == ("email", "mailgun", "Rechnung für März")
+    assert [(a["filename"], a["size"]) for a in contact["attachments"]] == [("Rechnung-März.pdf", 59), ("bild.png", 69)]
+    # The same POST again (the token already accepted): 406, so Mailgun stops; still one contact.
+    assert post(hub, fixture.path, fixture.body, fixture.headers).status == 406
+    time.sleep(0.3)
+    assert len(hub.outbox()) == 1
+
+
+def test_a_sendgrid_raw_post_with_basic_auth_path_token_and_signature_becomes_a_contact(email_hub):
+    hub, _ = email_hub
+    fixture = load("sendgrid", "raw_mime")
+
+    response = post(hub, fixture.path, fixture.body, fixture.headers)
+
+    assert response.status == 200
+    [contact] = contacts(hub, 1)
+    assert (contact["provider"], contact["subject"]) == ("sendgrid", "Rechnung für März")
+    assert contact["sender"]["display_name"] == "Jürgen Müller"
+
+
+@pytest.mark.parametrize("spoil", ["authorization", "path", "signature"])
+def test_sendgrid_without_each_credential_is_refused(email_hub, spoil):
+    hub, _ = email_hub
+    fixture = load("sendgrid", "raw_mime")
+    headers, path = dict(fixture.headers), fixture.path
+    if spoil == "authorization":
+        headers.pop("authorization")
+    elif spoil == "path":
+        path = "/webhooks/sendgrid/not-the-token"
+    else:
+        headers["x-twilio-email-event-webhook-signature"] = headers["x-twilio-email-event-webhook-signature"][::-1]
+
+    assert post(hub, path, fixture.body, headers).status == 401
+    assert hub.hub.inbound_queue.depth() == 0
+
+
+def test_a_reply_all_from_someone_copied_never_takes_over_the_customers_thread(email_hub):
+    hub, clock = email_hub
+    ana, bob = "Ana Souza <ana@customer.example>", "Bob Meyer <bob@partner.example>"
+    first = email(ana, "<m1@customer.example>", "Wo bleibt meine Lieferung?", cc=bob)
+    assert post(hub, "/webhooks/mailgun/mime", *mailgun_mime(first, clock())).status == 200
+    [ana_first] = contacts(hub, 1)
+
+    reply_all = email(bob, "<m2@partner.example>", "Ich warte auch darauf.", reply_to="<m1@customer.example>")
+    assert post(hub, "/webhooks/mailgun/mime", *mailgun_mime(reply_all, clock())).status == 200
+    bob_reply = contacts(hub, 2)[1]
+    assert bob_reply["customer_id"] != ana_first["customer_id"] and bob_reply["case_id"] != ana_first["case_id"]
+
+    clock.advance(4 * 24 * 3600)  # past the 72 h case window: only the thread can lead back
+    again = email(ana, "<m3@customer.example>", "Immer noch nichts angekommen.", reply_to="<m1@customer.example>")
+    assert post(hub, "/webhooks/mailgun/mime", *mailgun_mime(again, clock())).status == 200
+    ana_again = contacts(hub, 3)[2]
+
+    # Her case is still open (auto-close comes after 7 days): the thread, not the window, leads there.
+    assert ana_again["case_id"] == ana_first["case_id"] and ana_again["case_reason"] == "thread_key"
