@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -95,9 +95,13 @@ class XSettings(BaseModel):
     #: X holds one at a time: after regenerating it, put the new one first and keep the old one
     #: until retries signed with it are over.
     consumer_secrets: list[Secret] = Field(default_factory=list)
-    #: The app's OAuth 2.0 Client Secret, for `x-twitter-webhooks-signature-oauth2`. When set, the
-    #: CRC is answered with it, as X's docs ask for apps that have one.
+    #: The app's OAuth 2.0 Client Secret, for `x-twitter-webhooks-signature-oauth2`.
     client_secrets: list[Secret] = Field(default_factory=list)
+    #: Which secret answers the CRC: `client` (the OAuth 2.0 Client Secret; X's v2 webhook
+    #: introduction) or `consumer` (the API Key Secret; X's quickstart examples). X's pages
+    #: disagree and a CRC has one answer: by default `client` when client_secrets are set. POSTs
+    #: verify with either list, whichever this names.
+    crc_answer: Literal["client", "consumer"] | None = None
     #: Numeric ids of the accounts subscribed to this webhook. A DM *from* one of them is our own
     #: send (or one of our accounts writing to another): an echo, never a customer contact.
     user_ids: list[str] = Field(min_length=1)
@@ -123,12 +127,19 @@ class XSettings(BaseModel):
     def _a_signing_secret(self) -> XSettings:
         if not self.consumer_secrets and not self.client_secrets:
             raise ValueError("configure consumer_secrets (OAuth 1.0a API Key Secret) and/or client_secrets (OAuth 2.0)")
+        if self.crc_answer == "client" and not self.client_secrets:
+            raise ValueError("crc_answer is client, but no client_secrets are configured")
+        if self.crc_answer == "consumer" and not self.consumer_secrets:
+            raise ValueError("crc_answer is consumer, but no consumer_secrets are configured")
         return self
 
     @property
-    def crc_secrets(self) -> list[SecretStr]:
-        """The list whose first entry answers the CRC: the OAuth 2.0 client secret when configured."""
-        return self.client_secrets or self.consumer_secrets
+    def crc_answers(self) -> list[SecretStr]:
+        """The list whose first entry answers the CRC (`crc_answer`; by default the OAuth 2.0
+        client secret when configured)."""
+        if self.crc_answer == "consumer" or (self.crc_answer is None and not self.client_secrets):
+            return self.consumer_secrets
+        return self.client_secrets
 
 
 class XAdapter(ChannelAdapter[XSettings]):
@@ -153,7 +164,7 @@ class XAdapter(ChannelAdapter[XSettings]):
             raise MalformedPayloadError("missing crc_token query parameter")
         if not _CRC_TOKEN.fullmatch(token):
             raise MalformedPayloadError("crc_token must be 1-256 characters of base64, base64url or a UUID")
-        secret = self.secrets.get(self.settings.crc_secrets[0])
+        secret = self.secrets.get(self.settings.crc_answers[0])
         body = json.dumps(crc_response(secret, token))
         return WebhookResponse(status=200, body=body, content_type="application/json")
 

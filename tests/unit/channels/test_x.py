@@ -284,6 +284,23 @@ def test_crc_uses_the_oauth2_client_secret_when_one_is_configured():
     assert only_client["response_token"] == answer
 
 
+def test_crc_answer_names_which_secret_answers_while_both_verify_posts(load):
+    both = {"consumer_secrets": [SECRET], "client_secrets": [CLIENT_SECRET], "crc_answer": "consumer"}
+    assert json.loads(crc(CRC_TOKEN, **both).body)["response_token"] == CRC_ANSWER
+    fx = load("x", "dm_text")
+    x_adapter = adapter(**both)
+    x_adapter.verify(fx.request())  # the consumer-secret signature still verifies
+    oauth2 = {"x-twitter-webhooks-signature-oauth2": x.compute_signature(CLIENT_SECRET, fx.body)}
+    x_adapter.verify(WebhookRequest("POST", None, {"content-type": "application/json", **oauth2}, {}, fx.body, AT))
+
+
+@pytest.mark.parametrize(("crc_answer", "missing"), [("client", "client_secrets"), ("consumer", "consumer_secrets")])
+def test_crc_answer_must_name_a_configured_list(crc_answer, missing):
+    lists = {"client": {"consumer_secrets": [SECRET]}, "consumer": {"client_secrets": [CLIENT_SECRET]}}[crc_answer]
+    with pytest.raises(ValidationError, match=f"no {missing} are configured"):
+        XSettings.model_validate({"user_ids": [US], "crc_answer": crc_answer, **lists})
+
+
 @pytest.mark.parametrize("token", [None, ""])
 def test_crc_without_token_is_400(token):
     with pytest.raises(MalformedPayloadError, match="missing crc_token") as caught:
