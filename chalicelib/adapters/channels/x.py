@@ -134,7 +134,7 @@ class XSettings(BaseModel):
         return self
 
     @property
-    def crc_answers(self) -> list[SecretStr]:
+    def crc_signing_secrets(self) -> list[SecretStr]:
         """The list whose first entry answers the CRC (`crc_answer`; by default the OAuth 2.0
         client secret when configured)."""
         if self.crc_answer == "consumer" or (self.crc_answer is None and not self.client_secrets):
@@ -164,7 +164,7 @@ class XAdapter(ChannelAdapter[XSettings]):
             raise MalformedPayloadError("missing crc_token query parameter")
         if not _CRC_TOKEN.fullmatch(token):
             raise MalformedPayloadError("crc_token must be 1-256 characters of base64, base64url or a UUID")
-        secret = self.secrets.get(self.settings.crc_answers[0])
+        secret = self.secrets.get(self.settings.crc_signing_secrets[0])
         body = json.dumps(crc_response(secret, token))
         return WebhookResponse(status=200, body=body, content_type="application/json")
 
