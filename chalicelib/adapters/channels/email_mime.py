@@ -7,11 +7,14 @@ be (unknown charsets, broken encodings, HTML-only mail) and raises nothing but
 
 What it decides, and why:
 - **New text vs history.** `text` is what the sender wrote now: everything from the first reply
-  attribution ("On … wrote:", "Am … schrieb …:"), separator ("-----Original Message-----",
-  "---------- Forwarded message ----------") or Outlook header block ("From: … Sent: …") on is
-  history, `>`-quoted lines are dropped (so bottom-posted and interleaved answers survive), and a
-  signature after "-- " and mobile footers ("Sent from my iPhone") are cut. `full_text` keeps
-  everything. Signatures without the "-- " delimiter are not detected.
+  attribution ("On <date> … wrote:", "Am <date> … schrieb …:"), separator ("-----Original
+  Message-----", "---------- Forwarded message ----------") or Outlook header block ("From: …",
+  then at least two of "Sent:", "To:", "Subject:") on is history, `>`-quoted lines are dropped (so
+  bottom-posted and interleaved answers survive), and a signature after the "-- " line and mobile
+  footers ("Sent from my iPhone") are cut. `full_text` keeps everything. Detection errs towards
+  keeping text: an attribution needs a date digit or an address (or a quote right after it), a
+  header block needs a Subject line or an address, and a bare "--" line is text, not a signature
+  delimiter. Signatures without the "-- " delimiter are not detected.
 - **Threading.** `thread_keys` are `email:<message-id>` for this message, then the ids in
   In-Reply-To, then References newest first. The processor stores every key of a contact with its
   case, so a reply whose In-Reply-To/References names an earlier message's Message-ID (ours or the
@@ -19,14 +22,26 @@ What it decides, and why:
   literally) and lose their angle brackets.
 - **Automatic mail.** `is_auto_reply` comes from headers only: Auto-Submitted other than "no"
   (RFC 3834), X-Autoreply, X-Autorespond, Precedence/X-Precedence bulk, junk, list or auto_reply,
-  and read receipts (multipart/report; report-type=disposition-notification). A subject such as
+  read receipts (multipart/report; report-type=disposition-notification), and Exchange's
+  out-of-office replies, which carry none of these (X-MS-Exchange-Inbox-Rules-Loop with
+  X-Auto-Response-Suppress: All, or an "Automatic reply:" subject on mail that came through
+  Exchange). A subject such as
   "Out of office" or "Automatische Antwort" alone is only a weak signal: it sets
   `auto_reply_hint`, never `is_auto_reply`, because customers do write "Re: Out of office"
   subjects. Note that Precedence: list also marks mail relayed through a mailing list or a
   Google Group used as a support alias.
 - **Bounces.** `is_bounce` for multipart/report with a message/delivery-status part, senders
   mailer-daemon@ / postmaster@, X-Failed-Recipients, and a null Return-Path (`<>`). (RFC 3834
-  auto-replies also use a null Return-Path; either way no case is opened.)
+  auto-replies also use a null Return-Path; either way no case is opened.) Spam complaints
+  (RFC 5965 ARF, multipart/report; report-type=feedback-report) count as bounces too: reports
+  about mail we sent, noise for a support queue.
+- **Hostile input.** Everything here runs on customer-controlled text, so work stays linear in
+  its size: no regular expression backtracks over more than a bounded stretch (bounded
+  repetition, or lines of at most `MAX_ATTRIBUTION_LINE`), the HTML converter and the standard
+  library's address and parameter parsers get bounded input (`MAX_HTML_TO_TEXT`,
+  `MAX_ADDRESS_LIST`, `MAX_PACKAGE_PARAMETERS`), and at most `MAX_PARTS` MIME parts are
+  looked at. `bench/email_parsing.py` measures it. The body is parsed with the `compat32` policy: the header registry of
+  `policy.default` is slow on hostile headers, and this module reads raw headers itself anyway.
 """
 
 from __future__ import annotations
@@ -79,6 +94,27 @@ MAX_REFERENCES = 20
 MAX_MSG_ID_LENGTH = 250
 #: Header values kept in `ParsedEmail.headers`.
 MAX_HEADER_VALUE = 998
+#: Characters of an address header (From, To, Cc) parsed: about 150 addresses, of which the hub
+#: keeps 20. The standard library's address parser is quadratic on some garbage.
+MAX_ADDRESS_LIST = 8192
+#: Characters of Content-Type / Content-Disposition the `email` package's own parameter parser
+#: sees (it only needs the boundary; `_Part`). Real ones are a few hundred characters.
+MAX_PACKAGE_PARAMETERS = 2048
+#: Lines longer than this are never taken for a reply attribution or header line: real ones
+#: ("On <date>, <name> <address> wrote:") are short, and bounding what the patterns see keeps
+#: quote detection linear in the body, whatever a hostile line looks like.
+MAX_ATTRIBUTION_LINE = 1000
+#: HTML characters converted to text (an HTML-only mail has no text/plain to read instead).
+#: A person writes far less; what lies beyond is bulky markup or long quoted history at the end.
+#: The cut only shortens `text`/`full_text` (of which the hub keeps `MAX_FULL_TEXT` anyway):
+#: `ParsedEmail.html` keeps the whole HTML, and the raw message stays with the provider (or in
+#: S3 for SES). It bounds the standard library's HTML parser, which is slow on some garbage.
+MAX_HTML_TO_TEXT = 256 * 1024
+#: A link's text longer than this is not searched for the link's own URL (it is shown after it).
+MAX_LINK_LABEL = 1000
+#: Blockquote levels shown as "> " prefixes; deeper ones look the same. Unbounded, each line of
+#: HTML nested N deep would cost N characters of text.
+MAX_QUOTE_PREFIX = 20
 
 THREAD_KEY_PREFIX = "email:"
 
@@ -87,6 +123,8 @@ KEPT_HEADERS = (
     "message-id", "in-reply-to", "references", "from", "sender", "reply-to", "to", "cc", "subject",
     "date", "return-path", "auto-submitted", "precedence", "x-precedence", "x-autoreply",
     "x-autorespond", "x-auto-response-suppress", "x-failed-recipients", "list-id", "content-type",
+    # Exchange's loop guard: set on what an inbox rule or the out-of-office assistant sent.
+    "x-ms-exchange-inbox-rules-loop",
     # Verdicts the receiving provider adds on top (the first occurrence is the topmost, theirs).
     "received-spf", "authentication-results", "x-mailgun-spf", "x-mailgun-dkim-check-result",
 )
@@ -189,20 +227,37 @@ def _codec(charset: str | None) -> str | None:
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
     """Text from bytes in a declared (possibly wrong or unknown) charset; never raises.
 
-    The declared charset first; then UTF-8; then Windows-1252, which decodes anything.
+    The declared charset first, strictly; then UTF-8; then Windows-1252 (see `_decode`).
+    """
+    return _decode(data, charset)[0]
+
+
+def _decode(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """(text, the name of the defect worked around or None).
+
+    Text that is not in its declared charset is nearly always 8-bit Windows text labelled UTF-8
+    or ASCII (or not labelled): after UTF-8 it is read as Windows-1252, then Latin-1, which maps
+    every byte. A declared legacy charset that fails (a Shift_JIS text with one broken byte) keeps
+    that charset with replacement characters: read as Windows-1252, all of it would be garbled.
     """
     codec = _codec(charset)
+    defect = "UnknownCharset" if charset and codec is None else None
     if codec is not None:
         try:
-            return data.decode(codec)
+            return data.decode(codec), None
         except (UnicodeError, LookupError):
-            if codec == "utf-8":
-                return data.decode("utf-8", "replace")
+            defect = "TextNotInDeclaredCharset"
+    if codec != "utf-8":
+        try:
+            return data.decode("utf-8"), defect
+        except UnicodeError:
+            pass
+    if codec not in (None, "ascii", "utf-8", "cp1252"):
+        return data.decode(codec, "replace"), defect
     try:
-        return data.decode("utf-8")
-    except UnicodeError:
-        pass
-    return data.decode(codec if codec not in (None, "ascii", "utf-8") else "cp1252", "replace")
+        return data.decode("cp1252"), defect
+    except UnicodeError:  # the five bytes Windows-1252 leaves undefined
+        return data.decode("latin-1"), defect
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -301,10 +356,14 @@ def parse_address_list(value: str | None) -> list[tuple[str | None, str]]:
     """(display name, address) pairs of an address header; names RFC 2047 decoded.
 
     Parsed before decoding, so an encoded name with a comma ("Müller, Hans") stays one address.
+    Only the first `MAX_ADDRESS_LIST` characters are read (see there).
     """
     if not value:
         return []
     raw = re.sub(r"\r?\n[ \t]", " ", _scrub(str(value)))
+    if len(raw) > MAX_ADDRESS_LIST:
+        raw = raw[:MAX_ADDRESS_LIST]
+        raw = raw[:raw.rfind(",")] if "," in raw else raw  # no address cut in half
     try:
         pairs = email.utils.getaddresses([raw])
     except Exception:  # noqa: BLE001 - getaddresses has raised on hostile input in past releases
@@ -316,10 +375,16 @@ def parse_address_list(value: str | None) -> list[tuple[str | None, str]]:
             continue
         result.append((decode_header_value(name) or None, address))
     if not result:  # "user@example.com" mangled by a display name getaddresses refused
-        match = re.search(r"<([^<>@\s]+@[^<>\s]+)>", raw) or re.search(r"([^<>\s,;:\"]+@[^<>\s,;:\"]+)", raw)
+        match = _BRACKETED_ADDRESS.search(raw) or _BARE_ADDRESS.search(raw)
         if match:
             result.append((None, match.group(1)))
     return result
+
+
+#: Address parts bounded (RFC 5321: 64 + 255) and without "@": unbounded, every start position
+#: rescanned the rest of a long header, quadratic in its length.
+_BRACKETED_ADDRESS = re.compile(r"<([^<>@\s]{1,64}@[^<>@\s]{1,255})>")
+_BARE_ADDRESS = re.compile(r"([^<>\s,;:\"@]{1,64}@[^<>\s,;:\"@]{1,255})")
 
 
 def _datetime(value: str | None) -> datetime | None:
@@ -345,28 +410,50 @@ _PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
 _SKIP_TAGS = {"script", "style", "title", "template", "noscript", "svg", "head"}
 
 
+_SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+#: What an HTML signature delimiter looks like before spaces collapse: "-- " (Gmail's
+#: `gmail_signature_prefix`), which must survive as the plain-text delimiter.
+_HTML_SIGNATURE = re.compile(r"[ \t\r\n\f\v]*--[ \u00a0]")
+
+
 class _HTMLText(HTMLParser):
+    """Collects lines of text. Work stays linear in the HTML: the length of the current line is
+    kept as a running count, and a link remembers where its text starts in the current line, so
+    neither is recomputed from the whole line at every link."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
         self.current: list[str] = []
+        self.current_length = 0
+        #: Lines flushed so far: a link whose text started before the last flush spans lines.
+        self.flushes = 0
         self.skip = 0
         self.quote = 0
         self.pre = 0
-        self.links: list[tuple[str | None, int]] = []
+        #: Open links: (href, index into `current`, `current_length` then, `flushes` then).
+        self.links: list[tuple[str | None, int, int, int]] = []
+
+    def _add(self, text: str) -> None:
+        self.current.append(text)
+        self.current_length += len(text)
 
     def _flush(self, *, force: bool = False) -> None:
         text = "".join(self.current)
         self.current = []
+        self.current_length = 0
+        self.flushes += 1
         if not self.pre:
-            text = re.sub(r"[ \t\r\n\f\v\u00a0]+", " ", text).strip()
+            collapsed = _SPACES.sub(" ", text).strip()
+            text = "-- " if collapsed == "--" and _HTML_SIGNATURE.match(text) else collapsed
+        depth = min(self.quote, MAX_QUOTE_PREFIX)
         if text or force:
-            self.lines.append("> " * self.quote + text if text else ">" * self.quote)
+            self.lines.append("> " * depth + text if text else ">" * depth)
 
     def _blank(self) -> None:
         self._flush()
         if self.lines and self.lines[-1].strip("> ") != "":
-            self.lines.append(">" * self.quote)
+            self.lines.append(">" * min(self.quote, MAX_QUOTE_PREFIX))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
@@ -386,23 +473,18 @@ class _HTMLText(HTMLParser):
         elif tag == "pre":
             self.pre += 1
         elif tag == "li":
-            self.current.append("- ")
+            self._add("- ")
         elif tag in ("td", "th"):
-            self.current.append(" ")
+            self._add(" ")
         elif tag == "a":
-            self.links.append((dict(attrs).get("href"), sum(len(part) for part in self.current)))
+            self.links.append((dict(attrs).get("href"), len(self.current), self.current_length, self.flushes))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self.skip = max(0, self.skip - 1)
             return
         if tag == "a" and self.links:
-            href, start = self.links.pop()
-            label = "".join(self.current)[start:]
-            target = (href or "").strip()
-            shown = target[7:] if target.lower().startswith("mailto:") else target
-            if re.match(r"(?i)(https?:|mailto:)", target) and shown and shown not in label:
-                self.current.append(f" ({shown})")
+            self._link_end(*self.links.pop())
             return
         if tag == "blockquote":
             self._flush()
@@ -416,17 +498,28 @@ class _HTMLText(HTMLParser):
         elif tag in _BLOCK_TAGS:
             self._flush()
 
+    def _link_end(self, href: str | None, index: int, start: int, flushes: int) -> None:
+        """Shows the URL after the link text, unless the text already shows it."""
+        target = (href or "").strip()
+        shown = target[7:] if target.lower().startswith("mailto:") else target
+        if not shown or not re.match(r"(?i)(https?:|mailto:)", target):
+            return
+        within = flushes == self.flushes and self.current_length - start <= MAX_LINK_LABEL
+        label = "".join(self.current[index:]) if within else ""
+        if shown not in label:
+            self._add(f" ({shown})")
+
     def handle_data(self, data: str) -> None:
         if self.skip:
             return
         if self.pre and "\n" in data:
             head, *rest = data.split("\n")
-            self.current.append(head)
+            self._add(head)
             for line in rest:
                 self._flush(force=True)
-                self.current.append(line)
+                self._add(line)
             return
-        self.current.append(data)
+        self._add(data)
 
     def text(self) -> str:
         self._flush()
@@ -434,7 +527,8 @@ class _HTMLText(HTMLParser):
 
 
 def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.split("\n")]
+    # "-- " keeps its space: it is the signature delimiter (RFC 3676 §4.3).
+    lines = [line if line == "-- " else line.rstrip() for line in text.split("\n")]
     out: list[str] = []
     for line in lines:
         if not line.strip("> ") and out and not out[-1].strip("> "):
@@ -443,85 +537,201 @@ def _tidy(text: str) -> str:
     return "\n".join(out).strip("\n")
 
 
+#: What closes a comment, an Outlook marked section (<![if …]>) and a standard one (<![CDATA[…]]>),
+#: as `html.parser` searches for them.
+_COMMENT_CLOSE = re.compile(r"--\s*>")
+_MS_SECTION_CLOSE = re.compile(r"]\s*>")
+_SECTION_CLOSE = re.compile(r"]\s*]\s*>")
+_SECTION_OPEN = re.compile(r"<!\[([a-zA-Z][-_.a-zA-Z0-9]*)")
+
+
+def _last_start(pattern: re.Pattern[str], text: str) -> int:
+    return max((m.start() for m in pattern.finditer(text)), default=-1)
+
+
+def _bounded_html(html: str) -> str:
+    """At most `MAX_HTML_TO_TEXT` characters of `html` (no tag cut in half), with every markup
+    opener that nothing after it can close written as text (`&lt;`). `html.parser` shows such an
+    opener as text too, but only after searching the rest of the document for its closer, once
+    per opener: quadratic on "<!<!<!…", "<!--x><!--x>…" or "<![if x><![if x>…"."""
+    if len(html) > MAX_HTML_TO_TEXT:
+        html = html[:MAX_HTML_TO_TEXT]
+        last_open = html.rfind("<")
+        if last_open > html.rfind(">"):
+            html = html[:last_open]
+    end = html.rfind(">") + 1
+    if "<" in html[end:]:
+        html = html[:end] + html[end:].replace("<", "&lt;")
+    if "<!--" in html:
+        comments_closed_before = _last_start(_COMMENT_CLOSE, html) - 3
+        html = re.sub("<!--", lambda m: m[0] if m.start() < comments_closed_before else "&lt;!--", html)
+    if "<![" in html:
+        closed_before = {"ms": _last_start(_MS_SECTION_CLOSE, html) - 2, "standard": _last_start(_SECTION_CLOSE, html) - 2}
+
+        def section(match: re.Match[str]) -> str:
+            kind = "ms" if match[1].lower() in ("if", "else", "endif") else "standard"
+            return match[0] if match.start() < closed_before[kind] else "&lt;" + match[0][1:]
+
+        html = _SECTION_OPEN.sub(section, html)
+    return html
+
+
 def html_to_text(html: str) -> str:
     """Readable text from an HTML body: paragraphs and line breaks kept, links as "text (url)",
-    blockquotes as `> ` lines (so quoted history is recognized), scripts and styles dropped."""
+    blockquotes as `> ` lines (so quoted history is recognized), scripts and styles dropped.
+    Only the first `MAX_HTML_TO_TEXT` characters are converted."""
+    html = _bounded_html(html)
     parser = _HTMLText()
     try:
         parser.feed(html)
         parser.close()
         return parser.text()
     except (AssertionError, ValueError, IndexError, RecursionError):  # _markupbase on broken declarations
-        stripped = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", html)
+        stripped = _without_scripts(html)
         stripped = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", stripped)
-        return _tidy(unescape(re.sub(r"<[^>]*>", " ", stripped)))
+        return _tidy(unescape(re.sub(r"<[^<>]*>", " ", stripped)))
+
+
+_SCRIPT_START = re.compile(r"<(script|style)\b", re.IGNORECASE)
+_SCRIPT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in ("script", "style")}
+
+
+def _without_scripts(html: str) -> str:
+    """`html` without <script> and <style> elements (an unclosed one runs to the end). A loop, not
+    one lazy regular expression, which would rescan the rest of the text for every unclosed one."""
+    out: list[str] = []
+    position = 0
+    while (match := _SCRIPT_START.search(html, position)) is not None:
+        out.append(html[position:match.start()] + " ")
+        close = _SCRIPT_END[match.group(1).lower()].search(html, match.end())
+        if close is None:
+            return "".join(out)
+        end = html.find(">", close.end())
+        position = len(html) if end < 0 else end + 1
+    out.append(html[position:])
+    return "".join(out)
 
 
 # --- new text vs quoted history -----------------------------------------------------------------
 
-_ATTRIBUTION = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"^\s*On\b.{0,400}\bwrote\s*:\s*$",
-        r"^\s*Am\b.{0,400}\bschrieb\b.{0,400}:\s*$",
-        r"^\s*Am\b.{0,400}\bhat\b.{0,400}\bgeschrieben\s*:\s*$",
-        r"^\s*Le\b.{0,400}\ba [ée]crit\s*:\s*$",
-        r"^\s*El\b.{0,400}\bescribi[óo]\s*:\s*$",
-        r"^\s*Op\b.{0,400}\bschreef\b.{0,400}:\s*$",
+#: Reply attributions as (how it starts, what it must contain), matched on the line (or up to three
+#: wrapped lines joined) ending in ":". Keyword-led forms: "On <date>, <name> wrote:".
+_ATTRIBUTION = tuple(
+    (re.compile(start, re.IGNORECASE), re.compile(verb, re.IGNORECASE))
+    for start, verb in (
+        (r"On\b", r"\bwrote\s*:$"),
+        (r"Am\b", r"\bschrieb\b"),
+        (r"Am\b", r"\bgeschrieben\s*:$"),  # "Am <date> hat <name> geschrieben:"
+        (r"Le\b", r"\ba [ée]crit\s*:$"),
+        (r"El\b", r"\bescribi[óo]\s*:$"),
+        (r"Op\b", r"\bschreef\b"),
     )
-]
+)
 #: Attributions without a leading keyword; matched on one line only, so a sentence followed by
-#: a quote header is never taken for one.
-_ATTRIBUTION_LINE = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"^.{0,300}\bschrieb am\b.{0,200}:\s*$",
-        r"^.{0,300}<[^<>\s]+@[^<>\s]+>\s+(?:wrote|schrieb|a [ée]crit|escribi[óo])\s*:\s*$",
+#: a quote header is never taken for one. Address parts bounded: no backtracking across a line.
+_ATTRIBUTION_LINE = tuple(
+    (re.compile(""), re.compile(verb, re.IGNORECASE))
+    for verb in (
+        r"\bschrieb am\b",
+        r"<[^<>\s@]{1,64}@[^<>\s@]{1,255}>\s*(?:wrote|schrieb|a [ée]crit|escribi[óo])\s*:$",
     )
-]
+)
+#: What makes "… wrote:" an attribution and not a sentence: its date (a digit) or an address.
+_ATTRIBUTION_EVIDENCE = re.compile(r"\d|[^\s<>@]@[^\s<>@]")
 _SEPARATOR = re.compile(
-    r"^\s*(?:-{2,}\s*(?:Original(?:ly)? Message|Urspr[üu]ngliche Nachricht|Originalnachricht|Message d'origine"
+    r"\s*(?:-{2,}\s*(?:Original(?:ly)? Message|Urspr[üu]ngliche Nachricht|Originalnachricht|Message d'origine"
     r"|Mensaje original|Forwarded message|Weitergeleitete Nachricht|Message transf[ée]r[ée])\s*-{2,}"
     r"|(?:Begin forwarded message|Anfang der weitergeleiteten Nachricht)\s*:)\s*$",
     re.IGNORECASE,
 )
-_OUTLOOK_FROM = re.compile(r"^\s*\*?(?:From|Von|De|Van|Fra)\s*:\*?\s*\S", re.IGNORECASE)
-_OUTLOOK_NEXT = re.compile(
-    r"^\s*\*?(?:Sent|Gesendet|Date|Datum|Envoy[ée]|Enviado|Verzonden|To|An|Subject|Betreff)\s*:", re.IGNORECASE
-)
-_RULE = re.compile(r"^\s*_{10,}\s*$")
-_QUOTED = re.compile(r"^\s*>")
+#: A line of a quoted header block: "Sent: …", "*Von:* …", "De : …" (bounded: one short word).
+_HEADER_FIELD = re.compile(r"[ \t]{0,20}\*?([^\W\d_]{1,12})[ \t]?:\*?(?:\s|$)")
+_FIELD_KINDS = {
+    **dict.fromkeys(("from", "von", "de", "van", "fra"), "from"),
+    **dict.fromkeys(("sent", "gesendet", "date", "datum", "envoyé", "enviado", "verzonden", "fecha"), "date"),
+    **dict.fromkeys(("to", "an", "à", "para", "aan", "til"), "to"),
+    **dict.fromkeys(("subject", "betreff", "objet", "asunto", "onderwerp", "emne"), "subject"),
+    **dict.fromkeys(("cc", "bcc", "kopie", "cci", "cco"), "cc"),
+}
+_RULE = re.compile(r"\s*_{10,}\s*$")
+_QUOTED = re.compile(r"\s*>")
+#: Mobile footers: a device or app name of a few words, nothing after it.
 _MOBILE_FOOTER = re.compile(
-    r"^\s*(?:Sent from my \S.*|Sent from (?:Outlook|Mail|Yahoo Mail)\b.*|Get Outlook for \S.*"
-    r"|Von meinem \S.* gesendet\.?|Gesendet von meinem \S.*|Gesendet mit der .* App\.?|Envoy[ée] de mon \S.*)$",
+    r"\s*(?:Sent from my {w}|Sent from (?:Outlook|Mail|Yahoo Mail)(?: (?:for|on) {w})?|Get Outlook for {w}"
+    r"|Von meinem {w} gesendet|Gesendet von meinem {w}|Gesendet mit der {w} App|Envoy[ée] de mon {w})\.?\s*$"
+    .replace("{w}", r"[\w.'’&+-]{1,40}(?: [\w.'’&+-]{1,40}){0,3}"),
     re.IGNORECASE,
 )
 
 
-def _marker(lines: list[str], i: int) -> tuple[str, int] | None:
-    """('attribution' | 'history', lines spanned) when history starts at line i."""
+def _field(line: str) -> str | None:
+    """The kind of header line `line` is ('from', 'date', 'to', 'subject', 'cc'), or None."""
+    match = _HEADER_FIELD.match(line)
+    return _FIELD_KINDS.get(match.group(1).lower()) if match else None
+
+
+def _header_block(lines: list[str], i: int, *, after_rule: bool = False) -> bool:
+    """Whether line i starts a quoted header block, as Outlook and Apple Mail write one: "From:",
+    then on the lines right below at least two of date ("Sent:"/"Date:"), "To:" and "Subject:".
+    Without a rule line above it, it also needs a Subject line or an address in From:, so a
+    customer's "From: Frankfurt / To: New York / Date: 12 May" stays text."""
     line = lines[i]
-    if not line.strip() or _QUOTED.match(line):
-        return None
-    if _SEPARATOR.match(line):
-        return "history", 1
-    if _RULE.match(line) and any(_OUTLOOK_FROM.match(x) for x in lines[i + 1:i + 3]):
-        return "history", 1
-    if _OUTLOOK_FROM.match(line) and any(_OUTLOOK_NEXT.match(x) for x in lines[i + 1:i + 5]):
-        return "history", 1
-    if any(p.match(line) for p in _ATTRIBUTION_LINE):
-        return "attribution", 1
+    if _field(line) != "from" or not line.split(":", 1)[1].strip(" \t*"):
+        return False
+    kinds = set()
+    for following in lines[i + 1:i + 7]:
+        kind = _field(following)
+        if kind is None or kind == "from":
+            break
+        kinds.add(kind)
+    found = len(kinds & {"date", "to", "subject"})
+    if after_rule:
+        return found >= 1
+    return found >= 2 and ("subject" in kinds or "@" in line)
+
+
+def _next_text(lines: list[str], start: int) -> str:
+    return next((x for x in lines[start:] if x.strip()), "")
+
+
+def _attribution(lines: list[str], i: int) -> int:
+    """How many lines (1-3: clients wrap long ones) the reply attribution at line i spans, or 0.
+    A line shaped like one ("Am Montag schrieb ich Ihnen bereits:") must carry a date digit or an
+    address, or be followed by a quote, to count."""
     for span in (1, 2, 3):
         if i + span > len(lines):
             break
+        last = lines[i + span - 1]
+        if span > 1 and (not last.strip() or _QUOTED.match(last) or len(last) > MAX_ATTRIBUTION_LINE):
+            break
         joined = " ".join(x.strip() for x in lines[i:i + span])
-        if len(joined) > 600:
+        if len(joined) > MAX_ATTRIBUTION_LINE:
             break
-        if any(p.match(joined) for p in _ATTRIBUTION):
-            return "attribution", span
-        if span < 3 and i + span < len(lines) and (not lines[i + span].strip() or _QUOTED.match(lines[i + span])):
-            break
-    return None
+        if not joined.endswith(":"):
+            continue
+        forms = _ATTRIBUTION + _ATTRIBUTION_LINE if span == 1 else _ATTRIBUTION
+        if not any(start.match(joined) and verb.search(joined) for start, verb in forms):
+            continue
+        if _ATTRIBUTION_EVIDENCE.search(joined) or _QUOTED.match(_next_text(lines, i + span)):
+            return span
+    return 0
+
+
+def _marker(lines: list[str], i: int) -> tuple[str, int] | None:
+    """('attribution' | 'history', lines spanned) when history starts at line i. Lines longer
+    than `MAX_ATTRIBUTION_LINE` are never markers, so no pattern ever runs on one."""
+    line = lines[i]
+    if not line.strip() or len(line) > MAX_ATTRIBUTION_LINE or _QUOTED.match(line):
+        return None
+    if _SEPARATOR.match(line):
+        return "history", 1
+    below = range(i + 1, min(i + 3, len(lines)))
+    if _RULE.match(line) and any(_header_block(lines, j, after_rule=True) for j in below):
+        return "history", 1
+    if _header_block(lines, i):
+        return "history", 1
+    span = _attribution(lines, i)
+    return ("attribution", span) if span else None
 
 
 def split_reply(text: str) -> tuple[str, str]:
@@ -534,8 +744,7 @@ def split_reply(text: str) -> tuple[str, str]:
         found = _marker(lines, i)
         if found is not None:
             kind, span = found
-            following = next((x for x in lines[i + span:] if x.strip()), "")
-            if kind == "attribution" and _QUOTED.match(following):
+            if kind == "attribution" and _QUOTED.match(_next_text(lines, i + span)):
                 # A quote follows: drop it below, and keep answers written under or between it.
                 i += span
                 continue
@@ -544,10 +753,8 @@ def split_reply(text: str) -> tuple[str, str]:
         if not _QUOTED.match(lines[i]):
             keep.append(lines[i])
         i += 1
-    for index, line in enumerate(keep):
-        if line in ("-- ", "--") or line.rstrip() == "-- ":
-            keep = keep[:index]
-            break
+    if "-- " in keep:  # RFC 3676 §4.3; a bare "--" is text ("Step 1 / -- / Step 2")
+        keep = keep[:keep.index("-- ")]
     while keep and (not keep[-1].strip() or _MOBILE_FOOTER.match(keep[-1])):
         keep.pop()
     new = _tidy("\n".join(keep)).strip()
@@ -585,7 +792,9 @@ def _unflow(text: str, delsp: bool) -> str:
 class _Walk:
     """Collects the bodies, attachments and report parts of one MIME tree."""
 
-    def __init__(self, max_attachment_bytes: int | None, counter: list[int] | None = None) -> None:
+    def __init__(
+        self, max_attachment_bytes: int | None, counter: list[int] | None = None, defects: list[str] | None = None
+    ) -> None:
         self.max_attachment_bytes = max_attachment_bytes
         self.texts: list[str] = []
         self.htmls: list[str] = []
@@ -596,9 +805,19 @@ class _Walk:
         #: Parts seen in the whole message, shared with every child walk.
         self.counter = counter if counter is not None else [0]
         self.truncated = False
+        #: Defects of the bodies (charsets), shared with every child walk like the counter.
+        self.defects = defects if defects is not None else []
 
     def child(self) -> _Walk:
-        return _Walk(self.max_attachment_bytes, self.counter)
+        return _Walk(self.max_attachment_bytes, self.counter, self.defects)
+
+    def _count(self) -> bool:
+        """Counts one more part; False, and the walk marked truncated, past `MAX_PARTS`."""
+        self.counter[0] += 1
+        if self.counter[0] > MAX_PARTS:
+            self.truncated = True
+            return False
+        return True
 
     def absorb(self, sub: _Walk, *, texts: bool = True, htmls: bool = True) -> None:
         if texts:
@@ -612,8 +831,7 @@ class _Walk:
         self.truncated |= sub.truncated
 
     def walk(self, part: Message, depth: int = 0, *, in_report: bool = False) -> None:
-        self.counter[0] += 1
-        if depth > MAX_DEPTH or self.counter[0] > MAX_PARTS:
+        if not self._count() or depth > MAX_DEPTH:
             self.truncated = True
             return
         ctype = _content_type(part)
@@ -643,6 +861,8 @@ class _Walk:
                 self.walk(first, depth + 1, in_report=in_report)
                 for resource in children:
                     if resource is not first:
+                        if not self._count():
+                            return
                         self._attach(resource, _content_type(resource), inline=True)
                 return
             for sub in children:
@@ -651,7 +871,7 @@ class _Walk:
         disposition = _disposition(part)
         filename = _filename(part)
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            body = _text_payload(part)
+            body = _text_payload(part, self.defects)
             if ctype == "text/plain":
                 if (_param(part, "format") or "").lower() == "flowed":
                     body = _unflow(body, (_param(part, "delsp") or "").lower() == "yes")
@@ -660,7 +880,7 @@ class _Walk:
                 self.htmls.append(body)
             return
         if part.get_content_maintype() == "multipart":  # declared multipart, no boundary found
-            self.texts.append(_text_payload(part))
+            self.texts.append(_text_payload(part, self.defects))
             return
         self._attach(part, ctype, filename=filename, disposition=disposition)
 
@@ -733,19 +953,66 @@ def _param(part: Message, name: str, header: str = "content-type") -> str | None
     """A header parameter, RFC 2231 decoded, read from the raw header: the package's own
     accessors turn 8-bit (raw UTF-8) parameter values into U+FFFD."""
     raw = _first(_header_pairs(part), header)
-    return _param_of(raw, name, header) if raw is not None else None
+    return _param_of(raw, name) if raw is not None else None
 
 
-def _param_of(raw: str, name: str, header: str = "content-type") -> str | None:
-    holder = Message(policy=email.policy.compat32)
+def _param_of(raw: str, name: str) -> str | None:
+    """What `Message.get_param` answers, RFC 2231 collapsed, but split in linear time: the
+    package's splitter (`email.message._parseparam`) rescans the rest of the header once per
+    parameter, and once per semicolon while a quote is open."""
+    pairs = []
+    for piece in _split_params(re.sub(r"\r?\n[ \t]", " ", _scrub(raw))):
+        key, equals, value = piece.partition("=")
+        pairs.append((key.strip().lower(), value.strip()) if equals else (piece.strip(), ""))
     try:
-        holder[header] = re.sub(r"\r?\n[ \t]", " ", _scrub(raw))
-        value = holder.get_param(name, header=header)
+        # The first piece (the type) is looked at too, undecoded, as the package does.
+        params = email.utils.decode_params(pairs)
+        value = next((v for k, v in params if k.lower() == name.lower()), None)
         if isinstance(value, tuple):
-            value = email.utils.collapse_rfc2231_value(value)
-    except Exception:  # noqa: BLE001 - a parameter list the package cannot split
+            value = email.utils.collapse_rfc2231_value((value[0], value[1], email.utils.unquote(value[2])))
+        elif value is not None:
+            value = email.utils.unquote(value)
+    except Exception:  # noqa: BLE001 - a parameter list the package cannot decode
         return None
     return _scrub(str(value)) if value is not None else None
+
+
+_QUOTE_OR_SEMICOLON = re.compile('[";]')
+
+
+def _split_params(value: str) -> list[str]:
+    """`value` split at the semicolons outside quoted strings, by the package's rule: a quote
+    preceded by a backslash neither opens nor closes one."""
+    pieces: list[str] = []
+    start = 0
+    quoted = False
+    for match in _QUOTE_OR_SEMICOLON.finditer(value):
+        at = match.start()
+        if value[at] == '"':
+            if at == 0 or value[at - 1] != "\\":
+                quoted = not quoted
+        elif not quoted:
+            pieces.append(value[start:at])
+            start = at + 1
+    pieces.append(value[start:])
+    return pieces
+
+
+class _Part(Message):
+    """A compat32 message whose Content-Type and Content-Disposition, as the `email` package
+    reads them (for the boundary, while parsing), end after `MAX_PACKAGE_PARAMETERS`
+    characters: its parameter splitter is quadratic in a header's length. This module reads
+    parameters from the raw headers itself (`_param`)."""
+
+    def get(self, name: str, failobj: object = None) -> object:
+        value = super().get(name, failobj)
+        if value is failobj or name.lower() not in ("content-type", "content-disposition"):
+            return value
+        text = str(value)
+        if len(text) <= MAX_PACKAGE_PARAMETERS:
+            return value
+        cut = text.rfind(";", 0, MAX_PACKAGE_PARAMETERS)
+        return text[:cut if cut > 0 else MAX_PACKAGE_PARAMETERS]
 
 
 def _disposition(part: Message) -> str | None:
@@ -801,20 +1068,24 @@ def _serialize(part: Message) -> bytes:
         return b""
 
 
-def _text_payload(part: Message) -> str:
-    data = _payload_bytes(part)
-    try:
-        charset = part.get_content_charset()
-    except Exception:  # noqa: BLE001
-        charset = None
-    return decode_bytes(data, charset).replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+def _text_payload(part: Message, defects: list[str]) -> str:
+    text, defect = _decode(_payload_bytes(part), _param(part, "charset"))
+    if defect:
+        defects.append(defect)
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def _html_text(html: str, defects: list[str]) -> str:
+    if len(html) > MAX_HTML_TO_TEXT:
+        defects.append("HtmlTooLongForText")
+    return html_to_text(html)
 
 
 def _body_text(walk: _Walk) -> str:
     if any(t.strip() for t in walk.texts):
         body = "\n\n".join(t.strip("\n") for t in walk.texts if t.strip())
     elif walk.htmls:
-        body = html_to_text("\n".join(walk.htmls))
+        body = _html_text("\n".join(walk.htmls), walk.defects)
     else:
         body = ""
     for fwd in walk.forwarded:
@@ -839,7 +1110,7 @@ def parse_header_block(block: bytes) -> list[tuple[str, str]]:
     """Header (name, raw value) pairs of a bare header block, such as SendGrid's `headers` field.
     Never raises; values are decoded later by `parse_email_headers`."""
     try:
-        message = email.message_from_bytes(block.strip(b"\r\n") + b"\r\n\r\n", policy=email.policy.default)
+        message = email.message_from_bytes(block.strip(b"\r\n") + b"\r\n\r\n", policy=email.policy.compat32)
     except Exception:  # noqa: BLE001
         return []
     return [(name, value) for name, value in _header_pairs(message)]
@@ -852,11 +1123,46 @@ def _first(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
 # --- classification -----------------------------------------------------------------------------
 
 
+#: The subjects Exchange gives out-of-office replies, in the languages quote detection knows.
+_EXCHANGE_AUTO_SUBJECT = re.compile(
+    r"\s*(?:automatic reply|automatische antwort|r[ée]ponse automatique|respuesta autom[áa]tica"
+    r"|automatisch antwoord|risposta automatica)\s?:",
+    re.IGNORECASE,
+)
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def _auto_submitted(value: str | None) -> str:
+    """The keyword of an Auto-Submitted value. RFC 3834 §5 allows comments around it and
+    parameters after it: "no (sent by a person)" is "no", a person's mail."""
+    text = value or ""
+    for _ in range(3):  # comments nest
+        text = _COMMENT.sub(" ", text)
+    words = text.split(";", 1)[0].split()
+    return words[0].lower() if words else ""
+
+
+def _exchange_auto_reply(headers: Mapping[str, str], exchange: bool) -> str | None:
+    """Exchange's out-of-office replies carry no RFC 3834 header. X-MS-Exchange-Inbox-Rules-Loop
+    marks what an inbox rule or the out-of-office assistant sent, and they ask for no answer
+    (X-Auto-Response-Suppress: All); alone, either is ordinary mail (a rule's forward, a mail
+    merge). Their localized subject counts only on mail that came through Exchange: customers
+    write "Out of office?" subjects too.
+    https://learn.microsoft.com/openspecs/exchange_server_protocols/ms-oxcmail/ced68690-498a-4567-9d14-5c01f974d8b1"""
+    suppress = {v.strip().lower() for v in (headers.get("x-auto-response-suppress") or "").split(",")}
+    if headers.get("x-ms-exchange-inbox-rules-loop") is not None and "all" in suppress:
+        return "Exchange automatic reply (X-MS-Exchange-Inbox-Rules-Loop, X-Auto-Response-Suppress: All)"
+    if exchange and _EXCHANGE_AUTO_SUBJECT.match(headers.get("subject") or ""):
+        return "Exchange automatic reply (subject)"
+    return None
+
+
 def classify_automatic(
     headers: Mapping[str, str], *, from_address: str | None, report_type: str | None = None,
-    delivery_status: bool = False,
+    delivery_status: bool = False, exchange: bool = False,
 ) -> tuple[str | None, str | None]:
     """(auto-reply reason, bounce reason) from decoded headers (lower-case names); None when not.
+    `exchange`: the mail has X-MS-Exchange-* headers (it came through Microsoft Exchange).
 
     Shared by the raw-MIME path and the providers' parsed-field paths, so every email adapter
     ignores the same mail.
@@ -865,14 +1171,17 @@ def classify_automatic(
     local = (from_address or "").rsplit("@", 1)[0].lower()
     if delivery_status or report_type == "delivery-status":
         bounce = "delivery status notification (multipart/report)"
+    elif report_type == "feedback-report":
+        bounce = "spam complaint (RFC 5965 feedback report)"
     elif local in _BOUNCE_LOCALPARTS:
         bounce = f"sent by {local}"
     elif headers.get("x-failed-recipients"):
         bounce = "X-Failed-Recipients header"
     elif (headers.get("return-path") or "").replace(" ", "") == "<>":
         bounce = "null Return-Path (<>)"
-    submitted = (headers.get("auto-submitted") or "").split(";")[0].strip().lower()
+    submitted = _auto_submitted(headers.get("auto-submitted"))
     precedence = (headers.get("precedence") or headers.get("x-precedence") or "").strip().lower()
+    exchange_reply = _exchange_auto_reply(headers, exchange)
     if submitted and submitted != "no":
         auto = f"Auto-Submitted: {submitted[:40]}"
     elif headers.get("x-autoreply") is not None:
@@ -883,6 +1192,8 @@ def classify_automatic(
         auto = f"Precedence: {precedence}"
     elif report_type == "disposition-notification":
         auto = "read receipt (disposition notification)"
+    elif exchange_reply is not None:
+        auto = exchange_reply
     return auto, bounce
 
 
@@ -943,13 +1254,15 @@ def parse_email_headers(
     ids = msg_ids(_first(pairs, "message-id"))
     replies_to = msg_ids(_first(pairs, "in-reply-to"))
     references = msg_ids(_first(pairs, "references"))
+    defects = list(defects)
     full_text = (text or "").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     if not full_text.strip() and html:
-        full_text = html_to_text(html)
+        full_text = _html_text(html, defects)
     new_text, _ = split_reply(full_text)
     subject = decoded.get("subject") or None
     auto, bounce = classify_automatic(
-        decoded, from_address=from_address, report_type=report_type, delivery_status=delivery_status
+        decoded, from_address=from_address, report_type=report_type, delivery_status=delivery_status,
+        exchange=any(name.startswith("x-ms-exchange-") for name, _ in pairs),
     )
     return ParsedEmail(
         message_id=ids[0] if ids else None,
@@ -975,7 +1288,7 @@ def parse_email_headers(
         bounce_reason=bounce,
         from_own_address=_own(from_address, own_addresses),
         headers=decoded,
-        defects=list(defects),
+        defects=defects,
         dkim_domains=_dkim_domains(pairs),
     )
 
@@ -993,19 +1306,21 @@ def parse_email(
     if not raw.strip():
         raise MalformedPayloadError("empty email message")
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        # compat32: see "Hostile input" in the module docstring; headers are read raw below.
+        message = email.message_from_bytes(raw, _class=_Part, policy=email.policy.compat32)
         if not message.keys():
             raise MalformedPayloadError("not an email message: no header block")
         walk = _Walk(max_attachment_bytes)
         walk.walk(message)
-        defects = [type(d).__name__ for d in message.defects]
+        text = _body_text(walk)
+        defects = [type(d).__name__ for d in message.defects] + walk.defects
         if walk.truncated:
             defects.append("TooManyPartsOrTooDeep")
         report_type = next(iter(sorted(walk.report_types)), None)
         html = "\n".join(walk.htmls) or None
         parsed = parse_email_headers(
             _header_pairs(message),
-            text=_body_text(walk),
+            text=text,
             html=html,
             attachments=walk.attachments,
             own_addresses=own_addresses,
