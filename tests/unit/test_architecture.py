@@ -38,10 +38,11 @@ def test_every_channel_and_connector_module_is_registered():
     from chalicelib.adapters.channels.registry import CHANNELS
     from chalicelib.adapters.connectors.registry import CONNECTORS
 
-    # Shared modules, not providers: JSON body loading, email parsing (Mailgun, SendGrid, SES), SNS signatures and
-    # the SES-in-S3 reader (used by the ses_inbound worker).
+    # Shared modules, not providers: JSON body loading, email parsing and mapping (Mailgun, SendGrid,
+    # SES), form bodies, SNS signatures and the SES-in-S3 reader (used by the ses_inbound worker).
     infrastructure = {"__init__", "base", "registry", "http", "auth", "mapping", "vendor", "aws_clients",
-                      "email_mime", "sns_signature", "ses_s3", "json_body"}
+                      "json_body", "email_mime", "email_html", "email_quotes", "email_inbound", "form_body",
+                      "sns_signature", "ses_s3"}
     for folder, registry in (("channels", CHANNELS), ("connectors", CONNECTORS)):
         modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / folder).glob("*.py")} - infrastructure
         registered = {cls.__module__.rsplit(".", 1)[1] for cls in registry.values()}

@@ -6,15 +6,7 @@ be (unknown charsets, broken encodings, HTML-only mail) and raises nothing but
 `MalformedPayloadError`, so a webhook carrying hostile MIME gets a 400, never a 500.
 
 What it decides, and why:
-- **New text vs history.** `text` is what the sender wrote now: everything from the first reply
-  attribution ("On <date> … wrote:", "Am <date> … schrieb …:"), separator ("-----Original
-  Message-----", "---------- Forwarded message ----------") or Outlook header block ("From: …",
-  then at least two of "Sent:", "To:", "Subject:") on is history, `>`-quoted lines are dropped (so
-  bottom-posted and interleaved answers survive), and a signature after the "-- " line and mobile
-  footers ("Sent from my iPhone") are cut. `full_text` keeps everything. Detection errs towards
-  keeping text: an attribution needs a date digit or an address (or a quote right after it), a
-  header block needs a Subject line or an address, and a bare "--" line is text, not a signature
-  delimiter. Signatures without the "-- " delimiter are not detected.
+- **New text vs history**: `email_quotes.split_reply`. **HTML-only mail**: `email_html`.
 - **Threading.** `thread_keys` are `email:<message-id>` for this message, then the ids in
   In-Reply-To, then References newest first. The processor stores every key of a contact with its
   case, so a reply whose In-Reply-To/References names an earlier message's Message-ID (ours or the
@@ -58,29 +50,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message
-from html import unescape
-from html.parser import HTMLParser
 
-from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
+from chalicelib.adapters.channels.email_html import MAX_HTML_TO_TEXT, html_to_text
+from chalicelib.adapters.channels.email_quotes import split_reply
 from chalicelib.errors import MalformedPayloadError
 
 __all__ = [
     "ForwardedEmail",
     "ParsedAttachment",
     "ParsedEmail",
-    "check_sender",
     "classify_automatic",
     "decode_bytes",
     "decode_header_value",
-    "html_to_text",
-    "inbound_email",
+    "first_header",
+    "header_pairs",
     "msg_ids",
     "parse_address_list",
     "parse_email",
     "parse_email_headers",
-    "parse_form",
     "parse_header_block",
-    "split_reply",
+    "part_content_type",
+    "part_param",
+    "safe_filename",
     "thread_keys_for",
 ]
 
@@ -100,21 +91,6 @@ MAX_ADDRESS_LIST = 8192
 #: Characters of Content-Type / Content-Disposition the `email` package's own parameter parser
 #: sees (it only needs the boundary; `_Part`). Real ones are a few hundred characters.
 MAX_PACKAGE_PARAMETERS = 2048
-#: Lines longer than this are never taken for a reply attribution or header line: real ones
-#: ("On <date>, <name> <address> wrote:") are short, and bounding what the patterns see keeps
-#: quote detection linear in the body, whatever a hostile line looks like.
-MAX_ATTRIBUTION_LINE = 1000
-#: HTML characters converted to text (an HTML-only mail has no text/plain to read instead).
-#: A person writes far less; what lies beyond is bulky markup or long quoted history at the end.
-#: The cut only shortens `text`/`full_text` (of which the hub keeps `MAX_FULL_TEXT` anyway):
-#: `ParsedEmail.html` keeps the whole HTML, and the raw message stays with the provider (or in
-#: S3 for SES). It bounds the standard library's HTML parser, which is slow on some garbage.
-MAX_HTML_TO_TEXT = 256 * 1024
-#: A link's text longer than this is not searched for the link's own URL (it is shown after it).
-MAX_LINK_LABEL = 1000
-#: Blockquote levels shown as "> " prefixes; deeper ones look the same. Unbounded, each line of
-#: HTML nested N deep would cost N characters of text.
-MAX_QUOTE_PREFIX = 20
 
 THREAD_KEY_PREFIX = "email:"
 
@@ -399,368 +375,6 @@ def _datetime(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-# --- HTML to text -------------------------------------------------------------------------------
-
-_BLOCK_TAGS = {
-    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset",
-    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
-    "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul",
-}
-_PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "hr"}
-_SKIP_TAGS = {"script", "style", "title", "template", "noscript", "svg", "head"}
-
-
-_SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
-#: What an HTML signature delimiter looks like before spaces collapse: "-- " (Gmail's
-#: `gmail_signature_prefix`), which must survive as the plain-text delimiter.
-_HTML_SIGNATURE = re.compile(r"[ \t\r\n\f\v]*--[ \u00a0]")
-
-
-class _HTMLText(HTMLParser):
-    """Collects lines of text. Work stays linear in the HTML: the length of the current line is
-    kept as a running count, and a link remembers where its text starts in the current line, so
-    neither is recomputed from the whole line at every link."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self.current: list[str] = []
-        self.current_length = 0
-        #: Lines flushed so far: a link whose text started before the last flush spans lines.
-        self.flushes = 0
-        self.skip = 0
-        self.quote = 0
-        self.pre = 0
-        #: Open links: (href, index into `current`, `current_length` then, `flushes` then).
-        self.links: list[tuple[str | None, int, int, int]] = []
-
-    def _add(self, text: str) -> None:
-        self.current.append(text)
-        self.current_length += len(text)
-
-    def _flush(self, *, force: bool = False) -> None:
-        text = "".join(self.current)
-        self.current = []
-        self.current_length = 0
-        self.flushes += 1
-        if not self.pre:
-            collapsed = _SPACES.sub(" ", text).strip()
-            text = "-- " if collapsed == "--" and _HTML_SIGNATURE.match(text) else collapsed
-        depth = min(self.quote, MAX_QUOTE_PREFIX)
-        if text or force:
-            self.lines.append("> " * depth + text if text else ">" * depth)
-
-    def _blank(self) -> None:
-        self._flush()
-        if self.lines and self.lines[-1].strip("> ") != "":
-            self.lines.append(">" * min(self.quote, MAX_QUOTE_PREFIX))
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            if tag != "head" or not self.lines:
-                self.skip += 1
-            return
-        if tag == "body" and self.skip:  # a <head> left open
-            self.skip = 0
-        if tag == "br":
-            self._flush(force=True)
-        elif tag in _PARAGRAPH_TAGS:
-            self._blank()
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-        if tag == "blockquote":
-            self.quote += 1
-        elif tag == "pre":
-            self.pre += 1
-        elif tag == "li":
-            self._add("- ")
-        elif tag in ("td", "th"):
-            self._add(" ")
-        elif tag == "a":
-            self.links.append((dict(attrs).get("href"), len(self.current), self.current_length, self.flushes))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self.skip = max(0, self.skip - 1)
-            return
-        if tag == "a" and self.links:
-            self._link_end(*self.links.pop())
-            return
-        if tag == "blockquote":
-            self._flush()
-            self.quote = max(0, self.quote - 1)
-            self._blank()
-        elif tag == "pre":
-            self._flush()
-            self.pre = max(0, self.pre - 1)
-        elif tag in _PARAGRAPH_TAGS:
-            self._blank()
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-
-    def _link_end(self, href: str | None, index: int, start: int, flushes: int) -> None:
-        """Shows the URL after the link text, unless the text already shows it."""
-        target = (href or "").strip()
-        shown = target[7:] if target.lower().startswith("mailto:") else target
-        if not shown or not re.match(r"(?i)(https?:|mailto:)", target):
-            return
-        within = flushes == self.flushes and self.current_length - start <= MAX_LINK_LABEL
-        label = "".join(self.current[index:]) if within else ""
-        if shown not in label:
-            self._add(f" ({shown})")
-
-    def handle_data(self, data: str) -> None:
-        if self.skip:
-            return
-        if self.pre and "\n" in data:
-            head, *rest = data.split("\n")
-            self._add(head)
-            for line in rest:
-                self._flush(force=True)
-                self._add(line)
-            return
-        self._add(data)
-
-    def text(self) -> str:
-        self._flush()
-        return _tidy("\n".join(self.lines))
-
-
-def _tidy(text: str) -> str:
-    # "-- " keeps its space: it is the signature delimiter (RFC 3676 §4.3).
-    lines = [line if line == "-- " else line.rstrip() for line in text.split("\n")]
-    out: list[str] = []
-    for line in lines:
-        if not line.strip("> ") and out and not out[-1].strip("> "):
-            continue
-        out.append(line)
-    return "\n".join(out).strip("\n")
-
-
-#: What closes a comment, an Outlook marked section (<![if …]>) and a standard one (<![CDATA[…]]>),
-#: as `html.parser` searches for them.
-_COMMENT_CLOSE = re.compile(r"--\s*>")
-_MS_SECTION_CLOSE = re.compile(r"]\s*>")
-_SECTION_CLOSE = re.compile(r"]\s*]\s*>")
-_SECTION_OPEN = re.compile(r"<!\[([a-zA-Z][-_.a-zA-Z0-9]*)")
-
-
-def _last_start(pattern: re.Pattern[str], text: str) -> int:
-    return max((m.start() for m in pattern.finditer(text)), default=-1)
-
-
-def _bounded_html(html: str) -> str:
-    """At most `MAX_HTML_TO_TEXT` characters of `html` (no tag cut in half), with every markup
-    opener that nothing after it can close written as text (`&lt;`). `html.parser` shows such an
-    opener as text too, but only after searching the rest of the document for its closer, once
-    per opener: quadratic on "<!<!<!…", "<!--x><!--x>…" or "<![if x><![if x>…"."""
-    if len(html) > MAX_HTML_TO_TEXT:
-        html = html[:MAX_HTML_TO_TEXT]
-        last_open = html.rfind("<")
-        if last_open > html.rfind(">"):
-            html = html[:last_open]
-    end = html.rfind(">") + 1
-    if "<" in html[end:]:
-        html = html[:end] + html[end:].replace("<", "&lt;")
-    if "<!--" in html:
-        comments_closed_before = _last_start(_COMMENT_CLOSE, html) - 3
-        html = re.sub("<!--", lambda m: m[0] if m.start() < comments_closed_before else "&lt;!--", html)
-    if "<![" in html:
-        closed_before = {"ms": _last_start(_MS_SECTION_CLOSE, html) - 2, "standard": _last_start(_SECTION_CLOSE, html) - 2}
-
-        def section(match: re.Match[str]) -> str:
-            kind = "ms" if match[1].lower() in ("if", "else", "endif") else "standard"
-            return match[0] if match.start() < closed_before[kind] else "&lt;" + match[0][1:]
-
-        html = _SECTION_OPEN.sub(section, html)
-    return html
-
-
-def html_to_text(html: str) -> str:
-    """Readable text from an HTML body: paragraphs and line breaks kept, links as "text (url)",
-    blockquotes as `> ` lines (so quoted history is recognized), scripts and styles dropped.
-    Only the first `MAX_HTML_TO_TEXT` characters are converted."""
-    html = _bounded_html(html)
-    parser = _HTMLText()
-    try:
-        parser.feed(html)
-        parser.close()
-        return parser.text()
-    except (AssertionError, ValueError, IndexError, RecursionError):  # _markupbase on broken declarations
-        stripped = _without_scripts(html)
-        stripped = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", stripped)
-        return _tidy(unescape(re.sub(r"<[^<>]*>", " ", stripped)))
-
-
-_SCRIPT_START = re.compile(r"<(script|style)\b", re.IGNORECASE)
-_SCRIPT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in ("script", "style")}
-
-
-def _without_scripts(html: str) -> str:
-    """`html` without <script> and <style> elements (an unclosed one runs to the end). A loop, not
-    one lazy regular expression, which would rescan the rest of the text for every unclosed one."""
-    out: list[str] = []
-    position = 0
-    while (match := _SCRIPT_START.search(html, position)) is not None:
-        out.append(html[position:match.start()] + " ")
-        close = _SCRIPT_END[match.group(1).lower()].search(html, match.end())
-        if close is None:
-            return "".join(out)
-        end = html.find(">", close.end())
-        position = len(html) if end < 0 else end + 1
-    out.append(html[position:])
-    return "".join(out)
-
-
-# --- new text vs quoted history -----------------------------------------------------------------
-
-#: Reply attributions as (how it starts, what it must contain), matched on the line (or up to three
-#: wrapped lines joined) ending in ":". Keyword-led forms: "On <date>, <name> wrote:".
-_ATTRIBUTION = tuple(
-    (re.compile(start, re.IGNORECASE), re.compile(verb, re.IGNORECASE))
-    for start, verb in (
-        (r"On\b", r"\bwrote\s*:$"),
-        (r"Am\b", r"\bschrieb\b"),
-        (r"Am\b", r"\bgeschrieben\s*:$"),  # "Am <date> hat <name> geschrieben:"
-        (r"Le\b", r"\ba [ée]crit\s*:$"),
-        (r"El\b", r"\bescribi[óo]\s*:$"),
-        (r"Op\b", r"\bschreef\b"),
-    )
-)
-#: Attributions without a leading keyword; matched on one line only, so a sentence followed by
-#: a quote header is never taken for one. Address parts bounded: no backtracking across a line.
-_ATTRIBUTION_LINE = tuple(
-    (re.compile(""), re.compile(verb, re.IGNORECASE))
-    for verb in (
-        r"\bschrieb am\b",
-        r"<[^<>\s@]{1,64}@[^<>\s@]{1,255}>\s*(?:wrote|schrieb|a [ée]crit|escribi[óo])\s*:$",
-    )
-)
-#: What makes "… wrote:" an attribution and not a sentence: its date (a digit) or an address.
-_ATTRIBUTION_EVIDENCE = re.compile(r"\d|[^\s<>@]@[^\s<>@]")
-_SEPARATOR = re.compile(
-    r"\s*(?:-{2,}\s*(?:Original(?:ly)? Message|Urspr[üu]ngliche Nachricht|Originalnachricht|Message d'origine"
-    r"|Mensaje original|Forwarded message|Weitergeleitete Nachricht|Message transf[ée]r[ée])\s*-{2,}"
-    r"|(?:Begin forwarded message|Anfang der weitergeleiteten Nachricht)\s*:)\s*$",
-    re.IGNORECASE,
-)
-#: A line of a quoted header block: "Sent: …", "*Von:* …", "De : …" (bounded: one short word).
-_HEADER_FIELD = re.compile(r"[ \t]{0,20}\*?([^\W\d_]{1,12})[ \t]?:\*?(?:\s|$)")
-_FIELD_KINDS = {
-    **dict.fromkeys(("from", "von", "de", "van", "fra"), "from"),
-    **dict.fromkeys(("sent", "gesendet", "date", "datum", "envoyé", "enviado", "verzonden", "fecha"), "date"),
-    **dict.fromkeys(("to", "an", "à", "para", "aan", "til"), "to"),
-    **dict.fromkeys(("subject", "betreff", "objet", "asunto", "onderwerp", "emne"), "subject"),
-    **dict.fromkeys(("cc", "bcc", "kopie", "cci", "cco"), "cc"),
-}
-_RULE = re.compile(r"\s*_{10,}\s*$")
-_QUOTED = re.compile(r"\s*>")
-#: Mobile footers: a device or app name of a few words, nothing after it.
-_MOBILE_FOOTER = re.compile(
-    r"\s*(?:Sent from my {w}|Sent from (?:Outlook|Mail|Yahoo Mail)(?: (?:for|on) {w})?|Get Outlook for {w}"
-    r"|Von meinem {w} gesendet|Gesendet von meinem {w}|Gesendet mit der {w} App|Envoy[ée] de mon {w})\.?\s*$"
-    .replace("{w}", r"[\w.'’&+-]{1,40}(?: [\w.'’&+-]{1,40}){0,3}"),
-    re.IGNORECASE,
-)
-
-
-def _field(line: str) -> str | None:
-    """The kind of header line `line` is ('from', 'date', 'to', 'subject', 'cc'), or None."""
-    match = _HEADER_FIELD.match(line)
-    return _FIELD_KINDS.get(match.group(1).lower()) if match else None
-
-
-def _header_block(lines: list[str], i: int, *, after_rule: bool = False) -> bool:
-    """Whether line i starts a quoted header block, as Outlook and Apple Mail write one: "From:",
-    then on the lines right below at least two of date ("Sent:"/"Date:"), "To:" and "Subject:".
-    Without a rule line above it, it also needs a Subject line or an address in From:, so a
-    customer's "From: Frankfurt / To: New York / Date: 12 May" stays text."""
-    line = lines[i]
-    if _field(line) != "from" or not line.split(":", 1)[1].strip(" \t*"):
-        return False
-    kinds = set()
-    for following in lines[i + 1:i + 7]:
-        kind = _field(following)
-        if kind is None or kind == "from":
-            break
-        kinds.add(kind)
-    found = len(kinds & {"date", "to", "subject"})
-    if after_rule:
-        return found >= 1
-    return found >= 2 and ("subject" in kinds or "@" in line)
-
-
-def _next_text(lines: list[str], start: int) -> str:
-    return next((x for x in lines[start:] if x.strip()), "")
-
-
-def _attribution(lines: list[str], i: int) -> int:
-    """How many lines (1-3: clients wrap long ones) the reply attribution at line i spans, or 0.
-    A line shaped like one ("Am Montag schrieb ich Ihnen bereits:") must carry a date digit or an
-    address, or be followed by a quote, to count."""
-    for span in (1, 2, 3):
-        if i + span > len(lines):
-            break
-        last = lines[i + span - 1]
-        if span > 1 and (not last.strip() or _QUOTED.match(last) or len(last) > MAX_ATTRIBUTION_LINE):
-            break
-        joined = " ".join(x.strip() for x in lines[i:i + span])
-        if len(joined) > MAX_ATTRIBUTION_LINE:
-            break
-        if not joined.endswith(":"):
-            continue
-        forms = _ATTRIBUTION + _ATTRIBUTION_LINE if span == 1 else _ATTRIBUTION
-        if not any(start.match(joined) and verb.search(joined) for start, verb in forms):
-            continue
-        if _ATTRIBUTION_EVIDENCE.search(joined) or _QUOTED.match(_next_text(lines, i + span)):
-            return span
-    return 0
-
-
-def _marker(lines: list[str], i: int) -> tuple[str, int] | None:
-    """('attribution' | 'history', lines spanned) when history starts at line i. Lines longer
-    than `MAX_ATTRIBUTION_LINE` are never markers, so no pattern ever runs on one."""
-    line = lines[i]
-    if not line.strip() or len(line) > MAX_ATTRIBUTION_LINE or _QUOTED.match(line):
-        return None
-    if _SEPARATOR.match(line):
-        return "history", 1
-    below = range(i + 1, min(i + 3, len(lines)))
-    if _RULE.match(line) and any(_header_block(lines, j, after_rule=True) for j in below):
-        return "history", 1
-    if _header_block(lines, i):
-        return "history", 1
-    span = _attribution(lines, i)
-    return ("attribution", span) if span else None
-
-
-def split_reply(text: str) -> tuple[str, str]:
-    """(new text, the rest) of a plain-text body. See the module docstring for the rules."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    keep: list[str] = []
-    i = 0
-    cut = len(lines)
-    while i < len(lines):
-        found = _marker(lines, i)
-        if found is not None:
-            kind, span = found
-            if kind == "attribution" and _QUOTED.match(_next_text(lines, i + span)):
-                # A quote follows: drop it below, and keep answers written under or between it.
-                i += span
-                continue
-            cut = i
-            break
-        if not _QUOTED.match(lines[i]):
-            keep.append(lines[i])
-        i += 1
-    if "-- " in keep:  # RFC 3676 §4.3; a bare "--" is text ("Step 1 / -- / Step 2")
-        keep = keep[:keep.index("-- ")]
-    while keep and (not keep[-1].strip() or _MOBILE_FOOTER.match(keep[-1])):
-        keep.pop()
-    new = _tidy("\n".join(keep)).strip()
-    return new, "\n".join(lines[cut:]).strip("\n")
-
-
 def _unflow(text: str, delsp: bool) -> str:
     """RFC 3676 format=flowed: join soft line breaks (a line ending in a space)."""
     out: list[str] = []
@@ -784,7 +398,6 @@ def _unflow(text: str, delsp: bool) -> str:
     if buffer is not None:
         out.append(">" * depth_of_buffer + (" " if depth_of_buffer else "") + buffer)
     return "\n".join(out)
-
 
 # --- the MIME tree ------------------------------------------------------------------------------
 
@@ -834,7 +447,7 @@ class _Walk:
         if not self._count() or depth > MAX_DEPTH:
             self.truncated = True
             return
-        ctype = _content_type(part)
+        ctype = part_content_type(part)
         if ctype == "message/delivery-status":
             self.delivery_status = True
             self._attach(part, ctype)
@@ -851,19 +464,19 @@ class _Walk:
                 self._alternative(children, depth)
                 return
             if ctype == "multipart/report":
-                report_type = _param(part, "report-type")
+                report_type = part_param(part, "report-type")
                 if report_type:
                     self.report_types.add(report_type.lower())
                 in_report = True
             if ctype == "multipart/related" and children:
-                start = _param(part, "start")
+                start = part_param(part, "start")
                 first = next((c for c in children if start and _content_id(c) == start.strip("<> ")), children[0])
                 self.walk(first, depth + 1, in_report=in_report)
                 for resource in children:
                     if resource is not first:
                         if not self._count():
                             return
-                        self._attach(resource, _content_type(resource), inline=True)
+                        self._attach(resource, part_content_type(resource), inline=True)
                 return
             for sub in children:
                 self.walk(sub, depth + 1, in_report=in_report)
@@ -873,8 +486,8 @@ class _Walk:
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             body = _text_payload(part, self.defects)
             if ctype == "text/plain":
-                if (_param(part, "format") or "").lower() == "flowed":
-                    body = _unflow(body, (_param(part, "delsp") or "").lower() == "yes")
+                if (part_param(part, "format") or "").lower() == "flowed":
+                    body = _unflow(body, (part_param(part, "delsp") or "").lower() == "yes")
                 self.texts.append(body)
             else:
                 self.htmls.append(body)
@@ -899,15 +512,15 @@ class _Walk:
         sub = self.child()
         sub.walk(inner, depth + 1)
         self.truncated |= sub.truncated
-        headers = _header_pairs(inner)
-        sender = parse_address_list(_first(headers, "from"))
-        ids = msg_ids(_first(headers, "message-id"))
+        headers = header_pairs(inner)
+        sender = parse_address_list(first_header(headers, "from"))
+        ids = msg_ids(first_header(headers, "message-id"))
         return ForwardedEmail(
             message_id=ids[0] if ids else None,
             from_address=sender[0][1] if sender else None,
             from_name=sender[0][0] if sender else None,
-            subject=decode_header_value(_first(headers, "subject")) or None,
-            date=_datetime(decode_header_value(_first(headers, "date"))),
+            subject=decode_header_value(first_header(headers, "subject")) or None,
+            date=_datetime(decode_header_value(first_header(headers, "date"))),
             text=_body_text(sub),
         )
 
@@ -924,8 +537,8 @@ class _Walk:
             payload = _serialize(part)
             if filename is None and ctype in ("message/rfc822", "message/global"):
                 inner = part.get_payload(0)
-                subject = decode_header_value(_first(_header_pairs(inner), "subject")) if isinstance(inner, Message) else ""
-                filename = _safe_filename(f"{subject or 'forwarded'}.eml")
+                subject = decode_header_value(first_header(header_pairs(inner), "subject")) if isinstance(inner, Message) else ""
+                filename = safe_filename(f"{subject or 'forwarded'}.eml")
         else:
             payload = _payload_bytes(part)
         keep = self.max_attachment_bytes is None or len(payload) <= self.max_attachment_bytes
@@ -941,7 +554,9 @@ class _Walk:
         )
 
 
-def _content_type(part: Message) -> str:
+def part_content_type(part: Message) -> str:
+    """The part's media type, lower-case; `text/plain` (RFC 2045's default) when unreadable and
+    `application/octet-stream` when it is not a well-formed type."""
     try:
         ctype = part.get_content_type()
     except Exception:  # noqa: BLE001 - a header the registry cannot parse: RFC 2045's default
@@ -949,10 +564,10 @@ def _content_type(part: Message) -> str:
     return ctype if re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", ctype) else "application/octet-stream"
 
 
-def _param(part: Message, name: str, header: str = "content-type") -> str | None:
+def part_param(part: Message, name: str, header: str = "content-type") -> str | None:
     """A header parameter, RFC 2231 decoded, read from the raw header: the package's own
     accessors turn 8-bit (raw UTF-8) parameter values into U+FFFD."""
-    raw = _first(_header_pairs(part), header)
+    raw = first_header(header_pairs(part), header)
     return _param_of(raw, name) if raw is not None else None
 
 
@@ -1016,7 +631,7 @@ class _Part(Message):
 
 
 def _disposition(part: Message) -> str | None:
-    raw = _first(_header_pairs(part), "content-disposition")
+    raw = first_header(header_pairs(part), "content-disposition")
     if not raw:
         return None
     value = raw.split(";", 1)[0].strip().lower()
@@ -1024,11 +639,13 @@ def _disposition(part: Message) -> str | None:
 
 
 def _content_id(part: Message) -> str | None:
-    ids = msg_ids(_first(_header_pairs(part), "content-id"))
+    ids = msg_ids(first_header(header_pairs(part), "content-id"))
     return ids[0] if ids else None
 
 
-def _safe_filename(name: str) -> str | None:
+def safe_filename(name: str) -> str | None:
+    """A sender's file name without directories or control characters, at most 255 characters:
+    it ends up in blob keys and in vendors' upload forms."""
     name = re.sub(r"[\x00-\x1f\x7f]", "", name).replace("\\", "/").rsplit("/", 1)[-1].strip()
     return name[:255] or None
 
@@ -1037,7 +654,7 @@ def _filename(part: Message) -> str | None:
     name = None
     for header in ("content-disposition", "content-type"):
         try:
-            name = _param(part, "filename" if header == "content-disposition" else "name", header)
+            name = part_param(part, "filename" if header == "content-disposition" else "name", header)
         except Exception:  # noqa: BLE001
             name = None
         if name:
@@ -1045,7 +662,7 @@ def _filename(part: Message) -> str | None:
     if not name:
         return None
     # RFC 2047 words inside a quoted parameter are not standard, but Outlook and Gmail send them.
-    return _safe_filename(decode_header_value(name) if "=?" in name else name)
+    return safe_filename(decode_header_value(name) if "=?" in name else name)
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -1069,7 +686,7 @@ def _serialize(part: Message) -> bytes:
 
 
 def _text_payload(part: Message, defects: list[str]) -> str:
-    text, defect = _decode(_payload_bytes(part), _param(part, "charset"))
+    text, defect = _decode(_payload_bytes(part), part_param(part, "charset"))
     if defect:
         defects.append(defect)
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
@@ -1098,7 +715,7 @@ def _body_text(walk: _Walk) -> str:
     return body.strip("\n")
 
 
-def _header_pairs(part: Message) -> list[tuple[str, str]]:
+def header_pairs(part: Message) -> list[tuple[str, str]]:
     """Header names (lower-case) and raw values, without the header registry's parsing."""
     try:
         return [(_scrub(str(name)).lower(), str(value)) for name, value in part.raw_items()]
@@ -1113,10 +730,11 @@ def parse_header_block(block: bytes) -> list[tuple[str, str]]:
         message = email.message_from_bytes(block.strip(b"\r\n") + b"\r\n\r\n", policy=email.policy.compat32)
     except Exception:  # noqa: BLE001
         return []
-    return [(name, value) for name, value in _header_pairs(message)]
+    return [(name, value) for name, value in header_pairs(message)]
 
 
-def _first(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+def first_header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (lower-case): the topmost, the one the last hop added."""
     return next((value for key, value in pairs if key == name), None)
 
 
@@ -1243,17 +861,17 @@ def parse_email_headers(
     full plain body; HTML is converted when it is empty."""
     pairs = [(name.lower(), value) for name, value in headers]
     if report_type is None:
-        report_type = _report_type(_first(pairs, "content-type"))
+        report_type = _report_type(first_header(pairs, "content-type"))
     decoded = {}
     for name in KEPT_HEADERS:
-        value = _first(pairs, name)
+        value = first_header(pairs, name)
         if value is not None:
             decoded[name] = decode_header_value(value)[:MAX_HEADER_VALUE]
-    sender = parse_address_list(_first(pairs, "from"))
+    sender = parse_address_list(first_header(pairs, "from"))
     from_name, from_address = sender[0] if sender else (None, None)
-    ids = msg_ids(_first(pairs, "message-id"))
-    replies_to = msg_ids(_first(pairs, "in-reply-to"))
-    references = msg_ids(_first(pairs, "references"))
+    ids = msg_ids(first_header(pairs, "message-id"))
+    replies_to = msg_ids(first_header(pairs, "in-reply-to"))
+    references = msg_ids(first_header(pairs, "references"))
     defects = list(defects)
     full_text = (text or "").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     if not full_text.strip() and html:
@@ -1271,9 +889,9 @@ def parse_email_headers(
         thread_keys=thread_keys_for(ids[0] if ids else None, replies_to, references),
         from_address=from_address,
         from_name=from_name,
-        to=[a for _, a in parse_address_list(_first(pairs, "to"))],
-        cc=[a for _, a in parse_address_list(_first(pairs, "cc"))],
-        reply_to=[a for _, a in parse_address_list(_first(pairs, "reply-to"))],
+        to=[a for _, a in parse_address_list(first_header(pairs, "to"))],
+        cc=[a for _, a in parse_address_list(first_header(pairs, "cc"))],
+        reply_to=[a for _, a in parse_address_list(first_header(pairs, "reply-to"))],
         subject=subject,
         date=_datetime(decoded.get("date")),
         text=new_text,
@@ -1319,7 +937,7 @@ def parse_email(
         report_type = next(iter(sorted(walk.report_types)), None)
         html = "\n".join(walk.htmls) or None
         parsed = parse_email_headers(
-            _header_pairs(message),
+            header_pairs(message),
             text=text,
             html=html,
             attachments=walk.attachments,
@@ -1333,291 +951,3 @@ def parse_email(
         raise
     except (Exception, RecursionError) as exc:  # noqa: BLE001 - the promise: nothing but a 400
         raise MalformedPayloadError(f"unparseable MIME message ({type(exc).__name__})") from None
-
-
-
-# --- webhook form bodies (RFC 7578 multipart/form-data, urlencoded) ------------------------------
-
-#: Form fields per request; Mailgun and SendGrid send a few dozen plus one per attachment.
-MAX_FORM_PARTS = 1000
-
-
-@dataclass(frozen=True)
-class FormPart:
-    name: str
-    #: The exact bytes of the value (a file's content, or text in the part's or sender's charset).
-    data: bytes = field(repr=False)
-    filename: str | None = None
-    content_type: str | None = None
-    charset: str | None = None
-
-
-class FormData:
-    """A provider's form POST, values kept as bytes so text fields can be decoded in the charset
-    the provider names (SendGrid's `charsets`) and raw MIME (`body-mime`, `email`) stays exact."""
-
-    def __init__(self, parts: list[FormPart]) -> None:
-        self.parts = parts
-        self._by_name: dict[str, list[FormPart]] = {}
-        for part in parts:
-            self._by_name.setdefault(part.name, []).append(part)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._by_name
-
-    def names(self) -> list[str]:
-        return list(self._by_name)
-
-    def part(self, name: str) -> FormPart | None:
-        parts = self._by_name.get(name)
-        return parts[0] if parts else None
-
-    def data(self, name: str) -> bytes | None:
-        part = self.part(name)
-        return part.data if part is not None else None
-
-    def text(self, name: str, charset: str | None = None) -> str | None:
-        """The field as text: in `charset`, else the part's own charset, else UTF-8 (with the
-        lenient fallbacks of `decode_bytes`)."""
-        part = self.part(name)
-        if part is None:
-            return None
-        return decode_bytes(part.data, charset or part.charset).replace("\x00", "")
-
-    def texts(self, name: str) -> list[str]:
-        return [decode_bytes(p.data, p.charset).replace("\x00", "") for p in self._by_name.get(name, [])]
-
-    def files(self) -> list[FormPart]:
-        return [p for p in self.parts if p.filename is not None]
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def parse_form(body: bytes, content_type: str | None) -> FormData:
-    """A urlencoded or multipart/form-data body. Raises `MalformedPayloadError`."""
-    kind = media_type(content_type)
-    if kind == "multipart/form-data":
-        return FormData(_multipart(body, content_type or ""))
-    if kind in ("application/x-www-form-urlencoded", ""):
-        return FormData(_urlencoded(body))
-    raise MalformedPayloadError(f"expected a form body, not {kind}")
-
-
-def _urlencoded(body: bytes) -> list[FormPart]:
-    from urllib.parse import parse_qsl
-
-    # Latin-1 maps every byte to one character and back: %-escaped 8-bit MIME survives exactly.
-    try:
-        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1",
-                          max_num_fields=MAX_FORM_PARTS)
-    except ValueError:
-        raise MalformedPayloadError(f"form body has more than {MAX_FORM_PARTS} fields") from None
-    return [
-        FormPart(name=decode_bytes(name.encode("latin-1")), data=value.encode("latin-1"))
-        for name, value in pairs
-    ]
-
-
-def _multipart(body: bytes, content_type: str) -> list[FormPart]:
-    header = Message(policy=email.policy.compat32)
-    header["content-type"] = content_type
-    boundary = header.get_param("boundary")
-    if isinstance(boundary, tuple):
-        boundary = email.utils.collapse_rfc2231_value(boundary)
-    if not boundary or not isinstance(boundary, str) or len(boundary) > 200:
-        raise MalformedPayloadError("multipart/form-data without a boundary")
-    delimiter = b"--" + boundary.encode("latin-1", "replace")
-    if body.startswith(delimiter):
-        position = 0
-    else:
-        position = body.find(b"\n" + delimiter)
-        if position < 0:
-            raise MalformedPayloadError("multipart body does not contain its boundary")
-        position += 1
-    newline = b"\r\n" if body[position + len(delimiter):].lstrip(b" \t").startswith(b"\r\n") else b"\n"
-    parts: list[FormPart] = []
-    while True:
-        position += len(delimiter)
-        if body[position:position + 2] == b"--":
-            return parts
-        line_end = body.find(newline, position)
-        if line_end < 0:
-            raise MalformedPayloadError("multipart body ends inside a boundary line")
-        start = line_end + len(newline)
-        end = body.find(newline + delimiter, start)
-        if end < 0:
-            raise MalformedPayloadError("multipart body is not terminated by its closing boundary")
-        if len(parts) >= MAX_FORM_PARTS:
-            raise MalformedPayloadError(f"form body has more than {MAX_FORM_PARTS} parts")
-        part = _form_part(body[start:end], newline)
-        if part is not None:
-            parts.append(part)
-        position = end + len(newline)
-
-
-def _form_part(chunk: bytes, newline: bytes) -> FormPart | None:
-    separator = newline + newline
-    if chunk.startswith(newline):
-        head, data = b"", chunk[len(newline):]
-    else:
-        cut = chunk.find(separator)
-        if cut < 0:
-            raise MalformedPayloadError("multipart part without a blank line after its headers")
-        head, data = chunk[:cut], chunk[cut + len(separator):]
-    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
-    name = _param(headers, "name", "content-disposition")
-    if not name:
-        return None
-    filename = _param(headers, "filename", "content-disposition")
-    ctype = _first(_header_pairs(headers), "content-type")
-    return FormPart(
-        name=name,
-        data=data,
-        filename=(_safe_filename(decode_header_value(filename)) or "attachment") if filename is not None else None,
-        content_type=_content_type(headers) if ctype else None,
-        charset=_param(headers, "charset") if ctype else None,
-    )
-
-
-# --- from ParsedEmail to the hub's model ----------------------------------------------------------
-
-#: The new text goes to vendors; the full text is kept for the record. Both bounded: a 5 MB
-#: mailing of quoted history must not become a 5 MB contact.
-MAX_TEXT = 20_000
-MAX_FULL_TEXT = 100_000
-MAX_ATTACHMENTS = 50
-
-
-def domain_of(address: str | None) -> str | None:
-    if not address or "@" not in address:
-        return None
-    return address.rsplit("@", 1)[1].strip().strip(">").lower().rstrip(".") or None
-
-
-def aligned(from_domain: str | None, other: str | None) -> bool:
-    """Relaxed alignment (as DMARC would see it, without the public-suffix list): the same
-    domain, or one a subdomain of the other, and never a bare top-level domain."""
-    if not from_domain or not other:
-        return False
-    other = other.lower().rstrip(".")
-    if "." not in other or "." not in from_domain:
-        return False
-    return from_domain == other or from_domain.endswith("." + other) or other.endswith("." + from_domain)
-
-
-@dataclass(frozen=True)
-class SenderCheck:
-    """Whether the From address is proved by SPF or DKIM for its own domain, and how."""
-
-    verified: bool
-    spf: str | None
-    spf_domain: str | None
-    dkim: str | None
-    dkim_domains: tuple[str, ...] = ()
-
-    def as_metadata(self) -> dict[str, object]:
-        return {
-            "verified": self.verified, "spf": self.spf, "spf_domain": self.spf_domain,
-            "dkim": self.dkim, "dkim_domains": list(self.dkim_domains),
-        }
-
-
-def check_sender(
-    from_address: str | None, *, spf: str | None, spf_domain: str | None, dkim: str | None,
-    dkim_pass_domains: Iterable[str] = (),
-) -> SenderCheck:
-    """The From header is free text anyone can write; the address only counts as proved when
-    SPF passed for an envelope sender aligned with it, or DKIM passed for a signing domain
-    aligned with it (the receiving provider ran both checks)."""
-    from_domain = domain_of(from_address)
-    passing = tuple(d.lower() for d in dkim_pass_domains)
-    spf_ok = (spf or "").strip().lower() == "pass" and aligned(from_domain, spf_domain)
-    dkim_ok = (dkim or "").strip().lower() == "pass" and any(aligned(from_domain, d) for d in passing)
-    return SenderCheck(
-        verified=spf_ok or dkim_ok, spf=(spf or None) and spf.strip().lower()[:20],
-        spf_domain=spf_domain, dkim=(dkim or None) and dkim.strip().lower()[:20], dkim_domains=passing[:10],
-    )
-
-
-def ignore_reason(parsed: ParsedEmail) -> str | None:
-    """Why an email must not open or join a case, or None. Mail loops start here."""
-    if parsed.from_own_address:
-        return "email from one of our own addresses (own_addresses): an echo or a loop"
-    if parsed.is_bounce:
-        return f"bounce: {parsed.bounce_reason}"
-    if parsed.is_auto_reply:
-        return f"automatic reply: {parsed.auto_reply_reason}"
-    if not parsed.from_address:
-        return "email without a usable From address"
-    return None
-
-
-def inbound_email(
-    parsed: ParsedEmail,
-    *,
-    provider: str,
-    account: str | None,
-    received_at: datetime,
-    sender: SenderCheck,
-    fallback_id: str,
-    raw: dict | None = None,
-    metadata: dict | None = None,
-) -> InboundMessage | str:
-    """The `InboundMessage` of an email every email adapter produces the same way, or the
-    reason it is ignored (a str). `fallback_id` (a digest of the provider's content) is the
-    dedupe id of a message without a Message-ID."""
-    reason = ignore_reason(parsed)
-    if reason is not None:
-        return reason
-    assert parsed.from_address is not None
-    mailbox = (account or (parsed.to[0] if parsed.to else "") or "unknown").strip().lower()[:320]
-    text = parsed.text or parsed.full_text.strip()
-    files = parsed.attachments[:MAX_ATTACHMENTS]
-    root = (parsed.references[0] if parsed.references else None) or parsed.in_reply_to or parsed.message_id
-    extra: dict[str, object] = {
-        "message_id": parsed.message_id,
-        "in_reply_to": parsed.in_reply_to,
-        "references": parsed.references[-MAX_REFERENCES:],
-        "to": parsed.to[:20],
-        "cc": parsed.cc[:20],
-        "full_text": parsed.full_text[:MAX_FULL_TEXT],
-        "quoted_text_removed": bool(parsed.text) and parsed.text != parsed.full_text.strip(),
-        "sender_verification": sender.as_metadata(),
-    }
-    if parsed.reply_to:
-        extra["reply_to"] = parsed.reply_to[:5]
-    if parsed.auto_reply_hint:
-        extra["auto_reply_hint"] = True
-    if inline := [a.content_id or a.filename for a in files if a.inline]:
-        extra["inline_attachments"] = inline
-    if parsed.forwarded:
-        extra["forwarded"] = [
-            {"message_id": f.message_id, "from": f.from_address, "subject": f.subject} for f in parsed.forwarded[:5]
-        ]
-    if parsed.defects:
-        extra["mime_defects"] = sorted(set(parsed.defects))[:10]
-    extra.update(metadata or {})
-    return InboundMessage(
-        provider=provider,
-        channel=Channel.EMAIL,
-        provider_message_id=parsed.message_id or f"sha256:{fallback_id}",
-        account=mailbox,
-        sender=Sender(
-            handles=[Handle(kind="email", value=parsed.from_address, verified=sender.verified)],
-            display_name=parsed.from_name,
-        ),
-        sent_at=parsed.date,
-        received_at=received_at,
-        content_type=ContentType.MEDIA if any(not a.inline for a in files) else ContentType.TEXT,
-        text=text[:MAX_TEXT] or None,
-        subject=(parsed.subject or None) and parsed.subject[:998],
-        attachments=[
-            Attachment(content_type=a.content_type, filename=a.filename, size=a.size) for a in files
-        ],
-        metadata=extra,
-        conversation_key=THREAD_KEY_PREFIX + root if root else None,
-        thread_keys=parsed.thread_keys,
-        raw={"headers": parsed.headers, **(raw or {})},
-    )

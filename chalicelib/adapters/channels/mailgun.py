@@ -25,21 +25,16 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from chalicelib.adapters.channels.email_inbound import aligned, check_sender, domain_of, inbound_email
 from chalicelib.adapters.channels.email_mime import (
-    FormData,
     ParsedAttachment,
     ParsedEmail,
-    aligned,
-    check_sender,
-    domain_of,
-    inbound_email,
-    media_type,
     msg_ids,
     parse_address_list,
     parse_email,
     parse_email_headers,
-    parse_form,
 )
+from chalicelib.adapters.channels.form_body import FormData, media_type, parse_form
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
 

@@ -21,20 +21,17 @@ from chalicelib.adapters.channels.base import (
     SimulatedRequest,
     WebhookRequest,
 )
+from chalicelib.adapters.channels.email_inbound import check_sender, domain_of, inbound_email
 from chalicelib.adapters.channels.email_mime import (
-    FormData,
     ParsedAttachment,
     ParsedEmail,
-    check_sender,
-    domain_of,
-    inbound_email,
     msg_ids,
     parse_address_list,
     parse_email,
     parse_email_headers,
-    parse_form,
     parse_header_block,
 )
+from chalicelib.adapters.channels.form_body import FormData, parse_form
 from chalicelib.adapters.channels.mailgun import own_address_list
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret

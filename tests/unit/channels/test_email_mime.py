@@ -11,30 +11,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.adapters.channels import email_mime
+from chalicelib.adapters.channels import email_mime, email_quotes
+from chalicelib.adapters.channels.email_html import MAX_HTML_TO_TEXT, MAX_QUOTE_PREFIX, html_to_text
+from chalicelib.adapters.channels.email_inbound import check_sender, ignore_reason, inbound_email
 from chalicelib.adapters.channels.email_mime import (
     MAX_ADDRESS_LIST,
-    MAX_ATTRIBUTION_LINE,
     MAX_DEPTH,
-    MAX_HTML_TO_TEXT,
     MAX_PACKAGE_PARAMETERS,
     MAX_PARTS,
-    MAX_QUOTE_PREFIX,
     ParsedEmail,
-    check_sender,
     decode_bytes,
     decode_header_value,
-    html_to_text,
-    ignore_reason,
-    inbound_email,
     msg_ids,
     parse_address_list,
     parse_email,
     parse_email_headers,
-    parse_form,
-    split_reply,
     thread_keys_for,
 )
+from chalicelib.adapters.channels.email_quotes import MAX_ATTRIBUTION_LINE, split_reply
+from chalicelib.adapters.channels.form_body import parse_form
 from chalicelib.domain.models import Channel, ContentType
 from chalicelib.errors import MalformedPayloadError
 
@@ -305,8 +300,8 @@ class _Spy:
 def test_attribution_patterns_never_see_a_line_over_the_cap(monkeypatch):
     seen: list[int] = []
     for name in ("_ATTRIBUTION", "_ATTRIBUTION_LINE"):
-        forms = getattr(email_mime, name)
-        monkeypatch.setattr(email_mime, name, tuple((_Spy(a, seen), _Spy(b, seen)) for a, b in forms))
+        forms = getattr(email_quotes, name)
+        monkeypatch.setattr(email_quotes, name, tuple((_Spy(a, seen), _Spy(b, seen)) for a, b in forms))
     long = "On 5 Jan 2026 " + "<" + "a@" * 5000 + "> wrote:"
     new, _ = split_reply(f"Hi\n{long}\n{long}\nmore\n{long}\nOn Mon, 5 Jan 2026, Acme <a@acme.example> wrote:\n> old")
     assert new.startswith("Hi\n" + long)
