@@ -81,6 +81,18 @@ class Attachment(BaseModel):
     caption: str | None = None
 
 
+class AttachmentContent(BaseModel):
+    """The bytes of `InboundMessage.attachments[index]` when they came inside the webhook itself
+    (an email's files): there is no provider link to download them from later. They travel on
+    the inbound queue (base64 in JSON; the queue claim-checks large bodies into the blob store)
+    and the process worker stores them like downloaded media. Never part of a `Contact`."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    index: int = Field(ge=0)
+    data: bytes = Field(repr=False)
+
+
 class Location(BaseModel):
     latitude: float
     longitude: float
@@ -119,6 +131,8 @@ class InboundMessage(BaseModel):
     thread_keys: list[str] = Field(default_factory=list)
     #: The provider's own JSON for this one message, kept for inspection and reprocessing.
     raw: dict[str, Any] = Field(default_factory=dict)
+    #: Attachment bytes that came with the webhook (see `AttachmentContent`).
+    attachment_content: list[AttachmentContent] = Field(default_factory=list)
 
     @property
     def dedupe_key(self) -> str:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
 from chalicelib.adapters.blobs.links import link_signature_valid, load_or_create_link_secret
-from chalicelib.adapters.media.base import FetchLimits, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, MediaRejectedError, MediaSource, Reason
 from chalicelib.adapters.media.meta_cdn import MetaCdnMediaSettings
 from chalicelib.adapters.media.slack import SlackMediaSettings
 from chalicelib.adapters.media.telegram import TelegramMediaSettings
@@ -367,11 +367,17 @@ class MediaLocalizer:
         self._lock = threading.Lock()
         self._memo: OrderedDict[tuple, tuple[Attachment, dict[str, Any]]] = OrderedDict()
 
-    def localize(self, contact: Contact, *, retry_transient: bool = True) -> Contact:
+    def localize(
+        self, contact: Contact, *, retry_transient: bool = True, embedded: Mapping[int, bytes] | None = None
+    ) -> Contact:
         """The contact with its provider-held attachments stored and linked, and a report per
         attachment in `enrichment["media"]` (`{"attachments": [{index, status, ...}]}`; status
         `stored`, `rejected` with a reason, or `deferred`). Unchanged when media is disabled
         or no attachment needs it. Safe to run twice: keys are deterministic.
+
+        `embedded` holds the bytes of attachments that came inside the webhook (by index, from
+        `InboundMessage.attachment_content`): they are stored the same way, with the same limits
+        and type checks, as if a source had downloaded them.
 
         Raises `TransientError` (or `RetryLaterError`) when a download or the blob store failed
         transiently, so the queue retries the message; with `retry_transient=False` (the last
@@ -379,10 +385,12 @@ class MediaLocalizer:
         """
         if not self.settings.enabled or not contact.attachments:
             return contact
+        embedded = embedded or {}
         attachments = list(contact.attachments)
         report: list[dict[str, Any]] = []
         for index, attachment in enumerate(contact.attachments):
-            source = self._source_for(contact, attachment)
+            data = embedded.get(index)
+            source = _Embedded(data) if data is not None else self._source_for(contact, attachment)
             if source is None:
                 continue
             attachments[index], entry = self._localize_one(contact, index, attachment, source, retry_transient)
@@ -422,7 +430,8 @@ class MediaLocalizer:
         return self._http
 
     def _localize_one(
-        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource, retry_transient: bool
+        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource | _Embedded,
+        retry_transient: bool,
     ) -> tuple[Attachment, dict[str, Any]]:
         memo_key = (contact.id, index, source.key, source.reference(attachment))
         with self._lock:
@@ -447,7 +456,8 @@ class MediaLocalizer:
         return result
 
     def _store(
-        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource, entry: dict[str, Any]
+        self, contact: Contact, index: int, attachment: Attachment, source: MediaSource | _Embedded,
+        entry: dict[str, Any],
     ) -> tuple[Attachment, dict[str, Any]]:
         settings = self.settings
         limits = FetchLimits(settings.max_bytes, settings.timeout_seconds, self._check_declared)
@@ -488,6 +498,24 @@ class MediaLocalizer:
         declared = normalize_type(content_type)
         if declared is not None and not type_allowed(declared, self.settings.allowed_types):
             raise MediaRejectedError(Reason.TYPE_NOT_ALLOWED, f"{declared} is not in media.allowed_types")
+
+
+class _Embedded:
+    """The "source" of bytes that arrived with the webhook: nothing to download, but the same
+    declared-type check as a download, before the service's own size and type checks."""
+
+    key = "embedded"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._digest = hashlib.sha256(data).hexdigest()
+
+    def reference(self, attachment: Attachment) -> str:
+        return self._digest
+
+    def fetch(self, contact: Contact, attachment: Attachment, limits: FetchLimits) -> FetchedMedia:
+        limits.check_declared(attachment.content_type, None)  # the size: checked on the bytes
+        return FetchedMedia(self.data, declared_type=attachment.content_type)
 
 
 # --- links -----------------------------------------------------------------------------------------

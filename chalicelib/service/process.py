@@ -224,7 +224,8 @@ class Processor:
             contact.enrichment["data_quality"] = {"rejected_identifiers": sender.rejected}
         if self.media is not None and contact.attachments:
             # Raises a TransientError when a provider is briefly unavailable: the message is retried.
-            contact = self.media().localize(contact, retry_transient=not final_attempt)
+            embedded = {content.index: content.data for content in message.attachment_content}
+            contact = self.media().localize(contact, retry_transient=not final_attempt, embedded=embedded)
         self._offload_large_raw(contact)
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)

@@ -8,7 +8,9 @@ import json
 import secrets
 import time
 from datetime import datetime, timezone
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default as modern_policy
 from urllib.parse import urlencode
 
 import pytest
@@ -35,18 +37,27 @@ CONFIG = {
 }
 
 
-@pytest.fixture
-def email_hub(tmp_path):
+def running_email_hub(tmp_path, config: dict):
     """The embedded hub on a clock set to the fixtures' time (their signatures carry it)."""
     clock = Clock(datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))
-    config = tmp_path / "hub.json"
-    config.write_text(json.dumps(CONFIG))
-    settings = Settings(config_path=str(config), data_dir=str(tmp_path / "data"), port=0)
+    path = tmp_path / "hub.json"
+    path.write_text(json.dumps(config))
+    settings = Settings(config_path=str(path), data_dir=str(tmp_path / "data"), port=0)
     runtime = EmbeddedRuntime(settings, hub=Hub(settings, clock=clock), port=0).start()
     try:
         yield RunningHub(runtime, None, tmp_path / "data"), clock
     finally:
         runtime.stop()
+
+
+@pytest.fixture
+def email_hub(tmp_path):
+    yield from running_email_hub(tmp_path, CONFIG)
+
+
+@pytest.fixture
+def email_hub_with_media(tmp_path):
+    yield from running_email_hub(tmp_path, {**CONFIG, "media": {"enabled": True}})
 
 
 def contacts(hub: RunningHub, count: int) -> list[dict]:
@@ -94,6 +105,42 @@ def test_a_mailgun_post_with_binary_attachments_becomes_one_email_contact(email_
     assert post(hub, fixture.path, fixture.body, fixture.headers).status == 406
     time.sleep(0.3)
     assert len(hub.outbox()) == 1
+
+
+def files_in(fixture) -> dict[str, bytes]:
+    """File name -> bytes of every file a fixture's POST carries, read by the standard library:
+    the form's file parts (Mailgun), or the attachments of the raw MIME in its `email` field
+    (SendGrid)."""
+    content_type = next(v for k, v in fixture.headers.items() if k.lower() == "content-type")
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    form = message_from_bytes(head + fixture.body, policy=modern_policy)
+    files = {part.get_filename(): part.get_payload(decode=True) for part in form.iter_parts() if part.get_filename()}
+    for part in form.iter_parts():
+        if part.get_param("name", header="content-disposition") == "email":
+            mime = message_from_bytes(part.get_payload(decode=True), policy=modern_policy)
+            files.update({a.get_filename(): a.get_payload(decode=True) for a in mime.walk() if a.get_filename()})
+    return files
+
+
+@pytest.mark.parametrize("provider, name", [("mailgun", "multipart_attachments"), ("sendgrid", "raw_mime")])
+def test_email_attachments_are_stored_and_destinations_get_links_to_the_exact_bytes(email_hub_with_media, provider, name):
+    hub, _ = email_hub_with_media
+    fixture = load(provider, name)
+    expected = files_in(fixture)
+
+    assert post(hub, fixture.path, fixture.body, fixture.headers).status == 200
+    [contact] = contacts(hub, 1)
+
+    assert len(contact["attachments"]) == len(expected) >= 1
+    for attachment in contact["attachments"]:
+        link = attachment["url"]
+        assert "/v1/media/" in link and "signature=" in link
+        fetched = hub.request("GET", "/v1/" + link.split("/v1/", 1)[1], headers={"Accept": "*/*"})
+        assert (fetched.status, fetched.body) == (200, expected[attachment["filename"]])
+    statuses = [(e["source"], e["status"]) for e in contact["enrichment"]["media"]["attachments"]]
+    assert statuses == [("embedded", "stored")] * len(expected)
+    # The bytes never become part of the contact itself.
+    assert "attachment_content" not in json.dumps(contact)
 
 
 def test_a_sendgrid_raw_post_with_basic_auth_path_token_and_signature_becomes_a_contact(email_hub):

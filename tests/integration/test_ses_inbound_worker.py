@@ -145,3 +145,25 @@ def test_mail_is_not_acknowledged_while_the_ses_channel_is_not_configured(deploy
     # The mail (and S3's test event beside it) waits in the queue, then its DLQ: never dropped.
     assert depth(sqs, urls["mail"]) == (0, 2)
     assert enqueued(sqs, urls["inbound"]) == []
+
+
+def test_attachment_bytes_of_stored_mail_ride_the_inbound_queue_claim_checked_in_s3(deployed):
+    from email.message import EmailMessage
+
+    client, sqs, s3, urls = deployed
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 1600  # 400 KB: over SQS's 256 KB message limit
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Ana <ana@customer.example>", "support@acme.example", "Rechnung"
+    mail["Message-ID"] = "<invoice-1@customer.example>"
+    mail.set_content("Anbei die Rechnung.")
+    mail.add_attachment(pdf, maintype="application", subtype="pdf", filename="Rechnung-März.pdf")
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "invoicemail0000000000000000000000000001", Body=mail.as_bytes())
+
+    invoke(client, sqs, urls["mail"], mail_event(sqs, urls["mail"]))
+
+    [queued] = sqs.receive_message(QueueUrl=urls["inbound"], MaxNumberOfMessages=10)["Messages"]
+    pointer = json.loads(queued["Body"])["$blob"]
+    assert pointer.startswith("queue/")
+    message = InboundMessage.model_validate_json(s3.get_object(Bucket=BUCKET, Key=pointer)["Body"].read())
+    assert [(a.filename, a.size) for a in message.attachments] == [("Rechnung-März.pdf", len(pdf))]
+    assert [(c.index, c.data) for c in message.attachment_content] == [(0, pdf)]

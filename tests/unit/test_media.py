@@ -652,6 +652,55 @@ def test_telegram_get_file_answers_are_classified(server, tmp_path, status, body
     assert len(server.seen) == 1
 
 
+# --- bytes that came with the webhook (email attachments) -----------------------------------------
+
+
+def test_embedded_email_attachments_are_stored_and_linked_by_their_sniffed_type(tmp_path):
+    blobs = blob_store(tmp_path)
+    files = (
+        Attachment(content_type="application/pdf", filename="Rechnung-März.pdf", size=len(PDF)),
+        # Mail clients often say octet-stream; the bytes say PNG.
+        Attachment(content_type="application/octet-stream", filename="bild", size=len(PNG)),
+        Attachment(content_type="text/plain", filename="no-bytes.txt", size=3),
+    )
+
+    result = localizer(blobs).localize(contact("mailgun", Channel.EMAIL, *files), embedded={0: PDF, 1: PNG})
+
+    pdf, png, untouched = result.attachments
+    assert blobs.get("media/ct_01JMEDIA0000000000000000AB/0-Rechnung-Marz.pdf") == PDF  # ASCII keys
+    assert blobs.get("media/ct_01JMEDIA0000000000000000AB/1-bild.png") == PNG
+    assert pdf.url.startswith("http://hub.test/v1/media/") and (pdf.filename, pdf.size) == ("Rechnung-März.pdf", len(PDF))
+    assert (png.content_type, png.filename) == ("image/png", "bild")
+    assert untouched == files[2]
+    assert [(e["index"], e["source"], e["status"]) for e in report(result)] == [(0, "embedded", "stored"), (1, "embedded", "stored")]
+
+
+def test_embedded_bytes_get_the_same_limits_and_type_checks_as_downloads(tmp_path):
+    files = (
+        Attachment(content_type="application/pdf", filename="big.pdf"),
+        Attachment(content_type="text/html", filename="page.html"),
+        Attachment(content_type="application/pdf", filename="lies.pdf"),  # HTML inside
+    )
+
+    result = localizer(blob_store(tmp_path), max_bytes=2048).localize(
+        contact("sendgrid", Channel.EMAIL, *files), embedded={0: PDF + b"\0" * 4096, 1: HTML, 2: HTML}
+    )
+
+    assert [(e["status"], e["reason"]) for e in report(result)] == [
+        ("rejected", Reason.TOO_LARGE), ("rejected", Reason.TYPE_NOT_ALLOWED), ("rejected", Reason.TYPE_NOT_ALLOWED),
+    ]
+    assert "the file has 4505 bytes" in report(result)[0]["message"]
+    assert [a.url for a in result.attachments] == [None, None, None]
+    assert not (tmp_path / "blobs" / "media").exists()
+
+
+def test_embedded_bytes_are_ignored_when_media_is_disabled(tmp_path):
+    original = contact("ses", Channel.EMAIL, Attachment(content_type="application/pdf", filename="a.pdf"))
+
+    assert localizer(blob_store(tmp_path), enabled=False).localize(original, embedded={0: PDF}) is original
+    assert not (tmp_path / "blobs").exists()
+
+
 # --- limits --------------------------------------------------------------------------------------
 
 

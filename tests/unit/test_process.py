@@ -427,7 +427,7 @@ class FlakyMedia:
     def __init__(self) -> None:
         self.calls: list[bool] = []
 
-    def localize(self, contact, *, retry_transient=True):
+    def localize(self, contact, *, retry_transient=True, embedded=None):
         self.calls.append(retry_transient)
         if retry_transient:
             raise TransientError("media download from graph.facebook.com timed out")

@@ -9,16 +9,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.adapters.channels.email_mime import MAX_REFERENCES, THREAD_KEY_PREFIX, ParsedEmail
-from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
+from chalicelib.adapters.channels.email_mime import MAX_REFERENCES, THREAD_KEY_PREFIX, ParsedAttachment, ParsedEmail
+from chalicelib.domain.models import (
+    Attachment,
+    AttachmentContent,
+    Channel,
+    ContentType,
+    Handle,
+    InboundMessage,
+    Sender,
+)
 
-__all__ = ["SenderCheck", "aligned", "check_sender", "domain_of", "ignore_reason", "inbound_email"]
+__all__ = [
+    "MAX_EMBEDDED_BYTES", "SenderCheck", "aligned", "attachment_content", "check_sender", "domain_of",
+    "ignore_reason", "inbound_email",
+]
 
 #: The new text goes to vendors; the full text is kept for the record. Both bounded: a 5 MB
 #: mailing of quoted history must not become a 5 MB contact.
 MAX_TEXT = 20_000
 MAX_FULL_TEXT = 100_000
 MAX_ATTACHMENTS = 50
+#: Attachment bytes one email carries to the process worker (Gmail and Outlook send at most 20-25
+#: MB): parse with `max_attachment_bytes=MAX_EMBEDDED_BYTES`. An SES mail in S3 may be 40 MB;
+#: files past this budget keep their name, type and size and are listed in
+#: `metadata.attachments_not_stored`, so nobody takes them for lost.
+MAX_EMBEDDED_BYTES = 25 * 1024 * 1024
 
 
 def domain_of(address: str | None) -> str | None:
@@ -85,6 +101,24 @@ def ignore_reason(parsed: ParsedEmail) -> str | None:
     return None
 
 
+def attachment_content(files: list[ParsedAttachment]) -> tuple[list[AttachmentContent], list[int]]:
+    """The bytes of `files` to carry on the queue, in order, within `MAX_EMBEDDED_BYTES`, and the
+    indexes of the files that did not fit (their bytes were over the parser's limit or the
+    budget). Empty files carry nothing: there is nothing to store."""
+    carried: list[AttachmentContent] = []
+    left_out: list[int] = []
+    budget = MAX_EMBEDDED_BYTES
+    for index, file in enumerate(files):
+        if file.size == 0:
+            continue
+        if file.content is None or len(file.content) > budget:
+            left_out.append(index)
+            continue
+        carried.append(AttachmentContent(index=index, data=file.content))
+        budget -= len(file.content)
+    return carried, left_out
+
+
 def inbound_email(
     parsed: ParsedEmail,
     *,
@@ -129,6 +163,9 @@ def inbound_email(
         ]
     if parsed.defects:
         extra["mime_defects"] = sorted(set(parsed.defects))[:10]
+    content, left_out = attachment_content(files)
+    if left_out:
+        extra["attachments_not_stored"] = left_out
     extra.update(metadata or {})
     return InboundMessage(
         provider=provider,
@@ -151,4 +188,5 @@ def inbound_email(
         conversation_key=THREAD_KEY_PREFIX + root if root else None,
         thread_keys=parsed.thread_keys,
         raw={"headers": parsed.headers, **(raw or {})},
+        attachment_content=content,
     )

@@ -25,7 +25,13 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
-from chalicelib.adapters.channels.email_inbound import aligned, check_sender, domain_of, inbound_email
+from chalicelib.adapters.channels.email_inbound import (
+    MAX_EMBEDDED_BYTES,
+    aligned,
+    check_sender,
+    domain_of,
+    inbound_email,
+)
 from chalicelib.adapters.channels.email_mime import (
     ParsedAttachment,
     ParsedEmail,
@@ -199,7 +205,7 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         mime = form.data("body-mime")
         if mime is not None:
             try:
-                parsed = parse_email(mime, own_addresses=self._own, max_attachment_bytes=0)
+                parsed = parse_email(mime, own_addresses=self._own, max_attachment_bytes=MAX_EMBEDDED_BYTES)
             except MalformedPayloadError as exc:
                 raise NotAcceptableError(f"body-mime: {exc.message}") from None
             mode = "mime"
@@ -401,6 +407,7 @@ def _parsed_fields(form: FormData, own: frozenset[str]) -> ParsedEmail:
                 size=len(part.data),
                 content_id=ids[0] if ids else None,
                 inline=bool(ids),
+                content=part.data,
             )
         )
     html = "\n".join(form.texts("body-html")) or None

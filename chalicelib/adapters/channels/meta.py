@@ -503,10 +503,14 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
                 if latitude is not None and longitude is not None:
                     location = Location(latitude=latitude, longitude=longitude, name=_text(payload, "title"))
                     continue
-            url = _text(payload, "url")
+            url, title = _text(payload, "url"), _text(payload, "title")
+            if kind == "fallback" and not url:
+                # A link shared from outside Messenger: its url and title sit on the item itself,
+                # with `payload: null`.
+                url, title = _text(item, "url"), _text(item, "title")
             if url:
                 # Short-lived CDN URLs: the worker or the vendor must fetch them soon (docs/channels/meta.md).
-                attachments.append(Attachment(url=url, caption=_text(payload, "title"), kind=kind))
+                attachments.append(Attachment(url=url, caption=title, kind=kind))
                 types.append(kind)
             if kind == "story_mention":
                 metadata["story_mention"] = True

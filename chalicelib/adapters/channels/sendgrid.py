@@ -21,7 +21,12 @@ from chalicelib.adapters.channels.base import (
     SimulatedRequest,
     WebhookRequest,
 )
-from chalicelib.adapters.channels.email_inbound import check_sender, domain_of, inbound_email
+from chalicelib.adapters.channels.email_inbound import (
+    MAX_EMBEDDED_BYTES,
+    check_sender,
+    domain_of,
+    inbound_email,
+)
 from chalicelib.adapters.channels.email_mime import (
     ParsedAttachment,
     ParsedEmail,
@@ -137,7 +142,7 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
         if "email" in form:
             raw = form.data("email") or b""
             try:
-                parsed = parse_email(raw, own_addresses=self._own, max_attachment_bytes=0)
+                parsed = parse_email(raw, own_addresses=self._own, max_attachment_bytes=MAX_EMBEDDED_BYTES)
             except MalformedPayloadError as exc:
                 raise MalformedPayloadError(f"email: {exc.message}") from None
             mode = _Mode(parsed, "raw", hashlib.sha256(raw).hexdigest())
@@ -322,6 +327,7 @@ def _parsed_fields(form: FormData, charsets: dict, own: frozenset[str]) -> Parse
                 size=len(part.data),
                 content_id=ids[0] if ids else None,
                 inline=bool(ids),
+                content=part.data,
             )
         )
     return parse_email_headers(pairs, text=text("text") or "", html=text("html"), attachments=attachments,

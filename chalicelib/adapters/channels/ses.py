@@ -449,6 +449,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
         """
         # Imported here: the registry imports every adapter, the email package only SES traffic.
+        from chalicelib.adapters.channels.email_inbound import MAX_EMBEDDED_BYTES, attachment_content
         from chalicelib.adapters.channels.email_mime import parse_email
 
         message_id = message_id.strip()
@@ -457,8 +458,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         if rejection := verdicts.rejection():
             raise EmailIgnored(f"email {message_id}: {rejection}")
         try:
-            # Attachment bytes are not carried on the queue (the S3 object keeps them): keep none.
-            parsed = parse_email(raw_mime, own_addresses=self._own_addresses, max_attachment_bytes=0)
+            parsed = parse_email(raw_mime, own_addresses=self._own_addresses, max_attachment_bytes=MAX_EMBEDDED_BYTES)
         except MalformedPayloadError as exc:
             raise EmailUnreadable(f"email {message_id}: not a parseable email ({exc.message})") from None
         if parsed.is_bounce:
@@ -482,8 +482,8 @@ class SesAdapter(ChannelAdapter[SesSettings]):
                 content_type=a.content_type,
                 filename=a.filename,
                 size=a.size,
-                # The stored MIME holds the bytes (part `i` in parse_email's order); the SNS
-                # path keeps none, as the notification is all there is.
+                # Where the bytes came from (part `i` in parse_email's order): they travel with
+                # the message (`attachment_content`) and the S3 object is deleted after a week.
                 provider_media_id=f"{s3_object}#attachment-{i}" if s3_object else None,
             )
             for i, a in enumerate(parsed.attachments)
@@ -512,6 +512,9 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             details["auto_reply_hint"] = True
         if parsed.defects:
             details["mime_defects"] = parsed.defects[:20]
+        content, left_out = attachment_content(parsed.attachments)
+        if left_out:
+            details["attachments_not_stored"] = left_out
         return InboundMessage(
             provider=self.key,
             channel=Channel.EMAIL,
@@ -534,6 +537,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             conversation_key=f"ses:{account}:{sender.lower()}",
             thread_keys=parsed.thread_keys,
             raw=raw,
+            attachment_content=content,
         )
 
     def _is_own(self, address: str) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import TypeVar
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
 from chalicelib.adapters.store.base import (
@@ -33,6 +35,8 @@ from chalicelib.domain.models import (
     utcnow,
 )
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -276,15 +280,7 @@ class SqliteStore(Store):
         if destination is not None:
             sql += " AND destination = ?"
             args.append(destination)
-        if cursor:
-            sql += " AND id > ?"
-            args.append(cursor)
-        sql += " ORDER BY id LIMIT ?"
-        args.append(limit + 1)
-        with self._guard():
-            rows = self._db.read().execute(sql, args).fetchall()
-        items = [DeadLetter.model_validate_json(r["doc"]) for r in rows[:limit]]
-        return Page(items=items, cursor=items[-1].id if len(rows) > limit else None)
+        return self._page(sql, args, cursor=cursor, limit=limit, parse=DeadLetter.model_validate_json)
 
     def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
         with self._guard():
@@ -339,6 +335,11 @@ class SqliteStore(Store):
         if provider is not None:
             sql += " AND provider = ?"
             args.append(provider)
+        return self._page(sql, args, cursor=cursor, limit=limit, parse=UnhandledEvent.model_validate_json)
+
+    def _page(self, sql: str, args: list, *, cursor: str | None, limit: int, parse: Callable[[str], T]) -> Page[T]:
+        """One page of `sql` (`SELECT id, doc … WHERE …`) in id order: keyset paging, so a page
+        costs the same however deep the cursor."""
         if cursor:
             sql += " AND id > ?"
             args.append(cursor)
@@ -346,7 +347,7 @@ class SqliteStore(Store):
         args.append(limit + 1)
         with self._guard():
             rows = self._db.read().execute(sql, args).fetchall()
-        items = [UnhandledEvent.model_validate_json(r["doc"]) for r in rows[:limit]]
+        items = [parse(r["doc"]) for r in rows[:limit]]
         return Page(items=items, cursor=rows[limit - 1]["id"] if len(rows) > limit else None)
 
     # --- erasure -----------------------------------------------------------------------------------

@@ -971,6 +971,14 @@ def test_attachment_kinds_and_unreadable_content_are_all_kept(message, content_t
     assert parsed.raw["event"]["message"] == {"mid": "m_x", **message}
 
 
+def test_a_fallback_attachment_keeps_the_shared_links_url_and_title_from_the_item():
+    shared = {"type": "fallback", "title": "Lieferstatus", "url": "https://shop.example/track/1042", "payload": None}
+    message = only(parse_body(messaging_body(from_customer(message={"mid": "m_f", "attachments": [shared]}))))
+    assert message.content_type is ContentType.MEDIA
+    [attachment] = message.attachments
+    assert (attachment.url, attachment.caption, attachment.kind) == ("https://shop.example/track/1042", "Lieferstatus", "fallback")
+
+
 def test_legacy_location_attachment():
     payload = {"title": "Pinned", "coordinates": {"lat": 52.52, "long": 13.405}}
     event = from_customer(message={"mid": "m_l", "attachments": [{"type": "location", "payload": payload}]})
