@@ -47,8 +47,12 @@ _DELIVER_METRICS = {
 def process_inbound(message: ReceivedMessage) -> str:
     hub = get_hub()
     set_correlation_id(message.message_id)
-    result = hub.processor.process_body(hub.inbound_queue.resolve_body(message.body),
-                                        receive_count=message.receive_count)
+    body = hub.inbound_queue.resolve_body(message.body)
+    if body is None:  # handled before; its claim-checked body is already released
+        hub.counters.incr(_PROCESS_METRICS["duplicate"], stage="process")
+        return "duplicate"
+    result = hub.processor.process_body(body, receive_count=message.receive_count)
+    hub.inbound_queue.release(message.body)
     hub.counters.incr(_PROCESS_METRICS[result.outcome], stage="process")
     for destination in result.destinations:
         hub.counters.incr("DeliveriesQueued", destination=destination)
@@ -59,7 +63,11 @@ def deliver(message: ReceivedMessage) -> str:
     hub = get_hub()
     set_correlation_id(message.message_id)
     body = hub.delivery_queue.resolve_body(message.body)
+    if body is None:  # handled before; its claim-checked body is already released
+        hub.counters.incr(_DELIVER_METRICS["already_delivered"], stage="deliver")
+        return "already_delivered"
     outcome = hub.deliverer.deliver_body(body, receive_count=message.receive_count)
+    hub.delivery_queue.release(message.body)
     hub.counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
     return outcome
 

@@ -281,11 +281,15 @@ def type_allowed(content_type: str, allowed: Iterable[str]) -> bool:
     return False
 
 
-def decide_type(declared: str | None, data: bytes, allowed: Iterable[str]) -> str:
+def decide_type(declared: str | None, data: bytes, allowed: Iterable[str], filename: str | None = None) -> str:
     """The type to store the file as: the declared one when the bytes agree, else what the bytes
-    are. Raises `MediaRejectedError` (type_mismatch, type_not_allowed)."""
-    declared = normalize_type(declared)
+    are. Raises `MediaRejectedError` (type_mismatch, type_not_allowed).
+
+    Without a declared type (or a generic one, as many mail clients send), the file name's
+    extension stands in for it, but only where the bytes agree: a Word or Excel file sniffs as
+    a zip or OLE container, and `report.docx` says which one it is."""
     sniffed = sniff(data)
+    declared = normalize_type(declared) or (_type_of_name(filename) if sniffed is not None else None)
     if sniffed is None:
         if declared in _MUST_SNIFF:
             raise MediaRejectedError(Reason.TYPE_MISMATCH, f"the file is not the {declared} the provider declared")
@@ -301,6 +305,11 @@ def decide_type(declared: str | None, data: bytes, allowed: Iterable[str]) -> st
     if not type_allowed(final, allowed):
         raise MediaRejectedError(Reason.TYPE_NOT_ALLOWED, f"{final} is not in media.allowed_types")
     return final
+
+
+def _type_of_name(filename: str | None) -> str | None:
+    _, dot, ext = (filename or "").rpartition(".")
+    return TYPE_OF_EXTENSION.get(ext.lower()) if dot else None
 
 
 # --- names and keys --------------------------------------------------------------------------------
@@ -467,7 +476,9 @@ class MediaLocalizer:
             raise MediaRejectedError(Reason.TOO_LARGE, f"the file has {size} bytes, more than the {settings.max_bytes} allowed")
         if size == 0:
             raise MediaRejectedError(Reason.BAD_RESPONSE, f"{fetched.host or source.key} returned an empty file")
-        content_type = decide_type(fetched.declared_type, fetched.data, settings.allowed_types)
+        content_type = decide_type(
+            fetched.declared_type, fetched.data, settings.allowed_types, attachment.filename or fetched.filename
+        )
         filename = safe_filename(attachment.filename or fetched.filename, content_type)
         key = media_key(contact.id, index, filename)
         self.blobs.put(key, fetched.data, content_type=content_type)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
 import pytest
 
 from chalicelib.adapters.queue.base import MAX_INLINE_BYTES, OutgoingMessage
-from chalicelib.errors import QueueUnavailableError
+from chalicelib.errors import NotFoundError, QueueUnavailableError
 
 
 def drain(queue, *, attempts: int = 30) -> list:
@@ -111,14 +110,36 @@ def test_the_same_dedupe_id_is_accepted_once(queue_factory):
     assert drain(pair.queue) == ["first", "other"]
 
 
-def test_an_oversized_body_travels_through_the_blob_store(queue_factory):
+def test_an_oversized_body_travels_through_the_blob_store_until_released(queue_factory):
     pair = queue_factory(visibility_timeout=30, with_blobs=True)
     body = json.dumps({"raw": "x" * (MAX_INLINE_BYTES + 10_000)})
     pair.queue.send([OutgoingMessage(body=body, group="g", dedupe_id="big")])
     [message] = pair.queue.receive()
-    assert message.body == body
-    key = f"queue/{pair.queue.name}/{hashlib.sha256(body.encode()).hexdigest()}.json"
+    key = json.loads(message.body)["$blob"]
+    assert key.startswith(f"queue/{pair.queue.name}/") and len(message.body) < 200
     assert pair.blobs.get(key) == body.encode()
+    assert pair.queue.resolve_body(message.body) == body
+
+    pair.queue.release(message.body)
+
+    with pytest.raises(NotFoundError):
+        pair.blobs.get(key)
+    # A redelivery after its body was released: a message handled before.
+    assert pair.queue.resolve_body(message.body) is None
+    assert pair.queue.resolve_body("small body") == "small body"
+    pair.queue.release("small body")  # nothing to release
+
+
+def test_each_oversized_send_has_its_own_blob_and_content_dedupe_still_holds(queue_factory):
+    pair = queue_factory(visibility_timeout=30, with_blobs=True)
+    body = json.dumps({"raw": "y" * (MAX_INLINE_BYTES + 1)})
+    pair.queue.send([OutgoingMessage(body=body, group="g")])
+    pair.queue.send([OutgoingMessage(body=body, group="g")])  # a resend: accepted once
+
+    [message] = pair.queue.receive()
+    assert pair.queue.receive() == []
+    pair.queue.release(message.body)
+    assert pair.queue.resolve_body(message.body) is None
 
 
 def test_an_oversized_body_without_a_blob_store_is_refused(queue_factory):

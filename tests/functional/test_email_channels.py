@@ -143,6 +143,23 @@ def test_email_attachments_are_stored_and_destinations_get_links_to_the_exact_by
     assert "attachment_content" not in json.dumps(contact)
 
 
+def test_a_large_attachment_reaches_its_link_and_leaves_no_copy_in_the_queues_blobs(email_hub_with_media):
+    hub, clock = email_hub_with_media
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 1200  # 300 KB: the queue claim-checks the message
+    mail = email("Ana <ana@customer.example>", "<big-1@customer.example>", "Anbei die Rechnung.")
+    mail.add_attachment(pdf, maintype="application", subtype="pdf", filename="Rechnung.pdf")
+    body, headers = mailgun_mime(mail, clock())
+
+    assert post(hub, "/webhooks/mailgun/mime", body, headers).status == 200
+    [contact] = contacts(hub, 1)
+
+    [attachment] = contact["attachments"]
+    fetched = hub.request("GET", "/v1/" + attachment["url"].split("/v1/", 1)[1], headers={"Accept": "*/*"})
+    assert (fetched.status, fetched.body) == (200, pdf)
+    queue_blobs = hub.data_dir / "blobs" / "queue"
+    assert not queue_blobs.exists() or not any(p.is_file() for p in queue_blobs.rglob("*"))
+
+
 def test_a_sendgrid_raw_post_with_basic_auth_path_token_and_signature_becomes_a_contact(email_hub):
     hub, _ = email_hub
     fixture = load("sendgrid", "raw_mime")

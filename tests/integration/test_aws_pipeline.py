@@ -380,3 +380,30 @@ def test_a_rate_limit_on_aws_is_honoured_before_the_next_attempt(aws):
     first, second = receiver.requests
     assert (first.answered, second.answered) == (429, 200)
     assert second.at - first.at >= 1.0
+
+
+def test_a_claim_checked_message_releases_its_s3_body_once_handled_and_a_redelivery_is_a_duplicate(aws):
+    from chalicelib.adapters.queue.base import OutgoingMessage
+    from chalicelib.domain.models import Channel, Handle, InboundMessage, Sender
+    from chalicelib.errors import NotFoundError
+
+    client, hub, sqs, urls, _, _ = aws
+    # As big as an email whose attachments travel with it: over the 200 KB inline limit.
+    message = InboundMessage(
+        provider="twilio", channel=Channel.SMS, provider_message_id="SM" + "b" * 32, account="+14155550100",
+        sender=Sender(handles=[Handle(kind="phone", value="+14155550101")]), text="Hello",
+        raw={"padding": "x" * 300_000},
+    )
+    hub.inbound_queue.send([OutgoingMessage(body=message.model_dump_json(), group="g", dedupe_id="big")])
+    event = one_event(sqs, urls["inbound"])
+    key = json.loads(event["Records"][0]["body"])["$blob"]
+    assert hub.blobs.get(key)
+
+    invoke(client, sqs, urls["inbound"], "process_inbound", event)
+
+    with pytest.raises(NotFoundError):
+        hub.blobs.get(key)
+    assert queue_depth(sqs, urls["delivery"]) == 1
+    # The same record once more, as after a lost acknowledgement: handled as a duplicate.
+    client.lambda_.invoke("process_inbound", event)
+    assert queue_depth(sqs, urls["delivery"]) == 1

@@ -124,7 +124,7 @@ def test_claim_checked_bodies_travel_as_a_small_pointer(aws, sqs, fifo_url, call
     assert len(entry["MessageBody"]) < 200
     key = json.loads(entry["MessageBody"])["$blob"]
     assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
-    assert queue.receive()[0].body == body
+    assert queue.resolve_body(queue.receive()[0].body) == body
 
 
 # --- failures ------------------------------------------------------------------------------------

@@ -802,6 +802,30 @@ def test_type_decisions(declared, data, outcome):
         assert decide_type(declared, data, allowed) == outcome
 
 
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@pytest.mark.parametrize("declared, filename, data, outcome", [
+    # Mail clients often send Office files as octet-stream: the name says which container it is.
+    ("application/octet-stream", "Angebot.docx", b"PK\x03\x04" + b"\x00" * 40, DOCX),
+    (None, "Liste.XLS", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 40, "application/vnd.ms-excel"),
+    # The name never overrides the bytes, nor vouches for bytes nothing recognizes.
+    ("application/octet-stream", "invoice.docx", PDF, "application/pdf"),
+    ("application/octet-stream", "notes.txt", b"opaque bytes", Reason.TYPE_NOT_ALLOWED),
+    ("application/octet-stream", "archive.zip", b"PK\x03\x04" + b"\x00" * 40, Reason.TYPE_NOT_ALLOWED),
+])
+def test_a_generic_type_takes_the_file_names_type_where_the_bytes_agree(declared, filename, data, outcome):
+    from chalicelib.adapters.media.base import MediaRejectedError
+
+    allowed = MediaSettings().allowed_types
+    if outcome.startswith("type_"):
+        with pytest.raises(MediaRejectedError) as raised:
+            decide_type(declared, data, allowed, filename)
+        assert raised.value.reason == outcome
+    else:
+        assert decide_type(declared, data, allowed, filename) == outcome
+
+
 def test_wildcards_never_admit_active_content_but_an_exact_entry_does():
     assert type_allowed("image/webp", ["image/*"])
     assert not type_allowed("image/svg+xml", ["image/*"])

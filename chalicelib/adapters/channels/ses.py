@@ -449,7 +449,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
         """
         # Imported here: the registry imports every adapter, the email package only SES traffic.
-        from chalicelib.adapters.channels.email_inbound import MAX_EMBEDDED_BYTES, attachment_content
+        from chalicelib.adapters.channels.email_inbound import MAX_ATTACHMENTS, MAX_EMBEDDED_BYTES, attachment_content
         from chalicelib.adapters.channels.email_mime import parse_email
 
         message_id = message_id.strip()
@@ -477,6 +477,8 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             account = (parsed.to or parsed.cc or ["unknown"])[0].lower()
 
         text = _clip(parsed.text) or None
+        # Like every email channel: a mail of 500 parts must not make a contact too big to store.
+        files = parsed.attachments[:MAX_ATTACHMENTS]
         attachments = [
             Attachment(
                 content_type=a.content_type,
@@ -486,7 +488,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
                 # the message (`attachment_content`) and the S3 object is deleted after a week.
                 provider_media_id=f"{s3_object}#attachment-{i}" if s3_object else None,
             )
-            for i, a in enumerate(parsed.attachments)
+            for i, a in enumerate(files)
         ]
         if text or parsed.subject:
             content_type = ContentType.TEXT
@@ -512,7 +514,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             details["auto_reply_hint"] = True
         if parsed.defects:
             details["mime_defects"] = parsed.defects[:20]
-        content, left_out = attachment_content(parsed.attachments)
+        content, left_out = attachment_content(files)
         if left_out:
             details["attachments_not_stored"] = left_out
         return InboundMessage(

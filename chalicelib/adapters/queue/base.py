@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib.adapters.blobs.base import BlobStore
-from chalicelib.errors import HubError, QueueUnavailableError
+from chalicelib.errors import HubError, NotFoundError, QueueUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,9 @@ class Queue(ABC):
             self._wrap("send", self._send_batch, batch)
 
     def receive(self, *, max_messages: int = 10, wait_seconds: float = 0) -> list[ReceivedMessage]:
-        """Take up to `max_messages` visible messages, hiding them for the visibility timeout."""
-        received = self._wrap("receive", self._receive, max_messages, wait_seconds)
-        return [self._resolve_claim(m) for m in received]
+        """Take up to `max_messages` visible messages, hiding them for the visibility timeout.
+        Bodies are as sent on the wire: `resolve_body` reads a claim-checked one."""
+        return self._wrap("receive", self._receive, max_messages, wait_seconds)
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Acknowledge processed messages so they are never redelivered."""
@@ -113,27 +114,44 @@ class Queue(ABC):
             return message
         if self._blobs is None:
             raise QueueUnavailableError(f"message of {len(data)} bytes exceeds the queue limit and no blob store is set")
-        key = f"queue/{self.name}/{hashlib.sha256(data).hexdigest()}.json"
+        # One object per send, never shared: `release` deletes it once its message is handled,
+        # while a resend of the same body (an ingest retry) may still be in flight.
+        key = f"queue/{self.name}/{uuid.uuid4().hex}.json"
         try:
             self._blobs.put(key, data, content_type="application/json")
         except HubError:
             raise
         except Exception as exc:
             raise QueueUnavailableError("blob store unavailable for an oversized message") from exc
-        return OutgoingMessage(body=json.dumps({"$blob": key}), group=message.group, dedupe_id=message.dedupe_id)
+        # Content-based dedupe stays on the real body, not on the pointer.
+        return OutgoingMessage(body=json.dumps({"$blob": key}), group=message.group,
+                               dedupe_id=message.effective_dedupe_id())
 
-    def _resolve_claim(self, message: ReceivedMessage) -> ReceivedMessage:
-        if not message.body.startswith(_BLOB_MARKER) or self._blobs is None:
-            return message
-        key = json.loads(message.body)["$blob"]
-        body = self._blobs.get(key).decode()
-        return ReceivedMessage(message.message_id, body, message.receipt, message.receive_count, message.group)
+    def resolve_body(self, body: str) -> str | None:
+        """The real body of a received message (`receive` and Lambda event sources hand over the
+        body as sent on the wire: for a claim-checked one, a pointer to the blob store).
 
-    def resolve_body(self, body: str) -> str:
-        """The real body of a message delivered by an event source (Lambda), claim-check resolved."""
-        if body.startswith(_BLOB_MARKER) and self._blobs is not None:
+        None when the claim is gone: `release` deletes it only after the message was handled, so
+        this is a redelivery of a message already handled (its acknowledgement was lost)."""
+        if not body.startswith(_BLOB_MARKER) or self._blobs is None:
+            return body
+        try:
             return self._blobs.get(json.loads(body)["$blob"]).decode()
-        return body
+        except NotFoundError:
+            logger.info("queue %s: claim-checked body already released; a redelivery of a handled message", self.name)
+            return None
+
+    def release(self, body: str) -> None:
+        """Deletes the claim-checked body of a message handled for good, so customer data (an
+        email's attachments) does not outlive its message in the blob store. Best effort: a
+        failure is logged, and on AWS the `queue/` lifecycle rule removes what is left."""
+        if not body.startswith(_BLOB_MARKER) or self._blobs is None:
+            return
+        key = json.loads(body)["$blob"]
+        try:
+            self._blobs.delete(key)
+        except Exception as exc:  # noqa: BLE001 - the message is handled; only storage is left over
+            logger.warning("queue %s: claim-checked body %s not deleted: %s", self.name, key, type(exc).__name__)
 
 
 def _batches(messages: list[OutgoingMessage]):

@@ -990,6 +990,22 @@ def test_attachment_only_email_is_media():
     assert message.attachments[0].filename == "foto.png" and message.attachments[0].size == 8
 
 
+def test_attachment_bytes_travel_with_the_message_and_a_mail_of_many_parts_keeps_fifty():
+    from chalicelib.adapters.channels.email_inbound import MAX_ATTACHMENTS
+
+    part = ('--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename="f{n}.png"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n")
+    mime = (
+        "From: ana@customer.example\r\nTo: support@inbound.acme.example\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + "".join(part.format(n=n) for n in range(120)) + "--b--\r\n"
+    )
+    [message] = parse(notification(mime)).events
+    assert len(message.attachments) == len(message.attachment_content) == MAX_ATTACHMENTS
+    assert message.attachments[-1].filename == f"f{MAX_ATTACHMENTS - 1}.png"
+    assert {c.data for c in message.attachment_content} == {b"\x89PNG\r\n\x1a\n"}
+
+
 @pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:59:59 -1200", "yesterday"])
 def test_absurd_date_headers_give_no_sent_at(date):
     [message] = parse(notification(MIME.replace("Thu, 1 Jan 2026 00:00:00 +0000", date))).events
