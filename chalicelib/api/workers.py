@@ -8,6 +8,7 @@ effects, and only the unfinished ones return to the queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from chalicelib.adapters.queue.base import Queue, ReceivedMessage
 from chalicelib.bootstrap import get_hub
@@ -47,28 +48,39 @@ _DELIVER_METRICS = {
 def process_inbound(message: ReceivedMessage) -> str:
     hub = get_hub()
     set_correlation_id(message.message_id)
-    body = hub.inbound_queue.resolve_body(message.body)
-    if body is None:  # handled before; its claim-checked body is already released
-        hub.counters.incr(_PROCESS_METRICS["duplicate"], stage="process")
-        return "duplicate"
-    result = hub.processor.process_body(body, receive_count=message.receive_count)
-    hub.inbound_queue.release(message.body)
-    hub.counters.incr(_PROCESS_METRICS[result.outcome], stage="process")
-    for destination in result.destinations:
-        hub.counters.incr("DeliveriesQueued", destination=destination)
-    return result.outcome
+
+    def process(body: str) -> str:
+        result = hub.processor.process_body(body, receive_count=message.receive_count)
+        for destination in result.destinations:
+            hub.counters.incr("DeliveriesQueued", destination=destination)
+        return result.outcome
+
+    outcome = _handle_once(hub.inbound_queue, message, process, handled_before="duplicate")
+    hub.counters.incr(_PROCESS_METRICS[outcome], stage="process")
+    return outcome
 
 
 def deliver(message: ReceivedMessage) -> str:
     hub = get_hub()
     set_correlation_id(message.message_id)
-    body = hub.delivery_queue.resolve_body(message.body)
-    if body is None:  # handled before; its claim-checked body is already released
-        hub.counters.incr(_DELIVER_METRICS["already_delivered"], stage="deliver")
-        return "already_delivered"
-    outcome = hub.deliverer.deliver_body(body, receive_count=message.receive_count)
-    hub.delivery_queue.release(message.body)
+    outcome = _handle_once(
+        hub.delivery_queue, message,
+        lambda body: hub.deliverer.deliver_body(body, receive_count=message.receive_count),
+        handled_before="already_delivered",
+    )
     hub.counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
+    return outcome
+
+
+def _handle_once(queue: Queue, message: ReceivedMessage, handle: Callable[[str], str], *, handled_before: str) -> str:
+    """`handle` on the message's real body, then its claim-checked copy released (customer data
+    must not outlive the message). A message whose copy is already gone was handled before and
+    its acknowledgement lost: `handled_before`, without handling it again."""
+    body = queue.resolve_body(message.body)
+    if body is None:
+        return handled_before
+    outcome = handle(body)
+    queue.release(message.body)
     return outcome
 
 
