@@ -200,17 +200,8 @@ class SqliteStore(Store):
         return contact
 
     def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
-        sql = "SELECT id, doc FROM contacts WHERE customer_id = ?"
-        args: list = [customer_id]
-        if cursor:
-            sql += " AND id < ?"
-            args.append(cursor)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit + 1)
-        with self._guard():
-            rows = self._db.read().execute(sql, args).fetchall()
-        items = [Contact.model_validate_json(r["doc"]) for r in rows[:limit]]
-        return Page(items=items, cursor=items[-1].id if len(rows) > limit else None)
+        return self._page("SELECT id, doc FROM contacts WHERE customer_id = ?", [customer_id], cursor=cursor,
+                          limit=limit, parse=Contact.model_validate_json, newest_first=True)
 
     def get_case(self, case_id: str) -> Case | None:
         with self._guard():
@@ -337,13 +328,16 @@ class SqliteStore(Store):
             args.append(provider)
         return self._page(sql, args, cursor=cursor, limit=limit, parse=UnhandledEvent.model_validate_json)
 
-    def _page(self, sql: str, args: list, *, cursor: str | None, limit: int, parse: Callable[[str], T]) -> Page[T]:
-        """One page of `sql` (`SELECT id, doc … WHERE …`) in id order: keyset paging, so a page
-        costs the same however deep the cursor."""
+    def _page(
+        self, sql: str, args: list, *, cursor: str | None, limit: int, parse: Callable[[str], T],
+        newest_first: bool = False,
+    ) -> Page[T]:
+        """One page of `sql` (`SELECT id, doc … WHERE …`) in id order (ids are time-ordered):
+        keyset paging, so a page costs the same however deep the cursor."""
         if cursor:
-            sql += " AND id > ?"
+            sql += " AND id < ?" if newest_first else " AND id > ?"
             args.append(cursor)
-        sql += " ORDER BY id LIMIT ?"
+        sql += " ORDER BY id DESC LIMIT ?" if newest_first else " ORDER BY id LIMIT ?"
         args.append(limit + 1)
         with self._guard():
             rows = self._db.read().execute(sql, args).fetchall()
