@@ -1,8 +1,8 @@
 """The Chalice app: registers the HTTP blueprints and the queue workers. No logic lives here."""
 
-from chalice import Chalice
 from chalice.app import SQSEvent
 
+from chalicelib.api.application import HubApp
 from chalicelib.api.consumer import consumer
 from chalicelib.api.media import media
 from chalicelib.api.system import system
@@ -20,7 +20,7 @@ from chalicelib.bootstrap import get_hub
 from chalicelib.service.media_types import MEDIA_BINARY_TYPES
 from chalicelib.settings import Settings
 
-app = Chalice(app_name="omnichannel-hub")
+app = HubApp(app_name="omnichannel-hub")
 app.register_blueprint(webhooks)
 app.register_blueprint(consumer)
 app.register_blueprint(media)

@@ -7,4 +7,5 @@ build for a missed target. See docs/benchmarks.md.
 
 #: Run order: CPU first (quietest machine state), then the subprocess and moto benchmarks.
 #: identity_accuracy last: it is the longest (about 1.5 minutes) and builds its own stores.
-BENCHMARKS = ("ingest_cpu", "routing", "email_parsing", "startup", "aws_calls", "dedupe_ttl", "identity_accuracy")
+BENCHMARKS = ("ingest_cpu", "routing", "email_parsing", "startup", "aws_calls", "dedupe_ttl", "embedded_http",
+              "identity_accuracy")

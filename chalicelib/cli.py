@@ -21,11 +21,12 @@ def _run(args: argparse.Namespace) -> int:
     from chalicelib.settings import Settings
 
     settings = Settings.from_environ()
-    runtime = EmbeddedRuntime(settings, port=args.port).start()
-    print(f"Omnichannel hub running at {runtime.url}  (data: {settings.data_dir}; Ctrl-C stops)", flush=True)
-
+    runtime = EmbeddedRuntime(settings, port=args.port)
+    # Before serving: a stop request that arrives as soon as the hub answers is honoured.
     signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
+    runtime.start()
+    print(f"Omnichannel hub running at {runtime.url}  (data: {settings.data_dir}; Ctrl-C stops)", flush=True)
     runtime.wait()
     print("stopping: finishing in-flight work…", flush=True)
     runtime.stop()

@@ -26,6 +26,9 @@ class Settings:
     port: int = 8000
     #: Worker threads per queue in the embedded runtime.
     local_workers: int = 2
+    #: Threads that run HTTP requests in the embedded runtime (connections beyond them wait,
+    #: buffered by the server, never refused).
+    http_threads: int = 16
     table_name: str = ""
     inbound_queue_url: str = ""
     delivery_queue_url: str = ""
@@ -61,6 +64,7 @@ class Settings:
             host=env.get("HUB_HOST", "127.0.0.1"),
             port=int(env.get("HUB_PORT", "8000")),
             local_workers=int(env.get("HUB_LOCAL_WORKERS", "2")),
+            http_threads=int(env.get("HUB_HTTP_THREADS", "16")),
             table_name=env.get("HUB_TABLE", ""),
             inbound_queue_url=env.get("HUB_INBOUND_QUEUE_URL", ""),
             delivery_queue_url=env.get("HUB_DELIVERY_QUEUE_URL", ""),

@@ -7,34 +7,15 @@ stopping and restarting loses nothing: unfinished messages become visible again 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
-from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
-
 from chalicelib.api.workers import deliver, poll, process_inbound
 from chalicelib.bootstrap import Hub, use_hub
+from chalicelib.local.http import HttpServer
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class _RequestHandler(ChaliceRequestHandler):
-    """Chalice local mimics API Gateway's 403 for unknown paths; the hub answers a JSON 404."""
-
-    def _send_error_response(self, error: LocalGatewayException) -> None:
-        # The app has no authorizers, so the local gateway's only 403 is "no route matched".
-        if error.CODE == 403:
-            body = json.dumps({"error": {"code": "not_found", "message": "no route for this path", "detail": {}}})
-            self._send_http_response(404, {"Content-Type": "application/json"}, body)
-            return
-        super()._send_error_response(error)
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        # Request lines carry query strings, which can hold identifiers: log method and status only.
-        logger.debug("http %s", args[1] if len(args) > 1 else "")
 
 
 class _Worker(threading.Thread):
@@ -59,32 +40,27 @@ class EmbeddedRuntime:
         _ = self.hub.config
         from app import app
 
-        host = self.hub.settings.host
-        self.server = LocalDevServer(
-            app, Config(chalice_stage="local"), host, self.hub.settings.port if port is None else port,
-            handler_cls=_RequestHandler,
-        )
+        settings = self.hub.settings
+        self.server = HttpServer(app, settings.host, settings.port if port is None else port,
+                                 threads=settings.http_threads)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
-        host, port = self.server.server.server_address[:2]
+        host, port = self.server.address
         return f"http://{host}:{port}"
 
     def start(self, *, workers: bool = True) -> EmbeddedRuntime:
         """Serve HTTP and, unless `workers` is False (tests of queued work), run the workers."""
-        self._stop.clear()
         if workers:
             # Fail at start, not on the first message: compile the rules, build the enricher.
             from chalicelib.routing.setup import check_rules_file
 
             check_rules_file(self.hub.router_factory, self.hub.rules_source)
             _ = self.hub.enricher, self.hub.media_settings
-        # A short poll, so `stop()` returns at once (a handful of idle wake-ups a second).
-        server = threading.Thread(target=self.server.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="http", daemon=True)
-        self._threads = [server]
+        self.server.start()
+        self._threads = []
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
             self._threads.append(_Worker(f"process-{index}", self.hub.inbound_queue, process_inbound, self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub.delivery_queue, deliver, self._stop))
@@ -95,10 +71,9 @@ class EmbeddedRuntime:
 
     def stop(self) -> None:
         self._stop.set()
-        self.server.shutdown()
+        self.server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
-        self.server.server.server_close()
         self.hub.close()
         use_hub(None)
 
