@@ -109,7 +109,7 @@ def _cpu(func: Callable[[], object]) -> float:
 
 def measure(sizes: tuple[int, int] = (N, 4 * N), rounds: int = ROUNDS) -> dict[tuple[str, int], list[float]]:
     """CPU seconds per parse, one sample per round, every subject of a size interleaved."""
-    from chalicelib.adapters.channels.email_mime import parse_email
+    from chalicelib.adapters.channels.email.mime import parse_email
 
     inputs = {("ordinary", size): ordinary(size) for size in sizes}
     inputs.update({(name, size): make(size) for name, (_, make) in CASES.items() for size in sizes})

@@ -88,7 +88,7 @@ def ses_inbound(message: ReceivedMessage) -> str:
     """One S3 event notification from the ses-inbound queue: the mail SES stored in the bucket
     (`ses-inbound/`) becomes messages on the inbound queue. Each notification stands alone, so
     one that cannot be read never holds back the mail in the others of its batch."""
-    from chalicelib.adapters.channels.ses_s3 import handle_s3_notification
+    from chalicelib.adapters.channels.ses.s3_pull import handle_s3_notification
     from chalicelib.errors import ConfigError
     from chalicelib.service.ingest import enqueue
 

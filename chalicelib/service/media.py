@@ -27,16 +27,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
 from chalicelib.adapters.blobs.links import link_signature_valid, load_or_create_link_secret
 from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, MediaRejectedError, MediaSource, Reason
-from chalicelib.adapters.media.meta_cdn import MetaCdnMediaSettings
-from chalicelib.adapters.media.slack import SlackMediaSettings
-from chalicelib.adapters.media.telegram import TelegramMediaSettings
-from chalicelib.adapters.media.twilio import TwilioMediaSettings
-from chalicelib.adapters.media.whatsapp import WhatsAppMediaSettings
 from chalicelib.domain.models import Attachment, Contact, utcnow
 from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, TransientError
 from chalicelib.secrets import Secret, SecretResolver
@@ -160,12 +155,28 @@ class MediaSettings(BaseModel):
     #: Embedded runtime: the hub's address as destinations reach it, for `/v1/media/...` links;
     #: default `http://<HUB_HOST>:<HUB_PORT>`.
     public_url: str | None = None
-    whatsapp: WhatsAppMediaSettings | None = None
-    #: Messenger and Instagram files on Meta's CDN need no credentials: on by default.
-    meta_cdn: MetaCdnMediaSettings = Field(default_factory=MetaCdnMediaSettings)
-    twilio: TwilioMediaSettings = Field(default_factory=TwilioMediaSettings)
-    telegram: TelegramMediaSettings | None = None
-    slack: SlackMediaSettings | None = None
+    #: Each media source's own section, by its `settings_field` (`media.whatsapp`, `media.twilio`,
+    #: ...), typed by the source's settings model. The sources come from the channel providers
+    #: (`adapters/media/registry.py`), so a new provider's section needs no change here. A source
+    #: without a section gets None and uses its defaults where it can work without credentials.
+    sources: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _source_sections(cls, data: Any, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        from chalicelib.adapters.media.registry import MEDIA_SOURCES
+        from chalicelib.config_sections import typed_sections, validate_together
+
+        models = {source.settings_field: source.Settings for source in MEDIA_SOURCES.values()}
+        rest = {key: value for key, value in data.items() if key not in models}
+        sources, errors = typed_sections({k: v for k, v in data.items() if k in models and v is not None}, models)
+        return validate_together(handler, {**rest, "sources": sources}, errors, cls.__name__)
+
+    def source(self, settings_field: str) -> BaseModel | None:
+        """The section of the media source whose `settings_field` this is; None when absent."""
+        return self.sources.get(settings_field)
 
     @field_validator("link_secret", mode="before")
     @classmethod
@@ -425,7 +436,7 @@ class MediaLocalizer:
 
                     classes = self._source_classes = MEDIA_SOURCES
                 self._sources[provider] = [
-                    cls(getattr(self.settings, cls.settings_field, None), self.secrets, self._media_http())
+                    cls(self.settings.source(cls.settings_field), self.secrets, self._media_http())
                     for cls in classes.values()
                     if cls.provider == provider
                 ]

@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from chalicelib.adapters.channels import meta, twilio, webchat
+from chalicelib.adapters.channels.meta import adapter as meta
+from chalicelib.adapters.channels.twilio import adapter as twilio
+from chalicelib.adapters.channels.webchat import adapter as webchat
 from chalicelib.adapters.channels.base import ChannelAdapter, ParsedWebhook, WebhookRequest
 from chalicelib.adapters.channels.registry import CHANNELS
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent

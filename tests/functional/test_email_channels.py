@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib.adapters.channels.mailgun import compute_signature
+from chalicelib.adapters.channels.mailgun.adapter import compute_signature
 from chalicelib.bootstrap import Hub
 from chalicelib.local.runtime import EmbeddedRuntime
 from chalicelib.settings import Settings

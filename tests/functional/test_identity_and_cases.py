@@ -9,7 +9,7 @@ import pytest
 from chalicelib.bootstrap import Hub
 from chalicelib.local.runtime import EmbeddedRuntime
 from chalicelib.settings import Settings
-from chalicelib.adapters.channels.webchat import user_hash
+from chalicelib.adapters.channels.webchat.adapter import user_hash
 from tests.functional.conftest import API_KEY, WEBCHAT_SECRET, RunningHub, make_config
 from tests.functional.test_ingest_edges import twilio_request
 from tests.support.fakes import Clock

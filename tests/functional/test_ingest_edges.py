@@ -172,7 +172,7 @@ def test_rejections_of_unknown_providers_share_one_metric_dimension(running):
 def test_a_rotation_list_with_an_unreadable_secret_still_verifies_and_none_at_all_is_503(tmp_path):
     """An operator deletes the old SSM parameter before removing it from `app_secrets`: the new
     secret keeps verifying. With no secret readable, providers get a 503 and retry, never a 500."""
-    from chalicelib.adapters.channels.meta import compute_signature
+    from chalicelib.adapters.channels.meta.adapter import compute_signature
     from chalicelib.local.runtime import EmbeddedRuntime
     from chalicelib.settings import Settings
 

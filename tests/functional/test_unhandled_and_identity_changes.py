@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timezone
 from urllib.parse import quote
 
-from chalicelib.adapters.channels.meta import compute_signature
+from chalicelib.adapters.channels.meta.adapter import compute_signature
 from tests.functional.conftest import META_SECRET
 
 PHONE_NUMBER_ID, WABA_ID = "106540352242922", "102290129340398"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib.adapters.channels.base import WebhookRequest
-from chalicelib.adapters.channels.ses import SesAdapter, SesSettings
-from chalicelib.adapters.channels.ses_s3 import S3IngestResult, handle_s3_records
-from chalicelib.adapters.channels import sns_signature as sns
+from chalicelib.adapters.channels.ses.adapter import SesAdapter, SesSettings
+from chalicelib.adapters.channels.ses.s3_pull import S3IngestResult, handle_s3_records
+from chalicelib.adapters.channels.ses import sns_signature as sns
 from chalicelib.domain.models import InboundMessage, UnhandledEvent
 from chalicelib.errors import TransientError
 from chalicelib.secrets import SecretResolver

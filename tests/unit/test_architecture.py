@@ -34,23 +34,24 @@ def test_the_core_never_imports_frameworks_sdks_or_http_clients(package):
     assert not offenders
 
 
-def test_every_channel_and_connector_module_is_registered():
+def test_every_channel_package_and_connector_module_is_registered():
     from chalicelib.adapters.channels.registry import CHANNELS
     from chalicelib.adapters.connectors.registry import CONNECTORS
 
-    # Shared modules, not providers: JSON body loading, email parsing and mapping (Mailgun, SendGrid,
-    # SES), form bodies, SNS signatures and the SES-in-S3 reader (used by the ses_inbound worker).
-    infrastructure = {"__init__", "base", "registry", "http", "auth", "mapping", "vendor", "aws_clients",
-                      "json_body", "email_mime", "email_html", "email_quotes", "email_inbound", "form_body",
-                      "sns_signature", "ses_s3"}
-    for folder, registry in (("channels", CHANNELS), ("connectors", CONNECTORS)):
-        modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / folder).glob("*.py")} - infrastructure
-        registered = {cls.__module__.rsplit(".", 1)[1] for cls in registry.values()}
-        assert modules == registered, f"unregistered {folder}: {modules - registered}"
+    channels = ROOT / "chalicelib" / "adapters" / "channels"
+    # A provider is a package; `email` is shared email parsing for the email providers.
+    packages = {p.name for p in channels.iterdir() if (p / "__init__.py").is_file()} - {"email"}
+    assert packages == {cls.__module__.split(".")[3] for cls in CHANNELS.values()}, "unregistered channel packages"
+    # No provider module may sit loose beside the packages.
+    assert {p.stem for p in channels.glob("*.py")} == {"__init__", "base", "registry", "json_body"}
+
+    infrastructure = {"__init__", "base", "registry", "http", "auth", "mapping", "vendor", "aws_clients"}
+    modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / "connectors").glob("*.py")} - infrastructure
+    assert modules == {cls.__module__.rsplit(".", 1)[1] for cls in CONNECTORS.values()}, "unregistered connectors"
 
 
 def test_duplicate_registry_keys_fail_fast():
-    from chalicelib.adapters.channels.twilio import TwilioAdapter
+    from chalicelib.adapters.channels.twilio.adapter import TwilioAdapter
     from chalicelib.adapters.registry import register
 
     with pytest.raises(RuntimeError, match="twilio"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
 from chalicelib.adapters.blobs.links import HubLinkedBlobStore, HubLinks, link_signature, load_or_create_link_secret
@@ -1146,7 +1147,7 @@ def test_settings_defaults_and_validation():
             MediaSettings.model_validate(bad)
     one = MediaSettings.model_validate({"whatsapp": {"access_token": "env:WA"}, "link_secret": "env:LINK",
                                         "allowed_types": ["Image/JPG"]})
-    assert len(one.whatsapp.access_token) == 1 and len(one.link_secret) == 1
+    assert len(one.source("whatsapp").access_token) == 1 and len(one.link_secret) == 1
     assert one.allowed_types == ["image/jpeg"]
     assert WA_TOKEN not in repr(MediaSettings.model_validate(whatsapp_settings := {"whatsapp": {"access_token": WA_TOKEN}}))
     assert whatsapp_settings
@@ -1167,15 +1168,28 @@ def test_deployed_configurations_must_reference_every_media_secret():
     ])
 
 
-def test_every_media_source_module_is_registered():
+def test_every_media_source_is_declared_by_its_provider_and_registered():
+    from chalicelib.adapters.channels.registry import CHANNELS
     from chalicelib.adapters.media.registry import MEDIA_SOURCES
 
-    infrastructure = {"__init__", "base", "registry", "http"}
-    modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / "media").glob("*.py")} - infrastructure
-    assert modules == {cls.__module__.rsplit(".", 1)[1] for cls in MEDIA_SOURCES.values()}
+    # Sources live in their provider's package; nothing provider-specific is left in media/.
+    assert {p.stem for p in (ROOT / "chalicelib" / "adapters" / "media").glob("*.py")} == {
+        "__init__", "base", "registry", "http"}
     assert set(MEDIA_SOURCES) == {"meta", "meta_cdn", "twilio", "telegram", "slack"}
     for cls in MEDIA_SOURCES.values():
-        assert cls.docs_url.startswith("https://") and cls.settings_field in MediaSettings.model_fields
+        provider = CHANNELS[cls.provider]
+        assert cls in provider.media_sources
+        assert cls.__module__.startswith(provider.__module__.rsplit(".", 1)[0] + ".")
+        assert cls.docs_url.startswith("https://")
+        # Each source's section is typed by the source's own model.
+        assert MediaSettings.model_validate({cls.settings_field: None}).source(cls.settings_field) is None
+
+
+def test_media_settings_name_every_problem_with_its_path():
+    with pytest.raises(ValidationError) as raised:
+        MediaSettings.model_validate({"whatsapp": {"acces_token": "x"}, "max_bytes": "big", "unknown": 1})
+    locations = {".".join(map(str, e["loc"])) for e in raised.value.errors()}
+    assert locations == {"whatsapp.access_token", "whatsapp.acces_token", "max_bytes", "unknown"}
 
 
 @pytest.mark.parametrize("url, allowed", [

@@ -15,6 +15,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from chalicelib.adapters.media.base import MediaSource
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
@@ -85,6 +86,9 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     Settings: ClassVar[type[BaseModel]]
     #: Content types the route must accept for this provider.
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    #: Where the provider keeps attachments the hub downloads (`adapters/media/`), each with
+    #: its own section under `media:`; assembled into the media registry.
+    media_sources: ClassVar[tuple[type[MediaSource], ...]] = ()
 
     def __init__(self, settings: SettingsT, secrets: SecretResolver) -> None:
         self.settings = settings

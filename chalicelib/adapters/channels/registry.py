@@ -1,4 +1,8 @@
-"""Every inbound channel provider, by URL key (`/webhooks/{key}`)."""
+"""Every channel provider, by URL key (`/webhooks/{key}`): one line per provider package.
+
+The media sources and pull entries each provider declares are read from here too, so a new
+provider is its own package plus one line below.
+"""
 
 from chalicelib.adapters.channels.mailgun import MailgunAdapter
 from chalicelib.adapters.channels.meta import MetaAdapter

@@ -1,10 +1,10 @@
-"""Every media source, by its key; each names the provider (`Contact.provider`) it serves."""
+"""Every media source, by its key, as the channel providers declare them (`ChannelAdapter.media_sources`).
 
-from chalicelib.adapters.media.meta_cdn import MetaCdnSource
-from chalicelib.adapters.media.slack import SlackFilesSource
-from chalicelib.adapters.media.telegram import TelegramMediaSource
-from chalicelib.adapters.media.twilio import TwilioMediaSource
-from chalicelib.adapters.media.whatsapp import WhatsAppCloudSource
+Each source names the provider (`Contact.provider`) it serves; one provider may have several
+(Meta: WhatsApp media ids, and Messenger/Instagram files on its CDN).
+"""
+
+from chalicelib.adapters.channels.registry import CHANNELS
 from chalicelib.adapters.registry import register
 
-MEDIA_SOURCES = register(WhatsAppCloudSource, MetaCdnSource, TwilioMediaSource, TelegramMediaSource, SlackFilesSource)
+MEDIA_SOURCES = register(*(source for adapter in CHANNELS.values() for source in adapter.media_sources))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from chalicelib.adapters.channels import sns_signature as sns
-from chalicelib.adapters.channels.ses import SIMULATED_CERT_PATH
+from chalicelib.adapters.channels.ses import sns_signature as sns
+from chalicelib.adapters.channels.ses.adapter import SIMULATED_CERT_PATH
 from tests.support.channel_contract import LEAF, TEXT, WORDS, Case, fixture, mostly
 
 KEY_PEM = (Path(__file__).parents[2] / "fixtures" / "ses" / "signing_key.pem").read_text()

@@ -6,7 +6,7 @@ import json
 
 from hypothesis import strategies as st
 
-from chalicelib.adapters.channels import slack
+from chalicelib.adapters.channels.slack import adapter as slack
 from tests.support.channel_contract import JSON, LEAF, TEXT, Case, fixture, known_objects, mostly, without
 
 SECRET = "test_slack_signing_secret"

@@ -6,7 +6,7 @@ import json
 
 from hypothesis import strategies as st
 
-from chalicelib.adapters.channels import x
+from chalicelib.adapters.channels.x import adapter as x
 from tests.support.channel_contract import JSON, LEAF, TEXT, Case, fixture, known_objects, mostly, without
 
 SECRET = "test_x_consumer_secret"

@@ -8,9 +8,9 @@ import email.policy
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chalicelib.adapters.channels import email_inbound
-from chalicelib.adapters.channels.email_inbound import MAX_EMBEDDED_BYTES, attachment_content, check_sender, inbound_email
-from chalicelib.adapters.channels.email_mime import ParsedAttachment, parse_email
+from chalicelib.adapters.channels.email import inbound as email_inbound
+from chalicelib.adapters.channels.email.inbound import MAX_EMBEDDED_BYTES, attachment_content, check_sender, inbound_email
+from chalicelib.adapters.channels.email.mime import ParsedAttachment, parse_email
 from chalicelib.domain.models import InboundMessage
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "email" / "attachments.eml"

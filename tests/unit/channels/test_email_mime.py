@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.adapters.channels import email_mime, email_quotes
-from chalicelib.adapters.channels.email_html import MAX_HTML_TO_TEXT, MAX_QUOTE_PREFIX, html_to_text
-from chalicelib.adapters.channels.email_inbound import check_sender, ignore_reason, inbound_email
-from chalicelib.adapters.channels.email_mime import (
+from chalicelib.adapters.channels.email import mime as email_mime
+from chalicelib.adapters.channels.email import quotes as email_quotes
+from chalicelib.adapters.channels.email.html import MAX_HTML_TO_TEXT, MAX_QUOTE_PREFIX, html_to_text
+from chalicelib.adapters.channels.email.inbound import check_sender, ignore_reason, inbound_email
+from chalicelib.adapters.channels.email.mime import (
     MAX_ADDRESS_LIST,
     MAX_DEPTH,
     MAX_PACKAGE_PARAMETERS,
@@ -28,8 +29,8 @@ from chalicelib.adapters.channels.email_mime import (
     parse_email_headers,
     thread_keys_for,
 )
-from chalicelib.adapters.channels.email_quotes import MAX_ATTRIBUTION_LINE, split_reply
-from chalicelib.adapters.channels.form_body import parse_form
+from chalicelib.adapters.channels.email.quotes import MAX_ATTRIBUTION_LINE, split_reply
+from chalicelib.adapters.channels.email.form import parse_form
 from chalicelib.domain.models import Channel, ContentType
 from chalicelib.errors import MalformedPayloadError
 

@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import mailgun
+from chalicelib.adapters.channels.mailgun import adapter as mailgun
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.mailgun import (
+from chalicelib.adapters.channels.mailgun.adapter import (
     MailgunAdapter,
     MailgunParsed,
     MailgunSettings,

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import json_body, meta
+from chalicelib.adapters.channels import json_body
+from chalicelib.adapters.channels.meta import adapter as meta
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.meta import MetaAdapter, MetaSettings
+from chalicelib.adapters.channels.meta.adapter import MetaAdapter, MetaSettings
 from chalicelib.domain.models import (
     MAX_UNHANDLED_DEPTH,
     Channel,
@@ -1135,8 +1136,8 @@ def test_simulated_request_is_a_signed_whatsapp_text_from_the_customer():
 
 def test_simulated_requests_of_twilio_and_webchat_verify_and_parse_with_their_adapters():
     # twilio.py and webchat.py gained `simulated_request` alongside this adapter's.
-    from chalicelib.adapters.channels.twilio import TwilioAdapter, TwilioSettings
-    from chalicelib.adapters.channels.webchat import WebchatAdapter, WebchatSettings
+    from chalicelib.adapters.channels.twilio.adapter import TwilioAdapter, TwilioSettings
+    from chalicelib.adapters.channels.webchat.adapter import WebchatAdapter, WebchatSettings
 
     twilio_adapter = TwilioAdapter(
         TwilioSettings(

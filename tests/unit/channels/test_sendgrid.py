@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import sendgrid
+from chalicelib.adapters.channels.sendgrid import adapter as sendgrid
 from chalicelib.adapters.channels.base import SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.sendgrid import SendgridAdapter, SendgridSettings
+from chalicelib.adapters.channels.sendgrid.adapter import SendgridAdapter, SendgridSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver

@@ -18,16 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import sns_signature as sns
+from chalicelib.adapters.channels.ses import sns_signature as sns
 from chalicelib.adapters.channels.base import SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.ses import (
+from chalicelib.adapters.channels.ses.adapter import (
     SIMULATED_CERT_PATH,
     SesAdapter,
     SesSettings,
     Verdicts,
     simulated_notification,
 )
-from chalicelib.adapters.channels.ses_s3 import ses_headers
+from chalicelib.adapters.channels.ses.s3_pull import ses_headers
 from chalicelib.adapters.queue.base import OutgoingMessage
 from chalicelib.domain.models import Channel, ContentType, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
@@ -991,7 +991,7 @@ def test_attachment_only_email_is_media():
 
 
 def test_attachment_bytes_travel_with_the_message_and_a_mail_of_many_parts_keeps_fifty():
-    from chalicelib.adapters.channels.email_inbound import MAX_ATTACHMENTS
+    from chalicelib.adapters.channels.email.inbound import MAX_ATTACHMENTS
 
     part = ('--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename="f{n}.png"\r\n'
             "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n")
@@ -1013,7 +1013,7 @@ def test_absurd_date_headers_give_no_sent_at(date):
 
 
 def test_dates_that_cannot_be_shifted_to_utc_are_dropped():
-    from chalicelib.adapters.channels.ses import _utc
+    from chalicelib.adapters.channels.ses.adapter import _utc
 
     assert _utc(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))) is None
     assert _utc(datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from chalicelib.adapters.channels import slack
+from chalicelib.adapters.channels.slack import adapter as slack
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.slack import SlackAdapter, SlackParsed, SlackSettings
+from chalicelib.adapters.channels.slack.adapter import SlackAdapter, SlackParsed, SlackSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.telegram import TelegramAdapter, TelegramSettings
+from chalicelib.adapters.channels.telegram.adapter import TelegramAdapter, TelegramSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
-from chalicelib.adapters.channels import twilio
+from chalicelib.adapters.channels.twilio import adapter as twilio
 from chalicelib.adapters.channels.base import ParsedWebhook, WebhookRequest
-from chalicelib.adapters.channels.twilio import TwilioAdapter, TwilioSettings
+from chalicelib.adapters.channels.twilio.adapter import TwilioAdapter, TwilioSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage, StatusEvent
 from chalicelib.errors import MalformedPayloadError, MethodNotAllowedError, SecretResolutionError, SignatureError
 from chalicelib.secrets import SecretResolver

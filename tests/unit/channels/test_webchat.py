@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import webchat
+from chalicelib.adapters.channels.webchat import adapter as webchat
 from chalicelib.adapters.channels.base import ParsedWebhook, WebhookRequest
-from chalicelib.adapters.channels.webchat import WebchatAdapter, WebchatSettings
+from chalicelib.adapters.channels.webchat.adapter import WebchatAdapter, WebchatSettings
 from chalicelib.domain.models import Channel, ContentType
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, MethodNotAllowedError, SignatureError
 from chalicelib.secrets import SecretResolver

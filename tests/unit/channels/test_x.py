@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.adapters.channels import x
+from chalicelib.adapters.channels.x import adapter as x
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.x import XAdapter, XSettings
+from chalicelib.adapters.channels.x.adapter import XAdapter, XSettings
 from chalicelib.domain.identifiers import normalize
 from chalicelib.domain.models import Channel, ContentType, InboundMessage, StatusEvent
 from chalicelib.errors import MalformedPayloadError, SignatureError

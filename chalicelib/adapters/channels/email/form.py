@@ -11,7 +11,7 @@ import email.utils
 from dataclasses import dataclass, field
 from email.message import Message
 
-from chalicelib.adapters.channels.email_mime import (
+from chalicelib.adapters.channels.email.mime import (
     decode_bytes,
     decode_header_value,
     first_header,

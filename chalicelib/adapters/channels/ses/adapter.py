@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.channels import sns_signature as sns
+from chalicelib.adapters.channels.ses import sns_signature as sns
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -449,8 +449,8 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
         """
         # Imported here: the registry imports every adapter, the email package only SES traffic.
-        from chalicelib.adapters.channels.email_inbound import MAX_ATTACHMENTS, MAX_EMBEDDED_BYTES, attachment_content
-        from chalicelib.adapters.channels.email_mime import parse_email
+        from chalicelib.adapters.channels.email.inbound import MAX_ATTACHMENTS, MAX_EMBEDDED_BYTES, attachment_content
+        from chalicelib.adapters.channels.email.mime import parse_email
 
         message_id = message_id.strip()
         if not _MESSAGE_ID.fullmatch(message_id):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.adapters.channels.email_mime import MAX_REFERENCES, THREAD_KEY_PREFIX, ParsedAttachment, ParsedEmail
+from chalicelib.adapters.channels.email.mime import MAX_REFERENCES, THREAD_KEY_PREFIX, ParsedAttachment, ParsedEmail
 from chalicelib.domain.models import (
     Attachment,
     AttachmentContent,

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.adapters.channels.slack.media import SlackFilesSource
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -95,6 +96,7 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
     key: ClassVar[str] = "slack"
     docs_url: ClassVar[str] = "https://api.slack.com/apis/events-api"
     Settings: ClassVar[type[BaseModel]] = SlackSettings
+    media_sources = (SlackFilesSource,)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     @property

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.channels.telegram.media import TelegramMediaSource
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -107,6 +108,7 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
     key: ClassVar[str] = "telegram"
     docs_url: ClassVar[str] = "https://core.telegram.org/bots/api#setwebhook"
     Settings: ClassVar[type[BaseModel]] = TelegramSettings
+    media_sources = (TelegramMediaSource,)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     @property

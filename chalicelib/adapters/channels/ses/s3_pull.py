@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from chalicelib.adapters.channels.ses import EmailIgnored, EmailUnreadable, SesAdapter, Verdicts, normalize_verdict
+from chalicelib.adapters.channels.ses.adapter import EmailIgnored, EmailUnreadable, SesAdapter, Verdicts, normalize_verdict
 from chalicelib.domain.models import InboundMessage, UnhandledEvent
 from chalicelib.errors import TransientError
 

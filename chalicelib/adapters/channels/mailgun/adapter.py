@@ -25,14 +25,14 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
-from chalicelib.adapters.channels.email_inbound import (
+from chalicelib.adapters.channels.email.inbound import (
     MAX_EMBEDDED_BYTES,
     aligned,
     check_sender,
     domain_of,
     inbound_email,
 )
-from chalicelib.adapters.channels.email_mime import (
+from chalicelib.adapters.channels.email.mime import (
     ParsedAttachment,
     ParsedEmail,
     msg_ids,
@@ -40,7 +40,7 @@ from chalicelib.adapters.channels.email_mime import (
     parse_email,
     parse_email_headers,
 )
-from chalicelib.adapters.channels.form_body import FormData, media_type, parse_form
+from chalicelib.adapters.channels.email.form import FormData, media_type, parse_form
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
 

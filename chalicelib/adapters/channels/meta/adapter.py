@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.adapters.channels.meta.cdn_media import MetaCdnSource
+from chalicelib.adapters.channels.meta.whatsapp_media import WhatsAppCloudSource
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -109,6 +111,7 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         "https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"
     )
     Settings: ClassVar[type[BaseModel]] = MetaSettings
+    media_sources = (WhatsAppCloudSource, MetaCdnSource)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     @property

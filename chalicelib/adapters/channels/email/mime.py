@@ -51,8 +51,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message
 
-from chalicelib.adapters.channels.email_html import MAX_HTML_TO_TEXT, html_to_text
-from chalicelib.adapters.channels.email_quotes import split_reply
+from chalicelib.adapters.channels.email.html import MAX_HTML_TO_TEXT, html_to_text
+from chalicelib.adapters.channels.email.quotes import split_reply
 from chalicelib.errors import MalformedPayloadError
 
 __all__ = [

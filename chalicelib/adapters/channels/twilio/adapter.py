@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.channels.twilio.media import TwilioMediaSource
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -213,6 +214,7 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
     key: ClassVar[str] = "twilio"
     docs_url: ClassVar[str] = "https://www.twilio.com/docs/messaging/guides/webhook-request"
     Settings: ClassVar[type[BaseModel]] = TwilioSettings
+    media_sources = (TwilioMediaSource,)
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded",)
 
     @property

@@ -21,13 +21,13 @@ from chalicelib.adapters.channels.base import (
     SimulatedRequest,
     WebhookRequest,
 )
-from chalicelib.adapters.channels.email_inbound import (
+from chalicelib.adapters.channels.email.inbound import (
     MAX_EMBEDDED_BYTES,
     check_sender,
     domain_of,
     inbound_email,
 )
-from chalicelib.adapters.channels.email_mime import (
+from chalicelib.adapters.channels.email.mime import (
     ParsedAttachment,
     ParsedEmail,
     msg_ids,
@@ -36,8 +36,8 @@ from chalicelib.adapters.channels.email_mime import (
     parse_email_headers,
     parse_header_block,
 )
-from chalicelib.adapters.channels.form_body import FormData, parse_form
-from chalicelib.adapters.channels.mailgun import own_address_list
+from chalicelib.adapters.channels.email.form import FormData, parse_form
+from chalicelib.adapters.channels.mailgun.adapter import own_address_list
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
 

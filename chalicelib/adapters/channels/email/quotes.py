@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from chalicelib.adapters.channels.email_html import tidy
+from chalicelib.adapters.channels.email.html import tidy
 
 __all__ = ["split_reply"]
 
