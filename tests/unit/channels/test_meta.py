@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from chalicelib.adapters.channels import json_body
 from chalicelib.adapters.channels.meta import adapter as meta
+from chalicelib.adapters.channels.meta import whatsapp as meta_whatsapp
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
 from chalicelib.adapters.channels.meta.adapter import MetaAdapter, MetaSettings
 from chalicelib.domain.models import (
@@ -485,7 +486,7 @@ def test_context_forwarding_and_referral_are_kept():
     assert "reply_to" not in metadata
 
 
-@pytest.mark.parametrize(("provider_status", "ours"), [*meta.STATUSES.items(), ("deleted", meta.UNKNOWN)])
+@pytest.mark.parametrize(("provider_status", "ours"), [*meta_whatsapp.STATUSES.items(), ("deleted", meta_whatsapp.UNKNOWN)])
 def test_status_vocabulary_with_unknown_fallback(provider_status, ours):
     status = {"id": "wamid.OUT", "status": provider_status, "timestamp": "1767225600", "recipient_user_id": BSUID}
     event = only(parse_body(whatsapp_body({"statuses": [status]})))
@@ -1130,7 +1131,7 @@ def test_simulated_request_is_a_signed_whatsapp_text_from_the_customer():
         "Jana Schmidt",
     )
     assert [(h.kind, h.value) for h in message.sender.handles] == [("whatsapp", "4917612345678")]
-    assert message.account == meta.SIMULATED_PHONE_NUMBER_ID
+    assert message.account == meta_whatsapp.SIMULATED_PHONE_NUMBER_ID
     assert meta_adapter.simulated_request(CUSTOMER).body != simulated.body, "every simulated message is a new one"
 
 
