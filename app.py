@@ -2,20 +2,12 @@
 
 from chalice.app import SQSEvent
 
+from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
 from chalicelib.api.consumer import consumer
 from chalicelib.api.media import media
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
-from chalicelib.api.workers import (
-    DELIVER_RESERVE_SECONDS,
-    PROCESS_RESERVE_SECONDS,
-    SES_INBOUND_RESERVE_SECONDS,
-    deliver,
-    process_inbound,
-    ses_inbound,
-    sqs_batch,
-)
 from chalicelib.bootstrap import get_hub
 from chalicelib.service.media_types import MEDIA_BINARY_TYPES
 from chalicelib.settings import Settings
@@ -37,16 +29,26 @@ app.api.binary_types.extend(
 
 @app.on_sqs_message(queue=_settings.queue_name("inbound"), batch_size=10, name="process_inbound")
 def process_inbound_queue(event: SQSEvent) -> None:
-    sqs_batch(event, get_hub().inbound_queue, process_inbound, reserve_seconds=PROCESS_RESERVE_SECONDS)
+    get_hub().workers.consume("inbound", event)
 
 
 @app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=10, name="deliver")
 def deliver_queue(event: SQSEvent) -> None:
-    sqs_batch(event, get_hub().delivery_queue, deliver, reserve_seconds=DELIVER_RESERVE_SECONDS)
+    get_hub().workers.consume("delivery", event)
 
 
-# SES stores inbound mail in the bucket; S3 announces each object on a standard queue (S3 cannot
-# notify FIFO queues, and `chalice package` cannot express `on_s3_event`): docs/channels/ses.md.
-@app.on_sqs_message(queue=_settings.queue_name("ses-inbound", fifo=False), batch_size=10, name="ses_inbound")
-def ses_inbound_queue(event: SQSEvent) -> None:
-    sqs_batch(event, get_hub().ses_inbound_queue, ses_inbound, reserve_seconds=SES_INBOUND_RESERVE_SECONDS)
+def _pull_worker(name: str):
+    def consume(event: SQSEvent) -> None:
+        get_hub().workers.consume(name, event)
+
+    return consume
+
+
+# One worker per provider's queue-fed way in (`PullEntry`). Chalice names a handler's Lambda
+# entry point `app.<function name>`, so each is a module attribute of its own name.
+for _name, (_provider, _entry) in PULL_ENTRIES.items():
+    _handler = _pull_worker(_name)
+    _handler.__name__ = _handler.__qualname__ = f"{_entry.function_name}_queue"
+    globals()[_handler.__name__] = app.on_sqs_message(
+        queue=_settings.queue_name(_name, fifo=_entry.fifo), batch_size=10, name=_entry.function_name,
+    )(_handler)

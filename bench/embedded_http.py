@@ -40,7 +40,7 @@ channels:
 destinations:
   - {{name: outbox, type: outbox, path: outbox.jsonl}}
 media: {{enabled: false}}
-api_keys: [{{name: bench, sha256: "{key}"}}]
+api_keys: [{{name: bench, sha256: "{key}", scopes: [customers:read]}}]
 """
 
 

@@ -142,11 +142,13 @@ def run_direct(population: Population, config_path: Path, data_dir: Path) -> Run
     from chalicelib.adapters.channels.base import WebhookRequest
     from chalicelib.bootstrap import Hub
     from chalicelib.errors import HubError
-    from chalicelib.service.ingest import ingest
+    from chalicelib.observability import Counters
+    from chalicelib.service.ingest import Ingestion
 
     clock = SimClock(START)
     hub = Hub(_settings(data_dir, config_path), clock=clock)
     inbound = _Collector()
+    ingestion = Ingestion(inbound, Counters(emit_emf=False), max_body_bytes=hub.config.processing.max_body_bytes)
     rejected = []
     started = time.perf_counter()
     for message in population.messages:
@@ -157,8 +159,7 @@ def run_direct(population: Population, config_path: Path, data_dir: Path) -> Run
             body=message.request.body, received_at=clock(),
         )
         try:
-            ingest(hub.adapter(provider), request, inbound, max_body_bytes=hub.config.processing.max_body_bytes,
-                   content_type=message.request.headers["Content-Type"])
+            ingestion.webhook(hub.adapter(provider), request, content_type=message.request.headers["Content-Type"])
         except HubError as exc:
             rejected.append(f"{provider} #{message.seq}: {exc.code} {exc.message}")
             continue
@@ -822,7 +823,8 @@ def measure_cost(generator: Generator, population: Population, small_db: Path, c
                  large: int) -> Cost:
     from chalicelib.adapters.channels.base import WebhookRequest
     from chalicelib.bootstrap import Hub
-    from chalicelib.service.ingest import ingest
+    from chalicelib.observability import Counters
+    from chalicelib.service.ingest import Ingestion
 
     # The sample: contacts of returning people (in both stores) and of new people (in neither).
     rng = generator.rng

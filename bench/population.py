@@ -43,7 +43,7 @@ from urllib.parse import urlencode
 from chalicelib.adapters.channels.meta import adapter as meta
 from chalicelib.adapters.channels.twilio import adapter as twilio
 from chalicelib.adapters.channels.webchat import adapter as webchat
-from chalicelib.hubconfig import DEFAULT_BLOCKED
+from chalicelib.domain.policies import DEFAULT_BLOCKED
 
 # --- what the hub is configured with; the requests are signed with these -------------------------
 

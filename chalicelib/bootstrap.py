@@ -1,19 +1,22 @@
-"""The composition root: builds the store, queues, adapters, connectors and services, lazily.
+"""The composition root: builds the store, queues, adapters, connectors, services and the edge's
+endpoint objects, each with what it needs. It wires; it does not serve.
 
 Nothing is built at import, and each piece is built on first use and then reused for warm
-invocations, so the ingest Lambda never pays for the worker's dependencies and vice versa.
-Tests build a `Hub` from their own `Settings` (or inject fakes) and install it with `use_hub`.
+invocations, so the ingest Lambda never pays for the worker's dependencies and vice versa. Pieces
+are built once per hub even when requests arrive on several threads at once (the embedded
+runtime). The Chalice routes and SQS handlers reach the endpoints and workers through the one
+installed hub (`get_hub`); everything below them receives its collaborators from here, so a test
+builds any of them with fakes and no global. Tests build a `Hub` from their own `Settings` (or
+inject fakes) and install it with `use_hub`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
 from chalicelib.adapters.channels.base import ChannelAdapter
@@ -23,14 +26,36 @@ from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import utcnow
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import HubConfig, load_config
-from chalicelib.observability import Counters, configure_logging, get_tracer
+from chalicelib.observability import Counters, configure_logging, get_tracer, set_correlation_id
 from chalicelib.secrets import SecretResolver
 from chalicelib.settings import Settings
 
 #: Local queues: visibility must exceed the worker's longest run (deliveries retry inline).
 LOCAL_INBOUND_VISIBILITY = 60
 LOCAL_DELIVERY_VISIBILITY = 120
-LOCAL_INBOUND_MAX_RECEIVES = 5
+LOCAL_PULL_MAX_RECEIVES = 5
+
+T = TypeVar("T")
+
+
+class wired(Generic[T]):  # noqa: N801 - used like @property
+    """A piece of the hub, built on first use under the hub's lock and reused: two requests that
+    arrive together on a cold embedded hub must not build two stores or two processors."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, hub: Any, owner: type | None = None) -> T:
+        if hub is None:
+            return self  # type: ignore[return-value]
+        with hub._lock:
+            if self._name not in hub.__dict__:
+                hub.__dict__[self._name] = self._build(hub)
+            return hub.__dict__[self._name]
 
 
 class Hub:
@@ -50,6 +75,7 @@ class Hub:
         self._adapters: dict[str, ChannelAdapter] = {}
         self._aws_clients: dict[str, object] = {}
         self._connectors: dict[str, Connector] = {}
+        self._pull_queues: dict[str, Queue] = {}
         configure_logging(self.settings)
         # Created at start-up only when tracing is on: it patches botocore so every AWS call is a
         # subsegment, and costs ~0.3 s of cold start, which is why it is opt-in.
@@ -63,28 +89,19 @@ class Hub:
 
     # --- configuration ---------------------------------------------------------------------------
 
-    @cached_property
+    @wired
     def config(self) -> HubConfig:
         if self._config is not None:
             return self._config
         return load_config(self.settings.config_path, allow_inline_secrets=not self.settings.on_aws)
 
-    @cached_property
+    @wired
     def secrets(self) -> SecretResolver:
         return SecretResolver(self.settings.environ, allow_inline=not self.settings.on_aws)
 
-    @cached_property
+    @wired
     def counters(self) -> Counters:
         return Counters(emit_emf=self.settings.on_aws)
-
-    def api_key_name(self, presented: str) -> str | None:
-        """The name of the configured API key matching `presented`, compared in constant time."""
-        digest = hashlib.sha256(presented.encode()).hexdigest()
-        name = None
-        for key in self.config.api_keys:
-            if hmac.compare_digest(digest, key.sha256):
-                name = key.name
-        return name
 
     # --- infrastructure --------------------------------------------------------------------------
 
@@ -108,77 +125,84 @@ class Hub:
             ),
         )
 
-    @cached_property
+    @wired
     def data_dir(self) -> Path:
         path = Path(self.settings.data_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @cached_property
+    @wired
     def blobs(self) -> BlobStore:
         return LazyBlobStore(self._build_blobs)
 
     def _build_blobs(self) -> BlobStore:
         from chalicelib.adapters.blobs.links import HubLinks
 
-        # Media links are hub links (GET /v1/media/...) wherever the hub knows its public URL,
-        # signed with a secret read (or, embedded, generated) on the first link only.
-        def secrets():
-            from chalicelib.service.media import link_secrets
-
-            return link_secrets(self.media_settings, self.secrets, self.data_dir, generate=not self.settings.on_aws)
-
         if self.settings.on_aws:
             from chalicelib.adapters.blobs.s3 import S3BlobStore
 
-            store = S3BlobStore(self.aws_client("s3"), self._required("bucket", "HUB_BUCKET"))
-            public = self.media_settings.public_url
+            store = S3BlobStore(self.aws_client("s3"), self._required(self.settings.bucket, "HUB_BUCKET"))
+            public = self.config.media.public_url
             if public is None:
                 # Links are then S3 presigned URLs, which end with the signing role's session.
                 return store
             from chalicelib.adapters.blobs.links import HubLinkedBlobStore
 
-            return HubLinkedBlobStore(store, HubLinks(public, secrets))
+            return HubLinkedBlobStore(store, HubLinks(public, self.link_secrets))
         from chalicelib.adapters.blobs.local import LocalBlobStore
 
-        public = self.media_settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
-        return LocalBlobStore(str(self.data_dir / "blobs"), link_base_url=public, link_secrets=secrets)
+        public = self.config.media.public_url or f"http://{self.settings.host}:{self.settings.port}"
+        return LocalBlobStore(str(self.data_dir / "blobs"), link_base_url=public, link_secrets=self.link_secrets)
 
-    @cached_property
+    def link_secrets(self) -> list[str]:
+        """The secrets media links are signed with, read (or, embedded, generated) on first use."""
+        from chalicelib.service.media import link_secrets
+
+        return link_secrets(self.config.media, self.secrets, self.data_dir, generate=not self.settings.on_aws)
+
+    @wired
     def store(self) -> Store:
         if self.settings.on_aws:
             from chalicelib.adapters.store.dynamodb import DynamoDbStore
 
-            return DynamoDbStore(self._required("table_name", "HUB_TABLE"), self.aws_client("dynamodb"))
+            return DynamoDbStore(self._required(self.settings.table_name, "HUB_TABLE"), self.aws_client("dynamodb"))
         from chalicelib.adapters.store.sqlite import SqliteStore
 
         return SqliteStore(str(self.data_dir / "hub.db"))
 
-    @cached_property
+    @wired
     def inbound_queue(self) -> Queue:
-        return self._queue("inbound", "inbound_queue_url", "HUB_INBOUND_QUEUE_URL",
+        return self._queue("inbound", self.settings.inbound_queue_url, "HUB_INBOUND_QUEUE_URL",
                            LOCAL_INBOUND_VISIBILITY, self.config.processing.max_receives)
 
-    @cached_property
+    @wired
     def delivery_queue(self) -> Queue:
-        return self._queue("delivery", "delivery_queue_url", "HUB_DELIVERY_QUEUE_URL",
+        return self._queue("delivery", self.settings.delivery_queue_url, "HUB_DELIVERY_QUEUE_URL",
                            LOCAL_DELIVERY_VISIBILITY, self.config.delivery.max_receives)
 
-    @cached_property
+    @wired
     def delivery_dead_letters(self) -> Queue:
-        return self._queue("delivery-dlq", "delivery_dlq_url", "HUB_DELIVERY_DLQ_URL", LOCAL_DELIVERY_VISIBILITY, 0)
+        return self._queue("delivery-dlq", self.settings.delivery_dlq_url, "HUB_DELIVERY_DLQ_URL",
+                           LOCAL_DELIVERY_VISIBILITY, 0)
 
-    @cached_property
-    def ses_inbound_queue(self) -> Queue:
-        """Where S3 announces mail SES stored (AWS only): the worker deletes what it finished."""
-        return self._queue("ses-inbound", "ses_inbound_queue_url", "HUB_SES_INBOUND_QUEUE_URL",
-                           LOCAL_INBOUND_VISIBILITY, LOCAL_INBOUND_MAX_RECEIVES)
+    def pull_queue(self, name: str) -> Queue:
+        """The queue a provider's pull entry (`PullEntry`) reads; the worker deletes what it finished."""
+        from chalicelib.adapters.channels.registry import PULL_ENTRIES
 
-    def _queue(self, name: str, attribute: str, variable: str, visibility: int, max_receives: int) -> Queue:
+        with self._lock:
+            if name not in self._pull_queues:
+                _, entry = PULL_ENTRIES[name]
+                self._pull_queues[name] = self._queue(
+                    name, self.settings.queue_url(entry.environment_variable), entry.environment_variable,
+                    LOCAL_INBOUND_VISIBILITY, LOCAL_PULL_MAX_RECEIVES,
+                )
+            return self._pull_queues[name]
+
+    def _queue(self, name: str, url: str, variable: str, visibility: int, max_receives: int) -> Queue:
         if self.settings.on_aws:
             from chalicelib.adapters.queue.sqs import SqsQueue
 
-            return SqsQueue(self.aws_client("sqs"), self._required(attribute, variable), blobs=self.blobs)
+            return SqsQueue(self.aws_client("sqs"), self._required(url, variable), blobs=self.blobs)
         from chalicelib.adapters.queue.local import LocalQueue
 
         return LocalQueue(
@@ -190,8 +214,7 @@ class Hub:
             blobs=self.blobs,
         )
 
-    def _required(self, attribute: str, variable: str) -> str:
-        value = getattr(self.settings, attribute)
+    def _required(self, value: str, variable: str) -> str:
         if not value:
             raise ConfigError(f"{variable} is not set; run `python infra/deploy.py --stage {self.settings.stage}`")
         return value
@@ -230,37 +253,33 @@ class Hub:
             if (connector := self.connector(d.name)) is not None and connector.supports_customer_events
         ]
 
-    @cached_property
+    @wired
     def connector_runtime(self) -> ConnectorRuntime:
         return ConnectorRuntime(data_dir=str(self.data_dir), aws_client=self.aws_client)
 
-    @cached_property
+    @wired
     def identity_rules(self):
         from chalicelib.domain.identity_rules import IdentityRules
 
         return IdentityRules(self.config.identity)
 
-    def default_region(self, provider: str, account: str) -> str | None:
-        return self.config.identity.region_for(provider, account)
-
     # --- routing and enrichment ------------------------------------------------------------------
 
-    @cached_property
+    @wired
     def router_factory(self):
-        """Compiles the inline rules (and validates the routing section) on first use."""
+        """Compiles the inline rules on first use."""
         from chalicelib.routing.setup import RouterFactory
 
         return RouterFactory(self.config)
 
-    @cached_property
+    @wired
     def rules_source(self):
         """Where the rules in force come from: the configuration file, a rules file, S3, SSM or AppConfig."""
         from chalicelib.routing.sources import rules_source
 
-        return rules_source(self.router_factory.extras.source, self.aws_client,
-                            base_dir=Path(self.settings.config_path).parent)
+        return rules_source(self.config.routing.source, self.aws_client, base_dir=Path(self.settings.config_path).parent)
 
-    @cached_property
+    @wired
     def live_router(self):
         """The router in force, following the rules' source when it is not the configuration file."""
         from chalicelib.routing.setup import LiveRouter
@@ -269,22 +288,16 @@ class Hub:
                           describe=getattr(self.rules_source, "describe", "routing.rules"),
                           on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
 
-    @cached_property
-    def media_settings(self):
-        from chalicelib.service.media import media_settings
-
-        return media_settings(self.config.media, deployed=self.settings.on_aws)
-
-    @cached_property
+    @wired
     def media(self):
         """Downloads attachments whose links expire or need credentials into the blob store."""
         from chalicelib.adapters.media.http import MediaHttp
         from chalicelib.service.media import MediaLocalizer
 
-        return MediaLocalizer(self.media_settings, self.blobs, self.secrets, http=MediaHttp(self.connector_runtime.http),
+        return MediaLocalizer(self.config.media, self.blobs, self.secrets, http=MediaHttp(self.connector_runtime.http),
                               clock=self.clock)
 
-    @cached_property
+    @wired
     def enricher(self):
         from chalicelib.enrichment.settings import build_enricher
 
@@ -292,19 +305,26 @@ class Hub:
 
     # --- services --------------------------------------------------------------------------------
 
-    @cached_property
+    @wired
+    def ingestion(self):
+        from chalicelib.service.ingest import Ingestion
+
+        return Ingestion(self.inbound_queue, self.counters, max_body_bytes=self.config.processing.max_body_bytes,
+                         aws_client=self.aws_client)
+
+    @wired
     def processor(self):
         from chalicelib.service.identity import IdentifierCache
         from chalicelib.service.process import Processor
 
         return Processor(
             store=self.store, delivery_queue=self.delivery_queue, config=self.config,
-            cache=IdentifierCache(), default_region=self.default_region, clock=self.clock, blobs=self.blobs,
+            cache=IdentifierCache(), default_region=self.config.identity.region_for, clock=self.clock, blobs=self.blobs,
             rules=self.identity_rules, event_destinations=self.customer_event_destinations,
             router=lambda: self.live_router.current(), enricher=lambda: self.enricher, media=lambda: self.media,
         )
 
-    @cached_property
+    @wired
     def deliverer(self):
         from chalicelib.service.breaker import CircuitBreakers
         from chalicelib.service.deliver import Deliverer
@@ -319,10 +339,69 @@ class Hub:
             ),
         )
 
+    @wired
+    def customers(self):
+        from chalicelib.service.customers import CustomerService
+
+        config = self.config
+        return CustomerService(
+            store=self.store, blobs=self.blobs, delivery_queue=lambda: self.delivery_queue, identity=config.identity,
+            identity_rules=lambda: self.identity_rules, survivorship=config.survivorship, cases=config.cases,
+            limits=config.customers, event_destinations=self.customer_event_destinations, clock=self.clock,
+        )
+
+    @wired
+    def operations(self):
+        from chalicelib.service.operations import Operations
+
+        return Operations(store=self.store, delivery_queue=lambda: self.delivery_queue, config=self.config,
+                          router=lambda: self.live_router.current(), enricher=lambda: self.enricher, clock=self.clock)
+
+    # --- the edge: what the routes and queue handlers call ---------------------------------------
+
+    @wired
+    def webhook_endpoint(self):
+        from chalicelib.api.webhooks import WebhookEndpoint
+
+        return WebhookEndpoint(self.ingestion, self.adapter, clock=self.clock, annotate=self.annotate,
+                               correlate=set_correlation_id)
+
+    @wired
+    def consumer_api(self):
+        from chalicelib.api.auth import ApiKeys
+        from chalicelib.api.consumer import ConsumerApi
+
+        return ConsumerApi(ApiKeys(self.config.api_keys), self.customers, self.operations)
+
+    @wired
+    def media_endpoint(self):
+        from chalicelib.api.media import MediaEndpoint
+
+        return MediaEndpoint(self.blobs, self.link_secrets, self.clock)
+
+    @wired
+    def health_endpoint(self):
+        from chalicelib.api.system import HealthEndpoint
+
+        return HealthEndpoint(self.store.ping, runtime=self.settings.runtime, stage=self.settings.stage)
+
+    @wired
+    def workers(self):
+        from chalicelib.adapters.channels.registry import PULL_ENTRIES
+        from chalicelib.api.workers import Workers
+
+        return Workers(
+            inbound_queue=lambda: self.inbound_queue, delivery_queue=lambda: self.delivery_queue,
+            processor=lambda: self.processor, deliverer=lambda: self.deliverer, ingestion=lambda: self.ingestion,
+            pull_queue=self.pull_queue, adapters=self.adapter, pull_entries=PULL_ENTRIES, counters=self.counters,
+            clock=self.clock, annotate=self.annotate, correlate=set_correlation_id,
+        )
+
     def close(self) -> None:
         for connector in self._connectors.values():
             connector.close()
-        self.connector_runtime.http.close()
+        if "connector_runtime" in self.__dict__:
+            self.connector_runtime.http.close()
 
 
 _hub: Hub | None = None
@@ -330,6 +409,7 @@ _hub_lock = threading.Lock()
 
 
 def get_hub() -> Hub:
+    """The hub this process serves with: the environment's, unless one was installed."""
     global _hub
     with _hub_lock:
         if _hub is None:

@@ -34,18 +34,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from chalicelib.enrichment.settings import enrichment_settings
     from chalicelib.hubconfig import load_config
     from chalicelib.routing.setup import RouterFactory
 
     config = load_config(args.path, allow_inline_secrets=not args.deployed)
-    # Routing and enrichment are validated when first used at run time; here, at once.
+    # Every section is validated at load; the rules compile where contacts are routed. Here, at once.
     factory = RouterFactory(config)
-    enrichment_settings(config.enrichment)
-    from chalicelib.service.media import media_settings
-
-    media_settings(config.media, deployed=args.deployed)
-    source = factory.extras.source
+    source = config.routing.source
     rules = f"{len(factory.inline.rules.rules)} inline"
     if source.type == "file":
         from pathlib import Path
@@ -93,28 +88,26 @@ def _dead_letters(args: argparse.Namespace) -> int:
     """`hubctl dead-letters list|replay`: on the store and queues HUB_RUNTIME points at (the local
     data directory, or the stage's DynamoDB table and SQS queues with AWS credentials)."""
     from chalicelib.bootstrap import Hub
-    from chalicelib.service.dead_letters import replay, replay_destination, summary
     from chalicelib.settings import Settings
 
     hub = Hub(Settings.from_environ())
     try:
         if args.action == "list":
-            page = hub.store.list_dead_letters(destination=args.destination, limit=args.limit)
-            for letter in page.items:
-                entry = summary(letter)
+            letters, more = hub.operations.dead_letters(destination=args.destination, limit=args.limit)
+            for entry in letters:
                 print(f"{entry['id']}  {entry['destination']}  {entry['kind']}  attempts {entry['attempts']}  "
                       f"dead {entry['dead_at']}  {entry['reason']}")
-            print(f"{len(page.items)} dead letters" + (" (more: raise --limit)" if page.cursor else ""))
+            print(f"{len(letters)} dead letters" + (" (more: raise --limit)" if more else ""))
             return 0
         if args.id:
-            letters = [replay(hub.store, hub.delivery_queue, args.id, now=hub.clock())]
+            hub.operations.replay(args.id)
+            count = 1
         elif args.destination:
-            letters = replay_destination(hub.store, hub.delivery_queue, args.destination, now=hub.clock(),
-                                         limit=args.limit)
+            count = hub.operations.replay_destination(args.destination, limit=args.limit)
         else:
             print("hubctl: dead-letters replay needs --destination or --id", file=sys.stderr)
             return 2
-        print(f"queued {len(letters)} dead letters again" + (f" for {args.destination}" if args.destination else ""))
+        print(f"queued {count} dead letters again" + (f" for {args.destination}" if args.destination else ""))
         return 0
     finally:
         hub.close()
@@ -129,12 +122,12 @@ def _unhandled(args: argparse.Namespace) -> int:
 
     hub = Hub(Settings.from_environ())
     try:
-        day = date.fromisoformat(args.day) if args.day else hub.clock().date()
-        page = hub.store.list_unhandled(day=day, provider=args.provider, limit=args.limit)
-        for event in page.items:
-            raw = json.dumps(event.raw, ensure_ascii=False)
-            print(f"{event.id}  {event.provider}  {event.reason}\n    {raw[:300]}{' …' if len(raw) > 300 else ''}")
-        print(f"{len(page.items)} unhandled items on {day}" + (" (more: raise --limit)" if page.cursor else ""))
+        day = date.fromisoformat(args.day) if args.day else hub.operations.today()
+        events, more = hub.operations.unhandled(day=day, provider=args.provider, limit=args.limit)
+        for event in events:
+            raw = json.dumps(event["raw"], ensure_ascii=False)
+            print(f"{event['id']}  {event['provider']}  {event['reason']}\n    {raw[:300]}{' …' if len(raw) > 300 else ''}")
+        print(f"{len(events)} unhandled items on {day}" + (" (more: raise --limit)" if more else ""))
         return 0
     finally:
         hub.close()
@@ -156,11 +149,19 @@ def _read(path: str) -> str:
 
 
 def _api_key(args: argparse.Namespace) -> int:
+    from chalicelib.hubconfig import SCOPES
+
+    scopes = list(SCOPES) if args.scopes.strip() == "all" else [s.strip() for s in args.scopes.split(",") if s.strip()]
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown or not scopes:
+        print(f"hubctl: unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}, or all" if unknown
+              else "hubctl: --scopes needs at least one scope", file=sys.stderr)
+        return 2
     key = args.key or "hub_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
     print(f"key (give to the consumer, store nowhere else): {key}")
-    print("configuration entry:")
-    print(f"  - name: {args.name}\n    sha256: {digest}")
+    print("configuration entry (api_keys):")
+    print(f"  - name: {args.name}\n    sha256: {digest}\n    scopes: [{', '.join(scopes)}]")
     return 0
 
 
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     key = commands.add_parser("api-key", help="make a consumer API key and its configuration entry")
     key.add_argument("--name", required=True)
     key.add_argument("--key", help="hash this key instead of generating one")
+    key.add_argument("--scopes", default="customers:read",
+                     help="comma-separated: customers:read, customers:write, customers:erase, operations, "
+                          "messages:send, or all (default customers:read)")
     key.set_defaults(func=_api_key)
 
     route = commands.add_parser("route", help="explain the routing decision for a contact (no side effects)")

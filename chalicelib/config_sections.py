@@ -60,3 +60,9 @@ def problem(loc: tuple[str | int, ...], message: str, value: Any = None) -> Init
     """One error at `loc` with `message`, for checks a model cannot express."""
     return InitErrorDetails(type=PydanticCustomError("invalid_section", "{message}", {"message": message}),
                             loc=loc, input=value)
+
+
+def fail_at(title: str, loc: tuple[str | int, ...], message: str, value: Any = None) -> ValidationError:
+    """A `ValidationError` at `loc` (relative to the model being validated), for a model
+    validator whose check spans fields but whose problem has one place."""
+    return ValidationError.from_exception_data(title, [problem(loc, message, value)])

@@ -97,6 +97,16 @@ class UnauthorizedError(RequestRejectedError):
     code = "unauthorized"
 
 
+class InsufficientScopeError(ForbiddenError):
+    """Consumer API: a valid API key without the scope the route requires."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the scope {scope}", detail={"required_scope": scope})
+        self.scope = scope
+
+
 class InvalidIdentifierError(RequestRejectedError):
     """An identifier (phone, email, channel id) cannot be normalized."""
 

@@ -1,152 +1,56 @@
-"""The hub configuration: channels, destinations, routing and API keys, in one validated file.
+"""The hub configuration: one validated file, every section typed when it is loaded.
 
-YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens once at start-up and every error
-names the exact key (`channels.twilio.auth_tokens: Field required`), because a hub that starts with
-a half-valid configuration fails later, on a customer's message.
+YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens once, at start-up, in one pass
+over the whole file, and every error names its exact key (`channels.twilio.auth_tokens: Field
+required`, `routing.rules[2].then.priority: ...`): a hub that starts with a half-valid
+configuration fails later, on a customer's message. Sections whose model a registry chooses
+(channels, destinations, media sources) are typed through `config_sections`. Routing rules are
+checked here for their shape and compiled only where contacts are routed (`routing/setup.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chalicelib.domain.identifiers import IdentifierKind
-from chalicelib.domain.models import Priority
+from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, Strict, SurvivorshipPolicy
+from chalicelib.enrichment.settings import EnrichmentSettings
 from chalicelib.errors import ConfigError
+from chalicelib.routing.settings import RoutingSettings
 from chalicelib.secrets import is_reference
+from chalicelib.service.media import MediaSettings
 
+logger = logging.getLogger(__name__)
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-#: Addresses that belong to nobody in particular; operators extend or replace the list.
-DEFAULT_BLOCKED = [
-    "email:noreply@*", "email:no-reply@*", "email:donotreply@*", "email:do-not-reply@*",
-    "email:mailer-daemon@*", "email:postmaster@*",
-]
-
-
-class IdentitySettings(Strict):
-    """Which identifiers may tie a contact to a customer (Segment's identity resolution, in rules)."""
-
-    #: Region for phone numbers written without a country code (ISO 3166 alpha-2), per hub...
-    default_region: str | None = None
-    #: ...and per channel account, keyed `provider:account` (the number, page or site the
-    #: customer wrote to, as in `Contact.account`): `{"twilio:+4930123456": "DE"}`.
-    account_regions: dict[str, str] = Field(default_factory=dict)
-    #: Kinds that may link a contact to an existing customer, highest priority first: when a
-    #: contact's identifiers point to different customers, the first kind's owner wins.
-    link_kinds: list[IdentifierKind] = Field(default_factory=lambda: [
-        IdentifierKind.EXTERNAL, IdentifierKind.EMAIL, IdentifierKind.PHONE, IdentifierKind.WHATSAPP_USER,
-        IdentifierKind.WEBCHAT, IdentifierKind.MESSENGER, IdentifierKind.INSTAGRAM, IdentifierKind.TELEGRAM,
-        IdentifierKind.SLACK, IdentifierKind.X,
-    ])
-    #: At most this many values of a kind per customer; further ones stay on the contact only.
-    max_per_kind: dict[IdentifierKind, int] = Field(default_factory=lambda: {
-        IdentifierKind.EXTERNAL: 1, IdentifierKind.EMAIL: 5, IdentifierKind.PHONE: 5,
-    })
-    #: Identifier patterns (shell-style, on `kind:value`) that never link anything: shared family
-    #: or office numbers, no-reply addresses. Setting the list replaces the defaults.
-    blocked: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
-    #: Whether unverified claims (an email typed into a web chat without `user_hash`) may link.
-    trust_unverified: bool = False
-    #: Whether a contact whose verified identifiers belong to two customers merges them (the
-    #: oldest customer survives; `POST /v1/customers/{id}/unmerge` reverses it).
-    auto_merge: bool = True
-    #: Kinds a person holds one true value of: two customers holding different values of one of
-    #: these kinds are never merged, automatically or through the API.
-    merge_protection: list[IdentifierKind] = Field(default_factory=lambda: [IdentifierKind.EXTERNAL])
-
-    @field_validator("blocked")
-    @classmethod
-    def _normalized_patterns(cls, patterns: list[str]) -> list[str]:
-        """Exact entries are normalized like identifiers (`phone:+49 30 123456` → E.164), so they
-        match what the hub stores; wildcard entries get an IDNA-encoded email domain."""
-        from chalicelib.domain.identifiers import Identifier
-        from chalicelib.errors import InvalidIdentifierError
-
-        normalized = []
-        for index, pattern in enumerate(patterns):
-            if not any(ch in pattern for ch in "*?["):
-                try:
-                    normalized.append(Identifier.parse(pattern).key)
-                except InvalidIdentifierError as exc:
-                    raise ValueError(f"entry {index}: {exc.message}") from None
-                continue
-            kind, _, rest = pattern.partition(":")
-            local, at, domain = rest.rpartition("@")
-            if kind.strip().lower() == "email" and at and not domain.isascii():
-                domain = ".".join(
-                    label if any(ch in label for ch in "*?[") else label.encode("idna").decode() for label in domain.split(".")
-                )
-                pattern = f"{kind}:{local}@{domain}"
-            normalized.append(pattern)
-        return normalized
-
-    @field_validator("default_region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
-            raise ValueError("must be a two-letter country code such as DE or US")
-        return value.upper() if value else None
-
-    @field_validator("account_regions")
-    @classmethod
-    def _account_regions(cls, value: dict[str, str]) -> dict[str, str]:
-        for account, region in value.items():
-            if ":" not in account:
-                raise ValueError(f"key {account[:40]!r} must be provider:account, e.g. twilio:+4930123456")
-            if not re.fullmatch(r"[A-Za-z]{2}", region):
-                raise ValueError(f"{account}: must be a two-letter country code such as DE or US")
-        return {account: region.upper() for account, region in value.items()}
-
-    def region_for(self, provider: str, account: str) -> str | None:
-        return self.account_regions.get(f"{provider}:{account}", self.default_region)
-
-
-class SurvivorshipRule(Strict):
-    """How one attribute's surviving value is chosen among its sources' observations."""
-
-    rule: Literal["most_recent", "source_priority"] = "most_recent"
-    #: For source_priority: highest first; sources not listed rank below all listed ones (and
-    #: among themselves by recency).
-    sources: list[str] = Field(default_factory=list)
-
-
-class SurvivorshipSettings(Strict):
-    default: SurvivorshipRule = Field(default_factory=SurvivorshipRule)
-    #: Per attribute (name, language, preferred_channel, tier, or any custom attribute).
-    attributes: dict[str, SurvivorshipRule] = Field(default_factory=lambda: {
-        # What a person or a CRM typed beats a profile name a messaging app reports.
-        "name": SurvivorshipRule(rule="source_priority", sources=["api", "webchat"]),
-    })
-
-    def rule_for(self, attribute: str) -> SurvivorshipRule:
-        return self.attributes.get(attribute, self.default)
-
-
-class CaseSettings(Strict):
-    #: A contact joins the customer's open case when the case was active this recently...
-    window_hours: float = Field(default=72, gt=0)
-    #: ...and an open case with no activity for this long is closed (on its next read or contact).
-    auto_close_after_hours: float = Field(default=168, gt=0)
-
-    @model_validator(mode="after")
-    def _window_within_auto_close(self) -> CaseSettings:
-        if self.window_hours > self.auto_close_after_hours:
-            raise ValueError("window_hours must not exceed auto_close_after_hours (a case would be joined after it closed)")
-        return self
+#: What a consumer API key may do; each route requires one (`chalicelib/api/consumer.py`).
+SCOPES = (
+    "customers:read",    # customers, their contacts, cases, merges, export
+    "customers:write",   # attributes, identifiers, merge and unmerge, closing cases
+    "customers:erase",   # DELETE /v1/customers/{id} (GDPR erasure)
+    "operations",        # exception queue, dead letters and replay, unhandled events, routing explain
+    "messages:send",     # outbound messages
+)
+Scope = Literal["customers:read", "customers:write", "customers:erase", "operations", "messages:send"]
+#: What a key configured without `scopes` (the form before scopes existed) may do: read only.
+LEGACY_SCOPES: tuple[Scope, ...] = ("customers:read",)
+#: The SHA-256 of `local-dev-key`, the development key `chalicelib/conf/local.yaml` ships with.
+#: Anyone can read it in the repository, so a deployed configuration must never accept it.
+DEVELOPMENT_KEY_SHA256 = hashlib.sha256(b"local-dev-key").hexdigest()
 
 
 class ApiKey(Strict):
     name: str
     #: Hex SHA-256 of the key; the key itself is never stored. `hubctl api-key` makes one.
     sha256: str
+    #: What the key may do. Omitted (configurations older than scopes): read only, with a
+    #: start-up warning, so an old key never gains erasure or operations rights by accident.
+    scopes: list[Scope] | None = None
 
     @field_validator("sha256")
     @classmethod
@@ -155,37 +59,9 @@ class ApiKey(Strict):
             raise ValueError("must be the 64-character lower-case hex SHA-256 of the key")
         return value
 
-
-class DefaultRoute(Strict):
-    queue: str = "default"
-    priority: Priority = Priority.NORMAL
-    #: Destination names every contact goes to; omitted means all configured destinations.
-    destinations: list[str] | None = None
-
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _priority(cls, value: Any) -> Any:
-        return Priority.coerce(value)
-
-
-class RoutingSettings(Strict):
-    """`routing:`. Only the default route is validated with the rest of the file; the rules and
-    what they refer to are validated when routing is first used (`chalicelib/routing/setup.py`),
-    so processes that never route (the webhook Lambda) do not pay for compiling them."""
-
-    default: DefaultRoute = Field(default_factory=DefaultRoute)
-    #: Ordered rules (`chalicelib/routing/rules.py`, README "Routing rules").
-    rules: list[Any] = Field(default_factory=list)
-    #: Business-hours calendars by name (`chalicelib/routing/calendar.py`); `default` is the one
-    #: conditions use when they name none.
-    calendars: dict[str, Any] = Field(default_factory=dict)
-    #: Auto-reply templates: name → language → text.
-    templates: dict[str, Any] = Field(default_factory=dict)
-    default_language: str = "en"
-    #: `{hours: 24, by_priority: {urgent: 4}}`: when an open case is past its SLA.
-    sla: dict[str, Any] = Field(default_factory=dict)
-    #: Where the rules live when not in this file: S3, SSM or AppConfig (`routing/sources.py`).
-    source: dict[str, Any] = Field(default_factory=dict)
+    @property
+    def granted(self) -> frozenset[str]:
+        return frozenset(LEGACY_SCOPES if self.scopes is None else self.scopes)
 
 
 class ProcessingSettings(Strict):
@@ -213,6 +89,9 @@ class DeliverySettings(Strict):
     circuit_failure_threshold: int = Field(default=5, ge=1, le=100)
     circuit_cooldown_seconds: float = Field(default=30.0, ge=1, le=3600)
     circuit_max_cooldown_seconds: float = Field(default=3600.0, ge=1, le=43200)
+    #: Dead letters hold the message text and the customer's address: they are kept this long
+    #: (and erased with the customer before that).
+    dead_letter_days: int = Field(default=30, ge=1, le=365)
 
 
 class Destination(BaseModel):
@@ -225,24 +104,57 @@ class Destination(BaseModel):
     settings: BaseModel
 
 
-class HubConfig(BaseModel):
+_DESTINATION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class HubConfig(Strict):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    identity: IdentitySettings = Field(default_factory=IdentitySettings)
-    survivorship: SurvivorshipSettings = Field(default_factory=SurvivorshipSettings)
-    cases: CaseSettings = Field(default_factory=CaseSettings)
+    version: Literal[1] = 1
+    identity: IdentityPolicy = Field(default_factory=IdentityPolicy)
+    survivorship: SurvivorshipPolicy = Field(default_factory=SurvivorshipPolicy)
+    cases: CasePolicy = Field(default_factory=CasePolicy)
+    customers: CustomerLimits = Field(default_factory=CustomerLimits)
+    #: Each provider's section, typed by its adapter's settings (`adapters/channels/registry.py`).
     channels: dict[str, BaseModel] = Field(default_factory=dict)
+    #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`), validated
-    #: when enrichment is first used, like the routing rules.
-    enrichment: dict[str, Any] = Field(default_factory=dict)
-    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media.py`),
-    #: validated when first used, like the routing rules.
-    media: dict[str, Any] = Field(default_factory=dict)
+    #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`).
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media.py`).
+    media: MediaSettings = Field(default_factory=MediaSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _registry_sections(cls, data: Any, handler):
+        """Channels and destinations are typed by their registries' models, in the same pass."""
+        if not isinstance(data, dict):
+            return handler(data)
+        from chalicelib.config_sections import validate_together
+
+        typed, errors = dict(data), []
+        if "channels" in data:
+            typed["channels"], found = _typed_channels(data["channels"])
+            errors += found
+        if "destinations" in data:
+            typed["destinations"], found = _typed_destinations(data["destinations"])
+            errors += found
+        return validate_together(handler, typed, errors, cls.__name__)
+
+    @model_validator(mode="after")
+    def _references(self) -> HubConfig:
+        names = [d.name for d in self.destinations]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise ValueError(f"destinations[{index}].name: duplicate destination name {name!r}")
+        for index, name in enumerate(self.routing.default.destinations or []):
+            if name not in names:
+                raise ValueError(f"routing.default.destinations[{index}]: no destination named {name!r}")
+        return self
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)
@@ -252,21 +164,48 @@ class HubConfig(BaseModel):
         return list(names) if names is not None else [d.name for d in self.destinations]
 
 
-class _RawConfig(Strict):
-    """First pass: the top level, with channel and destination bodies still untyped."""
+def _typed_channels(channels: Any) -> tuple[Any, list]:
+    from chalicelib.adapters.channels.registry import CHANNELS
+    from chalicelib.config_sections import problem, typed_sections
 
-    version: int = 1
-    identity: IdentitySettings = Field(default_factory=IdentitySettings)
-    survivorship: SurvivorshipSettings = Field(default_factory=SurvivorshipSettings)
-    cases: CaseSettings = Field(default_factory=CaseSettings)
-    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    destinations: list[dict[str, Any]] = Field(default_factory=list)
-    routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    enrichment: dict[str, Any] = Field(default_factory=dict)
-    media: dict[str, Any] = Field(default_factory=dict)
-    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    api_keys: list[ApiKey] = Field(default_factory=list)
+    if not isinstance(channels, dict):
+        return channels, []
+    unknown = [key for key in channels if key not in CHANNELS]
+    errors = [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNELS))}")
+              for key in unknown]
+    typed, section_errors = typed_sections(
+        {k: v for k, v in channels.items() if k in CHANNELS}, {k: a.Settings for k, a in CHANNELS.items()},
+        prefix=("channels",),
+    )
+    return typed, errors + section_errors
+
+
+def _typed_destinations(entries: Any) -> tuple[Any, list]:
+    from chalicelib.adapters.connectors.registry import CONNECTORS
+    from chalicelib.config_sections import problem, relocated
+
+    if not isinstance(entries, list):
+        return entries, []
+    typed, errors = [], []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            errors.append(problem(("destinations", index), "must be a mapping with name, type and settings"))
+            continue
+        body = dict(entry)
+        name, kind = body.pop("name", None), body.pop("type", None)
+        if not isinstance(name, str) or not _DESTINATION_NAME.fullmatch(name):
+            errors.append(problem(("destinations", index, "name"), "required, lower-case letters, digits, '-' or '_'"))
+            continue
+        connector = CONNECTORS.get(kind) if isinstance(kind, str) else None
+        if connector is None:
+            errors.append(problem(("destinations", index, "type"),
+                                  f"unknown connector {kind!r}; known: {', '.join(sorted(CONNECTORS))}"))
+            continue
+        try:
+            typed.append(Destination(name=name, type=kind, settings=connector.Settings.model_validate(body)))
+        except ValidationError as exc:
+            errors.extend(relocated(exc, ("destinations", index)))
+    return typed, errors
 
 
 def load_config(path: str | Path, *, allow_inline_secrets: bool = True) -> HubConfig:
@@ -280,77 +219,35 @@ def load_config(path: str | Path, *, allow_inline_secrets: bool = True) -> HubCo
 
 
 def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: bool = True) -> HubConfig:
+    """Validate a configuration document. `allow_inline_secrets=False` is a deployed stage's check:
+    secrets must be references, the development API key is refused, and what AWS needs beyond
+    the embedded runtime (a shared media link secret) must be there."""
     data = _load_document(text, source)
-    problems: list[str] = []
     try:
-        raw = _RawConfig.model_validate(data)
+        config = HubConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(source, _errors(exc, ""))) from None
-
-    channels = _typed_channels(raw.channels, problems)
-    destinations = _typed_destinations(raw.destinations, problems)
-    names = [d.name for d in destinations]
-    for index, name in enumerate(names):
-        if names.index(name) != index:
-            problems.append(f"destinations[{index}].name: duplicate destination name {name!r}")
-    for index, name in enumerate(raw.routing.default.destinations or []):
-        if name not in names:
-            problems.append(f"routing.default.destinations[{index}]: no destination named {name!r}")
-    if not allow_inline_secrets:
-        problems.extend(_inline_secrets(data))
+        raise ConfigError(_describe(source, _errors(exc))) from None
+    problems = [] if allow_inline_secrets else _deployment_problems(data, config)
     if problems:
         raise ConfigError(_describe(source, problems))
-    return HubConfig(
-        identity=raw.identity,
-        survivorship=raw.survivorship,
-        cases=raw.cases,
-        channels=channels,
-        destinations=destinations,
-        routing=raw.routing,
-        enrichment=raw.enrichment,
-        media=raw.media,
-        processing=raw.processing,
-        delivery=raw.delivery,
-        api_keys=raw.api_keys,
-    )
+    for key in config.api_keys:
+        if key.scopes is None:
+            logger.warning("api_keys %s has no scopes and may only read (customers:read); grant what it needs with "
+                           "`scopes: [...]` (hubctl api-key --scopes)", key.name)
+    return config
 
 
-def _typed_channels(channels: dict[str, dict[str, Any]], problems: list[str]) -> dict[str, BaseModel]:
-    from chalicelib.adapters.channels.registry import CHANNELS
-
-    typed: dict[str, BaseModel] = {}
-    for key, body in channels.items():
-        adapter = CHANNELS.get(key)
-        if adapter is None:
-            problems.append(f"channels.{key}: unknown channel provider; known: {', '.join(sorted(CHANNELS))}")
-            continue
-        try:
-            typed[key] = adapter.Settings.model_validate(body or {})
-        except ValidationError as exc:
-            problems.extend(_errors(exc, f"channels.{key}"))
-    return typed
-
-
-def _typed_destinations(entries: list[dict[str, Any]], problems: list[str]) -> list[Destination]:
-    from chalicelib.adapters.connectors.registry import CONNECTORS
-
-    typed = []
-    for index, entry in enumerate(entries):
-        where = f"destinations[{index}]"
-        body = dict(entry)
-        name, kind = body.pop("name", None), body.pop("type", None)
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
-            problems.append(f"{where}.name: required, lower-case letters, digits, '-' or '_'")
-            continue
-        connector = CONNECTORS.get(kind) if isinstance(kind, str) else None
-        if connector is None:
-            problems.append(f"{where}.type: unknown connector {kind!r}; known: {', '.join(sorted(CONNECTORS))}")
-            continue
-        try:
-            typed.append(Destination(name=name, type=kind, settings=connector.Settings.model_validate(body)))
-        except ValidationError as exc:
-            problems.extend(_errors(exc, where))
-    return typed
+def _deployment_problems(data: dict, config: HubConfig) -> list[str]:
+    problems = _inline_secrets(data)
+    for index, key in enumerate(config.api_keys):
+        if key.sha256 == DEVELOPMENT_KEY_SHA256:
+            problems.append(f"api_keys[{index}].sha256: the development key of local.yaml (local-dev-key) is public; "
+                            "make a key with `hubctl api-key`")
+    media = config.media
+    if media.enabled and media.public_url and not media.link_secret:
+        problems.append("media.link_secret: required on AWS when media.public_url is set (every Lambda container "
+                        "must sign hub links with the same secret)")
+    return problems
 
 
 def _inline_secrets(data: Any, where: str = "") -> list[str]:
@@ -380,18 +277,19 @@ def _is_secret_field(name: str) -> bool:
 def _load_document(text: str, source: str) -> Any:
     if source.endswith(".json"):
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    import yaml
+    else:
+        import yaml
 
-    try:
-        # libyaml's loader when the wheel has it: 10x faster on large rule sets at cold start.
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}: invalid YAML{at}") from None
+        try:
+            # libyaml's loader when the wheel has it: 10x faster on large rule sets at cold start.
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}: invalid YAML{at}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -399,13 +297,15 @@ def _load_document(text: str, source: str) -> Any:
     return data
 
 
-def _errors(exc: ValidationError, prefix: str) -> list[str]:
+def _errors(exc: ValidationError) -> list[str]:
     out = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = prefix
+        location = ""
         for part in error["loc"]:
             location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-        out.append(f"{location or '(top level)'}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")
+        # A model-wide check names its own location (`destinations[1].name: ...`).
+        out.append(message if not location and ": " in message else f"{location or '(top level)'}: {message}")
     return out
 
 

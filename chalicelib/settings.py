@@ -33,8 +33,6 @@ class Settings:
     inbound_queue_url: str = ""
     delivery_queue_url: str = ""
     delivery_dlq_url: str = ""
-    #: The standard queue S3 announces SES-stored mail on (the ses_inbound worker's).
-    ses_inbound_queue_url: str = ""
     bucket: str = ""
     region: str = ""
     log_level: str = "INFO"
@@ -69,13 +67,17 @@ class Settings:
             inbound_queue_url=env.get("HUB_INBOUND_QUEUE_URL", ""),
             delivery_queue_url=env.get("HUB_DELIVERY_QUEUE_URL", ""),
             delivery_dlq_url=env.get("HUB_DELIVERY_DLQ_URL", ""),
-            ses_inbound_queue_url=env.get("HUB_SES_INBOUND_QUEUE_URL", ""),
             bucket=env.get("HUB_BUCKET", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
             log_level=env.get("HUB_LOG_LEVEL", env.get("POWERTOOLS_LOG_LEVEL", "INFO")),
             tracing=env.get("HUB_TRACING", "").lower() in ("1", "true", "yes"),
             environ=env,
         )
+
+    def queue_url(self, variable: str) -> str:
+        """The URL of a queue a provider's pull entry reads, from its variable
+        (`PullEntry.environment_variable`, written by `infra/deploy.py`); empty when unset."""
+        return self.environ.get(variable, "")
 
     def queue_name(self, role: str, *, fifo: bool = True) -> str:
         """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`; S3 event

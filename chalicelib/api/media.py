@@ -10,28 +10,43 @@ through Lambda (docs/media.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import translate_errors
-from chalicelib.bootstrap import get_hub
+from chalicelib.adapters.blobs.base import BlobStore
+from chalicelib.api.http import HttpRequest, answer
 
 media = Blueprint(__name__)
 
 
-@media.route("/v1/media/{contact_id}/{name}", methods=["GET"])
-@translate_errors(media)
-def get_media(contact_id: str, name: str) -> Response:
-    from chalicelib.service.media import link_secrets, open_media_link
+class MediaEndpoint:
+    """Serves hub media links, given the blob store and the link secrets (read on first use)."""
 
-    hub = get_hub()
-    query = media.current_request.query_params or {}
-    answer = open_media_link(
-        hub.blobs, f"media/{contact_id}/{name}", query.get("expires"), query.get("signature"),
-        link_secrets(hub.media_settings, hub.secrets, hub.data_dir, generate=not hub.settings.on_aws), hub.clock(),
-    )
-    if answer.redirect is not None:
-        return Response(body="", status_code=307, headers={"Location": answer.redirect, "Cache-Control": "no-store"})
-    return Response(body=answer.body, status_code=200, headers={
-        "Content-Type": answer.content_type, "X-Content-Type-Options": "nosniff",
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, max-age=300",
-    })
+    def __init__(self, blobs: BlobStore, link_secrets: Callable[[], list[str]], clock: Callable[[], datetime]) -> None:
+        self._blobs = blobs
+        self._link_secrets = link_secrets
+        self._clock = clock
+
+    def get(self, request: HttpRequest, contact_id: str, name: str) -> Response:
+        return answer(request, lambda: self._open(request, contact_id, name))
+
+    def _open(self, request: HttpRequest, contact_id: str, name: str) -> Response:
+        from chalicelib.service.media import open_media_link
+
+        opened = open_media_link(self._blobs, f"media/{contact_id}/{name}", request.query.get("expires"),
+                                 request.query.get("signature"), self._link_secrets(), self._clock())
+        if opened.redirect is not None:
+            return Response(body="", status_code=307, headers={"Location": opened.redirect, "Cache-Control": "no-store"})
+        return Response(body=opened.body, status_code=200, headers={
+            "Content-Type": opened.content_type, "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, max-age=300",
+        })
+
+
+@media.route("/v1/media/{contact_id}/{name}", methods=["GET"])
+def get_media(contact_id: str, name: str) -> Response:
+    from chalicelib.bootstrap import get_hub
+
+    return get_hub().media_endpoint.get(HttpRequest.of(media.current_request), contact_id, name)

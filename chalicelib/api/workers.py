@@ -1,20 +1,27 @@
-"""Queue workers: the process and deliver steps, for SQS (Lambda) and the local queue alike.
+"""Queue workers: process, deliver and the providers' pull entries, for SQS (Lambda) and the local
+queue alike.
 
-Chalice's `on_sqs_message` cannot report partial batch failures, so `sqs_batch` deletes the
-messages it finished and raises only if some did not: the finished ones never redo their external
-effects, and only the unfinished ones return to the queue.
+`Workers` is built by the composition root with its queues and services; app.py's SQS handlers
+and the embedded runtime's threads only hand it messages. Chalice's `on_sqs_message` cannot
+report partial batch failures, so `consume` deletes the messages it finished and raises only if
+some did not: the finished ones never redo their external effects, and only the unfinished ones
+return to the queue.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from chalicelib.adapters.channels.base import ChannelAdapter, PullEntry
 from chalicelib.adapters.queue.base import Queue, ReceivedMessage
-from chalicelib.bootstrap import get_hub
-from chalicelib.errors import BatchIncompleteError
-from chalicelib.observability import set_correlation_id
+from chalicelib.errors import BatchIncompleteError, ConfigError
+from chalicelib.observability import Counters
 from chalicelib.service.batch import BatchOutcome, run_batch, settle
+from chalicelib.service.ingest import Ingestion
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +29,6 @@ logger = logging.getLogger(__name__)
 #: processing is a handful of store calls; a delivery may retry inline against a slow vendor.
 PROCESS_RESERVE_SECONDS = 5.0
 DELIVER_RESERVE_SECONDS = 50.0
-#: Reading and parsing one stored email (up to 40 MB) and one enqueue.
-SES_INBOUND_RESERVE_SECONDS = 10.0
 
 # Keyed by the services' outcome strings (`process.Outcome`, `deliver.DeliverOutcome`), so that
 # importing the app for a webhook does not import the worker services.
@@ -45,31 +50,129 @@ _DELIVER_METRICS = {
 }
 
 
-def process_inbound(message: ReceivedMessage) -> str:
-    hub = get_hub()
-    set_correlation_id(message.message_id)
+@dataclass(frozen=True)
+class Consumer:
+    """One queue's worker: the queue, what handles each message, and its time reserve."""
 
-    def process(body: str) -> str:
-        result = hub.processor.process_body(body, receive_count=message.receive_count)
-        for destination in result.destinations:
-            hub.counters.incr("DeliveriesQueued", destination=destination)
-        return result.outcome
-
-    outcome = _handle_once(hub.inbound_queue, message, process, handled_before="duplicate")
-    hub.counters.incr(_PROCESS_METRICS[outcome], stage="process")
-    return outcome
+    queue: Queue
+    handle: Callable[[ReceivedMessage], str]
+    reserve_seconds: float
 
 
-def deliver(message: ReceivedMessage) -> str:
-    hub = get_hub()
-    set_correlation_id(message.message_id)
-    outcome = _handle_once(
-        hub.delivery_queue, message,
-        lambda body: hub.deliverer.deliver_body(body, receive_count=message.receive_count),
-        handled_before="already_delivered",
-    )
-    hub.counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
-    return outcome
+class Workers:
+    """The handlers of every queue the hub consumes. Services are built on first use (`processor`
+    and `deliverer` are callables), so a process that never delivers never builds a connector."""
+
+    def __init__(
+        self,
+        *,
+        inbound_queue: Callable[[], Queue],
+        delivery_queue: Callable[[], Queue],
+        processor: Callable[[], Any],
+        deliverer: Callable[[], Any],
+        ingestion: Callable[[], Ingestion],
+        pull_queue: Callable[[str], Queue],
+        adapters: Callable[[str], ChannelAdapter | None],
+        pull_entries: Mapping[str, tuple[str, PullEntry]],
+        counters: Counters,
+        clock: Callable[[], datetime],
+        annotate: Callable[..., None] = lambda **values: None,
+        correlate: Callable[[str | None], None] = lambda value: None,
+    ) -> None:
+        self._inbound_queue = inbound_queue
+        self._delivery_queue = delivery_queue
+        self._processor = processor
+        self._deliverer = deliverer
+        self._ingestion = ingestion
+        self._pull_queue = pull_queue
+        self._adapters = adapters
+        self._pull_entries = pull_entries
+        self._counters = counters
+        self._clock = clock
+        self._annotate = annotate
+        self._correlate = correlate
+
+    # --- the handlers ------------------------------------------------------------------------------
+
+    def process_inbound(self, message: ReceivedMessage) -> str:
+        self._correlate(message.message_id)
+
+        def process(body: str) -> str:
+            result = self._processor().process_body(body, receive_count=message.receive_count)
+            for destination in result.destinations:
+                self._counters.incr("DeliveriesQueued", destination=destination)
+            return result.outcome
+
+        outcome = _handle_once(self._inbound_queue(), message, process, handled_before="duplicate")
+        self._counters.incr(_PROCESS_METRICS[outcome], stage="process")
+        return outcome
+
+    def deliver(self, message: ReceivedMessage) -> str:
+        self._correlate(message.message_id)
+        outcome = _handle_once(
+            self._delivery_queue(), message,
+            lambda body: self._deliverer().deliver_body(body, receive_count=message.receive_count),
+            handled_before="already_delivered",
+        )
+        self._counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
+        return outcome
+
+    def pull(self, name: str, message: ReceivedMessage) -> str:
+        """One announcement on pull entry `name`'s queue, through its provider's `pull`. Each
+        announcement stands alone, so one that cannot be read never holds back the others."""
+        self._correlate(message.message_id)
+        provider, entry = self._pull_entries[name]
+        adapter = self._adapters(provider)
+        if adapter is None:
+            # Not acknowledged: the announcement stays queued (then in the DLQ) until configured.
+            raise ConfigError(f"a message arrived on the {name} queue, but channel provider {provider} is not "
+                              f"configured (channels.{provider})")
+        self._ingestion().pull(adapter, entry, message.body, received_at=self._clock())
+        return f"{name}_announcement"
+
+    # --- the queues --------------------------------------------------------------------------------
+
+    def consumer(self, role: str) -> Consumer:
+        """The worker of a queue by its role: `inbound`, `delivery`, or a pull entry's name."""
+        if role == "inbound":
+            return Consumer(self._inbound_queue(), self.process_inbound, PROCESS_RESERVE_SECONDS)
+        if role == "delivery":
+            return Consumer(self._delivery_queue(), self.deliver, DELIVER_RESERVE_SECONDS)
+        _, entry = self._pull_entries[role]
+        return Consumer(self._pull_queue(role), lambda message: self.pull(role, message), entry.reserve_seconds)
+
+    def consume(self, role: str, event) -> BatchOutcome:
+        """Run a Chalice `SQSEvent` of `role`'s queue; raise `BatchIncompleteError` if any failed."""
+        consumer = self.consumer(role)
+        messages = []
+        for record in event:
+            raw = record.to_dict()
+            attributes = raw.get("attributes") or {}
+            messages.append(
+                ReceivedMessage(
+                    message_id=raw.get("messageId", ""),
+                    body=record.body,
+                    receipt=record.receipt_handle,
+                    receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+                    group=attributes.get("MessageGroupId"),
+                )
+            )
+        self._annotate(queue=consumer.queue.name, batch_size=str(len(messages)))
+        outcome = run_batch(messages, consumer.handle, seconds_left=_seconds_left(event),
+                            reserve_seconds=consumer.reserve_seconds)
+        self._counters.flush()
+        if not outcome.complete:
+            settle(consumer.queue, outcome)
+            raise BatchIncompleteError(f"{len(outcome.retry)} of {len(messages)} messages return to the queue")
+        return outcome
+
+    def poll(self, role: str, *, max_messages: int = 10, wait_seconds: float = 1.0) -> BatchOutcome:
+        """One receive-process-settle cycle on a local queue (the embedded runtime's worker loop)."""
+        consumer = self.consumer(role)
+        messages = consumer.queue.receive(max_messages=max_messages, wait_seconds=wait_seconds)
+        outcome = run_batch(messages, consumer.handle)
+        settle(consumer.queue, outcome)
+        return outcome
 
 
 def _handle_once(queue: Queue, message: ReceivedMessage, handle: Callable[[str], str], *, handled_before: str) -> str:
@@ -84,66 +187,7 @@ def _handle_once(queue: Queue, message: ReceivedMessage, handle: Callable[[str],
     return outcome
 
 
-def ses_inbound(message: ReceivedMessage) -> str:
-    """One S3 event notification from the ses-inbound queue: the mail SES stored in the bucket
-    (`ses-inbound/`) becomes messages on the inbound queue. Each notification stands alone, so
-    one that cannot be read never holds back the mail in the others of its batch."""
-    from chalicelib.adapters.channels.ses.s3_pull import handle_s3_notification
-    from chalicelib.errors import ConfigError
-    from chalicelib.service.ingest import enqueue
-
-    hub = get_hub()
-    set_correlation_id(message.message_id)
-    adapter = hub.adapter("ses")
-    if adapter is None:
-        # Not acknowledged: the mail stays queued (then in the DLQ) until the channel is configured.
-        raise ConfigError("mail arrived in the bucket, but the ses channel is not configured (channels.ses)")
-    result = handle_s3_notification(
-        message.body, s3_client=hub.aws_client("s3"), adapter=adapter,
-        ingest=lambda events: enqueue(hub.inbound_queue, events),
-    )
-    hub.counters.incr("EventsEnqueued", result.enqueued, provider="ses")
-    if result.ignored:
-        hub.counters.incr("EventsIgnored", len(result.ignored), provider="ses")
-    if result.unhandled:
-        hub.counters.incr("EventsUnhandled", len(result.unhandled), provider="ses")
-    return "ses_notification"
-
-
-def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOutcome:
-    """Run a Chalice `SQSEvent` through `handle`; raise `BatchIncompleteError` if any failed."""
-    messages = []
-    for record in event:
-        raw = record.to_dict()
-        attributes = raw.get("attributes") or {}
-        messages.append(
-            ReceivedMessage(
-                message_id=raw.get("messageId", ""),
-                body=record.body,
-                receipt=record.receipt_handle,
-                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
-                group=attributes.get("MessageGroupId"),
-            )
-        )
-    hub = get_hub()
-    hub.annotate(queue=queue.name, batch_size=str(len(messages)))
-    outcome = run_batch(messages, handle, seconds_left=_seconds_left(event), reserve_seconds=reserve_seconds)
-    hub.counters.flush()
-    if not outcome.complete:
-        settle(queue, outcome)
-        raise BatchIncompleteError(f"{len(outcome.retry)} of {len(messages)} messages return to the queue")
-    return outcome
-
-
 def _seconds_left(event):
     context = getattr(event, "context", None)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     return (lambda: remaining() / 1000.0) if callable(remaining) else None
-
-
-def poll(queue: Queue, handle, *, max_messages: int = 10, wait_seconds: float = 1.0) -> BatchOutcome:
-    """One receive-process-settle cycle on a local queue (the embedded runtime's worker loop)."""
-    messages = queue.receive(max_messages=max_messages, wait_seconds=wait_seconds)
-    outcome = run_batch(messages, handle)
-    settle(queue, outcome)
-    return outcome

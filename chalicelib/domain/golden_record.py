@@ -8,13 +8,12 @@ priority source never destroys information, and conflicts stay visible as data-q
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import AttributeValue, Customer
+from chalicelib.domain.policies import SurvivorshipPolicy, SurvivorshipRule
 
-if TYPE_CHECKING:
-    from chalicelib.hubconfig import SurvivorshipRule, SurvivorshipSettings
 
 #: Flags a record can carry (see `quality_flags`).
 INVALID_PHONE = "invalid_phone"
@@ -24,7 +23,7 @@ CONFLICTING_NAMES = "conflicting_names"
 
 
 def observe(
-    customer: Customer, values: dict[str, Any], *, source: str, at: datetime, rules: SurvivorshipSettings
+    customer: Customer, values: dict[str, Any], *, source: str, at: datetime, rules: SurvivorshipPolicy
 ) -> Customer:
     """The customer with `values` observed from `source` at `at`, survivors recomputed.
 
@@ -51,7 +50,7 @@ def observe(
 
 
 def combine_observations(
-    first: Customer, second: Customer, *, into: Customer, rules: SurvivorshipSettings
+    first: Customer, second: Customer, *, into: Customer, rules: SurvivorshipPolicy
 ) -> Customer:
     """`into` with the observations of both customers (per attribute and source, the newer one
     wins), survivors recomputed: what a merge does to the golden record."""
@@ -69,7 +68,7 @@ def combine_observations(
 
 
 def restore_observations(
-    current: Customer, *, before: Customer, absorbed: Customer, rules: SurvivorshipSettings
+    current: Customer, *, before: Customer, absorbed: Customer, rules: SurvivorshipPolicy
 ) -> Customer:
     """`current` without what a merge brought in from `absorbed`: what unmerging does.
 
@@ -99,7 +98,7 @@ def restore_observations(
     return _with_survivors(current.model_copy(update={"observations": observations, "quality_issues": issues}), rules)
 
 
-def _with_survivors(customer: Customer, rules: SurvivorshipSettings) -> Customer:
+def _with_survivors(customer: Customer, rules: SurvivorshipPolicy) -> Customer:
     attributes = {}
     for name, by_source in customer.observations.items():
         survivor = _survivor(by_source, rules.rule_for(name))

@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fnmatch import translate
-from typing import TYPE_CHECKING
 
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Customer, IdentifierDecision, Party
+from chalicelib.domain.policies import IdentityPolicy
 
-if TYPE_CHECKING:
-    from chalicelib.hubconfig import IdentitySettings
 
 
 #: The owner recorded for identifiers the hub learned to block: a WhatsApp account seen with a
@@ -54,7 +52,7 @@ class Choice:
 
 
 class IdentityRules:
-    def __init__(self, settings: IdentitySettings) -> None:
+    def __init__(self, settings: IdentityPolicy) -> None:
         self._settings = settings
         self._priority = {kind: index for index, kind in enumerate(settings.link_kinds)}
         self._blocked = [(pattern, re.compile(translate(pattern.lower()))) for pattern in settings.blocked]

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from chalicelib.domain import activity
 from chalicelib.domain.golden_record import combine_observations, restore_observations
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
+from chalicelib.domain.policies import IdentityPolicy, SurvivorshipPolicy
 
-if TYPE_CHECKING:
-    from chalicelib.hubconfig import IdentitySettings, SurvivorshipSettings
 
 #: Consent states that mean "no": a merge keeps them over the other record's consent.
 REFUSALS = frozenset({"opted_out", "revoked", "denied"})
@@ -36,7 +34,7 @@ def survivor_first(first: Customer, second: Customer) -> tuple[Customer, Custome
 
 
 def merge_refusal(
-    survivor: Customer, absorbed: Customer, settings: IdentitySettings, *, explicit: bool = False
+    survivor: Customer, absorbed: Customer, settings: IdentityPolicy, *, explicit: bool = False
 ) -> str | None:
     """Why the two customers must not be merged; None when they may be. Names rules, never values.
     An `explicit` merge (an operator's decision) may join customers an unmerge separated."""
@@ -69,7 +67,7 @@ class MergedPair:
 
 def merge(
     survivor: Customer, absorbed: Customer, *, now: datetime, trigger: str, matched: list[str],
-    rules: SurvivorshipSettings,
+    rules: SurvivorshipPolicy,
 ) -> MergedPair:
     """Both customers' next versions and the audit record. Cases are the caller's: it decides
     which open case continues (`MergeRecord.case_owners` and the customers' `open_case`)."""
@@ -109,7 +107,7 @@ def merge(
 
 def unmerge(
     record: MergeRecord, survivor: Customer, absorbed: Customer, *, now: datetime, actor: str,
-    rules: SurvivorshipSettings,
+    rules: SurvivorshipPolicy,
 ) -> MergedPair:
     """Both customers' next versions with the merge taken back, and the record marked reverted.
 

@@ -5,7 +5,8 @@
       lexicons: {replace_defaults: false, languages: {de: {intents: {outage: ["*störung*"]}}}}
       comprehend: {enabled: false, sentiment: true, language: false}
 
-Validated when enrichment is first used (see `chalicelib/routing/setup.py` for why).
+Validated with the rest of the configuration when it is loaded; the detector, lexicons and the
+Comprehend client are built only where contacts are enriched.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.enrichment.comprehend import ComprehendSettings
 from chalicelib.enrichment.language import DEFAULT_LANGUAGES, DEFAULT_MIN_CONFIDENCE
-from chalicelib.errors import ConfigError
 from chalicelib.routing.lexicon import LexiconSettings
 
 
@@ -40,22 +40,13 @@ class EnrichmentSettings(BaseModel):
     comprehend: ComprehendSettings = Field(default_factory=ComprehendSettings)
 
 
-def enrichment_settings(raw: dict[str, Any]) -> EnrichmentSettings:
-    try:
-        return EnrichmentSettings.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"enrichment.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid enrichment configuration:\n  " + "\n  ".join(problems)) from None
-
-
-def build_enricher(raw: dict[str, Any], aws_client: Callable[[str], Any]):
+def build_enricher(settings: EnrichmentSettings, aws_client: Callable[[str], Any]):
     """The enricher the configuration describes; Comprehend's client is made only when enabled."""
     from chalicelib.enrichment.comprehend import ComprehendAnalyzer
     from chalicelib.enrichment.enrich import Enricher
     from chalicelib.enrichment.language import FastTextDetector
     from chalicelib.routing.lexicon import Lexicon
 
-    settings = enrichment_settings(raw)
     detector = (
         FastTextDetector(tuple(settings.language.languages), settings.language.min_confidence)
         if settings.language.enabled else None

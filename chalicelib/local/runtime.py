@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from chalicelib.api.workers import deliver, poll, process_inbound
 from chalicelib.bootstrap import Hub, use_hub
 from chalicelib.local.http import HttpServer
 from chalicelib.settings import Settings
@@ -19,14 +18,14 @@ logger = logging.getLogger(__name__)
 
 
 class _Worker(threading.Thread):
-    def __init__(self, name: str, queue, handle, stop: threading.Event) -> None:
+    def __init__(self, name: str, hub: Hub, role: str, stop: threading.Event) -> None:
         super().__init__(name=name, daemon=True)
-        self._queue, self._handle, self._halt = queue, handle, stop
+        self._hub, self._role, self._halt = hub, role, stop
 
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                poll(self._queue, self._handle, wait_seconds=0.5)
+                self._hub.workers.poll(self._role, wait_seconds=0.5)
             except Exception as exc:  # keep the worker alive; the message stays queued
                 logger.error("worker %s: %s", self.name, type(exc).__name__)
                 self._halt.wait(1.0)
@@ -58,12 +57,12 @@ class EmbeddedRuntime:
             from chalicelib.routing.setup import check_rules_file
 
             check_rules_file(self.hub.router_factory, self.hub.rules_source)
-            _ = self.hub.enricher, self.hub.media_settings
+            _ = self.hub.enricher, self.hub.workers
         self.server.start()
         self._threads = []
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
-            self._threads.append(_Worker(f"process-{index}", self.hub.inbound_queue, process_inbound, self._stop))
-            self._threads.append(_Worker(f"deliver-{index}", self.hub.delivery_queue, deliver, self._stop))
+            self._threads.append(_Worker(f"process-{index}", self.hub, "inbound", self._stop))
+            self._threads.append(_Worker(f"deliver-{index}", self.hub, "delivery", self._stop))
         for thread in self._threads:
             thread.start()
         logger.info("hub listening on %s (data in %s)", self.url, self.hub.settings.data_dir)

@@ -27,7 +27,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
-from chalicelib.hubconfig import Strict
+from chalicelib.domain.policies import Strict
 
 #: The key of urgency terms in `LexiconMatch.terms`; therefore not an intent name.
 URGENCY = "urgency"

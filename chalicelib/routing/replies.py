@@ -24,22 +24,22 @@ from chalicelib.domain.models import ReplyIntent
 PLACEHOLDERS = frozenset({"name", "next_opening", "queue"})
 
 
-def template_problems(templates: dict[str, dict[str, str]]) -> list[str]:
-    """Problems with the templates, each naming `routing.templates.<name>.<language>`."""
-    problems = []
+def template_problems(templates: dict[str, dict[str, str]]) -> list[tuple[tuple[str, ...], str]]:
+    """Problems with the templates, each with its place (`<name>`, `<language>`) under `templates`."""
+    problems: list[tuple[tuple[str, ...], str]] = []
     for name, texts in templates.items():
         if not texts:
-            problems.append(f"routing.templates.{name}: needs at least one language")
+            problems.append(((name,), "needs at least one language"))
         for language, text in texts.items():
             try:
                 fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as exc:
-                problems.append(f"routing.templates.{name}.{language}: {exc}")
+                problems.append(((name, language), str(exc)))
                 continue
             unknown = sorted(fields - PLACEHOLDERS)
             if unknown:
-                problems.append(f"routing.templates.{name}.{language}: unknown placeholder {{{unknown[0]}}}; "
-                                f"known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}")
+                problems.append(((name, language), f"unknown placeholder {{{unknown[0]}}}; "
+                                f"known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"))
     return problems
 
 

@@ -1,84 +1,39 @@
 """Building the router from the configuration, and keeping it current when rules live on AWS.
 
-The `routing:` section beyond the default route (rules, calendars, templates, SLA, the rules'
-source) is validated here, when routing is first used, not when the configuration is read: the
-webhook Lambda reads the same file and must not pay for compiling rules it never runs.
-`hubctl check-config`, `make run` and the deploy script build the router at once, so a bad rule
-still fails before it reaches a customer's message.
+The `routing:` section is validated with the rest of the configuration when it is loaded
+(`routing/settings.py`); here the rules are compiled (conditions, and what they refer to:
+calendars, templates, destinations), only in processes that route: the webhook Lambda reads the
+same file and never pays for compiling rules it never runs. `hubctl check-config`, `make run` and
+the deploy script compile at once, so a bad rule still fails before it reaches a customer's message.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chalicelib.domain.models import Priority
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import HubConfig
-from chalicelib.routing.calendar import Calendar, CalendarSettings
+from chalicelib.routing.calendar import Calendar
 from chalicelib.routing.conditions import ConditionEnvironment
 from chalicelib.routing.engine import DefaultRoute, Router
-from chalicelib.routing.replies import ReplyRenderer, template_problems
+from chalicelib.routing.replies import ReplyRenderer
 from chalicelib.routing.rules import RuleEnvironment, RuleSet, compile_rules, parse_rule_specs
-from chalicelib.routing.sources import RulesDocument, RulesSource, RulesSourceSettings, RulesUnavailableError
+from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
 
 logger = logging.getLogger(__name__)
-
-
-class SlaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: A case older than this (since it opened) is past its SLA...
-    hours: float = Field(default=24, gt=0)
-    #: ...unless its priority has its own.
-    by_priority: dict[Priority, float] = Field(default_factory=dict)
-
-    @field_validator("by_priority", mode="before")
-    @classmethod
-    def _names(cls, value: Any) -> Any:
-        return {Priority.coerce(k): v for k, v in value.items()} if isinstance(value, dict) else value
-
-    def hours_for(self, priority: Priority) -> float:
-        return self.by_priority.get(priority, self.hours)
-
-
-class RoutingExtras(BaseModel):
-    """The `routing:` keys beyond `default`, validated when routing is first used."""
-
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    calendars: dict[str, CalendarSettings] = Field(default_factory=dict)
-    templates: dict[str, dict[str, str]] = Field(default_factory=dict)
-    default_language: str = "en"
-    sla: SlaSettings = Field(default_factory=SlaSettings)
-    source: RulesSourceSettings = Field(default_factory=RulesSourceSettings)
-
-
-def routing_extras(config: HubConfig) -> RoutingExtras:
-    routing = config.routing
-    try:
-        return RoutingExtras(calendars=routing.calendars, templates=routing.templates,
-                             default_language=routing.default_language, sla=routing.sla, source=routing.source)
-    except ValidationError as exc:
-        problems = [f"routing.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid routing configuration:\n  " + "\n  ".join(problems)) from None
 
 
 class RouterFactory:
     """Compiles rule sets for one configuration: the inline rules, or a fetched document's."""
 
     def __init__(self, config: HubConfig) -> None:
-        extras = routing_extras(config)
-        problems = template_problems(extras.templates)
-        if problems:
-            raise ConfigError("invalid routing configuration:\n  " + "\n  ".join(problems))
-        self.extras = extras
+        extras = self.settings = config.routing
         self._calendars = {name: Calendar(settings) for name, settings in extras.calendars.items()}
-        default = config.routing.default
+        default = extras.default
         self._default = DefaultRoute(default.queue, default.priority, tuple(config.default_destinations()))
         self._env = RuleEnvironment(
             conditions=ConditionEnvironment(calendars=self._calendars, sla_hours=extras.sla.hours_for),
@@ -86,7 +41,7 @@ class RouterFactory:
             destinations=frozenset(d.name for d in config.destinations),
         )
         self._replies = ReplyRenderer(extras.templates, self._calendars, extras.default_language)
-        self.inline = self.router(compile_rules(parse_rule_specs(config.routing.rules), self._env))
+        self.inline = self.router(compile_rules(list(extras.rules), self._env))
 
     def router(self, rules: RuleSet) -> Router:
         return Router(rules, self._default, self._replies)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from chalicelib.errors import TransientError
-from chalicelib.hubconfig import Strict
+from chalicelib.domain.policies import Strict
 
 logger = logging.getLogger(__name__)
 

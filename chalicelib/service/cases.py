@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Channel, Customer
-from chalicelib.hubconfig import CaseSettings
+from chalicelib.domain.policies import CasePolicy
 
 
 @dataclass
@@ -27,7 +27,7 @@ class CasePlan:
 
 
 def attach_to_case(
-    customer: Customer, channel: Channel, *, now: datetime, settings: CaseSettings, thread_case: Case | None = None
+    customer: Customer, channel: Channel, *, now: datetime, settings: CasePolicy, thread_case: Case | None = None
 ) -> CasePlan:
     open_case = _open_case(customer)
     # A thread of a customer this one absorbed in a merge is the same person's thread.
@@ -59,11 +59,11 @@ def close(case: Case, now: datetime, *, reason: str) -> Case:
     return case.model_copy(update={"status": CaseStatus.CLOSED, "closed_at": now, "close_reason": reason})
 
 
-def is_inactive(case: Case | CaseSummary, now: datetime, settings: CaseSettings) -> bool:
+def is_inactive(case: Case | CaseSummary, now: datetime, settings: CasePolicy) -> bool:
     return now - case.last_activity_at > timedelta(hours=settings.auto_close_after_hours)
 
 
-def effective(case: Case, now: datetime, settings: CaseSettings) -> Case:
+def effective(case: Case, now: datetime, settings: CasePolicy) -> Case:
     """The case as a reader should see it: an open case inactive past the limit is closed."""
     if case.status == CaseStatus.OPEN and is_inactive(case, now, settings):
         closed_at = case.last_activity_at + timedelta(hours=settings.auto_close_after_hours)

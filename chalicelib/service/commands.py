@@ -15,7 +15,7 @@ from chalicelib.domain.identity_rules import BLOCKED_OWNER, IdentityRules
 from chalicelib.domain.models import Case, CaseStatus, Customer
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError, RuleRefusedError
 from chalicelib.domain.golden_record import observe
-from chalicelib.hubconfig import CaseSettings, SurvivorshipSettings
+from chalicelib.domain.policies import CasePolicy, CustomerLimits, SurvivorshipPolicy
 from chalicelib.service.cases import close, effective
 
 ATTEMPTS = 3
@@ -49,14 +49,19 @@ def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identi
 
 
 def set_attributes(
-    store: Store, customer_id: str, values: dict, *, source: str, now: datetime, rules: SurvivorshipSettings
+    store: Store, customer_id: str, values: dict, *, source: str, now: datetime, rules: SurvivorshipPolicy,
+    limits: CustomerLimits,
 ) -> Customer:
     """Record attributes a source (a CRM, an agent) states about the customer; each attribute's
-    surviving value follows its survivorship rule. Raises `NotFoundError`."""
+    surviving value follows its survivorship rule. Raises `NotFoundError`, and `RuleRefusedError`
+    when the customer would outgrow `limits` (nothing is written then)."""
 
     def change(customer: Customer):
-        updated = observe(customer, values, source=source, at=now, rules=rules)
-        return updated.model_copy(update={"updated_at": now}), (), ()
+        updated = observe(customer, values, source=source, at=now, rules=rules).model_copy(update={"updated_at": now})
+        problem = limits.attributes_problem(len(updated.attributes), len(updated.model_dump_json().encode("utf-8")))
+        if problem is not None:
+            raise RuleRefusedError(f"attributes not set: {problem} (customers: limits)")
+        return updated, (), ()
 
     return _guarded(store, customer_id, change)
 
@@ -73,7 +78,7 @@ def mark_erasing(store: Store, customer_id: str) -> Customer:
     return _guarded(store, customer_id, change)
 
 
-def close_case(store: Store, case_id: str, *, now: datetime, settings: CaseSettings) -> Case:
+def close_case(store: Store, case_id: str, *, now: datetime, settings: CasePolicy) -> Case:
     """Close a case (idempotent). Raises `NotFoundError`."""
     for attempt in range(ATTEMPTS):
         case = store.get_case(case_id)

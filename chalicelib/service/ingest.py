@@ -1,21 +1,36 @@
-"""Ingest one webhook: verify → parse → durable enqueue → the provider's ACK.
+"""Ingest: verify → parse → durable enqueue → the provider's ACK, for every way in.
 
-The ACK is returned only after the queue accepted every event, so an acknowledged webhook is
-never lost; if the queue fails, the caller answers 5xx and the provider retries. One queue call
-per webhook (up to ten events), nothing else on the request path.
+A webhook is acknowledged only after the queue accepted every event, so an acknowledged webhook
+is never lost; if the queue fails, the caller answers 5xx and the provider retries. One queue call
+per webhook (up to ten events), nothing else on the request path. A pull entry's announcement
+(`PullEntry`) takes the same path after the adapter read what it points to. Both are counted here
+and only here: received, enqueued, ignored, kept raw, rejected.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from chalicelib.adapters.channels.base import ChannelAdapter, WebhookRequest, WebhookResponse
+from chalicelib.adapters.channels.base import (
+    ChannelAdapter,
+    ParsedWebhook,
+    PullContext,
+    PullEntry,
+    WebhookRequest,
+    WebhookResponse,
+)
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.domain.ids import group_id
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
-from chalicelib.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from chalicelib.errors import HubError, PayloadTooLargeError, UnsupportedMediaTypeError
+from chalicelib.observability import Counters
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,30 +42,80 @@ class IngestResult:
     unhandled: list[str] = field(default_factory=list)
 
 
-def ingest(
-    adapter: ChannelAdapter, request: WebhookRequest, queue: Queue, *, max_body_bytes: int, content_type: str | None
-) -> IngestResult:
-    """Raises the adapter's `SignatureError` / `MalformedPayloadError`, `PayloadTooLargeError`,
-    `UnsupportedMediaTypeError`, and `QueueUnavailableError` (answer 5xx so the provider retries)."""
-    if len(request.body) > max_body_bytes:
-        raise PayloadTooLargeError(f"body of {len(request.body)} bytes exceeds the limit of {max_body_bytes}")
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type not in adapter.content_types:
-        raise UnsupportedMediaTypeError(
-            f"{adapter.key} webhooks must be {' or '.join(adapter.content_types)}, not {media_type or 'untyped'}"
+class Ingestion:
+    """Takes in what providers send or leave, onto the inbound queue, and counts it."""
+
+    def __init__(self, queue: Queue, counters: Counters, *, max_body_bytes: int,
+                 aws_client: Callable[[str], Any] | None = None) -> None:
+        self._queue = queue
+        self._counters = counters
+        self._max_body_bytes = max_body_bytes
+        self._aws_client = aws_client
+
+    def webhook(self, adapter: ChannelAdapter, request: WebhookRequest, *, content_type: str | None) -> IngestResult:
+        """Raises the adapter's `SignatureError` / `MalformedPayloadError`, `PayloadTooLargeError`,
+        `UnsupportedMediaTypeError`, and `QueueUnavailableError` (answer 5xx so the provider
+        retries). The caller reports a raised `HubError` with `rejected`."""
+        if len(request.body) > self._max_body_bytes:
+            raise PayloadTooLargeError(f"body of {len(request.body)} bytes exceeds the limit of {self._max_body_bytes}")
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        if media_type not in adapter.content_types:
+            raise UnsupportedMediaTypeError(
+                f"{adapter.key} webhooks must be {' or '.join(adapter.content_types)}, not {media_type or 'untyped'}"
+            )
+        adapter.verify(request)
+        parsed = adapter.parse(request)
+        # The ACK only once everything is enqueued: adapters may remember what they acknowledged.
+        result = self._take(parsed, lambda: adapter.ack(parsed))
+        self._counters.incr("WebhooksReceived", provider=adapter.key)
+        self._report(adapter.key, "webhook", result)
+        return result
+
+    def pull(self, adapter: ChannelAdapter, entry: PullEntry, body: str, *, received_at: datetime) -> IngestResult:
+        """One announcement of `entry`'s queue. Raises `TransientError` when what it points to
+        cannot be read now, and `QueueUnavailableError`: the announcement is then retried."""
+        parsed = adapter.pull(entry, body, PullContext(aws_client=self._require_aws(), received_at=received_at))
+        result = self._take(parsed, WebhookResponse)
+        self._report(adapter.key, entry.name, result)
+        return result
+
+    def rejected(self, provider: str, error: HubError) -> None:
+        """Count and log a request refused before anything was enqueued. `provider` must be a
+        configured one or "unknown": the path segment is caller-controlled, and a scan of random
+        URLs must not mint unbounded metric dimensions."""
+        self._counters.incr("WebhooksRejected", provider=provider, reason=error.code)
+        self._counters.flush()
+        logger.warning("webhook %s rejected: %s (%s)", provider, error.code, error.message)
+
+    def _take(self, parsed: ParsedWebhook, respond: Callable[[], WebhookResponse]) -> IngestResult:
+        enqueue(self._queue, [*parsed.events, *parsed.unhandled])
+        return IngestResult(response=respond(), enqueued=len(parsed.events), ignored=parsed.ignored,
+                            unhandled=[event.reason for event in parsed.unhandled])
+
+    def _report(self, provider: str, way: str, result: IngestResult) -> None:
+        self._counters.incr("EventsEnqueued", result.enqueued, provider=provider)
+        if result.ignored:
+            self._counters.incr("EventsIgnored", len(result.ignored), provider=provider)
+        if result.unhandled:
+            self._counters.incr("EventsUnhandled", len(result.unhandled), provider=provider)
+        self._counters.flush()
+        notes = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
+        logger.info(
+            "%s %s accepted: %d enqueued, %d ignored, %d unhandled%s", way, provider, result.enqueued,
+            len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "",
         )
-    adapter.verify(request)
-    parsed = adapter.parse(request)
-    enqueue(queue, [*parsed.events, *parsed.unhandled])
-    return IngestResult(
-        response=adapter.ack(parsed), enqueued=len(parsed.events), ignored=parsed.ignored,
-        unhandled=[event.reason for event in parsed.unhandled],
-    )
+
+    def _require_aws(self) -> Callable[[str], Any]:
+        if self._aws_client is None:
+            from chalicelib.errors import ConfigError
+
+            raise ConfigError("pull entries read from AWS; this hub has no AWS client factory")
+        return self._aws_client
 
 
 def enqueue(queue: Queue, events: Sequence[InboundMessage | StatusEvent | IdentityChange | UnhandledEvent]) -> None:
     """Put parsed events on the inbound queue in one call: ordered per sender, deduplicated by the
-    provider's message id. Every entry path (webhooks, SES mail in S3) goes through here."""
+    provider's message id. Every way in goes through here."""
     if events:
         queue.send(
             [

@@ -543,24 +543,6 @@ class _Embedded:
 # --- links -----------------------------------------------------------------------------------------
 
 
-def media_settings(raw: dict[str, Any], *, deployed: bool = False) -> MediaSettings:
-    """`media:` of the hub configuration, validated; `deployed` adds what AWS needs. Raises
-    `ConfigError` naming the field."""
-    from pydantic import ValidationError
-
-    try:
-        settings = MediaSettings.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"media.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid media configuration:\n  " + "\n  ".join(problems)) from None
-    if deployed and settings.enabled and settings.public_url and not settings.link_secret:
-        raise ConfigError(
-            "invalid media configuration:\n  media.link_secret: required on AWS when media.public_url is set "
-            "(every Lambda container must sign hub links with the same secret)"
-        )
-    return settings
-
-
 def link_secrets(
     settings: MediaSettings, secrets: SecretResolver, data_dir: str | Path, *, generate: bool = True
 ) -> list[str]:

@@ -19,8 +19,8 @@ from datetime import datetime
 from chalicelib.adapters.store.base import IdentifierMove, MergeCommit, Store
 from chalicelib.domain import merging
 from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Customer, MergeRecord
+from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, SurvivorshipPolicy
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError
-from chalicelib.hubconfig import HubConfig
 from chalicelib.service.cases import close, is_inactive, summarize
 
 ATTEMPTS = 3
@@ -43,7 +43,15 @@ class MergeOutcome:
 @dataclass
 class Merges:
     store: Store
-    config: HubConfig
+    identity: IdentityPolicy
+    survivorship: SurvivorshipPolicy
+    cases: CasePolicy
+    limits: CustomerLimits
+
+    @classmethod
+    def of(cls, store: Store, config) -> Merges:
+        """With the policies of a `HubConfig`."""
+        return cls(store, config.identity, config.survivorship, config.cases, config.customers)
 
     def merge(
         self, first_id: str, second_id: str, *, now: datetime, trigger: str, matched: tuple[str, ...] = (),
@@ -57,11 +65,11 @@ class Merges:
             if first.id == second.id:
                 return MergeOutcome(first.id, self._joining(first, {first_id, second_id}), existing=True)
             survivor, absorbed = merging.survivor_first(first, second)
-            refusal = merging.merge_refusal(survivor, absorbed, self.config.identity, explicit=explicit)
+            refusal = merging.merge_refusal(survivor, absorbed, self.identity, explicit=explicit)
             if refusal is not None:
                 return MergeOutcome(survivor.id, refusal=refusal)
             pair = merging.merge(survivor, absorbed, now=now, trigger=trigger, matched=list(matched),
-                                 rules=self.config.survivorship)
+                                 rules=self.survivorship)
             next_survivor, cases, owners = self._hand_over_cases(survivor, absorbed, pair.survivor, now)
             record = pair.record.model_copy(update={"case_owners": owners})
             moves = tuple(IdentifierMove(i.key, absorbed.id, survivor.id) for i in record.moved_identifiers)
@@ -98,7 +106,7 @@ class Merges:
                     f"customer {survivor.id} merged again later ({latest.merge_id}); unmerge that first",
                     detail={"merge_id": latest.merge_id},
                 )
-            pair = merging.unmerge(record, survivor, absorbed, now=now, actor=actor, rules=self.config.survivorship)
+            pair = merging.unmerge(record, survivor, absorbed, now=now, actor=actor, rules=self.survivorship)
             next_survivor, next_absorbed, cases = self._give_back_cases(record, pair.survivor, pair.absorbed, now)
             held = {i.key for i in survivor.identifiers}
             moves = tuple(
@@ -151,7 +159,7 @@ class Merges:
                 own = own.model_copy(update={"status": CaseStatus.OPEN, "closed_at": None, "close_reason": None})
             if own is not None:
                 written.append(own)
-                if current is None and own.status == CaseStatus.OPEN and not is_inactive(own, now, self.config.cases):
+                if current is None and own.status == CaseStatus.OPEN and not is_inactive(own, now, self.cases):
                     current = summarize(own)
             open_cases[customer.id] = current
         return (
@@ -162,7 +170,7 @@ class Merges:
 
     def _open_case(self, customer: Customer, now: datetime) -> Case | None:
         summary = customer.open_case
-        if summary is None or is_inactive(summary, now, self.config.cases):
+        if summary is None or is_inactive(summary, now, self.cases):
             return None
         return Case(**summary.model_dump(), customer_id=customer.id)
 

@@ -305,7 +305,7 @@ class Processor:
 
     @property
     def _merges(self) -> Merges:
-        return Merges(self.store, self.config)
+        return Merges.of(self.store, self.config)
 
     def _merge_announcements(
         self, message: InboundMessage | IdentityChange, customer: Customer, records: list

@@ -563,7 +563,7 @@ def merges_service(store):
     from chalicelib.hubconfig import parse_config
     from chalicelib.service.merge import Merges
 
-    return Merges(store, parse_config("{}"))
+    return Merges.of(store, parse_config("{}"))
 
 
 def test_commit_merge_moves_identifiers_and_writes_both_customers_and_the_record_atomically(store):
@@ -572,7 +572,7 @@ def test_commit_merge_moves_identifiers_and_writes_both_customers_and_the_record
 
     ada, _, _ = person_with_open_case(store, phone("+4915112345678"))
     twin, _, _ = person_with_open_case(store, email("ada@example.com"), created=T0 + timedelta(hours=1))
-    pair = merge(ada, twin, now=T0, trigger="api:test", matched=[], rules=merges_service(store).config.survivorship)
+    pair = merge(ada, twin, now=T0, trigger="api:test", matched=[], rules=merges_service(store).survivorship)
     moves = (IdentifierMove("email:ada@example.com", twin.id, ada.id),)
 
     # A stale version of either customer, or an identifier that moved meanwhile, writes nothing.

@@ -56,6 +56,7 @@ media: {{enabled: false}}
 api_keys:
   - name: tests
     sha256: {key_hash}
+    scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
 """
 
 

@@ -13,6 +13,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from chalicelib.cli import main
 from chalicelib.hubconfig import parse_config
 from chalicelib.local.runtime import EmbeddedRuntime
@@ -99,16 +101,27 @@ def test_check_config_exit_codes(tmp_path, capsys):
     assert main(["check-config", str(DEFAULT_CONFIG.parent / "prod.yaml"), "--deployed"]) == 0
 
 
-def test_api_key_prints_a_key_and_the_configuration_entry_that_accepts_it(capsys):
-    assert main(["api-key", "--name", "portal"]) == 0
+@pytest.mark.parametrize(("scopes", "granted"), [
+    (None, {"customers:read"}),
+    ("customers:read,customers:erase", {"customers:read", "customers:erase"}),
+    ("all", {"customers:read", "customers:write", "customers:erase", "operations", "messages:send"}),
+])
+def test_api_key_prints_a_key_and_the_configuration_entry_that_accepts_it(capsys, scopes, granted):
+    assert main(["api-key", "--name", "portal", *(["--scopes", scopes] if scopes else [])]) == 0
     output = capsys.readouterr().out
     key = output.split("store nowhere else): ")[1].split()[0]
-    entry = output.split("configuration entry:\n")[1]
+    entry = output.split("configuration entry (api_keys):\n")[1]
 
     config = parse_config("api_keys:\n" + entry)
     assert config.api_keys[0].name == "portal"
     assert config.api_keys[0].sha256 == hashlib.sha256(key.encode()).hexdigest()
+    assert config.api_keys[0].granted == granted
     assert key.startswith("hub_") and len(key) > 40
+
+
+def test_api_key_refuses_an_unknown_scope(capsys):
+    assert main(["api-key", "--name", "portal", "--scopes", "customers:read,everything"]) == 2
+    assert "unknown scope 'everything'" in capsys.readouterr().err
 
 
 def test_simulate_reaches_every_registered_channel_with_its_providers_own_signed_request(tmp_path, capsys):

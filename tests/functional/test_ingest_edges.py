@@ -114,17 +114,16 @@ def test_meta_verify_token_handshake(running):
 
 def test_queue_outage_answers_5xx_so_the_provider_retries_and_the_retry_is_accepted(running):
     fixture = load("twilio", "sms_text")
-    real_queue = running.hub.inbound_queue
+    queue = running.hub.inbound_queue
 
-    class DownQueue:
-        def send(self, messages):
-            raise QueueUnavailableError("queue inbound unavailable (send)")
+    def down(messages):
+        raise QueueUnavailableError("queue inbound unavailable (send)")
 
-    running.hub.__dict__["inbound_queue"] = DownQueue()
+    queue.send = down
     try:
         failed = running.post(fixture.path, fixture.body, fixture.headers)
     finally:
-        running.hub.__dict__["inbound_queue"] = real_queue
+        del queue.send
     retried = running.post(fixture.path, fixture.body, fixture.headers)
 
     assert failed.status == 503

@@ -30,6 +30,7 @@ destinations:
 api_keys:
   - name: tests
     sha256: {key_hash}
+    scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
 """
 
 

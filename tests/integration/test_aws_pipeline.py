@@ -55,6 +55,7 @@ routing:
 api_keys:
   - name: it
     sha256: {key}
+    scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
 """
 
 

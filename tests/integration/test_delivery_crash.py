@@ -105,7 +105,6 @@ def test_a_crash_after_the_vendor_accepted_creates_no_second_ticket(world):
 
 def test_the_same_crash_on_the_embedded_runtime_creates_no_second_ticket(tmp_path):
     """The local queue and SQLite, with the embedded worker's own receive-process-settle cycle."""
-    from chalicelib.api.workers import deliver
     from chalicelib.service.batch import run_batch, settle
 
     with FakeZendesk() as zendesk:
@@ -121,12 +120,12 @@ def test_the_same_crash_on_the_embedded_runtime_creates_no_second_ticket(tmp_pat
             hub.store.put_case_ref = lambda *args: (_ for _ in ()).throw(StoreUnavailableError("the worker died"))
 
             [message] = hub.delivery_queue.receive(max_messages=10, wait_seconds=0)
-            crashed = run_batch([message], deliver)
+            crashed = run_batch([message], hub.workers.deliver)
             settle(hub.delivery_queue, crashed)
             hub.store.put_case_ref = real_put_case_ref
             hub.delivery_queue.retry_later(message.receipt, 0)  # its visibility timeout ran out
             again = hub.delivery_queue.receive(max_messages=10, wait_seconds=0)
-            settle(hub.delivery_queue, run_batch(again, deliver))
+            settle(hub.delivery_queue, run_batch(again, hub.workers.deliver))
 
             assert not crashed.complete and len(again) == 1 and again[0].receive_count == 2
             assert len(zendesk.tickets) == 1

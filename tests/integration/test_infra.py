@@ -199,10 +199,13 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
         "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
         "HUB_SES_INBOUND_QUEUE_URL",
     }
-    # Every variable deploy.py writes is one chalicelib/settings.py reads.
+    # Every variable deploy.py writes is one the hub reads: its settings, or a provider's pull entry's.
+    from chalicelib.adapters.channels.registry import PULL_ENTRIES
+
     settings = Settings.from_environ({"HUB_RUNTIME": "aws", **{v: f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}})
+    pulled = {settings.queue_url(entry.environment_variable) for _, entry in PULL_ENTRIES.values()}
     assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
-            settings.bucket, settings.ses_inbound_queue_url} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+            settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------

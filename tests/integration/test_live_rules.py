@@ -10,7 +10,7 @@ from moto import mock_aws
 
 from chalicelib.hubconfig import parse_config
 from chalicelib.routing.setup import LiveRouter, RouterFactory
-from chalicelib.routing.sources import rules_source, RulesSourceSettings
+from chalicelib.routing.sources import rules_source
 from tests.support.routing import routing_context as ctx
 
 BUCKET, KEY = "hub-dev-123456789012-eu-central-1", "routing/rules.yaml"
@@ -41,7 +41,7 @@ def s3():
 
 def live(s3, clock, rejected):
     factory = RouterFactory(CONFIG)
-    source = rules_source(RulesSourceSettings(**CONFIG.routing.source), lambda service: s3, clock=clock)
+    source = rules_source(CONFIG.routing.source, lambda service: s3, clock=clock)
     return LiveRouter(factory, source, describe=f"s3://{BUCKET}/{KEY}", on_rejected=rejected.append)
 
 
@@ -86,7 +86,7 @@ def test_a_rules_file_beside_the_configuration_is_read_on_first_use_and_followed
     rules.write_text("- {name: first, then: {queue: one}}\n")
     config = load_config(tmp_path / "hub.yaml")
     clock, rejected = Clock(), []
-    source = rules_source(RulesSourceSettings(**config.routing.source), lambda service: None, clock=clock,
+    source = rules_source(config.routing.source, lambda service: None, clock=clock,
                           base_dir=tmp_path)
     router = LiveRouter(RouterFactory(config), source, describe=source.describe, on_rejected=rejected.append)
 

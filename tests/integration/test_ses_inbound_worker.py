@@ -53,7 +53,7 @@ def deployed(tmp_path, monkeypatch, request):
         config.write_text(getattr(request, "param", CONFIG).format(prefix=PREFIX))
         settings = Settings(
             runtime="aws", stage="it", config_path=str(config), table_name="hub-it", inbound_queue_url=inbound,
-            ses_inbound_queue_url=mail_queue, bucket=BUCKET, data_dir=str(tmp_path),
+            bucket=BUCKET, data_dir=str(tmp_path), environ={"HUB_SES_INBOUND_QUEUE_URL": mail_queue},
         )
         clients = {"dynamodb": dynamodb, "sqs": sqs, "s3": s3}
         hub = Hub(settings, aws_client=clients.__getitem__)

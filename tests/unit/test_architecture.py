@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,37 @@ def test_only_settings_reads_the_environment():
         if "os.environ" in path.read_text() or "getenv(" in path.read_text()
     }
     assert readers == {"chalicelib/settings.py"}
+
+
+def _code_words(path: Path) -> set[str]:
+    """The string literals (docstrings excluded) and identifier parts of a module: what would
+    branch on a provider, as opposed to comments and docstrings that explain one."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value) for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    words: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.update(w.lower() for w in re.findall(r"[A-Za-z0-9]+", node.value))
+        elif isinstance(node, ast.Name):
+            words.update(node.id.lower().split("_"))
+        elif isinstance(node, ast.Attribute):
+            words.update(node.attr.lower().split("_"))
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            words.update(node.name.lower().split("_"))
+    return words
+
+
+def test_no_provider_is_named_in_the_code_that_wires_serves_and_ingests():
+    """A provider is its own package: the app, the composition root, the settings, the HTTP edge,
+    the workers and the ingest service never name one (SES's S3 delivery is a generic pull entry)."""
+    from chalicelib.adapters.channels.registry import CHANNELS
+
+    core = [ROOT / "app.py", ROOT / "chalicelib" / "bootstrap.py", ROOT / "chalicelib" / "settings.py",
+            ROOT / "chalicelib" / "service" / "ingest.py", *(ROOT / "chalicelib" / "api").glob("*.py")]
+    providers = {key for key in CHANNELS if len(key) > 1}  # `x` is too common a word to search for
+    offenders = {f"{path.relative_to(ROOT)}: {word}" for path in core for word in _code_words(path) & providers}
+    assert not offenders

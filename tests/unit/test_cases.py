@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Channel, Customer
-from chalicelib.hubconfig import CaseSettings
+from chalicelib.domain.policies import CasePolicy
 from chalicelib.service.cases import attach_to_case, close, effective, is_inactive, summarize
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-SETTINGS = CaseSettings(window_hours=72, auto_close_after_hours=168)
+SETTINGS = CasePolicy(window_hours=72, auto_close_after_hours=168)
 WINDOW = timedelta(hours=72)
 AUTO_CLOSE = timedelta(hours=168)
 SECOND = timedelta(seconds=1)
@@ -31,7 +31,7 @@ def a_customer(open_case: Case | None = None, *, customer_id: str = "cus_A", ver
 
 
 def attach(customer: Customer, now: datetime, *, channel: Channel = Channel.SMS, thread_case: Case | None = None,
-           settings: CaseSettings = SETTINGS):
+           settings: CasePolicy = SETTINGS):
     return attach_to_case(customer, channel, now=now, settings=settings, thread_case=thread_case)
 
 
@@ -155,7 +155,7 @@ def test_an_inactive_case_is_written_closed_at_the_time_readers_already_saw():
 
 
 def test_the_window_follows_the_settings():
-    short = CaseSettings(window_hours=1, auto_close_after_hours=2)
+    short = CasePolicy(window_hours=1, auto_close_after_hours=2)
     customer = a_customer(a_case())
 
     assert attach(customer, T0 + timedelta(minutes=59), settings=short).reason == "within_window"

@@ -107,11 +107,20 @@ def test_the_shipped_stage_configurations_are_valid_for_deployment(stage):
     assert config.delivery.max_receives == 8
 
 
+def test_a_blocked_number_written_nationally_is_normalized_with_the_default_region():
+    """Defect: `phone:0162 1234 5678` with `default_region: DE` stopped start-up with
+    `not a phone number: invalid country code`; the README promises identifier normalization."""
+    config = parse_config('identity: {default_region: DE, blocked: ["phone:0162 1234 5678", "phone:+49 30 123456"]}')
+    assert config.identity.blocked == ["phone:+4916212345678", "phone:+4930123456"]
+    with pytest.raises(ConfigError, match=r"identity.blocked\[0\]: not a phone number.*identity.default_region"):
+        parse_config('identity: {blocked: ["phone:0162 1234 5678"]}')
+
+
 def test_blocked_entries_are_normalized_like_the_identifiers_they_must_match():
     config = parse_config('identity: {blocked: ["phone:+49 (30) 1234-567", "email:*@bücher.de", "email:noreply@*"]}')
 
     assert config.identity.blocked == ["phone:+49301234567", "email:*@xn--bcher-kva.de", "email:noreply@*"]
-    with pytest.raises(ConfigError, match=r"identity.blocked: .*entry 1: not an email address"):
+    with pytest.raises(ConfigError, match=r"identity.blocked\[1\]: not an email address"):
         parse_config('identity: {blocked: ["phone:+4930123456", "email:nobody"]}')
 
 

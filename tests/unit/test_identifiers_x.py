@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.domain.identifiers import SCOPED_KINDS, Identifier, IdentifierKind, normalize, resolve_kind
 from chalicelib.errors import InvalidIdentifierError
-from chalicelib.hubconfig import IdentitySettings
+from chalicelib.domain.policies import IdentityPolicy
 
 
 @pytest.mark.parametrize(
@@ -61,6 +61,6 @@ def test_kind_spellings(spelling):
 def test_x_ids_link_by_default_after_the_other_channel_ids():
     # An X user id is authenticated by X and the same for every app: safe to link on, and the
     # lowest priority, so a phone, email or CRM id still decides when identifiers disagree.
-    kinds = IdentitySettings().link_kinds
+    kinds = IdentityPolicy().link_kinds
     assert kinds[-1] is IdentifierKind.X
     assert kinds.index(IdentifierKind.X) > kinds.index(IdentifierKind.PHONE)

@@ -7,7 +7,7 @@ import pytest
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.identity_rules import Choice, IdentityRules, LinkPlan
 from chalicelib.domain.models import Customer, Party
-from chalicelib.hubconfig import DEFAULT_BLOCKED, IdentitySettings
+from chalicelib.domain.policies import DEFAULT_BLOCKED, IdentityPolicy
 
 K = IdentifierKind
 
@@ -17,7 +17,7 @@ def ids(*texts: str) -> list[Identifier]:
 
 
 def rules(**settings) -> IdentityRules:
-    return IdentityRules(IdentitySettings(**settings))
+    return IdentityRules(IdentityPolicy(**settings))
 
 
 def outcomes(plan: LinkPlan) -> list[tuple[str, str]]:
@@ -85,8 +85,8 @@ def test_blocked_patterns_hold_identifiers_back_and_name_the_pattern(blocked, id
 
 
 def test_the_default_blocked_list_is_the_documented_one():
-    assert IdentitySettings().blocked == DEFAULT_BLOCKED
-    assert IdentitySettings().blocked is not DEFAULT_BLOCKED, "each settings object owns its list"
+    assert IdentityPolicy().blocked == DEFAULT_BLOCKED
+    assert IdentityPolicy().blocked is not DEFAULT_BLOCKED, "each settings object owns its list"
 
 
 def test_blocking_comes_before_every_other_rule():

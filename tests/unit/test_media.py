@@ -1085,17 +1085,19 @@ def test_a_hub_linked_store_without_a_secret_cannot_link(tmp_path):
 
 
 def test_a_deployed_hub_needs_a_configured_link_secret_for_hub_links(tmp_path):
-    from chalicelib.service.media import link_secrets, media_settings
+    from chalicelib.hubconfig import parse_config
+    from chalicelib.service.media import link_secrets
 
-    settings = media_settings({"public_url": "https://hub.example.com/api"}, deployed=False)
+    settings = parse_config("media: {public_url: https://hub.example.com/api}").media
     assert len(link_secrets(settings, SecretResolver({}), tmp_path)[0]) == 64
     with pytest.raises(ConfigError, match="media.link_secret: required on AWS"):
-        media_settings({"public_url": "https://hub.example.com/api"}, deployed=True)
+        parse_config("media: {public_url: https://hub.example.com/api}", allow_inline_secrets=False)
     with pytest.raises(ConfigError, match="media.link_secret: required on AWS"):
         link_secrets(settings, SecretResolver({}), tmp_path, generate=False)
-    assert media_settings({"public_url": "https://hub.example.com/api", "link_secret": "env:LINK"}, deployed=True)
+    assert parse_config("media: {public_url: https://hub.example.com/api, link_secret: env:LINK}",
+                        allow_inline_secrets=False).media.link_secret
     # Without public_url, AWS links are presigned S3 URLs and need no secret.
-    assert media_settings({}, deployed=True).link_secret == []
+    assert parse_config("{}", allow_inline_secrets=False).media.link_secret == []
 
 
 def test_text_types_are_never_declared_binary_to_chalice():

@@ -327,7 +327,7 @@ def test_a_worker_whose_cache_still_names_a_merged_or_erased_customer_resolves_a
     jana = processor.process(message("SM-1", handles=[PHONE_HANDLE]))
     processor.clock.advance(60)
     other = processor.process(message("SM-2", handles=[EMAIL_HANDLE]))  # cached: email -> other
-    Merges(processor.store, processor.config).merge(jana.customer_id, other.customer_id, now=processor.clock(),
+    Merges.of(processor.store, processor.config).merge(jana.customer_id, other.customer_id, now=processor.clock(),
                                                      trigger="api:test")
 
     after_merge = processor.process(message("SM-3", handles=[PHONE_HANDLE, EMAIL_HANDLE]))

@@ -8,16 +8,16 @@ the local runtime and the tests.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from chalicelib.adapters.media.base import MediaSource
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
-from chalicelib.errors import MethodNotAllowedError
+from chalicelib.errors import ConfigError, MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
 
 
@@ -72,6 +72,39 @@ class ParsedWebhook:
     unhandled: list[UnhandledEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class PullEntry:
+    """A queue-fed way in, for a provider that leaves messages somewhere and announces each on a
+    queue instead of calling the hub (SES stores mail in S3, and the bucket notifies a queue).
+    The hub runs one worker per entry: `pull_entries` declares it, `pull` reads each announcement.
+    """
+
+    #: The queue's role: the queue is `hub-<stage>-<name>`, its URL `HUB_<NAME>_QUEUE_URL`, and
+    #: the worker (a Lambda function on AWS) is `name` with `_` for `-`.
+    name: str
+    #: S3 event notifications can only go to standard queues.
+    fifo: bool = False
+    #: Time kept free of the function's timeout before the next announcement is started.
+    reserve_seconds: float = 10.0
+
+    @property
+    def function_name(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def environment_variable(self) -> str:
+        return f"HUB_{self.function_name.upper()}_QUEUE_URL"
+
+
+@dataclass(frozen=True)
+class PullContext:
+    """What `ChannelAdapter.pull` may use to read what an announcement points to."""
+
+    #: One AWS client per service name (`aws_client("s3")`), shared by the process.
+    aws_client: Callable[[str], Any]
+    received_at: datetime
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
@@ -89,6 +122,8 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     #: Where the provider keeps attachments the hub downloads (`adapters/media/`), each with
     #: its own section under `media:`; assembled into the media registry.
     media_sources: ClassVar[tuple[type[MediaSource], ...]] = ()
+    #: Queue-fed ways in besides the webhook (`PullEntry`); each gets its own worker.
+    pull_entries: ClassVar[tuple[PullEntry, ...]] = ()
 
     def __init__(self, settings: SettingsT, secrets: SecretResolver) -> None:
         self.settings = settings
@@ -111,6 +146,14 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
         """Turn a verified request into events. Raises `MalformedPayloadError` (400)."""
+
+    def pull(self, entry: PullEntry, body: str, context: PullContext) -> ParsedWebhook:
+        """The events one announcement on `entry`'s queue stands for, read from where the
+        provider left them. Items that cannot be read are `unhandled`, never errors.
+
+        Raises `TransientError` when what it points to cannot be read now (the queue retries).
+        """
+        raise ConfigError(f"channel provider {self.key} declares no pull entry {entry.name!r}")
 
     def unhandled(self, reason: str, raw: object, request: WebhookRequest) -> UnhandledEvent:
         """What `parse` keeps of an item it cannot read: the reason and the item itself."""

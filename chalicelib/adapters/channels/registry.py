@@ -19,3 +19,8 @@ CHANNELS = register(
     TwilioAdapter, MetaAdapter, WebchatAdapter, SlackAdapter, TelegramAdapter, XAdapter, MailgunAdapter,
     SendgridAdapter, SesAdapter,
 )
+
+#: Every provider's queue-fed way in, by name (`PullEntry.name`), with the provider it belongs to.
+PULL_ENTRIES = {entry.name: (adapter.key, entry) for adapter in CHANNELS.values() for entry in adapter.pull_entries}
+if len(PULL_ENTRIES) != sum(len(adapter.pull_entries) for adapter in CHANNELS.values()):
+    raise RuntimeError("two channel providers declare a pull entry of the same name")

@@ -25,7 +25,7 @@ from chalicelib.adapters.channels.mailgun.adapter import (
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, QueueUnavailableError, SignatureError
 from chalicelib.secrets import SecretResolver
-from chalicelib.service.ingest import ingest
+from tests.support.ingest import ingest
 from tests.support.fakes import MemoryQueue
 
 KEY = "test-mailgun-webhook-signing-key"

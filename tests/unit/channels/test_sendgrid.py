@@ -19,7 +19,7 @@ from chalicelib.adapters.channels.sendgrid.adapter import SendgridAdapter, Sendg
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver
-from chalicelib.service.ingest import ingest
+from tests.support.ingest import ingest
 from tests.support.fakes import MemoryQueue
 
 crypto = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec")

@@ -32,7 +32,7 @@ from chalicelib.adapters.queue.base import OutgoingMessage
 from chalicelib.domain.models import Channel, ContentType, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
 from chalicelib.secrets import SecretResolver
-from chalicelib.service.ingest import ingest
+from tests.support.ingest import ingest
 
 crypto = pytest.importorskip("cryptography")  # dev dependency (moto's); the hub itself never imports it
 from cryptography import x509  # noqa: E402

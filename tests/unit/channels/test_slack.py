@@ -17,7 +17,7 @@ from chalicelib.adapters.channels.slack.adapter import SlackAdapter, SlackParsed
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver
-from chalicelib.service.ingest import ingest
+from tests.support.ingest import ingest
 from tests.support.fakes import MemoryQueue
 
 SECRET = "test_slack_signing_secret"

@@ -15,7 +15,7 @@ from chalicelib.domain.models import Channel, ContentType, InboundMessage
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import SecretResolver
 from chalicelib.service.identity import normalize_sender
-from chalicelib.service.ingest import ingest
+from tests.support.ingest import ingest
 from tests.support.fakes import MemoryQueue
 
 TOKEN = "test-telegram-secret_01"

@@ -14,7 +14,6 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
@@ -23,13 +22,22 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.channels.ses import sns_signature as sns
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
+    PullContext,
+    PullEntry,
     SimulatedCustomer,
     SimulatedRequest,
     WebhookRequest,
+)
+from chalicelib.adapters.channels.ses import sns_signature as sns
+from chalicelib.adapters.channels.ses.verdicts import (
+    PASS,
+    EmailIgnored,
+    EmailUnreadable,
+    Verdicts,
+    domain_of,
 )
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender, StatusEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError, TransientError
@@ -44,12 +52,8 @@ UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 #: AWS serves no such file: without test keys configured, a message naming it fails verification.
 SIMULATED_CERT_PATH = "/SimpleNotificationService-hub-simulated.pem"
 
-#: SES verdict values (https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html);
-#: anything else (a `DISABLED` when scanning is off, a future value) reads as unknown.
-PASS, FAIL = "PASS", "FAIL"
 #: SES feedback about mail we sent → the hub's delivery vocabulary.
 FEEDBACK: dict[str, str] = {"Delivery": "delivered", "Bounce": "failed", "Complaint": "complained"}
-VERDICTS = frozenset({PASS, FAIL, "GRAY", "PROCESSING_FAILED"})
 
 #: A message's SNS `Timestamp` may lag this much behind its delivery: SNS retries an HTTPS endpoint
 #: for at most 3600 s (a hard limit, https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html),
@@ -110,90 +114,6 @@ class SesSettings(BaseModel):
         return cleaned
 
 
-# --- SES's verdicts on one email ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdicts:
-    """SES's spam, virus, SPF, DKIM and DMARC results, and the envelope sender they are about."""
-
-    spam: str | None = None
-    virus: str | None = None
-    spf: str | None = None
-    dkim: str | None = None
-    dmarc: str | None = None
-    #: Envelope MAIL FROM (`mail.source`, or the Return-Path SES wrote).
-    source: str | None = None
-
-    @classmethod
-    def from_receipt(cls, receipt: Mapping[str, Any], source: Any = None) -> Verdicts:
-        def status(name: str) -> str | None:
-            verdict = receipt.get(name)
-            value = verdict.get("status") if isinstance(verdict, dict) else None
-            return normalize_verdict(value)
-
-        return cls(
-            spam=status("spamVerdict"),
-            virus=status("virusVerdict"),
-            spf=status("spfVerdict"),
-            dkim=status("dkimVerdict"),
-            dmarc=status("dmarcVerdict"),
-            source=source if isinstance(source, str) and source else None,
-        )
-
-    def rejection(self) -> str | None:
-        """Why SES's scan says this email must not become a contact; None when it may."""
-        if self.virus == FAIL:
-            return "SES virus verdict FAIL"
-        if self.spam == FAIL:
-            return "SES spam verdict FAIL"
-        return None
-
-    def proves_sender(self, from_address: str) -> bool:
-        """True when the From address may link the contact to an existing customer.
-
-        SPF and DKIM must pass, as SES reports them. Both can pass for a domain other than the one
-        in From (an attacker's own domain, with `From: ceo@victim.example`), so the From domain must
-        also be aligned: DMARC passed (which checks exactly that), or the envelope sender's domain
-        is the From domain or a parent or child of it.
-        """
-        if self.spf != PASS or self.dkim != PASS:
-            return False
-        if self.dmarc == PASS:
-            return True
-        envelope, sender = _domain(self.source), _domain(from_address)
-        if not envelope or not sender:
-            return False
-        return envelope == sender or envelope.endswith("." + sender) or sender.endswith("." + envelope)
-
-    def as_dict(self) -> dict[str, str]:
-        names = ("spam", "virus", "spf", "dkim", "dmarc")
-        return {name: value for name in names if (value := getattr(self, name)) is not None}
-
-
-def normalize_verdict(value: Any) -> str | None:
-    """A verdict status in SES's vocabulary; UNKNOWN for any other value, None when absent."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip().upper()
-    return value if value in VERDICTS else "UNKNOWN"
-
-
-def _domain(address: str | None) -> str | None:
-    if not address or "@" not in address:
-        return None
-    return address.strip().strip("<>").rsplit("@", 1)[1].strip().rstrip(".").lower() or None
-
-
-class EmailIgnored(Exception):
-    """An email that is acknowledged but deliberately never becomes a contact (spam, a bounce,
-    an automatic reply, our own mail); the message is the reason."""
-
-
-class EmailUnreadable(Exception):
-    """A notification or email the adapter cannot read: kept raw (`ParsedWebhook.unhandled`)."""
-
-
 # --- the adapter -------------------------------------------------------------------------------
 
 
@@ -225,6 +145,10 @@ class SesAdapter(ChannelAdapter[SesSettings]):
     Settings: ClassVar[type[BaseModel]] = SesSettings
     #: SNS posts `text/plain; charset=UTF-8` unless the delivery policy's `headerContentType` says otherwise.
     content_types: ClassVar[tuple[str, ...]] = ("text/plain", "application/json")
+    #: Mail an S3 action stored: the bucket announces each object on a standard queue (S3 cannot
+    #: notify FIFO queues, and `chalice package` cannot express `on_s3_event`): docs/channels/ses.md.
+    #: Reading and parsing one stored email (up to 40 MB) and one enqueue fit the reserve.
+    pull_entries: ClassVar[tuple[PullEntry, ...]] = (PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0),)
 
     def __init__(
         self,
@@ -255,6 +179,14 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         return frozenset(self.settings.own_addresses)
 
     # --- verify --------------------------------------------------------------------------------
+
+    def pull(self, entry: PullEntry, body: str, context: PullContext) -> ParsedWebhook:
+        """One S3 event notification from the ses-inbound queue: the mail stored in the bucket
+        (`s3_prefix`) becomes messages, read and normalized exactly like the SNS delivery."""
+        from chalicelib.adapters.channels.ses.s3_pull import read_s3_notification
+
+        return read_s3_notification(body, s3_client=context.aws_client("s3"), adapter=self,
+                                    received_at=context.received_at)
 
     def verify(self, request: WebhookRequest) -> None:
         envelope = _decode(request.body)
@@ -601,7 +533,7 @@ def simulated_notification(
     email["To"] = recipient
     email["Subject"] = subject
     email["Date"] = format_datetime(at)
-    email["Message-ID"] = make_msgid(domain=_domain(from_address) or "customer.example")
+    email["Message-ID"] = make_msgid(domain=domain_of(from_address) or "customer.example")
     email.set_content(text)
     stamp = at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
     verdict = {"status": PASS}

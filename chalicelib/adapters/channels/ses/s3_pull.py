@@ -12,15 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from chalicelib.adapters.channels.ses.adapter import EmailIgnored, EmailUnreadable, SesAdapter, Verdicts, normalize_verdict
-from chalicelib.domain.models import InboundMessage, UnhandledEvent
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.channels.base import ParsedWebhook
+from chalicelib.adapters.channels.ses.verdicts import EmailIgnored, EmailUnreadable, Verdicts, normalize_verdict
+from chalicelib.domain.models import UnhandledEvent
 from chalicelib.errors import TransientError
+
+if TYPE_CHECKING:  # the adapter imports this module to read the announcements of its pull entry
+    from chalicelib.adapters.channels.ses.adapter import SesAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +50,6 @@ _RESULT = re.compile(r"^\s*(spf|dkim|dmarc)\s*=\s*([a-z]+)\b", re.IGNORECASE)
 _RESULTS = {"pass": "PASS", "fail": "FAIL", "softfail": "FAIL", "temperror": "PROCESSING_FAILED",
             "permerror": "PROCESSING_FAILED"}  # fmt: skip
 
-#: Takes the events built from one S3 notification and enqueues them durably; raises when it could not.
-Ingest = Callable[[list[InboundMessage | UnhandledEvent]], None]
-
-
 @dataclass(frozen=True)
 class SesHeaders:
     """What the block of headers SES prepended says; all None when the block is missing."""
@@ -56,15 +58,6 @@ class SesHeaders:
     #: The envelope recipient SES received the email for (only when there was one).
     recipient: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class S3IngestResult:
-    enqueued: int = 0
-    #: One reason per object acknowledged without a message (setup object, spam, bounce, too large...).
-    ignored: list[str] = field(default_factory=list)
-    #: One reason per record or object the adapter could not read, enqueued raw for inspection.
-    unhandled: list[str] = field(default_factory=list)
 
 
 def ses_headers(raw: bytes) -> SesHeaders:
@@ -140,76 +133,51 @@ def _authentication_results(value: str | None) -> dict[str, str]:
     return results
 
 
-def handle_s3_notification(
-    body: str,
-    *,
-    s3_client: Any,
-    adapter: SesAdapter,
-    ingest: Ingest,
-    clock: Callable[[], datetime] | None = None,
-) -> S3IngestResult:
+def read_s3_notification(body: str, *, s3_client: Any, adapter: SesAdapter, received_at: datetime) -> ParsedWebhook:
     """One S3 event notification, as the bucket sends it to the ses-inbound queue: its records go
-    to `handle_s3_records`. The `s3:TestEvent` S3 sends when the notification is configured is
+    to `read_s3_records`. The `s3:TestEvent` S3 sends when the notification is configured is
     acknowledged; a body that is not a notification is kept raw (an `UnhandledEvent`), never a
     reason to fail the other messages of its batch."""
-    now = (clock or (lambda: datetime.now(timezone.utc)))()
+    now = received_at
     try:
         notification = json.loads(body)
     except (ValueError, RecursionError):
         notification = None
     if isinstance(notification, dict) and notification.get("Event") == "s3:TestEvent":
         logger.info("ses s3: the bucket's test event (its notification configuration works)")
-        return S3IngestResult(ignored=["s3:TestEvent: S3 checked the notification configuration"])
+        return ParsedWebhook(ignored=["s3:TestEvent: S3 checked the notification configuration"])
     records = notification.get("Records") if isinstance(notification, dict) else None
     if not isinstance(records, list):
         reason = "not an S3 event notification (a JSON object with a Records list)"
-        ingest([UnhandledEvent.of(adapter.key, reason, notification if notification is not None else body, now)])
-        return S3IngestResult(unhandled=[reason])
-    return handle_s3_records(records, s3_client=s3_client, adapter=adapter, ingest=ingest, clock=lambda: now)
+        raw = notification if notification is not None else body
+        return ParsedWebhook(unhandled=[UnhandledEvent.of(adapter.key, reason, raw, now)])
+    return read_s3_records(records, s3_client=s3_client, adapter=adapter, received_at=now)
 
 
-def handle_s3_records(
-    records: Iterable[Any],
-    *,
-    s3_client: Any,
-    adapter: SesAdapter,
-    ingest: Ingest,
-    clock: Callable[[], datetime] | None = None,
-) -> S3IngestResult:
-    """Turn the S3 ObjectCreated records of one notification into email messages and ingest them.
+def read_s3_records(records: Iterable[Any], *, s3_client: Any, adapter: SesAdapter, received_at: datetime) -> ParsedWebhook:
+    """Turn the S3 ObjectCreated records of one notification into email messages.
 
     Every object the SES S3 action stored under `adapter.settings.s3_prefix` is downloaded (up to
     `max_email_bytes`), parsed and normalized exactly like the SNS delivery, so an email that
     arrives both ways makes one contact. Objects that are not emails, too large, client-side
     encrypted, spam, bounces, automatic replies or our own mail are acknowledged and listed in
-    `ignored`; a record or email that cannot be read is ingested raw (`unhandled`). `ingest` is
-    called once, with every event of the notification.
+    `ignored`; a record or email that cannot be read is kept raw (`unhandled`).
 
-    Raises `TransientError` (and whatever `ingest` raises) when an object could not be read or
-    the events not enqueued: the queue then redelivers the notification, and dedupe on the SES
-    message id makes the retry harmless.
+    Raises `TransientError` when an object could not be read: the queue then redelivers the
+    notification, and dedupe on the SES message id makes the retry harmless.
     """
-    now = (clock or (lambda: datetime.now(timezone.utc)))()
-    result = S3IngestResult()
-    events: list[InboundMessage | UnhandledEvent] = []
+    parsed = ParsedWebhook()
     for index, record in enumerate(records):
         try:
             if not isinstance(record, Mapping):
                 raise EmailUnreadable("not an S3 event record")
-            events.append(_message(record, s3_client=s3_client, adapter=adapter, received_at=now))
+            parsed.events.append(_message(record, s3_client=s3_client, adapter=adapter, received_at=received_at))
         except EmailUnreadable as unreadable:
             reason = f"record {index}: {unreadable}"
-            events.append(UnhandledEvent.of(adapter.key, reason, _described(record), now))
-            result.unhandled.append(reason)
+            parsed.unhandled.append(UnhandledEvent.of(adapter.key, reason, _described(record), received_at))
         except EmailIgnored as ignored:
-            result.ignored.append(f"record {index}: {ignored}")
-    if events:
-        ingest(events)
-    result.enqueued = len(events) - len(result.unhandled)
-    if result.ignored or result.unhandled:
-        logger.info("ses s3: %d ignored, %d unhandled (%s)", len(result.ignored), len(result.unhandled),
-                    "; ".join(result.ignored + result.unhandled))
-    return result
+            parsed.ignored.append(f"record {index}: {ignored}")
+    return parsed
 
 
 def _described(record: Any) -> Any:
@@ -218,7 +186,7 @@ def _described(record: Any) -> Any:
     return dict(record) if isinstance(record, Mapping) else record
 
 
-def _message(record: Mapping[str, Any], *, s3_client: Any, adapter: SesAdapter, received_at: datetime) -> InboundMessage:
+def _message(record: Mapping[str, Any], *, s3_client: Any, adapter: SesAdapter, received_at: datetime):
     settings = adapter.settings
     event = str(record.get("eventName") or "")
     s3 = record.get("s3") if isinstance(record.get("s3"), Mapping) else {}

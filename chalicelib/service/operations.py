@@ -1,0 +1,93 @@
+"""What an operator does to keep the hub flowing: the exception queue, dead letters and their
+replay, webhook items no adapter could read, and explaining a routing decision.
+
+Built once by the composition root; the consumer API (scope `operations`) and `hubctl` call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from chalicelib.adapters.queue.base import Queue
+from chalicelib.adapters.store.base import Store
+from chalicelib.errors import RequestRejectedError
+
+
+class Operations:
+    def __init__(self, *, store: Store, delivery_queue: Callable[[], Queue], config, router: Callable[[], Any],
+                 enricher: Callable[[], Any], clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._delivery_queue = delivery_queue
+        self._config = config
+        self._router = router
+        self._enricher = enricher
+        self._clock = clock
+
+    # --- the exception queue -----------------------------------------------------------------------
+
+    def parked(self, *, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        """The contacts rules parked for manual handling, oldest first."""
+        page = self._store.list_parked(limit=limit, cursor=cursor)
+        return [entry.model_dump(mode="json") for entry in page.items], page.cursor
+
+    def release(self, contact_id: str, choice: Any, *, actor: str) -> dict:
+        """Release a parked contact with a chosen route (`service/exceptions.Release`). Raises
+        `RequestRejectedError` naming the field that is wrong. Idempotent."""
+        from pydantic import ValidationError
+
+        from chalicelib.service.customers import with_pending_deliveries
+        from chalicelib.service.exceptions import Release, release
+
+        try:
+            route = Release.model_validate(choice)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise RequestRejectedError(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+        contact = release(self._store, self._delivery_queue(), self._config, contact_id, route, actor=actor,
+                          now=self._clock())
+        return with_pending_deliveries(contact)
+
+    # --- dead letters ------------------------------------------------------------------------------
+
+    def dead_letters(self, *, destination: str | None, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        from chalicelib.service.dead_letters import summary
+
+        page = self._store.list_dead_letters(destination=destination, limit=limit, cursor=cursor)
+        return [summary(letter) for letter in page.items], page.cursor
+
+    def replay(self, letter_id: str) -> dict:
+        """Queue a dead delivery again, with its delivery id (the vendor sees the same
+        idempotency key). Raises `NotFoundError`."""
+        from chalicelib.service.dead_letters import replay
+
+        letter = replay(self._store, self._delivery_queue(), letter_id, now=self._clock())
+        return {"id": letter.id, "destination": letter.destination, "status": "queued"}
+
+    def replay_destination(self, destination: str, *, limit: int | None = None) -> int:
+        """Queue every dead letter of a destination again; how many."""
+        from chalicelib.service.dead_letters import replay_destination
+
+        return len(replay_destination(self._store, self._delivery_queue(), destination, now=self._clock(), limit=limit))
+
+    # --- webhook items kept raw --------------------------------------------------------------------
+
+    def today(self) -> date:
+        """The UTC day the unhandled list shows by default."""
+        return self._clock().date()
+
+    def unhandled(self, *, day: date | None, provider: str | None, limit: int,
+                  cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """What arrived on `day` (UTC, default today) that no adapter could read."""
+        page = self._store.list_unhandled(day=day or self.today(), provider=provider, limit=limit,
+                                          cursor=cursor)
+        return [{"id": event.id, **event.model_dump(mode="json", exclude={"kind"})} for event in page.items], page.cursor
+
+    # --- routing -----------------------------------------------------------------------------------
+
+    def explain(self, body: Any) -> dict:
+        """What the rules in force decide for a contact, with the trace; stores and sends nothing."""
+        from chalicelib.service.explain import explain
+
+        return explain(body, router=self._router(), enricher=self._enricher(), now=self._clock())
