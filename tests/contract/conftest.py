@@ -223,28 +223,29 @@ def broken_queue(queue_backend, request, tmp_path) -> Queue:
 
 
 # --- Prism vendor mocks --------------------------------------------------------------------------
-# `prism(name)` → a running PrismServer for vendor-specs/<name> (tests/support/prism.py). Each spec
-# starts once per session; the specs named by `@pytest.mark.prism_specs(...)` on the selected tests
-# boot in parallel at first use. No node/Prism/specs: skip locally, fail under CI=true (or
-# HUB_REQUIRE_PRISM=1, which .ci/run sets).
+# `prism(name)` → a running PrismServer for tests/contract/specs/<name> (tests/support/prism.py). Each
+# spec starts once per session; the specs named by `@pytest.mark.prism_specs(...)` on the selected
+# tests boot in parallel at first use. A name with no spec file fails its test; without node or
+# Prism the test skips locally and fails under CI=true (or HUB_REQUIRE_PRISM=1, which .ci/run sets).
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
-        "markers", "prism_specs(*names): vendor-spec files (relative to vendor-specs/) a test mocks with Prism"
+        "markers", "prism_specs(*names): spec files (relative to tests/contract/specs/) a test mocks with Prism"
     )
 
 
 @pytest.fixture(scope="session")
 def prism(request):
     """The session's PrismRegistry: `prism("twilio/twilio_api_v2010.json").url`."""
-    from tests.support.prism import PrismRegistry, declared_specs, require_prism
+    from tests.support.prism import PrismRegistry, declared_specs, unavailable_reason
 
-    require_prism()
     registry = PrismRegistry()
     try:
-        # A misspelt name fails only the tests that ask for it, not the whole batch.
-        registry.start(*(name for name in declared_specs(request.session.items) if registry.has_spec(name)))
+        # Boot the declared specs together; each `prism(name)` call then checks its own name (a
+        # misspelt one fails only the tests that ask for it) and Prism's presence (skip or fail).
+        if unavailable_reason() is None:
+            registry.start(*(name for name in declared_specs(request.session.items) if registry.has_spec(name)))
         yield registry
     finally:
         registry.close()

@@ -1,6 +1,6 @@
 """The Prism harness works, and every vendor spec the hub mocks rejects a known-bad request.
 
-A spec whose schema Prism cannot compile accepts everything silently (TESTING.md pitfall 1), so each
+A spec whose schema Prism cannot compile accepts everything silently (specs/README.md pitfall 1), so each
 spec gets a happy path and a negative control. Connector contract tests take the same `prism`
 fixture: `server = prism("zendesk/…yaml")`, then point the connector's base URL at `server.url`.
 """
@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,11 @@ TELEGRAM = "telegram/telegram-bot-sendMessage.handwritten.openapi.yaml"
 FRESHDESK = "freshdesk/freshdesk-tickets.handwritten.openapi.yaml"
 SALESFORCE = "salesforce/salesforce-rest-case-contact.handwritten.openapi.yaml"
 GENESYS = "genesys/genesys-cloud-workitems-openmessaging.handwritten.openapi.yaml"
+# Outbound channel sends (no hub code calls them yet): proven to load and to refuse a bad request.
+SENDGRID = "sendgrid/tsg_mail_v3.json"
+MAILGUN = "mailgun/mailgun-messages.derived.openapi.yaml"
+X_DM = "x/x-dm-send.derived.openapi.json"
+MESSENGER = "meta-messenger/messenger-instagram-send.handwritten.openapi.yaml"
 
 ACCOUNT_SID = "AC" + "0" * 32
 TWILIO_AUTH = {"basic_auth": (ACCOUNT_SID, "auth-token")}
@@ -141,6 +147,35 @@ CASES = {
         {"json_body": {"name": "Follow up"}},
         200, 400, "required property 'typeId'",
     ),
+    "sendgrid-mail-send": Case(
+        SENDGRID, "/v3/mail/send", {"bearer": "SG.test"},
+        {"json_body": {"personalizations": [{"to": [{"email": "jane@example.com"}]}], "from": {"email": "hub@example.com"},
+                       "subject": "Re: order", "content": [{"type": "text/plain", "value": "Hello"}]}},
+        {"json_body": {"personalizations": [{"to": [{"email": "jane@example.com"}]}],
+                       "subject": "Re: order", "content": [{"type": "text/plain", "value": "Hello"}]}},
+        202, 400, "required property 'from'",
+    ),
+    "mailgun-send-message": Case(
+        MAILGUN, "/v3/mg.example.com/messages", {"basic_auth": ("api", "key-test")},
+        {"form": [("from", "hub@mg.example.com"), ("to", "jane@example.com"), ("to", "joe@example.com"),
+                  ("subject", "Re: order"), ("text", "Hello")]},
+        {"form": {"from": "hub@mg.example.com", "to": "jane@example.com", "subject": "Re: order"}},  # no body
+        200, 400, "anyOf",
+    ),
+    "x-dm-send": Case(
+        X_DM, "/2/dm_conversations/with/2244994945/messages", {"bearer": "x-user-token"},
+        {"json_body": {"text": "Hello"}},
+        {"json_body": {"txt": "Hello"}},
+        201, 422, "found 'txt'",
+    ),
+    "messenger-send": Case(
+        MESSENGER, "/v23.0/1234567890/messages", {"bearer": "EAAG-test"},
+        {"json_body": {"recipient": {"id": "24012345678901234"}, "messaging_type": "RESPONSE",
+                       "message": {"text": "Hello"}}},
+        {"json_body": {"recipient": {"id": "24012345678901234"}, "messaging_type": "MESSAGE_TAG",
+                       "message": {"text": "Hello"}}},  # MESSAGE_TAG needs a tag
+        200, 400, "required property 'tag'",
+    ),
 }
 
 pytestmark = pytest.mark.prism_specs(*sorted({case.spec for case in CASES.values()}))
@@ -231,7 +266,7 @@ def test_server_parses_its_port_and_kills_its_whole_process_group_on_exit():
 
 
 def test_a_spec_prism_cannot_load_fails_fast_with_its_output(tmp_path):
-    require_prism(need_specs=False)
+    require_prism()
     spec = tmp_path / "broken.yaml"
     spec.write_text("openapi: 3.0.3\ninfo: [not, closed\n")
 
@@ -288,12 +323,24 @@ def test_an_unknown_spec_name_is_a_clear_error(tmp_path):
     assert not registry.has_spec("nope.yaml")
 
 
-def test_vendor_specs_dir_defaults_beside_the_repo_and_follows_the_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("HUB_VENDOR_SPECS", raising=False)
-    assert vendor_specs_dir().parts[-2:] == ("shared", "vendor-specs")
+def test_a_missing_spec_fails_even_where_prism_tests_would_skip(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no node: Prism tests skip locally...
+    for name in ("CI", "HUB_REQUIRE_PRISM"):
+        monkeypatch.delenv(name, raising=False)
+    registry = PrismRegistry()
 
-    monkeypatch.setenv("HUB_VENDOR_SPECS", str(tmp_path))
-    assert vendor_specs_dir() == tmp_path.resolve()
+    with pytest.raises(pytest.skip.Exception, match="node is not on PATH"):
+        registry(TELEGRAM)
+    with pytest.raises(PrismError, match="no spec file"):  # ...but a spec that is not there fails
+        registry("telegram/missing.openapi.yaml")
+
+
+def test_the_specs_are_the_committed_copies_whatever_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HUB_VENDOR_SPECS", str(tmp_path))  # the old override: ignored now
+
+    assert vendor_specs_dir() == Path(__file__).resolve().parent / "specs"
+    assert PrismRegistry().specs_dir == vendor_specs_dir()
+    assert all((vendor_specs_dir() / case.spec).is_file() for case in CASES.values())
 
 
 @pytest.mark.parametrize(

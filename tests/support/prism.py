@@ -2,10 +2,13 @@
 
 Prism (`@stoplight/prism-cli`, pinned in the repo's package.json and installed by `make test`)
 answers a request the spec accepts with the spec's example, and one it rejects with a 4xx: 422, or
-the spec's own 4xx with the reasons in the `sl-violations` header. See
-../shared/vendor-specs/TESTING.md for what each spec checks and Prism's pitfalls.
+the spec's own 4xx with the reasons in the `sl-violations` header.
 
-    with PrismServer(vendor_specs_dir() / "zendesk/...yaml") as server:
+The specs are committed in tests/contract/specs/, one folder per vendor, and the tests read only
+those copies. Its README.md gives each file's provenance, licence and sha256, the hub calls it checks,
+and the Prism pitfalls behind the derived files (the "pitfall N" notes in the tests).
+
+    with PrismServer(SPECS_DIR / "zendesk/...yaml") as server:
         urllib.request.urlopen(server.url + "/api/v2/tickets", ...)
 
 Tests normally take the session fixture `prism` from tests/contract/conftest.py, which starts each
@@ -38,10 +41,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PRISM_ENTRYPOINT = ROOT / "node_modules" / "@stoplight" / "prism-cli" / "dist" / "index.js"
-SPECS_ENV = "HUB_VENDOR_SPECS"
+SPECS_DIR = ROOT / "tests" / "contract" / "specs"
 REQUIRE_ENV = "HUB_REQUIRE_PRISM"
 MARKER = "prism_specs"
-STARTUP_TIMEOUT = 30.0
+# All ~18 declared specs boot at once: about 20 s on an idle 2-core machine, longer when other
+# work shares it. Only a server that never comes up waits this long.
+STARTUP_TIMEOUT = 60.0
 
 _LISTENING = re.compile(r"Prism is listening on (http://\S+?:(\d+))\b")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -56,10 +61,9 @@ class PrismStartError(PrismError):
 
 
 def vendor_specs_dir() -> Path:
-    """`$HUB_VENDOR_SPECS`, else `../shared/vendor-specs` beside the repo (CI links /work/shared there)."""
-    configured = os.environ.get(SPECS_ENV)
-    path = Path(configured).expanduser() if configured else ROOT.parent / "shared" / "vendor-specs"
-    return path.resolve()
+    """The committed vendor specs, tests/contract/specs/. There is no override: every run, local or CI,
+    tests the same files, whose checksums tests/contract/specs/README.md records."""
+    return SPECS_DIR
 
 
 def prism_required() -> bool:
@@ -67,14 +71,15 @@ def prism_required() -> bool:
     return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes"} for name in ("CI", REQUIRE_ENV))
 
 
-def unavailable_reason(*, need_specs: bool = True) -> str | None:
-    """Why Prism cannot run on this machine, or None when it can."""
+def unavailable_reason() -> str | None:
+    """Why Prism cannot run on this machine, or None when it can.
+
+    Only node and Prism can be missing: the specs are in the repo, so a missing spec file is never a
+    reason to skip (PrismRegistry and PrismServer raise PrismError for it, a test failure)."""
     if shutil.which("node") is None:
         return "node is not on PATH (install Node.js 20+ and npm, then run `make test`)"
     if not PRISM_ENTRYPOINT.is_file():
         return f"Prism is not installed ({PRISM_ENTRYPOINT.relative_to(ROOT)} missing): run `make test` or `npm ci`"
-    if need_specs and not vendor_specs_dir().is_dir():
-        return f"vendor specs not found at {vendor_specs_dir()} (set {SPECS_ENV})"
     return None
 
 
@@ -85,8 +90,8 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(f"Prism contract tests skipped: {reason}")
 
 
-def require_prism(*, need_specs: bool = True) -> None:
-    reason = unavailable_reason(need_specs=need_specs)
+def require_prism() -> None:
+    reason = unavailable_reason()
     if reason:
         skip_or_fail(reason)
 
@@ -162,7 +167,7 @@ class PrismServer:
         if not self.spec_path.is_file():
             raise PrismError(f"spec file not found: {self.spec_path}")
         self._started_at = time.monotonic()
-        # Its own session: killing the group also ends node children (TESTING.md pitfall 7).
+        # Its own session: killing the group also ends node children (tests/contract/specs/README.md, pitfall 7).
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.DEVNULL,
@@ -255,8 +260,10 @@ class PrismServer:
 class PrismRegistry:
     """At most one server per (spec, errors) for a test session; `registry(name)` → a ready server.
 
-    `name` is a path relative to the vendor-specs directory (or an absolute path, e.g. a derived
-    file a test wrote). A server that failed to start raises the same PrismStartError each time.
+    `name` is a path relative to tests/contract/specs/ (or an absolute path, e.g. a spec a test
+    extended and wrote to tmp_path). A name with no file raises PrismError before anything checks for
+    node or Prism, so it fails even where Prism tests skip. A server that failed to start raises the
+    same PrismStartError each time.
     """
 
     def __init__(self, specs_dir: Path | None = None, *, startup_timeout: float = STARTUP_TIMEOUT) -> None:
@@ -282,12 +289,16 @@ class PrismRegistry:
     def start(self, *names: str | os.PathLike[str], errors: bool = True) -> list[PrismServer]:
         """Launch every spec not yet running, then wait for all of them: boots run in parallel.
 
-        Start failures are kept on their server and raised when a test asks for that spec.
+        Every name must resolve to a file (else PrismError); then, without node or Prism, the test
+        skips locally and fails in CI. Start failures are kept on their server and raised when a
+        test asks for that spec.
         """
+        paths = [self.resolve(name) for name in names]
+        require_prism()
         with self._lock:
             servers = []
-            for name in names:
-                key = (self.resolve(name), errors)
+            for path in paths:
+                key = (path, errors)
                 if key not in self._servers:
                     server = PrismServer(key[0], errors=errors, startup_timeout=self.startup_timeout)
                     self._servers[key] = server.start()

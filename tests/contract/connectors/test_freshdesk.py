@@ -1,7 +1,7 @@
 """Freshdesk: the shared connector contract, the requests against Prism mocks of the hand-written
 Freshdesk spec, and the exact payloads against the scripted Receiver.
 
-The shared spec (vendor-specs/freshdesk/freshdesk-tickets.handwritten.openapi.yaml) covers ticket
+The spec (tests/contract/specs/freshdesk/freshdesk-tickets.handwritten.openapi.yaml) covers ticket
 create, notes and replies. The opt-in crash-safety lookup uses Filter Tickets
 (https://developers.freshdesk.com/api/#filter_tickets), which it lacks, so `extended_spec`
 derives a file that adds GET /api/v2/search/tickets: a `query` of at most 512 characters inside
@@ -199,7 +199,7 @@ def test_prism_lookup_by_case_field_then_create(prism, extended_spec, tmp_path):
     assert result.case_ref == "1"
 
 
-# Negative controls (TESTING.md pitfall 1): each spec must refuse what Freshdesk refuses, or the
+# Negative controls (specs/README.md pitfall 1): each spec must refuse what Freshdesk refuses, or the
 # tests above prove nothing. Each sends a broken variant of the connector's own request.
 
 

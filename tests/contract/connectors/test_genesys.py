@@ -1,14 +1,13 @@
 """Genesys Cloud connector: the shared contract suite's setup (workitem mode), the exact requests
 against a scripted server in both modes, and the requests against Prism mocks of the Genesys spec
-(the shared hand-written one, and tests/contract/specs/'s derived one, which adds the workitem
-update and query)."""
+(the hand-written one, and the one derived from it, which adds the workitem update and query; both
+in tests/contract/specs/genesys/)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -35,9 +34,8 @@ TOKEN_PATH = "/oauth/token"
 WORKITEMS = "/api/v2/taskmanagement/workitems"
 ENVIRON = {"GENESYS_CLIENT_SECRET": "gc-secret"}
 
-SHARED_SPEC = "genesys/genesys-cloud-workitems-openmessaging.handwritten.openapi.yaml"
-DERIVED_SPEC = str(Path(__file__).resolve().parent.parent / "specs"
-                   / "genesys-cloud-workitems-openmessaging.derived.openapi.yaml")
+HANDWRITTEN_SPEC = "genesys/genesys-cloud-workitems-openmessaging.handwritten.openapi.yaml"
+DERIVED_SPEC = "genesys/genesys-cloud-workitems-openmessaging.derived.openapi.yaml"
 
 
 def settings_for(base_url: str, **overrides) -> dict:
@@ -334,9 +332,9 @@ def rejection(reply) -> str:
     return " | ".join(v.get("message", "") for v in reply.violations)
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_token_and_open_message(prism, tmp_path):
-    gc, http = prism_connector(open_messaging(prism(SHARED_SPEC).url), tmp_path)
+    gc, http = prism_connector(open_messaging(prism(HANDWRITTEN_SPEC).url), tmp_path)
 
     result = gc.deliver(sample_job(destination=gc.name))
 
@@ -345,9 +343,9 @@ def test_spec_token_and_open_message(prism, tmp_path):
     assert result.external_ref == "2d8f3c5a4b6e7f8091a2b3c4d5e6f708"  # the spec's example
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_negative_control_open_message_id_type_is_case_sensitive(prism, tmp_path):
-    server = prism(SHARED_SPEC)
+    server = prism(HANDWRITTEN_SPEC)
     body = open_message(sample_job())
     body["channel"]["from"]["idType"] = "opaque"
 
@@ -357,10 +355,10 @@ def test_spec_negative_control_open_message_id_type_is_case_sensitive(prism, tmp
     assert "allowed values" in rejection(reply)
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_negative_control_token_needs_basic_client_auth(prism, tmp_path):
-    reply = call("POST", prism(SHARED_SPEC).url + TOKEN_PATH, form={"grant_type": "client_credentials",
-                                                                    "client_id": "gc-client"})
+    reply = call("POST", prism(HANDWRITTEN_SPEC).url + TOKEN_PATH,
+                 form={"grant_type": "client_credentials", "client_id": "gc-client"})
     assert 400 <= reply.status < 500
 
 

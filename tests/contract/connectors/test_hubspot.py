@@ -1,7 +1,7 @@
 """HubSpot: the shared connector contract, the requests against a Prism mock of the hand-written
 CRM subset, and the exact payloads against the scripted Receiver.
 
-The subset (vendor-specs/hubspot/…handwritten.openapi.yaml) covers contacts (batch upsert,
+The subset (tests/contract/specs/hubspot/…handwritten.openapi.yaml) covers contacts (batch upsert,
 search, create, update) and notes. Tickets, ticket search and GDPR delete are not in it yet, so
 those requests are checked against the Receiver only, with the shapes from HubSpot's docs.
 """
@@ -168,7 +168,7 @@ def test_prism_accepts_the_contact_create_the_connector_sends_for_a_new_number(p
     assert http.violations == []
 
 
-# Negative controls (TESTING.md pitfall 1): broken variants of the connector's requests, sent
+# Negative controls (specs/README.md pitfall 1): broken variants of the connector's requests, sent
 # through its own API client, must be refused.
 
 

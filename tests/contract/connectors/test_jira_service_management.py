@@ -1,10 +1,10 @@
 """Jira Service Management: the shared connector contract, the requests against a Prism mock of
 Atlassian's published spec, and the exact payloads against the scripted Receiver.
 
-The derived spec (vendor-specs/jira-service-management/jsm-requests.derived.json) covers request
+The derived spec (tests/contract/specs/jira-service-management/jsm-requests.derived.json) covers request
 create/list and comments. The desk's customer list and "add customers" (used by
 `raise_on_behalf`) are only in the full upstream copy, so `customer_spec` derives a file with
-them, the same way the shared derived file was made (basic auth added, string examples decoded).
+them, the same way the committed derived file was made (basic auth added, string examples decoded).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def test_prism_raise_on_behalf_finds_or_creates_the_customer(prism, customer_spe
     assert known.violations == unknown.violations == []
 
 
-# Negative controls (TESTING.md pitfall 1): the mock must refuse what the real API refuses, or the
+# Negative controls (specs/README.md pitfall 1): the mock must refuse what the real API refuses, or the
 # tests above prove nothing. Each sends a broken variant of the connector's request through its
 # own API client.
 

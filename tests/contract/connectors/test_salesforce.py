@@ -1,11 +1,10 @@
 """Salesforce connector: the shared contract suite's setup, the exact requests against a scripted
-server, and the requests against Prism mocks of the Salesforce spec (the shared hand-written one,
-and tests/contract/specs/'s derived one for the Case upsert and the Contact delete)."""
+server, and the requests against Prism mocks of the Salesforce spec (the hand-written one, and the
+one derived from it for the Case upsert and the Contact delete; both in tests/contract/specs/salesforce/)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -29,9 +28,8 @@ TOKEN_PATH = "/services/oauth2/token"
 API = "/services/data/v60.0/sobjects"
 ENVIRON = {"SF_CLIENT_SECRET": "sf-secret"}
 
-SHARED_SPEC = "salesforce/salesforce-rest-case-contact.handwritten.openapi.yaml"
-DERIVED_SPEC = str(Path(__file__).resolve().parent.parent / "specs"
-                   / "salesforce-rest-case-contact.derived.openapi.yaml")
+HANDWRITTEN_SPEC = "salesforce/salesforce-rest-case-contact.handwritten.openapi.yaml"
+DERIVED_SPEC = "salesforce/salesforce-rest-case-contact.derived.openapi.yaml"
 
 
 def settings_for(base_url: str, **overrides) -> dict:
@@ -369,9 +367,9 @@ def rejected_because(http: RecordingHttp) -> str:
     return " | ".join(v.get("message", "") for _, _, r in http.exchanges for v in violations(r.headers))
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_token_contact_upsert_and_case_create(prism, tmp_path):
-    sf, http = prism_connector(prism(SHARED_SPEC), tmp_path, case_external_id_field=None)
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path, case_external_id_field=None)
 
     result = sf.deliver(sample_job(destination=sf.name))
 
@@ -384,9 +382,9 @@ def test_spec_token_contact_upsert_and_case_create(prism, tmp_path):
     assert result.case_ref == CASE_ID  # the spec's example
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_case_comment(prism, tmp_path):
-    sf, http = prism_connector(prism(SHARED_SPEC), tmp_path)
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path)
 
     result = sf.deliver(follow_up(sf.name))
 
@@ -395,9 +393,9 @@ def test_spec_case_comment(prism, tmp_path):
     assert result.case_ref == CASE_ID and result.external_ref == COMMENT_ID
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_negative_control_external_id_field_must_be_custom(prism, tmp_path):
-    sf, http = prism_connector(prism(SHARED_SPEC), tmp_path, contact_external_id_field="HubCustomerId")
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path, contact_external_id_field="HubCustomerId")
 
     with pytest.raises(PermanentDeliveryError):
         sf.deliver(sample_job(destination=sf.name))
@@ -405,9 +403,9 @@ def test_spec_negative_control_external_id_field_must_be_custom(prism, tmp_path)
     assert "must match pattern" in rejected_because(http)
 
 
-@pytest.mark.prism_specs(SHARED_SPEC)
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
 def test_spec_negative_control_comment_parent_must_be_a_case(prism, tmp_path):
-    sf, http = prism_connector(prism(SHARED_SPEC), tmp_path)
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path)
     job = follow_up(sf.name)
     job.case.external_refs[sf.name] = ExternalRef(destination=sf.name, ref="001000000000001AAA")  # an Account
 

@@ -1,6 +1,6 @@
 """Twilio Flex: the shared connector contract (SETUP), Prism mocks of Twilio's own OpenAPI specs
 (TaskRouter v1 and Flex v1, with negative controls), and the request content the specs cannot
-check (the JSON inside the `Attributes`, `Channel` and `Routing` form fields, TESTING.md pitfall 5).
+check (the JSON inside the `Attributes`, `Channel` and `Routing` form fields, specs/README.md pitfall 5).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Zendesk Support: the shared connector contract, the requests against Prism mocks of the
 hand-written Zendesk spec, and the exact payloads against the scripted Receiver.
 
-The shared spec (vendor-specs/zendesk/zendesk-support-tickets.handwritten.openapi.yaml) covers
+The spec (tests/contract/specs/zendesk/zendesk-support-tickets.handwritten.openapi.yaml) covers
 ticket create/show/update, uploads and the user upsert. The lookups and user operations the
 connector also calls are not in it, so `extended_spec` derives a file that adds them, written
 from Zendesk's reference (the paths, methods and parameters of Zendesk's published OAS, as
@@ -272,7 +272,7 @@ def test_prism_merge_merges_the_absorbed_end_user_into_the_survivor(prism, exten
     assert http.violations == []
 
 
-# Negative controls (TESTING.md pitfall 1): each spec must refuse what Zendesk refuses, or the tests
+# Negative controls (specs/README.md pitfall 1): each spec must refuse what Zendesk refuses, or the tests
 # above prove nothing. Each sends a broken variant of the connector's own request.
 
 
