@@ -701,6 +701,56 @@ def test_embedded_bytes_are_ignored_when_media_is_disabled(tmp_path):
     assert not (tmp_path / "blobs").exists()
 
 
+# --- where downloads may connect -----------------------------------------------------------------
+
+
+def test_a_name_a_suffix_entry_admits_never_reaches_a_loopback_address(server, tmp_path):
+    """`.localhost` admits the name `localhost`, which the operator never listed by name: it
+    resolves to loopback, and only hosts named exactly in the settings may be internal."""
+    server.routes["/cdn/photo.jpg"] = Answer(200, JPEG, {"Content-Type": "image/jpeg"})
+    image = Attachment(url=f"http://localhost:{server.port}/cdn/photo.jpg", kind="image")
+
+    result = localizer(blob_store(tmp_path), meta_cdn={"download_hosts": [".localhost"], "allow_http": True}).localize(
+        contact("meta", Channel.MESSENGER, image)
+    )
+
+    assert [(e["status"], e["reason"]) for e in report(result)] == [("rejected", Reason.HOST_NOT_ALLOWED)]
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.20.30.40", "::ffff:10.0.0.1"])
+def test_a_cdn_name_that_resolves_to_an_internal_address_is_refused(tmp_path, address):
+    from chalicelib.adapters.downloads import Downloader
+
+    http = MediaHttp(downloads=Downloader(resolve=lambda host: [address]))
+    image = Attachment(url="https://scontent.xx.fbcdn.net/v/photo.jpg?oh=sig", kind="image")
+
+    result = localizer(blob_store(tmp_path), http=http).localize(contact("meta", Channel.MESSENGER, image))
+
+    [entry] = report(result)
+    assert (entry["status"], entry["reason"]) == ("rejected", Reason.HOST_NOT_ALLOWED)
+    assert "scontent.xx.fbcdn.net" in entry["message"] and "oh=sig" not in entry["message"]
+
+
+def test_headers_trickled_byte_by_byte_cannot_stretch_a_download_past_its_deadline(tmp_path):
+    """Each byte of the status line and headers comes 20 ms after the last, so no read ever
+    times out; the head alone takes 6 s. The 0.5 s deadline must stop it, not the server."""
+    from tests.support.origin import Origin, Reply
+
+    with Origin() as origin:
+        path = f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/MM2/Media/ME3"
+        origin.routes[path] = Reply(200, JPEG, {"Content-Type": "image/jpeg", "X-Pad": "p" * 200},
+                                    trickle_head=True, piece=1, pause=0.02)
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="ran out of time"):
+            localizer(blob_store(tmp_path), timeout_seconds=0.5, **twilio()).localize(
+                contact("twilio", Channel.MMS, Attachment(url=f"{origin.base}{path}", content_type="image/jpeg"))
+            )
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 1.2, f"took {elapsed:.1f} s with a 0.5 s deadline"
+
+
 # --- limits --------------------------------------------------------------------------------------
 
 
