@@ -50,7 +50,8 @@ def process_inbound(message: ReceivedMessage) -> str:
     set_correlation_id(message.message_id)
 
     def process(body: str) -> str:
-        result = hub.processor.process_body(body, receive_count=message.receive_count)
+        result = hub.processor.process_body(body, receive_count=message.receive_count,
+                                            seconds_left=message.seconds_left)
         for destination in result.destinations:
             hub.counters.incr("DeliveriesQueued", destination=destination)
         return result.outcome
@@ -112,6 +113,7 @@ def ses_inbound(message: ReceivedMessage) -> str:
 
 def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOutcome:
     """Run a Chalice `SQSEvent` through `handle`; raise `BatchIncompleteError` if any failed."""
+    seconds_left = _seconds_left(event)
     messages = []
     for record in event:
         raw = record.to_dict()
@@ -123,11 +125,12 @@ def sqs_batch(event, queue: Queue, handle, *, reserve_seconds: float) -> BatchOu
                 receipt=record.receipt_handle,
                 receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
                 group=attributes.get("MessageGroupId"),
+                seconds_left=seconds_left,
             )
         )
     hub = get_hub()
     hub.annotate(queue=queue.name, batch_size=str(len(messages)))
-    outcome = run_batch(messages, handle, seconds_left=_seconds_left(event), reserve_seconds=reserve_seconds)
+    outcome = run_batch(messages, handle, seconds_left=seconds_left, reserve_seconds=reserve_seconds)
     hub.counters.flush()
     if not outcome.complete:
         settle(queue, outcome)
