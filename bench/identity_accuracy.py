@@ -840,14 +840,14 @@ def measure_cost(generator: Generator, population: Population, small_db: Path, c
     # Queue bodies exactly as ingest makes them, built once and fed to both stores.
     builder = Hub(_settings(workdir / "builder", config_path), clock=SimClock(sample_start))
     inbound = _Collector()
+    ingestion = Ingestion(inbound, Counters(emit_emf=False), max_body_bytes=10**7)
     bodies = []
     for message in sample:
         provider = message.request.path.rsplit("/", 1)[-1]
         request = WebhookRequest(method="POST", hook=None,
                                  headers={k.lower(): v for k, v in message.request.headers.items()}, query={},
                                  body=message.request.body, received_at=message.at)
-        ingest(builder.adapter(provider), request, inbound, max_body_bytes=10**7,
-               content_type=message.request.headers["Content-Type"])
+        ingestion.webhook(builder.adapter(provider), request, content_type=message.request.headers["Content-Type"])
         (body,) = inbound.take()
         bodies.append((message.at, body))
     builder.close()

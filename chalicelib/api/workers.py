@@ -98,7 +98,8 @@ class Workers:
         self._correlate(message.message_id)
 
         def process(body: str) -> str:
-            result = self._processor().process_body(body, receive_count=message.receive_count)
+            result = self._processor().process_body(body, receive_count=message.receive_count,
+                                                    seconds_left=message.seconds_left)
             for destination in result.destinations:
                 self._counters.incr("DeliveriesQueued", destination=destination)
             return result.outcome
@@ -144,6 +145,7 @@ class Workers:
     def consume(self, role: str, event) -> BatchOutcome:
         """Run a Chalice `SQSEvent` of `role`'s queue; raise `BatchIncompleteError` if any failed."""
         consumer = self.consumer(role)
+        seconds_left = _seconds_left(event)
         messages = []
         for record in event:
             raw = record.to_dict()
@@ -155,10 +157,11 @@ class Workers:
                     receipt=record.receipt_handle,
                     receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
                     group=attributes.get("MessageGroupId"),
+                    seconds_left=seconds_left,
                 )
             )
         self._annotate(queue=consumer.queue.name, batch_size=str(len(messages)))
-        outcome = run_batch(messages, consumer.handle, seconds_left=_seconds_left(event),
+        outcome = run_batch(messages, consumer.handle, seconds_left=seconds_left,
                             reserve_seconds=consumer.reserve_seconds)
         self._counters.flush()
         if not outcome.complete:

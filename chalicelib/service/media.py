@@ -388,7 +388,12 @@ class MediaLocalizer:
         self._memo: OrderedDict[tuple, tuple[Attachment, dict[str, Any]]] = OrderedDict()
 
     def localize(
-        self, contact: Contact, *, retry_transient: bool = True, embedded: Mapping[int, bytes] | None = None
+        self,
+        contact: Contact,
+        *,
+        retry_transient: bool = True,
+        embedded: Mapping[int, bytes] | None = None,
+        seconds_left: Callable[[], float] | None = None,
     ) -> Contact:
         """The contact with its provider-held attachments stored and linked, and a report per
         attachment in `enrichment["media"]` (`{"attachments": [{index, status, ...}]}`; status
@@ -399,9 +404,19 @@ class MediaLocalizer:
         `InboundMessage.attachment_content`): they are stored the same way, with the same limits
         and type checks, as if a source had downloaded them.
 
+        `seconds_left` is the whole message's budget (the worker's time left minus what follows
+        the downloads): each download gets at most what is left of it, and once it is spent the
+        remaining downloads are not started but `deferred` (reason `deadline`), so one slow
+        provider cannot hold the worker past its timeout. Bytes that came embedded are stored
+        regardless: nothing could fetch them later. None: no limit but each download's own.
+
+        A source failing in a way it does not declare (a bug, an answer it did not expect)
+        rejects its attachment (reason `source_error`), never the contact.
+
         Raises `TransientError` (or `RetryLaterError`) when a download or the blob store failed
-        transiently, so the queue retries the message; with `retry_transient=False` (the last
-        delivery attempt) such an attachment is reported as `deferred` instead.
+        transiently, or the budget was spent before any download could start, so the queue
+        retries the message; with `retry_transient=False` (the last delivery attempt) such an
+        attachment is reported as `deferred` instead.
         """
         if not self.settings.enabled or not contact.attachments:
             return contact
@@ -413,10 +428,18 @@ class MediaLocalizer:
             source = _Embedded(data) if data is not None else self._source_for(contact, attachment)
             if source is None:
                 continue
-            attachments[index], entry = self._localize_one(contact, index, attachment, source, retry_transient)
+            attachments[index], entry = self._localize_one(
+                contact, index, attachment, source, retry_transient,
+                None if isinstance(source, _Embedded) else seconds_left,
+            )
             report.append(entry)
         if not report:
             return contact
+        downloads = [e for e in report if e["source"] != _Embedded.key]
+        if retry_transient and downloads and all(e.get("reason") == "deadline" for e in downloads):
+            # This message got no time for any download (it started late in its worker's batch):
+            # a retry gets a fresh budget, where deferring would lose every copy for good.
+            raise TransientError(f"no time left for the media downloads of contact {contact.id}")
         enrichment = {**contact.enrichment, "media": {"attachments": report}}
         return contact.model_copy(update={"attachments": attachments, "enrichment": enrichment})
 
@@ -451,15 +474,23 @@ class MediaLocalizer:
 
     def _localize_one(
         self, contact: Contact, index: int, attachment: Attachment, source: MediaSource | _Embedded,
-        retry_transient: bool,
+        retry_transient: bool, seconds_left: Callable[[], float] | None = None,
     ) -> tuple[Attachment, dict[str, Any]]:
         memo_key = (contact.id, index, source.key, source.reference(attachment))
         with self._lock:
             if memo_key in self._memo:
                 return self._memo[memo_key]
         entry: dict[str, Any] = {"index": index, "source": source.key}
+        timeout = self.settings.timeout_seconds
+        if seconds_left is not None:
+            left = seconds_left()
+            if left <= 0:
+                # Not memoized: a later attempt has time of its own.
+                return attachment, {**entry, "status": "deferred", "reason": "deadline",
+                                    "message": "the message's time for media downloads was spent"}
+            timeout = min(timeout, left)
         try:
-            result = self._store(contact, index, attachment, source, entry)
+            result = self._store(contact, index, attachment, source, entry, timeout_seconds=timeout)
         except MediaRejectedError as exc:
             logger.warning("media %s[%d] from %s not stored (%s): %s", contact.id, index, source.key, exc.reason, exc.message)
             result = (attachment, {**entry, "status": "rejected", "reason": exc.reason, "message": exc.message})
@@ -469,6 +500,12 @@ class MediaLocalizer:
                 raise
             # Not memoized: a later attempt may succeed.
             return attachment, {**entry, "status": "deferred", "reason": "transient", "message": exc.message}
+        except Exception as exc:  # noqa: BLE001 - one source's bug must not fail the contact
+            # The type only: an exception's text can quote a URL (a token) or personal data.
+            logger.error("media %s[%d] from %s failed unexpectedly: %s", contact.id, index, source.key,
+                         type(exc).__name__)
+            message = f"the {source.key} source failed unexpectedly ({type(exc).__name__})"
+            result = (attachment, {**entry, "status": "rejected", "reason": "source_error", "message": message})
         with self._lock:
             self._memo[memo_key] = result
             while len(self._memo) > _MEMO_SIZE:
@@ -477,10 +514,10 @@ class MediaLocalizer:
 
     def _store(
         self, contact: Contact, index: int, attachment: Attachment, source: MediaSource | _Embedded,
-        entry: dict[str, Any],
+        entry: dict[str, Any], *, timeout_seconds: float,
     ) -> tuple[Attachment, dict[str, Any]]:
         settings = self.settings
-        limits = FetchLimits(settings.max_bytes, settings.timeout_seconds, self._check_declared)
+        limits = FetchLimits(settings.max_bytes, timeout_seconds, self._check_declared)
         fetched = source.fetch(contact, attachment, limits)
         size = len(fetched.data)
         if size > settings.max_bytes:

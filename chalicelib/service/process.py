@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +65,13 @@ COMMIT_ATTEMPTS = 3
 #: the contact's identifiers point to).
 MERGE_ROUNDS = 3
 
+#: Kept free of the worker's time left for what follows the media downloads of a message
+#: (enrichment, routing, the fan-out and the commit).
+MEDIA_RESERVE_SECONDS = 5.0
+#: The most the media downloads of one message may take: without a worker limit (the embedded
+#: runtime) that is their budget, and it keeps a message well inside its claim's lease.
+MEDIA_BUDGET_SECONDS = 25.0
+
 #: A contact larger than this keeps its raw provider payload in the blob store instead: a
 #: DynamoDB item holds at most 400 KB, and the contact is written twice in one transaction
 #: (contact and timeline entry) beside the customer and case.
@@ -110,26 +118,30 @@ class Processor:
     #: Downloads attachments whose links expire or need credentials; default: none.
     media: Callable[[], Any] | None = None
 
-    def process_body(self, body: str, *, receive_count: int = 1) -> ProcessResult:
-        """Process one queue message body, received `receive_count` times. Raises
-        `pydantic.ValidationError` for a corrupt body."""
+    def process_body(
+        self, body: str, *, receive_count: int = 1, seconds_left: Callable[[], float] | None = None
+    ) -> ProcessResult:
+        """Process one queue message body, received `receive_count` times, by a worker with
+        `seconds_left` (None: no limit). Raises `pydantic.ValidationError` for a corrupt body."""
         final = receive_count >= self.config.processing.max_receives
-        return self.process(_EVENT.validate_json(body), final_attempt=final)
+        return self.process(_EVENT.validate_json(body), final_attempt=final, seconds_left=seconds_left)
 
     def process(
-        self, event: InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, *, final_attempt: bool = False
+        self, event: InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, *, final_attempt: bool = False,
+        seconds_left: Callable[[], float] | None = None,
     ) -> ProcessResult:
         """Raises `ConcurrentUpdateError` (another worker holds the message) and the store's and
         queue's `TransientError`s; each means: retry the message later. On the `final_attempt`
         (the queue's last receive) an attachment that still cannot be fetched is reported as
-        deferred instead, so the customer's message is delivered rather than dead-lettered."""
+        deferred instead, so the customer's message is delivered rather than dead-lettered.
+        `seconds_left` (the worker's time left) bounds the message's media downloads."""
         if isinstance(event, StatusEvent):
             return self._record_status(event)
         if isinstance(event, UnhandledEvent):
             return self._record_unhandled(event)
         if isinstance(event, IdentityChange):
             return self._change_identity(event)
-        return self._process_message(event, final_attempt)
+        return self._process_message(event, final_attempt, seconds_left)
 
     def _change_identity(self, change: IdentityChange) -> ProcessResult:
         """Link the `current` ids to the customer holding the `previous` ones, under the identity
@@ -172,7 +184,9 @@ class Processor:
         fresh = self.store.record_status(event, expires_at=self._dedupe_expiry(self.clock()))
         return ProcessResult(Outcome.STATUS_RECORDED if fresh else Outcome.STATUS_DUPLICATE)
 
-    def _process_message(self, message: InboundMessage, final_attempt: bool) -> ProcessResult:
+    def _process_message(
+        self, message: InboundMessage, final_attempt: bool, seconds_left: Callable[[], float] | None = None
+    ) -> ProcessResult:
         now = self.clock()
         key = message.dedupe_key
         state = self.store.claim(
@@ -183,7 +197,7 @@ class Processor:
         if state == ClaimState.BUSY:
             raise ConcurrentUpdateError("message is being processed by another worker")
         try:
-            return self._process_claimed(message, now, final_attempt)
+            return self._process_claimed(message, now, final_attempt, _media_budget(seconds_left))
         except BaseException:
             try:
                 self.store.release(key)
@@ -191,12 +205,14 @@ class Processor:
                 logger.warning("could not release claim after a failure")
             raise
 
-    def _process_claimed(self, message: InboundMessage, now: datetime, final_attempt: bool) -> ProcessResult:
+    def _process_claimed(
+        self, message: InboundMessage, now: datetime, final_attempt: bool, media_seconds_left: Callable[[], float]
+    ) -> ProcessResult:
         # A concurrent worker may update the same customer between our read and our commit; the
         # commit then fails as a whole and we decide again from fresh reads.
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                return self._decide_and_commit(message, now, final_attempt)
+                return self._decide_and_commit(message, now, final_attempt, media_seconds_left)
             except IdentifierTakenError as taken:
                 self.cache.put(taken.identifier, taken.customer_id)
                 if attempt == COMMIT_ATTEMPTS - 1:
@@ -206,7 +222,9 @@ class Processor:
                     raise
         raise AssertionError("unreachable")
 
-    def _decide_and_commit(self, message: InboundMessage, now: datetime, final_attempt: bool) -> ProcessResult:
+    def _decide_and_commit(
+        self, message: InboundMessage, now: datetime, final_attempt: bool, media_seconds_left: Callable[[], float]
+    ) -> ProcessResult:
         region = self.default_region(message.provider, message.account)
         sender = normalize_sender(message.sender.handles, message.sender.display_name, default_region=region)
         resolved, merges = self._resolve(message, sender, now)
@@ -225,7 +243,8 @@ class Processor:
         if self.media is not None and contact.attachments:
             # Raises a TransientError when a provider is briefly unavailable: the message is retried.
             embedded = {content.index: content.data for content in message.attachment_content}
-            contact = self.media().localize(contact, retry_transient=not final_attempt, embedded=embedded)
+            contact = self.media().localize(contact, retry_transient=not final_attempt, embedded=embedded,
+                                            seconds_left=media_seconds_left)
         self._offload_large_raw(contact)
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
@@ -382,6 +401,16 @@ class Processor:
 
     def _dedupe_expiry(self, now: datetime) -> datetime:
         return now + timedelta(days=self.config.processing.dedupe_days)
+
+
+def _media_budget(worker_left: Callable[[], float] | None) -> Callable[[], float]:
+    """Seconds left for one message's media downloads, one budget from now (the claim) for all
+    its commit attempts: at most `MEDIA_BUDGET_SECONDS`, and no more than the worker has left
+    minus `MEDIA_RESERVE_SECONDS`."""
+    ends = time.monotonic() + MEDIA_BUDGET_SECONDS
+    if worker_left is None:
+        return lambda: ends - time.monotonic()
+    return lambda: min(ends - time.monotonic(), worker_left() - MEDIA_RESERVE_SECONDS)
 
 
 def _contact(message: InboundMessage, party, customer: Customer, case_id: str, resolution) -> Contact:

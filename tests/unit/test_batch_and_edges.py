@@ -179,3 +179,42 @@ def test_redaction_masks_emails_and_phone_numbers_but_not_ids():
 
     assert "23456789" not in cleaned and "jane.doe" not in cleaned
     assert "ct_01J3ZK8Q9" in cleaned
+
+
+def test_the_process_worker_hands_the_lambdas_time_left_to_the_processor():
+    from types import SimpleNamespace
+
+    from chalicelib.api.workers import PROCESS_RESERVE_SECONDS, process_inbound, sqs_batch
+    from chalicelib.bootstrap import use_hub
+    from chalicelib.service.process import ProcessResult
+
+    given: list[float | None] = []
+
+    class Processor:
+        def process_body(self, body, *, receive_count=1, seconds_left=None):
+            given.append(seconds_left() if seconds_left else None)
+            return ProcessResult("duplicate")
+
+    class Counters:
+        def incr(self, *args, **kwargs): ...
+        def flush(self): ...
+
+    queue = MemoryQueue("inbound")
+    use_hub(SimpleNamespace(processor=Processor(), inbound_queue=queue, counters=Counters(), annotate=lambda **_: None))
+    record = SimpleNamespace(body="{}", receipt_handle="r1",
+                             to_dict=lambda: {"messageId": "m1", "attributes": {"ApproximateReceiveCount": "1"}})
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: 21_500)
+    try:
+        sqs_batch(_Event([record], context), queue, process_inbound, reserve_seconds=PROCESS_RESERVE_SECONDS)
+    finally:
+        use_hub(None)
+
+    assert given == [21.5]
+
+
+class _Event(list):
+    """Chalice's SQSEvent: iterable records, and the Lambda context."""
+
+    def __init__(self, records, context) -> None:
+        super().__init__(records)
+        self.context = context

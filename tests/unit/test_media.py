@@ -702,6 +702,56 @@ def test_embedded_bytes_are_ignored_when_media_is_disabled(tmp_path):
     assert not (tmp_path / "blobs").exists()
 
 
+# --- where downloads may connect -----------------------------------------------------------------
+
+
+def test_a_name_a_suffix_entry_admits_never_reaches_a_loopback_address(server, tmp_path):
+    """`.localhost` admits the name `localhost`, which the operator never listed by name: it
+    resolves to loopback, and only hosts named exactly in the settings may be internal."""
+    server.routes["/cdn/photo.jpg"] = Answer(200, JPEG, {"Content-Type": "image/jpeg"})
+    image = Attachment(url=f"http://localhost:{server.port}/cdn/photo.jpg", kind="image")
+
+    result = localizer(blob_store(tmp_path), meta_cdn={"download_hosts": [".localhost"], "allow_http": True}).localize(
+        contact("meta", Channel.MESSENGER, image)
+    )
+
+    assert [(e["status"], e["reason"]) for e in report(result)] == [("rejected", Reason.HOST_NOT_ALLOWED)]
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.20.30.40", "::ffff:10.0.0.1"])
+def test_a_cdn_name_that_resolves_to_an_internal_address_is_refused(tmp_path, address):
+    from chalicelib.adapters.downloads import Downloader
+
+    http = MediaHttp(downloads=Downloader(resolve=lambda host: [address]))
+    image = Attachment(url="https://scontent.xx.fbcdn.net/v/photo.jpg?oh=sig", kind="image")
+
+    result = localizer(blob_store(tmp_path), http=http).localize(contact("meta", Channel.MESSENGER, image))
+
+    [entry] = report(result)
+    assert (entry["status"], entry["reason"]) == ("rejected", Reason.HOST_NOT_ALLOWED)
+    assert "scontent.xx.fbcdn.net" in entry["message"] and "oh=sig" not in entry["message"]
+
+
+def test_headers_trickled_byte_by_byte_cannot_stretch_a_download_past_its_deadline(tmp_path):
+    """Each byte of the status line and headers comes 20 ms after the last, so no read ever
+    times out; the head alone takes 6 s. The 0.5 s deadline must stop it, not the server."""
+    from tests.support.origin import Origin, Reply
+
+    with Origin() as origin:
+        path = f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/MM2/Media/ME3"
+        origin.routes[path] = Reply(200, JPEG, {"Content-Type": "image/jpeg", "X-Pad": "p" * 200},
+                                    trickle_head=True, piece=1, pause=0.02)
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="ran out of time"):
+            localizer(blob_store(tmp_path), timeout_seconds=0.5, **twilio()).localize(
+                contact("twilio", Channel.MMS, Attachment(url=f"{origin.base}{path}", content_type="image/jpeg"))
+            )
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 1.2, f"took {elapsed:.1f} s with a 0.5 s deadline"
+
+
 # --- limits --------------------------------------------------------------------------------------
 
 
@@ -951,6 +1001,116 @@ def test_a_store_that_cannot_link_keeps_the_provider_url_and_says_so(server, tmp
     [entry] = report(result)
     assert entry["status"] == "stored" and entry["linked"] is False
     assert result.attachments == [original]
+
+
+# --- one deadline per message; a failing source fails one attachment --------------------------------
+
+
+class SimClock:
+    """Simulated seconds: a stalled download costs its timeout without anyone waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_sources(clock: SimClock, *, takes: float, outcome: str = "ok", calls: list | None = None) -> dict:
+    """A source for provider `fake` whose every fetch takes `takes` simulated seconds (or its whole
+    timeout when that is shorter, ending transiently), then succeeds, stalls out, or raises."""
+    from pydantic import BaseModel
+
+    from chalicelib.adapters.media.base import FetchedMedia, MediaSource
+
+    class FakeSource(MediaSource):
+        key = "fake"
+        provider = "fake"
+        docs_url = "https://example.com/fake"
+        settings_field = "fake"
+        Settings = BaseModel
+
+        def reference(self, attachment):
+            return attachment.url
+
+        def fetch(self, contact, attachment, limits):
+            if calls is not None:
+                calls.append(limits.timeout_seconds)
+            if outcome == "key_error":
+                raise KeyError("file_path of secret-user@example.com")
+            clock.now += min(takes, limits.timeout_seconds)
+            if outcome == "stall" or takes > limits.timeout_seconds:
+                raise TransientError("fake download ran out of time")
+            return FetchedMedia(JPEG, declared_type="image/jpeg", host="files.fake.test")
+
+    return {"fake": FakeSource}
+
+
+def fake_attachments(count: int) -> list[Attachment]:
+    return [Attachment(url=f"https://files.fake.test/{i}.jpg", content_type="image/jpeg") for i in range(count)]
+
+
+def budget(clock: SimClock, seconds: float):
+    start = clock.now
+    return lambda: seconds - (clock.now - start)
+
+
+def fake_localizer(tmp_path, sources: dict) -> MediaLocalizer:
+    return MediaLocalizer(MediaSettings(), blob_store(tmp_path), SecretResolver({}), http=MediaHttp(), sources=sources,
+                          clock=lambda: datetime.fromtimestamp(NOW, timezone.utc))
+
+
+def test_ten_stalled_downloads_on_the_last_attempt_stay_within_the_messages_budget(tmp_path):
+    """Each stalls until its timeout (15 s): one after another they used to take 150 s of a 30 s
+    Lambda. Now the message has one budget; what it cannot start is deferred."""
+    clock, calls = SimClock(), []
+    media = fake_localizer(tmp_path, fake_sources(clock, takes=1000, outcome="stall", calls=calls))
+
+    result = media.localize(contact("fake", Channel.WEBCHAT, *fake_attachments(10)), retry_transient=False,
+                            seconds_left=budget(clock, 25))
+
+    assert clock.now <= 25
+    assert calls == [15, 10], "the second download gets only what is left of the budget"
+    assert [(e["status"], e["reason"]) for e in report(result)] == (
+        [("deferred", "transient")] * 2 + [("deferred", "deadline")] * 8
+    )
+    assert [a.url for a in result.attachments] == [a.url for a in fake_attachments(10)]
+
+
+def test_slow_downloads_store_what_fits_the_budget_and_defer_the_rest_without_failing_the_message(tmp_path):
+    clock, calls = SimClock(), []
+    media = fake_localizer(tmp_path, fake_sources(clock, takes=8, calls=calls))
+
+    result = media.localize(contact("fake", Channel.WEBCHAT, *fake_attachments(10)), seconds_left=budget(clock, 24))
+
+    assert clock.now == 24 and len(calls) == 3
+    assert [e["status"] for e in report(result)] == ["stored"] * 3 + ["deferred"] * 7
+    assert {e.get("reason") for e in report(result)[3:]} == {"deadline"}
+
+
+def test_a_message_with_no_time_left_for_its_first_download_is_retried_while_it_can_be(tmp_path):
+    clock, calls = SimClock(), []
+    media = fake_localizer(tmp_path, fake_sources(clock, takes=1, calls=calls))
+    item = contact("fake", Channel.WEBCHAT, *fake_attachments(2))
+
+    with pytest.raises(TransientError, match="no time left"):
+        media.localize(item, seconds_left=lambda: 0.0)
+    last = media.localize(item, retry_transient=False, seconds_left=lambda: 0.0)
+
+    assert calls == []
+    assert [(e["status"], e["reason"]) for e in report(last)] == [("deferred", "deadline")] * 2
+
+
+def test_a_source_that_raises_something_unexpected_rejects_its_attachment_only(tmp_path, caplog):
+    clock = SimClock()
+    media = fake_localizer(tmp_path, fake_sources(clock, takes=0, outcome="key_error"))
+    caplog.set_level(logging.DEBUG)
+
+    result = media.localize(contact("fake", Channel.WEBCHAT, *fake_attachments(2)), seconds_left=budget(clock, 25))
+
+    assert [(e["status"], e["reason"]) for e in report(result)] == [("rejected", "source_error")] * 2
+    assert "KeyError" in report(result)[0]["message"] and "KeyError" in caplog.text
+    assert "secret-user@example.com" not in caplog.text + json.dumps(report(result))
 
 
 # --- hub links ---------------------------------------------------------------------------------

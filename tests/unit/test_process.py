@@ -427,7 +427,7 @@ class FlakyMedia:
     def __init__(self) -> None:
         self.calls: list[bool] = []
 
-    def localize(self, contact, *, retry_transient=True, embedded=None):
+    def localize(self, contact, *, retry_transient=True, embedded=None, seconds_left=None):
         self.calls.append(retry_transient)
         if retry_transient:
             raise TransientError("media download from graph.facebook.com timed out")
@@ -450,3 +450,53 @@ def test_a_download_that_keeps_failing_is_deferred_on_the_last_receive_and_the_m
     assert media.calls == [True] * (CONFIG.processing.max_receives - 1) + [False]
     assert result.outcome == Outcome.CONTACT_CREATED and len(queue.sent) == 2
     assert store.get_contact(result.contact_id).enrichment["media"]["attachments"][0]["status"] == "deferred"
+
+
+def test_a_media_source_failing_unexpectedly_rejects_the_attachment_and_the_contact_is_still_processed(parts, tmp_path):
+    from chalicelib.adapters.media.http import MediaHttp
+    from chalicelib.service.media import MediaLocalizer, MediaSettings
+    from chalicelib.secrets import SecretResolver
+    from tests.unit.test_media import SimClock, fake_sources
+
+    processor, store, queue, _ = parts
+    localizer = MediaLocalizer(MediaSettings(), LocalBlobStore(str(tmp_path / "media")), SecretResolver({}),
+                               http=MediaHttp(), sources=fake_sources(SimClock(), takes=0, outcome="key_error"))
+    processor.media = lambda: localizer
+    photo = message("SM10").model_copy(update={
+        "provider": "fake", "attachments": [Attachment(url="https://files.fake.test/0.jpg")],
+    })
+
+    result = processor.process(photo)
+
+    assert result.outcome == Outcome.CONTACT_CREATED and len(queue.sent) == 2
+    [entry] = store.get_contact(result.contact_id).enrichment["media"]["attachments"]
+    assert (entry["status"], entry["reason"]) == ("rejected", "source_error")
+
+
+class TimedMedia:
+    """Records the time the processor gives the downloads of each message."""
+
+    def __init__(self) -> None:
+        self.budgets: list[float] = []
+
+    def localize(self, contact, *, retry_transient=True, embedded=None, seconds_left=None):
+        self.budgets.append(seconds_left())
+        return contact
+
+
+@pytest.mark.parametrize("worker_left", [None, 12.0, 300.0])
+def test_downloads_get_the_workers_time_left_minus_a_reserve(parts, worker_left):
+    from chalicelib.service.process import MEDIA_BUDGET_SECONDS, MEDIA_RESERVE_SECONDS
+
+    # No worker limit (the embedded runtime): the default budget. A Lambda's time left, minus what
+    # follows the downloads; never more than the default, which the claim's lease bounds.
+    expected = {None: MEDIA_BUDGET_SECONDS, 12.0: 12.0 - MEDIA_RESERVE_SECONDS, 300.0: MEDIA_BUDGET_SECONDS}[worker_left]
+    processor, *_ = parts
+    media = TimedMedia()
+    processor.media = lambda: media
+    photo = message("SM11").model_copy(update={"attachments": [Attachment(url="https://api.twilio.com/x/Media/ME1")]})
+
+    processor.process_body(photo.model_dump_json(), seconds_left=None if worker_left is None else lambda: worker_left)
+
+    [given] = media.budgets
+    assert expected - 1 < given <= expected

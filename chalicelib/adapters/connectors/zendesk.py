@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -16,6 +15,7 @@ from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult
 from chalicelib.adapters.connectors.http import MAX_REASON_CHARS, raise_for_status
 from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.adapters.downloads import Downloader, DownloadFailedError, DownloadRefusedError, Refusal, resolve_addresses
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Attachment, CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -79,7 +79,10 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
                  runtime: ConnectorRuntime) -> None:
         super().__init__(name, settings, secrets, runtime)
         #: Host name → addresses; tests replace it, as attachment hosts do not resolve offline.
-        self.resolve_host: Callable[[str], list[str]] = _resolve
+        self.resolve_host: Callable[[str], list[str]] = resolve_addresses
+        #: Attachment URLs come from senders (a web chat visitor can point one anywhere): they are
+        #: fetched at checked public addresses only, capped, never inflated, within a deadline.
+        self.downloads = Downloader(resolve=lambda host: self.resolve_host(host))
 
     # --- contacts ------------------------------------------------------------------------------
 
@@ -211,20 +214,17 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             return "not an https URL"
-        # Attachment URLs come from senders (a web chat visitor): never fetch internal hosts.
-        if not self._public_host(parts.hostname):
-            return "host not allowed"
         if attachment.size is not None and attachment.size > limit:
             return f"larger than {limit // MIB} MB"
         try:
-            # The shared client reads the whole body; the declared size above stops most large files first.
-            response = self.runtime.http.request("GET", url, timeout=self.settings.timeout_seconds)
-        except RetryableDeliveryError:
+            response = self.downloads.get(url, max_bytes=limit, deadline=time.monotonic() + self.settings.timeout_seconds)
+        except DownloadRefusedError as exc:
+            return {Refusal.HOST_NOT_ALLOWED: "host not allowed", Refusal.TOO_LARGE: f"larger than {limit // MIB} MB",
+                    Refusal.ENCODED: "compressed download refused"}.get(exc.reason, "download refused")
+        except DownloadFailedError:
             return "download failed"
         if response.status != 200:
             return f"download answered {response.status}"
-        if len(response.body) > limit:
-            return f"larger than {limit // MIB} MB"
         content_type = (attachment.content_type or response.headers.get("content-type", "")).split(";")[0].strip()
         return response.body, content_type or "application/octet-stream", _filename(attachment)
 
@@ -241,18 +241,6 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
             return str(json.loads(response.body)["upload"]["token"])
         except (ValueError, KeyError, TypeError):
             raise PermanentDeliveryError("zendesk answered an upload without a token") from None
-
-    def _public_host(self, host: str) -> bool:
-        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-            return False
-        try:
-            addresses = [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            try:
-                addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self.resolve_host(host)]
-            except (OSError, ValueError):
-                return False
-        return bool(addresses) and all(a.is_global for a in addresses)
 
     # --- customer events -------------------------------------------------------------------------
 
@@ -311,10 +299,6 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _resolve(host: str) -> list[str]:
-    return [info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)]
 
 
 def _dict(value: object) -> dict[str, Any]:

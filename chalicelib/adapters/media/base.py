@@ -105,6 +105,22 @@ class HostPolicy:
         return any(host == h or (h.startswith(".") and (host.endswith(h) or host == h[1:])) for h in self.hosts)
 
 
+def configured_hosts(settings: BaseModel | None) -> frozenset[str]:
+    """The hosts an operator named in a source's settings: the host of every `*_url` field, and
+    every entry of a `*_hosts` list written without a leading dot. Only these may resolve to
+    private addresses (a local fake, a sandbox on 127.0.0.1); a name a suffix entry
+    (`.twilio.com`) merely matches, or a URL a provider's payload carries, must be public."""
+    if settings is None:
+        return frozenset()
+    named: set[str] = set()
+    for field, value in settings:
+        if field.endswith("_url") and isinstance(value, str):
+            named.add(host_of(value).lower())
+        elif field.endswith("_hosts") and isinstance(value, list | tuple):
+            named.update(h.lower() for h in value if isinstance(h, str) and h and not h.startswith("."))
+    return frozenset(named - {"unknown host"})
+
+
 def host_of(url: str) -> str:
     """The host of `url`, for messages and logs (never the path: it can carry a token)."""
     try:
@@ -135,8 +151,9 @@ class MediaSource(ABC, Generic[SettingsT]):
     def __init__(self, settings: SettingsT | None, secrets: SecretResolver, http) -> None:
         self.settings = settings
         self.secrets = secrets
-        #: `chalicelib.adapters.media.http.MediaHttp`
-        self.http = http
+        #: `chalicelib.adapters.media.http.MediaHttp`, allowing private addresses for the hosts
+        #: these settings name (`configured_hosts`) and for no other.
+        self.http = http.allowing(configured_hosts(settings))
 
     def handles(self, contact: Contact, attachment: Attachment) -> bool:
         """Whether this attachment is one this source fetches (a provider reference, not a

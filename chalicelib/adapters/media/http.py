@@ -1,23 +1,25 @@
-"""HTTP for media: bounded streaming downloads, and small JSON lookups via the shared client.
+"""HTTP for media: downloads through the hub's one downloader, and small JSON lookups via the
+shared client.
 
 The shared client (`adapters/connectors/http.py`) reads whole bodies, which is right for vendor
-APIs and wrong for a customer's 16 MB video: downloads here stream with `preload_content=False`
-and stop at the limit. Neither follows redirects; a source that must (Twilio) does it itself.
-Errors name the host only: a Telegram file URL carries the bot token in its path.
+APIs and wrong for a customer's 16 MB video or a URL a provider's payload points at: downloads go
+through `adapters/downloads.py` (streamed, capped, never inflated, one deadline, at a checked
+public address). Neither follows redirects; a source that must (Twilio) does it itself, and each
+hop is checked again. Errors name the host only: a Telegram file URL carries the bot token.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.adapters.connectors.http import HttpClient, retry_after_seconds
+from chalicelib.adapters.downloads import Downloader, DownloadRefusedError, Refusal
 from chalicelib.adapters.media.base import MediaRejectedError, Reason, host_of
 from chalicelib.errors import RetryableDeliveryError, RetryLaterError, TransientError
 
@@ -26,7 +28,6 @@ USER_AGENT = "omnichannel-hub/1 (media)"
 MAX_JSON_BYTES = 64 * 1024
 #: How much of an error body is kept to classify it (Telegram's `description`, Graph's `error`).
 MAX_ERROR_BYTES = 4096
-CHUNK_BYTES = 64 * 1024
 #: Statuses worth retrying later: throttling and server-side trouble.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: A provider's Retry-After longer than this is not honoured as such: the queue's own
@@ -35,6 +36,13 @@ MAX_RETRY_DELAY = 900
 
 #: `bot<id>:<secret>` in a Telegram URL path.
 _BOT_TOKEN = re.compile(r"bot[0-9]+:[A-Za-z0-9_-]+")
+#: A refused download's reason, in the media report's words.
+_REFUSALS = {
+    Refusal.HOST_NOT_ALLOWED: Reason.HOST_NOT_ALLOWED,
+    Refusal.TOO_LARGE: Reason.TOO_LARGE,
+    Refusal.BAD_URL: Reason.BAD_REFERENCE,
+    Refusal.ENCODED: Reason.BAD_RESPONSE,
+}
 
 
 @dataclass(frozen=True)
@@ -68,15 +76,24 @@ class MediaHttp:
         *,
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
-        pool_size: int = 4,
+        downloads: Downloader | None = None,
     ) -> None:
         self._client = client or HttpClient(connect_timeout=connect_timeout, read_timeout=read_timeout)
-        self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._pool_size = pool_size
-        self._pool = None
-        self._lock = threading.Lock()
+        self._downloads = downloads or Downloader(
+            connect_timeout=connect_timeout, read_timeout=read_timeout, user_agent=USER_AGENT
+        )
+        #: Hosts whose addresses need not be public (`allowing`).
+        self._allow_private: frozenset[str] = frozenset()
         redact_bot_tokens_in_urllib3_logs()
+
+    def allowing(self, hosts: Iterable[str]) -> MediaHttp:
+        """This client, sharing its clients, for a source whose settings name `hosts`: those
+        may resolve to private addresses (a local fake, a sandbox); every other host must be
+        public."""
+        scoped = copy.copy(self)
+        scoped._allow_private = frozenset(h.lower() for h in hosts)
+        return scoped
 
     def get_json(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None) -> MediaResponse:
         """A small JSON lookup through the shared client. Transport failures raise
@@ -96,78 +113,17 @@ class MediaHttp:
     def download(
         self, url: str, *, headers: Mapping[str, str] | None = None, max_bytes: int, deadline: float
     ) -> MediaResponse:
-        """GET `url`, streaming, without following redirects. A 2xx body longer than
-        `max_bytes` (announced or actual) raises `MediaRejectedError(too_large)` as soon as it
-        is known; passing `deadline` (time.monotonic) or a transport failure raises
-        `TransientError`. Non-2xx answers are returned with a capped body."""
-        import urllib3
-
-        host = host_of(url)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TransientError(f"media download from {host} ran out of time")
+        """GET `url` through the downloader, without following redirects. A refused download
+        (a host that is not public, a 2xx body over `max_bytes`, announced or actual, or one sent
+        compressed) raises `MediaRejectedError`; passing `deadline` (time.monotonic) or a
+        transport failure raises `TransientError`. Non-2xx answers are returned with a capped
+        body."""
         try:
-            response = self._manager().request(
-                "GET", url,
-                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})},
-                timeout=urllib3.Timeout(connect=min(self._connect_timeout, remaining),
-                                        read=min(self._read_timeout, remaining)),
-                redirect=False, retries=False, preload_content=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            # The exception text quotes the URL (and with it a Telegram token): the type only.
-            raise TransientError(f"media download from {host} failed: {type(exc).__name__}") from None
-        complete = False
-        try:
-            status = response.status
-            response_headers = {k.lower(): v for k, v in response.headers.items()}
-            if not 200 <= status < 300:
-                return MediaResponse(status, response_headers, _read_capped(response, MAX_ERROR_BYTES), host)
-            announced = response_headers.get("content-length", "")
-            if announced.strip().isdigit() and int(announced) > max_bytes:
-                raise MediaRejectedError(
-                    Reason.TOO_LARGE, f"{host} announced {int(announced)} bytes, more than the {max_bytes} allowed"
-                )
-            chunks, total = [], 0
-            # read1: at most one socket read each, so a server trickling bytes cannot stretch one
-            # chunk past the deadline (a whole stall is still cut by the read timeout).
-            while chunk := response.read1(CHUNK_BYTES):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise MediaRejectedError(Reason.TOO_LARGE, f"the file from {host} exceeds {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise TransientError(f"media download from {host} ran out of time")
-                chunks.append(chunk)
-            complete = True
-            return MediaResponse(status, response_headers, b"".join(chunks), host)
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"media download from {host} failed: {type(exc).__name__}") from None
-        finally:
-            if not complete:
-                # Drop a half-read connection instead of draining a body we refused.
-                response.close()
-            response.release_conn()
-
-    def _manager(self):
-        with self._lock:
-            if self._pool is None:
-                import urllib3
-
-                self._pool = urllib3.PoolManager(maxsize=self._pool_size, retries=False)
-            return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.clear()
-
-
-def _read_capped(response, limit: int) -> bytes:
-    data = b""
-    for chunk in response.stream(1024, decode_content=True):
-        data += chunk
-        if len(data) >= limit:
-            break
-    return data[:limit]
+            answer = self._downloads.get(url, headers=headers, max_bytes=max_bytes, deadline=deadline,
+                                         allow_private=self._allow_private, error_bytes=MAX_ERROR_BYTES)
+        except DownloadRefusedError as exc:
+            raise MediaRejectedError(_REFUSALS.get(exc.reason, Reason.BAD_RESPONSE), exc.message) from None
+        return MediaResponse(answer.status, answer.headers, answer.body, answer.host)
 
 
 def transient_for(response: MediaResponse, what: str) -> TransientError:

@@ -11,8 +11,8 @@ import json
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.errors import HubError, NotFoundError, QueueUnavailableError
@@ -53,6 +53,9 @@ class ReceivedMessage:
     receipt: str
     receive_count: int
     group: str | None = None
+    #: Seconds the worker that received the message has left (a Lambda's remaining time);
+    #: None without a limit.
+    seconds_left: Callable[[], float] | None = field(default=None, compare=False, repr=False)
 
 
 class Queue(ABC):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import time
+import tracemalloc
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from chalicelib.adapters.connectors.base import ConnectorRuntime
-from chalicelib.adapters.connectors.http import HttpClient, HttpResponse
+from chalicelib.adapters.connectors.http import HttpClient
 from chalicelib.adapters.connectors.zendesk import ZendeskConnector
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.models import Attachment, CustomerEvent, ExternalRef, Priority
@@ -32,6 +34,7 @@ from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.origin import Origin, Reply, gzip_bomb
 from tests.support.prism import vendor_specs_dir
 from tests.support.receiver import Answer, Receiver
 
@@ -64,17 +67,13 @@ SETUP = ConnectorSetup(
 
 
 class RecordingHttp(HttpClient):
-    """The real client, keeping each exchange so tests see Prism's `sl-violations`, and serving
-    `https://media.example.com/...` itself: the attachment host a sender's message points to."""
+    """The real client, keeping each exchange so tests see Prism's `sl-violations`."""
 
-    def __init__(self, media: dict[str, HttpResponse] | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.media = media or {}
         self.exchanges: list[tuple[str, str, int, str | None]] = []
 
     def request(self, method, url, **kwargs):
-        if urlsplit(url).hostname == MEDIA_HOST:
-            return self.media.get(url) or HttpResponse(404, {}, b"")
         response = super().request(method, url, **kwargs)
         self.exchanges.append((method, urlsplit(url).path, response.status, response.headers.get("sl-violations")))
         return response
@@ -88,12 +87,17 @@ class RecordingHttp(HttpClient):
         return [v for *_, v in self.exchanges if v]
 
 
-def connector(base_url: str, tmp_path, http: HttpClient | None = None, **overrides) -> ZendeskConnector:
+def connector(base_url: str, tmp_path, http: HttpClient | None = None, media: Origin | None = None,
+              **overrides) -> ZendeskConnector:
+    """The connector; with `media`, attachment downloads reach that origin (for any host that
+    passes the downloader's checks)."""
     parsed = ZendeskConnector.Settings.model_validate(settings(base_url, **overrides))
     zendesk = ZendeskConnector(NAME, parsed, SecretResolver(ENVIRON),
                                ConnectorRuntime(data_dir=str(tmp_path), http=http or HttpClient()))
     # Attachment hosts are not resolved offline: the media host is a public address, others fail.
     zendesk.resolve_host = lambda host: ["93.184.216.34"] if host == MEDIA_HOST else []
+    if media is not None:
+        zendesk.downloads = media.downloader(resolve=lambda host: zendesk.resolve_host(host))
     return zendesk
 
 
@@ -139,7 +143,7 @@ USER = json_answer(200, {"user": {"id": 501, "external_id": CUSTOMER, "role": "e
 CREATED = json_answer(201, {"ticket": {"id": 35436, "status": "new"}, "audit": {"id": 77, "events": []}})
 UPDATED = json_answer(200, {"ticket": {"id": 35436, "status": "open"},
                             "audit": {"id": 78, "events": [{"id": 79, "type": "Comment"}, {"id": 80, "type": "Change"}]}})
-PHOTO = HttpResponse(200, {"content-type": "image/jpeg"}, b"\xff\xd8\xff\xe0 jpeg bytes")
+PHOTO = Reply(200, b"\xff\xd8\xff\xe0 jpeg bytes", {"Content-Type": "image/jpeg"})
 
 
 @pytest.fixture
@@ -151,6 +155,13 @@ def vendor():
 @pytest.fixture
 def site(vendor) -> str:
     return vendor.url.rsplit("/hooks", 1)[0]
+
+
+@pytest.fixture
+def origin():
+    """The attachment host a sender's message points to."""
+    with Origin() as server:
+        yield server
 
 
 # --- Prism: the hand-written Zendesk spec -------------------------------------------------------------
@@ -240,12 +251,13 @@ def test_prism_follow_up_updates_the_ticket_with_a_comment(prism, tmp_path):
 
 
 @pytest.mark.prism_specs(SPEC)
-def test_prism_attachments_are_uploaded_and_referenced_by_token(prism, tmp_path):
-    http = RecordingHttp({f"https://{MEDIA_HOST}/m/photo.jpg": PHOTO})
+def test_prism_attachments_are_uploaded_and_referenced_by_token(prism, tmp_path, origin):
+    http = RecordingHttp()
+    origin.routes["/m/photo.jpg"] = PHOTO
     job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/photo.jpg", content_type="image/jpeg"),
                            Attachment(url=f"https://{MEDIA_HOST}/m/gone.pdf", filename="invoice.pdf"))
 
-    connector(prism(SPEC).url, tmp_path, http).deliver(job)
+    connector(prism(SPEC).url, tmp_path, http, origin).deliver(job)
 
     assert http.calls == [("POST", "/api/v2/uploads", 201), ("PUT", "/api/v2/tickets/35436", 200)]
     assert http.violations == []
@@ -510,9 +522,8 @@ def test_a_stored_reference_that_is_not_a_ticket_id_is_permanent(vendor, site, t
     assert vendor.requests == []
 
 
-def test_fetchable_attachments_are_uploaded_and_the_rest_are_named_in_the_comment(vendor, site, tmp_path):
-    media = {f"https://{MEDIA_HOST}/m/photo.jpg": PHOTO,
-             f"https://{MEDIA_HOST}/m/big.bin": HttpResponse(200, {}, b"x" * (1024 * 1024 + 1))}
+def test_fetchable_attachments_are_uploaded_and_the_rest_are_named_in_the_comment(vendor, site, tmp_path, origin):
+    origin.routes = {"/m/photo.jpg": PHOTO, "/m/big.bin": Reply(200, b"x" * (1024 * 1024 + 1))}
     vendor.script = [json_answer(201, {"upload": {"token": "tok1"}}), UPDATED]
     job = with_attachments(
         follow_up("35436"),
@@ -526,7 +537,7 @@ def test_fetchable_attachments_are_uploaded_and_the_rest_are_named_in_the_commen
         Attachment(provider_media_id="wamid.media.1", content_type="audio/ogg"),
     )
 
-    connector(site, tmp_path, RecordingHttp(media), max_attachment_bytes=1024 * 1024).deliver(job)
+    connector(site, tmp_path, media=origin, max_attachment_bytes=1024 * 1024).deliver(job)
 
     upload, update = vendor.requests
     assert (upload.method, upload.path) == ("POST", "/api/v2/uploads?filename=Foto%201.jpg")
@@ -545,23 +556,148 @@ def test_fetchable_attachments_are_uploaded_and_the_rest_are_named_in_the_commen
     ]))
 
 
-def test_attachments_are_only_listed_when_uploads_are_off(vendor, site, tmp_path):
+def test_attachments_are_only_listed_when_uploads_are_off(vendor, site, tmp_path, origin):
     vendor.script = [UPDATED]
     job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/photo.jpg"))
 
-    connector(site, tmp_path, RecordingHttp({f"https://{MEDIA_HOST}/m/photo.jpg": PHOTO}), upload_attachments=False).deliver(job)
+    origin.routes["/m/photo.jpg"] = PHOTO
+    connector(site, tmp_path, media=origin, upload_attachments=False).deliver(job)
 
     (update,) = vendor.requests
     comment = body(update)["ticket"]["comment"]
     assert "uploads" not in comment and f"https://{MEDIA_HOST}/m/photo.jpg" in comment["body"]
 
 
-def test_a_failed_upload_is_classified_like_any_vendor_answer(vendor, site, tmp_path):
+def test_a_failed_upload_is_classified_like_any_vendor_answer(vendor, site, tmp_path, origin):
     vendor.script = [json_answer(503, {"error": "down"})]
     job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/photo.jpg"))
 
     with pytest.raises(RetryableDeliveryError):
-        connector(site, tmp_path, RecordingHttp({f"https://{MEDIA_HOST}/m/photo.jpg": PHOTO})).deliver(job)
+        connector(site, tmp_path, media=origin).deliver(job)
+
+
+# --- attachment downloads: bounded, never inflated, pinned to the checked address -------------------
+#
+# A web chat visitor chooses attachment URLs, so the copy into Zendesk is an attacker-chosen
+# download. The origin plays the attachment host. `OriginHttp` also sends the shared client's
+# requests for it there, so a copy that went back to the shared client would meet the same
+# bomb and trickle (and fail these tests), not a 404.
+
+BOMB_INFLATED = 100 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return gzip_bomb(BOMB_INFLATED)
+
+
+class OriginHttp(HttpClient):
+    """The real shared client; requests for `host` go to the origin instead (same path)."""
+
+    def __init__(self, origin: Origin, host: str = MEDIA_HOST) -> None:
+        super().__init__()
+        self.origin, self.host = origin, host
+
+    def request(self, method, url, **kwargs):
+        parts = urlsplit(url)
+        if parts.hostname == self.host:
+            url = f"{self.origin.base}{parts.path}"
+        return super().request(method, url, **kwargs)
+
+
+def origin_connector(site, tmp_path, origin: Origin, resolve=None, **overrides) -> ZendeskConnector:
+    zendesk = connector(site, tmp_path, OriginHttp(origin), origin, **overrides)
+    if resolve is not None:
+        zendesk.resolve_host = resolve
+    return zendesk
+
+
+def comment_of(vendor) -> dict:
+    return body(vendor.requests[-1])["ticket"]["comment"]
+
+
+def test_a_gzip_bomb_attachment_is_refused_without_ever_being_inflated(vendor, site, tmp_path, origin, bomb):
+    origin.routes["/m/bomb.jpg"] = Reply(200, bomb, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+    vendor.script = [UPDATED]
+    job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/bomb.jpg", filename="bomb.jpg"))
+    zendesk = origin_connector(site, tmp_path, origin)
+
+    tracemalloc.start()
+    try:
+        zendesk.deliver(job)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert len(bomb) < 200 * 1024 and peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {len(bomb)} byte body"
+    assert comment_of(vendor)["body"].endswith("Not attached (compressed download refused): bomb.jpg")
+    assert "uploads" not in comment_of(vendor)
+    assert origin.requests[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_trickled_attachment_stops_at_the_deadline_though_no_read_ever_times_out(vendor, site, tmp_path, origin):
+    # 10 bytes every 50 ms: 8 s for the file, each read far inside any per-read timeout.
+    origin.routes["/m/slow.pdf"] = Reply(200, b"%PDF-" + b"x" * 1595, {"Content-Type": "application/pdf"},
+                                         piece=10, pause=0.05)
+    vendor.script = [UPDATED]
+    job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/slow.pdf", filename="slow.pdf"))
+
+    started = time.monotonic()
+    origin_connector(site, tmp_path, origin, timeout_seconds=1).deliver(job)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 2.5, f"the download took {elapsed:.1f} s with a 1 s deadline"
+    assert comment_of(vendor)["body"].endswith("Not attached (download failed): slow.pdf")
+
+
+def test_an_announced_length_over_the_limit_is_refused_before_any_body_byte(vendor, site, tmp_path, origin):
+    # The origin announces 50 MB and then sends nothing for 5 s: only reading the header is fast.
+    origin.routes["/m/huge.bin"] = Reply(200, b"", {"Content-Type": "application/octet-stream"},
+                                         length=50 * 1024 * 1024, stall=5)
+    vendor.script = [UPDATED]
+    job = with_attachments(follow_up("35436"), Attachment(url=f"https://{MEDIA_HOST}/m/huge.bin", filename="huge.bin"))
+
+    started = time.monotonic()
+    origin_connector(site, tmp_path, origin, max_attachment_bytes=1024 * 1024, timeout_seconds=3).deliver(job)
+
+    assert time.monotonic() - started < 1.5
+    assert comment_of(vendor)["body"].endswith("Not attached (larger than 1 MB): huge.bin")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "100.64.0.7", "::1",
+                                     "::ffff:169.254.169.254", "fd00:ec2::254", "fe80::1"])
+def test_a_name_that_resolves_to_an_internal_address_is_never_connected_to(vendor, site, tmp_path, origin, address):
+    vendor.script = [UPDATED]
+    job = with_attachments(follow_up("35436"), Attachment(url="https://files.attacker.example/x.png", filename="x.png"))
+
+    origin_connector(site, tmp_path, origin, resolve=lambda host: [address]).deliver(job)
+
+    assert comment_of(vendor)["body"].endswith("Not attached (host not allowed): x.png")
+    assert origin.connections == 0 and origin.endpoints == []
+
+
+def test_the_connection_goes_to_the_address_that_was_checked_not_to_a_second_answer(vendor, site, tmp_path, origin):
+    """DNS rebinding: the name is public when checked and loopback when looked up again. The
+    download must connect to the checked address (TLS and Host still carry the name)."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    asked: list[str] = []
+
+    def rebinding(host: str) -> list[str]:
+        asked.append(host)
+        return next(answers, ["127.0.0.1"])
+
+    origin.routes["/m/photo.jpg"] = Reply(200, PHOTO.body, {"Content-Type": "image/jpeg"})
+    vendor.script = [json_answer(201, {"upload": {"token": "tok1"}}), UPDATED]
+    url = f"https://localhost:{origin.port}/m/photo.jpg"  # the shared client would find the origin on loopback
+    job = with_attachments(follow_up("35436"), Attachment(url=url, content_type="image/jpeg", filename="photo.jpg"))
+
+    origin_connector(site, tmp_path, origin, resolve=rebinding).deliver(job)
+
+    assert [(e.address, e.host) for e in origin.endpoints] == [("93.184.216.34", "localhost")]
+    assert origin.connections == len(origin.endpoints), "every connection went through the checked endpoint"
+    assert asked == ["localhost"], "resolved once"
+    assert origin.requests[0].headers["host"] == f"localhost:{origin.port}"
+    assert comment_of(vendor)["uploads"] == ["tok1"] and vendor.requests[0].body == PHOTO.body
 
 
 # --- customer events ----------------------------------------------------------------------------------
