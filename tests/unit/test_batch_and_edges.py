@@ -182,10 +182,11 @@ def test_redaction_masks_emails_and_phone_numbers_but_not_ids():
 
 
 def test_the_process_worker_hands_the_lambdas_time_left_to_the_processor():
+    """Built with fakes, without a hub: the worker is what the composition root wires."""
     from types import SimpleNamespace
 
-    from chalicelib.api.workers import PROCESS_RESERVE_SECONDS, process_inbound, sqs_batch
-    from chalicelib.bootstrap import use_hub
+    from chalicelib.api.workers import Workers
+    from chalicelib.observability import Counters
     from chalicelib.service.process import ProcessResult
 
     given: list[float | None] = []
@@ -195,19 +196,16 @@ def test_the_process_worker_hands_the_lambdas_time_left_to_the_processor():
             given.append(seconds_left() if seconds_left else None)
             return ProcessResult("duplicate")
 
-    class Counters:
-        def incr(self, *args, **kwargs): ...
-        def flush(self): ...
-
     queue = MemoryQueue("inbound")
-    use_hub(SimpleNamespace(processor=Processor(), inbound_queue=queue, counters=Counters(), annotate=lambda **_: None))
+    workers = Workers(
+        inbound_queue=lambda: queue, delivery_queue=lambda: MemoryQueue("delivery"), processor=Processor,
+        deliverer=lambda: None, ingestion=lambda: None, pull_queue=lambda name: None, adapters=lambda key: None,
+        pull_entries={}, counters=Counters(emit_emf=False), clock=lambda: None,
+    )
     record = SimpleNamespace(body="{}", receipt_handle="r1",
                              to_dict=lambda: {"messageId": "m1", "attributes": {"ApproximateReceiveCount": "1"}})
     context = SimpleNamespace(get_remaining_time_in_millis=lambda: 21_500)
-    try:
-        sqs_batch(_Event([record], context), queue, process_inbound, reserve_seconds=PROCESS_RESERVE_SECONDS)
-    finally:
-        use_hub(None)
+    workers.consume("inbound", _Event([record], context))
 
     assert given == [21.5]
 
