@@ -230,7 +230,7 @@ class Hub:
                 settings = self.config.channels.get(key)
                 if settings is None or key not in CHANNELS:
                     return None
-                self._adapters[key] = CHANNELS[key](settings, self.secrets)
+                self._adapters[key] = CHANNELS[key](settings, self.secrets, replay_guard=self.replay_guard)
             return self._adapters[key]
 
     def connector(self, name: str) -> Connector | None:
@@ -252,6 +252,14 @@ class Hub:
             d.name for d in self.config.destinations
             if (connector := self.connector(d.name)) is not None and connector.supports_customer_events
         ]
+
+    @wired
+    def replay_guard(self):
+        """Tokens a provider may use once (Mailgun's), remembered in the store: every Lambda
+        container sees every other's. The store is reached only when an adapter asks."""
+        from chalicelib.signing.replay import StoreReplayGuard
+
+        return StoreReplayGuard(lambda: self.store)
 
     @wired
     def connector_runtime(self) -> ConnectorRuntime:

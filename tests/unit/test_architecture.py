@@ -100,3 +100,22 @@ def test_no_provider_is_named_in_the_code_that_wires_serves_and_ingests():
     providers = {key for key in CHANNELS if len(key) > 1}  # `x` is too common a word to search for
     offenders = {f"{path.relative_to(ROOT)}: {word}" for path in core for word in _code_words(path) & providers}
     assert not offenders
+
+
+def test_the_ingest_path_loads_no_public_key_cryptography_or_dns():
+    """`cryptography`, dkimpy and dnspython load only where a signature or DKIM check needs them:
+    never when the app and the configuration load (the webhook Lambda's cold start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app\n"
+        "from chalicelib.bootstrap import Hub\n"
+        "from chalicelib.settings import DEFAULT_CONFIG, Settings\n"
+        "hub = Hub(Settings(config_path=str(DEFAULT_CONFIG)))\n"
+        "hub.config; [hub.adapter(key) for key in hub.config.channels]\n"
+        "print(sorted(m for m in ('cryptography', 'dkim', 'dns', 'waitress') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ from chalicelib.adapters.media.base import MediaSource
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import ConfigError, MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
+from chalicelib.signing.replay import MemoryReplayGuard, ReplayGuard
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,12 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     #: Queue-fed ways in besides the webhook (`PullEntry`); each gets its own worker.
     pull_entries: ClassVar[tuple[PullEntry, ...]] = ()
 
-    def __init__(self, settings: SettingsT, secrets: SecretResolver) -> None:
+    def __init__(self, settings: SettingsT, secrets: SecretResolver, *, replay_guard: ReplayGuard | None = None) -> None:
+        """`replay_guard` remembers tokens across processes (the hub passes its store's); an
+        adapter built without one (tests, tools) remembers within its process only."""
         self.settings = settings
         self.secrets = secrets
+        self.replay_guard = replay_guard or MemoryReplayGuard()
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse:
         """Answer a provider's GET handshake (Meta's verify token, X's CRC).

@@ -17,12 +17,12 @@ from chalicelib.adapters.channels.mailgun import adapter as mailgun
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
 from chalicelib.adapters.channels.mailgun.adapter import (
     MailgunAdapter,
-    MailgunParsed,
     MailgunSettings,
     NotAcceptableError,
     ReplayedTokenError,
 )
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
+from chalicelib.signing.replay import MemoryReplayGuard
 from chalicelib.errors import MalformedPayloadError, QueueUnavailableError, SignatureError
 from chalicelib.secrets import SecretResolver
 from tests.support.ingest import ingest
@@ -42,9 +42,9 @@ def reference_signature(key: str, timestamp: str, token: str) -> str:
     return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
-def adapter(**overrides) -> MailgunAdapter:
+def adapter(*, replay_guard=None, **overrides) -> MailgunAdapter:
     settings_ = {"webhook_signing_keys": [KEY], "own_addresses": ["support@mg.acme.example", "@acme.example"], **overrides}
-    return MailgunAdapter(MailgunSettings.model_validate(settings_), SecretResolver({}))
+    return MailgunAdapter(MailgunSettings.model_validate(settings_), SecretResolver({}), replay_guard=replay_guard)
 
 
 def request(body: bytes, content_type: str = FORM, *, at: datetime = AT, hook: str | None = None) -> WebhookRequest:
@@ -206,21 +206,24 @@ def test_replay_window_is_configurable():
         MailgunSettings(webhook_signing_keys=[KEY], max_age_seconds=5)
 
 
-def test_a_token_is_refused_after_the_message_was_acknowledged():
-    mailgun_adapter = adapter()
-    req = request(mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes()))
-    mailgun_adapter.verify(req)
-    parsed = mailgun_adapter.parse(req)
-    assert isinstance(parsed, MailgunParsed) and parsed.token == "t" * 50
-    mailgun_adapter.verify(req)  # not acknowledged yet: a retry of a failed POST must pass
-    mailgun_adapter.ack(parsed)
-    with pytest.raises(ReplayedTokenError) as raised:
-        mailgun_adapter.verify(req)
-    assert raised.value.http_status == 406
-    adapter().verify(req)  # another process does not know the token: Message-ID dedupe covers it
+def test_a_token_carries_one_message_only():
+    """Mailgun signs the token, not the message: a captured signature must not carry another
+    message, in this process or in any other that shares the replay memory (the hub's store)."""
+    shared = MemoryReplayGuard()
+    first, other_process = adapter(replay_guard=shared), adapter(replay_guard=shared)
+    original = request(mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes()))
+    forged = request(mime_post((EMAIL_FIXTURES / "german_reply_qp.eml").read_bytes()))
+    first.verify(original)
+    assert only_message(first.parse(original))
+    assert only_message(first.parse(original)), "Mailgun's retry of the same message passes"
+    for receiver in (first, other_process):
+        receiver.verify(forged)  # the signature itself is valid: it is the captured one
+        with pytest.raises(ReplayedTokenError) as raised:
+            receiver.parse(forged)
+        assert raised.value.http_status == 406
 
 
-def test_ingest_remembers_the_token_only_after_the_enqueue():
+def test_a_retry_after_a_failed_enqueue_is_accepted_and_the_token_stays_bound_to_its_message():
     mailgun_adapter = adapter()
     req = request(mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes()))
     failing = MemoryQueue(fail_sends=1)
@@ -228,8 +231,9 @@ def test_ingest_remembers_the_token_only_after_the_enqueue():
         ingest(mailgun_adapter, req, failing, max_body_bytes=10**7, content_type=FORM)
     result = ingest(mailgun_adapter, req, failing, max_body_bytes=10**7, content_type=FORM)  # Mailgun's retry
     assert result.enqueued == 1 and result.response.status == 200
+    forged = request(mime_post((EMAIL_FIXTURES / "german_reply_qp.eml").read_bytes()))
     with pytest.raises(ReplayedTokenError):
-        ingest(mailgun_adapter, req, failing, max_body_bytes=10**7, content_type=FORM)
+        ingest(mailgun_adapter, forged, MemoryQueue(), max_body_bytes=10**7, content_type=FORM)
 
 
 @pytest.mark.parametrize("retry_after_minutes", [10, 25, 55, 115, 235, 475])
@@ -257,14 +261,6 @@ def test_ingest_accepts_multipart(load):
     result = ingest(adapter(), fx.request(), MemoryQueue(), max_body_bytes=10**7, content_type=fx.headers["content-type"])
     assert result.enqueued == 1
     assert set(MailgunAdapter.content_types) == {"application/x-www-form-urlencoded", "multipart/form-data"}
-
-
-def test_token_cache_is_bounded():
-    cache = mailgun._SeenTokens(capacity=3)
-    for i in range(5):
-        cache.add(f"t{i}", expires=100.0)
-    assert not cache.seen("t0", 1.0) and cache.seen("t4", 1.0)
-    assert not cache.seen("t4", 101.0), "expired with the replay window"
 
 
 # --- what must not be retried: 406 -----------------------------------------------------------------

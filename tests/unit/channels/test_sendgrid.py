@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from chalicelib.adapters.channels.sendgrid import adapter as sendgrid
+from chalicelib.adapters.channels.sendgrid import signature
 from chalicelib.adapters.channels.base import SimulatedCustomer, WebhookRequest
 from chalicelib.adapters.channels.sendgrid.adapter import SendgridAdapter, SendgridSettings
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
@@ -255,30 +256,29 @@ def test_signature_window():
 
 @settings(max_examples=25, deadline=None)
 @given(message=st.binary(max_size=300), flip=st.integers(min_value=0, max_value=10_000))
-def test_ecdsa_agrees_with_cryptography(message, flip):
-    key = sendgrid.load_public_key(PUBLIC_KEY)
-    signature = sendgrid.decode_der_signature(base64.b64encode(PRIVATE_KEY.sign(message, crypto.ECDSA(hashes.SHA256()))).decode())
-    assert signature is not None and sendgrid.ecdsa_p256_verify(key, message, *signature)
-    r, s = signature
-    assert not sendgrid.ecdsa_p256_verify(key, message + b"\x00", r, s)
-    assert not sendgrid.ecdsa_p256_verify(key, message, r, (s + 1 + flip) % sendgrid._N or 1)
-    assert not sendgrid.ecdsa_p256_verify(key, message, 0, s)
-    assert not sendgrid.ecdsa_p256_verify(key, message, r, sendgrid._N)
+def test_a_signature_verifies_only_for_its_message_and_bytes(message, flip):
+    key = signature.load_public_key(PUBLIC_KEY)
+    raw = PRIVATE_KEY.sign(message, crypto.ECDSA(hashes.SHA256()))
+    assert signature.verifies([key], message, base64.b64encode(raw).decode())
+    assert not signature.verifies([key], message + b"\x00", base64.b64encode(raw).decode())
+    flipped = bytearray(raw)
+    flipped[flip % len(flipped)] ^= 1 << (flip % 8)
+    assert not signature.verifies([key], message, base64.b64encode(bytes(flipped)).decode())
 
 
-def test_high_s_signatures_are_accepted_like_cryptography():
-    message = b"payload"
-    key = sendgrid.load_public_key(PUBLIC_KEY)
-    r, s = sendgrid.decode_der_signature(base64.b64encode(PRIVATE_KEY.sign(message, crypto.ECDSA(hashes.SHA256()))).decode())
-    assert sendgrid.ecdsa_p256_verify(key, message, r, sendgrid._N - s)  # ECDSA's (r, -s) is valid too
+def test_any_configured_key_may_have_signed():
+    other = crypto.generate_private_key(crypto.SECP256R1()).public_key()
+    keys = [other, signature.load_public_key(PUBLIC_KEY)]
+    raw = PRIVATE_KEY.sign(b"payload", crypto.ECDSA(hashes.SHA256()))
+    assert signature.verifies(keys, b"payload", base64.b64encode(raw).decode())
+    assert not signature.verifies(keys[:1], b"payload", base64.b64encode(raw).decode())
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=120))
 def test_random_signatures_never_raise(data):
-    signature = sendgrid.decode_der_signature(base64.b64encode(data).decode())
-    if signature is not None:
-        sendgrid.ecdsa_p256_verify(sendgrid.load_public_key(PUBLIC_KEY), b"m", *signature)
+    assert not signature.verifies([signature.load_public_key(PUBLIC_KEY)], b"m", base64.b64encode(data).decode())
+    assert not signature.verifies([signature.load_public_key(PUBLIC_KEY)], b"m", "not base64!")
 
 
 def test_public_key_formats():
@@ -286,8 +286,9 @@ def test_public_key_formats():
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     compressed = base64.b64encode(bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + point).decode()
-    expected = sendgrid.load_public_key(PUBLIC_KEY)
-    assert sendgrid.load_public_key(pem) == expected == sendgrid.load_public_key(compressed)
+    expected = signature.load_public_key(PUBLIC_KEY).public_numbers()
+    assert signature.load_public_key(pem).public_numbers() == expected
+    assert signature.load_public_key(compressed).public_numbers() == expected
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import ClassVar
@@ -23,7 +20,6 @@ from chalicelib.adapters.channels.base import (
     SimulatedCustomer,
     SimulatedRequest,
     WebhookRequest,
-    WebhookResponse,
 )
 from chalicelib.adapters.channels.email.inbound import (
     MAX_EMBEDDED_BYTES,
@@ -43,6 +39,8 @@ from chalicelib.adapters.channels.email.mime import (
 from chalicelib.adapters.channels.email.form import FormData, media_type, parse_form
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import hmac_sha256, signed_by_any
+from chalicelib.signing.window import check_window
 
 SIGNING_FIELDS = ("timestamp", "token", "signature")
 #: Fields only a Mailgun route POST carries: a body with any of them must be signed.
@@ -55,7 +53,6 @@ HEADER_FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-Id", "In-Reply-
 #: Mailgun retries for 8 hours (https://documentation.mailgun.com/docs/mailgun/user-manual/receive-forward-store/receive-http),
 #: plus an hour for clock skew and the last attempt's own delivery.
 MAILGUN_RETRY_HORIZON_SECONDS = 9 * 3600
-#: Tokens remembered per process; Mailgun sends one per POST, so this covers thousands of
 #: messages within the replay window before the oldest are forgotten.
 TOKEN_CACHE_SIZE = 10_000
 
@@ -76,8 +73,9 @@ class NotAcceptableError(MalformedPayloadError):
 
 
 class ReplayedTokenError(SignatureError):
-    """The token of a POST this process already accepted: answered 406, because that message is
-    safely enqueued and a retry could only duplicate it."""
+    """A token already used for another message: Mailgun's signature covers the token, not the
+    message, so this is someone else's body under a captured signature. Answered 406 (Mailgun's
+    "do not retry"); a retry of the same message with its own token is accepted."""
 
     http_status = 406
     code = "replayed_token"
@@ -85,7 +83,7 @@ class ReplayedTokenError(SignatureError):
 
 def compute_signature(signing_key: str, timestamp: str, token: str) -> str:
     """Mailgun's `signature`: hex HMAC-SHA256 of `timestamp + token` under the webhook signing key."""
-    return hmac.new(signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac_sha256(signing_key, timestamp + token).hex()
 
 
 class MailgunSettings(BaseModel):
@@ -119,39 +117,6 @@ def own_address_list(values: list[str]) -> list[str]:
     return cleaned
 
 
-@dataclass
-class MailgunParsed(ParsedWebhook):
-    #: The signing token, remembered by `ack` once the message is safely enqueued.
-    token: str | None = None
-    timestamp: int | None = None
-
-
-class _SeenTokens:
-    """Tokens of POSTs this process acknowledged, until their timestamp leaves the window.
-
-    Per process only: another Lambda container does not know them. Across processes the
-    dedupe on Message-ID (provider_message_id) makes a replayed message a no-op; this cache
-    rejects the replay earlier and cheaper, where it can.
-    """
-
-    def __init__(self, capacity: int = TOKEN_CACHE_SIZE) -> None:
-        self._expiry: OrderedDict[str, float] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def seen(self, token: str, now: float) -> bool:
-        with self._lock:
-            expires = self._expiry.get(token)
-            return expires is not None and expires >= now
-
-    def add(self, token: str, expires: float) -> None:
-        with self._lock:
-            self._expiry[token] = expires
-            self._expiry.move_to_end(token)
-            while len(self._expiry) > self._capacity:
-                self._expiry.popitem(last=False)
-
-
 class MailgunAdapter(ChannelAdapter[MailgunSettings]):
     """Inbound email through a Mailgun route's `forward()` action, parsed or raw MIME."""
 
@@ -163,18 +128,18 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
     # Form-encoded without attachments, multipart with them (PROVIDERS §0.2).
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-    def __init__(self, settings: MailgunSettings, secrets) -> None:
-        super().__init__(settings, secrets)
-        self._tokens = _SeenTokens()
+    def __init__(self, settings: MailgunSettings, secrets, **dependencies) -> None:
+        super().__init__(settings, secrets, **dependencies)
         self._own = frozenset(settings.own_addresses)
 
     def verify(self, request: WebhookRequest) -> None:
-        """HMAC-SHA256 over `timestamp + token` with each signing key, the timestamp within
-        `max_age_seconds` of our clock, and the token not used before in this process.
+        """HMAC-SHA256 over `timestamp + token` with each signing key, and the timestamp within
+        `max_age_seconds` of our clock. (Whether the token was used for another message is
+        checked in `parse`, which knows the message.)
 
         A body that is not a form, or carries no Mailgun field at all, has nothing to check:
         `parse` refuses it. Raises `SignatureError` (401: Mailgun retries, so a key fixed within
-        8 hours loses nothing) or `ReplayedTokenError` (406).
+        8 hours loses nothing).
         """
         form = _form(request)
         if form is None or not any(name in form for name in ROUTE_FIELDS):
@@ -186,13 +151,10 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             raise SignatureError(
                 "signature does not match: webhook_signing_keys must hold the HTTP webhook signing key, not the API key"
             )
-        now = request.received_at.timestamp()
-        if abs(now - int(timestamp)) > self.settings.max_age_seconds:
-            raise SignatureError(f"timestamp is more than {self.settings.max_age_seconds} s from our clock")
-        if self._tokens.seen(token, now):
-            raise ReplayedTokenError("this token was already accepted: a replayed request")
+        check_window(int(timestamp), request.received_at, max_age=self.settings.max_age_seconds, field="timestamp",
+                     setting="max_age_seconds")
 
-    def parse(self, request: WebhookRequest) -> MailgunParsed:
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
         form = _form(request)
         if form is None:
             raise NotAcceptableError("body is not a urlencoded or multipart/form-data form")
@@ -247,16 +209,17 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             },
             metadata={"envelope_from": envelope_sender} if envelope_sender else None,
         )
+        # One token, one message: Mailgun signs the token, not the message, so a captured token
+        # must not carry another body. A retry of this message (same token, same message id)
+        # passes, so a 5xx answered earlier loses nothing. Remembered before the enqueue.
+        message_id = fallback if isinstance(event, str) else event.provider_message_id or fallback
+        expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
+        if not self.replay_guard.first_use(self.key, token, fingerprint=message_id,
+                                           expires_at=expires):
+            raise ReplayedTokenError("this token was already used for another message: a replayed signature")
         if isinstance(event, str):
-            return MailgunParsed(ignored=[event], token=token, timestamp=int(timestamp))
-        return MailgunParsed(events=[event], token=token, timestamp=int(timestamp))
-
-    def ack(self, parsed: ParsedWebhook) -> WebhookResponse:
-        # Remembered only now, after the enqueue: a POST that failed with a 5xx may come back
-        # with the same token and must not be refused as a replay.
-        if isinstance(parsed, MailgunParsed) and parsed.token and parsed.timestamp is not None:
-            self._tokens.add(parsed.token, parsed.timestamp + self.settings.max_age_seconds)
-        return WebhookResponse(status=200, body="")
+            return ParsedWebhook(ignored=[event])
+        return ParsedWebhook(events=[event])
 
     def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
         """An email from `customer` as a raw-MIME route (`forward(".../webhooks/mailgun/mime")`)
@@ -296,12 +259,8 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
     def _signature_matches(self, timestamp: str, token: str, signature: str) -> bool:
         if not _TIMESTAMP.fullmatch(timestamp) or len(token) > 256 or len(signature) > 256:
             return False
-        given = signature.strip().lower().encode("utf-8", "replace")
-        matched = False
-        for key in self.secrets.get_all(self.settings.webhook_signing_keys):
-            # No early exit: every key in the rotation list costs the same, match or not.
-            matched |= hmac.compare_digest(compute_signature(key, timestamp, token).encode("ascii"), given)
-        return matched
+        return signed_by_any(lambda key: compute_signature(key, timestamp, token),
+                             self.secrets.get_all(self.settings.webhook_signing_keys), signature.strip().lower())
 
 
 # --- the parsed-fields mode ------------------------------------------------------------------------

@@ -51,8 +51,8 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
     media_sources = (WhatsAppCloudSource, MetaCdnSource)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
-    def __init__(self, settings: MetaSettings, secrets: SecretResolver) -> None:
-        super().__init__(settings, secrets)
+    def __init__(self, settings: MetaSettings, secrets: SecretResolver, **dependencies) -> None:
+        super().__init__(settings, secrets, **dependencies)
         self._whatsapp = WhatsAppCloud(self.key, self.unhandled)
         self._messaging = MessengerPlatform(self.key, self.unhandled)
 

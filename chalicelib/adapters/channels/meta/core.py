@@ -5,8 +5,6 @@ epoch times in seconds or milliseconds). https://developers.facebook.com/docs/gr
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import re
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from chalicelib.adapters.channels.json_body import TooDeepError, clean
 from chalicelib.domain.models import UnhandledEvent
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import hmac_sha256, matches_any, signed_by_any
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
@@ -37,8 +36,7 @@ KeepRaw = Callable[[str, Any, WebhookRequest], UnhandledEvent]
 
 def compute_signature(app_secret: str | bytes, body: bytes) -> str:
     """The `X-Hub-Signature-256` header value Meta sends: HMAC-SHA256 of the exact bytes, hex."""
-    key = app_secret.encode("utf-8") if isinstance(app_secret, str) else app_secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac_sha256(app_secret, body).hex()
 
 
 class MetaSettings(BaseModel):
@@ -64,10 +62,7 @@ def answer_handshake(request: WebhookRequest, verify_tokens: list[str]) -> Webho
         raise ForbiddenError("hub.mode must be 'subscribe'")
     if not token:
         raise ForbiddenError("missing hub.verify_token query parameter")
-    matched = False
-    for expected in verify_tokens:
-        matched |= hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode("utf-8"))
-    if not matched:
+    if not matches_any(verify_tokens, token):
         raise ForbiddenError("hub.verify_token does not match any configured verify_tokens")
     challenge = request.query.get("hub.challenge")
     if not challenge:
@@ -85,12 +80,8 @@ def verify_signature(request: WebhookRequest, app_secrets: list[str]) -> None:
     match = _SIGNATURE.fullmatch(header)
     if match is None:
         raise SignatureError(f"{SIGNATURE_HEADER} must be 'sha256=' followed by 64 hex digits")
-    given = ("sha256=" + match[1].lower()).encode("ascii")
-    matched = False
-    for secret in app_secrets:
-        # Over the raw bytes: Meta signs its \u-escaped JSON, so any re-serialization breaks it.
-        matched |= hmac.compare_digest(compute_signature(secret, request.body).encode("ascii"), given)
-    if not matched:
+    # Over the raw bytes: Meta signs its \u-escaped JSON, so any re-serialization breaks it.
+    if not signed_by_any(lambda secret: compute_signature(secret, request.body), app_secrets, "sha256=" + match[1].lower()):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match the body for any configured app_secrets")
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,8 +36,11 @@ from chalicelib.adapters.channels.email.mime import (
 )
 from chalicelib.adapters.channels.email.form import FormData, parse_form
 from chalicelib.adapters.channels.mailgun.adapter import own_address_list
+from chalicelib.adapters.channels.sendgrid.signature import load_public_key, verifies
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import matches_any
+from chalicelib.signing.window import check_window, unix_seconds
 
 #: The signed Event Webhook's headers, which SendGrid's SDK defines; that Inbound Parse security
 #: policies send the same ones is stated by third parties only (PROVIDERS §5.1, §11.4).
@@ -50,7 +51,6 @@ HEADER_FIELDS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Subject", "subj
 
 _ATTACHMENT = re.compile(r"attachment([0-9]{1,4})")
 _DKIM_RESULT = re.compile(r"@([A-Za-z0-9.-]+)\s*:\s*([A-Za-z]+)")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class BasicAuthCredential(BaseModel):
@@ -117,8 +117,8 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
     Settings: ClassVar[type[BaseModel]] = SendgridSettings
     content_types: ClassVar[tuple[str, ...]] = ("multipart/form-data",)
 
-    def __init__(self, settings: SendgridSettings, secrets) -> None:
-        super().__init__(settings, secrets)
+    def __init__(self, settings: SendgridSettings, secrets, **dependencies) -> None:
+        super().__init__(settings, secrets, **dependencies)
         self._own = frozenset(settings.own_addresses)
         self._public_keys = [load_public_key(k) for k in settings.signature_public_keys]
 
@@ -243,36 +243,25 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
             given = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
             return False
-        matched = False
-        for credential in self.settings.basic_auth:
-            expected = f"{credential.username}:{self.secrets.get(credential.password)}".encode()
-            # No early exit: every credential costs the same, match or not.
-            matched |= hmac.compare_digest(hashlib.sha256(expected).digest(), hashlib.sha256(given).digest())
-        return matched
+        return matches_any((f"{c.username}:{self.secrets.get(c.password)}" for c in self.settings.basic_auth), given)
 
     def _path_token_matches(self, hook: str | None) -> bool:
         if not hook:
             return False
-        given = hashlib.sha256(hook.encode("utf-8", "replace")).digest()
-        matched = False
-        for token in self.secrets.get_all(self.settings.path_tokens):
-            matched |= hmac.compare_digest(hashlib.sha256(token.encode()).digest(), given)
-        return matched
+        return matches_any(self.secrets.get_all(self.settings.path_tokens), hook)
 
     def _verify_signature(self, request: WebhookRequest) -> None:
         signature = (request.header(SIGNATURE_HEADER) or "").strip()
         timestamp = (request.header(TIMESTAMP_HEADER) or "").strip()
         if not signature or not timestamp:
             raise SignatureError(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
-        if not _TIMESTAMP.fullmatch(timestamp):
-            raise SignatureError(f"{TIMESTAMP_HEADER} is not a unix time")
-        rs = decode_der_signature(signature)
-        # Over the raw bytes: the multipart body may be binary (PROVIDERS §5.1).
+        signed_at = unix_seconds(timestamp, field=f"{TIMESTAMP_HEADER} header")
+        # Over the raw bytes: the multipart body may be binary.
         message = timestamp.encode("ascii") + request.body
-        if rs is None or not any(ecdsa_p256_verify(key, message, *rs) for key in self._public_keys):
+        if not verifies(self._public_keys, message, signature):
             raise SignatureError(f"{SIGNATURE_HEADER} does not verify with any of signature_public_keys")
-        if abs(request.received_at.timestamp() - int(timestamp)) > self.settings.signature_max_age_seconds:
-            raise SignatureError(f"{TIMESTAMP_HEADER} is outside signature_max_age_seconds")
+        check_window(signed_at, request.received_at, max_age=self.settings.signature_max_age_seconds,
+                     field=TIMESTAMP_HEADER, setting="signature_max_age_seconds")
 
 
 # --- the parsed mode ----------------------------------------------------------------------------------
@@ -340,157 +329,3 @@ def _fields_digest(form: FormData) -> str:
     for part in form.parts:
         digest.update(part.name.encode("utf-8", "replace") + b"\x00" + part.data + b"\x00")
     return digest.hexdigest()
-
-
-# --- ECDSA P-256 / SHA-256 verification, standard library only ------------------------------------------
-# Verification handles public values only (key, message, signature), so plain integer arithmetic
-# is fine here; no secret is involved. Checked against `cryptography` in the unit tests.
-
-_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-_A = _P - 3
-_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_G = (
-    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
-)
-#: id-ecPublicKey and prime256v1 (secp256r1), DER-encoded.
-_OID_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
-_OID_P256 = bytes.fromhex("2a8648ce3d030107")
-
-Point = tuple[int, int]
-
-
-def _on_curve(point: Point) -> bool:
-    x, y = point
-    return 0 <= x < _P and 0 <= y < _P and (y * y - (x * x * x + _A * x + _B)) % _P == 0
-
-
-def _jacobian_double(p: tuple[int, int, int]) -> tuple[int, int, int]:
-    x, y, z = p
-    if not y:
-        return (0, 0, 0)
-    ysq = y * y % _P
-    s = 4 * x * ysq % _P
-    m = (3 * x * x + _A * pow(z, 4, _P)) % _P
-    nx = (m * m - 2 * s) % _P
-    ny = (m * (s - nx) - 8 * ysq * ysq) % _P
-    return (nx, ny, 2 * y * z % _P)
-
-
-def _jacobian_add(p: tuple[int, int, int], q: tuple[int, int, int]) -> tuple[int, int, int]:
-    if not p[1]:
-        return q
-    if not q[1]:
-        return p
-    u1 = p[0] * q[2] * q[2] % _P
-    u2 = q[0] * p[2] * p[2] % _P
-    s1 = p[1] * pow(q[2], 3, _P) % _P
-    s2 = q[1] * pow(p[2], 3, _P) % _P
-    if u1 == u2:
-        return _jacobian_double(p) if s1 == s2 else (0, 0, 0)
-    h, r = u2 - u1, s2 - s1
-    h2 = h * h % _P
-    h3 = h * h2 % _P
-    u1h2 = u1 * h2 % _P
-    nx = (r * r - h3 - 2 * u1h2) % _P
-    ny = (r * (u1h2 - nx) - s1 * h3) % _P
-    return (nx, ny, h * p[2] * q[2] % _P)
-
-
-def _shamir(u1: int, g: Point, u2: int, q: Point) -> Point | None:
-    """u1·G + u2·Q in one double-and-add pass; None for the point at infinity."""
-    gj, qj = (g[0], g[1], 1), (q[0], q[1], 1)
-    both = _jacobian_add(gj, qj)
-    acc = (0, 0, 0)
-    for bit in range(max(u1.bit_length(), u2.bit_length()) - 1, -1, -1):
-        acc = _jacobian_double(acc)
-        a, b = (u1 >> bit) & 1, (u2 >> bit) & 1
-        if a and b:
-            acc = _jacobian_add(acc, both)
-        elif a:
-            acc = _jacobian_add(acc, gj)
-        elif b:
-            acc = _jacobian_add(acc, qj)
-    x, y, z = acc
-    if not y or not z:
-        return None
-    zinv = pow(z, -1, _P)
-    return (x * zinv * zinv % _P, y * pow(zinv, 3, _P) % _P)
-
-
-def ecdsa_p256_verify(public_key: Point, message: bytes, r: int, s: int) -> bool:
-    """ECDSA verification (FIPS 186-4 §6.4.2) on P-256 with SHA-256."""
-    if not (1 <= r < _N and 1 <= s < _N) or not _on_curve(public_key):
-        return False
-    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
-    w = pow(s, -1, _N)
-    point = _shamir(e * w % _N, _G, r * w % _N, public_key)
-    return point is not None and point[0] % _N == r
-
-
-def _der(data: bytes, offset: int, tag: int) -> tuple[bytes, int]:
-    """The value of the DER element with `tag` at `offset`, and the offset after it."""
-    if offset + 2 > len(data) or data[offset] != tag:
-        raise ValueError("unexpected DER structure")
-    length, offset = data[offset + 1], offset + 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 1 <= count <= 2 or offset + count > len(data):
-            raise ValueError("unsupported DER length")
-        length, offset = int.from_bytes(data[offset:offset + count], "big"), offset + count
-    if offset + length > len(data):
-        raise ValueError("truncated DER element")
-    return data[offset:offset + length], offset + length
-
-
-def decode_der_signature(value: str) -> tuple[int, int] | None:
-    """(r, s) of a base64 DER `ECDSA-Sig-Value`; None when it is not one."""
-    try:
-        raw = base64.b64decode(value, validate=True)
-        body, end = _der(raw, 0, 0x30)
-        if end != len(raw):
-            return None
-        r_bytes, offset = _der(body, 0, 0x02)
-        s_bytes, offset = _der(body, offset, 0x02)
-    except (binascii.Error, ValueError):
-        return None
-    if offset != len(body) or not r_bytes or not s_bytes or r_bytes[0] & 0x80 or s_bytes[0] & 0x80:
-        return None
-    return int.from_bytes(r_bytes, "big"), int.from_bytes(s_bytes, "big")
-
-
-@lru_cache(maxsize=16)
-def load_public_key(value: str) -> Point:
-    """A P-256 public key from base64 DER SubjectPublicKeyInfo (what SendGrid shows) or PEM.
-    Raises ValueError naming what is wrong (never the key)."""
-    text = re.sub(r"-----(BEGIN|END) PUBLIC KEY-----", "", value)
-    try:
-        der = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("public key is not base64 (DER) or PEM") from None
-    spki, end = _der(der, 0, 0x30)
-    if end != len(der):
-        raise ValueError("public key has trailing data")
-    algorithm, offset = _der(spki, 0, 0x30)
-    key_type, inner = _der(algorithm, 0, 0x06)
-    curve, _ = _der(algorithm, inner, 0x06)
-    if key_type != _OID_EC_PUBLIC_KEY or curve != _OID_P256:
-        raise ValueError("public key is not an EC key on P-256 (prime256v1)")
-    bits, _ = _der(spki, offset, 0x03)
-    if not bits or bits[0] != 0:
-        raise ValueError("public key bit string is malformed")
-    point = bits[1:]
-    if len(point) == 65 and point[0] == 4:
-        key = (int.from_bytes(point[1:33], "big"), int.from_bytes(point[33:], "big"))
-    elif len(point) == 33 and point[0] in (2, 3):
-        x = int.from_bytes(point[1:], "big")
-        y = pow((x * x * x + _A * x + _B) % _P, (_P + 1) // 4, _P)
-        if y & 1 != point[0] & 1:
-            y = _P - y
-        key = (x, y)
-    else:
-        raise ValueError("public key point encoding is not supported")
-    if not _on_curve(key):
-        raise ValueError("public key is not a point on P-256")
-    return key

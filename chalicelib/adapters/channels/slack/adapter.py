@@ -26,6 +26,8 @@ from chalicelib.adapters.channels.json_body import load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import signed_by_any
+from chalicelib.signing.window import check_window, unix_seconds
 
 SIGNATURE_HEADER = "X-Slack-Signature"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
@@ -34,7 +36,6 @@ RETRY_NUM_HEADER = "X-Slack-Retry-Num"
 RETRY_REASON_HEADER = "X-Slack-Retry-Reason"
 _SIGNATURE = re.compile(r"v0=([0-9a-fA-F]{64})")
 #: Ten digits reach the year 2286; more would overflow `datetime`.
-_UNIX_SECONDS = re.compile(r"[0-9]{1,10}")
 #: A message `ts`: unix seconds and a per-channel sequence, e.g. `1767225599.000100`.
 _TS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,6}))?")
 #: Slack's challenges are ~50 URL-safe characters; anything unprintable is not echoed.
@@ -109,29 +110,16 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
         Raises `SignatureError` for a missing, garbled, stale or non-matching signature.
         """
         signature = (request.header(SIGNATURE_HEADER) or "").strip()
-        timestamp = (request.header(TIMESTAMP_HEADER) or "").strip()
         if not signature:
             raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-        if not timestamp:
-            raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
-        if not _UNIX_SECONDS.fullmatch(timestamp):
-            raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
-        skew = abs(request.received_at.timestamp() - int(timestamp))
-        if skew > self.settings.max_skew_seconds:
-            # A replayed request, or a clock that drifted: either way it is refused.
-            raise SignatureError(
-                f"{TIMESTAMP_HEADER} is {int(skew)} s away from our clock, "
-                f"outside the {self.settings.max_skew_seconds} s replay window"
-            )
+        timestamp = unix_seconds(request.header(TIMESTAMP_HEADER), field=f"{TIMESTAMP_HEADER} header")
+        check_window(timestamp, request.received_at, max_age=self.settings.max_skew_seconds,
+                     field=TIMESTAMP_HEADER, setting=f"{self.settings.max_skew_seconds} s")
         match = _SIGNATURE.fullmatch(signature)
         if match is None:
             raise SignatureError(f"{SIGNATURE_HEADER} must be 'v0=' followed by 64 hex digits")
-        given = ("v0=" + match[1].lower()).encode("ascii")
-        matched = False
-        for secret in self._signing_secrets:
-            # No early exit: every secret of the rotation list costs the same.
-            matched |= hmac.compare_digest(compute_signature(secret, timestamp, request.body).encode("ascii"), given)
-        if not matched:
+        if not signed_by_any(lambda secret: compute_signature(secret, str(timestamp), request.body),
+                             self._signing_secrets, "v0=" + match[1].lower()):
             raise SignatureError(f"{SIGNATURE_HEADER} does not match the body for any configured signing_secrets")
 
     def parse(self, request: WebhookRequest) -> SlackParsed:

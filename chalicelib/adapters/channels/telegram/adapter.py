@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import math
 import re
@@ -27,6 +26,7 @@ from chalicelib.adapters.channels.json_body import load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import matches_any
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _USERNAME = re.compile(r"@?([A-Za-z0-9_]{4,64})")
@@ -125,12 +125,8 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
         given = request.header(SECRET_HEADER)
         if not given:
             raise SignatureError(f"missing {SECRET_HEADER} header (was setWebhook called with secret_token?)")
-        given_bytes = given.encode("utf-8", "replace")
-        matched = False
-        for token in self._secret_tokens:
-            # Exact and case-sensitive; no early exit, so every token costs the same.
-            matched |= hmac.compare_digest(token.encode("utf-8"), given_bytes)
-        if not matched:
+        # Exact and case-sensitive.
+        if not matches_any(self._secret_tokens, given):
             raise SignatureError(f"{SECRET_HEADER} does not match any configured secret_tokens")
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:

@@ -35,6 +35,7 @@ from chalicelib.domain.models import (
 )
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import matches_any
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 #: Sent only by accounts on the public-beta SharedKey feature: `key=<sharedKeyId>,algorithm=<alg>`.
@@ -244,15 +245,10 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
             digest = _DIGESTS.get(signature_algorithm(settings_header))
             if digest is not None:
                 candidates += [(secret, digest) for secret in self._shared_keys]
-        given = signature.encode("utf-8", "replace")
-        matched = False
         suffix = _params_suffix(params)
-        for url in signed_urls(self.url_for(request.hook)):
-            data = url + suffix
-            for secret, digest in candidates:
-                # No early exit: every key in the rotation list costs the same, match or not.
-                matched |= hmac.compare_digest(_sign(secret, data, digest).encode("ascii"), given)
-        if not matched:
+        expected = (_sign(secret, url + suffix, digest) for url in signed_urls(self.url_for(request.hook))
+                    for secret, digest in candidates)
+        if not matches_any(expected, signature):
             raise SignatureError(
                 f"{SIGNATURE_HEADER} does not match: check that public_url is exactly the URL configured "
                 "at Twilio and that auth_tokens holds the account's current Auth Token"

@@ -24,6 +24,7 @@ from chalicelib.adapters.channels.base import (
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
+from chalicelib.signing.compare import signed_by_any
 
 #: Ids end up in identifier keys (`webchat:<site>/<visitor>`) and dedupe keys, so no `/`,
 #: no spaces, nothing a widget would not generate (UUIDs, ULIDs, slugs).
@@ -311,9 +312,7 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
             value.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate from a \u escape: no backend could have signed it
             return False
-        matched = False
-        for secret in self._identity_secrets(site_id):
-            matched |= hmac.compare_digest(user_hash(secret, value).encode("ascii"), expected_given)
+        matched = signed_by_any(lambda secret: user_hash(secret, value), self._identity_secrets(site_id), expected_given)
         return matched
 
 

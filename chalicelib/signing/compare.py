@@ -1,0 +1,37 @@
+"""Constant-time comparison against every secret of a rotation list.
+
+Every candidate is computed and compared, match or not, and no loop exits early: the time a
+request takes says nothing about which secret (if any) matched or how much of a guess was right.
+Values are compared as SHA-256 digests, so differing lengths leak nothing either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable
+
+
+def _digest(value: str | bytes) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value).digest()
+
+
+def matches_any(candidates: Iterable[str | bytes], given: str | bytes) -> bool:
+    """True when `given` equals one of `candidates` (a shared token, a basic-auth credential)."""
+    given_digest = _digest(given)
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(_digest(candidate), given_digest)
+    return matched
+
+
+def signed_by_any(sign: Callable[[str], str | bytes], secrets: Iterable[str], given: str | bytes) -> bool:
+    """True when `given` is `sign(secret)` for one of `secrets` (the signature each would make)."""
+    return matches_any((sign(secret) for secret in secrets), given)
+
+
+def hmac_sha256(key: str | bytes, data: str | bytes) -> bytes:
+    """HMAC-SHA256, text as UTF-8: what Meta, Slack, X, Mailgun, web chat and Standard Webhooks sign with."""
+    key_bytes = key.encode("utf-8") if isinstance(key, str) else key
+    data_bytes = data.encode("utf-8") if isinstance(data, str) else data
+    return hmac.new(key_bytes, data_bytes, hashlib.sha256).digest()
