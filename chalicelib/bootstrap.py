@@ -66,8 +66,11 @@ class Hub:
         config: HubConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
         aws_client: Callable[[str], object] | None = None,
+        txt_resolver: object | None = None,
     ) -> None:
+        """`aws_client` and `txt_resolver` replace the AWS clients and the DNS resolver (tests)."""
         self.settings = settings or Settings.from_environ()
+        self._txt_resolver = txt_resolver
         self.clock = clock
         self._config = config
         self._aws_client_factory = aws_client
@@ -230,7 +233,7 @@ class Hub:
                 settings = self.config.channels.get(key)
                 if settings is None or key not in CHANNELS:
                     return None
-                self._adapters[key] = CHANNELS[key](settings, self.secrets, replay_guard=self.replay_guard)
+                self._adapters[key] = CHANNELS[key](settings, self.secrets, self.adapter_services)
             return self._adapters[key]
 
     def connector(self, name: str) -> Connector | None:
@@ -254,12 +257,25 @@ class Hub:
         ]
 
     @wired
-    def replay_guard(self):
-        """Tokens a provider may use once (Mailgun's), remembered in the store: every Lambda
-        container sees every other's. The store is reached only when an adapter asks."""
+    def adapter_services(self):
+        """What adapters borrow: Mailgun's tokens remembered in the store (every Lambda container
+        sees every other's; the store is reached only when an adapter asks), and the email
+        sender verifier with its DNS cache (DNS is asked only for mail that needs it)."""
+        from chalicelib.adapters.channels.base import AdapterServices
         from chalicelib.signing.replay import StoreReplayGuard
 
-        return StoreReplayGuard(lambda: self.store)
+        return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=self._sender_verifier())
+
+    def _sender_verifier(self):
+        settings = self.config.email
+        if not settings.verify_dkim:
+            return None
+        from chalicelib.adapters.email_auth import DnspythonTxtResolver, SenderVerifier
+
+        resolver = self._txt_resolver or DnspythonTxtResolver(
+            lifetime=settings.dns_timeout_seconds, timeout=min(1.0, settings.dns_timeout_seconds),
+            nameservers=settings.dns_nameservers or None)
+        return SenderVerifier(resolver)
 
     @wired
     def connector_runtime(self) -> ConnectorRuntime:

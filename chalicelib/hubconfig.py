@@ -94,6 +94,28 @@ class DeliverySettings(Strict):
     dead_letter_days: int = Field(default=30, ge=1, le=365)
 
 
+class EmailSettings(Strict):
+    """`email:`: how the hub proves the senders of inbound email itself."""
+
+    #: Verify DKIM signatures (and their alignment with the From domain, as DMARC defines it)
+    #: from the raw message, for mail whose provider gave no trustworthy verdict: Mailgun's and
+    #: SendGrid's raw-MIME modes, SES. Needs DNS (TXT lookups, cached).
+    verify_dkim: bool = True
+    #: Resolvers to ask (IP addresses); empty: the system's (Lambda: the VPC or AWS resolver).
+    dns_nameservers: list[str] = Field(default_factory=list)
+    #: Seconds one TXT lookup may take; a message's lookups share a few such budgets.
+    dns_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        for value in values:
+            ipaddress.ip_address(value)
+        return values
+
+
 class Destination(BaseModel):
     """A configured destination: a name, a connector type and that connector's settings."""
 
@@ -120,6 +142,7 @@ class HubConfig(Strict):
     #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
     #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`).
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media.py`).

@@ -32,6 +32,9 @@ class LinkPlan:
     learned_blocks: list[Identifier] = field(default_factory=list)
     #: Keys of the candidates the channel verified: only these may merge two customers.
     verified: set[str] = field(default_factory=set)
+    #: Unproved email addresses that may still join by email continuity (`email_continuity`):
+    #: never candidates, so they never choose between customers or merge them.
+    continuity: list[Identifier] = field(default_factory=list)
 
     def hold_back_learned_blocks(self, owners: dict[str, str]) -> None:
         """Drop candidates the hub learned to block (looked up like any identifier)."""
@@ -68,8 +71,15 @@ class IdentityRules:
         blocked_numbers = [
             i for i in party.identifiers if i.kind is IdentifierKind.PHONE and self._blocked_by(i) is not None
         ]
+        # Email continuity is for contacts nothing proves: an email whose From is all there is.
+        # A web chat visitor's typed address rides on a proved visitor id and stays a claim.
+        continuity = self._settings.email_continuity and not party.identifiers
         for identifier, verified in claims:
             refusal = self._refusal(identifier, verified)
+            if continuity and refusal is not None and refusal[0] == "unverified" and identifier.kind is IdentifierKind.EMAIL:
+                if identifier not in plan.continuity:
+                    plan.continuity.append(identifier)
+                continue
             if refusal is None and blocked_numbers and identifier.kind is IdentifierKind.WHATSAPP_USER:
                 # The WhatsApp account of a shared (blocked) number is shared too: linking by it
                 # would merge the family. Remember it, for messages that carry only the account.

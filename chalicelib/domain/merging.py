@@ -79,8 +79,13 @@ def merge(
     consent = {**absorbed.consent, **survivor.consent}
     consent.update({channel: state for channel, state in absorbed.consent.items() if state in REFUSALS})
     separated = {survivor.id, absorbed.id}
+    held = {i.key for i in survivor.identifiers}
+    # What either proved stays proved; what only continuity gave stays continuity.
+    unverified = [k for k in survivor.unverified_identifiers if k not in absorbed.identifiers_proved()]
+    unverified += [k for k in absorbed.unverified_identifiers if k not in held]
     next_survivor = combined.model_copy(update={
         "identifiers": [*survivor.identifiers, *moved],
+        "unverified_identifiers": unverified,
         "consent": consent,
         "activity": activity.combine(survivor.activity, absorbed.activity),
         "merged_from": [*survivor.merged_from, absorbed.id, *absorbed.merged_from],
@@ -92,6 +97,7 @@ def merge(
     })
     next_absorbed = absorbed.model_copy(update={
         "identifiers": [],
+        "unverified_identifiers": [],
         "open_case": None,
         "merged_into": survivor.id,
         "merges": [*absorbed.merges, MergeSummary(role="absorbed", other_customer_id=survivor.id, **summary)],

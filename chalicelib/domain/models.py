@@ -425,6 +425,9 @@ class Contact(BaseModel):
     provider_message_id: str
     account: str
     sender: Party
+    #: False when the channel did not prove the sender: an email whose From address neither the
+    #: provider nor the hub's DKIM check proved. Routing can park such contacts (`sender_verified`).
+    sender_verified: bool = True
     sent_at: datetime | None = None
     received_at: datetime
     content_type: ContentType
@@ -501,6 +504,10 @@ class Customer(BaseModel):
 
     id: str
     identifiers: list[Identifier] = Field(default_factory=list)
+    #: Keys of `identifiers` the customer holds by email continuity only: mail from the address
+    #: that nobody proved (no provider verdict, no aligned DKIM) joins this customer, and only
+    #: this one. A verified contact from the address makes it an ordinary identifier.
+    unverified_identifiers: list[str] = Field(default_factory=list)
     #: The golden record: per attribute, the value that survives under the survivorship rules.
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     #: Per attribute and source, the latest value that source gave: what survivorship decides
@@ -528,6 +535,11 @@ class Customer(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     #: Bumped on every write; stores use it for optimistic concurrency.
     version: int = 0
+
+    def identifiers_proved(self) -> set[str]:
+        """Keys of the identifiers the customer holds by proof (not by email continuity only)."""
+        continuity = set(self.unverified_identifiers)
+        return {i.key for i in self.identifiers if i.key not in continuity}
 
 
 class CaseStatus(StrEnum):

@@ -54,6 +54,10 @@ class IdentityPolicy(Strict):
     blocked: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
     #: Whether unverified claims (an email typed into a web chat without `user_hash`) may link.
     trust_unverified: bool = False
+    #: Email continuity: mail whose From address nobody proved still joins the customer that
+    #: earlier unproved mail from the same address created (helpdesks treat From as the
+    #: requester), but never a customer who proved the address, and never merges anyone.
+    email_continuity: bool = True
     #: Whether a contact whose verified identifiers belong to two customers merges them (the
     #: oldest customer survives; `POST /v1/customers/{id}/unmerge` reverses it).
     auto_merge: bool = True

@@ -4,7 +4,7 @@ A condition is written as a mapping with one key, the condition's name:
 
     channel: whatsapp                      # or a list: any of them
     provider / account / language / content_type / intent: <value or list>
-    urgent / new_customer / has_attachments: true | false
+    urgent / new_customer / has_attachments / sender_verified: true | false
     text / subject: {contains: [refund, "money back"]} | {matches: "order #?\\d{6}"}
     attribute: {name: tier, in: [gold, vip]} | {name: tier, equals: gold} | {name: x, exists: true}
                | {name: custom.score, gte: 80} | {name: custom.score, lte: 20}
@@ -477,6 +477,7 @@ _PARSERS: dict[str, Callable[[Any, str, ConditionEnvironment], Condition]] = {
     "urgent": _flag("urgent", lambda ctx: ctx.urgent),
     "new_customer": _flag("new_customer", lambda ctx: ctx.new_customer),
     "has_attachments": _flag("has_attachments", lambda ctx: ctx.attachments > 0),
+    "sender_verified": _flag("sender_verified", lambda ctx: ctx.sender_verified),
     "text": _text("text"),
     "subject": _text("subject"),
     "attribute": _attribute,

@@ -40,6 +40,8 @@ class RoutingContext:
     #: Arrival times of the customer's recent contacts, newest first, this one included.
     recent: list[datetime]
     case_opened_at: datetime | None
+    #: Whether the channel proved the sender (`Contact.sender_verified`).
+    sender_verified: bool = True
     #: The engine's decision so far (later rules may test what earlier ones set).
     priority: Priority = Priority.NORMAL
     tags: list[str] = field(default_factory=list)
@@ -75,6 +77,7 @@ def context_for(contact: Contact, customer: Customer, case: Case | None, *, crea
         urgent=bool(intent.get("urgent")),
         attributes={name: value.value for name, value in customer.attributes.items()},
         new_customer=created_customer,
+        sender_verified=contact.sender_verified,
         now=contact.received_at,
         recent=[at for at, _ in customer.activity.recent],
         case_opened_at=case.opened_at if case is not None else None,

@@ -18,7 +18,7 @@ from chalicelib.adapters.store.base import IdentifierTakenError, Store
 from chalicelib.domain.identifiers import Identifier, IdentifierKind, normalize, resolve_kind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
-from chalicelib.domain.models import Customer, Handle, Party, Resolution
+from chalicelib.domain.models import Customer, Handle, IdentifierDecision, Party, Resolution
 from chalicelib.errors import ConcurrentUpdateError, InvalidIdentifierError
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def resolve_customer(
     if _attempt > 2:
         raise ConcurrentUpdateError("identifiers point at a customer that cannot be read")
     plan = rules.plan(party)
-    owners = _owners(store, plan.candidates + plan.learned_blocks, cache)
+    owners = _owners(store, plan.candidates + plan.learned_blocks + plan.continuity, cache)
     plan.hold_back_learned_blocks(owners)
     # Only an account nobody owns yet is remembered as blocked; one linked before its number
     # was blocked stays with its customer (it is still held back for this contact).
@@ -132,6 +132,7 @@ def resolve_customer(
         added = rules.additions(customer, plan, owners, outcome="linked")
         if added:
             customer = customer.model_copy(update={"identifiers": [*customer.identifiers, *added]})
+        customer = _proved(customer, plan)
         return Resolved(
             customer,
             Resolution(customer_id=customer.id, created_customer=False, matched_identifier=choice.matched.key,
@@ -140,7 +141,52 @@ def resolve_customer(
             tuple(plan.learned_blocks),
             choice.others,
         )
+    for identifier in plan.continuity:
+        joined = _continue(store, identifier, owners, plan, cache)
+        if joined is not None:
+            return joined
     return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
+
+
+def _proved(customer: Customer, plan: LinkPlan) -> Customer:
+    """A verified contact from an address the customer held by email continuity only: from now
+    on the customer holds it by proof."""
+    proved = [key for key in customer.unverified_identifiers if key in plan.verified]
+    if not proved:
+        return customer
+    for key in proved:
+        plan.decisions.append(IdentifierDecision(
+            identifier=key, outcome="proved", rule="email_continuity: held unproved until this verified contact",
+        ))
+    return customer.model_copy(update={
+        "unverified_identifiers": [k for k in customer.unverified_identifiers if k not in proved]})
+
+
+def _continue(store: Store, identifier: Identifier, owners: dict[str, str], plan: LinkPlan,
+              cache: IdentifierCache) -> Resolved | None:
+    """Email continuity for an unproved address: the customer holding it by continuity, if any.
+    A customer who proved the address is never joined this way (a forged From must not reach
+    their record). None: nobody holds it so (the caller creates a customer that does)."""
+    owner = owners.get(identifier.key)
+    if owner is None:
+        return None
+    customer = store.get_customer(owner)
+    if customer is None or customer.merged_into is not None or identifier not in customer.identifiers:
+        cache.forget(identifier.key)  # stale; the create that follows resolves any race again
+        return None
+    if identifier.key not in customer.unverified_identifiers:
+        plan.decisions.append(IdentifierDecision(
+            identifier=identifier.key, outcome="held_by_verified_customer",
+            rule="email_continuity: the address belongs to a customer who proved it; unproved mail never joins them",
+        ))
+        plan.continuity.remove(identifier)
+        return None
+    plan.decisions.append(IdentifierDecision(
+        identifier=identifier.key, outcome="continuity", rule="email_continuity: unproved mail from this address",
+    ))
+    return Resolved(customer, Resolution(customer_id=customer.id, created_customer=False,
+                                         matched_identifier=identifier.key, rule="email_continuity",
+                                         decisions=plan.decisions))
 
 
 def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache) -> dict[str, str]:
@@ -158,7 +204,15 @@ def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules,
             cache: IdentifierCache, attempt: int) -> Resolved:
     empty = Customer(id=new_id("cus"), created_at=now, updated_at=now)
     identifiers = rules.additions(empty, plan, {}, outcome="created_with")
-    customer = empty.model_copy(update={"identifiers": identifiers})
+    # Nothing proved the contact: its unproved address, held by nobody yet, is held by continuity.
+    continuity = plan.continuity[:1]
+    for identifier in continuity:
+        plan.decisions.append(IdentifierDecision(
+            identifier=identifier.key, outcome="created_with_continuity",
+            rule="email_continuity: unproved mail; held for later mail from the address only",
+        ))
+    customer = empty.model_copy(update={"identifiers": [*identifiers, *continuity],
+                                        "unverified_identifiers": [i.key for i in continuity]})
     try:
         store.create_customer(customer)
     except IdentifierTakenError as taken:
@@ -168,6 +222,7 @@ def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules,
         return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache, _attempt=attempt + 1)
     for identifier in customer.identifiers:
         cache.put(identifier.key, customer.id)
-    rule = "new_customer" if customer.identifiers else "new_customer_without_linkable_identifier"
+    rule = ("new_customer" if identifiers else "new_customer_by_email_continuity" if continuity
+            else "new_customer_without_linkable_identifier")
     return Resolved(customer, Resolution(customer_id=customer.id, created_customer=True, rule=rule,
                                          decisions=plan.decisions), learned_blocks=tuple(plan.learned_blocks))

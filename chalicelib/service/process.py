@@ -423,6 +423,7 @@ def _contact(message: InboundMessage, party, customer: Customer, case_id: str, r
         provider_message_id=message.provider_message_id,
         account=message.account,
         sender=party,
+        sender_verified=any(handle.verified for handle in message.sender.handles),
         sent_at=message.sent_at,
         received_at=message.received_at,
         content_type=message.content_type,

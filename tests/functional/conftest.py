@@ -122,12 +122,18 @@ def make_config(path: Path, receiver_url: str, *, max_receives: int = 3) -> Path
     return path
 
 
-def start_hub(tmp_path: Path, receiver: Receiver, *, workers: int = 1, max_receives: int = 3) -> EmbeddedRuntime:
+def start_hub(tmp_path: Path, receiver: Receiver, *, workers: int = 1, max_receives: int = 3,
+              txt_resolver=None) -> EmbeddedRuntime:
+    """The hub on an ephemeral port. DNS (DKIM keys, DMARC records) is `txt_resolver`, by default
+    one that knows no name: tests never reach the internet."""
+    from chalicelib.adapters.email_auth import FakeTxtResolver
+    from chalicelib.bootstrap import Hub
+
     config = make_config(tmp_path / "hub.yaml", receiver.url, max_receives=max_receives)
     settings = Settings(
         config_path=str(config), data_dir=str(tmp_path / "data"), port=0, local_workers=workers
     )
-    return EmbeddedRuntime(settings, port=0)
+    return EmbeddedRuntime(hub=Hub(settings, txt_resolver=txt_resolver or FakeTxtResolver()), port=0)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -20,6 +20,9 @@ from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent
 from chalicelib.errors import ConfigError, MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
 from chalicelib.signing.replay import MemoryReplayGuard, ReplayGuard
+
+if TYPE_CHECKING:  # an adapter-layer port; importing it for the annotation only keeps cold starts lean
+    from chalicelib.adapters.email_auth import SenderVerifier
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,19 @@ class PullContext:
     received_at: datetime
 
 
+@dataclass(frozen=True)
+class AdapterServices:
+    """What the hub lends adapters beyond their settings and secrets. Each has a stand-in, so an
+    adapter built alone (tests, tools) works: it then remembers within its process only and
+    trusts only the provider's own verdicts."""
+
+    #: Tokens a provider may use once (Mailgun's): the hub's is its store, shared by every process.
+    replay_guard: ReplayGuard = field(default_factory=MemoryReplayGuard)
+    #: Proves an email's From address from its raw bytes (DKIM aligned with the From domain),
+    #: when the provider gave no trustworthy verdict; None when the hub does not verify mail.
+    sender_verifier: SenderVerifier | None = None
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
@@ -126,12 +142,10 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     #: Queue-fed ways in besides the webhook (`PullEntry`); each gets its own worker.
     pull_entries: ClassVar[tuple[PullEntry, ...]] = ()
 
-    def __init__(self, settings: SettingsT, secrets: SecretResolver, *, replay_guard: ReplayGuard | None = None) -> None:
-        """`replay_guard` remembers tokens across processes (the hub passes its store's); an
-        adapter built without one (tests, tools) remembers within its process only."""
+    def __init__(self, settings: SettingsT, secrets: SecretResolver, services: AdapterServices | None = None) -> None:
         self.settings = settings
         self.secrets = secrets
-        self.replay_guard = replay_guard or MemoryReplayGuard()
+        self.services = services or AdapterServices()
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse:
         """Answer a provider's GET handshake (Meta's verify token, X's CRC).

@@ -22,6 +22,7 @@ from chalicelib.adapters.channels.mailgun.adapter import (
     ReplayedTokenError,
 )
 from chalicelib.domain.models import Channel, ContentType, InboundMessage
+from chalicelib.adapters.channels.base import AdapterServices
 from chalicelib.signing.replay import MemoryReplayGuard
 from chalicelib.errors import MalformedPayloadError, QueueUnavailableError, SignatureError
 from chalicelib.secrets import SecretResolver
@@ -42,9 +43,9 @@ def reference_signature(key: str, timestamp: str, token: str) -> str:
     return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
-def adapter(*, replay_guard=None, **overrides) -> MailgunAdapter:
+def adapter(*, services: AdapterServices | None = None, **overrides) -> MailgunAdapter:
     settings_ = {"webhook_signing_keys": [KEY], "own_addresses": ["support@mg.acme.example", "@acme.example"], **overrides}
-    return MailgunAdapter(MailgunSettings.model_validate(settings_), SecretResolver({}), replay_guard=replay_guard)
+    return MailgunAdapter(MailgunSettings.model_validate(settings_), SecretResolver({}), services)
 
 
 def request(body: bytes, content_type: str = FORM, *, at: datetime = AT, hook: str | None = None) -> WebhookRequest:
@@ -209,8 +210,8 @@ def test_replay_window_is_configurable():
 def test_a_token_carries_one_message_only():
     """Mailgun signs the token, not the message: a captured signature must not carry another
     message, in this process or in any other that shares the replay memory (the hub's store)."""
-    shared = MemoryReplayGuard()
-    first, other_process = adapter(replay_guard=shared), adapter(replay_guard=shared)
+    shared = AdapterServices(replay_guard=MemoryReplayGuard())
+    first, other_process = adapter(services=shared), adapter(services=shared)
     original = request(mime_post((EMAIL_FIXTURES / "english_reply_alternative.eml").read_bytes()))
     forged = request(mime_post((EMAIL_FIXTURES / "german_reply_qp.eml").read_bytes()))
     first.verify(original)

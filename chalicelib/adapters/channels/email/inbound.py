@@ -6,8 +6,9 @@ what a contact keeps (bounded text, thread keys, attachments).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from chalicelib.adapters.channels.email.mime import MAX_REFERENCES, THREAD_KEY_PREFIX, ParsedAttachment, ParsedEmail
 from chalicelib.domain.models import (
@@ -20,9 +21,12 @@ from chalicelib.domain.models import (
     Sender,
 )
 
+if TYPE_CHECKING:
+    from chalicelib.adapters.email_auth import SenderVerifier
+
 __all__ = [
     "MAX_EMBEDDED_BYTES", "SenderCheck", "aligned", "attachment_content", "check_sender", "domain_of",
-    "ignore_reason", "inbound_email",
+    "ignore_reason", "inbound_email", "proved_by_the_hub",
 ]
 
 #: The new text goes to vendors; the full text is kept for the record. Both bounded: a 5 MB
@@ -56,19 +60,31 @@ def aligned(from_domain: str | None, other: str | None) -> bool:
 
 @dataclass(frozen=True)
 class SenderCheck:
-    """Whether the From address is proved by SPF or DKIM for its own domain, and how."""
+    """Whether the From address is proved by SPF or DKIM for its own domain, and how: by the
+    provider's verdicts, or by the hub's own DKIM check of the raw message (`hub`)."""
 
     verified: bool
     spf: str | None
     spf_domain: str | None
     dkim: str | None
     dkim_domains: tuple[str, ...] = ()
+    #: The hub's own verification (`SenderAuthentication.as_metadata()`), when it ran.
+    hub: dict[str, object] | None = None
+
+    @property
+    def method(self) -> str | None:
+        if not self.verified:
+            return None
+        return "hub_dkim" if self.hub is not None and self.hub.get("verified") else "provider"
 
     def as_metadata(self) -> dict[str, object]:
-        return {
-            "verified": self.verified, "spf": self.spf, "spf_domain": self.spf_domain,
+        data: dict[str, object] = {
+            "verified": self.verified, "method": self.method, "spf": self.spf, "spf_domain": self.spf_domain,
             "dkim": self.dkim, "dkim_domains": list(self.dkim_domains),
         }
+        if self.hub is not None:
+            data["hub"] = self.hub
+        return data
 
 
 def check_sender(
@@ -86,6 +102,19 @@ def check_sender(
         verified=spf_ok or dkim_ok, spf=(spf or None) and spf.strip().lower()[:20],
         spf_domain=spf_domain, dkim=(dkim or None) and dkim.strip().lower()[:20], dkim_domains=passing[:10],
     )
+
+
+def proved_by_the_hub(check: SenderCheck, raw: bytes | None, verifier: SenderVerifier | None,
+                      from_address: str | None) -> SenderCheck:
+    """`check` when the provider's verdicts prove the sender; otherwise the hub's own DKIM check
+    of the raw message (an aligned, passing signature of the From domain), when the hub
+    verifies mail and the provider handed over the raw bytes. The verifier reads the From
+    header itself; it must be the address the contact uses, or nothing is proved."""
+    if check.verified or raw is None or verifier is None or not from_address:
+        return check
+    result = verifier.verify(raw)
+    proved = result.verified and result.from_domain == domain_of(from_address)
+    return replace(check, verified=proved, hub=result.as_metadata())
 
 
 def ignore_reason(parsed: ParsedEmail) -> str | None:

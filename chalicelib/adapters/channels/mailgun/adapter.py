@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.channels.base import (
+    AdapterServices,
     ChannelAdapter,
     ParsedWebhook,
     SimulatedCustomer,
@@ -22,6 +23,8 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
 )
 from chalicelib.adapters.channels.email.inbound import (
+    ignore_reason,
+    proved_by_the_hub,
     MAX_EMBEDDED_BYTES,
     aligned,
     check_sender,
@@ -128,8 +131,8 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
     # Form-encoded without attachments, multipart with them (PROVIDERS §0.2).
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-    def __init__(self, settings: MailgunSettings, secrets, **dependencies) -> None:
-        super().__init__(settings, secrets, **dependencies)
+    def __init__(self, settings: MailgunSettings, secrets, services: AdapterServices | None = None) -> None:
+        super().__init__(settings, secrets, services)
         self._own = frozenset(settings.own_addresses)
 
     def verify(self, request: WebhookRequest) -> None:
@@ -194,6 +197,9 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             dkim=dkim_result,
             dkim_pass_domains=dkim_domains if all_aligned else (),
         )
+        if ignore_reason(parsed) is None:
+            # Mailgun's raw-MIME route carries no verdict headers: the hub checks DKIM itself.
+            sender = proved_by_the_hub(sender, mime, self.services.sender_verifier, parsed.from_address)
         event = inbound_email(
             parsed,
             provider=self.key,
@@ -214,7 +220,7 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         # passes, so a 5xx answered earlier loses nothing. Remembered before the enqueue.
         message_id = fallback if isinstance(event, str) else event.provider_message_id or fallback
         expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
-        if not self.replay_guard.first_use(self.key, token, fingerprint=message_id,
+        if not self.services.replay_guard.first_use(self.key, token, fingerprint=message_id,
                                            expires_at=expires):
             raise ReplayedTokenError("this token was already used for another message: a replayed signature")
         if isinstance(event, str):

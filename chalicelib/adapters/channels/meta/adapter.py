@@ -14,6 +14,7 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from chalicelib.adapters.channels.base import (
+    AdapterServices,
     ChannelAdapter,
     ParsedWebhook,
     SimulatedCustomer,
@@ -51,8 +52,8 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
     media_sources = (WhatsAppCloudSource, MetaCdnSource)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
-    def __init__(self, settings: MetaSettings, secrets: SecretResolver, **dependencies) -> None:
-        super().__init__(settings, secrets, **dependencies)
+    def __init__(self, settings: MetaSettings, secrets: SecretResolver, services: AdapterServices | None = None) -> None:
+        super().__init__(settings, secrets, services)
         self._whatsapp = WhatsAppCloud(self.key, self.unhandled)
         self._messaging = MessengerPlatform(self.key, self.unhandled)
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.adapters.channels.base import (
+    AdapterServices,
     ChannelAdapter,
     ParsedWebhook,
     SimulatedCustomer,
@@ -20,6 +21,8 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
 )
 from chalicelib.adapters.channels.email.inbound import (
+    ignore_reason,
+    proved_by_the_hub,
     MAX_EMBEDDED_BYTES,
     check_sender,
     domain_of,
@@ -117,8 +120,8 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
     Settings: ClassVar[type[BaseModel]] = SendgridSettings
     content_types: ClassVar[tuple[str, ...]] = ("multipart/form-data",)
 
-    def __init__(self, settings: SendgridSettings, secrets, **dependencies) -> None:
-        super().__init__(settings, secrets, **dependencies)
+    def __init__(self, settings: SendgridSettings, secrets, services: AdapterServices | None = None) -> None:
+        super().__init__(settings, secrets, services)
         self._own = frozenset(settings.own_addresses)
         self._public_keys = [load_public_key(k) for k in settings.signature_public_keys]
 
@@ -164,6 +167,9 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
             dkim="pass" if passing else (dkim_results[0][1] if dkim_results else None),
             dkim_pass_domains=passing,
         )
+        if mode.name == "raw" and ignore_reason(mode.parsed) is None:
+            sender = proved_by_the_hub(sender, form.data("email"), self.services.sender_verifier,
+                                       mode.parsed.from_address)
         metadata: dict[str, object] = {}
         if envelope_from:
             metadata["envelope_from"] = envelope_from[:320]

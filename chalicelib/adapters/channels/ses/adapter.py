@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.channels.base import (
+    AdapterServices,
     ChannelAdapter,
     ParsedWebhook,
     PullContext,
@@ -155,14 +156,14 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         self,
         settings: SesSettings,
         secrets,
+        services: AdapterServices | None = None,
         *,
         fetch: sns.Fetcher | None = None,
         certificates: sns.CertificateCache | None = None,
-        **dependencies,
     ) -> None:
         """`fetch` GETs signing certificates and SubscribeURLs (default: urllib3 with short
         timeouts); tests inject a fake. `certificates` lets several adapters share one cache."""
-        super().__init__(settings, secrets, **dependencies)
+        super().__init__(settings, secrets, services)
         self._fetch: sns.Fetcher = fetch or sns.Urllib3Fetcher()
         self.certificates = certificates or sns.CertificateCache(self._fetch)
 
@@ -382,7 +383,13 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
         """
         # Imported here: the registry imports every adapter, the email package only SES traffic.
-        from chalicelib.adapters.channels.email.inbound import MAX_ATTACHMENTS, MAX_EMBEDDED_BYTES, attachment_content
+        from chalicelib.adapters.channels.email.inbound import (
+            MAX_ATTACHMENTS,
+            MAX_EMBEDDED_BYTES,
+            SenderCheck,
+            attachment_content,
+            proved_by_the_hub,
+        )
         from chalicelib.adapters.channels.email.mime import parse_email
 
         message_id = message_id.strip()
@@ -403,6 +410,11 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         if not parsed.from_address:
             raise EmailIgnored(f"email {message_id}: no From address")
         sender = parsed.from_address.strip()
+        check = proved_by_the_hub(
+            SenderCheck(verified=verdicts.proves_sender(sender), spf=verdicts.spf, spf_domain=domain_of(verdicts.source),
+                        dkim=verdicts.dkim),
+            raw_mime, self.services.sender_verifier, sender,
+        )
         account = next((r.strip().lower() for r in recipients if r.strip()), None)
         if account is None:
             account = next((a.lower() for a in [*parsed.to, *parsed.cc] if self._is_own(a)), None)
@@ -438,6 +450,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             "reply_to": parsed.reply_to,
             "recipients": recipients,
             "verdicts": verdicts.as_dict(),
+            "sender_verification": check.as_metadata(),
         }
         if parsed.full_text.strip() != parsed.text.strip():
             details["full_text"] = _clip(parsed.full_text)
@@ -459,7 +472,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             provider_message_id=message_id,
             account=account,
             sender=Sender(
-                handles=[Handle(kind="email", value=sender, verified=verdicts.proves_sender(sender))],
+                handles=[Handle(kind="email", value=sender, verified=check.verified)],
                 display_name=parsed.from_name,
             ),
             sent_at=_utc(parsed.date),
