@@ -22,11 +22,26 @@ SERVICE = "omnichannel-hub"
 NAMESPACE = "OmnichannelHub"
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w/])\+?\d[\d ()\-.]{6,}\d(?![\w/])")
+#: What the phone pattern would otherwise take for a number, kept whole: UUIDs (SQS message ids,
+#: request ids), ISO dates and times, and any run of ASCII letters, digits, '_' and '-' holding
+#: a letter or '_' (ULIDs, `cus_01J…`, Twilio's `SM…`, `order-20260101…`).
+_NOT_A_PHONE = (
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\w-])"
+    r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(?![\d-])"
+    r"|[A-Za-z0-9_-]*[A-Za-z_][A-Za-z0-9_-]*"
+)
+#: Digits with the separators people write, 8 characters or more (E.164, national, WhatsApp's wa_id).
+_PHONE = r"(?<![\w/])\+?\d[\d ()\-.]{6,}\d(?![\w/])"
+_TOKENS = re.compile(f"(?P<keep>{_NOT_A_PHONE})|{_PHONE}")
 
 
 def redact(text: str) -> str:
-    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+    """`text` with email addresses and phone numbers masked; ids and times are left alone."""
+    return _TOKENS.sub(_phone, _EMAIL.sub("[email]", text))
+
+
+def _phone(match: re.Match) -> str:
+    return match.group() if match.group("keep") is not None else "[phone]"
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -42,12 +57,66 @@ class _CurrentStderrHandler(logging.StreamHandler):
 
 
 class RedactingFilter(logging.Filter):
+    """Masks personal data in every part of a record a formatter prints: the message, the
+    traceback (as text, and as the exception Powertools formats again from `exc_info`), and the
+    stack. Exceptions are where it hides: a driver or vendor error echoes the values it got."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_info = (record.exc_info[0], _redacted_exception(record.exc_info[1]), record.exc_info[2])
+            record.exc_text = None  # rendered again, from the redacted exception
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+class _Redacted(Exception):
+    """Stands in for a logged exception: the same type name, module and traceback, its text
+    and notes redacted, and its cause and context chain redacted alike."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+
+_standins: dict[type, type] = {}
+
+
+def _redacted_exception(error: BaseException, _depth: int = 0) -> BaseException:
+    if isinstance(error, _Redacted):
+        return error
+    kind = type(error)
+    standin = _standins.get(kind)
+    if standin is None:
+        # Named like the original, so tracebacks and Powertools' `stack_trace.type` read the same.
+        standin = _standins[kind] = type(kind.__name__, (_Redacted,), {
+            "__module__": kind.__module__, "__qualname__": kind.__qualname__,
+        })
+    try:
+        text = str(error)
+    except Exception:  # an exception whose __str__ fails is still logged
+        text = f"<unprintable {kind.__name__}>"
+    copy = standin(redact(text))
+    copy.__traceback__ = error.__traceback__
+    copy.__suppress_context__ = error.__suppress_context__
+    if notes := getattr(error, "__notes__", None):
+        copy.__notes__ = [redact(str(note)) for note in notes]
+    if _depth < 20:  # chains are short; a cycle must not recurse forever
+        if error.__cause__ is not None:
+            copy.__cause__ = _redacted_exception(error.__cause__, _depth + 1)
+        if error.__context__ is not None:
+            copy.__context__ = (copy.__cause__ if error.__context__ is error.__cause__
+                                else _redacted_exception(error.__context__, _depth + 1))
+    return copy
 
 
 _configured = False

@@ -17,8 +17,8 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import ApiKeys
 from chalicelib.api.http import HttpRequest, answer, json_response
-from chalicelib.errors import RequestRejectedError
-from chalicelib.service.customers import CustomerService
+from chalicelib.errors import NotFoundError, RequestRejectedError
+from chalicelib.service.customers import ID_SHAPE, CustomerService
 from chalicelib.service.operations import Operations
 
 consumer = Blueprint(__name__)
@@ -40,7 +40,8 @@ class ConsumerApi:
     # --- customers (customers:read / customers:write / customers:erase) ----------------------------
 
     def get_customer(self, request: HttpRequest, customer_id: str) -> Response:
-        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.customer(customer_id)))
+        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.customer(customer_id)),
+                            customer=customer_id)
 
     def find_customers(self, request: HttpRequest) -> Response:
         def find(caller):
@@ -52,25 +53,30 @@ class ConsumerApi:
         return self._answer(request, "customers:read", find)
 
     def erase_customer(self, request: HttpRequest, customer_id: str) -> Response:
-        return self._answer(request, "customers:erase", lambda caller: json_response(self._customers.erase(customer_id)))
+        return self._answer(request, "customers:erase", lambda caller: json_response(self._customers.erase(customer_id)),
+                            customer=customer_id)
 
     def export_customer(self, request: HttpRequest, customer_id: str) -> Response:
-        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.export(customer_id)))
+        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.export(customer_id)),
+                            customer=customer_id)
 
     def merge_customer(self, request: HttpRequest, customer_id: str) -> Response:
         return self._answer(request, "customers:write", lambda caller: json_response(
-            self._customers.merge(customer_id, request.json_object().get("customer_id"), actor=caller.actor)))
+            self._customers.merge(customer_id, request.json_object().get("customer_id"), actor=caller.actor)),
+            customer=customer_id)
 
     def unmerge_customer(self, request: HttpRequest, customer_id: str) -> Response:
         return self._answer(request, "customers:write", lambda caller: json_response(
-            self._customers.unmerge(customer_id, request.optional_json_object().get("merge_id"), actor=caller.actor)))
+            self._customers.unmerge(customer_id, request.optional_json_object().get("merge_id"), actor=caller.actor)),
+            customer=customer_id)
 
     def get_merge(self, request: HttpRequest, merge_id: str) -> Response:
-        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.merge_record(merge_id)))
+        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.merge_record(merge_id)),
+                            merge=merge_id)
 
     def link_identifier(self, request: HttpRequest, customer_id: str) -> Response:
         return self._answer(request, "customers:write", lambda caller: json_response(
-            self._customers.link(customer_id, request.json_object().get("identifier"))))
+            self._customers.link(customer_id, request.json_object().get("identifier"))), customer=customer_id)
 
     def set_attributes(self, request: HttpRequest, customer_id: str) -> Response:
         def set_attributes(caller):
@@ -78,23 +84,26 @@ class ConsumerApi:
             return json_response(self._customers.set_attributes(customer_id, body.get("attributes"),
                                                                 source=body.get("source", "api")))
 
-        return self._answer(request, "customers:write", set_attributes)
+        return self._answer(request, "customers:write", set_attributes, customer=customer_id)
 
     def list_contacts(self, request: HttpRequest, customer_id: str) -> Response:
         def list_contacts(caller):
             items, cursor = self._customers.timeline(customer_id, limit=_limit(request), cursor=_cursor(request))
             return _page(items, cursor)
 
-        return self._answer(request, "customers:read", list_contacts)
+        return self._answer(request, "customers:read", list_contacts, customer=customer_id)
 
     def get_contact(self, request: HttpRequest, contact_id: str) -> Response:
-        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.contact(contact_id)))
+        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.contact(contact_id)),
+                            contact=contact_id)
 
     def get_case(self, request: HttpRequest, case_id: str) -> Response:
-        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.case(case_id)))
+        return self._answer(request, "customers:read", lambda caller: json_response(self._customers.case(case_id)),
+                            case=case_id)
 
     def close_case(self, request: HttpRequest, case_id: str) -> Response:
-        return self._answer(request, "customers:write", lambda caller: json_response(self._customers.close_case(case_id)))
+        return self._answer(request, "customers:write", lambda caller: json_response(self._customers.close_case(case_id)),
+                            case=case_id)
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -104,7 +113,7 @@ class ConsumerApi:
 
     def resolve_exception(self, request: HttpRequest, contact_id: str) -> Response:
         return self._answer(request, "operations", lambda caller: json_response(
-            self._operations.release(contact_id, request.optional_json_object(), actor=caller.actor)))
+            self._operations.release(contact_id, request.optional_json_object(), actor=caller.actor)), contact=contact_id)
 
     def explain_routing(self, request: HttpRequest) -> Response:
         return self._answer(request, "operations", lambda caller: json_response(
@@ -116,7 +125,7 @@ class ConsumerApi:
 
     def replay_dead_letter(self, request: HttpRequest, letter_id: str) -> Response:
         return self._answer(request, "operations", lambda caller: json_response(
-            self._operations.replay(letter_id), status=202))
+            self._operations.replay(letter_id), status=202), dead_letter=letter_id)
 
     def list_unhandled(self, request: HttpRequest) -> Response:
         def list_unhandled(caller):
@@ -130,8 +139,41 @@ class ConsumerApi:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def _answer(self, request: HttpRequest, scope: str, handle) -> Response:
-        return answer(request, lambda: handle(self._keys.authorize(request, scope)))
+    def _answer(self, request: HttpRequest, scope: str, handle, **ids: str) -> Response:
+        """`handle(caller)`'s response once the key grants `scope`; `ids` are the path's ids by
+        what they name (`customer=...`)."""
+
+        def authorized() -> Response:
+            caller = self._keys.authorize(request, scope)
+            _check_text(request, ids)
+            return handle(caller)
+
+        return answer(request, authorized)
+
+
+def _check_text(request: HttpRequest, ids: dict[str, str]) -> None:
+    """Refuse what no store key or record can hold, before any lookup: on AWS, API Gateway hands
+    over decoded path and query parameters, which may carry lone surrogates (not encodable as
+    UTF-8), NULs, or a key longer than DynamoDB's 2 KB."""
+    for name, value in request.query.items():
+        if not _encodable(name) or not _encodable(value):
+            raise RequestRejectedError(f"query parameter {_shown(name)} is not valid UTF-8 (a lone surrogate)",
+                                       detail={"parameter": _shown(name)})
+    for noun, value in ids.items():
+        if not ID_SHAPE.fullmatch(value):
+            raise NotFoundError(f"no {noun.replace('_', ' ')} with this id")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(name: str) -> str:
+    return name.encode("utf-8", "replace").decode("utf-8")[:40]
 
 
 def _page(items: list, cursor: str | None) -> Response:
@@ -144,7 +186,7 @@ def _limit(request: HttpRequest) -> int:
         return DEFAULT_PAGE
     # ASCII digits only: `str.isdigit` admits `²`, which `int` refuses.
     if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE:
-        raise RequestRejectedError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+        raise RequestRejectedError(f"limit must be a whole number from 1 to {MAX_PAGE}", detail={"parameter": "limit"})
     return int(text)
 
 
@@ -156,7 +198,7 @@ def _day(text: str | None) -> date | None:
             return date.fromisoformat(text)
     except ValueError:
         pass
-    raise RequestRejectedError("day must be a date as YYYY-MM-DD")
+    raise RequestRejectedError("day must be a date as YYYY-MM-DD", detail={"parameter": "day"})
 
 
 def _encode_cursor(value: str) -> str:
@@ -170,9 +212,9 @@ def _cursor(request: HttpRequest, *, prefix: str = "ct_") -> str | None:
     try:
         value = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise RequestRejectedError("cursor is not one this API returned") from None
+        raise RequestRejectedError("cursor is not one this API returned", detail={"parameter": "cursor"}) from None
     if not value.startswith(prefix) or not value.isprintable():
-        raise RequestRejectedError("cursor is not one this API returned")
+        raise RequestRejectedError("cursor is not one this API returned", detail={"parameter": "cursor"})
     return value
 
 

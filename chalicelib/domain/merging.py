@@ -16,7 +16,7 @@ from chalicelib.domain import activity
 from chalicelib.domain.golden_record import combine_observations, restore_observations
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
-from chalicelib.domain.policies import IdentityPolicy, SurvivorshipPolicy
+from chalicelib.domain.policies import CustomerLimits, IdentityPolicy, SurvivorshipPolicy
 
 
 #: Consent states that mean "no": a merge keeps them over the other record's consent.
@@ -109,6 +109,20 @@ def merge(
         matched_identifiers=matched, moved_identifiers=moved, survivor_before=survivor, absorbed_before=absorbed,
     )
     return MergedPair(next_survivor, next_absorbed, record)
+
+
+def size_refusal(survivor: Customer, record: MergeRecord, limits: CustomerLimits) -> str | None:
+    """Why a merge's writes would be too large; None when they fit. The merged survivor carries
+    both customers' attributes and observations, and the audit record both customers whole: a
+    DynamoDB item holds 400 KB, and a survivor past `limits` would refuse every later write."""
+    problem = limits.attributes_problem(len(survivor.attributes), len(survivor.model_dump_json().encode("utf-8")))
+    if problem is not None:
+        return f"customers limits: after the merge, {problem}"
+    size = len(record.model_dump_json().encode("utf-8"))
+    if size > 2 * limits.max_record_bytes:
+        return (f"customers limits: the merge record (both customers as they were) would be {size} bytes, "
+                f"more than the {2 * limits.max_record_bytes} allowed (twice max_record_bytes)")
+    return None
 
 
 def unmerge(

@@ -25,6 +25,9 @@ from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolic
 from chalicelib.errors import NotFoundError, RequestRejectedError, RuleRefusedError
 
 _MERGE_ID = re.compile(r"mrg_[0-9A-HJKMNP-TV-Z]{26}")
+#: What an id from outside may look like: the hub's own (`cus_01J…`, `case_…`) and anything of
+#: their alphabet, never what a store key cannot hold (a lone surrogate, a NUL, DynamoDB's 2 KB).
+ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class CustomerService:
@@ -130,6 +133,8 @@ class CustomerService:
 
         if not isinstance(other_id, str) or not other_id:
             raise RequestRejectedError('body must be {"customer_id": "<the customer to merge with>"}')
+        if not ID_SHAPE.fullmatch(other_id):
+            raise NotFoundError("no customer with the customer_id given")
         outcome = self._merges().merge(customer_id, other_id, now=self._clock(), trigger=actor, explicit=True)
         if outcome.refusal is not None:
             raise RuleRefusedError(f"the customers are not merged: {outcome.refusal}")

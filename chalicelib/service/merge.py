@@ -58,8 +58,9 @@ class Merges:
         explicit: bool = False,
     ) -> MergeOutcome:
         """Merge two customers under the identity rules (`explicit`: an operator's decision, see
-        `merge_refusal`). Raises `NotFoundError`, and `ConcurrentUpdateError` when they kept
-        changing during every attempt."""
+        `merge_refusal`) and the customer limits (`size_refusal`); a refusal is returned, never
+        committed. Raises `NotFoundError`, and `ConcurrentUpdateError` when they kept changing
+        during every attempt."""
         for attempt in range(ATTEMPTS):
             first, second = self._current(first_id), self._current(second_id)
             if first.id == second.id:
@@ -72,6 +73,8 @@ class Merges:
                                  rules=self.survivorship)
             next_survivor, cases, owners = self._hand_over_cases(survivor, absorbed, pair.survivor, now)
             record = pair.record.model_copy(update={"case_owners": owners})
+            if refusal := merging.size_refusal(next_survivor, record, self.limits):
+                return MergeOutcome(survivor.id, refusal=refusal)
             moves = tuple(IdentifierMove(i.key, absorbed.id, survivor.id) for i in record.moved_identifiers)
             try:
                 self.store.commit_merge(MergeCommit(record, (next_survivor, pair.absorbed), moves, tuple(cases)))

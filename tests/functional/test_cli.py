@@ -101,6 +101,24 @@ def test_check_config_exit_codes(tmp_path, capsys):
     assert main(["check-config", str(DEFAULT_CONFIG.parent / "prod.yaml"), "--deployed"]) == 0
 
 
+@pytest.mark.parametrize("scopes", ["", "    scopes: [customers:read]\n"], ids=["without scopes", "read only"])
+def test_check_config_deployed_refuses_the_development_key(tmp_path, capsys, scopes):
+    """local.yaml's key is public (it is in the repository): a deployed stage must not accept it."""
+    import yaml
+
+    shipped = yaml.safe_load((DEFAULT_CONFIG.parent / "local.yaml").read_text())["api_keys"][0]["sha256"]
+    assert shipped == hashlib.sha256(b"local-dev-key").hexdigest()
+    deployed = tmp_path / "prod.yaml"
+    deployed.write_text((DEFAULT_CONFIG.parent / "prod.yaml").read_text().replace(
+        "api_keys: []", f"api_keys:\n  - name: portal\n    sha256: {shipped}\n{scopes}"))
+
+    assert main(["check-config", str(deployed)]) == 0  # the embedded hub may use it
+    capsys.readouterr()
+    assert main(["check-config", str(deployed), "--deployed"]) == 2
+    error = capsys.readouterr().err
+    assert "api_keys[0].sha256" in error and "local-dev-key" in error
+
+
 @pytest.mark.parametrize(("scopes", "granted"), [
     (None, {"customers:read"}),
     ("customers:read,customers:erase", {"customers:read", "customers:erase"}),

@@ -147,3 +147,78 @@ def test_a_consent_refusal_on_either_record_survives_the_merge():
     merged = merge(survivor, absorbed, now=at(2), trigger="api:ops", matched=[], rules=RULES).survivor
 
     assert merged.consent == {"sms": "opted_out", "email": "opted_in", "whatsapp": "opted_in"}
+
+
+# --- size: a merge never writes a customer or an audit record past `customers:` limits ------------
+
+from chalicelib.domain.merging import size_refusal  # noqa: E402
+from chalicelib.domain.policies import CustomerLimits  # noqa: E402
+
+LIMITS = CustomerLimits(max_record_bytes=16 * 1024)
+
+
+def sized(customer_id: str, prefix: str, count: int, *, length: int = 2000, created: float = 0) -> Customer:
+    return observe(customer(customer_id, created=created), {f"{prefix}_{i}": "x" * length for i in range(count)},
+                   source="crm", at=at(created + 1), rules=RULES)
+
+
+def size_of(model) -> int:
+    return len(model.model_dump_json().encode("utf-8"))
+
+
+def test_a_merge_whose_survivor_would_outgrow_the_record_limit_is_refused_naming_the_limit():
+    a, b = sized("cus_A", "a", 3), sized("cus_B", "b", 3, created=1)
+    assert size_of(a) <= LIMITS.max_record_bytes and size_of(b) <= LIMITS.max_record_bytes
+    pair = merge(a, b, now=at(5), trigger="t", matched=[], rules=RULES)
+
+    reason = size_refusal(pair.survivor, pair.record, LIMITS)
+
+    assert reason == (f"customers limits: after the merge, the customer record would be {size_of(pair.survivor)} bytes, "
+                      "more than the 16384 allowed")
+
+
+def test_a_merge_over_the_attribute_count_is_refused():
+    a, b = sized("cus_A", "a", 3, length=10), sized("cus_B", "b", 3, length=10, created=1)
+    pair = merge(a, b, now=at(5), trigger="t", matched=[], rules=RULES)
+
+    assert size_refusal(pair.survivor, pair.record, CustomerLimits(max_attributes=6)) is None
+    assert size_refusal(pair.survivor, pair.record, CustomerLimits(max_attributes=5)) == (
+        "customers limits: after the merge, the customer would hold 6 attributes, more than the 5 allowed")
+
+
+def test_an_audit_record_over_twice_the_record_limit_is_refused_even_when_the_survivor_fits():
+    """The record keeps both customers whole; customers stored before the limits may be large."""
+    record = merge(sized("cus_A", "a", 5), sized("cus_B", "b", 5, created=1), now=at(5), trigger="t", matched=[],
+                   rules=RULES).record
+    small = customer("cus_A")
+    assert size_of(record) > 2 * LIMITS.max_record_bytes
+
+    reason = size_refusal(small, record, LIMITS)
+
+    assert reason == (f"customers limits: the merge record (both customers as they were) would be {size_of(record)} "
+                      "bytes, more than the 32768 allowed (twice max_record_bytes)")
+    assert size_refusal(small, record, CustomerLimits(max_record_bytes=size_of(record))) is None
+
+
+def test_merges_refuses_an_oversized_merge_and_commits_nothing(tmp_path):
+    from chalicelib.adapters.store.sqlite import SqliteStore
+    from chalicelib.service.merge import Merges
+
+    store = SqliteStore(str(tmp_path / "hub.db"))
+    try:
+        a, b = sized("cus_A", "a", 3), sized("cus_B", "b", 3, created=1)
+        store.create_customer(a)
+        store.create_customer(b)
+        merges = Merges(store, CONFIG.identity, RULES, CONFIG.cases, LIMITS)
+
+        outcome = merges.merge("cus_B", "cus_A", now=at(5), trigger="api:test", explicit=True)
+        planned = merge(a, b, now=at(5), trigger="api:test", matched=[], rules=RULES).record
+
+        assert (outcome.customer_id, outcome.record) == ("cus_A", None)
+        assert outcome.refusal.startswith("customers limits: after the merge")
+        assert store.get_customer("cus_A") == a and store.get_customer("cus_B") == b
+        assert store.get_merge(planned.id) is None
+        assert Merges(store, CONFIG.identity, RULES, CONFIG.cases, CustomerLimits()).merge(
+            "cus_B", "cus_A", now=at(5), trigger="api:test", explicit=True).record is not None
+    finally:
+        store.close()

@@ -60,3 +60,142 @@ def test_tracing_without_the_xray_sdk_runs_untraced_with_a_warning(tmp_path, mon
 
     assert hub.tracer is None
     assert "X-Ray SDK is not installed" in caplog.text
+
+
+# --- redaction: personal data out of every part of a log record, ids left alone -----------------
+
+import io  # noqa: E402
+import logging  # noqa: E402
+
+import pytest  # noqa: E402
+
+from chalicelib.observability import RedactingFilter, redact  # noqa: E402
+
+PHONE, EMAIL = "+4915123456789", "jana.schmidt@example.com"
+
+
+@pytest.mark.parametrize("text", [
+    "c8bf1c14-5bd2-4c56-9a3e-501234567890",       # a UUID whose last group is digits
+    "4E7E3A5B-9C2D-4F1E-8A6B-123456789012",       # upper case
+    "d1c2a3b4-0000-1111-2222-333344445555",
+    "12345678-1234-1234-1234-123456789012",       # all digits, still a UUID
+    "01J3ZK8Q9X4E5T6Y7U8I9O0P1A",                 # a ULID
+    "cus_01M96TH0YVE0ATQJ4QM9XQ847T", "dlv_0123456789012345678901234567", "ct_0123456789",
+    "SM0123456789abcdef0123456789abcdef",         # a Twilio message sid
+    "order-20260101123456", "batch_2026_0101_123456",
+    "2026-12-06T23:20:19.123456Z", "2024-01-01 12:00:00", "2024-01-01",
+])
+def test_ids_and_times_are_not_taken_for_phone_numbers(text):
+    line = f"message {text} handled"
+
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize(("text", "hidden"), [
+    ("+14155550100", "4155550100"),
+    ("+49 151 23456789", "23456789"),
+    ("+44 (20) 7946-0958", "7946"),
+    ("tel:+4915123456789", "4915123456789"),
+    ("whatsapp:4915123456789", "4915123456789"),   # WhatsApp ids are numbers without the +
+    ("phone:+16505550100 and c8bf1c14-5bd2-4c56-9a3e-501234567890", "6505550100"),
+    ("0162 1234 5678", "1234 5678"),
+    ("wa_id=4915123456789", "4915123456789"),
+    ("jana.schmidt@example.com", "jana.schmidt"),
+])
+def test_phone_numbers_and_emails_are_redacted(text, hidden):
+    cleaned = redact(f"from {text} at 2026-01-01 about cus_01M96TH0YVE0ATQJ4QM9XQ847T")
+
+    assert hidden not in cleaned
+    assert "[phone]" in cleaned or "[email]" in cleaned
+    assert "cus_01M96TH0YVE0ATQJ4QM9XQ847T" in cleaned and "2026-01-01" in cleaned
+
+
+def capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    """A logger with one real handler (the filter on it, as configure_logging installs it)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger(f"tests.redaction.{id(stream)}")
+    logger.handlers, logger.propagate, logger.level = [handler], False, logging.DEBUG
+    return logger, stream
+
+
+def lookup(identifier: str) -> None:
+    raise LookupError(f"no customer holds {identifier} (asked by {EMAIL})")
+
+
+def test_a_logged_exceptions_traceback_is_redacted():
+    logger, stream = capture(logging.Formatter("%(levelname)s %(message)s"))
+    try:
+        lookup(PHONE)
+    except LookupError:
+        logger.exception("lookup failed in request c8bf1c14-5bd2-4c56-9a3e-501234567890")
+
+    output = stream.getvalue()
+    assert "4915123456789" not in output and EMAIL not in output
+    assert "Traceback (most recent call last)" in output and "in lookup" in output
+    assert "LookupError: no customer holds [phone] (asked by [email])" in output
+    assert "c8bf1c14-5bd2-4c56-9a3e-501234567890" in output
+
+
+def test_chained_exceptions_and_notes_are_redacted_too():
+    logger, stream = capture(logging.Formatter("%(message)s"))
+    try:
+        try:
+            lookup(PHONE)
+        except LookupError as cause:
+            error = RuntimeError(f"retry for {EMAIL} failed")
+            error.add_note(f"last number tried: {PHONE}")
+            raise error from cause
+    except RuntimeError:
+        logger.error("giving up", exc_info=True)
+
+    output = stream.getvalue()
+    assert "4915123456789" not in output and EMAIL not in output
+    assert "LookupError: no customer holds [phone]" in output
+    assert "The above exception was the direct cause" in output
+    assert "RuntimeError: retry for [email] failed" in output and "last number tried: [phone]" in output
+
+
+def test_an_already_rendered_traceback_and_stack_info_are_redacted():
+    logger, stream = capture(logging.Formatter("%(message)s"))
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "failed", (), None)
+    record.exc_text = f"Traceback (most recent call last):\nValueError: {PHONE} / {EMAIL}"
+    record.stack_info = f'Stack (most recent call last):\n  File "x.py", line 1\n    call("{PHONE}")'
+
+    logger.handle(record)
+
+    output = stream.getvalue()
+    assert "4915123456789" not in output and EMAIL not in output
+    assert "ValueError: [phone] / [email]" in output and 'call("[phone]")' in output
+
+
+def test_a_stack_logged_with_stack_info_is_redacted():
+    logger, stream = capture(logging.Formatter("%(message)s"))
+
+    logger.warning("slow", stack_info=True); note = "+4915123456789"  # noqa: E702 (the line shows in the stack)
+
+    assert note == PHONE and "Stack (most recent call last)" in stream.getvalue()
+    assert "4915123456789" not in stream.getvalue()
+
+
+def test_the_lambda_json_logs_carry_the_exception_redacted():
+    """On AWS Powertools formats the record: its exception text and its structured stack trace
+    are built from `exc_info`, not from the text a standard formatter renders."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    logger, stream = capture(LambdaPowertoolsFormatter(serialize_stacktrace=True))
+    try:
+        lookup(PHONE)
+    except LookupError:
+        logger.exception("lookup failed")
+
+    output = stream.getvalue()
+    document = json.loads(output)
+    assert "4915123456789" not in output and EMAIL not in output
+    assert document["exception_name"] == "LookupError"
+    assert "LookupError: no customer holds [phone]" in document["exception"]
+    assert document["stack_trace"]["type"] == "LookupError"
+    assert document["stack_trace"]["value"] == "no customer holds [phone] (asked by [email])"
+    assert any(frame["function"] == "lookup" for frame in document["stack_trace"]["frames"])
