@@ -16,7 +16,7 @@ import pytest
 
 from tests.functional.conftest import API_KEY, RunningHub, start_hub
 from tests.functional.test_ingest_edges import twilio_request
-from tests.functional.v1_routes import CUSTOMER, KEYED, ROUTES
+from tests.functional.v1_routes import CUSTOMER, ROUTES
 from tests.support.receiver import Receiver
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

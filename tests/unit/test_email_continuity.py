@@ -3,7 +3,6 @@ earlier unproved mail created, never one who proved the address, and never merge
 
 from __future__ import annotations
 
-import pytest
 
 from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.store.sqlite import SqliteStore
