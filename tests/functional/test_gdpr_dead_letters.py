@@ -33,7 +33,7 @@ def test_a_dead_letter_is_exported_and_then_erased_with_its_customer(running):
 
     assert running.api("/v1/dead-letters").json()["data"] == []
     assert running.request("POST", f"/v1/dead-letters/{letter['id']}/replay", b"",
-                           {"Authorization": f"Bearer {API_KEY}"}).status == 404
+                           {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}).status == 404
     rows = every_row(running.data_dir / "hub.db")
     for trace in ("+14155550101", "Where is my order", customer_id, contact_id, letter["id"]):
         assert trace not in rows, trace
