@@ -377,7 +377,8 @@ class Store(ABC):
         return letter if letter is not None and _live(letter.expires_at, utcnow()) else None
 
     def dead_letters_of(self, customer_id: str) -> list[DeadLetter]:
-        """The customer's dead letters by id, found by key (for the export). Two calls at most."""
+        """The customer's dead letters by id, found by key, for the export (DynamoDB: one Query,
+        and one BatchGetItem per 100 letters)."""
         now = utcnow()
         letters = [DeadLetter.model_validate_json(doc)
                    for doc in self._run("dead_letters_of", self._filed_dead_letters, customer_id)]
