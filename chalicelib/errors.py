@@ -133,6 +133,23 @@ class StoreUnavailableError(TransientError):
     code = "store_unavailable"
 
 
+class StoreRejectedError(HubError):
+    """The store refused the request itself (DynamoDB's `ValidationException`, SQLite's data
+    errors): sent again unchanged it fails again, so it is not a `TransientError`. A route
+    answers 422; a queue worker gives the message up to its dead-letter queue after the queue's
+    receive limit instead of retrying it for as long as the queue keeps it."""
+
+    http_status = 422
+    code = "store_rejected"
+
+
+class ItemTooLargeError(StoreRejectedError):
+    """A record exceeds the store's item size limit (DynamoDB: 400 KB, enforced alike on SQLite)."""
+
+    http_status = 413
+    code = "item_too_large"
+
+
 class ConcurrentUpdateError(TransientError):
     """Another worker holds the same message or record; retry after its lease expires."""
 

@@ -598,6 +598,13 @@ class DeadLetter(BaseModel):
     dead_at: datetime
     #: The queued job as it was (`DeliveryJob` or `CustomerEvent` JSON).
     job: str
+    #: The customer whose data the job holds (a contact job: the message text and the address),
+    #: so that erasure and export find it by key; None for a customer event, which carries ids
+    #: only (and a `customer.erased` notice must outlive the erasure it announces).
+    customer_id: str | None = None
+    #: When the store forgets it (`delivery.dead_letter_days` after it died); None: kept until
+    #: replayed (dead letters written before retention existed).
+    expires_at: datetime | None = None
 
 
 class ParkedContact(BaseModel):

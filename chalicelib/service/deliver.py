@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
@@ -23,7 +23,13 @@ from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import CustomerEvent, DeadLetter, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
-from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, RetryLaterError
+from chalicelib.errors import (
+    ItemTooLargeError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    RetryLaterError,
+    StoreRejectedError,
+)
 from chalicelib.hubconfig import DeliverySettings
 from chalicelib.service.breaker import CircuitBreakers
 
@@ -165,10 +171,25 @@ class Deliverer:
         self.dead_letters.send(
             [OutgoingMessage(body=body, group=job.destination, dedupe_id=f"{job.delivery_id}-dead")]
         )
-        self.store.put_dead_letter(DeadLetter(
+        now = self.clock()
+        letter = DeadLetter(
             id=job.delivery_id, destination=job.destination, subject_id=_subject(job), reason=reason,
-            attempts=attempts, dead_at=self.clock(), job=body,
-        ))
+            attempts=attempts, dead_at=now, job=body,
+            # A contact job holds the customer's data: filed under the customer, it is erased and
+            # exported with them. A customer event carries ids only (an erasure notice must
+            # outlive the erasure it announces).
+            customer_id=job.customer.id if isinstance(job, DeliveryJob) else None,
+            expires_at=now + timedelta(days=self.settings.dead_letter_days),
+        )
+        try:
+            kept = self.store.put_dead_letter(letter)
+        except StoreRejectedError as exc:
+            # Sending it again cannot help: the dead-letter queue holds the job, the delivery the reason.
+            refusal = "too large for the store" if isinstance(exc, ItemTooLargeError) else "refused by the store"
+            reason = f"{reason} (the dead letter was {refusal}: replay it from the dead-letter queue)"
+        else:
+            if not kept:
+                return DeliverOutcome.ERASED  # the customer was erased while the job was in flight
         self._record(job, DeliveryStatus.DEAD, attempts, error=reason)
         # The reason can echo the vendor's response body, which may quote personal data: it is
         # stored on the delivery, not logged.

@@ -1,7 +1,8 @@
 """Data-subject rights: export everything held about a customer, and erase it (GDPR Art. 15, 17).
 
 Both find the customer's data by key only: the customer record, its timeline (contact ids), each
-contact's partition (deliveries) and each case's partition (external refs). A customer that
+contact's partition (deliveries), each case's partition (external refs) and the dead letters
+filed under the customer (the store erases those with the customer, by the same key). A customer that
 absorbed others through merges is one person: export and erasure cover the absorbed customers'
 records, contacts and the merge audit records too. Erasure sends `customer.erased` first and
 erases after, so an interrupted erasure is simply repeated.
@@ -25,7 +26,8 @@ TOMBSTONE_DAYS = 30
 
 
 def export_customer(store: Store, blobs: BlobStore, customer_id: str, *, now: datetime) -> dict:
-    """Everything held about the customer, as JSON-ready data. Raises `NotFoundError`."""
+    """Everything held about the customer, dead deliveries included, as JSON-ready data.
+    Raises `NotFoundError`."""
     customers = _person(store, _customer(store, customer_id))
     contacts = [_with_raw(store.get_contact(c.id), blobs) for customer in customers for c in all_contacts(store, customer.id)]
     contacts.sort(key=lambda c: c.id, reverse=True)
@@ -33,6 +35,8 @@ def export_customer(store: Store, blobs: BlobStore, customer_id: str, *, now: da
     cases = [case for case_id in case_ids if (case := store.get_case(case_id)) is not None]
     merge_ids = list(dict.fromkeys(m.merge_id for customer in customers for m in customer.merges))
     merges = [record for merge_id in merge_ids if (record := store.get_merge(merge_id)) is not None]
+    # Dead deliveries keep their job: the message text and the customer's address, as sent.
+    dead_letters = [letter for customer in customers for letter in store.dead_letters_of(customer.id)]
     return {
         "exported_at": now.isoformat().replace("+00:00", "Z"),
         "customer": customers[0].model_dump(mode="json"),
@@ -40,6 +44,7 @@ def export_customer(store: Store, blobs: BlobStore, customer_id: str, *, now: da
         "contacts": [c.model_dump(mode="json") for c in contacts],
         "cases": [c.model_dump(mode="json") for c in cases],
         "merges": [m.model_dump(mode="json") for m in merges],
+        "dead_letters": [{**d.model_dump(mode="json", exclude={"job"}), "job": json.loads(d.job)} for d in dead_letters],
     }
 
 

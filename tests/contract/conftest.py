@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from tests.support.aws import create_table
+from tests.support.aws import AtomicRequests, create_table
 from moto import mock_aws
 
 from chalicelib.adapters.blobs.base import BlobStore
@@ -58,7 +58,8 @@ def store(store_backend, request, tmp_path):
     client = request.getfixturevalue("aws").client("dynamodb")
     name = _unique("hub-test")
     create_table(client, name)
-    yield DynamoDbStore(name, client)
+    # Contract tests race threads against the store (`remember`): moto needs the per-request lock.
+    yield DynamoDbStore(name, AtomicRequests(client))
     client.delete_table(TableName=name)
 
 

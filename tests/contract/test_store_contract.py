@@ -891,3 +891,158 @@ def test_dead_letters_are_kept_listed_by_destination_and_forgotten(store):
     assert [l.id for l in everything.items] == ["dlv_1", "dlv_2", "dlv_3", "dlv_4"]
     assert store.get_dead_letter("dlv_2") == letters[1]
     assert store.get_dead_letter("dlv_3") is None
+
+
+# --- dead letters: retention, export and erasure ---------------------------------------------------
+
+
+def live_until() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=30)
+
+
+def dead_letter(n: int, *, customer_id: str | None = None, destination: str = "crm",
+                expires_at: datetime | None = None):
+    """A dead contact job (filed under `customer_id`), or a customer event's (filed under nobody)."""
+    import json
+
+    from chalicelib.domain.models import DeadLetter
+
+    return DeadLetter(id=f"dlv_{n}", destination=destination, subject_id=f"con_{n}", reason=f"vendor said no {n}",
+                      attempts=1, dead_at=T0, job=json.dumps({"kind": "contact", "text": f"private {n}"}),
+                      customer_id=customer_id, expires_at=expires_at or live_until())
+
+
+def erasure_of(customer: Customer):
+    from chalicelib.adapters.store.base import Erasure
+
+    return Erasure(customer_id=customer.id, identifier_keys=tuple(i.key for i in customer.identifiers), contact_ids=(),
+                   case_ids=(), thread_keys=(), dedupe_keys=(), merge_ids=(), erased_at=T0,
+                   tombstone_expires_at=T0 + WEEK)
+
+
+def ada_and_bob_with_dead_letters(store):
+    """Two customers, dead letters of both, and one of a customer event (filed under nobody)."""
+    ada, bob = make_customer(phone("+4915111111111")), make_customer(phone("+4915122222222"))
+    store.create_customer(ada)
+    store.create_customer(bob)
+    letters = (dead_letter(1, customer_id=ada.id), dead_letter(2, customer_id=bob.id),
+               dead_letter(3, customer_id=ada.id, destination="zendesk"), dead_letter(4))
+    kept = [store.put_dead_letter(letter) for letter in letters]
+    return ada, bob, letters, kept
+
+
+def test_erasure_removes_the_customers_dead_letters_and_no_others(store):
+    ada, _, _, _ = ada_and_bob_with_dead_letters(store)
+
+    store.erase_customer(erasure_of(ada))
+    store.erase_customer(erasure_of(ada))  # idempotent
+
+    assert store.get_dead_letter("dlv_1") is None and store.get_dead_letter("dlv_3") is None
+    assert [letter.id for letter in store.list_dead_letters(limit=10).items] == ["dlv_2", "dlv_4"]
+    assert store.dead_letters_of(ada.id) == []
+
+
+def test_a_customers_dead_letters_are_found_by_key(store):
+    ada, bob, letters, kept = ada_and_bob_with_dead_letters(store)
+
+    assert kept == [True] * 4
+    assert store.dead_letters_of(ada.id) == [letters[0], letters[2]]
+    assert store.dead_letters_of(bob.id) == [letters[1]]
+    assert store.dead_letters_of("cus_nobody") == []
+
+
+def test_a_dead_letter_of_an_erased_customer_is_not_kept(store):
+    ada = make_customer(phone("+4915111111111"))
+    store.create_customer(ada)
+    store.erase_customer(erasure_of(ada))
+
+    # A delivery that was in flight while the customer was erased dies afterwards.
+    assert store.put_dead_letter(dead_letter(1, customer_id=ada.id)) is False
+    assert store.put_dead_letter(dead_letter(2)) is True
+
+    assert store.get_dead_letter("dlv_1") is None
+    assert [letter.id for letter in store.list_dead_letters(limit=10).items] == ["dlv_2"]
+
+
+def test_expired_dead_letters_are_neither_listed_nor_read(store):
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    store.put_dead_letter(dead_letter(1, customer_id="cus_a", expires_at=past))
+    store.put_dead_letter(dead_letter(2, customer_id="cus_a"))
+    store.put_dead_letter(dead_letter(3, expires_at=past))
+
+    assert [letter.id for letter in store.list_dead_letters(limit=10).items] == ["dlv_2"]
+    assert [letter.id for letter in store.list_dead_letters(destination="crm", limit=1).items] == ["dlv_2"]
+    assert store.get_dead_letter("dlv_1") is None and store.get_dead_letter("dlv_3") is None
+    assert [letter.id for letter in store.dead_letters_of("cus_a")] == ["dlv_2"]
+    kept = store.get_dead_letter("dlv_2")
+    assert kept.customer_id == "cus_a" and kept.expires_at > datetime.now(timezone.utc)
+
+
+# --- remember: replay protection across processes -------------------------------------------------
+
+
+def test_remember_is_true_the_first_time_and_false_while_the_record_lives(store):
+    now = datetime.now(timezone.utc)
+    until = now + timedelta(minutes=5)
+
+    assert store.remember("mailgun:token:abc", expires_at=until) is True
+    assert store.remember("mailgun:token:abc", expires_at=until) is False
+    assert store.remember("mailgun:token:other", expires_at=until) is True
+    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until - timedelta(seconds=1)) is False
+    # Past its expiry the record is gone in effect (TTL deletes it late): the key is new again.
+    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until + timedelta(seconds=1)) is True
+    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until + timedelta(seconds=2)) is False
+
+
+def test_an_expired_record_counts_as_absent_on_the_wall_clock_too(store):
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert store.remember("k", expires_at=past) is True
+    assert store.remember("k", expires_at=past + WEEK) is True
+    assert store.remember("k", expires_at=past + WEEK) is False
+
+
+def test_concurrent_callers_remember_a_key_exactly_once(store):
+    import threading
+
+    callers = 8
+    barrier = threading.Barrier(callers)
+    results: list[bool] = []
+    until = datetime.now(timezone.utc) + timedelta(minutes=5)
+
+    def call() -> None:
+        barrier.wait()
+        results.append(store.remember("mailgun:token:race", expires_at=until))
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(results) == [False] * (callers - 1) + [True]
+
+
+# --- permanent and transient failures ----------------------------------------------------------------
+
+
+def test_an_item_over_the_size_limit_is_rejected_for_good_and_writes_nothing(store):
+    from chalicelib.errors import ItemTooLargeError, StoreRejectedError, TransientError
+
+    customer = make_customer(phone("+4915112345678"))
+    store.create_customer(customer)
+    case = make_case(customer)
+    huge = make_contact(customer, case, text="x" * (400 * 1024))
+
+    with pytest.raises(ItemTooLargeError) as raised:
+        store.commit_contact(commit_for(huge, case, customer))
+    with pytest.raises(ItemTooLargeError):
+        store.put_delivery(Delivery(id="d", contact_id=huge.id, destination="crm", last_error="y" * (400 * 1024)))
+
+    assert isinstance(raised.value, StoreRejectedError) and not isinstance(raised.value, TransientError)
+    assert raised.value.http_status == 413
+    assert store.get_contact(huge.id) is None and store.get_delivery(huge.id, "crm") is None
+    assert store.get_customer(customer.id).version == 0
+    # Just under the limit is fine on both backends (the text is stored twice: as text and raw).
+    fits = make_contact(customer, case, text="x" * (195 * 1024))
+    store.commit_contact(commit_for(fits, case, customer))
+    assert store.get_contact(fits.id).text == fits.text

@@ -22,7 +22,7 @@ from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import parse_config
 from chalicelib.service.identity import IdentifierCache
 from chalicelib.service.process import Outcome, Processor
-from tests.support.aws import create_table
+from tests.support.aws import AtomicRequests, create_table
 from tests.support.fakes import MemoryQueue
 
 WORKERS = 8
@@ -38,28 +38,6 @@ def store(request, tmp_path):
         client = boto3.Session(region_name="eu-central-1").client("dynamodb")
         create_table(client, "hub-race")
         yield DynamoDbStore("hub-race", AtomicRequests(client))
-
-
-class AtomicRequests:
-    """moto mutates its tables without a lock (TransactWriteItems deep-copies a table another
-    thread is writing), while real DynamoDB executes every request atomically. Serialising each
-    request restores that; the workers still interleave freely *between* requests, which is where
-    read-modify-write races live."""
-
-    def __init__(self, client) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name):
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        def atomic(*args, **kwargs):
-            with self._lock:
-                return attribute(*args, **kwargs)
-
-        return atomic
 
 
 def processor(store, tmp_path) -> Processor:

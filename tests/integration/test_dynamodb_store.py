@@ -24,12 +24,13 @@ from chalicelib.domain.models import (
     Contact,
     ContentType,
     Customer,
+    DeadLetter,
     Delivery,
     Party,
     Resolution,
     StatusEvent,
 )
-from chalicelib.errors import StoreUnavailableError
+from chalicelib.errors import ItemTooLargeError, StoreRejectedError, StoreUnavailableError, TransientError
 
 #: The only operations the store may issue: key-based reads and writes.
 KEY_BASED = {
@@ -361,3 +362,107 @@ def test_a_botocore_validation_error_is_store_unavailable(aws, calls):
         store.get_customer("cus_1")
     assert isinstance(raised.value.__cause__, BotoCoreError)
     assert calls.names == []  # never reached the wire
+
+
+# --- permanent rejections and throttling ---------------------------------------------------------
+
+
+def refuse(client, operation: str, code: str, message: str = "refused", reasons: list | None = None) -> None:
+    """Make every `operation` call fail as DynamoDB fails it, before it reaches moto."""
+
+    def fail(**_):
+        response = {"Error": {"Code": code, "Message": message}}
+        if reasons is not None:
+            response["CancellationReasons"] = reasons
+        raise ClientError(response, operation)
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", fail)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
+                                  "RequestLimitExceeded", "InternalServerError"])
+def test_throttling_and_server_errors_are_store_unavailable(aws, table, code):
+    client = aws.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+    refuse(client, "PutItem", code)
+    with pytest.raises(StoreUnavailableError) as raised:
+        claim(DynamoDbStore(table, client), "k")
+    assert raised.value.__cause__.response["Error"]["Code"] == code
+
+
+def test_dynamodbs_own_item_size_limit_is_a_permanent_rejection(table, client, calls):
+    # The port's limit is off here, so DynamoDB (moto) refuses the item itself.
+    store = DynamoDbStore(table, client, max_item_bytes=2 * 1024 * 1024)
+    customer = a_stored_customer(store, "+4915111111111")
+    commit = a_commit(customer)
+    commit.contact.text = "x" * (500 * 1024)
+    calls.clear()
+
+    with pytest.raises(ItemTooLargeError) as raised:
+        store.commit_contact(commit)
+    with pytest.raises(ItemTooLargeError):
+        store.put_delivery(Delivery(id="d", contact_id="con_1", destination="zendesk", last_error="y" * (500 * 1024)))
+
+    assert not isinstance(raised.value, TransientError)
+    assert raised.value.__cause__.response["Error"]["Code"] == "ValidationException"
+    assert calls.names == ["TransactWriteItems", "PutItem"]
+    assert store.get_contact(commit.contact.id) is None
+
+
+def test_a_validation_exception_is_a_permanent_rejection(table, client):
+    refuse(client, "GetItem", "ValidationException", "One or more parameter values were invalid")
+    with pytest.raises(StoreRejectedError) as raised:
+        DynamoDbStore(table, client).get_customer("cus_1")
+    assert not isinstance(raised.value, (TransientError, ItemTooLargeError))
+    assert raised.value.http_status == 422
+
+
+def test_a_transaction_cancelled_by_a_validation_error_is_a_permanent_rejection(store, client):
+    customer = a_stored_customer(store, "+4915111111111")
+    refuse(client, "TransactWriteItems", "TransactionCanceledException", "cancelled",
+           reasons=[{"Code": "ConditionalCheckFailed"},
+                    {"Code": "ValidationError", "Message": "Item size to update has exceeded the maximum allowed size"}])
+    with pytest.raises(ItemTooLargeError):
+        store.commit_contact(a_commit(customer))
+
+
+# --- dead letters and remember -------------------------------------------------------------------
+
+
+def a_dead_letter(customer_id: str | None, *, expires_at: datetime) -> DeadLetter:
+    return DeadLetter(id="dlv_1", destination="zendesk", subject_id="con_1", reason="no", attempts=1, dead_at=NOW,
+                      job='{"kind": "contact"}', customer_id=customer_id, expires_at=expires_at)
+
+
+def test_a_dead_letter_carries_a_ttl_and_is_indexed_under_its_customer_in_one_call(store, raw, table, calls):
+    expiry = NOW + timedelta(days=30)
+    assert store.put_dead_letter(a_dead_letter("cus_1", expires_at=expiry)) is True
+    assert calls.names == ["TransactWriteItems"]
+
+    stored = item(raw, table, "DEADLETTERS", "dlv_1")
+    index = item(raw, table, "CUST#cus_1", "DEADLETTER#dlv_1")
+    ttl = {"N": str(int(expiry.timestamp()))}
+    assert (stored["expires_at"], stored["customer_id"], stored["destination"]) == (ttl, {"S": "cus_1"}, {"S": "zendesk"})
+    assert set(index) == {"pk", "sk", "expires_at"} and index["expires_at"] == ttl, "the index holds no personal data"
+
+    calls.clear()
+    assert [letter.id for letter in store.dead_letters_of("cus_1")] == ["dlv_1"]
+    assert calls.names == ["Query", "BatchGetItem"]
+    calls.clear()
+    assert store.dead_letters_of("cus_nobody") == []
+    assert calls.names == ["Query"]
+
+
+def test_a_dead_letter_of_nobody_costs_one_put(store, raw, table, calls):
+    assert store.put_dead_letter(a_dead_letter(None, expires_at=NOW + timedelta(days=30))) is True
+    assert calls.names == ["PutItem"]
+    assert "customer_id" not in item(raw, table, "DEADLETTERS", "dlv_1")
+
+
+def test_remember_costs_one_conditional_put_with_a_ttl(store, raw, table, calls):
+    until = NOW + timedelta(minutes=10)
+    assert store.remember("mailgun:token:abc", expires_at=until) is True
+    assert store.remember("mailgun:token:abc", expires_at=until) is False
+    assert calls.names == ["PutItem", "PutItem"]
+    [put, _] = calls.of("PutItem")
+    assert put["ConditionExpression"] == "attribute_not_exists(pk) OR expires_at <= :now"
+    assert item(raw, table, "REMEMBER#mailgun:token:abc", "REMEMBER")["expires_at"] == {"N": str(int(until.timestamp()))}

@@ -15,3 +15,29 @@ def create_table(client, name: str) -> None:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     )
     client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
+class AtomicRequests:
+    """A client whose requests run one at a time, as each request does on real DynamoDB.
+
+    moto mutates its tables without a lock (TransactWriteItems deep-copies a table another
+    thread is writing, a conditional put checks and writes in two steps). Serialising each
+    request restores per-request atomicity; threads still interleave freely *between*
+    requests, which is where read-modify-write races live."""
+
+    def __init__(self, client) -> None:
+        import threading
+
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def atomic(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return atomic

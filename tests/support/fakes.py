@@ -13,8 +13,8 @@ from chalicelib.domain.models import DeliveryJob
 class MemoryQueue(Queue):
     """Keeps sent messages in a list; honours dedupe ids like SQS FIFO within its lifetime."""
 
-    def __init__(self, name: str = "memory", *, fail_sends: int = 0) -> None:
-        super().__init__(name)
+    def __init__(self, name: str = "memory", *, fail_sends: int = 0, blobs=None) -> None:
+        super().__init__(name, blobs=blobs)
         self.sent: list[OutgoingMessage] = []
         self.deleted: list[str] = []
         self.delayed: dict[str, int] = {}

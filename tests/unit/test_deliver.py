@@ -235,3 +235,46 @@ def test_a_job_that_used_every_receive_while_the_circuit_stayed_open_becomes_a_d
     assert deliverer.deliver(job(), receive_count=4) == DeliverOutcome.DEAD
 
     assert "circuit open" in store.get_dead_letter("dlv_1").reason
+
+
+def test_a_dead_letter_is_filed_under_its_customer_and_kept_for_the_retention_period(world):
+    from datetime import timedelta
+
+    from chalicelib.domain.models import CustomerEvent
+
+    deliverer, store, _, _, connectors = world
+    # The scripted connector refuses the contact, and takes no customer events (a permanent error).
+    connectors["crm"] = ScriptedConnector(PermanentDeliveryError("crm answered 400"))
+    event = CustomerEvent(event_id="evt_1", delivery_id="dlv_evt", destination="crm", event_type="customer.erased",
+                          customer_id="cus_1", occurred_at=NOW)
+
+    assert deliverer.deliver(job(), receive_count=1) == DeliverOutcome.DEAD
+    assert deliverer.deliver(event, receive_count=1) == DeliverOutcome.DEAD
+
+    letter = store.get_dead_letter("dlv_1")
+    # The job holds the message text and the customer's address: erasure must find it by customer.
+    assert letter.customer_id == "cus_1"
+    assert letter.expires_at == letter.dead_at + timedelta(days=deliverer.settings.dead_letter_days)
+    # A customer event carries ids only, and an erasure notice must outlive the erasure it announces.
+    assert store.get_dead_letter("dlv_evt").customer_id is None
+    assert [kept.id for kept in store.dead_letters_of("cus_1")] == ["dlv_1"]
+
+
+def test_a_dead_letter_too_large_to_keep_is_recorded_on_the_delivery_instead_of_retried(world, tmp_path):
+    from chalicelib.adapters.blobs.local import LocalBlobStore
+
+    deliverer, store, _, _, connectors = world
+    # The dead-letter queue claim-checks large bodies, as on AWS.
+    deliverer.dead_letters = dlq = MemoryQueue("dlq", blobs=LocalBlobStore(str(tmp_path / "blobs")))
+    connectors["crm"] = ScriptedConnector(PermanentDeliveryError("crm answered 400"))
+    dead = job()
+    dead.contact.text = "x" * (450 * 1024)
+
+    assert deliverer.deliver(dead, receive_count=1) == DeliverOutcome.DEAD
+
+    assert store.get_dead_letter("dlv_1") is None
+    delivery = store.get_delivery("ct_1", "crm")
+    assert delivery.status == DeliveryStatus.DEAD
+    assert delivery.last_error.startswith("crm answered 400")
+    assert "too large" in delivery.last_error and "dead-letter queue" in delivery.last_error
+    assert len(dlq.sent) == 1, "the dead-letter queue still holds the job"

@@ -6,29 +6,106 @@ steps rather than tables, so that each step costs a known, small number of backe
 - a duplicate message costs one call (`claim`);
 - a returning customer's new message costs `claim` + `get_customer` + `commit_contact`
   (+ `find_customer_ids` when the identifier is not in the warm cache).
+
+`Store` does the shared work once: documents in and out (and the item size limit), the writes
+each use case makes, what a lost condition means, and which backend failures are worth a retry.
+A backend implements the `_primitives` at the end of the class, in the vocabulary of records.py:
+reads by key return documents, and a use case's writes arrive as one list of typed writes that
+SQLite runs in one `BEGIN IMMEDIATE` transaction and DynamoDB in one TransactWriteItems.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
+from pydantic import BaseModel
+
+from chalicelib.adapters.store.records import (
+    ClaimIdentifier,
+    ConditionLost,
+    DeadLetters,
+    DeleteCase,
+    DeleteContact,
+    DeleteCustomer,
+    DeleteDeadLetter,
+    DeleteFiledUnder,
+    DeleteMerge,
+    DeleteThread,
+    Doc,
+    IdentifierMove,
+    Link,
+    Listing,
+    MarkDone,
+    Once,
+    ParkedQueue,
+    PutCase,
+    PutCaseRef,
+    PutContact,
+    PutCustomer,
+    PutDeadLetter,
+    PutDelivery,
+    PutMerge,
+    PutParked,
+    PutThread,
+    PutTombstone,
+    ReleaseIdentifier,
+    Remembered,
+    RequireNotErased,
+    StatusRecord,
+    TakeParked,
+    Timeline,
+    Tree,
+    UnhandledDay,
+    UnhandledRecord,
+    Write,
+)
 from chalicelib.domain.identifiers import Identifier
+from chalicelib.domain.identity_rules import BLOCKED_OWNER
 from chalicelib.domain.models import (
     Case,
     Contact,
     Customer,
     DeadLetter,
     Delivery,
+    ExternalRef,
     MergeRecord,
     ParkedContact,
     StatusEvent,
     UnhandledEvent,
+    utcnow,
+)
+from chalicelib.errors import (
+    ConcurrentUpdateError,
+    ConflictError,
+    HubError,
+    ItemTooLargeError,
+    StoreRejectedError,
 )
 
+__all__ = [
+    "ClaimState", "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "Page", "Store",
+    "parked_entry",
+]
+
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+#: DynamoDB's item size limit, enforced on every backend alike so both refuse the same records.
+MAX_ITEM_BYTES = 400 * 1024
+#: Room kept beside a document for the keys and attributes stored in the same item.
+KEY_ALLOWANCE_BYTES = 1024
+#: The longest key `remember` keeps (a DynamoDB partition key holds 2048 bytes, prefix included).
+MAX_REMEMBER_KEY_BYTES = 1024
+#: Parts of a model stored as records of their own (deliveries, external references), not in its
+#: document: they change without the model being written again.
+_STORED_APART: dict[type[BaseModel], set[str]] = {Contact: {"deliveries"}, Case: {"external_refs"}}
 
 
 class IdentifierTakenError(Exception):
@@ -77,15 +154,6 @@ class ContactCommit:
 
 
 @dataclass(frozen=True)
-class IdentifierMove:
-    """Re-point one identifier from one customer to another (only if `from_customer` owns it)."""
-
-    key: str
-    from_customer: str
-    to_customer: str
-
-
-@dataclass(frozen=True)
 class MergeCommit:
     """A merge or an unmerge, committed together: both customers (each guarded by its version,
     as in `ContactCommit`), the identifier moves, the changed cases and the audit record."""
@@ -130,53 +198,77 @@ class Page(Generic[T]):
 class Store(ABC):
     """Persistence for the pipeline and the consumer API.
 
-    Every method raises `StoreUnavailableError` when the backend fails; conditional outcomes are
-    return values or the specific errors named on each method.
+    Every method raises `StoreUnavailableError` when the backend fails in a way a retry can
+    cure (throttling, a lost connection, a locked database), and `StoreRejectedError` when the
+    backend refuses the request itself, so that sending it again cannot help: a record over the
+    item size limit (`ItemTooLargeError`), DynamoDB's `ValidationException`. Conditional
+    outcomes are return values or the specific errors named on each method.
     """
+
+    #: Names the backend in errors and logs.
+    backend = "store"
+
+    def __init__(self, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
+        self.max_item_bytes = max_item_bytes
 
     # --- exactly-once processing -----------------------------------------------------------------
 
-    @abstractmethod
     def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
         """Take a processing lease on `key`; return a `ClaimState`.
 
         A key already marked done is `DONE` (a duplicate). A key whose lease has not expired is
         `BUSY`. An expired lease (the worker died) can be taken again. One backend call.
         """
+        return self._run("claim", self._claim, key, now, lease_until, expires_at)
 
-    @abstractmethod
     def release(self, key: str) -> None:
         """Drop an unfinished lease so a retry need not wait for it to expire."""
+        self._run("release", self._release, key)
+
+    def remember(self, key: str, *, expires_at: datetime, now: datetime | None = None) -> bool:
+        """Record `key` until `expires_at`: True the first time, False while a live record of it
+        exists (an expired one counts as absent, as TTL deletes it late). Replay protection
+        shared by every process: concurrent callers get exactly one True. One backend call.
+        Raises `StoreRejectedError` for an empty key or one over 1024 bytes."""
+        if not key or len(key.encode()) > MAX_REMEMBER_KEY_BYTES:
+            raise StoreRejectedError(f"a key to remember must have 1 to {MAX_REMEMBER_KEY_BYTES} bytes")
+        return self._run("remember", self._put_once, Remembered(key, expires_at), now or utcnow())
 
     # --- customers -------------------------------------------------------------------------------
 
-    @abstractmethod
     def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
         """Map each identifier key that belongs to a customer to that customer's id. One call."""
+        return self._find("find_customer_ids", Link.IDENTIFIER, [i.key for i in identifiers])
 
-    @abstractmethod
-    def get_customer(self, customer_id: str) -> Customer | None: ...
+    def get_customer(self, customer_id: str) -> Customer | None:
+        return _load(Customer, self._run("get_customer", self._read, Doc.CUSTOMER, (customer_id,)))
 
-    @abstractmethod
     def create_customer(self, customer: Customer) -> None:
         """Create the customer and claim its identifiers atomically.
 
         Raises `IdentifierTakenError` when any identifier already belongs to another customer;
         nothing is written then.
         """
+        claims = [ClaimIdentifier(key, customer.id, allow_same_owner=False)
+                  for key in dict.fromkeys(i.key for i in customer.identifiers)]
+        self._commit("create_customer", [self._customer(customer, guarded=False), *claims])
 
-    @abstractmethod
     def commit_merge(self, commit: MergeCommit) -> None:
         """Write a merge or unmerge atomically. Raises `ConcurrentUpdateError` when either
         customer's version moved or an identifier no longer belongs to `from_customer`; nothing
         is written then."""
+        self._commit("commit_merge", [
+            *(self._customer(customer) for customer in commit.customers),
+            *commit.moves,
+            *(self._case(case) for case in commit.cases),
+            PutMerge(commit.record.id, self._dump(commit.record)),
+        ])
 
-    @abstractmethod
-    def get_merge(self, merge_id: str) -> MergeRecord | None: ...
+    def get_merge(self, merge_id: str) -> MergeRecord | None:
+        return _load(MergeRecord, self._run("get_merge", self._read, Doc.MERGE, (merge_id,)))
 
     # --- contacts and cases ----------------------------------------------------------------------
 
-    @abstractmethod
     def update_customer(
         self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
     ) -> None:
@@ -186,8 +278,8 @@ class Store(ABC):
         Raises `ConcurrentUpdateError` when the stored version moved, `IdentifierTakenError` when
         another customer owns one of `new_identifiers`; nothing is written then.
         """
+        self._commit("update_customer", self._customer_writes(customer, new_identifiers, cases))
 
-    @abstractmethod
     def commit_contact(self, commit: ContactCommit) -> None:
         """Write the contact, its timeline entry, the cases, the customer, the identifiers, the
         thread keys and the done marker, atomically.
@@ -195,101 +287,318 @@ class Store(ABC):
         Raises `ConcurrentUpdateError` and `IdentifierTakenError` like `update_customer`; nothing
         is written then, and the caller reprocesses the message from fresh reads.
         """
+        contact, case = commit.contact, commit.case
+        writes = self._customer_writes(commit.customer, commit.new_identifiers, (case, *commit.other_cases),
+                                       blocked=commit.blocked_identifiers)
+        writes.append(PutContact(contact.id, contact.customer_id, self._dump(contact)))
+        writes += [PutThread(key, case.id) for key in commit.thread_keys]
+        writes.append(MarkDone(commit.dedupe_key, commit.dedupe_expires_at))
+        if contact.routing.parked is not None:
+            writes.append(PutParked(contact.id, self._dump(parked_entry(contact))))
+        self._commit("commit_contact", writes)
 
-    @abstractmethod
     def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
         """Map each known thread key to its case id. One call."""
+        return self._find("find_threads", Link.THREAD, thread_keys)
 
-    @abstractmethod
     def get_contact(self, contact_id: str) -> Contact | None:
         """The contact with its deliveries."""
+        doc, deliveries = self._run("get_contact", self._read_tree, Tree.CONTACT, contact_id)
+        contact = _load(Contact, doc)
+        if contact is not None:
+            contact.deliveries = [Delivery.model_validate_json(d) for d in deliveries]
+        return contact
 
-    @abstractmethod
     def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
         """A customer's contacts, newest first."""
+        return self._page("list_contacts", Timeline(customer_id), Contact, "id", limit=limit, cursor=cursor)
 
-    @abstractmethod
     def get_case(self, case_id: str) -> Case | None:
         """The case with its external references."""
+        doc, refs = self._run("get_case", self._read_tree, Tree.CASE, case_id)
+        case = _load(Case, doc)
+        if case is not None:
+            for ref in (ExternalRef.model_validate_json(r) for r in refs):
+                case.external_refs[ref.destination] = ref
+        return case
 
-    @abstractmethod
     def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
         """Record the vendor object a destination created for the case."""
+        doc = self._dump(ExternalRef(destination=destination, ref=ref, updated_at=utcnow()))
+        self._run("put_case_ref", self._write_one, PutCaseRef(case_id, destination, doc))
 
     # --- exception queue -------------------------------------------------------------------------
 
-    @abstractmethod
     def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
         """The exception queue, oldest first."""
+        return self._page("list_parked", ParkedQueue(), ParkedContact, "contact_id", limit=limit, cursor=cursor)
 
-    @abstractmethod
     def release_parked(self, contact: Contact) -> None:
         """Take the contact out of the exception queue and store it with its new routing,
         atomically. Raises `ConflictError` when it is not (any longer) in the queue."""
+        self._commit("release_parked", [TakeParked(contact.id),
+                                        PutContact(contact.id, contact.customer_id, self._dump(contact))])
 
     # --- deliveries ------------------------------------------------------------------------------
 
-    @abstractmethod
-    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None: ...
+    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
+        return _load(Delivery, self._run("get_delivery", self._read, Doc.DELIVERY, (contact_id, destination)))
 
-    @abstractmethod
-    def put_delivery(self, delivery: Delivery) -> None: ...
+    def put_delivery(self, delivery: Delivery) -> None:
+        write = PutDelivery(delivery.contact_id, delivery.destination, self._dump(delivery))
+        self._run("put_delivery", self._write_one, write)
 
-    @abstractmethod
-    def put_dead_letter(self, letter: DeadLetter) -> None:
-        """Keep a dead delivery with its job (replacing an earlier one of the same id)."""
+    def put_dead_letter(self, letter: DeadLetter) -> bool:
+        """Keep a dead delivery with its job (replacing an earlier one of the same id) until
+        `letter.expires_at`, filed under `letter.customer_id` when set, so that erasure and
+        export find it by key. One call.
 
-    @abstractmethod
+        False, and nothing kept, when that customer was erased: a delivery in flight during the
+        erasure that died after it must not bring the customer's data back."""
+        write = PutDeadLetter(letter.id, letter.destination, letter.customer_id, letter.expires_at, self._dump(letter))
+        if letter.customer_id is None:
+            self._run("put_dead_letter", self._write_one, write)
+            return True
+        try:
+            self._run("put_dead_letter", self._write, [RequireNotErased(letter.customer_id), write])
+        except ConditionLost:
+            logger.info("dead letter %s not kept: its customer was erased", letter.id)
+            return False
+        return True
+
     def list_dead_letters(self, *, destination: str | None = None, limit: int,
                           cursor: str | None = None) -> Page[DeadLetter]:
-        """Dead deliveries by id, optionally of one destination."""
+        """Dead deliveries by id, optionally of one destination; expired ones are gone."""
+        return self._page("list_dead_letters", DeadLetters(destination, utcnow()), DeadLetter, "id", limit=limit,
+                          cursor=cursor)
 
-    @abstractmethod
-    def get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        letter = _load(DeadLetter, self._run("get_dead_letter", self._read, Doc.DEAD_LETTER, (letter_id,)))
+        return letter if letter is not None and _live(letter.expires_at, utcnow()) else None
 
-    @abstractmethod
+    def dead_letters_of(self, customer_id: str) -> list[DeadLetter]:
+        """The customer's dead letters by id, found by key, for the export (DynamoDB: one Query,
+        and one BatchGetItem per 100 letters)."""
+        now = utcnow()
+        letters = [DeadLetter.model_validate_json(doc)
+                   for doc in self._run("dead_letters_of", self._filed_dead_letters, customer_id)]
+        return sorted((letter for letter in letters if _live(letter.expires_at, now)), key=lambda letter: letter.id)
+
     def delete_dead_letter(self, letter_id: str) -> None:
         """Forget a dead letter (after its replay was queued). Idempotent."""
+        self._run("delete_dead_letter", self._write_one, DeleteDeadLetter(letter_id))
 
     # --- status events ---------------------------------------------------------------------------
 
-    @abstractmethod
     def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
         """Store a status event once; False if this exact status was recorded before."""
+        record = StatusRecord(event.provider, event.provider_message_id, event.status, self._dump(event), expires_at)
+        return self._run("record_status", self._put_once, record, utcnow())
 
-    @abstractmethod
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
         """Statuses of one sent message, in the order they were recorded."""
+        docs = self._run("list_statuses", self._statuses, provider, provider_message_id)
+        return [StatusEvent.model_validate_json(doc) for doc in docs]
 
     # --- unhandled webhook items -----------------------------------------------------------------
 
-    @abstractmethod
     def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
         """Keep an item a channel adapter could not read, under the day it arrived, until
         `expires_at`; False if this exact event was recorded before (a redelivery)."""
+        record = UnhandledRecord(event.received_at.date(), event.id, event.provider, self._dump(event), expires_at)
+        return self._run("record_unhandled", self._put_once, record, utcnow())
 
-    @abstractmethod
     def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
                        cursor: str | None = None) -> Page[UnhandledEvent]:
         """The unhandled items that arrived on `day` (UTC), oldest first, optionally of one
         provider. One key-ordered partition per day: no scan."""
+        return self._page("list_unhandled", UnhandledDay(day, provider, utcnow()), UnhandledEvent, "id", limit=limit,
+                          cursor=cursor)
 
     # --- erasure -----------------------------------------------------------------------------------
 
-    @abstractmethod
     def erase_customer(self, erasure: Erasure) -> None:
         """Delete the customer, its identifier links, timeline, contacts with their deliveries and
-        exception-queue entries, cases with their refs and thread keys, and the merge records
-        naming it; leave a tombstone (customer id and time only) and
-        the dedupe keys. The tombstone is written first, so workers stop delivering at once.
-        Idempotent: erasing again finishes an interrupted erasure."""
+        exception-queue entries, cases with their refs and thread keys, its dead letters, and the
+        merge records naming it; leave a tombstone (customer id and time only) and the dedupe
+        keys. The tombstone is written first, so workers stop delivering at once (and no dead
+        letter of the customer is kept after it); the profile last. Idempotent: erasing again
+        finishes an interrupted erasure."""
+        customer_id = erasure.customer_id
+        self._run("erase_customer", self._erase, [
+            PutTombstone(customer_id, erasure.erased_at),
+            *(ReleaseIdentifier(key, customer_id) for key in erasure.identifier_keys),
+            DeleteFiledUnder(customer_id),
+            *(DeleteContact(contact_id) for contact_id in erasure.contact_ids),
+            *(DeleteCase(case_id) for case_id in erasure.case_ids),
+            *(DeleteThread(key) for key in erasure.thread_keys),
+            *(DeleteMerge(merge_id) for merge_id in erasure.merge_ids),
+            *(MarkDone(key, erasure.tombstone_expires_at) for key in erasure.dedupe_keys),
+            DeleteCustomer(customer_id),
+        ])
 
-    @abstractmethod
     def is_erased(self, customer_id: str) -> bool:
         """Whether the customer was erased (its tombstone exists). One call."""
+        return self._run("is_erased", self._is_erased, customer_id)
 
     # --- operations ------------------------------------------------------------------------------
 
-    @abstractmethod
     def ping(self) -> None:
         """Cheap reachability check for `/health`. Raises `StoreUnavailableError`."""
+        self._run("ping", self._ping)
+
+    # --- shared machinery ------------------------------------------------------------------------
+
+    def _dump(self, model: BaseModel) -> str:
+        """The model's stored document: JSON, so numbers never become `Decimal` and a model
+        round-trips exactly, without the parts stored apart. Raises `ItemTooLargeError`."""
+        doc = model.model_dump_json(exclude=_STORED_APART.get(type(model)))
+        size = len(doc.encode())
+        if size + KEY_ALLOWANCE_BYTES > self.max_item_bytes:
+            kind = type(model).__name__
+            logger.warning("store %s: a %s of %d bytes exceeds the item limit", self.backend, kind, size)
+            raise ItemTooLargeError(f"a {kind} of {size} bytes exceeds the store's item limit of "
+                                    f"{self.max_item_bytes} bytes", detail={"bytes": size, "limit": self.max_item_bytes})
+        return doc
+
+    def _customer(self, customer: Customer, *, guarded: bool = True) -> PutCustomer:
+        """The customer's write, guarded by the version it was read at (see `ContactCommit`)."""
+        return PutCustomer(customer.id, customer.version, self._dump(customer),
+                           customer.version - 1 if guarded else None)
+
+    def _case(self, case: Case) -> PutCase:
+        return PutCase(case.id, self._dump(case))
+
+    def _customer_writes(
+        self, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...],
+        *, blocked: tuple[Identifier, ...] = (),
+    ) -> list[Write]:
+        """The guarded customer first, then its new identifiers, the blocked ones and the cases."""
+        return [
+            self._customer(customer),
+            *(ClaimIdentifier(key, customer.id) for key in dict.fromkeys(i.key for i in new_identifiers)),
+            *(ClaimIdentifier(key, BLOCKED_OWNER) for key in dict.fromkeys(i.key for i in blocked)),
+            *(self._case(case) for case in cases),
+        ]
+
+    def _commit(self, operation: str, writes: list[Write]) -> None:
+        """Write all or nothing; a lost condition becomes the error the port names for it."""
+        try:
+            self._run(operation, self._write, writes)
+        except ConditionLost as lost:
+            raise _lost(lost) from None
+
+    def _find(self, operation: str, link: Link, keys: list[str]) -> dict[str, str]:
+        unique = list(dict.fromkeys(keys))
+        return self._run(operation, self._lookup, link, unique) if unique else {}
+
+    def _page(self, operation: str, listing: Listing, model: type[M], cursor_field: str, *, limit: int,
+              cursor: str | None) -> Page[M]:
+        docs, more = self._run(operation, self._list, listing, limit, cursor)
+        items = [model.model_validate_json(doc) for doc in docs]
+        return Page(items=items, cursor=getattr(items[-1], cursor_field) if items and more else None)
+
+    def _run(self, operation: str, primitive: Callable[..., T], *args) -> T:
+        """Run a primitive, translating the backend's failures into the port's errors once."""
+        try:
+            return primitive(*args)
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is None:
+                raise
+            error, code = failure
+            logger.warning("store %s %s failed: %s", self.backend, operation, code)
+            raise error(f"store {self.backend} {operation} failed: {code}") from exc
+
+    # --- primitives ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _failure(self, exc: Exception) -> tuple[type[HubError], str] | None:
+        """For a failure of the backend: `StoreUnavailableError` when a retry may succeed,
+        `StoreRejectedError` (or `ItemTooLargeError`) when it cannot, and a code for the logs.
+        None for anything else, which propagates unchanged."""
+
+    @abstractmethod
+    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
+        """`claim` in one conditional write."""
+
+    @abstractmethod
+    def _release(self, key: str) -> None:
+        """Delete the key's record if it is an unfinished lease."""
+
+    @abstractmethod
+    def _put_once(self, record: Once, now: datetime) -> bool:
+        """Write the record unless a live one (`expires_at` after `now`) has its key; whether it
+        was written. One conditional write."""
+
+    @abstractmethod
+    def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:
+        """One document by its key (strongly consistent)."""
+
+    @abstractmethod
+    def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
+        """A document and the records kept beside it, ordered by destination."""
+
+    @abstractmethod
+    def _lookup(self, link: Link, keys: list[str]) -> dict[str, str]:
+        """Each of the (distinct) keys that exists, mapped to the id it leads to."""
+
+    @abstractmethod
+    def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
+        """Up to `limit` documents after `cursor` (the id of the last item of the previous
+        page), and whether more follow."""
+
+    @abstractmethod
+    def _filed_dead_letters(self, customer_id: str) -> list[str]:
+        """The documents of the dead letters filed under the customer."""
+
+    @abstractmethod
+    def _statuses(self, provider: str, message_id: str) -> list[str]:
+        """A message's status documents, in recording order."""
+
+    @abstractmethod
+    def _is_erased(self, customer_id: str) -> bool: ...
+
+    @abstractmethod
+    def _ping(self) -> None: ...
+
+    @abstractmethod
+    def _write(self, writes: Sequence[Write]) -> None:
+        """Every write or none. Raises `ConditionLost` naming the first write whose condition
+        failed (`PutCustomer` with `expected_version`, `ClaimIdentifier`, `IdentifierMove`,
+        `TakeParked`, `RequireNotErased`)."""
+
+    def _write_one(self, write: Write) -> None:
+        """One unconditional write (a backend may use a cheaper call than a transaction)."""
+        self._write([write])
+
+    def _erase(self, writes: Sequence[Write]) -> None:
+        """An erasure, in the order given. It may run in several calls, but must be resumable
+        by running it again; a `ReleaseIdentifier` whose owner changed is skipped."""
+        self._write(writes)
+
+
+def _lost(lost: ConditionLost) -> Exception:
+    """What a lost condition means, for every backend alike."""
+    match lost.write:
+        case ClaimIdentifier(key=key) if lost.owner is not None:
+            return IdentifierTakenError(key, lost.owner)
+        case ClaimIdentifier():
+            # The owner it lost to let go of it meanwhile: decide again from fresh reads.
+            return ConcurrentUpdateError("an identifier changed owner during the write")
+        case PutCustomer(customer_id=customer_id):
+            return ConcurrentUpdateError(f"customer {customer_id} changed since it was read")
+        case IdentifierMove(from_customer=customer_id):
+            return ConcurrentUpdateError(f"an identifier of customer {customer_id} changed owner")
+        case TakeParked(contact_id=contact_id):
+            return ConflictError(f"contact {contact_id} is not in the exception queue")
+        case _:
+            return ConcurrentUpdateError(f"a conditional write ({type(lost.write).__name__}) lost")
+
+
+def _load(model: type[M], doc: str | None) -> M | None:
+    return model.model_validate_json(doc) if doc is not None else None
+
+
+def _live(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is None or expires_at > now

@@ -8,65 +8,91 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes)
     CUST#<customer id>            TOMBSTONE           erased_at (kept after erasure: id and time only)
     CUST#<customer id>            CONTACT#<contact>   doc (Contact): the timeline, newest first by ULID
+    CUST#<customer id>            DEADLETTER#<id>     expires_at (TTL): the customer's dead letters, by key
     CONTACT#<contact id>          CONTACT             doc (Contact without deliveries)
     CONTACT#<contact id>          DLV#<destination>   doc (Delivery)
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
     THREAD#<thread key>           THREAD              case_id
-    DEADLETTERS                   <delivery id>       destination, doc (DeadLetter: a dead delivery with its job)
+    DEADLETTERS                   <delivery id>       destination, customer_id (contact jobs), expires_at (TTL),
+                                                      doc (DeadLetter: a dead delivery with its job)
     PARKED                        CONTACT#<contact>   doc (ParkedContact: the exception queue, oldest first)
     MERGE#<merge id>              MERGE               doc (MergeRecord: the audit trail of one merge)
     STATUS#<provider>#<msg id>    <status>            doc (StatusEvent), recorded_at, expires_at (TTL)
+    UNHANDLED#<day>               <event id>          provider, doc (UnhandledEvent), expires_at (TTL)
+    REMEMBER#<key>                REMEMBER            expires_at (TTL): `remember`, replay protection
     HEALTH                        HEALTH              (never written: `ping` reads it)
+
+A dead letter of a contact job holds the message text and the customer's address: its index item
+under the customer (ids only) lets erasure and export find it without a scan, and both expire
+with the letter (`delivery.dead_letter_days`). A dead customer event carries ids only and is
+filed under nobody.
 
 Costs per method (asserted in tests/integration/test_dynamodb_store.py): `claim` 1 PutItem,
 `find_customer_ids` 1 BatchGetItem, `get_customer` 1 GetItem, `create_customer` 1
 TransactWriteItems, `commit_contact` and `update_customer` 1 TransactWriteItems (the customer put
 is conditioned on its version, so concurrent workers never lose an update), `find_threads` 1
-BatchGetItem, `commit_merge` 1 TransactWriteItems, `record_status` 1 PutItem, `get_contact` and `get_case` 1 Query each. Retries of
-unprocessed batch items are the only extra calls.
+BatchGetItem, `commit_merge` 1 TransactWriteItems, `record_status` 1 PutItem, `remember` 1
+PutItem, `get_contact` and `get_case` 1 Query each, `put_dead_letter` 1 TransactWriteItems (1
+PutItem for a letter filed under nobody), `dead_letters_of` 1 Query (+ 1 BatchGetItem when there
+are some). Retries of unprocessed batch items are the only extra calls.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.store.base import (
-    ClaimState,
-    ContactCommit,
-    Erasure,
-    IdentifierTakenError,
-    MergeCommit,
-    Page,
-    Store,
-    parked_entry,
+from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store
+from chalicelib.adapters.store.records import (
+    ClaimIdentifier,
+    ConditionLost,
+    DeadLetters,
+    DeleteCase,
+    DeleteContact,
+    DeleteCustomer,
+    DeleteDeadLetter,
+    DeleteFiledUnder,
+    DeleteMerge,
+    DeleteThread,
+    Doc,
+    IdentifierMove,
+    Link,
+    Listing,
+    MarkDone,
+    Once,
+    ParkedQueue,
+    PutCase,
+    PutCaseRef,
+    PutContact,
+    PutCustomer,
+    PutDeadLetter,
+    PutDelivery,
+    PutMerge,
+    PutParked,
+    PutThread,
+    PutTombstone,
+    ReleaseIdentifier,
+    Remembered,
+    RequireNotErased,
+    StatusRecord,
+    TakeParked,
+    Timeline,
+    Tree,
+    UnhandledDay,
+    UnhandledRecord,
+    Write,
 )
-from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import (
-    Case,
-    Contact,
-    Customer,
-    DeadLetter,
-    Delivery,
-    ExternalRef,
-    MergeRecord,
-    ParkedContact,
-    StatusEvent,
-    UnhandledEvent,
-    utcnow,
-)
-from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
+from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
-#: BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items per call.
+#: BatchGetItem reads at most 100 keys per call.
 _MAX_BATCH_GET = 100
 #: Unprocessed batch items (throttling) are retried this many times with exponential backoff.
 _BATCH_ATTEMPTS = 6
@@ -76,7 +102,23 @@ _BACKOFF_SECONDS = 0.05
 
 _IN_PROGRESS = "in_progress"
 _DONE = "done"
+_DEAD_LETTERS = "DEADLETTERS"
+_FILED_LETTER = "DEADLETTER#"
 _HEALTH_KEY = {"pk": {"S": "HEALTH"}, "sk": {"S": "HEALTH"}}
+#: An item whose record is written unless a live one (not past `expires_at`) exists; an expired
+#: record TTL has not deleted yet counts as absent.
+_ONCE_CONDITION = "attribute_not_exists(pk) OR expires_at <= :now"
+
+_DOC_KEYS: dict[Doc, Callable[..., dict]] = {
+    Doc.CUSTOMER: lambda customer_id: _key(f"CUST#{customer_id}", "PROFILE"),
+    Doc.MERGE: lambda merge_id: _merge_key(merge_id),
+    Doc.DELIVERY: lambda contact_id, destination: _key(f"CONTACT#{contact_id}", f"DLV#{destination}"),
+    Doc.DEAD_LETTER: lambda letter_id: _key(_DEAD_LETTERS, letter_id),
+}
+#: partition prefix, the parent's sort key, the children's sort-key prefix
+_TREES = {Tree.CONTACT: ("CONTACT#", "CONTACT", "DLV#"), Tree.CASE: ("CASE#", "CASE", "REF#")}
+#: partition prefix, sort key, the attribute holding the id the key leads to
+_LINKS = {Link.IDENTIFIER: ("IDENT#", "IDENT", "customer_id"), Link.THREAD: ("THREAD#", "THREAD", "case_id")}
 
 
 class _ConditionFailed(Exception):
@@ -90,15 +132,36 @@ class _ConditionFailed(Exception):
 class DynamoDbStore(Store):
     """The store on one DynamoDB table (see `infra/stateful.yaml`). `client` is a boto3 DynamoDB client."""
 
-    def __init__(self, table_name: str, client: Any) -> None:
+    backend = "dynamodb"
+
+    def __init__(self, table_name: str, client: Any, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
         if not table_name:
             raise ValueError("table_name is required")
+        super().__init__(max_item_bytes=max_item_bytes)
         self._table = table_name
         self._client = client
 
-    # --- exactly-once processing -----------------------------------------------------------------
+    # --- primitives ------------------------------------------------------------------------------
 
-    def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
+    def _failure(self, exc: Exception) -> tuple[type[HubError], str] | None:
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            reasons = exc.response.get("CancellationReasons") or []
+            # A request DynamoDB refuses as such (in a transaction: a reason `ValidationError`)
+            # is refused again however often it is sent.
+            invalid = [r for r in reasons if r.get("Code") == "ValidationError"]
+            if code == "ValidationException" or invalid:
+                messages = [exc.response.get("Error", {}).get("Message", ""), *(r.get("Message", "") for r in invalid)]
+                too_large = any("item size" in message.lower() for message in messages)
+                return (ItemTooLargeError if too_large else StoreRejectedError), code
+            # Throttling, 5xx, a cancelled transaction, a missing table: worth a retry.
+            return StoreUnavailableError, code
+        if isinstance(exc, BotoCoreError):
+            # Connection errors, timeouts and client-side validation all leave the request undone.
+            return StoreUnavailableError, type(exc).__name__
+        return None
+
+    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
         # One conditional write: a missing or expired record, or an in-progress one whose lease ran
         # out, is taken over; otherwise the old item (ALL_OLD) says whether it is DONE or BUSY.
         try:
@@ -124,7 +187,7 @@ class DynamoDbStore(Store):
             return ClaimState.DONE if old.get("state", {}).get("S") == _DONE else ClaimState.BUSY
         return ClaimState.ACQUIRED
 
-    def release(self, key: str) -> None:
+    def _release(self, key: str) -> None:
         try:
             self._call(
                 "delete_item",
@@ -137,423 +200,282 @@ class DynamoDbStore(Store):
         except _ConditionFailed:
             pass  # already done, or never claimed: nothing to release
 
-    def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
-        # BatchGetItem rejects duplicate keys in one request.
-        keys = list(dict.fromkeys(i.key for i in identifiers))
+    def _put_once(self, record: Once, now: datetime) -> bool:
+        match record:
+            case StatusRecord():
+                item = {
+                    **_key(_status_pk(record.provider, record.message_id), record.status),
+                    "doc": {"S": record.doc},
+                    # Recording order, so `list_statuses` lists in the order the hub learned of them.
+                    "recorded_at": {"N": str(time.time_ns())},
+                }
+            case UnhandledRecord():
+                item = {**_key(_unhandled_pk(record.day), record.event_id), "provider": {"S": record.provider},
+                        "doc": {"S": record.doc}}
+            case Remembered():
+                item = _key(f"REMEMBER#{record.key}", "REMEMBER")
+        try:
+            self._call("put_item", TableName=self._table, Item={**item, "expires_at": _epoch(record.expires_at)},
+                       ConditionExpression=_ONCE_CONDITION, ExpressionAttributeValues={":now": _num(now.timestamp())})
+        except _ConditionFailed:
+            return False
+        return True
+
+    def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:
+        item = self._call("get_item", TableName=self._table, Key=_DOC_KEYS[doc](*key), ConsistentRead=True).get("Item")
+        return item["doc"]["S"] if item else None
+
+    def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
+        prefix, parent_sk, child_prefix = _TREES[tree]
+        parent: str | None = None
+        children: list[str] = []
+        for item in self._query_partition(f"{prefix}{key}"):
+            sk = item["sk"]["S"]
+            if sk == parent_sk:
+                parent = item["doc"]["S"]
+            elif sk.startswith(child_prefix):
+                children.append(item["doc"]["S"])  # by destination: the sort key order
+        return parent, children if parent is not None else []
+
+    def _lookup(self, link: Link, keys: list[str]) -> dict[str, str]:
+        prefix, sk, attribute = _LINKS[link]
         found: dict[str, str] = {}
         for start in range(0, len(keys), _MAX_BATCH_GET):
             request = {
                 self._table: {
-                    "Keys": [_ident_key(k) for k in keys[start:start + _MAX_BATCH_GET]],
-                    "ProjectionExpression": "pk, customer_id",
+                    "Keys": [_key(f"{prefix}{k}", sk) for k in keys[start:start + _MAX_BATCH_GET]],
+                    "ProjectionExpression": f"pk, {attribute}",
                     "ConsistentRead": True,
                 }
             }
             for item in self._batch_get(request):
-                found[item["pk"]["S"][len("IDENT#"):]] = item["customer_id"]["S"]
+                found[item["pk"]["S"][len(prefix):]] = item[attribute]["S"]
         return found
 
-    def get_customer(self, customer_id: str) -> Customer | None:
-        response = self._call(
-            "get_item", TableName=self._table, Key=_key(f"CUST#{customer_id}", "PROFILE"), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return Customer.model_validate_json(item["doc"]["S"]) if item else None
-
-    def create_customer(self, customer: Customer) -> None:
-        keys = list(dict.fromkeys(i.key for i in customer.identifiers))
-        actions: list[dict] = [
-            {"Put": {"TableName": self._table, "Item": _customer_item(customer)}}
-        ]
-        for identifier_key in keys:
-            actions.append({
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {**_ident_key(identifier_key), "customer_id": {"S": customer.id}},
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            })
-        try:
-            self._call("transact_write_items", TransactItems=actions)
-        except _ConditionFailed as failed:
-            raise self._identifier_taken(failed.response, keys) from None
-
-    def _identifier_taken(self, response: dict, keys: list[str]) -> Exception:
-        reasons = response.get("CancellationReasons") or []
-        # Reason 0 is the customer put; reason i (i ≥ 1) belongs to keys[i - 1].
-        for identifier_key, reason in zip(keys, reasons[1:]):
-            if reason.get("Code") != "ConditionalCheckFailed":
-                continue
-            owner = (reason.get("Item") or {}).get("customer_id", {}).get("S")
-            if owner is None:
-                # Older APIs/emulators omit the old item: one read names the owner.
-                item = self._call(
-                    "get_item", TableName=self._table, Key=_ident_key(identifier_key), ConsistentRead=True
-                ).get("Item")
-                owner = item["customer_id"]["S"] if item else None
-            if owner is not None:
-                return IdentifierTakenError(identifier_key, owner)
-        codes = [r.get("Code") for r in reasons]
-        logger.warning("create_customer cancelled: %s", codes)
-        return StoreUnavailableError("store dynamodb TransactWriteItems cancelled", detail={"reasons": codes})
-
-    def commit_merge(self, commit: MergeCommit) -> None:
-        actions: list[dict] = [_guarded_customer_put(self._table, customer) for customer in commit.customers]
-        for move in commit.moves:
-            actions.append({
-                "Update": {
-                    "TableName": self._table,
-                    "Key": _ident_key(move.key),
-                    "UpdateExpression": "SET customer_id = :to",
-                    "ConditionExpression": "customer_id = :from",
-                    "ExpressionAttributeValues": {":to": {"S": move.to_customer}, ":from": {"S": move.from_customer}},
-                }
-            })
-        actions += [_case_put(self._table, case) for case in commit.cases]
-        actions.append({"Put": {"TableName": self._table, "Item": {**_merge_key(commit.record.id), **_doc(commit.record)}}})
-        try:
-            self._call("transact_write_items", TransactItems=actions)
-        except _ConditionFailed:
-            raise ConcurrentUpdateError("a customer or identifier of the merge changed since it was read") from None
-
-    def get_merge(self, merge_id: str) -> MergeRecord | None:
-        item = self._call("get_item", TableName=self._table, Key=_merge_key(merge_id), ConsistentRead=True).get("Item")
-        return MergeRecord.model_validate_json(item["doc"]["S"]) if item else None
-
-    # --- contacts and cases ----------------------------------------------------------------------
-
-    def update_customer(
-        self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
-    ) -> None:
-        self._transact(self._customer_actions(customer, new_identifiers, cases), customer, new_identifiers)
-
-    def commit_contact(self, commit: ContactCommit) -> None:
-        contact, case = commit.contact, commit.case
-        actions = self._customer_actions(
-            commit.customer, commit.new_identifiers, (case, *commit.other_cases), blocked=commit.blocked_identifiers
-        )
-        items = [
-            *_contact_items(contact),
-            *({**_thread_key(key), "case_id": {"S": case.id}} for key in commit.thread_keys),
-            _done_item(commit.dedupe_key, commit.dedupe_expires_at),
-        ]
-        if contact.routing.parked is not None:
-            items.append({**_parked_key(contact.id), **_doc(parked_entry(contact))})
-        actions += [{"Put": {"TableName": self._table, "Item": item}} for item in items]
-        self._transact(actions, commit.customer, (*commit.new_identifiers, *commit.blocked_identifiers))
-
-    def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
-        keys = list(dict.fromkeys(thread_keys))
-        if not keys:
-            return {}
-        items = self._batch_get({self._table: {"Keys": [_thread_key(k) for k in keys], "ConsistentRead": True}})
-        return {item["pk"]["S"][len("THREAD#"):]: item["case_id"]["S"] for item in items}
-
-    def _customer_actions(
-        self, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...],
-        *, blocked: tuple[Identifier, ...] = (),
-    ) -> list[dict]:
-        """The guarded customer put first, then one conditional put per new identifier, then cases:
-        `_transact` maps cancellation reasons back by these positions."""
-        actions: list[dict] = [_guarded_customer_put(self._table, customer)]
-        owned = [(i, customer.id) for i in new_identifiers] + [(i, BLOCKED_OWNER) for i in blocked]
-        for identifier, owner in owned:
-            actions.append({
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {**_ident_key(identifier.key), "customer_id": {"S": owner}},
-                    "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :owner",
-                    "ExpressionAttributeValues": {":owner": {"S": owner}},
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            })
-        actions += [_case_put(self._table, case) for case in cases]
-        return actions
-
-    def _transact(self, actions: list[dict], customer: Customer, new_identifiers: tuple[Identifier, ...]) -> None:
-        try:
-            self._call("transact_write_items", TransactItems=actions)
-        except _ConditionFailed as failed:
-            reasons = failed.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                raise ConcurrentUpdateError(f"customer {customer.id} changed since it was read") from None
-            raise self._identifier_taken(failed.response, [i.key for i in new_identifiers]) from None
-
-    def get_contact(self, contact_id: str) -> Contact | None:
-        contact: Contact | None = None
-        deliveries: list[Delivery] = []
-        for item in self._query_partition(f"CONTACT#{contact_id}"):
-            sk = item["sk"]["S"]
-            if sk == "CONTACT":
-                contact = Contact.model_validate_json(item["doc"]["S"])
-            elif sk.startswith("DLV#"):
-                deliveries.append(Delivery.model_validate_json(item["doc"]["S"]))
-        if contact is not None:
-            contact.deliveries = deliveries  # sorted by destination: the sort key order
-        return contact
-
-    def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": f"CUST#{customer_id}"}, ":prefix": {"S": "CONTACT#"}},
-            "ScanIndexForward": False,
+    def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
+        params: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "pk = :pk"}
+        match listing:
+            case Timeline(customer_id=customer_id):
+                pk = f"CUST#{customer_id}"
+                params.update(KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)", ScanIndexForward=False,
+                              ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": "CONTACT#"}})
+                start = f"CONTACT#{cursor}"
+            case ParkedQueue():
+                pk, start = "PARKED", f"CONTACT#{cursor}"
+                params.update(ExpressionAttributeValues={":pk": {"S": pk}}, ConsistentRead=True)
+            case DeadLetters(destination=destination, now=now):
+                # One partition, read in key order; dead letters are an operator's list, not a hot path.
+                pk, start = _DEAD_LETTERS, cursor
+                params.update(ConsistentRead=True,
+                              FilterExpression="(attribute_not_exists(expires_at) OR expires_at > :now)",
+                              ExpressionAttributeValues={":pk": {"S": pk}, ":now": _num(now.timestamp())})
+                if destination is not None:
+                    params["FilterExpression"] += " AND destination = :destination"
+                    params["ExpressionAttributeValues"][":destination"] = {"S": destination}
+            case UnhandledDay(day=day, provider=provider, now=now):
+                # One partition per day, in key (arrival) order: an operator's list, never a hot path.
+                pk, start = _unhandled_pk(day), cursor
+                # TTL deletes within days, not at once: an expired record is gone for readers.
+                params.update(FilterExpression="expires_at > :now",
+                              ExpressionAttributeValues={":pk": {"S": pk}, ":now": _num(now.timestamp())})
+                if provider is not None:
+                    params["FilterExpression"] += " AND provider = :provider"
+                    params["ExpressionAttributeValues"][":provider"] = {"S": provider}
+        if cursor:
+            params["ExclusiveStartKey"] = _key(pk, start)
+        if "FilterExpression" not in params:
             # One extra item tells whether another page exists, without a second call.
-            "Limit": max(1, limit) + 1,
-        }
-        if cursor:
-            params["ExclusiveStartKey"] = _key(f"CUST#{customer_id}", f"CONTACT#{cursor}")
-        response = self._call("query", **params)
-        raw = response.get("Items", [])
-        items = [Contact.model_validate_json(item["doc"]["S"]) for item in raw[:limit]]
-        # A page cut short by the 1 MB response limit also carries a LastEvaluatedKey.
-        more = len(raw) > limit or "LastEvaluatedKey" in response
-        return Page(items=items, cursor=items[-1].id if items and more else None)
-
-    def get_case(self, case_id: str) -> Case | None:
-        case: Case | None = None
-        refs: list[ExternalRef] = []
-        for item in self._query_partition(f"CASE#{case_id}"):
-            sk = item["sk"]["S"]
-            if sk == "CASE":
-                case = Case.model_validate_json(item["doc"]["S"])
-            elif sk.startswith("REF#"):
-                refs.append(ExternalRef.model_validate_json(item["doc"]["S"]))
-        if case is not None:
-            for ref in refs:
-                case.external_refs[ref.destination] = ref
-        return case
-
-    def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
-        doc = ExternalRef(destination=destination, ref=ref, updated_at=utcnow())
-        self._call("put_item", TableName=self._table, Item={**_key(f"CASE#{case_id}", f"REF#{destination}"), **_doc(doc)})
-
-    # --- exception queue -------------------------------------------------------------------------
-
-    def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "PARKED"}},
-            "ConsistentRead": True,
-            "Limit": max(1, limit) + 1,
-        }
-        if cursor:
-            params["ExclusiveStartKey"] = _parked_key(cursor)
-        response = self._call("query", **params)
-        raw = response.get("Items", [])
-        items = [ParkedContact.model_validate_json(item["doc"]["S"]) for item in raw[:limit]]
-        more = len(raw) > limit or "LastEvaluatedKey" in response
-        return Page(items=items, cursor=items[-1].contact_id if items and more else None)
-
-    def release_parked(self, contact: Contact) -> None:
-        actions: list[dict] = [{
-            "Delete": {"TableName": self._table, "Key": _parked_key(contact.id),
-                       "ConditionExpression": "attribute_exists(pk)"}
-        }]
-        actions += [{"Put": {"TableName": self._table, "Item": item}} for item in _contact_items(contact)]
-        try:
-            self._call("transact_write_items", TransactItems=actions)
-        except _ConditionFailed:
-            raise ConflictError(f"contact {contact.id} is not in the exception queue") from None
-
-    # --- deliveries ------------------------------------------------------------------------------
-
-    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
-        response = self._call(
-            "get_item", TableName=self._table, Key=_key(f"CONTACT#{contact_id}", f"DLV#{destination}"),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return Delivery.model_validate_json(item["doc"]["S"]) if item else None
-
-    def put_delivery(self, delivery: Delivery) -> None:
-        item = {**_key(f"CONTACT#{delivery.contact_id}", f"DLV#{delivery.destination}"), **_doc(delivery)}
-        self._call("put_item", TableName=self._table, Item=item)
-
-    def put_dead_letter(self, letter: DeadLetter) -> None:
-        item = {**_key("DEADLETTERS", letter.id), "destination": {"S": letter.destination}, **_doc(letter)}
-        self._call("put_item", TableName=self._table, Item=item)
-
-    def list_dead_letters(self, *, destination: str | None = None, limit: int,
-                          cursor: str | None = None) -> Page[DeadLetter]:
-        # One partition, read in key order; dead letters are an operator's list, not a hot path.
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "DEADLETTERS"}},
-            "ConsistentRead": True,
-        }
-        if destination is not None:
-            params["FilterExpression"] = "destination = :destination"
-            params["ExpressionAttributeValues"][":destination"] = {"S": destination}
-        if cursor:
-            params["ExclusiveStartKey"] = _key("DEADLETTERS", cursor)
-        items: list[DeadLetter] = []
-        while True:
-            response = self._call("query", **params)
-            items += [DeadLetter.model_validate_json(item["doc"]["S"]) for item in response.get("Items", [])]
-            if len(items) > limit or "LastEvaluatedKey" not in response:
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        page = items[:limit]
-        more = len(items) > limit or "LastEvaluatedKey" in response
-        return Page(items=page, cursor=page[-1].id if page and more else None)
-
-    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
-        item = self._call("get_item", TableName=self._table, Key=_key("DEADLETTERS", letter_id),
-                          ConsistentRead=True).get("Item")
-        return DeadLetter.model_validate_json(item["doc"]["S"]) if item else None
-
-    def delete_dead_letter(self, letter_id: str) -> None:
-        self._call("delete_item", TableName=self._table, Key=_key("DEADLETTERS", letter_id))
-
-    # --- status events ---------------------------------------------------------------------------
-
-    def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
-        item = {
-            **_key(_status_pk(event.provider, event.provider_message_id), event.status),
-            **_doc(event),
-            # Recording order, so `list_statuses` lists in the order the hub learned of them.
-            "recorded_at": {"N": str(time.time_ns())},
-            "expires_at": _epoch(expires_at),
-        }
-        try:
-            self._call(
-                "put_item",
-                TableName=self._table,
-                Item=item,
-                # An expired record TTL has not deleted yet counts as absent.
-                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
-                ExpressionAttributeValues={":now": _num(time.time())},
-            )
-        except _ConditionFailed:
-            return False
-        return True
-
-    def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
-        items = self._query_partition(_status_pk(provider, provider_message_id), consistent=False)
-        items.sort(key=lambda item: int(item["recorded_at"]["N"]))
-        return [StatusEvent.model_validate_json(item["doc"]["S"]) for item in items]
-
-    # --- unhandled webhook items -----------------------------------------------------------------
-
-    def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
-        item = {
-            **_key(_unhandled_pk(event.received_at.date()), event.id),
-            "provider": {"S": event.provider},
-            **_doc(event),
-            "expires_at": _epoch(expires_at),
-        }
-        try:
-            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except _ConditionFailed:
-            return False
-        return True
-
-    def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
-                       cursor: str | None = None) -> Page[UnhandledEvent]:
-        # One partition per day, in key (arrival) order: an operator's list, never a hot path.
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            # TTL deletes within days, not at once: an expired record is gone for readers.
-            "FilterExpression": "expires_at > :now",
-            "ExpressionAttributeValues": {":pk": {"S": _unhandled_pk(day)}, ":now": _num(time.time())},
-        }
-        if provider is not None:
-            params["FilterExpression"] += " AND provider = :provider"
-            params["ExpressionAttributeValues"][":provider"] = {"S": provider}
-        if cursor:
-            params["ExclusiveStartKey"] = _key(_unhandled_pk(day), cursor)
+            params["Limit"] = max(1, limit) + 1
         items: list[dict] = []
         while True:
             response = self._call("query", **params)
             items += response.get("Items", [])
-            if len(items) > limit or "LastEvaluatedKey" not in response:
+            if "Limit" in params or len(items) > limit or "LastEvaluatedKey" not in response:
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        page = items[:limit]
+        # A page cut short by the 1 MB response limit also carries a LastEvaluatedKey.
         more = len(items) > limit or "LastEvaluatedKey" in response
-        return Page(
-            items=[UnhandledEvent.model_validate_json(item["doc"]["S"]) for item in page],
-            cursor=page[-1]["sk"]["S"] if page and more else None,
-        )
+        return [item["doc"]["S"] for item in items[:limit]], more
 
-    # --- operations ------------------------------------------------------------------------------
+    def _filed_dead_letters(self, customer_id: str) -> list[str]:
+        filed = self._query_partition(f"CUST#{customer_id}", prefix=_FILED_LETTER, projection="sk")
+        ids = [item["sk"]["S"][len(_FILED_LETTER):] for item in filed]
+        docs: list[str] = []
+        for start in range(0, len(ids), _MAX_BATCH_GET):
+            keys = [_key(_DEAD_LETTERS, letter_id) for letter_id in ids[start:start + _MAX_BATCH_GET]]
+            # A letter replayed (deleted) leaves its index item to expire with it: it is skipped.
+            docs += [item["doc"]["S"] for item in self._batch_get({self._table: {"Keys": keys, "ConsistentRead": True}})]
+        return docs
 
-    # --- erasure -----------------------------------------------------------------------------------
+    def _statuses(self, provider: str, message_id: str) -> list[str]:
+        items = self._query_partition(_status_pk(provider, message_id), consistent=False)
+        items.sort(key=lambda item: int(item["recorded_at"]["N"]))
+        return [item["doc"]["S"] for item in items]
 
-    def erase_customer(self, erasure: Erasure) -> None:
-        # Tombstone first: from here on, deliver workers drop this customer's queued jobs.
-        tombstone = {**_key(f"CUST#{erasure.customer_id}", "TOMBSTONE"), "erased_at": {"S": erasure.erased_at.isoformat()}}
-        self._call("put_item", TableName=self._table, Item=tombstone)
-        for identifier_key in erasure.identifier_keys:
-            try:
-                self._call(
-                    "delete_item", TableName=self._table, Key=_ident_key(identifier_key),
-                    ConditionExpression="customer_id = :owner",
-                    ExpressionAttributeValues={":owner": {"S": erasure.customer_id}},
-                )
-            except _ConditionFailed:
-                continue  # linked to someone else meanwhile, or already gone
-        partitions = [f"CUST#{erasure.customer_id}"]
-        partitions += [f"CONTACT#{contact_id}" for contact_id in erasure.contact_ids]
-        partitions += [f"CASE#{case_id}" for case_id in erasure.case_ids]
-        doomed = [
-            _key(item["pk"]["S"], item["sk"]["S"])
-            for pk in partitions
-            for item in self._query_partition(pk)
-            if item["sk"]["S"] != "TOMBSTONE"
-        ]
-        doomed += [_thread_key(key) for key in erasure.thread_keys]
-        doomed += [_merge_key(merge_id) for merge_id in erasure.merge_ids]
-        doomed += [_parked_key(contact_id) for contact_id in erasure.contact_ids]
-        # The profile goes last: while it exists, an interrupted erasure is found and repeated.
-        doomed.sort(key=lambda key: key == _key(f"CUST#{erasure.customer_id}", "PROFILE"))
-        requests = [{"DeleteRequest": {"Key": key}} for key in doomed]
-        requests += [
-            {"PutRequest": {"Item": _done_item(key, erasure.tombstone_expires_at)}} for key in erasure.dedupe_keys
-        ]
-        self._batch_write(requests)
-
-    def is_erased(self, customer_id: str) -> bool:
+    def _is_erased(self, customer_id: str) -> bool:
         response = self._call(
             "get_item", TableName=self._table, Key=_key(f"CUST#{customer_id}", "TOMBSTONE"), ConsistentRead=True,
             ProjectionExpression="pk",
         )
         return "Item" in response
 
-    def ping(self) -> None:
+    def _ping(self) -> None:
         # A GetItem on a key that never exists: proves the table answers, costs 0.5 RCU, and needs
         # no DescribeTable permission.
         self._call("get_item", TableName=self._table, Key=_HEALTH_KEY, ProjectionExpression="pk")
 
+    def _write(self, writes: Sequence[Write]) -> None:
+        actions: list[dict] = []
+        #: the write each action belongs to: cancellation reasons come back by action position
+        owners: list[Write] = []
+        for write in writes:
+            for action in self._actions(write):
+                actions.append(action)
+                owners.append(write)
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except _ConditionFailed as failed:
+            raise self._condition_lost(failed.response, owners) from None
+
+    def _write_one(self, write: Write) -> None:
+        # A lone unconditional item costs half as much as the same write in a transaction.
+        actions = self._actions(write)
+        if len(actions) != 1:
+            self._write([write])
+            return
+        [(kind, params)] = actions[0].items()
+        self._call({"Put": "put_item", "Delete": "delete_item"}[kind], **params)
+
+    def _erase(self, writes: Sequence[Write]) -> None:
+        """Too many items for a transaction: the tombstone first (workers stop delivering at
+        once), then the identifier links one by one (each only if still the customer's), then
+        one BatchWriteItem per 25 deletions and done markers, the profile last. Each partition
+        is read by key (Query) to find what it holds."""
+        requests: dict[tuple[str, str], dict] = {}
+
+        def delete(key: dict) -> None:
+            requests.setdefault((key["pk"]["S"], key["sk"]["S"]), {"DeleteRequest": {"Key": key}})
+
+        for write in writes:
+            match write:
+                case PutTombstone(customer_id=customer_id, erased_at=erased_at):
+                    self._call("put_item", TableName=self._table, Item={
+                        **_key(f"CUST#{customer_id}", "TOMBSTONE"), "erased_at": {"S": erased_at.isoformat()}})
+                case ReleaseIdentifier(key=identifier_key, owner=owner):
+                    try:
+                        self._call("delete_item", TableName=self._table, Key=_ident_key(identifier_key),
+                                   ConditionExpression="customer_id = :owner",
+                                   ExpressionAttributeValues={":owner": {"S": owner}})
+                    except _ConditionFailed:
+                        continue  # linked to someone else meanwhile, or already gone
+                case DeleteFiledUnder(customer_id=customer_id):
+                    for item in self._query_partition(f"CUST#{customer_id}"):
+                        sk = item["sk"]["S"]
+                        if sk in ("PROFILE", "TOMBSTONE"):
+                            continue
+                        delete(_key(item["pk"]["S"], sk))
+                        if sk.startswith(_FILED_LETTER):
+                            delete(_key(_DEAD_LETTERS, sk[len(_FILED_LETTER):]))
+                case DeleteContact(contact_id=contact_id):
+                    for item in self._query_partition(f"CONTACT#{contact_id}"):
+                        delete(_key(item["pk"]["S"], item["sk"]["S"]))
+                    delete(_parked_key(contact_id))
+                case DeleteCase(case_id=case_id):
+                    for item in self._query_partition(f"CASE#{case_id}"):
+                        delete(_key(item["pk"]["S"], item["sk"]["S"]))
+                case DeleteThread(key=thread_key):
+                    delete(_thread_key(thread_key))
+                case DeleteMerge(merge_id=merge_id):
+                    delete(_merge_key(merge_id))
+                case MarkDone(key=key, expires_at=expires_at):
+                    requests[(f"DEDUPE#{key}", "DEDUPE")] = {"PutRequest": {"Item": _done_item(key, expires_at)}}
+                case DeleteCustomer(customer_id=customer_id):
+                    delete(_key(f"CUST#{customer_id}", "PROFILE"))
+                case _:
+                    raise TypeError(f"not an erasure step: {type(write).__name__}")
+        self._batch_write(list(requests.values()))
+
     # --- plumbing --------------------------------------------------------------------------------
 
+    def _actions(self, write: Write) -> list[dict]:
+        """The TransactWriteItems actions of one write."""
+        table = self._table
+        match write:
+            case PutCustomer():
+                # The version is a top-level attribute so writes can be conditioned on it.
+                put: dict[str, Any] = {"TableName": table, "Item": {
+                    **_key(f"CUST#{write.customer_id}", "PROFILE"), "doc": {"S": write.doc},
+                    "version": {"N": str(write.version)}}}
+                if write.expected_version is not None:
+                    put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
+                               ExpressionAttributeValues={":expected": {"N": str(write.expected_version)}})
+                return [{"Put": put}]
+            case ClaimIdentifier():
+                put = {"TableName": table, "Item": {**_ident_key(write.key), "customer_id": {"S": write.owner}},
+                       "ConditionExpression": "attribute_not_exists(pk)", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+                if write.allow_same_owner:
+                    put.update(ConditionExpression="attribute_not_exists(pk) OR customer_id = :owner",
+                               ExpressionAttributeValues={":owner": {"S": write.owner}})
+                return [{"Put": put}]
+            case IdentifierMove():
+                return [{"Update": {
+                    "TableName": table, "Key": _ident_key(write.key), "UpdateExpression": "SET customer_id = :to",
+                    "ConditionExpression": "customer_id = :from",
+                    "ExpressionAttributeValues": {":to": {"S": write.to_customer}, ":from": {"S": write.from_customer}},
+                }}]
+            case TakeParked():
+                return [{"Delete": {"TableName": table, "Key": _parked_key(write.contact_id),
+                                    "ConditionExpression": "attribute_exists(pk)"}}]
+            case RequireNotErased():
+                # A ConditionCheck in all but name: deleting a tombstone that must not exist is a
+                # no-op, and needs only the DeleteItem permission the hub already has.
+                return [{"Delete": {"TableName": table, "Key": _key(f"CUST#{write.customer_id}", "TOMBSTONE"),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}}]
+            case DeleteDeadLetter():
+                return [{"Delete": {"TableName": table, "Key": _key(_DEAD_LETTERS, write.letter_id)}}]
+        return [{"Put": {"TableName": table, "Item": item}} for item in _items(write)]
+
+    def _condition_lost(self, response: dict, owners: list[Write]) -> Exception:
+        """The write whose condition failed, by the position of its cancellation reason (a single
+        put's failure has no reasons: it is the only write)."""
+        reasons = response.get("CancellationReasons") or [{"Code": "ConditionalCheckFailed", "Item": response.get("Item")}]
+        for write, reason in zip(owners, reasons):
+            if reason.get("Code") != "ConditionalCheckFailed":
+                continue
+            if not isinstance(write, ClaimIdentifier):
+                return ConditionLost(write)
+            owner = ((reason.get("Item") or {}).get("customer_id") or {}).get("S")
+            if owner is None:
+                # Older APIs/emulators omit the old item: one read names the owner.
+                item = self._call("get_item", TableName=self._table, Key=_ident_key(write.key),
+                                  ConsistentRead=True).get("Item")
+                owner = item["customer_id"]["S"] if item else None
+            return ConditionLost(write, owner)
+        codes = [reason.get("Code") for reason in reasons]
+        logger.warning("dynamodb transaction cancelled: %s", codes)
+        return StoreUnavailableError("store dynamodb TransactWriteItems cancelled", detail={"reasons": codes})
+
     def _call(self, operation: str, **params: Any) -> dict:
-        method: Callable[..., dict] = getattr(self._client, operation)
         try:
-            return method(**params)
+            return getattr(self._client, operation)(**params)
         except ClientError as exc:
             if _conditional(exc):
                 raise _ConditionFailed(exc.response) from None
-            code = exc.response.get("Error", {}).get("Code", "")
-            logger.warning("dynamodb %s failed: %s", operation, code)
-            raise StoreUnavailableError(f"store dynamodb {operation} failed: {code}") from exc
-        except BotoCoreError as exc:
-            # Connection errors, timeouts and parameter validation all leave the request undone.
-            logger.warning("dynamodb %s failed: %s", operation, type(exc).__name__)
-            raise StoreUnavailableError(f"store dynamodb {operation} failed: {type(exc).__name__}") from exc
+            raise
 
-    def _query_partition(self, pk: str, *, consistent: bool = True) -> list[dict]:
+    def _query_partition(self, pk: str, *, consistent: bool = True, prefix: str | None = None,
+                         projection: str | None = None) -> list[dict]:
         params: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": consistent,
         }
+        if prefix is not None:
+            params["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
+            params["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
+        if projection is not None:
+            params["ProjectionExpression"] = projection
         items: list[dict] = []
         while True:
             response = self._call("query", **params)
@@ -573,7 +495,6 @@ class DynamoDbStore(Store):
             time.sleep(_BACKOFF_SECONDS * 2**attempt)
         raise StoreUnavailableError("store dynamodb batch_get_item left keys unprocessed")
 
-
     def _batch_write(self, requests: list[dict]) -> None:
         for start in range(0, len(requests), _MAX_BATCH_WRITE):
             pending = {self._table: requests[start:start + _MAX_BATCH_WRITE]}
@@ -586,14 +507,50 @@ class DynamoDbStore(Store):
                 raise StoreUnavailableError("store dynamodb batch_write_item left items unprocessed")
 
 
+def _items(write: Write) -> list[dict]:
+    """The items an unconditional put writes."""
+    match write:
+        case PutContact():
+            # The contact item and its timeline copy (the customer's partition lists it by key).
+            doc = {"doc": {"S": write.doc}}
+            return [{**_key(f"CONTACT#{write.contact_id}", "CONTACT"), **doc},
+                    {**_key(f"CUST#{write.customer_id}", f"CONTACT#{write.contact_id}"), **doc}]
+        case PutCase():
+            return [{**_key(f"CASE#{write.case_id}", "CASE"), "doc": {"S": write.doc}}]
+        case PutCaseRef():
+            return [{**_key(f"CASE#{write.case_id}", f"REF#{write.destination}"), "doc": {"S": write.doc}}]
+        case PutDelivery():
+            return [{**_key(f"CONTACT#{write.contact_id}", f"DLV#{write.destination}"), "doc": {"S": write.doc}}]
+        case PutThread():
+            return [{**_thread_key(write.key), "case_id": {"S": write.case_id}}]
+        case MarkDone():
+            return [_done_item(write.key, write.expires_at)]
+        case PutParked():
+            return [{**_parked_key(write.contact_id), "doc": {"S": write.doc}}]
+        case PutMerge():
+            return [{**_merge_key(write.merge_id), "doc": {"S": write.doc}}]
+        case PutDeadLetter():
+            expiry = {"expires_at": _epoch(write.expires_at)} if write.expires_at is not None else {}
+            letter = {**_key(_DEAD_LETTERS, write.letter_id), "destination": {"S": write.destination},
+                      "doc": {"S": write.doc}, **expiry}
+            if write.customer_id is None:
+                return [letter]
+            # The index item holds ids only, and expires with the letter.
+            return [{**letter, "customer_id": {"S": write.customer_id}},
+                    {**_key(f"CUST#{write.customer_id}", f"{_FILED_LETTER}{write.letter_id}"), **expiry}]
+    raise TypeError(f"not a write DynamoDbStore knows: {type(write).__name__}")
+
+
 def _conditional(exc: ClientError) -> bool:
-    """True when the failure is a lost condition (an outcome), not a transient cancellation."""
+    """True when the failure is a lost condition (an outcome), not a transient cancellation or a
+    request DynamoDB refuses as such."""
     code = exc.response.get("Error", {}).get("Code")
     if code == "ConditionalCheckFailedException":
         return True
     if code != "TransactionCanceledException":
         return False
-    return any(r.get("Code") == "ConditionalCheckFailed" for r in exc.response.get("CancellationReasons") or [])
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+    return "ConditionalCheckFailed" in reasons and "ValidationError" not in reasons
 
 
 def _key(pk: str, sk: str) -> dict:
@@ -624,49 +581,12 @@ def _parked_key(contact_id: str) -> dict:
     return _key("PARKED", f"CONTACT#{contact_id}")
 
 
-def _contact_items(contact: Contact) -> list[dict]:
-    """The contact item and its timeline copy (the customer's partition lists it by key)."""
-    doc = {"doc": {"S": contact.model_dump_json(exclude={"deliveries"})}}
-    return [
-        {**_key(f"CONTACT#{contact.id}", "CONTACT"), **doc},
-        {**_key(f"CUST#{contact.customer_id}", f"CONTACT#{contact.id}"), **doc},
-    ]
-
-
 def _merge_key(merge_id: str) -> dict:
     return _key(f"MERGE#{merge_id}", "MERGE")
 
 
-def _guarded_customer_put(table: str, customer: Customer) -> dict:
-    """Put the customer's next version only over the version it was read at: two writers of one
-    customer can never lose an update."""
-    return {
-        "Put": {
-            "TableName": table,
-            "Item": _customer_item(customer),
-            "ConditionExpression": "#version = :expected",
-            "ExpressionAttributeNames": {"#version": "version"},
-            "ExpressionAttributeValues": {":expected": {"N": str(customer.version - 1)}},
-        }
-    }
-
-
-def _case_put(table: str, case: Case) -> dict:
-    item = {**_key(f"CASE#{case.id}", "CASE"), "doc": {"S": case.model_dump_json(exclude={"external_refs"})}}
-    return {"Put": {"TableName": table, "Item": item}}
-
-
-def _customer_item(customer: Customer) -> dict:
-    # The version is a top-level attribute so writes can be conditioned on it.
-    return {**_key(f"CUST#{customer.id}", "PROFILE"), **_doc(customer), "version": {"N": str(customer.version)}}
-
-
 def _done_item(key: str, expires_at: datetime) -> dict:
     return {**_dedupe_key(key), "state": {"S": _DONE}, "expires_at": _epoch(expires_at)}
-
-
-def _doc(model: Any) -> dict:
-    return {"doc": {"S": model.model_dump_json()}}
 
 
 def _num(value: float) -> dict:

@@ -1,42 +1,59 @@
-"""SQLite implementation of the store, for the embedded runtime. Same contract as DynamoDB."""
+"""SQLite implementation of the store, for the embedded runtime. Same contract as DynamoDB.
+
+One table per kind of record. A use case's writes run in one `BEGIN IMMEDIATE` transaction, so
+a lost condition rolls back everything before it; `purge_expired` does what DynamoDB's TTL does.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import astuple
 from datetime import date, datetime
-from typing import TypeVar
+from typing import Any
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
-from chalicelib.adapters.store.base import (
-    ClaimState,
-    ContactCommit,
-    Erasure,
-    IdentifierTakenError,
-    MergeCommit,
-    Page,
-    Store,
-    parked_entry,
+from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store
+from chalicelib.adapters.store.records import (
+    ClaimIdentifier,
+    ConditionLost,
+    DeadLetters,
+    DeleteCase,
+    DeleteContact,
+    DeleteCustomer,
+    DeleteDeadLetter,
+    DeleteFiledUnder,
+    DeleteMerge,
+    DeleteThread,
+    Doc,
+    IdentifierMove,
+    Link,
+    Listing,
+    MarkDone,
+    Once,
+    ParkedQueue,
+    PutCase,
+    PutCaseRef,
+    PutContact,
+    PutCustomer,
+    PutDeadLetter,
+    PutDelivery,
+    PutMerge,
+    PutParked,
+    PutThread,
+    PutTombstone,
+    ReleaseIdentifier,
+    Remembered,
+    RequireNotErased,
+    StatusRecord,
+    TakeParked,
+    Timeline,
+    Tree,
+    UnhandledDay,
+    UnhandledRecord,
+    Write,
 )
-from chalicelib.domain.identifiers import Identifier
-from chalicelib.domain.identity_rules import BLOCKED_OWNER
-from chalicelib.domain.models import (
-    Case,
-    Contact,
-    Customer,
-    DeadLetter,
-    Delivery,
-    ExternalRef,
-    MergeRecord,
-    ParkedContact,
-    StatusEvent,
-    UnhandledEvent,
-    utcnow,
-)
-from chalicelib.errors import ConcurrentUpdateError, ConflictError, StoreUnavailableError
-
-T = TypeVar("T")
+from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -53,7 +70,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     contact_id TEXT NOT NULL, destination TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (contact_id, destination));
 CREATE TABLE IF NOT EXISTS threads (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, destination TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, destination TEXT NOT NULL, doc TEXT NOT NULL, customer_id TEXT, expires_at REAL);
 CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination, id);
 CREATE TABLE IF NOT EXISTS parked (contact_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -66,20 +84,77 @@ CREATE TABLE IF NOT EXISTS unhandled (
     day TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, doc TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (day, id));
 CREATE INDEX IF NOT EXISTS unhandled_expiry ON unhandled (expires_at);
+CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 """
+
+#: Columns added after a table first shipped: `CREATE TABLE IF NOT EXISTS` leaves an existing
+#: database's table as it was, so opening one adds them (with their index) in place.
+_ADDED_COLUMNS = {"dead_letters": ("customer_id TEXT", "expires_at REAL")}
+_ADDED_INDEXES = ("CREATE INDEX IF NOT EXISTS dead_letters_by_customer ON dead_letters (customer_id)",)
+
+_READS = {
+    Doc.CUSTOMER: "SELECT doc FROM customers WHERE id = ?",
+    Doc.MERGE: "SELECT doc FROM merges WHERE id = ?",
+    Doc.DELIVERY: "SELECT doc FROM deliveries WHERE contact_id = ? AND destination = ?",
+    Doc.DEAD_LETTER: "SELECT doc FROM dead_letters WHERE id = ?",
+}
+_TREES = {
+    Tree.CONTACT: ("SELECT doc FROM contacts WHERE id = ?",
+                   "SELECT doc FROM deliveries WHERE contact_id = ? ORDER BY destination"),
+    Tree.CASE: ("SELECT doc FROM cases WHERE id = ?", "SELECT doc FROM case_refs WHERE case_id = ? ORDER BY destination"),
+}
+_LINKS = {Link.IDENTIFIER: "SELECT key, customer_id AS target FROM identifiers",
+          Link.THREAD: "SELECT key, case_id AS target FROM threads"}
+#: One statement each: insert, or replace a record whose `expires_at` passed (the last `?`);
+#: the values are the record's fields in order.
+_ONCE = {
+    StatusRecord: "INSERT INTO statuses (provider, message_id, status, doc, expires_at, seq)"
+                  " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM statuses))"
+                  " ON CONFLICT (provider, message_id, status) DO UPDATE SET doc = excluded.doc,"
+                  " expires_at = excluded.expires_at, seq = excluded.seq WHERE statuses.expires_at <= ?",
+    UnhandledRecord: "INSERT INTO unhandled (day, id, provider, doc, expires_at) VALUES (?, ?, ?, ?, ?)"
+                     " ON CONFLICT (day, id) DO UPDATE SET provider = excluded.provider, doc = excluded.doc,"
+                     " expires_at = excluded.expires_at WHERE unhandled.expires_at <= ?",
+    Remembered: "INSERT INTO remembered (key, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE remembered.expires_at <= ?",
+}
+#: SQLite's default limit of bound parameters is 32766; stay far below it.
+_CHUNK = 500
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str) -> None:
+    backend = "sqlite"
+
+    def __init__(self, path: str, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
+        super().__init__(max_item_bytes=max_item_bytes)
         try:
             self._db = SqliteDatabase(path, _SCHEMA)
+            with self._db.write() as conn:
+                _upgrade(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open store database: {exc}") from None
 
-    # --- exactly-once processing -----------------------------------------------------------------
+    def purge_expired(self, now: datetime) -> int:
+        """Delete expired dedupe, status, unhandled, dead-letter and remembered records
+        (DynamoDB's TTL does this on AWS); how many."""
+        return self._run("purge_expired", self._purge, now.timestamp())
 
-    def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
-        with self._guard(), self._db.write() as conn:
+    def close(self) -> None:
+        self._db.close()
+
+    # --- primitives ------------------------------------------------------------------------------
+
+    def _failure(self, exc: Exception) -> tuple[type[HubError], str] | None:
+        if isinstance(exc, sqlite3.DataError):
+            # SQLITE_TOOBIG and its kind: the same value is refused again.
+            return (ItemTooLargeError if "too big" in str(exc) else StoreRejectedError), type(exc).__name__
+        if isinstance(exc, sqlite3.Error):
+            # A locked or busy database, a full disk, a missing table: worth a retry.
+            return StoreUnavailableError, type(exc).__name__
+        return None
+
+    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
+        with self._db.write() as conn:
             row = conn.execute("SELECT state, lease_until, expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
             stamp = now.timestamp()
             if row is not None and row["expires_at"] > stamp:
@@ -93,359 +168,197 @@ class SqliteStore(Store):
             )
             return ClaimState.ACQUIRED
 
-    def release(self, key: str) -> None:
-        with self._guard(), self._db.write() as conn:
+    def _release(self, key: str) -> None:
+        with self._db.write() as conn:
             conn.execute("DELETE FROM dedupe WHERE key = ? AND state = 'in_progress'", (key,))
 
-    # --- customers -------------------------------------------------------------------------------
+    def _put_once(self, record: Once, now: datetime) -> bool:
+        values = [_column(value) for value in astuple(record)]
+        with self._db.write() as conn:
+            return conn.execute(_ONCE[type(record)], (*values, now.timestamp())).rowcount == 1
 
-    def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:
-        keys = [i.key for i in identifiers]
-        if not keys:
-            return {}
-        with self._guard():
-            rows = self._db.read().execute(
-                f"SELECT key, customer_id FROM identifiers WHERE key IN ({','.join('?' * len(keys))})", keys
-            ).fetchall()
-        return {row["key"]: row["customer_id"] for row in rows}
+    def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:
+        row = self._db.read().execute(_READS[doc], key).fetchone()
+        return row["doc"] if row else None
 
-    def get_customer(self, customer_id: str) -> Customer | None:
-        with self._guard():
-            row = self._db.read().execute("SELECT doc FROM customers WHERE id = ?", (customer_id,)).fetchone()
-        return Customer.model_validate_json(row["doc"]) if row else None
+    def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
+        parent, children = _TREES[tree]
+        conn = self._db.read()
+        row = conn.execute(parent, (key,)).fetchone()
+        if row is None:
+            return None, []
+        return row["doc"], [child["doc"] for child in conn.execute(children, (key,)).fetchall()]
 
-    def create_customer(self, customer: Customer) -> None:
-        with self._guard(), self._db.write() as conn:
-            for identifier in customer.identifiers:
-                row = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
-                if row is not None:
-                    raise IdentifierTakenError(identifier.key, row["customer_id"])
-            conn.execute("INSERT INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
-            conn.executemany(
-                "INSERT INTO identifiers (key, customer_id) VALUES (?, ?)",
-                [(i.key, customer.id) for i in customer.identifiers],
-            )
+    def _lookup(self, link: Link, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            rows = self._db.read().execute(f"{_LINKS[link]} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((row["key"], row["target"]) for row in rows.fetchall())
+        return found
 
-    def commit_merge(self, commit: MergeCommit) -> None:
-        with self._guard(), self._db.write() as conn:
-            for customer in commit.customers:
-                _write_customer(conn, customer, (), ())
-            for move in commit.moves:
-                moved = conn.execute(
-                    "UPDATE identifiers SET customer_id = ? WHERE key = ? AND customer_id = ?",
-                    (move.to_customer, move.key, move.from_customer),
-                ).rowcount
-                if moved != 1:
-                    raise ConcurrentUpdateError(f"an identifier of customer {move.from_customer} changed owner")
-            _write_cases(conn, commit.cases)
-            conn.execute(
-                "INSERT OR REPLACE INTO merges (id, doc) VALUES (?, ?)", (commit.record.id, commit.record.model_dump_json())
-            )
-
-    def get_merge(self, merge_id: str) -> MergeRecord | None:
-        with self._guard():
-            row = self._db.read().execute("SELECT doc FROM merges WHERE id = ?", (merge_id,)).fetchone()
-        return MergeRecord.model_validate_json(row["doc"]) if row else None
-
-    # --- contacts and cases ----------------------------------------------------------------------
-
-    def update_customer(
-        self, customer: Customer, *, new_identifiers: tuple[Identifier, ...] = (), cases: tuple[Case, ...] = ()
-    ) -> None:
-        with self._guard(), self._db.write() as conn:
-            _write_customer(conn, customer, new_identifiers, cases)
-
-    def commit_contact(self, commit: ContactCommit) -> None:
-        contact, case = commit.contact, commit.case
-        with self._guard(), self._db.write() as conn:
-            _write_customer(conn, commit.customer, commit.new_identifiers, (case, *commit.other_cases))
-            for identifier in commit.blocked_identifiers:
-                owner = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
-                if owner is not None and owner["customer_id"] != BLOCKED_OWNER:
-                    raise IdentifierTakenError(identifier.key, owner["customer_id"])
-                conn.execute(
-                    "INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, BLOCKED_OWNER)
-                )
-            _write_contact(conn, contact)
-            if contact.routing.parked is not None:
-                conn.execute("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",
-                             (contact.id, parked_entry(contact).model_dump_json()))
-            conn.executemany(
-                # A thread key keeps the case it first named (see `ContactCommit.thread_keys`).
-                "INSERT OR IGNORE INTO threads (key, case_id) VALUES (?, ?)",
-                [(key, case.id) for key in commit.thread_keys],
-            )
-            _mark_done(conn, commit.dedupe_key, commit.dedupe_expires_at)
-
-    def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
-        if not thread_keys:
-            return {}
-        with self._guard():
-            rows = self._db.read().execute(
-                f"SELECT key, case_id FROM threads WHERE key IN ({','.join('?' * len(thread_keys))})", thread_keys
-            ).fetchall()
-        return {row["key"]: row["case_id"] for row in rows}
-
-    def get_contact(self, contact_id: str) -> Contact | None:
-        with self._guard():
-            conn = self._db.read()
-            row = conn.execute("SELECT doc FROM contacts WHERE id = ?", (contact_id,)).fetchone()
-            if row is None:
-                return None
-            deliveries = conn.execute(
-                "SELECT doc FROM deliveries WHERE contact_id = ? ORDER BY destination", (contact_id,)
-            ).fetchall()
-        contact = Contact.model_validate_json(row["doc"])
-        contact.deliveries = [Delivery.model_validate_json(d["doc"]) for d in deliveries]
-        return contact
-
-    def list_contacts(self, customer_id: str, *, limit: int, cursor: str | None = None) -> Page[Contact]:
-        return self._page("SELECT id, doc FROM contacts WHERE customer_id = ?", [customer_id], cursor=cursor,
-                          limit=limit, parse=Contact.model_validate_json, newest_first=True)
-
-    def get_case(self, case_id: str) -> Case | None:
-        with self._guard():
-            conn = self._db.read()
-            row = conn.execute("SELECT doc FROM cases WHERE id = ?", (case_id,)).fetchone()
-            if row is None:
-                return None
-            refs = conn.execute("SELECT doc FROM case_refs WHERE case_id = ?", (case_id,)).fetchall()
-        case = Case.model_validate_json(row["doc"])
-        for ref_row in refs:
-            ref = ExternalRef.model_validate_json(ref_row["doc"])
-            case.external_refs[ref.destination] = ref
-        return case
-
-    def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
-        doc = ExternalRef(destination=destination, ref=ref, updated_at=utcnow()).model_dump_json()
-        with self._guard(), self._db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO case_refs (case_id, destination, doc) VALUES (?, ?, ?)",
-                (case_id, destination, doc),
-            )
-
-    # --- exception queue -------------------------------------------------------------------------
-
-    def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
-        sql, args = "SELECT contact_id, doc FROM parked", []
+    def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
+        """Keyset paging in id order (ids are time-ordered), so a page costs the same however
+        deep the cursor."""
+        key, newest_first = "id", False
+        match listing:
+            case Timeline(customer_id=customer_id):
+                sql, args, newest_first = "SELECT doc FROM contacts WHERE customer_id = ?", [customer_id], True
+            case ParkedQueue():
+                sql, args, key = "SELECT doc FROM parked WHERE 1 = 1", [], "contact_id"
+            case DeadLetters(destination=destination, now=now):
+                sql, args = "SELECT doc FROM dead_letters WHERE (expires_at IS NULL OR expires_at > ?)", [now.timestamp()]
+                if destination is not None:
+                    sql, args = sql + " AND destination = ?", [*args, destination]
+            case UnhandledDay(day=day, provider=provider, now=now):
+                sql, args = "SELECT doc FROM unhandled WHERE day = ? AND expires_at > ?", [day.isoformat(), now.timestamp()]
+                if provider is not None:
+                    sql, args = sql + " AND provider = ?", [*args, provider]
         if cursor:
-            sql += " WHERE contact_id > ?"
-            args.append(cursor)
-        sql += " ORDER BY contact_id LIMIT ?"
-        args.append(limit + 1)
-        with self._guard():
-            rows = self._db.read().execute(sql, args).fetchall()
-        items = [ParkedContact.model_validate_json(r["doc"]) for r in rows[:limit]]
-        return Page(items=items, cursor=items[-1].contact_id if len(rows) > limit else None)
+            sql, args = sql + f" AND {key} {'<' if newest_first else '>'} ?", [*args, cursor]
+        sql += f" ORDER BY {key} {'DESC' if newest_first else 'ASC'} LIMIT ?"
+        rows = self._db.read().execute(sql, [*args, limit + 1]).fetchall()
+        return [row["doc"] for row in rows[:limit]], len(rows) > limit
 
-    def release_parked(self, contact: Contact) -> None:
-        with self._guard(), self._db.write() as conn:
-            if conn.execute("DELETE FROM parked WHERE contact_id = ?", (contact.id,)).rowcount != 1:
-                raise ConflictError(f"contact {contact.id} is not in the exception queue")
-            _write_contact(conn, contact)
+    def _filed_dead_letters(self, customer_id: str) -> list[str]:
+        rows = self._db.read().execute("SELECT doc FROM dead_letters WHERE customer_id = ? ORDER BY id", (customer_id,))
+        return [row["doc"] for row in rows.fetchall()]
 
-    # --- deliveries ------------------------------------------------------------------------------
+    def _statuses(self, provider: str, message_id: str) -> list[str]:
+        rows = self._db.read().execute(
+            "SELECT doc FROM statuses WHERE provider = ? AND message_id = ? ORDER BY seq", (provider, message_id)
+        ).fetchall()
+        return [row["doc"] for row in rows]
 
-    def get_delivery(self, contact_id: str, destination: str) -> Delivery | None:
-        with self._guard():
-            row = self._db.read().execute(
-                "SELECT doc FROM deliveries WHERE contact_id = ? AND destination = ?", (contact_id, destination)
-            ).fetchone()
-        return Delivery.model_validate_json(row["doc"]) if row else None
+    def _is_erased(self, customer_id: str) -> bool:
+        return self._db.read().execute("SELECT 1 FROM tombstones WHERE customer_id = ?", (customer_id,)).fetchone() is not None
 
-    def put_delivery(self, delivery: Delivery) -> None:
-        with self._guard(), self._db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO deliveries (contact_id, destination, doc) VALUES (?, ?, ?)",
-                (delivery.contact_id, delivery.destination, delivery.model_dump_json()),
+    def _ping(self) -> None:
+        self._db.read().execute("SELECT 1").fetchone()
+
+    def _write(self, writes: Sequence[Write]) -> None:
+        with self._db.write() as conn:
+            for write in writes:
+                _APPLY[type(write)](conn, write)
+
+    def _purge(self, stamp: float) -> int:
+        with self._db.write() as conn:
+            return sum(
+                conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (stamp,)).rowcount
+                for table in ("dedupe", "statuses", "unhandled", "dead_letters", "remembered")
             )
 
-    def put_dead_letter(self, letter: DeadLetter) -> None:
-        with self._guard(), self._db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO dead_letters (id, destination, doc) VALUES (?, ?, ?)",
-                         (letter.id, letter.destination, letter.model_dump_json()))
 
-    def list_dead_letters(self, *, destination: str | None = None, limit: int,
-                          cursor: str | None = None) -> Page[DeadLetter]:
-        sql, args = "SELECT id, doc FROM dead_letters WHERE 1 = 1", []
-        if destination is not None:
-            sql += " AND destination = ?"
-            args.append(destination)
-        return self._page(sql, args, cursor=cursor, limit=limit, parse=DeadLetter.model_validate_json)
-
-    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
-        with self._guard():
-            row = self._db.read().execute("SELECT doc FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
-        return DeadLetter.model_validate_json(row["doc"]) if row else None
-
-    def delete_dead_letter(self, letter_id: str) -> None:
-        with self._guard(), self._db.write() as conn:
-            conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
-
-    # --- status events ---------------------------------------------------------------------------
-
-    def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
-        with self._guard(), self._db.write() as conn:
-            row = conn.execute(
-                "SELECT expires_at FROM statuses WHERE provider = ? AND message_id = ? AND status = ?",
-                (event.provider, event.provider_message_id, event.status),
-            ).fetchone()
-            if row is not None and row["expires_at"] > utcnow().timestamp():
-                return False
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM statuses").fetchone()[0]
-            conn.execute(
-                "INSERT OR REPLACE INTO statuses (provider, message_id, status, seq, doc, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (event.provider, event.provider_message_id, event.status, seq, event.model_dump_json(),
-                 expires_at.timestamp()),
-            )
-            return True
-
-    def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
-        with self._guard():
-            rows = self._db.read().execute(
-                "SELECT doc FROM statuses WHERE provider = ? AND message_id = ? ORDER BY seq",
-                (provider, provider_message_id),
-            ).fetchall()
-        return [StatusEvent.model_validate_json(r["doc"]) for r in rows]
-
-    # --- unhandled webhook items -----------------------------------------------------------------
-
-    def record_unhandled(self, event: UnhandledEvent, *, expires_at: datetime) -> bool:
-        with self._guard(), self._db.write() as conn:
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO unhandled (day, id, provider, doc, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (event.received_at.date().isoformat(), event.id, event.provider, event.model_dump_json(),
-                 expires_at.timestamp()),
-            ).rowcount
-        return inserted == 1
-
-    def list_unhandled(self, *, day: date, provider: str | None = None, limit: int,
-                       cursor: str | None = None) -> Page[UnhandledEvent]:
-        sql, args = "SELECT id, doc FROM unhandled WHERE day = ? AND expires_at > ?", [day.isoformat(), utcnow().timestamp()]
-        if provider is not None:
-            sql += " AND provider = ?"
-            args.append(provider)
-        return self._page(sql, args, cursor=cursor, limit=limit, parse=UnhandledEvent.model_validate_json)
-
-    def _page(
-        self, sql: str, args: list, *, cursor: str | None, limit: int, parse: Callable[[str], T],
-        newest_first: bool = False,
-    ) -> Page[T]:
-        """One page of `sql` (`SELECT id, doc … WHERE …`) in id order (ids are time-ordered):
-        keyset paging, so a page costs the same however deep the cursor."""
-        if cursor:
-            sql += " AND id < ?" if newest_first else " AND id > ?"
-            args.append(cursor)
-        sql += " ORDER BY id DESC LIMIT ?" if newest_first else " ORDER BY id LIMIT ?"
-        args.append(limit + 1)
-        with self._guard():
-            rows = self._db.read().execute(sql, args).fetchall()
-        items = [parse(r["doc"]) for r in rows[:limit]]
-        return Page(items=items, cursor=rows[limit - 1]["id"] if len(rows) > limit else None)
-
-    # --- erasure -----------------------------------------------------------------------------------
-
-    def erase_customer(self, erasure: Erasure) -> None:
-        contacts, cases = list(erasure.contact_ids), list(erasure.case_ids)
-        with self._guard(), self._db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO tombstones (customer_id, erased_at) VALUES (?, ?)",
-                (erasure.customer_id, erasure.erased_at.isoformat()),
-            )
-            conn.execute("DELETE FROM identifiers WHERE customer_id = ?", (erasure.customer_id,))
-            conn.execute("DELETE FROM customers WHERE id = ?", (erasure.customer_id,))
-            conn.execute("DELETE FROM contacts WHERE customer_id = ?", (erasure.customer_id,))
-            _delete_in(conn, "deliveries", "contact_id", contacts)
-            _delete_in(conn, "contacts", "id", contacts)
-            _delete_in(conn, "parked", "contact_id", contacts)
-            _delete_in(conn, "cases", "id", cases)
-            _delete_in(conn, "case_refs", "case_id", cases)
-            _delete_in(conn, "threads", "case_id", cases)
-            _delete_in(conn, "threads", "key", list(erasure.thread_keys))
-            _delete_in(conn, "merges", "id", list(erasure.merge_ids))
-            for key in erasure.dedupe_keys:
-                _mark_done(conn, key, erasure.tombstone_expires_at)
-
-    def is_erased(self, customer_id: str) -> bool:
-        with self._guard():
-            row = self._db.read().execute("SELECT 1 FROM tombstones WHERE customer_id = ?", (customer_id,)).fetchone()
-        return row is not None
-
-    # --- operations ------------------------------------------------------------------------------
-
-    def ping(self) -> None:
-        with self._guard():
-            self._db.read().execute("SELECT 1").fetchone()
-
-    def purge_expired(self, now: datetime) -> int:
-        """Delete expired dedupe, status and unhandled records (DynamoDB's TTL does this on AWS)."""
-        with self._guard(), self._db.write() as conn:
-            stamp = now.timestamp()
-            removed = conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (stamp,)).rowcount
-            removed += conn.execute("DELETE FROM statuses WHERE expires_at <= ?", (stamp,)).rowcount
-            removed += conn.execute("DELETE FROM unhandled WHERE expires_at <= ?", (stamp,)).rowcount
-        return removed
-
-    def close(self) -> None:
-        self._db.close()
-
-    @staticmethod
-    def _guard():
-        return _SqliteErrors()
+def _upgrade(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    for statement in _ADDED_INDEXES:
+        conn.execute(statement)
 
 
-def _write_customer(
-    conn: sqlite3.Connection, customer: Customer, new_identifiers: tuple[Identifier, ...], cases: tuple[Case, ...]
-) -> None:
-    """The guarded write shared by `update_customer` and `commit_contact`, inside their transaction."""
-    row = conn.execute("SELECT doc FROM customers WHERE id = ?", (customer.id,)).fetchone()
-    stored = json.loads(row["doc"]).get("version", 0) if row else None
-    if stored != customer.version - 1:
-        raise ConcurrentUpdateError(f"customer {customer.id} changed since it was read")
-    for identifier in new_identifiers:
-        owner = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (identifier.key,)).fetchone()
-        if owner is not None and owner["customer_id"] != customer.id:
-            raise IdentifierTakenError(identifier.key, owner["customer_id"])
-        conn.execute("INSERT OR IGNORE INTO identifiers (key, customer_id) VALUES (?, ?)", (identifier.key, customer.id))
-    conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (customer.id, customer.model_dump_json()))
-    _write_cases(conn, cases)
+def _column(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
-def _write_contact(conn: sqlite3.Connection, contact: Contact) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
-        (contact.id, contact.customer_id, contact.model_dump_json(exclude={"deliveries"})),
-    )
+# --- each write inside the transaction; a lost condition raises `ConditionLost` --------------------
 
 
-def _write_cases(conn: sqlite3.Connection, cases: tuple[Case, ...]) -> None:
-    conn.executemany(
-        "INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)",
-        [(case.id, case.model_dump_json(exclude={"external_refs"})) for case in cases],
-    )
+def _put_customer(conn: sqlite3.Connection, write: PutCustomer) -> None:
+    if write.expected_version is not None:
+        row = conn.execute("SELECT COALESCE(json_extract(doc, '$.version'), 0) AS version FROM customers WHERE id = ?",
+                           (write.customer_id,)).fetchone()
+        if row is None or row["version"] != write.expected_version:
+            raise ConditionLost(write)
+    conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (write.customer_id, write.doc))
 
 
-def _delete_in(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> None:
-    for start in range(0, len(values), 500):  # SQLite's bound-parameter limit
-        chunk = values[start:start + 500]
-        conn.execute(f"DELETE FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+def _claim_identifier(conn: sqlite3.Connection, write: ClaimIdentifier) -> None:
+    row = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (write.key,)).fetchone()
+    if row is None:
+        conn.execute("INSERT INTO identifiers (key, customer_id) VALUES (?, ?)", (write.key, write.owner))
+    elif not write.allow_same_owner or row["customer_id"] != write.owner:
+        raise ConditionLost(write, row["customer_id"])
 
 
-def _mark_done(conn: sqlite3.Connection, key: str, expires_at: datetime) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
-        (key, expires_at.timestamp()),
-    )
+def _move_identifier(conn: sqlite3.Connection, write: IdentifierMove) -> None:
+    moved = conn.execute("UPDATE identifiers SET customer_id = ? WHERE key = ? AND customer_id = ?",
+                         (write.to_customer, write.key, write.from_customer)).rowcount
+    if moved != 1:
+        raise ConditionLost(write)
 
 
-class _SqliteErrors:
-    """Translate SQLite failures into the port's `StoreUnavailableError`."""
+def _take_parked(conn: sqlite3.Connection, write: TakeParked) -> None:
+    if conn.execute("DELETE FROM parked WHERE contact_id = ?", (write.contact_id,)).rowcount != 1:
+        raise ConditionLost(write)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and isinstance(exc, sqlite3.Error):
-            raise StoreUnavailableError(f"store database error: {type(exc).__name__}") from exc
-        return False
+def _require_not_erased(conn: sqlite3.Connection, write: RequireNotErased) -> None:
+    if conn.execute("SELECT 1 FROM tombstones WHERE customer_id = ?", (write.customer_id,)).fetchone() is not None:
+        raise ConditionLost(write)
+
+
+def _statements(*statements: tuple[str, Callable[[Any], tuple]]) -> Callable[[sqlite3.Connection, Any], None]:
+    """A write made of plain statements, each with the function that takes its parameters."""
+
+    def apply(conn: sqlite3.Connection, write: Any) -> None:
+        for sql, params in statements:
+            conn.execute(sql, params(write))
+
+    return apply
+
+
+_APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
+    PutCustomer: _put_customer,
+    ClaimIdentifier: _claim_identifier,
+    IdentifierMove: _move_identifier,
+    TakeParked: _take_parked,
+    RequireNotErased: _require_not_erased,
+    PutContact: _statements(("INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
+                             lambda w: (w.contact_id, w.customer_id, w.doc))),
+    PutCase: _statements(("INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)", lambda w: (w.case_id, w.doc))),
+    PutCaseRef: _statements(("INSERT OR REPLACE INTO case_refs (case_id, destination, doc) VALUES (?, ?, ?)",
+                             lambda w: (w.case_id, w.destination, w.doc))),
+    PutDelivery: _statements(("INSERT OR REPLACE INTO deliveries (contact_id, destination, doc) VALUES (?, ?, ?)",
+                              lambda w: (w.contact_id, w.destination, w.doc))),
+    # A thread key keeps the case it first named (see `ContactCommit.thread_keys`).
+    PutThread: _statements(("INSERT OR IGNORE INTO threads (key, case_id) VALUES (?, ?)", lambda w: (w.key, w.case_id))),
+    MarkDone: _statements(("INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
+                           lambda w: (w.key, w.expires_at.timestamp()))),
+    PutParked: _statements(("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",
+                            lambda w: (w.contact_id, w.doc))),
+    PutMerge: _statements(("INSERT OR REPLACE INTO merges (id, doc) VALUES (?, ?)", lambda w: (w.merge_id, w.doc))),
+    PutDeadLetter: _statements((
+        "INSERT OR REPLACE INTO dead_letters (id, destination, customer_id, expires_at, doc) VALUES (?, ?, ?, ?, ?)",
+        lambda w: (w.letter_id, w.destination, w.customer_id, _column(w.expires_at), w.doc))),
+    DeleteDeadLetter: _statements(("DELETE FROM dead_letters WHERE id = ?", lambda w: (w.letter_id,))),
+    PutTombstone: _statements(("INSERT OR REPLACE INTO tombstones (customer_id, erased_at) VALUES (?, ?)",
+                               lambda w: (w.customer_id, w.erased_at.isoformat()))),
+    ReleaseIdentifier: _statements(("DELETE FROM identifiers WHERE key = ? AND customer_id = ?",
+                                    lambda w: (w.key, w.owner))),
+    DeleteFiledUnder: _statements(
+        # SQLite finds the identifier links by owner too: any the profile no longer names go as well.
+        ("DELETE FROM identifiers WHERE customer_id = ?", lambda w: (w.customer_id,)),
+        ("DELETE FROM contacts WHERE customer_id = ?", lambda w: (w.customer_id,)),
+        ("DELETE FROM dead_letters WHERE customer_id = ?", lambda w: (w.customer_id,)),
+    ),
+    DeleteContact: _statements(
+        ("DELETE FROM deliveries WHERE contact_id = ?", lambda w: (w.contact_id,)),
+        ("DELETE FROM contacts WHERE id = ?", lambda w: (w.contact_id,)),
+        ("DELETE FROM parked WHERE contact_id = ?", lambda w: (w.contact_id,)),
+    ),
+    DeleteCase: _statements(
+        ("DELETE FROM cases WHERE id = ?", lambda w: (w.case_id,)),
+        ("DELETE FROM case_refs WHERE case_id = ?", lambda w: (w.case_id,)),
+        ("DELETE FROM threads WHERE case_id = ?", lambda w: (w.case_id,)),
+    ),
+    DeleteThread: _statements(("DELETE FROM threads WHERE key = ?", lambda w: (w.key,))),
+    DeleteMerge: _statements(("DELETE FROM merges WHERE id = ?", lambda w: (w.merge_id,))),
+    DeleteCustomer: _statements(("DELETE FROM customers WHERE id = ?", lambda w: (w.customer_id,))),
+}

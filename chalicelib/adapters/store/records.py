@@ -1,0 +1,298 @@
+"""What `Store` (base.py) asks of a backend: typed writes, and the keys of what it reads.
+
+The base turns each use case into a list of these values, with every document already
+serialized; a backend only maps them onto its layout (SQLite tables, DynamoDB items) and
+executes them. A backend whose condition fails raises `ConditionLost` naming the write, and the
+base alone decides what that means (`ConcurrentUpdateError`, `IdentifierTakenError`, …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class Doc(StrEnum):
+    """Documents read by key (`_read`)."""
+
+    CUSTOMER = "customer"  # key: customer id
+    MERGE = "merge"  # key: merge id
+    DELIVERY = "delivery"  # key: contact id, destination
+    DEAD_LETTER = "dead_letter"  # key: delivery id
+
+
+class Tree(StrEnum):
+    """Documents read by key with the records kept beside them (`_read_tree`)."""
+
+    CONTACT = "contact"  # with its deliveries, by destination
+    CASE = "case"  # with its external references
+
+
+class Link(StrEnum):
+    """Key → id lookups, many keys per call (`_lookup`)."""
+
+    IDENTIFIER = "identifier"  # identifier key → customer id
+    THREAD = "thread"  # thread key → case id
+
+
+# --- listings (`_list`): each page is a list of documents and whether more follow ------------------
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A customer's contacts, newest first."""
+
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class ParkedQueue:
+    """The exception queue, oldest first."""
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """Dead letters by id, optionally of one destination; expired ones are not listed."""
+
+    destination: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class UnhandledDay:
+    """The unhandled items of one day, in arrival order; expired ones are not listed."""
+
+    day: date
+    provider: str | None
+    now: datetime
+
+
+Listing = Timeline | ParkedQueue | DeadLetters | UnhandledDay
+
+
+# --- writes (`_write`, `_write_one`, `_erase`) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PutCustomer:
+    """The customer's document. With `expected_version`, only over that stored version."""
+
+    customer_id: str
+    version: int
+    doc: str
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ClaimIdentifier:
+    """Link an identifier to `owner` unless someone else owns it; with `allow_same_owner`
+    False, unless anyone does. A lost condition carries the owner."""
+
+    key: str
+    owner: str
+    allow_same_owner: bool = True
+
+
+@dataclass(frozen=True)
+class IdentifierMove:
+    """Re-point one identifier from one customer to another (only if `from_customer` owns it)."""
+
+    key: str
+    from_customer: str
+    to_customer: str
+
+
+@dataclass(frozen=True)
+class PutContact:
+    """The contact (without deliveries) and its copy in the customer's timeline."""
+
+    contact_id: str
+    customer_id: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PutCase:
+    """The case (without its external references, which `PutCaseRef` keeps apart)."""
+
+    case_id: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PutCaseRef:
+    case_id: str
+    destination: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PutDelivery:
+    contact_id: str
+    destination: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PutThread:
+    """A thread key leading to a case. SQLite keeps the case a key first named; DynamoDB, whose
+    transactions cannot skip an item, writes it (the worker looked the key up just before)."""
+
+    key: str
+    case_id: str
+
+
+@dataclass(frozen=True)
+class MarkDone:
+    """A dedupe key processed to completion, until `expires_at`."""
+
+    key: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PutParked:
+    contact_id: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class TakeParked:
+    """Remove an exception-queue entry that must exist."""
+
+    contact_id: str
+
+
+@dataclass(frozen=True)
+class PutMerge:
+    merge_id: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PutDeadLetter:
+    """The dead letter; with `customer_id`, also filed under the customer (erasure and export
+    find it there by key)."""
+
+    letter_id: str
+    destination: str
+    customer_id: str | None
+    expires_at: datetime | None
+    doc: str
+
+
+@dataclass(frozen=True)
+class DeleteDeadLetter:
+    letter_id: str
+
+
+@dataclass(frozen=True)
+class RequireNotErased:
+    """A condition only: the customer has no tombstone."""
+
+    customer_id: str
+
+
+# --- erasure (`_erase`), in the order the base lists them ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PutTombstone:
+    customer_id: str
+    erased_at: datetime
+
+
+@dataclass(frozen=True)
+class ReleaseIdentifier:
+    """Delete an identifier link if `owner` still holds it; otherwise leave it (not a failure)."""
+
+    key: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class DeleteFiledUnder:
+    """Everything filed under the customer's key but its profile and tombstone: the timeline
+    and the dead letters (with the dead-letter records themselves)."""
+
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class DeleteContact:
+    """The contact with its deliveries and its exception-queue entry."""
+
+    contact_id: str
+
+
+@dataclass(frozen=True)
+class DeleteCase:
+    """The case with its external references."""
+
+    case_id: str
+
+
+@dataclass(frozen=True)
+class DeleteThread:
+    key: str
+
+
+@dataclass(frozen=True)
+class DeleteMerge:
+    merge_id: str
+
+
+@dataclass(frozen=True)
+class DeleteCustomer:
+    """The profile: erased last, so an interrupted erasure is found and repeated."""
+
+    customer_id: str
+
+
+Write = (
+    PutCustomer | ClaimIdentifier | IdentifierMove | PutContact | PutCase | PutCaseRef | PutDelivery | PutThread
+    | MarkDone | PutParked | TakeParked | PutMerge | PutDeadLetter | DeleteDeadLetter | RequireNotErased
+    | PutTombstone | ReleaseIdentifier | DeleteFiledUnder | DeleteContact | DeleteCase | DeleteThread | DeleteMerge
+    | DeleteCustomer
+)
+
+
+# --- records kept once (`_put_once`): written unless a live record of the key exists -----------------
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    provider: str
+    message_id: str
+    status: str
+    doc: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UnhandledRecord:
+    day: date
+    event_id: str
+    provider: str
+    doc: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Remembered:
+    key: str
+    expires_at: datetime
+
+
+Once = StatusRecord | UnhandledRecord | Remembered
+
+
+class ConditionLost(Exception):
+    """A backend's conditional write lost: an outcome, not a failure. `write` is the write whose
+    condition failed; `owner` the identifier's current owner when the backend knows it."""
+
+    def __init__(self, write: Write, owner: str | None = None) -> None:
+        super().__init__("condition failed")
+        self.write = write
+        self.owner = owner
