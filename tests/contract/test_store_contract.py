@@ -981,24 +981,28 @@ def test_expired_dead_letters_are_neither_listed_nor_read(store):
 # --- remember: replay protection across processes -------------------------------------------------
 
 
-def test_remember_is_true_the_first_time_and_false_while_the_record_lives(store):
+def test_remember_is_none_the_first_time_then_the_first_callers_value_while_the_record_lives(store):
     now = datetime.now(timezone.utc)
     until = now + timedelta(minutes=5)
 
-    assert store.remember("mailgun:token:abc", expires_at=until) is True
-    assert store.remember("mailgun:token:abc", expires_at=until) is False
-    assert store.remember("mailgun:token:other", expires_at=until) is True
-    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until - timedelta(seconds=1)) is False
+    assert store.remember("mailgun:token:abc", value="<m1@x>", expires_at=until) is None
+    assert store.remember("mailgun:token:abc", value="<m2@x>", expires_at=until) == "<m1@x>"
+    assert store.remember("mailgun:token:other", expires_at=until) is None
+    assert store.remember("mailgun:token:other", expires_at=until) == ""
+    assert store.remember("mailgun:token:abc", value="<m3@x>", expires_at=until + WEEK,
+                          now=until - timedelta(seconds=1)) == "<m1@x>"
     # Past its expiry the record is gone in effect (TTL deletes it late): the key is new again.
-    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until + timedelta(seconds=1)) is True
-    assert store.remember("mailgun:token:abc", expires_at=until + WEEK, now=until + timedelta(seconds=2)) is False
+    assert store.remember("mailgun:token:abc", value="<m3@x>", expires_at=until + WEEK,
+                          now=until + timedelta(seconds=1)) is None
+    assert store.remember("mailgun:token:abc", value="<m4@x>", expires_at=until + WEEK,
+                          now=until + timedelta(seconds=2)) == "<m3@x>"
 
 
 def test_an_expired_record_counts_as_absent_on_the_wall_clock_too(store):
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
-    assert store.remember("k", expires_at=past) is True
-    assert store.remember("k", expires_at=past + WEEK) is True
-    assert store.remember("k", expires_at=past + WEEK) is False
+    assert store.remember("k", value="a", expires_at=past) is None
+    assert store.remember("k", value="b", expires_at=past + WEEK) is None
+    assert store.remember("k", value="c", expires_at=past + WEEK) == "b"
 
 
 def test_concurrent_callers_remember_a_key_exactly_once(store):
@@ -1006,12 +1010,13 @@ def test_concurrent_callers_remember_a_key_exactly_once(store):
 
     callers = 8
     barrier = threading.Barrier(callers)
-    results: list[bool] = []
+    results: list[tuple[str, str | None]] = []
     until = datetime.now(timezone.utc) + timedelta(minutes=5)
 
     def call() -> None:
+        name = threading.current_thread().name
         barrier.wait()
-        results.append(store.remember("mailgun:token:race", expires_at=until))
+        results.append((name, store.remember("mailgun:token:race", value=name, expires_at=until)))
 
     threads = [threading.Thread(target=call) for _ in range(callers)]
     for thread in threads:
@@ -1019,7 +1024,9 @@ def test_concurrent_callers_remember_a_key_exactly_once(store):
     for thread in threads:
         thread.join(timeout=30)
 
-    assert sorted(results) == [False] * (callers - 1) + [True]
+    [winner] = [name for name, earlier in results if earlier is None]  # exactly one caller records the key
+    assert len(results) == callers
+    assert {earlier for name, earlier in results if name != winner} == {winner}, "the others learn the first's value"
 
 
 # --- permanent and transient failures ----------------------------------------------------------------

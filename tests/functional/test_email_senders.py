@@ -15,9 +15,15 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib.adapters.email_auth import FakeTxtResolver
-from tests.functional.test_email_channels import CONFIG, SUPPORT, contacts, running_email_hub
+import hashlib
+
+from tests.functional.conftest import API_KEY
+from tests.functional.test_email_channels import CONFIG as EMAIL_CONFIG
+from tests.functional.test_email_channels import SUPPORT, contacts, running_email_hub
 from tests.support.dkim_signing import Signer
 
+CONFIG = {**EMAIL_CONFIG, "api_keys": [{"name": "tests", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
+                                        "scopes": ["customers:read", "operations"]}]}
 ADDRESS = "jana.schmidt@kunde.example"
 SIGNER = Signer("kunde.example")
 AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
@@ -140,5 +146,5 @@ def test_a_routing_rule_can_park_unproved_senders(tmp_path, dns):
         send(hub, raw_mail("<park@kunde.example>", "Bitte Konto ändern."))
         hub.wait_for(lambda: hub.settled() and hub.api("/v1/exceptions").json()["data"], message="parked")
         [parked] = hub.api("/v1/exceptions").json()["data"]
-        assert parked["reason"] == "the sender's address is not proved"
+        assert parked["reason"] == "the sender's address is not proved (rule unproved-email)"
         assert hub.outbox() == []

@@ -460,9 +460,9 @@ def test_a_dead_letter_of_nobody_costs_one_put(store, raw, table, calls):
 
 def test_remember_costs_one_conditional_put_with_a_ttl(store, raw, table, calls):
     until = NOW + timedelta(minutes=10)
-    assert store.remember("mailgun:token:abc", expires_at=until) is True
-    assert store.remember("mailgun:token:abc", expires_at=until) is False
-    assert calls.names == ["PutItem", "PutItem"]
+    assert store.remember("mailgun:token:abc", value="<m1@x>", expires_at=until) is None
+    assert store.remember("mailgun:token:abc", value="<m2@x>", expires_at=until) == "<m1@x>"
+    assert calls.names == ["PutItem", "PutItem"], "the earlier value comes back with the failed condition"
     [put, _] = calls.of("PutItem")
     assert put["ConditionExpression"] == "attribute_not_exists(pk) OR expires_at <= :now"
     assert item(raw, table, "REMEMBER#mailgun:token:abc", "REMEMBER")["expires_at"] == {"N": str(int(until.timestamp()))}

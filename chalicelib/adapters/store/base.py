@@ -225,14 +225,17 @@ class Store(ABC):
         """Drop an unfinished lease so a retry need not wait for it to expire."""
         self._run("release", self._release, key)
 
-    def remember(self, key: str, *, expires_at: datetime, now: datetime | None = None) -> bool:
-        """Record `key` until `expires_at`: True the first time, False while a live record of it
-        exists (an expired one counts as absent, as TTL deletes it late). Replay protection
-        shared by every process: concurrent callers get exactly one True. One backend call.
+    def remember(self, key: str, *, expires_at: datetime, value: str = "", now: datetime | None = None) -> str | None:
+        """Record `key` with `value` until `expires_at`. None when this call recorded it (the
+        first use); while a live record of the key exists, the value the first caller recorded
+        (an expired one counts as absent, as TTL deletes it late). Replay protection shared by
+        every process: of concurrent callers exactly one gets None. One backend call.
         Raises `StoreRejectedError` for an empty key or one over 1024 bytes."""
         if not key or len(key.encode()) > MAX_REMEMBER_KEY_BYTES:
             raise StoreRejectedError(f"a key to remember must have 1 to {MAX_REMEMBER_KEY_BYTES} bytes")
-        return self._run("remember", self._put_once, Remembered(key, expires_at), now or utcnow())
+        if len(value.encode()) > MAX_REMEMBER_KEY_BYTES:
+            raise StoreRejectedError(f"a value to remember must have at most {MAX_REMEMBER_KEY_BYTES} bytes")
+        return self._run("remember", self._remember, Remembered(key, value, expires_at), now or utcnow())
 
     # --- customers -------------------------------------------------------------------------------
 
@@ -530,6 +533,11 @@ class Store(ABC):
     def _put_once(self, record: Once, now: datetime) -> bool:
         """Write the record unless a live one (`expires_at` after `now`) has its key; whether it
         was written. One conditional write."""
+
+    @abstractmethod
+    def _remember(self, record: Remembered, now: datetime) -> str | None:
+        """Write the record unless a live one has its key; None when written, else the live
+        record's value. One conditional write."""
 
     @abstractmethod
     def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:

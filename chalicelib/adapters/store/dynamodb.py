@@ -212,14 +212,23 @@ class DynamoDbStore(Store):
             case UnhandledRecord():
                 item = {**_key(_unhandled_pk(record.day), record.event_id), "provider": {"S": record.provider},
                         "doc": {"S": record.doc}}
-            case Remembered():
-                item = _key(f"REMEMBER#{record.key}", "REMEMBER")
         try:
             self._call("put_item", TableName=self._table, Item={**item, "expires_at": _epoch(record.expires_at)},
                        ConditionExpression=_ONCE_CONDITION, ExpressionAttributeValues={":now": _num(now.timestamp())})
         except _ConditionFailed:
             return False
         return True
+
+    def _remember(self, record: Remembered, now: datetime) -> str | None:
+        item = {**_key(f"REMEMBER#{record.key}", "REMEMBER"), "value": {"S": record.value},
+                "expires_at": _epoch(record.expires_at)}
+        try:
+            self._call("put_item", TableName=self._table, Item=item, ConditionExpression=_ONCE_CONDITION,
+                       ExpressionAttributeValues={":now": _num(now.timestamp())},
+                       ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except _ConditionFailed as failed:
+            return (failed.response.get("Item") or {}).get("value", {}).get("S", "")
+        return None
 
     def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:
         item = self._call("get_item", TableName=self._table, Key=_DOC_KEYS[doc](*key), ConsistentRead=True).get("Item")

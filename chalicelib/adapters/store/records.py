@@ -282,10 +282,12 @@ class UnhandledRecord:
 @dataclass(frozen=True)
 class Remembered:
     key: str
+    #: What the first caller recorded with the key (a message id it was used for).
+    value: str
     expires_at: datetime
 
 
-Once = StatusRecord | UnhandledRecord | Remembered
+Once = StatusRecord | UnhandledRecord
 
 
 class ConditionLost(Exception):

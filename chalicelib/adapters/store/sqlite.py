@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS unhandled (
     day TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, doc TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (day, id));
 CREATE INDEX IF NOT EXISTS unhandled_expiry ON unhandled (expires_at);
-CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 
 #: Columns added after a table first shipped: `CREATE TABLE IF NOT EXISTS` leaves an existing
@@ -115,9 +115,9 @@ _ONCE = {
     UnhandledRecord: "INSERT INTO unhandled (day, id, provider, doc, expires_at) VALUES (?, ?, ?, ?, ?)"
                      " ON CONFLICT (day, id) DO UPDATE SET provider = excluded.provider, doc = excluded.doc,"
                      " expires_at = excluded.expires_at WHERE unhandled.expires_at <= ?",
-    Remembered: "INSERT INTO remembered (key, expires_at) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE remembered.expires_at <= ?",
 }
+_REMEMBER = ("INSERT INTO remembered (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+             " SET value = excluded.value, expires_at = excluded.expires_at WHERE remembered.expires_at <= ?")
 #: SQLite's default limit of bound parameters is 32766; stay far below it.
 _CHUNK = 500
 
@@ -176,6 +176,13 @@ class SqliteStore(Store):
         values = [_column(value) for value in astuple(record)]
         with self._db.write() as conn:
             return conn.execute(_ONCE[type(record)], (*values, now.timestamp())).rowcount == 1
+
+    def _remember(self, record: Remembered, now: datetime) -> str | None:
+        with self._db.write() as conn:
+            if conn.execute(_REMEMBER, (record.key, record.value, record.expires_at.timestamp(),
+                                        now.timestamp())).rowcount == 1:
+                return None
+            return conn.execute("SELECT value FROM remembered WHERE key = ?", (record.key,)).fetchone()["value"]
 
     def _read(self, doc: Doc, key: tuple[str, ...]) -> str | None:
         row = self._db.read().execute(_READS[doc], key).fetchone()
