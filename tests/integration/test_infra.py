@@ -171,13 +171,28 @@ def test_the_bucket_is_private_encrypted_and_expires_queue_bodies(template):
     [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     [expiry] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
-    assert (expiry["Status"], expiry["ExpirationInDays"]) == ("Enabled", 15)
+    assert expiry["Status"] == "Enabled"
     [media] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "media/"]
     assert (media["Status"], media["ExpirationInDays"]) == ("Enabled", {"Ref": "MediaRetentionDays"})
     retention = template["Parameters"]["MediaRetentionDays"]
     # A link (at most 7 days) must never outlive its file.
     assert (retention["Default"], retention["MinValue"]) == (30, 8)
     assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_claim_checked_bodies_outlive_their_message_through_a_dlq_redrive(template):
+    """A claim-checked body (`queue/`) must be there for as long as its message may be handled:
+    in its queue, then in the FIFO DLQ (which starts its retention again when a message moves
+    in), redriven to its queue (a redrive restarts it too), and back in the DLQ once more."""
+    days = 24 * 3600
+    [bucket] = resources_of(template, "AWS::S3::Bucket").values()
+    [expiry] = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
+    for name in ("InboundQueue", "DeliveryQueue"):
+        queue = template["Resources"][name]["Properties"]
+        [dead_letter, _] = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
+        dlq_days = template["Resources"][dead_letter]["Properties"]["MessageRetentionPeriod"] / days
+        longest_stay = 2 * (queue["MessageRetentionPeriod"] / days + dlq_days)
+        assert expiry["ExpirationInDays"] >= longest_stay
 
 
 def test_outputs_cover_what_deploy_and_operators_need(template):
