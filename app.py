@@ -32,7 +32,10 @@ def process_inbound_queue(event: SQSEvent) -> None:
     get_hub().workers.consume("inbound", event)
 
 
-@app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=10, name="deliver")
+# One delivery per invocation: a delivery may hold most of the 60 s (inline retries against a slow
+# vendor), and every message a batch leaves untried spends a receive towards the DLQ. Groups are
+# per destination and customer, so concurrency still follows the backlog.
+@app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=1, name="deliver")
 def deliver_queue(event: SQSEvent) -> None:
     get_hub().workers.consume("delivery", event)
 

@@ -129,6 +129,14 @@ class QueueUnavailableError(TransientError):
     code = "queue_unavailable"
 
 
+class QueueBodyLostError(HubError):
+    """A received message's claim-checked body is gone although the message was never handled
+    (handled ones leave a marker): it expired or was deleted. Retrying cannot bring it back; the
+    message is left to its queue's DLQ, where the pointer is kept for the operator."""
+
+    code = "queue_body_lost"
+
+
 class StoreUnavailableError(TransientError):
     code = "store_unavailable"
 

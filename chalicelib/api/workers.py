@@ -18,7 +18,7 @@ from typing import Any
 
 from chalicelib.adapters.channels.base import ChannelAdapter, PullEntry
 from chalicelib.adapters.queue.base import Queue, ReceivedMessage
-from chalicelib.errors import BatchIncompleteError, ConfigError
+from chalicelib.errors import BatchIncompleteError, ConfigError, QueueBodyLostError
 from chalicelib.observability import Counters
 from chalicelib.service.batch import BatchOutcome, run_batch, settle
 from chalicelib.service.ingest import Ingestion
@@ -104,13 +104,13 @@ class Workers:
                 self._counters.incr("DeliveriesQueued", destination=destination)
             return result.outcome
 
-        outcome = _handle_once(self._inbound_queue(), message, process, handled_before="duplicate")
+        outcome = self._handle_once(self._inbound_queue(), message, process, handled_before="duplicate")
         self._counters.incr(_PROCESS_METRICS[outcome], stage="process")
         return outcome
 
     def deliver(self, message: ReceivedMessage) -> str:
         self._correlate(message.message_id)
-        outcome = _handle_once(
+        outcome = self._handle_once(
             self._delivery_queue(), message,
             lambda body: self._deliverer().deliver_body(body, receive_count=message.receive_count),
             handled_before="already_delivered",
@@ -130,6 +130,26 @@ class Workers:
                               f"configured (channels.{provider})")
         self._ingestion().pull(adapter, entry, message.body, received_at=self._clock())
         return f"{name}_announcement"
+
+    def _handle_once(self, queue: Queue, message: ReceivedMessage, handle: Callable[[str], str], *,
+                     handled_before: str) -> str:
+        """`handle` on the message's real body, then its claim-checked copy released (customer
+        data must not outlive the message). A message whose copy was released was handled before
+        and its acknowledgement lost: `handled_before`, without handling it again. A copy that is
+        gone without having been released is lost: logged, counted (QueueBodiesLost), and the
+        `QueueBodyLostError` raised, so that the message goes on to its DLQ instead of vanishing."""
+        try:
+            body = queue.resolve_body(message.body)
+        except QueueBodyLostError as exc:
+            self._counters.incr("QueueBodiesLost", queue=queue.name)
+            logger.error("message %s (receive %d): claim-checked body lost: %s", message.message_id,
+                         message.receive_count, exc.message)
+            raise
+        if body is None:
+            return handled_before
+        outcome = handle(body)
+        queue.release(message.body)
+        return outcome
 
     # --- the queues --------------------------------------------------------------------------------
 
@@ -176,18 +196,6 @@ class Workers:
         outcome = run_batch(messages, consumer.handle)
         settle(consumer.queue, outcome)
         return outcome
-
-
-def _handle_once(queue: Queue, message: ReceivedMessage, handle: Callable[[str], str], *, handled_before: str) -> str:
-    """`handle` on the message's real body, then its claim-checked copy released (customer data
-    must not outlive the message). A message whose copy is already gone was handled before and
-    its acknowledgement lost: `handled_before`, without handling it again."""
-    body = queue.resolve_body(message.body)
-    if body is None:
-        return handled_before
-    outcome = handle(body)
-    queue.release(message.body)
-    return outcome
 
 
 def _seconds_left(event):

@@ -3,6 +3,13 @@
 Shared by the SQS handlers and the local workers. A failure in one message never makes its
 batch-mates redo their effects: finished messages are deleted individually, and only the failed
 ones (plus later messages of the same FIFO group, which must wait for them) go back to the queue.
+
+A message the batch never tried (the invocation ran short of time, or an earlier message of its
+group failed) is made visible again at once: it must not sit out the visibility timeout holding a
+receive it never used. That keeps FIFO order: SQS FIFO, like the local queue, hands out no message
+of a group while an earlier one of it is in flight, so a later message still waits for a failed
+one. Receives are spent all the same, which is why every queue's maxReceiveCount leaves room for
+them (infra/stateful.yaml).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: When another worker holds a message's claim, look again after about one lease.
 BUSY_RETRY_SECONDS = 15
+#: The delay of a message the batch did not try: none.
+UNTRIED_DELAY_SECONDS = 0
 
 
 @dataclass
@@ -27,6 +36,8 @@ class BatchOutcome:
     retry: dict[str, int | None] = field(default_factory=dict)
     #: message id → what the handler returned, for logging and tests.
     results: dict[str, object] = field(default_factory=dict)
+    #: Receipts of the messages not tried (also in `retry`, with no delay).
+    unattempted: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -47,7 +58,8 @@ def run_batch(
     for message in messages:
         out_of_time = seconds_left is not None and seconds_left() < reserve_seconds
         if out_of_time or (message.group is not None and message.group in blocked_groups):
-            outcome.retry[message.receipt] = None
+            outcome.retry[message.receipt] = UNTRIED_DELAY_SECONDS
+            outcome.unattempted.append(message.receipt)
             continue
         try:
             outcome.results[message.message_id] = handle(message)
@@ -62,7 +74,8 @@ def run_batch(
 
 
 def settle(queue: Queue, outcome: BatchOutcome, *, delete_finished: bool = True) -> None:
-    """Apply a batch outcome to the queue: delete what finished, delay what asked for it."""
+    """Apply a batch outcome to the queue: delete what finished, delay what asked for it, and
+    make what was not tried visible again at once."""
     if delete_finished and outcome.finished:
         queue.delete(outcome.finished)
     for receipt, delay in outcome.retry.items():

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chalicelib.adapters.queue.base import MAX_INLINE_BYTES, OutgoingMessage
-from chalicelib.errors import NotFoundError, QueueUnavailableError
+from chalicelib.errors import QueueBodyLostError, QueueUnavailableError
 
 
 def drain(queue, *, attempts: int = 30) -> list:
@@ -122,12 +122,28 @@ def test_an_oversized_body_travels_through_the_blob_store_until_released(queue_f
 
     pair.queue.release(message.body)
 
-    with pytest.raises(NotFoundError):
-        pair.blobs.get(key)
+    # The customer's data is gone; what is left says the message was handled.
+    left = pair.blobs.get(key)
+    assert len(left) < 200 and b"raw" not in left
     # A redelivery after its body was released: a message handled before.
     assert pair.queue.resolve_body(message.body) is None
     assert pair.queue.resolve_body("small body") == "small body"
     pair.queue.release("small body")  # nothing to release
+
+
+def test_a_claim_checked_body_that_is_gone_is_lost_not_handled(queue_factory):
+    """A copy that expired or was deleted before its message was handled is an error to report;
+    taking it for a redelivery of a handled message would drop the message silently."""
+    pair = queue_factory(visibility_timeout=30, with_blobs=True)
+    body = json.dumps({"raw": "z" * (MAX_INLINE_BYTES + 1)})
+    pair.queue.send([OutgoingMessage(body=body, group="g", dedupe_id="lost")])
+    [message] = pair.queue.receive()
+    key = json.loads(message.body)["$blob"]
+    pair.blobs.delete(key)  # what the `queue/` lifecycle rule does to an old copy
+
+    with pytest.raises(QueueBodyLostError) as lost:
+        pair.queue.resolve_body(message.body)
+    assert key in lost.value.message and lost.value.detail == {"queue": pair.queue.name, "key": key}
 
 
 def test_each_oversized_send_has_its_own_blob_and_content_dedupe_still_holds(queue_factory):

@@ -161,8 +161,10 @@ def test_a_large_attachment_reaches_its_link_and_leaves_no_copy_in_the_queues_bl
     [attachment] = contact["attachments"]
     fetched = hub.request("GET", "/v1/" + attachment["url"].split("/v1/", 1)[1], headers={"Accept": "*/*"})
     assert (fetched.status, fetched.body) == (200, pdf)
-    queue_blobs = hub.data_dir / "blobs" / "queue"
-    assert not queue_blobs.exists() or not any(p.is_file() for p in queue_blobs.rglob("*"))
+    # The claim-checked copy was released: only a small marker is left, so a redelivery of the
+    # handled message is known for a duplicate.
+    queue_blobs = [p for p in (hub.data_dir / "blobs" / "queue").rglob("*") if p.is_file()]
+    assert all(p.stat().st_size < 200 for p in queue_blobs)
 
 
 def test_a_sendgrid_raw_post_with_basic_auth_path_token_and_signature_becomes_a_contact(email_hub):

@@ -140,7 +140,7 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
         assert props["SqsManagedSseEnabled"] is True
     logical_names = {r["Properties"]["QueueName"]["Fn::Sub"]: k for k, r in template["Resources"].items()
                      if r["Type"] == "AWS::SQS::Queue"}
-    for role, max_receives in (("inbound", 5), ("delivery", 8)):
+    for role, max_receives in (("inbound", 17), ("delivery", 11)):
         name = Settings(stage="dev").queue_name(role)  # what app.py subscribes to
         props = queues[name]
         assert props["VisibilityTimeout"] >= 6 * lambda_timeout(chalice_config, WORKERS[role])
@@ -150,27 +150,17 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_the_process_worker_knows_its_last_receive_as_sqs_counts_it(stage, template):
-    """On `processing.max_receives` the worker delivers what it has (a media download that keeps
-    failing is reported, not retried): it must be SQS's last receive before the DLQ."""
-    from chalicelib.hubconfig import ProcessingSettings
+@pytest.mark.parametrize("role", ["inbound", "delivery", "ses-inbound"])
+def test_sqs_never_takes_a_message_before_the_hub_gives_up_on_it(stage, role, template):
+    """The deliver worker dead-letters a job itself at `delivery.max_receives`, and the process
+    worker's receive number `processing.max_receives` delivers what it has: SQS's redrive must
+    come later, by the receives a batch can leave untried and those no handler sees (the
+    arithmetic is in tests/integration/test_receive_budget.py and infra/stateful.yaml)."""
+    from tests.integration.test_receive_budget import required_receive_count
 
-    conf = yaml.safe_load((ROOT / "chalicelib" / "conf" / f"{stage}.yaml").read_text())
-    max_receives = (conf.get("processing") or {}).get("max_receives", ProcessingSettings().max_receives)
-    queue = template["Resources"]["InboundQueue"]["Properties"]
-    assert queue["RedrivePolicy"]["maxReceiveCount"] == max_receives
-
-
-@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_the_stage_config_gives_up_on_a_delivery_when_sqs_would(stage, template):
-    """The deliver worker dead-letters a job itself at `delivery.max_receives`; SQS's redrive must
-    not take it away earlier (or let it loop longer)."""
-    from chalicelib.hubconfig import DeliverySettings
-
-    conf = yaml.safe_load((ROOT / "chalicelib" / "conf" / f"{stage}.yaml").read_text())
-    max_receives = (conf.get("delivery") or {}).get("max_receives", DeliverySettings().max_receives)
-    queue = template["Resources"]["DeliveryQueue"]["Properties"]
-    assert queue["RedrivePolicy"]["maxReceiveCount"] == max_receives
+    logical = {"inbound": "InboundQueue", "delivery": "DeliveryQueue", "ses-inbound": "SesInboundQueue"}[role]
+    props = template["Resources"][logical]["Properties"]
+    assert props["RedrivePolicy"]["maxReceiveCount"] >= required_receive_count(stage, role)
 
 
 def test_the_bucket_is_private_encrypted_and_expires_queue_bodies(template):
@@ -181,13 +171,28 @@ def test_the_bucket_is_private_encrypted_and_expires_queue_bodies(template):
     [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     [expiry] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
-    assert (expiry["Status"], expiry["ExpirationInDays"]) == ("Enabled", 15)
+    assert expiry["Status"] == "Enabled"
     [media] = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "media/"]
     assert (media["Status"], media["ExpirationInDays"]) == ("Enabled", {"Ref": "MediaRetentionDays"})
     retention = template["Parameters"]["MediaRetentionDays"]
     # A link (at most 7 days) must never outlive its file.
     assert (retention["Default"], retention["MinValue"]) == (30, 8)
     assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_claim_checked_bodies_outlive_their_message_through_a_dlq_redrive(template):
+    """A claim-checked body (`queue/`) must be there for as long as its message may be handled:
+    in its queue, then in the FIFO DLQ (which starts its retention again when a message moves
+    in), redriven to its queue (a redrive restarts it too), and back in the DLQ once more."""
+    days = 24 * 3600
+    [bucket] = resources_of(template, "AWS::S3::Bucket").values()
+    [expiry] = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
+    for name in ("InboundQueue", "DeliveryQueue"):
+        queue = template["Resources"][name]["Properties"]
+        [dead_letter, _] = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
+        dlq_days = template["Resources"][dead_letter]["Properties"]["MessageRetentionPeriod"] / days
+        longest_stay = 2 * (queue["MessageRetentionPeriod"] / days + dlq_days)
+        assert expiry["ExpirationInDays"] >= longest_stay
 
 
 def test_outputs_cover_what_deploy_and_operators_need(template):
@@ -254,7 +259,7 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         assert attributes["VisibilityTimeout"] == "180"
         assert json.loads(attributes["RedrivePolicy"]) == {
             "deadLetterTargetArn": "arn:aws:sqs:eu-central-1:123456789012:hub-dev-inbound-dlq.fifo",
-            "maxReceiveCount": 5,
+            "maxReceiveCount": 17,
         }
         cloudformation = session.client("cloudformation")
         stacks = {s["StackName"]: s for s in cloudformation.describe_stacks()["Stacks"]}
@@ -353,13 +358,31 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
         env = settings["environment_variables"]
         assert env["HUB_STAGE"] == stage
         assert env["HUB_CONFIG"] == f"chalicelib/conf/{stage}.yaml"
-        assert (CHALICE_DIR / settings["iam_policy_file"]).is_file()
     assert chalice_config["stages"]["local"]["environment_variables"]["HUB_RUNTIME"] == "embedded"
+    assert (CHALICE_DIR / chalice_config["stages"]["local"]["iam_policy_file"]).is_file()
 
 
-def _statements(stage: str) -> dict[str, dict]:
-    policy = json.loads((CHALICE_DIR / f"policy-{stage}.json").read_text())
-    return {s["Sid"]: s for s in policy["Statement"]}
+#: What no function but deliver may do: read vendor credentials, start Connect tasks, put events.
+VENDOR_ACTIONS = {"secretsmanager:GetSecretValue", "connect:StartTaskContact", "events:PutEvents"}
+
+
+def functions() -> list[str]:
+    """Every Lambda function app.py registers: the REST API's and one per queue handler."""
+    from app import app
+
+    return ["api_handler", *(source.name for source in app.event_sources)]
+
+
+def policy_file(config: dict, stage: str, function: str) -> str:
+    """The policy Chalice gives `function` in `stage`: its own, else the stage's."""
+    stage_config = config["stages"][stage]
+    own = stage_config.get("lambda_functions", {}).get(function, {}).get("iam_policy_file")
+    return own or stage_config.get("iam_policy_file") or f"policy-{stage}.json"
+
+
+def policy_of(stage: str, function: str) -> dict:
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    return json.loads((CHALICE_DIR / policy_file(config, stage, function)).read_text())
 
 
 def _resources(statement: dict) -> list[str]:
@@ -367,49 +390,141 @@ def _resources(statement: dict) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
+def _actions(policy: dict) -> set[str]:
+    return {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
 def _iam_match(pattern: str, value: str) -> bool:
     # IAM wildcards: * any run, ? one character (fnmatch also knows [...], which no policy uses).
     return fnmatch.fnmatchcase(value, pattern)
 
 
-@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_policies_grant_exactly_the_stage_resources(stage, template):
-    statements = _statements(stage)
-    actions = {a for s in statements.values() for a in s["Action"]}
-    assert all("*" not in action for action in actions)
-    assert all(s["Effect"] == "Allow" for s in statements.values())
-    assert not {"dynamodb:Scan", "dynamodb:DescribeTable", "dynamodb:DeleteTable"} & actions
-    # What the adapters call (TransactWriteItems is authorized per item, as PutItem).
-    assert {f"dynamodb:{op}" for op in ("GetItem", "BatchGetItem", "Query", "PutItem", "DeleteItem",
-                                        "BatchWriteItem")} <= actions
-    assert {f"sqs:{op}" for op in ("SendMessage", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility",
-                                   "GetQueueAttributes")} <= actions
+def _allows(policy: dict, action: str, resource: str) -> bool:
+    return any(action in s["Action"] and any(_iam_match(r, resource) for r in _resources(s))
+               for s in policy["Statement"])
 
-    assert _resources(statements["Table"]) == [f"arn:aws:dynamodb:*:*:table/hub-{stage}"]
+
+def _secret_references(section) -> list[str]:
+    """Every ssm: / secretsmanager: reference in a configuration section."""
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(section, SecretStr):
+        value = section.get_secret_value()
+        return [value] if value.startswith(("ssm:", "secretsmanager:")) else []
+    if isinstance(section, BaseModel):
+        return [r for name in type(section).model_fields for r in _secret_references(getattr(section, name))]
+    if isinstance(section, dict):
+        return [r for value in section.values() for r in _secret_references(value)]
+    if isinstance(section, (list, tuple)):
+        return [r for value in section for r in _secret_references(value)]
+    return []
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_each_function_has_a_policy_of_its_own(stage, chalice_config):
+    files = {function: policy_file(chalice_config, stage, function) for function in functions()}
+    assert len(set(files.values())) == len(files), "functions share a role"
+    assert all((CHALICE_DIR / name).is_file() for name in files.values())
+    # A function added without a policy of its own must fail to deploy, not get someone else's.
+    assert "iam_policy_file" not in chalice_config["stages"][stage]
+    assert not (CHALICE_DIR / f"policy-{stage}.json").exists()
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_the_api_function_reads_no_vendor_secret_and_calls_no_vendor(stage):
+    """The webhook and consumer API function faces the internet: it verifies webhooks with the
+    channels' secrets, but must not be able to read the destinations' credentials, start Connect
+    tasks, put events or call Comprehend (only the workers do)."""
+    from chalicelib.hubconfig import load_config
+
+    api = policy_of(stage, "api_handler")
+    actions = _actions(api)
+    assert not actions & VENDOR_ACTIONS
+    assert not {a for a in actions if a.startswith("comprehend:")}
+    config = load_config(ROOT / "chalicelib" / "conf" / f"{stage}.yaml")
+    destination_secrets = _secret_references(config.destinations)
+    assert destination_secrets, "the stage configuration has no destination secret to test with"
+    for reference in destination_secrets:
+        scheme, name = reference.split(":", 1)
+        arn = (f"arn:aws:ssm:eu-central-1:123456789012:parameter/{name.lstrip('/')}" if scheme == "ssm"
+               else f"arn:aws:secretsmanager:eu-central-1:123456789012:secret:{name}-AbC123")
+        action = "ssm:GetParameter" if scheme == "ssm" else "secretsmanager:GetSecretValue"
+        assert not _allows(api, action, arn), reference
+        assert _allows(policy_of(stage, "deliver"), action, arn), reference
+    for reference in _secret_references(config.channels):
+        _, name = reference.split(":", 1)
+        assert _allows(api, "ssm:GetParameter", f"arn:aws:ssm:eu-central-1:123456789012:parameter/{name.lstrip('/')}")
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_only_deliver_may_call_vendors(stage):
+    for function in functions():
+        if function != "deliver":
+            assert not _actions(policy_of(stage, function)) & VENDOR_ACTIONS, function
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_every_bucket_statement_is_pinned_to_the_deploying_account(stage):
+    """Bucket ARNs have no account field: the name pattern hub-<stage>-????????????-* would match
+    a bucket someone else created in their account. aws:ResourceAccount pins it to ours."""
+    for function in functions():
+        for statement in policy_of(stage, function)["Statement"]:
+            if any(r.startswith("arn:aws:s3:") for r in _resources(statement)):
+                assert statement.get("Condition") == {
+                    "StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}
+                }, (function, statement.get("Sid"))
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_policies_name_only_the_stage_resources(stage, template):
     queue_names = {substitute(q["Properties"]["QueueName"], stage)
                    for q in resources_of(template, "AWS::SQS::Queue").values()}
-    assert {r.rsplit(":", 1)[-1] for r in _resources(statements["Queues"])} == queue_names
-    assert all(r.startswith("arn:aws:sqs:*:*:") for r in _resources(statements["Queues"]))
-
     [bucket] = resources_of(template, "AWS::S3::Bucket").values()
     own_bucket = substitute(bucket["Properties"]["BucketName"], stage)
     other_stage_bucket = substitute(bucket["Properties"]["BucketName"], f"{stage}-2")
-    [objects] = _resources(statements["BlobObjects"])
-    assert _iam_match(objects, f"arn:aws:s3:::{own_bucket}/queue/inbound/x.json")
-    assert not _iam_match(objects, f"arn:aws:s3:::{other_stage_bucket}/queue/x.json")
-    assert set(statements["BlobObjects"]["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
-    [bucket_arn] = _resources(statements["BlobMissingKeyIs404"])
-    assert _iam_match(bucket_arn, f"arn:aws:s3:::{own_bucket}") and not bucket_arn.endswith("/*")
+    for function in functions():
+        policy = policy_of(stage, function)
+        assert all("*" not in action for action in _actions(policy))
+        assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+        assert not {"dynamodb:Scan", "dynamodb:DescribeTable", "dynamodb:DeleteTable"} & _actions(policy)
+        log_group = "omnichannel-hub-" + stage + ("" if function == "api_handler" else f"-{function}")
+        for statement in policy["Statement"]:
+            for resource in _resources(statement):
+                service = resource.split(":")[2] if resource != "*" else None
+                if service == "dynamodb":
+                    assert resource == f"arn:aws:dynamodb:*:*:table/hub-{stage}"
+                elif service == "sqs":
+                    assert resource.startswith("arn:aws:sqs:*:*:") and resource.rsplit(":", 1)[-1] in queue_names
+                elif service == "s3":
+                    assert _iam_match(resource.split("/", 1)[0], f"arn:aws:s3:::{own_bucket}"), resource
+                    assert not _iam_match(resource.split("/", 1)[0], f"arn:aws:s3:::{other_stage_bucket}"), resource
+                elif service == "ssm":
+                    assert resource.startswith(f"arn:aws:ssm:*:*:parameter/hub/{stage}/"), resource
+                elif service == "secretsmanager":
+                    assert resource.startswith(f"arn:aws:secretsmanager:*:*:secret:hub/{stage}/"), resource
+                elif service == "logs":
+                    assert resource == f"arn:aws:logs:*:*:log-group:/aws/lambda/{log_group}:*"
 
-    assert _resources(statements["Parameters"]) == [f"arn:aws:ssm:*:*:parameter/hub/{stage}/*"]
-    assert _resources(statements["Secrets"]) == [f"arn:aws:secretsmanager:*:*:secret:hub/{stage}/*"]
-    assert set(statements["Tracing"]["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_each_worker_lets_its_event_source_mapping_read_its_queue(stage):
+    """Lambda's event source mapping polls with the function's own role."""
+    from app import app
+
+    for source in app.event_sources:
+        queue = f"arn:aws:sqs:*:*:{source.queue.replace('-local-', f'-{stage}-')}"
+        policy = policy_of(stage, source.name)
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                       "sqs:ChangeMessageVisibility"):
+            assert any(action in s["Action"] and queue in _resources(s) for s in policy["Statement"]), (source.name, action)
 
 
-def test_dev_and_prod_policies_differ_only_by_stage():
-    dev = (CHALICE_DIR / "policy-dev.json").read_text()
-    prod = (CHALICE_DIR / "policy-prod.json").read_text()
-    assert re.sub(r"\bdev\b", "STAGE", dev) == re.sub(r"\bprod\b", "STAGE", prod)
+def test_the_committed_policies_are_generated_from_each_stage_configuration():
+    """infra/policies.py writes them from each stage's configuration (what it references) and
+    the code's needs; a hand edit or a configuration change without regenerating fails here."""
+    result = subprocess.run([sys.executable, str(ROOT / "infra" / "policies.py"), "--check"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- chalice package -----------------------------------------------------------------------------
@@ -461,9 +576,14 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
         [event] = functions[function]["Events"].values()
         assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":hub-dev-" + queue)
         assert event["Properties"]["BatchSize"] <= 10
-    policy = json.loads((CHALICE_DIR / "policy-dev.json").read_text())
-    roles = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::IAM::Role"]
-    assert roles and all(r["Policies"][0]["PolicyDocument"] == policy for r in roles)
+    # One role per function, each with the function's own policy.
+    roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
+    names = {"APIHandler": "api_handler", "ProcessInbound": "process_inbound", "Deliver": "deliver",
+             "SesInbound": "ses_inbound"}
+    for logical, function in names.items():
+        role = functions[logical]["Role"]["Fn::GetAtt"][0]
+        assert roles[role]["Policies"][0]["PolicyDocument"] == policy_of("dev", function)
+    assert len(roles) == len(names)
 
 
 

@@ -72,7 +72,30 @@ def test_no_message_starts_when_the_invocation_could_time_out_during_it():
 
     assert handled == ["0", "1"]
     assert outcome.finished == ["r0", "r1"]
-    assert outcome.retry == {"r2": None, "r3": None}
+    # Never tried: visible again at once, not after the visibility timeout.
+    assert outcome.retry == {"r2": 0, "r3": 0}
+    assert outcome.unattempted == ["r2", "r3"]
+
+
+def test_messages_left_untried_are_visible_again_at_once_while_a_failed_message_keeps_its_delay():
+    """An untried message must not sit out the visibility timeout (360 s for deliveries) holding a
+    receive it never used; a failed one keeps the queue's default or the delay it asked for. A
+    later message of a failed group may be visible: SQS FIFO (and the local queue) hand out no
+    message of a group while an earlier one is in flight, so it still waits for the failed one."""
+    clock = iter([60.0, 5.0, 5.0])
+
+    def handle(message):
+        if message.message_id == "a1":
+            raise RuntimeError("fails")
+
+    messages = [received("a1", "A"), received("a2", "A"), received("b1", "B"), received("c1", "C")]
+    outcome = run_batch(messages, handle, seconds_left=lambda: next(clock, 5.0), reserve_seconds=10)
+    queue = MemoryQueue()
+    settle(queue, outcome)
+
+    assert outcome.retry == {"ra1": None, "ra2": 0, "rb1": 0, "rc1": 0}
+    assert outcome.unattempted == ["ra2", "rb1", "rc1"]
+    assert queue.delayed == {"ra2": 0, "rb1": 0, "rc1": 0}
 
 
 @pytest.mark.parametrize(

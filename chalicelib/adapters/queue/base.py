@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.adapters.blobs.base import BlobStore
-from chalicelib.errors import HubError, NotFoundError, QueueUnavailableError
+from chalicelib.errors import HubError, NotFoundError, QueueBodyLostError, QueueUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,9 @@ MAX_BATCH_BYTES = 900 * 1024
 #: Bodies above this go to the blob store and travel as a pointer (claim-check pattern).
 MAX_INLINE_BYTES = 200 * 1024
 _BLOB_MARKER = '{"$blob":'
+#: What `release` leaves of a claim-checked body: no customer data, and a redelivery of the handled
+#: message can tell it from a copy that went missing. (A real body is never this small.)
+_RELEASED = b'{"$released": "the message was handled"}'
 
 
 #: The group of messages sent without one: they are ordered among themselves.
@@ -134,27 +137,36 @@ class Queue(ABC):
         """The real body of a received message (`receive` and Lambda event sources hand over the
         body as sent on the wire: for a claim-checked one, a pointer to the blob store).
 
-        None when the claim is gone: `release` deletes it only after the message was handled, so
-        this is a redelivery of a message already handled (its acknowledgement was lost)."""
+        None for a message handled before (its acknowledgement was lost): `release` replaced its
+        copy with a marker. Raises `QueueBodyLostError` when the copy is gone without a marker
+        (expired or deleted before the message was handled), and the blob store's
+        `TransientError`s."""
         if not body.startswith(_BLOB_MARKER) or self._blobs is None:
             return body
+        key = json.loads(body)["$blob"]
         try:
-            return self._blobs.get(json.loads(body)["$blob"]).decode()
+            data = self._blobs.get(key)
         except NotFoundError:
+            raise QueueBodyLostError(f"queue {self.name}: the claim-checked body {key} is gone before its message "
+                                     "was handled", detail={"queue": self.name, "key": key}) from None
+        if data == _RELEASED:
             logger.info("queue %s: claim-checked body already released; a redelivery of a handled message", self.name)
             return None
+        return data.decode()
 
     def release(self, body: str) -> None:
-        """Deletes the claim-checked body of a message handled for good, so customer data (an
-        email's attachments) does not outlive its message in the blob store. Best effort: a
-        failure is logged, and on AWS the `queue/` lifecycle rule removes what is left."""
+        """Replaces the claim-checked body of a message handled for good with a small marker, so
+        customer data (an email's attachments) does not outlive its message in the blob store, and
+        a redelivery is known for a duplicate. One write, as a delete was. Best effort: a failure
+        is logged, and the redelivery is then handled again (handlers are idempotent); on AWS the
+        `queue/` lifecycle rule removes what is left."""
         if not body.startswith(_BLOB_MARKER) or self._blobs is None:
             return
         key = json.loads(body)["$blob"]
         try:
-            self._blobs.delete(key)
+            self._blobs.put(key, _RELEASED, content_type="application/json")
         except Exception as exc:  # noqa: BLE001 - the message is handled; only storage is left over
-            logger.warning("queue %s: claim-checked body %s not deleted: %s", self.name, key, type(exc).__name__)
+            logger.warning("queue %s: claim-checked body %s not released: %s", self.name, key, type(exc).__name__)
 
 
 def _batches(messages: list[OutgoingMessage]):

@@ -1,0 +1,407 @@
+"""Write each Lambda function's IAM policy for each deployed stage: `.chalice/policy-<stage>-<function>.json`.
+
+    python infra/policies.py            # every deployed stage of .chalice/config.json (dev, prod)
+    python infra/policies.py --stage qa
+    python infra/policies.py --check    # exit 1 if a committed policy differs (the tests run this)
+
+It also points each function of the stage at its file in `.chalice/config.json`
+(`stages.<stage>.lambda_functions.<function>.iam_policy_file`; `autogen_policy` is off), leaving
+the rest of the file as it was. No stage-wide policy is left, so a function added without a
+policy of its own fails to deploy instead of sharing another's.
+
+Each function gets what its code path calls, and nothing another function needs: the API function
+(webhooks, consumer API, media links) never reads a destination's credentials, starts a Connect
+task, puts events or calls Comprehend. What a function needs comes from two places:
+
+- the code (the table below, statement by statement, each with a Sid saying what it is for);
+- the stage's hub configuration: the secrets it references (each one by name, to the functions
+  that read it), the routing rules' source, Comprehend, and the Amazon Connect and EventBridge
+  destinations. Change the configuration, run this again, and deploy both.
+
+Conventions it enforces (`PolicyError` otherwise): secrets live under the stage's prefix
+(`/hub/<stage>/...` in SSM, `hub/<stage>/...` in Secrets Manager); what the API function reads
+(channel secrets, the media link secret) lives in SSM Parameter Store, because its role has no
+Secrets Manager access at all; an AppConfig rules source is configured by ids (IAM authorizes
+AppConfig by the ids in its ARNs; names cannot be granted).
+
+Every statement on the stage bucket carries `aws:ResourceAccount` = the deploying account: a bucket
+ARN has no account field, so the name pattern alone would also match a bucket of that name in
+someone else's account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the hub's configuration model is needed
+    sys.path.insert(0, str(ROOT))
+
+CHALICE_DIR = ROOT / ".chalice"
+CHALICE_CONFIG = CHALICE_DIR / "config.json"
+CONF_DIR = ROOT / "chalicelib" / "conf"
+APP_NAME = "omnichannel-hub"
+#: Chalice's name for the REST API's function.
+API = "api_handler"
+
+#: The condition every statement on the stage bucket carries.
+OWN_ACCOUNT = {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}
+#: What Lambda's event source mapping does with the function's role, and what the worker adds
+#: (deleting what it finished, making what it did not try visible again).
+CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+#: Every item-level DynamoDB action the store uses (TransactWriteItems is authorized per item as
+#: PutItem / UpdateItem / DeleteItem); never Scan.
+TABLE_READ_WRITE = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+#: What the deliver worker's store calls: the delivery record and the erasure tombstone (GetItem),
+#: the case with its external references (Query), deliveries, case refs and dead letters (PutItem).
+TABLE_DELIVER = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
+
+#: A pull entry's reads, by entry name: where its announcements point to (infra/stateful.yaml
+#: announces objects under this bucket prefix on the entry's queue).
+PULL_ENTRY_PREFIXES = {"ses-inbound": "ses-inbound/"}
+
+#: AppConfig's ids (application, environment, configuration profile): 4 to 7 lower-case letters
+#: and digits. A name such as hub-prod never matches (it has a hyphen).
+_APPCONFIG_ID = re.compile(r"[a-z0-9]{4,7}")
+
+
+class PolicyError(Exception):
+    """The stage configuration asks for something a policy cannot grant (the message says what)."""
+
+
+# --- the pieces ----------------------------------------------------------------------------------
+
+
+def statement(sid: str, actions: Iterable[str], resources: Iterable[str], condition: dict | None = None) -> dict:
+    out: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(set(actions)),
+                           "Resource": sorted(set(resources))}
+    if condition:
+        out["Condition"] = condition
+    return out
+
+
+class Stage:
+    """The names of one stage's resources, as infra/stateful.yaml and Chalice make them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.table = f"arn:aws:dynamodb:*:*:table/hub-{name}"
+        # hub-<stage>-<12-digit account>-<region>
+        self.bucket = f"arn:aws:s3:::hub-{name}-????????????-*"
+
+    def queue(self, role: str, *, fifo: bool = True) -> str:
+        return f"arn:aws:sqs:*:*:{self.queue_name(role, fifo=fifo)}"
+
+    def queue_name(self, role: str, *, fifo: bool = True) -> str:
+        return f"hub-{self.name}-{role}" + (".fifo" if fifo else "")
+
+    def objects(self, prefix: str) -> str:
+        return f"{self.bucket}/{prefix}*"
+
+    def queue_bodies(self, role: str) -> str:
+        """Claim-checked bodies of a queue's messages: `queue/<queue name>/` (adapters/queue/base.py)."""
+        return self.objects(f"queue/{self.queue_name(role)}/")
+
+    def logs(self, function: str) -> Iterable[dict]:
+        name = f"{APP_NAME}-{self.name}" + ("" if function == API else f"-{function}")
+        return [statement("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                          [f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}:*"])]
+
+    def missing_key_is_404(self) -> dict:
+        # Without ListBucket, S3 answers a missing key with AccessDenied, which the blob store and
+        # the SES pull would take for a transient failure and retry.
+        return statement("BucketMissingKeyIs404", ["s3:ListBucket"], [self.bucket], OWN_ACCOUNT)
+
+
+TRACING = statement("Tracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"])
+
+
+# --- from the configuration ----------------------------------------------------------------------
+
+
+def secret_references(section: Any) -> list[str]:
+    """The ssm: and secretsmanager: references in a configuration section (env: needs no grant)."""
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(section, SecretStr):
+        value = section.get_secret_value()
+        return [value] if value.startswith(("ssm:", "secretsmanager:")) else []
+    if isinstance(section, BaseModel):
+        return [r for name in type(section).model_fields for r in secret_references(getattr(section, name))]
+    if isinstance(section, dict):
+        return [r for value in section.values() for r in secret_references(value)]
+    if isinstance(section, (list, tuple)):
+        return [r for value in section for r in secret_references(value)]
+    return []
+
+
+def secret_statements(stage: Stage, sid: str, references: Sequence[str], *, ssm_only: str | None = None) -> list[dict]:
+    """Read access to exactly these secrets. `ssm_only`: why this function may not read Secrets
+    Manager (the references must then all be SSM parameters)."""
+    parameters, secrets = set(), set()
+    for reference in references:
+        scheme, name = reference.split(":", 1)
+        if scheme == "ssm":
+            if not name.startswith(f"/hub/{stage.name}/"):
+                raise PolicyError(f"{reference}: SSM parameters of stage {stage.name} live under /hub/{stage.name}/")
+            parameters.add(f"arn:aws:ssm:*:*:parameter{name}")
+        else:
+            if ssm_only:
+                raise PolicyError(f"{reference}: {ssm_only}; keep it in SSM Parameter Store (ssm:/hub/{stage.name}/...)")
+            if not name.startswith(f"hub/{stage.name}/"):
+                raise PolicyError(f"{reference}: secrets of stage {stage.name} live under hub/{stage.name}/")
+            # Secrets Manager appends a dash and six random characters to the secret's name.
+            secrets.add(f"arn:aws:secretsmanager:*:*:secret:{name}-??????")
+    out = []
+    if parameters:
+        out.append(statement(f"{sid}Parameters", ["ssm:GetParameter"], parameters))
+    if secrets:
+        out.append(statement(f"{sid}Secrets", ["secretsmanager:GetSecretValue"], secrets))
+    return out
+
+
+def rules_source_statements(stage: Stage, config) -> list[dict]:
+    """Reading the routing rules' document, when it lives on AWS (docs/routing-sources.md)."""
+    source = config.routing.source
+    if source.type == "s3":
+        return [statement("RoutingRulesObject", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket}/{source.key}"],
+                          OWN_ACCOUNT),
+                statement("RoutingRulesMissingIs404", ["s3:ListBucket"], [f"arn:aws:s3:::{source.bucket}"],
+                          OWN_ACCOUNT)]
+    if source.type == "ssm":
+        name = source.parameter
+        arn = name if name.startswith("arn:") else f"arn:aws:ssm:*:*:parameter/{name.lstrip('/')}"
+        return [statement("RoutingRulesParameter", ["ssm:GetParameter"], [arn])]
+    if source.type == "appconfig":
+        ids = (source.application, source.environment, source.profile)
+        if not all(_APPCONFIG_ID.fullmatch(value) for value in ids):
+            raise PolicyError(
+                "routing.source: IAM grants AppConfig by id, not by name: configure the ids of the application "
+                f"(hub-{stage.name}), environment ({stage.name}) and profile (routing), e.g. from "
+                "`aws appconfig list-applications`"
+            )
+        application, environment, profile = ids
+        return [statement("RoutingRulesAppConfig",
+                          ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
+                          [f"arn:aws:appconfig:*:*:application/{application}/environment/{environment}"
+                           f"/configuration/{profile}"])]
+    return []
+
+
+def comprehend_statements(config) -> list[dict]:
+    comprehend = config.enrichment.comprehend
+    actions = [action for enabled, action in ((comprehend.sentiment, "comprehend:DetectSentiment"),
+                                              (comprehend.language, "comprehend:DetectDominantLanguage")) if enabled]
+    if not comprehend.enabled or not actions:
+        return []
+    # Comprehend's real-time detection has no resource to name.
+    return [statement("EnrichmentComprehend", actions, ["*"])]
+
+
+def destination_statements(config) -> list[dict]:
+    """Amazon Connect tasks and EventBridge events, for exactly the configured instances and buses."""
+    connect, buses = set(), {}
+    for destination in config.destinations:
+        settings = destination.settings
+        if destination.type == "amazon_connect":
+            instance = settings.instance_id
+            if instance.startswith("arn:"):
+                _, partition, _, region, account, rest = instance.split(":", 5)
+                base = f"arn:{partition}:connect:{settings.region or region}:{account}:{rest}"
+            else:
+                base = f"arn:aws:connect:{settings.region or '*'}:*:instance/{instance}"
+            # A task template names its flow; chained tasks refer to the case's earlier contact.
+            connect.add(f"{base}/contact-flow/{settings.contact_flow_id or '*'}")
+            if settings.task_template_id:
+                connect.add(f"{base}/task-template/{settings.task_template_id}")
+            connect.add(f"{base}/contact/*")
+        elif destination.type == "eventbridge":
+            bus = settings.event_bus_name
+            arn = bus if bus.startswith("arn:") else f"arn:aws:events:{settings.region or '*'}:*:event-bus/{bus}"
+            buses.setdefault(settings.source, set()).add(arn)
+    out = []
+    if connect:
+        out.append(statement("DestinationAmazonConnect", ["connect:StartTaskContact"], connect))
+    for index, (source, arns) in enumerate(sorted(buses.items())):
+        out.append(statement(f"DestinationEventBridge{index or ''}", ["events:PutEvents"], arns,
+                             {"StringEquals": {"events:source": source}}))
+    return out
+
+
+# --- the functions -------------------------------------------------------------------------------
+
+
+def api_policy(stage: Stage, config) -> list[dict]:
+    """Webhooks (verify with the channels' secrets, enqueue), the consumer API and media links."""
+    return [
+        *stage.logs(API),
+        # Every accepted webhook becomes one send; nothing else of the queue.
+        statement("WebhooksEnqueue", ["sqs:SendMessage"], [stage.queue("inbound")]),
+        # Consumer API: replays of dead letters, released parked contacts, merge/unmerge/erasure
+        # announcements to destinations.
+        statement("ConsumerApiQueuesDeliveries", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        # Consumer API reads and edits customers, contacts, merges, dead letters, unhandled items,
+        # erasure; the health check's GetItem; webhook replay tokens (a conditional PutItem).
+        statement("Table", TABLE_READ_WRITE, [stage.table]),
+        # Claim-checked bodies of what it sends (an email webhook over 200 KB, a large replay).
+        statement("QueueBodiesSent", ["s3:PutObject"],
+                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        # Media links (served or redirected to a presigned URL), the GDPR export of offloaded raw
+        # payloads, and erasure of both.
+        statement("CustomerFiles", ["s3:GetObject", "s3:DeleteObject"],
+                  [stage.objects("media/"), stage.objects("raw/")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        # Webhook verification (channels.*) and media link signing (media.link_secret).
+        *secret_statements(stage, "WebhookSecrets", [*secret_references(config.channels),
+                                                     *secret_references(config.media.link_secret)],
+                           ssm_only="the API function verifies webhooks and media links with it, and its role "
+                                    "reads no Secrets Manager secret (destination credentials live there)"),
+        # POST /v1/routing/explain routes by the rules in force.
+        *rules_source_statements(stage, config),
+        TRACING,
+    ]
+
+
+def process_policy(stage: Stage, config) -> list[dict]:
+    """Resolve, case, enrich, route, fan out: store, delivery queue, media into the bucket."""
+    return [
+        *stage.logs("process_inbound"),
+        statement("InboundQueueConsume", CONSUME, [stage.queue("inbound")]),
+        statement("DeliveriesQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        # Claims, customers, contacts and cases (transactions), merges, statuses, unhandled items.
+        statement("Table", TABLE_READ_WRITE, [stage.table]),
+        # Read its messages' claim-checked bodies and replace them with a "released" marker.
+        statement("InboundQueueBodies", ["s3:GetObject", "s3:PutObject"], [stage.queue_bodies("inbound")], OWN_ACCOUNT),
+        statement("DeliveryQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        # Downloaded attachments (and presigned links to them), and raw payloads too large for an item.
+        statement("CustomerFiles", ["s3:PutObject", "s3:GetObject"], [stage.objects("media/")], OWN_ACCOUNT),
+        statement("RawPayloads", ["s3:PutObject"], [stage.objects("raw/")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        # Media download credentials (media.sources.*) and the link secret.
+        *secret_statements(stage, "MediaSecrets", secret_references(config.media)),
+        *rules_source_statements(stage, config),
+        *comprehend_statements(config),
+        TRACING,
+    ]
+
+
+def deliver_policy(stage: Stage, config) -> list[dict]:
+    """Deliver jobs to destinations: their credentials, Connect, EventBridge, the dead letters."""
+    return [
+        *stage.logs("deliver"),
+        statement("DeliveryQueueConsume", CONSUME, [stage.queue("delivery")]),
+        # A job the hub gives up on goes to the DLQ (alarms watch its depth) and the store.
+        statement("DeadLettersSend", ["sqs:SendMessage"], [stage.queue("delivery-dlq")]),
+        statement("Table", TABLE_DELIVER, [stage.table]),
+        # Its jobs' claim-checked bodies (redriven ones come from the DLQ's prefix), released with a
+        # marker; dead letters' bodies.
+        statement("DeliveryQueueBodies", ["s3:GetObject", "s3:PutObject"],
+                  [stage.queue_bodies("delivery"), stage.queue_bodies("delivery-dlq")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        *secret_statements(stage, "DestinationSecrets", secret_references(config.destinations)),
+        *destination_statements(config),
+        TRACING,
+    ]
+
+
+def pull_policy(stage: Stage, config, name: str, provider: str, entry) -> list[dict]:
+    """A provider's pull entry: read what each announcement points to, enqueue it."""
+    if name not in PULL_ENTRY_PREFIXES:
+        raise PolicyError(f"pull entry {name}: add what it reads to PULL_ENTRY_PREFIXES in infra/policies.py")
+    return [
+        *stage.logs(entry.function_name),
+        statement("AnnouncementsConsume", CONSUME, [stage.queue(name, fifo=entry.fifo)]),
+        statement("InboundQueueSend", ["sqs:SendMessage"], [stage.queue("inbound")]),
+        statement("InboundQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("inbound")], OWN_ACCOUNT),
+        statement("AnnouncedObjects", ["s3:GetObject"], [stage.objects(PULL_ENTRY_PREFIXES[name])], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        *secret_statements(stage, "ChannelSecrets", secret_references(config.channels.get(provider))),
+        TRACING,
+    ]
+
+
+def policies_for(stage_name: str, config) -> dict[str, dict]:
+    """Function name → its policy document, for `stage_name` with hub configuration `config`."""
+    from chalicelib.adapters.channels.registry import PULL_ENTRIES
+
+    stage = Stage(stage_name)
+    statements = {API: api_policy(stage, config), "process_inbound": process_policy(stage, config),
+                  "deliver": deliver_policy(stage, config)}
+    for name, (provider, entry) in PULL_ENTRIES.items():
+        statements[entry.function_name] = pull_policy(stage, config, name, provider, entry)
+    return {function: {"Version": "2012-10-17", "Statement": items} for function, items in statements.items()}
+
+
+def policy_file(stage: str, function: str) -> str:
+    return f"policy-{stage}-{function}.json"
+
+
+def render(policy: dict) -> str:
+    return json.dumps(policy, indent=2) + "\n"
+
+
+def deployed_stages(chalice_config: dict) -> list[str]:
+    """The stages of .chalice/config.json that run on AWS (not the embedded `local`)."""
+    return [name for name, stage in chalice_config.get("stages", {}).items()
+            if stage.get("environment_variables", {}).get("HUB_RUNTIME", "aws") != "embedded"]
+
+
+def wire(chalice_config: dict, stage: str, functions: Iterable[str]) -> dict:
+    """`chalice_config` with each function of `stage` pointed at its own policy file."""
+    stage_config = chalice_config.setdefault("stages", {}).setdefault(stage, {})
+    stage_config.pop("iam_policy_file", None)
+    per_function = stage_config.setdefault("lambda_functions", {})
+    for function in functions:
+        per_function.setdefault(function, {})["iam_policy_file"] = policy_file(stage, function)
+    return chalice_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", action="append", help="stage (repeatable; default: every deployed stage)")
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    from chalicelib.errors import ConfigError
+    from chalicelib.hubconfig import load_config
+
+    chalice_text = CHALICE_CONFIG.read_text()
+    chalice_config = json.loads(chalice_text)
+    differing = []
+    for stage in args.stage or deployed_stages(chalice_config):
+        try:
+            config = load_config(CONF_DIR / f"{stage}.yaml", allow_inline_secrets=False)
+            policies = policies_for(stage, config)
+        except (ConfigError, PolicyError) as exc:
+            print(f"error: stage {stage}: {exc}", file=sys.stderr)
+            return 1
+        for function, policy in policies.items():
+            path = CHALICE_DIR / policy_file(stage, function)
+            text = render(policy)
+            if not path.exists() or path.read_text() != text:
+                differing.append(path.name)
+                if not args.check:
+                    path.write_text(text)
+                    print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+        wire(chalice_config, stage, policies)
+    wired = json.dumps(chalice_config, indent=2) + "\n"
+    if wired != chalice_text:
+        differing.append(CHALICE_CONFIG.name)
+        if not args.check:
+            CHALICE_CONFIG.write_text(wired)
+            print(f"wrote {CHALICE_CONFIG.relative_to(ROOT)}", file=sys.stderr)
+    if args.check and differing:
+        print(f"not what infra/policies.py generates: {', '.join(differing)}; run python infra/policies.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Each function's policy allows what its code calls: the deployed path runs under moto with the
+stage's resource names, every AWS call each function makes is recorded (Powertools' own clients
+included), mapped to the IAM action and resource AWS authorizes it on, and checked against the
+policy infra/policies.py writes for that function, from the same configuration. A call no statement
+allows fails here, as AccessDenied would in the stage.
+
+The configuration uses what the stages can: webhook secrets in SSM, a destination secret in Secrets
+Manager and one in SSM, routing rules in the stage bucket, mail pulled from S3, bodies over the
+claim-check limit through every queue, a dead letter and its replay, erasure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import importlib.util
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+import botocore.client
+import chalice.test
+import pytest
+from chalice.local import LambdaContext
+from chalice.test import Client
+from moto import mock_aws
+from twilio.request_validator import RequestValidator
+
+from chalicelib.bootstrap import Hub, use_hub
+from chalicelib.errors import BatchIncompleteError
+from chalicelib.hubconfig import load_config
+from chalicelib.settings import Settings
+from tests.support.aws import create_table
+from tests.support.receiver import Answer, Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION, ACCOUNT, STAGE = "eu-central-1", "123456789012", "dev"
+BUCKET = f"hub-{STAGE}-{ACCOUNT}-{REGION}"
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+API_KEY = "policy-test-key"
+EMAIL = (ROOT / "tests" / "fixtures" / "ses" / "email_umlauts.eml").read_bytes()
+
+CONFIG = """
+channels:
+  twilio:
+    auth_tokens: ["ssm:/hub/dev/twilio/auth-token"]
+    public_url: https://hub.example.com/webhooks/twilio
+  ses: {{s3_prefix: "ses-inbound/"}}
+destinations:
+  - name: crm
+    type: webhook
+    url: {url}/crm
+    secrets: ["secretsmanager:hub/dev/crm/signing-secret"]
+  - name: audit
+    type: webhook
+    url: {url}/audit
+    secrets: ["ssm:/hub/dev/audit/signing-secret"]
+routing:
+  source: {{type: s3, bucket: {bucket}, key: routing/rules.yaml}}
+api_keys:
+  - name: ops
+    sha256: {key}
+    scopes: [customers:read, customers:write, customers:erase, operations]
+"""
+RULES = "rules:\n  - {name: urgent, when: {text: {contains: [urgent]}}, then: {priority: urgent}}\n"
+
+
+def _load_policies():
+    spec = importlib.util.spec_from_file_location("hub_infra_policies", ROOT / "infra" / "policies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+policies = _load_policies()
+
+
+# --- what a call is authorized on ----------------------------------------------------------------
+
+
+def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs AWS checks for one API call."""
+    if service == "sqs":
+        name = params["QueueUrl"].rsplit("/", 1)[-1]
+        action = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+                  "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}.get(operation, operation)
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if service == "dynamodb":
+        def table(name: str) -> str:
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+        if operation == "TransactWriteItems":
+            per_item = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                        "ConditionCheck": "ConditionCheckItem"}
+            return [(f"dynamodb:{per_item[kind]}", table(action["TableName"]))
+                    for item in params["TransactItems"] for kind, action in item.items()]
+        if operation == "TransactGetItems":
+            return [("dynamodb:GetItem", table(item["Get"]["TableName"])) for item in params["TransactItems"]]
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{operation}", table(name)) for name in params["RequestItems"]]
+        return [(f"dynamodb:{operation}", table(params["TableName"]))]
+    if service == "s3":
+        if operation in ("ListObjects", "ListObjectsV2"):
+            return [("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}")]
+        action = {"HeadObject": "GetObject"}.get(operation, operation)
+        return [(f"s3:{action}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
+    if service == "ssm":
+        names = params["Names"] if operation == "GetParameters" else [params["Name"]]
+        return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{n.lstrip('/')}") for n in names]
+    if service == "secretsmanager":
+        # The ARN ends in the name, a dash and six random characters.
+        return [(f"secretsmanager:{operation}", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['SecretId']}-AbC123")]
+    raise AssertionError(f"map {service}.{operation} to its IAM action and resource in this test")
+
+
+def allowed(policy: dict, action: str, resource: str) -> bool:
+    for statement in policy["Statement"]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if action not in statement["Action"] or not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+            continue
+        condition = statement.get("Condition")
+        if condition in (None, policies.OWN_ACCOUNT):  # every resource here is the principal's account's
+            return True
+    return False
+
+
+class Calls:
+    """Every AWS call made while `as_function` names a function, by any client in the process.
+    Each function runs on a hub of its own, with Powertools' caches emptied when another function
+    runs: in the stage each is a container of its own, and one's cached rules or secrets must not
+    hide the calls of another."""
+
+    def __init__(self, hubs: dict[str, Hub] | None = None) -> None:
+        self.function: str | None = None
+        self.made: list[tuple[str, str, str, dict]] = []
+        self.hubs = hubs or {}
+
+    def record(self, client, operation: str, params: dict) -> None:
+        if self.function is not None:
+            self.made.append((self.function, client.meta.service_model.service_name, operation, dict(params)))
+
+    @contextmanager
+    def as_function(self, name: str):
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+        use_hub(self.hubs.get(name))
+        self.function = name
+        try:
+            yield
+        finally:
+            self.function = None
+
+    def requests(self, function: str) -> set[tuple[str, str]]:
+        return {pair for made_by, service, operation, params in self.made if made_by == function
+                for pair in authorized_on(service, operation, params)}
+
+
+# --- the deployed path ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deployed(tmp_path, monkeypatch):
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters import base
+
+    monkeypatch.setattr(chalice.test, "LambdaContext", functools.partial(LambdaContext, max_runtime_ms=60_000))
+    for name, value in (("AWS_DEFAULT_REGION", REGION), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    calls = Calls()
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client, operation, params):
+        calls.record(client, operation, params)
+        return make_api_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    with mock_aws(), Receiver() as receiver:
+        # Powertools keeps its clients and values per process: fetch from this moto account.
+        parameters.clear_caches()
+        base.DEFAULT_PROVIDERS.clear()
+        session = boto3.Session(region_name=REGION)
+        sqs, s3 = session.client("sqs"), session.client("s3")
+        create_table(session.client("dynamodb"), f"hub-{STAGE}")
+        urls = {}
+        for role in ("inbound", "delivery"):
+            dlq = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            urls[role] = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}.fifo", Attributes={
+                "FifoQueue": "true", "VisibilityTimeout": "360",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 11}),
+            })["QueueUrl"]
+            urls[f"{role}-dlq"] = dlq
+        urls["mail"] = sqs.create_queue(QueueName=f"hub-{STAGE}-ses-inbound")["QueueUrl"]
+        mail_arn = sqs.get_queue_attributes(QueueUrl=urls["mail"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": [{
+            "QueueArn": mail_arn, "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "ses-inbound/"}]}},
+        }]})  # fmt: skip
+        s3.put_object(Bucket=BUCKET, Key="routing/rules.yaml", Body=RULES.encode())
+        ssm = session.client("ssm")
+        for name, value in (("/hub/dev/twilio/auth-token", TWILIO_TOKEN), ("/hub/dev/audit/signing-secret", WHSEC)):
+            ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        session.client("secretsmanager").create_secret(Name="hub/dev/crm/signing-secret", SecretString=WHSEC)
+
+        config = tmp_path / "dev.yaml"
+        config.write_text(CONFIG.format(url=receiver.url, bucket=BUCKET, key=hashlib.sha256(API_KEY.encode()).hexdigest()))
+        granted = policies.policies_for(STAGE, load_config(config, allow_inline_secrets=False))
+        settings = Settings(
+            runtime="aws", stage=STAGE, config_path=str(config), table_name=f"hub-{STAGE}",
+            inbound_queue_url=urls["inbound"], delivery_queue_url=urls["delivery"],
+            delivery_dlq_url=urls["delivery-dlq"], bucket=BUCKET, data_dir=str(tmp_path),
+            environ={"HUB_SES_INBOUND_QUEUE_URL": urls["mail"]},
+        )
+        clients = {service: session.client(service) for service in ("dynamodb", "sqs", "s3", "ssm", "secretsmanager")}
+        calls.hubs = {function: Hub(settings, aws_client=clients.__getitem__) for function in granted}
+        from app import app
+
+        try:
+            with Client(app) as client:
+                yield client, sqs, urls, receiver, calls, granted
+        finally:
+            use_hub(None)
+            parameters.clear_caches()
+            base.DEFAULT_PROVIDERS.clear()
+
+
+def event_of(sqs, url: str, *, at_most: int = 10) -> dict:
+    records = []
+    while len(records) < at_most and (answer := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=min(10, at_most - len(records)), AttributeNames=["All"]).get("Messages")):
+        records += [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                     "attributes": m["Attributes"], "eventSource": "aws:sqs", "messageAttributes": {}} for m in answer]
+    assert records, f"nothing on {url}"
+    return {"Records": records}
+
+
+def run(client, calls: Calls, sqs, url: str, function: str, *, at_most: int = 10) -> None:
+    """The event source mapping: a batch, the handler, the batch deleted if the handler succeeded."""
+    event = event_of(sqs, url, at_most=at_most)
+    with calls.as_function(function):
+        try:
+            client.lambda_.invoke(function, event)
+        except BatchIncompleteError:
+            return
+    for record in event["Records"]:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+
+
+def api(client, calls: Calls, method: str, path: str, body=None, headers=None):
+    headers = {"Authorization": f"Bearer {API_KEY}", **({"Content-Type": "application/json"} if body is not None else {}),
+               **(headers or {})}
+    with calls.as_function("api_handler"):
+        return getattr(client.http, method.lower())(path, headers=headers,
+                                                    body=body if isinstance(body, (bytes, type(None))) else json.dumps(body))
+
+
+def twilio_sms(text: str) -> tuple[bytes, dict]:
+    params = {"MessageSid": "SM" + "c" * 32, "AccountSid": "AC" + "a" * 32, "From": "+14155550101",
+              "To": "+14155550100", "Body": text, "NumMedia": "0"}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hub.example.com/webhooks/twilio", params)
+    return urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+
+
+def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
+    client, sqs, urls, receiver, calls, granted = deployed
+    # A webhook over the claim-check limit: the API function writes its body to queue/.
+    body, headers = twilio_sms("urgent " + "x" * 250_000)
+    response = api(client, calls, "POST", "/webhooks/twilio", body, headers)
+    assert response.status_code == 200, response.body
+    # Mail SES stored: the bucket announces it, the pull worker reads and enqueues it.
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="ses-inbound/0001", Body=EMAIL)
+    run(client, calls, sqs, urls["mail"], "ses_inbound")
+
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    # The audit destination refuses for good (a dead letter); the crm destination takes it.
+    receiver.script = [Answer(400, b'{"error":"no"}')]
+    for _ in range(4):
+        run(client, calls, sqs, urls["delivery"], "deliver", at_most=1)
+    letters = json.loads(api(client, calls, "GET", "/v1/dead-letters").body)["data"]
+    assert letters, "no dead letter to replay"
+    assert api(client, calls, "POST", f"/v1/dead-letters/{letters[0]['id']}/replay", {}).status_code in (200, 202)
+    assert api(client, calls, "POST", "/v1/routing/explain", {"contact": {"channel": "sms", "text": "urgent"}}).status_code == 200
+    [customer] = json.loads(api(client, calls, "GET", "/v1/customers?identifier=phone:%2B14155550101").body)["data"]
+    assert api(client, calls, "GET", f"/v1/customers/{customer['id']}/export").status_code == 200
+    assert api(client, calls, "DELETE", f"/v1/customers/{customer['id']}").status_code in (200, 202)
+    assert api(client, calls, "GET", "/health").status_code == 200
+
+    denied = {function: sorted(pair for pair in calls.requests(function) if not allowed(granted[function], *pair))
+              for function in granted}
+    assert denied == {function: [] for function in granted}
+    # The scenario reached what it means to check.
+    made = {function: {action for action, _ in calls.requests(function)} for function in granted}
+    assert {"sqs:SendMessage", "s3:PutObject", "ssm:GetParameter", "dynamodb:GetItem", "s3:GetObject",
+            "s3:DeleteObject"} <= made["api_handler"]
+    assert {"s3:GetObject", "sqs:SendMessage"} <= made["ses_inbound"]
+    assert {"s3:GetObject", "s3:PutObject", "sqs:SendMessage", "dynamodb:PutItem"} <= made["process_inbound"]
+    # Both read the routing rules from the bucket (explain, and routing each contact).
+    rules = ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/routing/rules.yaml")
+    assert rules in calls.requests("api_handler") and rules in calls.requests("process_inbound")
+    assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "sqs:SendMessage", "s3:GetObject",
+            "s3:PutObject", "dynamodb:PutItem"} <= made["deliver"]
