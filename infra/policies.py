@@ -300,6 +300,11 @@ def deliver_policy(stage: Stage, config) -> list[dict]:
         # A job the hub gives up on goes to the DLQ (alarms watch its depth) and the store.
         statement("DeadLettersSend", ["sqs:SendMessage"], [stage.queue("delivery-dlq")]),
         statement("Table", TABLE_DELIVER, [stage.table]),
+        # A dead letter is written in one transaction with a conditional delete of the customer's
+        # erasure tombstone key (refused when the customer was erased meanwhile; IAM has no
+        # ConditionCheck permission). Only customer partitions, and the delete never matches an item.
+        statement("DeadLetterErasureGuard", ["dynamodb:DeleteItem"], [stage.table],
+                  {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CUST#*"]}}),
         # Its jobs' claim-checked bodies (redriven ones come from the DLQ's prefix), released with a
         # marker; dead letters' bodies.
         statement("DeliveryQueueBodies", ["s3:GetObject", "s3:PutObject"],

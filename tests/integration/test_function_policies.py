@@ -82,8 +82,9 @@ policies = _load_policies()
 # --- what a call is authorized on ----------------------------------------------------------------
 
 
-def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str, str]]:
-    """The (IAM action, resource ARN) pairs AWS checks for one API call."""
+def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str, ...]]:
+    """The (IAM action, resource ARN[, partition key]) AWS checks for one API call: a DynamoDB
+    item's partition key is what a `dynamodb:LeadingKeys` condition looks at."""
     if service == "sqs":
         name = params["QueueUrl"].rsplit("/", 1)[-1]
         action = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
@@ -93,16 +94,19 @@ def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str,
         def table(name: str) -> str:
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
 
+        def partition(action: dict) -> str:
+            return (action.get("Key") or action.get("Item") or {}).get("pk", {}).get("S", "")
+
         if operation == "TransactWriteItems":
             per_item = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                         "ConditionCheck": "ConditionCheckItem"}
-            return [(f"dynamodb:{per_item[kind]}", table(action["TableName"]))
+            return [(f"dynamodb:{per_item[kind]}", table(action["TableName"]), partition(action))
                     for item in params["TransactItems"] for kind, action in item.items()]
         if operation == "TransactGetItems":
             return [("dynamodb:GetItem", table(item["Get"]["TableName"])) for item in params["TransactItems"]]
         if operation in ("BatchGetItem", "BatchWriteItem"):
             return [(f"dynamodb:{operation}", table(name)) for name in params["RequestItems"]]
-        return [(f"dynamodb:{operation}", table(params["TableName"]))]
+        return [(f"dynamodb:{operation}", table(params["TableName"]), partition(params))]
     if service == "s3":
         if operation in ("ListObjects", "ListObjectsV2"):
             return [("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}")]
@@ -117,13 +121,16 @@ def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str,
     raise AssertionError(f"map {service}.{operation} to its IAM action and resource in this test")
 
 
-def allowed(policy: dict, action: str, resource: str) -> bool:
+def allowed(policy: dict, action: str, resource: str, partition: str = "") -> bool:
     for statement in policy["Statement"]:
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if action not in statement["Action"] or not any(fnmatch.fnmatchcase(resource, r) for r in resources):
             continue
         condition = statement.get("Condition")
         if condition in (None, policies.OWN_ACCOUNT):  # every resource here is the principal's account's
+            return True
+        leading = (condition or {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        if leading and len(condition) == 1 and any(fnmatch.fnmatchcase(partition, p) for p in leading):
             return True
     return False
 
@@ -155,7 +162,7 @@ class Calls:
         finally:
             self.function = None
 
-    def requests(self, function: str) -> set[tuple[str, str]]:
+    def requests(self, function: str) -> set[tuple[str, ...]]:
         return {pair for made_by, service, operation, params in self.made if made_by == function
                 for pair in authorized_on(service, operation, params)}
 
@@ -296,7 +303,7 @@ def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
               for function in granted}
     assert denied == {function: [] for function in granted}
     # The scenario reached what it means to check.
-    made = {function: {action for action, _ in calls.requests(function)} for function in granted}
+    made = {function: {request[0] for request in calls.requests(function)} for function in granted}
     assert {"sqs:SendMessage", "s3:PutObject", "ssm:GetParameter", "dynamodb:GetItem", "s3:GetObject",
             "s3:DeleteObject"} <= made["api_handler"]
     assert {"s3:GetObject", "sqs:SendMessage"} <= made["ses_inbound"]

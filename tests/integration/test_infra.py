@@ -9,7 +9,6 @@ import fnmatch
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -596,9 +595,10 @@ def test_the_api_hands_multipart_webhooks_over_as_binary(packaged):
     assert "multipart/form-data" in swagger["x-amazon-apigateway-binary-media-types"]
     assert swagger["paths"]["/webhooks/{provider}"]["post"]["consumes"] == ["*/*"]
 
-#: The Lambda zip's budget: cold start and deploy time grow with it (5 MB of dependencies, 1.2 MB
-#: of language model and time zones, the hub's own code).
-MAX_ZIP_BYTES = 8 * 1024 * 1024
+#: The Lambda zip's budget: cold start and deploy time grow with it. 11.7 MiB on 2026-12-06: the
+#: `cryptography` package (4.7 MB zipped, for the SNS and SendGrid signatures), pydantic-core,
+#: the hub's code with its language model, Powertools, PyYAML, DKIM and DNS.
+MAX_ZIP_BYTES = 12 * 1024 * 1024
 
 
 @pytest.mark.slow
