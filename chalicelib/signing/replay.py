@@ -21,10 +21,10 @@ class ReplayGuard(ABC):
     """Raises nothing: `first_use` answers whether a token may be accepted."""
 
     @abstractmethod
-    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime) -> bool:
+    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime, now: datetime) -> bool:
         """True the first time `token` is presented in `scope`, and again when it comes back with
         the same `fingerprint` (a retry of the same request); False when it was used with another
-        (a replay). Remembered until `expires_at`."""
+        (a replay). Remembered until `expires_at`, judged at `now` (the hub's clock)."""
 
 
 class StoreReplayGuard(ReplayGuard):
@@ -33,26 +33,24 @@ class StoreReplayGuard(ReplayGuard):
     def __init__(self, store: Callable[[], object]) -> None:
         self._store = store
 
-    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime) -> bool:
-        earlier = self._store().remember(f"replay:{scope}:{token}", value=fingerprint, expires_at=expires_at)
+    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime, now: datetime) -> bool:
+        earlier = self._store().remember(f"replay:{scope}:{token}", value=fingerprint, expires_at=expires_at, now=now)
         return earlier is None or earlier == fingerprint
 
 
 class MemoryReplayGuard(ReplayGuard):
     """Tokens remembered in this process only, bounded (the oldest forgotten first)."""
 
-    def __init__(self, *, max_entries: int = 10_000, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, *, max_entries: int = 10_000) -> None:
         self._entries: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self._max_entries = max_entries
-        self._clock = clock
         self._lock = threading.Lock()
 
-    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime) -> bool:
+    def first_use(self, scope: str, token: str, *, fingerprint: str, expires_at: datetime, now: datetime) -> bool:
         key = f"{scope}:{token}"
-        now = self._clock() if self._clock else None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and (now is None or entry[1] > now):
+            if entry is not None and entry[1] > now:
                 return entry[0] == fingerprint
             self._entries[key] = (fingerprint, expires_at)
             while len(self._entries) > self._max_entries:

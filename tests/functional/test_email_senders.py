@@ -148,3 +148,38 @@ def test_a_routing_rule_can_park_unproved_senders(tmp_path, dns):
         [parked] = hub.api("/v1/exceptions").json()["data"]
         assert parked["reason"] == "the sender's address is not proved (rule unproved-email)"
         assert hub.outbox() == []
+
+
+def test_a_captured_mailgun_signature_cannot_carry_another_message_to_another_container(tmp_path):
+    """Two hub processes on one store (two Lambda containers on one table): the token one of them
+    accepted for a message is refused to the other for any other message, and accepted again
+    for the same message (Mailgun's retry), which the Message-ID dedupe then drops."""
+    import secrets
+
+    from chalicelib.adapters.channels.mailgun.adapter import compute_signature
+    from tests.functional.test_email_channels import MAILGUN_KEY
+
+    timestamp, token = str(int(AT.timestamp())), secrets.token_hex(25)
+
+    def signed(raw: bytes) -> bytes:
+        fields = {"recipient": SUPPORT, "sender": ADDRESS, "body-mime": raw.decode(), "timestamp": timestamp,
+                  "token": token, "signature": compute_signature(MAILGUN_KEY, timestamp, token)}
+        return urllib.parse.urlencode(fields).encode()
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    original = signed(raw_mail("<original@kunde.example>", "Bitte Adresse ändern."))
+    forged = signed(raw_mail("<forged@kunde.example>", "Bitte IBAN ändern: DE00 ..."))
+    first = running_email_hub(tmp_path, CONFIG)
+    second = running_email_hub(tmp_path, CONFIG)  # same data directory: the same store
+    hub_a, _ = next(first)
+    hub_b, _ = next(second)
+    try:
+        assert hub_a.post("/webhooks/mailgun/mime", original, headers).status == 200
+        refused = hub_b.post("/webhooks/mailgun/mime", forged, headers)
+        assert (refused.status, refused.json()["error"]["code"]) == (406, "replayed_token")
+        assert hub_b.post("/webhooks/mailgun/mime", original, headers).status == 200, "Mailgun's retry"
+        [contact] = contacts(hub_a, 1)
+        assert contact["metadata"]["message_id"] == "original@kunde.example"
+    finally:
+        first.close()
+        second.close()

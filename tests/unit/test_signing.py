@@ -64,23 +64,23 @@ def test_unix_seconds_refuses_what_is_not_ascii_digits(value):
 
 
 def test_memory_replay_guard_binds_a_token_to_its_first_fingerprint_until_it_expires():
-    clock = [NOW]
-    guard = MemoryReplayGuard(clock=lambda: clock[0])
+    guard = MemoryReplayGuard()
     later = NOW + timedelta(hours=9)
-    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later)
-    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later), "a retry of the same request"
-    assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later), "another message: a replay"
-    assert guard.first_use("other", "tok", fingerprint="<b@x>", expires_at=later), "scopes are separate"
-    clock[0] = later + timedelta(seconds=1)
-    assert guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later + timedelta(hours=9))
+    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW)
+    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW), "a retry"
+    assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later, now=NOW), "a replay"
+    assert guard.first_use("other", "tok", fingerprint="<b@x>", expires_at=later, now=NOW), "scopes are separate"
+    assert guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later + timedelta(hours=9),
+                           now=later + timedelta(seconds=1)), "expired: the token is new again"
 
 
 def test_memory_replay_guard_is_bounded():
     guard = MemoryReplayGuard(max_entries=3)
+    later = NOW + timedelta(hours=1)
     for index in range(5):
-        guard.first_use("s", f"t{index}", fingerprint="f", expires_at=NOW)
-    assert guard.first_use("s", "t0", fingerprint="other", expires_at=NOW), "the oldest were forgotten"
-    assert not guard.first_use("s", "t4", fingerprint="other", expires_at=NOW)
+        guard.first_use("s", f"t{index}", fingerprint="f", expires_at=later, now=NOW)
+    assert guard.first_use("s", "t0", fingerprint="other", expires_at=later, now=NOW), "the oldest were forgotten"
+    assert not guard.first_use("s", "t4", fingerprint="other", expires_at=later, now=NOW)
 
 
 def test_store_replay_guard_keeps_the_fingerprint_in_the_store():
@@ -88,14 +88,16 @@ def test_store_replay_guard_keeps_the_fingerprint_in_the_store():
         def __init__(self) -> None:
             self.kept: dict[str, str] = {}
 
-        def remember(self, key, *, value, expires_at):
+        def remember(self, key, *, value, expires_at, now):
+            assert now == NOW, "judged on the hub's clock, not the store's"
             earlier = self.kept.get(key)
             self.kept.setdefault(key, value)
             return earlier
 
     store = Store()
     guard = StoreReplayGuard(lambda: store)
-    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=NOW)
-    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=NOW)
-    assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=NOW)
+    later = NOW + timedelta(hours=1)
+    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW)
+    assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW)
+    assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later, now=NOW)
     assert store.kept == {"replay:mailgun:tok": "<a@x>"}

@@ -220,8 +220,8 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         # passes, so a 5xx answered earlier loses nothing. Remembered before the enqueue.
         message_id = fallback if isinstance(event, str) else event.provider_message_id or fallback
         expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
-        if not self.services.replay_guard.first_use(self.key, token, fingerprint=message_id,
-                                           expires_at=expires):
+        if not self.services.replay_guard.first_use(self.key, token, fingerprint=message_id, expires_at=expires,
+                                                    now=request.received_at):
             raise ReplayedTokenError("this token was already used for another message: a replayed signature")
         if isinstance(event, str):
             return ParsedWebhook(ignored=[event])
