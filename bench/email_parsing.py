@@ -1,6 +1,6 @@
 """Email parsing on hostile input: does the cost stay linear in the size of the mail?
 
-Every email webhook (Mailgun, SendGrid, SES) runs `email_mime.parse_email` on customer-controlled
+Every email webhook (Mailgun, SendGrid, SES) runs `email/mime.py` `parse_email` on customer-controlled
 bytes inside API Gateway's 29 s limit. A quadratic step turns one 1 MB mail into minutes of CPU
 (the review measured a 200 KB Mailgun POST taking 18 s). For each adversarial input below, the
 parse is timed at n and 4n bytes against the parse of an ordinary mail of the same size (prose

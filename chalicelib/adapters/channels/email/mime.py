@@ -6,7 +6,7 @@ be (unknown charsets, broken encodings, HTML-only mail) and raises nothing but
 `MalformedPayloadError`, so a webhook carrying hostile MIME gets a 400, never a 500.
 
 What it decides, and why:
-- **New text vs history**: `email_quotes.split_reply`. **HTML-only mail**: `email_html`.
+- **New text vs history**: `quotes.split_reply`. **HTML-only mail**: `html`.
 - **Threading.** `thread_keys` are `email:<message-id>` for this message, then the ids in
   In-Reply-To, then References newest first. The processor stores every key of a contact with its
   case, so a reply whose In-Reply-To/References names an earlier message's Message-ID (ours or the

@@ -4,7 +4,7 @@
 signature (`sns_signature`), its topic must be on the allow-list, and its timestamp inside a
 window; then a `SubscriptionConfirmation` is confirmed, an `UnsubscribeConfirmation` is logged,
 and a `Notification` carrying an SES `Received` notification becomes one email message. The SES
-S3 delivery (`ses_s3.py`) builds its messages with the same `SesAdapter.email_message`.
+S3 delivery (`s3_pull.py`, the pull entry) builds its messages with the same `SesAdapter.email_message`.
 """
 
 from __future__ import annotations
