@@ -76,3 +76,21 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError("number out of range")
     return number
+
+
+def text_of(obj: Any, key: str) -> str | None:
+    """A string field, or an integer one as text (ids and codes come either way); else None."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(key)
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def string_of(obj: Any, key: str) -> str | None:
+    """A text field (message text, a title, an emoji): only a non-empty string counts."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -118,24 +118,6 @@ def cleaned(value: Any) -> Any:
         raise Unreadable(str(exc)) from None
 
 
-def text_of(obj: Any, key: str) -> str | None:
-    """A string field, or an integer one as text (ids and codes come either way); else None."""
-    if not isinstance(obj, dict):
-        return None
-    value = obj.get(key)
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def string_of(obj: Any, key: str) -> str | None:
-    """A text field (message text, a title, an emoji): only a non-empty string counts."""
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
 def millis(value: Any) -> datetime | None:
     """Messenger times are integers of milliseconds; seconds (10 digits) are read as seconds."""
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""

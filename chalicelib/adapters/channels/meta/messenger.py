@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.adapters.channels.base import ParsedWebhook, WebhookRequest
-from chalicelib.adapters.channels.json_body import safe
+from chalicelib.adapters.channels.json_body import safe, string_of, text_of
 from chalicelib.adapters.channels.meta.core import (
     UNKNOWN,
     KeepRaw,
@@ -16,8 +16,6 @@ from chalicelib.adapters.channels.meta.core import (
     collect,
     coordinate,
     millis,
-    string_of,
-    text_of,
 )
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender, StatusEvent

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
-from chalicelib.adapters.channels.json_body import safe
+from chalicelib.adapters.channels.json_body import safe, text_of
 from chalicelib.adapters.channels.meta.core import (
     UNKNOWN,
     KeepRaw,
@@ -16,7 +16,6 @@ from chalicelib.adapters.channels.meta.core import (
     collect,
     coordinate,
     seconds,
-    text_of,
 )
 from chalicelib.domain.models import (
     Attachment,

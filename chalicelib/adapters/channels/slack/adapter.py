@@ -22,7 +22,7 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
-from chalicelib.adapters.channels.json_body import load_clean_object
+from chalicelib.adapters.channels.json_body import string_of as _text, load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -341,11 +341,6 @@ def _dict(obj: Any, key: str) -> dict:
     value = obj.get(key) if isinstance(obj, dict) else None
     return value if isinstance(value, dict) else {}
 
-
-def _text(obj: Any, key: str) -> str | None:
-    """A non-empty string field; anything else is absent."""
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 def _int(value: Any) -> int | None:

@@ -22,7 +22,7 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
-from chalicelib.adapters.channels.json_body import load_clean_object
+from chalicelib.adapters.channels.json_body import string_of as _text, load_clean_object
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -473,11 +473,6 @@ def _id(value: Any) -> int | None:
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
-
-def _text(obj: Any, key: str) -> str | None:
-    """A string field (empty counts as absent)."""
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 def _date(value: Any) -> datetime | None:

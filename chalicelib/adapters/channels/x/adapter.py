@@ -22,7 +22,7 @@ from chalicelib.adapters.channels.base import (
     WebhookRequest,
     WebhookResponse,
 )
-from chalicelib.adapters.channels.json_body import TooDeepError, clean, load_object, safe
+from chalicelib.adapters.channels.json_body import text_of as _text, TooDeepError, clean, load_object, safe
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -515,17 +515,6 @@ def _clean_reason(value: Any) -> str:
     """Provider text quoted in an ignored reason: bounded, and safe to log."""
     return safe(value)[:64] if isinstance(value, str) else type(value).__name__
 
-
-def _text(obj: Any, key: str) -> str | None:
-    """A string field, or an integer one as text; else None."""
-    if not isinstance(obj, dict):
-        return None
-    value = obj.get(key)
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 def _id(value: Any) -> str | None:
