@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench venv clean
 
 $(STAMP): requirements.txt requirements-embedded.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (python3.12 preferred)"; exit 1; }

@@ -140,8 +140,14 @@ def unmerge(
     restored_survivor = restore_observations(
         survivor, before=record.survivor_before, absorbed=record.absorbed_before, rules=rules
     )
+    # An address that arrived unproved with the absorbed customer and was proved while merged
+    # goes back proved: the proof was of the address, whoever held it.
+    still_unproved = set(survivor.unverified_identifiers)
+    proved_while_merged = {k for k in record.absorbed_before.unverified_identifiers
+                           if k in moved and k not in still_unproved}
     next_survivor = restored_survivor.model_copy(update={
         "identifiers": [i for i in survivor.identifiers if i.key not in moved],
+        "unverified_identifiers": [k for k in survivor.unverified_identifiers if k not in moved],
         # Consent that only the absorbed customer had given goes back with it.
         "consent": {
             channel: state for channel, state in survivor.consent.items()
@@ -154,6 +160,8 @@ def unmerge(
         "version": survivor.version + 1,
     })
     next_absorbed = record.absorbed_before.model_copy(update={
+        "unverified_identifiers": [k for k in record.absorbed_before.unverified_identifiers
+                                   if k not in proved_while_merged],
         "merges": _reverted(absorbed.merges, record.id, now),
         "no_merge_with": [*record.absorbed_before.no_merge_with, record.survivor_id],
         "updated_at": now,

@@ -29,6 +29,23 @@ DEFAULT_BLOCKED = [
 ]
 
 
+#: A wildcard phone pattern as stored numbers read: `+`, digits, shell wildcards and sets.
+_PHONE_PATTERN = re.compile(r"[+*?\[][0-9*?\[\]!-]*")
+
+
+def _phone_region(value: str) -> str:
+    """`value` as the region code phonenumbers reads national numbers by (`de` → `DE`).
+    Imported only when a region is set: phonenumbers costs cold-start time."""
+    import phonenumbers
+
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        hint = " (the United Kingdom is GB)" if region == "UK" else ""
+        raise ValueError(f"{value[:10]!r} is not a region phonenumbers knows; use an ISO 3166 alpha-2 code "
+                         f"such as DE or US{hint}")
+    return region
+
+
 class IdentityPolicy(Strict):
     """Which identifiers may tie a contact to a customer (Segment's identity resolution, in rules)."""
 
@@ -68,19 +85,30 @@ class IdentityPolicy(Strict):
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
-            raise ValueError("must be a two-letter country code such as DE or US")
-        return value.upper() if value else None
+        return _phone_region(value) if value is not None else None
 
     @field_validator("account_regions")
     @classmethod
     def _account_regions(cls, value: dict[str, str]) -> dict[str, str]:
-        for account, region in value.items():
+        for account in value:
             if ":" not in account:
                 raise ValueError(f"key {account[:40]!r} must be provider:account, e.g. twilio:+4930123456")
-            if not re.fullmatch(r"[A-Za-z]{2}", region):
-                raise ValueError(f"{account}: must be a two-letter country code such as DE or US")
-        return {account: region.upper() for account, region in value.items()}
+        regions = {}
+        for account, region in value.items():
+            try:
+                regions[account] = _phone_region(region)
+            except ValueError as exc:
+                raise ValueError(f"{account}: {exc}") from None
+        return regions
+
+    @field_validator("max_per_kind")
+    @classmethod
+    def _limits(cls, value: dict[IdentifierKind, int]) -> dict[IdentifierKind, int]:
+        for kind, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"{kind.value}: {limit} would keep no {kind.value} at all; "
+                                 "leave the kind out of link_kinds instead of allowing none")
+        return value
 
     @model_validator(mode="after")
     def _normalized_blocked(self) -> IdentityPolicy:
@@ -103,12 +131,27 @@ class IdentityPolicy(Strict):
                 national = pattern.partition(":")[0].strip().lower() == "phone" and not self.default_region
                 hint = " (or set identity.default_region for national numbers)" if national else ""
                 raise fail_at("IdentityPolicy", ("blocked", index), f"{exc.message}{hint}") from None
+        from chalicelib.config_sections import fail_at
+
         kind, _, rest = pattern.partition(":")
+        kind = kind.strip().lower()
+        if kind not in {k.value for k in IdentifierKind} and not any(ch in kind for ch in "*?["):
+            raise fail_at("IdentityPolicy", ("blocked", index), f"{kind[:40]!r} is not an identifier kind "
+                          f"({', '.join(k.value for k in IdentifierKind)})")
+        if kind == "phone" and not _PHONE_PATTERN.fullmatch(rest):
+            # Stored numbers are E.164 (`phone:+4930...`): `+49 30 *` or `0049*` would match none.
+            raise fail_at("IdentityPolicy", ("blocked", index), "a phone pattern is written in E.164 form, "
+                          "`+` and digits with wildcards (phone:+4930123*), no spaces or national prefix")
         local, at, domain = rest.rpartition("@")
-        if kind.strip().lower() == "email" and at and not domain.isascii():
-            domain = ".".join(
-                label if any(ch in label for ch in "*?[") else label.encode("idna").decode() for label in domain.split(".")
-            )
+        if kind == "email" and at and not domain.isascii():
+            try:
+                domain = ".".join(
+                    label if any(ch in label for ch in "*?[") else label.encode("idna").decode()
+                    for label in domain.split(".")
+                )
+            except UnicodeError:
+                raise fail_at("IdentityPolicy", ("blocked", index),
+                              f"{domain[:80]!r} is not a domain name IDNA can encode") from None
             pattern = f"{kind}:{local}@{domain}"
         return pattern
 

@@ -56,8 +56,13 @@ class GatewayApplication:
             # The app has no authorizers, so the local gateway's only 403 is "no route matched":
             # the hub answers that with its JSON 404, as its catch-all route does on AWS.
             if error.CODE == 403:
-                return _respond(start_response, 404, {"Content-Type": "application/json"}, _NOT_FOUND.encode())
+                return _not_found(start_response)
             return _respond(start_response, error.CODE, dict(error.headers), error.body or b"")
+        except UnicodeEncodeError:
+            # Also "no route matched": the local gateway quotes an Authorization header into that
+            # 403 as ASCII, and fails on a non-ASCII one. Views never raise here (Chalice turns
+            # their exceptions into responses), so nothing else reaches this line.
+            return _not_found(start_response)
         response_headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():
             response_headers[name] = values
@@ -68,6 +73,10 @@ class GatewayApplication:
             data = data.encode("utf-8")
         response_headers.setdefault("Content-Type", "application/json")
         return _respond(start_response, response["statusCode"], response_headers, data)
+
+
+def _not_found(start_response: Callable) -> list[bytes]:
+    return _respond(start_response, 404, {"Content-Type": "application/json"}, _NOT_FOUND.encode())
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:

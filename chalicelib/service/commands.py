@@ -23,7 +23,8 @@ ATTEMPTS = 3
 
 def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identifier: Identifier, *, now: datetime) -> Customer:
     """Link an identifier to a customer explicitly (from a CRM, an agent): trusted, so only the
-    blocked list and the per-kind limit apply.
+    blocked list and the per-kind limit apply. Linking an address the customer holds only by
+    email continuity (unproved) proves it: the caller vouches for it.
 
     Raises `NotFoundError`, `RuleRefusedError` (blocked, limit), and `ConflictError` when another
     customer owns the identifier: two customers are never merged as a side effect of a link.
@@ -31,7 +32,10 @@ def link_identifier(store: Store, rules: IdentityRules, customer_id: str, identi
 
     def change(customer: Customer) -> tuple[Customer, tuple[Identifier, ...], tuple[Case, ...]] | None:
         if identifier in customer.identifiers:
-            return None
+            if identifier.key not in customer.unverified_identifiers:
+                return None
+            proved = [k for k in customer.unverified_identifiers if k != identifier.key]
+            return customer.model_copy(update={"unverified_identifiers": proved, "updated_at": now}), (), ()
         if refusal := rules.explicit_link_refusal(customer, identifier):
             raise RuleRefusedError(refusal)
         owner = store.find_customer_ids([identifier]).get(identifier.key)

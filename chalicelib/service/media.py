@@ -167,11 +167,14 @@ class MediaSettings(BaseModel):
         if not isinstance(data, dict):
             return handler(data)
         from chalicelib.adapters.media.registry import MEDIA_SOURCES
-        from chalicelib.config_sections import typed_sections, validate_together
+        from chalicelib.config_sections import problem, typed_sections, validate_together
 
         models = {source.settings_field: source.Settings for source in MEDIA_SOURCES.values()}
-        rest = {key: value for key, value in data.items() if key not in models}
+        rest = {key: value for key, value in data.items() if key not in models and key != "sources"}
         sources, errors = typed_sections({k: v for k, v in data.items() if k in models and v is not None}, models)
+        if "sources" in data:  # the typed field's name, not a key of the file: it would be dropped
+            known = ", ".join(f"media.{name}" for name in sorted(models))
+            errors.append(problem(("sources",), f"not a media setting; each source has its own section ({known})"))
         return validate_together(handler, {**rest, "sources": sources}, errors, cls.__name__)
 
     def source(self, settings_field: str) -> BaseModel | None:

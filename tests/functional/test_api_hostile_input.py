@@ -237,6 +237,13 @@ def test_a_hostile_authorization_header_is_a_401(hub):
         assert error(response)["code"] == "unauthorized"
 
 
+def test_a_non_ascii_authorization_header_on_no_route_is_the_json_404(hub):
+    for path in ("/nowhere", "/v2/customers", "/webhooks"):
+        response = hub.request("GET", path, headers={"Authorization": b"Bearer \xe4\xf6".decode("latin-1")})
+        assert response.status == 404, (path, response.body)
+        assert error(response)["code"] == "not_found"
+
+
 # --- what only a Lambda event can carry: decoded lone surrogates and NULs in parameters -----------
 
 DECODED_HOSTILE = ["\ud800", "cus_\udfff", "\x00", "x" * 3000, "\U0001f600", "²", "a\nb"]

@@ -23,7 +23,7 @@ from tests.functional.test_email_channels import SUPPORT, contacts, running_emai
 from tests.support.dkim_signing import Signer
 
 CONFIG = {**EMAIL_CONFIG, "api_keys": [{"name": "tests", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
-                                        "scopes": ["customers:read", "operations"]}]}
+                                        "scopes": ["customers:read", "customers:write", "operations"]}]}
 ADDRESS = "jana.schmidt@kunde.example"
 SIGNER = Signer("kunde.example")
 AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
@@ -83,6 +83,20 @@ def test_unproved_mail_from_one_address_is_one_customer_found_by_the_address(ema
     assert customer["unverified_identifiers"] == [f"email:{ADDRESS}"]
 
 
+def test_linking_an_unproved_address_through_the_api_proves_it(email_hub):
+    import json
+
+    hub, _ = email_hub
+    send(hub, raw_mail("<unproved@kunde.example>", "Ohne Signatur."))
+    [contact] = contacts(hub, 1)
+    linked = hub.request("POST", f"/v1/customers/{contact['customer_id']}/identifiers",
+                         json.dumps({"identifier": f"email:{ADDRESS}"}).encode(),
+                         {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    assert linked.status == 200 and linked.json()["unverified_identifiers"] == []
+    [customer] = customer_of(hub, ADDRESS)
+    assert customer["unverified_identifiers"] == [], "the CRM vouched for the address"
+
+
 def test_a_dkim_signature_the_hub_verifies_proves_the_sender(email_hub, dns):
     hub, _ = email_hub
     SIGNER.publish(dns)
@@ -106,6 +120,24 @@ def test_a_tampered_signed_mail_stays_unproved(email_hub, dns):
     [contact] = contacts(hub, 1)
     assert contact["sender_verified"] is False
     assert contact["metadata"]["sender_verification"]["hub"]["reason"] == "signature_failed"
+
+
+def test_a_dns_failure_answers_503_and_mailguns_retry_proves_the_sender(email_hub, dns):
+    """While DNS is down nothing can be told about the sender: the hub answers 503 without
+    queueing, so Mailgun retries; its retry (same token, same bytes) is then proved."""
+    hub, _ = email_hub
+    SIGNER.publish(dns)
+    dns.fail(SIGNER.dns_name)
+    body, headers = mailgun_raw(SIGNER.sign(raw_mail("<dns@kunde.example>", "Bitte zurückrufen.")))
+    refused = hub.post("/webhooks/mailgun/mime", body, headers)
+    assert refused.status == 503 and "DNS" in refused.json()["error"]["message"]
+    hub.wait_for(hub.settled, message="nothing queued")
+    assert hub.outbox() == [], "nothing was queued for the refused delivery"
+
+    dns.failing.clear()
+    assert hub.post("/webhooks/mailgun/mime", body, headers).status == 200
+    [contact] = contacts(hub, 1)
+    assert contact["sender_verified"] is True
 
 
 def test_unproved_mail_never_joins_a_customer_who_proved_the_address(email_hub, dns):

@@ -136,3 +136,28 @@ def test_account_regions_are_keyed_by_provider_and_account():
     assert config.identity.region_for("meta", "other") == "US"
     with pytest.raises(ConfigError, match="identity.account_regions: .*must be provider:account"):
         parse_config("identity: {account_regions: {'+4930123456': DE}}")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("identity: {default_region: UK}", r"identity.default_region: .*'UK' is not a region .*GB"),
+        ("identity: {default_region: XX}", r"identity.default_region: .*'XX' is not a region"),
+        ("identity: {account_regions: {'twilio:+4930123456': ZZ}}", r"identity.account_regions: .*twilio:\+4930123456: 'ZZ'"),
+        ("identity: {max_per_kind: {email: 0}}", r"identity.max_per_kind: .*email: 0 would keep no email"),
+        ('identity: {blocked: ["phone:+49 30 *"]}', r"identity.blocked\[0\]: a phone pattern is written in E.164"),
+        ('identity: {blocked: ["email:x@*", "phone:0049*"]}', r"identity.blocked\[1\]: a phone pattern"),
+        ('identity: {blocked: ["emial:*@x.example"]}', r"identity.blocked\[0\]: 'emial' is not an identifier kind"),
+        ('identity: {blocked: ["email:*@\u00fc' + "\u00fc" * 70 + '.example"]}', r"identity.blocked\[0\]: .*not a domain name IDNA"),
+        ("media: {sources: {whatsapp: {}}}", r"media.sources: not a media setting; .*media.whatsapp"),
+    ],
+)
+def test_settings_that_could_never_work_stop_start_up_at_their_key(text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text)
+
+
+def test_wildcard_phone_patterns_and_real_regions_are_accepted():
+    config = parse_config('identity: {default_region: gb, blocked: ["phone:+4930123*", "phone:+1[2-9]??5550100", "email:*@*"]}')
+    assert config.identity.default_region == "GB"
+    assert config.identity.blocked == ["phone:+4930123*", "phone:+1[2-9]??5550100", "email:*@*"]

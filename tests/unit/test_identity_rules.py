@@ -282,7 +282,9 @@ def test_additions_skip_identifiers_another_customer_owns():
         ({K.EMAIL: 1}, ["email:old@example.com"], ["email:new@example.com"], [], ["email:new@example.com"]),
         ({K.EMAIL: 2}, ["email:old@example.com"], ["email:a@example.com", "email:b@example.com"],
          ["email:a@example.com"], ["email:b@example.com"]),
-        ({K.EMAIL: 0}, [], ["email:a@example.com"], [], ["email:a@example.com"]),
+        # a customer already over a lowered limit keeps what it holds and takes no more
+        ({K.EMAIL: 1}, ["email:x@example.com", "email:y@example.com"], ["email:a@example.com"], [],
+         ["email:a@example.com"]),
         # kinds without a limit take any number; a limit on one kind does not count the others
         ({K.EMAIL: 1}, ["email:old@example.com"], ["slack:T1/U1", "slack:T2/U1", "phone:+4915123456789"],
          ["phone:+4915123456789", "slack:T1/U1", "slack:T2/U1"], []),

@@ -125,6 +125,22 @@ def test_unmerge_restores_the_absorbed_customer_and_takes_back_only_what_the_mer
     assert (undone.record.reverted_at, undone.record.reverted_by) == (at(7), "api:ops")
 
 
+def test_unmerge_gives_an_unproved_address_back_unproved_and_a_proved_one_proved():
+    survivor = customer("cus_A", "phone:+4915123456789")
+    absorbed = customer("cus_B", "email:x@example.com", "email:y@example.com", created=1).model_copy(
+        update={"unverified_identifiers": ["email:x@example.com", "email:y@example.com"]})
+    pair = merge(survivor, absorbed, now=at(2), trigger="t", matched=[], rules=RULES)
+    assert pair.survivor.unverified_identifiers == ["email:x@example.com", "email:y@example.com"]
+    # While merged, a DKIM-proved mail from x proves it on the survivor; y stays unproved.
+    proved_x = pair.survivor.model_copy(update={"unverified_identifiers": ["email:y@example.com"]})
+
+    undone = unmerge(pair.record, proved_x, pair.absorbed, now=at(3), actor="api:ops", rules=RULES)
+
+    assert undone.survivor.unverified_identifiers == [], "no continuity claim on addresses it gave back"
+    assert [str(i) for i in undone.absorbed.identifiers] == ["email:x@example.com", "email:y@example.com"]
+    assert undone.absorbed.unverified_identifiers == ["email:y@example.com"]
+
+
 def test_unmerge_keeps_what_the_survivor_observed_itself_even_when_stamped_before_the_merge():
     # A queue backlog: the survivor's own message arrived (and is stamped) before the merge but was
     # processed after it. Taking the merge back must not drop it.

@@ -105,16 +105,35 @@ def check_sender(
 
 
 def proved_by_the_hub(check: SenderCheck, raw: bytes | None, verifier: SenderVerifier | None,
-                      from_address: str | None) -> SenderCheck:
+                      from_address: str | None, *, retry_dns_failures: bool) -> SenderCheck:
     """`check` when the provider's verdicts prove the sender; otherwise the hub's own DKIM check
     of the raw message (an aligned, passing signature of the From domain), when the hub
     verifies mail and the provider handed over the raw bytes. The verifier reads the From
-    header itself; it must be the address the contact uses, or nothing is proved."""
+    header itself; it must be the address the contact uses, or nothing is proved.
+
+    When DNS failed (the key or DMARC record could not be read), nothing can be told:
+    `retry_dns_failures` raises `TransientError`, so the provider or the queue retries later,
+    for every way in that retries for hours. Otherwise the sender stays unproved: a way in
+    that gives up within a minute (SNS) must not lose the mail instead."""
     if check.verified or raw is None or verifier is None or not from_address:
         return check
     result = verifier.verify(raw)
-    proved = result.verified and result.from_domain == domain_of(from_address)
+    if result.retryable and retry_dns_failures:
+        from chalicelib.errors import TransientError
+
+        raise TransientError("the DNS records that would prove the email's sender could not be read; retry later")
+    proved = result.verified and _ascii_domain(result.from_domain) == _ascii_domain(domain_of(from_address))
     return replace(check, verified=proved, hub=result.as_metadata())
+
+
+def _ascii_domain(domain: str | None) -> str | None:
+    """A domain as DNS spells it (`müller.de` → `xn--mller-kva.de`), so both sides compare alike."""
+    if not domain:
+        return None
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return domain.lower()
 
 
 def ignore_reason(parsed: ParsedEmail) -> str | None:

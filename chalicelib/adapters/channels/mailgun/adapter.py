@@ -62,8 +62,6 @@ TOKEN_CACHE_SIZE = 10_000
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 #: A Received line Mailgun's MX wrote (`... by mxa.mailgun.org with ESMTPS ...`).
 _MAILGUN_RECEIVED = re.compile(r"\bby\s+[a-z0-9.-]{0,200}\bmailgun\.(?:org|net|com)\b", re.IGNORECASE)
-#: Header bytes read from a raw message to find Mailgun's verdicts.
-HEADER_SCAN_BYTES = 64 * 1024
 _ATTACHMENT = re.compile(r"attachment-([0-9]{1,4})")
 
 
@@ -182,9 +180,24 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         else:
             raise NotAcceptableError("neither body-mime nor the parsed message fields (from, body-plain)")
 
+        # One token, one message: Mailgun signs the token, not the message, so a captured token
+        # must not carry another one. The message is its content (the raw MIME, or the parsed
+        # fields), which Mailgun's retries repeat even where the multipart boundary changes: a
+        # retry passes, so a 5xx answered earlier loses nothing. Checked before any DNS work.
+        expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
+        if not self.services.replay_guard.first_use(self.key, token, fingerprint=fallback, expires_at=expires,
+                                                    now=request.received_at):
+            raise ReplayedTokenError("this token was already used for another message: a replayed signature")
+
         recipient = _first_address(form.text("recipient"))
         envelope_sender = _first_address(form.text("sender"))
-        spf_result, dkim_result = mailgun_verdicts(_mime_header_pairs(mime) if mime is not None else _header_pairs(form))
+        if mime is None:
+            spf_result, dkim_result = mailgun_verdicts(_header_pairs(form))
+        else:
+            # Mailgun posts the raw message "as-is": its verdict headers are not known to be in
+            # it, and a sender can write any `X-Mailgun-Spf` into its own headers. Only the hub's
+            # own DKIM check (below) proves a raw-mode sender.
+            spf_result = dkim_result = None
         # Mailgun does not say which signature passed: credit DKIM only when every signing
         # domain is aligned with From, so a passing signature of another domain proves nothing.
         from_domain = domain_of(parsed.from_address)
@@ -198,8 +211,10 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             dkim_pass_domains=dkim_domains if all_aligned else (),
         )
         if ignore_reason(parsed) is None:
-            # Mailgun's raw-MIME route carries no verdict headers: the hub checks DKIM itself.
-            sender = proved_by_the_hub(sender, mime, self.services.sender_verifier, parsed.from_address)
+            # A DNS failure answers 503: Mailgun retries for 8 hours, and a proved customer's
+            # mail must not be taken for a stranger's meanwhile.
+            sender = proved_by_the_hub(sender, mime, self.services.sender_verifier, parsed.from_address,
+                                       retry_dns_failures=True)
         event = inbound_email(
             parsed,
             provider=self.key,
@@ -215,14 +230,6 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             },
             metadata={"envelope_from": envelope_sender} if envelope_sender else None,
         )
-        # One token, one message: Mailgun signs the token, not the message, so a captured token
-        # must not carry another body. A retry of this message (same token, same message id)
-        # passes, so a 5xx answered earlier loses nothing. Remembered before the enqueue.
-        message_id = fallback if isinstance(event, str) else event.provider_message_id or fallback
-        expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
-        if not self.services.replay_guard.first_use(self.key, token, fingerprint=message_id, expires_at=expires,
-                                                    now=request.received_at):
-            raise ReplayedTokenError("this token was already used for another message: a replayed signature")
         if isinstance(event, str):
             return ParsedWebhook(ignored=[event])
         return ParsedWebhook(events=[event])
@@ -302,18 +309,6 @@ def mailgun_verdicts(pairs: Iterable[tuple[str, str]]) -> tuple[str | None, str 
         elif name == "x-mailgun-dkim-check-result" and dkim is None:
             dkim = value
     return spf, dkim
-
-
-def _mime_header_pairs(mime: bytes) -> list[tuple[str, str]]:
-    """The header lines of a raw message, in order (only its header block is read)."""
-    from email.parser import BytesHeaderParser
-    from email.policy import compat32
-
-    try:
-        items = BytesHeaderParser(policy=compat32).parsebytes(mime[:HEADER_SCAN_BYTES]).raw_items()
-        return [(str(name), " ".join(str(value).split())) for name, value in items]
-    except Exception:  # noqa: BLE001 - a header block the parser chokes on trusts nothing
-        return []
 
 
 def _first_address(value: str | None) -> str | None:

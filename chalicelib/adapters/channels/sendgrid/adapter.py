@@ -168,8 +168,9 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
             dkim_pass_domains=passing,
         )
         if mode.name == "raw" and ignore_reason(mode.parsed) is None:
+            # A DNS failure answers 503: SendGrid retries for 3 days.
             sender = proved_by_the_hub(sender, form.data("email"), self.services.sender_verifier,
-                                       mode.parsed.from_address)
+                                       mode.parsed.from_address, retry_dns_failures=True)
         metadata: dict[str, object] = {}
         if envelope_from:
             metadata["envelope_from"] = envelope_from[:320]

@@ -375,12 +375,16 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         metadata: dict[str, Any],
         raw: dict[str, Any],
         s3_object: str | None = None,
+        retry_dns_failures: bool = False,
     ) -> InboundMessage:
         """The contact an SES-received email makes. Shared by the SNS and S3 deliveries, so an email
         both deliver dedupes to one contact (`provider_message_id` = the SES message id).
 
         Raises `EmailIgnored` for mail that must not open a case: spam or virus verdict FAIL, a
         bounce, an automatic reply, mail from our own addresses, no sender, unparseable MIME.
+        `retry_dns_failures`: raise `TransientError` when DNS could not prove the sender, for the
+        S3 delivery, whose queue retries for days; SNS gives up within a minute, so its mail is
+        taken with the sender unproved rather than lost.
         """
         # Imported here: the registry imports every adapter, the email package only SES traffic.
         from chalicelib.adapters.channels.email.inbound import (
@@ -413,7 +417,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         check = proved_by_the_hub(
             SenderCheck(verified=verdicts.proves_sender(sender), spf=verdicts.spf, spf_domain=domain_of(verdicts.source),
                         dkim=verdicts.dkim),
-            raw_mime, self.services.sender_verifier, sender,
+            raw_mime, self.services.sender_verifier, sender, retry_dns_failures=retry_dns_failures,
         )
         account = next((r.strip().lower() for r in recipients if r.strip()), None)
         if account is None:

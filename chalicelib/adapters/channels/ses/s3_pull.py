@@ -217,6 +217,7 @@ def _message(record: Mapping[str, Any], *, s3_client: Any, adapter: SesAdapter, 
         verdicts=block.verdicts,
         received_at=received_at,
         metadata={"delivery": "s3", "s3_bucket": bucket, "s3_key": key},
+        retry_dns_failures=True,
         raw={
             "s3": {
                 "bucket": bucket,
