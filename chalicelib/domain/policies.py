@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.domain.identifiers import IdentifierKind
+from chalicelib.domain.regions import PHONE_REGIONS
 
 
 class Strict(BaseModel):
@@ -34,12 +35,9 @@ _PHONE_PATTERN = re.compile(r"[+*?\[][0-9*?\[\]!-]*")
 
 
 def _phone_region(value: str) -> str:
-    """`value` as the region code phonenumbers reads national numbers by (`de` → `DE`).
-    Imported only when a region is set: phonenumbers costs cold-start time."""
-    import phonenumbers
-
+    """`value` as the region code phonenumbers reads national numbers by (`de` → `DE`)."""
     region = value.strip().upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
+    if region not in PHONE_REGIONS:
         hint = " (the United Kingdom is GB)" if region == "UK" else ""
         raise ValueError(f"{value[:10]!r} is not a region phonenumbers knows; use an ISO 3166 alpha-2 code "
                          f"such as DE or US{hint}")

@@ -161,3 +161,11 @@ def test_wildcard_phone_patterns_and_real_regions_are_accepted():
     config = parse_config('identity: {default_region: gb, blocked: ["phone:+4930123*", "phone:+1[2-9]??5550100", "email:*@*"]}')
     assert config.identity.default_region == "GB"
     assert config.identity.blocked == ["phone:+4930123*", "phone:+1[2-9]??5550100", "email:*@*"]
+
+
+def test_the_region_list_start_up_checks_is_the_one_phonenumbers_reads_numbers_by():
+    import phonenumbers
+
+    from chalicelib.domain.regions import PHONE_REGIONS
+
+    assert PHONE_REGIONS == phonenumbers.SUPPORTED_REGIONS
