@@ -117,6 +117,7 @@ class IdentityPolicy(Strict):
         return self
 
     def _normalized_pattern(self, index: int, pattern: str) -> str:
+        from chalicelib.config_sections import fail_at
         from chalicelib.domain.identifiers import Identifier
         from chalicelib.errors import InvalidIdentifierError
 
@@ -124,13 +125,9 @@ class IdentityPolicy(Strict):
             try:
                 return Identifier.parse(pattern, default_region=self.default_region).key
             except InvalidIdentifierError as exc:
-                from chalicelib.config_sections import fail_at
-
                 national = pattern.partition(":")[0].strip().lower() == "phone" and not self.default_region
                 hint = " (or set identity.default_region for national numbers)" if national else ""
                 raise fail_at("IdentityPolicy", ("blocked", index), f"{exc.message}{hint}") from None
-        from chalicelib.config_sections import fail_at
-
         kind, _, rest = pattern.partition(":")
         kind = kind.strip().lower()
         if kind not in {k.value for k in IdentifierKind} and not any(ch in kind for ch in "*?["):
