@@ -150,6 +150,10 @@ def test_account_regions_are_keyed_by_provider_and_account():
         ('identity: {blocked: ["emial:*@x.example"]}', r"identity.blocked\[0\]: 'emial' is not an identifier kind"),
         ('identity: {blocked: ["email:*@\u00fc' + "\u00fc" * 70 + '.example"]}', r"identity.blocked\[0\]: .*not a domain name IDNA"),
         ("media: {sources: {whatsapp: {}}}", r"media.sources: not a media setting; .*media.whatsapp"),
+        ("media: {telegram: {bot_token: 'env:T', api_url: 'https://api.telegram.org/bot'}}",
+         r"media.telegram.api_url: .*must be a scheme and host, such as https://api.telegram.org"),
+        ("media: {slack: {bot_tokens: ['env:T'], api_url: 'ftp://slack.com'}}",
+         r"media.slack.api_url: .*such as https://slack.com"),
     ],
 )
 def test_settings_that_could_never_work_stop_start_up_at_their_key(text, expected):

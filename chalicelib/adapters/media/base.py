@@ -7,6 +7,7 @@ Sources run in the process worker only, never on the webhook ingest path.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -119,6 +120,15 @@ def configured_hosts(settings: BaseModel | None) -> frozenset[str]:
         elif field.endswith("_hosts") and isinstance(value, list | tuple):
             named.update(h.lower() for h in value if isinstance(h, str) and h and not h.startswith("."))
     return frozenset(named - {"unknown host"})
+
+
+def api_base_url(value: str, *, example: str) -> str:
+    """A media source's API base setting (a Graph or bot API host, overridable for proxies and
+    tests): a scheme and a host, without a trailing slash, so paths join onto it alike."""
+    base = value.rstrip("/")
+    if not re.fullmatch(r"https?://[^/?#]+", base):
+        raise ValueError(f"must be a scheme and host, such as {example}")
+    return base
 
 
 def host_of(url: str) -> str:

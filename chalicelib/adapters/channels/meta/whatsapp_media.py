@@ -9,7 +9,15 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, HostPolicy, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.base import (
+    FetchedMedia,
+    FetchLimits,
+    HostPolicy,
+    MediaRejectedError,
+    MediaSource,
+    Reason,
+    api_base_url,
+)
 from chalicelib.adapters.media.http import is_transient, transient_for
 from chalicelib.domain.models import Attachment, Channel, Contact
 from chalicelib.errors import SecretResolutionError
@@ -51,9 +59,7 @@ class WhatsAppMediaSettings(BaseModel):
     @field_validator("graph_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^/?#]+", value.rstrip("/")):
-            raise ValueError("must be a scheme and host, such as https://graph.facebook.com")
-        return value.rstrip("/")
+        return api_base_url(value, example="https://graph.facebook.com")
 
 
 class WhatsAppCloudSource(MediaSource[WhatsAppMediaSettings]):

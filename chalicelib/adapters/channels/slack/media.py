@@ -15,7 +15,15 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, HostPolicy, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.base import (
+    FetchedMedia,
+    FetchLimits,
+    HostPolicy,
+    MediaRejectedError,
+    MediaSource,
+    Reason,
+    api_base_url,
+)
 from chalicelib.adapters.media.http import MediaResponse, is_transient, transient_for
 from chalicelib.domain.models import Attachment, Contact
 from chalicelib.errors import SecretResolutionError
@@ -48,9 +56,7 @@ class SlackMediaSettings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^/?#]+", value.rstrip("/")):
-            raise ValueError("must be a scheme and host, such as https://slack.com")
-        return value.rstrip("/")
+        return api_base_url(value, example="https://slack.com")
 
 
 class SlackFilesSource(MediaSource[SlackMediaSettings]):

@@ -9,7 +9,14 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, MediaRejectedError, MediaSource, Reason
+from chalicelib.adapters.media.base import (
+    FetchedMedia,
+    FetchLimits,
+    MediaRejectedError,
+    MediaSource,
+    Reason,
+    api_base_url,
+)
 from chalicelib.adapters.media.http import MediaResponse, is_transient, transient_for
 from chalicelib.domain.models import Attachment, Contact
 from chalicelib.errors import RetryLaterError, SecretResolutionError
@@ -34,9 +41,7 @@ class TelegramMediaSettings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^/?#]+", value.rstrip("/")):
-            raise ValueError("must be a scheme and host, such as https://api.telegram.org")
-        return value.rstrip("/")
+        return api_base_url(value, example="https://api.telegram.org")
 
 
 class TelegramMediaSource(MediaSource[TelegramMediaSettings]):
