@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.errors import HubError, TransientError
@@ -89,6 +91,9 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Download:
+    """An HTTP answer: a download's, or (for media) a small JSON lookup's through the shared
+    client, which connects by name and has no `address`."""
+
     status: int
     #: Header names lower-cased.
     headers: Mapping[str, str]
@@ -96,7 +101,7 @@ class Download:
     body: bytes
     host: str
     #: The address the download connected to.
-    address: str
+    address: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,6 +110,13 @@ class Download:
     @property
     def is_redirect(self) -> bool:
         return self.status in (301, 302, 303, 307, 308)
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
 
 
 def resolve_addresses(host: str) -> list[str]:

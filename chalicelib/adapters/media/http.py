@@ -11,15 +11,12 @@ hop is checked again. Errors name the host only: a Telegram file URL carries the
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from chalicelib.adapters.connectors.http import HttpClient, retry_after_seconds
-from chalicelib.adapters.downloads import Downloader, DownloadRefusedError, Refusal
+from chalicelib.adapters.downloads import Download, Downloader, DownloadRefusedError, Refusal
 from chalicelib.adapters.media.base import MediaRejectedError, Reason, host_of
 from chalicelib.errors import RetryableDeliveryError, RetryLaterError, TransientError
 
@@ -45,28 +42,8 @@ _REFUSALS = {
 }
 
 
-@dataclass(frozen=True)
-class MediaResponse:
-    status: int
-    #: Header names lower-cased.
-    headers: Mapping[str, str]
-    #: The whole body for a 2xx (within the limit), at most `MAX_ERROR_BYTES` otherwise.
-    body: bytes
-    host: str
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def is_redirect(self) -> bool:
-        return self.status in (301, 302, 303, 307, 308)
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+#: What a media request answers (the downloader's answer type; a lookup's has no `address`).
+MediaResponse = Download
 
 
 class MediaHttp:
@@ -123,7 +100,7 @@ class MediaHttp:
                                          allow_private=self._allow_private, error_bytes=MAX_ERROR_BYTES)
         except DownloadRefusedError as exc:
             raise MediaRejectedError(_REFUSALS.get(exc.reason, Reason.BAD_RESPONSE), exc.message) from None
-        return MediaResponse(answer.status, answer.headers, answer.body, answer.host)
+        return answer
 
 
 def transient_for(response: MediaResponse, what: str) -> TransientError:
