@@ -191,6 +191,25 @@ class RetryableDeliveryError(DeliveryError):
 class PermanentDeliveryError(DeliveryError):
     """Any other 4xx: the vendor rejected the request; retrying it unchanged cannot succeed."""
 
+    def __init__(self, message: str, *, provider_code: str | None = None, detail: dict | None = None):
+        super().__init__(message, detail=detail)
+        #: The vendor's own error code (Twilio `21610`, WhatsApp `131047`), when it gave one.
+        self.provider_code = provider_code
+
+
+class RecipientOptedOutError(PermanentDeliveryError):
+    """A channel provider refused a send because the recipient unsubscribed (Twilio 21610): the
+    hub records the opt-out in the customer's consent ledger, so it never tries again."""
+
+    code = "recipient_opted_out"
+
+
+class OutsideServiceWindowError(PermanentDeliveryError):
+    """A channel provider refused free text because its customer service window had closed
+    (WhatsApp 131047, Twilio 63016, Messenger 10/2018278): only a template may be sent now."""
+
+    code = "outside_service_window"
+
 
 class RetryLaterError(TransientError):
     """Put the message back on its queue and try again after `delay_seconds`."""

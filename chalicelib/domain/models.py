@@ -165,6 +165,9 @@ class StatusEvent(BaseModel):
     received_at: datetime = Field(default_factory=utcnow)
     error_code: str | None = None
     error_message: str | None = None
+    #: The recipient unsubscribed with this report (an SES complaint, Twilio error 21610): the
+    #: hub records an opt-out for the channel in the customer's consent ledger.
+    opted_out: bool = False
     raw: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -413,6 +416,82 @@ class Resolution(BaseModel):
     decisions: list[IdentifierDecision] = Field(default_factory=list)
 
 
+class OutboundStatus(StrEnum):
+    #: Accepted by the hub, waiting on the outbound queue.
+    QUEUED = "queued"
+    #: Accepted by the provider (it has its own id for the message).
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    #: Refused by the provider, undeliverable, or given up on by the hub.
+    FAILED = "failed"
+
+
+#: How far along each status is. A status never replaces one of a higher rank: a late `delivered`
+#: after `read` is kept in the history but does not change the message's status. `failed` ranks
+#: above `sent` (a carrier's undeliverable report follows acceptance) and below `delivered`
+#: (a handset's receipt outweighs an earlier error report of a retried hop).
+STATUS_RANK: dict[OutboundStatus, int] = {
+    OutboundStatus.QUEUED: 0,
+    OutboundStatus.SENT: 1,
+    OutboundStatus.FAILED: 2,
+    OutboundStatus.DELIVERED: 3,
+    OutboundStatus.READ: 4,
+}
+
+
+class StatusChange(BaseModel):
+    """One entry of an outbound message's `status_history`."""
+
+    at: datetime
+    status: OutboundStatus
+    #: The provider's error or status code (`21610`, `131047`), when it gave one.
+    code: str | None = None
+    reason: str | None = None
+    #: `hub` (queued, or the send worker's outcome) or the provider that reported it.
+    source: str = "hub"
+
+
+class ReplyContext(BaseModel):
+    """What the message answers, in the terms each provider threads by. Empty for a new thread."""
+
+    #: The provider's id of the customer's message answered: WhatsApp `context.message_id`,
+    #: Telegram `reply_to_message_id` (the message id part), Messenger `reply_to.mid`.
+    provider_message_id: str | None = None
+    #: Slack: the `ts` of the thread's parent message (`thread_ts`).
+    thread: str | None = None
+    #: Email: the answered mail's Message-ID, and its References followed by that Message-ID.
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    #: Email: the answered mail's subject (the sender prefixes `Re:` unless `subject` is given).
+    subject: str | None = None
+
+
+class ReplyTarget(BaseModel):
+    """Where and how to answer the customer's latest message on one channel and account: kept on
+    the customer (per channel and account) and on the case, so a send costs no contact read."""
+
+    contact_id: str
+    case_id: str
+    channel: Channel
+    provider: str
+    account: str
+    #: The recipient as the provider addresses them (see `OutboundMessage.to`).
+    to: str
+    reply: ReplyContext = Field(default_factory=ReplyContext)
+    #: The provider's timestamp of the customer's message (its arrival time when it gave none):
+    #: service windows run from it.
+    at: datetime
+
+    @property
+    def key(self) -> str:
+        return reply_key(self.channel, self.provider, self.account)
+
+
+def reply_key(channel: Channel | str, provider: str, account: str) -> str:
+    return f"{channel}|{provider}|{account}"
+
+
 class Contact(BaseModel):
     """One normalized interaction, attached to a customer and a case."""
 
@@ -447,6 +526,10 @@ class Contact(BaseModel):
     routing: RoutingDecision = Field(default_factory=RoutingDecision)
     deliveries: list[Delivery] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)
+    #: Outbound messages only: how far the message got (`OutboundStatus`, forward only), and
+    #: every status reported, oldest first. None and empty for inbound contacts.
+    status: OutboundStatus | None = None
+    status_history: list[StatusChange] = Field(default_factory=list)
 
 
 class AttributeValue(BaseModel):
@@ -518,6 +601,9 @@ class Customer(BaseModel):
     quality_issues: dict[str, datetime] = Field(default_factory=dict)
     #: Per-channel consent; populated by the consent capability, present so consumers can rely on it.
     consent: dict[str, str] = Field(default_factory=dict)
+    #: How to answer the customer's latest message per channel, provider and account
+    #: (`ReplyTarget.key`): the `reply` and `preferred` sends and the service windows read it.
+    reply_targets: dict[str, ReplyTarget] = Field(default_factory=dict)
     open_case: CaseSummary | None = None
     #: Set on a customer absorbed by a merge: the survivor that now holds its identifiers.
     merged_into: str | None = None
@@ -567,6 +653,8 @@ class Case(CaseSummary):
     #: merged (the customer was merged into one whose open case continues).
     close_reason: str | None = None
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
+    #: How to answer the case's latest inbound message (what a `reply` to the case answers).
+    last_inbound: ReplyTarget | None = None
 
 
 class DeliveryJob(BaseModel):

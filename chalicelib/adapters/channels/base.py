@@ -141,6 +141,9 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     media_sources: ClassVar[tuple[type[MediaSource], ...]] = ()
     #: Queue-fed ways in besides the webhook (`PullEntry`); each gets its own worker.
     pull_entries: ClassVar[tuple[PullEntry, ...]] = ()
+    #: This provider's way out: `module:Class` of its `ChannelSender` (adapters/channels/sending.py),
+    #: imported only by the processes that send or derive reply targets; None when it cannot send.
+    sender: ClassVar[str | None] = None
 
     def __init__(self, settings: SettingsT, secrets: SecretResolver, services: AdapterServices | None = None) -> None:
         self.settings = settings
