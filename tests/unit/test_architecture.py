@@ -44,7 +44,7 @@ def test_every_channel_package_and_connector_module_is_registered():
     packages = {p.name for p in channels.iterdir() if (p / "__init__.py").is_file()} - {"email"}
     assert packages == {cls.__module__.split(".")[3] for cls in CHANNELS.values()}, "unregistered channel packages"
     # No provider module may sit loose beside the packages.
-    assert {p.stem for p in channels.glob("*.py")} == {"__init__", "base", "registry", "json_body"}
+    assert {p.stem for p in channels.glob("*.py")} == {"__init__", "base", "registry", "json_body", "sending"}
 
     infrastructure = {"__init__", "base", "registry", "http", "auth", "mapping", "vendor", "aws_clients"}
     modules = {p.stem for p in (ROOT / "chalicelib" / "adapters" / "connectors").glob("*.py")} - infrastructure
