@@ -6,6 +6,7 @@ from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
 from chalicelib.api.consumer import consumer
 from chalicelib.api.media import media
+from chalicelib.api.messages import messages
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.bootstrap import get_hub
@@ -16,6 +17,7 @@ app = HubApp(app_name="omnichannel-hub")
 app.register_blueprint(webhooks)
 app.register_blueprint(consumer)
 app.register_blueprint(media)
+app.register_blueprint(messages)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()
@@ -38,6 +40,13 @@ def process_inbound_queue(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=_settings.queue_name("delivery"), batch_size=1, name="deliver")
 def deliver_queue(event: SQSEvent) -> None:
     get_hub().workers.consume("delivery", event)
+
+
+# One message per invocation, like deliveries: a send may retry inline against a slow provider.
+# Groups are per customer and channel, so one customer's messages on a channel go out in order.
+@app.on_sqs_message(queue=_settings.queue_name("outbound"), batch_size=1, name="send")
+def send_queue(event: SQSEvent) -> None:
+    get_hub().workers.consume("outbound", event)
 
 
 def _pull_worker(name: str):

@@ -78,6 +78,7 @@ class Hub:
         self._adapters: dict[str, ChannelAdapter] = {}
         self._aws_clients: dict[str, object] = {}
         self._connectors: dict[str, Connector] = {}
+        self._senders: dict[str, Any] = {}
         self._pull_queues: dict[str, Queue] = {}
         configure_logging(self.settings)
         # Created at start-up only when tracing is on: it patches botocore so every AWS call is a
@@ -188,6 +189,16 @@ class Hub:
         return self._queue("delivery-dlq", self.settings.delivery_dlq_url, "HUB_DELIVERY_DLQ_URL",
                            LOCAL_DELIVERY_VISIBILITY, 0)
 
+    @wired
+    def outbound_queue(self) -> Queue:
+        return self._queue("outbound", self.settings.outbound_queue_url, "HUB_OUTBOUND_QUEUE_URL",
+                           LOCAL_DELIVERY_VISIBILITY, self.config.delivery.max_receives)
+
+    @wired
+    def outbound_dead_letters(self) -> Queue:
+        return self._queue("outbound-dlq", self.settings.outbound_dlq_url, "HUB_OUTBOUND_DLQ_URL",
+                           LOCAL_DELIVERY_VISIBILITY, 0)
+
     def pull_queue(self, name: str) -> Queue:
         """The queue a provider's pull entry (`PullEntry`) reads; the worker deletes what it finished."""
         from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -249,6 +260,99 @@ class Hub:
                 )
             return self._connectors[name]
 
+    def sender(self, key: str):
+        """The configured provider's sender (`ChannelSender`); None when the provider is not
+        configured or cannot send."""
+        with self._lock:
+            if key not in self._senders:
+                from chalicelib.adapters.channels.registry import CHANNELS
+                from chalicelib.adapters.channels.sending import sender_class
+
+                adapter = CHANNELS.get(key)
+                settings = self.config.channels.get(key)
+                if adapter is None or adapter.sender is None or settings is None:
+                    return None
+                self._senders[key] = sender_class(adapter.sender)(settings, self.secrets, self.sender_runtime)
+            return self._senders[key]
+
+    def sending_providers(self, channel) -> list[str]:
+        """Configured providers whose sender sends on `channel`, in configuration order."""
+        return [key for key in self.config.channels if (sender := self.sender(key)) is not None
+                and channel in sender.channels]
+
+    @wired
+    def sender_runtime(self):
+        from chalicelib.adapters.channels.sending import SenderRuntime
+
+        return SenderRuntime(http=self.connector_runtime.http, aws_client=self.aws_client, clock=self.clock,
+                             visitor_outbox=self.visitor_outbox, extra={"downloader": self.downloader})
+
+    @wired
+    def downloader(self):
+        """The safe downloader senders fetch attachments with (public addresses only, bounded)."""
+        from chalicelib.adapters.downloads import Downloader
+
+        return Downloader()
+
+    @wired
+    def visitor_outbox(self):
+        from chalicelib.service.visitor_outbox import StoreVisitorOutbox
+
+        return StoreVisitorOutbox(self.store)
+
+    @wired
+    def visitor_tokens(self):
+        from chalicelib.service.visitor_outbox import VisitorTokens
+
+        return VisitorTokens(self.link_secrets)
+
+    def message_destinations(self, event_type: str) -> list[str]:
+        """Destinations whose connectors take `event_type` (`message.sent`, `message.status`)."""
+        return [d.name for d in self.config.destinations
+                if (connector := self.connector(d.name)) is not None
+                and event_type in getattr(connector, "message_events", ())]
+
+    @wired
+    def message_events(self):
+        from chalicelib.service.message_events import MessageEvents
+
+        return MessageEvents(self.store, lambda: self.delivery_queue, self.message_destinations)
+
+    @wired
+    def outbound_reports(self):
+        from chalicelib.service.message_statuses import OutboundReports
+
+        return OutboundReports(self.store, self.message_events, wants=lambda event: bool(self.message_destinations(event)),
+                               opted_out=self._record_opt_out)
+
+    def _record_opt_out(self, contact, source: str, evidence: str) -> None:
+        from chalicelib.service.consent_updates import record_opt_out
+
+        record_opt_out(self.store, contact, source=source, evidence=evidence, now=self.clock())
+
+    @wired
+    def messages(self):
+        from chalicelib.service.consent_updates import consent_allows
+        from chalicelib.service.messages import MessageService
+
+        return MessageService(store=self.store, outbound_queue=lambda: self.outbound_queue, senders=self.sender,
+                              providers_for=self.sending_providers, default_region=self.config.identity.default_region,
+                              clock=self.clock, consent_allows=consent_allows)
+
+    @wired
+    def send_worker(self):
+        from chalicelib.service.breaker import CircuitBreakers
+        from chalicelib.service.send_worker import SendWorker
+
+        delivery = self.config.delivery
+        return SendWorker(
+            store=self.store, senders=self.sender, dead_letters=self.outbound_dead_letters, settings=delivery,
+            clock=self.clock, on_sent=self.outbound_reports.sent, on_refused=self.outbound_reports.refused,
+            breakers=CircuitBreakers(failure_threshold=delivery.circuit_failure_threshold,
+                                     cooldown_seconds=delivery.circuit_cooldown_seconds,
+                                     max_cooldown_seconds=delivery.circuit_max_cooldown_seconds),
+        )
+
     def customer_event_destinations(self) -> list[str]:
         """Destinations whose connectors take customer events (merged, unmerged, erased)."""
         return [
@@ -264,7 +368,9 @@ class Hub:
         from chalicelib.adapters.channels.base import AdapterServices
         from chalicelib.signing.replay import StoreReplayGuard
 
-        return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=self._sender_verifier())
+        return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=self._sender_verifier(),
+                               visitor_tokens=_Deferred(lambda: self.visitor_tokens),
+                               visitor_outbox=_Deferred(lambda: self.visitor_outbox))
 
     def _sender_verifier(self):
         settings = self.config.email
@@ -346,6 +452,7 @@ class Hub:
             cache=IdentifierCache(), default_region=self.config.identity.region_for, clock=self.clock, blobs=self.blobs,
             rules=self.identity_rules, event_destinations=self.customer_event_destinations,
             router=lambda: self.live_router.current(), enricher=lambda: self.enricher, media=lambda: self.media,
+            outbound=lambda: self.outbound_reports, messages=lambda: self.messages,
         )
 
     @wired
@@ -379,7 +486,8 @@ class Hub:
         from chalicelib.service.operations import Operations
 
         return Operations(store=self.store, delivery_queue=lambda: self.delivery_queue, config=self.config,
-                          router=lambda: self.live_router.current(), enricher=lambda: self.enricher, clock=self.clock)
+                          router=lambda: self.live_router.current(), enricher=lambda: self.enricher, clock=self.clock,
+                          outbound_queue=lambda: self.outbound_queue)
 
     # --- the edge: what the routes and queue handlers call ---------------------------------------
 
@@ -396,6 +504,13 @@ class Hub:
         from chalicelib.api.consumer import ConsumerApi
 
         return ConsumerApi(ApiKeys(self.config.api_keys), self.customers, self.operations)
+
+    @wired
+    def messages_api(self):
+        from chalicelib.api.auth import ApiKeys
+        from chalicelib.api.messages import MessagesApi
+
+        return MessagesApi(ApiKeys(self.config.api_keys), self.messages)
 
     @wired
     def media_endpoint(self):
@@ -417,6 +532,7 @@ class Hub:
         return Workers(
             inbound_queue=lambda: self.inbound_queue, delivery_queue=lambda: self.delivery_queue,
             processor=lambda: self.processor, deliverer=lambda: self.deliverer, ingestion=lambda: self.ingestion,
+            outbound_queue=lambda: self.outbound_queue, send_worker=lambda: self.send_worker,
             pull_queue=self.pull_queue, adapters=self.adapter, pull_entries=PULL_ENTRIES, counters=self.counters,
             clock=self.clock, annotate=self.annotate, correlate=set_correlation_id,
         )
@@ -424,8 +540,21 @@ class Hub:
     def close(self) -> None:
         for connector in self._connectors.values():
             connector.close()
+        for sender in self._senders.values():
+            sender.close()
         if "connector_runtime" in self.__dict__:
             self.connector_runtime.http.close()
+
+
+class _Deferred:
+    """A piece built on first attribute access: adapters are built for every webhook, and the
+    ingest path must not build the store to hand the web chat adapter its outbox."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._build(), name)
 
 
 _hub: Hub | None = None

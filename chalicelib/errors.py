@@ -233,3 +233,22 @@ class RuleRefusedError(RequestRejectedError):
 
     http_status = 422
     code = "rule_refused"
+
+
+class SendRefusedError(RequestRejectedError):
+    """A message the hub can tell it must not send, refused before anything is queued:
+    `consent_refused` (409), `outside_service_window`, `no_reachable_channel`,
+    `template_required` (422). Automatic sends record the same code on the contact instead."""
+
+    def __init__(self, code: str, message: str, *, status: int = 422, detail: dict | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.code = code
+        self.http_status = status
+
+
+class UnsendableMessageError(RequestRejectedError):
+    """The message breaks a limit of its channel or provider (text length, attachments, an
+    unknown template): `detail.fields` names each field and what is wrong with it."""
+
+    http_status = 422
+    code = "invalid_message"

@@ -33,6 +33,8 @@ class Settings:
     inbound_queue_url: str = ""
     delivery_queue_url: str = ""
     delivery_dlq_url: str = ""
+    outbound_queue_url: str = ""
+    outbound_dlq_url: str = ""
     bucket: str = ""
     region: str = ""
     log_level: str = "INFO"
@@ -67,6 +69,8 @@ class Settings:
             inbound_queue_url=env.get("HUB_INBOUND_QUEUE_URL", ""),
             delivery_queue_url=env.get("HUB_DELIVERY_QUEUE_URL", ""),
             delivery_dlq_url=env.get("HUB_DELIVERY_DLQ_URL", ""),
+            outbound_queue_url=env.get("HUB_OUTBOUND_QUEUE_URL", ""),
+            outbound_dlq_url=env.get("HUB_OUTBOUND_DLQ_URL", ""),
             bucket=env.get("HUB_BUCKET", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
             log_level=env.get("HUB_LOG_LEVEL", env.get("POWERTOOLS_LOG_LEVEL", "INFO")),

@@ -59,8 +59,9 @@ class WebhookEndpoint:
         return self._with_cors(request, provider, hook, answer(request, receive, on_error=self._rejected(provider)))
 
     def handshake(self, request: HttpRequest, provider: str, hook: str | None) -> Response:
-        return answer(request, lambda: _to_chalice(self._adapter(provider).handshake(self._webhook_request(request, hook))),
-                      on_error=self._rejected(provider))
+        response = answer(request, lambda: _to_chalice(self._adapter(provider).handshake(self._webhook_request(request, hook))),
+                          on_error=self._rejected(provider))
+        return self._with_cors(request, provider, hook, response)
 
     def preflight(self, request: HttpRequest, provider: str, hook: str | None) -> Response:
         def preflight() -> Response:

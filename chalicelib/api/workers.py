@@ -42,7 +42,15 @@ _PROCESS_METRICS = {
     "identity_changed": "IdentitiesChanged",
     "identity_unmatched": "IdentityChangesUnmatched",
 }
+_SEND_METRICS = {
+    "sent": "MessagesSent",
+    "already_sent": "DuplicatesDropped",
+    "failed": "MessagesFailed",
+    "dead": "MessagesDead",
+    "erased": "MessagesDroppedForErasure",
+}
 _DELIVER_METRICS = {
+    "not_applicable": "DeliveriesNotApplicable",
     "delivered": "Delivered",
     "already_delivered": "DuplicatesDropped",
     "dead": "DeliveriesDead",
@@ -70,6 +78,8 @@ class Workers:
         delivery_queue: Callable[[], Queue],
         processor: Callable[[], Any],
         deliverer: Callable[[], Any],
+        outbound_queue: Callable[[], Queue] | None = None,
+        send_worker: Callable[[], Any] | None = None,
         ingestion: Callable[[], Ingestion],
         pull_queue: Callable[[str], Queue],
         adapters: Callable[[str], ChannelAdapter | None],
@@ -83,6 +93,8 @@ class Workers:
         self._delivery_queue = delivery_queue
         self._processor = processor
         self._deliverer = deliverer
+        self._outbound_queue = outbound_queue
+        self._send_worker = send_worker
         self._ingestion = ingestion
         self._pull_queue = pull_queue
         self._adapters = adapters
@@ -116,6 +128,17 @@ class Workers:
             handled_before="already_delivered",
         )
         self._counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
+        return outcome
+
+    def send(self, message: ReceivedMessage) -> str:
+        """One outbound message through its provider's sender."""
+        self._correlate(message.message_id)
+        outcome = self._handle_once(
+            self._outbound_queue(), message,
+            lambda body: self._send_worker().send_body(body, receive_count=message.receive_count),
+            handled_before="already_sent",
+        )
+        self._counters.incr(_SEND_METRICS[outcome], stage="send")
         return outcome
 
     def pull(self, name: str, message: ReceivedMessage) -> str:
@@ -154,11 +177,13 @@ class Workers:
     # --- the queues --------------------------------------------------------------------------------
 
     def consumer(self, role: str) -> Consumer:
-        """The worker of a queue by its role: `inbound`, `delivery`, or a pull entry's name."""
+        """The worker of a queue by its role: `inbound`, `delivery`, `outbound`, or a pull entry's name."""
         if role == "inbound":
             return Consumer(self._inbound_queue(), self.process_inbound, PROCESS_RESERVE_SECONDS)
         if role == "delivery":
             return Consumer(self._delivery_queue(), self.deliver, DELIVER_RESERVE_SECONDS)
+        if role == "outbound":
+            return Consumer(self._outbound_queue(), self.send, DELIVER_RESERVE_SECONDS)
         _, entry = self._pull_entries[role]
         return Consumer(self._pull_queue(role), lambda message: self.pull(role, message), entry.reserve_seconds)
 

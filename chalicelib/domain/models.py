@@ -693,6 +693,9 @@ class DeadLetter(BaseModel):
     #: When the store forgets it (`delivery.dead_letter_days` after it died); None: kept until
     #: replayed (dead letters written before retention existed).
     expires_at: datetime | None = None
+    #: `message` for an outbound message the send worker gave up on (its job is the
+    #: `OutboundMessage`); None for delivery jobs, told apart by their body.
+    kind: Literal["message"] | None = None
 
 
 class ParkedContact(BaseModel):

@@ -14,11 +14,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.domain.models import STATUS_RANK, Channel, OutboundStatus, ReplyContext, ReplyTarget, StatusChange
+from chalicelib.domain.models import (
+    STATUS_RANK,
+    Channel,
+    Contact,
+    OutboundStatus,
+    ReplyContext,
+    ReplyTarget,
+    StatusChange,
+    StatusEvent,
+)
 
 __all__ = [
     "STATUS_RANK", "OutboundAttachment", "OutboundMessage", "OutboundStatus", "Purpose", "ReplyContext", "ReplyTarget", "SendOutcome",
-    "StatusChange", "TemplateMessage", "advance", "outbound_status",
+    "StatusChange", "TemplateMessage", "advance", "outbound_status", "with_reported",
 ]
 
 
@@ -110,3 +119,26 @@ class SendOutcome(BaseModel):
     status: OutboundStatus = OutboundStatus.SENT
     #: Worth keeping on the contact (`message_id` of an email, the Slack channel and ts…).
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def with_reported(contact: Contact, reports: list[StatusEvent]) -> Contact:
+    """An outbound contact with the statuses its provider reported folded in: each report once
+    (by status and code) in the history, in time order, and the status moved forward only."""
+    seen = {(change.status, change.code, change.source) for change in contact.status_history}
+    history = list(contact.status_history)
+    status = contact.status
+    for report in reports:
+        reported = outbound_status(report.status)
+        if reported is None:
+            continue
+        change = StatusChange(at=report.occurred_at or report.received_at, status=reported, code=report.error_code,
+                              reason=report.error_message, source=report.provider)
+        if (change.status, change.code, change.source) in seen:
+            continue
+        seen.add((change.status, change.code, change.source))
+        history.append(change)
+        status = advance(status, reported)
+    if len(history) == len(contact.status_history):
+        return contact
+    history.sort(key=lambda change: change.at)
+    return contact.model_copy(update={"status": status, "status_history": history})

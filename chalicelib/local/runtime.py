@@ -63,6 +63,7 @@ class EmbeddedRuntime:
         for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
             self._threads.append(_Worker(f"process-{index}", self.hub, "inbound", self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub, "delivery", self._stop))
+            self._threads.append(_Worker(f"send-{index}", self.hub, "outbound", self._stop))
         for thread in self._threads:
             thread.start()
         logger.info("hub listening on %s (data in %s)", self.url, self.hub.settings.data_dir)

@@ -20,7 +20,7 @@ from chalicelib.adapters.store.base import Store
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.ids import delivery_id
-from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus
+from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus, Direction
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, SurvivorshipPolicy
 from chalicelib.errors import NotFoundError, RequestRejectedError, RuleRefusedError
 
@@ -76,14 +76,25 @@ class CustomerService:
         from chalicelib.service.timeline import timeline_page
 
         page = timeline_page(self._store, self._customer(customer_id), limit=limit, cursor=cursor)
-        return [c.model_dump(mode="json", exclude={"deliveries", "raw"}) for c in page.items], page.cursor
+        # Outbound messages show the statuses their providers reported (one read each).
+        items = [self._reported(c) for c in page.items]
+        return [c.model_dump(mode="json", exclude={"deliveries", "raw"}) for c in items], page.cursor
 
     def contact(self, contact_id: str) -> dict:
         """The contact with its delivery log. Raises `NotFoundError`."""
         contact = self._store.get_contact(contact_id)
         if contact is None:
             raise NotFoundError(f"no contact {contact_id}")
-        return with_pending_deliveries(contact)
+        return with_pending_deliveries(self._reported(contact))
+
+    def _reported(self, contact: Contact) -> Contact:
+        """An outbound contact with its provider's status reports folded in (they are recorded
+        by the process worker apart from the contact, which only the send worker writes)."""
+        if contact.direction != Direction.OUTBOUND or not contact.provider_message_id:
+            return contact
+        from chalicelib.domain.outbound import with_reported
+
+        return with_reported(contact, self._store.list_statuses(contact.provider, contact.provider_message_id))
 
     def case(self, case_id: str) -> dict:
         from chalicelib.service.cases import effective

@@ -22,11 +22,14 @@ _WORK = TypeAdapter(DeliveryWork)
 _PAGE = 100
 
 
-def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime) -> DeadLetter:
+def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime,
+           outbound_queue: Queue | None = None) -> DeadLetter:
     """Queue one dead letter again and forget it. Raises `NotFoundError`."""
     letter = store.get_dead_letter(letter_id)
     if letter is None:
         raise NotFoundError(f"no dead letter {letter_id}")
+    if letter.kind == "message":
+        return _replay_message(store, outbound_queue, letter, now=now)
     job = _WORK.validate_json(letter.job)
     customer_id = job.customer.id if isinstance(job, DeliveryJob) else job.customer_id
     delivery_queue.send([OutgoingMessage(
@@ -41,7 +44,7 @@ def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime
 
 
 def replay_destination(store: Store, delivery_queue: Queue, destination: str, *, now: datetime,
-                       limit: int | None = None) -> list[DeadLetter]:
+                       limit: int | None = None, outbound_queue: Queue | None = None) -> list[DeadLetter]:
     """Replay every dead letter of a destination (at most `limit`), oldest id first."""
     replayed: list[DeadLetter] = []
     while limit is None or len(replayed) < limit:
@@ -51,11 +54,34 @@ def replay_destination(store: Store, delivery_queue: Queue, destination: str, *,
         for letter in page.items:
             if limit is not None and len(replayed) >= limit:
                 break
-            replayed.append(replay(store, delivery_queue, letter.id, now=now))
+            replayed.append(replay(store, delivery_queue, letter.id, now=now, outbound_queue=outbound_queue))
     return replayed
+
+
+def _replay_message(store: Store, outbound_queue: Queue | None, letter: DeadLetter, *, now: datetime) -> DeadLetter:
+    """An outbound message back on the outbound queue, its contact `queued` again (the history
+    keeps the failure): the provider sees the same idempotency key."""
+    from chalicelib.domain.models import OutboundStatus, StatusChange
+    from chalicelib.domain.outbound import OutboundMessage
+    from chalicelib.service.messages import queued
+
+    if outbound_queue is None:
+        raise NotFoundError(f"dead letter {letter.id} is a message, and this hub has no outbound queue")
+    message = OutboundMessage.model_validate_json(letter.job)
+    contact = store.get_contact(message.id)
+    if contact is None:
+        raise NotFoundError(f"the message of dead letter {letter.id} was erased")
+    requeued = StatusChange(at=now, status=OutboundStatus.QUEUED, reason=f"replayed from dead letter {letter.id}")
+    store.record_sent(contact.model_copy(update={"status": OutboundStatus.QUEUED,
+                                                 "status_history": [*contact.status_history, requeued]}))
+    outgoing = queued(message)
+    outbound_queue.send([OutgoingMessage(body=outgoing.body, group=outgoing.group,
+                                         dedupe_id=f"{letter.id}-replay-{int(now.timestamp())}")])
+    store.delete_dead_letter(letter.id)
+    return letter
 
 
 def summary(letter: DeadLetter) -> dict:
     """A dead letter as the API lists it: everything but the job body."""
-    kind = "customer_event" if isinstance(_WORK.validate_json(letter.job), CustomerEvent) else "contact"
+    kind = letter.kind or ("customer_event" if isinstance(_WORK.validate_json(letter.job), CustomerEvent) else "contact")
     return {**letter.model_dump(mode="json", exclude={"job"}), "kind": kind}

@@ -50,6 +50,8 @@ class DeliverOutcome:
     DEAD = "dead"
     #: The customer was erased after the job was queued: it is dropped, and nothing is recorded.
     ERASED = "erased"
+    #: A message event for a ticket connector whose case has no ticket there: nothing to append to.
+    NOT_APPLICABLE = "not_applicable"
 
 
 _WORK = TypeAdapter(DeliveryWork)
@@ -85,6 +87,8 @@ class Deliverer:
             send = connector.deliver
             if connector.threads_cases:
                 job = self._with_case_refs(job)
+                if job.event_type.startswith("message.") and _known_ref(job) is None:
+                    return DeliverOutcome.NOT_APPLICABLE
         else:
             send = connector.deliver_customer_event
         wait = self.breakers.wait_seconds(job.destination)
@@ -100,12 +104,12 @@ class Deliverer:
         try:
             result: DeliveryResult = retrying(self._watched(send, job.destination), job)
         except PermanentDeliveryError as exc:
-            return self._dead(job, attempts + _tries(retrying), exc.message)
+            return self._dead(job, attempts + tries_of(retrying), exc.message)
         except RetryableDeliveryError as exc:
-            attempts += _tries(retrying)
+            attempts += tries_of(retrying)
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
-            delay = _redelivery_delay(exc.retry_after, receive_count)
+            delay = redelivery_delay(exc.retry_after, receive_count)
             # The job that opened the circuit waits like the others: until the vendor's trial.
             if (open_for := self.breakers.remaining(job.destination)) is not None:
                 delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))
@@ -113,7 +117,7 @@ class Deliverer:
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
         if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
             self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
-        self._record(job, DeliveryStatus.DELIVERED, attempts + _tries(retrying), external_ref=result.external_ref)
+        self._record(job, DeliveryStatus.DELIVERED, attempts + tries_of(retrying), external_ref=result.external_ref)
         return DeliverOutcome.DELIVERED
 
     def _with_case_refs(self, job: DeliveryJob) -> DeliveryJob:
@@ -158,7 +162,7 @@ class Deliverer:
         return Retrying(
             retry=retry_if_exception(worth_retrying_now),
             stop=stop_after_attempt(self.settings.attempts_per_invocation),
-            wait=_inline_wait,
+            wait=inline_wait,
             sleep=self.sleep,
             reraise=True,
         )
@@ -239,11 +243,11 @@ def _known_ref(job: DeliveryJob) -> str | None:
     return ref.ref if ref is not None else None
 
 
-def _tries(retrying: Retrying) -> int:
+def tries_of(retrying: Retrying) -> int:
     return int(retrying.statistics.get("attempt_number", 1))
 
 
-def _inline_wait(state: RetryCallState) -> float:
+def inline_wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
@@ -251,7 +255,7 @@ def _inline_wait(state: RetryCallState) -> float:
     return min(0.25 * 2 ** (state.attempt_number - 1), 2.0) * (0.5 + random.random() / 2)
 
 
-def _redelivery_delay(retry_after: float | None, receive_count: int) -> int:
+def redelivery_delay(retry_after: float | None, receive_count: int) -> int:
     if retry_after is not None:
         return int(min(max(retry_after, 1), MAX_DELAY_SECONDS))
     index = min(max(receive_count, 1), len(REDELIVERY_SCHEDULE)) - 1

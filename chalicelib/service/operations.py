@@ -17,9 +17,11 @@ from chalicelib.errors import RequestRejectedError
 
 class Operations:
     def __init__(self, *, store: Store, delivery_queue: Callable[[], Queue], config, router: Callable[[], Any],
-                 enricher: Callable[[], Any], clock: Callable[[], datetime]) -> None:
+                 enricher: Callable[[], Any], clock: Callable[[], datetime],
+                 outbound_queue: Callable[[], Queue | None] = lambda: None) -> None:
         self._store = store
         self._delivery_queue = delivery_queue
+        self._outbound_queue = outbound_queue
         self._config = config
         self._router = router
         self._enricher = enricher
@@ -62,14 +64,16 @@ class Operations:
         idempotency key). Raises `NotFoundError`."""
         from chalicelib.service.dead_letters import replay
 
-        letter = replay(self._store, self._delivery_queue(), letter_id, now=self._clock())
+        letter = replay(self._store, self._delivery_queue(), letter_id, now=self._clock(),
+                        outbound_queue=self._outbound_queue())
         return {"id": letter.id, "destination": letter.destination, "status": "queued"}
 
     def replay_destination(self, destination: str, *, limit: int | None = None) -> int:
         """Queue every dead letter of a destination again; how many."""
         from chalicelib.service.dead_letters import replay_destination
 
-        return len(replay_destination(self._store, self._delivery_queue(), destination, now=self._clock(), limit=limit))
+        return len(replay_destination(self._store, self._delivery_queue(), destination, now=self._clock(), limit=limit,
+                                      outbound_queue=self._outbound_queue()))
 
     # --- webhook items kept raw --------------------------------------------------------------------
 

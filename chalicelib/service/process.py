@@ -117,6 +117,11 @@ class Processor:
     enricher: Callable[[], Any] | None = None
     #: Downloads attachments whose links expire or need credentials; default: none.
     media: Callable[[], Any] | None = None
+    #: Reports on the hub's own messages (`service/message_statuses.py`): statuses matched to
+    #: outbound contacts, auto-replies sent; default: statuses are only recorded.
+    outbound: Callable[[], Any] | None = None
+    #: Sends routing's auto-replies (`service/messages.py`); default: they are only recorded.
+    messages: Callable[[], Any] | None = None
 
     def process_body(
         self, body: str, *, receive_count: int = 1, seconds_left: Callable[[], float] | None = None
@@ -182,6 +187,10 @@ class Processor:
 
     def _record_status(self, event: StatusEvent) -> ProcessResult:
         fresh = self.store.record_status(event, expires_at=self._dedupe_expiry(self.clock()))
+        if fresh and self.outbound is not None:
+            # Recorded first, matched second: the send worker links the provider's id first and
+            # reads what was recorded second, so a status racing the send is seen by one of them.
+            self.outbound().status_reported(event)
         return ProcessResult(Outcome.STATUS_RECORDED if fresh else Outcome.STATUS_DUPLICATE)
 
     def _process_message(
@@ -249,6 +258,9 @@ class Processor:
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
         contact.routing = self._router().route(routing_context)
+        if contact.routing.replies and self.messages is not None:
+            # Queued before the commit, with ids derived from the contact: a retry queues nothing twice.
+            contact.enrichment["auto_replies"] = self.messages().auto_replies(contact, customer, case)
         customer = customer.model_copy(
             update={"open_case": summarize(case), "updated_at": now, "version": customer.version + 1}
         )

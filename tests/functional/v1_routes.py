@@ -58,6 +58,8 @@ ROUTES = [
     Route("GET", "/v1/dead-letters", "operations", "/v1/dead-letters?limit=5"),
     Route("POST", "/v1/dead-letters/{letter_id}/replay", "operations", f"/v1/dead-letters/{LETTER}/replay", b"{}"),
     Route("GET", "/v1/unhandled-events", "operations", "/v1/unhandled-events?day=2026-01-02&limit=5"),
+    Route("POST", "/v1/messages", "messages:send", "/v1/messages",
+          b'{"to": {"customer_id": "%s"}, "text": "Hallo"}' % CUSTOMER.encode()),
     Route("GET", "/v1/media/{contact_id}/{name}", None, f"/v1/media/{CONTACT}/photo.jpg?expires=1&signature=abc"),
 ]
 

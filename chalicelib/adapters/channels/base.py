@@ -120,6 +120,10 @@ class AdapterServices:
     #: Proves an email's From address from its raw bytes (DKIM aligned with the From domain),
     #: when the provider gave no trustworthy verdict; None when the hub does not verify mail.
     sender_verifier: SenderVerifier | None = None
+    #: The hub's own web chat: issues and checks the widget's visitor tokens, and reads a
+    #: visitor's outbox (`service/visitor_outbox.py`); None where the hub does not serve replies.
+    visitor_tokens: Any = None
+    visitor_outbox: Any = None
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

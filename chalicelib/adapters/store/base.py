@@ -35,6 +35,9 @@ from chalicelib.adapters.store.records import (
     DeleteDeadLetter,
     DeleteFiledUnder,
     DeleteMerge,
+    DeleteOutbox,
+    DeleteSentLink,
+    DeleteStatuses,
     DeleteThread,
     Doc,
     IdentifierMove,
@@ -51,6 +54,8 @@ from chalicelib.adapters.store.records import (
     PutDelivery,
     PutMerge,
     PutParked,
+    PutOutbox,
+    PutSentLink,
     PutThread,
     PutTombstone,
     ReleaseIdentifier,
@@ -89,7 +94,7 @@ from chalicelib.errors import (
 
 __all__ = [
     "ClaimState", "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "Page", "Store",
-    "parked_entry",
+    "parked_entry", "sent_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -180,6 +185,16 @@ class Erasure:
     merge_ids: tuple[str, ...]
     erased_at: datetime
     tombstone_expires_at: datetime
+    #: (provider, provider message id) of the messages the hub sent the customer: their links and
+    #: the statuses the providers reported (which may name the recipient).
+    sent_messages: tuple[tuple[str, str], ...] = ()
+    #: The customer's web chat outboxes (`<site>/<visitor>`).
+    outbox_keys: tuple[str, ...] = ()
+
+
+def sent_key(provider: str, provider_message_id: str) -> str:
+    """The key a sent message's provider id is linked to its outbound contact by."""
+    return f"{provider}:{provider_message_id}"
 
 
 def parked_entry(contact: Contact) -> ParkedContact:
@@ -330,6 +345,37 @@ class Store(ABC):
         doc = self._dump(ExternalRef(destination=destination, ref=ref, updated_at=utcnow()))
         self._run("put_case_ref", self._write_one, PutCaseRef(case_id, destination, doc))
 
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def commit_outbound(self, contact: Contact, *, thread_keys: Sequence[str] = ()) -> None:
+        """A queued outbound message: the contact with its timeline copy, and the thread keys that
+        lead the customer's answer back to its case (the Message-ID of an email). One call."""
+        writes: list[Write] = [PutContact(contact.id, contact.customer_id, self._dump(contact))]
+        writes += [PutThread(key, contact.case_id) for key in thread_keys]
+        self._commit("commit_outbound", writes)
+
+    def record_sent(self, contact: Contact) -> None:
+        """The send worker's outcome for an outbound contact, the only writer of its document after
+        the API: its status and history, and, once the provider accepted it, the link from the
+        provider's message id (status callbacks find the contact by it). One call."""
+        writes: list[Write] = [PutContact(contact.id, contact.customer_id, self._dump(contact))]
+        if contact.status is not None and contact.provider_message_id:
+            writes.append(PutSentLink(sent_key(contact.provider, contact.provider_message_id), contact.id))
+        self._commit("record_sent", writes)
+
+    def find_sent(self, provider: str, provider_message_id: str) -> str | None:
+        """The outbound contact a provider's message id names; None for messages the hub did not
+        send (or not yet recorded as sent). One call."""
+        key = sent_key(provider, provider_message_id)
+        return self._find("find_sent", Link.SENT, [key]).get(key)
+
+    def get_outbox(self, key: str) -> str | None:
+        """A web chat visitor's outbox document (`<site>/<visitor>`). One call."""
+        return self._run("get_outbox", self._read, Doc.OUTBOX, (key,))
+
+    def put_outbox(self, key: str, doc: str) -> None:
+        self._run("put_outbox", self._write_one, PutOutbox(key, doc))
+
     # --- exception queue -------------------------------------------------------------------------
 
     def list_parked(self, *, limit: int, cursor: str | None = None) -> Page[ParkedContact]:
@@ -435,6 +481,9 @@ class Store(ABC):
             *(DeleteContact(contact_id) for contact_id in erasure.contact_ids),
             *(DeleteCase(case_id) for case_id in erasure.case_ids),
             *(DeleteThread(key) for key in erasure.thread_keys),
+            *(DeleteSentLink(sent_key(provider, message_id)) for provider, message_id in erasure.sent_messages),
+            *(DeleteStatuses(provider, message_id) for provider, message_id in erasure.sent_messages),
+            *(DeleteOutbox(key) for key in erasure.outbox_keys),
             *(DeleteMerge(merge_id) for merge_id in erasure.merge_ids),
             *(MarkDone(key, erasure.tombstone_expires_at) for key in erasure.dedupe_keys),
             DeleteCustomer(customer_id),

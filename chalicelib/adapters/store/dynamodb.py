@@ -14,6 +14,8 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     CASE#<case id>                CASE                doc (Case without external refs)
     CASE#<case id>                REF#<destination>   doc (ExternalRef)
     THREAD#<thread key>           THREAD              case_id
+    SENT#<provider>:<message id>  SENT                contact_id (the outbound contact a provider's id names)
+    OUTBOX#<site>/<visitor>       OUTBOX              doc (the web chat visitor's replies, newest last)
     DEADLETTERS                   <delivery id>       destination, customer_id (contact jobs), expires_at (TTL),
                                                       doc (DeadLetter: a dead delivery with its job)
     PARKED                        CONTACT#<contact>   doc (ParkedContact: the exception queue, oldest first)
@@ -59,6 +61,9 @@ from chalicelib.adapters.store.records import (
     DeleteDeadLetter,
     DeleteFiledUnder,
     DeleteMerge,
+    DeleteOutbox,
+    DeleteSentLink,
+    DeleteStatuses,
     DeleteThread,
     Doc,
     IdentifierMove,
@@ -75,6 +80,8 @@ from chalicelib.adapters.store.records import (
     PutDelivery,
     PutMerge,
     PutParked,
+    PutOutbox,
+    PutSentLink,
     PutThread,
     PutTombstone,
     ReleaseIdentifier,
@@ -114,11 +121,13 @@ _DOC_KEYS: dict[Doc, Callable[..., dict]] = {
     Doc.MERGE: lambda merge_id: _merge_key(merge_id),
     Doc.DELIVERY: lambda contact_id, destination: _key(f"CONTACT#{contact_id}", f"DLV#{destination}"),
     Doc.DEAD_LETTER: lambda letter_id: _key(_DEAD_LETTERS, letter_id),
+    Doc.OUTBOX: lambda key: _key(f"OUTBOX#{key}", "OUTBOX"),
 }
 #: partition prefix, the parent's sort key, the children's sort-key prefix
 _TREES = {Tree.CONTACT: ("CONTACT#", "CONTACT", "DLV#"), Tree.CASE: ("CASE#", "CASE", "REF#")}
 #: partition prefix, sort key, the attribute holding the id the key leads to
-_LINKS = {Link.IDENTIFIER: ("IDENT#", "IDENT", "customer_id"), Link.THREAD: ("THREAD#", "THREAD", "case_id")}
+_LINKS = {Link.IDENTIFIER: ("IDENT#", "IDENT", "customer_id"), Link.THREAD: ("THREAD#", "THREAD", "case_id"),
+          Link.SENT: ("SENT#", "SENT", "contact_id")}
 
 
 class _ConditionFailed(Exception):
@@ -394,6 +403,13 @@ class DynamoDbStore(Store):
                         delete(_key(item["pk"]["S"], item["sk"]["S"]))
                 case DeleteThread(key=thread_key):
                     delete(_thread_key(thread_key))
+                case DeleteSentLink(key=sent_key):
+                    delete(_key(f"SENT#{sent_key}", "SENT"))
+                case DeleteOutbox(key=outbox_key):
+                    delete(_key(f"OUTBOX#{outbox_key}", "OUTBOX"))
+                case DeleteStatuses(provider=provider, message_id=message_id):
+                    for item in self._query_partition(_status_pk(provider, message_id)):
+                        delete(_key(item["pk"]["S"], item["sk"]["S"]))
                 case DeleteMerge(merge_id=merge_id):
                     delete(_merge_key(merge_id))
                 case MarkDone(key=key, expires_at=expires_at):
@@ -532,6 +548,10 @@ def _items(write: Write) -> list[dict]:
             return [{**_key(f"CONTACT#{write.contact_id}", f"DLV#{write.destination}"), "doc": {"S": write.doc}}]
         case PutThread():
             return [{**_thread_key(write.key), "case_id": {"S": write.case_id}}]
+        case PutSentLink():
+            return [{**_key(f"SENT#{write.key}", "SENT"), "contact_id": {"S": write.contact_id}}]
+        case PutOutbox():
+            return [{**_key(f"OUTBOX#{write.key}", "OUTBOX"), "doc": {"S": write.doc}}]
         case MarkDone():
             return [_done_item(write.key, write.expires_at)]
         case PutParked():

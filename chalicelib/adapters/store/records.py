@@ -20,6 +20,7 @@ class Doc(StrEnum):
     MERGE = "merge"  # key: merge id
     DELIVERY = "delivery"  # key: contact id, destination
     DEAD_LETTER = "dead_letter"  # key: delivery id
+    OUTBOX = "outbox"  # key: web chat visitor key (`<site>/<visitor>`)
 
 
 class Tree(StrEnum):
@@ -34,6 +35,7 @@ class Link(StrEnum):
 
     IDENTIFIER = "identifier"  # identifier key → customer id
     THREAD = "thread"  # thread key → case id
+    SENT = "sent"  # `<provider>:<provider message id>` of a sent message → its outbound contact id
 
 
 # --- listings (`_list`): each page is a list of documents and whether more follow ------------------
@@ -144,6 +146,23 @@ class PutThread:
 
 
 @dataclass(frozen=True)
+class PutSentLink:
+    """The provider's id of a message the hub sent, leading to its outbound contact (status
+    callbacks are matched by it)."""
+
+    key: str
+    contact_id: str
+
+
+@dataclass(frozen=True)
+class PutOutbox:
+    """A web chat visitor's outbox: the replies the widget fetches, newest last."""
+
+    key: str
+    doc: str
+
+
+@dataclass(frozen=True)
 class MarkDone:
     """A dedupe key processed to completion, until `expires_at`."""
 
@@ -239,6 +258,24 @@ class DeleteThread:
 
 
 @dataclass(frozen=True)
+class DeleteSentLink:
+    key: str
+
+
+@dataclass(frozen=True)
+class DeleteOutbox:
+    key: str
+
+
+@dataclass(frozen=True)
+class DeleteStatuses:
+    """Every status a provider reported for one sent message (they may name the recipient)."""
+
+    provider: str
+    message_id: str
+
+
+@dataclass(frozen=True)
 class DeleteMerge:
     merge_id: str
 
@@ -252,7 +289,7 @@ class DeleteCustomer:
 
 Write = (
     PutCustomer | ClaimIdentifier | IdentifierMove | PutContact | PutCase | PutCaseRef | PutDelivery | PutThread
-    | MarkDone | PutParked | TakeParked | PutMerge | PutDeadLetter | DeleteDeadLetter | RequireNotErased
+    | PutSentLink | PutOutbox | DeleteSentLink | DeleteOutbox | DeleteStatuses | MarkDone | PutParked | TakeParked | PutMerge | PutDeadLetter | DeleteDeadLetter | RequireNotErased
     | PutTombstone | ReleaseIdentifier | DeleteFiledUnder | DeleteContact | DeleteCase | DeleteThread | DeleteMerge
     | DeleteCustomer
 )

@@ -24,6 +24,9 @@ from chalicelib.adapters.store.records import (
     DeleteDeadLetter,
     DeleteFiledUnder,
     DeleteMerge,
+    DeleteOutbox,
+    DeleteSentLink,
+    DeleteStatuses,
     DeleteThread,
     Doc,
     IdentifierMove,
@@ -40,6 +43,8 @@ from chalicelib.adapters.store.records import (
     PutDelivery,
     PutMerge,
     PutParked,
+    PutOutbox,
+    PutSentLink,
     PutThread,
     PutTombstone,
     ReleaseIdentifier,
@@ -85,6 +90,8 @@ CREATE TABLE IF NOT EXISTS unhandled (
     PRIMARY KEY (day, id));
 CREATE INDEX IF NOT EXISTS unhandled_expiry ON unhandled (expires_at);
 CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, contact_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outboxes (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
 
 #: Columns added after a table first shipped: `CREATE TABLE IF NOT EXISTS` leaves an existing
@@ -97,6 +104,7 @@ _READS = {
     Doc.MERGE: "SELECT doc FROM merges WHERE id = ?",
     Doc.DELIVERY: "SELECT doc FROM deliveries WHERE contact_id = ? AND destination = ?",
     Doc.DEAD_LETTER: "SELECT doc FROM dead_letters WHERE id = ?",
+    Doc.OUTBOX: "SELECT doc FROM outboxes WHERE key = ?",
 }
 _TREES = {
     Tree.CONTACT: ("SELECT doc FROM contacts WHERE id = ?",
@@ -104,7 +112,8 @@ _TREES = {
     Tree.CASE: ("SELECT doc FROM cases WHERE id = ?", "SELECT doc FROM case_refs WHERE case_id = ? ORDER BY destination"),
 }
 _LINKS = {Link.IDENTIFIER: "SELECT key, customer_id AS target FROM identifiers",
-          Link.THREAD: "SELECT key, case_id AS target FROM threads"}
+          Link.THREAD: "SELECT key, case_id AS target FROM threads",
+          Link.SENT: "SELECT key, contact_id AS target FROM sent"}
 #: One statement each: insert, or replace a record whose `expires_at` passed (the last `?`);
 #: the values are the record's fields in order.
 _ONCE = {
@@ -336,6 +345,13 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
                               lambda w: (w.contact_id, w.destination, w.doc))),
     # A thread key keeps the case it first named (see `ContactCommit.thread_keys`).
     PutThread: _statements(("INSERT OR IGNORE INTO threads (key, case_id) VALUES (?, ?)", lambda w: (w.key, w.case_id))),
+    PutSentLink: _statements(("INSERT OR REPLACE INTO sent (key, contact_id) VALUES (?, ?)",
+                              lambda w: (w.key, w.contact_id))),
+    PutOutbox: _statements(("INSERT OR REPLACE INTO outboxes (key, doc) VALUES (?, ?)", lambda w: (w.key, w.doc))),
+    DeleteSentLink: _statements(("DELETE FROM sent WHERE key = ?", lambda w: (w.key,))),
+    DeleteOutbox: _statements(("DELETE FROM outboxes WHERE key = ?", lambda w: (w.key,))),
+    DeleteStatuses: _statements(("DELETE FROM statuses WHERE provider = ? AND message_id = ?",
+                                 lambda w: (w.provider, w.message_id))),
     MarkDone: _statements(("INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
                            lambda w: (w.key, w.expires_at.timestamp()))),
     PutParked: _statements(("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",

@@ -22,7 +22,7 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
-from chalicelib.errors import ForbiddenError, MalformedPayloadError, SignatureError
+from chalicelib.errors import ForbiddenError, MalformedPayloadError, NotFoundError, SignatureError
 from chalicelib.secrets import Secret
 from chalicelib.signing.compare import signed_by_any
 
@@ -168,6 +168,7 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
     key: ClassVar[str] = "webchat"
     docs_url: ClassVar[str] = "https://www.chatwoot.com/docs/product/channels/live-chat/sdk/identity-validation"
     Settings: ClassVar[type[BaseModel]] = WebchatSettings
+    sender = "chalicelib.adapters.channels.webchat.sender:WebchatSender"
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     @cached_property
@@ -183,8 +184,8 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
         if any(not site.allowed_origins or origin in site.allowed_origins for site in self.settings.sites):
             return {
                 "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "POST, OPTIONS",
-                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
                 "Access-Control-Max-Age": "600",
                 "Vary": "Origin",
             }
@@ -282,7 +283,37 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
         first = next((e for e in parsed.events if isinstance(e, InboundMessage)), None)
         if first is not None:
             body["message_id"] = first.metadata.get("client_message_id")
+            tokens = self.services.visitor_tokens
+            if tokens is not None:
+                visitor = first.sender.handles[0]
+                # What the widget polls its replies with (GET /webhooks/webchat/messages).
+                body["visitor_token"] = tokens.issue(first.account, visitor.value)
         return WebhookResponse(status=202, body=json.dumps(body), content_type="application/json")
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
+        """`GET /webhooks/webchat/messages?site_id=&visitor_id=&after=`: the visitor's replies after
+        the cursor, oldest first, for the widget holding the visitor's token. One key lookup."""
+        if request.hook != "messages":
+            return super().handshake(request)
+        tokens, outbox = self.services.visitor_tokens, self.services.visitor_outbox
+        if tokens is None or outbox is None:
+            raise NotFoundError("this hub does not serve web chat replies")
+        site_id, visitor_id = request.query.get("site_id"), request.query.get("visitor_id")
+        for name, value in (("site_id", site_id), ("visitor_id", visitor_id)):
+            if not value or not re.fullmatch(ID_PATTERN, value):
+                raise MalformedPayloadError(f"query parameter {name} is missing or not a valid id")
+        after = request.query.get("after")
+        if after is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,64}", after):
+            raise MalformedPayloadError("query parameter after must be a message id from an earlier answer")
+        scheme, _, token = (request.header("authorization") or "").partition(" ")
+        if site_id not in self._sites:
+            raise SignatureError("unknown site_id")
+        if scheme.lower() != "bearer" or not tokens.valid(site_id, visitor_id, token.strip()):
+            raise SignatureError("send Authorization: Bearer <visitor_token from the message's answer>")
+        messages = [entry.model_dump(mode="json") for entry in outbox.after(site_id, visitor_id, after)]
+        cursor = messages[-1]["id"] if messages else after
+        return WebhookResponse(status=200, body=json.dumps({"data": messages, "cursor": cursor}),
+                               content_type="application/json")
 
     def simulated_request(self, customer: SimulatedCustomer) -> SimulatedRequest:
         """A chat message on the first site from a new visitor who gives `customer`'s phone and
