@@ -28,6 +28,11 @@ class WebchatSender(ChannelSender[WebchatSettings]):
                            account=site, to=visitor, reply=ReplyContext(),
                            at=contact.sent_at or contact.received_at)
 
+    def recipient_for(self, channel: Channel, identifiers) -> str | None:
+        """The visitor the customer was on the default site (a web chat id is scoped to its site)."""
+        site = self.default_account(channel)
+        return next((i.value for i in identifiers if i.kind == "webchat" and i.scope == site), None)
+
     def default_account(self, channel: Channel) -> str | None:
         return self.settings.sites[0].id if self.settings.sites else None
 
