@@ -51,6 +51,8 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
     Settings: ClassVar[type[BaseModel]] = MetaSettings
     media_sources = (WhatsAppCloudSource, MetaCdnSource)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    # By path: the ingest Lambda never imports the sending code.
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.meta.sender:MetaSender"
 
     def __init__(self, settings: MetaSettings, secrets: SecretResolver, services: AdapterServices | None = None) -> None:
         super().__init__(settings, secrets, services)

@@ -41,6 +41,10 @@ STATUSES: dict[str, str] = {
     "failed": "failed",
 }
 
+#: Status error codes that mean the recipient unsubscribed: 131050, "This recipient has chosen to
+#: stop receiving marketing messages on WhatsApp from your business" (WhatsApp error codes page).
+OPTED_OUT_CODES = frozenset({"131050"})
+
 #: System messages that say a user's ids changed: the customer keeps one record (IdentityChange).
 IDENTITY_CHANGES = frozenset({"user_changed_user_id", "user_changed_number"})
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
@@ -252,6 +256,7 @@ class WhatsAppCloud:
             received_at=ctx.request.received_at,
             error_code=text_of(error, "code"),
             error_message=text_of(error, "title") or text_of(error, "message"),
+            opted_out=text_of(error, "code") in OPTED_OUT_CODES,
             raw=raw,
         )
 
