@@ -156,12 +156,16 @@ class MessageService:
         sender = self._sender(route)
         self._check_consent(customer, route.channel, request.purpose)
         template, tag = self._window(request, route, sender, now, human=human)
+        text, html, attachments = request.text, request.html, request.attachments
+        if template is not None and request.template is None:
+            # Outside the window the configured fallback template goes instead of the free text.
+            text, html, attachments = None, None, []
         contact_id = contact_id or new_id("ct", millis=int(now.timestamp() * 1000))
         case_id = case.id if case is not None else self._case_for(customer)
         message = OutboundMessage(
             id=contact_id, customer_id=customer.id, case_id=case_id, channel=route.channel, provider=route.provider,
-            account=route.account, to=route.to, text=request.text, html=request.html,
-            subject=request.subject, attachments=request.attachments, template=template, reply=route.reply,
+            account=route.account, to=route.to, text=text, html=html,
+            subject=request.subject, attachments=attachments, template=template, reply=route.reply,
             message_id=_email_message_id(contact_id, route) if route.channel == Channel.EMAIL else None,
             tag=tag, purpose=request.purpose, origin=origin, queued_at=now,
         )
@@ -280,7 +284,7 @@ class MessageService:
         opened = route.last_inbound_at
         if opened is not None and now < opened + timedelta(hours=hours):
             return None, None
-        extended: ExtendedWindow | None = sender.extended_window(route.channel)
+        extended: ExtendedWindow | None = sender.extended_window(route.channel, route.account)
         if human and extended is not None and opened is not None and now < opened + timedelta(hours=extended.hours):
             return None, extended.tag
         fallback = sender.fallback_template(route.channel, route.account)

@@ -111,8 +111,9 @@ class ChannelSender(ABC, Generic[SettingsT]):
         """Whether this hub is configured to send on `channel` from `account`."""
         return account == self.default_account(channel)
 
-    def extended_window(self, channel: Channel) -> ExtendedWindow | None:
-        """Sending allowed past the standard service window (Messenger's HUMAN_AGENT), if enabled."""
+    def extended_window(self, channel: Channel, account: str | None = None) -> ExtendedWindow | None:
+        """Sending allowed past the standard service window (Messenger's HUMAN_AGENT), if enabled
+        for `account` (None: for every account)."""
         return None
 
     def fallback_template(self, channel: Channel, account: str) -> TemplateMessage | None:
