@@ -107,3 +107,30 @@ def contact_from(adapter: ChannelAdapter, provider: str, fixture: str, *, index:
         resolution=Resolution(customer_id="cus_01", created_customer=True, rule="test"),
         raw=message.raw,
     )
+
+
+class RecordingHttp(HttpClient):
+    """The real client against a Prism mock, keeping each exchange's Prism violations; `extra`
+    headers go on every request (`Prefer: code=429` asks Prism for the spec's error answer)."""
+
+    def __init__(self, **extra: str) -> None:
+        super().__init__()
+        self.extra = extra
+        self.exchanges: list[tuple[str, str, int, list]] = []
+
+    def request(self, method, url, *, headers=None, body=None, timeout=None) -> HttpResponse:
+        from urllib.parse import urlsplit
+
+        from tests.support.prism import violations
+
+        response = super().request(method, url, headers={**(headers or {}), **self.extra}, body=body, timeout=timeout)
+        self.exchanges.append((method, urlsplit(url).path, response.status, violations(response.headers)))
+        return response
+
+    @property
+    def calls(self) -> list[tuple[str, str, int]]:
+        return [(m, p, s) for m, p, s, _ in self.exchanges]
+
+    @property
+    def violations(self) -> list:
+        return [v for *_, found in self.exchanges for v in found]
