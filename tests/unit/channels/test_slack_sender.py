@@ -122,8 +122,10 @@ def test_escaping_and_attachment_links_count_toward_the_limit():
     assert [p.field for p in sender_.check(reply(text="a" * MAX_TEXT, attachments=[link]))] == ["text"]
 
 
-def test_templates_empty_messages_and_non_http_attachments_are_refused_by_field():
+def test_templates_empty_messages_names_and_non_http_attachments_are_refused_by_field():
     sender_, _ = slack()
+    assert sender_.check(reply(to="U0CUST001")) == []
+    assert [p.field for p in sender_.check(reply(to="#support"))] == ["to"]
     template = {"name": "case_update", "language": "de"}
     assert [p.field for p in sender_.check(reply(template=template))] == ["template"]
     assert [p.field for p in sender_.check(reply(text=None))] == ["text"]

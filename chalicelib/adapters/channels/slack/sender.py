@@ -4,6 +4,7 @@ https://api.slack.com/methods/chat.postMessage"""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -27,6 +28,9 @@ RETRYABLE_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "
                               "request_timeout"})  # fmt: skip
 #: `error` values that condemn the token, not the message: the next token of the rotation list is tried.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
+#: Where a bot posts: a conversation id (`C…` channel, `G…` private, `D…` DM) or a user id (`U…`,
+#: `W…` on Enterprise Grid) for the app's DM with them. Names (`#general`) are not accepted: they change.
+_CONVERSATION = re.compile(r"[CGDUW][A-Z0-9]{2,31}")
 
 
 class SlackSender(ChannelSender[SlackSettings]):
@@ -73,6 +77,8 @@ class SlackSender(ChannelSender[SlackSettings]):
     def check(self, message: OutboundMessage) -> list[Problem]:
         problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
                     for i, a in enumerate(message.attachments) if not _is_http(a.url)]  # fmt: skip
+        if not _CONVERSATION.fullmatch(message.to):
+            problems.append(Problem("to", "must be a Slack channel, DM or user id (C…, G…, D…, U…, W…)"))
         if message.template is not None:
             problems.append(Problem("template", "Slack has no message templates: send text"))
         if not message.text and not message.attachments:

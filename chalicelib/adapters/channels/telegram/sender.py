@@ -146,7 +146,8 @@ class TelegramSender(ChannelSender[TelegramSettings]):
 
 def request(message: OutboundMessage, *, link_previews: bool = True) -> tuple[str, dict[str, Any]]:
     """The Bot API method and its JSON body: sendMessage, or sendPhoto/sendDocument with the text as caption."""
-    body: dict[str, Any] = {"chat_id": int(message.to) if message.to.lstrip("-").isdigit() else message.to}
+    chat_id = _int(message.to)
+    body: dict[str, Any] = {"chat_id": message.to if chat_id is None else chat_id}
     topic = _int(message.reply.thread)
     if topic is not None:
         body["message_thread_id"] = topic
