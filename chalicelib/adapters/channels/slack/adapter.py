@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.channels.slack.media import SlackFilesSource
 from chalicelib.adapters.channels.base import (
@@ -23,6 +23,7 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import string_of as _text, load_clean_object
+from chalicelib.adapters.media.base import api_base_url
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -58,6 +59,9 @@ SUBTYPE_REASONS: dict[str, str] = {
     "message_replied": "a thread-reply notification, not a new message",
 }
 
+#: A workspace (`T…`) or Enterprise Grid organization (`E…`) id.
+_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,31}")
+
 #: What `url_private` needs: `Authorization: Bearer <bot token>` (files:read scope).
 FILES_AUTH = "slack_bot_token"
 
@@ -84,6 +88,40 @@ class SlackSettings(BaseModel):
     #: Replay window for `X-Slack-Request-Timestamp`; Slack's own SDKs use 300 s.
     max_skew_seconds: int = Field(default=300, ge=1, le=3600)
 
+    # --- outbound (sender.py): optional, so a receive-only configuration stays valid ---------
+    #: Bot tokens (`xoxb-…`, scope `chat:write`) by the workspace that installed the app:
+    #: `{"T0HUB0001": ["env:SLACK_BOT_TOKEN"]}`. The keys are the accounts the hub answers from
+    #: (an inbound contact's `account` is its `team_id`). A list rotates: the new token first; one
+    #: Slack refuses (`invalid_auth`, `token_revoked`…) is followed by the next.
+    bot_tokens: dict[str, list[Secret]] = Field(default_factory=dict)
+    #: The Web API host; `/api/chat.postMessage` is appended (a proxy or a test double may replace it).
+    api_base_url: str = "https://slack.com"
+    #: Also show a thread reply in the channel (`reply_broadcast`); off: replies stay in the thread.
+    reply_broadcast: bool = False
+
+    @field_validator("bot_tokens", mode="before")
+    @classmethod
+    def _token_lists(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for team in value:
+            if not isinstance(team, str) or not _TEAM_ID.fullmatch(team):
+                raise ValueError(f"keys must be Slack team ids (T… or E…), not {str(team)[:40]!r}")
+        # One token needs no list.
+        return {team: [tokens] if isinstance(tokens, str) else tokens for team, tokens in value.items()}
+
+    @field_validator("bot_tokens")
+    @classmethod
+    def _not_empty(cls, value: dict[str, list]) -> dict[str, list]:
+        if empty := [team for team, tokens in value.items() if not tokens]:
+            raise ValueError(f"workspace {empty[0]} has an empty token list")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return api_base_url(value, example="https://slack.com")
+
 
 @dataclass
 class SlackParsed(ParsedWebhook):
@@ -99,6 +137,7 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
     Settings: ClassVar[type[BaseModel]] = SlackSettings
     media_sources = (SlackFilesSource,)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.slack.sender:SlackSender"
 
     @property
     def _signing_secrets(self) -> list[str]:

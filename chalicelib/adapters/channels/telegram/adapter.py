@@ -23,6 +23,7 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import string_of as _text, load_clean_object
+from chalicelib.adapters.media.base import api_base_url
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -91,6 +92,25 @@ class TelegramSettings(BaseModel):
     #: The bot's @username, to recognise its own messages where Telegram echoes them.
     bot_username: str | None = None
 
+    # --- outbound (sender.py): optional, so a receive-only configuration stays valid ---------
+    #: The bot's token from @BotFather (`123456789:AA…`, the number being bot_id). A list rotates:
+    #: after /revoke put the new token first; one Telegram refuses (401) is followed by the next.
+    bot_tokens: list[Secret] = Field(default_factory=list)
+    #: The Bot API host; `/bot<token>/<method>` is appended (a local Bot API server, a test double).
+    api_base_url: str = "https://api.telegram.org"
+    #: Show link previews under replies that contain a URL.
+    link_previews: bool = True
+
+    @field_validator("bot_tokens", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return api_base_url(value, example="https://api.telegram.org")
+
     @field_validator("bot_username")
     @classmethod
     def _username(cls, value: str | None) -> str | None:
@@ -110,6 +130,7 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
     Settings: ClassVar[type[BaseModel]] = TelegramSettings
     media_sources = (TelegramMediaSource,)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.telegram.sender:TelegramSender"
 
     @property
     def _secret_tokens(self) -> list[str]:

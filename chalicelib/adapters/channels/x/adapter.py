@@ -23,6 +23,7 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import text_of as _text, TooDeepError, clean, load_object, safe
+from chalicelib.adapters.media.base import api_base_url
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -110,6 +111,34 @@ class XSettings(BaseModel):
     #: and replay jobs redeliver older events, so it cannot be shorter than that; off by default.
     max_skew_seconds: int | None = Field(default=None, ge=300)
 
+    # --- outbound (sender.py): optional, so a receive-only configuration stays valid ---------
+    #: OAuth 2.0 user-context access tokens (scopes `dm.write dm.read tweet.read users.read`) by
+    #: the account (one of user_ids) that sends with them: `{"3001969357": ["secretsmanager:x-dm"]}`.
+    #: They expire after two hours: something outside the hub refreshes them (docs/channels/x.md).
+    #: A list rotates: the new token first; one X refuses (401) is followed by the next.
+    dm_access_tokens: dict[str, list[Secret]] = Field(default_factory=dict)
+    #: The X API host; `/2/dm_conversations/with/<id>/messages` is appended.
+    api_base_url: str = "https://api.x.com"
+
+    @field_validator("dm_access_tokens", mode="before")
+    @classmethod
+    def _token_lists(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        tokens = {}
+        for key, listed in value.items():
+            # YAML reads an unquoted id as an integer; one token needs no list.
+            account = str(key).strip() if isinstance(key, (str, int)) and not isinstance(key, bool) else ""
+            if not _ID.fullmatch(account):
+                raise ValueError("keys must be numeric X user ids (the sending account's id, not its @handle)")
+            tokens[str(int(account))] = [listed] if isinstance(listed, str) else listed
+        return tokens
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return api_base_url(value, example="https://api.x.com")
+
     @field_validator("user_ids", mode="before")
     @classmethod
     def _numeric_ids(cls, values: Any) -> Any:
@@ -132,6 +161,12 @@ class XSettings(BaseModel):
             raise ValueError("crc_answer is client, but no client_secrets are configured")
         if self.crc_answer == "consumer" and not self.consumer_secrets:
             raise ValueError("crc_answer is consumer, but no consumer_secrets are configured")
+        for account, tokens in self.dm_access_tokens.items():
+            # A reply from an account whose webhook we do not hear would lose the customer's answer.
+            if account not in self.user_ids:
+                raise ValueError(f"dm_access_tokens: account {account[:24]!r} is not one of user_ids")
+            if not tokens:
+                raise ValueError(f"dm_access_tokens: account {account} has an empty token list")
         return self
 
     @property
@@ -150,6 +185,7 @@ class XAdapter(ChannelAdapter[XSettings]):
     docs_url: ClassVar[str] = "https://docs.x.com/x-api/account-activity/introduction"
     Settings: ClassVar[type[BaseModel]] = XSettings
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.x.sender:XSender"
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse:
         """X's Challenge-Response Check: `{"response_token": "sha256=<base64 HMAC(secret, token)>"}`.
@@ -345,7 +381,8 @@ class XAdapter(ChannelAdapter[XSettings]):
             text=content.text,
             attachments=content.attachments,
             metadata=metadata,
-            # A one-to-one DM conversation is the pair of our account and the customer.
+            # A one-to-one DM conversation is the pair of our account and the customer; the
+            # sender reads the participant to answer from it (`XSender.reply_target`).
             conversation_key=f"x:{account}:{sender}",
             raw={"for_user_id": ctx.for_user_id, "event": event, "user": user or None},
         )
