@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 #: What a consumer API key may do; each route requires one (`chalicelib/api/consumer.py`).
 SCOPES = (
     "customers:read",    # customers, their contacts, cases, merges, export
-    "customers:write",   # attributes, identifiers, merge and unmerge, closing cases
+    "customers:write",   # attributes, identifiers, consent, merge and unmerge, closing cases
     "customers:erase",   # DELETE /v1/customers/{id} (GDPR erasure)
     "operations",        # exception queue, dead letters and replay, unhandled events, routing explain
     "messages:send",     # outbound messages
