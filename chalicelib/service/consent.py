@@ -24,6 +24,7 @@ The ledger's rules (which purpose a keyword changes, what `allows` lets through)
 from __future__ import annotations
 
 import unicodedata
+from functools import cached_property
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -103,6 +104,10 @@ class ConsentSettings(Strict):
                     raise ValueError(f"keywords: {word!r} cannot mean both {seen[word]} and {action}")
         return self
 
+    @cached_property
+    def _vocabulary(self) -> dict[Action, frozenset[str]]:
+        return self.vocabulary()
+
     def vocabulary(self) -> dict[Action, frozenset[str]]:
         """The case-folded keywords of each action."""
         standard = {"opt_out": STANDARD_OPT_OUT, "opt_in": STANDARD_OPT_IN, "help": STANDARD_HELP}
@@ -132,7 +137,7 @@ def recognize(contact: Contact, settings: ConsentSettings) -> Recognized | None:
     if contact.channel not in settings.channels or not contact.text:
         return None
     word = _fold(contact.text)
-    for action, words in settings.vocabulary().items():
+    for action, words in settings._vocabulary.items():
         if word in words:
             return Recognized(action, f"keyword:{word.upper()}", contact.text.strip()[:40])
     return None

@@ -45,7 +45,7 @@ from chalicelib.errors import ConcurrentUpdateError, NotFoundError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.domain.activity import record_contact
 from chalicelib.routing.context import context_for
-from chalicelib.service.cases import attach_to_case, summarize
+from chalicelib.service.cases import CasePlan, attach_to_case, summarize
 from chalicelib.service.customer_events import customer_event_messages
 from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
 from chalicelib.service.merge import Merges
@@ -375,7 +375,7 @@ class Processor:
             customer = record_issue(customer, INVALID_PHONE, at=now)
         return customer
 
-    def _consent_and_reply_target(self, contact: Contact, customer: Customer, plan) -> tuple[Customer, Case]:
+    def _consent_and_reply_target(self, contact: Contact, customer: Customer, plan: CasePlan) -> tuple[Customer, Case]:
         """What the contact states about consent (a STOP, a HELP to answer) and how to answer it,
         recorded on the customer and its cases in the contact's own commit: no extra write."""
         from chalicelib.service.consent import inbound_consent, last_inbound, remember_reply_target
