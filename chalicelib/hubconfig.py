@@ -24,6 +24,7 @@ from chalicelib.enrichment.settings import EnrichmentSettings
 from chalicelib.errors import ConfigError
 from chalicelib.routing.settings import RoutingSettings
 from chalicelib.secrets import is_reference
+from chalicelib.service.consent import ConsentSettings
 from chalicelib.service.media import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 #: What a consumer API key may do; each route requires one (`chalicelib/api/consumer.py`).
 SCOPES = (
     "customers:read",    # customers, their contacts, cases, merges, export
-    "customers:write",   # attributes, identifiers, merge and unmerge, closing cases
+    "customers:write",   # attributes, identifiers, consent, merge and unmerge, closing cases
     "customers:erase",   # DELETE /v1/customers/{id} (GDPR erasure)
     "operations",        # exception queue, dead letters and replay, unhandled events, routing explain
     "messages:send",     # outbound messages
@@ -142,6 +143,8 @@ class HubConfig(Strict):
     #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    #: Opt-out keywords, HELP's answer, where keywords apply (`chalicelib/service/consent.py`).
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`).
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)

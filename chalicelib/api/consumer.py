@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import replace
 from datetime import date
 
 from chalice import Blueprint, Response
@@ -85,6 +86,11 @@ class ConsumerApi:
                                                                 source=body.get("source", "api")))
 
         return self._answer(request, "customers:write", set_attributes, customer=customer_id)
+
+    def set_consent(self, request: HttpRequest, customer_id: str) -> Response:
+        return self._answer(request, "customers:write", lambda caller: json_response(
+            self._customers.set_consent(customer_id, _object_or_list(request), actor=caller.actor,
+                                        request_id=request.request_id)), customer=customer_id)
 
     def list_contacts(self, request: HttpRequest, customer_id: str) -> Response:
         def list_contacts(caller):
@@ -162,6 +168,14 @@ def _check_text(request: HttpRequest, ids: dict[str, str]) -> None:
     for noun, value in ids.items():
         if not ID_SHAPE.fullmatch(value):
             raise NotFoundError(f"no {noun.replace('_', ' ')} with this id")
+
+
+def _object_or_list(request: HttpRequest) -> dict | list:
+    """The body as a JSON object or array, with `json_object`'s checks (UTF-8, no lone
+    surrogates, no NaN): an array is read as the value of a wrapping object."""
+    if request.body.lstrip()[:1] == b"[":
+        return replace(request, body=b'{"items": ' + request.body + b"}").json_object()["items"]
+    return request.json_object()
 
 
 def _encodable(text: str) -> bool:
@@ -274,6 +288,11 @@ def link_customer_identifier(customer_id: str) -> Response:
 @consumer.route("/v1/customers/{customer_id}/attributes", methods=["PATCH"])
 def set_customer_attributes(customer_id: str) -> Response:
     return _api().set_attributes(_request(), customer_id)
+
+
+@consumer.route("/v1/customers/{customer_id}/consent", methods=["PUT"])
+def set_customer_consent(customer_id: str) -> Response:
+    return _api().set_consent(_request(), customer_id)
 
 
 @consumer.route("/v1/customers/{customer_id}/contacts", methods=["GET"])

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from chalicelib.domain.consent import ConsentLedger
 from chalicelib.domain.identifiers import Identifier
 
 
@@ -599,8 +600,10 @@ class Customer(BaseModel):
     #: Data-quality findings that cannot be derived from the record itself (an unusable phone
     #: number seen on a contact), by flag, with when they were last seen.
     quality_issues: dict[str, datetime] = Field(default_factory=dict)
-    #: Per-channel consent; populated by the consent capability, present so consumers can rely on it.
-    consent: dict[str, str] = Field(default_factory=dict)
+    #: The consent ledger (`domain/consent.py`): per consent channel (`sms` covers MMS) and purpose
+    #: (`service`, `marketing`), the current state with its source, time, evidence and history.
+    #: Records stored as `{channel: state}` before the ledger existed are read into it.
+    consent: ConsentLedger = Field(default_factory=dict)
     #: How to answer the customer's latest message per channel, provider and account
     #: (`ReplyTarget.key`): the `reply` and `preferred` sends and the service windows read it.
     reply_targets: dict[str, ReplyTarget] = Field(default_factory=dict)

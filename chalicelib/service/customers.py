@@ -22,12 +22,23 @@ from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.ids import delivery_id
 from chalicelib.domain.models import Contact, Customer, Delivery, DeliveryStatus, Direction
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, SurvivorshipPolicy
-from chalicelib.errors import NotFoundError, RequestRejectedError, RuleRefusedError
+from chalicelib.service.consent import ConsentSettings
+from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError, RequestRejectedError, RuleRefusedError
 
 _MERGE_ID = re.compile(r"mrg_[0-9A-HJKMNP-TV-Z]{26}")
 #: What an id from outside may look like: the hub's own (`cus_01J…`, `case_…`) and anything of
 #: their alphabet, never what a store key cannot hold (a lone surrogate, a NUL, DynamoDB's 2 KB).
 ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+#: Guarded read-modify-write attempts of a consent statement against concurrent workers.
+CONSENT_ATTEMPTS = 3
+
+
+class InvalidRequestError(RequestRejectedError):
+    """A well-formed JSON body with a field or value the route does not take (422), named in
+    `detail.field`."""
+
+    http_status = 422
+    code = "invalid_request"
 
 
 class CustomerService:
@@ -44,6 +55,7 @@ class CustomerService:
         limits: CustomerLimits,
         event_destinations: Callable[[], list[str]],
         clock: Callable[[], datetime],
+        consent: ConsentSettings | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -55,6 +67,7 @@ class CustomerService:
         self._limits = limits
         self._event_destinations = event_destinations
         self._clock = clock
+        self._consent = consent or ConsentSettings()
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -117,14 +130,18 @@ class CustomerService:
         return export_customer(self._store, self._blobs, customer_id, now=self._clock())
 
     def view(self, customer: Customer) -> dict:
-        """The customer as consumers see it: an open case inactive past the limit is no longer open."""
+        """The customer as consumers see it: an open case inactive past the limit is no longer open;
+        the customer service windows as of now (`service_windows`)."""
         from chalicelib.domain.golden_record import quality_flags
         from chalicelib.service.cases import is_inactive
+        from chalicelib.service.consent import service_windows
 
+        now = self._clock()
         body = customer.model_dump(mode="json")
-        if customer.open_case is not None and is_inactive(customer.open_case, self._clock(), self._cases):
+        if customer.open_case is not None and is_inactive(customer.open_case, now, self._cases):
             body["open_case"] = None
         body["quality_flags"] = quality_flags(customer)
+        body["service_windows"] = service_windows(customer, now)
         return body
 
     # --- commands ----------------------------------------------------------------------------------
@@ -189,6 +206,36 @@ class CustomerService:
         customer = set_attributes(self._store, customer_id, values, source=source, now=self._clock(),
                                   rules=self._survivorship, limits=self._limits)
         return self.view(customer)
+
+    def set_consent(self, customer_id: str, body: Any, *, actor: str, request_id: str | None) -> dict:
+        """Record consent statements (one, or a list) with the caller as source (`api:<key>`) and
+        the statement's evidence, else the API call's id. Answers the customer's ledger. Raises
+        `InvalidRequestError` (422) naming the field, `NotFoundError`, and `ConflictError` for a
+        customer merged into another (state consent on the survivor: it is the same person)."""
+        from chalicelib.service.consent import apply_statements, parse_statements
+
+        try:
+            statements = parse_statements(body)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), detail={"field": str(exc).partition(":")[0]}) from None
+        evidence = f"request:{request_id}" if request_id else None
+        for attempt in range(CONSENT_ATTEMPTS):
+            customer = self._customer(customer_id)
+            if customer.merged_into is not None:
+                raise ConflictError(f"customer {customer_id} was merged into {customer.merged_into}; change that customer",
+                                    detail={"merged_into": customer.merged_into})
+            now = self._clock()
+            consent = apply_statements(customer, statements, source=actor, evidence=evidence, at=now,
+                                       limit=self._consent.history_limit)
+            updated = customer.model_copy(update={"consent": consent, "updated_at": now, "version": customer.version + 1})
+            try:
+                self._store.update_customer(updated)
+            except ConcurrentUpdateError:
+                if attempt == CONSENT_ATTEMPTS - 1:
+                    raise
+                continue
+            return {"customer_id": customer_id, "consent": updated.model_dump(mode="json")["consent"]}
+        raise AssertionError("unreachable")
 
     def close_case(self, case_id: str) -> dict:
         from chalicelib.service.commands import close_case

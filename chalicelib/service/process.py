@@ -45,7 +45,7 @@ from chalicelib.errors import ConcurrentUpdateError, NotFoundError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.domain.activity import record_contact
 from chalicelib.routing.context import context_for
-from chalicelib.service.cases import attach_to_case, summarize
+from chalicelib.service.cases import CasePlan, attach_to_case, summarize
 from chalicelib.service.customer_events import customer_event_messages
 from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
 from chalicelib.service.merge import Merges
@@ -258,8 +258,10 @@ class Processor:
         contact.enrichment = self._enricher().enrich(contact, customer, case, now=arrived)
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
         contact.routing = self._router().route(routing_context)
+        customer, case = self._consent_and_reply_target(contact, customer, plan)
         if contact.routing.replies and self.messages is not None:
-            # Queued before the commit, with ids derived from the contact: a retry queues nothing twice.
+            # After the reply target is known; queued before the commit, with ids derived from the
+            # contact, so a retry queues nothing twice.
             contact.enrichment["auto_replies"] = self.messages().auto_replies(contact, customer, case)
         customer = customer.model_copy(
             update={"open_case": summarize(case), "updated_at": now, "version": customer.version + 1}
@@ -386,6 +388,30 @@ class Processor:
             customer = record_issue(customer, INVALID_PHONE, at=now)
         return customer
 
+    def _consent_and_reply_target(self, contact: Contact, customer: Customer, plan: CasePlan) -> tuple[Customer, Case]:
+        """What the contact states about consent (a STOP, a HELP to answer) and how to answer it,
+        recorded on the customer and its cases in the contact's own commit: no extra write."""
+        from chalicelib.service.consent import inbound_consent, last_inbound, remember_reply_target
+
+        effect = inbound_consent(contact, customer, self.config.consent,
+                                 default_language=self.config.routing.default_language)
+        if effect is not None:
+            customer = customer.model_copy(update={"consent": effect.consent})
+            contact.enrichment["consent"] = effect.decision
+            routing = contact.routing
+            contact.routing = routing.model_copy(update={
+                "tags": [*routing.tags, *([effect.tag] if effect.tag and effect.tag not in routing.tags else [])],
+                "replies": [*routing.replies, *([effect.reply] if effect.reply else [])],
+            })
+        customer = remember_reply_target(customer, _reply_target(contact))
+        # The open case and the one it supersedes are rebuilt from the customer's summary, which
+        # lacks `last_inbound`: it is restored from the customer's reply targets.
+        plan.other_cases = [
+            c.model_copy(update={"last_inbound": last_inbound(customer, c.id, c.last_inbound)}) for c in plan.other_cases
+        ]
+        return customer, plan.case.model_copy(update={"last_inbound": last_inbound(customer, plan.case.id,
+                                                                                    plan.case.last_inbound)})
+
     def _thread_case(self, message: InboundMessage, customer: Customer) -> tuple[Case | None, tuple[str, ...]]:
         """The first case, in the message's thread-key order, that belongs to this customer, and
         the thread keys nobody holds yet (the only ones the commit writes: a key is never taken
@@ -451,6 +477,23 @@ def _contact(message: InboundMessage, party, customer: Customer, case_id: str, r
         resolution=resolution,
         raw=message.raw,
     )
+
+
+def _reply_target(contact: Contact):
+    """How to answer `contact`, from its provider's sender (imported here, on the worker, never on
+    the ingest path); None for providers that cannot send. A sender that fails to derive one is
+    logged, not fatal: the customer's message matters more than the way to answer it."""
+    from chalicelib.adapters.channels.registry import CHANNELS
+    from chalicelib.adapters.channels.sending import sender_class
+
+    path = getattr(CHANNELS.get(contact.provider), "sender", None)
+    if not path:
+        return None
+    try:
+        return sender_class(path).reply_target(contact)
+    except Exception:
+        logger.exception("the %s sender could not derive a reply target", contact.provider)
+        return None
 
 
 def _deliverable(contact: Contact) -> list[str]:

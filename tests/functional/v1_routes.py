@@ -47,6 +47,8 @@ ROUTES = [
           f"/v1/customers/{CUSTOMER}/identifiers", b'{"identifier": "external:CRM-1"}'),
     Route("PATCH", "/v1/customers/{customer_id}/attributes", "customers:write",
           f"/v1/customers/{CUSTOMER}/attributes", b'{"source": "crm", "attributes": {"tier": "gold"}}'),
+    Route("PUT", "/v1/customers/{customer_id}/consent", "customers:write", f"/v1/customers/{CUSTOMER}/consent",
+          b'{"channel": "sms", "purpose": "marketing", "state": "opted_in"}'),
     Route("GET", "/v1/customers/{customer_id}/contacts", "customers:read", f"/v1/customers/{CUSTOMER}/contacts?limit=5"),
     Route("GET", "/v1/contacts/{contact_id}", "customers:read", f"/v1/contacts/{CONTACT}"),
     Route("GET", "/v1/cases/{case_id}", "customers:read", f"/v1/cases/{CASE}"),
