@@ -101,15 +101,28 @@ class TwilioNumbers(BaseModel):
         return values
 
 
+class TwilioApiKey(BaseModel):
+    """An API key (Twilio's recommended credential for the REST API): its SID and its secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sid: str
+    secret: Secret
+
+    @field_validator("sid")
+    @classmethod
+    def _key_sid(cls, value: str) -> str:
+        return _sid(value, API_KEY_SID, "an API key SID (SK followed by 32 hex digits)") or value
+
+
 class TwilioOutboundSettings(BaseModel):
     """Mixed into `TwilioSettings`: what the sender needs besides the inbound fields."""
 
     #: The account messages are created in (the `{AccountSid}` of the Messages URL).
     account_sid: str | None = None
-    #: Authenticate with an API key (recommended by Twilio) instead of the Auth Token. Its secret
-    #: is a rotation list: on a 401 the next one is tried, so a new key can be added first.
-    api_key_sid: str | None = None
-    api_key_secrets: list[Secret] = Field(default_factory=list)
+    #: Authenticate with API keys (recommended by Twilio) instead of the Auth Token. A rotation
+    #: list: on a 401 the next key is tried, so a new key can be added before the old one is revoked.
+    api_credentials: list[TwilioApiKey] = Field(default_factory=list)
     #: Send through a Messaging Service (sender pool, Advanced Opt-Out, sticky sender).
     messaging_service_sid: str | None = None
     numbers: TwilioNumbers = Field(default_factory=TwilioNumbers)
@@ -127,11 +140,6 @@ class TwilioOutboundSettings(BaseModel):
     def _account_sid(cls, value: str | None) -> str | None:
         return _sid(value, ACCOUNT_SID, "an Account SID (AC followed by 32 hex digits)")
 
-    @field_validator("api_key_sid")
-    @classmethod
-    def _api_key_sid(cls, value: str | None) -> str | None:
-        return _sid(value, API_KEY_SID, "an API key SID (SK followed by 32 hex digits)")
-
     @field_validator("messaging_service_sid")
     @classmethod
     def _messaging_service_sid(cls, value: str | None) -> str | None:
@@ -144,10 +152,8 @@ class TwilioOutboundSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TwilioOutboundSettings:
-        if (self.api_key_sid is None) != (not self.api_key_secrets):
-            raise ValueError("api_key_sid and api_key_secrets go together")
-        if self.api_key_sid and not self.account_sid:
-            raise ValueError("api_key_sid needs account_sid (the account the messages are created in)")
+        if self.api_credentials and not self.account_sid:
+            raise ValueError("api_credentials need account_sid (the account the messages are created in)")
         fallback = self.whatsapp_fallback_template
         if fallback is not None:
             template = self.templates.get(fallback.name)

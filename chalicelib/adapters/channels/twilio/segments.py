@@ -61,5 +61,7 @@ def segments(text: str) -> Segments:
 
 
 def utf16_length(text: str) -> int:
-    """Length as Twilio counts `Body` against its 1,600-character limit: an emoji counts twice."""
+    """Length against Twilio's 1,600-character `Body` limit, in UTF-16 code units: Twilio says
+    emoji and other non-GSM characters "can use more space" (error 21617), so an emoji (a
+    surrogate pair) counts twice, the reading that never lets a refused body through."""
     return sum(2 if ord(c) > 0xFFFF else 1 for c in text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,6 +27,8 @@ from chalicelib.errors import (
 
 if TYPE_CHECKING:
     from chalicelib.domain.identifiers import Identifier
+
+logger = logging.getLogger(__name__)
 
 KEY = "twilio"
 CHANNELS = frozenset({Channel.SMS, Channel.MMS, Channel.WHATSAPP})
@@ -169,9 +172,8 @@ class TwilioSender(ChannelSender[TwilioSettings]):
             raise PermanentDeliveryError("channels.twilio.account_sid is not configured")
         url = f"{self.settings.api_base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         body = urlencode(self.request_form(message)).encode()
-        username, passwords = self._credentials()
         response: HttpResponse | None = None
-        for password in passwords:
+        for username, password in self._credentials():
             headers = {
                 "Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii"),
                 "Content-Type": "application/x-www-form-urlencoded",
@@ -202,17 +204,27 @@ class TwilioSender(ChannelSender[TwilioSettings]):
         numbers = self.settings.numbers
         return numbers.whatsapp if channel is Channel.WHATSAPP else numbers.sms
 
-    def _credentials(self) -> tuple[str, list[str]]:
-        """(username, passwords to try in order): the API key and its secrets, else the Account
-        SID and the Auth Tokens the webhooks are verified with (primary first)."""
+    def _credentials(self) -> list[tuple[str, str]]:
+        """(username, password) pairs to try in order: the API keys, else the Account SID with the
+        Auth Tokens the webhooks are verified with (primary first). One that cannot be resolved
+        is skipped (`SecretResolver.get_all`'s rule); none at all makes the send retryable."""
         settings = self.settings
-        try:
-            if settings.api_key_sid:
-                return settings.api_key_sid, self.secrets.get_all(settings.api_key_secrets)
-            return settings.account_sid or "", self.secrets.get_all(settings.auth_tokens)
-        except SecretResolutionError as exc:
+        if settings.api_credentials:
+            pairs = [(key.sid, key.secret) for key in settings.api_credentials]
+        else:
+            pairs = [(settings.account_sid or "", token) for token in settings.auth_tokens]
+        resolved: list[tuple[str, str]] = []
+        failure = "no credential is configured"
+        for username, secret in pairs:
+            try:
+                resolved.append((username, self.secrets.get(secret)))
+            except SecretResolutionError as exc:
+                logger.warning("a Twilio credential of the rotation list is skipped: %s", exc.message)
+                failure = exc.message
+        if not resolved:
             # An SSM throttle or outage: the message waits on the queue instead of failing.
-            raise RetryableDeliveryError(f"Twilio credentials could not be read: {exc.message}") from None
+            raise RetryableDeliveryError(f"Twilio credentials could not be read: {failure}")
+        return resolved
 
     def _template_problems(self, message: OutboundMessage) -> list[Problem]:
         requested = message.template
