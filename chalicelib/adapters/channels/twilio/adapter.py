@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.channels.twilio.media import TwilioMediaSource
+from chalicelib.adapters.channels.twilio.outbound_settings import TwilioOutboundSettings
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -74,6 +75,9 @@ STATUS_CHANNELS: dict[str, Channel] = {"whatsapp": Channel.WHATSAPP, "messenger"
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
 _AUTHORITY = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(?::(?P<port>[0-9]*))?")
 _MEDIA_URL = re.compile(r"MediaUrl([0-9]{1,4})")
+#: The send error that means the recipient replied STOP; in a status callback it is an opt-out.
+#: https://www.twilio.com/docs/api/errors/21610
+OPTED_OUT_ERROR = "21610"
 _COUNT = re.compile(r"[0-9]{1,4}")
 
 
@@ -173,7 +177,9 @@ def _form_pairs(text: str, *, errors: str) -> list[tuple[str, str]]:
     return parse_qsl(text, keep_blank_values=True, errors=errors)
 
 
-class TwilioSettings(BaseModel):
+class TwilioSettings(TwilioOutboundSettings):
+    """`channels.twilio`: the webhook fields below, and the sender's (`TwilioOutboundSettings`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     #: Primary first; add the secondary before promoting it in the Console so rotation never fails.
@@ -189,6 +195,16 @@ class TwilioSettings(BaseModel):
     @classmethod
     def _public_url(cls, value: str) -> str:
         return normalize_public_url(value)
+
+
+def hook_url(public_url: str, hook: str | None) -> str:
+    """`public_url` with `hook` as a path segment before any query string: the URL Twilio calls
+    (and signs) for `/webhooks/twilio/<hook>`. The sender's `StatusCallback` is built with it, so
+    status callbacks verify against exactly the URL they were sent to."""
+    if not hook:
+        return public_url
+    base, sep, query = public_url.partition("?")
+    return f"{base.rstrip('/')}/{hook}{sep}{query}"
 
 
 def normalize_public_url(value: str) -> str:
@@ -216,6 +232,8 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
     docs_url: ClassVar[str] = "https://www.twilio.com/docs/messaging/guides/webhook-request"
     Settings: ClassVar[type[BaseModel]] = TwilioSettings
     media_sources = (TwilioMediaSource,)
+    # A path, not an import: the ingest Lambda never loads the sender.
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.twilio.sender:TwilioSender"
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded",)
 
     @property
@@ -228,11 +246,7 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
 
     def url_for(self, hook: str | None) -> str:
         """The URL Twilio signed for this hook: the hook is a path segment, before any query string."""
-        url = self.settings.public_url
-        if not hook:
-            return url
-        base, sep, query = url.partition("?")
-        return f"{base.rstrip('/')}/{hook}{sep}{query}"
+        return hook_url(self.settings.public_url, hook)
 
     def verify(self, request: WebhookRequest) -> None:
         signature = (request.header(SIGNATURE_HEADER) or "").strip()
@@ -356,6 +370,7 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
         if not prefix:
             prefix = next((a.partition(":")[0].lower() for a in (sender, to) if a and ":" in a), "")
         channel = STATUS_CHANNELS.get(prefix) or (Channel.MMS if sid.startswith("MM") else Channel.SMS)
+        error_code = form.get("ErrorCode") or None
         return StatusEvent(
             provider=self.key,
             channel=channel,
@@ -365,8 +380,9 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
             account=sender or None,
             recipient=to or None,
             received_at=request.received_at,
-            error_code=form.get("ErrorCode") or None,
+            error_code=error_code,
             error_message=form.get("ChannelStatusMessage") or None,
+            opted_out=error_code == OPTED_OUT_ERROR,
             raw=form.raw(),
         )
 
@@ -437,6 +453,11 @@ class _Form:
         ):
             if value := self.get(name):
                 metadata[key] = value
+        # Advanced Opt-Out on a Messaging Service tags keyword messages STOP, START or HELP, after
+        # its own keyword matching (customised per service): the consent ledger takes Twilio's word.
+        # https://support.twilio.com/hc/en-us/articles/31560110671259
+        if opt_out := self.get("OptOutType"):
+            metadata["opt_out_type"] = opt_out.strip().lower()
         for name, key in (("Forwarded", "forwarded"), ("FrequentlyForwarded", "frequently_forwarded")):
             if (self.get(name) or "").lower() == "true":
                 metadata[key] = True
