@@ -168,7 +168,7 @@ def fetch_attachments(message: OutboundMessage, downloader: Downloader, *, max_t
             raise PermanentDeliveryError(f"{field}: the files exceed this provider's message size",
                                          provider_code="attachment_too_large")
         try:
-            answer = _get(downloader, url, budget)
+            answer, url = _get(downloader, url, budget)
         except DownloadRefusedError as exc:
             code = "attachment_too_large" if exc.reason == Refusal.TOO_LARGE else "attachment_refused"
             raise PermanentDeliveryError(f"{field}.url: {exc.message}", provider_code=code) from None
@@ -189,7 +189,8 @@ def fetch_attachments(message: OutboundMessage, downloader: Downloader, *, max_t
     return files
 
 
-def _get(downloader: Downloader, url: str, max_bytes: int) -> Any:
+def _get(downloader: Downloader, url: str, max_bytes: int) -> tuple[Any, str]:
+    """The answer for `url` after redirects, and the URL that gave it (its path names the file)."""
     deadline = time.monotonic() + ATTACHMENT_SECONDS
     answer = downloader.get(url, max_bytes=max_bytes, deadline=deadline)
     for _ in range(MAX_REDIRECTS):
@@ -198,7 +199,7 @@ def _get(downloader: Downloader, url: str, max_bytes: int) -> Any:
             break
         url = urljoin(url, location)
         answer = downloader.get(url, max_bytes=max_bytes, deadline=deadline)
-    return answer
+    return answer, url
 
 
 def _filename_of(url: str) -> str:

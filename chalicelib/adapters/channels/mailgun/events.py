@@ -42,6 +42,8 @@ def status_event(provider: str, data: dict[str, Any], received_at: datetime) -> 
     name = data.get("event")
     if not isinstance(name, str):
         raise UnreadableEvent("event-data.event is missing")
+    if name != "failed" and name not in STATUSES:
+        raise UnreadableEvent(f"Mailgun event {name[:40]!r} is not a delivery status")
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
     headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
     message_id = headers.get("message-id")
@@ -64,7 +66,7 @@ def status_event(provider: str, data: dict[str, Any], received_at: datetime) -> 
         elif name == "rejected":
             reject = data.get("reject") if isinstance(data.get("reject"), dict) else {}
             error_code, error_message = "rejected", reject.get("reason")
-    else:
+    else:  # pragma: no cover - refused above
         raise UnreadableEvent(f"Mailgun event {name[:40]!r} is not a delivery status")
     envelope = data.get("envelope") if isinstance(data.get("envelope"), dict) else {}
     recipient = data.get("recipient")
