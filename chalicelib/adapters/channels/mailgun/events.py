@@ -59,15 +59,13 @@ def status_event(provider: str, data: dict[str, Any], received_at: datetime) -> 
         error_code = reason or str(delivery.get("code") or "") or None
         error_message = delivery.get("message") or delivery.get("description")
         opted_out = reason in SUPPRESSED_OPT_OUTS
-    elif name in STATUSES:
+    else:
         status = STATUSES[name]
         if name in OPT_OUTS:
             error_code, opted_out = OPT_OUTS[name], True
         elif name == "rejected":
             reject = data.get("reject") if isinstance(data.get("reject"), dict) else {}
             error_code, error_message = "rejected", reject.get("reason")
-    else:  # pragma: no cover - refused above
-        raise UnreadableEvent(f"Mailgun event {name[:40]!r} is not a delivery status")
     envelope = data.get("envelope") if isinstance(data.get("envelope"), dict) else {}
     recipient = data.get("recipient")
     return StatusEvent(
