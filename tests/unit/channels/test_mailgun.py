@@ -262,7 +262,7 @@ def test_ingest_accepts_multipart(load):
     fx = load("mailgun", "multipart_attachments")
     result = ingest(adapter(), fx.request(), MemoryQueue(), max_body_bytes=10**7, content_type=fx.headers["content-type"])
     assert result.enqueued == 1
-    assert set(MailgunAdapter.content_types) == {"application/x-www-form-urlencoded", "multipart/form-data"}
+    assert set(MailgunAdapter.content_types) == {"application/x-www-form-urlencoded", "multipart/form-data", "application/json"}
 
 
 # --- what must not be retried: 406 -----------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_ingest_accepts_the_multipart_fixture(load):
     fx = load("sendgrid", "parsed_attachment")
     result = ingest(adapter(), fx.request(), MemoryQueue(), max_body_bytes=10**7, content_type=fx.headers["content-type"])
     assert result.enqueued == 1 and result.response.status == 200
-    assert SendgridAdapter.content_types == ("multipart/form-data",)
+    assert SendgridAdapter.content_types == ("multipart/form-data", "application/json")
 
 
 # --- URL credentials ------------------------------------------------------------------------------

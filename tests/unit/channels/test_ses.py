@@ -921,7 +921,7 @@ FEEDBACK_MAIL = {"timestamp": "2026-01-01T00:00:00.000Z", "messageId": "0100018c
          "failed", ("Permanent/General", "smtp; 550 5.1.1 user unknown")),
         ({"eventType": "Complaint", "complaint": {"timestamp": "2026-01-01T00:00:02.000Z",
           "complainedRecipients": [{"emailAddress": "ana@customer.example"}], "complaintFeedbackType": "abuse"}},
-         "complained", ("abuse", None)),
+         "failed", ("complaint", "abuse")),
     ],
 )  # fmt: skip
 def test_feedback_about_mail_we_sent_is_a_status_never_a_contact(feedback, status, error):

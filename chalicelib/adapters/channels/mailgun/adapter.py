@@ -40,12 +40,16 @@ from chalicelib.adapters.channels.email.mime import (
     parse_email_headers,
 )
 from chalicelib.adapters.channels.email.form import FormData, media_type, parse_form
+from chalicelib.adapters.channels.email.outbound import OutboundEmailSettings
+from chalicelib.adapters.media.base import api_base_url
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
 from chalicelib.signing.compare import hmac_sha256, signed_by_any
 from chalicelib.signing.window import check_window
 
 SIGNING_FIELDS = ("timestamp", "token", "signature")
+#: `/webhooks/mailgun/events`: the event webhooks (delivered, failed, opened, complained...).
+EVENTS_HOOK = "events"
 #: Fields only a Mailgun route POST carries: a body with any of them must be signed.
 ROUTE_FIELDS = frozenset(
     {*SIGNING_FIELDS, "recipient", "sender", "from", "subject", "body-mime", "body-plain", "body-html",
@@ -87,7 +91,7 @@ def compute_signature(signing_key: str, timestamp: str, token: str) -> str:
     return hmac_sha256(signing_key, timestamp + token).hex()
 
 
-class MailgunSettings(BaseModel):
+class MailgunSettings(OutboundEmailSettings):
     model_config = ConfigDict(extra="forbid")
 
     #: The HTTP webhook signing key (Sending → Webhooks), not the API key; list the new one
@@ -101,11 +105,24 @@ class MailgunSettings(BaseModel):
     #: refuse every retry after a 5xx and lose the mail. Token reuse and Message-ID dedupe keep
     #: a replay inside the window from doing anything twice.
     max_age_seconds: int = Field(default=MAILGUN_RETRY_HORIZON_SECONDS, ge=30, le=86_400)
+    #: Sending: the API host, `https://api.eu.mailgun.net` for a domain in the EU region.
+    api_base_url: str = "https://api.mailgun.net"
+    #: Sending: API keys (Basic auth `api:<key>`), the current one first; while rotating, a key
+    #: Mailgun refuses (401: nothing was sent) is followed by the next.
+    api_keys: list[Secret] = Field(default_factory=list)
+    #: Sending: the Mailgun domain messages go out through (`mg.acme.example`). Default: the domain
+    #: of the sending mailbox.
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{3,253}$")
 
     @field_validator("own_addresses")
     @classmethod
     def _addresses(cls, values: list[str]) -> list[str]:
         return own_address_list(values)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        return api_base_url(value, example="https://api.eu.mailgun.net")
 
 
 def own_address_list(values: list[str]) -> list[str]:
@@ -126,8 +143,12 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         "https://documentation.mailgun.com/docs/mailgun/user-manual/receive-forward-store/receive-http"
     )
     Settings: ClassVar[type[BaseModel]] = MailgunSettings
-    # Form-encoded without attachments, multipart with them (PROVIDERS §0.2).
-    content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded", "multipart/form-data")
+    # Form-encoded without attachments, multipart with them (PROVIDERS §0.2); the event
+    # webhooks (`/webhooks/mailgun/events`) post JSON.
+    content_types: ClassVar[tuple[str, ...]] = (
+        "application/x-www-form-urlencoded", "multipart/form-data", "application/json",
+    )
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.mailgun.sender:MailgunSender"
 
     def __init__(self, settings: MailgunSettings, secrets, services: AdapterServices | None = None) -> None:
         super().__init__(settings, secrets, services)
@@ -142,6 +163,9 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
         `parse` refuses it. Raises `SignatureError` (401: Mailgun retries, so a key fixed within
         8 hours loses nothing).
         """
+        if request.hook == EVENTS_HOOK:
+            self._verify_event(request)
+            return
         form = _form(request)
         if form is None or not any(name in form for name in ROUTE_FIELDS):
             return
@@ -156,6 +180,8 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
                      setting="max_age_seconds")
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        if request.hook == EVENTS_HOOK:
+            return self._parse_event(request)
         form = _form(request)
         if form is None:
             raise NotAcceptableError("body is not a urlencoded or multipart/form-data form")
@@ -269,11 +295,59 @@ class MailgunAdapter(ChannelAdapter[MailgunSettings]):
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
 
+    # --- event webhooks: statuses of mail we sent -------------------------------------------------
+
+    def _verify_event(self, request: WebhookRequest) -> None:
+        """The event's `signature` object, checked like a route POST's fields. Raises
+        `SignatureError` (401: Mailgun retries) or `NotAcceptableError` for a body that is not
+        an event (406: Mailgun stops)."""
+        timestamp, token, signature = _event_signature(request.body)
+        if not self._signature_matches(timestamp, token, signature):
+            raise SignatureError("event signature does not match: webhook_signing_keys must hold the HTTP webhook signing key")
+        check_window(int(timestamp), request.received_at, max_age=self.settings.max_age_seconds, field="signature.timestamp",
+                     setting="max_age_seconds")
+
+    def _parse_event(self, request: WebhookRequest) -> ParsedWebhook:
+        from chalicelib.adapters.channels.mailgun.events import UnreadableEvent, status_event
+
+        timestamp, token, signature = _event_signature(request.body)
+        # Re-checked, not trusted from verify(): parse alone never turns an unsigned body into events.
+        if not self._signature_matches(timestamp, token, signature):
+            raise SignatureError("event signature does not match")
+        expires = datetime.fromtimestamp(int(timestamp) + self.settings.max_age_seconds, tz=timezone.utc)
+        # Mailgun signs the token, not the event: a captured signature must not carry another event.
+        if not self.services.replay_guard.first_use(self.key, token, fingerprint=hashlib.sha256(request.body).hexdigest(),
+                                                    expires_at=expires, now=request.received_at):
+            raise ReplayedTokenError("this token was already used for another event: a replayed signature")
+        data = json.loads(request.body).get("event-data")
+        if not isinstance(data, dict):
+            raise NotAcceptableError("event-data is not an object")
+        try:
+            return ParsedWebhook(events=[status_event(self.key, data, request.received_at)])
+        except UnreadableEvent as exc:
+            return ParsedWebhook(unhandled=[self.unhandled(str(exc), data, request)])
+
     def _signature_matches(self, timestamp: str, token: str, signature: str) -> bool:
         if not _TIMESTAMP.fullmatch(timestamp) or len(token) > 256 or len(signature) > 256:
             return False
         return signed_by_any(lambda key: compute_signature(key, timestamp, token),
                              self.secrets.get_all(self.settings.webhook_signing_keys), signature.strip().lower())
+
+
+def _event_signature(body: bytes) -> tuple[str, str, str]:
+    """(timestamp, token, signature) of an event webhook body. Raises `NotAcceptableError` (406,
+    Mailgun does not retry) for a body that is not a signed event."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise NotAcceptableError("an event webhook body must be JSON") from None
+    block = data.get("signature") if isinstance(data, dict) else None
+    if not isinstance(block, dict):
+        raise NotAcceptableError("not a Mailgun event: no signature object")
+    values = tuple(block.get(name) for name in SIGNING_FIELDS)
+    if not all(isinstance(v, (str, int)) and str(v) for v in values):
+        raise SignatureError("missing signature.timestamp, token or signature")
+    return tuple(str(v) for v in values)  # type: ignore[return-value]
 
 
 # --- the parsed-fields mode ------------------------------------------------------------------------

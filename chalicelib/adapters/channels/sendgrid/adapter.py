@@ -38,7 +38,9 @@ from chalicelib.adapters.channels.email.mime import (
     parse_header_block,
 )
 from chalicelib.adapters.channels.email.form import FormData, parse_form
+from chalicelib.adapters.channels.email.outbound import OutboundEmailSettings
 from chalicelib.adapters.channels.mailgun.adapter import own_address_list
+from chalicelib.adapters.media.base import api_base_url
 from chalicelib.adapters.channels.sendgrid.signature import load_public_key, verifies
 from chalicelib.errors import MalformedPayloadError, SignatureError
 from chalicelib.secrets import Secret
@@ -48,6 +50,8 @@ from chalicelib.signing.window import check_window, unix_seconds
 #: The signed Event Webhook's headers, which SendGrid's SDK defines; that Inbound Parse security
 #: policies send the same ones is stated by third parties only (PROVIDERS §5.1, §11.4).
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+#: `/webhooks/sendgrid/events`: the Event Webhook (statuses of mail we sent).
+EVENTS_HOOK = "events"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 #: Header fields SendGrid posts beside `headers`, used when the block lacks them.
 HEADER_FIELDS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Subject", "subject"))
@@ -65,7 +69,7 @@ class BasicAuthCredential(BaseModel):
     password: Secret
 
 
-class SendgridSettings(BaseModel):
+class SendgridSettings(OutboundEmailSettings):
     model_config = ConfigDict(extra="forbid")
 
     #: Credentials SendGrid sends as HTTP basic auth (put them in the URL at SendGrid); any one
@@ -82,13 +86,28 @@ class SendgridSettings(BaseModel):
     signature_max_age_seconds: int = Field(default=3 * 24 * 3600 + 3600, ge=60, le=7 * 24 * 3600)
     #: Our own mailboxes or `@domains`: mail from them is an echo or a loop, never a case.
     own_addresses: list[str] = Field(default_factory=list)
+    #: Sending: the API host (`https://api.eu.sendgrid.com` for EU regional subusers).
+    api_base_url: str = "https://api.sendgrid.com"
+    #: Sending: API keys (Mail Send permission), the current one first; while rotating, a key
+    #: SendGrid refuses (401: nothing was sent) is followed by the next.
+    api_keys: list[Secret] = Field(default_factory=list)
+    #: Statuses: the signed Event Webhook's verification keys (base64 DER or PEM, P-256), for
+    #: `/webhooks/sendgrid/events`; unsigned events are refused, so without a key none is taken.
+    event_webhook_public_keys: list[str] = Field(default_factory=list)
+    #: How old a signed event timestamp may be: SendGrid retries failed POSTs for 24 hours.
+    event_max_age_seconds: int = Field(default=25 * 3600, ge=60, le=3 * 24 * 3600)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        return api_base_url(value, example="https://api.eu.sendgrid.com")
 
     @field_validator("own_addresses")
     @classmethod
     def _addresses(cls, values: list[str]) -> list[str]:
         return own_address_list(values)
 
-    @field_validator("signature_public_keys")
+    @field_validator("signature_public_keys", "event_webhook_public_keys")
     @classmethod
     def _keys(cls, values: list[str]) -> list[str]:
         for value in values:
@@ -97,10 +116,15 @@ class SendgridSettings(BaseModel):
 
     @model_validator(mode="after")
     def _secured(self) -> SendgridSettings:
-        # Inbound Parse posts unauthenticated by default; the URL's credentials are the floor.
-        if not self.basic_auth and not self.path_tokens:
+        # Inbound Parse posts unauthenticated by default; the URL's credentials are the floor. A
+        # section that only sends needs none: Parse posts are then refused (`receives_mail`).
+        if not self.basic_auth and not self.path_tokens and not self.api_keys:
             raise ValueError("configure basic_auth or path_tokens (or both): Inbound Parse is otherwise unauthenticated")
         return self
+
+    @property
+    def receives_mail(self) -> bool:
+        return bool(self.basic_auth or self.path_tokens)
 
 
 @dataclass(frozen=True)
@@ -118,12 +142,15 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
         "https://www.twilio.com/docs/sendgrid/for-developers/parsing-email/setting-up-the-inbound-parse-webhook"
     )
     Settings: ClassVar[type[BaseModel]] = SendgridSettings
-    content_types: ClassVar[tuple[str, ...]] = ("multipart/form-data",)
+    #: Inbound Parse posts multipart; the Event Webhook (`/webhooks/sendgrid/events`) posts JSON.
+    content_types: ClassVar[tuple[str, ...]] = ("multipart/form-data", "application/json")
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.sendgrid.sender:SendgridSender"
 
     def __init__(self, settings: SendgridSettings, secrets, services: AdapterServices | None = None) -> None:
         super().__init__(settings, secrets, services)
         self._own = frozenset(settings.own_addresses)
         self._public_keys = [load_public_key(k) for k in settings.signature_public_keys]
+        self._event_keys = [load_public_key(k) for k in settings.event_webhook_public_keys]
 
     def verify(self, request: WebhookRequest) -> None:
         """Every configured mechanism must pass: the basic-auth credential, the path token, and
@@ -131,14 +158,26 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
 
         Raises `SignatureError` (401).
         """
+        if request.hook == EVENTS_HOOK:
+            # The Event Webhook: its own key, always required (its URL carries no credential).
+            if not self._event_keys:
+                raise SignatureError("event_webhook_public_keys is not configured: SendGrid events are not accepted")
+            self._verify_signature(request, self._event_keys, max_age=self.settings.event_max_age_seconds,
+                                   setting="event_max_age_seconds")
+            return
+        if not self.settings.receives_mail:
+            raise SignatureError("Inbound Parse is not configured here (basic_auth or path_tokens)")
         if self.settings.basic_auth and not self._basic_auth_matches(request.header("authorization")):
             raise SignatureError("missing or wrong basic auth credentials (basic_auth)")
         if self.settings.path_tokens and not self._path_token_matches(request.hook):
             raise SignatureError("missing or wrong path token: the URL must be /webhooks/sendgrid/<one of path_tokens>")
         if self._public_keys:
-            self._verify_signature(request)
+            self._verify_signature(request, self._public_keys, max_age=self.settings.signature_max_age_seconds,
+                                   setting="signature_max_age_seconds")
 
     def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        if request.hook == EVENTS_HOOK:
+            return self._parse_events(request)
         form = parse_form(request.body, request.header("content-type"))
         charsets = _json_object(form.text("charsets"))
         envelope = _json_object(form.text("envelope"))
@@ -257,7 +296,32 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
             return False
         return matches_any(self.secrets.get_all(self.settings.path_tokens), hook)
 
-    def _verify_signature(self, request: WebhookRequest) -> None:
+    def _parse_events(self, request: WebhookRequest) -> ParsedWebhook:
+        """The Event Webhook's array: one status per event; an item that is not one is kept raw."""
+        from chalicelib.adapters.channels.sendgrid.events import UnreadableEvent, status_event
+
+        # Re-checked, not trusted from verify(): parse alone never turns an unsigned body into events.
+        if not self._event_keys:
+            raise SignatureError("event_webhook_public_keys is not configured")
+        self._verify_signature(request, self._event_keys, max_age=self.settings.event_max_age_seconds,
+                               setting="event_max_age_seconds")
+        try:
+            items = json.loads(request.body)
+        except (ValueError, RecursionError):
+            raise MalformedPayloadError("the Event Webhook body is not JSON") from None
+        if not isinstance(items, list):
+            raise MalformedPayloadError("the Event Webhook body is not a JSON array of events")
+        parsed = ParsedWebhook()
+        for index, item in enumerate(items[:1000]):
+            try:
+                if not isinstance(item, dict):
+                    raise UnreadableEvent(f"item {index} is not an object")
+                parsed.events.append(status_event(self.key, item, request.received_at))
+            except UnreadableEvent as exc:
+                parsed.unhandled.append(self.unhandled(str(exc), item, request))
+        return parsed
+
+    def _verify_signature(self, request: WebhookRequest, keys: list, *, max_age: int, setting: str) -> None:
         signature = (request.header(SIGNATURE_HEADER) or "").strip()
         timestamp = (request.header(TIMESTAMP_HEADER) or "").strip()
         if not signature or not timestamp:
@@ -265,10 +329,9 @@ class SendgridAdapter(ChannelAdapter[SendgridSettings]):
         signed_at = unix_seconds(timestamp, field=f"{TIMESTAMP_HEADER} header")
         # Over the raw bytes: the multipart body may be binary.
         message = timestamp.encode("ascii") + request.body
-        if not verifies(self._public_keys, message, signature):
-            raise SignatureError(f"{SIGNATURE_HEADER} does not verify with any of signature_public_keys")
-        check_window(signed_at, request.received_at, max_age=self.settings.signature_max_age_seconds,
-                     field=TIMESTAMP_HEADER, setting="signature_max_age_seconds")
+        if not verifies(keys, message, signature):
+            raise SignatureError(f"{SIGNATURE_HEADER} does not verify with any configured public key")
+        check_window(signed_at, request.received_at, max_age=max_age, field=TIMESTAMP_HEADER, setting=setting)
 
 
 # --- the parsed mode ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from chalicelib.adapters.channels.base import (
     SimulatedRequest,
     WebhookRequest,
 )
+from chalicelib.adapters.channels.email.outbound import OutboundEmailSettings
 from chalicelib.adapters.channels.ses import sns_signature as sns
 from chalicelib.adapters.channels.ses.verdicts import (
     PASS,
@@ -54,8 +55,26 @@ UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 #: AWS serves no such file: without test keys configured, a message naming it fails verification.
 SIMULATED_CERT_PATH = "/SimpleNotificationService-hub-simulated.pem"
 
-#: SES feedback about mail we sent → the hub's delivery vocabulary.
-FEEDBACK: dict[str, str] = {"Delivery": "delivered", "Bounce": "failed", "Complaint": "complained"}
+#: SES feedback about mail we sent (identity notifications' `notificationType`, or a configuration
+#: set's event publishing `eventType`) → (the hub's delivery vocabulary, the key of its detail
+#: object). https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html
+#: A complaint follows delivery: `failed` ranks below `delivered`, so it never moves the message
+#: back, while `opted_out` records the customer's wish. A delivery delay says SES still tries
+#: (`sending`: no progress either way).
+FEEDBACK: dict[str, tuple[str, str]] = {
+    "Send": ("sent", "send"),
+    "Delivery": ("delivered", "delivery"),
+    "Bounce": ("failed", "bounce"),
+    "Complaint": ("failed", "complaint"),
+    "Reject": ("failed", "reject"),
+    "Rendering Failure": ("failed", "failure"),
+    "DeliveryDelay": ("sending", "deliveryDelay"),
+    "Open": ("read", "open"),
+    "Click": ("read", "click"),
+}
+#: Where each feedback names its recipients (else `mail.destination`).
+_RECIPIENTS = {"Delivery": "recipients", "Bounce": "bouncedRecipients", "Complaint": "complainedRecipients",
+               "DeliveryDelay": "delayedRecipients"}
 
 #: A message's SNS `Timestamp` may lag this much behind its delivery: SNS retries an HTTPS endpoint
 #: for at most 3600 s (a hard limit, https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html),
@@ -76,7 +95,7 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 MAX_DEPTH = 16
 
 
-class SesSettings(BaseModel):
+class SesSettings(OutboundEmailSettings):
     model_config = ConfigDict(extra="forbid")
 
     #: SNS topics whose messages are accepted and whose subscriptions are confirmed; every other
@@ -95,6 +114,14 @@ class SesSettings(BaseModel):
     #: `SigningCertURL` path is `SIMULATED_CERT_PATH`. For `hubctl simulate` and tests only: anyone
     #: holding one can post email to this hub, so leave it empty in production.
     test_signing_keys: list[Secret] = Field(default_factory=list)
+    #: Sending: the configuration set whose event destination publishes Send, Delivery, Bounce,
+    #: Complaint... to an SNS topic in `topic_arns` (docs/channels/ses.md). Without one, only the
+    #: identity's own Bounce/Complaint/Delivery notifications report statuses.
+    configuration_set_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: Sending: the domain of the Message-ID SES puts on every mail it sends (it replaces ours):
+    #: `<ses-id@{domain}>`. Default: `email.amazonses.com` in us-east-1, `<region>.amazonses.com`
+    #: elsewhere (as observed on delivered mail; AWS documents only that it is replaced).
+    message_id_domain: str | None = Field(default=None, pattern=r"^[a-z0-9.-]{3,253}$")
 
     @field_validator("topic_arns")
     @classmethod
@@ -151,6 +178,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
     #: notify FIFO queues, and `chalice package` cannot express `on_s3_event`): docs/channels/ses.md.
     #: Reading and parsing one stored email (up to 40 MB) and one enqueue fit the reserve.
     pull_entries: ClassVar[tuple[PullEntry, ...]] = (PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0),)
+    sender: ClassVar[str | None] = "chalicelib.adapters.channels.ses.sender:SesSender"
 
     def __init__(
         self,
@@ -296,37 +324,36 @@ class SesAdapter(ChannelAdapter[SesSettings]):
         return f"SubscriptionConfirmation for {topic}: confirmed"
 
     def _feedback(self, kind: str, notification: dict, request: WebhookRequest) -> StatusEvent:
-        """SES feedback about mail we sent (Delivery, Bounce, Complaint), which often shares the
-        inbound topic: a status of that message (its SES message id), never a contact.
+        """SES feedback about mail we sent (Send, Delivery, Bounce, Complaint, Open...), which often
+        shares the inbound topic: a status of that message (its SES message id, which `SendEmail`
+        returned), never a contact.
         https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html"""
         mail = _object(notification.get("mail"))
         message_id = mail.get("messageId")
         if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id.strip()):
             raise EmailUnreadable(f"SES {kind} notification without a usable mail.messageId")
-        detail = _object(notification.get(kind.lower()))
-        people = detail.get({"Delivery": "recipients", "Bounce": "bouncedRecipients"}.get(kind, "complainedRecipients"))
+        status, detail_key = FEEDBACK[kind]
+        detail = _object(notification.get(detail_key))
+        people = detail.get(_RECIPIENTS.get(kind, ""))
         first = people[0] if isinstance(people, list) and people else None
         recipient = first if isinstance(first, str) else _object(first).get("emailAddress")
-        if kind == "Bounce":
-            error_code = "/".join(str(detail.get(k)) for k in ("bounceType", "bounceSubType") if detail.get(k))
-            error_message = _object(first).get("diagnosticCode") or _object(first).get("status")
-        elif kind == "Complaint":
-            error_code, error_message = detail.get("complaintFeedbackType"), None
-        else:
-            error_code, error_message = None, None
-        occurred = _iso(detail.get("timestamp"))
+        if recipient is None:
+            recipient = next(iter(_strings(mail.get("destination"))), None)
+        error_code, error_message, opted_out = _feedback_error(kind, detail, _object(first))
+        occurred = _iso(detail.get("timestamp")) or _iso(mail.get("timestamp"))
         return StatusEvent(
             provider=self.key,
             channel=Channel.EMAIL,
             provider_message_id=message_id.strip(),
-            status=FEEDBACK[kind],
+            status=status,
             account=_first_string(mail.get("source")),
             recipient=recipient if isinstance(recipient, str) else None,
             occurred_at=occurred,
             received_at=request.received_at,
             error_code=str(error_code)[:64] if error_code else None,
             error_message=str(error_message)[:500] if error_message else None,
-            raw={"notificationType": kind, kind.lower(): detail, "mail": _without_headers(mail)},
+            opted_out=opted_out,
+            raw={"notificationType": kind, detail_key: detail, "mail": _without_headers(mail)},
         )
 
     def _received(self, notification: dict, envelope: _Envelope, request: WebhookRequest) -> InboundMessage:
@@ -394,7 +421,7 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             attachment_content,
             proved_by_the_hub,
         )
-        from chalicelib.adapters.channels.email.mime import parse_email
+        from chalicelib.adapters.channels.email.mime import MAX_REFERENCES, parse_email
 
         message_id = message_id.strip()
         if not _MESSAGE_ID.fullmatch(message_id):
@@ -449,6 +476,8 @@ class SesAdapter(ChannelAdapter[SesSettings]):
             **{k: v for k, v in metadata.items() if v is not None},
             "email_message_id": parsed.message_id,
             "in_reply_to": parsed.in_reply_to,
+            # The answered mail's References: a reply to this mail lists them before its id.
+            "references": parsed.references[-MAX_REFERENCES:],
             "to": parsed.to,
             "cc": parsed.cc,
             "reply_to": parsed.reply_to,
@@ -624,6 +653,23 @@ def _iso(value: Any) -> datetime | None:
 
 def _first_string(value: Any) -> str | None:
     return value[:320] if isinstance(value, str) and value else None
+
+
+def _feedback_error(kind: str, detail: dict, first: dict) -> tuple[str | None, str | None, bool]:
+    """(error code, reason, opted out) of one SES feedback notification."""
+    if kind == "Bounce":
+        code = "/".join(str(detail.get(k)) for k in ("bounceType", "bounceSubType") if detail.get(k))
+        return code or "bounce", first.get("diagnosticCode") or first.get("status"), False
+    if kind == "Complaint":
+        # The recipient marked the mail as spam: the hub stops mailing them (consent ledger).
+        return "complaint", detail.get("complaintFeedbackType") or detail.get("complaintSubType"), True
+    if kind == "Reject":
+        return "rejected", detail.get("reason"), False
+    if kind == "Rendering Failure":
+        return "rendering_failure", detail.get("errorMessage"), False
+    if kind == "DeliveryDelay":
+        return detail.get("delayType"), first.get("diagnosticCode"), False
+    return None, None, False
 
 
 def _without_headers(mail: dict) -> dict:
