@@ -69,9 +69,31 @@ def outbound_text(job: DeliveryJob) -> str:
     return "\n".join(outbound_lines(job))
 
 
-def outbound_html(job: DeliveryJob) -> str:
-    """The same comment for vendors whose bodies are HTML: the lines escaped, breaks kept."""
-    return "<div>" + "<br>".join(html.escape(line) for line in outbound_lines(job)) + "</div>"
+def outbound_html(job: DeliveryJob, *, limit: int | None = None) -> str:
+    """The same comment for vendors whose bodies are HTML: the lines escaped, breaks kept. With
+    `limit` (characters), the message text is shortened to fit, never the marker line."""
+    rendered = _html(outbound_lines(job))
+    text = job.contact.text or ""
+    if limit is None or len(rendered) <= limit or not text:
+        return rendered
+
+    def with_text(characters: int) -> str:
+        shortened = job.contact.model_copy(update={"text": text[:characters] + "…"})
+        return _html(outbound_lines(job.model_copy(update={"contact": shortened})))
+
+    # Escaping makes characters count differently: search for the longest text that fits.
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(with_text(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return with_text(low)
+
+
+def _html(lines: list[str]) -> str:
+    return "<div>" + "<br>".join(html.escape(line) for line in lines) + "</div>"
 
 
 def _template_line(metadata: dict) -> str:
