@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
+#: The hub sent a message to the customer (`job.contact` is the outbound contact, `direction:
+#: outbound`), and a channel provider reported a new status for it (the same contact, its new
+#: `status` and `status_history`). Contact events (`contact.created`) are not among them.
+MESSAGE_SENT = "message.sent"
+MESSAGE_STATUS = "message.status"
+MESSAGE_EVENTS = frozenset({MESSAGE_SENT, MESSAGE_STATUS})
+
 
 def _token_cache() -> TokenCache:
     from chalicelib.adapters.connectors.auth import TokenCache
@@ -65,6 +72,12 @@ class Connector(ABC, Generic[SettingsT]):
     #: True for connectors that take customer-level events (`customer.erased`) through
     #: `deliver_customer_event`; only those are sent them.
     supports_customer_events: ClassVar[bool] = False
+    #: Which outbound-message events (`MESSAGE_EVENTS`) the connector takes through `deliver`:
+    #: the deliverer sends only these, and to `threads_cases` connectors only once the case has
+    #: their ticket (`job.case.external_refs[name]`). Empty by default, so a connector written
+    #: for inbound contacts never mistakes the hub's own message for a customer's. A connector
+    #: may narrow it per destination on the instance (a setting that turns the comments off).
+    message_events: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, settings: SettingsT, secrets: SecretResolver, runtime: ConnectorRuntime) -> None:
         self.name = name
@@ -79,6 +92,23 @@ class Connector(ABC, Generic[SettingsT]):
         Raises `RetryableDeliveryError` (timeouts, 5xx, 429; carries `retry_after`) or
         `PermanentDeliveryError` (other 4xx, with the vendor's reason).
         """
+
+    def takes(self, event_type: str) -> bool:
+        """Whether the deliverer should hand this connector a job of `event_type`: every contact
+        event, and the outbound-message events it declared in `message_events`."""
+        return event_type not in MESSAGE_EVENTS or event_type in self.message_events
+
+    def message_event(self, job: DeliveryJob) -> str | None:
+        """`job.event_type` when the job is an outbound-message event this connector declared,
+        None for a contact event. Raises `PermanentDeliveryError` for a message event it did not
+        declare: treated as a contact, the hub's own answer would open a ticket as the customer's."""
+        if job.event_type not in MESSAGE_EVENTS:
+            return None
+        if job.event_type not in self.message_events:
+            from chalicelib.errors import PermanentDeliveryError
+
+            raise PermanentDeliveryError(f"{self.key} does not take {job.event_type} events")
+        return job.event_type
 
     def deliver_customer_event(self, event: CustomerEvent) -> DeliveryResult:
         """Deliver a customer-level event; connectors that set `supports_customer_events` override

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.connectors.aws_clients import regional_client
-from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -28,6 +28,8 @@ DETAIL_TYPE_LIMIT = 128
 
 DEFAULT_DETAIL_TYPES = {
     "contact.created": "Contact Created",
+    "message.sent": "Message Sent",
+    "message.status": "Message Status Changed",
     "customer.erased": "Customer Erased",
     "customer.merged": "Customer Merged",
     "customer.unmerged": "Customer Unmerged",
@@ -108,6 +110,8 @@ class EventBridgeConnector(Connector[EventBridgeSettings]):
     docs_url = "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html"
     Settings = EventBridgeSettings
     supports_customer_events = True
+    #: The hub's outbound messages and their statuses, in the same envelope as contacts.
+    message_events = MESSAGE_EVENTS
 
     vendor: ClassVar[str] = "eventbridge"
 

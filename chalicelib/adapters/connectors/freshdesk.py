@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import re
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -12,7 +13,8 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from chalicelib.adapters.connectors.auth import AUTH_FIELD, AuthSettings
-from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.echo import carries, outbound_html
 from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
 from chalicelib.domain.identifiers import IdentifierKind
@@ -20,6 +22,13 @@ from chalicelib.domain.models import Channel, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError
 from chalicelib.secrets import Secret, SecretResolver
 
+logger = logging.getLogger(__name__)
+
+#: Conversations are listed oldest first, at most 100 a page
+#: (https://developers.freshdesk.com/api/#list_all_ticket_notes): the echo lookup reads this many
+#: pages at most, so a ticket with more conversations than that may get a duplicate on a retry.
+CONVERSATION_PAGE = 100
+MAX_CONVERSATION_PAGES = 10
 #: Hub priority → Freshdesk priority (1 Low, 2 Medium, 3 High, 4 Urgent).
 DEFAULT_PRIORITIES = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
 #: https://developers.freshdesk.com/api/#ticket_attributes: 2 Open, 3 Pending, 4 Resolved, 5 Closed.
@@ -58,6 +67,11 @@ class FreshdeskSettings(VendorSettings):
     #: set, a delivery without a known ticket first searches for it (crash-safety); Freshdesk
     #: tickets have no external id of their own.
     case_id_field: str | None = None
+    #: Append the hub's outbound messages (`message.sent`) to the case's ticket as public notes.
+    outbound_messages: bool = True
+    #: The agent (Admin → Agents, the id in the URL) shown as the author of those notes; None:
+    #: the agent whose API key the hub uses.
+    outbound_agent_id: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_credential(self) -> FreshdeskSettings:
@@ -118,14 +132,19 @@ class FreshdeskConnector(VendorConnector[FreshdeskSettings]):
     docs_url = "https://developers.freshdesk.com/api/#tickets"
     Settings = FreshdeskSettings
     threads_cases = True
+    message_events = frozenset({MESSAGE_SENT})
 
     def __init__(self, name: str, settings: FreshdeskSettings, secrets: SecretResolver,
                  runtime: ConnectorRuntime) -> None:
         super().__init__(name, settings, secrets, runtime)
         if settings.api_key is not None:
             self.auth = self.api.auth = ApiKeyAuth(settings.api_key, secrets)
+        if not settings.outbound_messages:
+            self.message_events = frozenset()  # type: ignore[misc]  # per destination, read by the deliverer
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        if self.message_event(job) is not None:
+            return self._outbound(job)
         ref = job.case.external_refs.get(self.name)
         if ref is not None:
             return self._note(job, ref.ref)
@@ -189,6 +208,53 @@ class FreshdeskConnector(VendorConnector[FreshdeskSettings]):
             # An agent deleted the case's ticket: the case starts a new one.
             return self._create(job)
         return DeliveryResult(external_ref=str(_id(response, "note")), case_ref=ticket_id)
+
+
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def _outbound(self, job: DeliveryJob) -> DeliveryResult:
+        """The hub's message to the customer as a public note (`private: false`, `incoming:
+        false`: an agent's, visible to the requester in the portal), ending in the echo marker.
+        Not a reply: Freshdesk emails a reply to the requester, who already has the message on
+        their channel. Freshdesk takes no idempotency key, so the ticket's conversations are read
+        first and a note already carrying this contact's marker is not written again."""
+        ref = job.case.external_refs.get(self.name)
+        if ref is None:
+            raise PermanentDeliveryError(f"freshdesk: case {job.case.id} has no ticket for the outbound message")
+        ticket_id = ref.ref
+        if not ticket_id.isdigit():
+            raise PermanentDeliveryError(f"freshdesk: stored ticket reference {ticket_id!r} is not a ticket id")
+        found = self._marked_conversation(ticket_id, job.contact.id)
+        if found is False:
+            logger.info("freshdesk: ticket %s is gone; outbound contact %s not added", ticket_id, job.contact.id)
+            return DeliveryResult()
+        if found is not None:
+            return DeliveryResult(external_ref=str(found), case_ref=ticket_id)
+        note: dict[str, Any] = {"body": outbound_html(job), "private": False, "incoming": False}
+        if self.settings.outbound_agent_id is not None:
+            note["user_id"] = self.settings.outbound_agent_id
+        response = self.api.call("POST", f"/api/v2/tickets/{ticket_id}/notes", json_body=note, allow=(404,))
+        if response.status == 404:
+            logger.info("freshdesk: ticket %s is gone; outbound contact %s not added", ticket_id, job.contact.id)
+            return DeliveryResult()
+        return DeliveryResult(external_ref=str(_id(response, "note")), case_ref=ticket_id)
+
+    def _marked_conversation(self, ticket_id: str, contact_id: str) -> str | bool | None:
+        """The id of the conversation carrying this contact's marker; None when there is none,
+        False when the ticket no longer exists."""
+        for page in range(1, MAX_CONVERSATION_PAGES + 1):
+            response = self.api.call(
+                "GET", f"/api/v2/tickets/{ticket_id}/conversations?per_page={CONVERSATION_PAGE}&page={page}",
+                allow=(404,))
+            if response.status == 404:
+                return False
+            listed = [c for c in response.data if isinstance(c, dict)] if isinstance(response.data, list) else []
+            for conversation in listed:
+                if carries(str(conversation.get("body_text") or conversation.get("body") or ""), contact_id):
+                    return str(conversation.get("id") or ticket_id)
+            if len(listed) < CONVERSATION_PAGE:
+                return None
+        return None
 
 
 def _dict(value: object) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from chalicelib.adapters.connectors.auth import BasicAuth
-from chalicelib.adapters.connectors.base import DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
+from chalicelib.adapters.connectors.echo import carries, outbound_html
 from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, checked_paths, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
 from chalicelib.domain.identifiers import IdentifierKind
@@ -32,6 +33,8 @@ DEFAULT_PRIORITIES = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent"
 NOTE_LIMIT = 65_536
 #: A ticket's `subject` is a single-line text property.
 SUBJECT_LIMIT = 255
+#: The echo lookup reads this many of the record's newest notes (a search page holds at most 100).
+NOTE_LOOKUP_LIMIT = 100
 
 
 class HubSpotSettings(VendorSettings):
@@ -53,6 +56,9 @@ class HubSpotSettings(VendorSettings):
     #: Ticket property → path into the delivery, like `mapping.custom_fields` (which fills contact
     #: properties).
     ticket_custom_fields: dict[str, str] = Field(default_factory=dict)
+    #: Log the hub's outbound messages (`message.sent`) as notes on the case's ticket (with
+    #: `create_tickets`), else on the customer's contact.
+    outbound_messages: bool = True
 
     @field_validator("auth")
     @classmethod
@@ -82,13 +88,18 @@ class HubSpotConnector(VendorConnector[HubSpotSettings]):
     #: instance, so the others are never handed a case reference.
     threads_cases = True
     supports_customer_events = True
+    message_events = frozenset({MESSAGE_SENT})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Per destination: without tickets there is no vendor object per case.
         self.threads_cases = self.settings.create_tickets
+        if not self.settings.outbound_messages:
+            self.message_events = frozenset()  # type: ignore[misc]  # per destination, read by the deliverer
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        if self.message_event(job) is not None:
+            return self._outbound(job)
         contact_id = self._upsert_contact(job)
         ticket_id = self._ticket(job, contact_id) if self.settings.create_tickets else None
         note_id = self._note(job, contact_id, ticket_id)
@@ -208,6 +219,45 @@ class HubSpotConnector(VendorConnector[HubSpotSettings]):
         })
         return _object_id(response.data, vendor=self.vendor)
 
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def _outbound(self, job: DeliveryJob) -> DeliveryResult:
+        """The hub's message to the customer as a note on the case's ticket (or, without tickets,
+        on the customer's contact), ending in the echo marker. HubSpot tickets have no public
+        thread, and a note is never sent to anyone. HubSpot takes no idempotency key, so the
+        record's newest notes are searched first (by association) and one carrying this
+        contact's marker is not written again."""
+        if self.settings.create_tickets:
+            known = job.case.external_refs.get(self.name)
+            if known is None:
+                raise PermanentDeliveryError(f"{self.vendor}: case {job.case.id} has no ticket for the outbound message")
+            record_id, kind, association = known.ref, "ticket", NOTE_TO_TICKET
+        else:
+            record_id, kind, association = self._upsert_contact(job), "contact", NOTE_TO_CONTACT
+        found = self._marked_note(kind, record_id, job.contact.id)
+        if found is None:
+            response = self.api.call("POST", NOTES, json_body={
+                "properties": {"hs_timestamp": _timestamp(job), "hs_note_body": outbound_html(job, limit=NOTE_LIMIT)},
+                "associations": [_association(record_id, association)],
+            })
+            found = _object_id(response.data, vendor=self.vendor)
+        return DeliveryResult(external_ref=found, case_ref=record_id if kind == "ticket" else None)
+
+    def _marked_note(self, kind: str, record_id: str, contact_id: str) -> str | None:
+        """The id of a note of the record that carries this contact's marker, among its newest.
+        The search index trails writes by seconds, so a retry within that time can miss it."""
+        response = self.api.call("POST", f"{NOTES}/search", json_body={
+            "filterGroups": [{"filters": [_eq(f"associations.{kind}", record_id)]}],
+            "sorts": [{"propertyName": "hs_timestamp", "direction": "DESCENDING"}],
+            "properties": ["hs_note_body"], "limit": NOTE_LOOKUP_LIMIT,
+        })
+        results = response.data.get("results") if isinstance(response.data, dict) else None
+        for note in results if isinstance(results, list) else []:
+            body = (note.get("properties") or {}).get("hs_note_body") if isinstance(note, dict) else None
+            if note.get("id") and carries(str(body or ""), contact_id):
+                return str(note["id"])
+        return None
+
     # --- search -----------------------------------------------------------------------------------
 
     def _search(self, path: str, groups: list[list[dict[str, str]]], *, limit: int) -> list[str]:
@@ -256,7 +306,10 @@ def _timestamp(job: DeliveryJob) -> str:
 
 def _note_body(job: DeliveryJob) -> str:
     """The note body is rich text (HTML): the plain body escaped, with its line breaks kept."""
-    body = "<br>".join(html.escape(line) for line in body_for(job).split("\n"))
+    return _fit_note("<br>".join(html.escape(line) for line in body_for(job).split("\n")))
+
+
+def _fit_note(body: str) -> str:
     if len(body) <= NOTE_LIMIT:
         return body
     cut = body[: NOTE_LIMIT - 1]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -10,14 +11,23 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chalicelib.adapters.connectors.base import DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
+from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.mapping import body_for, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import DeliveryJob
 from chalicelib.errors import PermanentDeliveryError
 
+logger = logging.getLogger(__name__)
+
 REQUESTS = "/rest/servicedeskapi/request"
+#: The echo lookup reads the request's public comments, oldest first, this many a page and at
+#: most this many pages (a request with more may get a duplicate comment on a retry).
+COMMENT_PAGE = 100
+MAX_COMMENT_PAGES = 10
+#: `_marked_comment`'s answer for a request that no longer exists.
+_GONE = "<gone>"
 #: Jira's limit for an issue summary.
 SUMMARY_LIMIT = 255
 #: Hub priority → the name of a Jira priority (Jira's default scheme); `mapping.priority` overrides.
@@ -61,6 +71,9 @@ class JiraServiceManagementSettings(VendorSettings):
     #: End the summary with the hub case id and look it up before raising a request, so a first
     #: delivery retried after a crash finds the request it already raised.
     case_id_in_summary: bool = True
+    #: Append the hub's outbound messages (`message.sent`) to the case's request as public
+    #: comments, written as the API user.
+    outbound_messages: bool = True
 
     @field_validator("service_desk_id", "request_type_id")
     @classmethod
@@ -82,13 +95,18 @@ class JiraServiceManagementConnector(VendorConnector[JiraServiceManagementSettin
     docs_url = "https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/"
     Settings = JiraServiceManagementSettings
     threads_cases = True
+    message_events = frozenset({MESSAGE_SENT})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._accounts: OrderedDict[str, str] = OrderedDict()
         self._accounts_lock = threading.Lock()
+        if not self.settings.outbound_messages:
+            self.message_events = frozenset()  # type: ignore[misc]  # per destination, read by the deliverer
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        if self.message_event(job) is not None:
+            return self._outbound(job)
         known = job.case.external_refs.get(self.name)
         if known is not None:
             comment = self._comment(known.ref, job)
@@ -184,6 +202,48 @@ class JiraServiceManagementConnector(VendorConnector[JiraServiceManagementSettin
         comment_id = response.data.get("id") if isinstance(response.data, dict) else None
         return f"{key}/comment/{comment_id}" if comment_id is not None else key
 
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def _outbound(self, job: DeliveryJob) -> DeliveryResult:
+        """The hub's message to the customer as a public comment on the case's request, ending in
+        the echo marker (brackets escaped, so Jira's wiki markup shows them instead of a link).
+        JSM takes no idempotency key, so the request's public comments are read first and one
+        already carrying this contact's marker is not written again. A deleted request takes no
+        comment: the delivery is done without one."""
+        known = job.case.external_refs.get(self.name)
+        if known is None:
+            raise PermanentDeliveryError(f"{self.vendor}: case {job.case.id} has no request for the outbound message")
+        key = known.ref
+        found = self._marked_comment(key, job.contact.id)
+        if found is not None and found is not _GONE:
+            return DeliveryResult(external_ref=f"{key}/comment/{found}", case_ref=key)
+        if found is None:
+            response = self.api.call("POST", f"{REQUESTS}/{quote(key, safe='')}/comment",
+                                     json_body={"body": wiki_text(outbound_text(job)), "public": True}, allow=(404,))
+            if response.status != 404:
+                comment_id = response.data.get("id") if isinstance(response.data, dict) else None
+                return DeliveryResult(external_ref=f"{key}/comment/{comment_id}" if comment_id is not None else key,
+                                      case_ref=key)
+        logger.info("%s: request %s is gone; outbound contact %s not added", self.vendor, key, job.contact.id)
+        return DeliveryResult()
+
+    def _marked_comment(self, key: str, contact_id: str) -> str | None:
+        """The id of the public comment carrying this contact's marker; None when there is none,
+        `_GONE` when the request no longer exists (404)."""
+        for page in range(MAX_COMMENT_PAGES):
+            query = urlencode({"public": "true", "internal": "false", "start": page * COMMENT_PAGE, "limit": COMMENT_PAGE})
+            response = self.api.call("GET", f"{REQUESTS}/{quote(key, safe='')}/comment?{query}", allow=(404,))
+            if response.status == 404:
+                return _GONE
+            data = response.data if isinstance(response.data, dict) else {}
+            values = [c for c in data.get("values") or [] if isinstance(c, dict)]
+            for comment in values:
+                if carries(str(comment.get("body") or ""), contact_id):
+                    return str(comment.get("id") or "0")
+            if data.get("isLastPage", True) or len(values) < COMMENT_PAGE:
+                return None
+        return None
+
     # --- customers --------------------------------------------------------------------------------
 
     def _account_id(self, email: str, name: str | None) -> str | None:
@@ -212,6 +272,12 @@ class JiraServiceManagementConnector(VendorConnector[JiraServiceManagementSettin
             while len(self._accounts) > ACCOUNT_CACHE_SIZE:
                 self._accounts.popitem(last=False)
         return account_id
+
+
+def wiki_text(text: str) -> str:
+    """Plain text for a comment body Jira renders as wiki markup: brackets and braces escaped,
+    so `[hub:ct_…]` and a customer's `{…}` show as typed instead of becoming a link or a macro."""
+    return "".join("\\" + ch if ch in "[]{}" else ch for ch in text)
 
 
 def _marker(job: DeliveryJob) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import RetryableDeliveryError
@@ -32,6 +32,8 @@ class OutboxConnector(Connector[OutboxSettings]):
     docs_url = "https://jsonlines.org/"
     Settings = OutboxSettings
     supports_customer_events = True
+    #: The hub's outbound messages and their statuses, in the same envelope as contacts.
+    message_events = MESSAGE_EVENTS
 
     _lock = threading.Lock()
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydantic import Field, field_validator
 
-from chalicelib.adapters.connectors.base import DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.echo import carries, outbound_lines
 from chalicelib.adapters.connectors.mapping import body_for, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
 from chalicelib.domain.identifiers import IdentifierKind
@@ -33,6 +34,8 @@ FIRST_NAME_CHARS = 40
 LAST_NAME_CHARS = 80
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: A Salesforce record id (15 or 18 characters): what may go into the echo lookup's SOQL.
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 #: An upsert updated a record since API 46.0 answers 200 with its id; before, 204 without a body.
 _MIN_API_VERSION = 46.0
 
@@ -64,6 +67,9 @@ class SalesforceSettings(VendorSettings):
     publish_comments: bool = False
     #: On `customer.erased`, delete the customer's Contact (found by its external id).
     delete_contacts_on_erasure: bool = True
+    #: Append the hub's outbound messages (`message.sent`) to the case's Case as published
+    #: CaseComments (IsPublished: visible to the customer in portals), as the integration user.
+    outbound_messages: bool = True
 
     @field_validator("api_version")
     @classmethod
@@ -103,8 +109,16 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
     Settings = SalesforceSettings
     threads_cases = True
     supports_customer_events = True
+    message_events = frozenset({MESSAGE_SENT})
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.settings.outbound_messages:
+            self.message_events = frozenset()  # type: ignore[misc]  # per destination, read by the deliverer
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        if self.message_event(job) is not None:
+            return self._outbound(job)
         base = self._api_base()
         known = job.case.external_refs.get(self.name)
         if known is not None:
@@ -130,6 +144,33 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
             raise PermanentDeliveryError(f"salesforce answered 404: {_errors(response)}")
         # 404 otherwise: no Contact has this customer id (never delivered, or already deleted).
         return DeliveryResult()
+
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def _outbound(self, job: DeliveryJob) -> DeliveryResult:
+        """The hub's message to the customer as a published CaseComment on the case's Case,
+        ending in the echo marker. Salesforce takes no idempotency key for a create, and a
+        CaseComment can have no external id field, so one SOQL query first looks for a comment
+        of the Case whose CommentBody carries this contact's marker (CommentBody is filterable)."""
+        known = job.case.external_refs.get(self.name)
+        if known is None:
+            raise PermanentDeliveryError(f"salesforce: case {job.case.id} has no Case for the outbound message")
+        case_id = known.ref
+        if not _RECORD_ID.match(case_id):
+            raise PermanentDeliveryError(f"salesforce: stored Case reference {case_id!r} is not a record id")
+        base = self._api_base()
+        soql = ("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '" + case_id + "' AND CommentBody LIKE '%"
+                + _like(f"hub:{job.contact.id}") + "%' ORDER BY CreatedDate DESC LIMIT 10")
+        response = self.api.call("GET", f"/services/data/v{self.settings.api_version}/query?{urlencode({'q': soql})}",
+                                 base_url=base)
+        records = response.data.get("records") if isinstance(response.data, dict) else None
+        for record in records if isinstance(records, list) else []:
+            # LIKE is case-insensitive: the marker itself decides.
+            if isinstance(record, dict) and record.get("Id") and carries(str(record.get("CommentBody") or ""), job.contact.id):
+                return DeliveryResult(external_ref=str(record["Id"]), case_ref=case_id)
+        response = self.api.call("POST", f"{self._sobjects}/CaseComment/", base_url=base, json_body={
+            "ParentId": case_id, "CommentBody": outbound_comment(job), "IsPublished": True})
+        return DeliveryResult(external_ref=_record_id(response, "CaseComment"), case_ref=case_id)
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -209,6 +250,19 @@ def contact_fields(job: DeliveryJob) -> dict[str, str]:
     if phone:
         fields["Phone"] = phone
     return fields
+
+
+def outbound_comment(job: DeliveryJob) -> str:
+    """The CaseComment body of an outbound message, within CommentBody's 4,000 bytes: the
+    message is shortened when needed, never the closing line with the echo marker."""
+    *message, footer = outbound_lines(job)
+    room = COMMENT_BYTES - len(footer.encode()) - 1
+    return _fit_bytes("\n".join(message), room) + "\n" + footer
+
+
+def _like(text: str) -> str:
+    """A SOQL LIKE pattern matching `text` literally (`_` and `%` are wildcards, `\\` escapes)."""
+    return text.replace("\\", "\\\\").replace("'", "\\'").replace("_", "\\_").replace("%", "\\%")
 
 
 def _identifier(job: DeliveryJob, kind: IdentifierKind) -> str | None:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
 from chalicelib.adapters.connectors.http import raise_for_status
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
@@ -66,6 +66,8 @@ class WebhookConnector(Connector[WebhookSettings]):
     docs_url = "https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"
     Settings = WebhookSettings
     supports_customer_events = True
+    #: The hub's outbound messages and their statuses, in the same envelope as contacts.
+    message_events = MESSAGE_EVENTS
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
         return self._post(job.delivery_id, contact_event(job, include_raw=self.settings.include_raw))

@@ -6,12 +6,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, field_validator
 
-from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
+from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.http import MAX_REASON_CHARS, raise_for_status
 from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
@@ -50,6 +51,14 @@ class ZendeskSettings(VendorSettings):
     max_attachment_bytes: int = Field(default=10 * MIB, gt=0, le=MAX_UPLOAD_BYTES)
     #: On `customer.erased`, also permanently delete the soft-deleted end user (GDPR).
     permanently_delete_users: bool = True
+    #: Append the hub's outbound messages (`message.sent`) to the case's ticket as public comments.
+    outbound_messages: bool = True
+    #: The Zendesk user shown as the author of those comments (an agent standing for the hub);
+    #: None: the API user. Either way the API user is the ticket's updater, which triggers see.
+    outbound_author_id: int | None = Field(default=None, gt=0)
+    #: Ticket status set with each outbound comment (`pending`: waiting for the customer); None
+    #: leaves the status alone.
+    outbound_status: Literal["open", "pending", "hold", "solved"] | None = None
 
     @field_validator("mapping")
     @classmethod
@@ -74,10 +83,13 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
     Settings = ZendeskSettings
     threads_cases = True
     supports_customer_events = True
+    message_events = frozenset({MESSAGE_SENT})
 
     def __init__(self, name: str, settings: ZendeskSettings, secrets: SecretResolver,
                  runtime: ConnectorRuntime) -> None:
         super().__init__(name, settings, secrets, runtime)
+        if not settings.outbound_messages:
+            self.message_events = frozenset()  # type: ignore[misc]  # per destination, read by the deliverer
         #: Host name → addresses; tests replace it, as attachment hosts do not resolve offline.
         self.resolve_host: Callable[[str], list[str]] = resolve_addresses
         #: Attachment URLs come from senders (a web chat visitor can point one anywhere): they are
@@ -87,6 +99,8 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
     # --- contacts ------------------------------------------------------------------------------
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
+        if self.message_event(job) is not None:
+            return self._outbound(job)
         ref = job.case.external_refs.get(self.name)
         if ref is not None:
             return self._follow_up(job, ref.ref)
@@ -158,11 +172,40 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
                 # https://developer.zendesk.com/documentation/ticketing/managing-tickets/creating-and-updating-tickets/
                 return self._create(job, comment, follow_up_of=ticket_id)
             raise _rejected(response)
-        audit = _dict(_dict(response.data).get("audit"))
-        comment_id = next((e.get("id") for e in audit.get("events") or [] if isinstance(e, dict)
-                           and e.get("type") == "Comment" and e.get("id") is not None), None)
-        ref = comment_id if comment_id is not None else audit.get("id")
-        return DeliveryResult(external_ref=str(ref if ref is not None else ticket_id), case_ref=ticket_id)
+        return DeliveryResult(external_ref=_comment_ref(response, ticket_id), case_ref=ticket_id)
+
+    # --- outbound messages -----------------------------------------------------------------------
+
+    def _outbound(self, job: DeliveryJob) -> DeliveryResult:
+        """The hub's message to the customer as a public comment on the case's ticket, ending in
+        the echo marker. Zendesk takes an Idempotency-Key on ticket creation only, so the newest
+        comments are read first and a comment already carrying this contact's marker is not
+        written again. A deleted or closed ticket takes no comment: the delivery is done without
+        one (the customer's next message opens a follow-up ticket)."""
+        ticket_id = _ticket_ref(job, self.name)
+        listed = self.api.call("GET", f"/api/v2/tickets/{ticket_id}/comments?sort_order=desc", allow=(404,))
+        if listed.status == 404:
+            logger.info("zendesk: ticket %s is gone; outbound contact %s not added", ticket_id, job.contact.id)
+            return DeliveryResult()
+        for comment in _records(_dict(listed.data).get("comments")):
+            if carries(str(comment.get("body") or comment.get("plain_body") or ""), job.contact.id):
+                return DeliveryResult(external_ref=str(comment["id"]), case_ref=ticket_id)
+        comment: dict[str, Any] = {"body": outbound_text(job), "public": True}
+        if self.settings.outbound_author_id is not None:
+            comment["author_id"] = self.settings.outbound_author_id
+        # The audit's custom metadata (write-only on the ticket, read back under the audit's
+        # `metadata.custom`) carries the ids too, for callbacks that re-read audits.
+        update: dict[str, Any] = {"comment": comment, "metadata": {"hub": {
+            "contact_id": job.contact.id, "delivery_id": job.delivery_id}}}
+        if self.settings.outbound_status:
+            update["status"] = self.settings.outbound_status
+        response = self.api.call("PUT", f"/api/v2/tickets/{ticket_id}", json_body={"ticket": update}, allow=(404, 422))
+        if response.status == 404 or (response.status == 422 and "closed" in json.dumps(response.data).lower()):
+            logger.info("zendesk: ticket %s is gone or closed; outbound contact %s not added", ticket_id, job.contact.id)
+            return DeliveryResult()
+        if response.status == 422:
+            raise _rejected(response)
+        return DeliveryResult(external_ref=_comment_ref(response, ticket_id), case_ref=ticket_id)
 
     def _requester(self, job: DeliveryJob) -> dict[str, Any]:
         """The end user, created or updated by external id = hub customer id (so a later
@@ -325,6 +368,26 @@ def _error_code(response: VendorResponse) -> str | None:
 def _rejected(response: VendorResponse) -> PermanentDeliveryError:
     reason = json.dumps(response.data, separators=(",", ":")) if response.data is not None else ""
     return PermanentDeliveryError(f"zendesk answered {response.status}: {reason[:MAX_REASON_CHARS]}".strip())
+
+
+def _comment_ref(response: VendorResponse, ticket_id: str) -> str:
+    """The id of the comment a ticket update added (its audit's Comment event), else the audit's."""
+    audit = _dict(_dict(response.data).get("audit"))
+    comment_id = next((e.get("id") for e in audit.get("events") or [] if isinstance(e, dict)
+                       and e.get("type") == "Comment" and e.get("id") is not None), None)
+    ref = comment_id if comment_id is not None else audit.get("id")
+    return str(ref if ref is not None else ticket_id)
+
+
+def _ticket_ref(job: DeliveryJob, destination: str) -> str:
+    """The case's ticket id, which the deliverer hands outbound messages (it sends them only to
+    cases that have one)."""
+    ref = job.case.external_refs.get(destination)
+    if ref is None:
+        raise PermanentDeliveryError(f"zendesk: case {job.case.id} has no ticket for the outbound message")
+    if not ref.ref.isdigit():
+        raise PermanentDeliveryError(f"zendesk: stored ticket reference {ref.ref!r} is not a ticket id")
+    return ref.ref
 
 
 def _current(tickets: list[dict[str, Any]]) -> dict[str, Any]:

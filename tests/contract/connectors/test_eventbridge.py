@@ -27,10 +27,11 @@ from chalicelib.adapters.connectors.eventbridge import (
 )
 from chalicelib.domain.events import contact_event
 from chalicelib.domain.schema import ContactEvent
-from chalicelib.domain.models import CustomerEvent
+from chalicelib.domain.models import CustomerEvent, OutboundStatus
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import outbound_job
 
 REGION = "eu-central-1"
 BUS = "hub-events"
@@ -254,3 +255,21 @@ def test_a_bus_in_another_region_gets_its_own_client(client):
 
     assert conn._client().meta.region_name == "us-east-1"
     assert connector(client)._client() is client
+
+
+# --- outbound messages ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("event_type", "detail_type"), [("message.sent", "Message Sent"),
+                                                          ("message.status", "Message Status Changed")])
+def test_outbound_message_events_are_entries_with_their_own_detail_types(client, stubber, event_type, detail_type):
+    job = outbound_job(NAME, event_type=event_type, status=OutboundStatus.DELIVERED)
+    detail = {"delivery_id": job.delivery_id, **contact_event(job)}
+    accepted(stubber, {"Source": "omnichannel.hub", "DetailType": detail_type, "EventBusName": BUS,
+                       "Detail": json.dumps(detail, ensure_ascii=False, separators=(",", ":"))})
+
+    assert connector(client).deliver(job).external_ref == EVENT_ID
+    assert connector(client).takes(event_type)
+    assert detail["type"] == event_type and detail["data"]["contact"]["direction"] == "outbound"
+    assert detail["data"]["contact"]["status"] == "delivered"
+    jsonschema.validate(detail, PUBLISHED_SCHEMA)

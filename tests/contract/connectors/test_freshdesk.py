@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from chalicelib.adapters.connectors.base import ConnectorRuntime
+from chalicelib.adapters.connectors.echo import marked_contact
 from chalicelib.adapters.connectors.freshdesk import FreshdeskConnector
 from chalicelib.adapters.connectors.http import HttpClient
 from chalicelib.domain.identifiers import Identifier
@@ -28,6 +29,7 @@ from chalicelib.errors import PermanentDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import OUTBOUND_ID, REPLY, outbound_job
 from tests.support.prism import vendor_specs_dir
 from tests.support.receiver import Answer, Receiver
 
@@ -441,3 +443,89 @@ def test_the_api_key_stays_out_of_reprs():
     parsed = FreshdeskConnector.Settings.model_validate(settings("https://acme.freshdesk.com"))
 
     assert "FRESHDESK_API_KEY" not in repr(parsed)
+
+
+# --- outbound messages (message.sent): a public note with the echo marker ---------------------------
+
+NO_CONVERSATIONS = json_answer(200, [])
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_outbound_message_lists_conversations_then_adds_a_public_note(prism, tmp_path):
+    http = RecordingHttp()
+
+    result = connector(prism(SPEC).url, tmp_path, http, outbound_agent_id=42).deliver(outbound_job(NAME, ticket="43"))
+
+    # The example page holds two conversations (fewer than a full page), neither of them this one.
+    assert http.calls == [("GET", "/api/v2/tickets/43/conversations", 200), ("POST", "/api/v2/tickets/43/notes", 201)]
+    assert http.violations == []
+    assert result.case_ref == "43"
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_rejects_an_oversized_conversation_page(prism, tmp_path):
+    http = RecordingHttp()
+
+    with pytest.raises(PermanentDeliveryError, match="answered 4"):
+        connector(prism(SPEC).url, tmp_path, http).api.call("GET", "/api/v2/tickets/43/conversations?per_page=500")
+
+
+def test_outbound_message_is_a_public_agent_note_ending_in_the_marker(vendor, site, tmp_path):
+    vendor.script = [NO_CONVERSATIONS, NOTE]
+
+    result = connector(site, tmp_path, outbound_agent_id=42).deliver(outbound_job(NAME, ticket="43"))
+
+    listing, note = vendor.requests
+    assert (listing.method, urlsplit(listing.path).path, parse_qs(urlsplit(listing.path).query)) == (
+        "GET", "/api/v2/tickets/43/conversations", {"per_page": ["100"], "page": ["1"]})
+    assert (note.method, note.path) == ("POST", "/api/v2/tickets/43/notes")
+    assert body(note) == {
+        "body": f"<div>{REPLY}<br><br>Sent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]</div>",
+        "private": False, "incoming": False, "user_id": 42}
+    assert marked_contact(body(note)["body"]) == OUTBOUND_ID
+    assert (result.external_ref, result.case_ref) == ("3000000007", "43")
+
+
+def test_outbound_text_is_escaped_in_the_note(vendor, site, tmp_path):
+    vendor.script = [NO_CONVERSATIONS, NOTE]
+
+    connector(site, tmp_path).deliver(outbound_job(NAME, ticket="43", text="<b>1 < 2</b>"))
+
+    assert body(vendor.requests[1])["body"].startswith("<div>&lt;b&gt;1 &lt; 2&lt;/b&gt;<br>")
+    assert "user_id" not in body(vendor.requests[1])
+
+
+def test_an_outbound_note_already_on_the_ticket_is_not_added_twice(vendor, site, tmp_path):
+    full_page = [{"id": 3000000100 + n, "body_text": f"note {n}", "ticket_id": 43} for n in range(100)]
+    second = [{"id": 3000000300, "ticket_id": 43, "body": "<div>Hallo</div>",
+               "body_text": f"Hallo Sent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]"}]
+    vendor.script = [json_answer(200, full_page), json_answer(200, second)]
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="43"))
+
+    assert [(r.method, parse_qs(urlsplit(r.path).query)["page"]) for r in vendor.requests] == [
+        ("GET", ["1"]), ("GET", ["2"])]
+    assert (result.external_ref, result.case_ref) == ("3000000300", "43")
+
+
+@pytest.mark.parametrize("answers", [
+    [json_answer(404, {"code": "not_found"})],
+    [NO_CONVERSATIONS, json_answer(404, {"code": "not_found"})],
+])
+def test_a_deleted_ticket_takes_no_outbound_note_and_opens_nothing(vendor, site, tmp_path, answers):
+    vendor.script = list(answers)
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="43"))
+
+    assert [r.method for r in vendor.requests] == ["GET", "POST"][: len(answers)]
+    assert (result.external_ref, result.case_ref) == (None, None)
+
+
+def test_freshdesk_takes_message_sent_only_and_a_destination_can_turn_it_off(vendor, site, tmp_path):
+    assert FreshdeskConnector.message_events == frozenset({"message.sent"})
+    assert connector(site, tmp_path, outbound_messages=False).message_events == frozenset()
+    with pytest.raises(PermanentDeliveryError, match="does not take message.status"):
+        connector(site, tmp_path).deliver(outbound_job(NAME, ticket="43", event_type="message.status"))
+    with pytest.raises(PermanentDeliveryError, match="has no ticket"):
+        connector(site, tmp_path).deliver(outbound_job(NAME))
+    assert vendor.requests == []

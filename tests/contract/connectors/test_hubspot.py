@@ -23,6 +23,7 @@ from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import OUTBOUND_ID, REPLY, outbound_job
 from tests.support.receiver import Answer, Receiver
 
 SPEC = "hubspot/hubspot-crm-hub-subset.handwritten.openapi.yaml"
@@ -421,3 +422,86 @@ def test_other_customer_events_change_nothing(vendor, api, tmp_path, event_type)
 def test_settings_refuse_what_hubspot_would_reject(overrides, field):
     with pytest.raises(ValidationError, match=field):
         HubSpotConnector.Settings.model_validate(settings("https://api.hubapi.com", **overrides))
+
+
+# --- outbound messages (message.sent): a note on the ticket (or contact) with the echo marker ---------
+
+NO_NOTES = json_answer(200, {"total": 0, "results": []})
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_outbound_message_searches_the_tickets_notes_then_adds_one(prism, tmp_path):
+    http = RecordingHttp()
+
+    result = connector(prism(SPEC).url, tmp_path, http, tickets=True).deliver(outbound_job(NAME, ticket="7001"))
+
+    assert [(m, p, s) for m, p, s, _ in http.exchanges] == [
+        ("POST", "/crm/v3/objects/notes/search", 200), ("POST", "/crm/v3/objects/notes", 201)]
+    assert http.violations == []
+    assert result.case_ref == "7001"
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_rejects_a_malformed_note_search(prism, tmp_path):
+    http = RecordingHttp()
+
+    with pytest.raises(PermanentDeliveryError, match="answered 4"):
+        connector(prism(SPEC).url, tmp_path, http).api.call("POST", "/crm/v3/objects/notes/search", json_body={
+            "filterGroups": [{"filters": [{"propertyName": "associations.ticket", "operator": "MATCHES", "value": "7001"}]}]})
+
+    assert "allowed values" in (http.violations[0] or "").lower()
+
+
+def test_outbound_message_is_a_ticket_note_ending_in_the_marker(vendor, tmp_path):
+    vendor.script = [NO_NOTES, record("9002")]
+    api = vendor.url.rsplit("/hooks", 1)[0]
+
+    result = connector(api, tmp_path, tickets=True).deliver(outbound_job(NAME, ticket="7001"))
+
+    search, note = vendor.requests
+    assert (search.path, body(search)) == ("/crm/v3/objects/notes/search", {
+        "filterGroups": [{"filters": [{"propertyName": "associations.ticket", "operator": "EQ", "value": "7001"}]}],
+        "sorts": [{"propertyName": "hs_timestamp", "direction": "DESCENDING"}],
+        "properties": ["hs_note_body"], "limit": 100})
+    assert (note.path, body(note)) == ("/crm/v3/objects/notes", {
+        "properties": {"hs_timestamp": "2026-11-23T09:05:00.000Z", "hs_note_body":
+                       f"<div>{REPLY}<br><br>Sent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]</div>"},
+        "associations": [association("7001", 228)]})
+    assert (result.external_ref, result.case_ref) == ("9002", "7001")
+
+
+def test_without_tickets_the_outbound_note_goes_on_the_contact(vendor, tmp_path):
+    vendor.script = [upserted("512"), NO_NOTES, record("9003")]
+    api = vendor.url.rsplit("/hooks", 1)[0]
+
+    result = connector(api, tmp_path).deliver(outbound_job(NAME))
+
+    upsert, search, note = vendor.requests
+    assert upsert.path == "/crm/v3/objects/contacts/batch/upsert"
+    assert body(search)["filterGroups"] == [{"filters": [{"propertyName": "associations.contact", "operator": "EQ",
+                                                          "value": "512"}]}]
+    assert body(note)["associations"] == [association("512", 202)]
+    assert (result.external_ref, result.case_ref) == ("9003", None)
+
+
+def test_an_outbound_note_already_on_the_ticket_is_not_added_twice(vendor, tmp_path):
+    vendor.script = [json_answer(200, {"total": 2, "results": [
+        {"id": "9001", "properties": {"hs_note_body": "<div>Jana: Hilfe</div>"}},
+        {"id": "9002", "properties": {"hs_note_body": f"<div>Hallo<br>[hub:{OUTBOUND_ID}]</div>"}}]})]
+    api = vendor.url.rsplit("/hooks", 1)[0]
+
+    result = connector(api, tmp_path, tickets=True).deliver(outbound_job(NAME, ticket="7001"))
+
+    assert [r.path for r in vendor.requests] == ["/crm/v3/objects/notes/search"]
+    assert result.external_ref == "9002"
+
+
+def test_hubspot_takes_message_sent_only(vendor, tmp_path):
+    api = vendor.url.rsplit("/hooks", 1)[0]
+    assert HubSpotConnector.message_events == frozenset({"message.sent"})
+    assert connector(api, tmp_path, outbound_messages=False).message_events == frozenset()
+    with pytest.raises(PermanentDeliveryError, match="does not take message.status"):
+        connector(api, tmp_path).deliver(outbound_job(NAME, event_type="message.status"))
+    with pytest.raises(PermanentDeliveryError, match="has no ticket"):
+        connector(api, tmp_path, tickets=True).deliver(outbound_job(NAME))
+    assert vendor.requests == []

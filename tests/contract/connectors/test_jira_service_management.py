@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.adapters.connectors.base import ConnectorRuntime
+from chalicelib.adapters.connectors.echo import marked_contact
 from chalicelib.adapters.connectors.http import HttpClient
 from chalicelib.adapters.connectors.jira_service_management import JiraServiceManagementConnector
 from chalicelib.domain.identifiers import Identifier
@@ -26,6 +27,7 @@ from chalicelib.errors import PermanentDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import OUTBOUND_ID, outbound_job
 from tests.support.prism import vendor_specs_dir
 from tests.support.receiver import Answer, Receiver
 
@@ -427,3 +429,85 @@ def test_a_create_answer_without_an_issue_key_is_permanent(vendor, site, tmp_pat
 def test_settings_refuse_what_jsm_would_reject(overrides, field):
     with pytest.raises(ValidationError, match=field):
         JiraServiceManagementConnector.Settings.model_validate(settings("https://acme.atlassian.net", **overrides))
+
+
+# --- outbound messages (message.sent): a public comment with the echo marker -------------------------
+
+COMMENTED = json_answer(201, {"id": "1001", "body": "…", "public": True})
+
+
+def comments(*bodies: str, last: bool = True) -> Answer:
+    return json_answer(200, {"size": len(bodies), "start": 0, "limit": 100, "isLastPage": last,
+                             "values": [{"id": str(1000 + n), "body": b, "public": True} for n, b in enumerate(bodies)]})
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_outbound_message_reads_public_comments_then_adds_a_public_comment(prism, tmp_path):
+    http = RecordingHttp()
+
+    result = connector(prism(SPEC).url, tmp_path, http).deliver(outbound_job(NAME, ticket="HELPDESK-1"))
+
+    assert [(m, p, s) for m, p, s, _ in http.exchanges] == [
+        ("GET", "/rest/servicedeskapi/request/HELPDESK-1/comment", 200),
+        ("POST", "/rest/servicedeskapi/request/HELPDESK-1/comment", 201)]
+    assert http.violations == []
+    assert result.case_ref == "HELPDESK-1"
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_rejects_a_comment_listing_with_a_malformed_page(prism, tmp_path):
+    http = RecordingHttp()
+
+    with pytest.raises(PermanentDeliveryError, match="answered 4"):
+        connector(prism(SPEC).url, tmp_path, http).api.call(
+            "GET", "/rest/servicedeskapi/request/HELPDESK-1/comment?public=yes&start=first")
+
+
+def test_outbound_message_is_a_public_comment_with_an_escaped_marker(vendor, site, tmp_path):
+    vendor.script = [comments("Jana via whatsapp: Hilfe"), COMMENTED]
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="HELPDESK-1", text="Gerät {neu} [starten]"))
+
+    listing, comment = vendor.requests
+    assert (listing.method, urlsplit(listing.path).path, query(listing)) == (
+        "GET", "/rest/servicedeskapi/request/HELPDESK-1/comment",
+        {"public": ["true"], "internal": ["false"], "start": ["0"], "limit": ["100"]})
+    assert (comment.method, comment.path) == ("POST", "/rest/servicedeskapi/request/HELPDESK-1/comment")
+    assert body(comment) == {"body": "Gerät \\{neu\\} \\[starten\\]\n\n"
+                                     f"Sent to the customer on whatsapp by the hub \\[hub:{OUTBOUND_ID}\\]",
+                             "public": True}
+    assert marked_contact(body(comment)["body"]) == OUTBOUND_ID
+    assert (result.external_ref, result.case_ref) == ("HELPDESK-1/comment/1001", "HELPDESK-1")
+
+
+def test_an_outbound_comment_already_on_the_request_is_not_added_twice(vendor, site, tmp_path):
+    vendor.script = [comments(*[f"comment {n}" for n in range(100)], last=False),
+                     comments(f"Hallo\n\nSent to the customer on whatsapp by the hub \\[hub:{OUTBOUND_ID}\\]")]
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="HELPDESK-1"))
+
+    assert [(r.method, query(r)["start"]) for r in vendor.requests] == [("GET", ["0"]), ("GET", ["100"])]
+    assert result.external_ref == "HELPDESK-1/comment/1000"
+
+
+@pytest.mark.parametrize("answers", [
+    [json_answer(404, {"errorMessage": "Request does not exist"})],
+    [NOTHING_FOUND, json_answer(404, {"errorMessage": "Request does not exist"})],
+])
+def test_a_deleted_request_takes_no_outbound_comment_and_raises_nothing_new(vendor, site, tmp_path, answers):
+    vendor.script = list(answers)
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="HELPDESK-1"))
+
+    assert [r.method for r in vendor.requests] == ["GET", "POST"][: len(answers)]
+    assert (result.external_ref, result.case_ref) == (None, None)
+
+
+def test_jsm_takes_message_sent_only_and_a_destination_can_turn_it_off(vendor, site, tmp_path):
+    assert JiraServiceManagementConnector.message_events == frozenset({"message.sent"})
+    assert connector(site, tmp_path, outbound_messages=False).message_events == frozenset()
+    with pytest.raises(PermanentDeliveryError, match="does not take message.status"):
+        connector(site, tmp_path).deliver(outbound_job(NAME, ticket="HELPDESK-1", event_type="message.status"))
+    with pytest.raises(PermanentDeliveryError, match="has no request"):
+        connector(site, tmp_path).deliver(outbound_job(NAME))
+    assert vendor.requests == []

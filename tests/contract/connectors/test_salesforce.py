@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.adapters.connectors.base import ConnectorRuntime
+from chalicelib.adapters.connectors.echo import marked_contact
 from chalicelib.adapters.connectors.http import HttpClient, HttpResponse
 from chalicelib.adapters.connectors.salesforce import SalesforceConnector, SalesforceSettings, contact_fields
 from chalicelib.domain.models import AttributeValue, CustomerEvent, ExternalRef, Priority
@@ -18,6 +19,7 @@ from chalicelib.errors import PermanentDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import OUTBOUND_ID, REPLY, outbound_job
 from tests.support.prism import violations
 from tests.support.receiver import Answer, Receiver
 
@@ -457,3 +459,81 @@ def test_derived_spec_negative_control_delete_needs_a_custom_field(prism, tmp_pa
 
     assert "must match pattern" in rejected_because(http)
 
+
+
+# --- outbound messages (message.sent): a published CaseComment with the echo marker ----------------
+
+NO_RECORDS = answer({"totalSize": 0, "done": True, "records": []})
+
+
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
+def test_spec_outbound_message_queries_then_adds_a_published_comment(prism, tmp_path):
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path)
+
+    result = sf.deliver(outbound_job(sf.name, ticket=CASE_ID))
+
+    assert [(m, u.split("/services", 1)[1].split("?")[0]) for m, u, _ in http.exchanges] == [
+        ("POST", "/oauth2/token"), ("GET", "/data/v60.0/query"), ("POST", "/data/v60.0/sobjects/CaseComment/")]
+    assert_spec_accepted(http)
+    assert (result.external_ref, result.case_ref) == (COMMENT_ID, CASE_ID)
+
+
+@pytest.mark.prism_specs(HANDWRITTEN_SPEC)
+def test_spec_negative_control_query_needs_soql(prism, tmp_path):
+    sf, http = prism_connector(prism(HANDWRITTEN_SPEC), tmp_path)
+
+    with pytest.raises(PermanentDeliveryError):
+        sf.api.call("GET", "/services/data/v60.0/query?q=DELETE%20Case")
+
+
+def test_outbound_message_is_a_published_comment_ending_in_the_marker(vendor, tmp_path):
+    vendor.script = [TOKEN, NO_RECORDS, COMMENT]
+    job = outbound_job("salesforce-test", ticket=CASE_ID)
+
+    result = connector(root(vendor), tmp_path).deliver(job)
+
+    _, lookup, create = vendor.requests
+    soql = parse_qs(lookup.path.split("?", 1)[1])["q"][0]
+    assert lookup.path.startswith("/services/data/v60.0/query?")
+    assert soql == (f"SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}' AND CommentBody LIKE "
+                    "'%hub:ct\\_01JD0000000000000000000099%' ORDER BY CreatedDate DESC LIMIT 10")
+    assert create.path == "/services/data/v60.0/sobjects/CaseComment/"
+    assert sent(create) == {"ParentId": CASE_ID, "IsPublished": True, "CommentBody":
+                            f"{REPLY}\n\nSent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]"}
+    assert (result.external_ref, result.case_ref) == (COMMENT_ID, CASE_ID)
+
+
+def test_a_long_outbound_message_is_shortened_but_keeps_its_marker(vendor, tmp_path):
+    vendor.script = [TOKEN, NO_RECORDS, COMMENT]
+
+    connector(root(vendor), tmp_path).deliver(outbound_job("salesforce-test", ticket=CASE_ID, text="Störung " * 800))
+
+    body = sent(vendor.requests[2])["CommentBody"]
+    assert len(body.encode()) <= 4000
+    assert body.endswith(f"[hub:{OUTBOUND_ID}]") and "…" in body
+    assert marked_contact(body) == OUTBOUND_ID
+
+
+def test_an_outbound_comment_already_on_the_case_is_not_added_twice(vendor, tmp_path):
+    found = answer({"totalSize": 2, "done": True, "records": [
+        # LIKE ignores case; only the exact marker counts.
+        {"attributes": {"type": "CaseComment"}, "Id": "00a000000000009AAA", "CommentBody": f"x [HUB:{OUTBOUND_ID.upper()}]"},
+        {"attributes": {"type": "CaseComment"}, "Id": "00a000000000002AAA", "CommentBody": f"Hallo\n[hub:{OUTBOUND_ID}]"}]})
+    vendor.script = [TOKEN, found]
+
+    result = connector(root(vendor), tmp_path).deliver(outbound_job("salesforce-test", ticket=CASE_ID))
+
+    assert [r.method for r in vendor.requests] == ["POST", "GET"]
+    assert (result.external_ref, result.case_ref) == ("00a000000000002AAA", CASE_ID)
+
+
+def test_salesforce_takes_message_sent_only_and_checks_the_case_reference(vendor, tmp_path):
+    assert SalesforceConnector.message_events == frozenset({"message.sent"})
+    assert connector(root(vendor), tmp_path, outbound_messages=False).message_events == frozenset()
+    with pytest.raises(PermanentDeliveryError, match="does not take message.status"):
+        connector(root(vendor), tmp_path).deliver(outbound_job("salesforce-test", ticket=CASE_ID, event_type="message.status"))
+    with pytest.raises(PermanentDeliveryError, match="has no Case"):
+        connector(root(vendor), tmp_path).deliver(outbound_job("salesforce-test"))
+    with pytest.raises(PermanentDeliveryError, match="not a record id"):
+        connector(root(vendor), tmp_path).deliver(outbound_job("salesforce-test", ticket="500' OR Id != '"))
+    assert vendor.requests == []

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from chalicelib.adapters.connectors.base import ConnectorRuntime
+from chalicelib.adapters.connectors.echo import marked_contact
 from chalicelib.adapters.connectors.http import HttpClient
 from chalicelib.adapters.connectors.zendesk import ZendeskConnector
 from chalicelib.domain.identifiers import Identifier
@@ -34,6 +35,7 @@ from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 from chalicelib.secrets import SecretResolver
 from tests.support.connector_setup import ConnectorSetup
 from tests.support.fakes import sample_job
+from tests.support.outbound_jobs import OUTBOUND_ID, REPLY, outbound_job
 from tests.support.origin import Origin, Reply, gzip_bomb
 from tests.support.prism import vendor_specs_dir
 from tests.support.receiver import Answer, Receiver
@@ -808,3 +810,112 @@ def test_the_api_token_stays_out_of_the_settings_repr():
     parsed = ZendeskConnector.Settings.model_validate(settings("https://acme.zendesk.com"))
 
     assert "ZENDESK_API_TOKEN" not in repr(parsed)
+
+
+# --- outbound messages (message.sent): the hub's public comment with its echo marker ------------------
+
+OUTBOUND_COMMENTS_NONE = json_answer(200, {"comments": [], "next_page": None, "count": 0})
+
+
+def test_prism_outbound_message_reads_the_newest_comments_then_adds_a_public_comment(prism, tmp_path):
+    http = RecordingHttp()
+    job = outbound_job(NAME, ticket="35436")
+
+    result = connector(prism(SPEC).url, tmp_path, http, outbound_author_id=20978391,
+                       outbound_status="pending").deliver(job)
+
+    assert http.calls == [("GET", "/api/v2/tickets/35436/comments", 200), ("PUT", "/api/v2/tickets/35436", 200)]
+    assert http.violations == []
+    assert result.case_ref == "35436"
+
+
+@pytest.mark.prism_specs(SPEC)
+def test_prism_rejects_a_malformed_comment_listing(prism, tmp_path):
+    # Without a 422 of its own in the spec, Prism puts the reasons in its 422 body.
+    with pytest.raises(PermanentDeliveryError, match="answered 422") as raised:
+        connector(prism(SPEC).url, tmp_path).api.call("GET", "/api/v2/tickets/35436/comments?sort_order=newest")
+
+    assert "allowed values" in raised.value.message.lower()
+
+
+def test_outbound_message_is_a_public_comment_ending_in_the_marker(vendor, site, tmp_path):
+    vendor.script = [OUTBOUND_COMMENTS_NONE, UPDATED]
+    job = outbound_job(NAME, ticket="35436")
+
+    result = connector(site, tmp_path, outbound_author_id=20978391, outbound_status="pending").deliver(job)
+
+    listing, update = vendor.requests
+    assert (listing.method, urlsplit(listing.path).path, query(listing)) == (
+        "GET", "/api/v2/tickets/35436/comments", {"sort_order": ["desc"]})
+    assert (update.method, update.path) == ("PUT", "/api/v2/tickets/35436")
+    ticket = body(update)["ticket"]
+    assert ticket["comment"] == {"body": f"{REPLY}\n\nSent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]",
+                                 "public": True, "author_id": 20978391}
+    assert ticket["status"] == "pending"
+    assert ticket["metadata"] == {"hub": {"contact_id": OUTBOUND_ID, "delivery_id": job.delivery_id}}
+    assert marked_contact(ticket["comment"]["body"]) == OUTBOUND_ID
+    # Zendesk takes Idempotency-Key on ticket creation only; the lookup stands in for it.
+    assert "idempotency-key" not in update.headers
+    assert (result.external_ref, result.case_ref) == ("79", "35436")
+
+
+def test_outbound_defaults_leave_the_author_and_status_alone(vendor, site, tmp_path):
+    vendor.script = [OUTBOUND_COMMENTS_NONE, UPDATED]
+
+    connector(site, tmp_path).deliver(outbound_job(NAME, ticket="35436"))
+
+    assert set(body(vendor.requests[1])["ticket"]) == {"comment", "metadata"}
+    assert set(body(vendor.requests[1])["ticket"]["comment"]) == {"body", "public"}
+
+
+def test_an_outbound_message_already_on_the_ticket_is_not_added_twice(vendor, site, tmp_path):
+    earlier = json_answer(200, {"comments": [
+        {"id": 91, "public": True, "body": f"Hallo\n\nSent to the customer on whatsapp by the hub [hub:{OUTBOUND_ID}]"},
+        {"id": 90, "public": False, "body": "Jana Schmidt via whatsapp: thanks"}]})
+    vendor.script = [earlier]
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="35436"))
+
+    assert [r.method for r in vendor.requests] == ["GET"]
+    assert (result.external_ref, result.case_ref) == ("91", "35436")
+
+
+def test_another_outbound_marker_does_not_count_as_this_one(vendor, site, tmp_path):
+    other = json_answer(200, {"comments": [{"id": 91, "body": f"Hi [hub:{OUTBOUND_ID}0]"},
+                                           {"id": 92, "body": "Hi [hub:ct_01JD0000000000000000000098]"}]})
+    vendor.script = [other, UPDATED]
+
+    connector(site, tmp_path).deliver(outbound_job(NAME, ticket="35436"))
+
+    assert [r.method for r in vendor.requests] == ["GET", "PUT"]
+
+
+@pytest.mark.parametrize("answers", [
+    [json_answer(404, {"error": "RecordNotFound"})],
+    [OUTBOUND_COMMENTS_NONE, json_answer(404, {"error": "RecordNotFound"})],
+    [OUTBOUND_COMMENTS_NONE, json_answer(422, {"error": "RecordInvalid", "details": {
+        "status": [{"description": "Status: closed prevents ticket update"}]}})],
+])
+def test_a_deleted_or_closed_ticket_takes_no_outbound_comment_and_opens_nothing(vendor, site, tmp_path, answers):
+    vendor.script = list(answers)
+
+    result = connector(site, tmp_path).deliver(outbound_job(NAME, ticket="35436"))
+
+    assert [r.method for r in vendor.requests] == ["GET", "PUT"][: len(answers)]
+    assert (result.external_ref, result.case_ref) == (None, None)
+
+
+def test_outbound_message_without_the_cases_ticket_is_refused(vendor, site, tmp_path):
+    with pytest.raises(PermanentDeliveryError, match="has no ticket"):
+        connector(site, tmp_path).deliver(outbound_job(NAME))
+    assert vendor.requests == []
+
+
+def test_zendesk_takes_message_sent_only_and_a_destination_can_turn_it_off(tmp_path):
+    assert ZendeskConnector.message_events == frozenset({"message.sent"})
+    assert connector("https://acme.zendesk.com", tmp_path).takes("message.sent")
+    assert not connector("https://acme.zendesk.com", tmp_path).takes("message.status")
+    assert connector("https://acme.zendesk.com", tmp_path, outbound_messages=False).message_events == frozenset()
+    with pytest.raises(PermanentDeliveryError, match="does not take message.status"):
+        connector("https://acme.zendesk.com", tmp_path).deliver(
+            outbound_job(NAME, ticket="35436", event_type="message.status"))
