@@ -5,27 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalicelib.adapters.store.base import Store
+from chalicelib.domain.consent import OPTED_OUT, allows, record
 from chalicelib.domain.models import Channel, Contact, Customer
+from chalicelib.errors import ConcurrentUpdateError
+
+UPDATE_ATTEMPTS = 3
 
 
 def consent_allows(customer: Customer, channel: Channel, purpose: str) -> bool:
     """Whether the ledger lets the hub send `purpose` messages on `channel`."""
-    state = customer.consent.get(channel.value)
-    return state != "opted_out"
+    return allows(customer.consent, channel.value, purpose)
 
 
-def record_opt_out(store: Store, contact: Contact, *, source: str, evidence: str, now: datetime) -> None:
-    """Record that the contact's customer opted out of its channel."""
-    from chalicelib.errors import ConcurrentUpdateError
-
-    for _ in range(3):
+def record_opt_out(store: Store, contact: Contact, *, source: str, evidence: str, now: datetime,
+                   purposes: tuple[str, ...] = ("service", "marketing")) -> None:
+    """Record that the contact's customer opted out of its channel (a provider's opt-out error or
+    report on one of the hub's messages), guarded by the customer's version like every write."""
+    for _ in range(UPDATE_ATTEMPTS):
         customer = store.get_customer(contact.customer_id)
         if customer is None:
             return
-        updated = customer.model_copy(update={"consent": {**customer.consent, contact.channel.value: "opted_out"},
-                                              "version": customer.version + 1, "updated_at": now})
+        ledger = customer.consent
+        for purpose in purposes:
+            ledger = record(ledger, contact.channel.value, purpose, OPTED_OUT, source, evidence, now)
+        updated = customer.model_copy(update={"consent": ledger, "version": customer.version + 1, "updated_at": now})
         try:
             store.update_customer(updated)
             return
         except ConcurrentUpdateError:
             continue
+    raise ConcurrentUpdateError(f"customer {contact.customer_id} kept changing while an opt-out was recorded")
