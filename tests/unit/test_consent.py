@@ -79,6 +79,14 @@ def test_the_history_is_bounded_to_the_latest_changes():
     assert book["sms"]["service"].state == "opted_in"
 
 
+def test_an_opt_out_covers_every_purpose_of_the_channel():
+    book = record({}, "email", "marketing", "opted_in", "api:crm", None, at(0))
+    out = ledger.opt_out(book, "email", source="complaint:ses", evidence="0100018f-feedback", at=at(1))
+    assert {p: (e.state, e.source) for p, e in out["email"].items()} == {
+        "service": ("opted_out", "complaint:ses"), "marketing": ("opted_out", "complaint:ses")}
+    assert not allows(out, "email", "service") and allows(book, "email", "marketing")
+
+
 def test_record_returns_a_new_ledger_and_leaves_the_old_one_alone():
     first = record({}, "sms", "service", "opted_in", "api:crm", None, at(0))
     second = record(first, "whatsapp", "service", "opted_out", "keyword:STOP", "ct_1", at(1))
