@@ -162,9 +162,6 @@ def test_a_merge_keeps_a_refusal_from_either_record_and_joins_the_histories():
     assert set(undone) == {"sms", "email"}, "what only the absorbed customer stated goes back with it"
 
 
-@pytest.mark.xfail(strict=True, reason="chalicelib/domain/merging.py still merges consent as {channel: state}; "
-                   "the integrator applies merge_ledgers/unmerge_ledger there (see the consent report), then "
-                   "removes this mark")
 def test_merging_customers_with_ledgers_works():
     from chalicelib.domain.merging import merge
     from chalicelib.domain.policies import SurvivorshipPolicy
