@@ -172,6 +172,17 @@ def record(
     return {**{k: dict(v) for k, v in ledger.items()}, key: entries}
 
 
+def opt_out(
+    ledger: Mapping[str, Mapping[str, ConsentEntry]], channel: str, *, source: str, evidence: str | None,
+    at: datetime, limit: int = HISTORY_LIMIT,
+) -> dict[str, dict[str, ConsentEntry]]:
+    """The ledger with `channel` opted out for every purpose: what a STOP, a provider's opt-out
+    report (`error:21610`) or an email complaint (`complaint:ses`) states."""
+    for purpose in PURPOSES:
+        ledger = record(ledger, channel, purpose, OPTED_OUT, source, evidence, at, limit=limit)
+    return dict(ledger)
+
+
 def state_of(ledger: Mapping[str, Mapping[str, ConsentEntry]], channel: str, purpose: str) -> str:
     entry = ledger.get(consent_channel(channel), {}).get(purpose)
     return entry.state if entry is not None else UNKNOWN

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain import activity
+from chalicelib.domain.consent import merge_ledgers, unmerge_ledger
 from chalicelib.domain.golden_record import combine_observations, restore_observations
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
 from chalicelib.domain.policies import CustomerLimits, IdentityPolicy, SurvivorshipPolicy
 
-
-#: Consent states that mean "no": a merge keeps them over the other record's consent.
-REFUSALS = frozenset({"opted_out", "revoked", "denied"})
 
 #: A merge re-points every identifier of the absorbed customer in one transaction; DynamoDB takes
 #: 100 items per transaction, and the customers, cases and audit record need a few.
@@ -76,8 +74,7 @@ def merge(
     summary = dict(merge_id=merge_id, merged_at=now, trigger=trigger)
     combined = combine_observations(survivor, absorbed, into=survivor, rules=rules)
     # One person's consent: where the two disagree, a refusal given on either record stands.
-    consent = {**absorbed.consent, **survivor.consent}
-    consent.update({channel: state for channel, state in absorbed.consent.items() if state in REFUSALS})
+    consent = merge_ledgers(survivor.consent, absorbed.consent)
     separated = {survivor.id, absorbed.id}
     held = {i.key for i in survivor.identifiers}
     # What either proved stays proved; what only continuity gave stays continuity.
@@ -149,10 +146,8 @@ def unmerge(
         "identifiers": [i for i in survivor.identifiers if i.key not in moved],
         "unverified_identifiers": [k for k in survivor.unverified_identifiers if k not in moved],
         # Consent that only the absorbed customer had given goes back with it.
-        "consent": {
-            channel: state for channel, state in survivor.consent.items()
-            if channel in record.survivor_before.consent or channel not in record.absorbed_before.consent
-        },
+        "consent": unmerge_ledger(survivor.consent, survivor_before=record.survivor_before.consent,
+                                  absorbed_before=record.absorbed_before.consent),
         "merged_from": [c for c in survivor.merged_from if c not in given_back],
         "merges": _reverted(survivor.merges, record.id, now),
         "no_merge_with": [*survivor.no_merge_with, record.absorbed_id],

@@ -182,11 +182,15 @@ def inbound_consent(
             and ledger.state_of(consent, channel, "service") != ledger.OPTED_OUT:
         decision |= {"purposes": [], "reason": "the channel was not opted out"}
         return InboundConsent(consent, None, decision)
-    state = ledger.OPTED_OUT if found.action == "opt_out" else ledger.OPTED_IN
-    purposes = list(ledger.PURPOSES) if found.action == "opt_out" else list(settings.opt_in_purposes)
-    for purpose in purposes:
-        consent = ledger.record(consent, channel, purpose, state, found.source, contact.id, at,
-                                limit=settings.history_limit)
+    if found.action == "opt_out":
+        state, purposes = ledger.OPTED_OUT, list(ledger.PURPOSES)
+        consent = ledger.opt_out(consent, channel, source=found.source, evidence=contact.id, at=at,
+                                 limit=settings.history_limit)
+    else:
+        state, purposes = ledger.OPTED_IN, list(settings.opt_in_purposes)
+        for purpose in purposes:
+            consent = ledger.record(consent, channel, purpose, state, found.source, contact.id, at,
+                                    limit=settings.history_limit)
     decision |= {"purposes": purposes, "state": state}
     return InboundConsent(consent, TAGS[found.action], decision)
 

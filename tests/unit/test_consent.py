@@ -79,6 +79,14 @@ def test_the_history_is_bounded_to_the_latest_changes():
     assert book["sms"]["service"].state == "opted_in"
 
 
+def test_an_opt_out_covers_every_purpose_of_the_channel():
+    book = record({}, "email", "marketing", "opted_in", "api:crm", None, at(0))
+    out = ledger.opt_out(book, "email", source="complaint:ses", evidence="0100018f-feedback", at=at(1))
+    assert {p: (e.state, e.source) for p, e in out["email"].items()} == {
+        "service": ("opted_out", "complaint:ses"), "marketing": ("opted_out", "complaint:ses")}
+    assert not allows(out, "email", "service") and allows(book, "email", "marketing")
+
+
 def test_record_returns_a_new_ledger_and_leaves_the_old_one_alone():
     first = record({}, "sms", "service", "opted_in", "api:crm", None, at(0))
     second = record(first, "whatsapp", "service", "opted_out", "keyword:STOP", "ct_1", at(1))
@@ -154,9 +162,6 @@ def test_a_merge_keeps_a_refusal_from_either_record_and_joins_the_histories():
     assert set(undone) == {"sms", "email"}, "what only the absorbed customer stated goes back with it"
 
 
-@pytest.mark.xfail(strict=True, reason="chalicelib/domain/merging.py still merges consent as {channel: state}; "
-                   "the integrator applies merge_ledgers/unmerge_ledger there (see the consent report), then "
-                   "removes this mark")
 def test_merging_customers_with_ledgers_works():
     from chalicelib.domain.merging import merge
     from chalicelib.domain.policies import SurvivorshipPolicy

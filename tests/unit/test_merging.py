@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from chalicelib.domain.consent import record, state_of
 from chalicelib.domain.golden_record import observe
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.merging import MAX_MOVED_IDENTIFIERS, merge, merge_refusal, survivor_first, unmerge
@@ -75,7 +76,8 @@ def test_a_merge_moves_identifiers_joins_the_golden_record_and_records_both_cust
     survivor = observe(customer("cus_A", "phone:+4915123456789"), {"name": "Jana"}, source="twilio", at=at(1), rules=RULES)
     absorbed = observe(customer("cus_B", "email:jana@example.com", created=2, version=7), {"name": "Jana Schmidt", "tier": "gold"},
                        source="api", at=at(3), rules=RULES)
-    absorbed = absorbed.model_copy(update={"consent": {"email": "opted_in"}, "merged_from": ["cus_C"]})
+    email_opt_in = record({}, "email", "service", "opted_in", "api:crm", None, at(2))
+    absorbed = absorbed.model_copy(update={"consent": email_opt_in, "merged_from": ["cus_C"]})
 
     pair = merge(survivor, absorbed, now=at(5), trigger="contact:msg:twilio:SM1", matched=["phone:+4915123456789"],
                  rules=RULES)
@@ -84,7 +86,7 @@ def test_a_merge_moves_identifiers_joins_the_golden_record_and_records_both_cust
     assert pair.survivor.attributes["name"].value == "Jana Schmidt"  # api outranks twilio by default
     assert pair.survivor.attributes["tier"].value == "gold"
     assert set(pair.survivor.observations["name"]) == {"twilio", "api"}
-    assert pair.survivor.consent == {"email": "opted_in"}
+    assert pair.survivor.consent == email_opt_in
     assert pair.survivor.merged_from == ["cus_B", "cus_C"]  # flattened: one read per absorbed partition
     assert (pair.survivor.version, pair.absorbed.version) == (4, 8)
     assert (pair.absorbed.identifiers, pair.absorbed.merged_into, pair.absorbed.open_case) == ([], "cus_A", None)
@@ -157,12 +159,17 @@ def test_unmerge_keeps_what_the_survivor_observed_itself_even_when_stamped_befor
 
 
 def test_a_consent_refusal_on_either_record_survives_the_merge():
-    survivor = customer("cus_A").model_copy(update={"consent": {"sms": "opted_in", "email": "opted_in"}})
-    absorbed = customer("cus_B", created=1).model_copy(update={"consent": {"sms": "opted_out", "whatsapp": "opted_in"}})
+    opted_in = record(record({}, "sms", "service", "opted_in", "api:crm", None, at(3)),
+                      "email", "service", "opted_in", "api:crm", None, at(3))
+    opted_out = record(record({}, "sms", "service", "opted_out", "keyword:STOP", "ct_1", at(1)),
+                       "whatsapp", "service", "opted_in", "api:crm", None, at(1))
+    survivor = customer("cus_A").model_copy(update={"consent": opted_in})
+    absorbed = customer("cus_B", created=1).model_copy(update={"consent": opted_out})
 
     merged = merge(survivor, absorbed, now=at(2), trigger="api:ops", matched=[], rules=RULES).survivor
 
-    assert merged.consent == {"sms": "opted_out", "email": "opted_in", "whatsapp": "opted_in"}
+    assert {channel: state_of(merged.consent, channel, "service") for channel in merged.consent} == {
+        "sms": "opted_out", "email": "opted_in", "whatsapp": "opted_in"}
 
 
 # --- size: a merge never writes a customer or an audit record past `customers:` limits ------------
