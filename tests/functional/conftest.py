@@ -112,28 +112,72 @@ class RunningHub:
         return self.hub.inbound_queue.depth() == 0 and self.hub.delivery_queue.depth() == 0
 
 
-def make_config(path: Path, receiver_url: str, *, max_receives: int = 3) -> Path:
-    path.write_text(
-        CONFIG.format(
-            twilio=TWILIO_TOKEN, meta=META_SECRET, webchat=WEBCHAT_SECRET, receiver=receiver_url,
-            whsec=WEBHOOK_SECRET, key_hash=hashlib.sha256(API_KEY.encode()).hexdigest(), max_receives=max_receives,
-        )
+def make_config(path: Path, receiver_url: str, *, max_receives: int = 3, extra: dict | None = None) -> Path:
+    """The test configuration; `extra` is merged into it key by key (`outbound_config` adds the
+    providers' sending settings this way)."""
+    text = CONFIG.format(
+        twilio=TWILIO_TOKEN, meta=META_SECRET, webchat=WEBCHAT_SECRET, receiver=receiver_url,
+        whsec=WEBHOOK_SECRET, key_hash=hashlib.sha256(API_KEY.encode()).hexdigest(), max_receives=max_receives,
     )
+    if extra:
+        import yaml
+
+        text = yaml.safe_dump(merged(yaml.safe_load(text), extra), sort_keys=False)
+    path.write_text(text)
     return path
 
 
+def merged(base: dict, extra: dict) -> dict:
+    """`base` with `extra` merged in: mappings recursively, everything else replaced."""
+    result = dict(base)
+    for key, value in extra.items():
+        result[key] = merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
+    return result
+
+
+# --- outbound: every provider sends to a local fake ------------------------------------------------
+
+TWILIO_ACCOUNT = "AC" + "a" * 32
+TWILIO_NUMBER = "+14155550100"
+TWILIO_TEMPLATE_SID = "HX" + "c" * 32
+#: The WhatsApp Cloud API phone number id of tests/fixtures/meta/whatsapp_*.
+WHATSAPP_NUMBER_ID = "106540352242922"
+META_TOKEN = "test-meta-system-user-token"
+
+
+def outbound_config(provider_url: str, **sections: dict) -> dict:
+    """Sending settings for Twilio and Meta's WhatsApp with `api_base_url` at `provider_url` (a
+    `Receiver` playing the provider), merged under `channels`; `sections` add or extend other
+    providers' sections (`slack={...}`)."""
+    base = provider_url.split("/hooks", 1)[0]
+    channels = {
+        "twilio": {
+            "account_sid": TWILIO_ACCOUNT, "api_base_url": base,
+            "numbers": {"sms": [TWILIO_NUMBER], "whatsapp": [TWILIO_NUMBER]},
+            "templates": {"welcome": {"content_sid": TWILIO_TEMPLATE_SID, "languages": ["en"]}},
+        },
+        "meta": {
+            "api_base_url": base,
+            "templates": {"case_update": {"languages": ["de"], "parameters": 1}, "reopen_conversation": {"languages": ["de"]}},
+            "whatsapp": {"access_tokens": [META_TOKEN], "numbers": {WHATSAPP_NUMBER_ID: {}}},
+        },
+    }
+    return {"channels": merged(channels, sections)}
+
+
 def start_hub(tmp_path: Path, receiver: Receiver, *, workers: int = 1, max_receives: int = 3,
-              txt_resolver=None) -> EmbeddedRuntime:
+              txt_resolver=None, extra: dict | None = None, clock=None) -> EmbeddedRuntime:
     """The hub on an ephemeral port. DNS (DKIM keys, DMARC records) is `txt_resolver`, by default
     one that knows no name: tests never reach the internet."""
     from chalicelib.adapters.email_auth import FakeTxtResolver
     from chalicelib.bootstrap import Hub
 
-    config = make_config(tmp_path / "hub.yaml", receiver.url, max_receives=max_receives)
+    config = make_config(tmp_path / "hub.yaml", receiver.url, max_receives=max_receives, extra=extra)
     settings = Settings(
         config_path=str(config), data_dir=str(tmp_path / "data"), port=0, local_workers=workers
     )
-    return EmbeddedRuntime(hub=Hub(settings, txt_resolver=txt_resolver or FakeTxtResolver()), port=0)
+    hub = Hub(settings, txt_resolver=txt_resolver or FakeTxtResolver(), **({"clock": clock} if clock else {}))
+    return EmbeddedRuntime(hub=hub, port=0)
 
 
 @pytest.fixture

@@ -1,0 +1,164 @@
+"""Twilio through HTTP on the embedded hub: the customer's SMS arrives (stored signed fixture), the
+hub answers with `POST /v1/messages` (`channel: reply`), the Twilio fake receives the Messages API
+request, Twilio's signed status callback comes back, and the outbound contact shows it. Also:
+idempotent retries, a crash after Twilio accepted, STOP and error 21610, and the dead letters."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.functional.conftest import TWILIO_ACCOUNT, TWILIO_TOKEN
+from tests.functional.outbound import (
+    accepted,
+    contact,
+    form,
+    inbound_contact,
+    outbound_hub,
+    requests_to,
+    send,
+    statuses,
+    twilio_created,
+    twilio_error,
+    wait_requests,
+    wait_status,
+)
+from tests.functional.test_ingest_edges import twilio_request
+from tests.support.fakes import Clock
+from tests.support.fixtures import load
+from tests.support.receiver import Receiver
+
+MESSAGES = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json"
+#: The sid tests/fixtures/twilio/status_sms_delivered reports on.
+DELIVERED_SID = "SM55555555555555555555555555555555"
+START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def provider():
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def hub(tmp_path, receiver, provider):
+    with outbound_hub(tmp_path, receiver, provider, clock=Clock(START)) as running:
+        yield running
+
+
+def customer_sms(running) -> dict:
+    """tests/fixtures/twilio/sms_text: +14155550101 writes to +14155550100."""
+    fixture = load("twilio", "sms_text")
+    assert running.post(fixture.path, fixture.body, fixture.headers).status == 200
+    return inbound_contact(running, "SM11111111111111111111111111111111")
+
+
+def sms(running, n: int, body: str, phone: str = "+14155550101") -> dict:
+    sid = f"SM{n:032d}"
+    path, data, headers = twilio_request({"MessageSid": sid, "AccountSid": TWILIO_ACCOUNT, "From": phone,
+                                          "To": "+14155550100", "Body": body, "NumMedia": "0"})
+    assert running.post(path, data, headers).status == 200
+    return inbound_contact(running, sid)
+
+
+def status_callback(running, sid: str, status: str, **extra: str) -> None:
+    params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
+              "AccountSid": TWILIO_ACCOUNT, "From": "+14155550100", "To": "+14155550101", "ApiVersion": "2010-04-01",
+              **extra}
+    path, data, headers = twilio_request(params, hook="status")
+    assert running.post(path, data, headers).status == 200
+
+
+def test_an_sms_reply_reaches_twilio_and_its_signed_status_callback_delivers_it(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script.append(twilio_created(DELIVERED_SID))
+
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "channel": "reply", "text": "Ihr Paket kommt morgen."})
+
+    assert (data["channel"], data["provider"], data["account"], data["to"]) == ("sms", "twilio", "+14155550100",
+                                                                               "+14155550101")
+    [request] = wait_requests(hub, provider, "/Messages.json")
+    assert (request.method, request.path) == ("POST", MESSAGES)
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(
+        f"{TWILIO_ACCOUNT}:{TWILIO_TOKEN}".encode()).decode()
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["i-twilio-idempotency-token"] == data["id"]
+    assert form(request) == {"To": ["+14155550101"], "From": ["+14155550100"], "Body": ["Ihr Paket kommt morgen."],
+                             "StatusCallback": ["https://hub.example.com/webhooks/twilio/status"]}
+    sent = wait_status(hub, data["id"], "sent")
+    assert sent["provider_message_id"] == DELIVERED_SID
+
+    # Twilio's own callback, as stored (signed with the test Auth Token for the StatusCallback URL).
+    fixture = load("twilio", "status_sms_delivered")
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+
+    delivered = wait_status(hub, data["id"], "delivered")
+    assert statuses(delivered) == ["queued", "sent", "delivered"]
+    assert delivered["direction"] == "outbound" and delivered["case_id"] == inbound["case_id"]
+    timeline = hub.api(f"/v1/customers/{inbound['customer_id']}/contacts").json()["data"]
+    assert {(c["id"], c["direction"]) for c in timeline} == {(data["id"], "outbound"), (inbound["id"], "inbound")}
+
+
+def test_a_late_delivered_after_read_leaves_the_message_read(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script.append(twilio_created("SM" + "7" * 32))
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Gelesen?"})
+    wait_status(hub, data["id"], "sent")
+
+    status_callback(hub, "SM" + "7" * 32, "read")
+    wait_status(hub, data["id"], "read")
+    status_callback(hub, "SM" + "7" * 32, "delivered")
+    hub.wait_for(hub.settled, message="the late callback processed")
+
+    found = contact(hub, data["id"])
+    assert found["status"] == "read"
+    assert statuses(found)[:3] == ["queued", "sent", "read"]
+
+
+def test_a_retried_send_with_the_same_idempotency_key_reaches_twilio_once(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script.append(twilio_created("SM" + "8" * 32))
+    body = {"to": {"customer_id": inbound["customer_id"]}, "channel": "reply", "text": "Nur einmal"}
+
+    first = send(hub, body, {"Idempotency-Key": "ticket-7-update"})
+    wait_status(hub, first.json()["data"]["id"], "sent")
+    again = send(hub, body, {"Idempotency-Key": "ticket-7-update"})
+    also = send(hub, {**body, "idempotency_key": "ticket-7-update"})
+
+    assert (first.status, again.status, also.status) == (202, 200, 200)
+    assert again.json()["data"]["id"] == first.json()["data"]["id"] == also.json()["data"]["id"]
+    hub.wait_for(lambda: hub.hub.outbound_queue.depth() == 0, message="the outbound queue drained")
+    assert len(requests_to(provider, "/Messages.json")) == 1
+
+
+def test_stop_refuses_the_next_send_and_nothing_reaches_twilio(hub, provider):
+    inbound = customer_sms(hub)
+    sms(hub, 2, "STOP")
+
+    refused = send(hub, {"to": {"customer_id": inbound["customer_id"]}, "text": "Noch eine Frage?"})
+
+    assert refused.status == 409, refused.body
+    assert refused.json()["error"]["code"] == "consent_refused"
+    assert hub.hub.outbound_queue.depth() == 0
+    assert requests_to(provider, "/Messages.json") == []
+
+
+def test_twilio_21610_fails_the_message_and_opts_the_customer_out(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script.append(twilio_error(21610, "Attempt to send to unsubscribed recipient"))
+
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Hallo?"})
+
+    failed = wait_status(hub, data["id"], "failed")
+    assert failed["status_history"][-1]["code"] == "21610"
+    consent = hub.wait_for(lambda: (c := hub.api(f"/v1/customers/{inbound['customer_id']}").json()["consent"])
+                           .get("sms", {}).get("service", {}).get("state") == "opted_out" and c,
+                           message="the opt-out in the ledger")
+    assert consent["sms"]["service"]["state"] == "opted_out"
+    assert len(requests_to(provider, "/Messages.json")) == 1
+    # Nothing to replay: a decision of the customer's, not a fault.
+    assert hub.api("/v1/dead-letters").json()["data"] == []
+    again = send(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Hallo?"})
+    assert again.status == 409 and again.json()["error"]["code"] == "consent_refused"
