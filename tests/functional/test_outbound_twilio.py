@@ -6,11 +6,9 @@ idempotent retries, a crash after Twilio accepted, STOP and error 21610, and the
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
-
 import pytest
 
-from tests.functional.conftest import TWILIO_ACCOUNT, TWILIO_TOKEN
+from tests.functional.conftest import API_KEY, TWILIO_ACCOUNT, TWILIO_TOKEN
 from tests.functional.outbound import (
     accepted,
     contact,
@@ -26,14 +24,12 @@ from tests.functional.outbound import (
     wait_status,
 )
 from tests.functional.test_ingest_edges import twilio_request
-from tests.support.fakes import Clock
 from tests.support.fixtures import load
 from tests.support.receiver import Receiver
 
 MESSAGES = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json"
 #: The sid tests/fixtures/twilio/status_sms_delivered reports on.
 DELIVERED_SID = "SM55555555555555555555555555555555"
-START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -44,7 +40,8 @@ def provider():
 
 @pytest.fixture
 def hub(tmp_path, receiver, provider):
-    with outbound_hub(tmp_path, receiver, provider, clock=Clock(START)) as running:
+    # The hub's own clock: dead letters expire by the store's wall clock.
+    with outbound_hub(tmp_path, receiver, provider) as running:
         yield running
 
 
@@ -98,7 +95,7 @@ def test_an_sms_reply_reaches_twilio_and_its_signed_status_callback_delivers_it(
     assert statuses(delivered) == ["queued", "sent", "delivered"]
     assert delivered["direction"] == "outbound" and delivered["case_id"] == inbound["case_id"]
     timeline = hub.api(f"/v1/customers/{inbound['customer_id']}/contacts").json()["data"]
-    assert {(c["id"], c["direction"]) for c in timeline} == {(data["id"], "outbound"), (inbound["id"], "inbound")}
+    assert [(c["id"], c["direction"]) for c in timeline] == [(data["id"], "outbound"), (inbound["id"], "inbound")]
 
 
 def test_a_late_delivered_after_read_leaves_the_message_read(hub, provider):
@@ -162,3 +159,60 @@ def test_twilio_21610_fails_the_message_and_opts_the_customer_out(hub, provider)
     assert hub.api("/v1/dead-letters").json()["data"] == []
     again = send(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Hallo?"})
     assert again.status == 409 and again.json()["error"]["code"] == "consent_refused"
+
+
+def test_a_crash_after_twilio_accepted_resends_with_the_same_idempotency_token_and_ends_sent_once(hub, provider):
+    inbound = customer_sms(hub)
+    store = hub.hub.store
+    record_sent, crashes = store.record_sent, []
+
+    def crash_once(contact):
+        # The worker dies between Twilio's answer and recording it (a Lambda timeout, a lost connection).
+        if not crashes:
+            crashes.append(contact.id)
+            raise RuntimeError("the send worker crashed")
+        return record_sent(contact)
+
+    store.record_sent = crash_once
+    # The crashed receive comes back once its visibility timeout ends, as on SQS.
+    hub.hub.outbound_queue.visibility_timeout = 1
+    provider.default = twilio_created("SM" + "9" * 32)
+
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Genau einmal, bitte."})
+
+    sent = wait_status(hub, data["id"], "sent")
+    first, second = wait_requests(hub, provider, "/Messages.json", count=2)
+    assert crashes == [data["id"]]
+    assert first.headers["i-twilio-idempotency-token"] == second.headers["i-twilio-idempotency-token"] == data["id"]
+    assert first.body == second.body
+    assert statuses(sent) == ["queued", "sent"]
+    assert sent["provider_message_id"] == "SM" + "9" * 32
+    hub.wait_for(lambda: hub.hub.outbound_queue.depth() == 0, message="the redelivery acknowledged")
+    assert len(requests_to(provider, "/Messages.json")) == 2
+
+
+def test_a_message_twilio_refuses_is_a_dead_letter_and_its_replay_sends_it(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script.append(twilio_error(21606, "The 'From' phone number provided is not a valid message-capable "
+                                               "Twilio phone number for this destination."))
+
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Hallo!"})
+
+    failed = wait_status(hub, data["id"], "failed")
+    assert failed["status_history"][-1]["code"] == "21606"
+    letters = hub.wait_for(lambda: hub.api("/v1/dead-letters").json()["data"], message="the dead letter")
+    [letter] = letters
+    assert (letter["kind"], letter["subject_id"], letter["destination"]) == ("message", data["id"], "outbound")
+    assert "21606" in letter["reason"]
+
+    # The sender is fixed at Twilio; the operator replays the message.
+    provider.script.append(twilio_created("SM" + "6" * 32))
+    replay = hub.request("POST", f"/v1/dead-letters/{letter['id']}/replay", b"{}",
+                         {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    assert replay.status in (200, 202), replay.body
+
+    sent = wait_status(hub, data["id"], "sent")
+    assert statuses(sent) == ["queued", "failed", "queued", "sent"]
+    first, second = requests_to(provider, "/Messages.json")
+    assert first.headers["i-twilio-idempotency-token"] == second.headers["i-twilio-idempotency-token"] == data["id"]
+    assert hub.api("/v1/dead-letters").json()["data"] == []
