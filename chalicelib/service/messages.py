@@ -146,11 +146,12 @@ class MessageService:
             # The id is derived from the key, so a repeat finds the first message by id alone.
             earlier = self._store.remember(f"send:{contact_id}", value=contact_id,
                                            expires_at=now + timedelta(hours=IDEMPOTENCY_HOURS), now=now)
-            if earlier is not None:
-                existing = self._store.get_contact(contact_id)
-                if existing is not None:
-                    return Accepted(existing, repeated=True)
-                # The first call stopped between remembering the key and queueing: finish it now.
+            if earlier is not None and (repeated := self._repeated(contact_id)) is not None:
+                return repeated
+            # Else the first call stopped between remembering the key and queueing: finish it now.
+        elif message_id is not None and (repeated := self._repeated(message_id)) is not None:
+            # An auto-reply of a contact processed again (a crash before its commit).
+            return repeated
         customer, case = addressee or self._addressee(request)
         route = self._route(request, customer, case)
         sender = self._sender(route)
@@ -181,6 +182,20 @@ class MessageService:
         self._store.commit_outbound(contact, thread_keys=thread_keys)
         self._queue().send([queued(message)])
         return Accepted(contact)
+
+    def _repeated(self, contact_id: str) -> Accepted | None:
+        """The message an earlier call made with this id, if it got as far as recording it. Its
+        contact is never written again (that would put a message already sent back to `queued`);
+        one still `queued` is queued again, since the earlier call may have stopped between the
+        record and the queue: the queue's deduplication on the id and the worker's status check
+        keep that to one send."""
+        existing = self._store.get_contact(contact_id)
+        if existing is None:
+            return None
+        body = existing.raw.get("outbound")
+        if existing.status == OutboundStatus.QUEUED and isinstance(body, dict):
+            self._queue().send([queued(OutboundMessage.model_validate(body))])
+        return Accepted(existing, repeated=True)
 
     # --- who -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""Auto-replies through HTTP on the embedded hub: a routing rule's `reply` goes out on the
+customer's own conversation through the provider, once per contact, whether the provider retries
+its webhook or the hub processes the contact again; the contact records what was sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.functional.outbound import (
+    contact,
+    form,
+    inbound_contact,
+    outbound_hub,
+    requests_to,
+    twilio_created,
+    wait_requests,
+    wait_status,
+)
+from tests.support.fixtures import load
+from tests.support.receiver import Receiver
+
+ACK = "Danke für Ihre Nachricht! Wir melden uns heute."
+ROUTING = {"routing": {
+    "templates": {"ack": {"de": ACK}},
+    "rules": [{"name": "acknowledge-sms", "when": {"channel": "sms"}, "then": {"reply": "ack", "tags": ["acked"]}}],
+}}
+SID = "SM11111111111111111111111111111111"
+
+
+@pytest.fixture
+def provider():
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def hub(tmp_path, receiver, provider):
+    provider.default = twilio_created("SM" + "a1" * 16)
+    with outbound_hub(tmp_path, receiver, provider, extra=ROUTING) as running:
+        yield running
+
+
+def _auto_reply(running, inbound: dict) -> dict:
+    [outcome] = inbound["enrichment"]["auto_replies"]
+    assert (outcome["rule"], outcome["sent"], outcome["channel"]) == ("acknowledge-sms", True, "sms")
+    return wait_status(running, outcome["message_id"], "sent")
+
+
+def test_a_rules_reply_is_sent_to_the_customer_once_though_twilio_retries_its_webhook(hub, provider):
+    fixture = load("twilio", "sms_text")
+
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    inbound = inbound_contact(hub, SID)
+    # Twilio retries the same webhook (its own retry, same MessageSid).
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    hub.wait_for(hub.settled, message="the retry processed")
+
+    reply = _auto_reply(hub, inbound)
+    assert reply["direction"] == "outbound" and reply["case_id"] == inbound["case_id"]
+    assert reply["metadata"]["origin"] == "routing:acknowledge-sms"
+    [request] = wait_requests(hub, provider, "/Messages.json")
+    assert form(request)["Body"] == [ACK]
+    assert form(request)["To"] == ["+14155550101"]
+    hub.wait_for(lambda: hub.hub.outbound_queue.depth() == 0, message="the outbound queue drained")
+    assert len(requests_to(provider, "/Messages.json")) == 1
+
+
+def test_a_contact_processed_again_after_a_crash_sends_its_reply_once_and_it_stays_sent(hub, provider):
+    store = hub.hub.store
+    commit_contact, crashes = store.commit_contact, []
+
+    def crash_once(*args, **kwargs):
+        # The process worker dies after queueing the auto-reply and before committing the contact.
+        if not crashes:
+            crashes.append(True)
+            raise RuntimeError("the process worker crashed")
+        return commit_contact(*args, **kwargs)
+
+    store.commit_contact = crash_once
+    # The crashed receive comes back once its visibility timeout ends, as on SQS.
+    hub.hub.inbound_queue.visibility_timeout = 1
+    fixture = load("twilio", "sms_text")
+
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    inbound = inbound_contact(hub, SID)
+
+    assert crashes == [True]
+    reply = _auto_reply(hub, inbound)
+    hub.wait_for(lambda: hub.settled() and hub.hub.outbound_queue.depth() == 0, message="everything processed")
+    assert len(requests_to(provider, "/Messages.json")) == 1
+    # The second processing found the reply already sent and left it alone (it used to put it
+    # back to `queued`, where it stayed: the queue had already taken that message id).
+    final = contact(hub, reply["id"])
+    assert final["status"] == "sent"
+    assert [c["status"] for c in final["status_history"]] == ["queued", "sent"]
