@@ -93,3 +93,20 @@ def test_a_contact_processed_again_after_a_crash_sends_its_reply_once_and_it_sta
     final = contact(hub, reply["id"])
     assert final["status"] == "sent"
     assert [c["status"] for c in final["status_history"]] == ["queued", "sent"]
+
+
+def test_a_stop_message_gets_no_auto_reply_and_the_contact_says_why(hub, provider):
+    from tests.functional.test_outbound_twilio import sms
+
+    first = sms(hub, 1, "Wo ist meine Bestellung?")
+    hub.wait_for(lambda: hub.hub.outbound_queue.depth() == 0 and len(requests_to(provider, "/Messages.json")) == 1,
+                 message="the first contact's auto-reply")
+
+    stop = sms(hub, 2, "STOP")
+
+    assert first["enrichment"]["auto_replies"][0]["sent"] is True
+    [refused] = stop["enrichment"]["auto_replies"]
+    assert (refused["rule"], refused["sent"], refused["reason"]) == ("acknowledge-sms", False, "consent_refused")
+    hub.wait_for(hub.settled, message="everything processed")
+    assert hub.hub.outbound_queue.depth() == 0
+    assert len(requests_to(provider, "/Messages.json")) == 1

@@ -216,3 +216,51 @@ def test_a_message_twilio_refuses_is_a_dead_letter_and_its_replay_sends_it(hub, 
     first, second = requests_to(provider, "/Messages.json")
     assert first.headers["i-twilio-idempotency-token"] == second.headers["i-twilio-idempotency-token"] == data["id"]
     assert hub.api("/v1/dead-letters").json()["data"] == []
+
+
+def test_a_status_callback_that_overtakes_the_workers_record_still_counts(hub, provider):
+    """Twilio can call back before the worker has stored the sid: the report is kept and folded in."""
+    import threading
+
+    inbound = customer_sms(hub)
+    store = hub.hub.store
+    record_sent, reported = store.record_sent, threading.Event()
+
+    def after_the_callback(contact):
+        assert reported.wait(10), "the test never posted the callback"
+        return record_sent(contact)
+
+    store.record_sent = after_the_callback
+    provider.script.append(twilio_created(DELIVERED_SID))
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Schnell zugestellt."})
+    wait_requests(hub, provider, "/Messages.json")
+
+    fixture = load("twilio", "status_sms_delivered")
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    hub.wait_for(lambda: hub.hub.inbound_queue.depth() == 0, message="the callback processed")
+    reported.set()
+
+    delivered = wait_status(hub, data["id"], "delivered")
+    assert statuses(delivered) == ["queued", "sent", "delivered"]
+
+
+def test_a_whatsapp_reply_through_twilio_keeps_the_prefix_and_reads_back(hub, provider):
+    path, body, headers = twilio_request({"MessageSid": "SM" + "4" * 32, "AccountSid": TWILIO_ACCOUNT,
+                                          "From": "whatsapp:+5511987654321", "To": "whatsapp:+14155550100",
+                                          "Body": "Oi, meu pedido?", "NumMedia": "0", "ProfileName": "Ana"})
+    assert hub.post(path, body, headers).status == 200
+    inbound = inbound_contact(hub, "SM" + "4" * 32)
+    # The sid tests/fixtures/twilio/status_whatsapp_read reports on.
+    provider.script.append(twilio_created("SM" + "6" * 32, to="whatsapp:+5511987654321"))
+
+    data = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Chega amanhã."})
+
+    assert (data["channel"], data["account"], data["to"]) == ("whatsapp", "whatsapp:+14155550100",
+                                                               "whatsapp:+5511987654321")
+    [request] = wait_requests(hub, provider, "/Messages.json")
+    assert form(request) == {"To": ["whatsapp:+5511987654321"], "From": ["whatsapp:+14155550100"],
+                             "Body": ["Chega amanhã."], "StatusCallback": ["https://hub.example.com/webhooks/twilio/status"]}
+    wait_status(hub, data["id"], "sent")
+    fixture = load("twilio", "status_whatsapp_read")
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    assert statuses(wait_status(hub, data["id"], "read")) == ["queued", "sent", "read"]
