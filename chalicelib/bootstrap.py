@@ -479,6 +479,7 @@ class Hub:
             store=self.store, blobs=self.blobs, delivery_queue=lambda: self.delivery_queue, identity=config.identity,
             identity_rules=lambda: self.identity_rules, survivorship=config.survivorship, cases=config.cases,
             limits=config.customers, event_destinations=self.customer_event_destinations, clock=self.clock,
+            consent=config.consent,
         )
 
     @wired

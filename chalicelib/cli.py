@@ -1,4 +1,4 @@
-"""`hubctl`: run the embedded hub, check a configuration, make API keys, simulate customers.
+"""`hubctl`: run the embedded hub, check a configuration, make API keys, send messages, simulate customers.
 
 Usage: `python -m chalicelib.cli <command>` (or `bin/hubctl <command>`); `--help` on each command.
 """
@@ -113,6 +113,42 @@ def _dead_letters(args: argparse.Namespace) -> int:
         hub.close()
 
 
+def _send(args: argparse.Namespace) -> int:
+    """`hubctl send`: one message to a customer, through the same checks as `POST /v1/messages`,
+    queued on the store and queues HUB_RUNTIME points at (the running `make run` hub sends it)."""
+    from pydantic import ValidationError
+
+    from chalicelib.bootstrap import Hub
+    from chalicelib.service.send_request import SendRequest
+    from chalicelib.settings import Settings
+
+    to = {"case_id": args.case} if args.case else {"customer_id": args.customer} if args.customer \
+        else {"identifier": args.identifier}
+    body = {"to": to, "channel": args.channel, "text": args.text, "subject": args.subject,
+            "provider": args.provider, "account": args.account, "idempotency_key": args.idempotency_key,
+            "purpose": args.purpose}
+    if args.template:
+        body["template"] = {"name": args.template, "language": args.language, "parameters": args.parameter or []}
+    try:
+        request = SendRequest.model_validate({k: v for k, v in body.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            print(f"hubctl: {'.'.join(str(p) for p in error['loc']) or 'message'}: {error['msg']}", file=sys.stderr)
+        return 2
+    hub = Hub(Settings.from_environ())
+    try:
+        accepted = hub.messages.send(request, origin="cli", idempotency_scope="cli")
+    except HubError as exc:
+        print(f"hubctl: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        hub.close()
+    view = accepted.view()
+    print(f"{'already queued' if accepted.repeated else 'queued'} {view['id']}: {view['channel']} via "
+          f"{view['provider']} from {view['account']} to {view['to']} (case {view['case_id']})")
+    return 0
+
+
 def _unhandled(args: argparse.Namespace) -> int:
     """`hubctl unhandled`: webhook items no adapter could read, kept raw, of one day (UTC)."""
     from datetime import date
@@ -210,6 +246,25 @@ def main(argv: list[str] | None = None) -> int:
     dead.add_argument("--id", help="replay this one dead letter (its delivery id)")
     dead.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     dead.set_defaults(func=_dead_letters)
+
+    send = commands.add_parser("send", help="send a customer a message (like POST /v1/messages)")
+    addressee = send.add_mutually_exclusive_group(required=True)
+    addressee.add_argument("--case", help="answer on this case's conversation")
+    addressee.add_argument("--customer", help="send to this customer")
+    addressee.add_argument("--identifier", help="send to the customer holding this identifier (phone:+49…)")
+    send.add_argument("--text", help="the message text")
+    send.add_argument("--channel", default="reply",
+                      help="reply (default), preferred, or sms, whatsapp, email, webchat, messenger, instagram, "
+                           "telegram, slack, x")
+    send.add_argument("--provider", help="with an explicit channel: the provider to send through")
+    send.add_argument("--account", help="with an explicit channel: the number, page, mailbox or bot to send from")
+    send.add_argument("--subject", help="email subject (default: Re: the answered mail's)")
+    send.add_argument("--template", help="a configured template's name (outside the WhatsApp window)")
+    send.add_argument("--language", default="de", help="the template's language (default de)")
+    send.add_argument("--parameter", action="append", help="a template parameter, in order (repeat)")
+    send.add_argument("--purpose", default="service", choices=["service", "marketing"])
+    send.add_argument("--idempotency-key", help="the same key sends once (within 24 h)")
+    send.set_defaults(func=_send)
 
     unhandled = commands.add_parser("unhandled", help="list webhook items no adapter could read (kept raw)")
     unhandled.add_argument("--day", type=_iso_day, help="the UTC day, YYYY-MM-DD (default today)")

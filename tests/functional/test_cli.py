@@ -67,7 +67,14 @@ def test_simulate_shows_one_customer_across_sms_whatsapp_and_web_chat(tmp_path, 
     for channel in ("sms", "whatsapp", "webchat"):
         assert f"  {channel}" in output
     assert output.count("outbox=delivered") == 3
+    # The round trip: the agent's API reply and the rules' automatic one (the acknowledgement in
+    # opening hours, the out-of-hours answer otherwise) reach the simulated widget.
+    assert "POST /v1/messages → 202" in output
+    assert "automatic" in output
+    assert "agent     'Hallo Jana, Ihr Paket ist unterwegs" in output
+    assert "queued → sent → delivered" in output
     lines = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    lines = [line for line in lines if line["type"] == "contact.created"]
     assert len({line["data"]["customer"]["id"] for line in lines}) == 1
     assert lines[-1]["data"]["case"]["contact_count"] == 3
 
@@ -173,3 +180,46 @@ def test_simulate_reaches_every_registered_channel_with_its_providers_own_signed
     contacts = [json.loads(line)["data"]["contact"] for line in outbox.read_text().splitlines()]
     assert sorted(c["provider"] for c in contacts) == sorted(CHANNELS)
     assert {c["provider"]: c["text"] for c in contacts} == {key: f"Hallo über {key}" for key in CHANNELS}
+
+
+def test_hubctl_send_queues_a_reply_the_running_hub_sends(tmp_path, capsys, monkeypatch):
+    runtime = EmbeddedRuntime(Settings(config_path=str(DEFAULT_CONFIG), data_dir=str(tmp_path), port=0), port=0).start()
+    monkeypatch.setenv("HUB_CONFIG", str(DEFAULT_CONFIG))
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    try:
+        assert main(["simulate", "--url", runtime.url, "--config", str(DEFAULT_CONFIG), "--channel", "webchat",
+                     "--text", "Hallo?"]) == 0
+        hub = runtime.hub
+        customer = _wait(lambda: hub.customers.find("phone:+4915123456789"))[0]
+        _wait(lambda: hub.customers.timeline(customer["id"], limit=5, cursor=None)[0])
+        case = customer["open_case"]["id"] if customer.get("open_case") else None
+        capsys.readouterr()
+
+        sent = main(["send", "--customer", customer["id"], "--text", "Antwort aus der Shell",
+                     "--idempotency-key", "shell-1"])
+        again = main(["send", "--customer", customer["id"], "--text", "Antwort aus der Shell",
+                      "--idempotency-key", "shell-1"])
+        refused = main(["send", "--customer", customer["id"], "--channel", "sms", "--text", "x"])
+        invalid = main(["send", "--customer", customer["id"], "--channel", "fax", "--text", "x"])
+        output = capsys.readouterr()
+        message_id = output.out.split()[1].rstrip(":")
+        contact = _wait(lambda: (c := hub.customers.contact(message_id))["status"] == "delivered" and c)
+    finally:
+        runtime.stop()
+
+    assert (sent, again, refused, invalid) == (0, 0, 1, 2)
+    assert "queued ct_" in output.out and "already queued" in output.out and "via webchat" in output.out
+    assert "no_reachable_channel" in output.err and "channel:" in output.err
+    assert contact["text"] == "Antwort aus der Shell" and contact["metadata"]["origin"] == "cli"
+    assert case is None or contact["case_id"] == case
+
+
+def _wait(predicate, timeout: float = 10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
