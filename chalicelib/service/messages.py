@@ -117,12 +117,13 @@ class MessageService:
 
         outcomes = []
         millis = int(contact.received_at.timestamp() * 1000)
+        own = _own_target(contact, customer)
         for intent in contact.routing.replies:
             message_id = stable_id("ct", f"auto-reply:{contact.id}:{intent.rule}", millis=millis)
             request = SendRequest(to=Addressee(case_id=case.id), text=intent.text)
             try:
                 accepted = self.send(request, origin=f"routing:{intent.rule}", human=False, message_id=message_id,
-                                     addressee=(customer, case))
+                                     addressee=(customer, case), reply_target=own)
             except (SendRefusedError, UnsendableMessageError) as refused:
                 outcomes.append({"rule": intent.rule, "sent": False, "reason": refused.code,
                                  "detail": refused.message})
@@ -133,11 +134,14 @@ class MessageService:
 
     def send(self, request: SendRequest, *, origin: str, idempotency_scope: str | None = None,
              human: bool = True, message_id: str | None = None,
-             addressee: tuple[Customer, Case | None] | None = None) -> Accepted:
+             addressee: tuple[Customer, Case | None] | None = None,
+             reply_target: ReplyTarget | None = None) -> Accepted:
         """Queue `request` or refuse it (`SendRefusedError`, `NotFoundError`, `RequestRejectedError`).
         `origin` says who asked (`api:<key>`, `routing:<rule>`, `cli`); `human` is False for
         automatic messages (they never use Messenger's human-agent extension); `message_id`
-        fixes the contact id (auto-replies: derived from the contact answered)."""
+        fixes the contact id (auto-replies: derived from the contact answered); `reply_target`
+        is the conversation `channel: reply` continues instead of the case's latest (auto-replies:
+        the contact's own)."""
         now = self._clock()
         contact_id = message_id
         if request.idempotency_key is not None:
@@ -153,7 +157,7 @@ class MessageService:
             # An auto-reply of a contact processed again (a crash before its commit).
             return repeated
         customer, case = addressee or self._addressee(request)
-        route = self._route(request, customer, case)
+        route = self._route(request, customer, case, reply_target)
         sender = self._sender(route)
         self._check_consent(customer, route.channel, request.purpose)
         template, tag = self._window(request, route, sender, now, human=human)
@@ -238,13 +242,14 @@ class MessageService:
 
     # --- where -----------------------------------------------------------------------------------------
 
-    def _route(self, request: SendRequest, customer: Customer, case: Case | None) -> Route:
+    def _route(self, request: SendRequest, customer: Customer, case: Case | None,
+               reply_target: ReplyTarget | None = None) -> Route:
         channel = request.explicit_channel
         if request.channel == "preferred":
             preferred = customer.attributes.get("preferred_channel")
             channel = _channel_or_none(preferred.value if preferred is not None else None)
         if channel is None:
-            target = _reply_target(customer, case)
+            target = reply_target or _reply_target(customer, case)
             if target is None:
                 raise SendRefusedError("no_reachable_channel", "the customer never wrote on a channel the hub can "
                                        "answer on; name an explicit channel")
@@ -358,6 +363,17 @@ def _reply_target(customer: Customer, case: Case | None) -> ReplyTarget | None:
     if not customer.reply_targets:
         return None
     return max(customer.reply_targets.values(), key=lambda t: t.at)
+
+
+def _own_target(contact: Contact, customer: Customer) -> ReplyTarget | None:
+    """The conversation `contact` belongs to, as the customer remembers it: its own target, else
+    the newest on its channel and provider (a newer message there replaced it; senders write
+    `account` in their own form, so it is not compared). Not the case's latest inbound message:
+    that can be on another channel, since providers' timestamps differ and a late redelivery
+    keeps its own."""
+    same = [t for t in customer.reply_targets.values()
+            if t.provider == contact.provider and _same_channel(contact.channel, t.channel)]
+    return next((t for t in same if t.contact_id == contact.id), None) or max(same, key=lambda t: t.at, default=None)
 
 
 def _route_of(target: ReplyTarget) -> Route:

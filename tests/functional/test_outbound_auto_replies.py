@@ -110,3 +110,34 @@ def test_a_stop_message_gets_no_auto_reply_and_the_contact_says_why(hub, provide
     hub.wait_for(hub.settled, message="everything processed")
     assert hub.hub.outbound_queue.depth() == 0
     assert len(requests_to(provider, "/Messages.json")) == 1
+
+
+def test_each_contacts_auto_reply_goes_on_its_own_channel_even_when_another_channel_spoke_later(
+        tmp_path, receiver, provider):
+    """Meta redelivers a WhatsApp message an hour late (its `timestamp` is when the customer
+    wrote); meanwhile the customer's SMS arrived. The WhatsApp message's reply goes on WhatsApp."""
+    from datetime import datetime, timezone
+
+    from tests.functional.outbound import whatsapp_accepted
+    from tests.functional.test_outbound_twilio import sms
+    from tests.support.fakes import Clock
+
+    routing = {"routing": {"templates": {"ack": {"de": ACK}}, "rules": [{"name": "acknowledge", "then": {"reply": "ack"}}]}}
+    clock = Clock(datetime(2026, 1, 1, 0, 50, tzinfo=timezone.utc))
+    with outbound_hub(tmp_path, receiver, provider, clock=clock, extra=routing) as running:
+        first = sms(running, 1, "Hallo, kurze Frage", phone="+16505551234")
+        running.wait_for(lambda: len(requests_to(provider, "/Messages.json")) == 1, message="the SMS auto-reply")
+        provider.script.append(whatsapp_accepted("wamid.OUT-ACK"))
+        clock.advance(600)
+        # tests/fixtures/meta/whatsapp_text: written at 00:00 by the same phone, delivered at 01:00.
+        fixture = load("meta", "whatsapp_text")
+        assert running.post(fixture.path, fixture.body, fixture.headers).status == 200
+        late = inbound_contact(running, "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUVCMDAwMDAwMDAwMDAwMD1A=")
+
+        assert late["customer_id"] == first["customer_id"]
+        [outcome] = late["enrichment"]["auto_replies"]
+        assert (outcome["sent"], outcome["channel"]) == (True, "whatsapp"), outcome
+        [request] = wait_requests(running, provider, "/messages")
+        assert request.path.endswith("/106540352242922/messages")
+        running.wait_for(lambda: running.hub.outbound_queue.depth() == 0, message="the outbound queue drained")
+        assert len(requests_to(provider, "/Messages.json")) == 1
