@@ -59,12 +59,17 @@ def statuses(found: dict) -> list[str]:
 
 
 def inbound_contact(running: RunningHub, provider_message_id: str) -> dict:
-    """The contact the hub made of an inbound message, once processed (from the outbox destination)."""
+    """The contact the hub made of an inbound message, as the outbox destination got it, once
+    committed (the delivery is queued just before the commit: the customer's side of it, consent
+    and reply targets, is only there after it)."""
     def find():
         return next((e["data"]["contact"] for e in running.outbox()
                      if e["data"].get("contact", {}).get("provider_message_id") == provider_message_id), None)
 
-    return running.wait_for(find, message=f"the contact of {provider_message_id}")
+    found = running.wait_for(find, message=f"the contact of {provider_message_id}")
+    running.wait_for(lambda: running.api(f"/v1/contacts/{found['id']}").status == 200,
+                     message=f"the commit of {provider_message_id}")
+    return found
 
 
 def requests_to(provider: Receiver, path_part: str) -> list[Received]:

@@ -264,3 +264,25 @@ def test_a_whatsapp_reply_through_twilio_keeps_the_prefix_and_reads_back(hub, pr
     fixture = load("twilio", "status_whatsapp_read")
     assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
     assert statuses(wait_status(hub, data["id"], "read")) == ["queued", "sent", "read"]
+
+
+def test_undelivered_callbacks_fail_the_message_and_21610_in_one_opts_the_customer_out(hub, provider):
+    inbound = customer_sms(hub)
+    provider.script += [twilio_created("SM" + "7" * 32), twilio_created("SM" + "5" * 31 + "0")]
+    unreachable = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Erste"})
+    wait_status(hub, unreachable["id"], "sent")
+    stopped = accepted(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Zweite"})
+    wait_status(hub, stopped["id"], "sent")
+
+    # Twilio's stored callback: undelivered, 30003 (unreachable handset): a failure, not an opt-out.
+    fixture = load("twilio", "status_sms_undelivered")
+    assert hub.post(fixture.path, fixture.body, fixture.headers).status == 200
+    status_callback(hub, "SM" + "5" * 31 + "0", "undelivered", ErrorCode="21610")
+
+    first = wait_status(hub, unreachable["id"], "failed")
+    second = wait_status(hub, stopped["id"], "failed")
+    assert (first["status_history"][-1]["code"], second["status_history"][-1]["code"]) == ("30003", "21610")
+    hub.wait_for(lambda: hub.api(f"/v1/customers/{inbound['customer_id']}").json()["consent"]
+                 .get("sms", {}).get("service", {}).get("state") == "opted_out", message="the opt-out in the ledger")
+    refused = send(hub, {"to": {"case_id": inbound["case_id"]}, "text": "Dritte"})
+    assert refused.status == 409
