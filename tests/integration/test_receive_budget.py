@@ -47,6 +47,7 @@ RECEIVES_LOST_OUTSIDE_THE_HUB = 3
 QUEUES = {
     "inbound": ("InboundQueue", "process_inbound"),
     "delivery": ("DeliveryQueue", "deliver"),
+    "outbound": ("OutboundQueue", "send"),
     "ses-inbound": ("SesInboundQueue", "ses_inbound"),
 }
 
@@ -77,7 +78,9 @@ def function_timeout(function: str) -> int:
 
 def hub_receives(stage: str, role: str) -> int:
     config = load_config(ROOT / "chalicelib" / "conf" / f"{stage}.yaml")
+    # The send worker gives up on a message at the delivery pipeline's receives (service/send_worker.py).
     return {"inbound": config.processing.max_receives, "delivery": config.delivery.max_receives,
+            "outbound": config.delivery.max_receives,
             # A pull entry has no setting of its own: as many receives as the local queue gives it.
             "ses-inbound": LOCAL_PULL_MAX_RECEIVES}[role]
 
