@@ -5,8 +5,9 @@
 
 Creates or updates the CloudFormation stack `hub-<stage>` from `infra/stateful.yaml`, waits for it,
 then writes its outputs into `.chalice/config.json` → stages.<stage>.environment_variables
-(HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_DELIVERY_DLQ_URL, HUB_BUCKET,
-HUB_SES_INBOUND_QUEUE_URL), keeping everything else in the file as it was. Running it again without a template change changes nothing.
+(HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_DELIVERY_DLQ_URL,
+HUB_OUTBOUND_QUEUE_URL, HUB_OUTBOUND_DLQ_URL, HUB_BUCKET, HUB_SES_INBOUND_QUEUE_URL), keeping
+everything else in the file as it was. Running it again without a template change changes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ OUTPUT_VARIABLES = {
     "DeliveryQueueUrl": "HUB_DELIVERY_QUEUE_URL",
     # The deliver worker dead-letters a job itself once it gives up (service/deliver.py).
     "DeliveryDeadLetterQueueUrl": "HUB_DELIVERY_DLQ_URL",
+    # The send API and auto-replies queue messages; the send worker consumes them and, like the
+    # deliver worker, dead-letters a message itself once it gives up (service/send_worker.py).
+    "OutboundQueueUrl": "HUB_OUTBOUND_QUEUE_URL",
+    "OutboundDeadLetterQueueUrl": "HUB_OUTBOUND_DLQ_URL",
     "BucketName": "HUB_BUCKET",
     # The ses_inbound worker deletes each notification it finished (partial batches).
     "SesInboundQueueUrl": "HUB_SES_INBOUND_QUEUE_URL",

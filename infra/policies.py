@@ -10,8 +10,10 @@ the rest of the file as it was. No stage-wide policy is left, so a function adde
 policy of its own fails to deploy instead of sharing another's.
 
 Each function gets what its code path calls, and nothing another function needs: the API function
-(webhooks, consumer API, media links) never reads a destination's credentials, starts a Connect
-task, puts events or calls Comprehend. What a function needs comes from two places:
+(webhooks, consumer API, media links, the send API) never reads a destination's credentials,
+starts a Connect task, puts events, calls Comprehend or sends email; the send function (channel
+providers) never reads a destination's credentials either, and reaches only the table partitions
+its messages live in. What a function needs comes from two places:
 
 - the code (the table below, statement by statement, each with a Sid saying what it is for);
 - the stage's hub configuration: the secrets it references (each one by name, to the functions
@@ -62,6 +64,16 @@ TABLE_READ_WRITE = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query
 #: What the deliver worker's store calls: the delivery record and the erasure tombstone (GetItem),
 #: the case with its external references (Query), deliveries, case refs and dead letters (PutItem).
 TABLE_DELIVER = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
+
+#: What the send worker's store calls (service/send_worker.py and what it calls back): the
+#: outbound contact and its timeline copy (Query, PutItem), the provider's message id link
+#: (PutItem), the customer and case of message events (GetItem, Query), early status reports
+#: (Query), the web chat outbox (GetItem, PutItem), an opt-out on the customer (PutItem) and the
+#: dead letter (PutItem). Never a batch, never an update or a Scan.
+TABLE_SEND = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
+#: The partitions those calls reach (the key layout of chalicelib/adapters/store/dynamodb.py).
+#: `dynamodb:LeadingKeys` is checked per item, so a transaction's every item must be in one.
+SEND_PARTITIONS = ["CONTACT#*", "CUST#*", "CASE#*", "SENT#*", "STATUS#*", "OUTBOX#*", "DEADLETTERS"]
 
 #: A pull entry's reads, by entry name: where its announcements point to (infra/stateful.yaml
 #: announces objects under this bucket prefix on the entry's queue).
@@ -195,6 +207,36 @@ def rules_source_statements(stage: Stage, config) -> list[dict]:
     return []
 
 
+def ses_sending_statements(config) -> list[dict]:
+    """SES `SendEmail` from exactly the configured sending addresses (`channels.ses.sending_addresses`).
+
+    SES authorizes a send on the identity it sends from: the address when it is verified on its
+    own, else its domain; so a mailbox grants both, a `@domain` entry the domain and its
+    addresses. `ses:FromAddress` keeps a domain identity from sending as any other mailbox of
+    the domain. SES v2 `SendEmail` with raw content is authorized as `ses:SendRawEmail` as well
+    as `ses:SendEmail` (as observed by SDK users; AWS's reference names only the latter), so both.
+    The configuration set, when one is named, is a resource of the call too.
+    """
+    ses = config.channels.get("ses")
+    addresses = list(getattr(ses, "sending_addresses", None) or [])
+    if not addresses:
+        return []
+    identities, senders = set(), set()
+    for address in addresses:
+        if address.startswith("@"):
+            domain = address[1:]
+            identities |= {domain, f"*@{domain}"}
+            senders.add(f"*@{domain}")
+        else:
+            identities |= {address, address.rsplit("@", 1)[1]}
+            senders.add(address)
+    resources = {f"arn:aws:ses:*:*:identity/{identity}" for identity in identities}
+    if ses.configuration_set_name:
+        resources.add(f"arn:aws:ses:*:*:configuration-set/{ses.configuration_set_name}")
+    return [statement("ChannelSesSend", ["ses:SendEmail", "ses:SendRawEmail"], resources,
+                      {"StringLike": {"ses:FromAddress": sorted(senders)}})]
+
+
 def comprehend_statements(config) -> list[dict]:
     comprehend = config.enrichment.comprehend
     actions = [action for enabled, action in ((comprehend.sentiment, "comprehend:DetectSentiment"),
@@ -247,12 +289,18 @@ def api_policy(stage: Stage, config) -> list[dict]:
         # Consumer API: replays of dead letters, released parked contacts, merge/unmerge/erasure
         # announcements to destinations.
         statement("ConsumerApiQueuesDeliveries", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        # POST /v1/messages (and replays of dead messages): one send per accepted message.
+        statement("SendApiQueuesMessages", ["sqs:SendMessage"], [stage.queue("outbound")]),
         # Consumer API reads and edits customers, contacts, merges, dead letters, unhandled items,
-        # erasure; the health check's GetItem; webhook replay tokens (a conditional PutItem).
+        # erasure; the send API's addressee, idempotency key (remember), outbound contact and
+        # thread keys; the web chat outbox the widget polls; the health check's GetItem; webhook
+        # replay tokens (a conditional PutItem).
         statement("Table", TABLE_READ_WRITE, [stage.table]),
-        # Claim-checked bodies of what it sends (an email webhook over 200 KB, a large replay).
+        # Claim-checked bodies of what it sends (an email webhook over 200 KB, a large replay or
+        # message).
         statement("QueueBodiesSent", ["s3:PutObject"],
-                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
+                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery"), stage.queue_bodies("outbound")],
+                  OWN_ACCOUNT),
         # Media links (served or redirected to a presigned URL), the GDPR export of offloaded raw
         # payloads, and erasure of both.
         statement("CustomerFiles", ["s3:GetObject", "s3:DeleteObject"],
@@ -275,11 +323,16 @@ def process_policy(stage: Stage, config) -> list[dict]:
         *stage.logs("process_inbound"),
         statement("InboundQueueConsume", CONSUME, [stage.queue("inbound")]),
         statement("DeliveriesQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
-        # Claims, customers, contacts and cases (transactions), merges, statuses, unhandled items.
+        # Routing's auto-replies go out through the send path (MessageService.send).
+        statement("AutoRepliesQueue", ["sqs:SendMessage"], [stage.queue("outbound")]),
+        # Claims, customers, contacts and cases (transactions), merges, statuses, unhandled items;
+        # status reports matched to the hub's messages (SENT# links, the outbound contact), opt-outs
+        # on the customer's consent ledger; auto-replies' outbound contacts.
         statement("Table", TABLE_READ_WRITE, [stage.table]),
         # Read its messages' claim-checked bodies and replace them with a "released" marker.
         statement("InboundQueueBodies", ["s3:GetObject", "s3:PutObject"], [stage.queue_bodies("inbound")], OWN_ACCOUNT),
-        statement("DeliveryQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        statement("QueueBodiesSent", ["s3:PutObject"],
+                  [stage.queue_bodies("delivery"), stage.queue_bodies("outbound")], OWN_ACCOUNT),
         # Downloaded attachments (and presigned links to them), and raw payloads too large for an item.
         statement("CustomerFiles", ["s3:PutObject", "s3:GetObject"], [stage.objects("media/")], OWN_ACCOUNT),
         statement("RawPayloads", ["s3:PutObject"], [stage.objects("raw/")], OWN_ACCOUNT),
@@ -316,6 +369,37 @@ def deliver_policy(stage: Stage, config) -> list[dict]:
     ]
 
 
+def send_policy(stage: Stage, config) -> list[dict]:
+    """Send queued messages through the channel providers: their credentials (SSM), SES, the
+    web chat outbox; the outcome on the outbound contact; message events to destinations."""
+    return [
+        *stage.logs("send"),
+        statement("OutboundQueueConsume", CONSUME, [stage.queue("outbound")]),
+        # A message the hub gives up on goes to the DLQ (alarms watch its depth) and the store.
+        statement("DeadLettersSend", ["sqs:SendMessage"], [stage.queue("outbound-dlq")]),
+        # `message.sent` / `message.status` jobs for the destinations that take them.
+        statement("MessageEventsQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        statement("Table", TABLE_SEND, [stage.table],
+                  {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": SEND_PARTITIONS}}),
+        # The dead letter's erasure guard, as the deliver worker's (a conditional delete of the
+        # customer's tombstone key that never matches an item).
+        statement("DeadLetterErasureGuard", ["dynamodb:DeleteItem"], [stage.table],
+                  {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CUST#*"]}}),
+        # Its messages' claim-checked bodies (redriven ones come from the DLQ's prefix), released
+        # with a marker; dead letters' and message events' bodies.
+        statement("OutboundQueueBodies", ["s3:GetObject", "s3:PutObject"],
+                  [stage.queue_bodies("outbound"), stage.queue_bodies("outbound-dlq")], OWN_ACCOUNT),
+        statement("DeliveryQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        # The providers' credentials (channels.*): in SSM, like every channel secret.
+        *secret_statements(stage, "ChannelSecrets", secret_references(config.channels),
+                           ssm_only="channel secrets live in SSM Parameter Store (the API function verifies "
+                                    "webhooks with them)"),
+        *ses_sending_statements(config),
+        TRACING,
+    ]
+
+
 def pull_policy(stage: Stage, config, name: str, provider: str, entry) -> list[dict]:
     """A provider's pull entry: read what each announcement points to, enqueue it."""
     if name not in PULL_ENTRY_PREFIXES:
@@ -338,7 +422,7 @@ def policies_for(stage_name: str, config) -> dict[str, dict]:
 
     stage = Stage(stage_name)
     statements = {API: api_policy(stage, config), "process_inbound": process_policy(stage, config),
-                  "deliver": deliver_policy(stage, config)}
+                  "deliver": deliver_policy(stage, config), "send": send_policy(stage, config)}
     for name, (provider, entry) in PULL_ENTRIES.items():
         statements[entry.function_name] = pull_policy(stage, config, name, provider, entry)
     return {function: {"Version": "2012-10-17", "Statement": items} for function, items in statements.items()}

@@ -8,6 +8,7 @@ what the vendor already accepted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import TypeAdapter
@@ -22,9 +23,15 @@ _WORK = TypeAdapter(DeliveryWork)
 _PAGE = 100
 
 
+#: The outbound queue, built only when a message is replayed: a hub (or stage) without one still
+#: replays its deliveries.
+OutboundQueue = Callable[[], Queue | None]
+
+
 def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime,
-           outbound_queue: Queue | None = None) -> DeadLetter:
-    """Queue one dead letter again and forget it. Raises `NotFoundError`."""
+           outbound_queue: OutboundQueue = lambda: None) -> DeadLetter:
+    """Queue one dead letter again and forget it. Raises `NotFoundError`, and the outbound
+    queue's `ConfigError` only for a message's letter."""
     letter = store.get_dead_letter(letter_id)
     if letter is None:
         raise NotFoundError(f"no dead letter {letter_id}")
@@ -44,7 +51,7 @@ def replay(store: Store, delivery_queue: Queue, letter_id: str, *, now: datetime
 
 
 def replay_destination(store: Store, delivery_queue: Queue, destination: str, *, now: datetime,
-                       limit: int | None = None, outbound_queue: Queue | None = None) -> list[DeadLetter]:
+                       limit: int | None = None, outbound_queue: OutboundQueue = lambda: None) -> list[DeadLetter]:
     """Replay every dead letter of a destination (at most `limit`), oldest id first."""
     replayed: list[DeadLetter] = []
     while limit is None or len(replayed) < limit:
@@ -58,14 +65,15 @@ def replay_destination(store: Store, delivery_queue: Queue, destination: str, *,
     return replayed
 
 
-def _replay_message(store: Store, outbound_queue: Queue | None, letter: DeadLetter, *, now: datetime) -> DeadLetter:
+def _replay_message(store: Store, outbound_queue: OutboundQueue, letter: DeadLetter, *, now: datetime) -> DeadLetter:
     """An outbound message back on the outbound queue, its contact `queued` again (the history
     keeps the failure): the provider sees the same idempotency key."""
     from chalicelib.domain.models import OutboundStatus, StatusChange
     from chalicelib.domain.outbound import OutboundMessage
     from chalicelib.service.messages import queued
 
-    if outbound_queue is None:
+    queue = outbound_queue()
+    if queue is None:
         raise NotFoundError(f"dead letter {letter.id} is a message, and this hub has no outbound queue")
     message = OutboundMessage.model_validate_json(letter.job)
     contact = store.get_contact(message.id)
@@ -75,8 +83,8 @@ def _replay_message(store: Store, outbound_queue: Queue | None, letter: DeadLett
     store.record_sent(contact.model_copy(update={"status": OutboundStatus.QUEUED,
                                                  "status_history": [*contact.status_history, requeued]}))
     outgoing = queued(message)
-    outbound_queue.send([OutgoingMessage(body=outgoing.body, group=outgoing.group,
-                                         dedupe_id=f"{letter.id}-replay-{int(now.timestamp())}")])
+    queue.send([OutgoingMessage(body=outgoing.body, group=outgoing.group,
+                            dedupe_id=f"{letter.id}-replay-{int(now.timestamp())}")])
     store.delete_dead_letter(letter.id)
     return letter
 

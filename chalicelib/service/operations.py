@@ -64,8 +64,9 @@ class Operations:
         idempotency key). Raises `NotFoundError`."""
         from chalicelib.service.dead_letters import replay
 
+        # The outbound queue only when the letter is a message's (a stage may not have one yet).
         letter = replay(self._store, self._delivery_queue(), letter_id, now=self._clock(),
-                        outbound_queue=self._outbound_queue())
+                        outbound_queue=self._outbound_queue)
         return {"id": letter.id, "destination": letter.destination, "status": "queued"}
 
     def replay_destination(self, destination: str, *, limit: int | None = None) -> int:
@@ -73,7 +74,7 @@ class Operations:
         from chalicelib.service.dead_letters import replay_destination
 
         return len(replay_destination(self._store, self._delivery_queue(), destination, now=self._clock(), limit=limit,
-                                      outbound_queue=self._outbound_queue()))
+                                      outbound_queue=self._outbound_queue))
 
     # --- webhook items kept raw --------------------------------------------------------------------
 

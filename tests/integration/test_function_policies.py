@@ -6,7 +6,10 @@ allows fails here, as AccessDenied would in the stage.
 
 The configuration uses what the stages can: webhook secrets in SSM, a destination secret in Secrets
 Manager and one in SSM, routing rules in the stage bucket, mail pulled from S3, bodies over the
-claim-check limit through every queue, a dead letter and its replay, erasure.
+claim-check limit through every queue, a dead letter and its replay, erasure; and the outbound
+path: messages through `POST /v1/messages` to the web chat (its outbox, polled by the widget),
+to Twilio (a provider on the local receiver) and through SES, consumed by the send worker, a
+Twilio status callback matched to its message, and the message events delivered.
 """
 
 from __future__ import annotations
@@ -49,7 +52,14 @@ channels:
   twilio:
     auth_tokens: ["ssm:/hub/dev/twilio/auth-token"]
     public_url: https://hub.example.com/webhooks/twilio
-  ses: {{s3_prefix: "ses-inbound/"}}
+    account_sid: AC{account_hex}
+    numbers: {{sms: ["+14155550100"]}}
+    api_base_url: {origin}
+  ses: {{s3_prefix: "ses-inbound/", sending_addresses: ["{mailbox}"], configuration_set_name: hub-events}}
+  webchat:
+    sites: [{{id: shop}}]
+media:
+  link_secret: ["ssm:/hub/dev/media/link-secret"]
 destinations:
   - name: crm
     type: webhook
@@ -64,8 +74,12 @@ routing:
 api_keys:
   - name: ops
     sha256: {key}
-    scopes: [customers:read, customers:write, customers:erase, operations]
+    scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
 """
+#: The mailbox the stored email (tests/fixtures/ses/email_umlauts.eml) was sent to: replies leave from it.
+MAILBOX = "support@inbound.acme.example"
+TWILIO_CREATED = (ROOT / "tests" / "fixtures" / "twilio" / "outbound" / "api_created.body").read_bytes()
+TWILIO_INVALID_NUMBER = (ROOT / "tests" / "fixtures" / "twilio" / "outbound" / "api_error_21211.body").read_bytes()
 RULES = "rules:\n  - {name: urgent, when: {text: {contains: [urgent]}}, then: {priority: urgent}}\n"
 
 
@@ -95,7 +109,9 @@ def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str,
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
 
         def partition(action: dict) -> str:
-            return (action.get("Key") or action.get("Item") or {}).get("pk", {}).get("S", "")
+            # A Query names its partition in the key condition (the store's is always `pk = :pk`).
+            key = action.get("Key") or action.get("Item") or {"pk": (action.get("ExpressionAttributeValues") or {}).get(":pk", {})}
+            return key.get("pk", {}).get("S", "")
 
         if operation == "TransactWriteItems":
             per_item = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
@@ -115,13 +131,29 @@ def authorized_on(service: str, operation: str, params: dict) -> list[tuple[str,
     if service == "ssm":
         names = params["Names"] if operation == "GetParameters" else [params["Name"]]
         return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{n.lstrip('/')}") for n in names]
+    if service == "sesv2" and operation == "SendEmail":
+        # SES checks the identity it sends from (the address when verified on its own, else its
+        # domain: both must be allowed), the configuration set, and, for raw content, possibly
+        # as SendRawEmail (SDK users report it; AWS names only SendEmail): every one of them.
+        sender = params["FromEmailAddress"]
+        resources = [f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender}",
+                     f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender.rsplit('@', 1)[1]}"]
+        if params.get("ConfigurationSetName"):
+            resources.append(f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{params['ConfigurationSetName']}")
+        actions = ["ses:SendEmail", *(["ses:SendRawEmail"] if "Raw" in params.get("Content", {}) else [])]
+        return [(action, resource, sender) for action in actions for resource in resources]
     if service == "secretsmanager":
         # The ARN ends in the name, a dash and six random characters.
         return [(f"secretsmanager:{operation}", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['SecretId']}-AbC123")]
     raise AssertionError(f"map {service}.{operation} to its IAM action and resource in this test")
 
 
-def allowed(policy: dict, action: str, resource: str, partition: str = "") -> bool:
+#: The conditions a statement may carry beyond the account pin, and what of the request each looks
+#: at: the third element `authorized_on` gives (an item's partition key, the sender address).
+CONDITIONS = {("ForAllValues:StringLike", "dynamodb:LeadingKeys"), ("StringLike", "ses:FromAddress")}
+
+
+def allowed(policy: dict, action: str, resource: str, context: str = "") -> bool:
     for statement in policy["Statement"]:
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if action not in statement["Action"] or not any(fnmatch.fnmatchcase(resource, r) for r in resources):
@@ -129,8 +161,10 @@ def allowed(policy: dict, action: str, resource: str, partition: str = "") -> bo
         condition = statement.get("Condition")
         if condition in (None, policies.OWN_ACCOUNT):  # every resource here is the principal's account's
             return True
-        leading = (condition or {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
-        if leading and len(condition) == 1 and any(fnmatch.fnmatchcase(partition, p) for p in leading):
+        [(operator, keys)] = condition.items()
+        [(key, patterns)] = keys.items()
+        assert (operator, key) in CONDITIONS, f"teach this test the condition {operator} {key}"
+        if any(fnmatch.fnmatchcase(context, pattern) for pattern in patterns):
             return True
     return False
 
@@ -195,7 +229,7 @@ def deployed(tmp_path, monkeypatch):
         sqs, s3 = session.client("sqs"), session.client("s3")
         create_table(session.client("dynamodb"), f"hub-{STAGE}")
         urls = {}
-        for role in ("inbound", "delivery"):
+        for role in ("inbound", "delivery", "outbound"):
             dlq = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             urls[role] = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}.fifo", Attributes={
@@ -214,18 +248,25 @@ def deployed(tmp_path, monkeypatch):
         ssm = session.client("ssm")
         for name, value in (("/hub/dev/twilio/auth-token", TWILIO_TOKEN), ("/hub/dev/audit/signing-secret", WHSEC)):
             ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        ssm.put_parameter(Name="/hub/dev/media/link-secret", Value="l" * 32, Type="SecureString")
         session.client("secretsmanager").create_secret(Name="hub/dev/crm/signing-secret", SecretString=WHSEC)
+        ses = session.client("sesv2")
+        ses.create_email_identity(EmailIdentity=MAILBOX.rsplit("@", 1)[1])
+        ses.create_configuration_set(ConfigurationSetName="hub-events")
 
         config = tmp_path / "dev.yaml"
-        config.write_text(CONFIG.format(url=receiver.url, bucket=BUCKET, key=hashlib.sha256(API_KEY.encode()).hexdigest()))
+        config.write_text(CONFIG.format(url=receiver.url, bucket=BUCKET, key=hashlib.sha256(API_KEY.encode()).hexdigest(),
+                                        account_hex="a" * 32, mailbox=MAILBOX, origin=receiver.url.rsplit("/", 1)[0]))
         granted = policies.policies_for(STAGE, load_config(config, allow_inline_secrets=False))
         settings = Settings(
             runtime="aws", stage=STAGE, config_path=str(config), table_name=f"hub-{STAGE}",
             inbound_queue_url=urls["inbound"], delivery_queue_url=urls["delivery"],
-            delivery_dlq_url=urls["delivery-dlq"], bucket=BUCKET, data_dir=str(tmp_path),
+            delivery_dlq_url=urls["delivery-dlq"], outbound_queue_url=urls["outbound"],
+            outbound_dlq_url=urls["outbound-dlq"], bucket=BUCKET, data_dir=str(tmp_path),
             environ={"HUB_SES_INBOUND_QUEUE_URL": urls["mail"]},
         )
-        clients = {service: session.client(service) for service in ("dynamodb", "sqs", "s3", "ssm", "secretsmanager")}
+        clients = {service: session.client(service)
+                   for service in ("dynamodb", "sqs", "s3", "ssm", "secretsmanager", "sesv2")}
         calls.hubs = {function: Hub(settings, aws_client=clients.__getitem__) for function in granted}
         from app import app
 
@@ -271,8 +312,54 @@ def api(client, calls: Calls, method: str, path: str, body=None, headers=None):
 def twilio_sms(text: str) -> tuple[bytes, dict]:
     params = {"MessageSid": "SM" + "c" * 32, "AccountSid": "AC" + "a" * 32, "From": "+14155550101",
               "To": "+14155550100", "Body": text, "NumMedia": "0"}
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hub.example.com/webhooks/twilio", params)
+    return twilio_form("https://hub.example.com/webhooks/twilio", params)
+
+
+def twilio_form(url: str, params: dict) -> tuple[bytes, dict]:
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
     return urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+
+
+def outbound_scenario(client, calls: Calls, sqs, urls: dict, receiver) -> None:
+    """The outbound path: a web chat visitor, the SMS customer and the email customer are answered
+    through the send API, the send worker sends each (web chat outbox, Twilio on the receiver,
+    SES), Twilio reports the SMS delivered, and the widget fetches its reply."""
+    visitor = json.dumps({"site_id": "shop", "visitor_id": "v-1", "message_id": "m-1", "text": "Hallo?"}).encode()
+    answer = api(client, calls, "POST", "/webhooks/webchat", visitor)
+    assert answer.status_code == 202, answer.body
+    token = json.loads(answer.body)["visitor_token"]
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    [sms_customer] = json.loads(api(client, calls, "GET", "/v1/customers?identifier=phone:%2B14155550101").body)["data"]
+    [mail_customer] = json.loads(api(client, calls, "GET",
+                                     "/v1/customers?identifier=email:juergen.mueller@kunde.example").body)["data"]
+    for to, idempotency in (({"identifier": "webchat:shop/v-1"}, "chat-1"), ({"customer_id": sms_customer["id"]}, "sms-1"),
+                            ({"customer_id": mail_customer["id"]}, "mail-1")):
+        sent = api(client, calls, "POST", "/v1/messages", {"to": to, "text": "Ihr Paket kommt morgen."},
+                   {"Idempotency-Key": idempotency})
+        assert sent.status_code == 202, sent.body
+    receiver.script = [Answer(201, TWILIO_CREATED, {"Content-Type": "application/json"})]
+    for _ in range(3):
+        run(client, calls, sqs, urls["outbound"], "send", at_most=1)
+    created = json.loads(TWILIO_CREATED)
+    body, headers = twilio_form("https://hub.example.com/webhooks/twilio/status", {
+        "MessageSid": created["sid"], "SmsSid": created["sid"], "MessageStatus": "delivered", "SmsStatus": "delivered",
+        "AccountSid": created["account_sid"], "From": "+14155550100", "To": "+14155550101", "ApiVersion": "2010-04-01"})
+    assert api(client, calls, "POST", "/webhooks/twilio/status", body, headers).status_code == 200
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    fetched = api(client, calls, "GET", "/webhooks/webchat/messages?site_id=shop&visitor_id=v-1",
+                  headers={"Authorization": f"Bearer {token}"})
+    assert [m["text"] for m in json.loads(fetched.body)["data"]] == ["Ihr Paket kommt morgen."]
+    statuses = {json.loads(api(client, calls, "GET", f"/v1/customers/{c['id']}/contacts").body)["data"][0]["status"]
+                for c in (sms_customer, mail_customer)}
+    assert statuses == {"delivered", "sent"}, statuses
+    # Twilio refuses the next one for good: the send worker dead-letters it, an operator replays it.
+    sent = api(client, calls, "POST", "/v1/messages", {"to": {"customer_id": sms_customer["id"]}, "text": "Noch was."})
+    assert sent.status_code == 202, sent.body
+    receiver.script = [Answer(400, TWILIO_INVALID_NUMBER, {"Content-Type": "application/json"})]
+    run(client, calls, sqs, urls["outbound"], "send", at_most=1)
+    [letter] = json.loads(api(client, calls, "GET", "/v1/dead-letters?destination=outbound").body)["data"]
+    assert letter["kind"] == "message"
+    assert api(client, calls, "POST", f"/v1/dead-letters/{letter['id']}/replay", {}).status_code == 202
 
 
 def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
@@ -294,6 +381,11 @@ def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
     assert letters, "no dead letter to replay"
     assert api(client, calls, "POST", f"/v1/dead-letters/{letters[0]['id']}/replay", {}).status_code in (200, 202)
     assert api(client, calls, "POST", "/v1/routing/explain", {"contact": {"channel": "sms", "text": "urgent"}}).status_code == 200
+    outbound_scenario(client, calls, sqs, urls, receiver)
+    # The message events (message.sent, message.status) to both destinations.
+    while sqs.get_queue_attributes(QueueUrl=urls["delivery"], AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] != "0":
+        run(client, calls, sqs, urls["delivery"], "deliver", at_most=1)
     [customer] = json.loads(api(client, calls, "GET", "/v1/customers?identifier=phone:%2B14155550101").body)["data"]
     assert api(client, calls, "GET", f"/v1/customers/{customer['id']}/export").status_code == 200
     assert api(client, calls, "DELETE", f"/v1/customers/{customer['id']}").status_code in (200, 202)
@@ -313,3 +405,9 @@ def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
     assert rules in calls.requests("api_handler") and rules in calls.requests("process_inbound")
     assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "sqs:SendMessage", "s3:GetObject",
             "s3:PutObject", "dynamodb:PutItem"} <= made["deliver"]
+    assert {"sqs:SendMessage", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem",
+            "ses:SendEmail", "ses:SendRawEmail", "ssm:GetParameter"} <= made["send"]
+    assert ("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-outbound-dlq.fifo") in calls.requests("send")
+    # The send API queued messages, the process worker matched a status to one of them.
+    assert ("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-outbound.fifo") in calls.requests("api_handler")
+    assert any(request[0] == "dynamodb:BatchGetItem" for request in calls.requests("process_inbound"))

@@ -31,9 +31,9 @@ TEMPLATE = ROOT / "infra" / "stateful.yaml"
 CHALICE_DIR = ROOT / ".chalice"
 BIN = Path(sys.executable).parent
 DEPLOYED_STAGES = ("dev", "prod")
-ROLES = ("inbound", "delivery")
+ROLES = ("inbound", "delivery", "outbound")
 #: The Chalice function consuming each queue role.
-WORKERS = {"inbound": "process_inbound", "delivery": "deliver"}
+WORKERS = {"inbound": "process_inbound", "delivery": "deliver", "outbound": "send"}
 
 
 def _load_deploy():
@@ -109,7 +109,7 @@ def test_every_resource_name_contains_the_stage(template):
         for props in (r["Properties"] for r in template["Resources"].values())
         if {"TableName", "QueueName", "BucketName"} & set(props)
     ]
-    assert len(names) == 8
+    assert len(names) == 10
     assert all("${Stage}" in name["Fn::Sub"] for name in names)
     assert len({substitute(n, "dev") for n in names} & {substitute(n, "qa") for n in names}) == 0
 
@@ -131,6 +131,7 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
               for q in resources_of(template, "AWS::SQS::Queue").values()}
     assert set(queues) == {"hub-dev-inbound.fifo", "hub-dev-inbound-dlq.fifo",
                            "hub-dev-delivery.fifo", "hub-dev-delivery-dlq.fifo",
+                           "hub-dev-outbound.fifo", "hub-dev-outbound-dlq.fifo",
                            "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq"}
     for name, props in queues.items():
         # S3 can only notify standard queues; every worker queue of the hub's own is FIFO.
@@ -139,7 +140,7 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
         assert props["SqsManagedSseEnabled"] is True
     logical_names = {r["Properties"]["QueueName"]["Fn::Sub"]: k for k, r in template["Resources"].items()
                      if r["Type"] == "AWS::SQS::Queue"}
-    for role, max_receives in (("inbound", 17), ("delivery", 11)):
+    for role, max_receives in (("inbound", 17), ("delivery", 11), ("outbound", 11)):
         name = Settings(stage="dev").queue_name(role)  # what app.py subscribes to
         props = queues[name]
         assert props["VisibilityTimeout"] >= 6 * lambda_timeout(chalice_config, WORKERS[role])
@@ -149,15 +150,17 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-@pytest.mark.parametrize("role", ["inbound", "delivery", "ses-inbound"])
+@pytest.mark.parametrize("role", ["inbound", "delivery", "outbound", "ses-inbound"])
 def test_sqs_never_takes_a_message_before_the_hub_gives_up_on_it(stage, role, template):
-    """The deliver worker dead-letters a job itself at `delivery.max_receives`, and the process
+    """The deliver and send workers dead-letter a job or message themselves at
+    `delivery.max_receives`, and the process
     worker's receive number `processing.max_receives` delivers what it has: SQS's redrive must
     come later, by the receives a batch can leave untried and those no handler sees (the
     arithmetic is in tests/integration/test_receive_budget.py and infra/stateful.yaml)."""
     from tests.integration.test_receive_budget import required_receive_count
 
-    logical = {"inbound": "InboundQueue", "delivery": "DeliveryQueue", "ses-inbound": "SesInboundQueue"}[role]
+    logical = {"inbound": "InboundQueue", "delivery": "DeliveryQueue", "outbound": "OutboundQueue",
+               "ses-inbound": "SesInboundQueue"}[role]
     props = template["Resources"][logical]["Properties"]
     assert props["RedrivePolicy"]["maxReceiveCount"] >= required_receive_count(stage, role)
 
@@ -186,7 +189,7 @@ def test_claim_checked_bodies_outlive_their_message_through_a_dlq_redrive(templa
     days = 24 * 3600
     [bucket] = resources_of(template, "AWS::S3::Bucket").values()
     [expiry] = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
-    for name in ("InboundQueue", "DeliveryQueue"):
+    for name in ("InboundQueue", "DeliveryQueue", "OutboundQueue"):
         queue = template["Resources"][name]["Properties"]
         [dead_letter, _] = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
         dlq_days = template["Resources"][dead_letter]["Properties"]["MessageRetentionPeriod"] / days
@@ -198,10 +201,11 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     assert set(template["Outputs"]) >= set(deploy.OUTPUT_VARIABLES) | {
         "TableArn", "InboundQueueArn", "DeliveryQueueArn", "InboundDeadLetterQueueUrl",
         "DeliveryDeadLetterQueueUrl", "InboundDeadLetterQueueArn", "DeliveryDeadLetterQueueArn", "BucketArn",
+        "OutboundQueueArn", "OutboundDeadLetterQueueArn",
     }
     assert set(deploy.OUTPUT_VARIABLES.values()) == {
         "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
-        "HUB_SES_INBOUND_QUEUE_URL",
+        "HUB_OUTBOUND_QUEUE_URL", "HUB_OUTBOUND_DLQ_URL", "HUB_SES_INBOUND_QUEUE_URL",
     }
     # Every variable deploy.py writes is one the hub reads: its settings, or a provider's pull entry's.
     from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -209,7 +213,7 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     settings = Settings.from_environ({"HUB_RUNTIME": "aws", **{v: f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}})
     pulled = {settings.queue_url(entry.environment_variable) for _, entry in PULL_ENTRIES.values()}
     assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
-            settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+            settings.outbound_queue_url, settings.outbound_dlq_url, settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------
@@ -250,6 +254,8 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         assert dev["HUB_INBOUND_QUEUE_URL"].endswith("/" + Settings(stage="dev").queue_name("inbound"))
         assert prod["HUB_DELIVERY_QUEUE_URL"].endswith("/" + Settings(stage="prod").queue_name("delivery"))
         assert prod["HUB_DELIVERY_DLQ_URL"].endswith("/hub-prod-delivery-dlq.fifo")
+        assert dev["HUB_OUTBOUND_QUEUE_URL"].endswith("/" + Settings(stage="dev").queue_name("outbound"))
+        assert prod["HUB_OUTBOUND_DLQ_URL"].endswith("/hub-prod-outbound-dlq.fifo")
 
         sqs = session.client("sqs")
         attributes = sqs.get_queue_attributes(QueueUrl=dev["HUB_INBOUND_QUEUE_URL"], AttributeNames=["All"])
@@ -259,6 +265,12 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         assert json.loads(attributes["RedrivePolicy"]) == {
             "deadLetterTargetArn": "arn:aws:sqs:eu-central-1:123456789012:hub-dev-inbound-dlq.fifo",
             "maxReceiveCount": 17,
+        }
+        outbound = sqs.get_queue_attributes(QueueUrl=dev["HUB_OUTBOUND_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+        assert (outbound["FifoQueue"], outbound["VisibilityTimeout"]) == ("true", "360")
+        assert json.loads(outbound["RedrivePolicy"]) == {
+            "deadLetterTargetArn": "arn:aws:sqs:eu-central-1:123456789012:hub-dev-outbound-dlq.fifo",
+            "maxReceiveCount": 11,
         }
         cloudformation = session.client("cloudformation")
         stacks = {s["StackName"]: s for s in cloudformation.describe_stacks()["Stacks"]}
@@ -348,7 +360,8 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
     assert chalice_config["lambda_memory_size"] >= 256
     assert chalice_config["autogen_policy"] is False
     assert lambda_timeout(chalice_config, "api_handler") <= 5
-    assert (lambda_timeout(chalice_config, "process_inbound"), lambda_timeout(chalice_config, "deliver")) == (30, 60)
+    assert (lambda_timeout(chalice_config, "process_inbound"), lambda_timeout(chalice_config, "deliver"),
+            lambda_timeout(chalice_config, "send")) == (30, 60, 60)
     common = chalice_config["environment_variables"]
     assert common["HUB_RUNTIME"] == "aws" and common["HUB_TRACING"] == "false"
     assert common["POWERTOOLS_SERVICE_NAME"] == "omnichannel-hub"
@@ -361,8 +374,11 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
     assert (CHALICE_DIR / chalice_config["stages"]["local"]["iam_policy_file"]).is_file()
 
 
-#: What no function but deliver may do: read vendor credentials, start Connect tasks, put events.
-VENDOR_ACTIONS = {"secretsmanager:GetSecretValue", "connect:StartTaskContact", "events:PutEvents"}
+#: What no function but deliver may do: read destinations' credentials, start Connect tasks, put events.
+DESTINATION_ACTIONS = {"secretsmanager:GetSecretValue", "connect:StartTaskContact", "events:PutEvents"}
+#: What no function but send may do: send through a channel provider that AWS is (SES).
+CHANNEL_PROVIDER_ACTIONS = {"ses:SendEmail", "ses:SendRawEmail"}
+VENDOR_ACTIONS = DESTINATION_ACTIONS | CHANNEL_PROVIDER_ACTIONS
 
 
 def functions() -> list[str]:
@@ -456,10 +472,48 @@ def test_the_api_function_reads_no_vendor_secret_and_calls_no_vendor(stage):
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_only_deliver_may_call_vendors(stage):
+def test_only_deliver_and_send_may_call_vendors_each_its_own(stage):
+    """The two outbound workers are the only ones that reach vendors, and not each other's:
+    deliver calls destinations (their credentials, Connect, EventBridge), send calls channel
+    providers (their credentials live in SSM like every channel secret; SES)."""
     for function in functions():
+        actions = _actions(policy_of(stage, function))
         if function != "deliver":
-            assert not _actions(policy_of(stage, function)) & VENDOR_ACTIONS, function
+            assert not actions & DESTINATION_ACTIONS, function
+        if function != "send":
+            assert not actions & CHANNEL_PROVIDER_ACTIONS, function
+
+
+def test_only_send_may_send_email_when_ses_sends(tmp_path):
+    """The rule above, with a configuration whose SES section sends (the stages' do not yet)."""
+    from chalicelib.hubconfig import load_config
+    from tests.integration.test_function_policies import policies
+
+    config = tmp_path / "dev.yaml"
+    config.write_text("channels:\n  ses: {sending_addresses: [support@acme.example]}\n")
+    granted = policies.policies_for("dev", load_config(config, allow_inline_secrets=False))
+    assert {function for function, policy in granted.items() if _actions(policy) & CHANNEL_PROVIDER_ACTIONS} == {"send"}
+    assert {function for function, policy in granted.items() if _actions(policy) & DESTINATION_ACTIONS} <= {"deliver"}
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_the_send_function_reads_no_destination_secret_and_only_its_partitions(stage):
+    """The send worker reaches channel providers: a destination's credentials are none of its
+    business, and its table access is limited to the partitions its messages live in."""
+    from chalicelib.hubconfig import load_config
+
+    send = policy_of(stage, "send")
+    config = load_config(ROOT / "chalicelib" / "conf" / f"{stage}.yaml")
+    for reference in _secret_references(config.destinations):
+        scheme, name = reference.split(":", 1)
+        arn = (f"arn:aws:ssm:eu-central-1:123456789012:parameter/{name.lstrip('/')}" if scheme == "ssm"
+               else f"arn:aws:secretsmanager:eu-central-1:123456789012:secret:{name}-AbC123")
+        assert not _allows(send, "ssm:GetParameter" if scheme == "ssm" else "secretsmanager:GetSecretValue", arn)
+    for statement in send["Statement"]:
+        if any(r.startswith("arn:aws:dynamodb:") for r in _resources(statement)):
+            leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            # Never the identifier index, dedupe markers, merges, threads, the exception queue...
+            assert not {"IDENT#*", "DEDUPE#*", "MERGE#*", "THREAD#*", "PARKED", "REMEMBER#*", "*"} & set(leading)
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
@@ -503,6 +557,8 @@ def test_policies_name_only_the_stage_resources(stage, template):
                     assert resource.startswith(f"arn:aws:secretsmanager:*:*:secret:hub/{stage}/"), resource
                 elif service == "logs":
                     assert resource == f"arn:aws:logs:*:*:log-group:/aws/lambda/{log_group}:*"
+                elif service == "ses":
+                    assert resource.startswith(("arn:aws:ses:*:*:identity/", "arn:aws:ses:*:*:configuration-set/"))
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
@@ -564,21 +620,21 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     resources = json.loads(packaged.read_text())["Resources"]
     functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
     assert {k: p["Timeout"] for k, p in functions.items()} == {
-        "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "SesInbound": 30,
+        "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "Send": 60, "SesInbound": 30,
     }
     # Parsing a stored email of up to 40 MB takes ~10 times its size in memory.
     assert {k: p["MemorySize"] for k, p in functions.items()} == {
-        "APIHandler": 256, "ProcessInbound": 256, "Deliver": 256, "SesInbound": 1024,
+        "APIHandler": 256, "ProcessInbound": 256, "Deliver": 256, "Send": 256, "SesInbound": 1024,
     }
     for queue, function in (("inbound.fifo", "ProcessInbound"), ("delivery.fifo", "Deliver"),
-                            ("ses-inbound", "SesInbound")):
+                            ("outbound.fifo", "Send"), ("ses-inbound", "SesInbound")):
         [event] = functions[function]["Events"].values()
         assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":hub-dev-" + queue)
         assert event["Properties"]["BatchSize"] <= 10
     # One role per function, each with the function's own policy.
     roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
     names = {"APIHandler": "api_handler", "ProcessInbound": "process_inbound", "Deliver": "deliver",
-             "SesInbound": "ses_inbound"}
+             "Send": "send", "SesInbound": "ses_inbound"}
     for logical, function in names.items():
         role = functions[logical]["Role"]["Fn::GetAtt"][0]
         assert roles[role]["Policies"][0]["PolicyDocument"] == policy_of("dev", function)
@@ -597,7 +653,8 @@ def test_the_api_hands_multipart_webhooks_over_as_binary(packaged):
 
 #: The Lambda zip's budget: cold start and deploy time grow with it. 11.7 MiB on 2026-12-06: the
 #: `cryptography` package (4.7 MB zipped, for the SNS and SendGrid signatures), pydantic-core,
-#: the hub's code with its language model, Powertools, PyYAML, DKIM and DNS.
+#: the hub's code with its language model, Powertools, PyYAML, DKIM and DNS. 11.98 MiB
+#: (12,558,133 bytes) on 2026-12-07 with issue 12's senders: 24 KB below the budget.
 MAX_ZIP_BYTES = 12 * 1024 * 1024
 
 

@@ -47,6 +47,7 @@ RECEIVES_LOST_OUTSIDE_THE_HUB = 3
 QUEUES = {
     "inbound": ("InboundQueue", "process_inbound"),
     "delivery": ("DeliveryQueue", "deliver"),
+    "outbound": ("OutboundQueue", "send"),
     "ses-inbound": ("SesInboundQueue", "ses_inbound"),
 }
 
@@ -77,7 +78,9 @@ def function_timeout(function: str) -> int:
 
 def hub_receives(stage: str, role: str) -> int:
     config = load_config(ROOT / "chalicelib" / "conf" / f"{stage}.yaml")
+    # The send worker gives up on a message at the delivery pipeline's receives (service/send_worker.py).
     return {"inbound": config.processing.max_receives, "delivery": config.delivery.max_receives,
+            "outbound": config.delivery.max_receives,
             # A pull entry has no setting of its own: as many receives as the local queue gives it.
             "ses-inbound": LOCAL_PULL_MAX_RECEIVES}[role]
 
@@ -232,3 +235,47 @@ def test_every_inbound_message_gets_its_last_receive_even_when_left_untried(stag
 
     assert redriven.depth() == 0
     assert sorted(finished) == sorted(f"m{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_a_message_is_never_dead_lettered_without_being_tried(stage, tmp_path):
+    """The send worker's receives, as the deliver worker's: ten messages to a provider that is down
+    and slow (15 s per call) are each tried on every receive until the worker gives up and writes
+    the dead letter (`kind: message`) itself; SQS's redrive never takes one first."""
+    from chalicelib.domain.models import Channel
+    from chalicelib.domain.outbound import OutboundMessage
+    from chalicelib.service.messages import outbound_contact, queued
+    from chalicelib.service.send_worker import SendWorker
+
+    queue, redriven = local_queue(tmp_path, "outbound")
+    store, hub_dead_letters = SqliteStore(":memory:"), MemoryQueue("outbound-dlq")
+    tried: dict[str, int] = {}
+
+    class SlowAndDown:
+        def send(self, message):
+            tried[message.id] = tried.get(message.id, 0) + 1
+            simulated.invocation.spend(15)
+            raise RetryableDeliveryError("503 from the provider")
+
+    settings = load_config(ROOT / "chalicelib" / "conf" / f"{stage}.yaml").delivery
+    clock = Clock()
+    worker = SendWorker(store=store, senders={"twilio": SlowAndDown()}.get, dead_letters=hub_dead_letters,
+                        settings=settings, clock=clock, sleep=lambda seconds: simulated.invocation.spend(seconds),
+                        breakers=CircuitBreakers(failure_threshold=10**6))
+    simulated = Lambda(queue, workers(outbound_queue=lambda: queue, send_worker=lambda: worker), "outbound", "send")
+    messages = [OutboundMessage(id=f"ct_{i}", customer_id=f"cus_{i}", case_id=f"case_{i}", channel=Channel.SMS,
+                                provider="twilio", account="+14155550100", to=f"+1415555{i:04d}", text="Hallo",
+                                origin="api:test", queued_at=clock()) for i in range(10)]
+    for message in messages:
+        store.commit_outbound(outbound_contact(message, clock()))
+
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=timezone.utc), tick=False) as traveller:
+        queue.send([queued(message) for message in messages])
+        simulated.drain(traveller)
+
+    assert redriven.depth() == 0, "SQS took messages to the DLQ that the send worker never recorded"
+    letters = store.list_dead_letters(destination="outbound", limit=100).items
+    assert sorted(letter.subject_id for letter in letters) == sorted(m.id for m in messages)
+    assert len(hub_dead_letters.sent) == len(messages)
+    assert {store.get_contact(m.id).status.value for m in messages} == {"failed"}
+    assert tried == {m.id: settings.max_receives * settings.attempts_per_invocation for m in messages}
