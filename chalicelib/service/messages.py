@@ -146,13 +146,16 @@ class MessageService:
         contact_id = message_id
         if request.idempotency_key is not None:
             scope = idempotency_scope or origin
-            contact_id = digest_id("ct", f"send:{scope}:{request.idempotency_key}")
-            # The id is derived from the key, so a repeat finds the first message by id alone.
-            earlier = self._store.remember(f"send:{contact_id}", value=contact_id,
-                                           expires_at=now + timedelta(hours=IDEMPOTENCY_HOURS), now=now)
-            if earlier is not None and (repeated := self._repeated(contact_id)) is not None:
+            # A fresh, time-ordered id, remembered under the key for 24 h: a repeat within them
+            # gets the first call's id; after them the key names a new message (and never
+            # overwrites the old one, which an id derived from the key would).
+            fresh = new_id("ct", millis=int(now.timestamp() * 1000))
+            key = "send:" + digest_id("idem", f"{scope}:{request.idempotency_key}")
+            contact_id = self._store.remember(key, value=fresh,
+                                              expires_at=now + timedelta(hours=IDEMPOTENCY_HOURS), now=now) or fresh
+            if contact_id != fresh and (repeated := self._repeated(contact_id)) is not None:
                 return repeated
-            # Else the first call stopped between remembering the key and queueing: finish it now.
+            # Else the first call stopped between remembering the key and recording: finish it now.
         elif message_id is not None and (repeated := self._repeated(message_id)) is not None:
             # An auto-reply of a contact processed again (a crash before its commit).
             return repeated

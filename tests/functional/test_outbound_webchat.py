@@ -119,3 +119,31 @@ def test_bad_requests_name_the_field_and_queue_nothing(running):
         assert answer.status == status, (body, answer.body)
         assert named in answer.body.decode(), (named, answer.body)
     assert running.hub.outbound_queue.depth() == 0
+
+
+def test_an_idempotency_key_names_a_new_message_after_24_hours_and_never_overwrites_the_first(tmp_path, receiver):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.functional.conftest import RunningHub, start_hub
+
+    now = [datetime.now(timezone.utc)]
+    runtime = start_hub(tmp_path, receiver, clock=lambda: now[0]).start()
+    try:
+        running = RunningHub(runtime, receiver, tmp_path / "data")
+        token = _write(running)["visitor_token"]
+        customer_id = _customer_of(running)
+        body = {"to": {"customer_id": customer_id}, "channel": "webchat", "text": "Status: versandt"}
+        first = _send(running, body, {"Idempotency-Key": "daily-status"}).json()["data"]
+        running.wait_for(lambda: running.api(f"/v1/contacts/{first['id']}").json()["status"] == "delivered",
+                         message="the first message delivered")
+        now[0] += timedelta(hours=25)
+
+        second = _send(running, body, {"Idempotency-Key": "daily-status"})
+        running.wait_for(lambda: len(_poll(running, token).json()["data"]) == 2, message="the second message")
+        first_after = running.api(f"/v1/contacts/{first['id']}").json()
+    finally:
+        runtime.stop()
+
+    assert second.status == 202 and second.json()["data"]["id"] != first["id"]
+    assert first_after["status"] == "delivered"
+    assert [c["status"] for c in first_after["status_history"]] == ["queued", "sent", "delivered"]
