@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.adapters.channels.sending import Problem
+from chalicelib.adapters.channels.sending import CredentialRefusedError, Problem, first_accepted, json_object
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpClient, retry_after_seconds
 from chalicelib.adapters.media.base import host_of
 from chalicelib.errors import (
@@ -133,23 +133,23 @@ def post(http: HttpClient, url: str, payload: dict, tokens: list[str], *, vendor
     that is not a JSON object is a `PermanentDeliveryError` (sending again could duplicate it).
     """
     body = json.dumps(payload, separators=(",", ":")).encode()
-    refused: GraphError | None = None
-    headers: Mapping[str, str] = {}
-    for token in tokens:
+
+    def attempt(token: str) -> dict:
         response = http.request("POST", url, body=body, headers={
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "Accept": "application/json", "User-Agent": USER_AGENT,
         })
-        answer = _json(response.body)
         if response.ok:
-            if not isinstance(answer, dict):
+            answer = json_object(response.body)
+            if not answer:
                 raise PermanentDeliveryError(f"{vendor} accepted the send on {host_of(url)} but answered no JSON object")
             return answer
-        refused, headers = GraphError.of(response.status, answer), response.headers
-        if not refused.bad_token:
-            break
-    assert refused is not None, "no token to send with"
-    raise classify(refused, headers, vendor)
+        error = GraphError.of(response.status, json_object(response.body))
+        if error.bad_token:
+            raise CredentialRefusedError(error.reason(vendor), provider_code=error.provider_code, detail=error.detail())
+        raise classify(error, response.headers, vendor)
+
+    return first_accepted(tokens, attempt, none_configured=f"{vendor}: no access token configured")
 
 
 def url_problems(url: str, field: str) -> list[Problem]:
@@ -162,13 +162,6 @@ def url_problems(url: str, field: str) -> list[Problem]:
     if parts.scheme not in ("http", "https") or not host:
         return [Problem(field, "must be a public http(s) URL Meta can fetch")]
     return []
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
 
 
 def _int(value: Any) -> int | None:
