@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
 from chalicelib.adapters.channels.ses.adapter import SesSettings
+from chalicelib.adapters.connectors.http import retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -85,11 +86,13 @@ def _classified(exc) -> Exception:
     error = exc.response.get("Error", {})
     code = str(error.get("Code") or "Unknown")
     reason = f"SES answered {code}: {str(error.get('Message') or '')[:300]}".strip()
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    response = exc.response.get("ResponseMetadata", {})
+    status = response.get("HTTPStatusCode") or 0
     if code in PAUSED_CODES:
         return RetryableDeliveryError(reason, retry_after=PAUSED_RETRY_SECONDS)
     if code in RETRYABLE_CODES or status >= 500 or status == 429:
-        return RetryableDeliveryError(reason)
+        # SES documents no Retry-After; one sent anyway (by a proxy or a regional endpoint) is honoured.
+        return RetryableDeliveryError(reason, retry_after=retry_after_seconds(response.get("HTTPHeaders") or {}))
     return PermanentDeliveryError(reason, provider_code=code)
 
 
