@@ -14,6 +14,7 @@ import re
 from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
+from chalicelib.adapters.channels.email.outbound import thread_key
 from chalicelib.adapters.channels.ses.adapter import SesSettings
 from chalicelib.adapters.connectors.http import retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
@@ -72,8 +73,10 @@ class SesSender(EmailSender[SesSettings]):
             raise RetryableDeliveryError(f"SES could not be reached: {type(exc).__name__}") from None
         ses_id = answer["MessageId"]
         wire = f"<{ses_id}@{self._message_id_domain(client)}>"
+        # The customer's client answers SES's id (In-Reply-To); ours is a thread key since queueing.
         return SendOutcome(provider_message_id=ses_id,
-                           metadata={"message_id": wire, "hub_message_id": ours, "ses_message_id": ses_id})
+                           metadata={"message_id": wire, "hub_message_id": ours, "ses_message_id": ses_id},
+                           thread_keys=[thread_key(wire)])
 
     def _message_id_domain(self, client) -> str:
         if self.settings.message_id_domain:
