@@ -116,7 +116,7 @@ class SendWorker:
                 delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))
             raise RetryLaterError(f"sending {message.id} will be retried", delay_seconds=delay) from None
         sent = self._sent(contact, outcome, tries_of(retrying))
-        self.store.record_sent(sent)
+        self.store.record_sent(sent, thread_keys=outcome.thread_keys)
         self.on_sent(sent, message)
         return SendResult.SENT
 
