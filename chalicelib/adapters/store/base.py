@@ -443,8 +443,9 @@ class Store(ABC):
     # --- status events ---------------------------------------------------------------------------
 
     def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
-        """Store a status event once; False if this exact status was recorded before."""
-        record = StatusRecord(event.provider, event.provider_message_id, event.status, self._dump(event), expires_at)
+        """Store a status event once; False if this exact report (status, provider code, opt-out:
+        `StatusEvent.variant`) was recorded before."""
+        record = StatusRecord(event.provider, event.provider_message_id, event.variant, self._dump(event), expires_at)
         return self._run("record_status", self._put_once, record, utcnow())
 
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:
