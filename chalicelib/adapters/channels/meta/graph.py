@@ -37,8 +37,10 @@ THROTTLED = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
 TRANSIENT = frozenset({1, 2, 131000, 131016, 131057})
 #: WhatsApp 131047: "More than 24 hours have passed since the recipient last replied".
 WHATSAPP_WINDOW_CLOSED = 131047
-#: WhatsApp 131050: "This recipient has chosen to stop receiving marketing messages ... from your business".
+#: WhatsApp 131050: "This recipient has chosen to stop receiving marketing messages ... from your business":
+#: an opt-out of marketing only, service messages still reach them.
 WHATSAPP_MARKETING_STOPPED = 131050
+MARKETING_ONLY = ("marketing",)
 #: Messenger code 10 with subcode 2018278: "This message is sent outside of allowed window";
 #: 2534022 is the same refusal as Instagram integrations report it (third-party code, not in Meta's table).
 MESSAGING_WINDOW_CLOSED = frozenset({2018278, 2534022})
@@ -101,7 +103,7 @@ def classify(error: GraphError, headers: Mapping[str, str], vendor: str) -> Deli
     if error.code == WHATSAPP_WINDOW_CLOSED or (error.code == 10 and error.subcode in MESSAGING_WINDOW_CLOSED):
         return OutsideServiceWindowError(reason, provider_code=error.provider_code, detail=detail)
     if error.code == WHATSAPP_MARKETING_STOPPED:
-        return RecipientOptedOutError(reason, provider_code=error.provider_code, detail=detail)
+        return RecipientOptedOutError(reason, provider_code=error.provider_code, detail=detail, purposes=MARKETING_ONLY)
     if (error.code in THROTTLED or error.code in TRANSIENT or error.transient
             or error.status in RETRYABLE_STATUSES or error.status >= 500):
         return RetryableDeliveryError(reason, retry_after=retry_after(headers), detail=detail)
