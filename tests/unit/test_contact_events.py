@@ -3,7 +3,7 @@ published schema's event types."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import jsonschema
 import pytest
