@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -318,7 +319,8 @@ print(json.dumps({"cold": sorted(loaded), "parsing": sorted(set(sys.modules) - b
 def ingest_modules() -> dict[str, set[str]]:
     """The modules a fresh interpreter holds after importing the app, and those verifying and
     parsing every adapter row's sample added."""
-    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
     return {name: set(modules) for name, modules in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
