@@ -325,10 +325,10 @@ class Hub:
         return OutboundReports(self.store, self.message_events, wants=lambda event: bool(self.message_destinations(event)),
                                opted_out=self._record_opt_out)
 
-    def _record_opt_out(self, contact, source: str, evidence: str) -> None:
+    def _record_opt_out(self, contact, source: str, evidence: str, purposes: tuple[str, ...]) -> None:
         from chalicelib.service.consent_updates import record_opt_out
 
-        record_opt_out(self.store, contact, source=source, evidence=evidence, now=self.clock())
+        record_opt_out(self.store, contact, source=source, evidence=evidence, now=self.clock(), purposes=purposes)
 
     @wired
     def messages(self):

@@ -199,9 +199,17 @@ class PermanentDeliveryError(DeliveryError):
 
 class RecipientOptedOutError(PermanentDeliveryError):
     """A channel provider refused a send because the recipient unsubscribed (Twilio 21610): the
-    hub records the opt-out in the customer's consent ledger, so it never tries again."""
+    hub records the opt-out in the customer's consent ledger, so it never tries again.
+
+    `purposes` is what the refusal covers: every message (the default), or marketing only
+    (WhatsApp 131050), which leaves the customer's service messages allowed."""
 
     code = "recipient_opted_out"
+
+    def __init__(self, message: str, *, provider_code: str | None = None, detail: dict | None = None,
+                 purposes: tuple[str, ...] = ("service", "marketing")):
+        super().__init__(message, provider_code=provider_code, detail=detail)
+        self.purposes = purposes
 
 
 class OutsideServiceWindowError(PermanentDeliveryError):

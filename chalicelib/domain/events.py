@@ -6,9 +6,14 @@ EventBridge), so the published schema in docs/contact-event.md has one source.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
+
+#: The events a destination receives about contacts: a customer's message, and the hub's own
+#: messages (sent, then each status reported).
+ContactEventType = Literal["contact.created", "message.sent", "message.status"]
 
 
 def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, Any]:
@@ -16,13 +21,27 @@ def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, A
     contact.pop("deliveries", None)
     return {
         "type": job.event_type,
-        "timestamp": job.contact.received_at.isoformat().replace("+00:00", "Z"),
+        "timestamp": _utc(event_time(job)),
         "data": {
             "contact": contact,
             "customer": job.customer.model_dump(mode="json"),
             "case": job.case.model_dump(mode="json"),
         },
     }
+
+
+def event_time(job: DeliveryJob) -> datetime:
+    """When the event happened: the contact's arrival for `contact.created`; for the hub's own
+    messages (`message.sent`, `message.status`) the latest status change, which is what the
+    event announces (an outbound contact's `received_at` is when it was queued)."""
+    history = job.contact.status_history
+    if job.event_type.startswith("message.") and history:
+        return max(change.at for change in history)
+    return job.contact.received_at
+
+
+def _utc(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def customer_event(event: CustomerEvent) -> dict[str, Any]:
@@ -34,6 +53,6 @@ def customer_event(event: CustomerEvent) -> dict[str, Any]:
         data["merge"] = {"id": event.merge_id}
     return {
         "type": event.event_type,
-        "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "timestamp": _utc(event.occurred_at),
         "data": data,
     }

@@ -16,7 +16,7 @@ from chalicelib.domain import activity
 from chalicelib.domain.consent import merge_ledgers, unmerge_ledger
 from chalicelib.domain.golden_record import combine_observations, restore_observations
 from chalicelib.domain.ids import digest_id
-from chalicelib.domain.models import Customer, MergeRecord, MergeSummary
+from chalicelib.domain.models import Customer, MergeRecord, MergeSummary, ReplyTarget
 from chalicelib.domain.policies import CustomerLimits, IdentityPolicy, SurvivorshipPolicy
 
 
@@ -84,6 +84,7 @@ def merge(
         "identifiers": [*survivor.identifiers, *moved],
         "unverified_identifiers": unverified,
         "consent": consent,
+        "reply_targets": merge_reply_targets(survivor.reply_targets, absorbed.reply_targets),
         "activity": activity.combine(survivor.activity, absorbed.activity),
         "merged_from": [*survivor.merged_from, absorbed.id, *absorbed.merged_from],
         "no_merge_with": [c for c in dict.fromkeys([*survivor.no_merge_with, *absorbed.no_merge_with])
@@ -148,6 +149,8 @@ def unmerge(
         # Consent that only the absorbed customer had given goes back with it.
         "consent": unmerge_ledger(survivor.consent, survivor_before=record.survivor_before.consent,
                                   absorbed_before=record.absorbed_before.consent),
+        "reply_targets": unmerge_reply_targets(survivor.reply_targets, survivor_before=record.survivor_before.reply_targets,
+                                               absorbed_before=record.absorbed_before.reply_targets),
         "merged_from": [c for c in survivor.merged_from if c not in given_back],
         "merges": _reverted(survivor.merges, record.id, now),
         "no_merge_with": [*survivor.no_merge_with, record.absorbed_id],
@@ -164,6 +167,33 @@ def unmerge(
     })
     reverted = record.model_copy(update={"reverted_at": now, "reverted_by": actor})
     return MergedPair(next_survivor, next_absorbed, reverted)
+
+
+def merge_reply_targets(survivor: dict[str, ReplyTarget], absorbed: dict[str, ReplyTarget]) -> dict[str, ReplyTarget]:
+    """One person's ways to answer them, from both records: per channel, provider and account
+    the target of the newest message (a tie keeps the survivor's). The absorbed customer's are
+    often the only ones on a channel: without them a reply to the customer on it has no recipient."""
+    targets = dict(survivor)
+    for key, target in absorbed.items():
+        if key not in targets or target.at > targets[key].at:
+            targets[key] = target
+    return targets
+
+
+def unmerge_reply_targets(
+    current: dict[str, ReplyTarget], *, survivor_before: dict[str, ReplyTarget], absorbed_before: dict[str, ReplyTarget],
+) -> dict[str, ReplyTarget]:
+    """The survivor's targets with the merge taken back: a target the absorbed customer brought
+    goes back with it (the survivor's own from before the merge returns in its place); one learned
+    while merged, from a message on the survivor's timeline, stays."""
+    targets: dict[str, ReplyTarget] = {}
+    for key, target in current.items():
+        if target == absorbed_before.get(key):
+            if key in survivor_before:
+                targets[key] = survivor_before[key]
+        else:
+            targets[key] = target
+    return targets
 
 
 def _reverted(history: list[MergeSummary], merge_id: str, now: datetime) -> list[MergeSummary]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from chalicelib.domain.consent import ConsentLedger
+from chalicelib.domain.consent import PURPOSES, ConsentLedger, Purpose
 from chalicelib.domain.identifiers import Identifier
 
 
@@ -169,11 +169,21 @@ class StatusEvent(BaseModel):
     #: The recipient unsubscribed with this report (an SES complaint, Twilio error 21610): the
     #: hub records an opt-out for the channel in the customer's consent ledger.
     opted_out: bool = False
+    #: What an `opted_out` report withdraws: both purposes, unless the provider says the refusal
+    #: is narrower (WhatsApp 131050 stops marketing messages only).
+    opt_out_purposes: tuple[Purpose, ...] = PURPOSES
     raw: dict[str, Any] = Field(default_factory=dict)
 
     @property
+    def variant(self) -> str:
+        """What tells two reports on one message apart: the status, the provider's code and
+        whether it opts the recipient out. Two `failed` reports (a bounce, then a complaint
+        that unsubscribes) are two reports, each recorded and acted on once."""
+        return ":".join([self.status, self.error_code or "", "opted_out" if self.opted_out else ""]).rstrip(":")
+
+    @property
     def dedupe_key(self) -> str:
-        return f"status:{self.provider}:{self.provider_message_id}:{self.status}"
+        return f"status:{self.provider}:{self.provider_message_id}:{self.variant}"
 
     @property
     def order_key(self) -> str:

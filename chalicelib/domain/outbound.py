@@ -10,10 +10,10 @@ The message is also a `Contact` with `direction: outbound` on the customer's tim
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.domain.consent import Purpose
 from chalicelib.domain.models import (
     STATUS_RANK,
     Channel,
@@ -50,9 +50,6 @@ def outbound_status(provider_status: str) -> OutboundStatus | None:
         "failed": OutboundStatus.FAILED,
         "canceled": OutboundStatus.FAILED,
     }.get(provider_status)
-
-
-Purpose = Literal["service", "marketing"]
 
 
 class OutboundAttachment(BaseModel):
@@ -119,6 +116,10 @@ class SendOutcome(BaseModel):
     status: OutboundStatus = OutboundStatus.SENT
     #: Worth keeping on the contact (`message_id` of an email, the Slack channel and ts…).
     metadata: dict[str, str] = Field(default_factory=dict)
+    #: Thread keys only the provider's answer tells, leading the customer's reply back to the
+    #: message's case (the inbound form, `email:<id>`): SES replaces our Message-ID with its own,
+    #: which the customer's In-Reply-To then names. Stored with the send's outcome.
+    thread_keys: list[str] = Field(default_factory=list)
 
 
 def with_reported(contact: Contact, reports: list[StatusEvent]) -> Contact:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.domain.events import ContactEventType
 from chalicelib.domain.models import Case, Contact, Customer
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
@@ -26,7 +27,10 @@ class ContactEvent(BaseModel):
 
     model_config = ConfigDict(title="ContactEvent")
 
-    type: str
+    #: `contact.created` for a customer's message; `message.sent` and `message.status` for the
+    #: hub's own (the contact is then `direction: outbound`, with `status` and `status_history`).
+    type: ContactEventType
+    #: When it happened: the contact's arrival, or the outbound message's latest status change.
     timestamp: str
     data: ContactEventData
 

@@ -24,9 +24,10 @@ logger = logging.getLogger(__name__)
 class OutboundReports:
     def __init__(self, store: Store, events: MessageEvents, *,
                  wants: Callable[[str], bool],
-                 opted_out: Callable[[Contact, str, str], None] = lambda contact, source, evidence: None) -> None:
+                 opted_out: Callable[[Contact, str, str, tuple[str, ...]], None] = lambda *opt_out: None) -> None:
         """`wants(event_type)`: whether any destination takes it; `opted_out(contact, source,
-        evidence)` records an opt-out for the contact's channel in the customer's consent ledger."""
+        evidence, purposes)` records an opt-out of `purposes` for the contact's channel in the
+        customer's consent ledger."""
         self._store = store
         self._events = events
         self._wants = wants
@@ -44,7 +45,7 @@ class OutboundReports:
             return  # erased
         if event.opted_out:
             self._opted_out(contact, f"provider:{event.provider}:{event.error_code or event.status}",
-                            f"status:{event.provider}:{event.provider_message_id}")
+                            f"status:{event.provider}:{event.provider_message_id}", tuple(event.opt_out_purposes))
         if self._wants(STATUS):
             reported = with_reported(contact, self._store.list_statuses(event.provider, event.provider_message_id))
             self._events.publish(reported, STATUS)
@@ -62,5 +63,5 @@ class OutboundReports:
     def refused(self, contact: Contact, message: OutboundMessage, error: PermanentDeliveryError) -> None:
         if isinstance(error, RecipientOptedOutError):
             self._opted_out(contact, f"error:{contact.provider}:{error.provider_code or error.code}",
-                            f"contact:{contact.id}")
+                            f"contact:{contact.id}", tuple(error.purposes))
         self._events.publish(contact, STATUS)

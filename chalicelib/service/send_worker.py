@@ -116,7 +116,11 @@ class SendWorker:
                 delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))
             raise RetryLaterError(f"sending {message.id} will be retried", delay_seconds=delay) from None
         sent = self._sent(contact, outcome, tries_of(retrying))
-        self.store.record_sent(sent)
+        if outcome.thread_keys:
+            # Keys only the provider's answer told (SES's Message-ID) join the same write.
+            self.store.record_sent(sent, thread_keys=outcome.thread_keys)
+        else:
+            self.store.record_sent(sent)
         self.on_sent(sent, message)
         return SendResult.SENT
 

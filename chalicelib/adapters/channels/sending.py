@@ -14,6 +14,7 @@ the customer and the case.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,18 +25,22 @@ from pydantic import BaseModel
 
 from chalicelib.domain.models import Channel, Contact, ReplyTarget, reply_key
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome, TemplateMessage
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, SecretResolutionError
+from chalicelib.secrets import SecretResolver
 
 __all__ = [
-    "ChannelSender", "ExtendedWindow", "Problem", "ReplyTarget", "SenderRuntime", "VisitorOutbox", "reply_key",
+    "ChannelSender", "CredentialRefusedError", "ExtendedWindow", "Problem", "ReplyTarget", "SenderRuntime",
+    "VisitorOutbox", "first_accepted", "is_http_url", "json_object", "reply_key", "resolved_secrets",
     "text_problem", "window_closes", "window_hours",
 ]
-from chalicelib.secrets import SecretResolver
 
 if TYPE_CHECKING:
     from chalicelib.adapters.connectors.http import HttpClient
     from chalicelib.domain.identifiers import Identifier
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
+CredentialT = TypeVar("CredentialT")
+ResultT = TypeVar("ResultT")
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,61 @@ def text_problem(text: str | None, limit: int, unit: str = "characters") -> list
     if text is not None and len(text) > limit:
         return [Problem("text", f"is {len(text)} {unit}; this channel takes at most {limit}")]
     return []
+
+
+# --- credential rotation, shared by every sender ------------------------------------------------------
+
+
+class CredentialRefusedError(PermanentDeliveryError):
+    """The provider refused the credential, not the message (HTTP 401, Slack's `invalid_auth`,
+    Graph's code 190): nothing was sent, so the next credential of the rotation list may be tried."""
+
+
+def resolved_secrets(secrets: SecretResolver, references: Sequence[Any], *, what: str) -> list[str]:
+    """The values of a rotation list, skipping any that does not resolve (`SecretResolver.get_all`).
+    A store that answers for none of them now (an SSM throttle) makes the send retryable: the
+    message waits on the queue instead of failing for good. Empty for an empty list."""
+    if not references:
+        return []
+    try:
+        return secrets.get_all(list(references))
+    except SecretResolutionError as exc:
+        raise RetryableDeliveryError(f"{what} unavailable: {exc.message}") from None
+
+
+def first_accepted(
+    credentials: Sequence[CredentialT], attempt: Callable[[CredentialT], ResultT], *, none_configured: str
+) -> ResultT:
+    """`attempt(credential)` for each credential of a rotation list in order, until one is not
+    refused; what it returns. A credential is tried only after the provider refused the one
+    before it (`CredentialRefusedError`, which sent nothing), so the message goes out at most once.
+
+    Raises what `attempt` raises, the last refusal as a `PermanentDeliveryError` when every
+    credential was refused, or `PermanentDeliveryError(none_configured, provider_code="no_token")`
+    when there is none.
+    """
+    refused: PermanentDeliveryError = PermanentDeliveryError(none_configured, provider_code="no_token")
+    for credential in credentials:
+        try:
+            return attempt(credential)
+        except CredentialRefusedError as exc:
+            refused = exc
+    raise PermanentDeliveryError(refused.message, provider_code=refused.provider_code, detail=refused.detail)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A provider answer's JSON object; empty when the body is not one (an HTML error page, a
+    proxy's plain text), so classifiers read fields without guarding every access."""
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with something after the scheme: what providers that fetch files accept."""
+    return url.lower().startswith(("https://", "http://")) and len(url) > len("https://")
 
 
 def window_hours(channel: Channel) -> int | None:

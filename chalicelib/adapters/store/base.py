@@ -354,13 +354,16 @@ class Store(ABC):
         writes += [PutThread(key, contact.case_id) for key in thread_keys]
         self._commit("commit_outbound", writes)
 
-    def record_sent(self, contact: Contact) -> None:
+    def record_sent(self, contact: Contact, *, thread_keys: Sequence[str] = ()) -> None:
         """The send worker's outcome for an outbound contact, the only writer of its document after
         the API: its status and history, and, once the provider accepted it, the link from the
-        provider's message id (status callbacks find the contact by it). One call."""
+        provider's message id (status callbacks find the contact by it) and the thread keys only
+        the provider's answer told (SES's Message-ID), leading the customer's reply to the
+        contact's case. One call."""
         writes: list[Write] = [PutContact(contact.id, contact.customer_id, self._dump(contact))]
         if contact.status is not None and contact.provider_message_id:
             writes.append(PutSentLink(sent_key(contact.provider, contact.provider_message_id), contact.id))
+        writes += [PutThread(key, contact.case_id) for key in thread_keys]
         self._commit("record_sent", writes)
 
     def find_sent(self, provider: str, provider_message_id: str) -> str | None:
@@ -440,8 +443,9 @@ class Store(ABC):
     # --- status events ---------------------------------------------------------------------------
 
     def record_status(self, event: StatusEvent, *, expires_at: datetime) -> bool:
-        """Store a status event once; False if this exact status was recorded before."""
-        record = StatusRecord(event.provider, event.provider_message_id, event.status, self._dump(event), expires_at)
+        """Store a status event once; False if this exact report (status, provider code, opt-out:
+        `StatusEvent.variant`) was recorded before."""
+        record = StatusRecord(event.provider, event.provider_message_id, event.variant, self._dump(event), expires_at)
         return self._run("record_status", self._put_once, record, utcnow())
 
     def list_statuses(self, provider: str, provider_message_id: str) -> list[StatusEvent]:

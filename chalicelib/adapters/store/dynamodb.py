@@ -213,7 +213,7 @@ class DynamoDbStore(Store):
         match record:
             case StatusRecord():
                 item = {
-                    **_key(_status_pk(record.provider, record.message_id), record.status),
+                    **_key(_status_pk(record.provider, record.message_id), record.variant),
                     "doc": {"S": record.doc},
                     # Recording order, so `list_statuses` lists in the order the hub learned of them.
                     "recorded_at": {"N": str(time.time_ns())},

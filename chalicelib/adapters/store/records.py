@@ -302,7 +302,9 @@ Write = (
 class StatusRecord:
     provider: str
     message_id: str
-    status: str
+    #: `StatusEvent.variant`: the status with the provider's code and opt-out, so two different
+    #: reports of one status (a bounce, then a complaint) are both kept.
+    variant: str
     doc: str
     expires_at: datetime
 

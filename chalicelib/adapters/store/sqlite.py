@@ -115,7 +115,8 @@ _LINKS = {Link.IDENTIFIER: "SELECT key, customer_id AS target FROM identifiers",
           Link.THREAD: "SELECT key, case_id AS target FROM threads",
           Link.SENT: "SELECT key, contact_id AS target FROM sent"}
 #: One statement each: insert, or replace a record whose `expires_at` passed (the last `?`);
-#: the values are the record's fields in order.
+#: the values are the record's fields in order. (The `statuses.status` column holds the record's
+#: `variant`: named before reports were told apart by code, and kept so local databases stay valid.)
 _ONCE = {
     StatusRecord: "INSERT INTO statuses (provider, message_id, status, doc, expires_at, seq)"
                   " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM statuses))"

@@ -240,9 +240,19 @@ class EmailSender(ChannelSender[SettingsT]):
     def sends_from(self, channel: Channel, account: str) -> bool:
         return channel == Channel.EMAIL and self.settings.may_send_from(account)
 
+    @classmethod
+    def max_text_bytes(cls) -> int:
+        """The text and HTML parts' largest size together (UTF-8): what still fits the provider's
+        message once MIME encodes it (base64 makes 3 bytes 4, plus line ends) with its headers."""
+        return int(cls.max_message_bytes * 0.73) - 16 * 1024
+
     def check(self, message: OutboundMessage) -> list[Problem]:
         problems = check_email(message, max_attachments=self.settings.max_attachments,
                                default_subject=self.settings.default_subject)
+        size = len((message.text or "").encode()) + len((message.html or "").encode())
+        if size > self.max_text_bytes():
+            problems.append(Problem("text", f"is {size} bytes with the html; a {self.key} message takes at most "
+                                            f"{self.max_text_bytes()} bytes of text"))
         if not self.settings.may_send_from(message.account):
             problems.append(Problem("account", f"{self.key} is not configured to send from this mailbox (sending_addresses)"))
         return problems

@@ -20,7 +20,7 @@ from chalicelib.domain.models import Channel, Contact, ReplyContext, ReplyTarget
 
 __all__ = [
     "DEFAULT_SUBJECT", "MAX_REFERENCES", "OutboundEmailSettings", "angle", "check_email", "email_reply_target",
-    "is_address", "matches_mailbox", "recipient_email", "references_for", "reply_subject", "subject_for",
+    "is_address", "matches_mailbox", "recipient_email", "references_for", "reply_subject", "subject_for", "thread_key",
 ]
 
 DEFAULT_SUBJECT = "Your message to us"
@@ -35,6 +35,16 @@ _ADDRESS = re.compile(r"[^@\s<>,;\"()\[\]\\]{1,64}@[A-Za-z0-9\u00a0-\uffff](?:[A
 #: Reply prefixes of the common mail clients (Re, German AW, Nordic SV/VS, Dutch Antw, Outlook's
 #: numbered `RE[2]`): one `Re: ` replaces them all, so a subject never grows `Re: AW: Re:`.
 _REPLY_PREFIX = re.compile(r"^(?:\s*(?:re|aw|sv|vs|antw|r)(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+#: How inbound mail keys a case's threads (`email/mime.py` THREAD_KEY_PREFIX, kept out of this light module).
+THREAD_KEY_PREFIX = "email:"
+
+
+def thread_key(message_id: str) -> str:
+    """The case thread key of a Message-ID, as the inbound side keys the mail that names it:
+    `email:` and the id without its angle brackets."""
+    return THREAD_KEY_PREFIX + message_id.strip().strip("<>")
 
 
 class OutboundEmailSettings(BaseModel):

@@ -8,13 +8,13 @@ In-Reply-To/References, and every email provider's message is built by the same 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import ClassVar
 from urllib.parse import quote
 
 from chalicelib.adapters.channels.email.compose import EmailSender
 from chalicelib.adapters.channels.mailgun.adapter import MailgunSettings
+from chalicelib.adapters.channels.sending import CredentialRefusedError, first_accepted, json_object, resolved_secrets
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -50,17 +50,16 @@ class MailgunSender(EmailSender[MailgunSettings]):
         ])
         domain = self.settings.domain or message.account.rsplit("@", 1)[1]
         url = f"{self.settings.api_base_url}/v3/{quote(domain, safe='')}/messages.mime"
-        keys = self.secrets.get_all(self.settings.api_keys) if self.settings.api_keys else []
-        if not keys:
-            raise PermanentDeliveryError("mailgun: no api_keys configured", provider_code="not_configured")
-        for key in keys:
+
+        def post(key: str) -> str | None:
             credential = base64.b64encode(f"api:{key}".encode()).decode("ascii")
-            response = self.runtime.http.request("POST", url, body=body, headers={
+            return _accepted_id(self.runtime.http.request("POST", url, body=body, headers={
                 "Authorization": f"Basic {credential}", "Content-Type": content_type, "Accept": "application/json",
-            })
-            if response.status != 401:
-                break
-        provider_id = _accepted_id(response) or email.message_id.strip("<>")
+            }))
+
+        sent_id = first_accepted(resolved_secrets(self.secrets, self.settings.api_keys, what="Mailgun API key"), post,
+                                 none_configured="mailgun: no api_keys configured")
+        provider_id = sent_id or email.message_id.strip("<>")
         return SendOutcome(provider_message_id=provider_id,
                            metadata={"message_id": f"<{provider_id}>", "mailgun_domain": domain})
 
@@ -74,23 +73,17 @@ def _accepted_id(response: HttpResponse) -> str | None:
         if after is None and (match := _AFTER.search(reason)):
             after = float(match.group(1))
         raise RetryableDeliveryError(f"mailgun answered {response.status}: {reason}", retry_after=after)
+    if response.status == 401:
+        # A key Mailgun refuses sent nothing: the next of the rotation list is safe to try.
+        raise CredentialRefusedError(f"mailgun answered 401: {reason}", provider_code="401")
     if not response.ok:
         raise PermanentDeliveryError(f"mailgun answered {response.status}: {reason}", provider_code=str(response.status))
-    data = _json(response)
-    sent_id = data.get("id") if isinstance(data, dict) else None
+    sent_id = json_object(response.body).get("id")
     if not isinstance(sent_id, str) or not sent_id.strip("<> "):
         return None
     return sent_id.strip().strip("<>")
 
 
-def _json(response: HttpResponse) -> object:
-    try:
-        return json.loads(response.body)
-    except ValueError:
-        return None
-
-
 def _reason(response: HttpResponse) -> str:
-    data = _json(response)
-    message = data.get("message") if isinstance(data, dict) else None
+    message = json_object(response.body).get("message")
     return str(message)[:300] if message else response.text()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.adapters.channels.sending import Problem
+from chalicelib.adapters.channels.sending import CredentialRefusedError, Problem, first_accepted, json_object
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpClient, retry_after_seconds
 from chalicelib.adapters.media.base import host_of
 from chalicelib.errors import (
@@ -37,8 +37,10 @@ THROTTLED = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
 TRANSIENT = frozenset({1, 2, 131000, 131016, 131057})
 #: WhatsApp 131047: "More than 24 hours have passed since the recipient last replied".
 WHATSAPP_WINDOW_CLOSED = 131047
-#: WhatsApp 131050: "This recipient has chosen to stop receiving marketing messages ... from your business".
+#: WhatsApp 131050: "This recipient has chosen to stop receiving marketing messages ... from your business":
+#: an opt-out of marketing only, service messages still reach them.
 WHATSAPP_MARKETING_STOPPED = 131050
+MARKETING_ONLY = ("marketing",)
 #: Messenger code 10 with subcode 2018278: "This message is sent outside of allowed window";
 #: 2534022 is the same refusal as Instagram integrations report it (third-party code, not in Meta's table).
 MESSAGING_WINDOW_CLOSED = frozenset({2018278, 2534022})
@@ -101,7 +103,7 @@ def classify(error: GraphError, headers: Mapping[str, str], vendor: str) -> Deli
     if error.code == WHATSAPP_WINDOW_CLOSED or (error.code == 10 and error.subcode in MESSAGING_WINDOW_CLOSED):
         return OutsideServiceWindowError(reason, provider_code=error.provider_code, detail=detail)
     if error.code == WHATSAPP_MARKETING_STOPPED:
-        return RecipientOptedOutError(reason, provider_code=error.provider_code, detail=detail)
+        return RecipientOptedOutError(reason, provider_code=error.provider_code, detail=detail, purposes=MARKETING_ONLY)
     if (error.code in THROTTLED or error.code in TRANSIENT or error.transient
             or error.status in RETRYABLE_STATUSES or error.status >= 500):
         return RetryableDeliveryError(reason, retry_after=retry_after(headers), detail=detail)
@@ -133,23 +135,23 @@ def post(http: HttpClient, url: str, payload: dict, tokens: list[str], *, vendor
     that is not a JSON object is a `PermanentDeliveryError` (sending again could duplicate it).
     """
     body = json.dumps(payload, separators=(",", ":")).encode()
-    refused: GraphError | None = None
-    headers: Mapping[str, str] = {}
-    for token in tokens:
+
+    def attempt(token: str) -> dict:
         response = http.request("POST", url, body=body, headers={
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "Accept": "application/json", "User-Agent": USER_AGENT,
         })
-        answer = _json(response.body)
         if response.ok:
-            if not isinstance(answer, dict):
+            answer = json_object(response.body)
+            if not answer:
                 raise PermanentDeliveryError(f"{vendor} accepted the send on {host_of(url)} but answered no JSON object")
             return answer
-        refused, headers = GraphError.of(response.status, answer), response.headers
-        if not refused.bad_token:
-            break
-    assert refused is not None, "no token to send with"
-    raise classify(refused, headers, vendor)
+        error = GraphError.of(response.status, json_object(response.body))
+        if error.bad_token:
+            raise CredentialRefusedError(error.reason(vendor), provider_code=error.provider_code, detail=error.detail())
+        raise classify(error, response.headers, vendor)
+
+    return first_accepted(tokens, attempt, none_configured=f"{vendor}: no access token configured")
 
 
 def url_problems(url: str, field: str) -> list[Problem]:
@@ -162,13 +164,6 @@ def url_problems(url: str, field: str) -> list[Problem]:
     if parts.scheme not in ("http", "https") or not host:
         return [Problem(field, "must be a public http(s) URL Meta can fetch")]
     return []
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
 
 
 def _int(value: Any) -> int | None:

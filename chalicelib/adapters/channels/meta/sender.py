@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chalicelib.adapters.channels.meta import graph, messenger_sender, whatsapp_sender
 from chalicelib.adapters.channels.meta.core import MetaSettings
-from chalicelib.adapters.channels.sending import ChannelSender, ExtendedWindow, Problem
+from chalicelib.adapters.channels.sending import ChannelSender, ExtendedWindow, Problem, resolved_secrets
 from chalicelib.domain.models import Channel, Contact, ReplyTarget
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome, TemplateMessage
-from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, SecretResolutionError
+from chalicelib.errors import PermanentDeliveryError
 
 if TYPE_CHECKING:
     from chalicelib.domain.identifiers import Identifier
@@ -115,11 +115,8 @@ class MetaSender(ChannelSender[MetaSettings]):
                            metadata=_strings(answer, "recipient_id"))
 
     def _tokens(self, references) -> list[str]:
-        try:
-            return self.secrets.get_all(references)
-        except SecretResolutionError as exc:
-            # An SSM or Secrets Manager hiccup passes; a missing secret ends in the dead letters.
-            raise RetryableDeliveryError(f"Meta access token unavailable: {exc.message}") from None
+        # An SSM or Secrets Manager hiccup passes; a missing secret ends in the dead letters.
+        return resolved_secrets(self.secrets, references, what="Meta access token")
 
 
 def _id(value: Any, field: str) -> str:

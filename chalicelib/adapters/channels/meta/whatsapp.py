@@ -41,9 +41,10 @@ STATUSES: dict[str, str] = {
     "failed": "failed",
 }
 
-#: Status error codes that mean the recipient unsubscribed: 131050, "This recipient has chosen to
-#: stop receiving marketing messages on WhatsApp from your business" (WhatsApp error codes page).
-OPTED_OUT_CODES = frozenset({"131050"})
+#: Status error codes that mean the recipient unsubscribed, with what from: 131050, "This
+#: recipient has chosen to stop receiving marketing messages on WhatsApp from your business"
+#: (WhatsApp error codes page): marketing only.
+OPTED_OUT_CODES = {"131050": ("marketing",)}
 
 #: System messages that say a user's ids changed: the customer keeps one record (IdentityChange).
 IDENTITY_CHANGES = frozenset({"user_changed_user_id", "user_changed_number"})
@@ -257,6 +258,7 @@ class WhatsAppCloud:
             error_code=text_of(error, "code"),
             error_message=text_of(error, "title") or text_of(error, "message"),
             opted_out=text_of(error, "code") in OPTED_OUT_CODES,
+            opt_out_purposes=OPTED_OUT_CODES.get(text_of(error, "code") or "", ("service", "marketing")),
             raw=raw,
         )
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
 from chalicelib.adapters.channels.sendgrid.adapter import SendgridSettings
+from chalicelib.adapters.channels.sending import CredentialRefusedError, first_accepted, resolved_secrets
 from chalicelib.adapters.channels.sendgrid.events import HUB_ARG
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
@@ -48,16 +49,16 @@ class SendgridSender(EmailSender[SendgridSettings]):
         email = self.compose(message.model_copy(update={"message_id": ours}), files, extra_references=(ours,))
         body = json.dumps(self.payload(message, email.message, files)).encode()
         url = f"{self.settings.api_base_url}/v3/mail/send"
-        keys = self.secrets.get_all(self.settings.api_keys) if self.settings.api_keys else []
-        if not keys:
-            raise PermanentDeliveryError("sendgrid: no api_keys configured", provider_code="not_configured")
-        for key in keys:
+
+        def post(key: str) -> HttpResponse:
             response = self.runtime.http.request("POST", url, body=body, headers={
                 "Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
             })
-            if response.status != 401:
-                break
-        _raise_for(response)
+            _raise_for(response)
+            return response
+
+        response = first_accepted(resolved_secrets(self.secrets, self.settings.api_keys, what="SendGrid API key"), post,
+                                  none_configured="sendgrid: no api_keys configured")
         metadata = {"message_id": ours}
         if x_message_id := response.headers.get("x-message-id"):
             metadata["x_message_id"] = x_message_id[:200]
@@ -93,6 +94,9 @@ def _raise_for(response: HttpResponse) -> None:
     if response.ok:
         return
     reason = _first_error(response)
+    if response.status == 401:
+        # A key SendGrid refuses sent nothing: the next of the rotation list is safe to try.
+        raise CredentialRefusedError(f"sendgrid answered 401: {reason}", provider_code="401")
     if response.status in RETRYABLE_STATUSES or response.status >= 500:
         raise RetryableDeliveryError(f"sendgrid answered {response.status}: {reason}",
                                      retry_after=retry_after_seconds(response.headers))

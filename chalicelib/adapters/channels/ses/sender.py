@@ -14,7 +14,9 @@ import re
 from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
+from chalicelib.adapters.channels.email.outbound import thread_key
 from chalicelib.adapters.channels.ses.adapter import SesSettings
+from chalicelib.adapters.connectors.http import retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -71,8 +73,10 @@ class SesSender(EmailSender[SesSettings]):
             raise RetryableDeliveryError(f"SES could not be reached: {type(exc).__name__}") from None
         ses_id = answer["MessageId"]
         wire = f"<{ses_id}@{self._message_id_domain(client)}>"
+        # The customer's client answers SES's id (In-Reply-To); ours is a thread key since queueing.
         return SendOutcome(provider_message_id=ses_id,
-                           metadata={"message_id": wire, "hub_message_id": ours, "ses_message_id": ses_id})
+                           metadata={"message_id": wire, "hub_message_id": ours, "ses_message_id": ses_id},
+                           thread_keys=[thread_key(wire)])
 
     def _message_id_domain(self, client) -> str:
         if self.settings.message_id_domain:
@@ -85,11 +89,13 @@ def _classified(exc) -> Exception:
     error = exc.response.get("Error", {})
     code = str(error.get("Code") or "Unknown")
     reason = f"SES answered {code}: {str(error.get('Message') or '')[:300]}".strip()
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    response = exc.response.get("ResponseMetadata", {})
+    status = response.get("HTTPStatusCode") or 0
     if code in PAUSED_CODES:
         return RetryableDeliveryError(reason, retry_after=PAUSED_RETRY_SECONDS)
     if code in RETRYABLE_CODES or status >= 500 or status == 429:
-        return RetryableDeliveryError(reason)
+        # SES documents no Retry-After; one sent anyway (by a proxy or a regional endpoint) is honoured.
+        return RetryableDeliveryError(reason, retry_after=retry_after_seconds(response.get("HTTPHeaders") or {}))
     return PermanentDeliveryError(reason, provider_code=code)
 
 

@@ -8,14 +8,22 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from chalicelib.adapters.channels.sending import ChannelSender, Problem, text_problem
+from chalicelib.adapters.channels.sending import (
+    ChannelSender,
+    CredentialRefusedError,
+    Problem,
+    first_accepted,
+    is_http_url,
+    json_object,
+    resolved_secrets,
+    text_problem,
+)
 from chalicelib.adapters.channels.slack.adapter import SlackSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Channel, Contact, ReplyContext, ReplyTarget
 from chalicelib.domain.outbound import OutboundAttachment, OutboundMessage, SendOutcome
-from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, SecretResolutionError
-from chalicelib.secrets import SecretResolver
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 
 METHOD_PATH = "/api/chat.postMessage"
 #: "The text field … will be truncated … beyond 40,000 characters": refused here instead of cut.
@@ -76,7 +84,7 @@ class SlackSender(ChannelSender[SlackSettings]):
 
     def check(self, message: OutboundMessage) -> list[Problem]:
         problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
-                    for i, a in enumerate(message.attachments) if not _is_http(a.url)]  # fmt: skip
+                    for i, a in enumerate(message.attachments) if not is_http_url(a.url)]  # fmt: skip
         if not _CONVERSATION.fullmatch(message.to):
             problems.append(Problem("to", "must be a Slack channel, DM or user id (C…, G…, D…, U…, W…)"))
         if message.template is not None:
@@ -100,17 +108,15 @@ class SlackSender(ChannelSender[SlackSettings]):
             )
         body = json.dumps(request_body(message, reply_broadcast=self.settings.reply_broadcast)).encode("utf-8")
         url = self.settings.api_base_url + METHOD_PATH
-        refused = PermanentDeliveryError("no bot token of this workspace resolved", provider_code="no_token")
-        for token in _resolved(self.secrets, tokens):
-            response = self.runtime.http.request(
+
+        def post(token: str) -> SendOutcome:
+            return outcome(self.runtime.http.request(
                 "POST", url, body=body,
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
-            )  # fmt: skip
-            try:
-                return outcome(response)
-            except _TokenRefused as exc:
-                refused = exc
-        raise PermanentDeliveryError(refused.message, provider_code=refused.provider_code)
+            ))  # fmt: skip
+
+        return first_accepted(resolved_secrets(self.secrets, tokens, what="Slack bot token"), post,
+                              none_configured="no bot token of this workspace resolved")
 
 
 def request_body(message: OutboundMessage, *, reply_broadcast: bool = False) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def outcome(response: HttpResponse) -> SendOutcome:
     """Slack's answer as an outcome, or the error it means. Slack answers most failures with
     HTTP 200 and `{"ok": false, "error": "<code>"}`, and rate limits with 429 and Retry-After
     (https://api.slack.com/apis/rate-limits)."""
-    body = _json(response)
+    body = json_object(response.body)
     error = body.get("error") if isinstance(body.get("error"), str) else None
     if response.ok and body.get("ok") is True:
         channel, ts = body.get("channel"), body.get("ts")
@@ -156,20 +162,8 @@ def outcome(response: HttpResponse) -> SendOutcome:
     if response.status in RETRYABLE_STATUSES or response.status >= 500 or code in RETRYABLE_ERRORS:
         raise RetryableDeliveryError(reason, retry_after=retry_after_seconds(response.headers))
     if code in TOKEN_ERRORS:
-        raise _TokenRefused(reason, provider_code=code)
+        raise CredentialRefusedError(reason, provider_code=code)
     raise PermanentDeliveryError(reason, provider_code=code)
-
-
-class _TokenRefused(PermanentDeliveryError):
-    """Slack refused the token: nothing was posted, and the next token may be the current one."""
-
-
-def _resolved(secrets: SecretResolver, tokens: list) -> list[str]:
-    """The tokens of a rotation list; a secret store that cannot answer now is a retry, not a failure."""
-    try:
-        return secrets.get_all(tokens)
-    except SecretResolutionError as exc:
-        raise RetryableDeliveryError(f"Slack bot token unavailable: {exc.message}") from None
 
 
 def _identity(contact: Contact) -> tuple[str | None, str | None]:
@@ -183,15 +177,3 @@ def _identity(contact: Contact) -> tuple[str | None, str | None]:
 
 def _escape(text: str | None) -> str:
     return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _is_http(url: str) -> bool:
-    return url.lower().startswith(("https://", "http://")) and len(url) > len("https://")
-
-
-def _json(response: HttpResponse) -> dict:
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

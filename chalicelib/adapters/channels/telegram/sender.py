@@ -8,18 +8,21 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from chalicelib.adapters.channels.sending import ChannelSender, Problem
+from chalicelib.adapters.channels.sending import (
+    ChannelSender,
+    CredentialRefusedError,
+    Problem,
+    first_accepted,
+    is_http_url,
+    json_object,
+    resolved_secrets,
+)
 from chalicelib.adapters.channels.telegram.adapter import TelegramSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Channel, Contact, ReplyContext, ReplyTarget
 from chalicelib.domain.outbound import OutboundAttachment, OutboundMessage, SendOutcome
-from chalicelib.errors import (
-    PermanentDeliveryError,
-    RecipientOptedOutError,
-    RetryableDeliveryError,
-    SecretResolutionError,
-)
+from chalicelib.errors import PermanentDeliveryError, RecipientOptedOutError, RetryableDeliveryError
 
 #: "1-4096 characters after entities parsing" (no parse_mode is sent, so the text is what counts).
 #: Telegram does not say in which unit; its entity offsets are UTF-16 code units, the stricter
@@ -93,7 +96,7 @@ class TelegramSender(ChannelSender[TelegramSettings]):
         if len(message.attachments) > 1:
             problems.append(Problem("attachments", "Telegram takes one attachment per message: send several messages"))
         for index, attachment in enumerate(message.attachments[:1]):
-            if not _is_http(attachment.url):
+            if not is_http_url(attachment.url):
                 problems.append(Problem(f"attachments[{index}].url", "must be an http(s) URL for Telegram to fetch"))
             elif (kind := media_type(attachment)) not in PHOTO_TYPES | URL_DOCUMENT_TYPES:
                 problems.append(Problem(
@@ -117,25 +120,19 @@ class TelegramSender(ChannelSender[TelegramSettings]):
         """
         method, body = request(message, link_previews=self.settings.link_previews)
         payload = json.dumps(body).encode("utf-8")
-        refused = PermanentDeliveryError("no channels.telegram.bot_tokens configured", provider_code="no_token")
-        for token in self._tokens():
+
+        def post(token: str) -> SendOutcome:
             # The token is in the path: this URL is never logged nor put in an error.
-            response = self.runtime.http.request(
+            return outcome(self.runtime.http.request(
                 "POST", f"{self.settings.api_base_url}/bot{token}/{method}", body=payload,
                 headers={"Content-Type": "application/json"},
-            )  # fmt: skip
-            try:
-                return outcome(response, method)
-            except _TokenRefused as exc:
-                refused = exc
-        raise PermanentDeliveryError(refused.message, provider_code=refused.provider_code)
+            ), method)  # fmt: skip
+
+        return first_accepted(self._tokens(), post, none_configured="no channels.telegram.bot_tokens configured")
 
     def _tokens(self) -> list[str]:
         """The configured tokens of *this* bot: another bot's token would answer from a stranger."""
-        try:
-            tokens = self.secrets.get_all(self.settings.bot_tokens) if self.settings.bot_tokens else []
-        except SecretResolutionError as exc:
-            raise RetryableDeliveryError(f"Telegram bot token unavailable: {exc.message}") from None
+        tokens = resolved_secrets(self.secrets, self.settings.bot_tokens, what="Telegram bot token")
         ours = [t for t in tokens if (m := _TOKEN.fullmatch(t.strip())) and int(m[1]) == self.settings.bot_id]
         if tokens and not ours:
             raise PermanentDeliveryError(
@@ -183,7 +180,7 @@ def media_type(attachment: OutboundAttachment) -> str | None:
 def outcome(response: HttpResponse, method: str = "sendMessage") -> SendOutcome:
     """The Bot API's answer as an outcome, or the error it means: `{"ok": false, "error_code",
     "description", "parameters"}` (https://core.telegram.org/bots/api#making-requests)."""
-    body = _json(response)
+    body = json_object(response.body)
     result = body.get("result")
     if response.ok and body.get("ok") is True and isinstance(result, dict):
         chat = result.get("chat")
@@ -204,14 +201,10 @@ def outcome(response: HttpResponse, method: str = "sendMessage") -> SendOutcome:
     if code == 403 and BLOCKED in description.lower():
         raise RecipientOptedOutError(reason, provider_code="403")
     if code == 401:
-        raise _TokenRefused(reason, provider_code="401")
+        raise CredentialRefusedError(reason, provider_code="401")
     # A group that became a supergroup has a new id: worth showing whoever fixes the case.
     detail = {"migrate_to_chat_id": parameters["migrate_to_chat_id"]} if "migrate_to_chat_id" in parameters else None
     raise PermanentDeliveryError(reason, provider_code=str(code), detail=detail)
-
-
-class _TokenRefused(PermanentDeliveryError):
-    """Telegram refused the token (revoked): nothing was sent, and the next token may be current."""
 
 
 def _length(text: str | None) -> int:
@@ -226,16 +219,3 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,20}", value):
         return int(value)
     return None
-
-
-def _is_http(url: str) -> bool:
-    return url.lower().startswith(("https://", "http://")) and len(url) > len("https://")
-
-
-def _json(response: HttpResponse) -> dict:
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-

@@ -7,10 +7,17 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlencode
 
-from chalicelib.adapters.channels.sending import ChannelSender, Problem
+from chalicelib.adapters.channels.sending import (
+    ChannelSender,
+    CredentialRefusedError,
+    Problem,
+    first_accepted,
+    is_http_url,
+    json_object,
+)
 from chalicelib.adapters.channels.twilio.adapter import TwilioSettings, hook_url
 from chalicelib.adapters.channels.twilio.outbound_settings import E164
 from chalicelib.adapters.channels.twilio.segments import segments, utf16_length
@@ -172,28 +179,18 @@ class TwilioSender(ChannelSender[TwilioSettings]):
             raise PermanentDeliveryError("channels.twilio.account_sid is not configured")
         url = f"{self.settings.api_base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         body = urlencode(self.request_form(message)).encode()
-        response: HttpResponse | None = None
-        for username, password in self._credentials():
+
+        def post(credential: tuple[str, str]) -> SendOutcome:
+            username, password = credential
             headers = {
                 "Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii"),
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Accept": "application/json",
                 IDEMPOTENCY_HEADER: message.id,
             }
-            response = self.runtime.http.request("POST", url, headers=headers, body=body)
-            # A 401 sent nothing: the next credential of the rotation list is safe to try.
-            if response.status != 401:
-                break
-        assert response is not None  # _credentials returns at least one
-        if not response.ok:
-            raise_for_twilio(response)
-        answer = _json(response)
-        sid = answer.get("sid")
-        if not isinstance(sid, str) or not sid:
-            raise PermanentDeliveryError(f"Twilio answered {response.status} without a message sid")
-        metadata = {key: str(answer[field]) for field, key in (("status", "twilio_status"), ("num_segments", "num_segments"),
-                                                                ("from", "from")) if answer.get(field) is not None}
-        return SendOutcome(provider_message_id=sid, metadata=metadata)
+            return outcome(self.runtime.http.request("POST", url, headers=headers, body=body))
+
+        return first_accepted(self._credentials(), post, none_configured="no Twilio credential is configured")
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -278,16 +275,29 @@ class TwilioSender(ChannelSender[TwilioSettings]):
             limit, what = MAX_MEDIA, f"Twilio takes at most {MAX_MEDIA} media URLs per message"
         problems = [Problem("attachments", f"has {len(attachments)} items; {what}")] if len(attachments) > limit else []
         for i, attachment in enumerate(attachments):
-            if not attachment.url.lower().startswith(("https://", "http://")):
+            if not is_http_url(attachment.url):
                 problems.append(Problem(f"attachments[{i}].url", "must be an http(s) URL Twilio can fetch"))
         return problems
+
+
+def outcome(response: HttpResponse) -> SendOutcome:
+    """Twilio's answer to a create-message request as an outcome, or the error it means."""
+    if not response.ok:
+        raise_for_twilio(response)
+    answer = json_object(response.body)
+    sid = answer.get("sid")
+    if not isinstance(sid, str) or not sid:
+        raise PermanentDeliveryError(f"Twilio answered {response.status} without a message sid")
+    metadata = {key: str(answer[field]) for field, key in (("status", "twilio_status"), ("num_segments", "num_segments"),
+                                                            ("from", "from")) if answer.get(field) is not None}
+    return SendOutcome(provider_message_id=sid, metadata=metadata)
 
 
 def raise_for_twilio(response: HttpResponse) -> None:
     """Classify a Twilio error answer (`{"code", "message", "more_info", "status"}`,
     https://www.twilio.com/docs/api/errors/400): opted out, outside the window, retryable
     (429, 5xx, with `Retry-After`) or permanent with Twilio's `code`."""
-    answer = _json(response)
+    answer = json_object(response.body)
     code = str(answer["code"]) if isinstance(answer.get("code"), (int, str)) and answer.get("code") != "" else None
     said = answer.get("message") if isinstance(answer.get("message"), str) else response.text()
     # Twilio's messages quote the numbers ("The 'To' number +1… is not valid"): kept out of logs.
@@ -296,19 +306,14 @@ def raise_for_twilio(response: HttpResponse) -> None:
         raise RecipientOptedOutError(reason, provider_code=code)
     if code == OUTSIDE_WINDOW:
         raise OutsideServiceWindowError(reason, provider_code=code)
+    if response.status == 401:
+        # Nothing was sent: the next credential of the rotation list is safe to try.
+        raise CredentialRefusedError(reason, provider_code=code)
     if response.status in RETRYABLE_STATUSES or response.status >= 500:
         raise RetryableDeliveryError(reason, retry_after=retry_after_seconds(response.headers))
     if 300 <= response.status < 400:
         raise PermanentDeliveryError(f"Twilio answered a redirect ({response.status}), which is not followed")
     raise PermanentDeliveryError(reason, provider_code=code)
-
-
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        answer = json.loads(response.body or b"{}")
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
 
 
 def _bare(address: str) -> str:

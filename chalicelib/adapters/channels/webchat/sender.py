@@ -34,7 +34,7 @@ class WebchatSender(ChannelSender[WebchatSettings]):
         return next((i.value for i in identifiers if i.kind == "webchat" and i.scope == site), None)
 
     def default_account(self, channel: Channel) -> str | None:
-        return self.settings.sites[0].id if self.settings.sites else None
+        return self.settings.sites[0].id if channel == Channel.WEBCHAT and self.settings.sites else None
 
     def sends_from(self, channel: Channel, account: str) -> bool:
         return channel == Channel.WEBCHAT and any(site.id == account for site in self.settings.sites)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from chalicelib.adapters.channels.sending import ChannelSender, Problem, text_problem
+from chalicelib.adapters.channels.sending import (
+    ChannelSender,
+    CredentialRefusedError,
+    Problem,
+    first_accepted,
+    is_http_url,
+    json_object,
+    resolved_secrets,
+    text_problem,
+)
 from chalicelib.adapters.channels.x.adapter import XSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Channel, Contact, ReplyTarget
 from chalicelib.domain.outbound import OutboundAttachment, OutboundMessage, SendOutcome
-from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError, SecretResolutionError
+from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
 
 #: "Text of the Direct Message … up to 10,000 characters."
 MAX_TEXT = 10_000
@@ -64,7 +73,7 @@ class XSender(ChannelSender[XSettings]):
 
     def check(self, message: OutboundMessage) -> list[Problem]:
         problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
-                    for i, a in enumerate(message.attachments) if not _is_http(a.url)]  # fmt: skip
+                    for i, a in enumerate(message.attachments) if not is_http_url(a.url)]  # fmt: skip
         if not _USER_ID.fullmatch(message.to):
             problems.append(Problem("to", "must be a numeric X user id"))
         if message.template is not None:
@@ -89,22 +98,17 @@ class XSender(ChannelSender[XSettings]):
             )
         if not _USER_ID.fullmatch(message.to):
             raise PermanentDeliveryError("the recipient is not a numeric X user id", provider_code="bad_recipient")
-        try:
-            resolved = self.secrets.get_all(tokens)
-        except SecretResolutionError as exc:
-            raise RetryableDeliveryError(f"X access token unavailable: {exc.message}") from None
         url = f"{self.settings.api_base_url}/2/dm_conversations/with/{message.to}/messages"
         body = json.dumps({"text": compose_text(message.text, message.attachments)}).encode("utf-8")
-        refused = PermanentDeliveryError("no X access token resolved", provider_code="no_token")
-        for token in resolved:
+
+        def post(token: str) -> SendOutcome:
             response = self.runtime.http.request(
                 "POST", url, body=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             )
-            try:
-                return outcome(response, now=self.runtime.clock().timestamp())
-            except _TokenRefused as exc:
-                refused = exc
-        raise PermanentDeliveryError(refused.message, provider_code=refused.provider_code)
+            return outcome(response, now=self.runtime.clock().timestamp())
+
+        return first_accepted(resolved_secrets(self.secrets, tokens, what="X access token"), post,
+                              none_configured="no X access token resolved")
 
 
 def _participant(contact: Contact) -> str | None:
@@ -127,7 +131,7 @@ def compose_text(text: str | None, attachments: Sequence[OutboundAttachment]) ->
 def outcome(response: HttpResponse, *, now: float) -> SendOutcome:
     """X's answer as an outcome (`201 {"data": {"dm_conversation_id", "dm_event_id"}}`), or the
     error it means: a problem (`title`, `detail`, `type`, `status`) or v1.1-style `errors[]`."""
-    body = _json(response)
+    body = json_object(response.body)
     data = body.get("data")
     if response.ok and isinstance(data, dict):
         event_id = data.get("dm_event_id")
@@ -143,12 +147,8 @@ def outcome(response: HttpResponse, *, now: float) -> SendOutcome:
     if response.status in RETRYABLE_STATUSES or response.status >= 500:
         raise RetryableDeliveryError(reason, retry_after=_retry_after(response, now))
     if response.status == 401:
-        raise _TokenRefused(reason, provider_code=code)
+        raise CredentialRefusedError(reason, provider_code=code)
     raise PermanentDeliveryError(reason, provider_code=code)
-
-
-class _TokenRefused(PermanentDeliveryError):
-    """X refused the token (expired, revoked): nothing was sent, and the next token may be current."""
 
 
 def _error(body: dict, status: int) -> tuple[str, str]:
@@ -173,15 +173,3 @@ def _retry_after(response: HttpResponse, now: float) -> float | None:
     if reset.isdigit():
         return max(0.0, float(reset) - now)
     return retry_after_seconds(response.headers, now=now)
-
-
-def _is_http(url: str) -> bool:
-    return url.lower().startswith(("https://", "http://")) and len(url) > len("https://")
-
-
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
