@@ -15,14 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import TypeAdapter
 
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
-from chalicelib.domain.models import CustomerEvent, DeadLetter, Delivery, DeliveryJob, DeliveryStatus, DeliveryWork
+from chalicelib.domain.models import (
+    CustomerEvent,
+    DeadLetter,
+    Delivery,
+    DeliveryJob,
+    DeliveryStatus,
+    DeliveryWork,
+)
 from chalicelib.errors import (
     ItemTooLargeError,
     PermanentDeliveryError,
@@ -55,6 +62,8 @@ class DeliverOutcome:
 
 
 _WORK = TypeAdapter(DeliveryWork)
+T = TypeVar("T")
+R = TypeVar("R")
 Work = DeliveryJob | CustomerEvent
 
 
@@ -100,9 +109,9 @@ class Deliverer:
                                                  f"{receive_count} receives; replay it when the vendor is back")
             raise RetryLaterError(f"circuit open for {job.destination}",
                                   delay_seconds=math.ceil(min(max(wait, 1), MAX_DELAY_SECONDS)))
-        retrying = self._retrying(job.destination)
+        retrying = inline_retries(self.breakers, job.destination, self.settings, self.sleep)
         try:
-            result: DeliveryResult = retrying(self._watched(send, job.destination), job)
+            result: DeliveryResult = retrying(watched(send, self.breakers, job.destination, self.settings), job)
         except PermanentDeliveryError as exc:
             return self._dead(job, attempts + tries_of(retrying), exc.message)
         except RetryableDeliveryError as exc:
@@ -126,46 +135,6 @@ class Deliverer:
         if stored is None or not stored.external_refs:
             return job
         return job.model_copy(update={"case": job.case.model_copy(update={"external_refs": stored.external_refs})})
-
-    def _watched(self, send: Callable[[Work], DeliveryResult], destination: str) -> Callable[[Work], DeliveryResult]:
-        """`send`, with every call's outcome told to the destination's circuit breaker."""
-
-        def call(job: Work) -> DeliveryResult:
-            try:
-                result = send(job)
-            except RetryableDeliveryError as exc:
-                # A rate limit longer than the worker waits holds back the whole destination.
-                long_wait = exc.retry_after if (exc.retry_after or 0) > self.settings.max_inline_wait_seconds else None
-                self.breakers.failed(destination, retry_after=long_wait)
-                raise
-            except PermanentDeliveryError:
-                self.breakers.succeeded(destination)  # the vendor answered: it is up
-                raise
-            self.breakers.succeeded(destination)
-            return result
-
-        return call
-
-    def _retrying(self, destination: str) -> Retrying:
-        # Imported here: only the deliver worker retries, and the ingest path shares this module's
-        # importers, so it must not pay for tenacity at cold start.
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
-
-        limit = self.settings.max_inline_wait_seconds
-
-        def worth_retrying_now(exc: BaseException) -> bool:
-            if not isinstance(exc, RetryableDeliveryError) or self.breakers.is_open(destination):
-                return False
-            # A long Retry-After is honoured by the queue, not by holding the worker.
-            return exc.retry_after is None or exc.retry_after <= limit
-
-        return Retrying(
-            retry=retry_if_exception(worth_retrying_now),
-            stop=stop_after_attempt(self.settings.attempts_per_invocation),
-            wait=inline_wait,
-            sleep=self.sleep,
-            reraise=True,
-        )
 
     def _dead(self, job: Work, attempts: int, reason: str) -> str:
         # The job goes to the dead-letter queue first (its depth is what alarms watch), then to
@@ -241,6 +210,47 @@ def _subject(job: Work) -> str:
 def _known_ref(job: DeliveryJob) -> str | None:
     ref = job.case.external_refs.get(job.destination)
     return ref.ref if ref is not None else None
+
+
+def watched(send: Callable[[T], R], breakers: CircuitBreakers, circuit: str,
+            settings: DeliverySettings) -> Callable[[T], R]:
+    """`send`, with every call's outcome told to `circuit`'s breaker: a vendor that answered (even
+    with a refusal) is up; a retryable failure counts against it, and a rate limit longer than the
+    worker waits holds back the whole circuit."""
+
+    def call(item: T) -> R:
+        try:
+            result = send(item)
+        except RetryableDeliveryError as exc:
+            long_wait = exc.retry_after if (exc.retry_after or 0) > settings.max_inline_wait_seconds else None
+            breakers.failed(circuit, retry_after=long_wait)
+            raise
+        except PermanentDeliveryError:
+            breakers.succeeded(circuit)
+            raise
+        breakers.succeeded(circuit)
+        return result
+
+    return call
+
+
+def inline_retries(breakers: CircuitBreakers, circuit: str, settings: DeliverySettings,
+                   sleep: Callable[[float], None]) -> Retrying:
+    """The retries inside one invocation: retryable failures only, while `circuit` is closed, and
+    only for a `Retry-After` short enough to wait here (longer ones are the queue's to honour)."""
+    # Imported here: only the deliver and send workers retry, and the ingest path shares this
+    # module's importers, so it must not pay for tenacity at cold start.
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+    limit = settings.max_inline_wait_seconds
+
+    def worth_retrying_now(exc: BaseException) -> bool:
+        if not isinstance(exc, RetryableDeliveryError) or breakers.is_open(circuit):
+            return False
+        return exc.retry_after is None or exc.retry_after <= limit
+
+    return Retrying(retry=retry_if_exception(worth_retrying_now), stop=stop_after_attempt(settings.attempts_per_invocation),
+                    wait=inline_wait, sleep=sleep, reraise=True)
 
 
 def tries_of(retrying: Retrying) -> int:

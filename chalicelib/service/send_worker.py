@@ -39,7 +39,13 @@ from chalicelib.errors import (
 )
 from chalicelib.hubconfig import DeliverySettings
 from chalicelib.service.breaker import CircuitBreakers
-from chalicelib.service.deliver import MAX_DELAY_SECONDS, inline_wait, redelivery_delay, tries_of
+from chalicelib.service.deliver import (
+    MAX_DELAY_SECONDS,
+    inline_retries,
+    redelivery_delay,
+    tries_of,
+    watched,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +100,9 @@ class SendWorker:
                                   f"{message.provider} stayed unavailable (circuit open) through {receive_count} "
                                   "receives; replay it when the provider is back")
             raise RetryLaterError(f"circuit open for {circuit}", delay_seconds=math.ceil(min(max(wait, 1), MAX_DELAY_SECONDS)))
-        retrying = self._retrying(circuit)
+        retrying = inline_retries(self.breakers, circuit, self.settings, self.sleep)
         try:
-            outcome: SendOutcome = retrying(self._watched(sender.send, circuit), message)
+            outcome: SendOutcome = retrying(watched(sender.send, self.breakers, circuit, self.settings), message)
         except (RecipientOptedOutError, OutsideServiceWindowError) as exc:
             # A decision about this customer, not a fault: replaying cannot help.
             failed = self._failed(contact, exc)
@@ -169,35 +175,3 @@ class SendWorker:
         self.store.record_sent(contact)
         logger.warning("message %s via %s is dead after %d receives", message.id, message.provider, attempts)
         return SendResult.DEAD
-
-    # --- retries -----------------------------------------------------------------------------------------
-
-    def _watched(self, send: Callable[[OutboundMessage], SendOutcome], circuit: str):
-        def call(message: OutboundMessage) -> SendOutcome:
-            try:
-                result = send(message)
-            except RetryableDeliveryError as exc:
-                long_wait = exc.retry_after if (exc.retry_after or 0) > self.settings.max_inline_wait_seconds else None
-                self.breakers.failed(circuit, retry_after=long_wait)
-                raise
-            except PermanentDeliveryError:
-                self.breakers.succeeded(circuit)
-                raise
-            self.breakers.succeeded(circuit)
-            return result
-
-        return call
-
-    def _retrying(self, circuit: str):
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
-
-        limit = self.settings.max_inline_wait_seconds
-
-        def worth_retrying_now(exc: BaseException) -> bool:
-            if not isinstance(exc, RetryableDeliveryError) or self.breakers.is_open(circuit):
-                return False
-            return exc.retry_after is None or exc.retry_after <= limit
-
-        return Retrying(retry=retry_if_exception(worth_retrying_now),
-                        stop=stop_after_attempt(self.settings.attempts_per_invocation),
-                        wait=inline_wait, sleep=self.sleep, reraise=True)
