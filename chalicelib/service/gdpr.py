@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import Queue
 from chalicelib.adapters.store.base import Erasure, Store
-from chalicelib.domain.models import Contact, Customer, message_dedupe_key
+from chalicelib.domain.models import Contact, Customer, Direction, message_dedupe_key
 from chalicelib.errors import ConflictError, NotFoundError, TransientError
 from chalicelib.service.customer_events import customer_event_messages
 from chalicelib.service.timeline import all_contacts
@@ -105,19 +105,32 @@ def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, 
                 if (case := store.get_case(case_id)) is None or case.customer_id in group]
     # Only the keys that lead to this customer's cases: a reply of theirs may name another
     # customer's thread (a reply-all), and that thread stays with its case.
-    referenced = list(dict.fromkeys(k for c in contacts for k in c.thread_keys))
+    referenced = list(dict.fromkeys(k for c in contacts for k in (*c.thread_keys, *_sent_thread_keys(c))))
     threads = store.find_threads(referenced) if referenced else {}
+    inbound = [c for c in contacts if c.direction == Direction.INBOUND]
+    sent = [c for c in contacts if c.direction == Direction.OUTBOUND and c.provider_message_id]
     return Erasure(
         customer_id=customer.id,
         identifier_keys=tuple(i.key for i in customer.identifiers),
         contact_ids=tuple(c.id for c in contacts),
         case_ids=tuple(case_ids),
         thread_keys=tuple(k for k in referenced if threads.get(k) in case_ids),
-        dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in contacts),
+        dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in inbound),
         merge_ids=merge_ids,
         erased_at=now,
         tombstone_expires_at=now + timedelta(days=TOMBSTONE_DAYS),
+        sent_messages=tuple((c.provider, c.provider_message_id) for c in sent),
+        outbox_keys=tuple(f"{i.scope}/{i.value}" for i in customer.identifiers if i.kind == "webchat" and i.scope),
     )
+
+
+def _sent_thread_keys(contact: Contact) -> list[str]:
+    """The thread keys an email the hub sent left behind: its Message-ID (and the one the provider
+    gave it instead, SES), so the customer's answer finds the case (service/messages.py)."""
+    if contact.direction != Direction.OUTBOUND:
+        return []
+    ids = [contact.metadata.get(name) for name in ("message_id", "hub_message_id")]
+    return [f"email:{value.strip('<>')}" for value in ids if isinstance(value, str) and value]
 
 
 def _mark_erasing(store: Store, customer: Customer) -> Customer:

@@ -147,3 +147,20 @@ def test_an_idempotency_key_names_a_new_message_after_24_hours_and_never_overwri
     assert second.status == 202 and second.json()["data"]["id"] != first["id"]
     assert first_after["status"] == "delivered"
     assert [c["status"] for c in first_after["status_history"]] == ["queued", "sent", "delivered"]
+
+
+def test_erasure_removes_the_replies_the_outbox_and_the_sent_links(running):
+    token = _write(running)["visitor_token"]
+    customer_id = _customer_of(running)
+    sent = _send(running, {"to": {"customer_id": customer_id}, "channel": "webchat", "text": "Ihre Adresse: ..."})
+    message_id = sent.json()["data"]["id"]
+    running.wait_for(lambda: _poll(running, token).json()["data"], message="the reply")
+    exported = running.api(f"/v1/customers/{customer_id}/export").json()
+    assert message_id in json.dumps(exported)
+
+    erased = running.request("DELETE", f"/v1/customers/{customer_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+
+    assert erased.status == 200, erased.body
+    assert running.api(f"/v1/contacts/{message_id}").status == 404
+    assert _poll(running, token).json()["data"] == []
+    assert running.hub.store.find_sent("webchat", message_id) is None
