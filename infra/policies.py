@@ -67,13 +67,14 @@ TABLE_DELIVER = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
 
 #: What the send worker's store calls (service/send_worker.py and what it calls back): the
 #: outbound contact and its timeline copy (Query, PutItem), the provider's message id link
-#: (PutItem), the customer and case of message events (GetItem, Query), early status reports
+#: (PutItem), the thread key of the Message-ID SES gave an email (PutItem, THREAD#), the customer
+#: and case of message events (GetItem, Query), early status reports
 #: (Query), the web chat outbox (GetItem, PutItem), an opt-out on the customer (PutItem) and the
 #: dead letter (PutItem). Never a batch, never an update or a Scan.
 TABLE_SEND = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
 #: The partitions those calls reach (the key layout of chalicelib/adapters/store/dynamodb.py).
 #: `dynamodb:LeadingKeys` is checked per item, so a transaction's every item must be in one.
-SEND_PARTITIONS = ["CONTACT#*", "CUST#*", "CASE#*", "SENT#*", "STATUS#*", "OUTBOX#*", "DEADLETTERS"]
+SEND_PARTITIONS = ["CONTACT#*", "CUST#*", "CASE#*", "SENT#*", "STATUS#*", "OUTBOX#*", "THREAD#*", "DEADLETTERS"]
 
 #: A pull entry's reads, by entry name: where its announcements point to (infra/stateful.yaml
 #: announces objects under this bucket prefix on the entry's queue).
