@@ -247,7 +247,24 @@ def test_an_idempotent_retry_of_the_api_queues_nothing_again(outbound):
 
     assert (first.status_code, again.status_code) == (202, 200)
     assert json.loads(again.body)["data"]["id"] == json.loads(first.body)["data"]["id"]
+    # The first message is still queued, so the repeat queues it again (the first call may have
+    # stopped between its record and the queue): FIFO deduplication on its id keeps one copy.
     assert depth(sqs, urls["outbound"]) == 1
+    assert calls.counts() == Counter({"PutItem": 1, "Query": 1, "SendMessageBatch": 1}), calls.counts()
+
+
+def test_an_idempotent_retry_of_a_sent_message_costs_two_calls_and_queues_nothing(outbound):
+    client, hub, sqs, urls, _, calls = outbound
+    _, case_id = visitor_writes(client, hub, sqs, urls)
+    body = {"to": {"case_id": case_id}, "text": "Schon gesendet."}
+    first = json.loads(api(client, "POST", "/v1/messages", body, {"Idempotency-Key": "sent-once"}).body)["data"]
+    queued = hub.store.get_contact(first["id"]).raw["outbound"]
+    assert hub.send_worker.send_body(json.dumps(queued), receive_count=1) == "sent"
+
+    calls.clear()
+    again = api(client, "POST", "/v1/messages", body, {"Idempotency-Key": "sent-once"})
+
+    assert again.status_code == 200 and json.loads(again.body)["data"]["status"] == "delivered"
     assert calls.counts() == Counter({"PutItem": 1, "Query": 1}), calls.counts()
 
 
