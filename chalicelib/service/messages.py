@@ -313,13 +313,19 @@ class MessageService:
         fallback = sender.fallback_template(route.channel, route.account)
         if fallback is not None:
             return fallback, None
-        since = f"since {opened.isoformat()}" if opened is not None else "ever"
+        if opened is None:
+            # No conversation to be outside of: the business opens one, which only a template may.
+            raise SendRefusedError(
+                "template_required",
+                f"the customer has never written on {route.channel.value} to {route.account}: a conversation "
+                "the business starts needs a template",
+                detail={"channel": route.channel.value, "account": route.account},
+            )
         raise SendRefusedError(
             "outside_service_window",
-            f"the customer has not written on {route.channel.value} from {route.account} within {hours} hours "
-            f"(last: {since}); send a template",
-            detail={"channel": route.channel.value, "account": route.account,
-                    "last_inbound_at": opened.isoformat() if opened else None},
+            f"the customer has not written on {route.channel.value} to {route.account} within {hours} hours "
+            f"(last: {opened.isoformat()}); send a template",
+            detail={"channel": route.channel.value, "account": route.account, "last_inbound_at": opened.isoformat()},
         )
 
 

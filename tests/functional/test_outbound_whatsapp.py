@@ -139,3 +139,32 @@ def test_the_configured_fallback_template_goes_instead_of_late_free_text(tmp_pat
         assert sent["template"]["name"] == "reopen_conversation"
         assert "Ihr Techniker" not in request.body.decode()
         assert wait_status(hub, data["id"], "sent")["metadata"]["template"]["name"] == "reopen_conversation"
+
+
+def test_a_conversation_the_business_starts_on_whatsapp_needs_a_template(tmp_path, receiver, provider):
+    clock = Clock(WRITTEN)
+    with hub_at(tmp_path, receiver, provider, clock) as hub:
+        sms = load("twilio", "sms_text")
+        assert hub.post(sms.path, sms.body, sms.headers).status == 200
+        customer_id = hub.wait_for(lambda: _customer_by_sms(hub), message="the SMS customer")
+        body = {"to": {"customer_id": customer_id}, "channel": "whatsapp", "provider": "meta"}
+
+        refused = send(hub, {**body, "text": "Hallo!"})
+        provider.script.append(whatsapp_accepted(OUTBOUND_WAMID))
+        data = accepted(hub, {**body, "template": {"name": "case_update", "language": "de", "parameters": ["Jana"]}})
+
+        assert refused.status == 422 and refused.json()["error"]["code"] == "template_required"
+        [request] = wait_requests(hub, provider, "/messages")
+        phone = contact(hub, data["id"])["metadata"]["to"]
+        assert json.loads(request.body)["to"] == phone and phone.isdigit()
+        assert json.loads(request.body)["type"] == "template"
+
+
+def _customer_by_sms(hub) -> str | None:
+    from urllib.parse import parse_qs
+
+    sender = parse_qs(load("twilio", "sms_text").body.decode())["From"][0]
+    found = hub.api(f"/v1/customers?identifier=phone:{sender.replace('+', '%2B')}").json()["data"]
+    if not found or not hub.api(f"/v1/customers/{found[0]['id']}/contacts").json()["data"]:
+        return None
+    return found[0]["id"]
