@@ -168,3 +168,19 @@ def _customer_by_sms(hub) -> str | None:
     if not found or not hub.api(f"/v1/customers/{found[0]['id']}/contacts").json()["data"]:
         return None
     return found[0]["id"]
+
+
+def test_a_template_that_is_not_configured_is_refused_naming_the_field(tmp_path, receiver, provider):
+    clock = Clock(WRITTEN)
+    with hub_at(tmp_path, receiver, provider, clock) as hub:
+        inbound = customer_writes(hub)
+        clock.advance(timedelta(hours=30).total_seconds())
+
+        refused = send(hub, {"to": {"case_id": inbound["case_id"]},
+                             "template": {"name": "no_such_template", "language": "de"}})
+
+        assert refused.status == 422, refused.body
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_message"
+        assert any(field.startswith("template") for field in error["detail"]["fields"])
+        assert hub.hub.outbound_queue.depth() == 0 and requests_to(provider, "/messages") == []
