@@ -164,3 +164,16 @@ def test_erasure_removes_the_replies_the_outbox_and_the_sent_links(running):
     assert running.api(f"/v1/contacts/{message_id}").status == 404
     assert _poll(running, token).json()["data"] == []
     assert running.hub.store.find_sent("webchat", message_id) is None
+
+
+def test_a_hub_that_cannot_sign_visitor_tokens_still_accepts_the_message(running, monkeypatch):
+    from chalicelib.errors import ConfigError
+
+    def unsigned(site_id, visitor_id):
+        raise ConfigError("media.link_secret: required on AWS when media.public_url is set (hub links)")
+
+    monkeypatch.setattr(running.hub.visitor_tokens, "issue", unsigned)
+    answer = running.post("/webhooks/webchat", _visitor_message(), {"Content-Type": "application/json"})
+
+    assert answer.status == 202 and "visitor_token" not in answer.json()
+    assert _customer_of(running)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -22,9 +23,11 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
-from chalicelib.errors import ForbiddenError, MalformedPayloadError, NotFoundError, SignatureError
+from chalicelib.errors import ForbiddenError, HubError, MalformedPayloadError, NotFoundError, SignatureError
 from chalicelib.secrets import Secret
 from chalicelib.signing.compare import signed_by_any
+
+logger = logging.getLogger(__name__)
 
 #: Ids end up in identifier keys (`webchat:<site>/<visitor>`) and dedupe keys, so no `/`,
 #: no spaces, nothing a widget would not generate (UUIDs, ULIDs, slugs).
@@ -286,8 +289,12 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
             tokens = self.services.visitor_tokens
             if tokens is not None:
                 visitor = first.sender.handles[0]
-                # What the widget polls its replies with (GET /webhooks/webchat/messages).
-                body["visitor_token"] = tokens.issue(first.account, visitor.value)
+                # What the widget polls its replies with (GET /webhooks/webchat/messages). The
+                # message is queued already: a hub that cannot sign tokens still accepts it.
+                try:
+                    body["visitor_token"] = tokens.issue(first.account, visitor.value)
+                except HubError as exc:
+                    logger.warning("web chat message accepted without a visitor token: %s", exc.message)
         return WebhookResponse(status=202, body=json.dumps(body), content_type="application/json")
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse:
