@@ -262,10 +262,13 @@ ERRORS = {
 }
 
 
+#: The web chat is its own provider: it makes no call whose answer could be classified.
+CALLING_ROWS = [row for row in ROWS if row.calls_a_provider]
+
+
 @pytest.mark.parametrize("answer", sorted(ERRORS))
+@pytest.mark.parametrize("row", CALLING_ROWS, ids=[row.id for row in CALLING_ROWS])
 def test_send_makes_one_call_and_classifies_the_providers_refusal(row, vendor, answer):
-    if not row.calls_a_provider:
-        pytest.skip(f"{row.key} is its own provider: nothing to classify")
     vendor.default = ERRORS[answer]
     expected = PermanentDeliveryError if answer == "400" else RetryableDeliveryError
 
