@@ -30,7 +30,8 @@ from chalicelib.secrets import SecretResolver
 
 __all__ = [
     "ChannelSender", "CredentialRefusedError", "ExtendedWindow", "Problem", "ReplyTarget", "SenderRuntime",
-    "VisitorOutbox", "first_accepted", "is_http_url", "json_object", "reply_key", "resolved_secrets",
+    "VisitorOutbox", "first_accepted", "is_http_url", "json_object", "linked_text_problems", "reply_key",
+    "resolved_secrets",
     "text_problem", "window_closes", "window_hours",
 ]
 
@@ -150,6 +151,21 @@ def text_problem(text: str | None, limit: int, unit: str = "characters") -> list
     if text is not None and len(text) > limit:
         return [Problem("text", f"is {len(text)} {unit}; this channel takes at most {limit}")]
     return []
+
+
+def linked_text_problems(message: OutboundMessage, *, provider: str, to_problem: str | None, limit: int,
+                         text: str) -> list[Problem]:
+    """The checks of a chat that takes text only, with attachments sent as links in it (Slack, X):
+    `to_problem` is what is wrong with the recipient (None when fine); `text` is what would be sent."""
+    problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
+                for i, a in enumerate(message.attachments) if not is_http_url(a.url)]  # fmt: skip
+    if to_problem is not None:
+        problems.append(Problem("to", to_problem))
+    if message.template is not None:
+        problems.append(Problem("template", f"{provider} has no message templates: send text"))
+    if not message.text and not message.attachments:
+        problems.append(Problem("text", f"is required (or an attachment) for {provider}"))
+    return problems or text_problem(text, limit)
 
 
 # --- credential rotation, shared by every sender ------------------------------------------------------

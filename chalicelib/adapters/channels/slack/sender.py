@@ -13,10 +13,9 @@ from chalicelib.adapters.channels.sending import (
     CredentialRefusedError,
     Problem,
     first_accepted,
-    is_http_url,
     json_object,
+    linked_text_problems,
     resolved_secrets,
-    text_problem,
 )
 from chalicelib.adapters.channels.slack.adapter import SlackSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
@@ -83,17 +82,9 @@ class SlackSender(ChannelSender[SlackSettings]):
         return channel is Channel.SLACK and account in self.settings.bot_tokens
 
     def check(self, message: OutboundMessage) -> list[Problem]:
-        problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
-                    for i, a in enumerate(message.attachments) if not is_http_url(a.url)]  # fmt: skip
-        if not _CONVERSATION.fullmatch(message.to):
-            problems.append(Problem("to", "must be a Slack channel, DM or user id (C…, G…, D…, U…, W…)"))
-        if message.template is not None:
-            problems.append(Problem("template", "Slack has no message templates: send text"))
-        if not message.text and not message.attachments:
-            problems.append(Problem("text", "is required (or an attachment) for Slack"))
-        if not problems:
-            problems += text_problem(compose_text(message.text, message.attachments), MAX_TEXT)
-        return problems
+        return linked_text_problems(message, provider="Slack", limit=MAX_TEXT,
+                                    to_problem=None if _CONVERSATION.fullmatch(message.to) else "must be a Slack channel, DM or user id (C…, G…, D…, U…, W…)",
+                                    text=compose_text(message.text, message.attachments))
 
     def send(self, message: OutboundMessage) -> SendOutcome:
         """One chat.postMessage (one more per rotated-out token Slack refuses, which posted nothing).

@@ -12,10 +12,9 @@ from chalicelib.adapters.channels.sending import (
     CredentialRefusedError,
     Problem,
     first_accepted,
-    is_http_url,
     json_object,
+    linked_text_problems,
     resolved_secrets,
-    text_problem,
 )
 from chalicelib.adapters.channels.x.adapter import XSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
@@ -72,17 +71,9 @@ class XSender(ChannelSender[XSettings]):
         return channel is Channel.X and account in self.settings.dm_access_tokens
 
     def check(self, message: OutboundMessage) -> list[Problem]:
-        problems = [Problem(f"attachments[{i}].url", "must be an http(s) URL")
-                    for i, a in enumerate(message.attachments) if not is_http_url(a.url)]  # fmt: skip
-        if not _USER_ID.fullmatch(message.to):
-            problems.append(Problem("to", "must be a numeric X user id"))
-        if message.template is not None:
-            problems.append(Problem("template", "X has no message templates: send text"))
-        if not message.text and not message.attachments:
-            problems.append(Problem("text", "is required (or an attachment) for X"))
-        if not problems:
-            problems += text_problem(compose_text(message.text, message.attachments), MAX_TEXT)
-        return problems
+        return linked_text_problems(message, provider="X", limit=MAX_TEXT,
+                                    to_problem=None if _USER_ID.fullmatch(message.to) else "must be a numeric X user id",
+                                    text=compose_text(message.text, message.attachments))
 
     def send(self, message: OutboundMessage) -> SendOutcome:
         """One `POST /2/dm_conversations/with/:participant_id/messages` (one more per rotated-out
