@@ -17,6 +17,7 @@ from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import Queue
 from chalicelib.adapters.store.base import Erasure, Store
 from chalicelib.domain.models import Contact, Customer, Direction, message_dedupe_key
+from chalicelib.service.visitor_outbox import outbox_keys_of
 from chalicelib.errors import ConflictError, NotFoundError, TransientError
 from chalicelib.service.customer_events import customer_event_messages
 from chalicelib.service.timeline import all_contacts
@@ -120,7 +121,7 @@ def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, 
         erased_at=now,
         tombstone_expires_at=now + timedelta(days=TOMBSTONE_DAYS),
         sent_messages=tuple((c.provider, c.provider_message_id) for c in sent),
-        outbox_keys=tuple(f"{i.scope}/{i.value}" for i in customer.identifiers if i.kind == "webchat" and i.scope),
+        outbox_keys=outbox_keys_of(customer.identifiers),
     )
 
 

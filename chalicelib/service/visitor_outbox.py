@@ -42,6 +42,11 @@ def outbox_key(site_id: str, visitor_id: str) -> str:
     return f"{site_id}/{visitor_id}"
 
 
+def outbox_keys_of(identifiers) -> tuple[str, ...]:
+    """The outboxes of a customer: one per web chat visitor id it holds (erasure deletes them)."""
+    return tuple(outbox_key(i.scope, i.value) for i in identifiers if i.kind == "webchat" and i.scope)
+
+
 class StoreVisitorOutbox:
     """`VisitorOutbox` (adapters/channels/sending.py) on the hub's store."""
 
