@@ -1,6 +1,7 @@
-"""A stand-in `ChannelSender` for the consent and window tests, until the providers' own senders
-land: it derives a reply target the way a real one does (recipient, threading, the provider's
-timestamp) and sends nothing. Register it with `register_fake_sender(monkeypatch, "twilio")`."""
+"""A stand-in `ChannelSender` for the consent and window tests, which are about the ledger and the
+windows, not a provider: it derives a reply target the way a real one does (recipient, threading,
+the provider's timestamp) and accepts what it is asked to send, keeping it in `sent`. Register it
+with `register_fake_sender(monkeypatch, "twilio")`."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ class FakeSender(ChannelSender):
             at=contact.sent_at or contact.received_at,
         )
 
+    #: Every message any fake sender accepted, in order.
+    sent: list[OutboundMessage] = []
+
     def send(self, message: OutboundMessage) -> SendOutcome:
-        raise NotImplementedError("the fake sender only derives reply targets")
+        FakeSender.sent.append(message)
+        return SendOutcome(provider_message_id=f"fake-{message.id}")
 
 
 def register_fake_sender(monkeypatch, provider: str) -> None:
