@@ -4,6 +4,7 @@ from chalice.app import SQSEvent
 
 from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
+from chalicelib.api.callbacks import callbacks
 from chalicelib.api.consumer import consumer
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
@@ -15,6 +16,7 @@ from chalicelib.settings import Settings
 
 app = HubApp(app_name="omnichannel-hub")
 app.register_blueprint(webhooks)
+app.register_blueprint(callbacks)
 app.register_blueprint(consumer)
 app.register_blueprint(media)
 app.register_blueprint(messages)

@@ -316,7 +316,8 @@ class Hub:
     def message_events(self):
         from chalicelib.service.message_events import MessageEvents
 
-        return MessageEvents(self.store, lambda: self.delivery_queue, self.message_destinations)
+        return MessageEvents(self.store, lambda: self.delivery_queue, self.message_destinations,
+                             takes_notes=lambda name: (c := self.connector(name)) is not None and c.takes_failure_notes())
 
     @wired
     def outbound_reports(self):
@@ -357,8 +358,36 @@ class Hub:
         """Destinations whose connectors take customer events (merged, unmerged, erased)."""
         return [
             d.name for d in self.config.destinations
-            if (connector := self.connector(d.name)) is not None and connector.supports_customer_events
+            if (connector := self.connector(d.name)) is not None and connector.takes_customer_event("customer.merged")
         ]
+
+    def case_event_destinations(self) -> list[str]:
+        """Destinations whose connectors take case events (opened, closed, reopened)."""
+        return [
+            d.name for d in self.config.destinations
+            if (connector := self.connector(d.name)) is not None and connector.takes_customer_event("case.opened")
+        ]
+
+    def callback_side(self, name: str):
+        """The callback side (`VendorCallbacks`) of a two-way destination; None for a destination
+        that is not configured, or configured without `callbacks`."""
+        connector = self.connector(name)
+        return connector.callback_side() if connector is not None else None
+
+    @wired
+    def agent_replies(self):
+        from chalicelib.service.agent_replies import AgentReplies
+
+        return AgentReplies(store=self.store, callbacks=self.callback_side, messages=lambda: self.messages,
+                            events=lambda: self.message_events, counters=self.counters, clock=self.clock)
+
+    @wired
+    def case_sync(self):
+        from chalicelib.service.case_sync import CaseSync
+
+        return CaseSync(store=self.store, callbacks=self.callback_side, policy=self.config.cases,
+                        two_way=self.config.two_way_destinations, case_event_destinations=self.case_event_destinations,
+                        delivery_queue=lambda: self.delivery_queue, counters=self.counters, clock=self.clock)
 
     @wired
     def adapter_services(self):
@@ -453,6 +482,8 @@ class Hub:
             rules=self.identity_rules, event_destinations=self.customer_event_destinations,
             router=lambda: self.live_router.current(), enricher=lambda: self.enricher, media=lambda: self.media,
             outbound=lambda: self.outbound_reports, messages=lambda: self.messages,
+            case_event_destinations=self.case_event_destinations, agent_replies=lambda: self.agent_replies,
+            case_sync=lambda: self.case_sync,
         )
 
     @wired
@@ -479,7 +510,7 @@ class Hub:
             store=self.store, blobs=self.blobs, delivery_queue=lambda: self.delivery_queue, identity=config.identity,
             identity_rules=lambda: self.identity_rules, survivorship=config.survivorship, cases=config.cases,
             limits=config.customers, event_destinations=self.customer_event_destinations, clock=self.clock,
-            consent=config.consent,
+            consent=config.consent, case_event_destinations=self.case_event_destinations,
         )
 
     @wired
@@ -498,6 +529,13 @@ class Hub:
 
         return WebhookEndpoint(self.ingestion, self.adapter, clock=self.clock, annotate=self.annotate,
                                correlate=set_correlation_id)
+
+    @wired
+    def callback_endpoint(self):
+        from chalicelib.api.callbacks import CallbackEndpoint
+
+        return CallbackEndpoint(self.ingestion, self.callback_side, clock=self.clock, annotate=self.annotate,
+                                correlate=set_correlation_id)
 
     @wired
     def consumer_api(self):

@@ -180,7 +180,18 @@ class HubConfig(Strict):
         for index, name in enumerate(self.routing.default.destinations or []):
             if name not in names:
                 raise ValueError(f"routing.default.destinations[{index}]: no destination named {name!r}")
+        for index, name in enumerate(self.cases.close_on):
+            destination = self.destination(name)
+            if destination is None:
+                raise ValueError(f"cases.close_on[{index}]: no destination named {name!r}")
+            if getattr(destination.settings, "callbacks", None) is None:
+                raise ValueError(f"cases.close_on[{index}]: destination {name!r} has no callbacks section, so it "
+                                 "never reports its tickets' status")
         return self
+
+    def two_way_destinations(self) -> list[str]:
+        """Destinations whose vendors report back (`callbacks` configured)."""
+        return [d.name for d in self.destinations if getattr(d.settings, "callbacks", None) is not None]
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)

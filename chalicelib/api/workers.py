@@ -41,6 +41,13 @@ _PROCESS_METRICS = {
     "unhandled_duplicate": "DuplicatesDropped",
     "identity_changed": "IdentitiesChanged",
     "identity_unmatched": "IdentityChangesUnmatched",
+    # Callback items: the services count each outcome per destination (AgentRepliesSent,
+    # CasesClosedByVendor...); here they are counted once per stage like every other item.
+    **{outcome: "CallbackItemsProcessed" for outcome in (
+        "agent_reply_sent", "agent_reply_refused", "agent_reply_ignored", "agent_reply_unknown_ticket",
+        "ticket_state_recorded", "case_closed_by_vendor", "case_reopened_by_vendor", "ticket_state_stale",
+        "ticket_state_ignored", "ticket_state_unknown_ticket")},
+    "agent_reply_duplicate": "DuplicatesDropped",
 }
 _SEND_METRICS = {
     "sent": "MessagesSent",

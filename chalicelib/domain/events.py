@@ -51,6 +51,15 @@ def customer_event(event: CustomerEvent) -> dict[str, Any]:
         # customer it absorbed (or gave back); the merge's audit record is GET /v1/merges/{id}.
         data["other_customer"] = {"id": event.other_customer_id}
         data["merge"] = {"id": event.merge_id}
+    if event.case_id is not None:
+        # case.opened / case.closed / case.reopened: the case (GET /v1/cases/{id}), why it closed,
+        # and the destination whose ticket closed or reopened it.
+        case: dict[str, Any] = {"id": event.case_id}
+        if event.reason is not None:
+            case["close_reason"] = event.reason
+        if event.by_destination is not None:
+            case["destination"] = event.by_destination
+        data["case"] = case
     return {
         "type": event.event_type,
         "timestamp": _utc(event.occurred_at),

@@ -291,8 +291,84 @@ class IdentityChange(BaseModel):
         return f"{self.provider}:{self.account}:{first.kind}:{first.scope or ''}/{first.value}"
 
 
+class AgentAuthor(BaseModel):
+    """Who wrote an agent reply in the vendor's tool, in the vendor's own terms."""
+
+    id: str | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class AgentReply(BaseModel):
+    """A destination's notice that an agent answered the customer publicly on the ticket (or
+    conversation) that stands for a hub case: the hub sends it to the customer on the case's
+    reply channel. Internal notes and the hub's own echoes never become one: the connector's
+    callback side drops them while parsing or when `confirmed` is False, on its re-read."""
+
+    kind: Literal["agent_reply"] = "agent_reply"
+    #: The configured destination the callback came to (`POST /callbacks/{destination}`).
+    destination: str
+    #: The vendor object that stands for the case: ticket id, issue key, conversation sid...
+    ticket: str
+    #: The hub case id when the vendor echoes it (a ticket's external id); checked against the
+    #: case's own reference before it is trusted.
+    case_id: str | None = None
+    #: The vendor's id of this delivery or comment: the reply's idempotency key, so a callback
+    #: the vendor retries sends once.
+    event_id: str
+    comment_id: str | None = None
+    author: AgentAuthor = Field(default_factory=AgentAuthor)
+    text: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    #: False when the callback's content is a hint (a body an admin composed from placeholders):
+    #: the worker re-reads the comment through the vendor's API before relaying anything.
+    confirmed: bool = True
+    occurred_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"callback:{self.destination}:reply:{self.event_id}"
+
+    @property
+    def order_key(self) -> str:
+        return f"callback:{self.destination}:{self.ticket}"
+
+
+class CaseStatusChange(BaseModel):
+    """A destination's notice that the ticket standing for a hub case changed: solved or closed
+    (`state: closed`), reopened (`state: open`), or only reassigned or reprioritised (`state`
+    None). Recorded on the case as `external_state[destination]`; closing follows the case
+    rules (`cases.close_on`)."""
+
+    kind: Literal["case_status"] = "case_status"
+    destination: str
+    ticket: str
+    case_id: str | None = None
+    event_id: str
+    state: Literal["open", "closed"] | None = None
+    #: The vendor's own word for the status (`solved`, `4`, `Done`, `COMPLETED`).
+    vendor_status: str | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"callback:{self.destination}:status:{self.event_id}"
+
+    @property
+    def order_key(self) -> str:
+        return f"callback:{self.destination}:{self.ticket}"
+
+
+#: Items a destination's callback yields for the inbound queue.
+CallbackItem = AgentReply | CaseStatusChange
+
 InboundEvent = Annotated[
-    InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, Field(discriminator="kind")
+    InboundMessage | StatusEvent | UnhandledEvent | IdentityChange | AgentReply | CaseStatusChange,
+    Field(discriminator="kind"),
 ]
 
 
@@ -646,12 +722,31 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+class ExternalState(BaseModel):
+    """A ticket's state as its vendor last reported it through a callback."""
+
+    model_config = _WORKER_SIDE
+
+    #: `closed` once the vendor solved or closed the ticket, `open` otherwise.
+    state: Literal["open", "closed"] = "open"
+    vendor_status: str | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    #: When the vendor says the change happened (else when the hub heard of it): older reports
+    #: arriving late never undo newer ones.
+    updated_at: datetime
+    ticket: str | None = None
+
+
 class ExternalRef(BaseModel):
     model_config = _WORKER_SIDE
 
     destination: str
     ref: str
     updated_at: datetime = Field(default_factory=utcnow)
+    #: The ticket's state as the vendor last reported it (two-way destinations): kept with the
+    #: reference, so a new ticket (a follow-up of a closed one) starts without the old one's.
+    state: ExternalState | None = None
 
 
 class Case(CaseSummary):
@@ -663,11 +758,17 @@ class Case(CaseSummary):
     status: CaseStatus = CaseStatus.OPEN
     closed_at: datetime | None = None
     #: api, inactive, window_elapsed, superseded (another case of the customer took over),
-    #: merged (the customer was merged into one whose open case continues).
+    #: merged (the customer was merged into one whose open case continues), vendor_closed (the
+    #: destinations that decide closed its ticket: `closed_by` names the last of them).
     close_reason: str | None = None
+    closed_by: str | None = None
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
     #: How to answer the case's latest inbound message (what a `reply` to the case answers).
     last_inbound: ReplyTarget | None = None
+    #: Per two-way destination, the state of the case's ticket as the vendor last reported it
+    #: (status, assignee, priority): read by the API and by routing conditions, and what decides
+    #: when the case closes (`cases.close_on`). Stored with `external_refs`.
+    external_state: dict[str, ExternalState] = Field(default_factory=dict)
 
 
 class DeliveryJob(BaseModel):
@@ -749,7 +850,8 @@ class MergeRecord(BaseModel):
 
 class CustomerEvent(BaseModel):
     """A change to a customer as a whole (`customer.erased`, `customer.merged`,
-    `customer.unmerged`), for destinations that support it. It carries ids only: such a notice
+    `customer.unmerged`) or to one of its cases (`case.opened`, `case.closed`, `case.reopened`),
+    for destinations that support it. It carries ids only: such a notice
     must not itself hold personal data."""
 
     model_config = _WORKER_SIDE
@@ -764,6 +866,11 @@ class CustomerEvent(BaseModel):
     #: For merge events: the absorbed (or restored) customer, and the merge's audit record.
     other_customer_id: str | None = None
     merge_id: str | None = None
+    #: For case events (`case.opened`, `case.closed`, `case.reopened`): the case, why it closed
+    #: (`Case.close_reason`) and the destination whose ticket closed or reopened it.
+    case_id: str | None = None
+    reason: str | None = None
+    by_destination: str | None = None
 
 
 DeliveryWork = Annotated[DeliveryJob | CustomerEvent, Field(discriminator="kind")]

@@ -102,8 +102,11 @@ class OutboundMessage(BaseModel):
     #: (`HUMAN_AGENT`), as the window check decided. None: `messaging_type: RESPONSE`.
     tag: str | None = None
     purpose: Purpose = "service"
-    #: Who asked for it: `api:<key name>`, `routing:<rule>`, `cli`.
+    #: Who asked for it: `api:<key name>`, `routing:<rule>`, `cli`, `callback:<destination>`.
     origin: str
+    #: An agent's reply from a destination's own tool: `{destination, vendor_ref, author,
+    #: comment_id}` (the ticket and the agent), kept on the contact as `metadata.agent_reply`.
+    agent_reply: dict[str, str] | None = None
     queued_at: datetime
 
 

@@ -180,6 +180,10 @@ class CasePolicy(Strict):
     window_hours: float = Field(default=72, gt=0)
     #: ...and an open case with no activity for this long is closed (on its next read or contact).
     auto_close_after_hours: float = Field(default=168, gt=0)
+    #: Two-way destinations whose ticket decides when the case closes: solved there, the case
+    #: closes, whatever the others say. Empty: the case closes once every two-way destination
+    #: that has a ticket for it has closed its ticket.
+    close_on: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _window_within_auto_close(self) -> CasePolicy:

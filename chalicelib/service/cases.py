@@ -36,7 +36,7 @@ def attach_to_case(
             return CasePlan(_touch(open_case, channel, now), "thread_key")
         closed = [close(open_case, now, reason="superseded")] if open_case is not None else []
         reopened = thread_case.model_copy(update={
-            "status": CaseStatus.OPEN, "closed_at": None, "close_reason": None, "customer_id": customer.id,
+            "status": CaseStatus.OPEN, "closed_at": None, "close_reason": None, "closed_by": None, "customer_id": customer.id,
         })
         return CasePlan(_touch(reopened, channel, now), "reopened_by_thread_key", closed)
     if open_case is not None and now - open_case.last_activity_at <= timedelta(hours=settings.window_hours):

@@ -56,6 +56,7 @@ class CustomerService:
         event_destinations: Callable[[], list[str]],
         clock: Callable[[], datetime],
         consent: ConsentSettings | None = None,
+        case_event_destinations: Callable[[], list[str]] = list,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -68,6 +69,7 @@ class CustomerService:
         self._event_destinations = event_destinations
         self._clock = clock
         self._consent = consent or ConsentSettings()
+        self._case_event_destinations = case_event_destinations
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -240,7 +242,15 @@ class CustomerService:
     def close_case(self, case_id: str) -> dict:
         from chalicelib.service.commands import close_case
 
-        return close_case(self._store, case_id, now=self._clock(), settings=self._cases).model_dump(mode="json")
+        from chalicelib.service.customer_events import case_event_messages
+
+        closed = close_case(self._store, case_id, now=self._clock(), settings=self._cases)
+        # Announced once committed; a repeated close announces the same event (its id derives
+        # from the close), which the queue and the deliverer drop.
+        self._announce(case_event_messages("case.closed", closed, occurred_at=closed.closed_at or self._clock(),
+                                           destinations=self._case_event_destinations(), reason=closed.close_reason,
+                                           by_destination=closed.closed_by))
+        return closed.model_dump(mode="json")
 
     # --- plumbing ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import TypeAdapter
 
-from chalicelib.adapters.connectors.base import Connector, DeliveryResult
+from chalicelib.adapters.connectors.base import MESSAGE_UNDELIVERED, Connector, DeliveryResult
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import (
@@ -93,7 +93,7 @@ class Deliverer:
         if connector is None:
             return self._dead(job, attempts, f"destination {job.destination!r} is not configured")
         if isinstance(job, DeliveryJob):
-            send = connector.deliver
+            send = connector.deliver_failure_note if job.event_type == MESSAGE_UNDELIVERED else connector.deliver
             if connector.threads_cases:
                 job = self._with_case_refs(job)
                 if job.event_type.startswith("message.") and _known_ref(job) is None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
@@ -25,8 +25,11 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.callbacks.base import VendorCallbacks
 from chalicelib.domain.ids import group_id
-from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
+from chalicelib.domain.models import CallbackItem, IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import HubError, PayloadTooLargeError, UnsupportedMediaTypeError
 from chalicelib.observability import Counters
 
@@ -71,6 +74,42 @@ class Ingestion:
         self._report(adapter.key, "webhook", result)
         return result
 
+    def callback(self, destination: str, side: VendorCallbacks, request: WebhookRequest, *,
+                 content_type: str | None) -> IngestResult:
+        """A destination vendor's callback (`POST /callbacks/{destination}`), with the webhook's
+        guarantees: verified on the raw bytes, acknowledged only once every item is queued.
+        Raises like `webhook`; the caller reports a raised `HubError` with `callback_rejected`."""
+        if len(request.body) > self._max_body_bytes:
+            raise PayloadTooLargeError(f"body of {len(request.body)} bytes exceeds the limit of {self._max_body_bytes}")
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        if media_type not in side.content_types:
+            raise UnsupportedMediaTypeError(
+                f"{destination} callbacks must be {' or '.join(side.content_types)}, not {media_type or 'untyped'}"
+            )
+        side.verify(request)
+        parsed = side.parse(request)
+        enqueue(self._queue, [*parsed.items, *parsed.unhandled])
+        result = IngestResult(response=side.ack(parsed), enqueued=len(parsed.items), ignored=parsed.ignored,
+                              unhandled=[event.reason for event in parsed.unhandled])
+        self._counters.incr("CallbacksReceived", destination=destination)
+        self._counters.incr("CallbackItemsEnqueued", result.enqueued, destination=destination)
+        if result.ignored:
+            self._counters.incr("CallbackItemsIgnored", len(result.ignored), destination=destination)
+        if result.unhandled:
+            self._counters.incr("CallbackItemsUnhandled", len(result.unhandled), destination=destination)
+        self._counters.flush()
+        notes = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
+        logger.info("callback %s accepted: %d enqueued, %d ignored, %d unhandled%s", destination, result.enqueued,
+                    len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "")
+        return result
+
+    def callback_rejected(self, destination: str, error: HubError) -> None:
+        """Count and log a callback refused before anything was enqueued; `destination` is a
+        configured two-way destination or "unknown" (see `rejected`)."""
+        self._counters.incr("CallbacksRejected", destination=destination, reason=error.code)
+        self._counters.flush()
+        logger.warning("callback %s rejected: %s (%s)", destination, error.code, error.message)
+
     def pull(self, adapter: ChannelAdapter, entry: PullEntry, body: str, *, received_at: datetime) -> IngestResult:
         """One announcement of `entry`'s queue. Raises `TransientError` when what it points to
         cannot be read now, and `QueueUnavailableError`: the announcement is then retried."""
@@ -113,7 +152,8 @@ class Ingestion:
         return self._aws_client
 
 
-def enqueue(queue: Queue, events: Sequence[InboundMessage | StatusEvent | IdentityChange | UnhandledEvent]) -> None:
+def enqueue(queue: Queue, events: Sequence[InboundMessage | StatusEvent | IdentityChange | UnhandledEvent
+                                           | CallbackItem]) -> None:
     """Put parsed events on the inbound queue in one call: ordered per sender, deduplicated by the
     provider's message id. Every way in goes through here."""
     if events:

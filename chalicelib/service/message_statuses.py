@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 
 from chalicelib.adapters.store.base import Store
-from chalicelib.domain.models import Contact, StatusEvent
-from chalicelib.domain.outbound import OutboundMessage, with_reported
+from chalicelib.domain.models import Contact, OutboundStatus, StatusEvent
+from chalicelib.domain.outbound import OutboundMessage, outbound_status, with_reported
 from chalicelib.errors import PermanentDeliveryError, RecipientOptedOutError
-from chalicelib.service.message_events import SENT, STATUS, MessageEvents
+from chalicelib.service.message_events import SENT, STATUS, MessageEvents, agent_origin
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class OutboundReports:
         contact_id = self._store.find_sent(event.provider, event.provider_message_id)
         if contact_id is None:
             return  # a message the hub did not send (or whose send is not recorded yet: see `sent`)
-        if not event.opted_out and not self._wants(STATUS):
+        failed = outbound_status(event.status) == OutboundStatus.FAILED
+        if not event.opted_out and not failed and not self._wants(STATUS):
             return
         contact = self._store.get_contact(contact_id)
         if contact is None:
@@ -46,7 +47,8 @@ class OutboundReports:
         if event.opted_out:
             self._opted_out(contact, f"provider:{event.provider}:{event.error_code or event.status}",
                             f"status:{event.provider}:{event.provider_message_id}", tuple(event.opt_out_purposes))
-        if self._wants(STATUS):
+        if self._wants(STATUS) or (failed and agent_origin(contact)):
+            # A failure of an agent's reply goes back to the agent's ticket as a note.
             reported = with_reported(contact, self._store.list_statuses(event.provider, event.provider_message_id))
             self._events.publish(reported, STATUS)
 

@@ -44,6 +44,7 @@ from chalicelib.domain.models import (
 )
 from chalicelib.domain.outbound import OutboundMessage, ReplyContext, TemplateMessage
 from chalicelib.errors import (
+    ConflictError,
     InvalidIdentifierError,
     NotFoundError,
     RequestRejectedError,
@@ -135,13 +136,15 @@ class MessageService:
     def send(self, request: SendRequest, *, origin: str, idempotency_scope: str | None = None,
              human: bool = True, message_id: str | None = None,
              addressee: tuple[Customer, Case | None] | None = None,
-             reply_target: ReplyTarget | None = None) -> Accepted:
+             reply_target: ReplyTarget | None = None, agent_reply: dict[str, str] | None = None) -> Accepted:
         """Queue `request` or refuse it (`SendRefusedError`, `NotFoundError`, `RequestRejectedError`).
-        `origin` says who asked (`api:<key>`, `routing:<rule>`, `cli`); `human` is False for
-        automatic messages (they never use Messenger's human-agent extension); `message_id`
-        fixes the contact id (auto-replies: derived from the contact answered); `reply_target`
-        is the conversation `channel: reply` continues instead of the case's latest (auto-replies:
-        the contact's own)."""
+        `origin` says who asked (`api:<key>`, `routing:<rule>`, `cli`, `callback:<destination>`);
+        `human` is False for automatic messages (they never use Messenger's human-agent
+        extension); `message_id` fixes the contact id (auto-replies: derived from the contact
+        answered; agent replies: from the vendor's delivery id), and a second send with it
+        returns the first message; `reply_target` is the conversation `channel: reply` continues
+        instead of the case's latest (auto-replies: the contact's own); `agent_reply` says which
+        agent wrote it on which ticket (`metadata.agent_reply`)."""
         now = self._clock()
         contact_id = message_id
         if request.idempotency_key is not None:
@@ -156,9 +159,6 @@ class MessageService:
             if contact_id != fresh and (repeated := self._repeated(contact_id)) is not None:
                 return repeated
             # Else the first call stopped between remembering the key and recording: finish it now.
-        elif message_id is not None and (repeated := self._repeated(message_id)) is not None:
-            # An auto-reply of a contact processed again (a crash before its commit).
-            return repeated
         customer, case = addressee or self._addressee(request)
         route = self._route(request, customer, case, reply_target)
         sender = self._sender(route)
@@ -175,7 +175,7 @@ class MessageService:
             account=route.account, to=route.to, text=text, html=html,
             subject=request.subject, attachments=attachments, template=template, reply=route.reply,
             message_id=_email_message_id(contact_id, route) if route.channel == Channel.EMAIL else None,
-            tag=tag, purpose=request.purpose, origin=origin, queued_at=now,
+            tag=tag, purpose=request.purpose, origin=origin, agent_reply=agent_reply, queued_at=now,
         )
         problems = sender.check(message)
         if problems:
@@ -186,7 +186,18 @@ class MessageService:
         contact = outbound_contact(message, now)
         # Inbound mail keys threads by the ids without their angle brackets (email/mime.py).
         thread_keys = [EMAIL_THREAD_PREFIX + message.message_id.strip("<>")] if message.message_id else []
-        self._store.commit_outbound(contact, thread_keys=thread_keys)
+        if message_id is not None and request.idempotency_key is None:
+            # The id derives from what caused the message (the contact an auto-reply answers, the
+            # vendor's delivery of an agent's reply): the write itself is the repeat check.
+            try:
+                self._store.commit_outbound(contact, thread_keys=thread_keys, only_new=True)
+            except ConflictError:
+                repeated = self._repeated(message_id)
+                if repeated is not None:
+                    return repeated
+                raise
+        else:
+            self._store.commit_outbound(contact, thread_keys=thread_keys)
         self._queue().send([queued(message)])
         return Accepted(contact)
 
@@ -223,6 +234,11 @@ class MessageService:
         if owner is None:
             raise NotFoundError(f"no customer holds {identifier.key}")
         return self._customer(owner), None
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer messages to `customer_id` go to (the survivor of a merge). Raises
+        `NotFoundError` for an unknown or erased customer."""
+        return self._customer(customer_id)
 
     def _customer(self, customer_id: str) -> Customer:
         customer = self._store.get_customer(customer_id)
@@ -334,7 +350,9 @@ class MessageService:
 
 def outbound_contact(message: OutboundMessage, now: datetime) -> Contact:
     """The contact a queued message is on the timeline and the case."""
-    metadata = {"origin": message.origin, "to": message.to, "purpose": message.purpose}
+    metadata: dict = {"origin": message.origin, "to": message.to, "purpose": message.purpose}
+    if message.agent_reply:
+        metadata["agent_reply"] = dict(message.agent_reply)
     if message.message_id:
         metadata["message_id"] = message.message_id
     if message.template is not None:

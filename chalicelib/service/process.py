@@ -30,7 +30,9 @@ from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.identity_rules import IdentityRules
 from chalicelib.domain.models import (
+    AgentReply,
     Case,
+    CaseStatusChange,
     Contact,
     Customer,
     DeliveryJob,
@@ -41,12 +43,12 @@ from chalicelib.domain.models import (
     StatusEvent,
     UnhandledEvent,
 )
-from chalicelib.errors import ConcurrentUpdateError, NotFoundError
+from chalicelib.errors import ConcurrentUpdateError, ConfigError, NotFoundError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.domain.activity import record_contact
 from chalicelib.routing.context import context_for
 from chalicelib.service.cases import CasePlan, attach_to_case, summarize
-from chalicelib.service.customer_events import customer_event_messages
+from chalicelib.service.customer_events import case_event_messages, customer_event_messages
 from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
 from chalicelib.service.merge import Merges
 
@@ -122,6 +124,12 @@ class Processor:
     outbound: Callable[[], Any] | None = None
     #: Sends routing's auto-replies (`service/messages.py`); default: they are only recorded.
     messages: Callable[[], Any] | None = None
+    #: Destinations that take case events (`case.opened`, `case.closed`, `case.reopened`).
+    case_event_destinations: Callable[[], list[str]] = list
+    #: Two-way sync (`service/agent_replies.py`, `service/case_sync.py`): agents' replies from a
+    #: destination's tool, and its tickets' status; default: such items are refused.
+    agent_replies: Callable[[], Any] | None = None
+    case_sync: Callable[[], Any] | None = None
 
     def process_body(
         self, body: str, *, receive_count: int = 1, seconds_left: Callable[[], float] | None = None
@@ -132,7 +140,8 @@ class Processor:
         return self.process(_EVENT.validate_json(body), final_attempt=final, seconds_left=seconds_left)
 
     def process(
-        self, event: InboundMessage | StatusEvent | UnhandledEvent | IdentityChange, *, final_attempt: bool = False,
+        self, event: InboundMessage | StatusEvent | UnhandledEvent | IdentityChange | AgentReply | CaseStatusChange, *,
+        final_attempt: bool = False,
         seconds_left: Callable[[], float] | None = None,
     ) -> ProcessResult:
         """Raises `ConcurrentUpdateError` (another worker holds the message) and the store's and
@@ -146,7 +155,23 @@ class Processor:
             return self._record_unhandled(event)
         if isinstance(event, IdentityChange):
             return self._change_identity(event)
+        if isinstance(event, AgentReply):
+            return self._relay_agent_reply(event)
+        if isinstance(event, CaseStatusChange):
+            return self._follow_ticket(event)
         return self._process_message(event, final_attempt, seconds_left)
+
+    def _relay_agent_reply(self, reply: AgentReply) -> ProcessResult:
+        if self.agent_replies is None:
+            raise ConfigError("this worker has no agent-reply service wired")
+        outcome, contact_id = self.agent_replies().relay(reply)
+        return ProcessResult(outcome, contact_id=contact_id)
+
+    def _follow_ticket(self, change: CaseStatusChange) -> ProcessResult:
+        if self.case_sync is None:
+            raise ConfigError("this worker has no case-sync service wired")
+        outcome, case_id = self.case_sync().apply(change)
+        return ProcessResult(outcome, case_id=case_id)
 
     def _change_identity(self, change: IdentityChange) -> ProcessResult:
         """Link the `current` ids to the customer holding the `previous` ones, under the identity
@@ -278,7 +303,8 @@ class Processor:
         ]
         # Merge announcements go first, in the same per-customer FIFO groups as the contact, and
         # again on every retry of this message until it commits (their ids make repeats no-ops).
-        outgoing = self._merge_announcements(message, customer, merges) + [job_message(job) for job in jobs]
+        outgoing = (self._merge_announcements(message, customer, merges) + self._case_announcements(plan, case, arrived)
+                    + [job_message(job) for job in jobs])
         if outgoing:
             self.delivery_queue.send(outgoing)
         self.store.commit_contact(
@@ -335,6 +361,22 @@ class Processor:
                 break
         resolved.resolution.decisions = [*notes, *resolved.resolution.decisions]
         return resolved, records
+
+    def _case_announcements(self, plan: CasePlan, case: Case, arrived: datetime) -> list[OutgoingMessage]:
+        """`case.closed` for the cases this contact closed, then `case.opened` or `case.reopened`
+        for its own, to the destinations that take case events (ahead of the contact, in the
+        same per-customer groups; ids derived from the change, so a retry repeats nothing)."""
+        destinations = self.case_event_destinations()
+        if not destinations:
+            return []
+        messages = []
+        for other in plan.other_cases:
+            messages += case_event_messages("case.closed", other, occurred_at=other.closed_at or arrived,
+                                            destinations=destinations, reason=other.close_reason)
+        if plan.reason in ("new_case", "reopened_by_thread_key"):
+            event_type = "case.opened" if plan.reason == "new_case" else "case.reopened"
+            messages += case_event_messages(event_type, case, occurred_at=arrived, destinations=destinations)
+        return messages
 
     @property
     def _merges(self) -> Merges:

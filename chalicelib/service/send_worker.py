@@ -112,7 +112,7 @@ class SendWorker:
         except PermanentDeliveryError as exc:
             failed = self._failed(contact, exc)
             self.on_refused(failed, message, exc)
-            return self._dead(message, failed, receive_count, exc.message)
+            return self._dead(message, failed, receive_count, exc.message, announced=True)
         except RetryableDeliveryError as exc:
             if receive_count >= self.settings.max_receives:
                 return self._dead(message, contact, receive_count,
@@ -151,9 +151,11 @@ class SendWorker:
         return contact.model_copy(update={"status": advance(contact.status, OutboundStatus.FAILED),
                                           "status_history": [*contact.status_history, change]})
 
-    def _dead(self, message: OutboundMessage, contact: Contact, attempts: int, reason: str) -> str:
+    def _dead(self, message: OutboundMessage, contact: Contact, attempts: int, reason: str, *,
+              announced: bool = False) -> str:
         """Dead-letter queue first (alarms watch its depth), then the replayable dead letter, then
-        the contact marked failed."""
+        the contact marked failed, then (unless the refusal was `announced` already) the failure
+        announced like a refusal: `message.status`, and an agent's reply's failure note."""
         body = message.model_dump_json()
         self.dead_letters.send([OutgoingMessage(body=body, group=message.customer_id, dedupe_id=f"{message.id}-dead")])
         now = self.clock()
@@ -174,4 +176,6 @@ class SendWorker:
             contact = self._failed(contact, PermanentDeliveryError(reason))
         self.store.record_sent(contact)
         logger.warning("message %s via %s is dead after %d receives", message.id, message.provider, attempts)
+        if not announced:
+            self.on_refused(contact, message, PermanentDeliveryError(reason))
         return SendResult.DEAD

@@ -51,6 +51,25 @@ def test_every_channel_package_and_connector_module_is_registered():
     assert modules == {cls.__module__.rsplit(".", 1)[1] for cls in CONNECTORS.values()}, "unregistered connectors"
 
 
+def test_every_callback_module_is_named_by_its_connector():
+    """A vendor's callback side is one module beside the port, named by the connector of the same
+    vendor (`Connector.callbacks`), and the class it names exists and implements the port."""
+    from importlib import import_module
+
+    from chalicelib.adapters.callbacks.base import VendorCallbacks
+    from chalicelib.adapters.connectors.registry import CONNECTORS
+
+    folder = ROOT / "chalicelib" / "adapters" / "callbacks"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "base"}
+    named = {cls.key: cls.callbacks for cls in CONNECTORS.values() if cls.callbacks}
+    assert modules == {path.partition(":")[0].rsplit(".", 1)[1] for path in named.values()}, "unnamed callback modules"
+    for key, path in named.items():
+        module, _, name = path.partition(":")
+        assert module.rsplit(".", 1)[1] == CONNECTORS[key].__module__.rsplit(".", 1)[1], f"{key} names another vendor"
+        side = getattr(import_module(module), name)
+        assert issubclass(side, VendorCallbacks) and not getattr(side, "__abstractmethods__", None), key
+
+
 def test_duplicate_registry_keys_fail_fast():
     from chalicelib.adapters.channels.twilio.adapter import TwilioAdapter
     from chalicelib.adapters.registry import register

@@ -20,6 +20,7 @@ from chalicelib.secrets import SecretResolver
 
 if TYPE_CHECKING:
     from chalicelib.adapters.connectors.auth import TokenCache
+    from chalicelib.adapters.callbacks.base import VendorCallbacks
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -29,6 +30,14 @@ SettingsT = TypeVar("SettingsT", bound=BaseModel)
 MESSAGE_SENT = "message.sent"
 MESSAGE_STATUS = "message.status"
 MESSAGE_EVENTS = frozenset({MESSAGE_SENT, MESSAGE_STATUS})
+#: An agent's reply from this destination did not reach the customer (refused by consent or a
+#: service window, or failed at the provider): the connector's callback side writes an internal
+#: note on the ticket. Only ever sent to the destination the reply came from.
+MESSAGE_UNDELIVERED = "message.undelivered"
+#: Customer-level events every connector with `supports_customer_events` takes; the case events
+#: go only to connectors that also set `takes_case_events`.
+CUSTOMER_EVENTS = frozenset({"customer.erased", "customer.merged", "customer.unmerged"})
+CASE_EVENTS = frozenset({"case.opened", "case.closed", "case.reopened"})
 
 
 def _token_cache() -> TokenCache:
@@ -78,6 +87,13 @@ class Connector(ABC, Generic[SettingsT]):
     #: for inbound contacts never mistakes the hub's own message for a customer's. A connector
     #: may narrow it per destination on the instance (a setting that turns the comments off).
     message_events: ClassVar[frozenset[str]] = frozenset()
+    #: True for connectors that also take the case events (`CASE_EVENTS`) through
+    #: `deliver_customer_event` (the generic ones: webhook, EventBridge, outbox).
+    takes_case_events: ClassVar[bool] = False
+    #: "module:Class" of the destination's callback side (`callbacks.VendorCallbacks`): how the
+    #: vendor tells the hub about agent replies and ticket status. None: the destination is
+    #: one-way. It is used only when the destination configures `callbacks`.
+    callbacks: ClassVar[str | None] = None
 
     def __init__(self, name: str, settings: SettingsT, secrets: SecretResolver, runtime: ConnectorRuntime) -> None:
         self.name = name
@@ -116,6 +132,49 @@ class Connector(ABC, Generic[SettingsT]):
         from chalicelib.errors import PermanentDeliveryError
 
         raise PermanentDeliveryError(f"{self.key} does not take customer events")
+
+    def takes_customer_event(self, event_type: str) -> bool:
+        """Whether customer or case events of `event_type` go to this destination."""
+        if event_type in CASE_EVENTS:
+            return self.supports_customer_events and self.takes_case_events
+        return self.supports_customer_events
+
+    # --- two-way sync ----------------------------------------------------------------------------
+
+    def callback_side(self) -> VendorCallbacks | None:
+        """The destination's callback side, built on first use; None when the connector has none
+        or the destination does not configure `callbacks`."""
+        if self.callbacks is None or getattr(self.settings, "callbacks", None) is None:
+            return None
+        side = self.__dict__.get("_callback_side")
+        if side is None:
+            from importlib import import_module
+
+            module, _, name = self.callbacks.partition(":")
+            side = getattr(import_module(module), name)(self)
+            self.__dict__["_callback_side"] = side
+        return side
+
+    def takes_failure_notes(self) -> bool:
+        side = self.callback_side()
+        return side is not None and side.takes_notes and side.settings.failure_notes
+
+    def deliver_failure_note(self, job: DeliveryJob) -> DeliveryResult:
+        """`message.undelivered`: tell the agent, with an internal note on the case's ticket, that
+        their reply (`job.contact`) did not reach the customer, and why."""
+        from chalicelib.errors import PermanentDeliveryError
+        from chalicelib.service.failure_notes import failure_note
+
+        side = self.callback_side()
+        if side is None or not side.takes_notes:
+            raise PermanentDeliveryError(f"{self.key} takes no failure notes")
+        detail = job.contact.metadata.get("agent_reply")
+        ticket = detail.get("vendor_ref") if isinstance(detail, dict) else None
+        ref = job.case.external_refs.get(self.name)
+        ticket = ticket or (ref.ref if ref is not None else None)
+        if not ticket:
+            raise PermanentDeliveryError(f"case {job.case.id} has no {self.key} ticket for the failure note")
+        return DeliveryResult(external_ref=side.note(str(ticket), failure_note(job.contact)))
 
     def close(self) -> None:
         """Release pooled connections; called on shutdown of the local runtime."""

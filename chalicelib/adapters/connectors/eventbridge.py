@@ -110,6 +110,7 @@ class EventBridgeConnector(Connector[EventBridgeSettings]):
     docs_url = "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html"
     Settings = EventBridgeSettings
     supports_customer_events = True
+    takes_case_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

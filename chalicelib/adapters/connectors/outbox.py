@@ -32,6 +32,7 @@ class OutboxConnector(Connector[OutboxSettings]):
     docs_url = "https://jsonlines.org/"
     Settings = OutboxSettings
     supports_customer_events = True
+    takes_case_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

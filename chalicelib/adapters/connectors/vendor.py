@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.adapters.connectors.auth import AUTH_FIELD, Authenticator, AuthSettings
 from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime, VendorApi
+from chalicelib.adapters.callbacks.base import CallbackSettings
 from chalicelib.adapters.connectors.mapping import FieldMapping
 from chalicelib.secrets import SecretResolver
 
@@ -30,6 +31,9 @@ class VendorSettings(BaseModel):
     #: Per request; the deliver worker's own timeout bounds the whole delivery.
     timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     mapping: FieldMapping = Field(default_factory=FieldMapping)
+    #: Two-way sync: how the vendor's callbacks are verified and what they may change. None: the
+    #: destination is one-way (`POST /callbacks/<name>` answers 404).
+    callbacks: CallbackSettings | None = None
 
     @field_validator("base_url")
     @classmethod

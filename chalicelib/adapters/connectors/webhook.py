@@ -66,6 +66,7 @@ class WebhookConnector(Connector[WebhookSettings]):
     docs_url = "https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"
     Settings = WebhookSettings
     supports_customer_events = True
+    takes_case_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

@@ -94,7 +94,7 @@ from chalicelib.errors import (
 
 __all__ = [
     "ClaimState", "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "Page", "Store",
-    "parked_entry", "sent_key",
+    "case_ref_key", "parked_entry", "sent_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ KEY_ALLOWANCE_BYTES = 1024
 MAX_REMEMBER_KEY_BYTES = 1024
 #: Parts of a model stored as records of their own (deliveries, external references), not in its
 #: document: they change without the model being written again.
-_STORED_APART: dict[type[BaseModel], set[str]] = {Contact: {"deliveries"}, Case: {"external_refs"}}
+_STORED_APART: dict[type[BaseModel], set[str]] = {Contact: {"deliveries"}, Case: {"external_refs", "external_state"}}
 
 
 class IdentifierTakenError(Exception):
@@ -195,6 +195,11 @@ class Erasure:
 def sent_key(provider: str, provider_message_id: str) -> str:
     """The key a sent message's provider id is linked to its outbound contact by."""
     return f"{provider}:{provider_message_id}"
+
+
+def case_ref_key(destination: str, ref: str) -> str:
+    """The key a destination's ticket reference is linked to its case by."""
+    return f"{destination}:{ref}"
 
 
 def parked_entry(contact: Contact) -> ParkedContact:
@@ -338,19 +343,37 @@ class Store(ABC):
         if case is not None:
             for ref in (ExternalRef.model_validate_json(r) for r in refs):
                 case.external_refs[ref.destination] = ref
+                if ref.state is not None:
+                    case.external_state[ref.destination] = ref.state
         return case
 
     def put_case_ref(self, case_id: str, destination: str, ref: str) -> None:
-        """Record the vendor object a destination created for the case."""
+        """Record the vendor object a destination created for the case, with the link back from
+        it (`find_case_by_ref`). One call."""
         doc = self._dump(ExternalRef(destination=destination, ref=ref, updated_at=utcnow()))
-        self._run("put_case_ref", self._write_one, PutCaseRef(case_id, destination, doc))
+        self._run("put_case_ref", self._write_one, PutCaseRef(case_id, destination, doc, case_ref_key(destination, ref)))
+
+    def commit_ticket_state(self, case: Case, ref: ExternalRef, *, customer: Customer | None = None) -> None:
+        """A two-way destination's report on the case's ticket: the reference with its new state
+        (`ref.state`) and, when the report closed or reopened the case, the case and its customer
+        (guarded by its version, see `ContactCommit`; raises `ConcurrentUpdateError`). One call."""
+        writes: list[Write] = self._customer_writes(customer, (), (case,)) if customer is not None else []
+        writes.append(PutCaseRef(case.id, ref.destination, self._dump(ref), case_ref_key(ref.destination, ref.ref)))
+        self._commit("commit_ticket_state", writes)
+
+    def find_case_by_ref(self, destination: str, ref: str) -> str | None:
+        """The case whose ticket at `destination` is `ref` (what a vendor's callback names); None
+        for a ticket the hub did not open. One call."""
+        key = case_ref_key(destination, ref)
+        return self._find("find_case_by_ref", Link.CASE_REF, [key]).get(key)
 
     # --- outbound messages -----------------------------------------------------------------------
 
-    def commit_outbound(self, contact: Contact, *, thread_keys: Sequence[str] = ()) -> None:
+    def commit_outbound(self, contact: Contact, *, thread_keys: Sequence[str] = (), only_new: bool = False) -> None:
         """A queued outbound message: the contact with its timeline copy, and the thread keys that
-        lead the customer's answer back to its case (the Message-ID of an email). One call."""
-        writes: list[Write] = [PutContact(contact.id, contact.customer_id, self._dump(contact))]
+        lead the customer's answer back to its case (the Message-ID of an email). One call.
+        `only_new`: raises `ConflictError` (writing nothing) when a contact with the id exists."""
+        writes: list[Write] = [PutContact(contact.id, contact.customer_id, self._dump(contact), only_new=only_new)]
         writes += [PutThread(key, contact.case_id) for key in thread_keys]
         self._commit("commit_outbound", writes)
 
@@ -653,6 +676,8 @@ def _lost(lost: ConditionLost) -> Exception:
             return ConcurrentUpdateError(f"an identifier of customer {customer_id} changed owner")
         case TakeParked(contact_id=contact_id):
             return ConflictError(f"contact {contact_id} is not in the exception queue")
+        case PutContact(contact_id=contact_id):
+            return ConflictError(f"contact {contact_id} exists")
         case _:
             return ConcurrentUpdateError(f"a conditional write ({type(lost.write).__name__}) lost")
 

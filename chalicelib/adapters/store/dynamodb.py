@@ -50,7 +50,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store
+from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store, case_ref_key
+from chalicelib.domain.models import ExternalRef
 from chalicelib.adapters.store.records import (
     ClaimIdentifier,
     ConditionLost,
@@ -127,7 +128,7 @@ _DOC_KEYS: dict[Doc, Callable[..., dict]] = {
 _TREES = {Tree.CONTACT: ("CONTACT#", "CONTACT", "DLV#"), Tree.CASE: ("CASE#", "CASE", "REF#")}
 #: partition prefix, sort key, the attribute holding the id the key leads to
 _LINKS = {Link.IDENTIFIER: ("IDENT#", "IDENT", "customer_id"), Link.THREAD: ("THREAD#", "THREAD", "case_id"),
-          Link.SENT: ("SENT#", "SENT", "contact_id")}
+          Link.SENT: ("SENT#", "SENT", "contact_id"), Link.CASE_REF: ("CASEREF#", "CASEREF", "case_id")}
 
 
 class _ConditionFailed(Exception):
@@ -401,6 +402,10 @@ class DynamoDbStore(Store):
                 case DeleteCase(case_id=case_id):
                     for item in self._query_partition(f"CASE#{case_id}"):
                         delete(_key(item["pk"]["S"], item["sk"]["S"]))
+                        if item["sk"]["S"].startswith("REF#") and "doc" in item:
+                            # The link back from the destination's ticket (`Link.CASE_REF`).
+                            ref = ExternalRef.model_validate_json(item["doc"]["S"])
+                            delete(_key(f"CASEREF#{case_ref_key(ref.destination, ref.ref)}", "CASEREF"))
                 case DeleteThread(key=thread_key):
                     delete(_thread_key(thread_key))
                 case DeleteSentLink(key=sent_key):
@@ -458,6 +463,10 @@ class DynamoDbStore(Store):
                                     "ConditionExpression": "attribute_not_exists(pk)"}}]
             case DeleteDeadLetter():
                 return [{"Delete": {"TableName": table, "Key": _key(_DEAD_LETTERS, write.letter_id)}}]
+            case PutContact(only_new=True):
+                contact, timeline = _items(write)
+                return [{"Put": {"TableName": table, "Item": contact, "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {"Put": {"TableName": table, "Item": timeline}}]
         return [{"Put": {"TableName": table, "Item": item}} for item in _items(write)]
 
     def _condition_lost(self, response: dict, owners: list[Write]) -> Exception:
@@ -543,7 +552,8 @@ def _items(write: Write) -> list[dict]:
         case PutCase():
             return [{**_key(f"CASE#{write.case_id}", "CASE"), "doc": {"S": write.doc}}]
         case PutCaseRef():
-            return [{**_key(f"CASE#{write.case_id}", f"REF#{write.destination}"), "doc": {"S": write.doc}}]
+            return [{**_key(f"CASE#{write.case_id}", f"REF#{write.destination}"), "doc": {"S": write.doc}},
+                    {**_key(f"CASEREF#{write.ref}", "CASEREF"), "case_id": {"S": write.case_id}}]
         case PutDelivery():
             return [{**_key(f"CONTACT#{write.contact_id}", f"DLV#{write.destination}"), "doc": {"S": write.doc}}]
         case PutThread():

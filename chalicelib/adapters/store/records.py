@@ -36,6 +36,7 @@ class Link(StrEnum):
     IDENTIFIER = "identifier"  # identifier key → customer id
     THREAD = "thread"  # thread key → case id
     SENT = "sent"  # `<provider>:<provider message id>` of a sent message → its outbound contact id
+    CASE_REF = "case_ref"  # `<destination>:<vendor ref>` of a case's ticket → the case id (callbacks)
 
 
 # --- listings (`_list`): each page is a list of documents and whether more follow ------------------
@@ -112,6 +113,9 @@ class PutContact:
     contact_id: str
     customer_id: str
     doc: str
+    #: Write only if no contact has this id yet (a message whose id derives from what caused
+    #: it: the condition is its idempotency check, at no extra read).
+    only_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,13 @@ class PutCase:
 
 @dataclass(frozen=True)
 class PutCaseRef:
+    """A destination's reference for the case, and the link back from it (`Link.CASE_REF`), which
+    is how a vendor's callback naming its ticket finds the case."""
+
     case_id: str
     destination: str
     doc: str
+    ref: str
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS unhandled (
 CREATE INDEX IF NOT EXISTS unhandled_expiry ON unhandled (expires_at);
 CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, contact_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS case_ref_links (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outboxes (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
 
@@ -113,7 +114,8 @@ _TREES = {
 }
 _LINKS = {Link.IDENTIFIER: "SELECT key, customer_id AS target FROM identifiers",
           Link.THREAD: "SELECT key, case_id AS target FROM threads",
-          Link.SENT: "SELECT key, contact_id AS target FROM sent"}
+          Link.SENT: "SELECT key, contact_id AS target FROM sent",
+          Link.CASE_REF: "SELECT key, case_id AS target FROM case_ref_links"}
 #: One statement each: insert, or replace a record whose `expires_at` passed (the last `?`);
 #: the values are the record's fields in order. (The `statuses.status` column holds the record's
 #: `variant`: named before reports were told apart by code, and kept so local databases stay valid.)
@@ -296,6 +298,13 @@ def _put_customer(conn: sqlite3.Connection, write: PutCustomer) -> None:
     conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (write.customer_id, write.doc))
 
 
+def _put_contact(conn: sqlite3.Connection, write: PutContact) -> None:
+    if write.only_new and conn.execute("SELECT 1 FROM contacts WHERE id = ?", (write.contact_id,)).fetchone():
+        raise ConditionLost(write)
+    conn.execute("INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
+                 (write.contact_id, write.customer_id, write.doc))
+
+
 def _claim_identifier(conn: sqlite3.Connection, write: ClaimIdentifier) -> None:
     row = conn.execute("SELECT customer_id FROM identifiers WHERE key = ?", (write.key,)).fetchone()
     if row is None:
@@ -337,11 +346,12 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     IdentifierMove: _move_identifier,
     TakeParked: _take_parked,
     RequireNotErased: _require_not_erased,
-    PutContact: _statements(("INSERT OR REPLACE INTO contacts (id, customer_id, doc) VALUES (?, ?, ?)",
-                             lambda w: (w.contact_id, w.customer_id, w.doc))),
+    PutContact: _put_contact,
     PutCase: _statements(("INSERT OR REPLACE INTO cases (id, doc) VALUES (?, ?)", lambda w: (w.case_id, w.doc))),
     PutCaseRef: _statements(("INSERT OR REPLACE INTO case_refs (case_id, destination, doc) VALUES (?, ?, ?)",
-                             lambda w: (w.case_id, w.destination, w.doc))),
+                             lambda w: (w.case_id, w.destination, w.doc)),
+                            ("INSERT OR REPLACE INTO case_ref_links (key, case_id) VALUES (?, ?)",
+                             lambda w: (w.ref, w.case_id))),
     PutDelivery: _statements(("INSERT OR REPLACE INTO deliveries (contact_id, destination, doc) VALUES (?, ?, ?)",
                               lambda w: (w.contact_id, w.destination, w.doc))),
     # A thread key keeps the case it first named (see `ContactCommit.thread_keys`).
@@ -380,6 +390,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     DeleteCase: _statements(
         ("DELETE FROM cases WHERE id = ?", lambda w: (w.case_id,)),
         ("DELETE FROM case_refs WHERE case_id = ?", lambda w: (w.case_id,)),
+        ("DELETE FROM case_ref_links WHERE case_id = ?", lambda w: (w.case_id,)),
         ("DELETE FROM threads WHERE case_id = ?", lambda w: (w.case_id,)),
     ),
     DeleteThread: _statements(("DELETE FROM threads WHERE key = ?", lambda w: (w.key,))),
