@@ -27,6 +27,9 @@ class FakeZendesk:
         self.tickets: dict[int, dict] = {}
         self.users: dict[str, dict] = {}
         self.idempotency: dict[str, int] = {}
+        #: Webhooks and triggers created through the API (`hubctl callbacks setup --create`).
+        self.webhooks: dict[str, dict] = {}
+        self.triggers: list[dict] = []
         #: Every request as (method, path, JSON body or None).
         self.log: list[tuple[str, str, dict | None]] = []
         self._lock = threading.Lock()
@@ -59,6 +62,10 @@ class FakeZendesk:
                         listed.reverse()
                     users = [*_STAFF, *({**u, "role": "end-user"} for u in fake.users.values())]
                     return self._send(200, {"comments": listed, "users": users, "count": len(listed)})
+                secret = re.fullmatch(r"/api/v2/webhooks/(\w+)/signing_secret", url.path)
+                if secret and secret.group(1) in fake.webhooks:
+                    return self._send(200, {"signing_secret": {"algorithm": "SHA256",
+                                                               "secret": f"zd-secret-{secret.group(1)}"}})
                 if url.path == "/api/v2/tickets":
                     wanted = parse_qs(url.query).get("external_id", [""])[0]
                     with fake._lock:
@@ -74,6 +81,14 @@ class FakeZendesk:
                         user = body["user"]
                         stored = fake.users.setdefault(user["external_id"], {"id": 900 + len(fake.users), **user})
                         return self._send(200, {"user": stored})
+                    if self.path == "/api/v2/webhooks":
+                        webhook_id = f"01HQ{len(fake.webhooks):022d}"
+                        fake.webhooks[webhook_id] = {**body["webhook"], "id": webhook_id}
+                        return self._send(201, {"webhook": fake.webhooks[webhook_id]})
+                    if self.path == "/api/v2/triggers":
+                        trigger = {**body["trigger"], "id": 360000 + len(fake.triggers), "active": True}
+                        fake.triggers.append(trigger)
+                        return self._send(201, {"trigger": trigger})
                     if self.path == "/api/v2/tickets":
                         key = self.headers.get("idempotency-key")
                         if key in fake.idempotency:
