@@ -629,6 +629,22 @@ class AttributeValue(BaseModel):
     updated_at: datetime
 
 
+class ExternalState(BaseModel):
+    """A ticket's state as its vendor last reported it through a callback."""
+
+    model_config = _WORKER_SIDE
+
+    #: `closed` once the vendor solved or closed the ticket, `open` otherwise.
+    state: Literal["open", "closed"] = "open"
+    vendor_status: str | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    #: When the vendor says the change happened (else when the hub heard of it): older reports
+    #: arriving late never undo newer ones.
+    updated_at: datetime
+    ticket: str | None = None
+
+
 class CaseSummary(BaseModel):
     """What the customer record keeps about its open case, so one read finds both."""
 
@@ -639,6 +655,11 @@ class CaseSummary(BaseModel):
     last_activity_at: datetime
     contact_count: int = 0
     channels: list[Channel] = Field(default_factory=list)
+    #: Per two-way destination, the state of the case's ticket as the vendor last reported it
+    #: (status, assignee, priority): read by the API and by routing conditions (`ticket:`), and
+    #: what decides when the case closes (`cases.close_on`). Stored with `external_refs`, and
+    #: in the customer's open-case summary, which routing reads without another lookup.
+    external_state: dict[str, ExternalState] = Field(default_factory=dict)
 
 
 class MergeSummary(BaseModel):
@@ -722,22 +743,6 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
-class ExternalState(BaseModel):
-    """A ticket's state as its vendor last reported it through a callback."""
-
-    model_config = _WORKER_SIDE
-
-    #: `closed` once the vendor solved or closed the ticket, `open` otherwise.
-    state: Literal["open", "closed"] = "open"
-    vendor_status: str | None = None
-    assignee: str | None = None
-    priority: str | None = None
-    #: When the vendor says the change happened (else when the hub heard of it): older reports
-    #: arriving late never undo newer ones.
-    updated_at: datetime
-    ticket: str | None = None
-
-
 class ExternalRef(BaseModel):
     model_config = _WORKER_SIDE
 
@@ -765,10 +770,6 @@ class Case(CaseSummary):
     external_refs: dict[str, ExternalRef] = Field(default_factory=dict)
     #: How to answer the case's latest inbound message (what a `reply` to the case answers).
     last_inbound: ReplyTarget | None = None
-    #: Per two-way destination, the state of the case's ticket as the vendor last reported it
-    #: (status, assignee, priority): read by the API and by routing conditions, and what decides
-    #: when the case closes (`cases.close_on`). Stored with `external_refs`.
-    external_state: dict[str, ExternalState] = Field(default_factory=dict)
 
 
 class DeliveryJob(BaseModel):

@@ -8,6 +8,8 @@ A condition is written as a mapping with one key, the condition's name:
     text / subject: {contains: [refund, "money back"]} | {matches: "order #?\\d{6}"}
     attribute: {name: tier, in: [gold, vip]} | {name: tier, equals: gold} | {name: x, exists: true}
                | {name: custom.score, gte: 80} | {name: custom.score, lte: 20}
+    ticket: {destination: helpdesk, field: assignee, in: [Alex Agent]}   # a two-way destination's
+               ticket as its vendor reported it; field state | status | assignee | priority
     tagged: vip                            # a tag an earlier rule added
     repeat_contact: {count: 3, within_hours: 48}
     case_age_hours: {over: 24}
@@ -144,6 +146,15 @@ class _Attribute(Condition):
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
         return None if self.test(ctx.attributes.get(self.name, _MISSING)) else self
+
+
+class _Ticket(_Attribute):
+    """A field of one of the case's tickets, as its vendor reported it (two-way destinations)."""
+
+    __slots__ = ()
+
+    def first_failure(self, ctx: RoutingContext) -> Condition | None:
+        return None if self.test(ctx.ticket.get(self.name, _MISSING)) else self
 
 
 class _Tagged(Condition):
@@ -359,30 +370,51 @@ def _attribute(value: Any, path: str, env: ConditionEnvironment) -> Condition:
         raise RuleProblem(path, f"must be {{name: <attribute>, <test>: ...}} with one test of: {', '.join(_ATTRIBUTE_OPS)}")
     name = value["name"]
     [(op, operand)] = [(k, v) for k, v in value.items() if k != "name"]
+    return _value_test(_Attribute, "attribute", name, op, operand, path)
+
+
+_TICKET_FIELDS = ("state", "status", "assignee", "priority")
+_TICKET_OPS = ("equals", "in", "exists")
+
+
+def _ticket(value: Any, path: str, env: ConditionEnvironment) -> Condition:
+    """`ticket: {destination: helpdesk, field: assignee, in: [...]}`: what a two-way destination
+    last reported about the case's ticket (`case.external_state`)."""
+    shape = (f"must be {{destination: <name>, field: <{'|'.join(_TICKET_FIELDS)}>, <test>: ...}} "
+             f"with one test of: {', '.join(_TICKET_OPS)}")
+    if not isinstance(value, dict) or len(value) != 3 or not isinstance(value.get("destination"), str):
+        raise RuleProblem(path, shape)
+    if value.get("field") not in _TICKET_FIELDS:
+        raise RuleProblem(f"{path}.field", f"must be one of: {', '.join(_TICKET_FIELDS)}")
+    [(op, operand)] = [(k, v) for k, v in value.items() if k not in ("destination", "field")]
+    if op not in _TICKET_OPS:
+        raise RuleProblem(path, f"unknown test {op!r}; one of: {', '.join(_TICKET_OPS)}")
+    return _value_test(_Ticket, "ticket", f"{value['destination']}.{value['field']}", op, operand, path)
+
+
+def _value_test(kind: type[_Attribute], label: str, name: str, op: str, operand: Any, path: str) -> Condition:
     where = f"{path}.{op}"
     if op == "equals":
-        return _Attribute(name, lambda v: v == operand, f"attribute {name} is {operand!r}",
-                          f"attribute {name} is not {operand!r}")
+        return kind(name, lambda v: v == operand, f"{label} {name} is {operand!r}", f"{label} {name} is not {operand!r}")
     if op == "in":
         if not isinstance(operand, list) or not operand:
             raise RuleProblem(where, "must be a non-empty list")
         options = list(operand)
-        return _Attribute(name, lambda v: v in options, f"attribute {name} in {options!r}",
-                          f"attribute {name} not in {options!r}")
+        return kind(name, lambda v: v in options, f"{label} {name} in {options!r}", f"{label} {name} not in {options!r}")
     if op == "exists":
         if not isinstance(operand, bool):
             raise RuleProblem(where, "must be true or false")
-        present, absent = f"attribute {name} exists", f"attribute {name} is missing"
-        return _Attribute(name, lambda v: (v is not _MISSING) is operand,
-                          present if operand else absent, absent if operand else present)
+        present, absent = f"{label} {name} exists", f"{label} {name} is missing"
+        return kind(name, lambda v: (v is not _MISSING) is operand,
+                    present if operand else absent, absent if operand else present)
     if op in ("gte", "lte"):
         if isinstance(operand, bool) or not isinstance(operand, int | float):
             raise RuleProblem(where, "must be a number")
         if op == "gte":
-            return _Attribute(name, lambda v: _number(v) is not None and _number(v) >= operand,
-                              f"attribute {name} >= {operand}", f"attribute {name} is not a number >= {operand}")
-        return _Attribute(name, lambda v: _number(v) is not None and _number(v) <= operand,
-                          f"attribute {name} <= {operand}", f"attribute {name} is not a number <= {operand}")
+            return kind(name, lambda v: _number(v) is not None and _number(v) >= operand,
+                        f"{label} {name} >= {operand}", f"{label} {name} is not a number >= {operand}")
+        return kind(name, lambda v: _number(v) is not None and _number(v) <= operand,
+                    f"{label} {name} <= {operand}", f"{label} {name} is not a number <= {operand}")
     raise RuleProblem(path, f"unknown test {op!r}; one of: {', '.join(_ATTRIBUTE_OPS)}")
 
 
@@ -481,6 +513,7 @@ _PARSERS: dict[str, Callable[[Any, str, ConditionEnvironment], Condition]] = {
     "text": _text("text"),
     "subject": _text("subject"),
     "attribute": _attribute,
+    "ticket": _ticket,
     "tagged": _tagged,
     "repeat_contact": _repeat_contact,
     "case_age_hours": _case_age,

@@ -40,6 +40,9 @@ class RoutingContext:
     #: Arrival times of the customer's recent contacts, newest first, this one included.
     recent: list[datetime]
     case_opened_at: datetime | None
+    #: The case's tickets as their vendors reported them: `<destination>.<field>` → value, for
+    #: fields `state`, `status` (the vendor's word), `assignee` and `priority`.
+    ticket: dict[str, Any] = field(default_factory=dict)
     #: Whether the channel proved the sender (`Contact.sender_verified`).
     sender_verified: bool = True
     #: The engine's decision so far (later rules may test what earlier ones set).
@@ -81,4 +84,17 @@ def context_for(contact: Contact, customer: Customer, case: Case | None, *, crea
         now=contact.received_at,
         recent=[at for at, _ in customer.activity.recent],
         case_opened_at=case.opened_at if case is not None else None,
+        ticket=_ticket_fields(case),
     )
+
+
+def _ticket_fields(case: Case | None) -> dict[str, Any]:
+    if case is None:
+        return {}
+    fields: dict[str, Any] = {}
+    for destination, state in case.external_state.items():
+        for name, value in (("state", state.state), ("status", state.vendor_status), ("assignee", state.assignee),
+                            ("priority", state.priority)):
+            if value is not None:
+                fields[f"{destination}.{name}"] = value
+    return fields

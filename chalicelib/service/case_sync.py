@@ -108,8 +108,19 @@ class CaseSync:
         reopened = before is not None and before.state == "closed" and change.state == "open"
         if reopened and case.status == CaseStatus.CLOSED:
             return self._reopen(case, updated_ref, change.destination, at)
-        self._store.commit_ticket_state(case, updated_ref)
+        self._record(case, updated_ref)
         return SyncOutcome.RECORDED
+
+    def _record(self, case: Case, ref) -> None:
+        """The new state alone; when the case is the customer's open case, its summary too (what
+        routing conditions read), guarded by the customer's version."""
+        customer = self._customer(case)
+        if customer is not None and customer.open_case is not None and customer.open_case.id == case.id:
+            summary = customer.open_case.model_copy(update={"external_state": case.external_state})
+            self._store.commit_ticket_state(case, ref, customer=_next(customer, open_case=summary,
+                                                                      at=customer.updated_at))
+        else:
+            self._store.commit_ticket_state(case, ref)
 
     def _decides(self, case: Case, destination: str) -> bool:
         """Whether the case closes now that `destination` closed its ticket."""

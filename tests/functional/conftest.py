@@ -40,11 +40,13 @@ destinations:
   - name: outbox
     type: outbox
     path: outbox.jsonl
+    case_events: false
   - name: crm
     type: webhook
     url: {receiver}
     secrets: ["{whsec}"]
     timeout_seconds: 5
+    case_events: false
 delivery:
   attempts_per_invocation: 3
   max_inline_wait_seconds: 2

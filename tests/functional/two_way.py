@@ -54,7 +54,7 @@ def two_way_hub(tmp_path: Path, receiver: Receiver, provider: Receiver, destinat
     names some; its clock (a `Clock`) starts half a minute after the stored WhatsApp message."""
     clock = clock or Clock(WRITTEN + timedelta(seconds=30))
     destinations = [
-        {"name": "outbox", "type": "outbox", "path": "outbox.jsonl"},
+        {"name": "outbox", "type": "outbox", "path": "outbox.jsonl", "case_events": False},
         {"name": "crm", "type": "webhook", "url": receiver.url, "secrets": [WEBHOOK_SECRET], "timeout_seconds": 5},
         destination,
     ]

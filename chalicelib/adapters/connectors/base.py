@@ -136,7 +136,10 @@ class Connector(ABC, Generic[SettingsT]):
     def takes_customer_event(self, event_type: str) -> bool:
         """Whether customer or case events of `event_type` go to this destination."""
         if event_type in CASE_EVENTS:
-            return self.supports_customer_events and self.takes_case_events
+            # A destination may turn them off (`case_events: false`) where its consumer only
+            # wants contacts.
+            return self.supports_customer_events and self.takes_case_events and bool(
+                getattr(self.settings, "case_events", True))
         return self.supports_customer_events
 
     # --- two-way sync ----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class OutboxSettings(BaseModel):
     #: Relative paths are inside the hub's data directory.
     path: str = "outbox.jsonl"
     include_raw: bool = False
+    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
+    case_events: bool = True
 
 
 class OutboxConnector(Connector[OutboxSettings]):
