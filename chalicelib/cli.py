@@ -201,6 +201,57 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _callbacks(args: argparse.Namespace) -> int:
+    """`hubctl callbacks setup <destination> [--create]`: what to configure in the destination's
+    vendor so that agents' replies and ticket changes come back to the hub; with `--create`, the
+    hub creates it through the vendor's API where the API allows."""
+    from chalicelib.bootstrap import Hub
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_environ()
+    if args.config:
+        settings = dataclasses.replace(settings, config_path=args.config)
+    hub = Hub(settings)
+    try:
+        destination = hub.config.destination(args.destination)
+        if destination is None:
+            raise ConfigError(f"no destination named {args.destination!r} in the configuration")
+        side = hub.callback_side(args.destination)
+        if side is None:
+            connector = hub.connector(args.destination)
+            if connector is None or connector.callbacks is None:
+                raise ConfigError(f"destination {args.destination!r} ({destination.type}) has no way back to the hub; "
+                                  "its consumers answer through POST /v1/messages")
+            raise ConfigError(f"destination {args.destination!r} has no callbacks section: add "
+                              f"destinations[{args.destination}].callbacks (secrets, hub_author_ids) first")
+        setup = side.setup()
+        print(f"{setup.vendor}: send callbacks to {side.callback_url()}")
+        if not side.settings.public_url:
+            print("  (set destinations[].callbacks.public_url to the API's URL to print it here)")
+        for number, step in enumerate(setup.steps, 1):
+            print(f"\n{number}. {step.title}")
+            if step.text:
+                print(f"   {step.text}")
+            for name, value in step.values.items():
+                lines = value.splitlines() or [""]
+                print(f"   {name}: {lines[0]}")
+                for line in lines[1:]:
+                    print(f"     {line}")
+        for limit in setup.limits:
+            print(f"\nNote: {limit}")
+        if args.create:
+            if not setup.can_create:
+                raise ConfigError(f"{setup.vendor} cannot be configured through its API; follow the steps above")
+            print("\nCreating it through the API:")
+            for line in side.create_setup():
+                print(f"  created {line}")
+        elif setup.can_create:
+            print(f"\nhubctl callbacks setup {args.destination} --create makes it through the {setup.vendor} API.")
+        return 0
+    finally:
+        hub.close()
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from chalicelib.simulate import run_journey, send_one
 
@@ -271,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     unhandled.add_argument("--provider", help="only this provider's items (e.g. meta)")
     unhandled.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     unhandled.set_defaults(func=_unhandled)
+
+    callbacks = commands.add_parser("callbacks", help="set up a destination's way back (agent replies, ticket status)")
+    callbacks.add_argument("action", choices=["setup"])
+    callbacks.add_argument("destination", help="the destination's name in the configuration")
+    callbacks.add_argument("--create", action="store_true", help="create it through the vendor's API where it allows")
+    callbacks.add_argument("--config", default=None, help="hub configuration (default HUB_CONFIG)")
+    callbacks.set_defaults(func=_callbacks)
 
     simulate = commands.add_parser("simulate", help="send one customer's signed SMS, WhatsApp and web chat messages")
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the running hub")

@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from chalicelib.adapters.callbacks.zendesk import ZendeskCallbackSettings
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.http import MAX_REASON_CHARS, raise_for_status
@@ -59,6 +60,8 @@ class ZendeskSettings(VendorSettings):
     #: Ticket status set with each outbound comment (`pending`: waiting for the customer); None
     #: leaves the status alone.
     outbound_status: Literal["open", "pending", "hold", "solved"] | None = None
+    #: Two-way sync: agents' public replies and ticket changes come back (docs/destinations/zendesk.md).
+    callbacks: ZendeskCallbackSettings | None = None
 
     @field_validator("mapping")
     @classmethod
@@ -84,6 +87,7 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
     threads_cases = True
     supports_customer_events = True
     message_events = frozenset({MESSAGE_SENT})
+    callbacks = "chalicelib.adapters.callbacks.zendesk:ZendeskCallbacks"
 
     def __init__(self, name: str, settings: ZendeskSettings, secrets: SecretResolver,
                  runtime: ConnectorRuntime) -> None:
@@ -172,7 +176,7 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
                 # https://developer.zendesk.com/documentation/ticketing/managing-tickets/creating-and-updating-tickets/
                 return self._create(job, comment, follow_up_of=ticket_id)
             raise _rejected(response)
-        return DeliveryResult(external_ref=_comment_ref(response, ticket_id), case_ref=ticket_id)
+        return DeliveryResult(external_ref=comment_ref(response, ticket_id), case_ref=ticket_id)
 
     # --- outbound messages -----------------------------------------------------------------------
 
@@ -205,7 +209,7 @@ class ZendeskConnector(VendorConnector[ZendeskSettings]):
             return DeliveryResult()
         if response.status == 422:
             raise _rejected(response)
-        return DeliveryResult(external_ref=_comment_ref(response, ticket_id), case_ref=ticket_id)
+        return DeliveryResult(external_ref=comment_ref(response, ticket_id), case_ref=ticket_id)
 
     def _requester(self, job: DeliveryJob) -> dict[str, Any]:
         """The end user, created or updated by external id = hub customer id (so a later
@@ -370,7 +374,7 @@ def _rejected(response: VendorResponse) -> PermanentDeliveryError:
     return PermanentDeliveryError(f"zendesk answered {response.status}: {reason[:MAX_REASON_CHARS]}".strip())
 
 
-def _comment_ref(response: VendorResponse, ticket_id: str) -> str:
+def comment_ref(response: VendorResponse, ticket_id: str) -> str:
     """The id of the comment a ticket update added (its audit's Comment event), else the audit's."""
     audit = _dict(_dict(response.data).get("audit"))
     comment_id = next((e.get("id") for e in audit.get("events") or [] if isinstance(e, dict)
