@@ -244,3 +244,22 @@ def test_a_reply_after_the_whatsapp_window_uses_the_fallback_template(tmp_path, 
         assert sent["type"] == "template"
         assert sent["template"]["name"] == "reopen_conversation"
 
+
+
+def test_a_body_zendesk_could_send_but_the_hub_cannot_read_is_kept_raw_and_a_wrong_type_is_refused(
+        tmp_path, receiver, provider, zendesk):
+    # On today's clock: unhandled items are kept for `processing.unhandled_days` from now.
+    clock = Clock()
+    with two_way_hub(tmp_path, receiver, provider, destination(zendesk), clock=clock) as running:
+        odd = {"type": "zen:event-type:ticket.comment_added", "detail": {"id": "35436"}, "id": "evt-1"}
+        body, headers = signed(odd, clock())
+        assert post_callback(running, "helpdesk", body, headers).status == 200
+        settle(running)
+        listed = running.api("/v1/unhandled-events?provider=callback:helpdesk")
+        assert listed.status == 200, listed.body
+        [kept] = listed.json()["data"]
+        assert kept["raw"] == odd and "without a ticket status" in kept["reason"]
+
+        refused = post_callback(running, "helpdesk", body, {**headers, "Content-Type": "application/x-www-form-urlencoded"})
+        assert refused.status == 415
+        assert "helpdesk callbacks must be application/json" in refused.json()["error"]["message"]
