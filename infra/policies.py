@@ -10,10 +10,14 @@ the rest of the file as it was. No stage-wide policy is left, so a function adde
 policy of its own fails to deploy instead of sharing another's.
 
 Each function gets what its code path calls, and nothing another function needs: the API function
-(webhooks, consumer API, media links, the send API) never reads a destination's credentials,
-starts a Connect task, puts events, calls Comprehend or sends email; the send function (channel
-providers) never reads a destination's credentials either, and reaches only the table partitions
-its messages live in. What a function needs comes from two places:
+(webhooks, destination callbacks, consumer API, media links, the send API) never reads a
+destination's credentials, starts a Connect task, puts events, calls Comprehend or sends email;
+the send function (channel providers) never reads a destination's credentials either, and reaches
+only the table partitions its messages live in. Two-way destinations (`destinations[].callbacks`)
+split their secrets: the API function reads the callback secrets (it verifies the vendor's
+callbacks), the process function the destination's credentials when it relays agent replies (it
+re-reads a reply from the vendor, or writes an internal note on the ticket), the deliver function
+the credentials and never the callback secrets. What a function needs comes from two places:
 
 - the code (the table below, statement by statement, each with a Sid saying what it is for);
 - the stage's hub configuration: the secrets it references (each one by name, to the functions
@@ -22,8 +26,8 @@ its messages live in. What a function needs comes from two places:
 
 Conventions it enforces (`PolicyError` otherwise): secrets live under the stage's prefix
 (`/hub/<stage>/...` in SSM, `hub/<stage>/...` in Secrets Manager); what the API function reads
-(channel secrets, the media link secret) lives in SSM Parameter Store, because its role has no
-Secrets Manager access at all; an AppConfig rules source is configured by ids (IAM authorizes
+(channel secrets, destinations' callback secrets, the media link secret) lives in SSM Parameter
+Store, because its role has no Secrets Manager access at all; an AppConfig rules source is configured by ids (IAM authorizes
 AppConfig by the ids in its ARNs; names cannot be granted).
 
 Every statement on the stage bucket carries `aws:ResourceAccount` = the deploying account: a bucket
@@ -63,6 +67,8 @@ TABLE_READ_WRITE = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query
                     "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
 #: What the deliver worker's store calls: the delivery record and the erasure tombstone (GetItem),
 #: the case with its external references (Query), deliveries, case refs and dead letters (PutItem).
+#: A case ref is one transaction of two Puts (`Store.put_case_ref`): the case's REF#<destination>
+#: item and the CASEREF#<destination>:<ref> link callbacks find the case by, unconditional both.
 TABLE_DELIVER = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
 
 #: What the send worker's store calls (service/send_worker.py and what it calls back): the
@@ -180,6 +186,35 @@ def secret_statements(stage: Stage, sid: str, references: Sequence[str], *, ssm_
     return out
 
 
+def callback_settings(destination) -> Any:
+    """A destination's `callbacks` section (two-way sync), or None for a one-way destination."""
+    return getattr(destination.settings, "callbacks", None)
+
+
+def callback_secret_references(config) -> list[str]:
+    """What the API function verifies destinations' callbacks with (`destinations[].callbacks`,
+    every secret field of the vendor's callback settings)."""
+    return [r for d in config.destinations for r in secret_references(callback_settings(d))]
+
+
+def credential_references(destinations: Iterable) -> list[str]:
+    """The destinations' own credentials (API tokens, signing secrets of what the hub sends):
+    every secret of their settings except the callback section's."""
+    out = []
+    for destination in destinations:
+        settings = destination.settings
+        out += [r for name in type(settings).model_fields if name != "callbacks"
+                for r in secret_references(getattr(settings, name))]
+    return out
+
+
+def relaying_destinations(config) -> list:
+    """Two-way destinations whose agent replies the process worker relays: it may read a reply
+    back from the vendor (`VendorCallbacks.confirm`) or write an internal note on the ticket
+    (`note`), both through the destination's API with its credentials."""
+    return [d for d in config.destinations if (c := callback_settings(d)) is not None and c.replies]
+
+
 def rules_source_statements(stage: Stage, config) -> list[dict]:
     """Reading the routing rules' document, when it lives on AWS (docs/routing-sources.md)."""
     source = config.routing.source
@@ -285,7 +320,7 @@ def api_policy(stage: Stage, config) -> list[dict]:
     """Webhooks (verify with the channels' secrets, enqueue), the consumer API and media links."""
     return [
         *stage.logs(API),
-        # Every accepted webhook becomes one send; nothing else of the queue.
+        # Every accepted webhook or destination callback becomes one send; nothing else of the queue.
         statement("WebhooksEnqueue", ["sqs:SendMessage"], [stage.queue("inbound")]),
         # Consumer API: replays of dead letters, released parked contacts, merge/unmerge/erasure
         # announcements to destinations.
@@ -312,6 +347,12 @@ def api_policy(stage: Stage, config) -> list[dict]:
                                                      *secret_references(config.media.link_secret)],
                            ssm_only="the API function verifies webhooks and media links with it, and its role "
                                     "reads no Secrets Manager secret (destination credentials live there)"),
+        # POST /callbacks/{destination}: the vendors' signing or shared secrets
+        # (destinations[].callbacks); never the destinations' credentials.
+        *secret_statements(stage, "CallbackSecrets", callback_secret_references(config),
+                           ssm_only="the API function verifies destination callbacks with it "
+                                    "(destinations[].callbacks.secrets), and its role reads no Secrets Manager "
+                                    "secret (destination credentials live there)"),
         # POST /v1/routing/explain routes by the rules in force.
         *rules_source_statements(stage, config),
         TRACING,
@@ -319,16 +360,21 @@ def api_policy(stage: Stage, config) -> list[dict]:
 
 
 def process_policy(stage: Stage, config) -> list[dict]:
-    """Resolve, case, enrich, route, fan out: store, delivery queue, media into the bucket."""
+    """Resolve, case, enrich, route, fan out: store, delivery queue, media into the bucket; and
+    destination callbacks' items: agents' replies sent, tickets' status on the case."""
     return [
         *stage.logs("process_inbound"),
         statement("InboundQueueConsume", CONSUME, [stage.queue("inbound")]),
+        # Contacts' deliveries, case events (a ticket closed or reopened the case), refused
+        # agent replies' message.status and message.undelivered.
         statement("DeliveriesQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
-        # Routing's auto-replies go out through the send path (MessageService.send).
+        # Routing's auto-replies and agents' replies go out through the send path (MessageService.send).
         statement("AutoRepliesQueue", ["sqs:SendMessage"], [stage.queue("outbound")]),
         # Claims, customers, contacts and cases (transactions), merges, statuses, unhandled items;
         # status reports matched to the hub's messages (SENT# links, the outbound contact), opt-outs
-        # on the customer's consent ledger; auto-replies' outbound contacts.
+        # on the customer's consent ledger; auto-replies' and agents' replies' outbound contacts
+        # (a conditional PutItem); a callback's ticket to its case (the CASEREF# link, the case's
+        # REF# items) and the ticket's state written with the case and customer.
         statement("Table", TABLE_READ_WRITE, [stage.table]),
         # Read its messages' claim-checked bodies and replace them with a "released" marker.
         statement("InboundQueueBodies", ["s3:GetObject", "s3:PutObject"], [stage.queue_bodies("inbound")], OWN_ACCOUNT),
@@ -340,6 +386,9 @@ def process_policy(stage: Stage, config) -> list[dict]:
         stage.missing_key_is_404(),
         # Media download credentials (media.sources.*) and the link secret.
         *secret_statements(stage, "MediaSecrets", secret_references(config.media)),
+        # Agents' replies are read back from the vendor, and refused ones noted on the ticket,
+        # with the credentials of the destinations that relay replies.
+        *secret_statements(stage, "RelayingDestinationSecrets", credential_references(relaying_destinations(config))),
         *rules_source_statements(stage, config),
         *comprehend_statements(config),
         TRACING,
@@ -364,7 +413,8 @@ def deliver_policy(stage: Stage, config) -> list[dict]:
         statement("DeliveryQueueBodies", ["s3:GetObject", "s3:PutObject"],
                   [stage.queue_bodies("delivery"), stage.queue_bodies("delivery-dlq")], OWN_ACCOUNT),
         stage.missing_key_is_404(),
-        *secret_statements(stage, "DestinationSecrets", secret_references(config.destinations)),
+        # The destinations' credentials; not their callback secrets (the API function's).
+        *secret_statements(stage, "DestinationSecrets", credential_references(config.destinations)),
         *destination_statements(config),
         TRACING,
     ]

@@ -9,14 +9,20 @@ Manager and one in SSM, routing rules in the stage bucket, mail pulled from S3, 
 claim-check limit through every queue, a dead letter and its replay, erasure; and the outbound
 path: messages through `POST /v1/messages` to the web chat (its outbox, polled by the widget),
 to Twilio (a provider on the local receiver) and through SES, consumed by the send worker, a
-Twilio status callback matched to its message, and the message events delivered.
+Twilio status callback matched to its message, and the message events delivered. A second
+configuration covers two-way sync: a Zendesk destination (callback secret in SSM, API token in
+Secrets Manager) whose signed callbacks go through `POST /callbacks/zendesk`, the process worker
+relaying an agent's reply (read back from Zendesk) and refusing one (noted on the ticket by the
+deliverer), and a solved ticket found through its CASEREF# link closing the case.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import base64
 import hashlib
+import hmac
 import importlib.util
 import json
 from contextlib import contextmanager
@@ -37,6 +43,7 @@ from chalicelib.errors import BatchIncompleteError
 from chalicelib.hubconfig import load_config
 from chalicelib.settings import Settings
 from tests.support.aws import create_table
+from tests.support.fake_zendesk import AGENT_ID, HUB_USER_ID, FakeZendesk
 from tests.support.receiver import Answer, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +83,38 @@ api_keys:
     sha256: {key}
     scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
 """
+#: Two-way sync: a Zendesk destination whose callbacks are verified with an SSM parameter (the API
+#: function's) and whose API token is in Secrets Manager (the deliver function's, and the process
+#: function's: it reads agents' replies back and notes refused ones on the ticket); the customer
+#: writes by SMS and is answered by SMS (Twilio on the receiver); `crm` takes case events.
+TWO_WAY_CONFIG = """
+channels:
+  twilio:
+    auth_tokens: ["ssm:/hub/dev/twilio/auth-token"]
+    public_url: https://hub.example.com/webhooks/twilio
+    account_sid: AC{account_hex}
+    numbers: {{sms: ["+14155550100"]}}
+    api_base_url: {origin}
+media:
+  link_secret: ["ssm:/hub/dev/media/link-secret"]
+destinations:
+  - name: zendesk
+    type: zendesk
+    base_url: {zendesk}
+    auth: {{type: basic, username: hub@acme.example/token, password: "secretsmanager:hub/dev/zendesk/api-token"}}
+    callbacks:
+      secrets: ["ssm:/hub/dev/zendesk/webhook-secret"]
+      hub_author_ids: ["{hub_user}"]
+  - name: crm
+    type: webhook
+    url: {url}/crm
+    secrets: ["secretsmanager:hub/dev/crm/signing-secret"]
+api_keys:
+  - name: ops
+    sha256: {key}
+    scopes: [customers:read, customers:write]
+"""
+ZENDESK_SECRET = "zendesk-webhook-signing-secret"
 #: The mailbox the stored email (tests/fixtures/ses/email_umlauts.eml) was sent to: replies leave from it.
 MAILBOX = "support@inbound.acme.example"
 TWILIO_CREATED = (ROOT / "tests" / "fixtures" / "twilio" / "outbound" / "api_created.body").read_bytes()
@@ -206,6 +245,21 @@ class Calls:
 
 @pytest.fixture
 def deployed(tmp_path, monkeypatch):
+    with deploy(tmp_path, monkeypatch, CONFIG) as (client, sqs, urls, receiver, _, calls, granted):
+        yield client, sqs, urls, receiver, calls, granted
+
+
+@pytest.fixture
+def deployed_two_way(tmp_path, monkeypatch):
+    with deploy(tmp_path, monkeypatch, TWO_WAY_CONFIG) as deployment:
+        yield deployment
+
+
+@contextmanager
+def deploy(tmp_path, monkeypatch, config_text: str):
+    """The stage under moto with `config_text` (formatted with the receiver's, the Zendesk fake's
+    and the stage's names): the app's client, the setup SQS client, queue URLs, the receiver, the
+    Zendesk fake, the call recorder and the policies generated from the same configuration."""
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters import base
 
@@ -221,7 +275,7 @@ def deployed(tmp_path, monkeypatch):
         return make_api_call(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
-    with mock_aws(), Receiver() as receiver:
+    with mock_aws(), Receiver() as receiver, FakeZendesk() as zendesk:
         # Powertools keeps its clients and values per process: fetch from this moto account.
         parameters.clear_caches()
         base.DEFAULT_PROVIDERS.clear()
@@ -249,14 +303,17 @@ def deployed(tmp_path, monkeypatch):
         for name, value in (("/hub/dev/twilio/auth-token", TWILIO_TOKEN), ("/hub/dev/audit/signing-secret", WHSEC)):
             ssm.put_parameter(Name=name, Value=value, Type="SecureString")
         ssm.put_parameter(Name="/hub/dev/media/link-secret", Value="l" * 32, Type="SecureString")
+        ssm.put_parameter(Name="/hub/dev/zendesk/webhook-secret", Value=ZENDESK_SECRET, Type="SecureString")
         session.client("secretsmanager").create_secret(Name="hub/dev/crm/signing-secret", SecretString=WHSEC)
+        session.client("secretsmanager").create_secret(Name="hub/dev/zendesk/api-token", SecretString="zendesk-token")
         ses = session.client("sesv2")
         ses.create_email_identity(EmailIdentity=MAILBOX.rsplit("@", 1)[1])
         ses.create_configuration_set(ConfigurationSetName="hub-events")
 
         config = tmp_path / "dev.yaml"
-        config.write_text(CONFIG.format(url=receiver.url, bucket=BUCKET, key=hashlib.sha256(API_KEY.encode()).hexdigest(),
-                                        account_hex="a" * 32, mailbox=MAILBOX, origin=receiver.url.rsplit("/", 1)[0]))
+        config.write_text(config_text.format(
+            url=receiver.url, bucket=BUCKET, key=hashlib.sha256(API_KEY.encode()).hexdigest(), account_hex="a" * 32,
+            mailbox=MAILBOX, origin=receiver.url.rsplit("/", 1)[0], zendesk=zendesk.url, hub_user=HUB_USER_ID))
         granted = policies.policies_for(STAGE, load_config(config, allow_inline_secrets=False))
         settings = Settings(
             runtime="aws", stage=STAGE, config_path=str(config), table_name=f"hub-{STAGE}",
@@ -272,7 +329,7 @@ def deployed(tmp_path, monkeypatch):
 
         try:
             with Client(app) as client:
-                yield client, sqs, urls, receiver, calls, granted
+                yield client, sqs, urls, receiver, zendesk, calls, granted
         finally:
             use_hub(None)
             parameters.clear_caches()
@@ -411,3 +468,96 @@ def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
     # The send API queued messages, the process worker matched a status to one of them.
     assert ("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-outbound.fifo") in calls.requests("api_handler")
     assert any(request[0] == "dynamodb:BatchGetItem" for request in calls.requests("process_inbound"))
+
+
+# --- two-way sync --------------------------------------------------------------------------------
+
+
+def drain(client, calls: Calls, sqs, url: str, function: str) -> None:
+    while sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] != "0":
+        run(client, calls, sqs, url, function, at_most=1)
+
+
+def zendesk_trigger(client, calls: Calls, event: str, ticket: int, *, external_id: str, status: str = "open",
+                    updated_at: str):
+    """Zendesk's trigger notifying the webhook: the setup's body (`trigger_body`) as Zendesk renders
+    it, signed as Zendesk signs (base64 HMAC-SHA256 of the timestamp and the body), now."""
+    from datetime import UTC, datetime
+
+    from chalicelib.adapters.callbacks.zendesk import BODY_FIELDS
+
+    values = {"ticket.id": str(ticket), "ticket.external_id": external_id, "ticket.status": status,
+              "ticket.priority": "normal", "ticket.assignee.id": str(AGENT_ID), "ticket.assignee.name": "Alex Agent",
+              "ticket.updated_at_with_timestamp": updated_at, "current_user.id": str(AGENT_ID),
+              "current_user.role": "agent"}
+    body = json.dumps({"hub_event": event, **{name: values[template.strip("{}")]
+                                              for name, template in BODY_FIELDS.items()}}).encode()
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    signature = base64.b64encode(hmac.new(ZENDESK_SECRET.encode(), timestamp.encode() + body, hashlib.sha256).digest())
+    with calls.as_function("api_handler"):
+        answer = client.http.post("/callbacks/zendesk", body=body, headers={
+            "Content-Type": "application/json", "X-Zendesk-Webhook-Signature": signature.decode(),
+            "X-Zendesk-Webhook-Signature-Timestamp": timestamp})
+    assert answer.status_code == 200, answer.body
+
+
+def test_every_two_way_call_each_function_makes_is_allowed_by_its_own_policy(deployed_two_way):
+    """A customer's SMS becomes a Zendesk ticket; an agent's reply comes back through the signed
+    callback and goes out by SMS; a second reply is refused (the customer opted out) and noted on
+    the ticket; the ticket is solved, reported without the case id (found through the CASEREF#
+    link), and the case closes with `case.closed` to `crm`."""
+    client, sqs, urls, receiver, zendesk, calls, granted = deployed_two_way
+    body, headers = twilio_sms("Wo bleibt mein Paket?")
+    assert api(client, calls, "POST", "/webhooks/twilio", body, headers).status_code == 200
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    drain(client, calls, sqs, urls["delivery"], "deliver")
+    [customer] = json.loads(api(client, calls, "GET", "/v1/customers?identifier=phone:%2B14155550101").body)["data"]
+    [contact] = json.loads(api(client, calls, "GET", f"/v1/customers/{customer['id']}/contacts").body)["data"]
+    case_id = contact["case_id"]
+    [ticket] = zendesk.tickets
+
+    zendesk.agent_comment(ticket, "Ihr Paket kommt morgen.")
+    zendesk_trigger(client, calls, "reply", ticket, external_id=case_id, updated_at="2026-01-01T00:01:00Z")
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    receiver.script = [Answer(201, TWILIO_CREATED, {"Content-Type": "application/json"})]
+    run(client, calls, sqs, urls["outbound"], "send", at_most=1)
+    drain(client, calls, sqs, urls["delivery"], "deliver")
+
+    consent = api(client, calls, "PUT", f"/v1/customers/{customer['id']}/consent",
+                  {"channel": "sms", "purpose": "service", "state": "opted_out"})
+    assert consent.status_code == 200, consent.body
+    zendesk.agent_comment(ticket, "Noch eine Frage?")
+    zendesk_trigger(client, calls, "reply", ticket, external_id=case_id, updated_at="2026-01-01T00:02:00Z")
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    drain(client, calls, sqs, urls["delivery"], "deliver")
+
+    zendesk_trigger(client, calls, "status", ticket, external_id="", status="solved", updated_at="2026-01-01T00:03:00Z")
+    run(client, calls, sqs, urls["inbound"], "process_inbound")
+    drain(client, calls, sqs, urls["delivery"], "deliver")
+
+    case = json.loads(api(client, calls, "GET", f"/v1/cases/{case_id}").body)
+    assert (case["status"], case["close_reason"], case["closed_by"]) == ("closed", "vendor_closed", "zendesk")
+    notes = [c for c in zendesk.comments(ticket) if not c["public"]]
+    assert any("Noch eine Frage?" in note["body"] for note in notes), "the refused reply was noted on the ticket"
+    texts = [json.loads(r.body).get("type") for r in receiver.requests if r.path.endswith("/crm")]
+    assert "case.closed" in texts
+
+    denied = {function: sorted(pair for pair in calls.requests(function) if not allowed(granted[function], *pair))
+              for function in granted}
+    assert denied == {function: [] for function in granted}
+    # The scenario reached what it means to check.
+    webhook_secret = ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/hub/dev/zendesk/webhook-secret")
+    api_token = ("secretsmanager:GetSecretValue",
+                 f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:hub/dev/zendesk/api-token-AbC123")
+    assert webhook_secret in calls.requests("api_handler")
+    assert api_token in calls.requests("process_inbound") and api_token in calls.requests("deliver")
+    assert webhook_secret not in calls.requests("deliver") | calls.requests("process_inbound")
+    assert any(r[0] == "dynamodb:PutItem" and r[2] == f"CASEREF#zendesk:{ticket}" for r in calls.requests("deliver"))
+    queues = {r[1].rsplit(":", 1)[-1] for r in calls.requests("process_inbound") if r[0] == "sqs:SendMessage"}
+    assert {f"hub-{STAGE}-outbound.fifo", f"hub-{STAGE}-delivery.fifo"} <= queues
+    # The solved ticket's case was found through its link, and its state written with the case.
+    process_made = [params for made_by, service, operation, params in calls.made
+                    if made_by == "process_inbound" and operation in ("BatchGetItem", "GetItem")]
+    assert f"CASEREF#zendesk:{ticket}" in json.dumps(process_made)
+    assert any(r[0] == "dynamodb:PutItem" and r[2] == f"CASE#{case_id}" for r in calls.requests("process_inbound"))
