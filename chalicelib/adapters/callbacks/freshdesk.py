@@ -240,7 +240,8 @@ class FreshdeskCallbacks(VendorCallbacks):
             }, f"{rule} Add the event for public notes too if agents answer with them. Without custom "
                f"headers on your plan: Requires authentication → user name `hub`, password {secret}."),
             SetupStep("Ticket status", {
-                "Rule name": "Hub: ticket status", "When an action performed by": "Anyone",
+                "Rule name": "Hub: ticket status",
+                "When an action performed by": "Agent (and System, if automations resolve or close tickets)",
                 "Involves any of these events": "Status is changed", **action,
                 "Body": self.body_template(STATUS),
             }, rule),
