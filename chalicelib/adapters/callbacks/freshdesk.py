@@ -1,8 +1,8 @@
 """Freshdesk automation-rule webhooks: https://support.freshdesk.com/support/solutions/articles/132589
 
 Freshdesk calls the hub from an automation rule's "Trigger Webhook" action with a body the admin
-composed from placeholders, and **signs nothing** (VENDOR-CALLBACKS.md §2.2, copied into
-docs/destinations/freshdesk.md). So:
+composed from placeholders, and **signs nothing** (docs/destinations/freshdesk.md, "Answering from
+Freshdesk", names the sources). So:
 
 - the operator puts a shared secret into the action, as the custom header `X-Hub-Callback-Secret`
   or as the password of the action's basic auth, compared in constant time with every secret of
