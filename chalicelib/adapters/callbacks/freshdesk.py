@@ -41,6 +41,7 @@ from chalicelib.adapters.callbacks.base import (
 )
 from chalicelib.domain.models import AgentAuthor, AgentReply, Attachment, CaseStatusChange
 from chalicelib.errors import MalformedPayloadError, PermanentDeliveryError, SignatureError
+from chalicelib.secrets import is_reference
 
 #: The custom header the operator adds to the "Trigger Webhook" action.
 SECRET_HEADER = "X-Hub-Callback-Secret"
@@ -221,8 +222,9 @@ class FreshdeskCallbacks(VendorCallbacks):
         return json.dumps(fields, indent=2)
 
     def setup(self) -> CallbackSetup:
-        references = ", ".join(s.get_secret_value() for s in self.settings.secrets)
-        secret = f"<the value of {references}>"
+        # A reference names where the secret is; an inline secret is never printed.
+        references = [s.get_secret_value() for s in self.settings.secrets if is_reference(s.get_secret_value())]
+        secret = f"<the value of {references[0]}>" if references else "<your callbacks.secrets value>"
         action = {
             "Action": "Trigger Webhook",
             "Request type": "POST",

@@ -340,6 +340,12 @@ def test_setup_prints_both_rules_with_the_url_header_and_body_but_never_the_secr
     assert not setup.can_create
 
 
+def test_an_inline_secret_is_never_printed(tmp_path):
+    setup = side(tmp_path, secrets=["inline-secret-value"]).setup()
+    printed = json.dumps([step.__dict__ for step in setup.steps])
+    assert "inline-secret-value" not in printed and "<your callbacks.secrets value>" in printed
+
+
 def test_the_printed_body_parses_once_freshdesk_renders_it(tmp_path):
     callbacks = side(tmp_path)
     for event, kind in (("reply", AgentReply), ("status", CaseStatusChange)):
