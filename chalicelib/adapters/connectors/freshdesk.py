@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
+from chalicelib.adapters.callbacks.freshdesk import FreshdeskCallbackSettings
 from chalicelib.adapters.connectors.auth import AUTH_FIELD, AuthSettings
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_html
@@ -72,6 +73,8 @@ class FreshdeskSettings(VendorSettings):
     #: The agent (Admin → Agents, the id in the URL) shown as the author of those notes; None:
     #: the agent whose API key the hub uses.
     outbound_agent_id: int | None = Field(default=None, gt=0)
+    #: Two-way sync (docs/destinations/freshdesk.md, "Answering from Freshdesk").
+    callbacks: FreshdeskCallbackSettings | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> FreshdeskSettings:
@@ -133,6 +136,7 @@ class FreshdeskConnector(VendorConnector[FreshdeskSettings]):
     Settings = FreshdeskSettings
     threads_cases = True
     message_events = frozenset({MESSAGE_SENT})
+    callbacks = "chalicelib.adapters.callbacks.freshdesk:FreshdeskCallbacks"
 
     def __init__(self, name: str, settings: FreshdeskSettings, secrets: SecretResolver,
                  runtime: ConnectorRuntime) -> None:
