@@ -190,3 +190,46 @@ def test_a_reply_the_customer_opted_out_of_becomes_an_internal_note_on_the_reque
     assert jira_sends(hub, "comment_internal").status == 200
     settle(hub)
     assert whatsapp_sends(provider) == []
+
+
+CLI_CONFIG = """
+destinations:
+  - name: service-desk
+    type: jira_service_management
+    base_url: {url}
+    auth: {{type: basic, username: hub@acme.com, password: jsm-api-token}}
+    service_desk_id: "10"
+    request_type_id: "25"
+    callbacks:
+      secrets: ["env:JSM_WEBHOOK_SECRET", "the old secret"]
+      hub_author_ids: ["{hub_user}"]
+      public_url: https://hub.acme.example/callbacks/service-desk
+"""
+
+
+def test_hubctl_prints_the_webhook_and_creates_it_once(tmp_path, monkeypatch, capsys):
+    from chalicelib.cli import main
+
+    with FakeJsm() as jsm:
+        config = tmp_path / "hub.yaml"
+        config.write_text(CLI_CONFIG.format(url=jsm.url, hub_user=HUB_USER))
+        monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("JSM_WEBHOOK_SECRET", SECRET)
+
+        assert main(["callbacks", "setup", DESTINATION, "--config", str(config)]) == 0
+        printed = capsys.readouterr().out
+        assert "URL: https://hub.acme.example/callbacks/service-desk" in printed
+        assert "Events: Comment: created; Issue: updated" in printed
+        assert jsm.webhooks == []
+
+        assert main(["callbacks", "setup", DESTINATION, "--create", "--config", str(config)]) == 0
+        assert main(["callbacks", "setup", DESTINATION, "--create", "--config", str(config)]) == 0
+        printed = capsys.readouterr().out
+
+    [webhook] = jsm.webhooks
+    assert webhook == {"name": "omnichannel hub", "url": "https://hub.acme.example/callbacks/service-desk",
+                       "events": ["comment_created", "jira:issue_updated"],
+                       "filters": {"issue-related-events-section": 'project = "SD"'}, "excludeBody": False,
+                       "secret": SECRET, "self": f"{jsm.url}/rest/webhooks/1.0/webhook/1"}
+    assert "created Jira webhook 'omnichannel hub'" in printed
+    assert "created nothing: Jira webhook 'omnichannel hub' already posts" in printed

@@ -1,6 +1,8 @@
 """A stateful stand-in for Jira Service Management's request API, enough for the two-way tests:
 requests raised (`SD-1`, `SD-2`, … in order), found by the case id in their summary, and their
-comments (public and internal) added and listed. Every request it gets is kept in `calls`."""
+comments (public and internal) added and listed; the service desk (its project key) and Jira's
+admin webhooks (`/rest/webhooks/1.0/webhook`, listed and registered). Every request it gets is
+kept in `calls`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REQUESTS = "/rest/servicedeskapi/request"
+WEBHOOKS = "/rest/webhooks/1.0/webhook"
 _COMMENTS = re.compile(rf"{REQUESTS}/([^/]+)/comment")
 
 
@@ -29,6 +32,8 @@ class FakeJsm:
         #: issueKey → {"summary", "description", "comments": [{"id", "body", "public"}]}
         self.requests: dict[str, dict] = {}
         self.calls: list[Call] = []
+        #: Admin webhooks as registered (the request body, plus `self`).
+        self.webhooks: list[dict] = []
         self._comment_ids = iter(range(10500, 10_000_000))
         self._lock = threading.Lock()
         fake = self
@@ -53,6 +58,12 @@ class FakeJsm:
             def do_GET(self):  # noqa: N802
                 call = self._call()
                 with fake._lock:
+                    if call.path == WEBHOOKS:
+                        return self._answer(200, [{k: v for k, v in w.items() if k != "secret"} for w in fake.webhooks])
+                    if call.path.startswith("/rest/servicedeskapi/servicedesk/"):
+                        desk = call.path.rsplit("/", 1)[1]
+                        return self._answer(200, {"id": desk, "projectId": "10000", "projectKey": fake.project,
+                                                  "projectName": "Support Desk"})
                     if call.path == REQUESTS:
                         term = call.query.get("searchTerm", [""])[0]
                         found = [fake._listed(key) for key, r in fake.requests.items() if term in r["summary"]]
@@ -69,6 +80,10 @@ class FakeJsm:
             def do_POST(self):  # noqa: N802
                 call = self._call()
                 with fake._lock:
+                    if call.path == WEBHOOKS:
+                        webhook = {**call.body, "self": f"{fake.url}{WEBHOOKS}/{len(fake.webhooks) + 1}"}
+                        fake.webhooks.append(webhook)
+                        return self._answer(201, {k: v for k, v in webhook.items() if k != "secret"})
                     if call.path == REQUESTS:
                         key = f"{fake.project}-{len(fake.requests) + 1}"
                         values = call.body.get("requestFieldValues", {})

@@ -226,7 +226,8 @@ class JiraServiceManagementCallbacks(VendorCallbacks):
                 ),
                 SetupStep(
                     title="Tell the hub which account it writes as",
-                    values={"callbacks.hub_author_ids": "accountId of the connector's API user"},
+                    values={"callbacks.hub_author_ids": ", ".join(self.settings.hub_author_ids)
+                            or "accountId of the connector's API user (not set yet)"},
                     text="GET /rest/api/3/myself as that user shows its accountId. Its comments (the "
                          "customer's messages and the hub's outbound messages) are never sent back.",
                 ),
@@ -251,8 +252,9 @@ class JiraServiceManagementCallbacks(VendorCallbacks):
             existing = api.call("GET", WEBHOOKS).data
             for webhook in existing if isinstance(existing, list) else []:
                 if isinstance(webhook, dict) and webhook.get("url") == url:
-                    return [f"Jira webhook {webhook.get('name')!r} already posts to {url} ({webhook.get('self')}); "
-                            f"nothing created"]
+                    # `hubctl` prints each line after "created ".
+                    return [f"nothing: Jira webhook {webhook.get('name')!r} already posts to {url} "
+                            f"({webhook.get('self')})"]
             body = {"name": self.settings.webhook_name, "url": url, "events": list(EVENTS),
                     "filters": {"issue-related-events-section": self.settings.jql_filter or self._desk_jql()},
                     "excludeBody": False, "secret": self.secrets()[0]}
