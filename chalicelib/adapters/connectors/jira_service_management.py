@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.adapters.callbacks.jira_service_management import JiraCallbackSettings
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
 from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.mapping import body_for, subject_for
@@ -74,6 +75,8 @@ class JiraServiceManagementSettings(VendorSettings):
     #: Append the hub's outbound messages (`message.sent`) to the case's request as public
     #: comments, written as the API user.
     outbound_messages: bool = True
+    #: Two-way sync through a Jira admin webhook (`callbacks/jira_service_management.py`).
+    callbacks: JiraCallbackSettings | None = None
 
     @field_validator("service_desk_id", "request_type_id")
     @classmethod
@@ -96,6 +99,7 @@ class JiraServiceManagementConnector(VendorConnector[JiraServiceManagementSettin
     Settings = JiraServiceManagementSettings
     threads_cases = True
     message_events = frozenset({MESSAGE_SENT})
+    callbacks = "chalicelib.adapters.callbacks.jira_service_management:JiraServiceManagementCallbacks"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
