@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
@@ -124,8 +124,8 @@ class HubSpotCallbacks(VendorCallbacks):
         method = request.method.upper().encode()
         for uri in signed_uris(str(self.settings.public_url), request.query):
             message = method + uri.encode("utf-8") + request.body + timestamp.encode()
-            if signed_by_any(lambda secret: base64.b64encode(hmac_sha256(secret, message)), self.secrets(),
-                             signature.encode()):
+            if signed_by_any(lambda secret, signed=message: base64.b64encode(hmac_sha256(secret, signed)),
+                             self.secrets(), signature.encode()):
                 return
         raise SignatureError(f"{SIGNATURE_HEADER} does not match (client secret, or callbacks.public_url "
                              f"differs from the app's target URL)")
@@ -221,9 +221,15 @@ class HubSpotCallbacks(VendorCallbacks):
         """A note engagement associated with the ticket, as the connector logs messages."""
         import html
 
-        from chalicelib.adapters.connectors.hubspot import NOTE_TO_TICKET, NOTES, _association, _fit_note, _object_id
+        from chalicelib.adapters.connectors.hubspot import (
+            NOTE_TO_TICKET,
+            NOTES,
+            _association,
+            _fit_note,
+            _object_id,
+        )
 
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         body = _fit_note("<br>".join(html.escape(line) for line in text.split("\n")))
         response = self.connector.api.call("POST", NOTES, json_body={
             "properties": {"hs_timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z",
@@ -266,9 +272,9 @@ class HubSpotCallbacks(VendorCallbacks):
                     "own and are skipped.")),
             ],
             limits=[
-                "Agent replies are not relayed: HubSpot tickets have no reply thread (the hub writes the "
-                "customer's messages as notes, which are internal), and conversations messages are delivered "
-                "by HubSpot on the thread's own channel. Answer through the hub's API (POST /v1/messages).",
+                ("Agent replies are not relayed: HubSpot tickets have no reply thread (the hub writes the "
+                 "customer's messages as notes, which are internal), and conversations messages are delivered "
+                 "by HubSpot on the thread's own channel. Answer through the hub's API (POST /v1/messages)."),
                 "Attachments: none (no replies).",
                 "Status: pipeline stage (closed_stages close the case), owner and priority follow the ticket.",
             ],

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -19,7 +19,12 @@ from chalicelib.adapters.connectors.base import ConnectorRuntime
 from chalicelib.adapters.connectors.http import HttpResponse
 from chalicelib.adapters.connectors.hubspot import HubSpotConnector, HubSpotSettings
 from chalicelib.domain.models import CaseStatusChange
-from chalicelib.errors import ConfigError, MalformedPayloadError, PermanentDeliveryError, SignatureError
+from chalicelib.errors import (
+    ConfigError,
+    MalformedPayloadError,
+    PermanentDeliveryError,
+    SignatureError,
+)
 from chalicelib.secrets import SecretResolver
 from tests.support.fixtures import load
 from tests.support.send_fixtures import ScriptedHttp
@@ -28,7 +33,7 @@ SECRET = "6d8c5a2e-1f3b-4c7d-9e0a-2b4c6d8e0f1a"
 OLD_SECRET = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 URL = "https://hub.example.com/callbacks/helpdesk"
 #: The fixtures' X-HubSpot-Request-Timestamp, 2026-01-01T00:01:00Z.
-SIGNED_AT = datetime(2026, 1, 1, 0, 1, tzinfo=timezone.utc)
+SIGNED_AT = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 APP_ID = "2345678"
 FIXTURES = ("ticket_closed", "ticket_reopened", "ticket_owner_priority", "ticket_closed_generic",
             "ticket_created_by_hub", "conversation_new_message")
@@ -193,7 +198,7 @@ def test_closed_stages_cannot_be_empty():
 def test_the_closed_stage_closes_the_case():
     [change] = items("ticket_closed")
     assert (change.destination, change.ticket, change.state, change.vendor_status) == ("helpdesk", "512", "closed", "4")
-    assert change.occurred_at == datetime(2026, 1, 1, 0, 0, 55, tzinfo=timezone.utc)
+    assert change.occurred_at == datetime(2026, 1, 1, 0, 0, 55, tzinfo=UTC)
     assert change.assignee is None and change.priority is None
 
 
