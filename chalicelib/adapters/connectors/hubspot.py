@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from chalicelib.adapters.callbacks.hubspot import HubSpotCallbackSettings
 from chalicelib.adapters.connectors.auth import BasicAuth
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
 from chalicelib.adapters.connectors.echo import carries, outbound_html
@@ -59,6 +60,8 @@ class HubSpotSettings(VendorSettings):
     #: Log the hub's outbound messages (`message.sent`) as notes on the case's ticket (with
     #: `create_tickets`), else on the customer's contact.
     outbound_messages: bool = True
+    #: Two-way sync: the app webhooks that report ticket stage, owner and priority changes.
+    callbacks: HubSpotCallbackSettings | None = None
 
     @field_validator("auth")
     @classmethod
@@ -89,6 +92,7 @@ class HubSpotConnector(VendorConnector[HubSpotSettings]):
     threads_cases = True
     supports_customer_events = True
     message_events = frozenset({MESSAGE_SENT})
+    callbacks = "chalicelib.adapters.callbacks.hubspot:HubSpotCallbacks"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
