@@ -9,6 +9,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import Field, field_validator
 
+from chalicelib.adapters.callbacks.salesforce import SalesforceCallbackSettings
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_lines
 from chalicelib.adapters.connectors.mapping import body_for, subject_for
@@ -70,6 +71,9 @@ class SalesforceSettings(VendorSettings):
     #: Append the hub's outbound messages (`message.sent`) to the case's Case as published
     #: CaseComments (IsPublished: visible to the customer in portals), as the integration user.
     outbound_messages: bool = True
+    #: Two-way sync through record-triggered Flows (docs/destinations/salesforce.md, "Answering
+    #: from Salesforce"): the organization id to check and the Status values that mean closed.
+    callbacks: SalesforceCallbackSettings | None = None
 
     @field_validator("api_version")
     @classmethod
@@ -110,6 +114,7 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
     threads_cases = True
     supports_customer_events = True
     message_events = frozenset({MESSAGE_SENT})
+    callbacks = "chalicelib.adapters.callbacks.salesforce:SalesforceCallbacks"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -119,13 +124,13 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
         if self.message_event(job) is not None:
             return self._outbound(job)
-        base = self._api_base()
+        base = self.api_base()
         known = job.case.external_refs.get(self.name)
         if known is not None:
             self._upsert_contact(base, job)
             comment = self._create(base, "CaseComment", {
                 "ParentId": known.ref,
-                "CommentBody": _fit_bytes(body_for(job), COMMENT_BYTES),
+                "CommentBody": fit_bytes(body_for(job), COMMENT_BYTES),
                 "IsPublished": self.settings.publish_comments,
             })
             return DeliveryResult(external_ref=comment, case_ref=known.ref)
@@ -138,7 +143,7 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
         survivor's next contact upserts its own Contact). Raises like `deliver`."""
         if event.event_type != "customer.erased" or not self.settings.delete_contacts_on_erasure:
             return DeliveryResult()
-        response = self.api.call("DELETE", self._contact_path(event.customer_id), base_url=self._api_base(),
+        response = self.api.call("DELETE", self._contact_path(event.customer_id), base_url=self.api_base(),
                                  allow=(404,))
         if response.status == 404 and "external id field" in _errors(response).lower():
             raise PermanentDeliveryError(f"salesforce answered 404: {_errors(response)}")
@@ -158,7 +163,7 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
         case_id = known.ref
         if not _RECORD_ID.match(case_id):
             raise PermanentDeliveryError(f"salesforce: stored Case reference {case_id!r} is not a record id")
-        base = self._api_base()
+        base = self.api_base()
         soql = ("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '" + case_id + "' AND CommentBody LIKE '%"
                 + _like(f"hub:{job.contact.id}") + "%' ORDER BY CreatedDate DESC LIMIT 10")
         response = self.api.call("GET", f"/services/data/v{self.settings.api_version}/query?{urlencode({'q': soql})}",
@@ -168,7 +173,7 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
             # LIKE is case-insensitive: the marker itself decides.
             if isinstance(record, dict) and record.get("Id") and carries(str(record.get("CommentBody") or ""), job.contact.id):
                 return DeliveryResult(external_ref=str(record["Id"]), case_ref=case_id)
-        response = self.api.call("POST", f"{self._sobjects}/CaseComment/", base_url=base, json_body={
+        response = self.api.call("POST", f"{self.sobjects_path}/CaseComment/", base_url=base, json_body={
             "ParentId": case_id, "CommentBody": outbound_comment(job), "IsPublished": True})
         return DeliveryResult(external_ref=_record_id(response, "CaseComment"), case_ref=case_id)
 
@@ -186,13 +191,13 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
         if field is None:
             return self._create(base, "Case", fields, headers=headers)
         # An upsert by the hub case id: a retry after an unrecorded success updates the same Case.
-        response = self.api.call("PATCH", f"{self._sobjects}/Case/{field}/{quote(job.case.id, safe='')}",
+        response = self.api.call("PATCH", f"{self.sobjects_path}/Case/{field}/{quote(job.case.id, safe='')}",
                                  json_body=fields, headers=headers, base_url=base, allow=(300,))
         return _record_id(response, "Case")
 
     def _create(self, base: str, sobject: str, fields: dict, *, headers: dict[str, str] | None = None) -> str:
         # The documented create path ends in a slash.
-        response = self.api.call("POST", f"{self._sobjects}/{sobject}/", json_body=fields, headers=headers,
+        response = self.api.call("POST", f"{self.sobjects_path}/{sobject}/", json_body=fields, headers=headers,
                                  base_url=base)
         return _record_id(response, sobject)
 
@@ -215,7 +220,9 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
     def _assign(self, job: DeliveryJob) -> bool:
         return self.settings.assignment_rules and job.contact.routing.queue not in self.settings.queues
 
-    def _api_base(self) -> str:
+    def api_base(self) -> str:
+        """Where API calls go: the token's `instance_url` (the org's own host), else `base_url`.
+        Public for the callback side, which reads and writes CaseComments on the same org."""
         if self.settings.use_instance_url and self.auth.uses_oauth:
             _, extra = self.auth.token()
             instance = extra.get("instance_url")
@@ -224,11 +231,11 @@ class SalesforceConnector(VendorConnector[SalesforceSettings]):
         return self.settings.base_url
 
     @property
-    def _sobjects(self) -> str:
+    def sobjects_path(self) -> str:
         return f"/services/data/v{self.settings.api_version}/sobjects"
 
     def _contact_path(self, customer_id: str) -> str:
-        return f"{self._sobjects}/Contact/{self.settings.contact_external_id_field}/{quote(customer_id, safe='')}"
+        return f"{self.sobjects_path}/Contact/{self.settings.contact_external_id_field}/{quote(customer_id, safe='')}"
 
 
 def contact_fields(job: DeliveryJob) -> dict[str, str]:
@@ -257,7 +264,7 @@ def outbound_comment(job: DeliveryJob) -> str:
     message is shortened when needed, never the closing line with the echo marker."""
     *message, footer = outbound_lines(job)
     room = COMMENT_BYTES - len(footer.encode()) - 1
-    return _fit_bytes("\n".join(message), room) + "\n" + footer
+    return fit_bytes("\n".join(message), room) + "\n" + footer
 
 
 def _like(text: str) -> str:
@@ -291,7 +298,7 @@ def _fit_chars(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fit_bytes(text: str, limit: int) -> str:
+def fit_bytes(text: str, limit: int) -> str:
     """Salesforce counts CommentBody in bytes: multi-byte text holds fewer characters."""
     encoded = text.encode()
     if len(encoded) <= limit:
