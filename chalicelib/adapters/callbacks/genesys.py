@@ -186,8 +186,9 @@ class GenesysCallbacks(VendorCallbacks):
                 SetupStep(
                     title="Let the hub mark undelivered agent messages as failed",
                     values={"API": f"POST {receipt_path(integration)}"},
-                    text="The OAuth client that sends the inbound messages sends the Failed receipts too; "
-                         "its role needs no other permission for it. Turn it off with callbacks.failure_notes: false.",
+                    text="The OAuth client that sends the inbound messages sends the Failed receipts too, through "
+                         "the same inbound API (that it needs no further permission is unconfirmed). Turn them off "
+                         "with callbacks.failure_notes: false.",
                 ),
             ],
             limits=[
