@@ -222,9 +222,10 @@ class GenesysCallbacks(VendorCallbacks):
             "outboundNotificationWebhookSignatureSecretToken": secrets[0],
         })
         before = current.get("outboundNotificationWebhookUrl")
-        return [f"open messaging integration {current['name']!r}: outboundNotificationWebhookUrl "
-                f"{self.callback_url()}" + (f" (was {before})" if before and before != self.callback_url() else ""),
-                "open messaging integration: signature secret token set to the first of callbacks.secrets"]
+        name = current["name"]
+        return [f"webhook of Open Messaging integration {name!r}: {self.callback_url()}"
+                + (f" (was {before})" if before and before != self.callback_url() else ""),
+                f"signature secret token of Open Messaging integration {name!r}: the first of callbacks.secrets"]
 
 
 def failure_of(contact: Contact) -> tuple[str | None, datetime | None]:
