@@ -77,6 +77,9 @@ class GenesysSettings(VendorSettings):
             raise ValueError("integration_id is required in open_messaging mode")
         if self.mode == "workitem" and not self.type_id:
             raise ValueError("type_id is required in workitem mode")
+        if self.mode == "workitem" and self.callbacks is not None:
+            # Workitems reach no customer: only an Open Messaging integration's webhook answers.
+            raise ValueError("callbacks: two-way sync needs mode open_messaging (workitems carry no replies)")
         for name, value in self.mapping.priority.items():
             if not isinstance(value, int):
                 raise ValueError(f"mapping.priority.{name}: workitem priorities are integers")
@@ -92,14 +95,17 @@ class GenesysConnector(VendorConnector[GenesysSettings]):
     vendor = "genesys cloud"
     docs_url = "https://developer.genesys.cloud/commdigital/digital/openmessaging/"
     Settings = GenesysSettings
-    #: True for workitems; an open_messaging destination turns it off on the instance, since
-    #: Genesys threads those messages by the customer id itself (see `__init__`).
+    #: True for workitems. Genesys threads Open Messaging conversations by the customer id itself,
+    #: so a one-way open_messaging destination turns it off on the instance (see `__init__`); a
+    #: two-way one keeps it, so the deliverer records the customer id as the case's reference,
+    #: which is how the agents' messages (addressed to that id) find the case.
     threads_cases = True
+    callbacks = "chalicelib.adapters.callbacks.genesys:GenesysCallbacks"
 
     def __init__(self, name: str, settings: GenesysSettings, secrets: SecretResolver,
                  runtime: ConnectorRuntime) -> None:
         super().__init__(name, settings, secrets, runtime)
-        if settings.mode == "open_messaging":
+        if settings.mode == "open_messaging" and settings.callbacks is None:
             self.threads_cases = False  # type: ignore[misc]  # per destination, read by the deliverer
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
@@ -119,7 +125,24 @@ class GenesysConnector(VendorConnector[GenesysSettings]):
     def _send_message(self, job: DeliveryJob) -> DeliveryResult:
         path = f"/api/v2/conversations/messages/{self.settings.integration_id}/inbound/open/message"
         response = self.api.call("POST", path, json_body=open_message(job))
-        return DeliveryResult(external_ref=_id(response, "message"))
+        # `channel.from.id`: the id Genesys addresses the agents' answers to (`channel.to.id`).
+        return DeliveryResult(external_ref=_id(response, "message"),
+                              case_ref=job.customer.id if self.threads_cases else None)
+
+    def deliver_failure_note(self, job: DeliveryJob) -> DeliveryResult:
+        """`message.undelivered`: a `Failed` receipt for the agent's Genesys message (its id is the
+        reply's `comment_id`), since Genesys has no notes; the port's `note` names only the ticket."""
+        from chalicelib.adapters.callbacks.genesys import GenesysCallbacks
+        from chalicelib.service.failure_notes import failure_note
+
+        side = self.callback_side()
+        detail = job.contact.metadata.get("agent_reply")
+        if not isinstance(side, GenesysCallbacks) or not isinstance(detail, dict):
+            return super().deliver_failure_note(job)
+        known = job.case.external_refs.get(self.name)
+        ticket = detail.get("vendor_ref") or (known.ref if known is not None else job.customer.id)
+        receipt = side.failure_receipt(str(ticket), detail.get("comment_id"), job.contact, failure_note(job.contact))
+        return DeliveryResult(external_ref=receipt)
 
     # --- workitems --------------------------------------------------------------------------------
 
