@@ -10,6 +10,10 @@ Two modes:
 Neither threads cases: a TaskRouter task cannot take more messages, and an interaction's thread is
 its Twilio Conversation, which the hub does not feed. Every contact is one task; the case shows in
 the attributes (`hub.case_id`, and `conversations.conversation_id` in taskrouter mode).
+
+Two-way (`callbacks.twilio_flex`): each delivery names the case's latest vendor object as its
+`case_ref` (the task in taskrouter mode, the interaction's Conversation in interaction mode), which
+the vendor's callbacks name; a later contact's task replaces it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from chalicelib.adapters.callbacks.twilio_flex import TwilioFlexCallbackSettings
 from chalicelib.adapters.connectors.auth import BasicAuth
 from chalicelib.adapters.connectors.base import DeliveryResult
 from chalicelib.adapters.connectors.mapping import subject_for
@@ -80,6 +85,8 @@ class TwilioFlexSettings(VendorSettings):
     email_from_name: str | None = None
     #: The TaskRouter API for the duplicate check in interaction mode.
     taskrouter_url: str = TASKROUTER_URL
+    #: Two-way sync: Conversations and TaskRouter callbacks (`callbacks/twilio_flex.py`).
+    callbacks: TwilioFlexCallbackSettings | None = None
 
     @field_validator("workspace_sid")
     @classmethod
@@ -134,6 +141,7 @@ class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
     docs_url = "https://www.twilio.com/docs/taskrouter/api/task"
     Settings = TwilioFlexSettings
     threads_cases = False
+    callbacks = "chalicelib.adapters.callbacks.twilio_flex:TwilioFlexCallbacks"
 
     def deliver(self, job: DeliveryJob) -> DeliveryResult:
         # Built first: a job whose attributes cannot fit fails before any call.
@@ -143,12 +151,15 @@ class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
             path, form = self._tasks_path(), self.task_form(job)
         existing = self._existing(job)
         if existing is not None:
-            return DeliveryResult(external_ref=existing)
+            return existing
         response = self.api.call("POST", path, form=form)
-        sid = response.data.get("sid") if isinstance(response.data, dict) else None
+        data = response.data if isinstance(response.data, dict) else {}
+        sid = data.get("sid")
         if not sid:
             raise PermanentDeliveryError(f"{self.vendor} answered {response.status} without a sid")
-        return DeliveryResult(external_ref=sid)
+        if self.settings.mode == "taskrouter":
+            return DeliveryResult(external_ref=sid, case_ref=sid)
+        return DeliveryResult(external_ref=sid, case_ref=_interaction_ref(data) or sid)
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -252,8 +263,8 @@ class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _existing(self, job: DeliveryJob) -> str | None:
-        """The sid of the task (or interaction) already created for this delivery, if any."""
+    def _existing(self, job: DeliveryJob) -> DeliveryResult | None:
+        """The task (or interaction) already created for this delivery, if any."""
         expression = f'hub_delivery_id == "{job.delivery_id}"'
         path = f"{self._tasks_path()}?EvaluateTaskAttributes={quote(expression)}&PageSize=20"
         base = self.settings.base_url if self.settings.mode == "taskrouter" else self.settings.taskrouter_url
@@ -267,8 +278,10 @@ class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
             # Checked here too: a filter the API ignored must not make every delivery a duplicate.
             if isinstance(attributes, dict) and attributes.get("hub_delivery_id") == job.delivery_id:
                 if self.settings.mode == "interaction":
-                    return attributes.get("flexInteractionSid") or task.get("sid")
-                return task.get("sid")
+                    conversation = attributes.get("conversationSid")
+                    return DeliveryResult(external_ref=attributes.get("flexInteractionSid") or task.get("sid"),
+                                          case_ref=conversation if isinstance(conversation, str) else task.get("sid"))
+                return DeliveryResult(external_ref=task.get("sid"), case_ref=task.get("sid"))
         return None
 
     def _tasks_path(self) -> str:
@@ -294,6 +307,21 @@ class TwilioFlexConnector(VendorConnector[TwilioFlexSettings]):
             return {"level": "to", "name": name, "address": email}
         # chat, web, messenger, gbm: a Conversations identity; the hub's customer id is stable.
         return {"identity": job.customer.id}
+
+
+def _interaction_ref(interaction: dict[str, Any]) -> str | None:
+    """The Conversation Flex made for an interaction: `conversationSid` in the attributes of the
+    task it routed (`routing.properties.attributes`, a JSON string), else the task's sid."""
+    routing = interaction.get("routing")
+    properties = routing.get("properties") if isinstance(routing, dict) else None
+    if not isinstance(properties, dict):
+        return None
+    try:
+        attributes = json.loads(properties.get("attributes") or "{}")
+    except (TypeError, ValueError):
+        attributes = {}
+    conversation = attributes.get("conversationSid") if isinstance(attributes, dict) else None
+    return conversation if isinstance(conversation, str) and conversation else properties.get("sid")
 
 
 def _address(job: DeliveryJob) -> str | None:

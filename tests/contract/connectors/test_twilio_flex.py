@@ -108,7 +108,8 @@ def test_taskrouter_mode_passes_the_taskrouter_spec(prism):
     result = connector.deliver(sample_job(destination="flex"))
 
     # The spec's example task: Prism accepted both the duplicate check and the create.
-    assert result.external_ref == "WTaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" and result.case_ref is None
+    # The task stands for the case in taskrouter mode: the workspace's events name it.
+    assert result.external_ref == result.case_ref == "WTaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
     assert [(m, urlsplit(u).path, r.status) for m, u, _, _, r in http.exchanges] == [
         ("GET", f"/v1/Workspaces/{WORKSPACE}/Tasks", 200),
         ("POST", f"/v1/Workspaces/{WORKSPACE}/Tasks", 201),
@@ -159,6 +160,8 @@ def test_interaction_mode_passes_the_flex_spec(prism):
     result = connector.deliver(sample_job(destination="flex"))
 
     assert result.external_ref == "KDaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    # The spec's example names the task's conversation in its attributes: Conversations events name it.
+    assert result.case_ref == "CHaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
     assert [(m, u.split("/v1")[0], urlsplit(u).path, r.status) for m, u, _, _, r in http.exchanges] == [
         ("GET", taskrouter.url, f"/v1/Workspaces/{WORKSPACE}/Tasks", 200),
         ("POST", flex.url, "/v1/Interactions", 200),
@@ -235,8 +238,29 @@ def test_a_delivery_whose_task_exists_returns_it_without_creating_another(vendor
 
     result = connector.deliver(job)
 
-    assert result.external_ref == "WT" + "0" * 32
+    assert result.external_ref == result.case_ref == "WT" + "0" * 32
     assert [r.method for r in vendor.requests] == ["GET"]
+
+
+def test_an_interaction_that_exists_returns_its_conversation_as_the_case_ref(vendor):
+    job = sample_job(destination="flex")
+    conversation = "CH" + "6" * 32
+    vendor.script = [tasks_answer({"hub_delivery_id": job.delivery_id, "flexInteractionSid": "KD" + "4" * 32,
+                                   "conversationSid": conversation})]
+    connector, _ = build(root(vendor.url), mode="interaction", taskrouter_url=root(vendor.url))
+
+    result = connector.deliver(job)
+
+    assert (result.external_ref, result.case_ref) == ("KD" + "4" * 32, conversation)
+    assert [r.method for r in vendor.requests] == ["GET"]
+
+
+def test_an_interaction_without_a_conversation_in_its_answer_falls_back_to_its_task(vendor):
+    routed = {"sid": "KD" + "4" * 32, "routing": {"properties": {"sid": TASK_SID, "attributes": "{}"}}}
+    vendor.script = [tasks_answer(), Answer(200, json.dumps(routed).encode(), {"content-type": "application/json"})]
+    connector, _ = build(root(vendor.url), mode="interaction", taskrouter_url=root(vendor.url))
+
+    assert connector.deliver(sample_job(destination="flex")).case_ref == TASK_SID
 
 
 def test_tasks_of_other_deliveries_do_not_count_as_duplicates(vendor):
