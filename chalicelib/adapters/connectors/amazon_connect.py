@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.adapters.callbacks.amazon_connect import AmazonConnectCallbackSettings
 from chalicelib.adapters.connectors.aws_clients import regional_client
 from chalicelib.adapters.connectors.base import Connector, DeliveryResult
 from chalicelib.adapters.connectors.mapping import ROOTS, FieldMapping, body_for, subject_for
@@ -90,6 +91,9 @@ class AmazonConnectSettings(BaseModel):
     mapping: FieldMapping = Field(default_factory=FieldMapping)
     #: Link each case's tasks through PreviousContactId (the latest task is the chain head).
     chain_tasks: bool = True
+    #: Two-way sync: task status from Connect's contact events (EventBridge API destination).
+    #: None: the destination is one-way (`POST /callbacks/<name>` answers 404).
+    callbacks: AmazonConnectCallbackSettings | None = None
 
     @field_validator("instance_id")
     @classmethod
@@ -159,6 +163,7 @@ class AmazonConnectConnector(Connector[AmazonConnectSettings]):
     docs_url = "https://docs.aws.amazon.com/connect/latest/APIReference/API_StartTaskContact.html"
     Settings = AmazonConnectSettings
     threads_cases = True
+    callbacks = "chalicelib.adapters.callbacks.amazon_connect:AmazonConnectCallbacks"
 
     #: Shown in error messages: "amazon_connect: InvalidParameterException: …".
     vendor: ClassVar[str] = "amazon_connect"
