@@ -381,12 +381,17 @@ class Hub:
         return AgentReplies(store=self.store, callbacks=self.callback_side, messages=lambda: self.messages,
                             events=lambda: self.message_events, counters=self.counters, clock=self.clock)
 
+    def _status_reporting_destinations(self) -> list[str]:
+        """Two-way destinations whose vendors report their tickets' status (and follow it)."""
+        return [name for name in self.config.two_way_destinations()
+                if (side := self.callback_side(name)) is not None and side.reports_status and side.settings.status]
+
     @wired
     def case_sync(self):
         from chalicelib.service.case_sync import CaseSync
 
         return CaseSync(store=self.store, callbacks=self.callback_side, policy=self.config.cases,
-                        two_way=self.config.two_way_destinations, case_event_destinations=self.case_event_destinations,
+                        two_way=self._status_reporting_destinations, case_event_destinations=self.case_event_destinations,
                         delivery_queue=lambda: self.delivery_queue, counters=self.counters, clock=self.clock)
 
     @wired

@@ -154,7 +154,7 @@ class AgentReplies:
                 from chalicelib.service.failure_notes import refusal_note
 
                 try:
-                    side.note(reply.ticket, refusal_note(code, reason, reply.text, message_id))
+                    side.note(reply.ticket, refusal_note(code, reason, reply.text, message_id), reply_ref=reply.comment_id)
                 except RetryableDeliveryError as exc:
                     raise VendorUnavailableError(f"{reply.destination}: {exc.message}") from None
                 except PermanentDeliveryError as exc:

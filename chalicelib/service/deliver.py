@@ -124,7 +124,7 @@ class Deliverer:
                 delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))
             self._record(job, DeliveryStatus.RETRYING, attempts, error=exc.message)
             raise RetryLaterError(f"delivery to {job.destination} will be retried", delay_seconds=delay) from None
-        if isinstance(job, DeliveryJob) and connector.threads_cases and result.case_ref and _known_ref(job) != result.case_ref:
+        if isinstance(job, DeliveryJob) and result.case_ref and _known_ref(job) != result.case_ref:
             self.store.put_case_ref(job.case.id, job.destination, result.case_ref)
         self._record(job, DeliveryStatus.DELIVERED, attempts + tries_of(retrying), external_ref=result.external_ref)
         return DeliverOutcome.DELIVERED

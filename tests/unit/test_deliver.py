@@ -168,13 +168,27 @@ def test_threading_connectors_see_the_cases_ticket_and_record_the_one_they_open(
 
 def test_connectors_that_do_not_thread_never_touch_case_refs(world):
     deliverer, store, _, _, connectors = world
-    connectors["crm"] = ScriptedConnector(DeliveryResult("x", case_ref="ticket-1"))
+    connectors["crm"] = ScriptedConnector(DeliveryResult("x"))
     store.create_customer(Customer(id="cus_1"))
     store.update_customer(Customer(id="cus_1", version=1), cases=(job().case,))
 
     deliverer.deliver(job(), receive_count=1)
 
     assert store.get_case("case_1").external_refs == {}
+
+
+def test_a_case_ref_of_a_connector_that_does_not_thread_is_kept_for_its_callbacks(world):
+    """A task per contact (Twilio Flex, Amazon Connect): the case follows its latest task, and a
+    callback naming the task finds the case through the link."""
+    deliverer, store, _, _, connectors = world
+    connectors["crm"] = ScriptedConnector(DeliveryResult("x", case_ref="WT0001"))
+    store.create_customer(Customer(id="cus_1"))
+    store.update_customer(Customer(id="cus_1", version=1), cases=(job().case,))
+
+    deliverer.deliver(job(), receive_count=1)
+
+    assert store.get_case("case_1").external_refs["crm"].ref == "WT0001"
+    assert store.find_case_by_ref("crm", "WT0001") == "case_1"
 
 
 def test_jobs_of_an_erased_customer_are_dropped_without_a_trace(world):

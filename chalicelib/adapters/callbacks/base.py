@@ -125,6 +125,9 @@ class VendorCallbacks(ABC):
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     #: Whether `note` can write an internal note on the ticket.
     takes_notes: ClassVar[bool] = False
+    #: Whether the vendor reports its tickets' status at all. One that never does (Genesys Open
+    #: Messaging) must not hold a case open while the others decide (`cases.close_on`).
+    reports_status: ClassVar[bool] = True
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
@@ -153,9 +156,11 @@ class VendorCallbacks(ABC):
         `RetryableDeliveryError` when the vendor cannot be read now (the item is retried)."""
         return reply
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """Write `text` as an internal note on `ticket`; the note's id, if the vendor gives one.
-        Raises like a delivery (`RetryableDeliveryError`, `PermanentDeliveryError`)."""
+        `reply_ref` is the vendor's id of the agent's message that failed (`AgentReply.comment_id`),
+        for vendors that mark the message itself instead of writing a note. Raises like a
+        delivery (`RetryableDeliveryError`, `PermanentDeliveryError`)."""
         from chalicelib.errors import PermanentDeliveryError
 
         raise PermanentDeliveryError(f"{self.connector.key} tickets take no internal notes from the hub")

@@ -200,7 +200,7 @@ class FreshdeskCallbacks(VendorCallbacks):
                 break
         return found
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         if not ticket.isdigit():
             raise PermanentDeliveryError(f"freshdesk: {ticket!r} is not a ticket id")
         body = "<div>" + html.escape(text).replace("\n", "<br>") + "</div>"

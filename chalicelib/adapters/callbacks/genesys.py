@@ -71,6 +71,8 @@ class GenesysCallbacks(VendorCallbacks):
     """The Open Messaging integration's outbound webhook (open_messaging mode only)."""
 
     takes_notes = True
+    #: The outbound webhook carries agents' messages only, never a conversation's end.
+    reports_status = False
 
     # --- request path ------------------------------------------------------------------------------
 

@@ -217,7 +217,7 @@ class HubSpotCallbacks(VendorCallbacks):
 
     # --- notes -----------------------------------------------------------------------------------
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """A note engagement associated with the ticket, as the connector logs messages."""
         import html
 

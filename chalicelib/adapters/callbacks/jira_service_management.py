@@ -197,7 +197,7 @@ class JiraServiceManagementCallbacks(VendorCallbacks):
 
     # --- worker ----------------------------------------------------------------------------------
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """An internal comment (`public: false`): agents see it, the customer never does."""
         from urllib.parse import quote
 

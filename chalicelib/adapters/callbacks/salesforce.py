@@ -253,7 +253,7 @@ class SalesforceCallbacks(VendorCallbacks):
             "occurred_at": parse_time(record.get("CreatedDate")) or reply.occurred_at,
         })
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """A private CaseComment (`IsPublished: false`): agents see it on the Case, the customer
         does not, and the comment flow (published comments only) does not fire for it."""
         from chalicelib.adapters.connectors.salesforce import COMMENT_BYTES, fit_bytes

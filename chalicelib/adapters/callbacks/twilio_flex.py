@@ -230,7 +230,7 @@ class TwilioFlexCallbacks(VendorCallbacks):
             return f"Twilio delivers this conversation to the customer's {binding} address itself"
         return reply.model_copy(update={"confirmed": True})
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """A message by `hub_author` in the conversation: only the agent sees it, because the
         customer takes part through a chat identity that nothing but the hub reads. Refused
         where the customer has a binding (Twilio would send the note to them) and for tasks."""

@@ -209,7 +209,7 @@ class ZendeskCallbacks(VendorCallbacks):
             "occurred_at": parse_time(comment.get("created_at")) or reply.occurred_at,
         })
 
-    def note(self, ticket: str, text: str) -> str | None:
+    def note(self, ticket: str, text: str, *, reply_ref: str | None = None) -> str | None:
         """An internal note (a private comment) on the ticket; its comment id."""
         from chalicelib.adapters.connectors.zendesk import comment_ref
 

@@ -61,8 +61,10 @@ class ConnectorRuntime:
 class DeliveryResult:
     #: The vendor's id for what it created or updated (ticket id, message id...), if any.
     external_ref: str | None = None
-    #: The vendor object that stands for the whole case (a ticket), when the connector threads
-    #: cases: stored on the case, so the case's later contacts append to it.
+    #: The vendor object that stands for the whole case (a ticket, or the latest task of a
+    #: connector that makes one per contact): stored on the case with a link back from it, so the
+    #: case's later contacts append to it (connectors that thread cases) and the vendor's
+    #: callbacks naming it find the case.
     case_ref: str | None = None
 
 
@@ -177,7 +179,8 @@ class Connector(ABC, Generic[SettingsT]):
         ticket = ticket or (ref.ref if ref is not None else None)
         if not ticket:
             raise PermanentDeliveryError(f"case {job.case.id} has no {self.key} ticket for the failure note")
-        return DeliveryResult(external_ref=side.note(str(ticket), failure_note(job.contact)))
+        reply_ref = detail.get("comment_id") if isinstance(detail, dict) else None
+        return DeliveryResult(external_ref=side.note(str(ticket), failure_note(job.contact), reply_ref=reply_ref))
 
     def close(self) -> None:
         """Release pooled connections; called on shutdown of the local runtime."""
