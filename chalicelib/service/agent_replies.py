@@ -54,6 +54,10 @@ from chalicelib.service.tickets import ticket_case
 logger = logging.getLogger(__name__)
 
 
+#: Kept free beside a vendor call's own timeout, for the writes that follow it.
+VENDOR_CALL_MARGIN_SECONDS = 3.0
+
+
 class ReplyOutcome:
     SENT = "agent_reply_sent"
     DUPLICATE = "agent_reply_duplicate"
@@ -79,9 +83,11 @@ class AgentReplies:
         self._counters = counters
         self._clock = clock
 
-    def relay(self, reply: AgentReply) -> tuple[str, str | None]:
+    def relay(self, reply: AgentReply, *, seconds_left: Callable[[], float] | None = None) -> tuple[str, str | None]:
         """Send `reply` to the customer; the outcome and the outbound message's id. Raises
-        `VendorUnavailableError` and the store's and queue's `TransientError`s (retry later)."""
+        `VendorUnavailableError` and the store's and queue's `TransientError`s (retry later).
+        `seconds_left` is the worker's time left: a vendor call that might not finish in it is
+        not started (the item is retried) rather than cut off by the worker's timeout."""
         side = self._callbacks(reply.destination)
         if side is None or not side.settings.replies:
             return self._ignored(reply, "the destination does not relay agent replies (callbacks.replies)")
@@ -90,7 +96,7 @@ class AgentReplies:
             logger.info("agent reply on %s ticket %s: no hub case has this ticket", reply.destination, reply.ticket)
             self._counters.incr("AgentRepliesUnmatched", destination=reply.destination)
             return ReplyOutcome.UNKNOWN_TICKET, None
-        confirmed = self._confirmed(side, reply)
+        confirmed = self._confirmed(side, reply, seconds_left)
         if isinstance(confirmed, str):
             return self._ignored(reply, confirmed)
         reply = confirmed
@@ -108,12 +114,14 @@ class AgentReplies:
                                                                   filename=a.filename) for a in reply.attachments])
         except ValidationError as invalid:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in invalid.errors())
-            return self._refused(reply, side, case, customer, message_id, detail, "invalid_message", problems)
+            return self._refused(reply, side, case, customer, message_id, detail, "invalid_message", problems,
+                                 seconds_left)
         try:
             accepted = self._messages().send(request, origin=f"callback:{reply.destination}", human=True,
                                              message_id=message_id, addressee=(customer, case), agent_reply=detail)
         except (SendRefusedError, UnsendableMessageError) as refused:
-            return self._refused(reply, side, case, customer, message_id, detail, refused.code, refused.message)
+            return self._refused(reply, side, case, customer, message_id, detail, refused.code, refused.message,
+                                 seconds_left)
         if accepted.repeated:
             return ReplyOutcome.DUPLICATE, accepted.contact.id
         self._counters.incr("AgentRepliesSent", destination=reply.destination)
@@ -121,9 +129,11 @@ class AgentReplies:
                     accepted.contact.id, accepted.contact.channel.value)
         return ReplyOutcome.SENT, accepted.contact.id
 
-    def _confirmed(self, side: VendorCallbacks, reply: AgentReply) -> AgentReply | str:
+    def _confirmed(self, side: VendorCallbacks, reply: AgentReply,
+                   seconds_left: Callable[[], float] | None) -> AgentReply | str:
         """The reply as the vendor has it, or why it must not go out."""
         if not reply.confirmed:
+            _require_time(side, reply, seconds_left)
             try:
                 confirmed = side.confirm(reply)
             except RetryableDeliveryError as exc:
@@ -143,7 +153,8 @@ class AgentReplies:
         return ReplyOutcome.IGNORED, None
 
     def _refused(self, reply: AgentReply, side: VendorCallbacks, case: Case, customer: Customer, message_id: str,
-                 detail: dict[str, str], code: str, reason: str) -> tuple[str, str | None]:
+                 detail: dict[str, str], code: str, reason: str,
+                 seconds_left: Callable[[], float] | None) -> tuple[str, str | None]:
         """Record the refused reply on the case as a failed message, and tell the agent."""
         self._counters.incr("AgentRepliesRefused", destination=reply.destination, reason=code)
         logger.info("agent reply on %s ticket %s refused: %s (%s)", reply.destination, reply.ticket, code, reason)
@@ -153,6 +164,7 @@ class AgentReplies:
             if side.takes_notes and side.settings.failure_notes:
                 from chalicelib.service.failure_notes import refusal_note
 
+                _require_time(side, reply, seconds_left)
                 try:
                     side.note(reply.ticket, refusal_note(code, reason, reply.text, message_id), reply_ref=reply.comment_id)
                 except RetryableDeliveryError as exc:
@@ -200,6 +212,16 @@ def refused_contact(reply: AgentReply, target: ReplyTarget, case: Case, customer
         "status": OutboundStatus.FAILED, "status_history": [*contact.status_history, failed],
         "metadata": {**contact.metadata, "refusal": {"code": code, "message": reason[:500]}},
     })
+
+
+def _require_time(side: VendorCallbacks, reply: AgentReply, seconds_left: Callable[[], float] | None) -> None:
+    """Raises `VendorUnavailableError` (the item is retried) when a vendor call might outlast the
+    worker: better not started than cut off by the worker's timeout with the batch."""
+    left = seconds_left() if seconds_left is not None else None
+    needed = float(getattr(side.connector.settings, "timeout_seconds", 10.0)) + VENDOR_CALL_MARGIN_SECONDS
+    if left is not None and left < needed:
+        raise VendorUnavailableError(f"{reply.destination}: {left:.0f} s left in this worker, a vendor call may "
+                                     f"take {needed:.0f} s; the reply is retried")
 
 
 def _target(case: Case, customer: Customer) -> ReplyTarget | None:

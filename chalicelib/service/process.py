@@ -156,15 +156,15 @@ class Processor:
         if isinstance(event, IdentityChange):
             return self._change_identity(event)
         if isinstance(event, AgentReply):
-            return self._relay_agent_reply(event)
+            return self._relay_agent_reply(event, seconds_left)
         if isinstance(event, CaseStatusChange):
             return self._follow_ticket(event)
         return self._process_message(event, final_attempt, seconds_left)
 
-    def _relay_agent_reply(self, reply: AgentReply) -> ProcessResult:
+    def _relay_agent_reply(self, reply: AgentReply, seconds_left: Callable[[], float] | None) -> ProcessResult:
         if self.agent_replies is None:
             raise ConfigError("this worker has no agent-reply service wired")
-        outcome, contact_id = self.agent_replies().relay(reply)
+        outcome, contact_id = self.agent_replies().relay(reply, seconds_left=seconds_left)
         return ProcessResult(outcome, contact_id=contact_id)
 
     def _follow_ticket(self, change: CaseStatusChange) -> ProcessResult:

@@ -263,3 +263,23 @@ def test_a_body_zendesk_could_send_but_the_hub_cannot_read_is_kept_raw_and_a_wro
         refused = post_callback(running, "helpdesk", body, {**headers, "Content-Type": "application/x-www-form-urlencoded"})
         assert refused.status == 415
         assert "helpdesk callbacks must be application/json" in refused.json()["error"]["message"]
+
+
+def test_routing_sees_what_zendesk_reported_about_the_ticket(tmp_path, receiver, provider, zendesk):
+    from tests.functional.two_way import customer_writes_sms
+
+    clock = Clock(WRITTEN + timedelta(seconds=30))
+    rules = {"routing": {"rules": [{"name": "alex-owns-it", "then": {"tags": ["with_alex"]}, "when": {
+        "ticket": {"destination": "helpdesk", "field": "assignee", "equals": "Alex Agent"}}}]}}
+    with two_way_hub(tmp_path, receiver, provider, destination(zendesk), clock=clock, extra=rules) as running:
+        inbound = customer_writes_whatsapp(running)
+        assert "with_alex" not in inbound["routing"]["tags"]
+        ticket = wait_ticket(running, inbound["case_id"], "helpdesk")
+        body, headers = signed(trigger("status", ticket, inbound["case_id"], updated="2026-01-01T00:01:00Z"), clock())
+        assert post_callback(running, "helpdesk", body, headers).status == 200
+        settle(running)
+
+        clock.advance(120)
+        follow_up = customer_writes_sms(running, "Und wann genau?")
+        assert follow_up["case_id"] == inbound["case_id"]
+        assert "with_alex" in follow_up["routing"]["tags"]
