@@ -163,7 +163,7 @@ def test_simulate_reaches_every_registered_channel_with_its_providers_own_signed
     channels["sendgrid"] = {k: v for k, v in channels["sendgrid"].items() if k != "signature_public_keys"}
     config = tmp_path / "hub.json"
     config.write_text(json.dumps({"channels": channels, "media": {"enabled": False},
-                                  "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl"}]}))
+                                  "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl", "case_events": False}]}))
     runtime = EmbeddedRuntime(Settings(config_path=str(config), data_dir=str(tmp_path), port=port), port=port).start()
     try:
         codes = {key: main(["simulate", "--url", runtime.url, "--config", str(config), "--channel", key,

@@ -32,7 +32,7 @@ CONFIG = {
         "sendgrid": {"basic_auth": [{"username": "sendgrid", "password": PASSWORD}], "path_tokens": [PATH_TOKEN],
                      "signature_public_keys": [PUBLIC_KEY], "own_addresses": ["@acme.example"]},
     },
-    "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl"}],
+    "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl", "case_events": False}],
     "media": {"enabled": False},
 }
 

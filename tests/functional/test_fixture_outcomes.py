@@ -86,7 +86,7 @@ def outcomes(tmp_path_factory):
     config = tmp / "hub.json"
     config.write_text(json.dumps({
         "channels": {p: case_for(p).settings for p in providers}, "media": {"enabled": False},
-        "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl"}],
+        "destinations": [{"name": "outbox", "type": "outbox", "path": "outbox.jsonl", "case_events": False}],
     }))  # fmt: skip
     settings = Settings(config_path=str(config), data_dir=str(tmp / "data"), port=0)
     clock = Clock(datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))  # the fixtures' signing time

@@ -27,6 +27,7 @@ destinations:
   - name: outbox
     type: outbox
     path: outbox.jsonl
+    case_events: false
 api_keys:
   - name: tests
     sha256: {key_hash}
