@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from chalicelib.adapters.callbacks.base import (
+    SHARED_SECRET_HEADER,
     CallbackRequest,
     CallbackSettings,
     CallbackSetup,
@@ -37,10 +38,10 @@ from chalicelib.adapters.callbacks.base import (
     parse_time,
 )
 from chalicelib.domain.models import CaseStatusChange
-from chalicelib.errors import ConfigError, MalformedPayloadError, SignatureError
+from chalicelib.errors import ConfigError, MalformedPayloadError
 
 #: The header the EventBridge connection (API_KEY) sends the shared secret in.
-SECRET_HEADER = "X-Hub-Callback-Secret"
+SECRET_HEADER = SHARED_SECRET_HEADER
 SOURCE = "aws.connect"
 DETAIL_TYPE = "Amazon Connect Contact Event"
 #: The contact events the hub follows; every other type (INITIATED, CONNECTED_TO_SYSTEM,
@@ -101,11 +102,8 @@ class AmazonConnectCallbacks(VendorCallbacks):
     # --- request path ----------------------------------------------------------------------------
 
     def verify(self, request: CallbackRequest) -> None:
-        given = request.header(SECRET_HEADER)
-        if not given:
-            raise SignatureError(f"missing {SECRET_HEADER} header (the EventBridge connection's API key)")
-        if not self.shared_secret_matches(given):
-            raise SignatureError(f"{SECRET_HEADER} matches none of the destination's callbacks.secrets")
+        self.require_shared_secret(request.header(SECRET_HEADER),
+                                   carried_by=f"{SECRET_HEADER} header (the EventBridge connection's API key)")
 
     def parse(self, request: CallbackRequest) -> ParsedCallback:
         event = _envelope(request.body)

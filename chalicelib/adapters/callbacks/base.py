@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 #: Callbacks are requests like webhooks: the same type, so the edge converts them once.
 CallbackRequest = WebhookRequest
+#: Where vendors that sign nothing (Freshdesk, Salesforce, EventBridge API destinations) carry
+#: the secret the operator gave them.
+SHARED_SECRET_HEADER = "X-Hub-Callback-Secret"
 
 
 class CallbackSettings(BaseModel):
@@ -191,6 +194,16 @@ class VendorCallbacks(ABC):
     def shared_secret_matches(self, given: str | None) -> bool:
         """Constant-time comparison of a secret the operator put into the vendor's request."""
         return bool(given) and matches_any(self.secrets(), given or "")
+
+    def require_shared_secret(self, given: str | None, *, carried_by: str) -> None:
+        """Raises `SignatureError` unless `given` is one of `callbacks.secrets`; `carried_by` says
+        where the vendor puts it (a header, basic auth), for the message. Never the value."""
+        from chalicelib.errors import SignatureError
+
+        if not given:
+            raise SignatureError(f"missing {carried_by}")
+        if not self.shared_secret_matches(given):
+            raise SignatureError(f"{carried_by} does not match any of destinations[{self.destination}].callbacks.secrets")
 
     def echo_reason(self, text: str | None, author_id: str | None) -> str | None:
         """Why a comment is the hub's own (its author is one the hub writes as, or it carries the

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from chalicelib.adapters.callbacks.base import (
+    SHARED_SECRET_HEADER,
     CallbackRequest,
     CallbackSettings,
     CallbackSetup,
@@ -40,11 +41,11 @@ from chalicelib.adapters.callbacks.base import (
     plain_text,
 )
 from chalicelib.domain.models import AgentAuthor, AgentReply, Attachment, CaseStatusChange
-from chalicelib.errors import MalformedPayloadError, PermanentDeliveryError, SignatureError
+from chalicelib.errors import MalformedPayloadError, PermanentDeliveryError
 from chalicelib.secrets import is_reference
 
 #: The custom header the operator adds to the "Trigger Webhook" action.
-SECRET_HEADER = "X-Hub-Callback-Secret"
+SECRET_HEADER = SHARED_SECRET_HEADER
 REPLY = "reply"
 STATUS = "status"
 #: https://developers.freshdesk.com/api/#ticket_attributes: 2 Open, 3 Pending, 4 Resolved, 5 Closed.
@@ -84,10 +85,7 @@ class FreshdeskCallbacks(VendorCallbacks):
 
     def verify(self, request: CallbackRequest) -> None:
         given = request.header(SECRET_HEADER) or _basic_password(request.header("authorization"))
-        if not given:
-            raise SignatureError(f"missing {SECRET_HEADER} header or basic auth")
-        if not self.shared_secret_matches(given):
-            raise SignatureError("the callback secret does not match")
+        self.require_shared_secret(given, carried_by=f"{SECRET_HEADER} header or basic auth")
 
     def parse(self, request: CallbackRequest) -> ParsedCallback:
         try:

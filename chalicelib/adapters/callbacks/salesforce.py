@@ -24,6 +24,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator
 
 from chalicelib.adapters.callbacks.base import (
+    SHARED_SECRET_HEADER,
     CallbackRequest,
     CallbackSettings,
     CallbackSetup,
@@ -39,7 +40,7 @@ from chalicelib.errors import MalformedPayloadError, PermanentDeliveryError, Sig
 
 #: The header the External Credential adds (a Custom Header whose value is
 #: `{!$Credential.<external credential>.<authentication parameter>}`).
-SECRET_HEADER = "X-Hub-Callback-Secret"
+SECRET_HEADER = SHARED_SECRET_HEADER
 #: What the body's `sobject` names; without it the fields decide.
 COMMENT, CASE = "CaseComment", "Case"
 #: Names used in the printed setup (the admin may choose others: only the header name matters).
@@ -136,10 +137,8 @@ class SalesforceCallbacks(VendorCallbacks):
     # --- request path -----------------------------------------------------------------------------
 
     def verify(self, request: CallbackRequest) -> None:
-        if not request.header(SECRET_HEADER):
-            raise SignatureError(f"missing {SECRET_HEADER} header (the External Credential's custom header)")
-        if not self.shared_secret_matches(request.header(SECRET_HEADER)):
-            raise SignatureError(f"{SECRET_HEADER} does not match any configured secret")
+        self.require_shared_secret(request.header(SECRET_HEADER),
+                                   carried_by=f"{SECRET_HEADER} header (the External Credential's custom header)")
 
     def parse(self, request: CallbackRequest) -> ParsedCallback:
         try:
