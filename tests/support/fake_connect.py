@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 
-class FakeConnect:
+class FakeConnect(VendorFake):
     def __init__(self) -> None:
         self.tasks: dict[str, dict] = {}
         self._by_token: dict[str, str] = {}
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_PUT(self):  # noqa: N802 - stdlib name
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
                 if self.path != "/contact/task":
@@ -31,11 +32,8 @@ class FakeConnect:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def start(self, request: dict) -> str:
         with self._lock:
@@ -45,16 +43,3 @@ class FakeConnect:
                 self._by_token[token] = contact_id
                 self.tasks[contact_id] = request
             return self._by_token[token]
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeConnect:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 
-class FakeFlex:
+class FakeFlex(VendorFake):
     def __init__(self, conversation_sid: str) -> None:
         self.conversation_sid = conversation_sid
         #: The customer's participant: `None` for a chat identity, or a messaging binding.
@@ -20,18 +21,8 @@ class FakeFlex:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
 
-            def _form(self) -> dict[str, str]:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
-                return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
             def do_GET(self):  # noqa: N802
                 path = urlsplit(self.path).path
@@ -57,21 +48,5 @@ class FakeFlex:
                         return self._send(201, {"sid": f"IM{len(fake.messages):032d}"})
                 return self._send(404, {"code": 20404, "message": "not found"})
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeFlex:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)

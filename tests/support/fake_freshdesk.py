@@ -5,20 +5,20 @@ conversations an agent writes (`agent_writes`), listed back as `GET …/conversa
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from chalicelib.adapters.callbacks.base import plain_text
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 #: The agent whose API key the hub uses: the author of the notes the hub writes.
 API_AGENT_ID = 7
 AGENT_ID = 42
 
 
-class FakeFreshdesk:
+class FakeFreshdesk(VendorFake):
     def __init__(self) -> None:
         self.tickets: dict[int, dict] = {}
         self.requests: list[tuple[str, str, dict | None]] = []
@@ -28,17 +28,8 @@ class FakeFreshdesk:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, payload) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
 
-            def _body(self) -> dict:
-                return json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
 
             def do_GET(self):  # noqa: N802
                 url = urlsplit(self.path)
@@ -69,11 +60,8 @@ class FakeFreshdesk:
                                               user_id=body.get("user_id", API_AGENT_ID), source=2)
                     return self._send(201, note)
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def _conversation(self, ticket_id: int, body: str, *, private: bool, incoming: bool, user_id: int, source: int,
                       attachments: list | None = None) -> dict:
@@ -98,16 +86,3 @@ class FakeFreshdesk:
 
     def conversation_reads(self) -> int:
         return sum(1 for method, path, _ in self.requests if method == "GET" and "/conversations" in path)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeFreshdesk:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

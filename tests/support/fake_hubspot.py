@@ -4,15 +4,15 @@ ticket. Ticket ids start at 512, as in tests/fixtures/callbacks/hubspot/."""
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 FIRST_TICKET = 512
 
 
-class FakeHubSpot:
+class FakeHubSpot(VendorFake):
     def __init__(self) -> None:
         self.contacts: dict[str, dict] = {}
         self.tickets: dict[str, dict] = {}
@@ -21,17 +21,8 @@ class FakeHubSpot:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
 
-            def _body(self) -> dict:
-                return json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
 
             def do_POST(self):  # noqa: N802
                 path, body = urlsplit(self.path).path, self._body()
@@ -55,11 +46,8 @@ class FakeHubSpot:
                     fake.requests.append(("PATCH", urlsplit(self.path).path, self._body()))
                 return self._send(200, {"id": urlsplit(self.path).path.rsplit("/", 1)[1]})
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def _add(self, store: dict, first: int, properties: dict, associations: list | None = None) -> dict:
         record = {"id": str(first + len(store)), "properties": dict(properties), "associations": associations or []}
@@ -77,16 +65,3 @@ class FakeHubSpot:
         with self._lock:
             return [n["properties"].get("hs_note_body", "") for n in self.notes.values()
                     if any(a["to"]["id"] == ticket_id for a in n["associations"])]
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeHubSpot:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -10,8 +10,9 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 REQUESTS = "/rest/servicedeskapi/request"
 WEBHOOKS = "/rest/webhooks/1.0/webhook"
@@ -26,7 +27,7 @@ class Call:
     body: dict | None
 
 
-class FakeJsm:
+class FakeJsm(VendorFake):
     def __init__(self, project: str = "SD") -> None:
         self.project = project
         #: issueKey → {"summary", "description", "comments": [{"id", "body", "public"}]}
@@ -38,7 +39,7 @@ class FakeJsm:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def _answer(self, status: int, payload: object) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
@@ -99,11 +100,8 @@ class FakeJsm:
                     request["comments"].append(comment)
                     return self._answer(201, comment)
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def _listed(self, key: str) -> dict:
         request = self.requests[key]
@@ -114,16 +112,3 @@ class FakeJsm:
         with self._lock:
             found = list(self.requests.get(key, {}).get("comments", []))
         return [c for c in found if public is None or c["public"] is public]
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeJsm:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

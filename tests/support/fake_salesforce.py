@@ -6,12 +6,12 @@ with what Salesforce would hold."""
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 API = "/services/data/v60.0"
 CASE_ID = "5005g00000Ab1CdAAJ"
@@ -20,24 +20,16 @@ CONTACT_ID = "0035g00000Zz1AbAAJ"
 HUB_USER = "0055g00000Hub01AAB"
 
 
-class FakeSalesforce:
+class FakeSalesforce(VendorFake):
     def __init__(self) -> None:
         self.cases: dict[str, dict] = {}
         self.comments: dict[str, dict] = {}
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, payload) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json;charset=UTF-8")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
+            content_type = "application/json;charset=UTF-8"
 
-            def _body(self) -> dict:
-                return json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
 
             def _missing(self) -> None:
                 self._send(404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])
@@ -73,11 +65,8 @@ class FakeSalesforce:
                         return self._send(200, {"attributes": {"type": "CaseComment"}, **fake.comments[match.group(1)]})
                 return self._missing()
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def _comment(self, fields: dict, author: str, at: datetime | None = None) -> dict:
         number = len(self.comments) + 1
@@ -97,16 +86,3 @@ class FakeSalesforce:
         with self._lock:
             return [dict(c) for c in self.comments.values()
                     if c["CreatedById"] == HUB_USER and c["IsPublished"] is published]
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeSalesforce:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

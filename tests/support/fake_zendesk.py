@@ -8,11 +8,11 @@ hub writes are authored by the API user (`HUB_USER_ID`); a test adds an agent's 
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.vendor_fake import JsonHandler, VendorFake
 
 
 #: The API user the hub authenticates as, and an agent of the account.
@@ -22,7 +22,7 @@ _STAFF = [{"id": HUB_USER_ID, "name": "Hub Integration", "email": "hub@acme.exam
           {"id": AGENT_ID, "name": "Alex Agent", "email": "alex@acme.example", "role": "agent"}]
 
 
-class FakeZendesk:
+class FakeZendesk(VendorFake):
     def __init__(self) -> None:
         self.tickets: dict[int, dict] = {}
         self.users: dict[str, dict] = {}
@@ -36,17 +36,8 @@ class FakeZendesk:
         self._clock = 1767225600  # 2026-01-01T00:00:00Z, one second per comment
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
 
-            def _body(self) -> dict:
-                return json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
 
             def do_GET(self):  # noqa: N802
                 url = urlsplit(self.path)
@@ -121,11 +112,8 @@ class FakeZendesk:
                     audit = {"id": 7000 + len(ticket["comments"]), "events": events}
                     return self._send(200, {"ticket": ticket, "audit": audit})
 
-            def log_message(self, *args):
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     def _add_comment(self, ticket: dict, comment: dict, *, author_id: int = HUB_USER_ID) -> dict:
         """Store a comment as Zendesk returns it (callers hold the lock)."""
@@ -155,16 +143,3 @@ class FakeZendesk:
     def comments(self, ticket_id: int) -> list[dict]:
         with self._lock:
             return list(self.tickets[ticket_id]["comments"])
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeZendesk:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
