@@ -131,7 +131,8 @@ class GenesysConnector(VendorConnector[GenesysSettings]):
 
     def deliver_failure_note(self, job: DeliveryJob) -> DeliveryResult:
         """`message.undelivered`: a `Failed` receipt for the agent's Genesys message (its id is the
-        reply's `comment_id`), since Genesys has no notes; the port's `note` names only the ticket."""
+        reply's `comment_id`), since Genesys has no notes; with the failure's code and time taken
+        from the message, so a retried delivery sends the same receipt."""
         from chalicelib.adapters.callbacks.genesys import GenesysCallbacks
         from chalicelib.service.failure_notes import failure_note
 
