@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench soak venv clean
 
 $(STAMP): requirements.txt requirements-embedded.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (python3.12 preferred)"; exit 1; }
@@ -40,6 +40,11 @@ test: $(STAMP) $(NPM_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The full soak (100,000 webhooks, kills, destination storms and a 10-minute outage; about an
+# hour): not part of make test, which runs its short variant (tests/functional/test_soak.py).
+soak: $(STAMP)
+	$(BIN)/python -m soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build node_modules

@@ -1,0 +1,421 @@
+"""The soak: the hub as `make run` runs it, under a long stream of signed webhooks, while it is
+killed and restarted and its destination fails, then checked for loss and duplicates.
+
+`python -m soak` (`make soak`) runs the full scenario; `tests/functional/test_soak.py` runs a short
+one in `make test`. What it does:
+
+1. starts the hub as its own process (`python -m chalicelib.cli run`, a fresh data directory),
+   with a signed webhook destination played by this process (`FlakyDestination`);
+2. posts signed webhooks from many clients and senders: Twilio SMS and Meta WhatsApp messages,
+   signed as the providers sign them, a share of them sent twice (a provider's retry); a webhook
+   that gets no 2xx (the hub is down, restarting, or answered 5xx) is sent again, as providers do;
+3. kills the hub with SIGKILL at evenly spaced points and starts it again on the same data;
+4. makes the destination answer storms of 500 and 429 (with Retry-After), then an outage of 503s
+   long enough for the delivery circuit to open;
+5. waits until the backlog is drained, replays what the hub dead-lettered (as an operator would
+   after an outage), and checks: every acknowledged webhook is exactly one contact, delivered
+   exactly once (by provider message id against the destination's log), and reports the hub's
+   memory after the run against after warm-up and the data directory's growth per contact.
+
+Filling the data directory's disk is not part of it: it needs a size-limited file system (tmpfs
+or a loop device), which needs privileges a developer machine or CI container does not grant
+(`mount` is refused without CAP_SYS_ADMIN); see docs/benchmarks.md, "soak".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+META_SECRET = "soak-meta-app-secret"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+API_KEY = "soak-api-key"
+TWILIO_URL = "https://hub.example.com/webhooks/twilio"
+
+CONFIG = """
+identity: {{default_region: US}}
+channels:
+  twilio:
+    auth_tokens: ["{twilio}"]
+    public_url: {twilio_url}
+  meta:
+    app_secrets: ["{meta}"]
+    verify_tokens: ["soak-verify-token"]
+destinations:
+  - name: crm
+    type: webhook
+    url: {destination}
+    secrets: ["{whsec}"]
+    timeout_seconds: 5
+    case_events: false
+delivery:
+  attempts_per_invocation: 2
+  max_inline_wait_seconds: 1
+  max_receives: 30
+  circuit_failure_threshold: 5
+  circuit_cooldown_seconds: 1
+  circuit_max_cooldown_seconds: 4
+media: {{enabled: false}}
+enrichment: {{language: {{enabled: false}}}}
+api_keys:
+  - name: soak
+    sha256: {key}
+    scopes: [customers:read, operations]
+"""
+
+
+@dataclass
+class Plan:
+    messages: int = 2000
+    senders: int = 300
+    clients: int = 16
+    duplicate_share: float = 0.05
+    kills: int = 3
+    #: Seconds of 500/429 storms, then of the outage (503), during the posting.
+    storm_seconds: float = 5.0
+    outage_seconds: float = 20.0
+    #: The most the hub may take to drain after the last webhook.
+    drain_seconds: float = 600.0
+    seed: int = 13
+
+
+@dataclass
+class Report:
+    accepted: int = 0
+    duplicates_sent: int = 0
+    retries_after_failure: int = 0
+    kills: int = 0
+    contacts: int = 0
+    delivered: int = 0
+    missing: list[str] = field(default_factory=list)
+    doubled_contacts: list[str] = field(default_factory=list)
+    doubled_deliveries: list[str] = field(default_factory=list)
+    dead_letters_replayed: int = 0
+    destination_answers: dict[int, int] = field(default_factory=dict)
+    rss_after_warmup_kb: int = 0
+    rss_after_run_kb: int = 0
+    data_dir_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def lost_nothing(self) -> bool:
+        return not self.missing and not self.doubled_contacts and not self.doubled_deliveries
+
+    @property
+    def rss_growth(self) -> float:
+        return self.rss_after_run_kb / self.rss_after_warmup_kb if self.rss_after_warmup_kb else 0.0
+
+    def lines(self) -> list[str]:
+        per_contact = self.data_dir_bytes / self.contacts if self.contacts else 0
+        return [
+            f"webhooks acknowledged: {self.accepted} distinct (+{self.duplicates_sent} sent twice, "
+            f"{self.retries_after_failure} re-sent after no 2xx), hub killed {self.kills}x",
+            f"contacts: {self.contacts}, delivered: {self.delivered}, dead letters replayed: "
+            f"{self.dead_letters_replayed}",
+            f"missing: {len(self.missing)}, contacts twice: {len(self.doubled_contacts)}, "
+            f"delivered twice: {len(self.doubled_deliveries)}",
+            f"destination answers: {dict(sorted(self.destination_answers.items()))}",
+            f"hub RSS: {self.rss_after_warmup_kb} kB after warm-up, {self.rss_after_run_kb} kB after the run "
+            f"({self.rss_growth:.2f}x)",
+            f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact",
+            f"took {self.seconds:.0f} s",
+        ]
+
+
+# --- the destination --------------------------------------------------------------------------------
+
+
+class FlakyDestination:
+    """The signed webhook destination: records every delivery, answers as the phase says."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | storm | outage
+        self.lock = threading.Lock()
+        #: (webhook-id, provider message id, contact id, status answered)
+        self.log: list[tuple[str, str, str, int]] = []
+        self._random = random.Random(7)
+        destination = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                status, headers = destination.answer()
+                try:
+                    contact = json.loads(body)["data"]["contact"]
+                    ids = (contact["provider_message_id"], contact["id"])
+                except (ValueError, KeyError, TypeError):
+                    ids = ("", "")
+                with destination.lock:
+                    destination.log.append((self.headers.get("webhook-id", ""), *ids, status))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/hooks"
+
+    def answer(self) -> tuple[int, dict[str, str]]:
+        if self.mode == "outage":
+            return 503, {}
+        if self.mode == "storm":
+            pick = self._random.random()
+            if pick < 0.3:
+                return 500, {}
+            if pick < 0.6:
+                return 429, {"Retry-After": "1"}
+        return 200, {}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- the hub process -----------------------------------------------------------------------------------
+
+
+class HubProcess:
+    def __init__(self, config: Path, data_dir: Path, port: int) -> None:
+        self.config, self.data_dir, self.port = config, data_dir, port
+        self.process: subprocess.Popen | None = None
+        self.log = data_dir.parent / "hub.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "HUB_CONFIG": str(self.config), "HUB_DATA_DIR": str(self.data_dir),
+               "HUB_PORT": str(self.port), "PYTHONPATH": str(ROOT), "HUB_LOG_LEVEL": "WARNING"}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run"], cwd=ROOT, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                    return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        raise RuntimeError(f"the hub did not come up; see {self.log}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def rss_kb(self) -> int:
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except (OSError, AttributeError):
+            return 0
+        return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+
+    def api(self, method: str, path: str) -> dict:
+        request = urllib.request.Request(self.url + path, method=method,
+                                         headers={"Authorization": f"Bearer {API_KEY}"}, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}")
+
+
+# --- the providers -------------------------------------------------------------------------------------
+
+
+def twilio_sms(index: int, sender: int) -> tuple[str, bytes, dict[str, str], str]:
+    from twilio.request_validator import RequestValidator
+
+    sid = f"SM{index:032x}"
+    params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": "AC" + "a" * 32, "From": f"+1415555{sender:04d}",
+              "To": "+14155550100", "Body": f"Soak message {index}", "NumMedia": "0", "ApiVersion": "2010-04-01"}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(TWILIO_URL, params)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+    return "/webhooks/twilio", urlencode(params).encode(), headers, sid
+
+
+def whatsapp_text(index: int, sender: int) -> tuple[str, bytes, dict[str, str], str]:
+    wamid = f"wamid.SOAK{index:012d}"
+    wa_id = f"1650555{sender:04d}"
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": f"Soak {sender}"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "text",
+                          "text": {"body": f"Soak message {index}"}}]}}]}]}, separators=(",", ":")).encode()
+    signature = "sha256=" + hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return "/webhooks/meta", body, {"Content-Type": "application/json", "X-Hub-Signature-256": signature}, wamid
+
+
+def _post(base: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (OSError, urllib.error.URLError):
+        return 0
+
+
+# --- the run -------------------------------------------------------------------------------------------
+
+
+def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
+    started = time.monotonic()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="hub-soak-"))
+    destination = FlakyDestination()
+    config = workdir / "hub.yaml"
+    config.write_text(CONFIG.format(twilio=TWILIO_TOKEN, twilio_url=TWILIO_URL, meta=META_SECRET,
+                                    destination=destination.url, whsec=WEBHOOK_SECRET,
+                                    key=hashlib.sha256(API_KEY.encode()).hexdigest()))
+    hub = HubProcess(config, workdir / "data", _free_port())
+    report = Report()
+    rng = random.Random(plan.seed)
+    kill_points = {round(plan.messages * (k + 1) / (plan.kills + 1)) for k in range(plan.kills)}
+    storm_at, outage_at = plan.messages // 3, plan.messages // 2
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    hub.start()
+    try:
+        def send(index: int) -> None:
+            make = twilio_sms if index % 2 else whatsapp_text
+            path, body, headers, message_id = make(index, rng.randrange(plan.senders))
+            copies = 2 if rng.random() < plan.duplicate_share else 1
+            for copy in range(copies):
+                for attempt in range(200):
+                    if _post(hub.url, path, body, headers) in (200, 202):
+                        break
+                    with lock:
+                        report.retries_after_failure += 1
+                    time.sleep(0.1)
+                else:
+                    return  # never acknowledged: not counted, as a provider would give up
+                with lock:
+                    acknowledged.add(message_id)
+                    report.duplicates_sent += copy
+
+        batch = 200
+        with ThreadPoolExecutor(plan.clients) as pool:
+            for start in range(0, plan.messages, batch):
+                list(pool.map(send, range(start, min(start + batch, plan.messages))))
+                done = min(start + batch, plan.messages)
+                if report.rss_after_warmup_kb == 0 and done >= min(1000, plan.messages // 4):
+                    report.rss_after_warmup_kb = hub.rss_kb()
+                if start < storm_at <= done:
+                    destination.mode = "storm"
+                    threading.Timer(plan.storm_seconds, _set, (destination, "outage")).start()
+                    threading.Timer(plan.storm_seconds + plan.outage_seconds, _set, (destination, "ok")).start()
+                if any(start < point <= done for point in kill_points):
+                    hub.kill()
+                    report.kills += 1
+                    progress(f"killed the hub at {done} messages; restarting")
+                    hub.start()
+                    report.rss_after_warmup_kb = 0  # measured again on the new process
+                progress(f"{done}/{plan.messages} sent")
+        time.sleep(plan.storm_seconds + plan.outage_seconds)  # the storms and the outage run their course
+        destination.mode = "ok"
+        report.accepted = len(acknowledged)
+        report.dead_letters_replayed = _drain(hub, destination, acknowledged, plan.drain_seconds, progress)
+        report.rss_after_run_kb = hub.rss_kb()
+        if report.rss_after_warmup_kb == 0:
+            report.rss_after_warmup_kb = report.rss_after_run_kb
+        _check(report, destination, acknowledged)
+        report.data_dir_bytes = sum(f.stat().st_size for f in (workdir / "data").rglob("*") if f.is_file())
+    finally:
+        hub.stop()
+        destination.close()
+        report.seconds = time.monotonic() - started
+    return report
+
+
+def _set(destination: FlakyDestination, mode: str) -> None:
+    destination.mode = mode
+
+
+def _drain(hub: HubProcess, destination: FlakyDestination, acknowledged: set[str], seconds: float, progress) -> int:
+    """Wait until every acknowledged message was delivered with a 2xx; replay dead letters once
+    nothing moves any more. Returns how many were replayed."""
+    deadline = time.monotonic() + seconds
+    replayed, last, still = 0, -1, 0
+    while time.monotonic() < deadline:
+        with destination.lock:
+            delivered = {pmid for _, pmid, _, status in destination.log if status == 200}
+        left = len(acknowledged - delivered)
+        if left == 0:
+            return replayed
+        still = still + 1 if left == last else 0
+        last = left
+        if still >= 20:  # ten seconds without progress: give what the hub gave up on another go
+            letters = hub.api("GET", "/v1/dead-letters?limit=100").get("data", [])
+            for letter in letters:
+                hub.api("POST", f"/v1/dead-letters/{letter['id']}/replay")
+            replayed += len(letters)
+            still = 0
+            progress(f"{left} not delivered yet; replayed {len(letters)} dead letters")
+        time.sleep(0.5)
+    return replayed
+
+
+def _check(report: Report, destination: FlakyDestination, acknowledged: set[str]) -> None:
+    with destination.lock:
+        log = list(destination.log)
+    contacts_of: dict[str, set[str]] = {}
+    #: Contact → the webhook ids the destination accepted for it. A delivery the hub could not
+    #: record before it was killed comes again with the same `webhook-id` (Standard Webhooks'
+    #: deduplication key), which is one delivery; two ids for one contact would be two.
+    accepted_ids: dict[str, set[str]] = {}
+    for webhook_id, pmid, contact_id, status in log:
+        report.destination_answers[status] = report.destination_answers.get(status, 0) + 1
+        if not pmid:
+            continue
+        contacts_of.setdefault(pmid, set()).add(contact_id)
+        if status == 200:
+            accepted_ids.setdefault(contact_id, set()).add(webhook_id)
+    report.missing = sorted(acknowledged - {p for p, ids in contacts_of.items() if any(c in accepted_ids for c in ids)})
+    report.doubled_contacts = sorted(p for p, ids in contacts_of.items() if len(ids) > 1)
+    report.doubled_deliveries = sorted(c for c, ids in accepted_ids.items() if len(ids) > 1)
+    report.contacts = sum(len(ids) for ids in contacts_of.values())
+    report.delivered = len(accepted_ids)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
