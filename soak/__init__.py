@@ -309,7 +309,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     report = Report()
     rng = random.Random(plan.seed)
     kill_points = {round(plan.messages * (k + 1) / (plan.kills + 1)) for k in range(plan.kills)}
-    storm_at, outage_at = plan.messages // 3, plan.messages // 2
+    # The storms start a third of the way in; the outage follows them (timers, below).
+    storm_at = plan.messages // 3
     acknowledged: set[str] = set()
     lock = threading.Lock()
     hub.start()
