@@ -17,9 +17,10 @@ one in `make test`. What it does:
    exactly once (by provider message id against the destination's log), and reports the hub's
    memory after the run against after warm-up and the data directory's growth per contact.
 
-Filling the data directory's disk is not part of it: it needs a size-limited file system (tmpfs
-or a loop device), which needs privileges a developer machine or CI container does not grant
-(`mount` is refused without CAP_SYS_ADMIN); see docs/benchmarks.md, "soak".
+6. with `disk_quota_mb` and the privilege to mount (root, or CAP_SYS_ADMIN), puts the data
+   directory on a tmpfs of that size and, two thirds in, fills it with a ballast file for
+   `disk_full_seconds`: the hub must refuse webhooks it cannot store (5xx, so providers retry)
+   and lose nothing it acknowledged. Without the privilege the phase is skipped and reported.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class Plan:
     outage_seconds: float = 20.0
     #: The most the hub may take to drain after the last webhook.
     drain_seconds: float = 600.0
+    #: The data directory's size limit (a tmpfs) and how long it is kept full; 0: no disk phase.
+    disk_quota_mb: int = 0
+    disk_full_seconds: float = 10.0
     seed: int = 13
 
 
@@ -110,6 +114,8 @@ class Report:
     doubled_contacts: list[str] = field(default_factory=list)
     doubled_deliveries: list[str] = field(default_factory=list)
     dead_letters_replayed: int = 0
+    #: What the disk phase did: "" (not asked for), "ran: …", or why it was skipped.
+    disk_full: str = ""
     destination_answers: dict[int, int] = field(default_factory=dict)
     rss_after_warmup_kb: int = 0
     rss_after_run_kb: int = 0
@@ -134,6 +140,7 @@ class Report:
             f"missing: {len(self.missing)}, contacts twice: {len(self.doubled_contacts)}, "
             f"delivered twice: {len(self.doubled_deliveries)}",
             f"destination answers: {dict(sorted(self.destination_answers.items()))}",
+            f"full disk: {self.disk_full or 'not asked for'}",
             f"hub RSS: {self.rss_after_warmup_kb} kB after warm-up, {self.rss_after_run_kb} kB after the run "
             f"({self.rss_growth:.2f}x)",
             f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact",
@@ -307,6 +314,9 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
                                     key=hashlib.sha256(API_KEY.encode()).hexdigest()))
     hub = HubProcess(config, workdir / "data", _free_port())
     report = Report()
+    disk = DiskQuota(workdir / "data", plan.disk_quota_mb) if plan.disk_quota_mb else None
+    if disk is not None:
+        report.disk_full = disk.mount()
     rng = random.Random(plan.seed)
     kill_points = {round(plan.messages * (k + 1) / (plan.kills + 1)) for k in range(plan.kills)}
     # The storms start a third of the way in; the outage follows them (timers, below).
@@ -320,14 +330,13 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
             path, body, headers, message_id = make(index, rng.randrange(plan.senders))
             copies = 2 if rng.random() < plan.duplicate_share else 1
             for copy in range(copies):
-                for attempt in range(200):
-                    if _post(hub.url, path, body, headers) in (200, 202):
-                        break
+                give_up = time.monotonic() + 60 + plan.disk_full_seconds
+                while _post(hub.url, path, body, headers) not in (200, 202):
                     with lock:
                         report.retries_after_failure += 1
+                    if time.monotonic() > give_up:
+                        return  # never acknowledged: not counted, as a provider would give up
                     time.sleep(0.1)
-                else:
-                    return  # never acknowledged: not counted, as a provider would give up
                 with lock:
                     acknowledged.add(message_id)
                     report.duplicates_sent += copy
@@ -343,6 +352,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
                     destination.mode = "storm"
                     threading.Timer(plan.storm_seconds, _set, (destination, "outage")).start()
                     threading.Timer(plan.storm_seconds + plan.outage_seconds, _set, (destination, "ok")).start()
+                if disk is not None and disk.mounted and start < plan.messages * 2 // 3 <= done:
+                    report.disk_full = disk.fill_for(plan.disk_full_seconds, progress)
                 if any(start < point <= done for point in kill_points):
                     hub.kill()
                     report.kills += 1
@@ -362,8 +373,51 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     finally:
         hub.stop()
         destination.close()
+        if disk is not None:
+            disk.unmount()
         report.seconds = time.monotonic() - started
     return report
+
+
+class DiskQuota:
+    """The data directory on a tmpfs of `megabytes`, and a ballast file that fills it for a while
+    (in a thread: the webhooks go on arriving meanwhile)."""
+
+    def __init__(self, path: Path, megabytes: int) -> None:
+        self.path, self.megabytes, self.mounted = path, megabytes, False
+
+    def mount(self) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.megabytes}m", "tmpfs", str(self.path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"skipped: cannot mount a {self.megabytes} MB tmpfs ({done.stderr.strip() or 'mount refused'})"
+        self.mounted = True
+        return f"data directory on a {self.megabytes} MB tmpfs"
+
+    def fill_for(self, seconds: float, progress) -> str:
+        ballast = self.path / "ballast"
+        written = 0
+        try:
+            with ballast.open("wb") as handle:
+                while True:
+                    handle.write(b"\0" * (1 << 20))
+                    handle.flush()
+                    written += 1
+        except OSError:
+            pass  # the disk is full
+        progress(f"disk full ({written} MB of ballast) for {seconds:.0f} s")
+
+        def release() -> None:
+            ballast.unlink(missing_ok=True)
+            progress("disk space back")
+
+        threading.Timer(seconds, release).start()
+        return f"ran: the {self.megabytes} MB data directory was full for {seconds:.0f} s"
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
 
 
 def _set(destination: FlakyDestination, mode: str) -> None:

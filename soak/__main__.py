@@ -19,9 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-seconds", type=float, default=600.0, help="the destination's outage (10 min)")
     parser.add_argument("--drain-seconds", type=float, default=3600.0, help="the most the backlog may take to drain")
     parser.add_argument("--workdir", default=None, help="keep the data directory here (default: a temporary one)")
+    parser.add_argument("--disk-quota-mb", type=int, default=2048,
+                        help="put the data directory on a tmpfs this large and fill it for a while (needs root; 0: off)")
+    parser.add_argument("--disk-full-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     plan = Plan(messages=args.messages, senders=args.senders, clients=args.clients, kills=args.kills,
-                storm_seconds=args.storm_seconds, outage_seconds=args.outage_seconds, drain_seconds=args.drain_seconds)
+                storm_seconds=args.storm_seconds, outage_seconds=args.outage_seconds, drain_seconds=args.drain_seconds,
+                disk_quota_mb=args.disk_quota_mb, disk_full_seconds=args.disk_full_seconds)
     report = run(plan, args.workdir, progress=lambda line: print(line, flush=True))
     for line in report.lines():
         print(line)
