@@ -1,6 +1,7 @@
 # Two commands for a fresh machine with Python 3.11+ and make:
 #   make run    start the hub locally (API + workers on SQLite) at http://127.0.0.1:8000
 #   make test   run the whole test suite
+#   make package STAGE=dev   the Lambda deployment (SAM template + zip with bytecode) in build/package-dev
 # Each (re)creates .venv when requirements change; make test also installs the pinned Node tools
 # (Prism, for the vendor mocks in tests/contract) when package-lock.json changes.
 
@@ -13,7 +14,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test bench soak venv clean
+.PHONY: run test bench soak package venv clean
+
+STAGE ?= dev
+OUT ?= build/package-$(STAGE)
 
 $(STAMP): requirements.txt requirements-embedded.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (python3.12 preferred)"; exit 1; }
@@ -45,6 +49,10 @@ bench: $(STAMP)
 # hour): not part of make test, which runs its short variant (tests/functional/test_soak.py).
 soak: $(STAMP)
 	$(BIN)/python -m soak $(SOAK_ARGS)
+
+# chalice package + a .pyc for every module, compiled by the interpreter of the Lambda runtime (docs/deploy.md).
+package: $(STAMP)
+	$(BIN)/python infra/package.py --stage $(STAGE) $(OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build node_modules

@@ -10,5 +10,5 @@ Benchmarks inform; they never fail the build for a missed target. See docs/bench
 
 #: Run order: CPU first (quietest machine state), then the subprocess and moto benchmarks.
 #: identity_accuracy last: it is the longest (about 1.5 minutes) and builds its own stores.
-BENCHMARKS = ("ingest_cpu", "send_cpu", "routing", "email_parsing", "startup", "aws_calls", "outbound", "callbacks",
+BENCHMARKS = ("ingest_cpu", "send_cpu", "routing", "email_parsing", "startup", "pyc", "aws_calls", "outbound", "callbacks",
               "dedupe_ttl", "embedded_http", "identity_accuracy")
