@@ -5,33 +5,39 @@ always exists; each matching rule applies its actions, and a rule that `stop`s e
 evaluation. The trace lists every rule evaluated with why it did or did not match; its entries
 were built when the rules were compiled, so explaining costs nothing per contact.
 
-The rules run as a plan per channel: a rule whose condition starts with a channel test
-(`channel: sms`, or an `all` whose first conditions are channel tests) is decided for every
-contact of a channel when the plan is built, so a contact only evaluates what its channel leaves
-open. The trace is the same as evaluating every condition: a rule decided in advance contributes
-the entry its condition would have returned.
+The rules run as a plan per channel (and provider, account, content type and language, those
+of them the rules test): a rule whose condition starts with such a test (`channel: sms`, or an
+`all` whose first conditions are such tests) is decided for all contacts alike when the plan is
+built, so a contact only evaluates what its channel and the like leave open. The trace is the
+same as evaluating every condition: a rule decided in advance contributes the entry its
+condition would have returned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 from chalicelib.domain.models import Priority, RoutingDecision, RuleTrace
 from chalicelib.routing.actions import Draft, Step
-from chalicelib.routing.conditions import Condition, _All, _Not, _OneOf
+from chalicelib.routing.conditions import Condition, _All, _Any, _Not, _OneOf
 from chalicelib.routing.context import RoutingContext
 from chalicelib.routing.replies import ReplyRenderer
 from chalicelib.routing.rules import CompiledRule, RuleSet
 
 #: One rule in a plan: the check to run (None when decided in advance), the trace entry when the
 #: check passes, the steps to take then, and what a stop appends to the trace (None: no stop).
-Entry = tuple[Callable[[RoutingContext], Condition | None] | None, RuleTrace, tuple[Step, ...],
-              tuple[RuleTrace, ...] | None]
+#: Or several rules decided in advance, in a row: None, their trace entries, None, None.
+Entry = tuple[Callable[[RoutingContext], Condition | None] | None, RuleTrace | tuple[RuleTrace, ...],
+              tuple[Step, ...] | None, tuple[RuleTrace, ...] | None]
 
-#: Plans kept per channel; channels come from the `Channel` enum, so this is never reached in the
-#: pipeline (a context built by hand may carry any string).
-_MAX_PLANS = 32
+#: What a plan may be built for: attributes of the contact that no rule changes.
+_KNOWN_IN_ADVANCE = ("channel", "provider", "account", "content_type", "language")
+#: Plans kept (a few dozen in practice: channels × the languages and accounts rules test); beyond
+#: this, contacts evaluate every rule.
+_MAX_PLANS = 128
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,12 @@ class Router:
         ]
         self._generic = tuple(self._entry(index, rule, _dynamic(rule.condition))
                               for index, rule in enumerate(rules.rules))
-        self._plans: dict[str, tuple[Entry, ...]] = {}
+        tested = {node.attribute for rule in rules.rules if rule.condition is not None
+                  for node in rule.condition.walk() if isinstance(node, _OneOf)}
+        self._attributes = tuple(name for name in _KNOWN_IN_ADVANCE if name in tested)
+        #: The values a plan is built for, from a context.
+        self._key = attrgetter(*self._attributes) if self._attributes else _no_key
+        self._plans: dict[Any, tuple[Entry, ...]] = {}
 
     def _entry(self, index: int, rule: CompiledRule, outcome: _Outcome) -> Entry:
         stop = self._stops[index] if rule.stop else None
@@ -71,14 +82,16 @@ class Router:
             return None, outcome.trace, (), None
         return _check(outcome), rule.matched, rule.steps, stop
 
-    def plan(self, channel: str) -> tuple[Entry, ...]:
-        """The rules as contacts of `channel` run them (built on first use)."""
-        plan = self._plans.get(channel)
+    def plan(self, ctx: RoutingContext) -> tuple[Entry, ...]:
+        """The rules as contacts with the channel (and the like) of `ctx` run them (built on first use)."""
+        key = self._key(ctx)
+        plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _MAX_PLANS:
                 return self._generic
-            plan = self._plans[channel] = tuple(self._entry(index, rule, _for_channel(rule.condition, channel))
-                                                for index, rule in enumerate(self.rules.rules))
+            known = {name: getattr(ctx, name) for name in self._attributes}
+            plan = self._plans[key] = _merged(self._entry(index, rule, _decided(rule.condition, known))
+                                              for index, rule in enumerate(self.rules.rules))
         return plan
 
     def route(self, ctx: RoutingContext) -> RoutingDecision:
@@ -89,15 +102,18 @@ class Router:
         draft = Draft(ctx, default.queue, list(default.destinations))
         trace = [self._start]
         append = trace.append
-        plan = self._plans.get(ctx.channel)
+        plan = self._plans.get(self._key(ctx))
         if plan is None:
-            plan = self.plan(ctx.channel)
+            plan = self.plan(ctx)
         for check, matched, steps, stop in plan:
             if check is not None:
                 failed = check(ctx)
                 if failed is not None:
                     append(failed.trace)
                     continue
+            elif steps is None:  # several rules in a row decided in advance: their entries
+                trace += matched
+                continue
             append(matched)
             for step in steps:
                 step(draft)
@@ -116,9 +132,33 @@ class Router:
         )
 
 
-# --- deciding conditions for one channel --------------------------------------------------------------
+def _merged(entries: Iterable[Entry]) -> tuple[Entry, ...]:
+    """Consecutive rules that were decided in advance and take no step become one entry: their
+    trace entries, appended at once (`steps` None)."""
+    merged: list[Entry] = []
+    run: list[RuleTrace] = []
 
-#: What a condition comes to for one channel: `_PASSES`, the `Condition` it always fails with, or
+    def close_run() -> None:
+        if len(run) == 1:
+            merged.append((None, run[0], (), None))
+        elif run:
+            merged.append((None, tuple(run), None, None))
+        run.clear()
+
+    for entry in entries:
+        check, matched, steps, stop = entry
+        if check is None and not steps and stop is None:
+            run.append(matched)
+            continue
+        close_run()
+        merged.append(entry)
+    close_run()
+    return tuple(merged)
+
+
+# --- deciding conditions in advance ------------------------------------------------------------------
+
+#: What a condition comes to for a plan: `_PASSES`, the `Condition` it always fails with, or
 #: the conditions still to evaluate in order (an `all` of them: the first failure decides).
 _Outcome = object
 _PASSES = object()
@@ -128,19 +168,33 @@ def _dynamic(condition: Condition | None) -> _Outcome:
     return _PASSES if condition is None else [condition]
 
 
-def _for_channel(condition: Condition | None, channel: str) -> _Outcome:
+def _no_key(ctx: RoutingContext) -> None:
+    return None
+
+
+def _decided(condition: Condition | None, known: dict[str, Any]) -> _Outcome:
+    """What `condition` comes to when the context's attributes in `known` have those values."""
     if condition is None:
         return _PASSES
-    if isinstance(condition, _OneOf) and condition.attribute == "channel":
-        return _PASSES if channel in condition.values else condition
-    if isinstance(condition, _Not) and isinstance(condition.child, _OneOf) and condition.child.attribute == "channel":
-        return condition if channel in condition.child.values else _PASSES
-    if type(condition) is _All:
+    kind = type(condition)
+    if kind is _OneOf and condition.attribute in known:
+        return _PASSES if known[condition.attribute] in condition.values else condition
+    if kind is _Not:
+        outcome = _decided(condition.child, known)
+        if outcome is _PASSES:
+            return condition
+        return _PASSES if isinstance(outcome, Condition) else [condition]
+    if kind is _Any:
+        outcomes = [_decided(child, known) for child in condition.children]
+        if any(outcome is _PASSES for outcome in outcomes):
+            return _PASSES
+        return condition if all(isinstance(outcome, Condition) for outcome in outcomes) else [condition]
+    if kind is _All:
         # Flattened, `all` children run in order and the first failure decides: children that pass
-        # for this channel drop out, one that fails before anything left to evaluate decides.
+        # drop out, one that fails before anything is left to evaluate decides.
         pending: list[Condition] = []
         for child in condition.children:
-            outcome = _for_channel(child, channel)
+            outcome = _decided(child, known)
             if outcome is _PASSES:
                 continue
             if isinstance(outcome, Condition):

@@ -113,7 +113,7 @@ def test_plans_decide_and_explain_exactly_as_evaluating_every_rule(channel, lang
 
 def test_many_unknown_channels_fall_back_to_evaluating_every_rule():
     rules = router(MIXED)
-    for index in range(100):
+    for index in range(300):
         channel = f"channel-{index}"
         decision = rules.route(routing_context(channel=channel, language="de"))
         trace, *_ = reference(rules, routing_context(channel=channel, language="de"))
