@@ -413,7 +413,8 @@ def _value_test(kind: type[_Attribute], label: str, name: str, op: str, operand:
         if not isinstance(operand, list) or not operand:
             raise RuleProblem(where, "must be a non-empty list")
         options = list(operand)
-        return kind(name, lambda v: v in options, f"{label} {name} in {options!r}", f"{label} {name} not in {options!r}")
+        # `options.__contains__(v)` is `v in options`, without a Python call per evaluation.
+        return kind(name, options.__contains__, f"{label} {name} in {options!r}", f"{label} {name} not in {options!r}")
     if op == "exists":
         if not isinstance(operand, bool):
             raise RuleProblem(where, "must be true or false")
@@ -532,10 +533,10 @@ _PARSERS: dict[str, Callable[[Any, str, ConditionEnvironment], Condition]] = {
     "language": _one_of("language"),
     "content_type": _one_of("content_type", {c.value for c in ContentType}),
     "intent": _intent,
-    "urgent": _flag("urgent", lambda ctx: ctx.urgent),
-    "new_customer": _flag("new_customer", lambda ctx: ctx.new_customer),
+    "urgent": _flag("urgent", attrgetter("urgent")),
+    "new_customer": _flag("new_customer", attrgetter("new_customer")),
     "has_attachments": _flag("has_attachments", lambda ctx: ctx.attachments > 0),
-    "sender_verified": _flag("sender_verified", lambda ctx: ctx.sender_verified),
+    "sender_verified": _flag("sender_verified", attrgetter("sender_verified")),
     "text": _text("text"),
     "subject": _text("subject"),
     "attribute": _attribute,
