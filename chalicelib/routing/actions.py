@@ -45,8 +45,10 @@ def compile_actions(actions, rule: str) -> tuple[Step, ...]:
     if actions.escalate:
         by = actions.escalate
 
+        raised = {priority: _SCALE[min(index + by, len(_SCALE) - 1)] for index, priority in enumerate(_SCALE)}
+
         def escalate(draft: Draft) -> None:
-            draft.ctx.priority = _SCALE[min(_SCALE.index(draft.ctx.priority) + by, len(_SCALE) - 1)]
+            draft.ctx.priority = raised[draft.ctx.priority]
 
         steps.append(escalate)
     if actions.queue is not None:

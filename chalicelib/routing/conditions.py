@@ -76,10 +76,12 @@ class Condition:
 
 
 class _OneOf(Condition):
-    __slots__ = ("value_of", "values")
+    __slots__ = ("attribute", "value_of", "values")
 
     def __init__(self, attribute: str, values: frozenset, statement: str, failure: str) -> None:
         super().__init__(statement, failure)
+        #: The context attribute tested (the router indexes rules on `channel`).
+        self.attribute = attribute
         self.value_of = attrgetter(attribute)
         self.values = values
 
@@ -111,15 +113,20 @@ class _Flag(Condition):
 
 
 class _Text(Condition):
-    __slots__ = ("value_of", "search")
+    __slots__ = ("value_of", "search", "key")
 
     def __init__(self, attribute: str, pattern: re.Pattern, statement: str, failure: str) -> None:
         super().__init__(statement, failure)
         self.value_of = attrgetter(attribute)
         self.search = pattern.search
+        #: Rules often repeat an expression: one search per contact, attribute and expression.
+        self.key = f"{attribute}\0{pattern.flags}\0{pattern.pattern}"
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        return None if self.search(self.value_of(ctx)) is not None else self
+        found = ctx.searched.get(self.key)
+        if found is None:
+            found = ctx.searched[self.key] = self.search(self.value_of(ctx)) is not None
+        return None if found else self
 
 
 class _Words(Condition):
@@ -133,7 +140,10 @@ class _Words(Condition):
         self.terms = terms
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        return None if not self.terms.isdisjoint(ctx.words(self.attribute)) else self
+        words = ctx.folded_words.get(self.attribute)
+        if words is None:
+            words = ctx.words(self.attribute)
+        return None if not self.terms.isdisjoint(words) else self
 
 
 class _Attribute(Condition):
@@ -227,15 +237,16 @@ class _BusinessHours(Condition):
 
 
 class _All(Condition):
-    __slots__ = ("children",)
+    __slots__ = ("children", "checks")
 
     def __init__(self, children: list[Condition]) -> None:
         super().__init__("all of: " + "; ".join(c.statement for c in children), "")
         self.children = children
+        self.checks = tuple(child.first_failure for child in children)
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        for child in self.children:
-            failed = child.first_failure(ctx)
+        for check in self.checks:
+            failed = check(ctx)
             if failed is not None:
                 return failed
         return None
@@ -247,16 +258,17 @@ class _All(Condition):
 
 
 class _Any(Condition):
-    __slots__ = ("children",)
+    __slots__ = ("children", "checks")
 
     def __init__(self, children: list[Condition]) -> None:
         statements = "; ".join(c.statement for c in children)
         super().__init__(f"any of: {statements}", f"none of: {statements}")
         self.children = children
+        self.checks = tuple(child.first_failure for child in children)
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        for child in self.children:
-            if child.first_failure(ctx) is None:
+        for check in self.checks:
+            if check(ctx) is None:
                 return None
         return self
 
@@ -267,14 +279,15 @@ class _Any(Condition):
 
 
 class _Not(Condition):
-    __slots__ = ("child",)
+    __slots__ = ("child", "check")
 
     def __init__(self, child: Condition) -> None:
         super().__init__(f"not ({child.statement})", f"{child.statement}, which the rule excludes")
         self.child = child
+        self.check = child.first_failure
 
     def first_failure(self, ctx: RoutingContext) -> Condition | None:
-        return self if self.child.first_failure(ctx) is None else None
+        return self if self.check(ctx) is None else None
 
     def walk(self) -> Iterator[Condition]:
         yield self
@@ -400,7 +413,8 @@ def _value_test(kind: type[_Attribute], label: str, name: str, op: str, operand:
         if not isinstance(operand, list) or not operand:
             raise RuleProblem(where, "must be a non-empty list")
         options = list(operand)
-        return kind(name, lambda v: v in options, f"{label} {name} in {options!r}", f"{label} {name} not in {options!r}")
+        # `options.__contains__(v)` is `v in options`, without a Python call per evaluation.
+        return kind(name, options.__contains__, f"{label} {name} in {options!r}", f"{label} {name} not in {options!r}")
     if op == "exists":
         if not isinstance(operand, bool):
             raise RuleProblem(where, "must be true or false")
@@ -411,10 +425,23 @@ def _value_test(kind: type[_Attribute], label: str, name: str, op: str, operand:
         if isinstance(operand, bool) or not isinstance(operand, int | float):
             raise RuleProblem(where, "must be a number")
         if op == "gte":
-            return kind(name, lambda v: _number(v) is not None and _number(v) >= operand,
-                        f"{label} {name} >= {operand}", f"{label} {name} is not a number >= {operand}")
-        return kind(name, lambda v: _number(v) is not None and _number(v) <= operand,
-                    f"{label} {name} <= {operand}", f"{label} {name} is not a number <= {operand}")
+            def at_least(v: Any) -> bool:
+                if type(v) is not int and type(v) is not float:  # the common case skips `_number`
+                    v = _number(v)
+                    if v is None:
+                        return False
+                return v >= operand
+
+            return kind(name, at_least, f"{label} {name} >= {operand}", f"{label} {name} is not a number >= {operand}")
+
+        def at_most(v: Any) -> bool:
+            if type(v) is not int and type(v) is not float:
+                v = _number(v)
+                if v is None:
+                    return False
+            return v <= operand
+
+        return kind(name, at_most, f"{label} {name} <= {operand}", f"{label} {name} is not a number <= {operand}")
     raise RuleProblem(path, f"unknown test {op!r}; one of: {', '.join(_ATTRIBUTE_OPS)}")
 
 
@@ -506,10 +533,10 @@ _PARSERS: dict[str, Callable[[Any, str, ConditionEnvironment], Condition]] = {
     "language": _one_of("language"),
     "content_type": _one_of("content_type", {c.value for c in ContentType}),
     "intent": _intent,
-    "urgent": _flag("urgent", lambda ctx: ctx.urgent),
-    "new_customer": _flag("new_customer", lambda ctx: ctx.new_customer),
+    "urgent": _flag("urgent", attrgetter("urgent")),
+    "new_customer": _flag("new_customer", attrgetter("new_customer")),
     "has_attachments": _flag("has_attachments", lambda ctx: ctx.attachments > 0),
-    "sender_verified": _flag("sender_verified", lambda ctx: ctx.sender_verified),
+    "sender_verified": _flag("sender_verified", attrgetter("sender_verified")),
     "text": _text("text"),
     "subject": _text("subject"),
     "attribute": _attribute,

@@ -52,6 +52,10 @@ class RoutingContext:
     calendar_open: dict[Any, bool] = field(default_factory=dict)
     #: Text attribute → its case-folded words, computed on first use.
     folded_words: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: Text attribute and regular expression → whether it was found, filled as conditions ask
+    #: (one search per contact and expression, however many rules repeat it); `Router.route`
+    #: starts it empty.
+    searched: dict[str, bool] = field(default_factory=dict)
 
     def words(self, attribute: str) -> frozenset[str]:
         """The case-folded words of `text` or `subject`: keyword conditions test membership
