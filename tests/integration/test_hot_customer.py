@@ -95,7 +95,8 @@ def test_a_burst_from_one_customer_is_processed_in_order_with_no_lost_update(aws
     while process.round() | deliver.round():  # both run every round: deliveries overlap processing
         pass
     assert queue_depth(sqs, urls["inbound"]) == queue_depth(sqs, urls["delivery"]) == 0
-    assert process.crashes >= 2 and process.invocations > BURST // 10, "batches were redone, whole and in part"
+    assert process.crashes >= 2 and process.invocations > BURST // 10, \
+        "batches were redone, whole and in part (a burst below ~80 has too few invocations for both)"
 
     contacts = list(_timeline(hub))
     assert len(contacts) == BURST, "every accepted webhook is exactly one contact"
