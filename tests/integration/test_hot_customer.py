@@ -8,7 +8,8 @@ no update, and the contacts must keep the provider's order on the timeline and a
 The issue asks for 1,000 messages; moto's cost grows with what it holds (every TransactWriteItems
 deep-copies the whole table once per item, every SQS call walks the queue), so the run time grows
 with the square of the burst: 150 messages take 32 s, 200 take 41 s, 250 take 62 s, 1,000 more
-than the suite's 300 s timeout (2-core machine, load average 5-7). BURST is therefore 200;
+than the suite's 300 s timeout (1,029 s when run alone; 2-core machine, load average 5-7). BURST
+is therefore 200;
 `HUB_HOT_BURST=1000 pytest --timeout=3000 tests/integration/test_hot_customer.py` runs the full
 burst.
 """
