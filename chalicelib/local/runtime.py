@@ -53,21 +53,34 @@ class EmbeddedRuntime:
     def start(self, *, workers: bool = True) -> EmbeddedRuntime:
         """Serve HTTP and, unless `workers` is False (tests of queued work), run the workers."""
         if workers:
-            # Fail at start, not on the first message: compile the rules, build the enricher.
-            from chalicelib.routing.setup import check_rules_file
-
-            check_rules_file(self.hub.router_factory, self.hub.rules_source)
-            _ = self.hub.enricher, self.hub.workers
+            self._prepare_workers()
         self.server.start()
-        self._threads = []
-        for index in range(max(1, self.hub.settings.local_workers) if workers else 0):
+        if workers:
+            self._spawn_workers()
+        logger.info("hub listening on %s (data in %s)", self.url, self.hub.settings.data_dir)
+        return self
+
+    def start_workers(self) -> None:
+        """Start `HUB_LOCAL_WORKERS` worker threads per queue (after `start(workers=False)`, a
+        benchmark lets a backlog build up first)."""
+        if not self._threads:
+            self._prepare_workers()
+            self._spawn_workers()
+
+    def _spawn_workers(self) -> None:
+        for index in range(max(1, self.hub.settings.local_workers)):
             self._threads.append(_Worker(f"process-{index}", self.hub, "inbound", self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub, "delivery", self._stop))
             self._threads.append(_Worker(f"send-{index}", self.hub, "outbound", self._stop))
         for thread in self._threads:
             thread.start()
-        logger.info("hub listening on %s (data in %s)", self.url, self.hub.settings.data_dir)
-        return self
+
+    def _prepare_workers(self) -> None:
+        # Fail at start, not on the first message: compile the rules, build the enricher.
+        from chalicelib.routing.setup import check_rules_file
+
+        check_rules_file(self.hub.router_factory, self.hub.rules_source)
+        _ = self.hub.enricher, self.hub.workers
 
     def stop(self) -> None:
         self._stop.set()

@@ -32,13 +32,33 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     sent_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS queue_group_order ON queue_messages (queue, grp, seq);
-CREATE INDEX IF NOT EXISTS queue_visible ON queue_messages (queue, visible_at);
 CREATE UNIQUE INDEX IF NOT EXISTS queue_receipts ON queue_messages (receipt);
+CREATE TABLE IF NOT EXISTS queue_heads (
+    queue TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (queue, grp));
+CREATE INDEX IF NOT EXISTS queue_heads_order ON queue_heads (queue, seq);
 CREATE TABLE IF NOT EXISTS queue_dedupe (
     queue TEXT NOT NULL, dedupe_id TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (queue, dedupe_id));
 CREATE INDEX IF NOT EXISTS queue_dedupe_expiry ON queue_dedupe (queue, expires_at);
 """
+
+#: `queue_heads` holds the first message of every non-empty group, so a receive reads the heads
+#: in send order and stops after `max_messages` visible ones: its cost depends on the groups in
+#: flight, never on the backlog. Finding the heads among the messages on every receive (a scan of
+#: every visible message with a per-row MIN subquery, then a sort) cost O(backlog) under the
+#: write lock. The heads are derived data, rebuilt when a process opens the database (which also
+#: migrates a database written before they existed).
+_REBUILD_HEADS = """
+DROP INDEX IF EXISTS queue_visible;
+DELETE FROM queue_heads;
+INSERT INTO queue_heads (queue, grp, seq) SELECT queue, grp, MIN(seq) FROM queue_messages GROUP BY queue, grp;
+"""
+
+#: The visible heads, oldest first (used by `_receive_now`; a test checks its plan never scans the messages).
+RECEIVE_SQL = """SELECT m.seq, m.id, m.grp, m.body, m.receive_count
+   FROM queue_heads h JOIN queue_messages m ON m.seq = h.seq
+   WHERE h.queue = ? AND m.visible_at <= ?
+   ORDER BY h.seq LIMIT ?"""
 
 # Wake receivers in this process as soon as something is sent, instead of waiting a poll interval.
 _signals: dict[str, threading.Condition] = defaultdict(threading.Condition)
@@ -49,7 +69,11 @@ _databases_lock = threading.Lock()
 def _database(path: str) -> SqliteDatabase:
     with _databases_lock:
         if path not in _databases:
-            _databases[path] = SqliteDatabase(path, _SCHEMA)
+            database = SqliteDatabase(path, _SCHEMA)
+            with database.write() as conn:
+                for statement in _REBUILD_HEADS.strip().split(";\n"):
+                    conn.execute(statement)
+            _databases[path] = database
         return _databases[path]
 
 
@@ -82,10 +106,14 @@ class LocalQueue(Queue):
                 ).rowcount == 0
                 if seen:
                     continue
-                conn.execute(
+                group = message.group or DEFAULT_GROUP
+                seq = conn.execute(
                     "INSERT INTO queue_messages (id, queue, grp, body, visible_at, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (str(uuid.uuid4()), self.name, message.group or DEFAULT_GROUP, message.body, now, now),
-                )
+                    (str(uuid.uuid4()), self.name, group, message.body, now, now),
+                ).lastrowid
+                # The first message of an empty group is its head; a later one waits behind it.
+                conn.execute("INSERT OR IGNORE INTO queue_heads (queue, grp, seq) VALUES (?, ?, ?)",
+                             (self.name, group, seq))
         with self._signal:
             self._signal.notify_all()
 
@@ -105,13 +133,7 @@ class LocalQueue(Queue):
         with self._db.write() as conn:
             # Only the head of each group is eligible: a later message of a group waits while an
             # earlier one is in flight (invisible) or visible but not yet taken.
-            rows = conn.execute(
-                """SELECT m.seq, m.id, m.grp, m.body, m.receive_count FROM queue_messages m
-                   WHERE m.queue = ? AND m.visible_at <= ?
-                     AND m.seq = (SELECT MIN(seq) FROM queue_messages h WHERE h.queue = m.queue AND h.grp = m.grp)
-                   ORDER BY m.seq LIMIT ?""",
-                (self.name, now, max_messages),
-            ).fetchall()
+            rows = conn.execute(RECEIVE_SQL, (self.name, now, max_messages)).fetchall()
             for row in rows:
                 if row["receive_count"] >= self.max_receives and self.dead_letter:
                     conn.execute(
@@ -119,6 +141,8 @@ class LocalQueue(Queue):
                         " WHERE seq = ?",
                         (self.dead_letter, now, row["seq"]),
                     )
+                    _next_head(conn, self.name, row["grp"])
+                    _next_head(conn, self.dead_letter, row["grp"])
                     continue
                 receipt = uuid.uuid4().hex
                 conn.execute(
@@ -131,7 +155,12 @@ class LocalQueue(Queue):
 
     def _delete_batch(self, receipts: list[str]) -> None:
         with self._db.write() as conn:
-            conn.executemany("DELETE FROM queue_messages WHERE receipt = ?", [(r,) for r in receipts])
+            for receipt in receipts:
+                row = conn.execute("SELECT queue, grp FROM queue_messages WHERE receipt = ?", (receipt,)).fetchone()
+                if row is None:  # deleted before, or received again since (a new receipt)
+                    continue
+                conn.execute("DELETE FROM queue_messages WHERE receipt = ?", (receipt,))
+                _next_head(conn, row["queue"], row["grp"])
 
     def _change_visibility(self, receipt: str, seconds: int) -> None:
         with self._db.write() as conn:
@@ -141,3 +170,14 @@ class LocalQueue(Queue):
         """Messages waiting or in flight (for `/health` and tests)."""
         row = self._db.read().execute("SELECT COUNT(*) FROM queue_messages WHERE queue = ?", (self.name,)).fetchone()
         return int(row[0])
+
+
+def _next_head(conn, queue: str, group: str) -> None:
+    """Make the first remaining message of `group` its head (or forget an empty group): two
+    lookups in `queue_group_order`, however long the group."""
+    conn.execute("DELETE FROM queue_heads WHERE queue = ? AND grp = ?", (queue, group))
+    conn.execute(
+        "INSERT INTO queue_heads (queue, grp, seq) SELECT queue, grp, seq FROM queue_messages"
+        " WHERE queue = ? AND grp = ? ORDER BY seq LIMIT 1",
+        (queue, group),
+    )
