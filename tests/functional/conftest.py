@@ -98,7 +98,9 @@ class RunningHub:
         path = self.data_dir / "outbox.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # Only whole lines: a reader may see the start of a line the outbox is still writing.
+        complete = path.read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def wait_for(self, predicate, timeout: float = 10.0, message: str = "condition"):
         deadline = time.monotonic() + timeout
