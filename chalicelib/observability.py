@@ -1,8 +1,9 @@
 """Logs, metrics and traces, with personal data kept out of all three.
 
 - Logs: one JSON document per record on AWS, in Powertools' shape (level, location, message,
-  timestamp, service, correlation_id = API Gateway request id or SQS message id, xray_trace_id,
-  exception, exception_name, stack_trace), written by a formatter of our own: the Powertools
+  timestamp, service, correlation_id = API Gateway request id or SQS message id, exception,
+  exception_name, stack_trace; not xray_trace_id: only settings reads the environment), written by a
+  formatter of our own: the Powertools
   Logger cost ~65 µs a line, a third of a webhook's CPU. Plain lines locally. A redaction filter masks email addresses and phone numbers in every record,
   as a safety net behind the rule that message text and identifiers are never logged.
 - Metrics: counters accumulated during an invocation and flushed once as CloudWatch EMF (one
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -154,7 +154,7 @@ _correlation_id: str | None = None
 
 class JsonFormatter(logging.Formatter):
     """A record as one JSON line with Powertools' keys, at a fraction of its cost: no key
-    templates, no per-record `os.environ` copies, one `json.dumps`. The `RedactingFilter` runs
+    templates, no per-record environment reads, one `json.dumps`. The `RedactingFilter` runs
     before it, so the message and the exception it prints are already redacted."""
 
     def __init__(self, service: str = SERVICE) -> None:
@@ -174,9 +174,6 @@ class JsonFormatter(logging.Formatter):
         }
         if _correlation_id is not None:
             document["correlation_id"] = _correlation_id
-        trace = os.environ.get("_X_AMZN_TRACE_ID")
-        if trace:
-            document["xray_trace_id"] = trace.split(";")[0].replace("Root=", "")
         if record.exc_info and record.exc_info[1] is not None:
             kind, error, tb = record.exc_info
             # Redacted once more as text: the source lines a traceback quotes are not the filter's.
