@@ -210,10 +210,9 @@ def _typed_channels(channels: Any) -> tuple[Any, list]:
     unknown = [key for key in channels if key not in CHANNELS]
     errors = [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNELS))}")
               for key in unknown]
-    typed, section_errors = typed_sections(
-        {k: v for k, v in channels.items() if k in CHANNELS}, {k: a.Settings for k, a in CHANNELS.items()},
-        prefix=("channels",),
-    )
+    # Only the configured providers' modules are imported, each section still typed at load.
+    known = {k: v for k, v in channels.items() if k in CHANNELS}
+    typed, section_errors = typed_sections(known, {k: CHANNELS[k].Settings for k in known}, prefix=("channels",))
     return typed, errors + section_errors
 
 

@@ -1,19 +1,27 @@
 """Logs, metrics and traces, with personal data kept out of all three.
 
-- Logs: JSON via Powertools on AWS (correlation id = API Gateway request id or SQS message id),
-  plain lines locally. A redaction filter masks email addresses and phone numbers in every record,
+- Logs: one JSON document per record on AWS, in Powertools' shape (level, location, message,
+  timestamp, service, correlation_id = API Gateway request id or SQS message id, exception,
+  exception_name, stack_trace; not xray_trace_id: only settings reads the environment), written by a
+  formatter of our own: the Powertools
+  Logger cost ~65 µs a line, a third of a webhook's CPU. Plain lines locally. A redaction filter masks email addresses and phone numbers in every record,
   as a safety net behind the rule that message text and identifiers are never logged.
 - Metrics: counters accumulated during an invocation and flushed once as CloudWatch EMF (one
-  document per dimension set), so a batch costs one log line per channel, not per message.
+  document per dimension set), so a batch costs one log line per channel, not per message. The
+  documents are serialised here, in the shape Powertools' `EphemeralMetrics` prints (a test holds
+  them equal), at a tenth of its cost.
 - Traces: Powertools `Tracer` only when `HUB_TRACING` is on; creating it costs ~0.3 s of cold start.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import threading
+import time
+import traceback
 from collections import defaultdict
 
 from chalicelib.settings import Settings
@@ -35,8 +43,18 @@ _PHONE = r"(?<![\w/])\+?\d[\d ()\-.]{6,}\d(?![\w/])"
 _TOKENS = re.compile(f"(?P<keep>{_NOT_A_PHONE})|{_PHONE}")
 
 
+#: The core every `_PHONE` match contains: text without it (and without '@') has nothing to mask.
+_MAYBE_PHONE = re.compile(r"\d[\d ()\-.]{6,}\d")
+
+
 def redact(text: str) -> str:
     """`text` with email addresses and phone numbers masked; ids and times are left alone."""
+    if "@" not in text and _MAYBE_PHONE.search(text) is None:
+        return text  # the common log line: a tenth of the cost of the full substitution
+    return _redact_all(text)
+
+
+def _redact_all(text: str) -> str:
     return _TOKENS.sub(_phone, _EMAIL.sub("[email]", text))
 
 
@@ -119,34 +137,115 @@ def _redacted_exception(error: BaseException, _depth: int = 0) -> BaseException:
     return copy
 
 
+class _CurrentStdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is now (Lambda ships stdout; tests capture it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+_correlation_id: str | None = None
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON line with Powertools' keys, at a fraction of its cost: no key
+    templates, no per-record environment reads, one `json.dumps`. The `RedactingFilter` runs
+    before it, so the message and the exception it prints are already redacted."""
+
+    def __init__(self, service: str = SERVICE) -> None:
+        super().__init__()
+        self.service = service
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created)) + f",{int(record.msecs):03d}+0000"
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, object] = {
+            "level": record.levelname,
+            "location": f"{record.funcName}:{record.lineno}",
+            "message": record.getMessage(),
+            "timestamp": self.formatTime(record),
+            "service": self.service,
+        }
+        if _correlation_id is not None:
+            document["correlation_id"] = _correlation_id
+        if record.exc_info and record.exc_info[1] is not None:
+            kind, error, tb = record.exc_info
+            # Redacted once more as text: the source lines a traceback quotes are not the filter's.
+            document["exception"] = redact(self.formatException(record.exc_info))
+            document["exception_name"] = getattr(kind, "__name__", type(error).__name__)
+            document["stack_trace"] = {
+                "type": type(error).__name__,
+                "value": redact(str(error)),
+                "module": type(error).__module__,
+                "frames": [{"file": frame.filename, "line": frame.lineno, "function": frame.name,
+                            "statement": redact(frame.line or "")} for frame in traceback.extract_tb(tb)],
+            }
+        elif record.exc_text:
+            document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack_info"] = record.stack_info
+        return json.dumps(document, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
 _configured = False
-_powertools_logger = None
 
 
 def configure_logging(settings: Settings) -> None:
     """Install the handler on the `chalicelib` logger tree once per process."""
-    global _configured, _powertools_logger
+    global _configured
     if _configured:
         return
     root = logging.getLogger("chalicelib")
     root.setLevel(settings.log_level.upper())
     root.propagate = False
-    if settings.on_aws:
-        from aws_lambda_powertools import Logger
+    root.handlers = [log_handler(on_aws=settings.on_aws)]
+    _configured = True
 
-        _powertools_logger = Logger(service=SERVICE, level=settings.log_level.upper())
-        handler = _powertools_logger.registered_handler
+
+def log_handler(*, on_aws: bool) -> logging.Handler:
+    """The one handler of the `chalicelib` tree: JSON lines to stdout on AWS, plain lines to
+    stderr locally, the redaction filter on both."""
+    handler: logging.Handler
+    if on_aws:
+        handler = _CurrentStdoutHandler()
+        handler.setFormatter(JsonFormatter())
     else:
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
-    root.handlers = [handler]
-    _configured = True
+    return handler
 
 
 def set_correlation_id(value: str | None) -> None:
-    if _powertools_logger is not None:
-        _powertools_logger.set_correlation_id(value)
+    """The id every JSON log line carries until the next call (one invocation on Lambda)."""
+    global _correlation_id
+    _correlation_id = value
+
+
+#: CloudWatch takes at most 100 metrics in one EMF document (Powertools splits alike).
+MAX_METRICS_PER_DOCUMENT = 100
+
+
+def emf_document(dimensions: dict[str, str], metrics: list[tuple[str, float]], timestamp_ms: int) -> str:
+    """One CloudWatch EMF document, as Powertools' `EphemeralMetrics(namespace=NAMESPACE,
+    service=SERVICE)` prints it: the service is a dimension, every metric a Count."""
+    names = [*dimensions, "service"]
+    document: dict[str, object] = {"_aws": {
+        "Timestamp": timestamp_ms,
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [names],
+                               "Metrics": [{"Name": name, "Unit": "Count"} for name, _ in metrics]}],
+    }}
+    document.update(dimensions)
+    document["service"] = SERVICE
+    for name, value in metrics:
+        document[name] = [float(value)]
+    return json.dumps(document, separators=(",", ":"))
 
 
 class Counters:
@@ -157,9 +256,6 @@ class Counters:
         self._lock = threading.Lock()
         self._pending: dict[tuple, float] = defaultdict(float)
         self._totals: dict[tuple, float] = defaultdict(float)
-        # One Powertools metric set per dimension set, reused across flushes: building a new one
-        # per request costs more than serialising it (measured 38 µs vs 23 µs per webhook).
-        self._emf: dict[tuple, object] = {}
 
     def incr(self, name: str, value: float = 1, **dimensions: str) -> None:
         key = (name, tuple(sorted(dimensions.items())))
@@ -168,25 +264,22 @@ class Counters:
             self._totals[key] += value
 
     def flush(self) -> None:
-        """Emit what was counted since the last flush: one EMF document per dimension set."""
+        """Emit what was counted since the last flush: one EMF document per dimension set, all
+        in one write."""
         with self._lock:
             pending, self._pending = self._pending, defaultdict(float)
-            if not self._emit or not pending:
-                return
-            from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
-            by_dimensions: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
-            for (name, dims), value in pending.items():
-                by_dimensions[dims].append((name, value))
-            for dims, metrics in by_dimensions.items():
-                emf = self._emf.get(dims)
-                if emf is None:
-                    emf = self._emf[dims] = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-                for key, value in dims:
-                    emf.add_dimension(name=key, value=value)
-                for name, value in metrics:
-                    emf.add_metric(name=name, unit=MetricUnit.Count, value=value)
-                emf.flush_metrics()
+        if not self._emit or not pending:
+            return
+        by_dimensions: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
+        for (name, dims), value in pending.items():
+            by_dimensions[dims].append((name, value))
+        timestamp = int(time.time() * 1000)
+        lines = [
+            emf_document(dict(dims), metrics[start:start + MAX_METRICS_PER_DOCUMENT], timestamp)
+            for dims, metrics in by_dimensions.items()
+            for start in range(0, len(metrics), MAX_METRICS_PER_DOCUMENT)
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
 
     def total(self, name: str, **dimensions: str) -> float:
         with self._lock:

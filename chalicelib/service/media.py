@@ -166,14 +166,16 @@ class MediaSettings(BaseModel):
     def _source_sections(cls, data: Any, handler):
         if not isinstance(data, dict):
             return handler(data)
-        from chalicelib.adapters.media.registry import MEDIA_SOURCES
+        from chalicelib.adapters.media.registry import MEDIA_SOURCE_FIELDS, MEDIA_SOURCES
         from chalicelib.config_sections import problem, typed_sections, validate_together
 
-        models = {source.settings_field: source.Settings for source in MEDIA_SOURCES.values()}
-        rest = {key: value for key, value in data.items() if key not in models and key != "sources"}
-        sources, errors = typed_sections({k: v for k, v in data.items() if k in models and v is not None}, models)
+        present = {k: v for k, v in data.items() if k in MEDIA_SOURCE_FIELDS and v is not None}
+        # Only the sources with a section are imported; each section is still typed here, at load.
+        models = {field: MEDIA_SOURCES[MEDIA_SOURCE_FIELDS[field]].Settings for field in present}
+        rest = {key: value for key, value in data.items() if key not in MEDIA_SOURCE_FIELDS and key != "sources"}
+        sources, errors = typed_sections(present, models)
         if "sources" in data:  # the typed field's name, not a key of the file: it would be dropped
-            known = ", ".join(f"media.{name}" for name in sorted(models))
+            known = ", ".join(f"media.{name}" for name in sorted(MEDIA_SOURCE_FIELDS))
             errors.append(problem(("sources",), f"not a media setting; each source has its own section ({known})"))
         return validate_together(handler, {**rest, "sources": sources}, errors, cls.__name__)
 
@@ -463,8 +465,7 @@ class MediaLocalizer:
                     classes = self._source_classes = MEDIA_SOURCES
                 self._sources[provider] = [
                     cls(self.settings.source(cls.settings_field), self.secrets, self._media_http())
-                    for cls in classes.values()
-                    if cls.provider == provider
+                    for cls in _classes_of(classes, provider)
                 ]
             return self._sources[provider]
 
@@ -644,3 +645,13 @@ def open_media_link(
     if redirect is not None:
         return MediaAnswer(redirect=redirect)
     return MediaAnswer(body=blobs.get(key), content_type=content_type_for_key(key))
+
+
+def _classes_of(classes, provider: str) -> list:
+    """The source classes that serve `provider`, in registry order; from the registry's own table
+    when it has one, so only that provider's sources are imported."""
+    from chalicelib.adapters.media.registry import MEDIA_SOURCE_PROVIDERS, MEDIA_SOURCES
+
+    if classes is MEDIA_SOURCES:
+        return [classes[key] for key, owner in MEDIA_SOURCE_PROVIDERS.items() if owner == provider]
+    return [cls for cls in classes.values() if cls.provider == provider]

@@ -199,3 +199,110 @@ def test_the_lambda_json_logs_carry_the_exception_redacted():
     assert document["stack_trace"]["type"] == "LookupError"
     assert document["stack_trace"]["value"] == "no customer holds [phone] (asked by [email])"
     assert any(frame["function"] == "lookup" for frame in document["stack_trace"]["frames"])
+
+
+# --- EMF documents and JSON log lines, written by the hub itself (issue 14: ingest CPU) -----------
+
+
+def test_emf_documents_match_what_powertools_prints():
+    """The hand-written EMF document is the one Powertools' `EphemeralMetrics` prints, key for
+    key and in order, apart from the timestamp."""
+    import contextlib
+    import io
+
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    from chalicelib.observability import NAMESPACE, SERVICE, emf_document
+
+    reference = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    reference.add_dimension(name="provider", value="meta")
+    reference.add_metric(name="WebhooksReceived", unit=MetricUnit.Count, value=1)
+    reference.add_metric(name="EventsEnqueued", unit=MetricUnit.Count, value=3)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        reference.flush_metrics()
+    expected = json.loads(printed.getvalue())
+    ours = json.loads(emf_document({"provider": "meta"}, [("WebhooksReceived", 1), ("EventsEnqueued", 3)],
+                                   expected["_aws"]["Timestamp"]))
+
+    assert ours == expected
+    assert list(ours) == list(expected)
+
+
+def test_a_flush_writes_one_document_per_dimension_set_and_splits_past_100_metrics(capsys):
+    counters = Counters(emit_emf=True)
+    for index in range(150):
+        counters.incr(f"Metric{index}", index, stage="process")
+    counters.incr("Delivered", destination="crm")
+    counters.flush()
+
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    process = [d for d in documents if d.get("stage") == "process"]
+    assert [len(d["_aws"]["CloudWatchMetrics"][0]["Metrics"]) for d in process] == [100, 50]
+    assert sum(len(d) for d in process) and process[1]["Metric149"] == [149.0]
+    assert [d["Delivered"] for d in documents if d.get("destination") == "crm"] == [[1.0]]
+
+
+def _json_capture():
+    import io
+    import logging
+
+    from chalicelib.observability import JsonFormatter, RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger(f"tests.json.{id(stream)}")
+    logger.handlers, logger.propagate, logger.level = [handler], False, logging.DEBUG
+    return logger, stream
+
+
+def test_json_log_lines_carry_the_correlation_id_and_powertools_keys():
+    from chalicelib.observability import SERVICE, set_correlation_id
+
+    logger, stream = _json_capture()
+    set_correlation_id("c8bf1c14-5bd2-4c56-9a3e-501234567890")
+    try:
+        logger.info("webhook %s accepted: %d enqueued", "meta", 1)
+    finally:
+        set_correlation_id(None)
+    logger.info("after the invocation")
+
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "webhook meta accepted: 1 enqueued" and first["level"] == "INFO"
+    assert first["correlation_id"] == "c8bf1c14-5bd2-4c56-9a3e-501234567890"
+    assert first["service"] == SERVICE and first["location"].startswith("test_json_log_lines")
+    assert first["timestamp"].endswith("+0000")
+    assert "correlation_id" not in second
+
+
+def test_json_log_lines_redact_the_message_and_the_exception():
+    logger, stream = _json_capture()
+    try:
+        raise LookupError("no customer holds +4915123456789 (asked by ana@example.com)")
+    except LookupError:
+        logger.exception("lookup for %s failed", "ana@example.com")
+
+    output = stream.getvalue()
+    document = json.loads(output)
+    assert "4915123456789" not in output and "ana@example.com" not in output
+    assert document["message"] == "lookup for [email] failed"
+    assert document["exception_name"] == "LookupError"
+    assert "LookupError: no customer holds [phone] (asked by [email])" in document["exception"]
+    assert document["stack_trace"]["type"] == "LookupError"
+    assert document["stack_trace"]["value"] == "no customer holds [phone] (asked by [email])"
+    assert any(frame["function"].startswith("test_json_log_lines") for frame in document["stack_trace"]["frames"])
+
+
+from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789 ()-.+@_/:TZabcXY,é", max_size=60))
+def test_the_fast_path_of_redact_never_keeps_what_the_full_substitution_masks(text):
+    """`redact` skips the substitution when there is no '@' and no run of digits long enough to
+    be a phone number; on any text that must be the full substitution's answer."""
+    from chalicelib.observability import _redact_all, redact
+
+    assert redact(text) == _redact_all(text)

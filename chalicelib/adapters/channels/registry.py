@@ -1,26 +1,31 @@
 """Every channel provider, by URL key (`/webhooks/{key}`): one line per provider package.
 
-The media sources and pull entries each provider declares are read from here too, so a new
-provider is its own package plus one line below.
+Each adapter is imported on first use (`LazyRegistry`): a webhook imports the provider it serves,
+and the configuration imports the settings of the providers it configures, nothing else. The pull
+entries are declared here, not read from the classes, so the app can name its queue workers at
+import without loading the providers (a test holds this table equal to each adapter's
+`pull_entries`). A new provider is its own package plus one line below.
 """
 
-from chalicelib.adapters.channels.mailgun import MailgunAdapter
-from chalicelib.adapters.channels.meta import MetaAdapter
-from chalicelib.adapters.channels.sendgrid import SendgridAdapter
-from chalicelib.adapters.channels.ses import SesAdapter
-from chalicelib.adapters.channels.slack import SlackAdapter
-from chalicelib.adapters.channels.telegram import TelegramAdapter
-from chalicelib.adapters.channels.twilio import TwilioAdapter
-from chalicelib.adapters.channels.webchat import WebchatAdapter
-from chalicelib.adapters.channels.x import XAdapter
-from chalicelib.adapters.registry import register
+from chalicelib.adapters.channels.base import PullEntry
+from chalicelib.adapters.lazy import LazyRegistry
 
-CHANNELS = register(
-    TwilioAdapter, MetaAdapter, WebchatAdapter, SlackAdapter, TelegramAdapter, XAdapter, MailgunAdapter,
-    SendgridAdapter, SesAdapter,
-)
+_PACKAGE = "chalicelib.adapters.channels"
 
-#: Every provider's queue-fed way in, by name (`PullEntry.name`), with the provider it belongs to.
-PULL_ENTRIES = {entry.name: (adapter.key, entry) for adapter in CHANNELS.values() for entry in adapter.pull_entries}
-if len(PULL_ENTRIES) != sum(len(adapter.pull_entries) for adapter in CHANNELS.values()):
-    raise RuntimeError("two channel providers declare a pull entry of the same name")
+CHANNELS = LazyRegistry("channel adapter", {
+    "twilio": f"{_PACKAGE}.twilio.adapter:TwilioAdapter",
+    "meta": f"{_PACKAGE}.meta.adapter:MetaAdapter",
+    "webchat": f"{_PACKAGE}.webchat.adapter:WebchatAdapter",
+    "slack": f"{_PACKAGE}.slack.adapter:SlackAdapter",
+    "telegram": f"{_PACKAGE}.telegram.adapter:TelegramAdapter",
+    "x": f"{_PACKAGE}.x.adapter:XAdapter",
+    "mailgun": f"{_PACKAGE}.mailgun.adapter:MailgunAdapter",
+    "sendgrid": f"{_PACKAGE}.sendgrid.adapter:SendgridAdapter",
+    "ses": f"{_PACKAGE}.ses.adapter:SesAdapter",
+})
+
+#: Every provider's queue-fed way in, by name (`PullEntry.name`), with the provider it belongs to:
+#: the same entries as the adapters' `pull_entries` (tests/unit/test_lazy_registries.py).
+PULL_ENTRIES: dict[str, tuple[str, PullEntry]] = {
+    "ses-inbound": ("ses", PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0)),
+}

@@ -1,20 +1,20 @@
-"""Every destination connector, by `type` in the hub configuration."""
+"""Every destination connector, by `type` in the hub configuration, imported on first use: a
+configuration loads the connectors it names (and their callback settings), nothing else."""
 
-from chalicelib.adapters.connectors.amazon_connect import AmazonConnectConnector
-from chalicelib.adapters.connectors.eventbridge import EventBridgeConnector
-from chalicelib.adapters.connectors.freshdesk import FreshdeskConnector
-from chalicelib.adapters.connectors.genesys import GenesysConnector
-from chalicelib.adapters.connectors.hubspot import HubSpotConnector
-from chalicelib.adapters.connectors.jira_service_management import JiraServiceManagementConnector
-from chalicelib.adapters.connectors.outbox import OutboxConnector
-from chalicelib.adapters.connectors.salesforce import SalesforceConnector
-from chalicelib.adapters.connectors.twilio_flex import TwilioFlexConnector
-from chalicelib.adapters.connectors.webhook import WebhookConnector
-from chalicelib.adapters.connectors.zendesk import ZendeskConnector
-from chalicelib.adapters.registry import register
+from chalicelib.adapters.lazy import LazyRegistry
 
-CONNECTORS = register(
-    WebhookConnector, OutboxConnector, ZendeskConnector, FreshdeskConnector, JiraServiceManagementConnector,
-    HubSpotConnector, SalesforceConnector, AmazonConnectConnector, GenesysConnector, TwilioFlexConnector,
-    EventBridgeConnector,
-)
+_PACKAGE = "chalicelib.adapters.connectors"
+
+CONNECTORS = LazyRegistry("connector", {
+    "webhook": f"{_PACKAGE}.webhook:WebhookConnector",
+    "outbox": f"{_PACKAGE}.outbox:OutboxConnector",
+    "zendesk": f"{_PACKAGE}.zendesk:ZendeskConnector",
+    "freshdesk": f"{_PACKAGE}.freshdesk:FreshdeskConnector",
+    "jira_service_management": f"{_PACKAGE}.jira_service_management:JiraServiceManagementConnector",
+    "hubspot": f"{_PACKAGE}.hubspot:HubSpotConnector",
+    "salesforce": f"{_PACKAGE}.salesforce:SalesforceConnector",
+    "amazon_connect": f"{_PACKAGE}.amazon_connect:AmazonConnectConnector",
+    "genesys": f"{_PACKAGE}.genesys:GenesysConnector",
+    "twilio_flex": f"{_PACKAGE}.twilio_flex:TwilioFlexConnector",
+    "eventbridge": f"{_PACKAGE}.eventbridge:EventBridgeConnector",
+})
