@@ -16,7 +16,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
@@ -25,6 +24,7 @@ from chalicelib.adapters.queue.sqs import SqsQueue
 from chalicelib.adapters.store.base import ClaimState
 from chalicelib.adapters.store.dynamodb import DynamoDbStore
 from chalicelib.settings import Settings
+from tests.support.cloudformation import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "stateful.yaml"
@@ -46,29 +46,11 @@ def _load_deploy():
 deploy = _load_deploy()
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader for CloudFormation short-form tags: `!Sub x` → {"Fn::Sub": x}, `!Ref x` → {"Ref": x}."""
-
-
-def _tag(loader, suffix, node):
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    return load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="module")

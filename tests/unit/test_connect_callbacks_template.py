@@ -10,37 +10,19 @@ from pathlib import Path
 import re
 
 import pytest
-import yaml
 
 from chalicelib.adapters.callbacks.amazon_connect import SECRET_HEADER
 from tests.unit.callbacks.test_amazon_connect import INSTANCE_ARN, side
+from tests.support.cloudformation import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "connect-callbacks.yaml"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """CloudFormation short forms: `!Ref x` → {"Ref": x}, `!GetAtt a.b` → {"Fn::GetAtt": [a, b]}, …"""
-
-
-def _tag(loader, suffix, node):
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    return load_template(TEMPLATE)
 
 
 def one(template: dict, type_: str) -> tuple[str, dict]:
