@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from chalicelib.hubconfig import parse_config
-from chalicelib.routing import conditions
 from chalicelib.routing.actions import Draft
+from chalicelib.routing.context import RoutingContext
 from chalicelib.routing.setup import RouterFactory
 from tests.support.routing import routing_context
 
@@ -27,28 +27,51 @@ def router(rules: list[str]):
     return RouterFactory(parse_config(BASE + "  rules:\n" + "".join(f"    - {r}\n" for r in rules))).inline
 
 
+class CountingContext(RoutingContext):
+    """A context counting how often conditions read `channel` and `urgent`."""
+
+    reads: Counter[str] = Counter()
+
+
+def _counted(name: str) -> property:
+    slot = getattr(RoutingContext, name)
+
+    def read(self):
+        CountingContext.reads[name] += 1
+        return slot.__get__(self)
+
+    return property(read, slot.__set__)
+
+
+for _name in ("channel", "urgent"):
+    setattr(CountingContext, _name, _counted(_name))
+
+
 @pytest.fixture
-def evaluations(monkeypatch):
-    """Condition evaluations by kind (patched before the rules are compiled)."""
-    counts: Counter[str] = Counter()
-    for kind in (conditions._OneOf, conditions._Flag):
-        original = kind.first_failure
-
-        def counted(self, ctx, original=original, name=kind.__name__):
-            counts[name] += 1
-            return original(self, ctx)
-
-        monkeypatch.setattr(kind, "first_failure", counted)
-    return counts
+def reads(monkeypatch):
+    """Reads of the context's `channel` and `urgent`, by name (per test)."""
+    monkeypatch.setattr(CountingContext, "reads", Counter())
+    return lambda: CountingContext.reads
 
 
-def test_a_contact_evaluates_only_the_rules_its_channel_leaves_open(evaluations):
+def counting_context(**values) -> CountingContext:
+    return CountingContext(**vars_of(routing_context(**values)))
+
+
+def vars_of(ctx: RoutingContext) -> dict:
+    return {name: getattr(ctx, name) for name in RoutingContext.__dataclass_fields__}
+
+
+def test_a_contact_evaluates_only_the_rules_its_channel_leaves_open(reads):
     rules = router([f"{{name: r{i}, when: [{{channel: {CHANNELS[i % 5]}}}, {{urgent: true}}], then: {{tags: [t{i}]}}}}"
                     for i in range(200)])
-    decision = rules.route(routing_context(channel="sms", urgent=True))
+    ctx = counting_context(channel="sms", urgent=True)
+    reads().clear()
+    decision = rules.route(ctx)
 
-    # No channel test runs per contact; only the 40 sms rules evaluate their other condition.
-    assert evaluations == {"_Flag": 40}
+    # No channel test runs per contact (the channel is read to find and build the plan only);
+    # only the 40 sms rules evaluate their other condition.
+    assert reads() == {"channel": 3, "urgent": 40}
     assert len(decision.trace) == 201
     assert [entry.rule for entry in decision.trace[1:]] == [f"r{i}" for i in range(200)]
     assert decision.tags == [f"t{i}" for i in range(200) if i % 5 == 1]
@@ -56,12 +79,20 @@ def test_a_contact_evaluates_only_the_rules_its_channel_leaves_open(evaluations)
         f"channel not in [{channel}]" for channel in CHANNELS if channel != "sms"}
 
 
-def test_a_rule_that_is_only_a_channel_test_is_not_evaluated(evaluations):
+def test_a_rule_that_is_only_a_channel_test_is_not_evaluated(reads):
     rules = router([f"{{name: r{i}, when: {{channel: {CHANNELS[i % 5]}}}, then: {{tags: [t{i}]}}}}" for i in range(200)])
     for channel in CHANNELS:
-        decision = rules.route(routing_context(channel=channel))
+        ctx = counting_context(channel=channel)
+        reads().clear()
+        decision = rules.route(ctx)
         assert sum(entry.matched for entry in decision.trace[1:]) == 40
-    assert evaluations == {}
+        # To find the plan, and to build it (the first contact of the channel).
+        assert reads() == {"channel": 3}
+    # Routed again: the plan exists, the channel is read once, for its key.
+    ctx = counting_context(channel="sms")
+    reads().clear()
+    rules.route(ctx)
+    assert reads() == {"channel": 1}
 
 
 MIXED = [
