@@ -34,6 +34,9 @@ _KNOWN_IN_ADVANCE = ("channel", "provider", "account", "content_type", "language
 #: Plans kept (a few dozen in practice: channels × the languages and accounts rules test); beyond
 #: this, contacts evaluate every rule.
 _MAX_PLANS = 128
+#: Writing a plan out costs milliseconds (compiling its source): a plan is built once this many
+#: contacts asked for it; until then they run the program of every rule, built once per rule set.
+_PLAN_AFTER = 8
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,11 @@ class Router:
             if index + 1 < count else ()
             for index, rule in enumerate(rules.rules)
         ]
-        #: Every rule evaluated per contact: the program beyond `_MAX_PLANS` (built on first use).
+        #: Every rule evaluated per contact: for plans not built yet, and beyond `_MAX_PLANS`
+        #: (built on first use).
         self._generic: Program | None = None
+        #: Contacts that asked for a plan not built yet, by plan key.
+        self._asked: dict[Any, int] = {}
         tested = {node.attribute for rule in rules.rules if rule.condition is not None
                   for node in rule.condition.walk() if isinstance(node, _OneOf)}
         self._attributes = tuple(name for name in _KNOWN_IN_ADVANCE if name in tested)
@@ -71,17 +77,24 @@ class Router:
         self._plans: dict[Any, Program] = {}
 
     def plan(self, ctx: RoutingContext) -> Program:
-        """The rules as contacts with the channel (and the like) of `ctx` run them (built on first use)."""
+        """The rules as contacts with the channel (and the like) of `ctx` run them: their plan once
+        `_PLAN_AFTER` contacts asked for it, every rule until then."""
         key = self._key(ctx)
         plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= _MAX_PLANS:
-                if self._generic is None:
-                    self._generic = self._program([_dynamic(rule.condition) for rule in self.rules.rules])
-                return self._generic
-            known = {name: getattr(ctx, name) for name in self._attributes}
-            plan = self._plans[key] = self._program([_decided(rule.condition, known) for rule in self.rules.rules])
-        return plan
+        if plan is not None:
+            return plan
+        if len(self._plans) < _MAX_PLANS:
+            asked = self._asked[key] = self._asked.get(key, 0) + 1
+            if asked >= _PLAN_AFTER:
+                del self._asked[key]
+                known = {name: getattr(ctx, name) for name in self._attributes}
+                plan = self._plans[key] = self._program([_decided(rule.condition, known) for rule in self.rules.rules])
+                return plan
+            if len(self._asked) > 4 * _MAX_PLANS:
+                self._asked.clear()  # many rare keys: start counting afresh
+        if self._generic is None:
+            self._generic = self._program([_dynamic(rule.condition) for rule in self.rules.rules])
+        return self._generic
 
     def _program(self, outcomes: list[_Outcome]) -> Program:
         return compile_program(self.rules.rules, outcomes, self._stops)

@@ -159,11 +159,12 @@ def decided(router, ctx):
                 parked=decision.parked, suppressed=decision.suppressed, trace=decision.trace)
 
 
-@pytest.mark.parametrize("plans", ["per channel and the like", "every rule evaluated (beyond the plan limit)"])
+@pytest.mark.parametrize("plans", ["per channel and the like", "every rule evaluated (beyond the plan limit)",
+                                   "every rule evaluated (plans not built yet)"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rules=st.lists(rule, min_size=1, max_size=25), contacts=st.lists(contact, min_size=1, max_size=6))
 def test_the_router_decides_and_explains_exactly_as_evaluating_every_rule(plans, rules, contacts, monkeypatch_plans):
-    monkeypatch_plans(0 if plans.startswith("every") else 128)
+    monkeypatch_plans(0 if "limit" in plans else 128, plan_after=1 if plans.startswith("per") else 10**6)
     router = build(rules)
     for spec in contacts:
         # Twice: a plan built by the first contact of its kind runs again for the next.
@@ -173,7 +174,8 @@ def test_the_router_decides_and_explains_exactly_as_evaluating_every_rule(plans,
 
 @pytest.fixture
 def monkeypatch_plans(monkeypatch):
-    def limit(count: int) -> None:
+    def limit(count: int, plan_after: int) -> None:
         monkeypatch.setattr(engine, "_MAX_PLANS", count)
+        monkeypatch.setattr(engine, "_PLAN_AFTER", plan_after)
 
     return limit
