@@ -32,6 +32,39 @@ class Draft:
 Step = Callable[[Draft], None]
 
 
+def raised_by(steps: int) -> dict[Priority, Priority]:
+    """Each priority raised by `steps`, capped at the highest."""
+    return {priority: _SCALE[min(index + steps, len(_SCALE) - 1)] for index, priority in enumerate(_SCALE)}
+
+
+def action_lines(actions, rule: str, bind: Callable[[object], str]) -> list[str]:
+    """The steps of `compile_actions` as Python statements over `c` (the context) and `draft`,
+    for a plan written out as one function (`routing/program.py`); `bind` names a value the
+    statements use. Same steps, same order: the routing equivalence test runs both."""
+    lines: list[str] = []
+    if actions.priority is not None:
+        lines.append(f"c.priority = {bind(actions.priority)}")
+    if actions.escalate:
+        lines.append(f"c.priority = {bind(raised_by(actions.escalate))}[c.priority]")
+    if actions.queue is not None:
+        lines.append(f"draft.queue = {bind(actions.queue)}")
+    for skill, level in actions.skills.items():
+        lines.append(f"if {bind(level)} > draft.skills.get({bind(skill)}, 0): draft.skills[{bind(skill)}] = {bind(level)}")
+    for tag in actions.tags:
+        lines.append(f"if {bind(tag)} not in c.tags: c.tags.append({bind(tag)})")
+    if actions.destinations is not None:
+        lines.append(f"draft.destinations = list({bind(tuple(actions.destinations))})")
+    for name in actions.add_destinations:
+        lines.append(f"if {bind(name)} not in draft.destinations: draft.destinations.append({bind(name)})")
+    if actions.reply is not None:
+        lines.append(f"draft.replies.append({bind((rule, actions.reply))})")
+    if actions.park is not None:
+        lines.append(f"draft.parked = {bind(f'{actions.park} (rule {rule})')}")
+    if actions.suppress is not None:
+        lines.append(f"draft.suppressed = {bind(f'{actions.suppress} (rule {rule})')}")
+    return lines
+
+
 def compile_actions(actions, rule: str) -> tuple[Step, ...]:
     """The steps of an `ActionSpec`, in the order they apply."""
     steps: list[Step] = []
@@ -45,7 +78,7 @@ def compile_actions(actions, rule: str) -> tuple[Step, ...]:
     if actions.escalate:
         by = actions.escalate
 
-        raised = {priority: _SCALE[min(index + by, len(_SCALE) - 1)] for index, priority in enumerate(_SCALE)}
+        raised = raised_by(by)
 
         def escalate(draft: Draft) -> None:
             draft.ctx.priority = raised[draft.ctx.priority]

@@ -110,7 +110,9 @@ class Router:
         if plan is None:
             plan = self.plan(ctx)
         plan(ctx, trace, draft)
-        return RoutingDecision(
+        # Every value is the engine's own, of the field's type: validating the decision again
+        # would only re-check its hundreds of prebuilt trace entries.
+        return RoutingDecision.model_construct(
             priority=ctx.priority, queue=draft.queue, skills=draft.skills, tags=list(ctx.tags),
             destinations=draft.destinations,
             replies=[

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.domain.models import RuleTrace
-from chalicelib.routing.actions import Draft
+from chalicelib.routing.actions import Draft, action_lines
 from chalicelib.routing.conditions import (
     _MISSING,
     Condition,
@@ -141,8 +141,8 @@ class _Writer:
 
     def matched(self, rule: CompiledRule, stop: tuple[RuleTrace, ...] | None, indent: int) -> None:
         self.line(f"append({self.bind(rule.matched)})", indent)
-        for step in rule.steps:
-            self.line(f"{self.bind(step)}(draft)", indent)
+        for statement in action_lines(rule.actions, rule.name, self.bind):
+            self.line(statement, indent)
         if stop is not None:
             self.line(f"extend({self.bind(stop)})", indent)
             self.line("return", indent)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain.models import RuleTrace
+from chalicelib.domain.models import RoutingDecision, RuleTrace
 from chalicelib.hubconfig import parse_config
 from chalicelib.routing import engine
 from chalicelib.routing.actions import Draft
@@ -154,6 +154,8 @@ def reference(router, ctx):
 
 def decided(router, ctx):
     decision = router.route(ctx)
+    # Built without validation (the engine's own values): it is what validating it would give.
+    assert RoutingDecision.model_validate(decision.model_dump()) == decision
     return dict(priority=decision.priority, queue=decision.queue, skills=decision.skills, tags=decision.tags,
                 destinations=decision.destinations, replies=[reply.rule for reply in decision.replies],
                 parked=decision.parked, suppressed=decision.suppressed, trace=decision.trace)
