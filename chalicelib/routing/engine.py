@@ -86,7 +86,7 @@ class Router:
         if len(self._plans) < _MAX_PLANS:
             asked = self._asked[key] = self._asked.get(key, 0) + 1
             if asked >= _PLAN_AFTER:
-                del self._asked[key]
+                self._asked.pop(key, None)  # workers in threads may share the router
                 known = {name: getattr(ctx, name) for name in self._attributes}
                 plan = self._plans[key] = self._program([_decided(rule.condition, known) for rule in self.rules.rules])
                 return plan
