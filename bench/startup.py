@@ -241,6 +241,33 @@ def _third_party(modules: set[str]) -> set[str]:
             and m not in ("app", "chalicelib", "__main__", "__mp_main__", "cython_runtime")}
 
 
+#: Parts of the hub whose presence in a start-up says what it paid for (diagnostic): a webhook
+#: needs its provider's package; the others load through the configuration's typing or eager imports.
+HUB_PARTS = {
+    "routing engine": ("chalicelib.routing.rules", "chalicelib.routing.conditions", "chalicelib.routing.actions",
+                       "chalicelib.routing.context", "chalicelib.routing.engine", "chalicelib.routing.setup"),
+    "enrichment engine": ("chalicelib.enrichment.comprehend", "chalicelib.enrichment.language"),
+    "store": ("chalicelib.adapters.store",),
+    "consumer services": ("chalicelib.service.customers", "chalicelib.service.operations"),
+    "callback sides": ("chalicelib.adapters.callbacks",),
+    "email sender proof": ("chalicelib.adapters.email_auth",),
+}
+
+
+def _hub_parts(modules) -> str:
+    """Which channel packages, connector modules and other parts of the hub a start-up loaded."""
+    def under(prefix: str, skip: tuple[str, ...]) -> list[str]:
+        return sorted({m.split(".")[3] for m in modules if m.startswith(prefix) and m.count(".") >= 3
+                       and m.split(".")[3] not in skip})
+
+    channels = under("chalicelib.adapters.channels.", ("base", "registry", "json_body"))
+    connectors = under("chalicelib.adapters.connectors.", ("registry",))
+    parts = [name for name, packages in HUB_PARTS.items()
+             if any(m == p or m.startswith(p + ".") for m in modules for p in packages)]
+    return (f"hub parts loaded: channel packages {', '.join(channels) or 'none'}; connector modules "
+            f"{', '.join(connectors) or 'none'}; also {', '.join(parts) or 'nothing else listed'}")
+
+
 def _importtime(stderr: str, top: int = 8) -> tuple[str, float, str]:
     """From -X importtime: the heaviest top-level packages (cumulative), the hub's own modules'
     total self time, and the heaviest of them (self)."""
@@ -327,7 +354,7 @@ def run() -> list[Result]:
                  f"{sum(foreign.values())} of them not the hub's own "
                  f"({', '.join(f'{k} x{v}' for k, v in sorted(foreign.items())) or 'none'}); "
                  f"third-party packages beyond it: {', '.join(extra_third) or 'none'}; "
-                 f"stdlib packages beyond it: {', '.join(extra_stdlib) or 'none'}",
+                 f"stdlib packages beyond it: {', '.join(extra_stdlib) or 'none'}; {_hub_parts(hub_modules)}",
         ))
 
     detail = ingest_detail[1]

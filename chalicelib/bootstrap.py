@@ -16,19 +16,21 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chalicelib.adapters.blobs.base import BlobStore, LazyBlobStore
-from chalicelib.adapters.channels.base import ChannelAdapter
-from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime
-from chalicelib.adapters.queue.base import Queue
-from chalicelib.adapters.store.base import Store
 from chalicelib.domain.models import utcnow
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import HubConfig, load_config
 from chalicelib.observability import Counters, configure_logging, get_tracer, set_correlation_id
 from chalicelib.secrets import SecretResolver
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:  # each loads with the piece that needs it: the ingest path builds no store or connector
+    from chalicelib.adapters.channels.base import ChannelAdapter
+    from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime
+    from chalicelib.adapters.queue.base import Queue
+    from chalicelib.adapters.store.base import Store
 
 #: Local queues: visibility must exceed the worker's longest run (deliveries retry inline).
 LOCAL_INBOUND_VISIBILITY = 60
@@ -402,14 +404,16 @@ class Hub:
         from chalicelib.adapters.channels.base import AdapterServices
         from chalicelib.signing.replay import StoreReplayGuard
 
-        return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=self._sender_verifier(),
+        # Only email adapters verify senders: the verifier (DNS, DKIM) loads on their first use.
+        verifier = _Deferred(lambda: self.sender_verifier) if self.config.email.verify_dkim else None
+        return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=verifier,
                                visitor_tokens=_Deferred(lambda: self.visitor_tokens),
                                visitor_outbox=_Deferred(lambda: self.visitor_outbox))
 
-    def _sender_verifier(self):
+    @wired
+    def sender_verifier(self):
+        """The DKIM/DMARC verifier with its DNS cache (`email.verify_dkim` on)."""
         settings = self.config.email
-        if not settings.verify_dkim:
-            return None
         from chalicelib.adapters.email_auth import DnspythonTxtResolver, SenderVerifier
 
         resolver = self._txt_resolver or DnspythonTxtResolver(
@@ -419,6 +423,8 @@ class Hub:
 
     @wired
     def connector_runtime(self) -> ConnectorRuntime:
+        from chalicelib.adapters.connectors.base import ConnectorRuntime
+
         return ConnectorRuntime(data_dir=str(self.data_dir), aws_client=self.aws_client)
 
     @wired

@@ -11,10 +11,13 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chalicelib.api.http import HttpRequest
 from chalicelib.errors import InsufficientScopeError, UnauthorizedError
-from chalicelib.hubconfig import ApiKey
+
+if TYPE_CHECKING:
+    from chalicelib.hubconfig import ApiKey
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
 
 from chalicelib.adapters.channels.base import WebhookRequest
-from chalicelib.adapters.callbacks.base import VendorCallbacks
 from chalicelib.api.http import HttpRequest, answer
 from chalicelib.api.webhooks import ANY_CONTENT_TYPE
 from chalicelib.errors import HubError, NotFoundError
-from chalicelib.service.ingest import Ingestion
+
+if TYPE_CHECKING:  # the callback sides (every connector's base) load with the first callback
+    from chalicelib.adapters.callbacks.base import VendorCallbacks
+    from chalicelib.service.ingest import Ingestion
 
 callbacks = Blueprint(__name__)
 

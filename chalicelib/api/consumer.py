@@ -13,14 +13,17 @@ import binascii
 import re
 from dataclasses import replace
 from datetime import date
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.auth import ApiKeys
 from chalicelib.api.http import HttpRequest, answer, json_response
 from chalicelib.errors import NotFoundError, RequestRejectedError
-from chalicelib.service.customers import ID_SHAPE, CustomerService
-from chalicelib.service.operations import Operations
+
+if TYPE_CHECKING:  # the services (and the store they reach) load with the first /v1 request
+    from chalicelib.api.auth import ApiKeys
+    from chalicelib.service.customers import CustomerService
+    from chalicelib.service.operations import Operations
 
 consumer = Blueprint(__name__)
 
@@ -161,6 +164,8 @@ def _check_text(request: HttpRequest, ids: dict[str, str]) -> None:
     """Refuse what no store key or record can hold, before any lookup: on AWS, API Gateway hands
     over decoded path and query parameters, which may carry lone surrogates (not encodable as
     UTF-8), NULs, or a key longer than DynamoDB's 2 KB."""
+    from chalicelib.service.customers import ID_SHAPE
+
     for name, value in request.query.items():
         if not _encodable(name) or not _encodable(value):
             raise RequestRejectedError(f"query parameter {_shown(name)} is not valid UTF-8 (a lone surrogate)",

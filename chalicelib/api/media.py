@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint, Response
 
-from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.api.http import HttpRequest, answer
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.blobs.base import BlobStore
 
 media = Blueprint(__name__)
 

@@ -9,11 +9,15 @@ the idempotency key from the `Idempotency-Key` header or the body, and hands the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint, Response
 from pydantic import ValidationError
 
-from chalicelib.api.auth import ApiKeys
 from chalicelib.api.http import HttpRequest, answer, json_response
+
+if TYPE_CHECKING:
+    from chalicelib.api.auth import ApiKeys
 from chalicelib.errors import RequestRejectedError, UnsendableMessageError
 
 messages = Blueprint(__name__)

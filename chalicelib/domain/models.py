@@ -22,6 +22,9 @@ from chalicelib.domain.identifiers import Identifier
 #: Models only the workers and the API use build their validators on first use: the ingest
 #: function never touches them and must not pay for them at cold start.
 _WORKER_SIDE = ConfigDict(defer_build=True)
+#: Models the destination callbacks produce (`POST /callbacks/...`, then the workers): built on
+#: the first callback, so a webhook's cold start does not pay for them.
+_CALLBACK_SIDE = ConfigDict(defer_build=True)
 
 
 def utcnow() -> datetime:
@@ -294,6 +297,8 @@ class IdentityChange(BaseModel):
 class AgentAuthor(BaseModel):
     """Who wrote an agent reply in the vendor's tool, in the vendor's own terms."""
 
+    model_config = _CALLBACK_SIDE
+
     id: str | None = None
     name: str | None = None
     email: str | None = None
@@ -304,6 +309,8 @@ class AgentReply(BaseModel):
     conversation) that stands for a hub case: the hub sends it to the customer on the case's
     reply channel. Internal notes and the hub's own echoes never become one: the connector's
     callback side drops them while parsing or when `confirmed` is False, on its re-read."""
+
+    model_config = _CALLBACK_SIDE
 
     kind: Literal["agent_reply"] = "agent_reply"
     #: The configured destination the callback came to (`POST /callbacks/{destination}`).
@@ -340,6 +347,8 @@ class CaseStatusChange(BaseModel):
     (`state: closed`), reopened (`state: open`), or only reassigned or reprioritised (`state`
     None). Recorded on the case as `external_state[destination]`; closing follows the case
     rules (`cases.close_on`)."""
+
+    model_config = _CALLBACK_SIDE
 
     kind: Literal["case_status"] = "case_status"
     destination: str
@@ -530,6 +539,8 @@ STATUS_RANK: dict[OutboundStatus, int] = {
 class StatusChange(BaseModel):
     """One entry of an outbound message's `status_history`."""
 
+    model_config = _WORKER_SIDE
+
     at: datetime
     status: OutboundStatus
     #: The provider's error or status code (`21610`, `131047`), when it gave one.
@@ -541,6 +552,8 @@ class StatusChange(BaseModel):
 
 class ReplyContext(BaseModel):
     """What the message answers, in the terms each provider threads by. Empty for a new thread."""
+
+    model_config = _WORKER_SIDE
 
     #: The provider's id of the customer's message answered: WhatsApp `context.message_id`,
     #: Telegram `reply_to_message_id` (the message id part), Messenger `reply_to.mid`.
@@ -557,6 +570,8 @@ class ReplyContext(BaseModel):
 class ReplyTarget(BaseModel):
     """Where and how to answer the customer's latest message on one channel and account: kept on
     the customer (per channel and account) and on the case, so a send costs no contact read."""
+
+    model_config = _WORKER_SIDE
 
     contact_id: str
     case_id: str

@@ -1,0 +1,131 @@
+"""The webhook function's cold start imports what a webhook needs and nothing else (issue 14, I1).
+
+A fresh interpreter builds the AWS ingest path for one provider (the app, the hub, its
+configuration, the provider's adapter, the webhook endpoint with the ingest service and the SQS
+inbound queue) from a configuration that also names another provider, a destination and routing
+rules, and reports what `sys.modules` holds. Every module listed below as not needed costs cold
+start on every webhook; a test that fails here names the import that brought it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG = """
+channels:
+  meta:
+    app_secrets: ["env:TEST_META_SECRET"]
+    verify_tokens: ["env:TEST_META_VERIFY"]
+  twilio:
+    auth_tokens: ["env:TEST_TWILIO_TOKEN"]
+    public_url: https://hub.example.com/webhooks/twilio
+destinations:
+  - name: outbox
+    type: outbox
+    path: outbox.jsonl
+routing:
+  rules:
+    - name: vip
+      when: {tag: vip}
+      then: {priority: high}
+"""
+
+PROBE = """
+import json, sys
+import app
+from chalicelib.bootstrap import get_hub
+hub = get_hub()
+hub.config
+assert hub.adapter("meta") is not None
+hub.webhook_endpoint
+hub.counters
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("chalicelib"))))
+"""
+
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/hub-test-inbound.fifo"
+
+
+@cache
+def _ingest_modules(tmp: str) -> frozenset[str]:
+    config = Path(tmp) / "hub.yaml"
+    config.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "AWS_"))}
+    env.update(
+        PYTHONPATH=str(ROOT), HUB_RUNTIME="aws", HUB_STAGE="test", HUB_CONFIG=str(config),
+        HUB_DATA_DIR=str(Path(tmp) / "data"), HUB_TABLE="hub-test", HUB_INBOUND_QUEUE_URL=QUEUE,
+        HUB_BUCKET="hub-test-bucket", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="eu-west-1", AWS_EC2_METADATA_DISABLED="true",
+        TEST_META_SECRET="meta-app-secret", TEST_META_VERIFY="verify", TEST_TWILIO_TOKEN="0123456789abcdef" * 2,
+    )
+    completed = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=120)
+    if completed.returncode != 0:  # not an AssertionError: the xfail checks below must not absorb it
+        raise RuntimeError(f"the ingest probe failed:\n{completed.stderr[-3000:]}")
+    return frozenset(json.loads(completed.stdout.splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> frozenset[str]:
+    return _ingest_modules(str(tmp_path_factory.mktemp("ingest-imports")))
+
+
+def _under(modules: frozenset[str], *packages: str) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+def test_the_served_path_is_loaded(loaded):
+    """The probe really built the ingest path (otherwise the other checks prove nothing)."""
+    assert {"chalicelib.adapters.channels.meta.adapter", "chalicelib.service.ingest",
+            "chalicelib.adapters.queue.sqs", "chalicelib.api.webhooks"} <= loaded
+
+
+def test_no_consumer_api_services_store_or_workers(loaded):
+    """The /v1 blueprints import their services on their first request; the store and the
+    workers' services belong to other functions."""
+    assert _under(loaded, "chalicelib.adapters.store", "chalicelib.service.customers",
+                  "chalicelib.service.operations", "chalicelib.service.process", "chalicelib.service.identity",
+                  "chalicelib.service.deliver", "chalicelib.service.messages", "chalicelib.api.auth",
+                  "chalicelib.api.workers") == []
+
+
+def test_no_destination_callback_sides_or_email_sender_proof(loaded):
+    """Callback sides load with the first `POST /callbacks/...`, the DKIM verifier with an email
+    adapter's first use."""
+    assert _under(loaded, "chalicelib.adapters.callbacks", "chalicelib.adapters.email_auth") == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the configuration types every configured provider's section with the "
+                   "settings class its adapter module defines (twilio/adapter.py); needs the settings in a module "
+                   "of their own")
+def test_no_other_channel_package(loaded):
+    others = [m for m in _under(loaded, "chalicelib.adapters.channels") if m.count(".") >= 3
+              and m.split(".")[3] not in ("base", "registry", "json_body", "meta")]
+    assert others == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the configuration types each destination with its connector module's "
+                   "Settings (connectors/outbox.py imports connectors/base.py); needs the settings in a module "
+                   "of their own")
+def test_no_connector_module(loaded):
+    assert [m for m in _under(loaded, "chalicelib.adapters.connectors")
+            if m != "chalicelib.adapters.connectors.registry" and m != "chalicelib.adapters.connectors"] == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="routing/settings.py types rules with RuleSpec, which routing/rules.py "
+                   "defines next to the rule compiler (conditions, actions, context); needs the rule specs in a "
+                   "module of their own")
+def test_no_routing_engine(loaded):
+    assert _under(loaded, "chalicelib.routing.rules", "chalicelib.routing.conditions", "chalicelib.routing.actions",
+                  "chalicelib.routing.context", "chalicelib.routing.setup", "chalicelib.routing.engine") == []
