@@ -8,15 +8,18 @@ one in `make test`. What it does:
    with a signed webhook destination played by this process (`FlakyDestination`);
 2. posts signed webhooks from many clients and senders over every channel the hub has
    (`soak.providers`: Twilio SMS and WhatsApp, Meta WhatsApp, Messenger and Instagram, the web
-   chat, Slack, Telegram, X, Mailgun, SendGrid and SES mail), signed as each provider signs them, a share of them sent twice (a provider's retry); a webhook
-   that gets no 2xx (the hub is down, restarting, or answered 5xx) is sent again, as providers do;
+   chat, Slack, Telegram, X, Mailgun, SendGrid and SES mail), signed as each provider signs
+   them, a share of them sent twice (a provider's retry); a webhook that gets no 2xx (the hub
+   is down, restarting, or answered 5xx) is sent again, as providers do;
 3. kills the hub with SIGKILL at evenly spaced points and starts it again on the same data;
 4. makes the destination answer storms of 500 and 429 (with Retry-After), then an outage of 503s
    long enough for the delivery circuit to open;
 5. waits until the backlog is drained, replays what the hub dead-lettered (as an operator would
    after an outage), and checks: every acknowledged webhook is exactly one contact, delivered
    exactly once (by provider message id against the destination's log), and reports the hub's
-   memory after the run against after warm-up and the data directory's growth per contact.
+   memory after the run against after warm-up and the data directory's growth per contact:
+   while the hub runs (with its SQLite write-ahead logs, the peak) and after a clean stop
+   (checkpointed: the lasting growth), broken down by file and by table (`soak.disk`).
 
 6. with `disk_quota_mb` and the privilege to mount (root, or CAP_SYS_ADMIN), puts the data
    directory on a tmpfs of that size and, two thirds in, fills it with a ballast file for
@@ -45,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from soak import providers
+from soak.disk import DataDirUse, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -89,6 +93,8 @@ class Plan:
 @dataclass
 class Report:
     accepted: int = 0
+    #: Acknowledged webhooks per channel (`soak.providers.BUILDERS`).
+    accepted_by_channel: dict[str, int] = field(default_factory=dict)
     duplicates_sent: int = 0
     retries_after_failure: int = 0
     kills: int = 0
@@ -103,7 +109,11 @@ class Report:
     destination_answers: dict[int, int] = field(default_factory=dict)
     rss_after_warmup_kb: int = 0
     rss_after_run_kb: int = 0
+    #: The data directory while the hub still runs (its WAL files included) and after it stopped
+    #: cleanly (the WAL checkpointed into the databases): peak and lasting growth.
     data_dir_bytes: int = 0
+    data_dir_live: DataDirUse | None = None
+    data_dir_at_rest: DataDirUse | None = None
     seconds: float = 0.0
 
     @property
@@ -114,11 +124,20 @@ class Report:
     def rss_growth(self) -> float:
         return self.rss_after_run_kb / self.rss_after_warmup_kb if self.rss_after_warmup_kb else 0.0
 
+    def _at_rest_lines(self) -> list[str]:
+        rest = self.data_dir_at_rest
+        if rest is None:
+            return []
+        per_contact = rest.total / self.contacts if self.contacts else 0
+        return [f"data directory after a clean stop: {rest.total} bytes, {per_contact:.0f} bytes per contact",
+                *rest.lines(self.contacts)]
+
     def lines(self) -> list[str]:
         per_contact = self.data_dir_bytes / self.contacts if self.contacts else 0
         return [
             f"webhooks acknowledged: {self.accepted} distinct (+{self.duplicates_sent} sent twice, "
             f"{self.retries_after_failure} re-sent after no 2xx), hub killed {self.kills}x",
+            "by channel: " + ", ".join(f"{name} {count}" for name, count in sorted(self.accepted_by_channel.items())),
             f"contacts: {self.contacts}, delivered: {self.delivered}, dead letters replayed: "
             f"{self.dead_letters_replayed}",
             f"missing: {len(self.missing)}, contacts twice: {len(self.doubled_contacts)}, "
@@ -127,7 +146,9 @@ class Report:
             f"full disk: {self.disk_full or 'not asked for'}",
             f"hub RSS: {self.rss_after_warmup_kb} kB after warm-up, {self.rss_after_run_kb} kB after the run "
             f"({self.rss_growth:.2f}x)",
-            f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact",
+            f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact while the hub runs",
+            *(self.data_dir_live.lines(self.contacts) if self.data_dir_live else []),
+            *self._at_rest_lines(),
             f"took {self.seconds:.0f} s",
         ]
 
@@ -276,6 +297,7 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     # The storms start a third of the way in; the outage follows them (timers, below).
     storm_at = plan.messages // 3
     acknowledged: set[str] = set()
+    channels = report.accepted_by_channel
     lock = threading.Lock()
     hub.start()
     try:
@@ -292,6 +314,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
                         return  # never acknowledged: not counted, as a provider would give up
                     time.sleep(0.1)
                 with lock:
+                    if message_id not in acknowledged:
+                        channels[webhook.channel] = channels.get(webhook.channel, 0) + 1
                     acknowledged.add(message_id)
                     report.duplicates_sent += copy
 
@@ -325,7 +349,10 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
         with destination.lock:
             log = list(destination.log)
         check(report, log, acknowledged)
-        report.data_dir_bytes = sum(f.stat().st_size for f in (workdir / "data").rglob("*") if f.is_file())
+        report.data_dir_live = measure(workdir / "data", tables=False)
+        report.data_dir_bytes = report.data_dir_live.total
+        hub.stop()
+        report.data_dir_at_rest = measure(workdir / "data")
     finally:
         hub.stop()
         destination.close()

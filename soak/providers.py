@@ -22,7 +22,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -55,6 +55,8 @@ class SignedWebhook:
     headers: dict[str, str]
     #: The provider message id the hub records on the contact this webhook becomes.
     message_id: str
+    #: Which of BUILDERS made it.
+    channel: str = ""
 
 
 def hub_config() -> dict:
@@ -303,4 +305,6 @@ BUILDERS: dict[str, Callable[[int, int], SignedWebhook]] = {
 
 def build(index: int, sender: int) -> SignedWebhook:
     """Message `index` from `sender`, on the channel its number picks."""
-    return list(BUILDERS.values())[index % len(BUILDERS)](index, sender)
+    channel = _CHANNELS[index % len(_CHANNELS)]
+    return replace(BUILDERS[channel](index, sender), channel=channel)
+_CHANNELS = list(BUILDERS)
