@@ -228,6 +228,11 @@ class Worker:
                 pass  # deleted by the handler: it finished that one
 
 
+def _progress(line: str) -> None:
+    """For the long variant (HUB_AWS_SOAK=2000): shown with `pytest -s`."""
+    print(line, flush=True)
+
+
 def _depth(sqs, url: str) -> int:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -249,6 +254,8 @@ def test_every_accepted_webhook_is_one_contact_and_one_delivery_through_worker_c
             assert 200 <= answer.status_code < 300, (webhook.path, answer.status_code, answer.body[:300])
         acknowledged.add(webhook.message_id)
         duplicates += copies - 1
+        if (index + 1) % 500 == 0:
+            _progress(f"{index + 1} webhooks posted, {time.monotonic() - started:.0f} s")
     posted = time.monotonic()
 
     statuses = [Answer(500) if pick < FAULT_SHARE / 2 else Answer(429, headers={"Retry-After": "1"})
@@ -257,10 +264,14 @@ def test_every_accepted_webhook_is_one_contact_and_one_delivery_through_worker_c
     receiver.script = statuses
     process = Worker(client, sqs, urls["inbound"], "process_inbound", batch_size=10, crashes=crashes, new_container=new_container)
     deliver = Worker(client, sqs, urls["delivery"], "deliver", batch_size=1, crashes=crashes, new_container=new_container)
-    idle = 0
+    idle, next_progress = 0, 500
     while idle < 3:  # both run every round: deliveries overlap processing
         moved = process.round() | deliver.round()
         idle = 0 if moved else idle + 1
+        if process.invocations + deliver.invocations >= next_progress:
+            next_progress += 500
+            _progress(f"{process.invocations} process and {deliver.invocations} deliver invocations, "
+                      f"{len(receiver.requests)} deliveries tried, {time.monotonic() - started:.0f} s")
         if not moved and _depth(sqs, urls["inbound"]) + _depth(sqs, urls["delivery"]):
             idle, _ = 0, time.sleep(0.2)  # a back-off (an open circuit) still holds something
     drained = time.monotonic()
