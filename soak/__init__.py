@@ -6,16 +6,20 @@ one in `make test`. What it does:
 
 1. starts the hub as its own process (`python -m chalicelib.cli run`, a fresh data directory),
    with a signed webhook destination played by this process (`FlakyDestination`);
-2. posts signed webhooks from many clients and senders: Twilio SMS and Meta WhatsApp messages,
-   signed as the providers sign them, a share of them sent twice (a provider's retry); a webhook
-   that gets no 2xx (the hub is down, restarting, or answered 5xx) is sent again, as providers do;
+2. posts signed webhooks from many clients and senders over every channel the hub has
+   (`soak.providers`: Twilio SMS and WhatsApp, Meta WhatsApp, Messenger and Instagram, the web
+   chat, Slack, Telegram, X, Mailgun, SendGrid and SES mail), signed as each provider signs
+   them, a share of them sent twice (a provider's retry); a webhook that gets no 2xx (the hub
+   is down, restarting, or answered 5xx) is sent again, as providers do;
 3. kills the hub with SIGKILL at evenly spaced points and starts it again on the same data;
 4. makes the destination answer storms of 500 and 429 (with Retry-After), then an outage of 503s
    long enough for the delivery circuit to open;
 5. waits until the backlog is drained, replays what the hub dead-lettered (as an operator would
    after an outage), and checks: every acknowledged webhook is exactly one contact, delivered
    exactly once (by provider message id against the destination's log), and reports the hub's
-   memory after the run against after warm-up and the data directory's growth per contact.
+   memory after the run against after warm-up and the data directory's growth per contact:
+   while the hub runs (with its SQLite write-ahead logs, the peak) and after a clean stop
+   (checkpointed: the lasting growth), broken down by file and by table (`soak.disk`).
 
 6. with `disk_quota_mb` and the privilege to mount (root, or CAP_SYS_ADMIN), puts the data
    directory on a tmpfs of that size and, two thirds in, fills it with a ballast file for
@@ -26,7 +30,6 @@ one in `make test`. What it does:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import random
@@ -43,45 +46,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode
+
+from soak import providers
+from soak.disk import DataDirUse, measure
 
 ROOT = Path(__file__).resolve().parent.parent
-TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
-META_SECRET = "soak-meta-app-secret"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 API_KEY = "soak-api-key"
-TWILIO_URL = "https://hub.example.com/webhooks/twilio"
 
-CONFIG = """
-identity: {{default_region: US}}
-channels:
-  twilio:
-    auth_tokens: ["{twilio}"]
-    public_url: {twilio_url}
-  meta:
-    app_secrets: ["{meta}"]
-    verify_tokens: ["soak-verify-token"]
-destinations:
-  - name: crm
-    type: webhook
-    url: {destination}
-    secrets: ["{whsec}"]
-    timeout_seconds: 5
-    case_events: false
-delivery:
-  attempts_per_invocation: 2
-  max_inline_wait_seconds: 1
-  max_receives: 30
-  circuit_failure_threshold: 5
-  circuit_cooldown_seconds: 1
-  circuit_max_cooldown_seconds: 4
-media: {{enabled: false}}
-enrichment: {{language: {{enabled: false}}}}
-api_keys:
-  - name: soak
-    sha256: {key}
-    scopes: [customers:read, operations]
-"""
+
+def hub_config(destination_url: str) -> dict:
+    """The hub as the soak runs it: every channel provider on (`soak.providers`), one signed
+    webhook destination, fast circuit cool-downs so the storms and the outage fit a short run."""
+    return {
+        "identity": {"default_region": "US"},
+        **providers.hub_config(),
+        "destinations": [{"name": "crm", "type": "webhook", "url": destination_url, "secrets": [WEBHOOK_SECRET],
+                          "timeout_seconds": 5, "case_events": False}],
+        "delivery": {"attempts_per_invocation": 2, "max_inline_wait_seconds": 1, "max_receives": 30,
+                     "circuit_failure_threshold": 5, "circuit_cooldown_seconds": 1, "circuit_max_cooldown_seconds": 4},
+        "media": {"enabled": False},
+        "enrichment": {"language": {"enabled": False}},
+        "api_keys": [{"name": "soak", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
+                      "scopes": ["customers:read", "operations"]}],
+    }
 
 
 @dataclass
@@ -105,6 +93,8 @@ class Plan:
 @dataclass
 class Report:
     accepted: int = 0
+    #: Acknowledged webhooks per channel (`soak.providers.BUILDERS`).
+    accepted_by_channel: dict[str, int] = field(default_factory=dict)
     duplicates_sent: int = 0
     retries_after_failure: int = 0
     kills: int = 0
@@ -119,7 +109,11 @@ class Report:
     destination_answers: dict[int, int] = field(default_factory=dict)
     rss_after_warmup_kb: int = 0
     rss_after_run_kb: int = 0
+    #: The data directory while the hub still runs (its WAL files included) and after it stopped
+    #: cleanly (the WAL checkpointed into the databases): peak and lasting growth.
     data_dir_bytes: int = 0
+    data_dir_live: DataDirUse | None = None
+    data_dir_at_rest: DataDirUse | None = None
     seconds: float = 0.0
 
     @property
@@ -130,11 +124,20 @@ class Report:
     def rss_growth(self) -> float:
         return self.rss_after_run_kb / self.rss_after_warmup_kb if self.rss_after_warmup_kb else 0.0
 
+    def _at_rest_lines(self) -> list[str]:
+        rest = self.data_dir_at_rest
+        if rest is None:
+            return []
+        per_contact = rest.total / self.contacts if self.contacts else 0
+        return [f"data directory after a clean stop: {rest.total} bytes, {per_contact:.0f} bytes per contact",
+                *rest.lines(self.contacts)]
+
     def lines(self) -> list[str]:
         per_contact = self.data_dir_bytes / self.contacts if self.contacts else 0
         return [
             f"webhooks acknowledged: {self.accepted} distinct (+{self.duplicates_sent} sent twice, "
             f"{self.retries_after_failure} re-sent after no 2xx), hub killed {self.kills}x",
+            "by channel: " + ", ".join(f"{name} {count}" for name, count in sorted(self.accepted_by_channel.items())),
             f"contacts: {self.contacts}, delivered: {self.delivered}, dead letters replayed: "
             f"{self.dead_letters_replayed}",
             f"missing: {len(self.missing)}, contacts twice: {len(self.doubled_contacts)}, "
@@ -143,7 +146,9 @@ class Report:
             f"full disk: {self.disk_full or 'not asked for'}",
             f"hub RSS: {self.rss_after_warmup_kb} kB after warm-up, {self.rss_after_run_kb} kB after the run "
             f"({self.rss_growth:.2f}x)",
-            f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact",
+            f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact while the hub runs",
+            *(self.data_dir_live.lines(self.contacts) if self.data_dir_live else []),
+            *self._at_rest_lines(),
             f"took {self.seconds:.0f} s",
         ]
 
@@ -262,34 +267,6 @@ class HubProcess:
             return json.loads(response.read() or b"{}")
 
 
-# --- the providers -------------------------------------------------------------------------------------
-
-
-def twilio_sms(index: int, sender: int) -> tuple[str, bytes, dict[str, str], str]:
-    from twilio.request_validator import RequestValidator
-
-    sid = f"SM{index:032x}"
-    params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": "AC" + "a" * 32, "From": f"+1415555{sender:04d}",
-              "To": "+14155550100", "Body": f"Soak message {index}", "NumMedia": "0", "ApiVersion": "2010-04-01"}
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(TWILIO_URL, params)
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
-    return "/webhooks/twilio", urlencode(params).encode(), headers, sid
-
-
-def whatsapp_text(index: int, sender: int) -> tuple[str, bytes, dict[str, str], str]:
-    wamid = f"wamid.SOAK{index:012d}"
-    wa_id = f"1650555{sender:04d}"
-    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": f"Soak {sender}"}, "wa_id": wa_id}],
-            "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "text",
-                          "text": {"body": f"Soak message {index}"}}]}}]}]}, separators=(",", ":")).encode()
-    signature = "sha256=" + hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return "/webhooks/meta", body, {"Content-Type": "application/json", "X-Hub-Signature-256": signature}, wamid
-
-
 def _post(base: str, path: str, body: bytes, headers: dict[str, str]) -> int:
     request = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
     try:
@@ -308,10 +285,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     started = time.monotonic()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="hub-soak-"))
     destination = FlakyDestination()
-    config = workdir / "hub.yaml"
-    config.write_text(CONFIG.format(twilio=TWILIO_TOKEN, twilio_url=TWILIO_URL, meta=META_SECRET,
-                                    destination=destination.url, whsec=WEBHOOK_SECRET,
-                                    key=hashlib.sha256(API_KEY.encode()).hexdigest()))
+    config = workdir / "hub.json"
+    config.write_text(json.dumps(hub_config(destination.url), indent=1))
     hub = HubProcess(config, workdir / "data", _free_port())
     report = Report()
     disk = DiskQuota(workdir / "data", plan.disk_quota_mb) if plan.disk_quota_mb else None
@@ -322,12 +297,13 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     # The storms start a third of the way in; the outage follows them (timers, below).
     storm_at = plan.messages // 3
     acknowledged: set[str] = set()
+    channels = report.accepted_by_channel
     lock = threading.Lock()
     hub.start()
     try:
         def send(index: int) -> None:
-            make = twilio_sms if index % 2 else whatsapp_text
-            path, body, headers, message_id = make(index, rng.randrange(plan.senders))
+            webhook = providers.build(index, rng.randrange(plan.senders))
+            path, body, headers, message_id = webhook.path, webhook.body, webhook.headers, webhook.message_id
             copies = 2 if rng.random() < plan.duplicate_share else 1
             for copy in range(copies):
                 give_up = time.monotonic() + 60 + plan.disk_full_seconds
@@ -338,6 +314,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
                         return  # never acknowledged: not counted, as a provider would give up
                     time.sleep(0.1)
                 with lock:
+                    if message_id not in acknowledged:
+                        channels[webhook.channel] = channels.get(webhook.channel, 0) + 1
                     acknowledged.add(message_id)
                     report.duplicates_sent += copy
 
@@ -368,8 +346,13 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
         report.rss_after_run_kb = hub.rss_kb()
         if report.rss_after_warmup_kb == 0:
             report.rss_after_warmup_kb = report.rss_after_run_kb
-        _check(report, destination, acknowledged)
-        report.data_dir_bytes = sum(f.stat().st_size for f in (workdir / "data").rglob("*") if f.is_file())
+        with destination.lock:
+            log = list(destination.log)
+        check(report, log, acknowledged)
+        report.data_dir_live = measure(workdir / "data", tables=False)
+        report.data_dir_bytes = report.data_dir_live.total
+        hub.stop()
+        report.data_dir_at_rest = measure(workdir / "data")
     finally:
         hub.stop()
         destination.close()
@@ -448,9 +431,9 @@ def _drain(hub: HubProcess, destination: FlakyDestination, acknowledged: set[str
     return replayed
 
 
-def _check(report: Report, destination: FlakyDestination, acknowledged: set[str]) -> None:
-    with destination.lock:
-        log = list(destination.log)
+def check(report: Report, log: list[tuple[str, str, str, int]], acknowledged: set[str]) -> None:
+    """Fill `report`'s verdict from the destination's `log` of (webhook-id, provider message id,
+    contact id, status answered) against the provider message ids the hub `acknowledged`."""
     contacts_of: dict[str, set[str]] = {}
     #: Contact → the webhook ids the destination accepted for it. A delivery the hub could not
     #: record before it was killed comes again with the same `webhook-id` (Standard Webhooks'

@@ -1,10 +1,12 @@
 """The soak's short variant in `make test` (the full one is `make soak`): the hub as `make run`
-runs it, as its own process, takes signed Twilio and WhatsApp webhooks from 16 clients (5 % sent
-twice), is killed with SIGKILL halfway and restarted on the same data, while its destination
-answers storms of 500 and 429 and then a 503 outage; afterwards every acknowledged webhook is
-exactly one contact, delivered exactly once (by provider message id, against the destination's
-log). Where the test may mount (root), the data directory sits on a 64 MB tmpfs that is filled
-for five seconds meanwhile: the hub refuses what it cannot store, and loses nothing it took."""
+runs it, as its own process, takes signed webhooks over every channel provider it has
+(`soak.providers`: Twilio SMS and WhatsApp, Meta WhatsApp, Messenger and Instagram, web chat,
+Slack, Telegram, X, Mailgun, SendGrid, SES) from 16 clients (5 % sent twice), is killed with
+SIGKILL halfway and restarted on the same data, while its destination answers storms of 500 and
+429 and then a 503 outage; afterwards every acknowledged webhook is exactly one contact, delivered
+exactly once (by provider message id, against the destination's log). Where the test may mount
+(root), the data directory sits on a 64 MB tmpfs that is filled for five seconds meanwhile: the
+hub refuses what it cannot store, and loses nothing it took."""
 
 from __future__ import annotations
 
@@ -13,21 +15,26 @@ import os
 import pytest
 
 from soak import Plan, run
+from soak.providers import BUILDERS
+
+MESSAGES = 240  # 20 per channel
 
 
 @pytest.mark.slow
 def test_a_killed_and_restarted_hub_loses_and_doubles_nothing_through_destination_storms(tmp_path):
     may_mount = os.geteuid() == 0
-    report = run(Plan(messages=240, senders=40, kills=1, storm_seconds=1.0, outage_seconds=2.0, drain_seconds=240,
+    report = run(Plan(messages=MESSAGES, senders=40, kills=1, storm_seconds=1.0, outage_seconds=2.0, drain_seconds=240,
                       disk_quota_mb=64 if may_mount else 0, disk_full_seconds=5.0),
                  tmp_path, progress=lambda line: None)
 
     assert report.kills == 1
-    assert report.accepted == 240 and report.duplicates_sent > 0
+    assert report.accepted == MESSAGES and report.duplicates_sent > 0
+    assert report.accepted_by_channel == {name: MESSAGES // len(BUILDERS) for name in BUILDERS}
     assert report.missing == [], f"acknowledged but never delivered: {report.missing[:5]}"
     assert report.doubled_contacts == [], f"one message, two contacts: {report.doubled_contacts[:5]}"
     assert report.doubled_deliveries == [], f"one contact delivered under two ids: {report.doubled_deliveries[:5]}"
-    assert report.contacts == 240 and report.delivered == 240
-    assert report.destination_answers.get(200, 0) >= 240
+    assert report.contacts == MESSAGES and report.delivered == MESSAGES
+    assert report.destination_answers.get(200, 0) >= MESSAGES
+    assert report.data_dir_at_rest is not None and report.data_dir_at_rest.databases, "the growth is broken down"
     if may_mount and not report.disk_full.startswith("skipped"):
         assert report.disk_full.startswith("ran:") and report.retries_after_failure > 0
