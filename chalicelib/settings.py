@@ -87,3 +87,23 @@ class Settings:
         """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`; S3 event
         notifications can only go to standard queues, hence `fifo=False`)."""
         return f"hub-{self.stage}-{role}" + (".fifo" if fifo else "")
+
+
+#: Set by the Lambda runtime before every invocation: `Root=1-…;Parent=…;Sampled=…`.
+XRAY_TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
+_trace: tuple[str, str] = ("", "")
+
+
+def xray_trace_id() -> str | None:
+    """The current invocation's X-Ray trace id (the header's `Root`, as Powertools logs it), or
+    None outside Lambda. Read live, not a `Settings` field: the runtime sets the variable anew
+    for each invocation. The last header's id is kept, so a log line pays one lookup."""
+    global _trace
+    header = os.environ.get(XRAY_TRACE_VARIABLE)
+    if not header:
+        return None
+    cached_header, trace_id = _trace
+    if header != cached_header:
+        trace_id = header.split(";")[0].replace("Root=", "")
+        _trace = (header, trace_id)
+    return trace_id

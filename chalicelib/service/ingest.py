@@ -134,11 +134,12 @@ class Ingestion:
         if result.unhandled:
             self._counters.incr("EventsUnhandled", len(result.unhandled), provider=provider)
         self._counters.flush()
-        notes = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
-        logger.info(
-            "%s %s accepted: %d enqueued, %d ignored, %d unhandled%s", way, provider, result.enqueued,
-            len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "",
-        )
+        notes = ""
+        if result.ignored or result.unhandled:
+            reasons = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
+            notes = f" ({'; '.join(reasons)})"
+        logger.info("%s %s accepted: %d enqueued, %d ignored, %d unhandled%s", way, provider, result.enqueued,
+                    len(result.ignored), len(result.unhandled), notes)
 
     def _require_aws(self) -> Callable[[str], Any]:
         if self._aws_client is None:

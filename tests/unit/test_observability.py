@@ -306,3 +306,55 @@ def test_the_fast_path_of_redact_never_keeps_what_the_full_substitution_masks(te
     from chalicelib.observability import _redact_all, redact
 
     assert redact(text) == _redact_all(text)
+
+
+_LABEL = st.text(alphabet="abcservice_aws\"é\\ ", min_size=1, max_size=8)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_LABEL, _LABEL, max_size=3),
+       st.lists(st.tuples(_LABEL, st.floats(allow_nan=True) | st.integers(-10**6, 10**6)), max_size=4))
+def test_an_emf_document_from_its_kept_template_is_the_one_serialised_whole(dimensions, metrics):
+    """`emf_document` reuses the fixed text per dimension set and metric names (issue 14); with
+    any labels (quotes, non-ASCII, names that clash with `service` or a dimension, repeats) and
+    any values, twice in a row, it writes what serialising the whole document writes."""
+    from chalicelib.observability import _emf_json, emf_document
+
+    for timestamp in (1767225600123, 1767225600124):
+        assert emf_document(dimensions, metrics, timestamp) == _emf_json(dimensions, metrics, timestamp)
+
+
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def test_json_log_lines_carry_the_invocations_xray_trace_id(monkeypatch):
+    """As Powertools logs it: the header's Root, read for every line, since the Lambda runtime
+    sets `_X_AMZN_TRACE_ID` anew for each invocation."""
+    logger, stream = _json_capture()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_HEADER)
+    logger.info("first invocation")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-6759e988-0000000000000000000000aa;Parent=1;Sampled=0")
+    logger.info("second invocation")
+
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert second["xray_trace_id"] == "1-6759e988-0000000000000000000000aa"
+
+
+def test_json_log_lines_without_a_trace_have_no_xray_trace_id(monkeypatch):
+    logger, stream = _json_capture()
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    logger.info("outside Lambda")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "")
+    logger.info("an empty header")
+
+    assert all("xray_trace_id" not in json.loads(line) for line in stream.getvalue().splitlines())
+
+
+def test_the_trace_id_is_the_one_powertools_logs(monkeypatch):
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    from chalicelib.settings import xray_trace_id
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_HEADER)
+    assert xray_trace_id() == LambdaPowertoolsFormatter()._get_latest_trace_id()

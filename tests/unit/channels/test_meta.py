@@ -593,6 +593,37 @@ def test_lone_surrogate_escape_becomes_a_replacement_character():
     assert InboundMessage.model_validate_json(message.model_dump_json()) == message
 
 
+@pytest.mark.parametrize("body", [
+    b'{"a":"\\ud800"}', b'{"a":"\\uDBFF\\uDFFF"}', b'{"a":"\\udc00"}',  # any surrogate escape, paired too
+    b'{"a":' + b"[" * json_body.MAX_DEPTH + b"{}" + b"]" * json_body.MAX_DEPTH + b"}",  # brackets past MAX_DEPTH
+])
+def test_the_parse_cleans_items_of_a_body_that_may_need_it(body):
+    from chalicelib.adapters.channels.meta.core import cleaned, cleaner
+
+    assert cleaner(body) is cleaned
+
+
+@pytest.mark.parametrize("body", [b'{"a":"\\ud7ff \\ue000 \\\\u"}', b'{"a":' + b"[" * 20 + b"]" * 20 + b"}"])
+def test_the_parse_takes_items_as_they_are_from_a_body_that_cannot_need_cleaning(body):
+    from chalicelib.adapters.channels.meta.core import as_is, cleaner
+
+    assert cleaner(body) is as_is
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_skipping_the_clean_of_a_plain_body_changes_no_event(load, name, monkeypatch):
+    """The fast path (issue 14: a third of the parse) is only an optimisation: every fixture
+    parses to the same events and reasons with every item cleaned."""
+    from chalicelib.adapters.channels.meta import core
+
+    fast = parse_fixture(load, name)
+    monkeypatch.setattr(meta, "cleaner", lambda body: core.cleaned)
+    slow = parse_fixture(load, name)
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in slow.events]
+    assert [(e.reason, e.raw) for e in fast.unhandled] == [(e.reason, e.raw) for e in slow.unhandled]
+    assert fast.ignored == slow.ignored
+
+
 @pytest.mark.parametrize("timestamp", ["not a time", "99999999999999", None, True])
 def test_unreadable_timestamp_leaves_sent_at_empty(timestamp):
     assert only(parse_body(whatsapp_body({"messages": [text_message(1, timestamp=timestamp)]}))).sent_at is None

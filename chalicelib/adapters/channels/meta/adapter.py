@@ -28,6 +28,7 @@ from chalicelib.adapters.channels.meta.core import (
     SIGNATURE_HEADER,
     MetaSettings,
     answer_handshake,
+    cleaner,
     compute_signature,
     verify_signature,
 )
@@ -76,11 +77,12 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
             reason = f"object {safe(product[:64])!r} is not a product this adapter handles"
             return ParsedWebhook(unhandled=[self.unhandled(reason, data, request)])
         parsed = ParsedWebhook()
+        clean = cleaner(request.body)
         for i, entry in enumerate(entries):
             if product == WHATSAPP:
-                self._whatsapp.entry(entry, f"entry[{i}]", request, parsed)
+                self._whatsapp.entry(entry, f"entry[{i}]", request, parsed, clean)
             else:
-                self._messaging.entry(MESSAGING_OBJECTS[product], entry, f"entry[{i}]", request, parsed)
+                self._messaging.entry(MESSAGING_OBJECTS[product], entry, f"entry[{i}]", request, parsed, clean)
         return parsed
 
     def ack(self, parsed: ParsedWebhook) -> WebhookResponse:

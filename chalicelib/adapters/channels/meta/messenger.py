@@ -3,6 +3,7 @@ messages, postbacks, reactions and receipts. https://developers.facebook.com/doc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters.channels.base import ParsedWebhook, WebhookRequest
@@ -12,7 +13,6 @@ from chalicelib.adapters.channels.meta.core import (
     KeepRaw,
     Skip,
     Unreadable,
-    cleaned,
     collect,
     coordinate,
     millis,
@@ -47,7 +47,9 @@ class MessengerPlatform:
         where: str,
         request: WebhookRequest,
         parsed: ParsedWebhook,
+        clean: Callable[[Any], Any],
     ) -> None:
+        """`clean` is `core.cleaner(request.body)`: what makes an item safe to queue."""
         if not isinstance(entry, dict):
             parsed.unhandled.append(self._keep_raw(f"{where}: not an object", entry, request))
             return
@@ -56,7 +58,7 @@ class MessengerPlatform:
         if isinstance(events, list):
             for k, event in enumerate(events):
                 collect(parsed, f"{where}.messaging[{k}]", event, request, self._keep_raw,
-                        lambda event=event: self._messaging_event(product, cleaned(event), entry_id, request))
+                        lambda event=event: self._messaging_event(product, clean(event), entry_id, request))
         elif events is not None:
             parsed.unhandled.append(self._keep_raw(f"{where}.messaging: not a list", events, request))
         standby = entry.get("standby")

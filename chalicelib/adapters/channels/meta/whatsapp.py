@@ -4,6 +4,7 @@ identity changes. https://developers.facebook.com/documentation/business-messagi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters.channels.base import ParsedWebhook, SimulatedCustomer, WebhookRequest
@@ -12,7 +13,6 @@ from chalicelib.adapters.channels.meta.core import (
     UNKNOWN,
     KeepRaw,
     Unreadable,
-    cleaned,
     collect,
     coordinate,
     seconds,
@@ -25,7 +25,6 @@ from chalicelib.domain.models import (
     IdentityChange,
     InboundMessage,
     Location,
-    Sender,
     StatusEvent,
 )
 
@@ -83,7 +82,9 @@ class WhatsAppCloud:
         self._provider = provider
         self._keep_raw = keep_raw
 
-    def entry(self, entry: Any, where: str, request: WebhookRequest, parsed: ParsedWebhook) -> None:
+    def entry(self, entry: Any, where: str, request: WebhookRequest, parsed: ParsedWebhook,
+              clean: Callable[[Any], Any]) -> None:
+        """`clean` is `core.cleaner(request.body)`: what makes an item safe to queue."""
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
             parsed.unhandled.append(self._keep_raw(f"{where}: not an object with a changes list", entry, request))
             return
@@ -102,18 +103,20 @@ class WhatsAppCloud:
             if not isinstance(value, dict):
                 parsed.unhandled.append(self._keep_raw(f"{at}: value is not an object", change, request))
                 continue
-            self._value(value, safe(text_of(entry, "id")), at, request, parsed)
+            self._value(value, safe(text_of(entry, "id")), at, request, parsed, clean)
 
     def _value(
-        self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook
+        self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook,
+        clean: Callable[[Any], Any],
     ) -> None:
         contacts = value.get("contacts")
         try:
             context = _Context(
                 entry_id,
-                cleaned(value.get("metadata")),
+                clean(value.get("metadata")),
                 [c for c in contacts if isinstance(c, dict)] if isinstance(contacts, list) else [],
                 request,
+                clean,
             )
         except Unreadable as unreadable:
             parsed.unhandled.append(self._keep_raw(f"{where}.value.metadata: {unreadable}", value, request))
@@ -127,7 +130,7 @@ class WhatsAppCloud:
                 continue
             for k, item in enumerate(items):
                 collect(parsed, f"{where}.value.{name}[{k}]", item, request, self._keep_raw,
-                        lambda item=item, build=build: build(cleaned(item), context))
+                        lambda item=item, build=build: build(clean(item), context))
         errors = value.get("errors")
         if isinstance(errors, list):
             for k, error in enumerate(errors):
@@ -145,7 +148,8 @@ class WhatsAppCloud:
         account = text_of(ctx.metadata, "phone_number_id")
         if not account:
             raise Unreadable("metadata.phone_number_id missing")
-        if text_of(message, "type") == "system":
+        kind = text_of(message, "type") or UNKNOWN
+        if kind == "system":
             return self._identity_change(message, message_id, account, ctx)
         sender_phone = text_of(message, "from")
         sender_user = text_of(message, "from_user_id")
@@ -155,19 +159,19 @@ class WhatsAppCloud:
         if phone and not _DIGITS.fullmatch(phone) and not user:
             # Not a number: a business-scoped id in `from` is still a stable WhatsApp user id.
             phone, user = None, phone
-        handles = []
+        # As data, validated once with the message (a model per handle cost a validation each).
+        handles: list[dict[str, str]] = []
         # The BSUID first: it is present for every user since 2026 while `wa_id` may vanish,
         # so the order key (first handle) stays stable for one customer.
         if user:
-            handles.append(Handle(kind="whatsapp_user", value=user))
+            handles.append({"kind": "whatsapp_user", "value": user})
         if phone and _DIGITS.fullmatch(phone):
             # Kind "whatsapp": a wa_id is international without its "+", whatever the default region.
-            handles.append(Handle(kind="whatsapp", value=phone))
+            handles.append({"kind": "whatsapp", "value": phone})
         if not handles:
             raise Unreadable("message without sender (from / from_user_id)")
 
         profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
-        kind = text_of(message, "type") or UNKNOWN
         content = _Content.of(kind, message)
         metadata: dict[str, Any] = {"type": kind, **content.metadata}
         if username := text_of(profile, "username"):
@@ -190,7 +194,7 @@ class WhatsAppCloud:
             channel=Channel.WHATSAPP,
             provider_message_id=message_id,
             account=account,
-            sender=Sender(handles=handles, display_name=text_of(profile, "name")),
+            sender={"handles": handles, "display_name": text_of(profile, "name")},
             sent_at=seconds(message.get("timestamp")),
             received_at=ctx.request.received_at,
             content_type=content.content_type,
@@ -264,22 +268,24 @@ class WhatsAppCloud:
 
 
 class _Context:
-    def __init__(self, entry_id: str | None, metadata: Any, contacts: list[dict], request: WebhookRequest) -> None:
+    def __init__(self, entry_id: str | None, metadata: Any, contacts: list[dict], request: WebhookRequest,
+                 clean: Callable[[Any], Any]) -> None:
         self.entry_id = entry_id
         self.metadata = metadata if isinstance(metadata, dict) else {}
         self.contacts = contacts
         self.request = request
+        self.clean = clean
 
     def contact_for(self, phone: str | None, user: str | None) -> dict:
         for contact in self.contacts:
             if (phone and text_of(contact, "wa_id") == phone) or (user and text_of(contact, "user_id") == user):
-                return cleaned(contact)
+                return self.clean(contact)
         if len(self.contacts) == 1:
             only = self.contacts[0]
             wa_id, user_id = text_of(only, "wa_id"), text_of(only, "user_id")
             # A lone contact without matching ids is still the sender unless an id contradicts it.
             if not (phone and wa_id and wa_id != phone) and not (user and user_id and user_id != user):
-                return cleaned(only)
+                return self.clean(only)
         return {}
 
 
