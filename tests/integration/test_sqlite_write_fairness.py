@@ -8,8 +8,11 @@ lock instead (`SqliteDatabase.write`): the light writer waits for one transactio
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+
+import pytest
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
 
@@ -55,9 +58,6 @@ def test_an_occasional_writer_waits_for_one_transaction_not_for_a_back_to_back_w
 def test_writes_nested_on_one_thread_fail_as_sqlite_says_instead_of_waiting(tmp_path):
     database = SqliteDatabase(str(tmp_path / "nested.db"), SCHEMA)
     started = time.monotonic()
-    try:
-        with database.write(), database.write():
-            pass
-    except Exception as exc:  # sqlite3.OperationalError: cannot start a transaction within a transaction
-        assert "transaction" in str(exc)
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"), database.write(), database.write():
+        pass
     assert time.monotonic() - started < 1.0
