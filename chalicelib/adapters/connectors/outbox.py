@@ -11,22 +11,11 @@ import os
 import threading
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
+from chalicelib.adapters.connectors.settings.outbox import OutboxSettings
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import RetryableDeliveryError
-
-
-class OutboxSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: Relative paths are inside the hub's data directory.
-    path: str = "outbox.jsonl"
-    include_raw: bool = False
-    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
-    case_events: bool = True
 
 
 class OutboxConnector(Connector[OutboxSettings]):
