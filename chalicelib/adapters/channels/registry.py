@@ -30,13 +30,13 @@ CHANNELS = LazyRegistry("channel adapter", {
 CHANNEL_SETTINGS = LazyRegistry("channel settings", {
     "twilio": f"{_PACKAGE}.twilio.settings:TwilioSettings",
     "meta": f"{_PACKAGE}.meta.adapter:MetaSettings",  # still beside its adapter (the Meta package moves it)
-    "webchat": f"{_PACKAGE}.webchat.adapter:WebchatSettings",
-    "slack": f"{_PACKAGE}.slack.adapter:SlackSettings",
-    "telegram": f"{_PACKAGE}.telegram.adapter:TelegramSettings",
-    "x": f"{_PACKAGE}.x.adapter:XSettings",
-    "mailgun": f"{_PACKAGE}.mailgun.adapter:MailgunSettings",
-    "sendgrid": f"{_PACKAGE}.sendgrid.adapter:SendgridSettings",
-    "ses": f"{_PACKAGE}.ses.adapter:SesSettings",
+    "webchat": f"{_PACKAGE}.webchat.settings:WebchatSettings",
+    "slack": f"{_PACKAGE}.slack.settings:SlackSettings",
+    "telegram": f"{_PACKAGE}.telegram.settings:TelegramSettings",
+    "x": f"{_PACKAGE}.x.settings:XSettings",
+    "mailgun": f"{_PACKAGE}.mailgun.settings:MailgunSettings",
+    "sendgrid": f"{_PACKAGE}.sendgrid.settings:SendgridSettings",
+    "ses": f"{_PACKAGE}.ses.settings:SesSettings",
 }, keyed=False)
 
 #: Every provider's queue-fed way in, by name (`PullEntry.name`), with the provider it belongs to:
