@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.enrichment.settings import ComprehendSettings  # noqa: F401 (importable from here, as before)
+from chalicelib.enrichment.settings import ComprehendSettings  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.enrichment.settings import DEFAULT_LANGUAGES, DEFAULT_MIN_CONFIDENCE  # noqa: F401 (importable from here)
+from chalicelib.enrichment.settings import (  # noqa: F401 (re-exported)
+    DEFAULT_LANGUAGES,
+    DEFAULT_MIN_CONFIDENCE,
+)
 
 logger = logging.getLogger(__name__)
 

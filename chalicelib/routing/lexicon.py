@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from chalicelib.routing.lexicon_settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.routing.lexicon_settings import (  # noqa: F401 (re-exported)
     URGENCY,
     LanguageLexicon,
     LexiconSettings,

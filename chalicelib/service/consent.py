@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.domain import consent as ledger
 from chalicelib.domain.models import Channel, Contact, Customer, ReplyIntent, ReplyTarget, reply_key
-from chalicelib.service.consent_settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.service.consent_settings import (  # noqa: F401 (re-exported)
     STANDARD_HELP,
     STANDARD_OPT_IN,
     STANDARD_OPT_OUT,

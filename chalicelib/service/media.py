@@ -35,7 +35,7 @@ from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, MediaRejec
 from chalicelib.domain.models import Attachment, Contact, utcnow
 from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, TransientError
 from chalicelib.secrets import SecretResolver
-from chalicelib.service.media_settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.service.media_settings import (  # noqa: F401 (re-exported)
     DEFAULT_ALLOWED_TYPES,
     DEFAULT_MAX_BYTES,
     OFFICE_TYPES,

@@ -35,13 +35,14 @@ SETTINGS_MODULES = sorted(
 )
 #: What a settings module must not bring along (besides any adapter, sender or callback side): the
 #: connectors' delivery machinery and the engines.
-HEAVY = ("connectors.base", "connectors.auth", "connectors.vendor", "connectors.http", "routing.rules", "routing.conditions",
-         "routing.lexicon", "service.consent", "service.media", "enrichment.comprehend", "enrichment.language")
+HEAVY = ("connectors.base", "connectors.auth", "connectors.vendor", "connectors.http", "routing.rules",
+         "routing.conditions", "routing.lexicon", "service.consent", "service.media", "enrichment.comprehend", "enrichment.language")
 
 
 @pytest.mark.parametrize("module", SETTINGS_MODULES)
 def test_a_settings_module_imports_no_adapter_connector_or_engine(module):
-    probe = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.startswith('chalicelib'))))"
+    probe = (f"import json, sys, {module}; "
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('chalicelib'))))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout)
     assert [m for m in loaded if m.rsplit(".", 1)[-1] in ("adapter", "sender")

@@ -24,7 +24,9 @@ import json
 import re
 from typing import Any, ClassVar, Literal
 
-from chalicelib.adapters.connectors.settings.amazon_connect import AmazonConnectCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.amazon_connect import (  # noqa: F401 (re-exported)
+    AmazonConnectCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,

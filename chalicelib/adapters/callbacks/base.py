@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chalicelib.adapters.channels.base import WebhookRequest, WebhookResponse
 from chalicelib.adapters.connectors.echo import marked_contact
-from chalicelib.adapters.connectors.settings.callbacks import CallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.callbacks import CallbackSettings  # noqa: F401 (re-exported)
 from chalicelib.domain.models import AgentReply, CallbackItem, UnhandledEvent
 from chalicelib.signing.compare import matches_any
 

@@ -26,7 +26,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from chalicelib.adapters.connectors.settings.freshdesk import FreshdeskCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.freshdesk import (  # noqa: F401 (re-exported)
+    FreshdeskCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,

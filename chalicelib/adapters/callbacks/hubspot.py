@@ -22,7 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-from chalicelib.adapters.connectors.settings.hubspot import DEFAULT_CLOSED_STAGES, HubSpotCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.hubspot import (  # noqa: F401 (re-exported)
+    DEFAULT_CLOSED_STAGES,
+    HubSpotCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
     CallbackSetup,

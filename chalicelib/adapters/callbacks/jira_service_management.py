@@ -19,7 +19,9 @@ import json
 import re
 from typing import Any
 
-from chalicelib.adapters.connectors.settings.jira_service_management import JiraCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.jira_service_management import (  # noqa: F401 (re-exported)
+    JiraCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
     CallbackSetup,

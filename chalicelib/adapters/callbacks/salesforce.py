@@ -20,7 +20,10 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.adapters.connectors.settings.salesforce import record_id, SalesforceCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.salesforce import (  # noqa: F401 (re-exported)
+    record_id,
+    SalesforceCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,

@@ -24,7 +24,10 @@ import json
 import re
 from typing import Any, ClassVar
 
-from chalicelib.adapters.connectors.settings.twilio_flex import CONVERSATIONS_URL, TwilioFlexCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.twilio_flex import (  # noqa: F401 (re-exported)
+    CONVERSATIONS_URL,
+    TwilioFlexCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
     CallbackSetup,

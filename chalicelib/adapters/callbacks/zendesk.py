@@ -26,7 +26,10 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.adapters.connectors.settings.zendesk import STATUSES, ZendeskCallbackSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.zendesk import (  # noqa: F401 (re-exported)
+    STATUSES,
+    ZendeskCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
     CallbackSetup,

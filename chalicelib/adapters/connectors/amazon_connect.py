@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from chalicelib.adapters.connectors.aws_clients import regional_client
-from chalicelib.adapters.connectors.settings.amazon_connect import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.connectors.settings.amazon_connect import (  # noqa: F401 (re-exported)
     AmazonConnectSettings,
     ReferenceField,
     ReferenceType,

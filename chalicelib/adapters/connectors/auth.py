@@ -16,7 +16,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from chalicelib.adapters.connectors.http import HttpClient, raise_for_status
-from chalicelib.adapters.connectors.settings.auth import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.connectors.settings.auth import (  # noqa: F401 (re-exported)
     AUTH_FIELD,
     ApiTokenAuth,
     AuthSettings,

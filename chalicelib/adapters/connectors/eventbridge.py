@@ -14,7 +14,10 @@ from typing import Any, ClassVar
 
 from chalicelib.adapters.connectors.aws_clients import regional_client
 from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
-from chalicelib.adapters.connectors.settings.eventbridge import DEFAULT_MAX_ENTRY_BYTES, EventBridgeSettings  # noqa: F401
+from chalicelib.adapters.connectors.settings.eventbridge import (  # noqa: F401 (re-exported)
+    DEFAULT_MAX_ENTRY_BYTES,
+    EventBridgeSettings,
+)
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.adapters.connectors.settings.freshdesk import FreshdeskSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.freshdesk import FreshdeskSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_html
 from chalicelib.adapters.connectors.mapping import body_for, subject_for

@@ -8,7 +8,7 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.adapters.connectors.settings.genesys import GenesysSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.genesys import GenesysSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.mapping import subject_for
 from chalicelib.adapters.connectors.vendor import VendorConnector

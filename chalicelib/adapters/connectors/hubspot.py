@@ -7,7 +7,7 @@ import html
 from datetime import timezone
 from typing import Any
 
-from chalicelib.adapters.connectors.settings.hubspot import HubSpotSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.hubspot import HubSpotSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
 from chalicelib.adapters.connectors.echo import carries, outbound_html
 from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for

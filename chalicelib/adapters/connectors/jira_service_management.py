@@ -9,7 +9,10 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from chalicelib.adapters.connectors.settings.jira_service_management import JiraServiceManagementSettings, RequestFields  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.jira_service_management import (  # noqa: F401 (re-exported)
+    JiraServiceManagementSettings,
+    RequestFields,
+)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
 from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.mapping import body_for, subject_for

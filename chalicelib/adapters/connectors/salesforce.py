@@ -7,7 +7,7 @@ import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from chalicelib.adapters.connectors.settings.salesforce import SalesforceSettings  # noqa: F401 (importable from here)
+from chalicelib.adapters.connectors.settings.salesforce import SalesforceSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_lines
 from chalicelib.adapters.connectors.mapping import body_for, subject_for

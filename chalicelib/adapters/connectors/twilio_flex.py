@@ -23,7 +23,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.adapters.connectors.settings.twilio_flex import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.connectors.settings.twilio_flex import (  # noqa: F401 (re-exported)
     FLEX_URL,
     InteractionChannel,
     MAX_PRIORITY,

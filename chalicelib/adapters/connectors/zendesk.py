@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from chalicelib.adapters.connectors.settings.zendesk import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.connectors.settings.zendesk import (  # noqa: F401 (re-exported)
     DEFAULT_PRIORITIES,
     MAX_UPLOAD_BYTES,
     MIB,

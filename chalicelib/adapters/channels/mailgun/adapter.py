@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.mailgun.settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.channels.mailgun.settings import (  # noqa: F401 (re-exported)
     MAILGUN_RETRY_HORIZON_SECONDS,
     MailgunSettings,
     own_address_list,

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.sendgrid.settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.channels.sendgrid.settings import (  # noqa: F401 (re-exported)
     BasicAuthCredential,
     SendgridSettings,
 )

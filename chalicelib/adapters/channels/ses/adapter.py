@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.ses.settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.channels.ses.settings import (  # noqa: F401 (re-exported)
     DEFAULT_MAX_AGE_SECONDS,
     SesSettings,
 )

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chalicelib.adapters.channels.webchat.settings import (  # noqa: F401 (importable from here, as before)
+from chalicelib.adapters.channels.webchat.settings import (  # noqa: F401 (re-exported)
     ID_PATTERN,
     normalize_origin,
     WebchatSettings,
