@@ -24,8 +24,8 @@ from chalicelib.enrichment.settings import EnrichmentSettings
 from chalicelib.errors import ConfigError
 from chalicelib.routing.settings import RoutingSettings
 from chalicelib.secrets import is_reference
-from chalicelib.service.consent import ConsentSettings
-from chalicelib.service.media import MediaSettings
+from chalicelib.service.consent_settings import ConsentSettings
+from chalicelib.service.media_settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +143,12 @@ class HubConfig(Strict):
     #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
     destinations: list[Destination] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    #: Opt-out keywords, HELP's answer, where keywords apply (`chalicelib/service/consent.py`).
+    #: Opt-out keywords, HELP's answer, where keywords apply (`chalicelib/service/consent_settings.py`).
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`).
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
-    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media.py`).
+    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media_settings.py`).
     media: MediaSettings = Field(default_factory=MediaSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
@@ -202,22 +202,23 @@ class HubConfig(Strict):
 
 
 def _typed_channels(channels: Any) -> tuple[Any, list]:
-    from chalicelib.adapters.channels.registry import CHANNELS
+    from chalicelib.adapters.channels.registry import CHANNEL_SETTINGS
     from chalicelib.config_sections import problem, typed_sections
 
     if not isinstance(channels, dict):
         return channels, []
-    unknown = [key for key in channels if key not in CHANNELS]
-    errors = [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNELS))}")
+    unknown = [key for key in channels if key not in CHANNEL_SETTINGS]
+    errors = [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNEL_SETTINGS))}")
               for key in unknown]
-    # Only the configured providers' modules are imported, each section still typed at load.
-    known = {k: v for k, v in channels.items() if k in CHANNELS}
-    typed, section_errors = typed_sections(known, {k: CHANNELS[k].Settings for k in known}, prefix=("channels",))
+    # Only the configured providers' settings modules are imported (no adapter), each section
+    # still typed at load.
+    known = {k: v for k, v in channels.items() if k in CHANNEL_SETTINGS}
+    typed, section_errors = typed_sections(known, {k: CHANNEL_SETTINGS[k] for k in known}, prefix=("channels",))
     return typed, errors + section_errors
 
 
 def _typed_destinations(entries: Any) -> tuple[Any, list]:
-    from chalicelib.adapters.connectors.registry import CONNECTORS
+    from chalicelib.adapters.connectors.registry import CONNECTOR_SETTINGS
     from chalicelib.config_sections import problem, relocated
 
     if not isinstance(entries, list):
@@ -232,13 +233,13 @@ def _typed_destinations(entries: Any) -> tuple[Any, list]:
         if not isinstance(name, str) or not _DESTINATION_NAME.fullmatch(name):
             errors.append(problem(("destinations", index, "name"), "required, lower-case letters, digits, '-' or '_'"))
             continue
-        connector = CONNECTORS.get(kind) if isinstance(kind, str) else None
-        if connector is None:
+        settings = CONNECTOR_SETTINGS.get(kind) if isinstance(kind, str) else None
+        if settings is None:
             errors.append(problem(("destinations", index, "type"),
-                                  f"unknown connector {kind!r}; known: {', '.join(sorted(CONNECTORS))}"))
+                                  f"unknown connector {kind!r}; known: {', '.join(sorted(CONNECTOR_SETTINGS))}"))
             continue
         try:
-            typed.append(Destination(name=name, type=kind, settings=connector.Settings.model_validate(body)))
+            typed.append(Destination(name=name, type=kind, settings=settings.model_validate(body)))
         except ValidationError as exc:
             errors.extend(relocated(exc, ("destinations", index)))
     return typed, errors

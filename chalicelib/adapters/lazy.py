@@ -14,10 +14,12 @@ from typing import Any
 
 
 class LazyRegistry(Mapping[str, Any]):
-    def __init__(self, kind: str, paths: dict[str, str]) -> None:
-        """`paths` maps each key to `"package.module:ClassName"`; the class's `key` must match."""
+    def __init__(self, kind: str, paths: dict[str, str], *, keyed: bool = True) -> None:
+        """`paths` maps each key to `"package.module:ClassName"`; the class's `key` must match,
+        unless `keyed` is false (settings models, which do not name their provider)."""
         self._kind = kind
         self._paths = dict(paths)
+        self._keyed = keyed
         self._loaded: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -25,7 +27,7 @@ class LazyRegistry(Mapping[str, Any]):
         if loaded is None:
             module, _, name = self._paths[key].partition(":")  # KeyError for an unknown key
             loaded = getattr(importlib.import_module(module), name)
-            if getattr(loaded, "key", None) != key:
+            if self._keyed and getattr(loaded, "key", None) != key:
                 raise RuntimeError(f"{self._kind} {self._paths[key]} is registered as {key!r} but its key is "
                                    f"{getattr(loaded, 'key', None)!r}")
             self._loaded[key] = loaded

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from chalicelib.enrichment.settings import ComprehendSettings  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -24,24 +24,6 @@ MAX_TEXT_BYTES = 4_999
 
 #: Comprehend's sentiment vocabulary → ours; a label Comprehend adds later maps to "unknown".
 _SENTIMENTS = {"POSITIVE": "positive", "NEGATIVE": "negative", "NEUTRAL": "neutral", "MIXED": "mixed"}
-
-
-class ComprehendSettings(BaseModel):
-    """Whether and what Comprehend analyses; for the hub configuration to embed."""
-
-    # hubconfig.Strict, restated: hubconfig is to import this module, so this one cannot import it.
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    sentiment: bool = True
-    #: Comprehend's own language guess; the hub's fastText guess is free and usually enough.
-    language: bool = False
-
-    @model_validator(mode="after")
-    def _something_to_do(self) -> ComprehendSettings:
-        if self.enabled and not (self.sentiment or self.language):
-            raise ValueError("enabled needs sentiment or language (or both) set to true")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +98,8 @@ class ComprehendAnalyzer(TextAnalyzer):
                             language_score=language_score)
 
     def _call(self, operation: str, **params: Any) -> dict | None:
-        # Imported here, not at the top: hubconfig is to import this module for ComprehendSettings,
-        # and the webhook Lambda should not load botocore for it.
+        # Imported here, not at the top: a worker that builds the analyzer but never calls it
+        # (Comprehend off for a message) should not load botocore for it.
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chalicelib.enrichment.settings import (  # noqa: F401 (re-exported)
+    DEFAULT_LANGUAGES,
+    DEFAULT_MIN_CONFIDENCE,
+)
+
 logger = logging.getLogger(__name__)
 
 #: Shipped next to this module (Chalice packages everything under chalicelib/); NOTICE says whose.
 MODEL_PATH = Path(__file__).with_name("lid.176.ftz")
-DEFAULT_LANGUAGES = ("de", "en", "fr", "es", "it", "tr", "nl")
-#: The model answers text without words (emojis, digits, "") with en at ~0.12 probability.
-DEFAULT_MIN_CONFIDENCE = 0.5
 #: A message's language shows in its opening; prediction time grows with length (long emails).
 MAX_CHARS = 2000
 _LABEL_PREFIX = "__label__"

@@ -14,11 +14,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chalicelib.enrichment.comprehend import ComprehendSettings
-from chalicelib.enrichment.language import DEFAULT_LANGUAGES, DEFAULT_MIN_CONFIDENCE
-from chalicelib.routing.lexicon import LexiconSettings
+from chalicelib.routing.lexicon_settings import LexiconSettings
+
+#: The detector's defaults (`language.py`), here because the configuration states them.
+DEFAULT_LANGUAGES = ("de", "en", "fr", "es", "it", "tr", "nl")
+#: The model answers text without words (emojis, digits, "") with en at ~0.12 probability.
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+class ComprehendSettings(BaseModel):
+    """Whether and what Comprehend analyses; for the hub configuration to embed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    sentiment: bool = True
+    #: Comprehend's own language guess; the hub's fastText guess is free and usually enough.
+    language: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> ComprehendSettings:
+        if self.enabled and not (self.sentiment or self.language):
+            raise ValueError("enabled needs sentiment or language (or both) set to true")
+        return self
 
 
 class LanguageSettings(BaseModel):

@@ -20,113 +20,19 @@ of terms starting at the same position, the longest wins.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator
+from chalicelib.routing.lexicon_settings import (  # noqa: F401 (re-exported)
+    URGENCY,
+    LanguageLexicon,
+    LexiconSettings,
+    ParsedTerm,
+    normalize,
+)
 
-from chalicelib.domain.policies import Strict
-
-#: The key of urgency terms in `LexiconMatch.terms`; therefore not an intent name.
-URGENCY = "urgency"
 #: Customers mix English into every language, so English terms always apply.
 MIXED_IN = "en"
-
-_INTENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
-_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
-_TRANSLITERATION = str.maketrans({
-    "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ı": "i", "œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d",
-    "’": "'", "‘": "'", "ʼ": "'",
-})
-_COMBINING_MARKS = re.compile(r"[\u0300-\u036f]+")
-_UMLAUTS = {"ä": "a", "ö": "o", "ü": "u"}
-_OPTIONAL_E = "e?"
-_WHITESPACE = r"\s+"
-
-
-def normalize(text: str) -> str:
-    """The form both messages and terms are compared in: casefolded, ASCII where Latin script."""
-    folded = text.casefold().translate(_TRANSLITERATION)
-    if folded.isascii():
-        return folded
-    return _COMBINING_MARKS.sub("", unicodedata.normalize("NFKD", folded))
-
-
-@dataclass(frozen=True)
-class _Term:
-    """A term as written in a lexicon, parsed into regex atoms: one per normalized character, an
-    optional "e" after an umlaut's vowel, and one for each run of whitespace."""
-
-    written: str
-    leading_wildcard: bool
-    atoms: tuple[str, ...]
-    trailing_wildcard: bool
-
-    @classmethod
-    def parse(cls, written: str) -> _Term:
-        core = written.strip()
-        leading, trailing = core.startswith("*"), core.endswith("*") and len(core) > 1
-        core = core[1 if leading else 0: -1 if trailing else None].strip()
-        if "*" in core:
-            raise ValueError(f"{written!r}: '*' is allowed only at the start or end of a term")
-        plain = normalize(core)
-        if not plain:
-            raise ValueError(f"{written!r} has no word in it")
-        if not (plain[0].isalnum() and plain[-1].isalnum()):
-            raise ValueError(f"{written!r} must begin and end with a letter or digit (besides '*')")
-        atoms: list[str] = []
-        for char in unicodedata.normalize("NFC", core).casefold():
-            if char.isspace():
-                if atoms[-1] != _WHITESPACE:
-                    atoms.append(_WHITESPACE)
-            elif char in _UMLAUTS:
-                atoms += [_UMLAUTS[char], _OPTIONAL_E]
-            else:
-                atoms += [re.escape(c) for c in normalize(char)]
-        return cls(written, leading, tuple(atoms), trailing)
-
-
-def _valid_term(term: str) -> str:
-    _Term.parse(term)
-    return term
-
-
-Term = Annotated[str, AfterValidator(_valid_term)]
-
-
-class LanguageLexicon(Strict):
-    """One language's terms: intent name → terms, and terms that make a message urgent."""
-
-    intents: dict[str, list[Term]] = Field(default_factory=dict)
-    urgency: list[Term] = Field(default_factory=list)
-
-    @field_validator("intents")
-    @classmethod
-    def _intent_names(cls, intents: dict[str, list[str]]) -> dict[str, list[str]]:
-        for name in intents:
-            if name == URGENCY:
-                raise ValueError(f"{name!r} is reserved; list urgency terms under `urgency`")
-            if not _INTENT_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not an intent name (lower-case letters, digits and _, starting with a letter)")
-        return intents
-
-
-class LexiconSettings(Strict):
-    """The `lexicons:` section. By default its entries extend the built-in lexicons (per language
-    and intent, the union of terms); `replace_defaults: true` uses only what is configured."""
-
-    replace_defaults: bool = False
-    languages: dict[str, LanguageLexicon] = Field(default_factory=dict)
-
-    @field_validator("languages")
-    @classmethod
-    def _language_codes(cls, languages: dict[str, LanguageLexicon]) -> dict[str, LanguageLexicon]:
-        for code in languages:
-            if not _LANGUAGE_CODE.fullmatch(code):
-                raise ValueError(f"{code!r} is not a lower-case ISO 639 language code such as de or en")
-        return languages
 
 
 @dataclass(frozen=True)
@@ -144,7 +50,7 @@ class Lexicon:
 
     def __init__(self, settings: LexiconSettings | None = None) -> None:
         self.languages = merged_languages(settings or LexiconSettings())
-        parsed: dict[str, _Term] = {}  # a term shared by languages or intents is parsed once
+        parsed: dict[str, ParsedTerm] = {}  # a term shared by languages or intents is parsed once
         entries = {
             code: [(category, _parsed(written, parsed)) for category, written in _entries(lexicon)]
             for code, lexicon in self.languages.items()
@@ -202,9 +108,9 @@ def _union(first: Iterable[str], second: Iterable[str]) -> list[str]:
     return list(dict.fromkeys([*first, *second]))
 
 
-def _parsed(written: str, parsed: dict[str, _Term]) -> _Term:
+def _parsed(written: str, parsed: dict[str, ParsedTerm]) -> ParsedTerm:
     if written not in parsed:
-        parsed[written] = _Term.parse(written)
+        parsed[written] = ParsedTerm.parse(written)
     return parsed[written]
 
 
@@ -237,7 +143,7 @@ class _Matcher:
     (`lastindex`) leads to the entries that end there. Terms without a leading `*` start at a word
     boundary; those with one may start anywhere in a word."""
 
-    def __init__(self, entries: Iterable[tuple[str, _Term]]) -> None:
+    def __init__(self, entries: Iterable[tuple[str, ParsedTerm]]) -> None:
         at_word_start, inside_words = _Node(), _Node()
         for category, term in entries:
             node = inside_words if term.leading_wildcard else at_word_start

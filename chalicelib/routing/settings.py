@@ -16,7 +16,7 @@ from chalicelib.domain.models import Priority
 from chalicelib.domain.policies import Strict
 from chalicelib.routing.calendar import CalendarSettings
 from chalicelib.routing.replies import template_problems
-from chalicelib.routing.rules import RuleSpec
+from chalicelib.routing.specs import RuleSpec
 from chalicelib.routing.sources import RulesSourceSettings
 
 
@@ -49,8 +49,8 @@ class SlaSettings(Strict):
 
 class RoutingSettings(Strict):
     default: DefaultRouteSettings = Field(default_factory=DefaultRouteSettings)
-    #: Ordered rules (`routing/rules.py`, README "Routing rules"), their shape checked here and
-    #: their conditions when compiled.
+    #: Ordered rules (`routing/specs.py`, README "Routing rules"), their shape checked here and
+    #: their conditions when compiled (`routing/rules.py`).
     rules: list[RuleSpec] = Field(default_factory=list)
     #: Business-hours calendars by name; `default` is the one conditions use when they name none.
     calendars: dict[str, CalendarSettings] = Field(default_factory=dict)

@@ -27,14 +27,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
-from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS, BlobStore
+from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.blobs.links import link_signature_valid, load_or_create_link_secret
 from chalicelib.adapters.media.base import FetchedMedia, FetchLimits, MediaRejectedError, MediaSource, Reason
 from chalicelib.domain.models import Attachment, Contact, utcnow
 from chalicelib.errors import ConfigError, ForbiddenError, NotFoundError, TransientError
-from chalicelib.secrets import Secret, SecretResolver
+from chalicelib.secrets import SecretResolver
+from chalicelib.service.media_settings import (  # noqa: F401 (re-exported)
+    DEFAULT_ALLOWED_TYPES,
+    DEFAULT_MAX_BYTES,
+    OFFICE_TYPES,
+    TYPE_ALIASES,
+    MediaSettings,
+)
 from chalicelib.service.media_types import EXTENSIONS, MEDIA_BINARY_TYPES, TYPE_OF_EXTENSION  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -42,27 +49,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 #: Where the embedded runtime keeps its generated link secret (under the data directory, never
 #: under the blob directory, which the media route serves from).
 LINK_SECRET_FILE = "media-link.key"
 
-OFFICE_TYPES = (
-    "application/msword",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.ms-excel",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.ms-powerpoint",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "application/vnd.oasis.opendocument.text",
-    "application/vnd.oasis.opendocument.spreadsheet",
-    "application/vnd.oasis.opendocument.presentation",
-)
-DEFAULT_ALLOWED_TYPES = (
-    "image/*", "audio/*", "video/*", "application/pdf", *OFFICE_TYPES, "text/plain",
-    # WhatsApp contact cards, as Twilio passes them on.
-    "text/vcard",
-)
 #: Types that run script in a browser: a wildcard never admits them; only an exact entry does.
 ACTIVE_CONTENT = frozenset({
     "image/svg+xml", "text/html", "application/xhtml+xml", "text/xml", "application/xml",
@@ -70,16 +60,6 @@ ACTIVE_CONTENT = frozenset({
 })
 #: Stands for "the provider did not say".
 _GENERIC = frozenset({"application/octet-stream", "binary/octet-stream", "application/unknown"})
-
-_ALIASES = {
-    "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png",
-    "image/heif": "image/heic", "audio/mp3": "audio/mpeg", "audio/mpeg3": "audio/mpeg",
-    "audio/x-mpeg-3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
-    "audio/vnd.wave": "audio/wav", "audio/x-m4a": "audio/mp4", "audio/m4a": "audio/mp4",
-    "audio/x-aac": "audio/aac", "audio/aacp": "audio/aac", "audio/amr-nb": "audio/amr",
-    "application/x-pdf": "application/pdf", "text/x-vcard": "text/vcard", "video/avi": "video/x-msvideo",
-    "application/x-zip-compressed": "application/zip",
-}
 
 #: A sniffed type → the declared types the same bytes may honestly be (after aliases).
 _COMPATIBLE: dict[str, frozenset[str]] = {
@@ -126,85 +106,9 @@ _MUST_SNIFF = frozenset({
 _MAX_STEM = 80
 _MEDIA_KEY = re.compile(r"media/[A-Za-z0-9_-]{1,64}/[0-9]{1,4}-[A-Za-z0-9._-]{1,100}")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_TYPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})")
 #: Attachments already handled by this localizer (the processor decides a contact again when
 #: a concurrent worker wins its commit): not downloaded twice.
 _MEMO_SIZE = 256
-
-
-class MediaSettings(BaseModel):
-    """`media:` in the hub configuration."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    #: Larger files are not downloaded (Content-Length) or stop downloading (actual bytes).
-    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=100 * 1024 * 1024)
-    #: `type/subtype` or `type/*`. A wildcard never admits active content (SVG, HTML): list
-    #: such a type exactly to allow it.
-    allowed_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_TYPES))
-    #: How long a link stays valid. S3 presigned URLs live 7 days at most (and no longer than
-    #: the credentials that signed them).
-    link_ttl_seconds: int = Field(default=MAX_LINK_SECONDS, ge=60, le=MAX_LINK_SECONDS)
-    #: Seconds one attachment may take to fetch, lookups and one redirect included.
-    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-    #: Embedded runtime: signs `/v1/media/...` links (the first signs, all verify, so a new
-    #: secret can be added before the old one is removed). When empty, a random secret is
-    #: generated once and kept in the data directory (`media-link.key`). Unused on AWS.
-    link_secret: list[Secret] = Field(default_factory=list)
-    #: Embedded runtime: the hub's address as destinations reach it, for `/v1/media/...` links;
-    #: default `http://<HUB_HOST>:<HUB_PORT>`.
-    public_url: str | None = None
-    #: Each media source's own section, by its `settings_field` (`media.whatsapp`, `media.twilio`,
-    #: ...), typed by the source's settings model. The sources come from the channel providers
-    #: (`adapters/media/registry.py`), so a new provider's section needs no change here. A source
-    #: without a section gets None and uses its defaults where it can work without credentials.
-    sources: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _source_sections(cls, data: Any, handler):
-        if not isinstance(data, dict):
-            return handler(data)
-        from chalicelib.adapters.media.registry import MEDIA_SOURCE_FIELDS, MEDIA_SOURCES
-        from chalicelib.config_sections import problem, typed_sections, validate_together
-
-        present = {k: v for k, v in data.items() if k in MEDIA_SOURCE_FIELDS and v is not None}
-        # Only the sources with a section are imported; each section is still typed here, at load.
-        models = {field: MEDIA_SOURCES[MEDIA_SOURCE_FIELDS[field]].Settings for field in present}
-        rest = {key: value for key, value in data.items() if key not in MEDIA_SOURCE_FIELDS and key != "sources"}
-        sources, errors = typed_sections(present, models)
-        if "sources" in data:  # the typed field's name, not a key of the file: it would be dropped
-            known = ", ".join(f"media.{name}" for name in sorted(MEDIA_SOURCE_FIELDS))
-            errors.append(problem(("sources",), f"not a media setting; each source has its own section ({known})"))
-        return validate_together(handler, {**rest, "sources": sources}, errors, cls.__name__)
-
-    def source(self, settings_field: str) -> BaseModel | None:
-        """The section of the media source whose `settings_field` this is; None when absent."""
-        return self.sources.get(settings_field)
-
-    @field_validator("link_secret", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("allowed_types")
-    @classmethod
-    def _types(cls, values: list[str]) -> list[str]:
-        normalized = []
-        for index, value in enumerate(values):
-            value = value.strip().lower()
-            if not _TYPE_PATTERN.fullmatch(value):
-                raise ValueError(f"entry {index}: {value[:60]!r} is not type/subtype or type/*")
-            normalized.append(_ALIASES.get(value, value))
-        return normalized
-
-    @field_validator("public_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", value):
-            raise ValueError("must be an http(s) URL such as https://hub.example.com")
-        return value.rstrip("/") if value else value
 
 
 # --- types -----------------------------------------------------------------------------------------
@@ -215,7 +119,7 @@ def normalize_type(value: str | None) -> str | None:
     if not value:
         return None
     base = value.split(";", 1)[0].strip().lower()
-    base = _ALIASES.get(base, base)
+    base = TYPE_ALIASES.get(base, base)
     return None if not base or base in _GENERIC or "/" not in base else base
 
 

@@ -55,9 +55,10 @@ hub = get_hub()
 hub.config
 hub.adapter("meta")
 from chalicelib.adapters.channels.registry import CHANNELS
-from chalicelib.adapters.connectors.registry import CONNECTORS
+from chalicelib.adapters.connectors.registry import CONNECTOR_SETTINGS, CONNECTORS
 from chalicelib.adapters.media.registry import MEDIA_SOURCES
 print(json.dumps({"channels": CHANNELS.loaded(), "connectors": CONNECTORS.loaded(), "media": MEDIA_SOURCES.loaded(),
+                  "connector_settings": CONNECTOR_SETTINGS.loaded(),
                   "modules": sorted(m for m in sys.modules if m.startswith("chalicelib.adapters.channels."))}))
 """
 
@@ -72,5 +73,7 @@ def test_a_webhook_function_loads_only_the_configured_providers_and_connectors(t
                                timeout=120, check=True)
     loaded = json.loads(completed.stdout.splitlines()[-1])
 
-    assert loaded["channels"] == ["meta"] and loaded["connectors"] == ["outbox"] and loaded["media"] == []
+    # The destination is typed by its settings alone: the webhook function never delivers.
+    assert loaded["channels"] == ["meta"] and loaded["connectors"] == [] and loaded["media"] == []
+    assert loaded["connector_settings"] == ["outbox"]
     assert not [m for m in loaded["modules"] if m.split(".")[3] not in ("base", "registry", "json_body", "meta")]

@@ -24,12 +24,12 @@ import json
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.amazon_connect import (  # noqa: F401 (re-exported)
+    AmazonConnectCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -53,44 +53,10 @@ FOLLOWED = (QUEUED, CONNECTED_TO_AGENT, DISCONNECTED, COMPLETED)
 TASK_CHANNEL = "TASK"
 #: A contact an agent transferred is a new contact; its `initialContactId` names the first one.
 TRANSFER = "TRANSFER"
-#: EventBridge resource names: letters, digits, `.`, `-`, `_`, at most 64 characters.
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _INSTANCE_ARN = re.compile(r"^arn:aws[\w-]*:connect:[a-z0-9-]+:\d{12}:instance/[0-9a-fA-F-]{36}$")
 #: What the created role may do: invoke this one API destination.
 _ASSUME_EVENTS = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-
-
-class AmazonConnectCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of an `amazon_connect` destination."""
-
-    #: The contact event that closes the hub case: COMPLETED (the agent finished after-contact
-    #: work; Connect sends it right after DISCONNECTED when there was none) or DISCONNECTED (the
-    #: task left the agent, was ended by a flow, or expired after 7 days).
-    closing_event: Literal["COMPLETED", "DISCONNECTED"] = COMPLETED
-    #: Name of the EventBridge connection, API destination and rule (`create_setup`); default
-    #: `hub-<destination>`.
-    resource_name: str | None = None
-    #: The role EventBridge assumes to invoke the API destination; `create_setup` creates
-    #: `<resource_name>-invoke` when unset.
-    target_role_arn: str | None = None
-    #: Requests per second EventBridge may send (the API destination's rate limit).
-    invocation_rate_per_second: int = Field(default=10, ge=1, le=300)
-
-    @field_validator("resource_name")
-    @classmethod
-    def _resource_name(cls, value: str | None) -> str | None:
-        if value is not None and not _RESOURCE_NAME.match(value):
-            raise ValueError("must be 1-64 letters, digits, '.', '-' or '_'")
-        return value
-
-    @field_validator("target_role_arn")
-    @classmethod
-    def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_ARN.match(value):
-            raise ValueError("must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-        return value
 
 
 class AmazonConnectCallbacks(VendorCallbacks):

@@ -26,12 +26,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.freshdesk import (  # noqa: F401 (re-exported)
+    FreshdeskCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -59,22 +59,6 @@ ANSWER_SOURCES = {None, 0, 2}
 #: How much later than the callback a conversation may be dated and still be the one it announced
 #: (Freshdesk's clock against the hub's).
 CLOCK_SKEW = timedelta(seconds=10)
-
-
-class FreshdeskCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of a Freshdesk destination."""
-
-    #: Status ids that close the hub case. Accounts with custom statuses add theirs
-    #: (Admin → Ticket Fields → Status shows them; `GET /api/v2/ticket_fields` lists their ids).
-    closed_statuses: list[int] = Field(default_factory=lambda: [4, 5], min_length=1)
-    #: Custom status name → id, for bodies where `{{ticket.status}}` renders a custom status's name
-    #: (the four built-in names are known).
-    status_names: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("status_names")
-    @classmethod
-    def _names(cls, value: dict[str, int]) -> dict[str, int]:
-        return {name.strip().lower(): status for name, status in value.items() if name.strip()}
 
 
 class FreshdeskCallbacks(VendorCallbacks):

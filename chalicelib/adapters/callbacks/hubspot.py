@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.hubspot import (  # noqa: F401 (re-exported)
+    DEFAULT_CLOSED_STAGES,
+    HubSpotCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -36,7 +37,6 @@ from chalicelib.adapters.callbacks.base import (
 )
 from chalicelib.domain.models import CaseStatusChange
 from chalicelib.errors import ConfigError, MalformedPayloadError, SignatureError
-from chalicelib.secrets import Secret
 from chalicelib.signing.compare import hmac_sha256, signed_by_any
 from chalicelib.signing.window import check_window
 
@@ -50,56 +50,12 @@ STAGE = "hs_pipeline_stage"
 OWNER = "hubspot_owner_id"
 PRIORITY = "hs_ticket_priority"
 FOLLOWED = (STAGE, OWNER, PRIORITY)
-#: The "Closed" stage of HubSpot's default support pipeline; other pipelines have their own ids.
-DEFAULT_CLOSED_STAGES = ("4",)
 #: `hs_ticket_priority` → the hub's priority words (the connector's `DEFAULT_PRIORITIES` reversed).
 PRIORITIES = {"LOW": "low", "MEDIUM": "normal", "HIGH": "high", "URGENT": "urgent"}
 #: HubSpot decodes these in the request URI before signing it (request-validation docs, v3 table).
 _SIGNED_DECODED = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
 #: Event types the hub understands and skips: object lifecycle events a subscription may include.
 _SKIPPED_ACTIONS = ("creation", "deletion", "merge", "restore", "associationChange", "privacyDeletion")
-
-
-class HubSpotCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of a HubSpot destination. `secrets` are the app's client
-    secret(s): the Auth tab of a public app, or the private app's client secret."""
-
-    #: Required: HubSpot signs the full URL it called, which the hub cannot see behind API Gateway.
-    public_url: str | None = Field(default=None, validate_default=True)
-    #: `hs_pipeline_stage` ids that close the case; every other stage is open. Stage ids are per
-    #: portal: `GET /crm/v3/pipelines/tickets` lists them, closed ones with `ticketState: CLOSED`.
-    closed_stages: list[str] = Field(default_factory=lambda: list(DEFAULT_CLOSED_STAGES), min_length=1)
-    #: The HubSpot account (`portalId`) whose tickets this destination holds: events of other
-    #: accounts (a public app installed in several) are skipped, since ticket ids are per account.
-    portal_id: str | None = None
-    #: The app's id: its own changes are echoes, and `create_setup` manages its subscriptions.
-    app_id: str | None = None
-    #: The developer account's API key (`hapikey`), only for `hubctl callbacks setup --create`
-    #: on a legacy public app; private apps are configured in HubSpot's screens.
-    developer_api_key: Secret | None = None
-
-    @field_validator("public_url")
-    @classmethod
-    def _required_url(cls, value: str | None) -> str:
-        if not value:
-            raise ValueError("required for HubSpot: it signs the full URL it called "
-                             "(https://<your-api>/callbacks/<destination>)")
-        return value
-
-    @field_validator("closed_stages", mode="before")
-    @classmethod
-    def _stage_ids(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            stages = [str(v).strip() for v in value if str(v).strip()]
-            if not stages:
-                raise ValueError("name at least one closed stage id (e.g. \"4\")")
-            return stages
-        return value
-
-    @field_validator("portal_id", "app_id", mode="before")
-    @classmethod
-    def _ids(cls, value: Any) -> Any:
-        return str(value).strip() or None if value is not None else None
 
 
 class HubSpotCallbacks(VendorCallbacks):

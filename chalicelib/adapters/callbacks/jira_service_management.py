@@ -19,11 +19,11 @@ import json
 import re
 from typing import Any
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.jira_service_management import (  # noqa: F401 (re-exported)
+    JiraCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -57,24 +57,6 @@ _NOT_FOLLOWED = {
     "jira:issue_created": "a new issue is not an answer (the hub raised its own requests)",
     "jira:issue_deleted": "a deleted issue is not a status the case follows",
 }
-
-
-class JiraCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of a Jira Service Management destination."""
-
-    #: Status names (as Jira shows them, any case) that close the case. Empty: a status in
-    #: Jira's *Done* category closes it, any other status is open.
-    closed_statuses: list[str] = Field(default_factory=list)
-    #: The JQL filter of the webhook `hubctl callbacks setup --create` registers. None: the
-    #: service desk's project (`project = <key>`), looked up when it is created.
-    jql_filter: str | None = None
-    #: The webhook's name in Jira's list.
-    webhook_name: str = Field(default="omnichannel hub", min_length=1, max_length=255)
-
-    @field_validator("closed_statuses")
-    @classmethod
-    def _statuses(cls, value: list[str]) -> list[str]:
-        return [name.strip() for name in value if name.strip()]
 
 
 class JiraServiceManagementCallbacks(VendorCallbacks):

@@ -17,16 +17,16 @@ and the worker re-reads the CaseComment through the REST API before relaying it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.salesforce import (  # noqa: F401 (re-exported)
+    record_id,
+    SalesforceCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     SHARED_SECRET_HEADER,
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -46,9 +46,6 @@ COMMENT, CASE = "CaseComment", "Case"
 #: Names used in the printed setup (the admin may choose others: only the header name matters).
 EXTERNAL_CREDENTIAL, AUTH_PARAMETER = "HubCallbacks", "Secret"
 
-_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-#: The 18-character id's suffix alphabet (one character per 5-character chunk, a bit per capital).
-_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _CASE_FIELDS = ("Status", "IsClosed", "OwnerId", "Priority")
 
 #: The bodies the two flows send, as the HTTP Callout wizard's sample request and as the
@@ -67,21 +64,6 @@ CASE_BODY = {
 ACK_BODY = {"received": True}
 
 
-def record_id(value: object) -> str | None:
-    """The 18-character form of a Salesforce record id (15 or 18 characters), else None.
-
-    The REST API answers 18-character ids, which the connector stores as the Case reference; a
-    Flow formula or `$Organization.Id` may give the 15-character, case-sensitive form. The suffix
-    is recomputed from the first 15 characters (what the CASESAFEID() formula function returns), so
-    any spelling of the same record compares equal."""
-    if not isinstance(value, str) or not _RECORD_ID.match(value.strip()):
-        return None
-    base = value.strip()[:15]
-    suffix = "".join(_SUFFIX[sum(1 << i for i, c in enumerate(base[at:at + 5]) if "A" <= c <= "Z")]
-                     for at in (0, 5, 10))
-    return base + suffix
-
-
 def _flag(value: object) -> bool | None:
     """A Flow Boolean as the callout serialises it: JSON true/false, or the text "true"/"false"
     when the wizard's sample typed the field as text."""
@@ -94,40 +76,6 @@ def _flag(value: object) -> bool | None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
-
-
-class SalesforceCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of a Salesforce destination."""
-
-    #: The org's id (Setup → Company Information → Salesforce.com Organization ID, `00D…`). A
-    #: body that names another org is refused (401), even with the right secret.
-    organization_id: str | None = None
-    #: `Case.Status` values that mean closed, for bodies without `IsClosed` (it decides when sent).
-    closed_statuses: list[str] = Field(default_factory=lambda: ["Closed"], min_length=1)
-
-    @field_validator("organization_id")
-    @classmethod
-    def _organization(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        normalised = record_id(value)
-        if normalised is None or not normalised.startswith("00D"):
-            raise ValueError("must be a Salesforce organization id (00D…, 15 or 18 characters)")
-        return normalised
-
-    @field_validator("hub_author_ids")
-    @classmethod
-    def _user_ids(cls, value: list[str]) -> list[str]:
-        # The integration user's id as Setup shows it (15) or the API returns it (18): compared as 18.
-        return [record_id(v) or v for v in value]
-
-    @field_validator("closed_statuses")
-    @classmethod
-    def _statuses(cls, value: list[str]) -> list[str]:
-        cleaned = [v.strip() for v in value if v.strip()]
-        if not cleaned:
-            raise ValueError("must name at least one Case.Status value")
-        return cleaned
 
 
 class SalesforceCallbacks(VendorCallbacks):

@@ -24,11 +24,12 @@ import json
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.twilio_flex import (  # noqa: F401 (re-exported)
+    CONVERSATIONS_URL,
+    TwilioFlexCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -40,7 +41,6 @@ from chalicelib.domain.models import AgentAuthor, AgentReply, CaseStatusChange
 from chalicelib.errors import ConfigError, MalformedPayloadError, PermanentDeliveryError, SignatureError
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
-CONVERSATIONS_URL = "https://conversations.twilio.com"
 
 #: Conversations post-event webhooks the hub subscribes to (service `Filters`).
 CONVERSATION_EVENTS = ("onMessageAdded", "onConversationStateUpdated")
@@ -67,45 +67,6 @@ _ADDRESS_AUTHOR = re.compile(r"^(\+[0-9]{6,}|[a-z]+:.+|[^@\s]+@[^@\s]+)$")
 _HUB_CUSTOMER = re.compile(r"^cus_[0-9A-Za-z]+$")
 _CONVERSATION = re.compile(r"^CH[0-9a-fA-F]{32}$")
 _TASK = re.compile(r"^WT[0-9a-fA-F]{32}$")
-_SERVICE = re.compile(r"^IS[0-9a-fA-F]{32}$")
-
-
-class TwilioFlexCallbackSettings(CallbackSettings):
-    """`destinations[].callbacks` of a Flex destination. `secrets` are the account's Auth Tokens
-    (primary, and the secondary during a rotation): Twilio signs with the Auth Token, never with
-    an API key's secret."""
-
-    #: Required: Twilio signs the exact URL it calls, so the hub must know it.
-    public_url: str  # type: ignore[assignment]
-    #: The Conversations author the hub writes its notes as; its messages are the hub's own.
-    hub_author: str = Field(default="hub", min_length=1, max_length=256)
-    #: The Flex Conversation Service (`IS…`): needed by `hubctl callbacks setup --create`, and for
-    #: the participant look-ups when it is not the account's default Conversation Service.
-    chat_service_sid: str | None = None
-    #: The Conversations API (tests point it at a fake).
-    conversations_url: str = CONVERSATIONS_URL
-
-    @field_validator("public_url")
-    @classmethod
-    def _exact_url(cls, value: str) -> str:
-        from chalicelib.adapters.channels.twilio.adapter import normalize_public_url
-
-        # The base class checks the scheme; Twilio signs the URL without `#fragment` or `user:pass@`.
-        return normalize_public_url(value)
-
-    @field_validator("chat_service_sid")
-    @classmethod
-    def _service(cls, value: str | None) -> str | None:
-        if value is not None and not _SERVICE.match(value):
-            raise ValueError("must be a Conversation Service SID (IS followed by 32 hex digits)")
-        return value
-
-    @field_validator("conversations_url")
-    @classmethod
-    def _api(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://localhost", "http://127.0.0.1")):
-            raise ValueError("must be an https:// URL (http:// only for localhost)")
-        return value.rstrip("/")
 
 
 class TwilioFlexCallbacks(VendorCallbacks):

@@ -26,11 +26,12 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
-
+from chalicelib.adapters.connectors.settings.zendesk import (  # noqa: F401 (re-exported)
+    STATUSES,
+    ZendeskCallbackSettings,
+)
 from chalicelib.adapters.callbacks.base import (
     CallbackRequest,
-    CallbackSettings,
     CallbackSetup,
     ParsedCallback,
     SetupStep,
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "x-zendesk-webhook-signature"
 TIMESTAMP_HEADER = "x-zendesk-webhook-signature-timestamp"
-#: Zendesk's ticket statuses (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/).
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 #: How many of the ticket's newest comments the re-read looks at.
 COMMENTS_READ = 10
 
@@ -66,20 +65,6 @@ BODY_FIELDS = {
     "current_user_id": "{{current_user.id}}",
     "current_user_role": "{{current_user.role}}",
 }
-
-
-class ZendeskCallbackSettings(CallbackSettings):
-    #: Statuses that mean the ticket is done: the case closes (per `cases.close_on`).
-    closed_statuses: list[str] = Field(default_factory=lambda: ["solved", "closed"])
-
-    @field_validator("closed_statuses")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        lowered = [v.strip().lower() for v in value]
-        unknown = [v for v in lowered if v not in STATUSES]
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)} not a Zendesk status ({', '.join(STATUSES)})")
-        return lowered
 
 
 class ZendeskCallbacks(VendorCallbacks):

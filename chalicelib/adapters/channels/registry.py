@@ -24,6 +24,21 @@ CHANNELS = LazyRegistry("channel adapter", {
     "ses": f"{_PACKAGE}.ses.adapter:SesAdapter",
 })
 
+#: Each provider's configuration section model, in a module of its own (`<provider>/settings.py`,
+#: pydantic only): typing the configuration at start-up imports no adapter, so a webhook function
+#: pays for the provider it serves alone. A test holds it equal to each adapter's `Settings`.
+CHANNEL_SETTINGS = LazyRegistry("channel settings", {
+    "twilio": f"{_PACKAGE}.twilio.settings:TwilioSettings",
+    "meta": f"{_PACKAGE}.meta.adapter:MetaSettings",  # still beside its adapter (the Meta package moves it)
+    "webchat": f"{_PACKAGE}.webchat.settings:WebchatSettings",
+    "slack": f"{_PACKAGE}.slack.settings:SlackSettings",
+    "telegram": f"{_PACKAGE}.telegram.settings:TelegramSettings",
+    "x": f"{_PACKAGE}.x.settings:XSettings",
+    "mailgun": f"{_PACKAGE}.mailgun.settings:MailgunSettings",
+    "sendgrid": f"{_PACKAGE}.sendgrid.settings:SendgridSettings",
+    "ses": f"{_PACKAGE}.ses.settings:SesSettings",
+}, keyed=False)
+
 #: Every provider's queue-fed way in, by name (`PullEntry.name`), with the provider it belongs to:
 #: the same entries as the adapters' `pull_entries` (tests/unit/test_lazy_registries.py).
 PULL_ENTRIES: dict[str, tuple[str, PullEntry]] = {

@@ -13,62 +13,22 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from chalicelib.adapters.connectors.http import HttpClient, raise_for_status
+from chalicelib.adapters.connectors.settings.auth import (  # noqa: F401 (re-exported)
+    AUTH_FIELD,
+    ApiTokenAuth,
+    AuthSettings,
+    BasicAuth,
+    BearerAuth,
+    OAuth2ClientCredentials,
+)
 from chalicelib.errors import PermanentDeliveryError
-from chalicelib.secrets import Secret, SecretResolver
+from chalicelib.secrets import SecretResolver
 
 #: A token is renewed this long before the expiry the vendor announced.
 EXPIRY_MARGIN_SECONDS = 60
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ApiTokenAuth(_Strict):
-    """A token in a header: `{type: api_token, header: X-Api-Key, token: env:VENDOR_TOKEN}`;
-    `prefix` is written before it (`Token token=`)."""
-
-    type: Literal["api_token"] = "api_token"
-    header: str = "Authorization"
-    prefix: str = ""
-    token: Secret
-
-
-class BearerAuth(_Strict):
-    type: Literal["bearer"] = "bearer"
-    token: Secret
-
-
-class BasicAuth(_Strict):
-    """HTTP basic: Zendesk's `user@example.com/token` and the API token, Jira's email and API
-    token, Freshdesk's API key and `X`."""
-
-    type: Literal["basic"] = "basic"
-    username: str
-    password: Secret
-
-
-class OAuth2ClientCredentials(_Strict):
-    """OAuth2 client credentials (RFC 6749 §4.4): Salesforce, Genesys Cloud, HubSpot apps."""
-
-    type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
-    token_url: str
-    client_id: str
-    client_secret: Secret
-    scope: str | None = None
-    #: `body` (client id and secret in the form, Salesforce) or `basic` (Authorization header,
-    #: Genesys Cloud).
-    client_auth: Literal["body", "basic"] = "body"
-
-
-AuthSettings = ApiTokenAuth | BearerAuth | BasicAuth | OAuth2ClientCredentials
-AUTH_FIELD = Field(discriminator="type")
 
 
 class TokenCache:

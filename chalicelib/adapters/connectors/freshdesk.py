@@ -6,18 +6,14 @@ import base64
 import html
 import json
 import logging
-import re
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import Field, field_validator, model_validator
-
-from chalicelib.adapters.callbacks.freshdesk import FreshdeskCallbackSettings
-from chalicelib.adapters.connectors.auth import AUTH_FIELD, AuthSettings
+from chalicelib.adapters.connectors.settings.freshdesk import FreshdeskSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_html
-from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
-from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.adapters.connectors.mapping import body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Channel, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError
@@ -47,66 +43,6 @@ DEFAULT_SOURCES: dict[Channel, int] = {
     Channel.TELEGRAM: 7,
     Channel.SLACK: 7,
 }
-_CUSTOM_FIELD = re.compile(r"^cf_[a-z0-9_]+$")
-
-
-class FreshdeskSettings(VendorSettings):
-    """`base_url` is `https://<domain>.freshdesk.com`. Authenticate with `api_key` (a secret
-    reference; sent as basic auth `<key>:X`) or, as for other vendors, with `auth`."""
-
-    auth: Annotated[AuthSettings, AUTH_FIELD] | None = None
-    #: The agent's API key (Profile settings → API key); a reference such as `env:FRESHDESK_API_KEY`.
-    api_key: Secret | None = None
-    #: Follow-up contacts become private notes (agents only) unless this is False.
-    private_notes: bool = True
-    #: Channel → source code, over `DEFAULT_SOURCES` (accounts may define more sources).
-    sources: dict[Channel, int] = Field(default_factory=dict)
-    #: One of the account's ticket types (`Question`, `Incident`...).
-    ticket_type: str | None = None
-    group_id: int | None = None
-    #: A custom single-line text field (`cf_hub_case_id`) that receives the hub case id. When
-    #: set, a delivery without a known ticket first searches for it (crash-safety); Freshdesk
-    #: tickets have no external id of their own.
-    case_id_field: str | None = None
-    #: Append the hub's outbound messages (`message.sent`) to the case's ticket as public notes.
-    outbound_messages: bool = True
-    #: The agent (Admin → Agents, the id in the URL) shown as the author of those notes; None:
-    #: the agent whose API key the hub uses.
-    outbound_agent_id: int | None = Field(default=None, gt=0)
-    #: Two-way sync (docs/destinations/freshdesk.md, "Answering from Freshdesk").
-    callbacks: FreshdeskCallbackSettings | None = None
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> FreshdeskSettings:
-        if (self.auth is None) == (self.api_key is None):
-            raise ValueError("set exactly one of api_key and auth")
-        return self
-
-    @field_validator("case_id_field")
-    @classmethod
-    def _custom_field_name(cls, value: str | None) -> str | None:
-        if value is not None and not _CUSTOM_FIELD.match(value):
-            raise ValueError("must be a custom field's API name, like cf_hub_case_id")
-        return value
-
-    @field_validator("sources")
-    @classmethod
-    def _positive_sources(cls, value: dict[Channel, int]) -> dict[Channel, int]:
-        for channel, source in value.items():
-            if source < 1:
-                raise ValueError(f"{channel.value}: a Freshdesk source is a positive number")
-        return value
-
-    @field_validator("mapping")
-    @classmethod
-    def _freshdesk_mapping(cls, mapping: FieldMapping) -> FieldMapping:
-        for name, value in mapping.priority.items():
-            if value not in (1, 2, 3, 4):
-                raise ValueError(f"priority.{name}: {value!r} is not a Freshdesk priority (1-4)")
-        for field in mapping.custom_fields:
-            if not _CUSTOM_FIELD.match(field):
-                raise ValueError(f"custom_fields: {field!r} must be a custom field's API name (cf_...)")
-        return mapping
 
 
 class ApiKeyAuth:

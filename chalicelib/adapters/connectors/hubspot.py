@@ -7,14 +7,11 @@ import html
 from datetime import timezone
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-
-from chalicelib.adapters.callbacks.hubspot import HubSpotCallbackSettings
-from chalicelib.adapters.connectors.auth import BasicAuth
+from chalicelib.adapters.connectors.settings.hubspot import HubSpotSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult
 from chalicelib.adapters.connectors.echo import carries, outbound_html
-from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, checked_paths, subject_for
-from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -36,50 +33,6 @@ NOTE_LIMIT = 65_536
 SUBJECT_LIMIT = 255
 #: The echo lookup reads this many of the record's newest notes (a search page holds at most 100).
 NOTE_LOOKUP_LIMIT = 100
-
-
-class HubSpotSettings(VendorSettings):
-    """`base_url` is `https://api.hubapi.com`; `auth` is a private app's access token
-    (`type: bearer`) or OAuth2."""
-
-    #: Contact property (single-line text) the hub customer id is written to: it finds contacts
-    #: without an email address, and the contacts to erase. Not "unique values": a customer with
-    #: two email addresses can be two HubSpot contacts, and erasure must find both.
-    customer_id_property: str | None = None
-    create_tickets: bool = False
-    #: Pipeline and stage ids for new tickets (Settings → Objects → Tickets → Pipelines); HubSpot
-    #: uses its default pipeline when `ticket_pipeline` is left out.
-    ticket_pipeline: str | None = None
-    ticket_stage: str | None = None
-    #: Ticket property (single-line text with "unique values") the hub case id is written to;
-    #: a case's first delivery looks it up before creating a ticket.
-    case_id_property: str | None = None
-    #: Ticket property → path into the delivery, like `mapping.custom_fields` (which fills contact
-    #: properties).
-    ticket_custom_fields: dict[str, str] = Field(default_factory=dict)
-    #: Log the hub's outbound messages (`message.sent`) as notes on the case's ticket (with
-    #: `create_tickets`), else on the customer's contact.
-    outbound_messages: bool = True
-    #: Two-way sync: the app webhooks that report ticket stage, owner and priority changes.
-    callbacks: HubSpotCallbackSettings | None = None
-
-    @field_validator("auth")
-    @classmethod
-    def _token(cls, value):
-        if isinstance(value, BasicAuth):
-            raise ValueError("HubSpot takes a private app access token (type: bearer) or OAuth2, not basic auth")
-        return value
-
-    @field_validator("ticket_custom_fields")
-    @classmethod
-    def _paths(cls, value: dict[str, str]) -> dict[str, str]:
-        return checked_paths(value)
-
-    @model_validator(mode="after")
-    def _ticket_settings(self) -> HubSpotSettings:
-        if self.create_tickets and not self.ticket_stage:
-            raise ValueError("create_tickets needs ticket_stage (the stage id new tickets start in)")
-        return self
 
 
 class HubSpotConnector(VendorConnector[HubSpotSettings]):

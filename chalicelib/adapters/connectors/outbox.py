@@ -18,27 +18,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from chalicelib.adapters.connectors.base import MESSAGE_EVENTS, Connector, DeliveryResult
+from chalicelib.adapters.connectors.settings.outbox import OutboxSettings
 from chalicelib.domain.events import contact_event, customer_event
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 from chalicelib.errors import RetryableDeliveryError
 
 
-class OutboxSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: Relative paths are inside the hub's data directory.
-    path: str = "outbox.jsonl"
-    include_raw: bool = False
-    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
-    case_events: bool = True
-
-
 @dataclass
 class _Pending:
-    """A line waiting for its group's write: `durable` once written and synced, else `error`."""
+    """A line waiting for its group's write: `done` once written and synced, else `error`."""
 
     delivery_id: str
     line: str

@@ -7,13 +7,11 @@ import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from pydantic import Field, field_validator
-
-from chalicelib.adapters.callbacks.salesforce import SalesforceCallbackSettings
+from chalicelib.adapters.connectors.settings.salesforce import SalesforceSettings  # noqa: F401 (re-exported)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_lines
 from chalicelib.adapters.connectors.mapping import body_for, subject_for
-from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.adapters.connectors.vendor import VendorConnector
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Channel, CustomerEvent, DeliveryJob
 from chalicelib.errors import PermanentDeliveryError
@@ -34,69 +32,8 @@ COMMENT_BYTES = 4_000
 FIRST_NAME_CHARS = 40
 LAST_NAME_CHARS = 80
 
-_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: A Salesforce record id (15 or 18 characters): what may go into the echo lookup's SOQL.
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-#: An upsert updated a record since API 46.0 answers 200 with its id; before, 204 without a body.
-_MIN_API_VERSION = 46.0
-
-
-class SalesforceSettings(VendorSettings):
-    """`base_url` is the org's My Domain (`https://acme.my.salesforce.com`); `auth` is normally
-    `oauth2_client_credentials` with `token_url: https://acme.my.salesforce.com/services/oauth2/token`."""
-
-    #: REST API version, `60.0` (a leading `v` is accepted); 46.0 or later.
-    api_version: str = "60.0"
-    #: Send API calls to the token response's `instance_url` (the org's own host), else `base_url`.
-    #: Turn off when `base_url` is a proxy or a test mock.
-    use_instance_url: bool = True
-    #: Contact field marked External ID that holds the hub customer id (created in Setup).
-    contact_external_id_field: str = "Hub_Customer_Id__c"
-    #: Case field marked External ID (Unique) that holds the hub case id. Set it: without it a
-    #: case whose creation was not recorded (a worker died) can be created twice.
-    case_external_id_field: str | None = None
-    #: Channel → Case.Origin picklist value, overriding the defaults.
-    origins: dict[Channel, str] = Field(default_factory=dict)
-    #: Hub routing queue → Case.OwnerId (a Salesforce queue `00G…` or user `005…`). When the
-    #: queue is mapped, assignment rules are not run, so they cannot overwrite the owner.
-    queues: dict[str, str] = Field(default_factory=dict)
-    #: Fixed Case fields for every new case (`RecordTypeId`, `Type`, `Status`...).
-    case_fields: dict[str, str | int | bool] = Field(default_factory=dict)
-    #: Run the org's active case assignment rules (the `Sforce-Auto-Assign` header).
-    assignment_rules: bool = True
-    #: CaseComment.IsPublished: show follow-ups to the customer in portals.
-    publish_comments: bool = False
-    #: On `customer.erased`, delete the customer's Contact (found by its external id).
-    delete_contacts_on_erasure: bool = True
-    #: Append the hub's outbound messages (`message.sent`) to the case's Case as published
-    #: CaseComments (IsPublished: visible to the customer in portals), as the integration user.
-    outbound_messages: bool = True
-    #: Two-way sync through record-triggered Flows (docs/destinations/salesforce.md, "Answering
-    #: from Salesforce"): the organization id to check and the Status values that mean closed.
-    callbacks: SalesforceCallbackSettings | None = None
-
-    @field_validator("api_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        version = value.removeprefix("v")
-        if not re.fullmatch(r"[0-9]{2,3}\.0", version) or float(version) < _MIN_API_VERSION:
-            raise ValueError(f"must be a REST API version like 60.0, at least {_MIN_API_VERSION}")
-        return version
-
-    @field_validator("contact_external_id_field", "case_external_id_field")
-    @classmethod
-    def _field_name(cls, value: str | None) -> str | None:
-        if value is not None and not _API_NAME.match(value):
-            raise ValueError("must be a field API name like Hub_Id__c")
-        return value
-
-    @field_validator("case_fields")
-    @classmethod
-    def _case_field_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not _API_NAME.match(name):
-                raise ValueError(f"{name!r} is not a field API name")
-        return value
 
 
 class SalesforceConnector(VendorConnector[SalesforceSettings]):

@@ -13,38 +13,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from chalicelib.adapters.connectors.auth import AUTH_FIELD, Authenticator, AuthSettings
+from chalicelib.adapters.connectors.auth import Authenticator
 from chalicelib.adapters.connectors.base import Connector, ConnectorRuntime, VendorApi
-from chalicelib.adapters.callbacks.base import CallbackSettings
-from chalicelib.adapters.connectors.mapping import FieldMapping
+from chalicelib.adapters.connectors.settings.vendor import VendorSettings
 from chalicelib.secrets import SecretResolver
-
-
-class VendorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: The API's base URL (`https://acme.zendesk.com`); tests point it at a Prism mock.
-    base_url: str
-    auth: AuthSettings = AUTH_FIELD
-    #: Per request; the deliver worker's own timeout bounds the whole delivery.
-    timeout_seconds: float = Field(default=10.0, gt=0, le=30)
-    mapping: FieldMapping = Field(default_factory=FieldMapping)
-    #: Two-way sync: how the vendor's callbacks are verified and what they may change. None: the
-    #: destination is one-way (`POST /callbacks/<name>` answers 404).
-    callbacks: CallbackSettings | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-        if parts.scheme == "https" and parts.hostname or (parts.scheme == "http" and local):
-            return value.rstrip("/")
-        raise ValueError("must be an https:// URL (http:// only for localhost)")
 
 
 VendorSettingsT = TypeVar("VendorSettingsT", bound=VendorSettings)

@@ -6,17 +6,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field, field_validator
-
-from chalicelib.adapters.callbacks.zendesk import ZendeskCallbackSettings
+from chalicelib.adapters.connectors.settings.zendesk import (  # noqa: F401 (re-exported)
+    DEFAULT_PRIORITIES,
+    MAX_UPLOAD_BYTES,
+    MIB,
+    ZendeskSettings,
+)
 from chalicelib.adapters.connectors.base import MESSAGE_SENT, ConnectorRuntime, DeliveryResult, VendorResponse
 from chalicelib.adapters.connectors.echo import carries, outbound_text
 from chalicelib.adapters.connectors.http import MAX_REASON_CHARS, raise_for_status
-from chalicelib.adapters.connectors.mapping import FieldMapping, body_for, subject_for
-from chalicelib.adapters.connectors.vendor import VendorConnector, VendorSettings
+from chalicelib.adapters.connectors.mapping import body_for, subject_for
+from chalicelib.adapters.connectors.vendor import VendorConnector
 from chalicelib.adapters.downloads import Downloader, DownloadFailedError, DownloadRefusedError, Refusal, resolve_addresses
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.models import Attachment, CustomerEvent, DeliveryJob
@@ -25,55 +28,9 @@ from chalicelib.secrets import SecretResolver
 
 logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-#: Hub priority → Zendesk priority; the two scales have the same four names.
-DEFAULT_PRIORITIES = {"urgent": "urgent", "high": "high", "normal": "normal", "low": "low"}
-#: Zendesk's own upload limit is 50 MB per file.
-MAX_UPLOAD_BYTES = 50 * MIB
 #: How long to wait after Zendesk refused a replayed Idempotency-Key: by then the lookup by
 #: external id finds the ticket the first request created.
 IDEMPOTENCY_RETRY_SECONDS = 5.0
-
-
-class ZendeskSettings(VendorSettings):
-    """`base_url` is `https://<subdomain>.zendesk.com`; auth is usually `basic` with
-    `<agent email>/token` and an API token, or `bearer` with an OAuth access token."""
-
-    #: False: the hub's comments are internal notes, so the requester is not emailed.
-    public_comments: bool = False
-    #: Set a solved or pending ticket back to open when a follow-up arrives: the hub writes as the
-    #: API user, and an agent's note would not reopen it the way a customer reply does.
-    reopen_on_follow_up: bool = True
-    group_id: int | None = None
-    brand_id: int | None = None
-    ticket_form_id: int | None = None
-    #: Copy attachments with a public https URL into the ticket; others are listed in the comment.
-    upload_attachments: bool = True
-    max_attachment_bytes: int = Field(default=10 * MIB, gt=0, le=MAX_UPLOAD_BYTES)
-    #: On `customer.erased`, also permanently delete the soft-deleted end user (GDPR).
-    permanently_delete_users: bool = True
-    #: Append the hub's outbound messages (`message.sent`) to the case's ticket as public comments.
-    outbound_messages: bool = True
-    #: The Zendesk user shown as the author of those comments (an agent standing for the hub);
-    #: None: the API user. Either way the API user is the ticket's updater, which triggers see.
-    outbound_author_id: int | None = Field(default=None, gt=0)
-    #: Ticket status set with each outbound comment (`pending`: waiting for the customer); None
-    #: leaves the status alone.
-    outbound_status: Literal["open", "pending", "hold", "solved"] | None = None
-    #: Two-way sync: agents' public replies and ticket changes come back (docs/destinations/zendesk.md).
-    callbacks: ZendeskCallbackSettings | None = None
-
-    @field_validator("mapping")
-    @classmethod
-    def _zendesk_mapping(cls, mapping: FieldMapping) -> FieldMapping:
-        allowed = set(DEFAULT_PRIORITIES.values())
-        for name, value in mapping.priority.items():
-            if value not in allowed:
-                raise ValueError(f"priority.{name}: {value!r} is not a Zendesk priority (urgent, high, normal, low)")
-        for field in mapping.custom_fields:
-            if not field.isdigit():
-                raise ValueError(f"custom_fields: {field!r} must be a Zendesk ticket field id (digits)")
-        return mapping
 
 
 class ZendeskConnector(VendorConnector[ZendeskSettings]):

@@ -1,5 +1,4 @@
-"""Mailgun inbound routes (email)."""
+"""Mailgun inbound routes (email).
 
-from chalicelib.adapters.channels.mailgun.adapter import MailgunAdapter
-
-__all__ = ["MailgunAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

@@ -13,7 +13,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from chalicelib.adapters.channels.email.compose import EmailSender
-from chalicelib.adapters.channels.mailgun.adapter import MailgunSettings
+from chalicelib.adapters.channels.mailgun.settings import MailgunSettings
 from chalicelib.adapters.channels.sending import CredentialRefusedError, first_accepted, json_object, resolved_secrets
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome

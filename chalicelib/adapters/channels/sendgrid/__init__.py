@@ -1,5 +1,4 @@
-"""SendGrid Inbound Parse (email)."""
+"""SendGrid Inbound Parse (email).
 
-from chalicelib.adapters.channels.sendgrid.adapter import SendgridAdapter
-
-__all__ = ["SendgridAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

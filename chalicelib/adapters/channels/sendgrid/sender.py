@@ -17,7 +17,7 @@ import json
 from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
-from chalicelib.adapters.channels.sendgrid.adapter import SendgridSettings
+from chalicelib.adapters.channels.sendgrid.settings import SendgridSettings
 from chalicelib.adapters.channels.sending import CredentialRefusedError, first_accepted, resolved_secrets
 from chalicelib.adapters.channels.sendgrid.events import HUB_ARG
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds

@@ -1,5 +1,4 @@
-"""Amazon SES inbound email, through SNS notifications or stored in S3."""
+"""Amazon SES inbound email, through SNS notifications or stored in S3.
 
-from chalicelib.adapters.channels.ses.adapter import SesAdapter
-
-__all__ = ["SesAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from chalicelib.adapters.channels.email.compose import EmailSender, message_id_of
 from chalicelib.adapters.channels.email.outbound import thread_key
-from chalicelib.adapters.channels.ses.adapter import SesSettings
+from chalicelib.adapters.channels.ses.settings import SesSettings
 from chalicelib.adapters.connectors.http import retry_after_seconds
 from chalicelib.domain.outbound import OutboundMessage, SendOutcome
 from chalicelib.errors import PermanentDeliveryError, RetryableDeliveryError

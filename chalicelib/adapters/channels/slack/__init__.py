@@ -1,5 +1,4 @@
-"""Slack: customers in DMs and Slack Connect channels (Events API, files)."""
+"""Slack: customers in DMs and Slack Connect channels (Events API, files).
 
-from chalicelib.adapters.channels.slack.adapter import SlackAdapter
-
-__all__ = ["SlackAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

@@ -17,7 +17,7 @@ from chalicelib.adapters.channels.sending import (
     linked_text_problems,
     resolved_secrets,
 )
-from chalicelib.adapters.channels.slack.adapter import SlackSettings
+from chalicelib.adapters.channels.slack.settings import SlackSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Channel, Contact, ReplyContext, ReplyTarget

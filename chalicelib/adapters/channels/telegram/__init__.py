@@ -1,5 +1,4 @@
-"""Telegram bots (Bot API webhooks, files)."""
+"""Telegram bots (Bot API webhooks, files).
 
-from chalicelib.adapters.channels.telegram.adapter import TelegramAdapter
-
-__all__ = ["TelegramAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

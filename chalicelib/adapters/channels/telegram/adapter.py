@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import secrets
 import time
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from chalicelib.adapters.channels.telegram.media import TelegramMediaSource
+from chalicelib.adapters.channels.telegram.settings import TelegramSettings
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -23,14 +23,11 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import string_of as _text, load_clean_object
-from chalicelib.adapters.media.base import api_base_url
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Location, Sender
 from chalicelib.errors import MalformedPayloadError, SignatureError
-from chalicelib.secrets import Secret
 from chalicelib.signing.compare import matches_any
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-_USERNAME = re.compile(r"@?([A-Za-z0-9_]{4,64})")
 
 #: Update fields this adapter deliberately does not turn into contacts, with why.
 #: https://core.telegram.org/bots/api#update
@@ -79,47 +76,6 @@ SERVICE_FIELDS = frozenset({
 #: Content a customer sent that this adapter does not read yet: a contact of type UNSUPPORTED.
 OTHER_CONTENT = ("poll", "dice", "game", "story", "invoice", "giveaway", "giveaway_winners", "paid_media",
                  "checklist", "users_shared", "chat_shared", "web_app_data", "successful_payment")  # fmt: skip
-
-
-class TelegramSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: The `secret_token`(s) given to setWebhook (1-256 of A-Z a-z 0-9 _ -); the new one first while rotating.
-    secret_tokens: list[Secret] = Field(min_length=1)
-    #: The bot's user id: the number before the colon in its token (`123456789:AA…`). It names our
-    #: side of every conversation and scopes `update_id`, which is only unique per bot.
-    bot_id: int = Field(gt=0)
-    #: The bot's @username, to recognise its own messages where Telegram echoes them.
-    bot_username: str | None = None
-
-    # --- outbound (sender.py): optional, so a receive-only configuration stays valid ---------
-    #: The bot's token from @BotFather (`123456789:AA…`, the number being bot_id). A list rotates:
-    #: after /revoke put the new token first; one Telegram refuses (401) is followed by the next.
-    bot_tokens: list[Secret] = Field(default_factory=list)
-    #: The Bot API host; `/bot<token>/<method>` is appended (a local Bot API server, a test double).
-    api_base_url: str = "https://api.telegram.org"
-    #: Show link previews under replies that contain a URL.
-    link_previews: bool = True
-
-    @field_validator("bot_tokens", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, example="https://api.telegram.org")
-
-    @field_validator("bot_username")
-    @classmethod
-    def _username(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _USERNAME.fullmatch(value.strip())
-        if match is None:
-            raise ValueError("must be a Telegram username: 4-64 letters, digits or _ (the leading @ is optional)")
-        return match[1].lower()
 
 
 class TelegramAdapter(ChannelAdapter[TelegramSettings]):
@@ -493,7 +449,6 @@ def _id(value: Any) -> int | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
 
 
 def _date(value: Any) -> datetime | None:

@@ -17,7 +17,7 @@ from chalicelib.adapters.channels.sending import (
     json_object,
     resolved_secrets,
 )
-from chalicelib.adapters.channels.telegram.adapter import TelegramSettings
+from chalicelib.adapters.channels.telegram.settings import TelegramSettings
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Channel, Contact, ReplyContext, ReplyTarget

@@ -1,5 +1,4 @@
-"""Twilio Programmable Messaging: SMS, MMS and WhatsApp through Twilio (webhooks, media)."""
+"""Twilio Programmable Messaging: SMS, MMS and WhatsApp through Twilio (webhooks, media).
 
-from chalicelib.adapters.channels.twilio.adapter import TwilioAdapter
-
-__all__ = ["TwilioAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

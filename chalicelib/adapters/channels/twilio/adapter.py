@@ -10,12 +10,18 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from chalicelib.adapters.channels.twilio.media import TwilioMediaSource
-from chalicelib.adapters.channels.twilio.outbound_settings import TwilioOutboundSettings
+# `TwilioSettings` and `normalize_public_url` are still importable from here (the Flex callbacks use the latter).
+from chalicelib.adapters.channels.twilio.settings import (  # noqa: F401
+    _DEFAULT_PORTS,
+    TwilioSettings,
+    hook_url,
+    normalize_public_url,
+)
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -35,7 +41,6 @@ from chalicelib.domain.models import (
     StatusEvent,
 )
 from chalicelib.errors import MalformedPayloadError, SignatureError
-from chalicelib.secrets import Secret
 from chalicelib.signing.compare import matches_any
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -72,7 +77,6 @@ CHANNEL_PREFIXES: dict[str, Channel] = {"whatsapp": Channel.WHATSAPP}
 #: Status callbacks name the channel in `ChannelPrefix`.
 STATUS_CHANNELS: dict[str, Channel] = {"whatsapp": Channel.WHATSAPP, "messenger": Channel.MESSENGER}
 
-_DEFAULT_PORTS = {"https": "443", "http": "80"}
 _AUTHORITY = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(?::(?P<port>[0-9]*))?")
 _MEDIA_URL = re.compile(r"MediaUrl([0-9]{1,4})")
 #: The send error that means the recipient replied STOP; in a status callback it is an opt-out.
@@ -175,54 +179,6 @@ def _form_pairs(text: str, *, errors: str) -> list[tuple[str, str]]:
     # keep_blank_values: an empty `Body=` is signed as "Body" + "" (PROVIDERS §1.3); dropping it
     # breaks the signature of every location or media-only WhatsApp message.
     return parse_qsl(text, keep_blank_values=True, errors=errors)
-
-
-class TwilioSettings(TwilioOutboundSettings):
-    """`channels.twilio`: the webhook fields below, and the sender's (`TwilioOutboundSettings`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: Primary first; add the secondary before promoting it in the Console so rotation never fails.
-    auth_tokens: list[Secret] = Field(min_length=1)
-    #: The exact URL configured at Twilio for `/webhooks/twilio`; a hook is appended as a path segment.
-    public_url: str
-    #: Public-beta SharedKey secrets, used only when a request names an algorithm in
-    #: `X-Twilio-Webhooks-Signature-Settings`. The name ends in `secrets` so deployed
-    #: configurations must reference them (`hubconfig._is_secret_field`).
-    shared_key_secrets: list[Secret] = Field(default_factory=list)
-
-    @field_validator("public_url")
-    @classmethod
-    def _public_url(cls, value: str) -> str:
-        return normalize_public_url(value)
-
-
-def hook_url(public_url: str, hook: str | None) -> str:
-    """`public_url` with `hook` as a path segment before any query string: the URL Twilio calls
-    (and signs) for `/webhooks/twilio/<hook>`. The sender's `StatusCallback` is built with it, so
-    status callbacks verify against exactly the URL they were sent to."""
-    if not hook:
-        return public_url
-    base, sep, query = public_url.partition("?")
-    return f"{base.rstrip('/')}/{hook}{sep}{query}"
-
-
-def normalize_public_url(value: str) -> str:
-    """Drop `#fragment` and `user:pass@`: Twilio signs the URL without either (PROVIDERS §1.3)."""
-    url = value.strip().split("#", 1)[0]
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in _DEFAULT_PORTS:
-        raise ValueError("must be an absolute http(s) URL, exactly as configured at Twilio")
-    end = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0], default=len(rest))
-    authority = rest[:end].rpartition("@")[2]
-    if not authority:
-        raise ValueError("must include a host name")
-    url = f"{scheme}://{authority}{rest[end:]}"
-    try:
-        urlsplit(url).port  # noqa: B018 - the property raises ValueError for a port outside 0-65535
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    return url
 
 
 class TwilioAdapter(ChannelAdapter[TwilioSettings]):

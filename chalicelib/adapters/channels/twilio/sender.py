@@ -18,7 +18,7 @@ from chalicelib.adapters.channels.sending import (
     is_http_url,
     json_object,
 )
-from chalicelib.adapters.channels.twilio.adapter import TwilioSettings, hook_url
+from chalicelib.adapters.channels.twilio.settings import TwilioSettings, hook_url
 from chalicelib.adapters.channels.twilio.outbound_settings import E164
 from chalicelib.adapters.channels.twilio.segments import segments, utf16_length
 from chalicelib.adapters.connectors.http import RETRYABLE_STATUSES, HttpResponse, retry_after_seconds

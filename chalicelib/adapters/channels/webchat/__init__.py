@@ -1,5 +1,4 @@
-"""The hub's own web chat widget API."""
+"""The hub's own web chat widget API.
 
-from chalicelib.adapters.channels.webchat.adapter import WebchatAdapter
-
-__all__ = ["WebchatAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

@@ -14,6 +14,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chalicelib.adapters.channels.webchat.settings import (  # noqa: F401 (re-exported)
+    ID_PATTERN,
+    normalize_origin,
+    WebchatSettings,
+    WebchatSite,
+)
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -24,14 +30,10 @@ from chalicelib.adapters.channels.base import (
 )
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import ForbiddenError, HubError, MalformedPayloadError, NotFoundError, SignatureError
-from chalicelib.secrets import Secret
 from chalicelib.signing.compare import signed_by_any
 
 logger = logging.getLogger(__name__)
 
-#: Ids end up in identifier keys (`webchat:<site>/<visitor>`) and dedupe keys, so no `/`,
-#: no spaces, nothing a widget would not generate (UUIDs, ULIDs, slugs).
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_TEXT = 10_000
 MAX_ATTACHMENTS = 10
 
@@ -39,8 +41,6 @@ MAX_ATTACHMENTS = 10
 SIGNED_CLAIMS: tuple[tuple[str, str], ...] = (("external_id", "external"), ("email", "email"), ("phone", "phone"))
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[^/?#\s:]+|\[[^\]/]+\])(?::(?P<port>[0-9]{1,5}))?")
-_DEFAULT_PORTS = {"https": "443", "http": "80"}
 
 
 def user_hash(secret: str, value: str) -> str:
@@ -58,54 +58,6 @@ def signed_claim(identity: Any) -> tuple[str, str] | None:
         if isinstance(value, str) and value.strip():
             return field, value
     return None
-
-
-def normalize_origin(value: str) -> str | None:
-    """`scheme://host[:port]` as browsers send it: lower-case, no default port, no trailing slash."""
-    match = _ORIGIN.fullmatch(value.strip().rstrip("/").lower())
-    if match is None:
-        return None
-    port = match["port"]
-    if port is None or port == _DEFAULT_PORTS[match["scheme"]]:
-        return f"{match['scheme']}://{match['host']}"
-    return f"{match['scheme']}://{match['host']}:{port}"
-
-
-class WebchatSite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=ID_PATTERN)
-    #: Keys the site's backend signs `user_hash` with; list the new one beside the old while rotating.
-    #: Empty: the site has no identity verification and every claim stays unverified.
-    identity_secrets: list[Secret] = Field(default_factory=list)
-    #: Pages allowed to embed the widget; empty allows any. Enforced only when a browser sends `Origin`.
-    allowed_origins: list[str] = Field(default_factory=list)
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, values: list[str]) -> list[str]:
-        normalized = []
-        for value in values:
-            origin = normalize_origin(value)
-            if origin is None:
-                raise ValueError(f"{value!r} is not an origin like https://shop.example.com (no path)")
-            normalized.append(origin)
-        return normalized
-
-
-class WebchatSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sites: list[WebchatSite] = Field(min_length=1)
-
-    @field_validator("sites")
-    @classmethod
-    def _unique(cls, sites: list[WebchatSite]) -> list[WebchatSite]:
-        ids = [site.id for site in sites]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate site id {', '.join(duplicates)}")
-        return sites
 
 
 # --- the request body the widget sends ---------------------------------------------------------

@@ -1,5 +1,4 @@
-"""X (Twitter) Direct Messages through the Account Activity API."""
+"""X (Twitter) Direct Messages through the Account Activity API.
 
-from chalicelib.adapters.channels.x.adapter import XAdapter
-
-__all__ = ["XAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

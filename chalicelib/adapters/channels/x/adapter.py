@@ -10,10 +10,11 @@ import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
+from chalicelib.adapters.channels.x.settings import NUMERIC_ID, XSettings
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
     ParsedWebhook,
@@ -23,7 +24,6 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import text_of as _text, TooDeepError, clean, load_object, safe
-from chalicelib.adapters.media.base import api_base_url
 from chalicelib.domain.models import (
     Attachment,
     Channel,
@@ -34,7 +34,6 @@ from chalicelib.domain.models import (
     StatusEvent,
 )
 from chalicelib.errors import MalformedPayloadError, SignatureError
-from chalicelib.secrets import Secret
 from chalicelib.signing.compare import signed_by_any
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
@@ -48,8 +47,6 @@ _SIGNATURE = re.compile(r"(?i:sha256)=([A-Za-z0-9+/]{43}=)")
 #: Every event body is a JSON object, so it contains `{`, which these characters exclude.
 _CRC_TOKEN = re.compile(r"[A-Za-z0-9+/=_.~:-]{1,256}")
 
-#: X user and event ids are unsigned 64-bit integers, sent as decimal strings.
-_ID = re.compile(r"[0-9]{1,20}")
 #: `created_timestamp`: milliseconds since the epoch, as a string; 13 digits reach the year 2286.
 _MILLIS = re.compile(r"[0-9]{1,13}")
 
@@ -88,94 +85,6 @@ def compute_signature(secret: str | bytes, body: bytes) -> str:
 def crc_response(secret: str | bytes, crc_token: str) -> dict[str, str]:
     """The JSON X expects back from `GET ?crc_token=…`: the same construction over the token."""
     return {"response_token": compute_signature(secret, crc_token.encode("utf-8"))}
-
-
-class XSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: The app's OAuth 1.0a Consumer Secret (API Key Secret), for `x-twitter-webhooks-signature`.
-    #: X holds one at a time: after regenerating it, put the new one first and keep the old one
-    #: until retries signed with it are over.
-    consumer_secrets: list[Secret] = Field(default_factory=list)
-    #: The app's OAuth 2.0 Client Secret, for `x-twitter-webhooks-signature-oauth2`.
-    client_secrets: list[Secret] = Field(default_factory=list)
-    #: Which secret answers the CRC: `client` (the OAuth 2.0 Client Secret; X's v2 webhook
-    #: introduction) or `consumer` (the API Key Secret; X's quickstart examples). X's pages
-    #: disagree and a CRC has one answer: by default `client` when client_secrets are set. POSTs
-    #: verify with either list, whichever this names.
-    crc_answer: Literal["client", "consumer"] | None = None
-    #: Numeric ids of the accounts subscribed to this webhook. A DM *from* one of them is our own
-    #: send (or one of our accounts writing to another): an echo, never a customer contact.
-    user_ids: list[str] = Field(min_length=1)
-    #: Optional replay window on each event's `created_timestamp`. X retries for about five minutes
-    #: and replay jobs redeliver older events, so it cannot be shorter than that; off by default.
-    max_skew_seconds: int | None = Field(default=None, ge=300)
-
-    # --- outbound (sender.py): optional, so a receive-only configuration stays valid ---------
-    #: OAuth 2.0 user-context access tokens (scopes `dm.write dm.read tweet.read users.read`) by
-    #: the account (one of user_ids) that sends with them: `{"3001969357": ["secretsmanager:x-dm"]}`.
-    #: They expire after two hours: something outside the hub refreshes them (docs/channels/x.md).
-    #: A list rotates: the new token first; one X refuses (401) is followed by the next.
-    dm_access_tokens: dict[str, list[Secret]] = Field(default_factory=dict)
-    #: The X API host; `/2/dm_conversations/with/<id>/messages` is appended.
-    api_base_url: str = "https://api.x.com"
-
-    @field_validator("dm_access_tokens", mode="before")
-    @classmethod
-    def _token_lists(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        tokens = {}
-        for key, listed in value.items():
-            # YAML reads an unquoted id as an integer; one token needs no list.
-            account = str(key).strip() if isinstance(key, (str, int)) and not isinstance(key, bool) else ""
-            if not _ID.fullmatch(account):
-                raise ValueError("keys must be numeric X user ids (the sending account's id, not its @handle)")
-            tokens[str(int(account))] = [listed] if isinstance(listed, str) else listed
-        return tokens
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, example="https://api.x.com")
-
-    @field_validator("user_ids", mode="before")
-    @classmethod
-    def _numeric_ids(cls, values: Any) -> Any:
-        if not isinstance(values, list):
-            return values
-        normalized = []
-        for value in values:
-            # YAML reads an unquoted id as an integer; both spellings are the same account.
-            text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-            if not _ID.fullmatch(text):
-                raise ValueError("must be numeric X user ids (the account's id, not its @handle)")
-            normalized.append(str(int(text)))
-        return normalized
-
-    @model_validator(mode="after")
-    def _a_signing_secret(self) -> XSettings:
-        if not self.consumer_secrets and not self.client_secrets:
-            raise ValueError("configure consumer_secrets (OAuth 1.0a API Key Secret) and/or client_secrets (OAuth 2.0)")
-        if self.crc_answer == "client" and not self.client_secrets:
-            raise ValueError("crc_answer is client, but no client_secrets are configured")
-        if self.crc_answer == "consumer" and not self.consumer_secrets:
-            raise ValueError("crc_answer is consumer, but no consumer_secrets are configured")
-        for account, tokens in self.dm_access_tokens.items():
-            # A reply from an account whose webhook we do not hear would lose the customer's answer.
-            if account not in self.user_ids:
-                raise ValueError(f"dm_access_tokens: account {account[:24]!r} is not one of user_ids")
-            if not tokens:
-                raise ValueError(f"dm_access_tokens: account {account} has an empty token list")
-        return self
-
-    @property
-    def crc_signing_secrets(self) -> list[SecretStr]:
-        """The list whose first entry answers the CRC (`crc_answer`; by default the OAuth 2.0
-        client secret when configured)."""
-        if self.crc_answer == "consumer" or (self.crc_answer is None and not self.client_secrets):
-            return self.consumer_secrets
-        return self.client_secrets
 
 
 class XAdapter(ChannelAdapter[XSettings]):
@@ -553,11 +462,10 @@ def _clean_reason(value: Any) -> str:
     return safe(value)[:64] if isinstance(value, str) else type(value).__name__
 
 
-
 def _id(value: Any) -> str | None:
     """An X id (user or event) in canonical decimal form, or None."""
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    return str(int(text)) if _ID.fullmatch(text) else None
+    return str(int(text)) if NUMERIC_ID.fullmatch(text) else None
 
 
 def _millis(value: Any) -> datetime | None:

@@ -1,0 +1,37 @@
+"""`type: webhook` destinations' settings (the connector: `connectors/webhook.py`)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.secrets import Secret
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    #: `whsec_<base64>` secrets; every one signs, so consumers can rotate without downtime.
+    secrets: list[Secret] = Field(min_length=1)
+    #: The spec recommends 15-30 s; the deliver worker's timeout bounds it too.
+    timeout_seconds: float = Field(default=15.0, gt=0, le=30)
+    #: Extra non-secret headers (e.g. a routing key the consumer expects).
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Include the provider's raw payload in `data.contact.raw` (larger events).
+    include_raw: bool = False
+    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
+    case_events: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+            return value
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
