@@ -236,6 +236,28 @@ def _progress(line: str) -> None:
     print(line, flush=True)
 
 
+def _whereabouts(pmid: str, sqs, urls: dict[str, str], receiver) -> str:
+    """Where a lost message's traces are, for the failure message: the destination's answers to
+    it, the queues still holding it, and the table's items naming it."""
+    answers = [request.answered for request in receiver.requests if pmid.encode() in request.body]
+    queued = []
+    for role, url in urls.items():
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                           AttributeNames=["All"]).get("Messages", []):
+            if pmid in message["Body"]:
+                queued.append((role, message["Attributes"].get("ApproximateReceiveCount")))
+    dynamodb = boto3.client("dynamodb", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    items, start = [], {}
+    while True:
+        page = dynamodb.scan(TableName="hub-soak", **start)
+        items += [(item["pk"]["S"], item["sk"]["S"], {k: v for k, v in item.items() if k in ("state", "status")})
+                  for item in page["Items"] if pmid in json.dumps(item)]
+        if "LastEvaluatedKey" not in page:
+            break
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    return f"{pmid}: destination answered {answers}; queued {queued}; items {items}"
+
+
 def _depth(sqs, url: str) -> int:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -296,7 +318,8 @@ def test_every_accepted_webhook_is_one_contact_and_one_delivery_through_worker_c
           f"ingest {posted - started:.0f} s, workers {drained - posted:.0f} s")
 
     assert crashes.crashes, "no worker crashed: the scenario did not run"
-    assert report.missing == [], f"acknowledged but never delivered: {report.missing[:5]}"
+    assert report.missing == [], (f"acknowledged but never delivered: {report.missing[:5]}\n"
+                                  + "\n".join(_whereabouts(pmid, sqs, urls, receiver) for pmid in report.missing[:3]))
     assert report.doubled_contacts == [], f"one message, two contacts: {report.doubled_contacts[:5]}"
     assert report.doubled_deliveries == [], f"one contact delivered under two ids: {report.doubled_deliveries[:5]}"
     assert report.contacts == report.delivered == MESSAGES

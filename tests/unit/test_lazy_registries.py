@@ -3,6 +3,7 @@ static tables must say what the classes say, and a start-up must load only what 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ def test_the_pull_entries_are_the_adapters_own():
 
 
 def test_the_media_table_is_the_adapters_media_sources_in_their_order():
-    declared = [source for adapter in CHANNELS.values() for source in adapter.media_sources]
+    declared = [_import(path) for adapter in CHANNELS.values() for path in adapter.media_sources]
     assert [source.key for source in declared] == list(MEDIA_SOURCES)
     assert {s.key: s.provider for s in declared} == MEDIA_SOURCE_PROVIDERS
     assert {s.settings_field: s.key for s in declared} == MEDIA_SOURCE_FIELDS
@@ -77,3 +78,8 @@ def test_a_webhook_function_loads_only_the_configured_providers_and_connectors(t
     assert loaded["channels"] == ["meta"] and loaded["connectors"] == [] and loaded["media"] == []
     assert loaded["connector_settings"] == ["outbox"]
     assert not [m for m in loaded["modules"] if m.split(".")[3] not in ("base", "registry", "json_body", "meta")]
+
+
+def _import(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

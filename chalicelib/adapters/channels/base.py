@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.media.base import MediaSource
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import ConfigError, MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
@@ -140,9 +139,10 @@ class ChannelAdapter(ABC, Generic[SettingsT]):
     Settings: ClassVar[type[BaseModel]]
     #: Content types the route must accept for this provider.
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
-    #: Where the provider keeps attachments the hub downloads (`adapters/media/`), each with
-    #: its own section under `media:`; assembled into the media registry.
-    media_sources: ClassVar[tuple[type[MediaSource], ...]] = ()
+    #: Where the provider keeps attachments the hub downloads: `module:Class` of each
+    #: `MediaSource` (`adapters/media/`), each with its own section under `media:`, named in the
+    #: media registry and imported on first download (a webhook never loads them).
+    media_sources: ClassVar[tuple[str, ...]] = ()
     #: Queue-fed ways in besides the webhook (`PullEntry`); each gets its own worker.
     pull_entries: ClassVar[tuple[PullEntry, ...]] = ()
     #: This provider's way out: `module:Class` of its `ChannelSender` (adapters/channels/sending.py),

@@ -29,7 +29,7 @@ CHANNELS = LazyRegistry("channel adapter", {
 #: pays for the provider it serves alone. A test holds it equal to each adapter's `Settings`.
 CHANNEL_SETTINGS = LazyRegistry("channel settings", {
     "twilio": f"{_PACKAGE}.twilio.settings:TwilioSettings",
-    "meta": f"{_PACKAGE}.meta.adapter:MetaSettings",  # still beside its adapter (the Meta package moves it)
+    "meta": f"{_PACKAGE}.meta.settings:MetaSettings",
     "webchat": f"{_PACKAGE}.webchat.settings:WebchatSettings",
     "slack": f"{_PACKAGE}.slack.settings:SlackSettings",
     "telegram": f"{_PACKAGE}.telegram.settings:TelegramSettings",

@@ -1,5 +1,4 @@
-"""Meta's Graph platform: WhatsApp Cloud API, Messenger and Instagram messaging (webhooks, media)."""
+"""Meta's Graph platform: WhatsApp Cloud API, Messenger and Instagram messaging (webhooks, media).
 
-from chalicelib.adapters.channels.meta.adapter import MetaAdapter
-
-__all__ = ["MetaAdapter"]
+The adapter is `adapter.py`, its settings `settings.py`: the registries import each on first use.
+"""

@@ -23,7 +23,6 @@ from chalicelib.adapters.channels.base import (
     WebhookResponse,
 )
 from chalicelib.adapters.channels.json_body import load_object, safe
-from chalicelib.adapters.channels.meta.cdn_media import MetaCdnSource
 from chalicelib.adapters.channels.meta.core import (
     SIGNATURE_HEADER,
     MetaSettings,
@@ -35,7 +34,6 @@ from chalicelib.adapters.channels.meta.core import (
 from chalicelib.adapters.channels.meta.messenger import MESSAGING_OBJECTS, MessengerPlatform
 from chalicelib.adapters.channels.meta.whatsapp import OBJECT as WHATSAPP
 from chalicelib.adapters.channels.meta.whatsapp import WhatsAppCloud, simulated_payload
-from chalicelib.adapters.channels.meta.whatsapp_media import WhatsAppCloudSource
 from chalicelib.errors import MalformedPayloadError
 from chalicelib.secrets import SecretResolver
 
@@ -50,7 +48,8 @@ class MetaAdapter(ChannelAdapter[MetaSettings]):
         "https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages"
     )
     Settings: ClassVar[type[BaseModel]] = MetaSettings
-    media_sources = (WhatsAppCloudSource, MetaCdnSource)
+    media_sources = ("chalicelib.adapters.channels.meta.whatsapp_media:WhatsAppCloudSource",
+                     "chalicelib.adapters.channels.meta.cdn_media:MetaCdnSource")
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     # By path: the ingest Lambda never imports the sending code.
     sender: ClassVar[str | None] = "chalicelib.adapters.channels.meta.sender:MetaSender"

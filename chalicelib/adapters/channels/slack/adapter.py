@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.slack.media import SlackFilesSource
 from chalicelib.adapters.channels.slack.settings import SlackSettings
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
@@ -81,7 +80,7 @@ class SlackAdapter(ChannelAdapter[SlackSettings]):
     key: ClassVar[str] = "slack"
     docs_url: ClassVar[str] = "https://api.slack.com/apis/events-api"
     Settings: ClassVar[type[BaseModel]] = SlackSettings
-    media_sources = (SlackFilesSource,)
+    media_sources = ("chalicelib.adapters.channels.slack.media:SlackFilesSource",)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     sender: ClassVar[str | None] = "chalicelib.adapters.channels.slack.sender:SlackSender"
 

@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.telegram.media import TelegramMediaSource
 from chalicelib.adapters.channels.telegram.settings import TelegramSettings
 from chalicelib.adapters.channels.base import (
     ChannelAdapter,
@@ -84,7 +83,7 @@ class TelegramAdapter(ChannelAdapter[TelegramSettings]):
     key: ClassVar[str] = "telegram"
     docs_url: ClassVar[str] = "https://core.telegram.org/bots/api#setwebhook"
     Settings: ClassVar[type[BaseModel]] = TelegramSettings
-    media_sources = (TelegramMediaSource,)
+    media_sources = ("chalicelib.adapters.channels.telegram.media:TelegramMediaSource",)
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     sender: ClassVar[str | None] = "chalicelib.adapters.channels.telegram.sender:TelegramSender"
 

@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 
-from chalicelib.adapters.channels.twilio.media import TwilioMediaSource
 # `TwilioSettings` and `normalize_public_url` are still importable from here (the Flex callbacks use the latter).
 from chalicelib.adapters.channels.twilio.settings import (  # noqa: F401
     _DEFAULT_PORTS,
@@ -187,7 +186,7 @@ class TwilioAdapter(ChannelAdapter[TwilioSettings]):
     key: ClassVar[str] = "twilio"
     docs_url: ClassVar[str] = "https://www.twilio.com/docs/messaging/guides/webhook-request"
     Settings: ClassVar[type[BaseModel]] = TwilioSettings
-    media_sources = (TwilioMediaSource,)
+    media_sources = ("chalicelib.adapters.channels.twilio.media:TwilioMediaSource",)
     # A path, not an import: the ingest Lambda never loads the sender.
     sender: ClassVar[str | None] = "chalicelib.adapters.channels.twilio.sender:TwilioSender"
     content_types: ClassVar[tuple[str, ...]] = ("application/x-www-form-urlencoded",)
