@@ -201,6 +201,21 @@ def test_two_commits_of_one_message_land_once(store):
     assert done(store, "msg:twilio:SM1", T0 + timedelta(seconds=2))
 
 
+def test_an_erasures_done_markers_outlive_the_commits_and_keep_a_late_retry_from_committing(store):
+    from chalicelib.adapters.store.base import Erasure
+
+    finish(store, "msg:twilio:SM1", expires_at=T0 + WEEK)
+    gone = make_customer()
+    store.create_customer(gone)
+    store.erase_customer(Erasure(customer_id=gone.id, identifier_keys=(), contact_ids=(), case_ids=(), thread_keys=(),
+                                 dedupe_keys=("msg:twilio:SM1",), merge_ids=(), erased_at=T0,
+                                 tombstone_expires_at=T0 + timedelta(days=3650)))
+    late = T0 + timedelta(days=30)
+    assert done(store, "msg:twilio:SM1", late)
+    with pytest.raises(ConcurrentUpdateError):
+        finish(store, "msg:twilio:SM1", expires_at=late + WEEK, at=late)
+
+
 # --- customers -----------------------------------------------------------------------------------
 
 
