@@ -9,8 +9,8 @@ Order of effects, chosen so a crash at any point loses nothing and duplicates no
    jobs and the queue and the deliver worker drop the repeats);
 4. `commit_contact` writes the contact, case, customer and the done marker together, the marker on
    condition that the message is not done yet.
-A crash between 3 and 4 leaves nothing but the queued jobs; the redelivered message is processed
-again to the same ids.
+A crash between 3 and 4 leaves no marker behind (and nothing to wait for); the redelivered
+message is processed again to the same ids.
 
 No lease guards a message while a worker processes it, because no second worker gets it meanwhile:
 on AWS the inbound queue is FIFO with one message group per sender, which hands out no message of
@@ -166,10 +166,10 @@ class Processor:
         seconds_left: Callable[[], float] | None = None,
     ) -> ProcessResult:
         """Raises `ConcurrentUpdateError` (concurrent workers kept winning the commit) and the
-        store's and queue's `TransientError`s; each means: retry the message later. On the `final_attempt`
-        (the queue's last receive) an attachment that still cannot be fetched is reported as
-        deferred instead, so the customer's message is delivered rather than dead-lettered.
-        `seconds_left` (the worker's time left) bounds the message's media downloads."""
+        store's and queue's `TransientError`s; each means: retry the message later. On the
+        `final_attempt` (the queue's last receive) an attachment that still cannot be fetched is
+        reported as deferred instead, so the customer's message is delivered rather than
+        dead-lettered. `seconds_left` (the worker's time left) bounds the message's media downloads."""
         if isinstance(event, StatusEvent):
             return self._record_status(event)
         if isinstance(event, UnhandledEvent):
