@@ -11,9 +11,12 @@ unwatched client):
 * ingest, accepted webhook            A1: exactly 1 (SendMessageBatch)
 * ingest, wrong signature             A1: 0
 * process, new customer               (informational: creates the customer)
-* process, returning customer, cold identifier cache (fresh Hub)       A2: <= 4
-* process, returning customer, warm identifier cache (same Hub)        A2: <= 4
-* process, duplicate (the same queue message delivered again)          A3: exactly 1
+* process, returning customer, cold identifier cache (fresh Hub)       A2: <= 4 (the owners of the
+  sender's identifiers read with the message's done marker, the customer, the delivery job, the commit)
+* process, returning customer, warm identifier cache (same Hub)        A2: <= 4 (the customer read
+  with the done marker, the delivery job, the commit)
+* process, duplicate (the same queue message delivered again)          A3: exactly 1 (the first read
+  finds the done marker)
 
 The same run also leaves the dedupe records that `dedupe_ttl` reads (see `scenario()`).
 """

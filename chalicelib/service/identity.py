@@ -4,6 +4,10 @@ Normalized identifiers pass the identity rules (`domain/identity_rules.py`); the
 looked up (one store call, or none when cached), the highest-priority owner wins, and identifiers
 the customer lacks are linked within the per-kind limits. A customer is created when nobody owns
 any of them; a concurrent creation of the same person resolves to the winner's customer.
+
+Given the message's dedupe key, resolution's first store read is `Store.begin`, which reads the
+key's done marker in the same call: a duplicate stops there (`AlreadyProcessed`) before anything
+is written, and a new message pays no call for its dedupe check.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from chalicelib.adapters.store.base import IdentifierTakenError, Store
+from chalicelib.adapters.store.base import IdentifierTakenError, MessageStart, Store
 from chalicelib.domain.identifiers import Identifier, IdentifierKind, normalize, resolve_kind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
@@ -83,6 +87,44 @@ class IdentifierCache:
             self._data.pop(key, None)
 
 
+class AlreadyProcessed(Exception):
+    """The message's first read found its dedupe key done: a duplicate, nothing to resolve."""
+
+
+class _Reads:
+    """Resolution's store reads for one message. The first of them is `Store.begin` when there is
+    a dedupe key to check, so the check rides on a read resolution makes anyway: the identifiers'
+    owners (a cold cache) or the customer (a warm one). Before resolution writes (a new
+    customer) the check is made on its own, if no read made it yet."""
+
+    def __init__(self, store: Store, dedupe_key: str | None, now: datetime) -> None:
+        self.store = store
+        self._unchecked = dedupe_key
+        self._now = now
+
+    def owners(self, identifiers: list[Identifier]) -> dict[str, str]:
+        if self._unchecked is None:
+            return self.store.find_customer_ids(identifiers)
+        return self._begin(identifiers=identifiers).customer_ids
+
+    def customer(self, customer_id: str) -> Customer | None:
+        if self._unchecked is None:
+            return self.store.get_customer(customer_id)
+        return self._begin(customer_id=customer_id).customer
+
+    def check(self) -> None:
+        """Read the dedupe marker now, unless a read did already."""
+        if self._unchecked is not None:
+            self._begin()
+
+    def _begin(self, **reads) -> MessageStart:
+        start = self.store.begin(self._unchecked, now=self._now, **reads)
+        if start.done:
+            raise AlreadyProcessed(self._unchecked)
+        self._unchecked = None
+        return start
+
+
 @dataclass
 class Resolved:
     customer: Customer
@@ -104,31 +146,37 @@ def resolve_customer(
     source: str,
     now: datetime,
     cache: IdentifierCache,
-    _attempt: int = 0,
+    dedupe_key: str | None = None,
 ) -> Resolved:
     """Find the customer the contact belongs to under the identity rules, or create one.
 
-    Raises `StoreUnavailableError` when the store fails, and `ConcurrentUpdateError` when
-    identifiers keep pointing at customers that cannot be read (retry the message later).
+    With the message's `dedupe_key`, the first store read also checks whether the message was
+    processed already (`Store.begin`), and a duplicate raises `AlreadyProcessed` with nothing
+    written. Raises `StoreUnavailableError` when the store fails, and `ConcurrentUpdateError`
+    when identifiers keep pointing at customers that cannot be read (retry the message later).
     """
+    return _resolve(_Reads(store, dedupe_key, now), party, rules=rules, source=source, now=now, cache=cache)
+
+
+def _resolve(reads: _Reads, party: Party, *, rules: IdentityRules, source: str, now: datetime,
+             cache: IdentifierCache, _attempt: int = 0) -> Resolved:
     if _attempt > 2:
         raise ConcurrentUpdateError("identifiers point at a customer that cannot be read")
     plan = rules.plan(party)
-    owners = _owners(store, plan.candidates + plan.learned_blocks + plan.continuity, cache)
+    owners = _owners(reads, plan.candidates + plan.learned_blocks + plan.continuity, cache)
     plan.hold_back_learned_blocks(owners)
     # Only an account nobody owns yet is remembered as blocked; one linked before its number
     # was blocked stays with its customer (it is still held back for this contact).
     plan.learned_blocks = [i for i in plan.learned_blocks if i.key not in owners]
     choice = rules.choose(plan, owners)
     if choice.customer_id is not None:
-        customer = store.get_customer(choice.customer_id)
+        customer = reads.customer(choice.customer_id)
         if customer is None or customer.merged_into is not None or choice.matched not in customer.identifiers:
             # A stale cache entry (the customer was erased, merged into another, or gave the
             # identifier back in an unmerge): look again at the store.
             for identifier in plan.candidates:
                 cache.forget(identifier.key)
-            return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache,
-                                    _attempt=_attempt + 1)
+            return _resolve(reads, party, rules=rules, source=source, now=now, cache=cache, _attempt=_attempt + 1)
         added = rules.additions(customer, plan, owners, outcome="linked")
         if added:
             customer = customer.model_copy(update={"identifiers": [*customer.identifiers, *added]})
@@ -142,10 +190,10 @@ def resolve_customer(
             choice.others,
         )
     for identifier in plan.continuity:
-        joined = _continue(store, identifier, owners, plan, cache)
+        joined = _continue(reads, identifier, owners, plan, cache)
         if joined is not None:
             return joined
-    return _create(store, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
+    return _create(reads, party, plan, rules=rules, source=source, now=now, cache=cache, attempt=_attempt)
 
 
 def _proved(customer: Customer, plan: LinkPlan) -> Customer:
@@ -162,7 +210,7 @@ def _proved(customer: Customer, plan: LinkPlan) -> Customer:
         "unverified_identifiers": [k for k in customer.unverified_identifiers if k not in proved]})
 
 
-def _continue(store: Store, identifier: Identifier, owners: dict[str, str], plan: LinkPlan,
+def _continue(reads: _Reads, identifier: Identifier, owners: dict[str, str], plan: LinkPlan,
               cache: IdentifierCache) -> Resolved | None:
     """Email continuity for an unproved address: the customer holding it by continuity, if any.
     A customer who proved the address is never joined this way (a forged From must not reach
@@ -170,7 +218,7 @@ def _continue(store: Store, identifier: Identifier, owners: dict[str, str], plan
     owner = owners.get(identifier.key)
     if owner is None:
         return None
-    customer = store.get_customer(owner)
+    customer = reads.customer(owner)
     if customer is None or customer.merged_into is not None or identifier not in customer.identifiers:
         cache.forget(identifier.key)  # stale; the create that follows resolves any race again
         return None
@@ -189,18 +237,18 @@ def _continue(store: Store, identifier: Identifier, owners: dict[str, str], plan
                                          decisions=plan.decisions))
 
 
-def _owners(store: Store, identifiers: list[Identifier], cache: IdentifierCache) -> dict[str, str]:
+def _owners(reads: _Reads, identifiers: list[Identifier], cache: IdentifierCache) -> dict[str, str]:
     owners = {i.key: cid for i in identifiers if (cid := cache.get(i.key))}
     missing = [i for i in identifiers if i.key not in owners]
     if missing:
-        found = store.find_customer_ids(missing)
+        found = reads.owners(missing)
         for key, customer_id in found.items():
             cache.put(key, customer_id)
         owners.update(found)
     return owners
 
 
-def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules, source: str, now: datetime,
+def _create(reads: _Reads, party: Party, plan: LinkPlan, *, rules: IdentityRules, source: str, now: datetime,
             cache: IdentifierCache, attempt: int) -> Resolved:
     empty = Customer(id=new_id("cus"), created_at=now, updated_at=now)
     identifiers = rules.additions(empty, plan, {}, outcome="created_with")
@@ -213,13 +261,14 @@ def _create(store: Store, party: Party, plan: LinkPlan, *, rules: IdentityRules,
         ))
     customer = empty.model_copy(update={"identifiers": [*identifiers, *continuity],
                                         "unverified_identifiers": [i.key for i in continuity]})
+    reads.check()  # a duplicate must not create a customer
     try:
-        store.create_customer(customer)
+        reads.store.create_customer(customer)
     except IdentifierTakenError as taken:
         # Another worker created this person between our lookup and our write: resolve again,
         # now finding theirs.
         cache.put(taken.identifier, taken.customer_id)
-        return resolve_customer(store, party, rules=rules, source=source, now=now, cache=cache, _attempt=attempt + 1)
+        return _resolve(reads, party, rules=rules, source=source, now=now, cache=cache, _attempt=attempt + 1)
     for identifier in customer.identifiers:
         cache.put(identifier.key, customer.id)
     rule = ("new_customer" if identifiers else "new_customer_by_email_continuity" if continuity

@@ -1,13 +1,30 @@
 """Process one inbound event: dedupe → resolve customer → attach to case → route → fan out → persist.
 
 Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
-1. `claim` the provider message id (a duplicate stops here, one store call);
-2. resolve and route in memory;
+1. the first store read that resolving the customer makes anyway (the identifiers' owners on a
+   cold cache, the customer on a warm one) also reads the message's done marker (`Store.begin`):
+   a duplicate stops there, one store call, before anything is written;
+2. resolve and route in memory (a new customer is created only after that read);
 3. enqueue one delivery job per destination (ids are deterministic, so a retry re-sends the same
    jobs and the queue and the deliver worker drop the repeats);
-4. `commit_contact` writes the contact, case, customer and the done marker together.
-A crash between 3 and 4 leaves the claim's lease to expire; the redelivered message is processed
-again to the same ids.
+4. `commit_contact` writes the contact, case, customer and the done marker together, the marker on
+   condition that the message is not done yet.
+A crash between 3 and 4 leaves no marker behind (and nothing to wait for); the redelivered
+message is processed again to the same ids.
+
+No lease guards a message while a worker processes it, because no second worker gets it meanwhile:
+on AWS the inbound queue is FIFO with one message group per sender, which hands out no message of
+a group while an earlier one is in flight, and its visibility timeout (180 s) exceeds the process
+worker's timeout (30 s), so a message is not handed out again while an attempt can still be
+running. The embedded runtime's local queue (`adapters/queue/local.py`) keeps the same property:
+only a group's head is received, a received head stays the head (invisible) until it is deleted
+or its visibility timeout (60 s, `LOCAL_INBOUND_VISIBILITY`) ends, and a message's media
+downloads stop within `MEDIA_BUDGET_SECONDS` (25 s) of its start. Should two attempts at one
+message ever overlap all the same (a worker stalled past the visibility timeout), it costs
+nothing: they queue the same job ids, which the queue and the deliver worker drop as repeats,
+and the conditional done marker lets exactly one of them commit. The other gets
+`ConcurrentUpdateError`, decides again, and its first read finds the message done: a duplicate.
+That is the same recovery as a crash between 3 and 4, with no lease write on every message.
 """
 
 from __future__ import annotations
@@ -24,7 +41,7 @@ from pydantic import TypeAdapter
 
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError, Store
+from chalicelib.adapters.store.base import ContactCommit, IdentifierTakenError, Store
 from chalicelib.domain.ids import delivery_id, group_id, stable_id
 from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
 from chalicelib.domain.identifiers import IdentifierKind
@@ -49,16 +66,19 @@ from chalicelib.domain.activity import record_contact
 from chalicelib.routing.context import context_for
 from chalicelib.service.cases import CasePlan, attach_to_case, summarize
 from chalicelib.service.customer_events import case_event_messages, customer_event_messages
-from chalicelib.service.identity import IdentifierCache, NormalizedSender, Resolved, normalize_sender, resolve_customer
+from chalicelib.service.identity import (
+    AlreadyProcessed,
+    IdentifierCache,
+    NormalizedSender,
+    Resolved,
+    normalize_sender,
+    resolve_customer,
+)
 from chalicelib.service.merge import Merges
 
 logger = logging.getLogger(__name__)
 
 _EVENT = TypeAdapter(InboundEvent)
-
-#: A worker holds a message's claim this long; it must exceed the worker's timeout (30 s on AWS)
-#: and stay below the queue's visibility timeout, so a crashed attempt's message can be re-claimed.
-LEASE_SECONDS = 45
 
 #: How often one message is decided again when concurrent workers keep winning the commit.
 COMMIT_ATTEMPTS = 3
@@ -71,7 +91,8 @@ MERGE_ROUNDS = 3
 #: (enrichment, routing, the fan-out and the commit).
 MEDIA_RESERVE_SECONDS = 5.0
 #: The most the media downloads of one message may take: without a worker limit (the embedded
-#: runtime) that is their budget, and it keeps a message well inside its claim's lease.
+#: runtime) that is their budget, and it keeps a message well inside the local queue's visibility
+#: timeout (see the module's docstring).
 MEDIA_BUDGET_SECONDS = 25.0
 
 #: A contact larger than this keeps its raw provider payload in the blob store instead: a
@@ -144,11 +165,11 @@ class Processor:
         final_attempt: bool = False,
         seconds_left: Callable[[], float] | None = None,
     ) -> ProcessResult:
-        """Raises `ConcurrentUpdateError` (another worker holds the message) and the store's and
-        queue's `TransientError`s; each means: retry the message later. On the `final_attempt`
-        (the queue's last receive) an attachment that still cannot be fetched is reported as
-        deferred instead, so the customer's message is delivered rather than dead-lettered.
-        `seconds_left` (the worker's time left) bounds the message's media downloads."""
+        """Raises `ConcurrentUpdateError` (concurrent workers kept winning the commit) and the
+        store's and queue's `TransientError`s; each means: retry the message later. On the
+        `final_attempt` (the queue's last receive) an attachment that still cannot be fetched is
+        reported as deferred instead, so the customer's message is delivered rather than
+        dead-lettered. `seconds_left` (the worker's time left) bounds the message's media downloads."""
         if isinstance(event, StatusEvent):
             return self._record_status(event)
         if isinstance(event, UnhandledEvent):
@@ -222,31 +243,15 @@ class Processor:
         self, message: InboundMessage, final_attempt: bool, seconds_left: Callable[[], float] | None = None
     ) -> ProcessResult:
         now = self.clock()
-        key = message.dedupe_key
-        state = self.store.claim(
-            key, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS), expires_at=self._dedupe_expiry(now)
-        )
-        if state == ClaimState.DONE:
-            return ProcessResult(Outcome.DUPLICATE)
-        if state == ClaimState.BUSY:
-            raise ConcurrentUpdateError("message is being processed by another worker")
-        try:
-            return self._process_claimed(message, now, final_attempt, _media_budget(seconds_left))
-        except BaseException:
-            try:
-                self.store.release(key)
-            except Exception:  # the lease expires by itself; the original error matters more
-                logger.warning("could not release claim after a failure")
-            raise
-
-    def _process_claimed(
-        self, message: InboundMessage, now: datetime, final_attempt: bool, media_seconds_left: Callable[[], float]
-    ) -> ProcessResult:
+        media_seconds_left = _media_budget(seconds_left)
         # A concurrent worker may update the same customer between our read and our commit; the
-        # commit then fails as a whole and we decide again from fresh reads.
+        # commit then fails as a whole and we decide again from fresh reads. If it was another
+        # attempt at this very message that committed, the fresh reads find it done.
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 return self._decide_and_commit(message, now, final_attempt, media_seconds_left)
+            except AlreadyProcessed:
+                return ProcessResult(Outcome.DUPLICATE)
             except IdentifierTakenError as taken:
                 self.cache.put(taken.identifier, taken.customer_id)
                 if attempt == COMMIT_ATTEMPTS - 1:
@@ -261,7 +266,8 @@ class Processor:
     ) -> ProcessResult:
         region = self.default_region(message.provider, message.account)
         sender = normalize_sender(message.sender.handles, message.sender.display_name, default_region=region)
-        resolved, merges = self._resolve(message, sender, now)
+        # The first read of the resolution also checks that the message is not done yet.
+        resolved, merges = self._resolve(message, sender, now, dedupe_key=message.dedupe_key)
         # Case windows and observations run on the message's arrival time, not on when a worker
         # got to it: a queue backlog or a replay from the dead-letter queue must not change them.
         arrived = message.received_at
@@ -310,7 +316,7 @@ class Processor:
         self.store.commit_contact(
             ContactCommit(
                 contact=contact, case=case, customer=customer,
-                dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now),
+                dedupe_key=message.dedupe_key, dedupe_expires_at=self._dedupe_expiry(now), committed_at=now,
                 new_identifiers=resolved.new_identifiers, other_cases=tuple(plan.other_cases),
                 thread_keys=new_thread_keys, blocked_identifiers=resolved.learned_blocks,
             )
@@ -320,18 +326,23 @@ class Processor:
         )
 
     def _resolve(
-        self, message: InboundMessage | IdentityChange, sender: NormalizedSender, now: datetime
+        self, message: InboundMessage | IdentityChange, sender: NormalizedSender, now: datetime,
+        *, dedupe_key: str | None = None,
     ) -> tuple[Resolved, list]:
         """Resolve the customer; when the contact's verified identifiers belong to several
         customers, merge them under the rules and resolve again. Returns the resolution (its
-        decisions include each merge and refusal) and the merges this contact committed."""
+        decisions include each merge and refusal) and the merges this contact committed. With a
+        `dedupe_key`, the first resolution checks it (raises `AlreadyProcessed`) before any
+        write, merges included."""
         trigger = f"contact:{message.dedupe_key}"
         notes: list[IdentifierDecision] = []
         records = []
         for _ in range(MERGE_ROUNDS):
             resolved = resolve_customer(
-                self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache
+                self.store, sender.party, rules=self.rules, source=message.provider, now=now, cache=self.cache,
+                dedupe_key=dedupe_key,
             )
+            dedupe_key = None  # checked
             changed = False
             for other_id, identifier in resolved.others:
                 # The owner may come from this worker's cache: after the merge (or when the entry
@@ -484,8 +495,8 @@ class Processor:
 
 
 def _media_budget(worker_left: Callable[[], float] | None) -> Callable[[], float]:
-    """Seconds left for one message's media downloads, one budget from now (the claim) for all
-    its commit attempts: at most `MEDIA_BUDGET_SECONDS`, and no more than the worker has left
+    """Seconds left for one message's media downloads, one budget from now (the message's start)
+    for all its commit attempts: at most `MEDIA_BUDGET_SECONDS`, and no more than the worker has left
     minus `MEDIA_RESERVE_SECONDS`."""
     ends = time.monotonic() + MEDIA_BUDGET_SECONDS
     if worker_left is None:

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError
+from chalicelib.adapters.store.base import ContactCommit, IdentifierTakenError
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import (
@@ -26,7 +26,6 @@ from chalicelib.domain.models import (
 from chalicelib.errors import ConcurrentUpdateError, StoreUnavailableError
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-LEASE = timedelta(seconds=30)
 WEEK = timedelta(days=7)
 
 
@@ -77,6 +76,7 @@ def commit_for(contact: Contact, case: Case, customer: Customer, **extra) -> Con
     fields = {
         "dedupe_key": f"msg:{contact.provider}:{contact.provider_message_id}",
         "dedupe_expires_at": T0 + WEEK,
+        "committed_at": T0,
         **extra,
     }
     return ContactCommit(
@@ -102,41 +102,33 @@ def status(message_id: str, value: str, *, minute: int) -> StatusEvent:
     )
 
 
-# --- claim / dedupe ------------------------------------------------------------------------------
+# --- dedupe: the message's first read, the commit's conditional done marker --------------------
 
 
-def finish(store, key: str, *, expires_at: datetime) -> None:
+def finish(store, key: str, *, expires_at: datetime, at: datetime = T0) -> None:
     """Process a message to completion under `key`, as the pipeline does: one committed contact."""
     customer = make_customer()
     store.create_customer(customer)
     case = make_case(customer)
     store.commit_contact(commit_for(make_contact(customer, case), case, customer, dedupe_key=key,
-                                    dedupe_expires_at=expires_at))
+                                    dedupe_expires_at=expires_at, committed_at=at))
 
 
-def claim(store, key: str, now: datetime = T0) -> str:
-    return store.claim(key, now=now, lease_until=now + LEASE, expires_at=now + timedelta(hours=1))
+def done(store, key: str, now: datetime = T0) -> bool:
+    return store.begin(key, now=now).done
 
 
-def test_a_new_key_is_acquired_and_then_busy_while_the_lease_lives(store):
-    assert claim(store, "msg:twilio:SM1") == ClaimState.ACQUIRED
-    assert claim(store, "msg:twilio:SM1", T0 + timedelta(seconds=29)) == ClaimState.BUSY
-    assert claim(store, "msg:twilio:SM2", T0 + timedelta(seconds=1)) == ClaimState.ACQUIRED
+def test_a_new_key_is_not_done_and_reading_it_takes_nothing(store):
+    assert not done(store, "msg:twilio:SM1")
+    # No lease: a second read (another attempt) finds the key just as new.
+    assert not done(store, "msg:twilio:SM1", T0 + timedelta(seconds=1))
 
 
-def test_an_expired_lease_can_be_taken_again_and_then_is_busy_again(store):
-    assert claim(store, "k") == ClaimState.ACQUIRED
-    later = T0 + LEASE + timedelta(seconds=1)
-    assert claim(store, "k", later) == ClaimState.ACQUIRED
-    assert claim(store, "k", later + timedelta(seconds=1)) == ClaimState.BUSY
-
-
-def test_a_finished_key_makes_every_later_claim_a_duplicate(store):
-    assert claim(store, "k") == ClaimState.ACQUIRED
+def test_a_finished_key_is_done_for_every_later_read(store):
     finish(store, "k", expires_at=T0 + WEEK)
-    assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.DONE
-    # Long after any lease would have expired, still a duplicate.
-    assert claim(store, "k", T0 + timedelta(days=6)) == ClaimState.DONE
+    assert done(store, "k", T0 + timedelta(seconds=1))
+    assert done(store, "k", T0 + timedelta(days=6))
+    assert not done(store, "other")
 
 
 def test_commit_contact_marks_the_dedupe_key_done(store):
@@ -144,27 +136,84 @@ def test_commit_contact_marks_the_dedupe_key_done(store):
     store.create_customer(customer)
     case = make_case(customer)
     commit = commit_for(make_contact(customer, case), case, customer)
-    assert claim(store, commit.dedupe_key) == ClaimState.ACQUIRED
+    assert not done(store, commit.dedupe_key)
     store.commit_contact(commit)
-    assert claim(store, commit.dedupe_key, T0 + timedelta(hours=2)) == ClaimState.DONE
-
-
-def test_release_lets_a_retry_claim_at_once_but_never_undoes_done(store):
-    assert claim(store, "k") == ClaimState.ACQUIRED
-    store.release("k")
-    assert claim(store, "k", T0 + timedelta(seconds=1)) == ClaimState.ACQUIRED
-    finish(store, "k", expires_at=T0 + WEEK)
-    store.release("k")
-    assert claim(store, "k", T0 + timedelta(seconds=2)) == ClaimState.DONE
-    store.release("never-claimed")  # not an error
+    assert done(store, commit.dedupe_key, T0 + timedelta(hours=2))
 
 
 def test_a_done_marker_counts_until_its_expiry_and_not_after(store):
-    assert claim(store, "k") == ClaimState.ACQUIRED
     finish(store, "k", expires_at=T0 + WEEK)
-    assert claim(store, "k", T0 + WEEK - timedelta(minutes=1)) == ClaimState.DONE
-    # Past expiry the record is gone in effect (TTL may delete it late): the key is new again.
-    assert claim(store, "k", T0 + WEEK + timedelta(minutes=1)) == ClaimState.ACQUIRED
+    assert done(store, "k", T0 + WEEK - timedelta(minutes=1))
+    # Past expiry the record is gone in effect (TTL may delete it late): the key is new again,
+    # and a commit under it lands.
+    assert not done(store, "k", T0 + WEEK + timedelta(minutes=1))
+    finish(store, "k", expires_at=T0 + 2 * WEEK, at=T0 + WEEK + timedelta(minutes=1))
+    assert done(store, "k", T0 + WEEK + timedelta(minutes=2))
+
+
+def test_begin_reads_the_identifiers_owners_with_the_done_marker(store):
+    ada = make_customer(phone("+4915112345678"), email("ada@example.com"))
+    store.create_customer(ada)
+    finish(store, "msg:twilio:SM1", expires_at=T0 + WEEK)
+
+    fresh = store.begin("msg:twilio:SM2", now=T0, identifiers=[phone("+4915112345678"), phone("+4915100000000"),
+                                                                phone("+4915112345678")])
+    assert (fresh.done, fresh.customer_ids, fresh.customer) == (False, {"phone:+4915112345678": ada.id}, None)
+    assert store.begin("msg:twilio:SM1", now=T0, identifiers=ada.identifiers).done
+
+
+def test_begin_reads_the_customer_with_the_done_marker(store):
+    ada = make_customer(phone("+4915112345678"))
+    store.create_customer(ada)
+
+    fresh = store.begin("msg:twilio:SM2", now=T0, customer_id=ada.id)
+    assert (fresh.done, fresh.customer_ids, fresh.customer) == (False, {}, ada)
+    assert store.begin("msg:twilio:SM2", now=T0, customer_id="cus_missing").customer is None
+
+
+def test_begin_reads_many_identifiers_in_one_go(store):
+    people = [make_customer(phone(f"+49151000{n:05d}")) for n in range(120)]
+    for person in people:
+        store.create_customer(person)
+
+    found = store.begin("msg:twilio:SM1", now=T0, identifiers=[p.identifiers[0] for p in people])
+    assert found.customer_ids == {p.identifiers[0].key: p.id for p in people}
+
+
+def test_two_commits_of_one_message_land_once(store):
+    """Two attempts at one message never both commit: the done marker is conditional. (Two
+    customers here, so that only the marker can stop the second.)"""
+    ada, bob = make_customer(phone("+4915112345678")), make_customer(phone("+4915187654321"))
+    store.create_customer(ada)
+    store.create_customer(bob)
+    ada_case, bob_case = make_case(ada), make_case(bob)
+    winner, loser = make_contact(ada, ada_case), make_contact(bob, bob_case, at=T0 + timedelta(seconds=1))
+    store.commit_contact(commit_for(winner, ada_case, ada, dedupe_key="msg:twilio:SM1"))
+
+    with pytest.raises(ConcurrentUpdateError):
+        store.commit_contact(commit_for(loser, bob_case, bob, dedupe_key="msg:twilio:SM1",
+                                        committed_at=T0 + timedelta(seconds=1)))
+
+    assert store.get_contact(loser.id) is None
+    assert store.get_case(bob_case.id) is None
+    assert store.get_customer(bob.id).version == 0
+    assert [c.id for c in store.list_contacts(ada.id, limit=10).items] == [winner.id]
+    assert done(store, "msg:twilio:SM1", T0 + timedelta(seconds=2))
+
+
+def test_an_erasures_done_markers_outlive_the_commits_and_keep_a_late_retry_from_committing(store):
+    from chalicelib.adapters.store.base import Erasure
+
+    finish(store, "msg:twilio:SM1", expires_at=T0 + WEEK)
+    gone = make_customer()
+    store.create_customer(gone)
+    store.erase_customer(Erasure(customer_id=gone.id, identifier_keys=(), contact_ids=(), case_ids=(), thread_keys=(),
+                                 dedupe_keys=("msg:twilio:SM1",), merge_ids=(), erased_at=T0,
+                                 tombstone_expires_at=T0 + timedelta(days=3650)))
+    late = T0 + timedelta(days=30)
+    assert done(store, "msg:twilio:SM1", late)
+    with pytest.raises(ConcurrentUpdateError):
+        finish(store, "msg:twilio:SM1", expires_at=late + WEEK, at=late)
 
 
 # --- customers -----------------------------------------------------------------------------------
@@ -241,7 +290,7 @@ def test_a_commit_from_a_stale_read_fails_and_writes_nothing(store):
 
     assert store.get_contact(second.id) is None
     assert [c.id for c in store.list_contacts(customer.id, limit=10).items] == [first.id]
-    assert claim(store, f"msg:twilio:{second.provider_message_id}") == ClaimState.ACQUIRED
+    assert not done(store, f"msg:twilio:{second.provider_message_id}")
     assert store.get_customer(customer.id).version == 1
 
 
@@ -467,7 +516,7 @@ def test_a_broken_backend_raises_store_unavailable(broken_store):
     with pytest.raises(StoreUnavailableError):
         broken_store.get_customer("cus_1")
     with pytest.raises(StoreUnavailableError):
-        claim(broken_store, "k")
+        done(broken_store, "k")
     with pytest.raises(StoreUnavailableError):
         broken_store.find_customer_ids([phone("+4915112345678")])
 
@@ -511,7 +560,7 @@ def test_erasure_removes_everything_held_and_leaves_tombstones(store):
     assert store.get_case(case.id) is None
     assert store.get_delivery(first.id, "crm") is None
     assert store.find_threads(["chat:ada"]) == {}
-    assert claim(store, f"msg:twilio:{first.provider_message_id}", T0 + timedelta(days=30)) == ClaimState.DONE
+    assert done(store, f"msg:twilio:{first.provider_message_id}", T0 + timedelta(days=30))
     # Everybody else is untouched.
     assert store.get_customer(keep.id) is not None
     assert store.get_contact(kept_contact.id) is not None

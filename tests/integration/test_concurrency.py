@@ -17,7 +17,7 @@ from chalicelib.adapters.store.dynamodb import DynamoDbStore
 from chalicelib.adapters.store.sqlite import SqliteStore
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import IdentityRules
-from chalicelib.domain.models import Channel, Handle, InboundMessage, Sender
+from chalicelib.domain.models import Channel, DeliveryJob, Handle, InboundMessage, Sender
 from chalicelib.errors import ConcurrentUpdateError
 from chalicelib.hubconfig import parse_config
 from chalicelib.service.identity import IdentifierCache
@@ -71,7 +71,7 @@ def race(store, tmp_path, messages: list[InboundMessage]) -> list:
                     results[index] = worker.process(messages[index])
                     return
                 except ConcurrentUpdateError:
-                    store.release(messages[index].dedupe_key)
+                    continue
         except Exception as exc:  # surfaced below with the thread's index
             errors.append((index, "".join(traceback.format_exception(exc))))
 
@@ -136,3 +136,47 @@ def test_racing_contacts_that_tie_the_same_two_customers_merge_them_once(store, 
     assert store.get_case(results[0].case_id).contact_count == WORKERS + 1
     assert results[0].case_id == younger.case_id
     assert len({r.case_id for r in results}) == 1
+
+
+def test_one_message_handed_to_two_workers_at_once_makes_one_contact_and_the_other_a_duplicate(store, tmp_path):
+    """No lease keeps a second worker from a message: should the queue ever hand it out twice at
+    once, both attempts decide from the same reads and queue the same delivery ids, the
+    conditional done marker lets one commit, and the other decides again and finds it done."""
+    phone = [Handle(kind="phone", value="+4915122223333")]
+    [first] = race(store, tmp_path, [message(500, phone)])
+    queued = message(501, phone)
+    workers = [processor(store, tmp_path) for _ in range(2)]
+    both_decided = threading.Barrier(2)
+    commit_contact = store.commit_contact
+
+    def commit_once_both_decided(commit):
+        both_decided.wait(timeout=30)
+        commit_contact(commit)
+
+    store.commit_contact = commit_once_both_decided
+    results, errors = [None, None], []
+
+    def work(index: int) -> None:
+        try:
+            results[index] = workers[index].process(queued)
+        except Exception as exc:  # surfaced below with the thread's index
+            errors.append((index, "".join(traceback.format_exception(exc))))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        store.commit_contact = commit_contact
+
+    assert not errors, errors
+    assert sorted(r.outcome for r in results) == sorted([Outcome.CONTACT_CREATED, Outcome.DUPLICATE])
+    [created] = [r for r in results if r.outcome == Outcome.CONTACT_CREATED]
+    contacts = store.list_contacts(first.customer_id, limit=10).items
+    assert [c.id for c in contacts] == [created.contact_id, first.contact_id]
+    assert store.get_case(first.case_id).contact_count == 2, "the loser's update never landed"
+    jobs = [m.body for worker in workers for m in worker.delivery_queue.sent]
+    assert {DeliveryJob.model_validate_json(body).delivery_id for body in jobs} == {
+        DeliveryJob.model_validate_json(jobs[0]).delivery_id}, "both attempts queued the same delivery id"

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from chalicelib.adapters.store import dynamodb as dynamodb_module
-from chalicelib.adapters.store.base import ClaimState, ContactCommit, IdentifierTakenError
+from chalicelib.adapters.store.base import ContactCommit, IdentifierTakenError
 from chalicelib.adapters.store.dynamodb import DynamoDbStore
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.ids import new_id
@@ -92,7 +92,7 @@ def a_commit(customer: Customer, *, dedupe_key: str = "msg:twilio:SM1", expires_
     )
     # The commit writes the next version of the customer as read.
     return ContactCommit(contact=contact, case=case, customer=customer.model_copy(update={"version": customer.version + 1}),
-                         dedupe_key=dedupe_key, dedupe_expires_at=expires_at or NOW + WEEK)
+                         dedupe_key=dedupe_key, dedupe_expires_at=expires_at or NOW + WEEK, committed_at=NOW)
 
 
 def a_stored_customer(store, *numbers: str) -> Customer:
@@ -105,26 +105,36 @@ def item(raw, table: str, pk: str, sk: str) -> dict:
     return raw.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True).get("Item")
 
 
-def claim(store, key: str, now: datetime = NOW) -> str:
-    return store.claim(key, now=now, lease_until=now + timedelta(seconds=30), expires_at=now + timedelta(hours=1))
+def remember(store, key: str, now: datetime = NOW) -> str | None:
+    """A write of one item, for failure tests."""
+    return store.remember(key, expires_at=now + timedelta(hours=1), now=now)
 
 
 # --- call budgets --------------------------------------------------------------------------------
 
 
-def test_claim_costs_exactly_one_conditional_put_in_every_outcome(store, calls):
-    assert claim(store, "k") == ClaimState.ACQUIRED
-    assert calls.names == ["PutItem"]
+def test_begin_costs_one_consistent_batch_get_in_every_combination(store, calls):
+    ada = a_stored_customer(store, "+4915111111111")
+    store.commit_contact(a_commit(ada, dedupe_key="done"))
     calls.clear()
-    assert claim(store, "k", NOW + timedelta(seconds=1)) == ClaimState.BUSY
-    assert calls.names == ["PutItem"]
-    store.commit_contact(a_commit(a_stored_customer(store, "+4915111111111"), dedupe_key="k"))
+    for key in ("new", "done"):
+        for reads in ({}, {"identifiers": ada.identifiers}, {"customer_id": ada.id}):
+            store.begin(key, now=NOW, **reads)
+            assert calls.names == ["BatchGetItem"], (key, reads)
+            [request] = calls.of("BatchGetItem")
+            assert request["RequestItems"][store._table]["ConsistentRead"] is True
+            calls.clear()
+
+
+def test_the_commits_done_marker_is_conditional(store, calls):
+    customer = a_stored_customer(store, "+4915111111111")
     calls.clear()
-    assert claim(store, "k", NOW + timedelta(seconds=2)) == ClaimState.DONE
-    assert calls.names == ["PutItem"]
-    [put] = calls.of("PutItem")
-    assert put["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
-    assert "attribute_not_exists(pk)" in put["ConditionExpression"]
+    store.commit_contact(a_commit(customer, dedupe_key="k"))
+    [transaction] = calls.of("TransactWriteItems")
+    [marker] = [a["Put"] for a in transaction["TransactItems"]
+                if "Put" in a and a["Put"]["Item"]["pk"] == {"S": "DEDUPE#k"}]
+    assert "attribute_not_exists(pk)" in marker["ConditionExpression"]
+    assert "ReturnValuesOnConditionCheckFailure" not in marker
 
 
 def test_find_customer_ids_costs_one_batch_get(store, calls):
@@ -225,11 +235,10 @@ def test_record_status_costs_one_conditional_put(store, calls):
         (lambda s: s.put_case_ref("cas_1", "zendesk", "42"), ["TransactWriteItems"]),
         (lambda s: s.put_delivery(Delivery(id="d", contact_id="con_1", destination="zendesk")), ["PutItem"]),
         (lambda s: s.get_delivery("con_1", "zendesk"), ["GetItem"]),
-        (lambda s: s.release("k"), ["DeleteItem"]),
         (lambda s: s.ping(), ["GetItem"]),
     ],
     ids=["get_contact", "get_case", "list_contacts", "list_statuses", "put_case_ref", "put_delivery",
-         "get_delivery", "release", "ping"],
+         "get_delivery", "ping"],
 )
 def test_every_other_method_costs_one_call(store, calls, operation, expected):
     operation(store)
@@ -242,16 +251,23 @@ def test_a_duplicate_costs_one_call_and_a_returning_customer_four(store, calls):
     store.create_customer(customer)
     calls.clear()
 
-    # A new message from a returning customer: claim → resolve → load → commit.
-    assert claim(store, "msg:twilio:SM1") == ClaimState.ACQUIRED
-    found = store.find_customer_ids(customer.identifiers)
-    loaded = store.get_customer(found["phone:+4915111111111"])
+    # A new message from a returning customer on a cold cache: the owners with the done marker →
+    # the customer → the commit.
+    start = store.begin("msg:twilio:SM1", now=NOW, identifiers=customer.identifiers)
+    assert not start.done
+    loaded = store.get_customer(start.customer_ids["phone:+4915111111111"])
     store.commit_contact(a_commit(loaded, dedupe_key="msg:twilio:SM1"))
-    assert calls.names == ["PutItem", "BatchGetItem", "GetItem", "TransactWriteItems"]
+    assert calls.names == ["BatchGetItem", "GetItem", "TransactWriteItems"]
+
+    # On a warm cache: the customer with the done marker → the commit.
+    calls.clear()
+    start = store.begin("msg:twilio:SM2", now=NOW, customer_id=customer.id)
+    store.commit_contact(a_commit(start.customer, dedupe_key="msg:twilio:SM2"))
+    assert calls.names == ["BatchGetItem", "TransactWriteItems"]
 
     calls.clear()
-    assert claim(store, "msg:twilio:SM1", NOW + timedelta(minutes=5)) == ClaimState.DONE
-    assert calls.names == ["PutItem"]
+    assert store.begin("msg:twilio:SM1", now=NOW + timedelta(minutes=5), identifiers=customer.identifiers).done
+    assert calls.names == ["BatchGetItem"]
 
 
 # --- item layout ---------------------------------------------------------------------------------
@@ -272,11 +288,16 @@ def test_done_markers_carry_a_ttl_of_at_least_seven_days(store, raw, table):
         assert int(marker["expires_at"]["N"]) - int(written_at.timestamp()) >= 7 * 86400
 
 
-def test_leases_and_status_records_carry_a_ttl(store, raw, table):
-    claim(store, "k")
-    lease = item(raw, table, "DEDUPE#k", "DEDUPE")
-    assert lease["state"] == {"S": "in_progress"}
-    assert lease["expires_at"] == {"N": str(int((NOW + timedelta(hours=1)).timestamp()))}
+def test_a_lease_an_older_hub_left_does_not_block_the_commit(store, raw, table):
+    raw.put_item(TableName=table, Item={"pk": {"S": "DEDUPE#k"}, "sk": {"S": "DEDUPE"}, "state": {"S": "in_progress"},
+                                        "lease_until": {"N": str(NOW.timestamp() + 30)},
+                                        "expires_at": {"N": str(int((NOW + timedelta(hours=1)).timestamp()))}})
+    assert store.begin("k", now=NOW).done is False
+    store.commit_contact(a_commit(a_stored_customer(store, "+4915111111111"), dedupe_key="k"))
+    assert item(raw, table, "DEDUPE#k", "DEDUPE")["state"] == {"S": "done"}
+
+
+def test_status_records_carry_a_ttl(store, raw, table):
     event = StatusEvent(provider="twilio", channel=Channel.SMS, provider_message_id="SM1", status="read")
     store.record_status(event, expires_at=NOW + timedelta(days=30))
     record = item(raw, table, "STATUS#twilio#SM1", "read")
@@ -351,7 +372,7 @@ def test_a_connection_failure_is_store_unavailable(aws, table):
     client.meta.events.register("before-send.dynamodb", unreachable)
     store = DynamoDbStore(table, client)
     with pytest.raises(StoreUnavailableError) as raised:
-        claim(store, "k")
+        remember(store, "k")
     assert isinstance(raised.value.__cause__, EndpointConnectionError)
 
 
@@ -386,7 +407,7 @@ def test_throttling_and_server_errors_are_store_unavailable(aws, table, code):
     client = aws.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
     refuse(client, "PutItem", code)
     with pytest.raises(StoreUnavailableError) as raised:
-        claim(DynamoDbStore(table, client), "k")
+        remember(DynamoDbStore(table, client), "k")
     assert raised.value.__cause__.response["Error"]["Code"] == code
 
 

@@ -21,7 +21,6 @@ from moto import mock_aws
 
 from chalicelib.adapters.queue.base import OutgoingMessage
 from chalicelib.adapters.queue.sqs import SqsQueue
-from chalicelib.adapters.store.base import ClaimState
 from chalicelib.adapters.store.dynamodb import DynamoDbStore
 from chalicelib.settings import Settings
 from tests.support.cloudformation import load_template
@@ -270,8 +269,8 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
         from datetime import datetime, timedelta, timezone
 
         now = datetime.now(timezone.utc)
-        assert store.claim("k", now=now, lease_until=now + timedelta(seconds=30),
-                           expires_at=now + timedelta(days=7)) == ClaimState.ACQUIRED
+        assert store.begin("k", now=now).done is False
+        assert store.remember("k", expires_at=now + timedelta(days=7), now=now) is None
         queue = SqsQueue(sqs, dev["HUB_INBOUND_QUEUE_URL"])
         queue.send([OutgoingMessage(body="hello", group="g", dedupe_id="1")])
         assert [m.body for m in queue.receive()] == ["hello"]

@@ -32,12 +32,12 @@ def test_a_locked_database_is_store_unavailable_and_retried(path):
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         with pytest.raises(StoreUnavailableError) as raised:
-            store.claim("k", now=NOW, lease_until=NOW + timedelta(seconds=30), expires_at=NOW + timedelta(hours=1))
+            store.remember("k", expires_at=NOW + timedelta(hours=1), now=NOW)
     finally:
         other.execute("ROLLBACK")
         other.close()
     assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
-    assert store.claim("k", now=NOW, lease_until=NOW + timedelta(seconds=30), expires_at=NOW + timedelta(hours=1))
+    assert store.remember("k", expires_at=NOW + timedelta(hours=1), now=NOW) is None
 
 
 def test_sqlites_own_size_limit_is_a_permanent_rejection(path):

@@ -75,7 +75,7 @@ def test_stop_is_a_tagged_contact_and_opts_the_channel_out_in_the_same_commit(pa
 
     result = processor.process(message("SM2", "Stop"))
 
-    assert store.calls == ["claim", "get_customer", "commit_contact"], "no extra store call"
+    assert store.calls == ["begin", "commit_contact"], "no extra store call"
     contact = store.get_contact(result.contact_id)
     assert "opt_out" in contact.routing.tags
     assert contact.enrichment["consent"]["state"] == "opted_out"

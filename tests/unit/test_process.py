@@ -20,7 +20,7 @@ from chalicelib.domain.models import (
     StatusEvent,
     UnhandledEvent,
 )
-from chalicelib.errors import ConcurrentUpdateError, QueueUnavailableError, TransientError
+from chalicelib.errors import QueueUnavailableError, TransientError
 from chalicelib.hubconfig import parse_config
 from chalicelib.service.identity import IdentifierCache, normalize_sender
 from chalicelib.service.process import Outcome, Processor
@@ -84,33 +84,98 @@ def test_a_duplicate_costs_one_store_call_and_sends_nothing(parts):
     result = processor.process(message())
 
     assert result.outcome == Outcome.DUPLICATE
-    assert store.calls == ["claim"]
+    assert store.calls == ["begin"]
     assert len(queue.sent) == sent
 
 
-def test_a_returning_customer_costs_claim_get_and_commit_when_the_identifier_is_cached(parts):
+def test_a_duplicate_on_a_fresh_worker_costs_one_store_call_too(parts):
+    processor, store, queue, _ = parts
+    processor.process(message())
+    processor.cache = IdentifierCache()
+    sent, store.calls[:] = len(queue.sent), []
+
+    assert processor.process(message()).outcome == Outcome.DUPLICATE
+    assert store.calls == ["begin"]
+    assert len(queue.sent) == sent
+
+
+def test_a_returning_customer_costs_one_read_and_the_commit_when_the_identifier_is_cached(parts):
     processor, store, queue, _ = parts
     first = processor.process(message("SM1"))
     store.calls[:] = []
 
     second = processor.process(message("SM2", channel=Channel.WHATSAPP))
 
-    assert store.calls == ["claim", "get_customer", "commit_contact"]
+    # The customer and the message's done marker in one read (`begin`), then the commit.
+    assert store.calls == ["begin", "commit_contact"]
     assert second.customer_id == first.customer_id
     assert second.case_id == first.case_id
     case = store.get_case(second.case_id)
     assert (case.contact_count, case.channels) == (2, [Channel.SMS, Channel.WHATSAPP])
 
 
-def test_a_message_held_by_another_worker_is_retried_later(parts):
-    processor, store, _, clock = parts
-    store.claim("msg:twilio:SM1", now=clock(), lease_until=clock.now.replace(year=2027), expires_at=clock.now.replace(year=2027))
+def test_a_returning_customer_on_a_fresh_worker_costs_the_lookup_the_customer_and_the_commit(parts):
+    processor, store, _, _ = parts
+    first = processor.process(message("SM1"))
+    processor.cache = IdentifierCache()
+    store.calls[:] = []
 
-    with pytest.raises(ConcurrentUpdateError):
-        processor.process(message("SM1"))
+    second = processor.process(message("SM2"))
+
+    # The identifiers' owners and the message's done marker in one read (`begin`).
+    assert store.calls == ["begin", "get_customer", "commit_contact"]
+    assert second.customer_id == first.customer_id
 
 
-def test_a_failed_fan_out_releases_the_claim_and_the_retry_produces_the_same_ids(parts):
+def test_a_new_customer_is_created_only_after_the_done_marker_was_read(parts):
+    processor, store, _, _ = parts
+
+    processor.process(message("SM1", handles=[Handle(kind="phone", value="+4915199999999")]))
+
+    assert store.calls[:2] == ["begin", "create_customer"]
+
+
+def test_a_message_without_linkable_identifiers_reads_its_done_marker_before_creating_a_customer(parts):
+    processor, store, _, _ = parts
+    nobody = message("SM1", handles=[Handle(kind="phone", value="not a number")])
+    processor.process(nobody)
+    store.calls[:] = []
+
+    assert processor.process(nobody).outcome == Outcome.DUPLICATE
+    assert store.calls == ["begin"]
+
+
+def test_two_attempts_at_one_message_committed_concurrently_make_one_contact_and_the_loser_a_duplicate(parts):
+    """Should the queue ever hand one message to two workers at once, both decide from the same
+    reads and queue the same job ids, but only one commit lands; the other decides again and finds
+    the message done."""
+    processor, store, queue, _ = parts
+    customer = processor.process(message("SM1")).customer_id
+    inner, commits, results = store._store, [], []
+    original_commit = inner.commit_contact
+    queued = message("SM2")  # one queue message, handed to two workers
+
+    def commit_after_the_other_attempt_decided(commit):
+        commits.append(commit)
+        if len(commits) == 1:
+            # The second attempt runs to its commit while the first is about to commit.
+            results.append(processor.process(queued))
+        original_commit(commit)
+
+    inner.commit_contact = commit_after_the_other_attempt_decided
+    first = processor.process(queued)
+
+    [second] = results
+    assert {first.outcome, second.outcome} == {Outcome.CONTACT_CREATED, Outcome.DUPLICATE}
+    assert first.outcome == Outcome.DUPLICATE, "the attempt that committed last lost and found the message done"
+    assert commits[0].contact.id == commits[1].contact.id
+    assert [c.id for c in store.list_contacts(customer, limit=10).items].count(second.contact_id) == 1
+    assert len(store.list_contacts(customer, limit=10).items) == 2
+    jobs = [DeliveryJob.model_validate_json(m.body) for m in queue.sent]
+    assert len({j.delivery_id for j in jobs}) == len({(j.contact.id, j.destination) for j in jobs})
+
+
+def test_a_failed_fan_out_leaves_nothing_behind_and_the_retry_produces_the_same_ids(parts):
     processor, store, queue, _ = parts
     queue.fail_sends = 1
 

@@ -8,7 +8,6 @@ import logging
 
 from chalicelib.adapters.blobs.local import LocalBlobStore
 from chalicelib.adapters.queue.base import ReceivedMessage
-from chalicelib.adapters.store.base import ClaimState
 from chalicelib.adapters.store.sqlite import SqliteStore
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import IdentityRules
@@ -40,9 +39,8 @@ def test_a_contact_too_large_to_store_fails_for_good_and_leaves_nothing_behind(t
     # receive limit hands it to the dead-letter queue; the log names the permanent error.
     assert outcome.retry == {"r1": None}
     assert "item_too_large" in caplog.text
-    # The claim was released and nothing was committed: a retry starts clean.
-    now = Clock()()
-    assert store.claim(long_mail.dedupe_key, now=now, lease_until=now, expires_at=now) == ClaimState.ACQUIRED
+    # Nothing was committed: the message is not done, and a retry starts clean.
+    assert store.begin(long_mail.dedupe_key, now=Clock()()).done is False
     [customer_id] = store.find_customer_ids([Identifier.parse("phone:+4915123456789")]).values()
     assert store.list_contacts(customer_id, limit=5).items == []
 

@@ -3,9 +3,11 @@
 DynamoDB (single table) on AWS, SQLite in the embedded runtime. The methods mirror the pipeline's
 steps rather than tables, so that each step costs a known, small number of backend calls:
 
-- a duplicate message costs one call (`claim`);
-- a returning customer's new message costs `claim` + `get_customer` + `commit_contact`
-  (+ `find_customer_ids` when the identifier is not in the warm cache).
+- a message's first read (`begin`) also reads its dedupe marker, so a duplicate costs that one
+  call and a new message no call more;
+- a returning customer's new message costs `begin` (with the customer, from a warm identifier
+  cache; with the identifiers' owners from a cold one, then `get_customer`) + `commit_contact`,
+  whose done marker is conditional: two attempts at one message never both commit.
 
 `Store` does the shared work once: documents in and out (and the item size limit), the writes
 each use case makes, what a lost condition means, and which backend failures are worth a retry.
@@ -93,8 +95,8 @@ from chalicelib.errors import (
 )
 
 __all__ = [
-    "ClaimState", "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "Page", "Store",
-    "case_ref_key", "parked_entry", "sent_key",
+    "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "MessageStart", "Page",
+    "Store", "case_ref_key", "parked_entry", "sent_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,12 +124,17 @@ class IdentifierTakenError(Exception):
         self.customer_id = customer_id
 
 
-class ClaimState:
-    ACQUIRED = "acquired"
-    #: The key was processed to completion before: a duplicate, acknowledge and do nothing.
-    DONE = "done"
-    #: Another worker holds a live lease on the key: retry later.
-    BUSY = "busy"
+@dataclass(frozen=True)
+class MessageStart:
+    """What a message's first read found (`Store.begin`)."""
+
+    #: The message's dedupe key is marked done (and not expired): a duplicate, acknowledge and
+    #: do nothing. The other fields are then not to be relied on.
+    done: bool
+    #: Each identifier key asked for that belongs to a customer, mapped to that customer's id.
+    customer_ids: dict[str, str] = field(default_factory=dict)
+    #: The customer asked for, if it exists.
+    customer: Customer | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,9 @@ class ContactCommit:
     contact: Contact
     case: Case
     customer: Customer
-    #: The dedupe key claimed for this message; marked done in the same write.
+    #: The message's dedupe key, marked done in the same write, on condition that it is not done
+    #: at `committed_at` (None: now) yet: of two attempts at one message only one commits (the
+    #: other gets `ConcurrentUpdateError`, and its retry's first read finds the message done).
     dedupe_key: str
     dedupe_expires_at: datetime
     #: Identifiers newly linked to the customer; the commit fails if another customer owns one.
@@ -156,6 +165,9 @@ class ContactCommit:
     #: Identifiers to remember as blocked: linked to `BLOCKED_OWNER` if nobody owns them (the
     #: commit fails with `IdentifierTakenError` if a customer took one meanwhile).
     blocked_identifiers: tuple[Identifier, ...] = ()
+    #: The moment the done marker's condition is judged at: the worker's clock, the same that
+    #: `Store.begin` read the marker at and that `dedupe_expires_at` counts from.
+    committed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -233,17 +245,17 @@ class Store(ABC):
 
     # --- exactly-once processing -----------------------------------------------------------------
 
-    def claim(self, key: str, *, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
-        """Take a processing lease on `key`; return a `ClaimState`.
-
-        A key already marked done is `DONE` (a duplicate). A key whose lease has not expired is
-        `BUSY`. An expired lease (the worker died) can be taken again. One backend call.
-        """
-        return self._run("claim", self._claim, key, now, lease_until, expires_at)
-
-    def release(self, key: str) -> None:
-        """Drop an unfinished lease so a retry need not wait for it to expire."""
-        self._run("release", self._release, key)
+    def begin(self, dedupe_key: str, *, now: datetime, identifiers: Sequence[Identifier] = (),
+              customer_id: str | None = None) -> MessageStart:
+        """A message's first read: whether `dedupe_key` is marked done at `now` (a duplicate),
+        together with what resolving its customer reads first, the owners of `identifiers` (as
+        `find_customer_ids`) or the customer `customer_id` (as `get_customer`). One backend call
+        (DynamoDB: one BatchGetItem, while there are at most 99 identifier keys), strongly
+        consistent. It takes no lease: `commit_contact` alone decides which attempt at a message
+        commits."""
+        keys = list(dict.fromkeys(i.key for i in identifiers))
+        done, owners, doc = self._run("begin", self._begin, dedupe_key, now, keys, customer_id)
+        return MessageStart(done, owners, _load(Customer, doc))
 
     def remember(self, key: str, *, expires_at: datetime, value: str = "", now: datetime | None = None) -> str | None:
         """Record `key` with `value` until `expires_at`. None when this call recorded it (the
@@ -307,15 +319,17 @@ class Store(ABC):
         """Write the contact, its timeline entry, the cases, the customer, the identifiers, the
         thread keys and the done marker, atomically.
 
-        Raises `ConcurrentUpdateError` and `IdentifierTakenError` like `update_customer`; nothing
-        is written then, and the caller reprocesses the message from fresh reads.
+        Raises `ConcurrentUpdateError` and `IdentifierTakenError` like `update_customer`, and
+        `ConcurrentUpdateError` when the message's dedupe key is done already (another attempt
+        committed it); nothing is written then, and the caller reprocesses the message from fresh
+        reads, whose first (`begin`) finds it done in the last case.
         """
         contact, case = commit.contact, commit.case
         writes = self._customer_writes(commit.customer, commit.new_identifiers, (case, *commit.other_cases),
                                        blocked=commit.blocked_identifiers)
         writes.append(PutContact(contact.id, contact.customer_id, self._dump(contact)))
         writes += [PutThread(key, case.id) for key in commit.thread_keys]
-        writes.append(MarkDone(commit.dedupe_key, commit.dedupe_expires_at))
+        writes.append(MarkDone(commit.dedupe_key, commit.dedupe_expires_at, unless_done_at=commit.committed_at or utcnow()))
         if contact.routing.parked is not None:
             writes.append(PutParked(contact.id, self._dump(parked_entry(contact))))
         self._commit("commit_contact", writes)
@@ -598,12 +612,10 @@ class Store(ABC):
         None for anything else, which propagates unchanged."""
 
     @abstractmethod
-    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
-        """`claim` in one conditional write."""
-
-    @abstractmethod
-    def _release(self, key: str) -> None:
-        """Delete the key's record if it is an unfinished lease."""
+    def _begin(self, dedupe_key: str, now: datetime, identifier_keys: list[str],
+               customer_id: str | None) -> tuple[bool, dict[str, str], str | None]:
+        """`begin` in one read: whether the key is done at `now`, the owners of the (distinct)
+        identifier keys that have one, and the customer's document (None: absent or not asked)."""
 
     @abstractmethod
     def _put_once(self, record: Once, now: datetime) -> bool:
@@ -650,7 +662,7 @@ class Store(ABC):
     def _write(self, writes: Sequence[Write]) -> None:
         """Every write or none. Raises `ConditionLost` naming the first write whose condition
         failed (`PutCustomer` with `expected_version`, `ClaimIdentifier`, `IdentifierMove`,
-        `TakeParked`, `RequireNotErased`)."""
+        `TakeParked`, `RequireNotErased`, `MarkDone` with `unless_done_at`)."""
 
     def _write_one(self, write: Write) -> None:
         """One unconditional write (a backend may use a cheaper call than a transaction)."""
@@ -678,6 +690,9 @@ def _lost(lost: ConditionLost) -> Exception:
             return ConflictError(f"contact {contact_id} is not in the exception queue")
         case PutContact(contact_id=contact_id):
             return ConflictError(f"contact {contact_id} exists")
+        case MarkDone():
+            # Another attempt at the same message committed first: the retry finds it done.
+            return ConcurrentUpdateError("the message was committed by another attempt")
         case _:
             return ConcurrentUpdateError(f"a conditional write ({type(lost.write).__name__}) lost")
 

@@ -3,7 +3,7 @@
 Items (pk / sk), each holding its document as a JSON string in `doc` so numbers never become
 `Decimal` and a model round-trips exactly:
 
-    DEDUPE#<key>                  DEDUPE              state, lease_until, expires_at (TTL)
+    DEDUPE#<key>                  DEDUPE              state (done), expires_at (TTL)
     IDENT#<identifier key>        IDENT               customer_id
     CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes)
     CUST#<customer id>            TOMBSTONE           erased_at (kept after erasure: id and time only)
@@ -30,7 +30,8 @@ under the customer (ids only) lets erasure and export find it without a scan, an
 with the letter (`delivery.dead_letter_days`). A dead customer event carries ids only and is
 filed under nobody.
 
-Costs per method (asserted in tests/integration/test_dynamodb_store.py): `claim` 1 PutItem,
+Costs per method (asserted in tests/integration/test_dynamodb_store.py): `begin` 1 BatchGetItem
+(the dedupe marker with the identifiers' links or the customer's profile),
 `find_customer_ids` 1 BatchGetItem, `get_customer` 1 GetItem, `create_customer` 1
 TransactWriteItems, `commit_contact` and `update_customer` 1 TransactWriteItems (the customer put
 is conditioned on its version, so concurrent workers never lose an update), `find_threads` 1
@@ -50,7 +51,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store, case_ref_key
+from chalicelib.adapters.store.base import MAX_ITEM_BYTES, Store, case_ref_key
 from chalicelib.domain.models import ExternalRef
 from chalicelib.adapters.store.records import (
     ClaimIdentifier,
@@ -108,7 +109,6 @@ _BATCH_ATTEMPTS = 6
 _MAX_BATCH_WRITE = 25
 _BACKOFF_SECONDS = 0.05
 
-_IN_PROGRESS = "in_progress"
 _DONE = "done"
 _DEAD_LETTERS = "DEADLETTERS"
 _FILED_LETTER = "DEADLETTER#"
@@ -116,6 +116,9 @@ _HEALTH_KEY = {"pk": {"S": "HEALTH"}, "sk": {"S": "HEALTH"}}
 #: An item whose record is written unless a live one (not past `expires_at`) exists; an expired
 #: record TTL has not deleted yet counts as absent.
 _ONCE_CONDITION = "attribute_not_exists(pk) OR expires_at <= :now"
+#: A message's done marker is written unless a live one exists (a marker of another state, such as
+#: a lease an older version of the hub took, is replaced).
+_NOT_DONE_CONDITION = "attribute_not_exists(pk) OR #state <> :done OR expires_at <= :now"
 
 _DOC_KEYS: dict[Doc, Callable[..., dict]] = {
     Doc.CUSTOMER: lambda customer_id: _key(f"CUST#{customer_id}", "PROFILE"),
@@ -171,44 +174,27 @@ class DynamoDbStore(Store):
             return StoreUnavailableError, type(exc).__name__
         return None
 
-    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
-        # One conditional write: a missing or expired record, or an in-progress one whose lease ran
-        # out, is taken over; otherwise the old item (ALL_OLD) says whether it is DONE or BUSY.
-        try:
-            self._call(
-                "put_item",
-                TableName=self._table,
-                Item={
-                    **_dedupe_key(key),
-                    "state": {"S": _IN_PROGRESS},
-                    "lease_until": _num(lease_until.timestamp()),
-                    "expires_at": _epoch(expires_at),
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR expires_at <= :now"
-                    " OR (#state = :in_progress AND lease_until <= :now)"
-                ),
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":now": _num(now.timestamp()), ":in_progress": {"S": _IN_PROGRESS}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except _ConditionFailed as failed:
-            old = failed.response.get("Item") or {}
-            return ClaimState.DONE if old.get("state", {}).get("S") == _DONE else ClaimState.BUSY
-        return ClaimState.ACQUIRED
-
-    def _release(self, key: str) -> None:
-        try:
-            self._call(
-                "delete_item",
-                TableName=self._table,
-                Key=_dedupe_key(key),
-                ConditionExpression="#state = :in_progress",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":in_progress": {"S": _IN_PROGRESS}},
-            )
-        except _ConditionFailed:
-            pass  # already done, or never claimed: nothing to release
+    def _begin(self, dedupe_key: str, now: datetime, identifier_keys: list[str],
+               customer_id: str | None) -> tuple[bool, dict[str, str], str | None]:
+        # One BatchGetItem for everything (more only past 100 keys); the items tell themselves apart
+        # by partition prefix.
+        prefix = _LINKS[Link.IDENTIFIER][0]
+        keys = [_dedupe_key(dedupe_key), *(_ident_key(k) for k in identifier_keys)]
+        if customer_id is not None:
+            keys.append(_DOC_KEYS[Doc.CUSTOMER](customer_id))
+        done, owners, doc = False, {}, None
+        for start in range(0, len(keys), _MAX_BATCH_GET):
+            request = {self._table: {"Keys": keys[start:start + _MAX_BATCH_GET], "ConsistentRead": True}}
+            for item in self._batch_get(request):
+                pk = item["pk"]["S"]
+                if pk.startswith("DEDUPE#"):
+                    # TTL deletes late: an expired marker counts as absent.
+                    done = item.get("state", {}).get("S") == _DONE and float(item["expires_at"]["N"]) > now.timestamp()
+                elif pk.startswith(prefix):
+                    owners[pk[len(prefix):]] = item["customer_id"]["S"]
+                else:
+                    doc = item["doc"]["S"]
+        return done, owners, doc
 
     def _put_once(self, record: Once, now: datetime) -> bool:
         match record:
@@ -463,6 +449,11 @@ class DynamoDbStore(Store):
                                     "ConditionExpression": "attribute_not_exists(pk)"}}]
             case DeleteDeadLetter():
                 return [{"Delete": {"TableName": table, "Key": _key(_DEAD_LETTERS, write.letter_id)}}]
+            case MarkDone(unless_done_at=moment) if moment is not None:
+                return [{"Put": {"TableName": table, "Item": _done_item(write.key, write.expires_at),
+                                 "ConditionExpression": _NOT_DONE_CONDITION,
+                                 "ExpressionAttributeNames": {"#state": "state"},
+                                 "ExpressionAttributeValues": {":done": {"S": _DONE}, ":now": _num(moment.timestamp())}}}]
             case PutContact(only_new=True):
                 contact, timeline = _items(write)
                 return [{"Put": {"TableName": table, "Item": contact, "ConditionExpression": "attribute_not_exists(pk)"}},

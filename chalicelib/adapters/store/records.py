@@ -176,6 +176,10 @@ class MarkDone:
 
     key: str
     expires_at: datetime
+    #: A message's commit: write only if the key is not done at this moment (no marker, or one
+    #: that expired), so two attempts at one message can never both commit. None: unconditional
+    #: (an erasure's markers replace whatever the key holds, to keep an erased message out).
+    unless_done_at: datetime | None = None
 
 
 @dataclass(frozen=True)

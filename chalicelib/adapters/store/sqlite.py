@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from chalicelib.adapters.sqlite_db import SqliteDatabase
-from chalicelib.adapters.store.base import MAX_ITEM_BYTES, ClaimState, Store
+from chalicelib.adapters.store.base import MAX_ITEM_BYTES, Store
 from chalicelib.adapters.store.records import (
     ClaimIdentifier,
     ConditionLost,
@@ -61,6 +61,8 @@ from chalicelib.adapters.store.records import (
 from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
 _SCHEMA = """
+-- `lease_until` is no longer written (it held the lease a worker took on a message before the
+-- commit's done marker became conditional); it stays so that existing databases open unchanged.
 CREATE TABLE IF NOT EXISTS dedupe (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, lease_until REAL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS identifiers (key TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
@@ -165,24 +167,15 @@ class SqliteStore(Store):
             return StoreUnavailableError, type(exc).__name__
         return None
 
-    def _claim(self, key: str, now: datetime, lease_until: datetime, expires_at: datetime) -> str:
-        with self._db.write() as conn:
-            row = conn.execute("SELECT state, lease_until, expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
-            stamp = now.timestamp()
-            if row is not None and row["expires_at"] > stamp:
-                if row["state"] == "done":
-                    return ClaimState.DONE
-                if row["lease_until"] is not None and row["lease_until"] > stamp:
-                    return ClaimState.BUSY
-            conn.execute(
-                "INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'in_progress', ?, ?)",
-                (key, lease_until.timestamp(), expires_at.timestamp()),
-            )
-            return ClaimState.ACQUIRED
-
-    def _release(self, key: str) -> None:
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM dedupe WHERE key = ? AND state = 'in_progress'", (key,))
+    def _begin(self, dedupe_key: str, now: datetime, identifier_keys: list[str],
+               customer_id: str | None) -> tuple[bool, dict[str, str], str | None]:
+        conn = self._db.read()
+        # An expired marker `purge_expired` has not deleted yet counts as absent.
+        done = conn.execute("SELECT 1 FROM dedupe WHERE key = ? AND state = 'done' AND expires_at > ?",
+                            (dedupe_key, now.timestamp())).fetchone() is not None
+        owners = self._lookup(Link.IDENTIFIER, identifier_keys) if identifier_keys else {}
+        doc = self._read(Doc.CUSTOMER, (customer_id,)) if customer_id is not None else None
+        return done, owners, doc
 
     def _put_once(self, record: Once, now: datetime) -> bool:
         values = [_column(value) for value in astuple(record)]
@@ -330,6 +323,16 @@ def _require_not_erased(conn: sqlite3.Connection, write: RequireNotErased) -> No
         raise ConditionLost(write)
 
 
+def _mark_done(conn: sqlite3.Connection, write: MarkDone) -> None:
+    if write.unless_done_at is not None and conn.execute(
+        "SELECT 1 FROM dedupe WHERE key = ? AND state = 'done' AND expires_at > ?",
+        (write.key, write.unless_done_at.timestamp()),
+    ).fetchone() is not None:
+        raise ConditionLost(write)
+    conn.execute("INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
+                 (write.key, write.expires_at.timestamp()))
+
+
 def _statements(*statements: tuple[str, Callable[[Any], tuple]]) -> Callable[[sqlite3.Connection, Any], None]:
     """A write made of plain statements, each with the function that takes its parameters."""
 
@@ -363,8 +366,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     DeleteOutbox: _statements(("DELETE FROM outboxes WHERE key = ?", lambda w: (w.key,))),
     DeleteStatuses: _statements(("DELETE FROM statuses WHERE provider = ? AND message_id = ?",
                                  lambda w: (w.provider, w.message_id))),
-    MarkDone: _statements(("INSERT OR REPLACE INTO dedupe (key, state, lease_until, expires_at) VALUES (?, 'done', NULL, ?)",
-                           lambda w: (w.key, w.expires_at.timestamp()))),
+    MarkDone: _mark_done,
     PutParked: _statements(("INSERT OR REPLACE INTO parked (contact_id, doc) VALUES (?, ?)",
                             lambda w: (w.contact_id, w.doc))),
     PutMerge: _statements(("INSERT OR REPLACE INTO merges (id, doc) VALUES (?, ?)", lambda w: (w.merge_id, w.doc))),
