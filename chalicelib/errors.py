@@ -159,7 +159,7 @@ class ItemTooLargeError(StoreRejectedError):
 
 
 class ConcurrentUpdateError(TransientError):
-    """Another worker holds the same message or record; retry after its lease expires."""
+    """Another worker changed the same message or record first; retry (the retry reads its outcome)."""
 
     code = "concurrent_update"
 

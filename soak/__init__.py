@@ -284,6 +284,7 @@ def _post(base: str, path: str, body: bytes, headers: dict[str, str]) -> int:
 def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     started = time.monotonic()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="hub-soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     destination = FlakyDestination()
     config = workdir / "hub.json"
     config.write_text(json.dumps(hub_config(destination.url), indent=1))

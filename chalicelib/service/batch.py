@@ -23,7 +23,7 @@ from chalicelib.errors import ConcurrentUpdateError, HubError, RetryLaterError
 
 logger = logging.getLogger(__name__)
 
-#: When another worker holds a message's claim, look again after about one lease.
+#: When a concurrent worker keeps winning the commit of the same record, look again shortly.
 BUSY_RETRY_SECONDS = 15
 #: The delay of a message the batch did not try: none.
 UNTRIED_DELAY_SECONDS = 0

@@ -6,7 +6,7 @@ SIGKILL halfway and restarted on the same data, while its destination answers st
 429 and then a 503 outage; afterwards every acknowledged webhook is exactly one contact, delivered
 exactly once (by provider message id, against the destination's log). Where the test may mount
 (root), the data directory sits on a 64 MB tmpfs that is filled for five seconds meanwhile: the
-hub refuses what it cannot store, and loses nothing it took."""
+hub loses nothing it took."""
 
 from __future__ import annotations
 
@@ -37,4 +37,7 @@ def test_a_killed_and_restarted_hub_loses_and_doubles_nothing_through_destinatio
     assert report.destination_answers.get(200, 0) >= MESSAGES
     assert report.data_dir_at_rest is not None and report.data_dir_at_rest.databases, "the growth is broken down"
     if may_mount and not report.disk_full.startswith("skipped"):
-        assert report.disk_full.startswith("ran:") and report.retries_after_failure > 0
+        # Whether a webhook meets the full disk depends on whether SQLite's log must grow during
+        # the window (it reuses its pages after a checkpoint); the refusal itself is pinned by
+        # tests/functional/test_local_disk_full.py. Here: the phase ran and nothing was lost.
+        assert report.disk_full.startswith("ran:")
