@@ -261,8 +261,10 @@ class HubProcess:
         return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
 
     def api(self, method: str, path: str) -> dict:
-        request = urllib.request.Request(self.url + path, method=method,
-                                         headers={"Authorization": f"Bearer {API_KEY}"}, data=b"" if method == "POST" else None)
+        """One call of the hub's API, as an operator's script makes it (an empty POST body is sent
+        as JSON: urllib would otherwise label it a form, which the API refuses with 415)."""
+        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None,
+                                         headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"{}")
 
