@@ -423,13 +423,15 @@ def _drain(hub: HubProcess, destination: FlakyDestination, acknowledged: set[str
             return replayed
         still = still + 1 if left == last else 0
         last = left
-        if still >= 20:  # ten seconds without progress: give what the hub gave up on another go
-            letters = hub.api("GET", "/v1/dead-letters?limit=100").get("data", [])
-            for letter in letters:
-                hub.api("POST", f"/v1/dead-letters/{letter['id']}/replay")
-            replayed += len(letters)
+        if still >= 20:  # ten seconds without progress: give everything the hub gave up on another go
+            count = 0
+            while letters := hub.api("GET", "/v1/dead-letters?limit=100").get("data", []):
+                for letter in letters:  # a replayed letter leaves the list: the next page is the rest
+                    hub.api("POST", f"/v1/dead-letters/{letter['id']}/replay")
+                count += len(letters)
+            replayed += count
             still = 0
-            progress(f"{left} not delivered yet; replayed {len(letters)} dead letters")
+            progress(f"{left} not delivered yet; replayed {count} dead letters")
         time.sleep(0.5)
     return replayed
 

@@ -118,7 +118,10 @@ class Deliverer:
             attempts += tries_of(retrying)
             if receive_count >= self.settings.max_receives:
                 return self._dead(job, attempts, f"gave up after {attempts} attempts: {exc.message}")
-            delay = redelivery_delay(exc.retry_after, receive_count)
+            # The schedule steps by the receives that reached the vendor, not by every receive: a
+            # job that waited out a long outage behind the open circuit spent many receives without
+            # a call, and its first failure after the outage must not wait the schedule's 2 hours.
+            delay = redelivery_delay(exc.retry_after, math.ceil(attempts / max(1, self.settings.attempts_per_invocation)))
             # The job that opened the circuit waits like the others: until the vendor's trial.
             if (open_for := self.breakers.remaining(job.destination)) is not None:
                 delay = math.ceil(min(max(open_for, 1), MAX_DELAY_SECONDS))

@@ -106,6 +106,18 @@ def test_queue_redelivery_follows_the_schedule_and_attempts_accumulate(world):
     assert store.get_delivery("ct_1", "crm").attempts == 6
 
 
+def test_receives_spent_behind_an_open_circuit_do_not_lengthen_the_next_wait(world):
+    """Found by the 100,000-message soak: after a 10-minute outage, jobs whose receives had all
+    been spent waiting behind the open circuit failed once more and were told to wait 2 hours."""
+    deliverer, _, _, _, connectors = world
+    connectors["crm"] = ScriptedConnector(*[RetryableDeliveryError("down")] * 3)
+
+    with pytest.raises(RetryLaterError) as retry:
+        deliverer.deliver(job(), receive_count=3)  # its first call of the vendor: receives 1-2 waited
+
+    assert retry.value.delay_seconds == REDELIVERY_SCHEDULE[0]
+
+
 def test_the_last_receive_dead_letters_with_the_reason(world):
     deliverer, store, dlq, _, connectors = world
     connectors["crm"] = ScriptedConnector(*[RetryableDeliveryError("vendor 503")] * 3)
