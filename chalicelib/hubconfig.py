@@ -8,7 +8,8 @@ configuration fails later, on a customer's message. Sections whose model a regis
 checked here for their shape and compiled only where contacts are routed (`routing/setup.py`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would compile and evaluate each field's
+# annotation string when a model class is created (about 0.15 ms a model at every cold start).
 
 import hashlib
 import json
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, Strict, SurvivorshipPolicy
 from chalicelib.enrichment.settings import EnrichmentSettings
 from chalicelib.errors import ConfigError
@@ -103,7 +105,7 @@ class EmailSettings(Strict):
     #: SendGrid's raw-MIME modes, SES. Needs DNS (TXT lookups, cached).
     verify_dkim: bool = True
     #: Resolvers to ask (IP addresses); empty: the system's (Lambda: the VPC or AWS resolver).
-    dns_nameservers: list[str] = Field(default_factory=list)
+    dns_nameservers: list[str] = Field(default_factory=empty_list)
     #: Seconds one TXT lookup may take; a message's lookups share a few such budgets.
     dns_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
 
@@ -141,7 +143,7 @@ class HubConfig(Strict):
     #: Each provider's section, typed by its adapter's settings (`adapters/channels/registry.py`).
     channels: dict[str, BaseModel] = Field(default_factory=dict)
     #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
-    destinations: list[Destination] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=empty_list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     #: Opt-out keywords, HELP's answer, where keywords apply (`chalicelib/service/consent_settings.py`).
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
@@ -152,7 +154,7 @@ class HubConfig(Strict):
     media: MediaSettings = Field(default_factory=MediaSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    api_keys: list[ApiKey] = Field(default_factory=list)
+    api_keys: list[ApiKey] = Field(default_factory=empty_list)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -172,7 +174,7 @@ class HubConfig(Strict):
         return validate_together(handler, typed, errors, cls.__name__)
 
     @model_validator(mode="after")
-    def _references(self) -> HubConfig:
+    def _references(self) -> "HubConfig":
         names = [d.name for d in self.destinations]
         for index, name in enumerate(names):
             if names.index(name) != index:
