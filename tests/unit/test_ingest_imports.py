@@ -10,64 +10,21 @@ start on every webhook; a test that fails here names the import that brought it 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-CONFIG = """
-channels:
-  meta:
-    app_secrets: ["env:TEST_META_SECRET"]
-    verify_tokens: ["env:TEST_META_VERIFY"]
-  twilio:
-    auth_tokens: ["env:TEST_TWILIO_TOKEN"]
-    public_url: https://hub.example.com/webhooks/twilio
-destinations:
-  - name: outbox
-    type: outbox
-    path: outbox.jsonl
-routing:
-  rules:
-    - name: vip
-      when: {tag: vip}
-      then: {priority: high}
-"""
+from tests.support.ingest_probe import run_after_cold_path
 
 PROBE = """
-import json, sys
-import app
-from chalicelib.bootstrap import get_hub
-hub = get_hub()
-hub.config
-assert hub.adapter("meta") is not None
-hub.webhook_endpoint
-hub.counters
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("chalicelib"))))
 """
-
-QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/hub-test-inbound.fifo"
 
 
 @cache
 def _ingest_modules(tmp: str) -> frozenset[str]:
-    config = Path(tmp) / "hub.yaml"
-    config.write_text(CONFIG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "AWS_"))}
-    env.update(
-        PYTHONPATH=str(ROOT), HUB_RUNTIME="aws", HUB_STAGE="test", HUB_CONFIG=str(config),
-        HUB_DATA_DIR=str(Path(tmp) / "data"), HUB_TABLE="hub-test", HUB_INBOUND_QUEUE_URL=QUEUE,
-        HUB_BUCKET="hub-test-bucket", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="eu-west-1", AWS_EC2_METADATA_DISABLED="true",
-        TEST_META_SECRET="meta-app-secret", TEST_META_VERIFY="verify", TEST_TWILIO_TOKEN="0123456789abcdef" * 2,
-    )
-    completed = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                               timeout=120)
+    completed = run_after_cold_path(Path(tmp), PROBE)
     if completed.returncode != 0:  # not an AssertionError: the xfail checks below must not absorb it
         raise RuntimeError(f"the ingest probe failed:\n{completed.stderr[-3000:]}")
     return frozenset(json.loads(completed.stdout.splitlines()[-1]))

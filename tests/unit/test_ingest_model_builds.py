@@ -7,27 +7,9 @@ every webhook cold start its schema (about 0.5-2 ms); a failure names the model 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-CONFIG = """
-channels:
-  meta:
-    app_secrets: ["env:TEST_META_SECRET"]
-    verify_tokens: ["env:TEST_META_VERIFY"]
-  twilio:
-    auth_tokens: ["env:TEST_TWILIO_TOKEN"]
-    public_url: https://hub.example.com/webhooks/twilio
-destinations:
-  - name: outbox
-    type: outbox
-    path: outbox.jsonl
-"""
+from tests.support.ingest_probe import run_after_cold_path
 
 #: Imported on the ingest path, validated only elsewhere (the send path, rare inbound events, a
 #: settings mixin only its subclass is validated through).
@@ -38,13 +20,7 @@ NOT_BUILT = {
 }
 
 PROBE = """
-import importlib, json, sys
-import app
-from chalicelib.bootstrap import get_hub
-hub = get_hub()
-hub.config
-hub.adapter("meta")
-hub.webhook_endpoint
+import importlib
 names = json.loads(sys.argv[1])
 print(json.dumps(sorted(f"{module}.{name}" for module, models in names.items() for name in models
                         if getattr(importlib.import_module(module), name).__pydantic_complete__)))
@@ -52,19 +28,7 @@ print(json.dumps(sorted(f"{module}.{name}" for module, models in names.items() f
 
 
 def test_models_the_webhook_does_not_use_are_not_built_at_cold_start(tmp_path):
-    config = tmp_path / "hub.yaml"
-    config.write_text(CONFIG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "AWS_"))}
-    env.update(
-        PYTHONPATH=str(ROOT), HUB_RUNTIME="aws", HUB_STAGE="test", HUB_CONFIG=str(config),
-        HUB_DATA_DIR=str(tmp_path / "data"), HUB_TABLE="hub-test",
-        HUB_INBOUND_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/123456789012/hub-test-inbound.fifo",
-        HUB_BUCKET="hub-test-bucket", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="eu-west-1", AWS_EC2_METADATA_DISABLED="true",
-        TEST_META_SECRET="meta-app-secret", TEST_META_VERIFY="verify", TEST_TWILIO_TOKEN="0123456789abcdef" * 2,
-    )
-    completed = subprocess.run([sys.executable, "-c", PROBE, json.dumps(NOT_BUILT)], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=120)
+    completed = run_after_cold_path(tmp_path, PROBE, json.dumps(NOT_BUILT))
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert json.loads(completed.stdout.splitlines()[-1]) == []
 
