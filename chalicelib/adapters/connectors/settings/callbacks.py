@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.connectors.settings.urls import secure_url
 from chalicelib.secrets import Secret
 
 class CallbackSettings(BaseModel):
@@ -40,6 +41,4 @@ class CallbackSettings(BaseModel):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://localhost", "http://127.0.0.1")):
-            raise ValueError("must be an https:// URL (http:// only for localhost)")
-        return value
+        return secure_url(value) if value is not None else None

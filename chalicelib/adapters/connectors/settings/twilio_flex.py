@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from chalicelib.adapters.connectors.settings.auth import BasicAuth
 from chalicelib.adapters.connectors.settings.callbacks import CallbackSettings
+from chalicelib.adapters.connectors.settings.urls import secure_url
 from chalicelib.adapters.connectors.settings.vendor import VendorSettings
 
 
@@ -51,9 +52,7 @@ class TwilioFlexCallbackSettings(CallbackSettings):
     @field_validator("conversations_url")
     @classmethod
     def _api(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://localhost", "http://127.0.0.1")):
-            raise ValueError("must be an https:// URL (http:// only for localhost)")
-        return value.rstrip("/")
+        return secure_url(value).rstrip("/")
 
 
 TASKROUTER_URL = "https://taskrouter.twilio.com"
@@ -111,11 +110,7 @@ class TwilioFlexSettings(VendorSettings):
     @field_validator("taskrouter_url")
     @classmethod
     def _taskrouter_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-        if parts.scheme == "https" and parts.hostname or (parts.scheme == "http" and local):
-            return value.rstrip("/")
-        raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return secure_url(value).rstrip("/")
 
     @model_validator(mode="after")
     def _consistent(self) -> TwilioFlexSettings:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chalicelib.adapters.connectors.mapping import FieldMapping
 from chalicelib.adapters.connectors.settings.auth import AUTH_FIELD, AuthSettings
 from chalicelib.adapters.connectors.settings.callbacks import CallbackSettings
+from chalicelib.adapters.connectors.settings.urls import secure_url
 
 class VendorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,10 +26,4 @@ class VendorSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _https(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-        if parts.scheme == "https" and parts.hostname or (parts.scheme == "http" and local):
-            return value.rstrip("/")
-        raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return secure_url(value).rstrip("/")

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.connectors.settings.urls import secure_url
 from chalicelib.secrets import Secret
-
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
 
 class WebhookSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,9 +25,4 @@ class WebhookSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _https(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme == "https" and parts.hostname:
-            return value
-        if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
-            return value
-        raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return secure_url(value)
