@@ -17,6 +17,9 @@ from chalicelib.errors import ConfigError, HubError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from chalicelib.local.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before the first thread: see chalicelib/local/memory.py
     from chalicelib.local.runtime import EmbeddedRuntime
     from chalicelib.settings import Settings
 

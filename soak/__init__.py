@@ -88,6 +88,12 @@ class Plan:
     disk_quota_mb: int = 0
     disk_full_seconds: float = 10.0
     seed: int = 13
+    #: The webhooks a hub process takes before its memory counts as warmed up (at most a quarter of
+    #: the run). 10,000 is the size of its bounded in-memory caches (the signature replay window,
+    #: the identifier cache): until they are full, growth is the caches filling, not a leak.
+    warmup_messages: int = 10_000
+    #: Seconds between the RSS samples the report summarises.
+    rss_sample_seconds: float = 5.0
 
 
 @dataclass
@@ -109,6 +115,8 @@ class Report:
     destination_answers: dict[int, int] = field(default_factory=dict)
     rss_after_warmup_kb: int = 0
     rss_after_run_kb: int = 0
+    #: (seconds since the start, webhooks sent so far, hub RSS in kB), every `rss_sample_seconds`.
+    rss_samples: list[tuple[float, int, int]] = field(default_factory=list)
     #: The data directory while the hub still runs (its WAL files included) and after it stopped
     #: cleanly (the WAL checkpointed into the databases): peak and lasting growth.
     data_dir_bytes: int = 0
@@ -145,12 +153,22 @@ class Report:
             f"destination answers: {dict(sorted(self.destination_answers.items()))}",
             f"full disk: {self.disk_full or 'not asked for'}",
             f"hub RSS: {self.rss_after_warmup_kb} kB after warm-up, {self.rss_after_run_kb} kB after the run "
-            f"({self.rss_growth:.2f}x)",
+            f"({self.rss_growth:.2f}x); peak {max((kb for *_, kb in self.rss_samples), default=0)} kB",
+            "hub RSS over the run (s, webhooks sent, kB): " + ", ".join(
+                f"{at:.0f}/{sent}/{kb}" for at, sent, kb in _spread(self.rss_samples, 12)),
             f"data directory: {self.data_dir_bytes} bytes, {per_contact:.0f} bytes per contact while the hub runs",
             *(self.data_dir_live.lines(self.contacts) if self.data_dir_live else []),
             *self._at_rest_lines(),
             f"took {self.seconds:.0f} s",
         ]
+
+
+def _spread(samples: list, count: int) -> list:
+    """At most `count` evenly spaced entries of `samples`, the last one always among them."""
+    if len(samples) <= count:
+        return samples
+    step = (len(samples) - 1) / (count - 1)
+    return [samples[round(k * step)] for k in range(count)]
 
 
 # --- the destination --------------------------------------------------------------------------------
@@ -302,7 +320,18 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
     acknowledged: set[str] = set()
     channels = report.accepted_by_channel
     lock = threading.Lock()
+    sent = [0]  # webhooks sent so far, for the RSS samples
+    sampling = threading.Event()
+
+    def sample_rss() -> None:
+        while not sampling.wait(plan.rss_sample_seconds):
+            if kb := hub.rss_kb():  # 0 while the hub is down between a kill and its restart
+                report.rss_samples.append((time.monotonic() - started, sent[0], kb))
+
     hub.start()
+    started_at = 0  # webhooks sent when the current hub process started
+    warmup = min(plan.warmup_messages, max(1, plan.messages // 4))
+    threading.Thread(target=sample_rss, daemon=True).start()
     try:
         def send(index: int) -> None:
             webhook = providers.build(index, rng.randrange(plan.senders))
@@ -326,8 +355,8 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
         with ThreadPoolExecutor(plan.clients) as pool:
             for start in range(0, plan.messages, batch):
                 list(pool.map(send, range(start, min(start + batch, plan.messages))))
-                done = min(start + batch, plan.messages)
-                if report.rss_after_warmup_kb == 0 and done >= min(1000, plan.messages // 4):
+                done = sent[0] = min(start + batch, plan.messages)
+                if report.rss_after_warmup_kb == 0 and done - started_at >= warmup:
                     report.rss_after_warmup_kb = hub.rss_kb()
                 if start < storm_at <= done:
                     destination.mode = "storm"
@@ -340,13 +369,15 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
                     report.kills += 1
                     progress(f"killed the hub at {done} messages; restarting")
                     hub.start()
-                    report.rss_after_warmup_kb = 0  # measured again on the new process
+                    # Measured again once the new process has taken its own warm-up's webhooks.
+                    report.rss_after_warmup_kb, started_at = 0, done
                 progress(f"{done}/{plan.messages} sent")
         time.sleep(plan.storm_seconds + plan.outage_seconds)  # the storms and the outage run their course
         destination.mode = "ok"
         report.accepted = len(acknowledged)
         report.dead_letters_replayed = _drain(hub, destination, acknowledged, plan.drain_seconds, progress)
         report.rss_after_run_kb = hub.rss_kb()
+        sampling.set()
         if report.rss_after_warmup_kb == 0:
             report.rss_after_warmup_kb = report.rss_after_run_kb
         with destination.lock:
@@ -357,6 +388,7 @@ def run(plan: Plan, workdir: Path | None = None, progress=print) -> Report:
         hub.stop()
         report.data_dir_at_rest = measure(workdir / "data")
     finally:
+        sampling.set()
         hub.stop()
         destination.close()
         if disk is not None:

@@ -22,10 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disk-quota-mb", type=int, default=2048,
                         help="put the data directory on a tmpfs this large and fill it for a while (needs root; 0: off)")
     parser.add_argument("--disk-full-seconds", type=float, default=30.0)
+    parser.add_argument("--warmup-messages", type=int, default=10_000,
+                        help="webhooks a hub process takes before its memory counts as warmed up")
     args = parser.parse_args(argv)
     plan = Plan(messages=args.messages, senders=args.senders, clients=args.clients, kills=args.kills,
                 storm_seconds=args.storm_seconds, outage_seconds=args.outage_seconds, drain_seconds=args.drain_seconds,
-                disk_quota_mb=args.disk_quota_mb, disk_full_seconds=args.disk_full_seconds)
+                disk_quota_mb=args.disk_quota_mb, disk_full_seconds=args.disk_full_seconds,
+                warmup_messages=args.warmup_messages)
     report = run(plan, args.workdir, progress=lambda line: print(line, flush=True))
     for line in report.lines():
         print(line)

@@ -24,7 +24,7 @@ MESSAGES = 240  # 20 per channel
 def test_a_killed_and_restarted_hub_loses_and_doubles_nothing_through_destination_storms(tmp_path):
     may_mount = os.geteuid() == 0
     report = run(Plan(messages=MESSAGES, senders=40, kills=1, storm_seconds=1.0, outage_seconds=2.0, drain_seconds=240,
-                      disk_quota_mb=64 if may_mount else 0, disk_full_seconds=5.0),
+                      disk_quota_mb=64 if may_mount else 0, disk_full_seconds=5.0, rss_sample_seconds=1.0),
                  tmp_path, progress=lambda line: None)
 
     assert report.kills == 1
@@ -35,6 +35,9 @@ def test_a_killed_and_restarted_hub_loses_and_doubles_nothing_through_destinatio
     assert report.doubled_deliveries == [], f"one contact delivered under two ids: {report.doubled_deliveries[:5]}"
     assert report.contacts == MESSAGES and report.delivered == MESSAGES
     assert report.destination_answers.get(200, 0) >= MESSAGES
+    # Memory: the restarted process's warm-up was measured, and RSS was sampled through the run.
+    assert report.rss_after_warmup_kb > 0 and report.rss_after_run_kb > 0
+    assert len(report.rss_samples) >= 10 and all(kb > 0 for *_, kb in report.rss_samples)
     assert report.data_dir_at_rest is not None and report.data_dir_at_rest.databases, "the growth is broken down"
     if may_mount and not report.disk_full.startswith("skipped"):
         # Whether a webhook meets the full disk depends on whether SQLite's log must grow during
