@@ -44,7 +44,7 @@ class HttpRequest:
         return cls(
             method=request.method,
             path=context.get("path") or "",
-            headers={k.lower(): v for k, v in (request.headers or {}).items()},
+            headers=_lowered_headers(request),
             query=dict(request.query_params or {}),
             body=_raw_body(request),
             request_id=context.get("requestId"),
@@ -74,6 +74,15 @@ class HttpRequest:
     def optional_json_object(self) -> dict:
         """`json_object`, or {} when the body is empty."""
         return self.json_object() if self.body.strip() else {}
+
+
+def _lowered_headers(request: Any) -> dict[str, str]:
+    """The request's headers, names lower-cased, as Chalice's `CaseInsensitiveMapping` holds them.
+    Read from the event Chalice built that mapping from: copying the mapping itself goes through
+    its Python `__getitem__`, which lower-cases each name again."""
+    event = request.to_original_event() if hasattr(request, "to_original_event") else None
+    headers = event.get("headers") if isinstance(event, dict) else request.headers
+    return {k.lower(): v for k, v in (headers or {}).items()}
 
 
 def _raw_body(request: Any) -> bytes:
