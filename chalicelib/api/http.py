@@ -58,7 +58,7 @@ class HttpRequest:
         not UTF-8, not JSON, a lone surrogate, a number JSON cannot carry, or not an object."""
         try:
             text = self.body.decode("utf-8")
-            body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+            body = _DECODER.decode(text)
             # A lone surrogate (`"\ud800"`) decodes to a str nothing can encode again.
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except UnicodeError:
@@ -110,6 +110,10 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise _NotANumberError(f"the number {text[:20]}{'…' if len(text) > 20 else ''} is too large for a double")
     return value
+
+
+#: `json.loads` with these options builds a decoder per call; decoders keep no state between calls.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def error_response(status: int, code: str, message: str, *, detail: dict | None = None,
