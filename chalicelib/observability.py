@@ -136,8 +136,23 @@ def _redacted_exception(error: BaseException, _depth: int = 0) -> BaseException:
     return copy
 
 
+#: The record attribute `Counters.flush_with_line` hands its EMF documents over in.
+_TRAILER = "hub_emf_trailer"
+
+
+class _Trailer:
+    """Text to write right after a record's line, in the same write; `written` once it was."""
+
+    __slots__ = ("text", "written")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.written = False
+
+
 class _CurrentStdoutHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stdout` is now (Lambda ships stdout; tests capture it)."""
+    """Writes to whatever `sys.stdout` is now (Lambda ships stdout; tests capture it), a record's
+    trailer (`Counters.flush_with_line`) in the same write as its line."""
 
     @property
     def stream(self):
@@ -146,6 +161,21 @@ class _CurrentStdoutHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        trailer = record.__dict__.get(_TRAILER)
+        if trailer is None or trailer.written:
+            super().emit(record)
+            return
+        try:
+            line = self.format(record)
+            self.stream.write(f"{line}{self.terminator}{trailer.text}")
+            trailer.written = True
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
 
 
 _correlation_id: str | None = None
@@ -345,20 +375,50 @@ class Counters:
     def flush(self) -> None:
         """Emit what was counted since the last flush: one EMF document per dimension set, all
         in one write."""
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if not self._emit or not pending:
+        if documents := self._take_documents():
+            sys.stdout.write(documents)
+
+    def flush_with_line(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+        """`flush`, and `logger.log(level, message, *args)`, in one write: Lambda's runtime writes
+        stdout through on every write, so a webhook's metrics and its log line would otherwise be
+        two writes (and two log events). The documents ride on the record and the hub's JSON
+        handler writes them with the line; when nothing did (the level is off, another handler,
+        a failed write), they get a write of their own, so no count is lost."""
+        documents = self._take_documents()
+        # stacklevel: the line's `location` is the caller's, as if it had logged itself.
+        if not documents:
+            logger.log(level, message, *args, stacklevel=2)
             return
-        by_dimensions: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
+        trailer = _Trailer(documents)
+        logger.log(level, message, *args, extra={_TRAILER: trailer}, stacklevel=2)
+        if not trailer.written:
+            sys.stdout.write(documents)
+
+    def _take_documents(self) -> str:
+        """The EMF documents of what was counted since the last call, newline-terminated ("" for
+        none), the counts taken."""
+        with self._lock:
+            pending = self._pending
+            if not pending:
+                return ""
+            self._pending = defaultdict(float)
+        if not self._emit:
+            return ""
+        by_dimensions: dict[tuple, list[tuple[str, float]]] = {}
         for (name, dims), value in pending.items():
-            by_dimensions[dims].append((name, value))
+            metrics = by_dimensions.get(dims)
+            if metrics is None:
+                by_dimensions[dims] = [(name, value)]
+            else:
+                metrics.append((name, value))
         timestamp = int(time.time() * 1000)
         lines = [
             _emf_line(dims, metrics[start:start + MAX_METRICS_PER_DOCUMENT], timestamp)
             for dims, metrics in by_dimensions.items()
             for start in range(0, len(metrics), MAX_METRICS_PER_DOCUMENT)
         ]
-        sys.stdout.write("\n".join(lines) + "\n")
+        lines.append("")
+        return "\n".join(lines)
 
     def total(self, name: str, **dimensions: str) -> float:
         with self._lock:

@@ -386,3 +386,22 @@ def test_a_plain_line_written_key_by_key_is_the_encoders_document(message, corre
     with mock.patch.object(observability, "_correlation_id", correlation_id), \
             mock.patch.object(observability, "xray_trace_id", lambda: trace):
         assert formatter.format(record) == observability._LINE_ENCODER.encode(document)
+
+
+def test_metrics_riding_on_a_line_no_json_handler_writes_are_written_on_their_own(capsys):
+    """`flush_with_line` hands the documents to the hub's JSON handler; any other handler
+    leaves them to a write of their own, after the line, so no count is lost."""
+    import io
+    import logging
+
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.trailer.plain")
+    logger.handlers, logger.propagate, logger.level = [logging.StreamHandler(stream)], False, logging.INFO
+    counters = Counters(emit_emf=True)
+    counters.incr("WebhooksReceived", provider="meta")
+    counters.flush_with_line(logger, logging.INFO, "webhook %s accepted", "meta")
+
+    assert stream.getvalue() == "webhook meta accepted\n"
+    assert [json.loads(line)["WebhooksReceived"] for line in capsys.readouterr().out.splitlines()] == [[1.0]]
+    counters.flush_with_line(logger, logging.INFO, "nothing counted")
+    assert capsys.readouterr().out == ""
