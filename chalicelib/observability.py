@@ -310,18 +310,23 @@ def emf_document(dimensions: dict[str, str], metrics: list[tuple[str, float]], t
 
 
 def _emf_line(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]], timestamp_ms: int) -> str:
-    names = tuple(name for name, _ in metrics)
+    names = tuple([name for name, _ in metrics])
     key = (dimensions, names)
     template = _emf_templates.get(key, _UNKNOWN)
     if template is _UNKNOWN:
         if len(_emf_templates) >= _MAX_EMF_TEMPLATES:  # labels are bounded by configuration: a guard
             _emf_templates.clear()
         template = _emf_templates[key] = _emf_template(dict(dimensions), names)
-    if template is None or not all(math.isfinite(value) for _, value in metrics):
+    if template is None:
         return _emf_json(dict(dimensions), metrics, timestamp_ms)
     head, tail, prefixes = template
-    values = "".join(f",{prefix}{float(value)!r}]" for prefix, (_, value) in zip(prefixes, metrics))
-    return f"{head}{timestamp_ms}{tail}{values}}}"
+    values = []
+    for prefix, (_, value) in zip(prefixes, metrics):
+        number = float(value)
+        if not math.isfinite(number):
+            return _emf_json(dict(dimensions), metrics, timestamp_ms)
+        values.append(f",{prefix}{number!r}]")
+    return f"{head}{timestamp_ms}{tail}{''.join(values)}}}"
 
 
 _emf_templates: dict[tuple, tuple[str, str, list[str]] | None] = {}
@@ -367,7 +372,7 @@ class Counters:
         self._totals: dict[tuple, float] = defaultdict(float)
 
     def incr(self, name: str, value: float = 1, **dimensions: str) -> None:
-        key = (name, tuple(sorted(dimensions.items())))
+        key = (name, tuple(sorted(dimensions.items())) if len(dimensions) > 1 else tuple(dimensions.items()))
         with self._lock:
             self._pending[key] += value
             self._totals[key] += value

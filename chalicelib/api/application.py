@@ -69,19 +69,35 @@ class HubApp(Chalice):
 class BinaryTypes:
     """Chalice's `_matches_content_type(content_type, binary_types)` with the list lower-cased once."""
 
+    #: Answers kept per content type: responses and `Accept` headers come in a handful of spellings.
+    MAX_KEPT = 256
+
     def __init__(self, types: list[str]) -> None:
         self._source = tuple(types)
         self._lowered = frozenset(t.lower() for t in types)
         self._any = "*/*" in self._lowered
+        self._answers: dict[str, bool] = {}
 
     def built_from(self, types: list[str]) -> bool:
         return self._source == tuple(types)
 
     def match(self, content_type: str) -> bool:
+        answer = self._answers.get(content_type)
+        if answer is None:
+            answer = self._match(content_type)
+            if len(self._answers) >= self.MAX_KEPT:  # an Accept header is the caller's text: bounded
+                self._answers.clear()
+            self._answers[content_type] = answer
+        return answer
+
+    def _match(self, content_type: str) -> bool:
         content_type = content_type.lower()
         if self._any or "*/*" in content_type:
             return True
-        return not self._lowered.isdisjoint(part.strip() for part in re.split("[,;]", content_type))
+        return not self._lowered.isdisjoint(part.strip() for part in _SEPARATORS.split(content_type))
+
+
+_SEPARATORS = re.compile("[,;]")
 
 
 class _RestApiHandler(RestAPIEventHandler):
