@@ -270,6 +270,7 @@ def run() -> list[Result]:
             if hub_memory.inbound_queue.sent != sent_before + 1:
                 raise RuntimeError("the in-memory hub did not enqueue the event")
 
+            writes = _stdout_writes(hub_without_sdk)
             samples = interleaved({
                 "hub": hub_with_sqs, "reference": ref_with_sqs, "hub_nosdk": hub_without_sdk,
                 "f_parse": f_parse, "ref_nosdk": ref_without_sdk, "sdk": sdk_only,
@@ -287,9 +288,35 @@ def run() -> list[Result]:
             results.append(ratio_result(
                 f"G2 ingest CPU excl. SDK {label}: hub vs F_parse", us(t["hub_nosdk"]), us(t["f_parse"]), G2_LIMIT,
                 "us", ratio=paired_ratio(samples["hub_nosdk"], samples["f_parse"]),
-                note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()),
+                note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items())
+                     + f"; stdout writes per webhook: {writes} (Lambda's stdout writes each through)",
             ))
     return results
+
+
+def _stdout_writes(subject) -> int:
+    """How many writes one call makes to stdout, where the hub's log lines and EMF documents go.
+    Lambda's runtime makes stdout write through (every write its own system call and log event),
+    which the buffered /dev/null of `NullOutput` does not show."""
+    import sys
+
+    class Counting:
+        def __init__(self, stream) -> None:
+            self.stream, self.writes = stream, 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return self.stream.write(text)
+
+        def flush(self) -> None:
+            self.stream.flush()
+
+    counting = sys.stdout = Counting(sys.stdout)
+    try:
+        subject()
+    finally:
+        sys.stdout = counting.stream
+    return counting.writes
 
 
 def _meta_body_of_size(fx, size: int):

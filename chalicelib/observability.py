@@ -136,8 +136,23 @@ def _redacted_exception(error: BaseException, _depth: int = 0) -> BaseException:
     return copy
 
 
+#: The record attribute `Counters.flush_with_line` hands its EMF documents over in.
+_TRAILER = "hub_emf_trailer"
+
+
+class _Trailer:
+    """Text to write right after a record's line, in the same write; `written` once it was."""
+
+    __slots__ = ("text", "written")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.written = False
+
+
 class _CurrentStdoutHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stdout` is now (Lambda ships stdout; tests capture it)."""
+    """Writes to whatever `sys.stdout` is now (Lambda ships stdout; tests capture it), a record's
+    trailer (`Counters.flush_with_line`) in the same write as its line."""
 
     @property
     def stream(self):
@@ -147,10 +162,27 @@ class _CurrentStdoutHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        trailer = record.__dict__.get(_TRAILER)
+        if trailer is None or trailer.written:
+            super().emit(record)
+            return
+        try:
+            line = self.format(record)
+            self.stream.write(f"{line}{self.terminator}{trailer.text}")
+            trailer.written = True
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
 
 _correlation_id: str | None = None
 #: One encoder for every line: `json.dumps` with options builds a new one per call.
 _LINE_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
+#: A string as that encoder writes it (non-ASCII kept, quotes, backslashes and controls escaped).
+_quote = json.encoder.encode_basestring
 
 
 class JsonFormatter(logging.Formatter):
@@ -172,6 +204,10 @@ class JsonFormatter(logging.Formatter):
         return f"{text},{int(record.msecs):03d}+0000"
 
     def format(self, record: logging.LogRecord) -> str:
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            line = self._plain_line(record)
+            if line is not None:
+                return line
         document: dict[str, object] = {
             "level": record.levelname,
             "location": f"{record.funcName}:{record.lineno}",
@@ -200,6 +236,23 @@ class JsonFormatter(logging.Formatter):
         if (trace_id := xray_trace_id()) is not None:
             document["xray_trace_id"] = trace_id
         return _LINE_ENCODER.encode(document)
+
+    def _plain_line(self, record: logging.LogRecord) -> str | None:
+        """The line of a record without exception or stack, written key by key: the same text as
+        `_LINE_ENCODER` makes of the document (a test holds them equal), at half its cost, on the
+        path of every webhook. None when a value is not text (the encoder decides then)."""
+        message, correlation_id, trace_id = record.getMessage(), _correlation_id, xray_trace_id()
+        if not (isinstance(message, str) and isinstance(correlation_id, (str, type(None)))
+                and isinstance(trace_id, (str, type(None))) and isinstance(record.funcName, str)):
+            return None
+        return "".join((
+            '{"level":', _quote(record.levelname), ',"location":', _quote(f"{record.funcName}:{record.lineno}"),
+            ',"message":', _quote(message), ',"timestamp":', _quote(self.formatTime(record)),
+            ',"service":', _quote(self.service),
+            "" if correlation_id is None else ',"correlation_id":' + _quote(correlation_id),
+            "" if trace_id is None else ',"xray_trace_id":' + _quote(trace_id),
+            "}",
+        ))
 
 
 _configured = False
@@ -257,18 +310,23 @@ def emf_document(dimensions: dict[str, str], metrics: list[tuple[str, float]], t
 
 
 def _emf_line(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]], timestamp_ms: int) -> str:
-    names = tuple(name for name, _ in metrics)
+    names = tuple([name for name, _ in metrics])
     key = (dimensions, names)
     template = _emf_templates.get(key, _UNKNOWN)
     if template is _UNKNOWN:
         if len(_emf_templates) >= _MAX_EMF_TEMPLATES:  # labels are bounded by configuration: a guard
             _emf_templates.clear()
         template = _emf_templates[key] = _emf_template(dict(dimensions), names)
-    if template is None or not all(math.isfinite(value) for _, value in metrics):
+    if template is None:
         return _emf_json(dict(dimensions), metrics, timestamp_ms)
     head, tail, prefixes = template
-    values = "".join(f",{prefix}{float(value)!r}]" for prefix, (_, value) in zip(prefixes, metrics))
-    return f"{head}{timestamp_ms}{tail}{values}}}"
+    values = []
+    for prefix, (_, value) in zip(prefixes, metrics):
+        number = float(value)
+        if not math.isfinite(number):
+            return _emf_json(dict(dimensions), metrics, timestamp_ms)
+        values.append(f",{prefix}{number!r}]")
+    return f"{head}{timestamp_ms}{tail}{''.join(values)}}}"
 
 
 _emf_templates: dict[tuple, tuple[str, str, list[str]] | None] = {}
@@ -314,7 +372,7 @@ class Counters:
         self._totals: dict[tuple, float] = defaultdict(float)
 
     def incr(self, name: str, value: float = 1, **dimensions: str) -> None:
-        key = (name, tuple(sorted(dimensions.items())))
+        key = (name, tuple(sorted(dimensions.items())) if len(dimensions) > 1 else tuple(dimensions.items()))
         with self._lock:
             self._pending[key] += value
             self._totals[key] += value
@@ -322,20 +380,50 @@ class Counters:
     def flush(self) -> None:
         """Emit what was counted since the last flush: one EMF document per dimension set, all
         in one write."""
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if not self._emit or not pending:
+        if documents := self._take_documents():
+            sys.stdout.write(documents)
+
+    def flush_with_line(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+        """`flush`, and `logger.log(level, message, *args)`, in one write: Lambda's runtime writes
+        stdout through on every write, so a webhook's metrics and its log line would otherwise be
+        two writes (and two log events). The documents ride on the record and the hub's JSON
+        handler writes them with the line; when nothing did (the level is off, another handler,
+        a failed write), they get a write of their own, so no count is lost."""
+        documents = self._take_documents()
+        # stacklevel: the line's `location` is the caller's, as if it had logged itself.
+        if not documents:
+            logger.log(level, message, *args, stacklevel=2)
             return
-        by_dimensions: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
+        trailer = _Trailer(documents)
+        logger.log(level, message, *args, extra={_TRAILER: trailer}, stacklevel=2)
+        if not trailer.written:
+            sys.stdout.write(documents)
+
+    def _take_documents(self) -> str:
+        """The EMF documents of what was counted since the last call, newline-terminated ("" for
+        none), the counts taken."""
+        with self._lock:
+            pending = self._pending
+            if not pending:
+                return ""
+            self._pending = defaultdict(float)
+        if not self._emit:
+            return ""
+        by_dimensions: dict[tuple, list[tuple[str, float]]] = {}
         for (name, dims), value in pending.items():
-            by_dimensions[dims].append((name, value))
+            metrics = by_dimensions.get(dims)
+            if metrics is None:
+                by_dimensions[dims] = [(name, value)]
+            else:
+                metrics.append((name, value))
         timestamp = int(time.time() * 1000)
         lines = [
             _emf_line(dims, metrics[start:start + MAX_METRICS_PER_DOCUMENT], timestamp)
             for dims, metrics in by_dimensions.items()
             for start in range(0, len(metrics), MAX_METRICS_PER_DOCUMENT)
         ]
-        sys.stdout.write("\n".join(lines) + "\n")
+        lines.append("")
+        return "\n".join(lines)
 
     def total(self, name: str, **dimensions: str) -> float:
         with self._lock:

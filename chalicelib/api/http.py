@@ -44,7 +44,7 @@ class HttpRequest:
         return cls(
             method=request.method,
             path=context.get("path") or "",
-            headers={k.lower(): v for k, v in (request.headers or {}).items()},
+            headers=_lowered_headers(request),
             query=dict(request.query_params or {}),
             body=_raw_body(request),
             request_id=context.get("requestId"),
@@ -58,7 +58,7 @@ class HttpRequest:
         not UTF-8, not JSON, a lone surrogate, a number JSON cannot carry, or not an object."""
         try:
             text = self.body.decode("utf-8")
-            body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+            body = _DECODER.decode(text)
             # A lone surrogate (`"\ud800"`) decodes to a str nothing can encode again.
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except UnicodeError:
@@ -74,6 +74,15 @@ class HttpRequest:
     def optional_json_object(self) -> dict:
         """`json_object`, or {} when the body is empty."""
         return self.json_object() if self.body.strip() else {}
+
+
+def _lowered_headers(request: Any) -> dict[str, str]:
+    """The request's headers, names lower-cased, as Chalice's `CaseInsensitiveMapping` holds them.
+    Read from the event Chalice built that mapping from: copying the mapping itself goes through
+    its Python `__getitem__`, which lower-cases each name again."""
+    event = request.to_original_event() if hasattr(request, "to_original_event") else None
+    headers = event.get("headers") if isinstance(event, dict) else request.headers
+    return {k.lower(): v for k, v in (headers or {}).items()}
 
 
 def _raw_body(request: Any) -> bytes:
@@ -101,6 +110,10 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise _NotANumberError(f"the number {text[:20]}{'…' if len(text) > 20 else ''} is too large for a double")
     return value
+
+
+#: `json.loads` with these options builds a decoder per call; decoders keep no state between calls.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def error_response(status: int, code: str, message: str, *, detail: dict | None = None,

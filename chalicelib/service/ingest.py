@@ -85,10 +85,10 @@ class Ingestion:
             self._counters.incr("CallbackItemsIgnored", len(result.ignored), destination=destination)
         if result.unhandled:
             self._counters.incr("CallbackItemsUnhandled", len(result.unhandled), destination=destination)
-        self._counters.flush()
         notes = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
-        logger.info("callback %s accepted: %d enqueued, %d ignored, %d unhandled%s", destination, result.enqueued,
-                    len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "")
+        self._counters.flush_with_line(
+            logger, logging.INFO, "callback %s accepted: %d enqueued, %d ignored, %d unhandled%s", destination,
+            result.enqueued, len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "")
         return result
 
     def _admit(self, request: WebhookRequest, content_type: str | None, accepted: tuple[str, ...], *, what: str) -> None:
@@ -103,8 +103,8 @@ class Ingestion:
         """Count and log a callback refused before anything was enqueued; `destination` is a
         configured two-way destination or "unknown" (see `rejected`)."""
         self._counters.incr("CallbacksRejected", destination=destination, reason=error.code)
-        self._counters.flush()
-        logger.warning("callback %s rejected: %s (%s)", destination, error.code, error.message)
+        self._counters.flush_with_line(logger, logging.WARNING, "callback %s rejected: %s (%s)", destination,
+                                       error.code, error.message)
 
     def pull(self, adapter: ChannelAdapter, entry: PullEntry, body: str, *, received_at: datetime) -> IngestResult:
         """One announcement of `entry`'s queue. Raises `TransientError` when what it points to
@@ -119,8 +119,8 @@ class Ingestion:
         configured one or "unknown": the path segment is caller-controlled, and a scan of random
         URLs must not mint unbounded metric dimensions."""
         self._counters.incr("WebhooksRejected", provider=provider, reason=error.code)
-        self._counters.flush()
-        logger.warning("webhook %s rejected: %s (%s)", provider, error.code, error.message)
+        self._counters.flush_with_line(logger, logging.WARNING, "webhook %s rejected: %s (%s)", provider,
+                                       error.code, error.message)
 
     def _take(self, parsed: ParsedWebhook, respond: Callable[[], WebhookResponse]) -> IngestResult:
         enqueue(self._queue, [*parsed.events, *parsed.unhandled])
@@ -133,13 +133,13 @@ class Ingestion:
             self._counters.incr("EventsIgnored", len(result.ignored), provider=provider)
         if result.unhandled:
             self._counters.incr("EventsUnhandled", len(result.unhandled), provider=provider)
-        self._counters.flush()
         notes = ""
         if result.ignored or result.unhandled:
             reasons = sorted(set(result.ignored)) + [f"unhandled, kept raw: {r}" for r in sorted(set(result.unhandled))]
             notes = f" ({'; '.join(reasons)})"
-        logger.info("%s %s accepted: %d enqueued, %d ignored, %d unhandled%s", way, provider, result.enqueued,
-                    len(result.ignored), len(result.unhandled), notes)
+        # The metrics and the line in one write (see `Counters.flush_with_line`).
+        self._counters.flush_with_line(logger, logging.INFO, "%s %s accepted: %d enqueued, %d ignored, %d unhandled%s",
+                                       way, provider, result.enqueued, len(result.ignored), len(result.unhandled), notes)
 
     def _require_aws(self) -> Callable[[str], Any]:
         if self._aws_client is None:

@@ -153,3 +153,50 @@ def test_a_refused_webhook_writes_one_rejection_document_and_one_warning(aws_hub
     assert len(metrics) == 1
     assert metrics[0]["WebhooksRejected"] == [1.0] and metrics[0]["provider"] == "meta"
     assert [(d["level"], d["correlation_id"]) for d in logs] == [("WARNING", "req-forged")]
+
+
+class _WriteThrough:
+    """stdout as Lambda's runtime sets it up: every write goes out at once (its `Unbuffered`)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("provider,name", [("twilio", "sms_text"), ("meta", "whatsapp_text")])
+def test_a_webhooks_metrics_and_log_line_leave_in_one_write(aws_hub, monkeypatch, provider, name):
+    import app
+
+    fx = load_fixture(provider, name)
+    stdout = _WriteThrough()
+    monkeypatch.setattr("sys.stdout", stdout)
+    assert app.app(_event(fx, "req-1"), Context())["statusCode"] == 200
+    forged = fx.body.replace(b"}", b" }", 1) if provider == "meta" else fx.body + b"&x=1"
+    assert app.app(_event(fx, "req-2", body=forged), Context())["statusCode"] in (401, 403)
+
+    accepted, rejected = stdout.writes  # one write per webhook, accepted or not
+    for write, request_id in ((accepted, "req-1"), (rejected, "req-2")):
+        metrics, logs = _documents(write)
+        assert len(metrics) == 1 and [d["correlation_id"] for d in logs] == [request_id]
+        assert logs[0]["location"].startswith(("_report:", "rejected:")), "the caller's location, not the helper's"
+    assert _documents(accepted)[0][0]["WebhooksReceived"] == [1.0]
+    assert _documents(rejected)[0][0]["WebhooksRejected"] == [1.0]
+
+
+def test_metrics_are_written_even_when_the_line_is_not(aws_hub, capsys):
+    """INFO off: the accepted line is not written, its metrics still are, on their own."""
+    import app
+
+    logging.getLogger("chalicelib").setLevel(logging.WARNING)
+    fx = load_fixture("meta", "whatsapp_text")
+    capsys.readouterr()
+    assert app.app(_event(fx, "req-1"), Context())["statusCode"] == 200
+
+    metrics, logs = _documents(capsys.readouterr().out)
+    assert logs == [] and [d["EventsEnqueued"] for d in metrics] == [[1.0]]

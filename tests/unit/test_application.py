@@ -47,3 +47,66 @@ def test_a_plain_chalice_app_would_share_the_request():
     thread.start()
     thread.join()
     assert app.current_request == "request-b"
+
+
+# --- binary media types: answered from a set, the same answers as Chalice's list --------------------
+
+import pytest  # noqa: E402
+from chalice import Chalice, Response  # noqa: E402
+from chalice.app import _matches_content_type  # noqa: E402
+
+from chalicelib.api.application import BinaryTypes  # noqa: E402
+
+_TYPES = ["application/octet-stream", "Image/PNG", "multipart/form-data", "audio/mpeg"]
+
+
+@pytest.mark.parametrize("content_type", [
+    "", "text/plain", "image/png", "IMAGE/png", "image/png; charset=binary", "text/html, image/png",
+    "application/json", "*/*", "text/*", "multipart/form-data; boundary=x", " audio/mpeg ;q=1",
+])
+@pytest.mark.parametrize("types", [_TYPES, [*_TYPES, "*/*"], []])
+def test_binary_types_answer_as_chalice_does(content_type, types):
+    assert BinaryTypes(types).match(content_type) is _matches_content_type(content_type, types)
+
+
+def _apps():
+    """A HubApp and a plain Chalice app with the same routes, to compare their Lambda answers."""
+    apps = []
+    for cls in (HubApp, Chalice):
+        app = cls(app_name="binary")
+        app.api.binary_types.append("application/x-hub-test")
+
+        @app.route("/thing/{kind}", methods=["GET"])
+        def thing(kind):
+            types = {"text": "text/plain", "png": "image/png", "hub": "Application/X-Hub-Test"}
+            return Response(body=b"\x00\x01" if kind != "text" else b"ok", status_code=200,
+                            headers={"Content-Type": types[kind]})
+
+        apps.append(app)
+    return apps
+
+
+def _event(kind: str, accept: str | None) -> dict:
+    headers = {"accept": accept} if accept else {}
+    return {"resource": "/thing/{kind}", "path": f"/thing/{kind}", "httpMethod": "GET", "headers": headers,
+            "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+            "pathParameters": {"kind": kind}, "stageVariables": None,
+            "requestContext": {"resourcePath": "/thing/{kind}", "httpMethod": "GET", "path": f"/thing/{kind}",
+                               "requestId": "r"}, "body": None, "isBase64Encoded": False}
+
+
+@pytest.mark.parametrize("kind", ["text", "png", "hub"])
+@pytest.mark.parametrize("accept", [None, "image/png", "*/*", "application/x-hub-test", "text/html"])
+def test_responses_are_what_chalice_answers(kind, accept):
+    hub, chalice = _apps()
+    assert hub(_event(kind, accept), None) == chalice(_event(kind, accept), None)
+
+
+def test_binary_types_added_after_a_request_count():
+    hub, _ = _apps()
+    assert hub(_event("text", None), None)["statusCode"] == 200
+    hub.api.binary_types.append("text/plain")
+    # Now binary: without an Accept header that allows it, Chalice's 400; with one, base64.
+    assert hub(_event("text", None), None)["statusCode"] == 400
+    answer = hub(_event("text", "text/plain"), None)
+    assert answer["isBase64Encoded"] is True and answer["body"] == "b2s="

@@ -358,3 +358,50 @@ def test_the_trace_id_is_the_one_powertools_logs(monkeypatch):
 
     monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_HEADER)
     assert xray_trace_id() == LambdaPowertoolsFormatter()._get_latest_trace_id()
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from('"\\\x00\x1f\u2028é\ud800'),
+                max_size=40)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(message=_TEXT, correlation_id=st.none() | _TEXT, trace=st.none() | _TEXT, function=_TEXT)
+def test_a_plain_line_written_key_by_key_is_the_encoders_document(message, correlation_id, trace, function):
+    """Lines without an exception are written key by key (issue 14: ingest CPU); with any text
+    (quotes, controls, non-ASCII, lone surrogates) they are what encoding the document writes."""
+    import logging
+    from unittest import mock
+
+    from chalicelib import observability
+
+    record = logging.LogRecord("chalicelib.x", logging.WARNING, __file__, 7, "%s", (message,), None, func=function)
+    formatter = observability.JsonFormatter()
+    document = {"level": "WARNING", "location": f"{function}:7", "message": message,
+                "timestamp": formatter.formatTime(record), "service": observability.SERVICE}
+    if correlation_id is not None:
+        document["correlation_id"] = correlation_id
+    if trace is not None:
+        document["xray_trace_id"] = trace
+
+    with mock.patch.object(observability, "_correlation_id", correlation_id), \
+            mock.patch.object(observability, "xray_trace_id", lambda: trace):
+        assert formatter.format(record) == observability._LINE_ENCODER.encode(document)
+
+
+def test_metrics_riding_on_a_line_no_json_handler_writes_are_written_on_their_own(capsys):
+    """`flush_with_line` hands the documents to the hub's JSON handler; any other handler
+    leaves them to a write of their own, after the line, so no count is lost."""
+    import io
+    import logging
+
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.trailer.plain")
+    logger.handlers, logger.propagate, logger.level = [logging.StreamHandler(stream)], False, logging.INFO
+    counters = Counters(emit_emf=True)
+    counters.incr("WebhooksReceived", provider="meta")
+    counters.flush_with_line(logger, logging.INFO, "webhook %s accepted", "meta")
+
+    assert stream.getvalue() == "webhook meta accepted\n"
+    assert [json.loads(line)["WebhooksReceived"] for line in capsys.readouterr().out.splitlines()] == [[1.0]]
+    counters.flush_with_line(logger, logging.INFO, "nothing counted")
+    assert capsys.readouterr().out == ""
