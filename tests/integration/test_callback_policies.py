@@ -8,25 +8,16 @@ actually calls is checked under moto in test_function_policies.py."""
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from chalicelib.hubconfig import parse_config
+from tests.support.infra_scripts import load_infra_script
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET_ARN = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:{}-x1Y2z3"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("hub_infra_policies", ROOT / "infra" / "policies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policies = _load()
+policies = load_infra_script("policies")
 
 TWO_WAY = """
 destinations:

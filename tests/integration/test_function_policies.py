@@ -18,12 +18,11 @@ deliverer), and a solved ticket found through its CASEREF# link closing the case
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import functools
-import base64
 import hashlib
 import hmac
-import importlib.util
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +43,7 @@ from chalicelib.hubconfig import load_config
 from chalicelib.settings import Settings
 from tests.support.aws import create_table
 from tests.support.fake_zendesk import AGENT_ID, HUB_USER_ID, FakeZendesk
+from tests.support.infra_scripts import load_infra_script
 from tests.support.receiver import Answer, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,14 +122,7 @@ TWILIO_INVALID_NUMBER = (ROOT / "tests" / "fixtures" / "twilio" / "outbound" / "
 RULES = "rules:\n  - {name: urgent, when: {text: {contains: [urgent]}}, then: {priority: urgent}}\n"
 
 
-def _load_policies():
-    spec = importlib.util.spec_from_file_location("hub_infra_policies", ROOT / "infra" / "policies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policies = _load_policies()
+policies = load_infra_script("policies")
 
 
 # --- what a call is authorized on ----------------------------------------------------------------

@@ -24,6 +24,7 @@ from chalicelib.adapters.queue.sqs import SqsQueue
 from chalicelib.adapters.store.dynamodb import DynamoDbStore
 from chalicelib.settings import Settings
 from tests.support.cloudformation import load_template
+from tests.support.infra_scripts import load_infra_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "stateful.yaml"
@@ -35,14 +36,7 @@ ROLES = ("inbound", "delivery", "outbound")
 WORKERS = {"inbound": "process_inbound", "delivery": "deliver", "outbound": "send"}
 
 
-def _load_deploy():
-    spec = importlib.util.spec_from_file_location("hub_infra_deploy", ROOT / "infra" / "deploy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-deploy = _load_deploy()
+deploy = load_infra_script("deploy")
 
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.infra_scripts import load_infra_script
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -26,14 +28,7 @@ MAGIC = {(3, 10): 3439, (3, 11): 3495, (3, 12): 3531, (3, 13): 3571}
 UNCHECKED_HASH = 0b01
 
 
-def _load_package():
-    spec = importlib.util.spec_from_file_location("hub_infra_package", ROOT / "infra" / "package.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-package = _load_package()
+package = load_infra_script("package")
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,17 @@ that needs AWS permissions, and the configurations it refuses because no policy 
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from chalicelib.hubconfig import parse_config
+from tests.support.infra_scripts import load_infra_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("hub_infra_policies", ROOT / "infra" / "policies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policies = _load()
+policies = load_infra_script("policies")
 
 EVERYTHING = """
 channels:
