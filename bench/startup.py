@@ -178,13 +178,25 @@ FORBIDDEN = ("moto", "pytest", "hypothesis", "werkzeug", "responses", "twilio", 
              "phonenumbers.geocoder", "phonenumbers.carrier", "phonenumbers.timezone", "aws_xray_sdk")
 
 
+#: What Chalice gives every deployed function (`.chalice/config.json` → `environment_variables`),
+#: PYDANTIC_DISABLE_PLUGINS among it: the children start as a deployed function starts, floors too.
+DEPLOYED_ENVIRONMENT = ROOT / ".chalice" / "config.json"
+
+
+def deployed_variables() -> dict[str, str]:
+    """The variables every deployed function gets, whatever its stage (a stage only adds its name,
+    its configuration file and the stack's resources, which the benchmark sets itself)."""
+    return dict(json.loads(DEPLOYED_ENVIRONMENT.read_text())["environment_variables"])
+
+
 def _environment(workdir: Path, tracing: bool = False) -> dict[str, str]:
-    """The children's environment: a deployed stage's variables, fake credentials, and a private
+    """The children's environment: a deployed function's variables, fake credentials, and a private
     bytecode cache (every .pyc, the hub's and the dependencies', is compiled once by the warm-up
-    run into `workdir`, never into the repository)."""
+    run into `workdir`, never into the repository). Subjects and floors get the same one."""
     config = workdir / "hub.yaml"
     config.write_text(CONFIG_YAML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "POWERTOOLS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "POWERTOOLS_", "PYDANTIC_"))}
+    env.update(deployed_variables())
     env.update(SECRET_ENV)
     env.update({
         "HUB_RUNTIME": "aws",

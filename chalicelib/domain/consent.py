@@ -17,13 +17,13 @@ Pure functions over plain dicts: the ledger is stored in the customer record (`C
 which every contact reads and writes anyway, so recording and enforcing consent cost no extra I/O.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from chalicelib.domain.defaults import empty_list
 
 ConsentState = Literal["opted_in", "opted_out", "unknown"]
 Purpose = Literal["service", "marketing"]
@@ -75,7 +75,7 @@ class ConsentEntry(BaseModel):
     at: datetime
     #: The latest changes, oldest first (the current one included), at most `HISTORY_LIMIT`.
     #: A statement older than the current one is kept here but does not change `state`.
-    history: list[ConsentChange] = Field(default_factory=list)
+    history: list[ConsentChange] = Field(default_factory=empty_list)
 
     @property
     def current(self) -> ConsentChange:

@@ -10,8 +10,6 @@ names, Unicode forms), because a false merge is worse than a missed link. Error 
 kind and the reason, never the value (it is personal data).
 """
 
-from __future__ import annotations
-
 import re
 import unicodedata
 from enum import StrEnum
@@ -75,7 +73,7 @@ class Identifier(BaseModel):
         return self.key
 
     @classmethod
-    def parse(cls, text: str, *, default_region: str | None = None) -> Identifier:
+    def parse(cls, text: str, *, default_region: str | None = None) -> "Identifier":
         """Parse and normalize the API form `kind:value` or `kind:scope/value`.
         Raises `InvalidIdentifierError`."""
         kind, sep, rest = text.partition(":")

@@ -11,6 +11,7 @@ The message is also a `Contact` with `direction: outbound` on the customer's tim
 # annotation string when a model class is created (about 0.15 ms a model at every cold start).
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,17 +20,17 @@ from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.models import (
     STATUS_RANK,
     Channel,
-    Contact,
     OutboundStatus,
     ReplyContext,
-    ReplyTarget,
-    StatusChange,
     StatusEvent,
 )
 
+if TYPE_CHECKING:  # the workers' model (domain/stored.py): senders load it, the webhook path does not
+    from chalicelib.domain.stored import Contact
+
 __all__ = [
-    "STATUS_RANK", "OutboundAttachment", "OutboundMessage", "OutboundStatus", "Purpose", "ReplyContext", "ReplyTarget", "SendOutcome",
-    "StatusChange", "TemplateMessage", "advance", "outbound_status", "with_reported",
+    "STATUS_RANK", "OutboundAttachment", "OutboundMessage", "OutboundStatus", "Purpose", "ReplyContext", "SendOutcome",
+    "TemplateMessage", "advance", "outbound_status", "with_reported",
 ]
 
 
@@ -137,9 +138,11 @@ class SendOutcome(BaseModel):
     thread_keys: list[str] = Field(default_factory=empty_list)
 
 
-def with_reported(contact: Contact, reports: list[StatusEvent]) -> Contact:
+def with_reported(contact: "Contact", reports: list[StatusEvent]) -> "Contact":
     """An outbound contact with the statuses its provider reported folded in: each report once
     (by status and code) in the history, in time order, and the status moved forward only."""
+    from chalicelib.domain.stored import StatusChange  # the workers' model (stored.py says why)
+
     seen = {(change.status, change.code, change.source) for change in contact.status_history}
     history = list(contact.status_history)
     status = contact.status

@@ -9,8 +9,6 @@ Validated with the rest of the configuration when it is loaded; the detector, le
 Comprehend client are built only where contacts are enriched.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +33,7 @@ class ComprehendSettings(BaseModel):
     language: bool = False
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> ComprehendSettings:
+    def _something_to_do(self) -> "ComprehendSettings":
         if self.enabled and not (self.sentiment or self.language):
             raise ValueError("enabled needs sentiment or language (or both) set to true")
         return self

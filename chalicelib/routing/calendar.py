@@ -11,8 +11,6 @@ before a holiday is cut at midnight. Whoever works the night from the 23rd into 
 December stops at midnight; nobody starts a night shift on the 24th.
 """
 
-from __future__ import annotations
-
 import math
 import re
 from datetime import date, datetime, time, timedelta, timezone
@@ -21,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import Strict
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -109,7 +108,7 @@ class CalendarSettings(Strict):
     #: are closed.
     hours: dict[str, Annotated[list[str], BeforeValidator(_range_list)]] = Field(default_factory=dict)
     #: Closed local dates: `YYYY-MM-DD` once, or `MM-DD` every year.
-    holidays: list[Annotated[str, BeforeValidator(_holiday)]] = Field(default_factory=list)
+    holidays: list[Annotated[str, BeforeValidator(_holiday)]] = Field(default_factory=empty_list)
 
     @field_validator("timezone")
     @classmethod

@@ -5,8 +5,6 @@ are checked here (parsed as the matcher will read them, so a bad term fails at l
 matcher and the built-in lexicons (`lexicon.py`) load only where contacts are enriched.
 """
 
-from __future__ import annotations
-
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import Strict
 
 #: The key of urgency terms in `LexiconMatch.terms`; therefore not an intent name.
@@ -50,7 +49,7 @@ class ParsedTerm:
     trailing_wildcard: bool
 
     @classmethod
-    def parse(cls, written: str) -> ParsedTerm:
+    def parse(cls, written: str) -> "ParsedTerm":
         core = written.strip()
         leading, trailing = core.startswith("*"), core.endswith("*") and len(core) > 1
         core = core[1 if leading else 0: -1 if trailing else None].strip()
@@ -85,7 +84,7 @@ class LanguageLexicon(Strict):
     """One language's terms: intent name → terms, and terms that make a message urgent."""
 
     intents: dict[str, list[Term]] = Field(default_factory=dict)
-    urgency: list[Term] = Field(default_factory=list)
+    urgency: list[Term] = Field(default_factory=empty_list)
 
     @field_validator("intents")
     @classmethod

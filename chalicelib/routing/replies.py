@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 import string
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain.models import ReplyIntent
+if TYPE_CHECKING:
+    from chalicelib.domain.stored import ReplyIntent
 
 PLACEHOLDERS = frozenset({"name", "next_opening", "queue"})
 
@@ -56,6 +57,8 @@ class ReplyRenderer:
             (code for code in (language, attributes.get("language"), self._default_language) if code in texts),
             next(iter(texts)),
         )
+        from chalicelib.domain.stored import ReplyIntent  # configuration checks import this module; the workers render
+
         values = {"name": attributes.get("name") or "", "queue": queue,
                   "next_opening": self._next_opening(calendar, now)}
         return ReplyIntent(rule=rule, template=template, language=chosen, text=_tidy(texts[chosen].format_map(values)))

@@ -6,12 +6,11 @@ its exact path; the rules are compiled (conditions, references) only where conta
 (`setup.py`), so the webhook Lambda never pays for compiling them.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.models import Priority
 from chalicelib.domain.policies import Strict
 from chalicelib.routing.calendar import CalendarSettings
@@ -51,7 +50,7 @@ class RoutingSettings(Strict):
     default: DefaultRouteSettings = Field(default_factory=DefaultRouteSettings)
     #: Ordered rules (`routing/specs.py`, README "Routing rules"), their shape checked here and
     #: their conditions when compiled (`routing/rules.py`).
-    rules: list[RuleSpec] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(default_factory=empty_list)
     #: Business-hours calendars by name; `default` is the one conditions use when they name none.
     calendars: dict[str, CalendarSettings] = Field(default_factory=dict)
     #: Auto-reply templates: name → language → text.

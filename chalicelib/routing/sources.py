@@ -9,8 +9,6 @@ botocore: `routing` stays free of SDK imports (tests/unit/test_architecture.py),
 recognised by shape (`ClientError.response`, botocore's `BotoCoreError` base) instead of by class.
 """
 
-from __future__ import annotations
-
 import hashlib
 import logging
 import re
@@ -119,7 +117,7 @@ class RulesSourceSettings(Strict):
         return value
 
     @model_validator(mode="after")
-    def _fields_of_type(self) -> RulesSourceSettings:
+    def _fields_of_type(self) -> "RulesSourceSettings":
         needed = _FIELDS[self.type]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:

@@ -5,13 +5,12 @@ so the rule specs live apart from the compiler (`rules.py`, with conditions, act
 context), which only the functions that route import.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.models import Priority
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -38,11 +37,11 @@ class ActionSpec(_Strict):
     queue: str | None = None
     #: Skill → required proficiency 1-5; several rules' skills combine (the higher level wins).
     skills: dict[str, int] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=empty_list)
     #: Replace the destinations the contact goes to...
     destinations: list[str] | None = None
     #: ...or add to them.
-    add_destinations: list[str] = Field(default_factory=list)
+    add_destinations: list[str] = Field(default_factory=empty_list)
     #: Reply automatically through the originating channel (recorded on the decision).
     reply: ReplySpec | None = None
     #: Park the contact in the exception queue for manual handling, with this reason.

@@ -4,14 +4,13 @@ Every function types the configuration at start-up; recognising keywords and rec
 (`consent.py`) load only where contacts are processed.
 """
 
-from __future__ import annotations
-
 import unicodedata
 from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.domain import consent as ledger
 from chalicelib.domain.models import Channel
 from chalicelib.domain.policies import Strict
@@ -27,9 +26,9 @@ STANDARD_HELP = ("HELP", "INFO")
 class ConsentKeywords(Strict):
     """Local keywords, added to the standard ones."""
 
-    opt_out: list[str] = Field(default_factory=list)
-    opt_in: list[str] = Field(default_factory=list)
-    help: list[str] = Field(default_factory=list)
+    opt_out: list[str] = Field(default_factory=empty_list)
+    opt_in: list[str] = Field(default_factory=empty_list)
+    help: list[str] = Field(default_factory=empty_list)
 
     @field_validator("opt_out", "opt_in", "help")
     @classmethod
@@ -72,7 +71,7 @@ class ConsentSettings(Strict):
         return texts
 
     @model_validator(mode="after")
-    def _one_meaning(self) -> ConsentSettings:
+    def _one_meaning(self) -> "ConsentSettings":
         seen: dict[str, str] = {}
         for action, words in self.vocabulary().items():
             for word in words:

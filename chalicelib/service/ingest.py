@@ -27,9 +27,10 @@ from chalicelib.adapters.channels.base import (
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 
 if TYPE_CHECKING:
+    from chalicelib.domain.stored import CallbackItem
     from chalicelib.adapters.callbacks.base import VendorCallbacks
 from chalicelib.domain.ids import group_id
-from chalicelib.domain.models import CallbackItem, IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
+from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
 from chalicelib.errors import HubError, PayloadTooLargeError, UnsupportedMediaTypeError
 from chalicelib.observability import Counters
 

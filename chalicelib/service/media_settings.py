@@ -5,13 +5,12 @@ Every function types the configuration at start-up; only the process worker down
 sniffer or HTTP client for them.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.adapters.blobs.base import MAX_LINK_SECONDS
 from chalicelib.secrets import Secret
 
@@ -67,7 +66,7 @@ class MediaSettings(BaseModel):
     #: Embedded runtime: signs `/v1/media/...` links (the first signs, all verify, so a new
     #: secret can be added before the old one is removed). When empty, a random secret is
     #: generated once and kept in the data directory (`media-link.key`). Unused on AWS.
-    link_secret: list[Secret] = Field(default_factory=list)
+    link_secret: list[Secret] = Field(default_factory=empty_list)
     #: Embedded runtime: the hub's address as destinations reach it, for `/v1/media/...` links;
     #: default `http://<HUB_HOST>:<HUB_PORT>`.
     public_url: str | None = None

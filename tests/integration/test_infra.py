@@ -341,6 +341,8 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
     assert common["HUB_RUNTIME"] == "aws" and common["HUB_TRACING"] == "false"
     assert common["POWERTOOLS_SERVICE_NAME"] == "omnichannel-hub"
     assert common["POWERTOOLS_METRICS_NAMESPACE"] == "OmnichannelHub"
+    # no pydantic plugin: discovery reads every installed distribution's entry points (docs/deploy.md)
+    assert common["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
     for stage, settings in chalice_config["stages"].items():
         env = settings["environment_variables"]
         assert env["HUB_STAGE"] == stage

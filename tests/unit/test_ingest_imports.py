@@ -93,3 +93,10 @@ def test_no_engine_behind_a_settings_section(loaded):
     load where contacts are processed."""
     assert _under(loaded, "chalicelib.service.consent", "chalicelib.service.media", "chalicelib.routing.lexicon",
                   "chalicelib.enrichment.comprehend", "chalicelib.enrichment.language") == []
+
+
+def test_no_worker_side_domain_models(loaded):
+    """Contacts, customers, cases and the callback items are defined in `domain/stored.py`, which
+    loads on the first use of one of them (`models.__getattr__`): the webhook never creates them."""
+    assert "chalicelib.domain.stored" not in loaded
+    assert "chalicelib.domain.models" in loaded

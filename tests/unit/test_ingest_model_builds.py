@@ -66,3 +66,32 @@ def test_empty_list_defaults_are_new_lists_per_instance():
     first, second = InboundMessage.model_validate(fields), InboundMessage.model_validate(fields)
     first.attachments.append("x")
     assert second.attachments == [] and InboundMessage.model_fields["attachments"].default_factory() == []
+
+
+def test_worker_side_models_stay_importable_from_models_and_load_on_first_use():
+    """`domain/models.py` still exports every model `domain/stored.py` defines (the same classes),
+    and anything else is an AttributeError as before."""
+    import pytest
+
+    from chalicelib.domain import models, stored
+
+    for name in models.STORED:
+        assert getattr(models, name) is getattr(stored, name)
+    from chalicelib.domain.models import Contact, Customer, ReplyIntent
+
+    assert (Contact, Customer, ReplyIntent) == (stored.Contact, stored.Customer, stored.ReplyIntent)
+    with pytest.raises(AttributeError):
+        models.NoSuchModel  # noqa: B018
+    with pytest.raises(ImportError):
+        from chalicelib.domain.models import NoSuchModel  # noqa: F401
+
+
+def test_every_model_of_stored_is_listed_for_the_lazy_export():
+    from pydantic import BaseModel
+
+    from chalicelib.domain import models, stored
+
+    defined = {name for name, value in vars(stored).items()
+               if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == stored.__name__}
+    assert defined <= models.STORED
+    assert {"CallbackItem", "InboundEvent", "DeliveryWork"} <= models.STORED

@@ -11,14 +11,17 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from chalicelib.domain.models import Attachment, Channel, Contact
+from chalicelib.domain.models import Attachment, Channel
 from chalicelib.errors import HubError
 from chalicelib.secrets import SecretResolver
+
+if TYPE_CHECKING:  # the workers' model: the webhook path never creates it (domain/stored.py)
+    from chalicelib.domain.stored import Contact
 
 
 class Reason:

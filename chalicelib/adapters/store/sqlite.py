@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import astuple
 from datetime import date, datetime
 from typing import Any
 
@@ -58,6 +57,7 @@ from chalicelib.adapters.store.records import (
     UnhandledRecord,
     Write,
 )
+from chalicelib.domain.values import astuple
 from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
 _SCHEMA = """

@@ -5,12 +5,11 @@ and the shared settings helpers only: the webhook function of another provider p
 Twilio's parser (`adapter.py` imports the settings from here).
 """
 
-from __future__ import annotations
-
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator
 
+from chalicelib.domain.defaults import empty_list
 from chalicelib.adapters.channels.twilio.outbound_settings import TwilioOutboundSettings
 from chalicelib.secrets import Secret
 
@@ -29,7 +28,7 @@ class TwilioSettings(TwilioOutboundSettings):
     #: Public-beta SharedKey secrets, used only when a request names an algorithm in
     #: `X-Twilio-Webhooks-Signature-Settings`. The name ends in `secrets` so deployed
     #: configurations must reference them (`hubconfig._is_secret_field`).
-    shared_key_secrets: list[Secret] = Field(default_factory=list)
+    shared_key_secrets: list[Secret] = Field(default_factory=empty_list)
 
     @field_validator("public_url")
     @classmethod

@@ -1,7 +1,5 @@
 """`type: outbox` destinations' settings (the connector: `connectors/outbox.py`)."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict
 
 
