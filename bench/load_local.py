@@ -67,7 +67,7 @@ def _runtime(tmp: str, name: str):
     from chalicelib.local.runtime import EmbeddedRuntime
     from chalicelib.settings import Settings
 
-    limit_malloc_arenas()  # as `hubctl run` does before its threads start (the first runtime's count)
+    limit_malloc_arenas(Settings.from_environ().environ)  # as `hubctl run` does before its threads start (the first runtime's count)
 
     config = Path(tmp) / f"{name}.yaml"
     config.write_text(_CONFIG.format(token=TWILIO_TOKEN, key=hashlib.sha256(b"bench").hexdigest()))

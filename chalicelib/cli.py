@@ -18,12 +18,11 @@ from chalicelib.errors import ConfigError, HubError
 
 def _run(args: argparse.Namespace) -> int:
     from chalicelib.local.memory import limit_malloc_arenas
-
-    limit_malloc_arenas()  # before the first thread: see chalicelib/local/memory.py
     from chalicelib.local.runtime import EmbeddedRuntime
     from chalicelib.settings import Settings
 
     settings = Settings.from_environ()
+    limit_malloc_arenas(settings.environ)  # before the first thread: see chalicelib/local/memory.py
     runtime = EmbeddedRuntime(settings, port=args.port)
     # Before serving: a stop request that arrives as soon as the hub answers is honoured.
     signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())

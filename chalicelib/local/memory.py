@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
+from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ M_ARENA_MAX = -8
 EMBEDDED_ARENAS = 2
 
 
-def limit_malloc_arenas(arenas: int = EMBEDDED_ARENAS, *, environ=os.environ) -> bool:
-    """Cap the C allocator's arenas at `arenas`; True when glibc took the limit."""
+def limit_malloc_arenas(environ: Mapping[str, str], arenas: int = EMBEDDED_ARENAS) -> bool:
+    """Cap the C allocator's arenas at `arenas` unless `environ` (the process's, from `Settings`)
+    sets `MALLOC_ARENA_MAX`; True when glibc took the limit."""
     if environ.get("MALLOC_ARENA_MAX"):
         return False  # the operator chose; glibc read it at start-up
     try:

@@ -19,7 +19,7 @@ _COUNT_ARENAS = r"""
 import ctypes, os, sys, tempfile, threading
 from chalicelib.local.memory import limit_malloc_arenas
 if sys.argv[1] == "capped":
-    assert limit_malloc_arenas(), "glibc refused the cap"
+    assert limit_malloc_arenas({}), "glibc refused the cap"
 barrier = threading.Barrier(8)
 kept = []
 def allocate():
@@ -55,4 +55,4 @@ def test_capped_threads_share_two_arenas_where_uncapped_ones_spread_over_more():
 
 
 def test_an_operators_own_malloc_arena_max_stands():
-    assert limit_malloc_arenas(environ={"MALLOC_ARENA_MAX": "4"}) is False
+    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False
