@@ -87,8 +87,9 @@ def test_a_database_written_before_the_heads_table_is_migrated(tmp_path):
         CREATE INDEX queue_visible ON queue_messages (queue, visible_at);
         CREATE UNIQUE INDEX queue_receipts ON queue_messages (receipt);
         INSERT INTO queue_messages (id, queue, grp, body, visible_at, sent_at) VALUES
-            ('1', 'inbound', 'A', 'a1', 0, 0), ('2', 'inbound', 'B', 'b1', 0, 0), ('3', 'inbound', 'A', 'a2', 0, 0);
-    """)
+            ('1', 'inbound', 'A', 'a1', 0, strftime('%s', 'now')), ('2', 'inbound', 'B', 'b1', 0, strftime('%s', 'now')),
+            ('3', 'inbound', 'A', 'a2', 0, strftime('%s', 'now'));
+    """)  # sent now: older than the queue's retention they would be dropped
     conn.commit()
     conn.close()
     queue = LocalQueue(str(path), "inbound")

@@ -3,7 +3,11 @@
 It keeps what the pipeline relies on from SQS: a message survives restarts until deleted; a
 received message is hidden for the visibility timeout and then redelivered with a higher receive
 count; after `max_receives` receives it moves to the dead-letter queue; within a group, a message
-is not handed out while an earlier one is still in flight, so per-sender order holds.
+is not handed out while an earlier one is still in flight, so per-sender order holds; a message
+is dropped once it is older than the queue's retention, 14 days as the stack's queues keep theirs
+(`infra/stateful.yaml`), counted again from its move into a dead-letter queue as a FIFO DLQ
+does. Nothing else ever deletes a dead-letter queue's copy of a job (operators replay the store's
+dead letter), so without the retention it would stay forever.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from chalicelib.adapters.sqlite_db import SqliteDatabase
 
 #: SQS FIFO's deduplication interval.
 DEDUPE_WINDOW_SECONDS = 300
+#: How long a message is kept: the `MessageRetentionPeriod` of every queue in infra/stateful.yaml.
+RETENTION_SECONDS = 14 * 24 * 3600
+#: How often a queue looks for messages past their retention (on a send or a receive).
+RETENTION_CHECK_SECONDS = 60.0
+#: Expired messages dropped per statement batch, so a purge never holds the write lock for long.
+_PURGE_BATCH = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -87,6 +97,7 @@ class LocalQueue(Queue):
         max_receives: int = 5,
         dead_letter: str | None = None,
         blobs: BlobStore | None = None,
+        retention_seconds: float = RETENTION_SECONDS,
     ) -> None:
         super().__init__(name, blobs=blobs)
         self._db = _database(db_path)
@@ -94,9 +105,12 @@ class LocalQueue(Queue):
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
         self.dead_letter = dead_letter
+        self.retention_seconds = retention_seconds
+        self._retention_checked_at = 0.0
 
     def _send_batch(self, messages: list[OutgoingMessage]) -> None:
         now = time.time()
+        self._drop_expired(now)
         with self._db.write() as conn:
             conn.execute("DELETE FROM queue_dedupe WHERE queue = ? AND expires_at <= ?", (self.name, now))
             for message in messages:
@@ -129,6 +143,7 @@ class LocalQueue(Queue):
 
     def _receive_now(self, max_messages: int) -> list[ReceivedMessage]:
         now = time.time()
+        self._drop_expired(now)
         out: list[ReceivedMessage] = []
         with self._db.write() as conn:
             # Only the head of each group is eligible: a later message of a group waits while an
@@ -137,9 +152,9 @@ class LocalQueue(Queue):
             for row in rows:
                 if row["receive_count"] >= self.max_receives and self.dead_letter:
                     conn.execute(
-                        "UPDATE queue_messages SET queue = ?, receive_count = 0, receipt = NULL, visible_at = ?"
-                        " WHERE seq = ?",
-                        (self.dead_letter, now, row["seq"]),
+                        "UPDATE queue_messages SET queue = ?, receive_count = 0, receipt = NULL, visible_at = ?,"
+                        " sent_at = ? WHERE seq = ?",
+                        (self.dead_letter, now, now, row["seq"]),
                     )
                     _next_head(conn, self.name, row["grp"])
                     _next_head(conn, self.dead_letter, row["grp"])
@@ -166,10 +181,51 @@ class LocalQueue(Queue):
         with self._db.write() as conn:
             conn.execute("UPDATE queue_messages SET visible_at = ? WHERE receipt = ?", (time.time() + seconds, receipt))
 
+    def _drop_expired(self, now: float) -> None:
+        """Drop this queue's and its dead-letter queue's messages past their retention, at most
+        once per `RETENTION_CHECK_SECONDS`. The oldest message of a group is its head, so the
+        expired ones are found among the heads (`queue_heads`): the cost grows with the groups in
+        flight and the messages dropped, never with the backlog."""
+        if now - self._retention_checked_at < RETENTION_CHECK_SECONDS:
+            return
+        self._retention_checked_at = now
+        for queue in filter(None, (self.name, self.dead_letter)):
+            while _drop_expired_heads(self._db, queue, now - self.retention_seconds) >= _PURGE_BATCH:
+                pass
+
     def depth(self) -> int:
         """Messages waiting or in flight (for `/health` and tests)."""
         row = self._db.read().execute("SELECT COUNT(*) FROM queue_messages WHERE queue = ?", (self.name,)).fetchone()
         return int(row[0])
+
+
+def _drop_expired_heads(db: SqliteDatabase, queue: str, cutoff: float) -> int:
+    """Drop up to `_PURGE_BATCH` messages of `queue` sent before `cutoff`; returns how many. Each
+    group whose head has expired loses its leading run of expired messages (in send order, so a
+    message waits for the expiry of the ones before it, as it waits for their delivery), and its
+    first remaining message becomes its head."""
+    dropped = 0
+    with db.write() as conn:
+        groups = conn.execute(
+            "SELECT h.grp FROM queue_heads h JOIN queue_messages m ON m.seq = h.seq"
+            " WHERE h.queue = ? AND m.sent_at <= ? LIMIT ?",
+            (queue, cutoff, _PURGE_BATCH),
+        ).fetchall()
+        for (group,) in groups:
+            expired = []
+            for seq, sent_at in conn.execute(
+                "SELECT seq, sent_at FROM queue_messages WHERE queue = ? AND grp = ? ORDER BY seq LIMIT ?",
+                (queue, group, _PURGE_BATCH - dropped),
+            ).fetchall():
+                if sent_at > cutoff:
+                    break
+                expired.append((seq,))
+            conn.executemany("DELETE FROM queue_messages WHERE seq = ?", expired)
+            _next_head(conn, queue, group)
+            dropped += len(expired)
+            if dropped >= _PURGE_BATCH:
+                break
+    return dropped
 
 
 def _next_head(conn, queue: str, group: str) -> None:
