@@ -95,3 +95,34 @@ def astuple(value: Value) -> tuple[Any, ...]:
     """The fields' values in declaration order: `dataclasses.astuple` without its deep copy, which
     values of immutable fields (strings, numbers, datetimes) do not need."""
     return tuple(value.__dict__[name] for name in value._fields)
+
+
+def replace(value: Value, /, **changes: Any) -> Any:
+    """A copy of `value` with `changes`: `dataclasses.replace` for a `Value`."""
+    return type(value)(**{**value.__dict__, **changes})
+
+
+class Record:
+    """Mutable counterpart of `Value` for service objects and working state: a subclass declares
+    `__slots__` (its own fields, in order, after those of a `Record` it extends) and writes its
+    own `__init__`; equality and repr go by the fields, and, like a mutable dataclass, it is not
+    hashable. Costs nothing to define, where a `@dataclass` execs its generated methods at import."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__slots__", ())
+        cls._fields = tuple(name for base in reversed(cls.__mro__[1:]) if issubclass(base, Record)
+                            for name in base.__dict__.get("__slots__", ())) + (own if isinstance(own, tuple) else (own,))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+        return NotImplemented
