@@ -33,6 +33,8 @@ class Value:
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[tuple[Any, ...]] = ()
+    _field_set: ClassVar[frozenset[str]] = frozenset()
+    _default_map: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,9 +51,26 @@ class Value:
                 raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
         cls._fields = fields
         cls._defaults = defaults
+        cls._field_set = frozenset(fields)
+        cls._default_map = {name: default for name, default in zip(fields, defaults) if default is not _MISSING}
         cls.__match_args__ = fields
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Fast paths (values are built per message on hot paths): every field given or defaulted,
+        # none twice. Anything else (the errors) takes the checked way, for its messages.
+        if not args:
+            values = {**self._default_map, **kwargs} if self._default_map else kwargs
+            if values.keys() == self._field_set:
+                object.__setattr__(self, "__dict__", values)
+                return
+        elif not kwargs and len(args) == len(self._fields):
+            object.__setattr__(self, "__dict__", dict(zip(self._fields, args)))
+            return
+        elif len(args) <= len(self._fields) and (not kwargs or kwargs.keys().isdisjoint(self._fields[:len(args)])):
+            values = {**self._default_map, **dict(zip(self._fields, args)), **kwargs}
+            if values.keys() == self._field_set:
+                object.__setattr__(self, "__dict__", values)
+                return
         fields = self._fields
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__}() takes {len(fields)} positional arguments but {len(args)} were given")
