@@ -9,8 +9,12 @@ construction with defaults, equality and hashing by type and fields, a dataclass
 assignment refused with `dataclasses.FrozenInstanceError`, and `__match_args__` for `match`.
 Type checkers see a frozen dataclass (`dataclass_transform`).
 
-For small immutable records built often; a class needing `field()` options, `__post_init__`,
-inheritance of fields or `dataclasses.replace` stays a dataclass.
+For immutable records: `replace` copies one with changes (`dataclasses.replace`); a default
+made per instance (`field(default_factory=...)`) is a subclass `__init__` that fills it in and
+calls `Value.__init__` with every field. Mutable records and service objects (`Page`,
+`LinkPlan`, `RoutingContext`) are a `Record`: declared `__slots__` and an explicit `__init__`,
+with equality and repr by field. A class needing other `field()` options, `__post_init__` or
+inheritance of a `Value`'s fields stays a dataclass.
 """
 
 from dataclasses import FrozenInstanceError
