@@ -6,7 +6,6 @@ Usage: `python -m chalicelib.cli <command>` (or `bin/hubctl <command>`); `--help
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import secrets
@@ -65,6 +64,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _route(args: argparse.Namespace) -> int:
     """`hubctl route --explain contact.json`: the rules' decision for a contact, without side effects."""
     from chalicelib.bootstrap import Hub
+    from chalicelib.domain.values import replace
     from chalicelib.service.explain import explain, render_trace
     from chalicelib.settings import Settings
 
@@ -76,7 +76,7 @@ def _route(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_environ()
     if args.config:
-        settings = dataclasses.replace(settings, config_path=args.config)
+        settings = replace(settings, config_path=args.config)
     hub = Hub(settings)
     if not isinstance(body, dict) or "contact" not in body:
         body = {"contact": body}  # a bare contact document
@@ -208,11 +208,12 @@ def _callbacks(args: argparse.Namespace) -> int:
     vendor so that agents' replies and ticket changes come back to the hub; with `--create`, the
     hub creates it through the vendor's API where the API allows."""
     from chalicelib.bootstrap import Hub
+    from chalicelib.domain.values import replace
     from chalicelib.settings import Settings
 
     settings = Settings.from_environ()
     if args.config:
-        settings = dataclasses.replace(settings, config_path=args.config)
+        settings = replace(settings, config_path=args.config)
     hub = Hub(settings)
     try:
         destination = hub.config.destination(args.destination)

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+
+from chalicelib.domain.values import Value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "chalicelib" / "conf" / "local.yaml"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Value):
+    """A `Value` (a frozen record defined at no import cost; `values.replace` copies it with
+    changes); its repr leaves out `environ`, which holds secrets."""
+
     #: `embedded` (SQLite store, local queue, local blobs) or `aws` (DynamoDB, SQS, S3).
     runtime: str = "embedded"
     stage: str = "local"
@@ -39,7 +43,11 @@ class Settings:
     region: str = ""
     log_level: str = "INFO"
     tracing: bool = False
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    environ: Mapping[str, str] = MappingProxyType({})
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={self.__dict__[name]!r}" for name in self._fields if name != "environ")
+        return f"Settings({inner})"
 
     @property
     def on_aws(self) -> bool:

@@ -9,12 +9,12 @@ room for another value of its kind. Each decision is recorded with the rule that
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from fnmatch import translate
 
 from chalicelib.domain.identifiers import Identifier, IdentifierKind
 from chalicelib.domain.models import Customer, IdentifierDecision, Party
 from chalicelib.domain.policies import IdentityPolicy
+from chalicelib.domain.values import Record, Value
 
 
 
@@ -23,18 +23,28 @@ from chalicelib.domain.policies import IdentityPolicy
 BLOCKED_OWNER = "!blocked"
 
 
-@dataclass
-class LinkPlan:
-    #: Identifiers that may be looked up and linked, highest priority first.
-    candidates: list[Identifier] = field(default_factory=list)
-    decisions: list[IdentifierDecision] = field(default_factory=list)
-    #: Identifiers to remember as blocked (their owner becomes `BLOCKED_OWNER`).
-    learned_blocks: list[Identifier] = field(default_factory=list)
-    #: Keys of the candidates the channel verified: only these may merge two customers.
-    verified: set[str] = field(default_factory=set)
-    #: Unproved email addresses that may still join by email continuity (`email_continuity`):
-    #: never candidates, so they never choose between customers or merge them.
-    continuity: list[Identifier] = field(default_factory=list)
+class LinkPlan(Record):
+    """Which of a contact's identifiers may link it to a customer:
+
+    * `candidates`: identifiers that may be looked up and linked, highest priority first.
+    * `learned_blocks`: identifiers to remember as blocked (their owner becomes `BLOCKED_OWNER`).
+    * `verified`: keys of the candidates the channel verified: only these may merge two customers.
+    * `continuity`: unproved email addresses that may still join by email continuity
+      (`email_continuity`): never candidates, so they never choose between customers or merge them.
+    """
+
+    __slots__ = ("candidates", "decisions", "learned_blocks", "verified", "continuity")
+
+    def __init__(
+        self, candidates: list[Identifier] | None = None, decisions: list[IdentifierDecision] | None = None,
+        learned_blocks: list[Identifier] | None = None, verified: set[str] | None = None,
+        continuity: list[Identifier] | None = None,
+    ) -> None:
+        self.candidates = [] if candidates is None else candidates
+        self.decisions = [] if decisions is None else decisions
+        self.learned_blocks = [] if learned_blocks is None else learned_blocks
+        self.verified = set() if verified is None else verified
+        self.continuity = [] if continuity is None else continuity
 
     def hold_back_learned_blocks(self, owners: dict[str, str]) -> None:
         """Drop candidates the hub learned to block (looked up like any identifier)."""
@@ -45,8 +55,7 @@ class LinkPlan:
             ))
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(Value):
     customer_id: str | None
     matched: Identifier | None = None
     #: Other customers owning verified candidates, each with the identifier that ties it to the

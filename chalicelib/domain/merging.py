@@ -9,7 +9,6 @@ the absorbed one and takes back from the survivor exactly what the merge gave it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain import activity
@@ -18,6 +17,7 @@ from chalicelib.domain.golden_record import combine_observations, restore_observ
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Customer, MergeRecord, MergeSummary, ReplyTarget
 from chalicelib.domain.policies import CustomerLimits, IdentityPolicy, SurvivorshipPolicy
+from chalicelib.domain.values import Value
 
 
 #: A merge re-points every identifier of the absorbed customer in one transaction; DynamoDB takes
@@ -56,8 +56,7 @@ def merge_refusal(
     return None
 
 
-@dataclass(frozen=True)
-class MergedPair:
+class MergedPair(Value):
     survivor: Customer
     absorbed: Customer
     record: MergeRecord

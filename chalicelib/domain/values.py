@@ -9,8 +9,12 @@ construction with defaults, equality and hashing by type and fields, a dataclass
 assignment refused with `dataclasses.FrozenInstanceError`, and `__match_args__` for `match`.
 Type checkers see a frozen dataclass (`dataclass_transform`).
 
-For small immutable records built often; a class needing `field()` options, `__post_init__`,
-inheritance of fields or `dataclasses.replace` stays a dataclass.
+For immutable records: `replace` copies one with changes (`dataclasses.replace`); a default
+made per instance (`field(default_factory=...)`) is a subclass `__init__` that fills it in and
+calls `Value.__init__` with every field. Mutable records and service objects (`Page`,
+`LinkPlan`, `RoutingContext`) are a `Record`: declared `__slots__` and an explicit `__init__`,
+with equality and repr by field. A class needing other `field()` options, `__post_init__` or
+inheritance of a `Value`'s fields stays a dataclass.
 """
 
 from dataclasses import FrozenInstanceError
@@ -33,6 +37,8 @@ class Value:
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[tuple[Any, ...]] = ()
+    _field_set: ClassVar[frozenset[str]] = frozenset()
+    _default_map: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,9 +55,26 @@ class Value:
                 raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
         cls._fields = fields
         cls._defaults = defaults
+        cls._field_set = frozenset(fields)
+        cls._default_map = {name: default for name, default in zip(fields, defaults) if default is not _MISSING}
         cls.__match_args__ = fields
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Fast paths (values are built per message on hot paths): every field given or defaulted,
+        # none twice. Anything else (the errors) takes the checked way, for its messages.
+        if not args:
+            values = {**self._default_map, **kwargs} if self._default_map else kwargs
+            if values.keys() == self._field_set:
+                object.__setattr__(self, "__dict__", values)
+                return
+        elif not kwargs and len(args) == len(self._fields):
+            object.__setattr__(self, "__dict__", dict(zip(self._fields, args)))
+            return
+        elif len(args) <= len(self._fields) and (not kwargs or kwargs.keys().isdisjoint(self._fields[:len(args)])):
+            values = {**self._default_map, **dict(zip(self._fields, args)), **kwargs}
+            if values.keys() == self._field_set:
+                object.__setattr__(self, "__dict__", values)
+                return
         fields = self._fields
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__}() takes {len(fields)} positional arguments but {len(args)} were given")
@@ -95,3 +118,34 @@ def astuple(value: Value) -> tuple[Any, ...]:
     """The fields' values in declaration order: `dataclasses.astuple` without its deep copy, which
     values of immutable fields (strings, numbers, datetimes) do not need."""
     return tuple(value.__dict__[name] for name in value._fields)
+
+
+def replace(value: Value, /, **changes: Any) -> Any:
+    """A copy of `value` with `changes`: `dataclasses.replace` for a `Value`."""
+    return type(value)(**{**value.__dict__, **changes})
+
+
+class Record:
+    """Mutable counterpart of `Value` for service objects and working state: a subclass declares
+    `__slots__` (its own fields, in order, after those of a `Record` it extends) and writes its
+    own `__init__`; equality and repr go by the fields, and, like a mutable dataclass, it is not
+    hashable. Costs nothing to define, where a `@dataclass` execs its generated methods at import."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__slots__", ())
+        cls._fields = tuple(name for base in reversed(cls.__mro__[1:]) if issubclass(base, Record)
+                            for name in base.__dict__.get("__slots__", ())) + (own if isinstance(own, tuple) else (own,))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+        return NotImplemented

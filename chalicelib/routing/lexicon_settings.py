@@ -7,13 +7,13 @@ matcher and the built-in lexicons (`lexicon.py`) load only where contacts are en
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
 from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import Strict
+from chalicelib.domain.values import Value
 
 #: The key of urgency terms in `LexiconMatch.terms`; therefore not an intent name.
 URGENCY = "urgency"
@@ -38,8 +38,7 @@ def normalize(text: str) -> str:
     return _COMBINING_MARKS.sub("", unicodedata.normalize("NFKD", folded))
 
 
-@dataclass(frozen=True)
-class ParsedTerm:
+class ParsedTerm(Value):
     """A term as written in a lexicon, parsed into regex atoms: one per normalized character, an
     optional "e" after an umlaut's vowel, and one for each run of whitespace."""
 

@@ -16,7 +16,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from chalicelib.errors import TransientError
 from chalicelib.domain.policies import Strict
+from chalicelib.domain.values import Value
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ class RulesSourceSettings(Strict):
         return self
 
 
-@dataclass(frozen=True)
-class RulesDocument:
+class RulesDocument(Value):
     """A routing rules document as fetched: undecoded text (YAML or JSON) and its version.
 
     An unchanged document is returned as the same object, so callers may skip recompiling with

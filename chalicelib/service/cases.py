@@ -9,21 +9,24 @@ customer's next contact).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from chalicelib.domain.ids import digest_id
 from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Channel, Customer
 from chalicelib.domain.policies import CasePolicy
+from chalicelib.domain.values import Record
 
 
-@dataclass
-class CasePlan:
-    case: Case
-    #: Why the contact is in `case`: thread_key, within_window, reopened_by_thread_key, new_case.
-    reason: str
-    #: Other cases this contact changed (the previous open case, now closed).
-    other_cases: list[Case] = field(default_factory=list)
+class CasePlan(Record):
+    """`reason`: why the contact is in `case`: thread_key, within_window, reopened_by_thread_key,
+    new_case. `other_cases`: other cases this contact changed (the previous open case, now closed)."""
+
+    __slots__ = ("case", "reason", "other_cases")
+
+    def __init__(self, case: Case, reason: str, other_cases: list[Case] | None = None) -> None:
+        self.case = case
+        self.reason = reason
+        self.other_cases = [] if other_cases is None else other_cases
 
 
 def attach_to_case(

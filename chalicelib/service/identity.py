@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.adapters.store.base import IdentifierTakenError, MessageStart, Store
@@ -23,18 +22,23 @@ from chalicelib.domain.identifiers import Identifier, IdentifierKind, normalize,
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.identity_rules import IdentityRules, LinkPlan
 from chalicelib.domain.models import Customer, Handle, IdentifierDecision, Party, Resolution
+from chalicelib.domain.values import Record
 from chalicelib.errors import ConcurrentUpdateError, InvalidIdentifierError
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class NormalizedSender:
-    party: Party
-    #: Handles that could not be normalized, as `kind: reason` (never the value itself).
-    rejected: list[str] = field(default_factory=list)
-    #: The identifier kinds of those handles (a `whatsapp` handle is a phone).
-    rejected_kinds: set[IdentifierKind] = field(default_factory=set)
+class NormalizedSender(Record):
+    """`rejected`: handles that could not be normalized, as `kind: reason` (never the value
+    itself); `rejected_kinds`: the identifier kinds of those handles (a `whatsapp` handle is a phone)."""
+
+    __slots__ = ("party", "rejected", "rejected_kinds")
+
+    def __init__(self, party: Party, rejected: list[str] | None = None,
+                 rejected_kinds: set[IdentifierKind] | None = None) -> None:
+        self.party = party
+        self.rejected = [] if rejected is None else rejected
+        self.rejected_kinds = set() if rejected_kinds is None else rejected_kinds
 
 
 def normalize_sender(handles: list[Handle], display_name: str | None, *, default_region: str | None) -> NormalizedSender:
@@ -125,17 +129,21 @@ class _Reads:
         return start
 
 
-@dataclass
-class Resolved:
-    customer: Customer
-    resolution: Resolution
-    #: Identifiers to link to the customer in the same commit as the contact.
-    new_identifiers: tuple[Identifier, ...] = ()
-    #: Identifiers to remember as blocked in the same commit.
-    learned_blocks: tuple[Identifier, ...] = ()
-    #: Other customers that own verified identifiers of the contact (merge candidates), each with
-    #: the identifier that ties it to the contact.
-    others: tuple[tuple[str, Identifier], ...] = ()
+class Resolved(Record):
+    """`new_identifiers`: identifiers to link to the customer in the same commit as the contact;
+    `learned_blocks`: identifiers to remember as blocked in the same commit; `others`: other
+    customers that own verified identifiers of the contact (merge candidates), each with the
+    identifier that ties it to the contact."""
+
+    __slots__ = ("customer", "resolution", "new_identifiers", "learned_blocks", "others")
+
+    def __init__(self, customer: Customer, resolution: Resolution, new_identifiers: tuple[Identifier, ...] = (),
+                 learned_blocks: tuple[Identifier, ...] = (), others: tuple[tuple[str, Identifier], ...] = ()) -> None:
+        self.customer = customer
+        self.resolution = resolution
+        self.new_identifiers = new_identifiers
+        self.learned_blocks = learned_blocks
+        self.others = others
 
 
 def resolve_customer(

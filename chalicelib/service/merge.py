@@ -13,13 +13,13 @@ when its owner has no open case.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.adapters.store.base import IdentifierMove, MergeCommit, Store
 from chalicelib.domain import merging
 from chalicelib.domain.models import Case, CaseStatus, CaseSummary, Customer, MergeRecord
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, SurvivorshipPolicy
+from chalicelib.domain.values import Record, Value
 from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundError
 from chalicelib.service.cases import close, is_inactive, summarize
 
@@ -28,8 +28,7 @@ ATTEMPTS = 3
 _MAX_REDIRECTS = 5
 
 
-@dataclass(frozen=True)
-class MergeOutcome:
+class MergeOutcome(Value):
     #: The customer both ids now resolve to (the survivor, or the only customer).
     customer_id: str
     #: The committed merge; None when refused or when both ids were one customer already.
@@ -40,13 +39,16 @@ class MergeOutcome:
     existing: bool = False
 
 
-@dataclass
-class Merges:
-    store: Store
-    identity: IdentityPolicy
-    survivorship: SurvivorshipPolicy
-    cases: CasePolicy
-    limits: CustomerLimits
+class Merges(Record):
+    __slots__ = ("store", "identity", "survivorship", "cases", "limits")
+
+    def __init__(self, store: Store, identity: IdentityPolicy, survivorship: SurvivorshipPolicy, cases: CasePolicy,
+                 limits: CustomerLimits) -> None:
+        self.store = store
+        self.identity = identity
+        self.survivorship = survivorship
+        self.cases = cases
+        self.limits = limits
 
     @classmethod
     def of(cls, store: Store, config) -> Merges:

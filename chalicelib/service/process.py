@@ -33,7 +33,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +45,7 @@ from chalicelib.domain.ids import delivery_id, group_id, stable_id
 from chalicelib.domain.golden_record import INVALID_PHONE, observe, record_issue
 from chalicelib.domain.identifiers import IdentifierKind
 from chalicelib.domain.identity_rules import IdentityRules
+from chalicelib.domain.values import Value
 from chalicelib.domain.models import (
     AgentReply,
     Case,
@@ -112,8 +112,7 @@ class Outcome:
     IDENTITY_UNMATCHED = "identity_unmatched"
 
 
-@dataclass(frozen=True)
-class ProcessResult:
+class ProcessResult(Value):
     outcome: str
     contact_id: str | None = None
     customer_id: str | None = None
@@ -121,36 +120,53 @@ class ProcessResult:
     destinations: tuple[str, ...] = ()
 
 
-@dataclass
 class Processor:
-    store: Store
-    delivery_queue: Queue
-    config: HubConfig
-    cache: IdentifierCache
-    #: Default phone region for numbers without a country code, per provider and channel account.
-    default_region: Callable[[str, str], str | None]
-    clock: Callable[[], datetime]
-    blobs: BlobStore
-    rules: IdentityRules
-    #: Destinations that take customer events (`customer.merged`).
-    event_destinations: Callable[[], list[str]] = list
-    #: The router in force (rules can change while the worker runs); default: the inline rules.
-    router: Callable[[], Any] | None = None
-    #: The enricher (language, intents, history); default: built from the configuration.
-    enricher: Callable[[], Any] | None = None
-    #: Downloads attachments whose links expire or need credentials; default: none.
-    media: Callable[[], Any] | None = None
-    #: Reports on the hub's own messages (`service/message_statuses.py`): statuses matched to
-    #: outbound contacts, auto-replies sent; default: statuses are only recorded.
-    outbound: Callable[[], Any] | None = None
-    #: Sends routing's auto-replies (`service/messages.py`); default: they are only recorded.
-    messages: Callable[[], Any] | None = None
-    #: Destinations that take case events (`case.opened`, `case.closed`, `case.reopened`).
-    case_event_destinations: Callable[[], list[str]] = list
-    #: Two-way sync (`service/agent_replies.py`, `service/case_sync.py`): agents' replies from a
-    #: destination's tool, and its tickets' status; default: such items are refused.
-    agent_replies: Callable[[], Any] | None = None
-    case_sync: Callable[[], Any] | None = None
+    """A plain class, not a dataclass: its generated methods cost every worker's cold start and
+    nothing uses them. Its collaborators:
+
+    * `default_region`: default phone region for numbers without a country code, per provider
+      and channel account.
+    * `event_destinations`: destinations that take customer events (`customer.merged`).
+    * `router`: the router in force (rules can change while the worker runs); default: the
+      inline rules.
+    * `enricher`: the enricher (language, intents, history); default: built from the configuration.
+    * `media`: downloads attachments whose links expire or need credentials; default: none.
+    * `outbound`: reports on the hub's own messages (`service/message_statuses.py`): statuses
+      matched to outbound contacts, auto-replies sent; default: statuses are only recorded.
+    * `messages`: sends routing's auto-replies (`service/messages.py`); default: they are only recorded.
+    * `case_event_destinations`: destinations that take case events (`case.opened`,
+      `case.closed`, `case.reopened`).
+    * `agent_replies`, `case_sync`: two-way sync (`service/agent_replies.py`,
+      `service/case_sync.py`): agents' replies from a destination's tool, and its tickets'
+      status; default: such items are refused.
+    """
+
+    def __init__(
+        self, store: Store, delivery_queue: Queue, config: HubConfig, cache: IdentifierCache,
+        default_region: Callable[[str, str], str | None], clock: Callable[[], datetime], blobs: BlobStore,
+        rules: IdentityRules, event_destinations: Callable[[], list[str]] = list,
+        router: Callable[[], Any] | None = None, enricher: Callable[[], Any] | None = None,
+        media: Callable[[], Any] | None = None, outbound: Callable[[], Any] | None = None,
+        messages: Callable[[], Any] | None = None, case_event_destinations: Callable[[], list[str]] = list,
+        agent_replies: Callable[[], Any] | None = None, case_sync: Callable[[], Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.delivery_queue = delivery_queue
+        self.config = config
+        self.cache = cache
+        self.default_region = default_region
+        self.clock = clock
+        self.blobs = blobs
+        self.rules = rules
+        self.event_destinations = event_destinations
+        self.router = router
+        self.enricher = enricher
+        self.media = media
+        self.outbound = outbound
+        self.messages = messages
+        self.case_event_destinations = case_event_destinations
+        self.agent_replies = agent_replies
+        self.case_sync = case_sync
 
     def process_body(
         self, body: str, *, receive_count: int = 1, seconds_left: Callable[[], float] | None = None

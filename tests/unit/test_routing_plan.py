@@ -60,7 +60,7 @@ def counting_context(**values) -> CountingContext:
 
 
 def vars_of(ctx: RoutingContext) -> dict:
-    return {name: getattr(ctx, name) for name in RoutingContext.__dataclass_fields__}
+    return {name: getattr(ctx, name) for name in RoutingContext.__slots__}
 
 
 def test_a_contact_evaluates_only_the_rules_its_channel_leaves_open(reads):

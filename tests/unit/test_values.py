@@ -104,3 +104,64 @@ def test_store_records_keep_their_fields_and_defaults():
     assert MarkDone("k", at).unless_done_at is None
     assert ClaimIdentifier("phone:+1", "u1").allow_same_owner is True
     assert Remembered.__match_args__ == ("key", "value", "expires_at")
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [
+    ((), {"key": "k"}),                             # by keyword, a required field missing
+    ((), {"key": "k", "owner": "o", "x": 1}),       # by keyword, one unknown
+    (("k",), {"key": "again", "owner": "o"}),       # partly positional, one field twice
+    (("k", "o", True), {"owner": "p"}),             # all positional and one again
+])
+def test_the_fast_paths_leave_every_error_to_the_checked_one(args, kwargs):
+    with pytest.raises(TypeError):
+        WriteDataclass(*args, **kwargs)
+    with pytest.raises(TypeError):
+        Write(*args, **kwargs)
+
+
+def test_replace_copies_with_changes_like_dataclasses_replace():
+    from chalicelib.domain.values import replace
+
+    value = Write("k", "o")
+    assert replace(value, owner="p") == Write("k", "p")
+    assert value == Write("k", "o")
+    with pytest.raises(TypeError):
+        replace(value, unknown=1)
+
+
+def test_a_record_is_mutable_compares_by_its_fields_with_those_it_extends_and_is_unhashable():
+    from chalicelib.domain.values import Record
+
+    class Plan(Record):
+        __slots__ = ("case", "others")
+
+        def __init__(self, case: str, others: list[str] | None = None) -> None:
+            self.case = case
+            self.others = [] if others is None else others
+
+    class Detailed(Plan):
+        __slots__ = ("why",)
+
+        def __init__(self, case: str, why: str = "") -> None:
+            super().__init__(case)
+            self.why = why
+
+    plan = Plan("c")
+    plan.others.append("o")
+    assert plan == Plan("c", ["o"]) and plan != Plan("c") and repr(plan).endswith(".Plan(case='c', others=['o'])")
+    assert Detailed("c", "w") != Detailed("c", "x") and repr(Detailed("c")).endswith(".Detailed(case='c', others=[], why='')")
+    assert plan != Detailed("c")
+    with pytest.raises(TypeError):
+        hash(plan)
+    with pytest.raises(AttributeError):
+        plan.unknown = 1  # type: ignore[attr-defined]
+
+
+def test_settings_repr_leaves_out_the_environment_it_holds_secrets_in():
+    from chalicelib.domain.values import replace
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_environ({"HUB_STAGE": "prod", "HUB_SECRET": "s3cr3t"})
+    assert "s3cr3t" not in repr(settings) and "stage='prod'" in repr(settings)
+    assert replace(settings, stage="dev").environ["HUB_SECRET"] == "s3cr3t"
+    assert Settings().environ == {}

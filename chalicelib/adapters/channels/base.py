@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from chalicelib.domain.models import IdentityChange, InboundMessage, StatusEvent, UnhandledEvent
+from chalicelib.domain.values import Record, Value
 from chalicelib.errors import ConfigError, MethodNotAllowedError
 from chalicelib.secrets import SecretResolver
 from chalicelib.signing.replay import MemoryReplayGuard, ReplayGuard
@@ -24,8 +24,7 @@ if TYPE_CHECKING:  # an adapter-layer port; importing it for the annotation only
     from chalicelib.adapters.email_auth import SenderVerifier
 
 
-@dataclass(frozen=True)
-class WebhookRequest:
+class WebhookRequest(Value):
     method: str
     #: Optional sub-path after `/webhooks/{provider}/` (e.g. Twilio's `status`).
     hook: str | None
@@ -39,15 +38,13 @@ class WebhookRequest:
         return self.headers.get(name.lower())
 
 
-@dataclass(frozen=True)
-class WebhookResponse:
+class WebhookResponse(Value):
     status: int = 200
     body: str = ""
     content_type: str = "text/plain"
 
 
-@dataclass(frozen=True)
-class SimulatedCustomer:
+class SimulatedCustomer(Value):
     """Who `hubctl simulate` pretends to be."""
 
     name: str
@@ -56,27 +53,31 @@ class SimulatedCustomer:
     text: str
 
 
-@dataclass(frozen=True)
-class SimulatedRequest:
+class SimulatedRequest(Value):
     #: `/webhooks/<key>` plus the hook path, if any.
     path: str
     body: bytes
     headers: dict[str, str]
 
 
-@dataclass
-class ParsedWebhook:
-    events: list[InboundMessage | StatusEvent | IdentityChange] = field(default_factory=list)
-    #: Items deliberately not enqueued, each with a short reason (our own echoes, bots,
-    #: automatic replies): logged and counted.
-    ignored: list[str] = field(default_factory=list)
-    #: Items the adapter could not read (a new event type, an unknown shape): enqueued with the
-    #: events and kept raw for inspection, counted, acknowledged; never contacts.
-    unhandled: list[UnhandledEvent] = field(default_factory=list)
+class ParsedWebhook(Record):
+    """What an adapter read from one webhook. `ignored`: items deliberately not enqueued, each
+    with a short reason (our own echoes, bots, automatic replies): logged and counted.
+    `unhandled`: items the adapter could not read (a new event type, an unknown shape): enqueued
+    with the events and kept raw for inspection, counted, acknowledged; never contacts."""
+
+    __slots__ = ("events", "ignored", "unhandled")
+
+    def __init__(
+        self, events: list[InboundMessage | StatusEvent | IdentityChange] | None = None,
+        ignored: list[str] | None = None, unhandled: list[UnhandledEvent] | None = None,
+    ) -> None:
+        self.events = [] if events is None else events
+        self.ignored = [] if ignored is None else ignored
+        self.unhandled = [] if unhandled is None else unhandled
 
 
-@dataclass(frozen=True)
-class PullEntry:
+class PullEntry(Value):
     """A queue-fed way in, for a provider that leaves messages somewhere and announces each on a
     queue instead of calling the hub (SES stores mail in S3, and the bucket notifies a queue).
     The hub runs one worker per entry: `pull_entries` declares it, `pull` reads each announcement.
@@ -99,8 +100,7 @@ class PullEntry:
         return f"HUB_{self.function_name.upper()}_QUEUE_URL"
 
 
-@dataclass(frozen=True)
-class PullContext:
+class PullContext(Value):
     """What `ChannelAdapter.pull` may use to read what an announcement points to."""
 
     #: One AWS client per service name (`aws_client("s3")`), shared by the process.
@@ -108,14 +108,14 @@ class PullContext:
     received_at: datetime
 
 
-@dataclass(frozen=True)
-class AdapterServices:
+class AdapterServices(Value):
     """What the hub lends adapters beyond their settings and secrets. Each has a stand-in, so an
     adapter built alone (tests, tools) works: it then remembers within its process only and
     trusts only the provider's own verdicts."""
 
-    #: Tokens a provider may use once (Mailgun's): the hub's is its store, shared by every process.
-    replay_guard: ReplayGuard = field(default_factory=MemoryReplayGuard)
+    #: Tokens a provider may use once (Mailgun's): the hub's is its store, shared by every
+    #: process. Default: a new `MemoryReplayGuard`.
+    replay_guard: ReplayGuard
     #: Proves an email's From address from its raw bytes (DKIM aligned with the From domain),
     #: when the provider gave no trustworthy verdict; None when the hub does not verify mail.
     sender_verifier: SenderVerifier | None = None
@@ -123,6 +123,11 @@ class AdapterServices:
     #: visitor's outbox (`service/visitor_outbox.py`); None where the hub does not serve replies.
     visitor_tokens: Any = None
     visitor_outbox: Any = None
+
+    def __init__(self, replay_guard: ReplayGuard | None = None, sender_verifier: SenderVerifier | None = None,
+                 visitor_tokens: Any = None, visitor_outbox: Any = None) -> None:
+        super().__init__(MemoryReplayGuard() if replay_guard is None else replay_guard, sender_verifier,
+                         visitor_tokens, visitor_outbox)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

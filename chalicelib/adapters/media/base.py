@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from chalicelib.domain.models import Attachment, Channel
+from chalicelib.domain.values import Value
 from chalicelib.errors import HubError
 from chalicelib.secrets import SecretResolver
 
@@ -52,8 +52,7 @@ class MediaRejectedError(HubError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class FetchLimits:
+class FetchLimits(Value):
     """What the service allows, handed to a source so it can stop early."""
 
     max_bytes: int
@@ -64,8 +63,7 @@ class FetchLimits:
     check_declared: Callable[[str | None, int | None], None] = lambda content_type, size: None
 
 
-@dataclass(frozen=True)
-class FetchedMedia:
+class FetchedMedia(Value):
     data: bytes
     #: The most specific type the provider declared (lookup metadata, then the response header).
     declared_type: str | None = None
@@ -75,8 +73,7 @@ class FetchedMedia:
     host: str | None = None
 
 
-@dataclass(frozen=True)
-class HostPolicy:
+class HostPolicy(Value):
     """Which URLs a source may call: `https` (plus `http` only where configured for a sandbox)
     and hosts listed exactly, or by a suffix written with a leading dot (`.twilio.com`)."""
 

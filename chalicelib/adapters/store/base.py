@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
@@ -73,6 +72,7 @@ from chalicelib.adapters.store.records import (
 )
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
+from chalicelib.domain.values import Record, Value
 from chalicelib.domain.models import (
     Case,
     Contact,
@@ -124,21 +124,22 @@ class IdentifierTakenError(Exception):
         self.customer_id = customer_id
 
 
-@dataclass(frozen=True)
-class MessageStart:
+class MessageStart(Value):
     """What a message's first read found (`Store.begin`)."""
 
     #: The message's dedupe key is marked done (and not expired): a duplicate, acknowledge and
     #: do nothing. The other fields are then not to be relied on.
     done: bool
     #: Each identifier key asked for that belongs to a customer, mapped to that customer's id.
-    customer_ids: dict[str, str] = field(default_factory=dict)
+    customer_ids: dict[str, str] = None  # type: ignore[assignment]  # a new dict (see __init__)
     #: The customer asked for, if it exists.
     customer: Customer | None = None
 
+    def __init__(self, done: bool, customer_ids: dict[str, str] | None = None, customer: Customer | None = None) -> None:
+        super().__init__(done, {} if customer_ids is None else customer_ids, customer)
 
-@dataclass(frozen=True)
-class ContactCommit:
+
+class ContactCommit(Value):
     """Everything one processed message writes, committed together (all or nothing). A contact
     whose routing parked it (`contact.routing.parked`) also enters the exception queue.
 
@@ -170,8 +171,7 @@ class ContactCommit:
     committed_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class MergeCommit:
+class MergeCommit(Value):
     """A merge or an unmerge, committed together: both customers (each guarded by its version,
     as in `ContactCommit`), the identifier moves, the changed cases and the audit record."""
 
@@ -181,8 +181,7 @@ class MergeCommit:
     cases: tuple[Case, ...] = ()
 
 
-@dataclass(frozen=True)
-class Erasure:
+class Erasure(Value):
     """Everything held about one customer, found by key, to be removed (GDPR Art. 17)."""
 
     customer_id: str
@@ -220,11 +219,14 @@ def parked_entry(contact: Contact) -> ParkedContact:
                          channel=contact.channel, reason=contact.routing.parked or "", parked_at=contact.received_at)
 
 
-@dataclass
-class Page(Generic[T]):
-    items: list[T] = field(default_factory=list)
-    #: Opaque; pass back to get the next page. None on the last page.
-    cursor: str | None = None
+class Page(Record, Generic[T]):
+    """`cursor`: opaque; pass back to get the next page. None on the last page."""
+
+    __slots__ = ("items", "cursor")
+
+    def __init__(self, items: list[T] | None = None, cursor: str | None = None) -> None:
+        self.items = [] if items is None else items
+        self.cursor = cursor
 
 
 class Store(ABC):

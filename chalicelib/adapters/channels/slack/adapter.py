@@ -7,7 +7,6 @@ import hmac
 import json
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -68,10 +67,15 @@ def compute_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(signing_secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
 
 
-@dataclass
 class SlackParsed(ParsedWebhook):
-    #: Set for a verified `url_verification` request: `ack` echoes it.
-    challenge: str | None = None
+    """`challenge`: set for a verified `url_verification` request; `ack` echoes it."""
+
+    __slots__ = ("challenge",)
+
+    def __init__(self, events: list | None = None, ignored: list[str] | None = None,
+                 unhandled: list | None = None, challenge: str | None = None) -> None:
+        super().__init__(events, ignored, unhandled)
+        self.challenge = challenge
 
 
 class SlackAdapter(ChannelAdapter[SlackSettings]):
