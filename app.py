@@ -1,6 +1,16 @@
 """The Chalice app: registers the HTTP blueprints and the queue workers. No logic lives here."""
 
-from chalice.app import SQSEvent
+import gc
+
+# Importing the hub creates several hundred thousand objects (modules, classes, pydantic schemas)
+# that live as long as the process, and the cyclic garbage collector, triggered by allocation
+# counts, walks them again and again while they are created: about 40 ms of a Lambda cold start,
+# for nothing to free. Collection stays off until the app is built; `gc.freeze()` then moves what
+# the import made out of every later collection's way (the technique CPython documents for
+# pre-fork servers). `bench startup` gives its dependency floor the same treatment.
+gc.disable()
+
+from chalice.app import SQSEvent  # noqa: E402 (after the collector is paused)
 
 from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
@@ -66,3 +76,13 @@ for _name, (_provider, _entry) in PULL_ENTRIES.items():
     globals()[_handler.__name__] = app.on_sqs_message(
         queue=_settings.queue_name(_name, fifo=_entry.fifo), batch_size=10, name=_entry.function_name,
     )(_handler)
+
+
+if _settings.on_aws:
+    # Every function's first request builds an AWS client: the SDK is imported with the app, while
+    # collection is paused, rather than on that request.
+    import boto3  # noqa: F401
+
+# The app is built: its objects leave the collector's generations, and collection resumes.
+gc.freeze()
+gc.enable()

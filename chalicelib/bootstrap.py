@@ -12,8 +12,10 @@ inject fakes) and install it with `use_hub`.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -56,8 +58,26 @@ class wired(Generic[T]):  # noqa: N801 - used like @property
             return self  # type: ignore[return-value]
         with hub._lock:
             if self._name not in hub.__dict__:
-                hub.__dict__[self._name] = self._build(hub)
+                with _collection_paused():
+                    hub.__dict__[self._name] = self._build(hub)
             return hub.__dict__[self._name]
+
+
+@contextmanager
+def _collection_paused():
+    """The cyclic garbage collector off while a piece of the hub is built: what a build creates
+    (configuration models, AWS clients, the modules it imports) lives as long as the hub, so a
+    collection in the middle of it walks long-lived objects for nothing; most builds happen on a
+    cold start's first request, where that cost is time the caller waits (app.py says the same of
+    the import). Builds run under the hub's lock, one at a time."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Hub:
