@@ -2,7 +2,8 @@
 
 Every candidate is computed and compared, match or not, and no loop exits early: the time a
 request takes says nothing about which secret (if any) matched or how much of a guess was right.
-Values are compared as SHA-256 digests, so differing lengths leak nothing either.
+Values are compared as SHA-256 digests, so differing lengths leak nothing either (signatures,
+whose length is public, as they are).
 """
 
 from __future__ import annotations
@@ -26,8 +27,19 @@ def matches_any(candidates: Iterable[str | bytes], given: str | bytes) -> bool:
 
 
 def signed_by_any(sign: Callable[[str], str | bytes], secrets: Iterable[str], given: str | bytes) -> bool:
-    """True when `given` is `sign(secret)` for one of `secrets` (the signature each would make)."""
-    return matches_any((sign(secret) for secret in secrets), given)
+    """True when `given` is `sign(secret)` for one of `secrets` (the signature each would make).
+
+    Compared as they are, not as digests: a signature's length is its algorithm's, whatever the
+    secret, so a length the comparison may reveal tells nothing (a token's length would)."""
+    given_bytes = _bytes(given)
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(_bytes(sign(secret)), given_bytes)
+    return matched
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
 
 
 def hmac_sha256(key: str | bytes, data: str | bytes) -> bytes:

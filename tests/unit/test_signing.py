@@ -101,3 +101,13 @@ def test_store_replay_guard_keeps_the_fingerprint_in_the_store():
     assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW)
     assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later, now=NOW)
     assert store.kept == {"replay:mailgun:tok": "<a@x>"}
+
+
+def test_signed_by_any_compares_text_and_bytes_of_any_length_without_raising():
+    signature = hmac_sha256("secret", "payload").hex()
+    assert signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["other", "secret"], signature.encode())
+    assert signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex().encode(), ["secret"], signature)
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], signature[:-1])
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], signature + "0")
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], "é\ud800")
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), [], signature)
