@@ -328,6 +328,27 @@ def emf_document(dimensions: dict[str, str], metrics: list[tuple[str, float]], t
 
 
 def _emf_line(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]], timestamp_ms: int) -> str:
+    # A webhook's flush counts the same few things by the same values each time: the document's
+    # text around its timestamp is kept by what it counts (the rest of it follows from that).
+    seen = (dimensions, tuple(metrics))
+    kept = _emf_documents.get(seen)
+    if kept is not None:
+        return f"{kept[0]}{timestamp_ms}{kept[1]}"
+    text = _emf_line_of_templates(dimensions, metrics, timestamp_ms)
+    head, _, tail = text.partition(f"{timestamp_ms}")
+    if head == _EMF_HEAD:  # the timestamp is where a template puts it (not so for `_emf_json`'s order)
+        if len(_emf_documents) >= _MAX_EMF_TEMPLATES:
+            _emf_documents.clear()
+        _emf_documents[seen] = (head, tail)
+    return text
+
+
+_EMF_HEAD = '{"_aws":{"Timestamp":'
+_emf_documents: dict[tuple, tuple[str, str]] = {}
+
+
+def _emf_line_of_templates(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]],
+                           timestamp_ms: int) -> str:
     names = tuple([name for name, _ in metrics])
     key = (dimensions, names)
     template = _emf_templates.get(key, _UNKNOWN)

@@ -320,7 +320,7 @@ def test_an_emf_document_from_its_kept_template_is_the_one_serialised_whole(dime
     any values, twice in a row, it writes what serialising the whole document writes."""
     from chalicelib.observability import _emf_json, emf_document
 
-    for timestamp in (1767225600123, 1767225600124):
+    for timestamp in (1767225600123, 1767225600124, 1, 0, 1767225600123):
         assert emf_document(dimensions, metrics, timestamp) == _emf_json(dimensions, metrics, timestamp)
 
 
