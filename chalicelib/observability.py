@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Mapping
 
 from chalicelib.settings import Settings, xray_trace_id
 
@@ -169,9 +170,10 @@ class _CurrentStdoutHandler(logging.StreamHandler):
             return
         try:
             line = self.format(record)
-            self.stream.write(f"{line}{self.terminator}{trailer.text}")
+            stream = self.stream
+            stream.write(f"{line}{self.terminator}{trailer.text}")
             trailer.written = True
-            self.flush()
+            stream.flush()  # `Handler.handle` holds the lock `StreamHandler.flush` would take again
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
@@ -193,7 +195,17 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str = SERVICE) -> None:
         super().__init__()
         self.service = service
+        self._heads: dict[tuple, str] = {}
         self._second: tuple[int, str] = (-1, "")
+
+    @property
+    def service(self) -> str:
+        return self._service
+
+    @service.setter
+    def service(self, value: str) -> None:
+        self._service = value
+        self._service_field = ',"service":' + _quote(value)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         second = int(record.created)
@@ -245,10 +257,16 @@ class JsonFormatter(logging.Formatter):
         if not (isinstance(message, str) and isinstance(correlation_id, (str, type(None)))
                 and isinstance(trace_id, (str, type(None))) and isinstance(record.funcName, str)):
             return None
+        site = (record.levelname, record.funcName, record.lineno)
+        head = self._heads.get(site)
+        if head is None:  # the text before the message, the same for every line of a call site
+            if len(self._heads) >= _MAX_CALL_SITES:
+                self._heads.clear()
+            head = self._heads[site] = "".join((
+                '{"level":', _quote(record.levelname), ',"location":', _quote(f"{record.funcName}:{record.lineno}"),
+                ',"message":'))
         return "".join((
-            '{"level":', _quote(record.levelname), ',"location":', _quote(f"{record.funcName}:{record.lineno}"),
-            ',"message":', _quote(message), ',"timestamp":', _quote(self.formatTime(record)),
-            ',"service":', _quote(self.service),
+            head, _quote(message), ',"timestamp":', _quote(self.formatTime(record)), self._service_field,
             "" if correlation_id is None else ',"correlation_id":' + _quote(correlation_id),
             "" if trace_id is None else ',"xray_trace_id":' + _quote(trace_id),
             "}",
@@ -310,6 +328,27 @@ def emf_document(dimensions: dict[str, str], metrics: list[tuple[str, float]], t
 
 
 def _emf_line(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]], timestamp_ms: int) -> str:
+    # A webhook's flush counts the same few things by the same values each time: the document's
+    # text around its timestamp is kept by what it counts (the rest of it follows from that).
+    seen = (dimensions, tuple(metrics))
+    kept = _emf_documents.get(seen)
+    if kept is not None:
+        return f"{kept[0]}{timestamp_ms}{kept[1]}"
+    text = _emf_line_of_templates(dimensions, metrics, timestamp_ms)
+    head, _, tail = text.partition(f"{timestamp_ms}")
+    if head == _EMF_HEAD:  # the timestamp is where a template puts it (not so for `_emf_json`'s order)
+        if len(_emf_documents) >= _MAX_EMF_TEMPLATES:
+            _emf_documents.clear()
+        _emf_documents[seen] = (head, tail)
+    return text
+
+
+_EMF_HEAD = '{"_aws":{"Timestamp":'
+_emf_documents: dict[tuple, tuple[str, str]] = {}
+
+
+def _emf_line_of_templates(dimensions: tuple[tuple[str, str], ...], metrics: list[tuple[str, float]],
+                           timestamp_ms: int) -> str:
     names = tuple([name for name, _ in metrics])
     key = (dimensions, names)
     template = _emf_templates.get(key, _UNKNOWN)
@@ -392,10 +431,10 @@ class Counters:
         documents = self._take_documents()
         # stacklevel: the line's `location` is the caller's, as if it had logged itself.
         if not documents:
-            logger.log(level, message, *args, stacklevel=2)
+            log_from_caller(logger, level, message, args)
             return
         trailer = _Trailer(documents)
-        logger.log(level, message, *args, extra={_TRAILER: trailer}, stacklevel=2)
+        log_from_caller(logger, level, message, args, {_TRAILER: trailer})
         if not trailer.written:
             sys.stdout.write(documents)
 
@@ -417,11 +456,13 @@ class Counters:
             else:
                 metrics.append((name, value))
         timestamp = int(time.time() * 1000)
-        lines = [
-            _emf_line(dims, metrics[start:start + MAX_METRICS_PER_DOCUMENT], timestamp)
-            for dims, metrics in by_dimensions.items()
-            for start in range(0, len(metrics), MAX_METRICS_PER_DOCUMENT)
-        ]
+        lines = []
+        for dims, metrics in by_dimensions.items():
+            if len(metrics) <= MAX_METRICS_PER_DOCUMENT:
+                lines.append(_emf_line(dims, metrics, timestamp))
+                continue
+            for start in range(0, len(metrics), MAX_METRICS_PER_DOCUMENT):
+                lines.append(_emf_line(dims, metrics[start:start + MAX_METRICS_PER_DOCUMENT], timestamp))
         lines.append("")
         return "\n".join(lines)
 
@@ -434,6 +475,51 @@ class Counters:
             return {
                 name + "".join(f"[{k}={v}]" for k, v in dims): value for (name, dims), value in self._totals.items()
             }
+
+
+def log_from_caller(logger: logging.Logger, level: int, message: str, args: tuple,
+                    extra: dict[str, object] | None = None) -> None:
+    """`logger.log(level, message, *args, extra=extra)` for the caller of the function calling
+    this (its `location`), with the record that call would make, at half its cost: on the path
+    of every webhook. `Logger.findCaller` walks the stack past logging's own frames, and
+    `LogRecord` works out the file's base name and module per record; here the caller is one
+    frame up, and what a record holds of its call site is worked out once per call site.
+    Anything that could make the record differ (a record factory or logger class of its own,
+    threads or processes collected, a mapping as the only argument) takes `logger.log`."""
+    if not logger.isEnabledFor(level):
+        return
+    frame = sys._getframe(2)
+    if (logging.logThreads or logging.logProcesses or logging.logMultiprocessing
+            or logging.getLogRecordFactory() is not logging.LogRecord
+            or type(logger).makeRecord is not logging.Logger.makeRecord
+            or (len(args) == 1 and isinstance(args[0], Mapping))):
+        logger.log(level, message, *args, extra=extra, stacklevel=3)
+        return
+    code = frame.f_code
+    site = (logger.name, level, code.co_filename, frame.f_lineno, code.co_name)
+    fields = _call_sites.get(site)
+    if fields is None:
+        if len(_call_sites) >= _MAX_CALL_SITES:  # call sites are bounded by the code: a guard
+            _call_sites.clear()
+        fields = _call_sites[site] = logging.LogRecord(*site[:4], "", (), None, site[4]).__dict__
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    values = record.__dict__
+    values.update(fields)
+    created = time.time()
+    values["msg"], values["args"] = message, args
+    values["created"], values["msecs"] = created, int((created - int(created)) * 1000) + 0.0
+    values["relativeCreated"] = (created - logging._startTime) * 1000
+    if extra:
+        for key in extra:  # as `Logger.makeRecord` refuses them
+            if key in ("message", "asctime") or key in values:
+                raise KeyError(f"Attempt to overwrite {key!r} in LogRecord")
+        values.update(extra)
+    logger.handle(record)
+
+
+#: What a `LogRecord` holds of its call site (file, module, line, function, level, logger), by site.
+_call_sites: dict[tuple, dict[str, object]] = {}
+_MAX_CALL_SITES = 1024
 
 
 _tracer = None

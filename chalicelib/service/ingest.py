@@ -60,7 +60,7 @@ class Ingestion:
         """Raises the adapter's `SignatureError` / `MalformedPayloadError`, `PayloadTooLargeError`,
         `UnsupportedMediaTypeError`, and `QueueUnavailableError` (answer 5xx so the provider
         retries). The caller reports a raised `HubError` with `rejected`."""
-        self._admit(request, content_type, adapter.content_types, what=f"{adapter.key} webhooks")
+        self._admit(request, content_type, adapter.content_types, adapter.key, "webhooks")
         adapter.verify(request)
         parsed = adapter.parse(request)
         # The ACK only once everything is enqueued: adapters may remember what they acknowledged.
@@ -74,7 +74,7 @@ class Ingestion:
         """A destination vendor's callback (`POST /callbacks/{destination}`), with the webhook's
         guarantees: verified on the raw bytes, acknowledged only once every item is queued.
         Raises like `webhook`; the caller reports a raised `HubError` with `callback_rejected`."""
-        self._admit(request, content_type, side.content_types, what=f"{destination} callbacks")
+        self._admit(request, content_type, side.content_types, destination, "callbacks")
         side.verify(request)
         parsed = side.parse(request)
         enqueue(self._queue, [*parsed.items, *parsed.unhandled])
@@ -92,13 +92,15 @@ class Ingestion:
             result.enqueued, len(result.ignored), len(result.unhandled), f" ({'; '.join(notes)})" if notes else "")
         return result
 
-    def _admit(self, request: WebhookRequest, content_type: str | None, accepted: tuple[str, ...], *, what: str) -> None:
-        """Size and media type, checked before anything reads the body."""
+    def _admit(self, request: WebhookRequest, content_type: str | None, accepted: tuple[str, ...], source: str,
+               kind: str) -> None:
+        """Size and media type, checked before anything reads the body; an error names what
+        `source` sends (`kind`: "webhooks", "callbacks")."""
         if len(request.body) > self._max_body_bytes:
             raise PayloadTooLargeError(f"body of {len(request.body)} bytes exceeds the limit of {self._max_body_bytes}")
         media_type = (content_type or "").split(";")[0].strip().lower()
         if media_type not in accepted:
-            raise UnsupportedMediaTypeError(f"{what} must be {' or '.join(accepted)}, not {media_type or 'untyped'}")
+            raise UnsupportedMediaTypeError(f"{source} {kind} must be {' or '.join(accepted)}, not {media_type or 'untyped'}")
 
     def callback_rejected(self, destination: str, error: HubError) -> None:
         """Count and log a callback refused before anything was enqueued; `destination` is a

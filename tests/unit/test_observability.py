@@ -320,7 +320,7 @@ def test_an_emf_document_from_its_kept_template_is_the_one_serialised_whole(dime
     any values, twice in a row, it writes what serialising the whole document writes."""
     from chalicelib.observability import _emf_json, emf_document
 
-    for timestamp in (1767225600123, 1767225600124):
+    for timestamp in (1767225600123, 1767225600124, 1, 0, 1767225600123):
         assert emf_document(dimensions, metrics, timestamp) == _emf_json(dimensions, metrics, timestamp)
 
 
@@ -405,3 +405,93 @@ def test_metrics_riding_on_a_line_no_json_handler_writes_are_written_on_their_ow
     assert [json.loads(line)["WebhooksReceived"] for line in capsys.readouterr().out.splitlines()] == [[1.0]]
     counters.flush_with_line(logger, logging.INFO, "nothing counted")
     assert capsys.readouterr().out == ""
+
+
+def _records_of(logger_name: str):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    keep = Keep()
+    logger = logging.getLogger(logger_name)
+    logger.handlers, logger.propagate, logger.level = [keep], False, logging.INFO
+    return logger, keep.records
+
+
+def _log_as_caller(logger, message, *args):
+    """A stand-in for `Counters.flush_with_line`: the line is its caller's."""
+    import logging
+
+    from chalicelib.observability import log_from_caller
+
+    log_from_caller(logger, logging.INFO, message, args, {"hub_test_extra": 1})
+
+
+def test_a_line_logged_for_the_caller_is_the_record_logger_log_makes(monkeypatch):
+    """`log_from_caller` builds the record itself (the cheap path, as on Lambda, where threads and
+    processes are not collected): every attribute but the time is what `logger.log` with
+    `stacklevel=2` makes, and the time is now."""
+    import logging
+    import sys
+    import time
+
+    for flag in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, False)
+    logger, records = _records_of("tests.log_from_caller.cheap")
+
+    def caller():
+        before, line = time.time(), sys._getframe().f_lineno + 1
+        _log_as_caller(logger, "webhook %s accepted: %d enqueued", "meta", 1)
+        logger.log(logging.INFO, "webhook %s accepted: %d enqueued", "meta", 1, extra={"hub_test_extra": 1})
+        return before, line
+
+    before, line = caller()
+    fast, slow = records
+    assert fast.lineno == line and fast.funcName == "caller" and fast.pathname == slow.pathname
+    assert fast.getMessage() == "webhook meta accepted: 1 enqueued" and fast.hub_test_extra == 1
+    times = ("created", "msecs", "relativeCreated", "lineno")
+    assert {k: v for k, v in vars(fast).items() if k not in times} == {k: v for k, v in vars(slow).items() if k not in times}
+    assert before <= fast.created <= slow.created
+    assert type(fast) is logging.LogRecord
+
+
+def test_a_line_logged_for_the_caller_takes_logger_log_when_the_record_could_differ(monkeypatch):
+    import logging
+
+    logger, records = _records_of("tests.log_from_caller.fallback")
+    monkeypatch.setattr(logging, "logThreads", True)
+    _log_as_caller(logger, "with threads")
+    monkeypatch.setattr(logging, "logThreads", False)
+    monkeypatch.setattr(logging, "logProcesses", False)
+    monkeypatch.setattr(logging, "logMultiprocessing", False)
+    _log_as_caller(logger, "a mapping: %(n)s", {"n": 1})
+    logger.setLevel(logging.WARNING)
+    _log_as_caller(logger, "below the level")
+
+    assert [r.getMessage() for r in records] == ["with threads", "a mapping: 1"]
+    assert records[0].thread is not None
+    assert all(r.funcName.startswith("test_a_line_logged") for r in records)
+
+
+def test_the_json_line_of_a_call_site_seen_before_names_that_site_and_its_service():
+    """The text before the message is kept per call site; the service may be renamed."""
+    import logging
+
+    from chalicelib.observability import JsonFormatter
+
+    formatter = JsonFormatter(service="first")
+    lines = []
+    for lineno, function in ((10, "one"), (10, "one"), (11, "one"), (10, "two")):
+        record = logging.LogRecord("x", logging.INFO, "x.py", lineno, "m", (), None, function)
+        lines.append(json.loads(formatter.format(record)))
+    assert [line["location"] for line in lines] == ["one:10", "one:10", "one:11", "two:10"]
+    formatter.service = "second"
+    record = logging.LogRecord("x", logging.WARNING, "x.py", 10, "m", (), None, "one")
+    line = json.loads(formatter.format(record))
+    assert (line["service"], line["level"], line["location"]) == ("second", "WARNING", "one:10")

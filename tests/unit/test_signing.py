@@ -101,3 +101,24 @@ def test_store_replay_guard_keeps_the_fingerprint_in_the_store():
     assert guard.first_use("mailgun", "tok", fingerprint="<a@x>", expires_at=later, now=NOW)
     assert not guard.first_use("mailgun", "tok", fingerprint="<b@x>", expires_at=later, now=NOW)
     assert store.kept == {"replay:mailgun:tok": "<a@x>"}
+
+
+def test_signed_by_any_compares_text_and_bytes_of_any_length_without_raising():
+    signature = hmac_sha256("secret", "payload").hex()
+    assert signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["other", "secret"], signature.encode())
+    assert signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex().encode(), ["secret"], signature)
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], signature[:-1])
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], signature + "0")
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), ["secret"], "é\ud800")
+    assert not signed_by_any(lambda secret: hmac_sha256(secret, "payload").hex(), [], signature)
+
+
+def test_hmac_sha256_of_a_key_seen_before_is_the_standard_librarys_every_time():
+    """Keyed states are kept per key and copied: one message must not leak into the next."""
+    import hashlib
+    import hmac
+
+    for key, data in [("k1", "first"), ("k1", "second"), (b"k1", b"first"), ("k2", "first"), ("k1", "")]:
+        key_bytes = key.encode() if isinstance(key, str) else key
+        data_bytes = data.encode() if isinstance(data, str) else data
+        assert hmac_sha256(key, data) == hmac.new(key_bytes, data_bytes, hashlib.sha256).digest()

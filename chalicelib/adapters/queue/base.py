@@ -70,7 +70,7 @@ class Queue(ABC):
 
     def send(self, messages: Sequence[OutgoingMessage]) -> None:
         """Durably enqueue all messages, in order, or raise. One backend call per 10 messages."""
-        prepared = self._wrap("send", lambda: [self._claim_check(m) for m in messages])
+        prepared = self._wrap("send", self._claim_check_all, messages)
         for batch in _batches(prepared):
             self._wrap("send", self._send_batch, batch)
 
@@ -114,10 +114,19 @@ class Queue(ABC):
             logger.warning("queue %s %s failed: %s", self.name, operation, type(exc).__name__)
             raise QueueUnavailableError(f"queue {self.name} unavailable ({operation})") from exc
 
-    def _claim_check(self, message: OutgoingMessage) -> OutgoingMessage:
-        data = message.body.encode()
-        if len(data) <= MAX_INLINE_BYTES:
-            return message
+    def _claim_check_all(self, messages: Sequence[OutgoingMessage]) -> list[tuple[OutgoingMessage, int]]:
+        return [self._claim_check(message) for message in messages]
+
+    def _claim_check(self, message: OutgoingMessage) -> tuple[OutgoingMessage, int]:
+        """The message as it goes on the wire (a pointer for an oversized body), with the size of
+        its body in bytes: the body is encoded once, here, and `_batches` sizes with it."""
+        body = message.body
+        if body.isascii():  # a constant-time check; its length is then its size in bytes
+            if len(body) <= MAX_INLINE_BYTES:
+                return message, len(body)
+        elif (size := len(body.encode())) <= MAX_INLINE_BYTES:
+            return message, size
+        data = body.encode()
         if self._blobs is None:
             raise QueueUnavailableError(f"message of {len(data)} bytes exceeds the queue limit and no blob store is set")
         # One object per send, never shared: `release` deletes it once its message is handled,
@@ -130,8 +139,8 @@ class Queue(ABC):
         except Exception as exc:
             raise QueueUnavailableError("blob store unavailable for an oversized message") from exc
         # Content-based dedupe stays on the real body, not on the pointer.
-        return OutgoingMessage(body=json.dumps({"$blob": key}), group=message.group,
-                               dedupe_id=message.effective_dedupe_id())
+        pointer = json.dumps({"$blob": key})
+        return OutgoingMessage(body=pointer, group=message.group, dedupe_id=message.effective_dedupe_id()), len(pointer)
 
     def resolve_body(self, body: str) -> str | None:
         """The real body of a received message (`receive` and Lambda event sources hand over the
@@ -169,11 +178,12 @@ class Queue(ABC):
             logger.warning("queue %s: claim-checked body %s not released: %s", self.name, key, type(exc).__name__)
 
 
-def _batches(messages: list[OutgoingMessage]):
+def _batches(messages: list[tuple[OutgoingMessage, int]]):
+    """Messages with their body's size in bytes, in batches of at most `MAX_BATCH_ENTRIES`
+    messages and `MAX_BATCH_BYTES` (a message alone may be up to `MAX_INLINE_BYTES`)."""
     batch: list[OutgoingMessage] = []
     size = 0
-    for message in messages:
-        length = len(message.body.encode())
+    for message, length in messages:
         if batch and (len(batch) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
             yield batch
             batch, size = [], 0

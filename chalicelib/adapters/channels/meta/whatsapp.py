@@ -103,7 +103,8 @@ class WhatsAppCloud:
             if not isinstance(value, dict):
                 parsed.unhandled.append(self._keep_raw(f"{at}: value is not an object", change, request))
                 continue
-            self._value(value, safe(text_of(entry, "id")), at, request, parsed, clean)
+            # `clean` replaces lone surrogates in text as `safe` does, and only when the body can hold one.
+            self._value(value, clean(text_of(entry, "id")), at, request, parsed, clean)
 
     def _value(
         self, value: dict, entry_id: str | None, where: str, request: WebhookRequest, parsed: ParsedWebhook,
@@ -156,7 +157,8 @@ class WhatsAppCloud:
         contact = ctx.contact_for(sender_phone, sender_user)
         phone = sender_phone or text_of(contact, "wa_id")
         user = sender_user or text_of(contact, "user_id")
-        if phone and not _DIGITS.fullmatch(phone) and not user:
+        is_number = phone is not None and _DIGITS.fullmatch(phone) is not None
+        if phone and not is_number and not user:
             # Not a number: a business-scoped id in `from` is still a stable WhatsApp user id.
             phone, user = None, phone
         # As data, validated once with the message (a model per handle cost a validation each).
@@ -165,13 +167,15 @@ class WhatsAppCloud:
         # so the order key (first handle) stays stable for one customer.
         if user:
             handles.append({"kind": "whatsapp_user", "value": user})
-        if phone and _DIGITS.fullmatch(phone):
+        if is_number and phone:
             # Kind "whatsapp": a wa_id is international without its "+", whatever the default region.
             handles.append({"kind": "whatsapp", "value": phone})
         if not handles:
             raise Unreadable("message without sender (from / from_user_id)")
 
-        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+        profile = contact.get("profile")
+        if not isinstance(profile, dict):
+            profile = {}
         content = _Content.of(kind, message)
         metadata: dict[str, Any] = {"type": kind, **content.metadata}
         if username := text_of(profile, "username"):
