@@ -16,6 +16,8 @@ class MemoryQueue(Queue):
     def __init__(self, name: str = "memory", *, fail_sends: int = 0, blobs=None) -> None:
         super().__init__(name, blobs=blobs)
         self.sent: list[OutgoingMessage] = []
+        #: Every batch the port handed over, as it cut them (sizes, order).
+        self.batches: list[list[OutgoingMessage]] = []
         self.deleted: list[str] = []
         self.delayed: dict[str, int] = {}
         self.fail_sends = fail_sends
@@ -26,6 +28,7 @@ class MemoryQueue(Queue):
         if self.fail_sends:
             self.fail_sends -= 1
             raise ConnectionError("queue down")
+        self.batches.append(list(messages))
         for message in messages:
             if message.dedupe_id and message.dedupe_id in self._dedupe:
                 continue

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from chalicelib.adapters.queue.base import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INLINE_BYTES, OutgoingMessage, Queue
-
-
-class RecordingQueue(Queue):
-    def __init__(self) -> None:
-        super().__init__("recording")
-        self.batches: list[list[OutgoingMessage]] = []
-
-    def _send_batch(self, messages):
-        self.batches.append(list(messages))
-
-    def _receive(self, max_messages, wait_seconds):
-        return []
-
-    def _delete_batch(self, receipts):
-        pass
-
-    def _change_visibility(self, receipt, seconds):
-        pass
+from chalicelib.adapters.queue.base import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INLINE_BYTES, OutgoingMessage
+from tests.support.fakes import MemoryQueue
 
 
 def test_batches_are_cut_by_the_bodies_size_in_bytes_not_in_characters():
     """Five bodies of 100,000 characters of 'ü' are 200,000 bytes each: 900 KiB holds four of them
     (a count in characters would put all five in one batch, which SQS refuses)."""
-    queue = RecordingQueue()
+    queue = MemoryQueue()
     body = "ü" * 100_000
     assert len(body.encode()) <= MAX_INLINE_BYTES
     queue.send([OutgoingMessage(body=body, group="g", dedupe_id=str(n)) for n in range(5)])
@@ -35,7 +18,7 @@ def test_batches_are_cut_by_the_bodies_size_in_bytes_not_in_characters():
 
 
 def test_ascii_bodies_are_batched_by_count_and_size_in_order():
-    queue = RecordingQueue()
+    queue = MemoryQueue()
     messages = [OutgoingMessage(body=f'{{"n": {n}}}', group="g", dedupe_id=str(n)) for n in range(25)]
     queue.send(messages)
     assert [len(batch) for batch in queue.batches] == [MAX_BATCH_ENTRIES, MAX_BATCH_ENTRIES, 5]
@@ -50,7 +33,7 @@ def test_a_non_ascii_body_over_the_inline_limit_in_bytes_is_refused_without_a_bl
 
     from chalicelib.errors import QueueUnavailableError
 
-    queue = RecordingQueue()
+    queue = MemoryQueue()
     body = "é" * (MAX_INLINE_BYTES // 2 + 1)  # under the limit in characters, over it in bytes
     with pytest.raises(QueueUnavailableError, match="exceeds the queue limit"):
         queue.send([OutgoingMessage(body=body, group="g")])
