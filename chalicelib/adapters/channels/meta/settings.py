@@ -30,6 +30,13 @@ def _graph_ids(ids: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: {key[:40]!r} is not a numeric Graph id")
 
 
+def graph_version(value: str) -> str:
+    """A Graph API version as Meta's URLs carry it (`v23.0`); the messaging and the media
+    settings both check theirs with this."""
+    if not re.fullmatch(r"v[0-9]{1,3}\.[0-9]{1,2}", value):
+        raise ValueError("must look like v23.0")
+    return value
+
 class WhatsAppTemplate(BaseModel):
     """One approved WhatsApp template, as `channels.meta.templates.<name>`: the languages it was
     approved in, and how many positional body parameters ({{1}}, {{2}}…) it takes."""
@@ -132,9 +139,7 @@ class MetaSettings(BaseModel):
     @field_validator("graph_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"v[0-9]{1,3}\.[0-9]{1,2}", value):
-            raise ValueError("must look like v23.0")
-        return value
+        return graph_version(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> MetaSettings:

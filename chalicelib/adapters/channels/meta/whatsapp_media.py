@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.adapters.channels.meta.settings import graph_version
 from chalicelib.adapters.media.base import (
     FetchedMedia,
     FetchLimits,
@@ -52,9 +53,7 @@ class WhatsAppMediaSettings(BaseModel):
     @field_validator("graph_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"v[0-9]{1,3}\.[0-9]{1,2}", value):
-            raise ValueError("must look like v24.0")
-        return value
+        return graph_version(value)
 
     @field_validator("graph_url")
     @classmethod
