@@ -121,12 +121,13 @@ class Queue(ABC):
         """The message as it goes on the wire (a pointer for an oversized body), with the size of
         its body in bytes: the body is encoded once, here, and `_batches` sizes with it."""
         body = message.body
-        if body.isascii():  # a constant-time check; its length is then its size in bytes
-            if len(body) <= MAX_INLINE_BYTES:
-                return message, len(body)
-        elif (size := len(body.encode())) <= MAX_INLINE_BYTES:
+        # `isascii` reads a flag CPython keeps on every string: an ASCII body's length is its size.
+        data = None if body.isascii() else body.encode()
+        size = len(body) if data is None else len(data)
+        if size <= MAX_INLINE_BYTES:
             return message, size
-        data = body.encode()
+        if data is None:
+            data = body.encode()
         if self._blobs is None:
             raise QueueUnavailableError(f"message of {len(data)} bytes exceeds the queue limit and no blob store is set")
         # One object per send, never shared: `release` deletes it once its message is handled,
