@@ -70,6 +70,7 @@ def customer_of(hub, address: str) -> list[dict]:
 def test_unproved_mail_from_one_address_is_one_customer_found_by_the_address(email_hub):
     hub, _ = email_hub
     send(hub, raw_mail("<first@kunde.example>", "Meine Rechnung stimmt nicht."))
+    contacts(hub, 1)  # the second mail must find the first one's customer
     send(hub, raw_mail("<second@kunde.example>", "Haben Sie meine Mail bekommen?"))
 
     first, second = contacts(hub, 2)
@@ -144,6 +145,7 @@ def test_unproved_mail_never_joins_a_customer_who_proved_the_address(email_hub, 
     hub, _ = email_hub
     SIGNER.publish(dns)
     send(hub, SIGNER.sign(raw_mail("<proved@kunde.example>", "Echt von mir.")))
+    contacts(hub, 1)  # the forged mail must find the address already proved
     send(hub, raw_mail("<forged@kunde.example>", "Überweisen Sie mein Guthaben an IBAN ...", sender=ADDRESS))
 
     proved, forged = contacts(hub, 2)
@@ -159,6 +161,7 @@ def test_unproved_mail_never_joins_a_customer_who_proved_the_address(email_hub, 
 def test_a_proved_mail_joins_the_continuity_customer_and_proves_the_address(email_hub, dns):
     hub, _ = email_hub
     send(hub, raw_mail("<before@kunde.example>", "Noch ohne Signatur."))
+    contacts(hub, 1)  # the signed mail must find the continuity customer
     SIGNER.publish(dns)
     send(hub, SIGNER.sign(raw_mail("<after@kunde.example>", "Jetzt signiert.")))
 
