@@ -191,10 +191,11 @@ class Hub:
         if self.settings.on_aws:
             from chalicelib.adapters.store.dynamodb import DynamoDbStore
 
-            return DynamoDbStore(self._required(self.settings.table_name, "HUB_TABLE"), self.aws_client("dynamodb"))
+            return DynamoDbStore(self._required(self.settings.table_name, "HUB_TABLE"), self.aws_client("dynamodb"),
+                                 indexed_attributes=self.config.customers.indexed_attributes)
         from chalicelib.adapters.store.sqlite import SqliteStore
 
-        return SqliteStore(str(self.data_dir / "hub.db"))
+        return SqliteStore(str(self.data_dir / "hub.db"), indexed_attributes=self.config.customers.indexed_attributes)
 
     @wired
     def inbound_queue(self) -> Queue:

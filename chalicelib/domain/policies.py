@@ -210,6 +210,20 @@ class CustomerLimits(Strict):
     #: Bytes of the whole customer record, as stored (attributes, observations, identifiers...).
     #: Merges check their audit record against twice this.
     max_record_bytes: int = Field(default=128 * 1024, ge=16 * 1024, le=160 * 1024)
+    #: Golden-record attributes customers can be selected by (a business event's segment, such as
+    #: `postcode`): at most 2, one DynamoDB index slot each, in this order (the first uses slot 1).
+    #: Reordering or renaming them needs a reindex (`hubctl customers reindex`).
+    indexed_attributes: list[str] = Field(default_factory=empty_list, max_length=2)
+
+    @field_validator("indexed_attributes")
+    @classmethod
+    def _indexable_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not ATTRIBUTE_NAME.fullmatch(name):
+                raise ValueError(f"indexed attribute {name[:40]!r} must be lower-case letters, digits, '_' or '.'")
+        if len(set(names)) != len(names):
+            raise ValueError("an attribute may be indexed only once")
+        return names
 
     def check_attributes_request(self, source: Any, values: Any) -> None:
         """What an API client may send at all. Raises `RequestRejectedError` naming the problem."""

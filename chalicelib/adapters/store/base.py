@@ -62,6 +62,7 @@ from chalicelib.adapters.store.records import (
     ReleaseIdentifier,
     Remembered,
     RequireNotErased,
+    Segment,
     StatusRecord,
     TakeParked,
     Timeline,
@@ -72,6 +73,7 @@ from chalicelib.adapters.store.records import (
 )
 from chalicelib.domain.identifiers import Identifier
 from chalicelib.domain.identity_rules import BLOCKED_OWNER
+from chalicelib.domain.segments import index_value, indexed_values
 from chalicelib.domain.values import Record, Value
 from chalicelib.domain.models import (
     Case,
@@ -88,6 +90,7 @@ from chalicelib.domain.models import (
 )
 from chalicelib.errors import (
     ConcurrentUpdateError,
+    ConfigError,
     ConflictError,
     HubError,
     ItemTooLargeError,
@@ -95,7 +98,7 @@ from chalicelib.errors import (
 )
 
 __all__ = [
-    "ContactCommit", "Erasure", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "MessageStart", "Page",
+    "ContactCommit", "Erasure", "EventCommit", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "MessageStart", "Page",
     "Store", "case_ref_key", "parked_entry", "sent_key",
 ]
 
@@ -171,6 +174,24 @@ class ContactCommit(Value):
     committed_at: datetime | None = None
 
 
+class EventCommit(Value):
+    """What processing a business event for one customer writes, committed together: the event's
+    timeline contact, the customer (guarded by its version as in `ContactCommit`) when the event
+    changed it, the cases it opened or changed, and the event's done marker (conditional as in
+    `ContactCommit`: of two attempts at one event and customer only one commits). A contact whose
+    rules parked it (`contact.routing.parked`) also enters the exception queue."""
+
+    contact: Contact
+    #: None: the event left the customer as it was (nothing is written, nothing guarded).
+    customer: Customer | None
+    cases: tuple[Case, ...]
+    #: `event:<id>` of an addressed event, `event:<id>:<customer id>` of a segment member.
+    dedupe_key: str
+    dedupe_expires_at: datetime
+    #: The worker's clock: the moment the marker's condition is judged at (see `ContactCommit`).
+    committed_at: datetime
+
+
 class MergeCommit(Value):
     """A merge or an unmerge, committed together: both customers (each guarded by its version,
     as in `ContactCommit`), the identifier moves, the changed cases and the audit record."""
@@ -242,8 +263,13 @@ class Store(ABC):
     #: Names the backend in errors and logs.
     backend = "store"
 
-    def __init__(self, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
+    def __init__(self, *, max_item_bytes: int = MAX_ITEM_BYTES, indexed_attributes: Sequence[str] = ()) -> None:
         self.max_item_bytes = max_item_bytes
+        #: `customers.indexed_attributes`: every customer write keeps the customer's entries for
+        #: these in the segment index (`segment_page`), the first in slot 1, the second in slot 2.
+        self.indexed_attributes = tuple(indexed_attributes)
+        if len(self.indexed_attributes) > 2:
+            raise ConfigError("at most 2 customer attributes can be indexed (customers.indexed_attributes)")
 
     # --- exactly-once processing -----------------------------------------------------------------
 
@@ -301,6 +327,34 @@ class Store(ABC):
             PutMerge(commit.record.id, self._dump(commit.record)),
         ])
 
+    def get_customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
+        """The customers that exist among `customer_ids`, by id (DynamoDB: one BatchGetItem per
+        100 ids; SQLite: one query per 500)."""
+        unique = list(dict.fromkeys(customer_ids))
+        if not unique:
+            return {}
+        docs = self._run("get_customers", self._read_many, Doc.CUSTOMER, unique)
+        return {customer_id: Customer.model_validate_json(doc) for customer_id, doc in docs.items()}
+
+    def segment_page(self, attribute: str, value: str, *, limit: int, cursor: str | None = None) -> Page[str]:
+        """A page of the ids of the customers whose indexed `attribute` holds `value` (compared
+        as `index_value` normalizes it), in id order; `cursor` is the last id of the previous
+        page. On DynamoDB the index is eventually consistent: a customer changed a moment ago may
+        be missed or still listed under the old value, so callers re-read the customer.
+        Raises `ConfigError` when `attribute` is not in `customers.indexed_attributes`, and
+        `StoreRejectedError` for a value that is never indexed (a list, an empty text...)."""
+        if attribute not in self.indexed_attributes:
+            indexed = ", ".join(self.indexed_attributes) or "none"
+            raise ConfigError(f"customer attribute {attribute!r} is not indexed (customers.indexed_attributes: {indexed})")
+        if limit < 1:
+            raise StoreRejectedError("a segment page holds at least 1 customer")
+        normalized = index_value(value)
+        if normalized is None:
+            raise StoreRejectedError(f"a segment value must be a non-empty text or number, not {type(value).__name__}")
+        slot = self.indexed_attributes.index(attribute) + 1
+        ids, more = self._run("segment_page", self._list, Segment(slot, normalized), limit, cursor)
+        return Page(items=ids, cursor=ids[-1] if ids and more else None)
+
     def get_merge(self, merge_id: str) -> MergeRecord | None:
         return _load(MergeRecord, self._run("get_merge", self._read, Doc.MERGE, (merge_id,)))
 
@@ -335,6 +389,23 @@ class Store(ABC):
         if contact.routing.parked is not None:
             writes.append(PutParked(contact.id, self._dump(parked_entry(contact))))
         self._commit("commit_contact", writes)
+
+    def commit_event(self, commit: EventCommit) -> None:
+        """Write a business event's outcome for one customer atomically: the customer (if given,
+        guarded by its version), the cases, the event contact with its timeline entry, its
+        exception-queue entry when parked, and the done marker.
+
+        Raises `ConcurrentUpdateError` when the customer's version moved or the dedupe key is done
+        already (another attempt committed the event); nothing is written then, and the caller
+        reprocesses from fresh reads (`begin` then finds the event done)."""
+        contact = commit.contact
+        writes: list[Write] = [self._customer(commit.customer)] if commit.customer is not None else []
+        writes += [self._case(case) for case in commit.cases]
+        writes.append(PutContact(contact.id, contact.customer_id, self._dump(contact)))
+        if contact.routing.parked is not None:
+            writes.append(PutParked(contact.id, self._dump(parked_entry(contact))))
+        writes.append(MarkDone(commit.dedupe_key, commit.dedupe_expires_at, unless_done_at=commit.committed_at))
+        self._commit("commit_event", writes)
 
     def find_threads(self, thread_keys: list[str]) -> dict[str, str]:
         """Map each known thread key to its case id. One call."""
@@ -559,7 +630,8 @@ class Store(ABC):
     def _customer(self, customer: Customer, *, guarded: bool = True) -> PutCustomer:
         """The customer's write, guarded by the version it was read at (see `ContactCommit`)."""
         return PutCustomer(customer.id, customer.version, self._dump(customer),
-                           customer.version - 1 if guarded else None)
+                           customer.version - 1 if guarded else None,
+                           indexed_values(customer, self.indexed_attributes))
 
     def _case(self, case: Case) -> PutCase:
         return PutCase(case.id, self._dump(case))
@@ -634,6 +706,11 @@ class Store(ABC):
         """One document by its key (strongly consistent)."""
 
     @abstractmethod
+    def _read_many(self, doc: Doc, keys: list[str]) -> dict[str, str]:
+        """The documents of the (distinct, single-part) keys that exist, by key (strongly
+        consistent)."""
+
+    @abstractmethod
     def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
         """A document and the records kept beside it, ordered by destination."""
 
@@ -644,7 +721,7 @@ class Store(ABC):
     @abstractmethod
     def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
         """Up to `limit` documents after `cursor` (the id of the last item of the previous
-        page), and whether more follow."""
+        page), and whether more follow. A `Segment` listing's documents are customer ids."""
 
     @abstractmethod
     def _filed_dead_letters(self, customer_id: str) -> list[str]:

@@ -5,7 +5,8 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
 
     DEDUPE#<key>                  DEDUPE              state (done), expires_at (TTL)
     IDENT#<identifier key>        IDENT               customer_id
-    CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes)
+    CUST#<customer id>            PROFILE             doc (Customer), version (guards concurrent writes),
+                                                      seg1 / seg2 (the indexed attributes' values, if any)
     CUST#<customer id>            TOMBSTONE           erased_at (kept after erasure: id and time only)
     CUST#<customer id>            CONTACT#<contact>   doc (Contact): the timeline, newest first by ULID
     CUST#<customer id>            DEADLETTER#<id>     expires_at (TTL): the customer's dead letters, by key
@@ -25,6 +26,11 @@ Items (pk / sk), each holding its document as a JSON string in `doc` so numbers 
     REMEMBER#<key>                REMEMBER            expires_at (TTL): `remember`, replay protection
     HEALTH                        HEALTH              (never written: `ping` reads it)
 
+Segments (`segment_page`) are two sparse global secondary indexes, `segment1` (HASH `seg1`) and
+`segment2` (HASH `seg2`), each with RANGE `pk` and KEYS_ONLY: only profiles holding a value of an
+indexed attribute are in them, and the profile's Put replaces the whole item, so a changed or
+removed value (an absorbed or erased customer's too) leaves the index without another write.
+
 A dead letter of a contact job holds the message text and the customer's address: its index item
 under the customer (ids only) lets erasure and export find it without a scan, and both expire
 with the letter (`delivery.dead_letter_days`). A dead customer event carries ids only and is
@@ -38,7 +44,8 @@ is conditioned on its version, so concurrent workers never lose an update), `fin
 BatchGetItem, `commit_merge` 1 TransactWriteItems, `record_status` 1 PutItem, `remember` 1
 PutItem, `get_contact` and `get_case` 1 Query each, `put_dead_letter` 1 TransactWriteItems (1
 PutItem for a letter filed under nobody), `dead_letters_of` 1 Query (+ 1 BatchGetItem when there
-are some). Retries of unprocessed batch items are the only extra calls.
+are some), `segment_page` 1 Query on the slot's index, `get_customers` 1 BatchGetItem per 100
+ids, `commit_event` 1 TransactWriteItems. Retries of unprocessed batch items are the only extra calls.
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ from chalicelib.adapters.store.records import (
     ReleaseIdentifier,
     Remembered,
     RequireNotErased,
+    Segment,
     StatusRecord,
     TakeParked,
     Timeline,
@@ -147,10 +155,11 @@ class DynamoDbStore(Store):
 
     backend = "dynamodb"
 
-    def __init__(self, table_name: str, client: Any, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
+    def __init__(self, table_name: str, client: Any, *, max_item_bytes: int = MAX_ITEM_BYTES,
+                 indexed_attributes: Sequence[str] = ()) -> None:
         if not table_name:
             raise ValueError("table_name is required")
-        super().__init__(max_item_bytes=max_item_bytes)
+        super().__init__(max_item_bytes=max_item_bytes, indexed_attributes=indexed_attributes)
         self._table = table_name
         self._client = client
 
@@ -230,6 +239,18 @@ class DynamoDbStore(Store):
         item = self._call("get_item", TableName=self._table, Key=_DOC_KEYS[doc](*key), ConsistentRead=True).get("Item")
         return item["doc"]["S"] if item else None
 
+    def _read_many(self, doc: Doc, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _MAX_BATCH_GET):
+            chunk = keys[start:start + _MAX_BATCH_GET]
+            keys_of = {key: _DOC_KEYS[doc](key) for key in chunk}
+            by_key = {(item_key["pk"]["S"], item_key["sk"]["S"]): key for key, item_key in keys_of.items()}
+            request = {self._table: {"Keys": list(keys_of.values()),
+                                     "ProjectionExpression": "pk, sk, doc", "ConsistentRead": True}}
+            for item in self._batch_get(request):
+                found[by_key[(item["pk"]["S"], item["sk"]["S"])]] = item["doc"]["S"]
+        return found
+
     def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
         prefix, parent_sk, child_prefix = _TREES[tree]
         parent: str | None = None
@@ -258,6 +279,8 @@ class DynamoDbStore(Store):
         return found
 
     def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
+        if isinstance(listing, Segment):
+            return self._segment(listing, limit, cursor)
         params: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "pk = :pk"}
         match listing:
             case Timeline(customer_id=customer_id):
@@ -301,6 +324,29 @@ class DynamoDbStore(Store):
         # A page cut short by the 1 MB response limit also carries a LastEvaluatedKey.
         more = len(items) > limit or "LastEvaluatedKey" in response
         return [item["doc"]["S"] for item in items[:limit]], more
+
+    def _segment(self, segment: Segment, limit: int, cursor: str | None) -> tuple[list[str], bool]:
+        """One Query on the slot's sparse index, in `pk` (customer id) order. A global secondary
+        index cannot be read consistently: a just-changed customer may be missed or still listed."""
+        attribute = f"seg{segment.slot}"
+        params: dict[str, Any] = {
+            "TableName": self._table, "IndexName": f"segment{segment.slot}",
+            "KeyConditionExpression": "#seg = :value", "ExpressionAttributeNames": {"#seg": attribute},
+            "ExpressionAttributeValues": {":value": {"S": segment.value}}, "ProjectionExpression": "pk",
+            # One extra item tells whether another page exists, without a second call.
+            "Limit": limit + 1,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = {attribute: {"S": segment.value}, **_key(f"CUST#{cursor}", "PROFILE")}
+        ids: list[str] = []
+        while True:
+            response = self._call("query", **params)
+            ids += [item["pk"]["S"][len("CUST#"):] for item in response.get("Items", [])]
+            if len(ids) > limit or "LastEvaluatedKey" not in response:
+                return ids[:limit], len(ids) > limit
+            # Cut short by the 1 MB response limit: read on.
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            params["Limit"] = limit + 1 - len(ids)
 
     def _filed_dead_letters(self, customer_id: str) -> list[str]:
         filed = self._query_partition(f"CUST#{customer_id}", prefix=_FILED_LETTER, projection="sk")
@@ -421,7 +467,9 @@ class DynamoDbStore(Store):
                 # The version is a top-level attribute so writes can be conditioned on it.
                 put: dict[str, Any] = {"TableName": table, "Item": {
                     **_key(f"CUST#{write.customer_id}", "PROFILE"), "doc": {"S": write.doc},
-                    "version": {"N": str(write.version)}}}
+                    "version": {"N": str(write.version)},
+                    # The sparse segment indexes' keys (see the module docstring).
+                    **{f"seg{slot}": {"S": value} for slot, value in write.indexed}}}
                 if write.expected_version is not None:
                     put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
                                ExpressionAttributeValues={":expected": {"N": str(write.expected_version)}})

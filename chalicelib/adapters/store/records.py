@@ -71,7 +71,15 @@ class UnhandledDay(Value):
     now: datetime
 
 
-Listing = Timeline | ParkedQueue | DeadLetters | UnhandledDay
+class Segment(Value):
+    """The ids of the customers whose indexed attribute in `slot` (1 or 2) holds `value` (already
+    `index_value`-normalized), in id order. The "documents" of a page are the ids."""
+
+    slot: int
+    value: str
+
+
+Listing = Timeline | ParkedQueue | DeadLetters | UnhandledDay | Segment
 
 
 # --- writes (`_write`, `_write_one`, `_erase`) -------------------------------------------------------
@@ -84,6 +92,10 @@ class PutCustomer(Value):
     version: int
     doc: str
     expected_version: int | None = None
+    #: The customer's segment index entries, (slot, normalized value) (`domain/segments.py`): the
+    #: write replaces whatever the customer was indexed under, so a changed or removed value
+    #: leaves the index with it.
+    indexed: tuple[tuple[int, str], ...] = ()
 
 
 class ClaimIdentifier(Value):

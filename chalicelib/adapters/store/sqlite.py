@@ -6,6 +6,7 @@ a lost condition rolls back everything before it; `purge_expired` does what Dyna
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -49,6 +50,7 @@ from chalicelib.adapters.store.records import (
     ReleaseIdentifier,
     Remembered,
     RequireNotErased,
+    Segment,
     StatusRecord,
     TakeParked,
     Timeline,
@@ -57,6 +59,7 @@ from chalicelib.adapters.store.records import (
     UnhandledRecord,
     Write,
 )
+from chalicelib.domain.segments import index_value
 from chalicelib.domain.values import astuple
 from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
@@ -95,6 +98,12 @@ CREATE TABLE IF NOT EXISTS remembered (key TEXT PRIMARY KEY, value TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, contact_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS case_ref_links (key TEXT PRIMARY KEY, case_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outboxes (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
+-- The segment index (`Store.segment_page`): a customer's normalized value of each indexed
+-- attribute, by slot; `customer_index_attributes` names the attribute each slot was built for.
+CREATE TABLE IF NOT EXISTS customer_index (
+    slot INTEGER NOT NULL, value TEXT NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (slot, value, customer_id));
+CREATE INDEX IF NOT EXISTS customer_index_by_customer ON customer_index (customer_id);
+CREATE TABLE IF NOT EXISTS customer_index_attributes (slot INTEGER PRIMARY KEY, attribute TEXT NOT NULL);
 """
 
 #: Columns added after a table first shipped: `CREATE TABLE IF NOT EXISTS` leaves an existing
@@ -109,6 +118,9 @@ _READS = {
     Doc.DEAD_LETTER: "SELECT doc FROM dead_letters WHERE id = ?",
     Doc.OUTBOX: "SELECT doc FROM outboxes WHERE key = ?",
 }
+#: The table and key column of each document read by one key, for reads of many keys at once.
+_MANY = {Doc.CUSTOMER: ("customers", "id"), Doc.MERGE: ("merges", "id"), Doc.DEAD_LETTER: ("dead_letters", "id"),
+         Doc.OUTBOX: ("outboxes", "key")}
 _TREES = {
     Tree.CONTACT: ("SELECT doc FROM contacts WHERE id = ?",
                    "SELECT doc FROM deliveries WHERE contact_id = ? ORDER BY destination"),
@@ -139,12 +151,13 @@ _CHUNK = 500
 class SqliteStore(Store):
     backend = "sqlite"
 
-    def __init__(self, path: str, *, max_item_bytes: int = MAX_ITEM_BYTES) -> None:
-        super().__init__(max_item_bytes=max_item_bytes)
+    def __init__(self, path: str, *, max_item_bytes: int = MAX_ITEM_BYTES, indexed_attributes: Sequence[str] = ()) -> None:
+        super().__init__(max_item_bytes=max_item_bytes, indexed_attributes=indexed_attributes)
         try:
             self._db = SqliteDatabase(path, _SCHEMA)
             with self._db.write() as conn:
                 _upgrade(conn)
+                _reindex_if_changed(conn, self.indexed_attributes)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open store database: {exc}") from None
 
@@ -193,6 +206,16 @@ class SqliteStore(Store):
         row = self._db.read().execute(_READS[doc], key).fetchone()
         return row["doc"] if row else None
 
+    def _read_many(self, doc: Doc, keys: list[str]) -> dict[str, str]:
+        table, column = _MANY[doc]
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            rows = self._db.read().execute(
+                f"SELECT {column} AS key, doc FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((row["key"], row["doc"]) for row in rows.fetchall())
+        return found
+
     def _read_tree(self, tree: Tree, key: str) -> tuple[str | None, list[str]]:
         parent, children = _TREES[tree]
         conn = self._db.read()
@@ -226,6 +249,9 @@ class SqliteStore(Store):
                 sql, args = "SELECT doc FROM unhandled WHERE day = ? AND expires_at > ?", [day.isoformat(), now.timestamp()]
                 if provider is not None:
                     sql, args = sql + " AND provider = ?", [*args, provider]
+            case Segment(slot=slot, value=value):
+                sql, args, key = ("SELECT customer_id AS doc FROM customer_index WHERE slot = ? AND value = ?",
+                                  [slot, value], "customer_id")
         if cursor:
             sql, args = sql + f" AND {key} {'<' if newest_first else '>'} ?", [*args, cursor]
         sql += f" ORDER BY {key} {'DESC' if newest_first else 'ASC'} LIMIT ?"
@@ -271,6 +297,40 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _reindex_if_changed(conn: sqlite3.Connection, attributes: tuple[str, ...]) -> None:
+    """Rebuild the segment index from the customers when the indexed attributes differ from those
+    it was built for (a database from before the index, a changed `customers.indexed_attributes`):
+    one pass over the customers, at start-up only."""
+    built = tuple(row["attribute"] for row in conn.execute("SELECT attribute FROM customer_index_attributes ORDER BY slot"))
+    if built == attributes:
+        return
+    conn.execute("DELETE FROM customer_index")
+    conn.execute("DELETE FROM customer_index_attributes")
+    conn.executemany("INSERT INTO customer_index_attributes (slot, attribute) VALUES (?, ?)",
+                     list(enumerate(attributes, start=1)))
+    if not attributes:
+        return
+    rows = conn.execute("SELECT id, doc FROM customers")
+    while batch := rows.fetchmany(_CHUNK):
+        entries = [(slot, value, row["id"]) for row in batch for slot, value in _stored_entries(row["doc"], attributes)]
+        conn.executemany("INSERT OR IGNORE INTO customer_index (slot, value, customer_id) VALUES (?, ?, ?)", entries)
+
+
+def _stored_entries(doc: str, attributes: tuple[str, ...]) -> list[tuple[int, str]]:
+    """`segments.indexed_values` of a stored customer document, read without building the model
+    (a reindex reads every customer)."""
+    customer = json.loads(doc)
+    if customer.get("merged_into") or customer.get("erasing"):
+        return []
+    stored = customer.get("attributes") or {}
+    entries = []
+    for slot, name in enumerate(attributes, start=1):
+        value = index_value((stored.get(name) or {}).get("value"))
+        if value is not None:
+            entries.append((slot, value))
+    return entries
+
+
 def _column(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -289,6 +349,12 @@ def _put_customer(conn: sqlite3.Connection, write: PutCustomer) -> None:
         if row is None or row["version"] != write.expected_version:
             raise ConditionLost(write)
     conn.execute("INSERT OR REPLACE INTO customers (id, doc) VALUES (?, ?)", (write.customer_id, write.doc))
+    # The customer's index entries are replaced in the same transaction, so a changed value never
+    # lists the customer under both values.
+    conn.execute("DELETE FROM customer_index WHERE customer_id = ?", (write.customer_id,))
+    if write.indexed:
+        conn.executemany("INSERT INTO customer_index (slot, value, customer_id) VALUES (?, ?, ?)",
+                         [(slot, value, write.customer_id) for slot, value in write.indexed])
 
 
 def _put_contact(conn: sqlite3.Connection, write: PutContact) -> None:
@@ -383,6 +449,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
         ("DELETE FROM identifiers WHERE customer_id = ?", lambda w: (w.customer_id,)),
         ("DELETE FROM contacts WHERE customer_id = ?", lambda w: (w.customer_id,)),
         ("DELETE FROM dead_letters WHERE customer_id = ?", lambda w: (w.customer_id,)),
+        ("DELETE FROM customer_index WHERE customer_id = ?", lambda w: (w.customer_id,)),
     ),
     DeleteContact: _statements(
         ("DELETE FROM deliveries WHERE contact_id = ?", lambda w: (w.contact_id,)),
@@ -397,5 +464,6 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     ),
     DeleteThread: _statements(("DELETE FROM threads WHERE key = ?", lambda w: (w.key,))),
     DeleteMerge: _statements(("DELETE FROM merges WHERE id = ?", lambda w: (w.merge_id,))),
-    DeleteCustomer: _statements(("DELETE FROM customers WHERE id = ?", lambda w: (w.customer_id,))),
+    DeleteCustomer: _statements(("DELETE FROM customers WHERE id = ?", lambda w: (w.customer_id,)),
+                                ("DELETE FROM customer_index WHERE customer_id = ?", lambda w: (w.customer_id,))),
 }
