@@ -86,21 +86,23 @@ class CustomerService:
         return [self.view(customer)] if customer else []
 
     def timeline(self, customer_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
-        """A page of the customer's contacts (with those of customers it absorbed), newest first,
-        without delivery logs and raw payloads. Raises `NotFoundError`."""
+        """A page of the customer's timeline (with that of customers it absorbed), newest first,
+        without delivery logs and raw payloads: its contacts and the business events that
+        concerned it, told apart by `kind` (`contact` or `event`). Raises `NotFoundError`."""
         from chalicelib.service.timeline import timeline_page
 
         page = timeline_page(self._store, self._customer(customer_id), limit=limit, cursor=cursor)
         # Outbound messages show the statuses their providers reported (one read each).
         items = [self._reported(c) for c in page.items]
-        return [c.model_dump(mode="json", exclude={"deliveries", "raw"}) for c in items], page.cursor
+        return [{**c.model_dump(mode="json", exclude={"deliveries", "raw"}), "kind": timeline_kind(c)}
+                for c in items], page.cursor
 
     def contact(self, contact_id: str) -> dict:
         """The contact with its delivery log. Raises `NotFoundError`."""
         contact = self._store.get_contact(contact_id)
         if contact is None:
             raise NotFoundError(f"no contact {contact_id}")
-        return with_pending_deliveries(self._reported(contact))
+        return {**with_pending_deliveries(self._reported(contact)), "kind": timeline_kind(contact)}
 
     def _reported(self, contact: Contact) -> Contact:
         """An outbound contact with its provider's status reports folded in (they are recorded
@@ -268,6 +270,12 @@ class CustomerService:
     def _announce(self, messages: list[OutgoingMessage]) -> None:
         if messages:
             self._delivery_queue().send(messages)
+
+
+def timeline_kind(contact: Contact) -> str:
+    """`event` for a business event's timeline entry (a contact with direction `event`), else
+    `contact`: consumers tell the two apart without knowing every direction."""
+    return "event" if contact.direction == "event" else "contact"
 
 
 def with_pending_deliveries(contact: Contact) -> dict:

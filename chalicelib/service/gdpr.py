@@ -116,13 +116,28 @@ def _erasure(store: Store, blobs: BlobStore, customer: Customer, now: datetime, 
         contact_ids=tuple(c.id for c in contacts),
         case_ids=tuple(case_ids),
         thread_keys=tuple(k for k in referenced if threads.get(k) in case_ids),
-        dedupe_keys=tuple(message_dedupe_key(c.provider, c.provider_message_id) for c in inbound),
+        dedupe_keys=(*(message_dedupe_key(c.provider, c.provider_message_id) for c in inbound),
+                     *_event_dedupe_keys(contacts)),
         merge_ids=merge_ids,
         erased_at=now,
         tombstone_expires_at=now + timedelta(days=TOMBSTONE_DAYS),
         sent_messages=tuple((c.provider, c.provider_message_id) for c in sent),
         outbox_keys=outbox_keys_of(customer.identifiers),
     )
+
+
+def _event_dedupe_keys(contacts: list[Contact]) -> list[str]:
+    """The done markers of the business events on the timeline (`metadata.event.dedupe_key`):
+    kept with the erasure's, so a late replay of an event cannot bring the customer's data back."""
+    keys = []
+    for contact in contacts:
+        if contact.direction != "event":
+            continue
+        event = contact.metadata.get("event") if isinstance(contact.metadata, dict) else None
+        key = event.get("dedupe_key") if isinstance(event, dict) else None
+        if isinstance(key, str) and key:
+            keys.append(key)
+    return keys
 
 
 def _sent_thread_keys(contact: Contact) -> list[str]:
