@@ -8,6 +8,10 @@ then writes its outputs into `.chalice/config.json` → stages.<stage>.environme
 (HUB_TABLE, HUB_INBOUND_QUEUE_URL, HUB_DELIVERY_QUEUE_URL, HUB_DELIVERY_DLQ_URL,
 HUB_OUTBOUND_QUEUE_URL, HUB_OUTBOUND_DLQ_URL, HUB_BUCKET, HUB_SES_INBOUND_QUEUE_URL), keeping
 everything else in the file as it was. Running it again without a template change changes nothing.
+
+The table's segment indexes (`--segment-indexes`, default 2: one per `customers.indexed_attributes`
+entry) are added or removed one per stack update, because CloudFormation changes at most one
+global secondary index of a table per update: going from 0 to 2 runs two updates.
 """
 
 from __future__ import annotations
@@ -56,34 +60,45 @@ def stack_name(stage: str) -> str:
 
 
 def deploy_stack(
-    cloudformation: Any, stage: str, template_body: str, *, wait_delay: int = 5, media_retention_days: int = 30
+    cloudformation: Any, stage: str, template_body: str, *, wait_delay: int = 5, media_retention_days: int = 30,
+    segment_indexes: int = 2,
 ) -> dict[str, str]:
-    """Create or update the stage's stack, wait until it settles, and return its outputs."""
+    """Create or update the stage's stack, wait until it settles, and return its outputs. An
+    update that changes the number of segment indexes runs once per index added or removed."""
+    if segment_indexes not in (0, 1, 2):
+        raise DeployError(f"segment indexes must be 0, 1 or 2, not {segment_indexes}")
     name = stack_name(stage)
-    params = {
-        "StackName": name,
-        "TemplateBody": template_body,
-        "Parameters": [
-            {"ParameterKey": "Stage", "ParameterValue": stage},
-            {"ParameterKey": "MediaRetentionDays", "ParameterValue": str(media_retention_days)},
-        ],
-        "Tags": [{"Key": "project", "Value": "omnichannel-hub"}, {"Key": "stage", "Value": stage}],
-    }
+
+    def params(indexes: int) -> dict:
+        return {
+            "StackName": name,
+            "TemplateBody": template_body,
+            "Parameters": [
+                {"ParameterKey": "Stage", "ParameterValue": stage},
+                {"ParameterKey": "MediaRetentionDays", "ParameterValue": str(media_retention_days)},
+                {"ParameterKey": "SegmentIndexes", "ParameterValue": str(indexes)},
+            ],
+            "Tags": [{"Key": "project", "Value": "omnichannel-hub"}, {"Key": "stage", "Value": stage}],
+        }
+
     waiter_config = {"Delay": wait_delay, "MaxAttempts": 720 // max(1, wait_delay) + 1}
-    status = _stack_status(cloudformation, name)
+    stack = _stack(cloudformation, name)
+    status = stack["StackStatus"] if stack is not None else None
     if status in _DEAD_STATES:
         raise DeployError(
             f"stack {name} is {status}; delete it (`aws cloudformation delete-stack --stack-name {name}`; "
             "the table and bucket are retained) and run this again"
         )
     if status is None:
+        # A new table may have both indexes at once.
         print(f"creating stack {name}…", file=sys.stderr)
-        cloudformation.create_stack(**params, EnableTerminationProtection=(stage == "prod"))
+        cloudformation.create_stack(**params(segment_indexes), EnableTerminationProtection=(stage == "prod"))
         cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=waiter_config)
-    else:
-        print(f"updating stack {name} ({status})…", file=sys.stderr)
+        return stack_outputs(cloudformation, name)
+    for indexes in index_steps(_deployed_indexes(stack), segment_indexes):
+        print(f"updating stack {name} ({status}, {indexes} segment indexes)…", file=sys.stderr)
         try:
-            cloudformation.update_stack(**params)
+            cloudformation.update_stack(**params(indexes))
         except ClientError as exc:
             if _NO_UPDATES not in str(exc):
                 raise
@@ -93,12 +108,28 @@ def deploy_stack(
     return stack_outputs(cloudformation, name)
 
 
+def index_steps(deployed: int, wanted: int) -> list[int]:
+    """The `SegmentIndexes` value of each update from `deployed` to `wanted` indexes, one index
+    more or less per update (at least one update, which applies any other template change)."""
+    step = 1 if wanted >= deployed else -1
+    return list(range(deployed + step, wanted + step, step)) or [wanted]
+
+
+def _deployed_indexes(stack: dict) -> int:
+    """The stack's `SegmentIndexes`; 0 for a stack deployed before the parameter existed."""
+    for parameter in stack.get("Parameters") or []:
+        if parameter.get("ParameterKey") == "SegmentIndexes":
+            return int(parameter.get("ParameterValue") or 0)
+    return 0
+
+
 def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
     stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def _stack_status(cloudformation: Any, name: str) -> str | None:
+def _stack(cloudformation: Any, name: str) -> dict | None:
+    """The stack as described, None when there is none to update."""
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
@@ -107,7 +138,7 @@ def _stack_status(cloudformation: Any, name: str) -> str | None:
         raise
     status = stacks[0]["StackStatus"] if stacks else None
     # A stack deleted earlier is gone for our purposes; REVIEW_IN_PROGRESS has no resources yet.
-    return None if status in (None, "DELETE_COMPLETE", "REVIEW_IN_PROGRESS") else status
+    return None if status in (None, "DELETE_COMPLETE", "REVIEW_IN_PROGRESS") else stacks[0]
 
 
 def write_chalice_environment(config_path: Path, stage: str, outputs: Mapping[str, str]) -> dict:
@@ -132,6 +163,8 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config.json to update")
     parser.add_argument("--media-retention-days", type=int, default=30,
                         help="days downloaded attachments are kept in the bucket (8-3650, default 30)")
+    parser.add_argument("--segment-indexes", type=int, choices=(0, 1, 2), default=2,
+                        help="the table's segment indexes, one per customers.indexed_attributes entry (default 2)")
     args = parser.parse_args(argv)
     if not _STAGE.fullmatch(args.stage):
         parser.error("--stage must be 1-20 lower-case letters, digits or hyphens")
@@ -145,7 +178,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
         parser.error("no region: pass --region or set AWS_REGION")
     try:
         outputs = deploy_stack(session.client("cloudformation"), args.stage, args.template.read_text(),
-                               media_retention_days=args.media_retention_days)
+                               media_retention_days=args.media_retention_days, segment_indexes=args.segment_indexes)
         write_chalice_environment(args.config, args.stage, outputs)
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)

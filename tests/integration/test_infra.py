@@ -98,7 +98,16 @@ def test_the_table_has_keys_ttl_pitr_and_encryption(template):
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
-    assert not props.get("GlobalSecondaryIndexes")  # every access is by the primary key
+    # Besides the primary key, only the sparse KEYS_ONLY segment indexes, as many as `SegmentIndexes`
+    # (CloudFormation adds one per update: infra/deploy.py steps the parameter).
+    both, rest = props["GlobalSecondaryIndexes"]["Fn::If"][1:]
+    one, none = rest["Fn::If"][1:]
+    assert none == {"Ref": "AWS::NoValue"} and one == both[:1]
+    for slot, index in enumerate(both, start=1):
+        assert index["IndexName"] == f"segment{slot}"
+        assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [(f"seg{slot}", "HASH"), ("pk", "RANGE")]
+        assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert template["Parameters"]["SegmentIndexes"]["AllowedValues"] == [0, 1, 2]
 
 
 def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(template, chalice_config):
@@ -257,6 +266,7 @@ def test_deploy_creates_two_coexisting_stages_and_wires_the_chalice_config(chali
                       for name in ("hub-dev", "hub-prod")}
         assert parameters["hub-dev"]["MediaRetentionDays"] == "30"
         assert parameters["hub-prod"]["MediaRetentionDays"] == "45"
+        assert parameters["hub-dev"]["SegmentIndexes"] == "2"  # a new table gets both at once
 
         # The adapters work against what was deployed, through the names the config now holds.
         store = DynamoDbStore(dev["HUB_TABLE"], session.client("dynamodb"))
@@ -281,12 +291,14 @@ def test_deploying_an_unchanged_stack_reports_it_up_to_date(tmp_path, capsys):
                           aws_secret_access_key="x")
     outputs = [{"OutputKey": key, "OutputValue": f"value-of-{key}"} for key in deploy.OUTPUT_VARIABLES]
     stack = {"StackName": "hub-dev", "CreationTime": "2026-01-01T00:00:00Z"}
+    deployed = [{"ParameterKey": "SegmentIndexes", "ParameterValue": "2"}]
     with Stubber(client) as stub:
-        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE"}]})
+        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE", "Parameters": deployed}]})
         stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", expected_params={
             "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY,
             "Parameters": [{"ParameterKey": "Stage", "ParameterValue": "dev"},
-                           {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"}],
+                           {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"},
+                           {"ParameterKey": "SegmentIndexes", "ParameterValue": "2"}],
         })
         stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]})
         assert deploy.deploy_stack(client, "dev", "template")["BucketName"] == "value-of-BucketName"
