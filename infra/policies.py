@@ -106,12 +106,22 @@ def statement(sid: str, actions: Iterable[str], resources: Iterable[str], condit
     return out
 
 
+def segment_query_statement(stage: Stage) -> dict:
+    """What `Store.segment_page` needs beside the table's statement: Query on the segment indexes
+    (a broadcast's pages, `events.fanout_page_size` customer ids per Query). Only for functions
+    that page segments: the events worker, and the API when explain samples a segment."""
+    return statement("SegmentIndexes", ["dynamodb:Query"], [stage.segment_indexes])
+
+
 class Stage:
     """The names of one stage's resources, as infra/stateful.yaml and Chalice make them."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.table = f"arn:aws:dynamodb:*:*:table/hub-{name}"
+        #: The table's segment indexes (segment1, segment2): a Query on an index is authorized on
+        #: the index's ARN, which the table's does not cover.
+        self.segment_indexes = f"{self.table}/index/segment*"
         # hub-<stage>-<12-digit account>-<region>
         self.bucket = f"arn:aws:s3:::hub-{name}-????????????-*"
 

@@ -177,6 +177,20 @@ def test_the_template_creates_as_many_segment_indexes_as_asked(indexes, names):
             assert store.segment_page("postcode", "10115", limit=5).items == [customer.id]
 
 
+def test_the_segment_query_statement_covers_the_stage_indexes_only():
+    import fnmatch
+
+    policies = load_infra_script("policies")
+    [resource] = policies.segment_query_statement(policies.Stage("dev"))["Resource"]
+    table = "arn:aws:dynamodb:eu-central-1:123456789012:table/hub-dev"
+
+    assert policies.segment_query_statement(policies.Stage("dev"))["Action"] == ["dynamodb:Query"]
+    assert fnmatch.fnmatchcase(f"{table}/index/segment1", resource)
+    assert fnmatch.fnmatchcase(f"{table}/index/segment2", resource)
+    assert not fnmatch.fnmatchcase(table, resource)
+    assert not fnmatch.fnmatchcase(f"{table}-qa/index/segment1", resource)
+
+
 class _NoBlobs:
     def delete(self, key):
         raise AssertionError(f"nothing was stored as a blob, not {key}")
