@@ -171,6 +171,34 @@ def _unhandled(args: argparse.Namespace) -> int:
         hub.close()
 
 
+def _customers(args: argparse.Namespace) -> int:
+    """`hubctl customers reindex`: bring every customer's segment index entries in line with
+    `customers.indexed_attributes`, after that list changed. On AWS it Scans the whole table
+    (read capacity for every item, with the operator's credentials: the hub's roles may not Scan),
+    one page at a time; the customers themselves are not changed."""
+    from chalicelib.bootstrap import Hub
+    from chalicelib.settings import Settings
+
+    hub = Hub(Settings.from_environ())
+    try:
+        store = hub.store
+        scanned = changed = pages = 0
+        cursor: str | None = None
+        while True:
+            page = store.reindex_customers(limit=args.page_size, cursor=cursor)
+            scanned, changed, pages = scanned + page.scanned, changed + page.changed, pages + 1
+            if pages % 100 == 0:
+                print(f"… {scanned} customers read, {changed} reindexed", file=sys.stderr)
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        indexed = ", ".join(store.indexed_attributes) or "none"
+        print(f"{scanned} customers read, {changed} reindexed (indexed attributes: {indexed})")
+        return 0
+    finally:
+        hub.close()
+
+
 def _iso_day(text: str) -> str:
     from datetime import date
 
@@ -319,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--purpose", default="service", choices=["service", "marketing"])
     send.add_argument("--idempotency-key", help="the same key sends once (within 24 h)")
     send.set_defaults(func=_send)
+
+    customers = commands.add_parser("customers", help="maintain customer records (reindex the segment index)")
+    customers.add_argument("action", choices=["reindex"])
+    customers.add_argument("--page-size", type=int, default=100, choices=range(1, 1001), metavar="1-1000",
+                           help="items read per store call (default 100)")
+    customers.set_defaults(func=_customers)
 
     unhandled = commands.add_parser("unhandled", help="list webhook items no adapter could read (kept raw)")
     unhandled.add_argument("--day", type=_iso_day, help="the UTC day, YYYY-MM-DD (default today)")

@@ -8,6 +8,7 @@ way, so `"10115 "`, `"10115"` and `10115` select the same customers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,22 @@ def indexed_values(customer: Any, attributes: Sequence[str]) -> tuple[tuple[int,
     for slot, name in enumerate(attributes, start=1):
         attribute = customer.attributes.get(name)
         value = index_value(attribute.value) if attribute is not None else None
+        if value is not None:
+            entries.append((slot, value))
+    return tuple(entries)
+
+
+def stored_index_entries(doc: str, attributes: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    """`indexed_values` of a stored customer document (JSON), read without building the model:
+    a reindex reads every customer."""
+    customer = json.loads(doc)
+    if customer.get("merged_into") or customer.get("erasing"):
+        return ()
+    stored = customer.get("attributes") or {}
+    entries: list[tuple[int, str]] = []
+    for slot, name in enumerate(attributes, start=1):
+        attribute = stored.get(name)
+        value = index_value(attribute.get("value")) if isinstance(attribute, dict) else None
         if value is not None:
             entries.append((slot, value))
     return tuple(entries)

@@ -210,3 +210,61 @@ def test_sqlite_rebuilds_its_index_when_the_indexed_attributes_change(tmp_path):
     # Slot 1 now holds regions only: no postcode is left over in it.
     assert all_ids(swapped, "region", "10115") == []
     swapped.close()
+
+
+def reopened(store_backend, request, tmp_path, attributes):
+    """Stores on one database or table, opened one after the other with other indexed attributes."""
+    if store_backend == "sqlite":
+        from chalicelib.adapters.store.sqlite import SqliteStore
+
+        return lambda: SqliteStore(str(tmp_path / "reindex.db"), indexed_attributes=attributes.pop(0))
+    from chalicelib.adapters.store.dynamodb import DynamoDbStore
+
+    client = request.getfixturevalue("aws").client("dynamodb")
+    name = f"hub-reidx-{uuid.uuid4().hex[:12]}"
+    create_table(client, name)
+    return lambda: DynamoDbStore(name, client, indexed_attributes=attributes.pop(0))
+
+
+def reindex_all(store, limit: int) -> tuple[int, int]:
+    scanned = changed = 0
+    cursor = None
+    while True:
+        page = store.reindex_customers(limit=limit, cursor=cursor)
+        scanned, changed = scanned + page.scanned, changed + page.changed
+        if page.cursor is None:
+            return scanned, changed
+        cursor = page.cursor
+
+
+def test_reindexing_brings_customers_written_before_into_the_new_slots(store_backend, request, tmp_path):
+    open_store = reopened(store_backend, request, tmp_path, [("postcode",), ("region", "postcode")])
+    before = open_store()
+    north = [customer_with(postcode="10115", region="North") for _ in range(4)]
+    south = customer_with(postcode="20095", region="south")
+    absorbed = customer_with(postcode="10115", region="north")
+    absorbed.merged_into = north[0].id
+    for customer in (*north, south, absorbed):
+        before.create_customer(customer)
+    if store_backend == "sqlite":
+        before.close()
+
+    after = open_store()
+    scanned, _ = reindex_all(after, limit=3)
+    assert scanned == 6
+
+    assert all_ids(after, "region", "north") == sorted(c.id for c in north)
+    assert all_ids(after, "postcode", "20095") == [south.id]
+    # Slot 1 held postcodes and holds regions now: no postcode is left over in it.
+    assert all_ids(after, "region", "10115") == []
+    # The customers themselves are unchanged (same version), and a second pass has nothing to do.
+    assert after.get_customer(south.id) == south
+    assert reindex_all(after, limit=50) == (6, 0)
+
+
+def test_a_reindex_cursor_must_be_one_the_store_gave(store):
+    with pytest.raises(StoreRejectedError):
+        store.reindex_customers(limit=0)
+    if store.backend == "dynamodb":
+        with pytest.raises(StoreRejectedError, match="not a reindex cursor"):
+            store.reindex_customers(limit=5, cursor="cus_1")

@@ -116,6 +116,42 @@ def test_get_customers_reads_a_hundred_per_batch(table, calls):
     assert all(request["RequestItems"][table[0]]["ConsistentRead"] for request in calls.of("BatchGetItem"))
 
 
+def test_reindex_sets_the_segment_keys_of_customers_written_before_without_changing_them(table, calls):
+    name, client = table
+    before = DynamoDbStore(name, client)
+    customers = seed(before, 5, postcode="10115")
+    after = store_on(table)
+    assert after.segment_page("postcode", "10115", limit=10).items == []
+    calls.clear()
+
+    pages, changed, cursor = 0, 0, None
+    while True:
+        page = after.reindex_customers(limit=4, cursor=cursor)
+        pages, changed, cursor = pages + 1, changed + page.changed, page.cursor
+        if cursor is None:
+            break
+
+    assert changed == 5
+    assert calls.counts() == {"Scan": pages, "UpdateItem": 5}
+    assert after.segment_page("postcode", "10115", limit=10).items == sorted(c.id for c in customers)
+    assert after.get_customer(customers[0].id) == customers[0]  # same document, same version
+
+
+def test_reindex_skips_a_customer_written_since_the_scan_read_it(table):
+    name, client = table
+    [customer] = seed(DynamoDbStore(name, client), 1, postcode="10115")
+    store = store_on(table)
+    [item] = client.scan(TableName=name, FilterExpression="sk = :p", ExpressionAttributeValues={":p": {"S": "PROFILE"}})["Items"]
+    moved = customer.model_copy(deep=True)
+    moved.attributes["postcode"] = AttributeValue(value="20095", source="crm", updated_at=T0)
+    moved.version += 1
+    store.update_customer(moved)
+
+    assert store._reindex_profile(item, store.indexed_attributes) is False  # the stale read loses
+    assert store.segment_page("postcode", "20095", limit=10).items == [customer.id]
+    assert store.segment_page("postcode", "10115", limit=10).items == []
+
+
 # --- deploying the indexes -------------------------------------------------------------------------
 
 

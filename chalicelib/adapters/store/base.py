@@ -99,6 +99,7 @@ from chalicelib.errors import (
 
 __all__ = [
     "ContactCommit", "Erasure", "EventCommit", "IdentifierMove", "IdentifierTakenError", "MergeCommit", "MessageStart", "Page",
+    "ReindexPage",
     "Store", "case_ref_key", "parked_entry", "sent_key",
 ]
 
@@ -190,6 +191,17 @@ class EventCommit(Value):
     dedupe_expires_at: datetime
     #: The worker's clock: the moment the marker's condition is judged at (see `ContactCommit`).
     committed_at: datetime
+
+
+class ReindexPage(Value):
+    """One page of `Store.reindex_customers`."""
+
+    #: Customers read on this page.
+    scanned: int
+    #: Customers whose index entries were out of date and rewritten.
+    changed: int
+    #: Pass back for the next page; None when every customer was read.
+    cursor: str | None
 
 
 class MergeCommit(Value):
@@ -354,6 +366,21 @@ class Store(ABC):
         slot = self.indexed_attributes.index(attribute) + 1
         ids, more = self._run("segment_page", self._list, Segment(slot, normalized), limit, cursor)
         return Page(items=ids, cursor=ids[-1] if ids and more else None)
+
+    def reindex_customers(self, *, limit: int = 100, cursor: str | None = None) -> ReindexPage:
+        """Bring the segment index entries of the next customers in line with their records and
+        `indexed_attributes`, without changing the customers (their version stays): after the
+        indexed attributes changed, for the customers written before. An operator's one-off
+        (`hubctl customers reindex`), never the hot path: on DynamoDB each page is a Scan (it
+        reads every item of the table, customers or not, `limit` items per page), plus one
+        conditional UpdateItem per customer whose entries changed; a customer written meanwhile
+        is skipped, as its write set its entries. SQLite rebuilds its index by itself when it
+        opens with other indexed attributes, so there this only repeats that work page by page."""
+        if limit < 1:
+            raise StoreRejectedError("a reindex page reads at least 1 item")
+        scanned, changed, next_cursor = self._run("reindex_customers", self._reindex, self.indexed_attributes,
+                                                  limit, cursor)
+        return ReindexPage(scanned, changed, next_cursor)
 
     def get_merge(self, merge_id: str) -> MergeRecord | None:
         return _load(MergeRecord, self._run("get_merge", self._read, Doc.MERGE, (merge_id,)))
@@ -722,6 +749,10 @@ class Store(ABC):
     def _list(self, listing: Listing, limit: int, cursor: str | None) -> tuple[list[str], bool]:
         """Up to `limit` documents after `cursor` (the id of the last item of the previous
         page), and whether more follow. A `Segment` listing's documents are customer ids."""
+
+    @abstractmethod
+    def _reindex(self, attributes: tuple[str, ...], limit: int, cursor: str | None) -> tuple[int, int, str | None]:
+        """One page of `reindex_customers`: (customers read, customers changed, next cursor)."""
 
     @abstractmethod
     def _filed_dead_letters(self, customer_id: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""DynamoDB implementation of the store: one table, every access by key, never a Scan.
+"""DynamoDB implementation of the store: one table, every access by key, never a Scan (but the
+operator's one-off `reindex_customers`).
 
 Items (pk / sk), each holding its document as a JSON string in `doc` so numbers never become
 `Decimal` and a model round-trips exactly:
@@ -50,6 +51,7 @@ ids, `commit_event` 1 TransactWriteItems. Retries of unprocessed batch items are
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +62,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.store.base import MAX_ITEM_BYTES, Store, case_ref_key
 from chalicelib.domain.models import ExternalRef
+from chalicelib.domain.segments import stored_index_entries
 from chalicelib.adapters.store.records import (
     ClaimIdentifier,
     ConditionLost,
@@ -348,6 +351,42 @@ class DynamoDbStore(Store):
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
             params["Limit"] = limit + 1 - len(ids)
 
+    def _reindex(self, attributes: tuple[str, ...], limit: int, cursor: str | None) -> tuple[int, int, str | None]:
+        params: dict[str, Any] = {
+            "TableName": self._table, "FilterExpression": "sk = :profile", "Limit": limit, "ConsistentRead": True,
+            "ProjectionExpression": "pk, doc, #version, seg1, seg2", "ExpressionAttributeNames": {"#version": "version"},
+            "ExpressionAttributeValues": {":profile": {"S": "PROFILE"}},
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = _scan_position(cursor)
+        response = self._call("scan", **params)
+        items = response.get("Items", [])
+        changed = sum(self._reindex_profile(item, attributes) for item in items)
+        last = response.get("LastEvaluatedKey")
+        return len(items), changed, json.dumps([last["pk"]["S"], last["sk"]["S"]]) if last else None
+
+    def _reindex_profile(self, item: dict, attributes: tuple[str, ...]) -> bool:
+        """Set the profile's segment keys as its document says, unless the customer was written
+        since the Scan read it (that write set them); whether they changed."""
+        wanted = {f"seg{slot}": value for slot, value in stored_index_entries(item["doc"]["S"], attributes)}
+        held = {name: item[name]["S"] for name in ("seg1", "seg2") if name in item}
+        if wanted == held:
+            return False
+        clauses = []
+        if wanted:
+            clauses.append("SET " + ", ".join(f"{name} = :{name}" for name in wanted))
+        if removed := [name for name in held if name not in wanted]:
+            clauses.append("REMOVE " + ", ".join(removed))
+        values = {f":{name}": {"S": value} for name, value in wanted.items()}
+        try:
+            self._call("update_item", TableName=self._table, Key=_key(item["pk"]["S"], "PROFILE"),
+                       UpdateExpression=" ".join(clauses), ConditionExpression="#version = :version",
+                       ExpressionAttributeNames={"#version": "version"},
+                       ExpressionAttributeValues={**values, ":version": item["version"]})
+        except _ConditionFailed:
+            return False
+        return True
+
     def _filed_dead_letters(self, customer_id: str) -> list[str]:
         filed = self._query_partition(f"CUST#{customer_id}", prefix=_FILED_LETTER, projection="sk")
         ids = [item["sk"]["S"][len(_FILED_LETTER):] for item in filed]
@@ -633,6 +672,17 @@ def _conditional(exc: ClientError) -> bool:
 
 def _key(pk: str, sk: str) -> dict:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _scan_position(cursor: str) -> dict:
+    """The Scan's start key from a `reindex_customers` cursor (the JSON [pk, sk] it returned)."""
+    try:
+        pk, sk = json.loads(cursor)
+    except (ValueError, TypeError):
+        raise StoreRejectedError("not a reindex cursor this store returned") from None
+    if not isinstance(pk, str) or not isinstance(sk, str):
+        raise StoreRejectedError("not a reindex cursor this store returned")
+    return _key(pk, sk)
 
 
 def _dedupe_key(key: str) -> dict:

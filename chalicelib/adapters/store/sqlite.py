@@ -6,7 +6,6 @@ a lost condition rolls back everything before it; `purge_expired` does what Dyna
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -59,7 +58,7 @@ from chalicelib.adapters.store.records import (
     UnhandledRecord,
     Write,
 )
-from chalicelib.domain.segments import index_value
+from chalicelib.domain.segments import stored_index_entries
 from chalicelib.domain.values import astuple
 from chalicelib.errors import HubError, ItemTooLargeError, StoreRejectedError, StoreUnavailableError
 
@@ -258,6 +257,23 @@ class SqliteStore(Store):
         rows = self._db.read().execute(sql, [*args, limit + 1]).fetchall()
         return [row["doc"] for row in rows[:limit]], len(rows) > limit
 
+    def _reindex(self, attributes: tuple[str, ...], limit: int, cursor: str | None) -> tuple[int, int, str | None]:
+        with self._db.write() as conn:
+            rows = conn.execute("SELECT id, doc FROM customers WHERE id > ? ORDER BY id LIMIT ?",
+                                (cursor or "", limit + 1)).fetchall()
+            changed = 0
+            for row in rows[:limit]:
+                wanted = set(stored_index_entries(row["doc"], attributes))
+                held = {(r["slot"], r["value"]) for r in conn.execute(
+                    "SELECT slot, value FROM customer_index WHERE customer_id = ?", (row["id"],))}
+                if wanted != held:
+                    changed += 1
+                    conn.execute("DELETE FROM customer_index WHERE customer_id = ?", (row["id"],))
+                    conn.executemany("INSERT INTO customer_index (slot, value, customer_id) VALUES (?, ?, ?)",
+                                     [(slot, value, row["id"]) for slot, value in sorted(wanted)])
+        more = len(rows) > limit
+        return min(len(rows), limit), changed, rows[limit - 1]["id"] if more else None
+
     def _filed_dead_letters(self, customer_id: str) -> list[str]:
         rows = self._db.read().execute("SELECT doc FROM dead_letters WHERE customer_id = ? ORDER BY id", (customer_id,))
         return [row["doc"] for row in rows.fetchall()]
@@ -312,23 +328,9 @@ def _reindex_if_changed(conn: sqlite3.Connection, attributes: tuple[str, ...]) -
         return
     rows = conn.execute("SELECT id, doc FROM customers")
     while batch := rows.fetchmany(_CHUNK):
-        entries = [(slot, value, row["id"]) for row in batch for slot, value in _stored_entries(row["doc"], attributes)]
+        entries = [(slot, value, row["id"])
+                   for row in batch for slot, value in stored_index_entries(row["doc"], attributes)]
         conn.executemany("INSERT OR IGNORE INTO customer_index (slot, value, customer_id) VALUES (?, ?, ?)", entries)
-
-
-def _stored_entries(doc: str, attributes: tuple[str, ...]) -> list[tuple[int, str]]:
-    """`segments.indexed_values` of a stored customer document, read without building the model
-    (a reindex reads every customer)."""
-    customer = json.loads(doc)
-    if customer.get("merged_into") or customer.get("erasing"):
-        return []
-    stored = customer.get("attributes") or {}
-    entries = []
-    for slot, name in enumerate(attributes, start=1):
-        value = index_value((stored.get(name) or {}).get("value"))
-        if value is not None:
-            entries.append((slot, value))
-    return entries
 
 
 def _column(value: Any) -> Any:
