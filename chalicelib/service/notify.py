@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from pydantic import ValidationError
+
 from chalicelib.domain.consent import Purpose
 from chalicelib.domain.ids import digest_id, stable_id
 from chalicelib.domain.models import Case, CaseStatus, Channel, Customer, ReplyTarget
@@ -369,12 +371,18 @@ class Notifier:
             if rendered.text is None and template is None:
                 outcome.attempts.append(Attempt(channel.value, "skipped", "no_template_text"))
                 continue
-            request = SendRequest(
-                to=Addressee(customer_id=customer.id), channel=channel.value, text=rendered.text,
-                # Without text for the language, WhatsApp sends the template, in the window or not.
-                template=template if rendered.text is None else None,
-                subject=rendered.subject or None, purpose=spec.purpose,
-            )
+            try:
+                request = SendRequest(
+                    to=Addressee(customer_id=customer.id), channel=channel.value, text=rendered.text,
+                    # Without text for the language, WhatsApp sends the template, in the window or not.
+                    template=template if rendered.text is None else None,
+                    subject=(rendered.subject or None) if channel == Channel.EMAIL else None, purpose=spec.purpose,
+                )
+            except ValidationError:
+                # A rendering no message may carry (too long for any channel): the same refusal
+                # `MessageService` gives one its channel cannot take.
+                outcome.attempts.append(Attempt(channel.value, "refused", UnsendableMessageError.code))
+                continue
             try:
                 accepted = messages.send(request, origin=f"event:{rule}", human=False, message_id=message_id,
                                          addressee=(customer, filed_on), fallback_template=template,

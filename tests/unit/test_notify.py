@@ -273,6 +273,26 @@ def test_consent_refused_everywhere_is_consent_refused_and_anything_else_unreach
     assert mixed.outreach_at is None
 
 
+def test_a_rendering_too_long_for_any_message_is_refused_not_raised():
+    class Long(Templates):
+        def __call__(self, template, *, language, event, customer) -> RenderedMessage:
+            return RenderedMessage(text="x" * 40_001)
+
+    world = World(templates=Long())
+    outcome = world.notify(Spec(channels=("sms", "email")))
+
+    assert outcome.status == "unreachable"
+    assert outcome.trace == "notify parcel_late: unreachable (sms: invalid_message, email: invalid_message)"
+
+
+def test_only_email_carries_the_subject():
+    world = World()
+    world.notify(Spec(channels=("sms",)))
+    world.notify(Spec(channels=("email",)), event=Event(id="evt-2"))
+
+    assert [(m.channel, m.subject) for m in world.queued()] == [(Channel.SMS, None), (Channel.EMAIL, "Ihr Paket")]
+
+
 def test_a_customer_no_channel_reaches_is_unreachable():
     world = World()
     customer = Customer(id="cus_2")
