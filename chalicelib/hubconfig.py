@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, Strict, SurvivorshipPolicy
@@ -155,6 +155,32 @@ class HubConfig(Strict):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=empty_list)
+    #: `events:` as written; `events` types it on first use (`routing/event_settings.py`). Only the
+    #: functions that handle business events read it, so no other cold start pays for its models.
+    events_section: dict[str, Any] = Field(default_factory=dict, alias="events")
+    _events: Any = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="<config>")
+
+    @property
+    def events(self) -> Any:
+        """The `events:` section as `EventSettings`, typed and checked against the rest of the
+        configuration (calendars, destinations, templates, indexed attributes) on first use and
+        kept. Raises `ConfigError` naming every problem's path, as a load would."""
+        settings = self._events
+        if settings is None:
+            from chalicelib.routing.event_settings import EventSettings
+
+            try:
+                settings = EventSettings.model_validate(self.events_section)
+            except ValidationError as exc:
+                raise ConfigError(_describe(self._source, _errors(exc, prefix="events"))) from None
+            problems = settings.reference_problems(
+                calendars=frozenset(self.routing.calendars), destinations=frozenset(d.name for d in self.destinations),
+                indexed_attributes=getattr(self.customers, "indexed_attributes", None))
+            if problems:
+                raise ConfigError(_describe(self._source, problems))
+            self._events = settings
+        return settings
 
     @model_validator(mode="wrap")
     @classmethod
@@ -266,6 +292,7 @@ def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: b
         config = HubConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(source, _errors(exc))) from None
+    config._source = source
     problems = [] if allow_inline_secrets else _deployment_problems(data, config)
     if problems:
         raise ConfigError(_describe(source, problems))
@@ -336,10 +363,10 @@ def _load_document(text: str, source: str) -> Any:
     return data
 
 
-def _errors(exc: ValidationError) -> list[str]:
+def _errors(exc: ValidationError, *, prefix: str = "") -> list[str]:
     out = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = ""
+        location = prefix
         for part in error["loc"]:
             location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
         message = error["msg"].removeprefix("Value error, ")
