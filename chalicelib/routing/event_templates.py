@@ -29,6 +29,7 @@ from chalicelib.errors import UnsendableMessageError
 from chalicelib.routing.conditions import _MISSING, RuleProblem
 from chalicelib.routing.event_conditions import parse_event_path, resolve_path
 from chalicelib.routing.event_context import normalized_event
+from chalicelib.routing.replies import _tidy
 from chalicelib.domain.values import Value
 
 #: Placeholders that are not event paths.
@@ -51,8 +52,17 @@ class RenderedTemplate(Value):
 
 
 def placeholders(text: str) -> list[str]:
-    """The placeholders of `text`, in order. Raises ValueError for a malformed text (a lone `{`)."""
-    return [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+    """The placeholders of `text`, in order. Raises ValueError for a malformed text (a lone `{`)
+    and for a format specification or conversion (`{data.x:>5}`, `{data.x!r}`): values are text."""
+    found = []
+    for _, field, spec, conversion in string.Formatter().parse(text):
+        if field is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"unknown placeholder {{{field}{'!' + conversion if conversion else ''}"
+                             f"{':' + spec if spec else ''}}}: no conversions or formats")
+        found.append(field)
+    return found
 
 
 def template_problems(name: str, template: Any) -> list[tuple[tuple[str | int, ...], str]]:
@@ -69,7 +79,8 @@ def template_problems(name: str, template: Any) -> list[tuple[tuple[str | int, .
         try:
             fields = placeholders(text)
         except ValueError as exc:
-            problems.append((where, f"{exc} (write {{{{ and }}}} for braces)"))
+            hint = " (write {{ and }} for braces)" if "encountered" in str(exc) else ""
+            problems.append((where, f"{exc}{hint}"))
             continue
         for field in fields:
             problem = _placeholder_problem(field)
@@ -157,7 +168,7 @@ class _Values:
             out.append(literal)
             if field is not None:
                 out.append(self._value(where, field))
-        return "".join(out).strip()
+        return _tidy("".join(out))
 
     def _value(self, where: str, field: str) -> str:
         if field == "name":
