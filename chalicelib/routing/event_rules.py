@@ -31,7 +31,14 @@ from pydantic import ValidationError
 from chalicelib.domain.models import RuleTrace
 from chalicelib.errors import ConfigError
 from chalicelib.routing.actions import raised_by
-from chalicelib.routing.conditions import _MISSING, Condition, ConditionEnvironment, RuleProblem, _All, parse_condition
+from chalicelib.routing.conditions import (
+    _MISSING,
+    Condition,
+    ConditionEnvironment,
+    RuleProblem,
+    _All,
+    parse_condition,
+)
 from chalicelib.routing.event_conditions import EVENT_ONLY, event_value
 from chalicelib.routing.event_context import EventContext, event_context_for
 from chalicelib.routing.event_specs import EventActionSpec, EventRuleSpec, is_event_path

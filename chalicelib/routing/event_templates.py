@@ -25,12 +25,12 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.domain.values import Value
 from chalicelib.errors import UnsendableMessageError
 from chalicelib.routing.conditions import _MISSING, RuleProblem
 from chalicelib.routing.event_conditions import parse_event_path, resolve_path
 from chalicelib.routing.event_context import normalized_event
 from chalicelib.routing.replies import _tidy
-from chalicelib.domain.values import Value
 
 #: Placeholders that are not event paths.
 CUSTOMER_PLACEHOLDERS = frozenset({"name"})
@@ -130,7 +130,9 @@ class EventTemplates:
             subject = values.fill("subject", _in_language(template.subject, chosen))
         whatsapp = None
         if template.whatsapp is not None:
-            from chalicelib.domain.outbound import TemplateMessage  # the worker renders; configuration checks do not
+            from chalicelib.domain.outbound import (
+                TemplateMessage,  # the worker renders; configuration checks do not
+            )
 
             spec = template.whatsapp
             whatsapp = TemplateMessage(name=spec.name, language=spec.language,

@@ -15,7 +15,11 @@ from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import parse_config
 from chalicelib.routing.event_context import event_context_for
 from chalicelib.routing.event_rules import Fanout, segments
-from chalicelib.routing.event_setup import EventRulesFactory, LiveEventRules, check_event_config
+from chalicelib.routing.event_setup import (
+    EventRulesFactory,
+    LiveEventRules,
+    check_event_config,
+)
 from chalicelib.routing.sources import FileRulesSource
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # Monday, 10:00 in Berlin
@@ -330,7 +334,7 @@ def test_every_problem_is_reported_and_duplicates_are_named():
 def test_shape_errors_name_the_path_at_first_use(rule, message):
     config = parse_config(BASE + f"  rules:\n    - {rule}\n")  # the section is typed on first use, not at load
     with pytest.raises(ConfigError) as raised:
-        config.events
+        _ = config.events
     assert message in raised.value.message
 
 

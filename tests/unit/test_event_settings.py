@@ -65,7 +65,7 @@ def test_defaults_without_a_section():
 def test_a_bad_section_loads_and_fails_on_first_use_naming_the_path():
     config = parse_config("events: {fanout_page_size: 5000}", source="hub.yaml")
     with pytest.raises(ConfigError) as raised:
-        config.events
+        _ = config.events
     assert raised.value.message == ("invalid hub configuration hub.yaml:\n"
                                     "  events.fanout_page_size: Input should be less than or equal to 1000")
 
@@ -95,7 +95,7 @@ def test_a_section_that_is_not_a_mapping_fails_at_load():
 def test_errors_name_their_path(section, message):
     config = parse_config(f"events: {section}")
     with pytest.raises(ConfigError) as raised:
-        config.events
+        _ = config.events
     assert message in raised.value.message
 
 

@@ -97,7 +97,7 @@ def test_a_missing_path_names_template_language_and_placeholder():
 def test_template_problems_name_their_place(text, message):
     config = parse_config(f'events: {{templates: {{t: {{text: {{de: "{text}"}}}}}}}}')
     with pytest.raises(ConfigError) as raised:
-        config.events
+        _ = config.events
     assert message in raised.value.message
 
 
@@ -105,5 +105,5 @@ def test_whatsapp_parameters_and_channels_are_checked():
     config = parse_config('events: {templates: {t: {text: {de: x}, channels: {fax: {de: y}}, '
                           'whatsapp: {name: n, language: de, parameters: ["{nope}"]}}}}')
     with pytest.raises(ConfigError) as raised:
-        config.events
+        _ = config.events
     assert "events.templates.t.channels: unknown channel 'fax'" in raised.value.message
