@@ -14,7 +14,7 @@ import pytest
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import load_config, parse_config
 from chalicelib.routing.event_settings import EventSettings
-from chalicelib.routing.event_setup import check_event_config
+from chalicelib.routing.event_setup import EventRulesFactory, check_event_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,3 +130,24 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("chalicelib.routi
     before, after = (json.loads(line) for line in done.stdout.splitlines()[-2:])
     assert before == []
     assert "chalicelib.routing.event_settings" in after
+
+
+def test_the_documented_examples_compile():
+    """docs/examples/events.yaml (README "Business events and proactive messages") with a calendar
+    and the outbox destination, as its header says."""
+    import yaml
+
+    from chalicelib.domain.policies import CustomerLimits
+
+    example = yaml.safe_load((ROOT / "docs" / "examples" / "events.yaml").read_text())
+    if "indexed_attributes" not in CustomerLimits.model_fields:  # segments arrive with the store's index
+        example.pop("customers")
+    document = {"destinations": [{"name": "outbox", "type": "outbox"}],
+                "routing": {"calendars": {"default": {"timezone": "Europe/Berlin", "hours": {"mon-fri": "08:00-18:00"}}}},
+                **example}
+    config = parse_config(json.dumps(document), source="events.json")
+    assert check_event_config(config) == "6 inline"
+    engine = EventRulesFactory(config).inline
+    plan = engine.broadcast_plan({"type": "outage.started", "id": "e", "source": "api", "occurred_at": None,
+                                  "data": {"postcodes": ["10115"], "region": "Mitte", "eta": "14:00"}})
+    assert [(f.rule, f.values) for f in plan] == [("outage-broadcast", ("10115",))]
