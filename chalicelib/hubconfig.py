@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -28,6 +28,9 @@ from chalicelib.routing.settings import RoutingSettings
 from chalicelib.secrets import is_reference
 from chalicelib.service.consent_settings import ConsentSettings
 from chalicelib.service.media_settings import MediaSettings
+
+if TYPE_CHECKING:
+    from chalicelib.routing.event_settings import EventSettings
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +165,7 @@ class HubConfig(Strict):
     _source: str = PrivateAttr(default="<config>")
 
     @property
-    def events(self) -> Any:
+    def events(self) -> "EventSettings":
         """The `events:` section as `EventSettings`, typed and checked against the rest of the
         configuration (calendars, destinations, templates, indexed attributes) on first use and
         kept. Raises `ConfigError` naming every problem's path, as a load would."""
