@@ -95,15 +95,13 @@ def test_a_missing_path_names_template_language_and_placeholder():
     ("{data.x!r}", "unknown placeholder"),
 ])
 def test_template_problems_name_their_place(text, message):
-    config = parse_config(f'events: {{templates: {{t: {{text: {{de: "{text}"}}}}}}}}')
     with pytest.raises(ConfigError) as raised:
-        _ = config.events
+        parse_config(f'events: {{templates: {{t: {{text: {{de: "{text}"}}}}}}}}')
     assert message in raised.value.message
 
 
 def test_whatsapp_parameters_and_channels_are_checked():
-    config = parse_config('events: {templates: {t: {text: {de: x}, channels: {fax: {de: y}}, '
-                          'whatsapp: {name: n, language: de, parameters: ["{nope}"]}}}}')
     with pytest.raises(ConfigError) as raised:
-        _ = config.events
+        parse_config('events: {templates: {t: {text: {de: x}, channels: {fax: {de: y}}, '
+                     'whatsapp: {name: n, language: de, parameters: ["{nope}"]}}}}')
     assert "events.templates.t.channels: unknown channel 'fax'" in raised.value.message
