@@ -25,6 +25,7 @@ from chalicelib.routing.sources import FileRulesSource
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # Monday, 10:00 in Berlin
 
 BASE = """
+customers: {indexed_attributes: [postcode, region]}
 destinations: [{name: outbox, type: outbox}, {name: crm, type: outbox, path: crm.jsonl}]
 routing:
   calendars:
@@ -215,7 +216,7 @@ BROADCAST = """
       then: {notify: {template: tariff_offer, purpose: marketing, channels: [email, sms]}}
     - name: berlin-only
       when: {event_type: outage.started}
-      customer_selector: {attribute: city, in: [Berlin, " berlin", 10115]}
+      customer_selector: {attribute: region, in: [Berlin, " berlin", 10115]}
       then: {tag_customer: [berlin]}
     - name: addressed
       when: {event_type: "parcel.*"}
@@ -227,19 +228,19 @@ def test_the_broadcast_plan_evaluates_the_event_prefix_and_reads_the_values():
     rules = engine(BROADCAST)
     plan = rules.broadcast_plan(event("outage.started", {"postcodes": ["10115", " 10117", 10115, ["x"]]}), now=NOW)
     assert plan == [Fanout("outage-broadcast", "postcode", ("10115", "10117")),
-                    Fanout("berlin-only", "city", ("berlin", "10115"))]
+                    Fanout("berlin-only", "region", ("berlin", "10115"))]
     assert rules.broadcast_plan(event("offer.tariff", {"region": "Nord", "active": True}), now=NOW) == [
         Fanout("tariff-offer", "region", ("nord",))]
     # The prefix's event condition decides; the customer conditions wait for each member.
     assert rules.broadcast_plan(event("offer.tariff", {"region": "Nord", "active": False}), now=NOW) == []
     # No values in the event: no fan-out; rules without a selector never fan out.
-    assert rules.broadcast_plan(event("outage.started", {}), now=NOW) == [Fanout("berlin-only", "city", ("berlin", "10115"))]
+    assert rules.broadcast_plan(event("outage.started", {}), now=NOW) == [Fanout("berlin-only", "region", ("berlin", "10115"))]
     assert rules.broadcast_plan(event("parcel.delayed", {}), now=NOW) == []
 
 
 def test_segments_share_a_page_chain_per_attribute_and_value():
-    plan = [Fanout("a", "postcode", ("10115", "10117")), Fanout("b", "postcode", ("10115",)), Fanout("c", "city", ("x",))]
-    assert segments(plan) == [("postcode", "10115", ("a", "b")), ("postcode", "10117", ("a",)), ("city", "x", ("c",))]
+    plan = [Fanout("a", "postcode", ("10115", "10117")), Fanout("b", "postcode", ("10115",)), Fanout("c", "region", ("x",))]
+    assert segments(plan) == [("postcode", "10115", ("a", "b")), ("postcode", "10117", ("a",)), ("region", "x", ("c",))]
 
 
 def test_a_broadcast_member_matches_only_the_rules_whose_segment_chose_it():
@@ -261,9 +262,9 @@ def test_a_member_still_needs_the_customer_conditions():
 
 def test_an_addressed_event_tests_the_selector_on_the_customer():
     evt = event("outage.started", {"postcodes": ["10115", "10117"]})
-    inside = evaluate(BROADCAST, evt, customer({"postcode": " 10117", "city": "Hamburg"}))
+    inside = evaluate(BROADCAST, evt, customer({"postcode": " 10117", "region": "Hamburg"}))
     assert [n for n, _ in inside.actions] == ["outage-broadcast"]
-    outside = evaluate(BROADCAST, evt, customer({"postcode": "20095", "city": "BERLIN"}))
+    outside = evaluate(BROADCAST, evt, customer({"postcode": "20095", "region": "BERLIN"}))
     assert [n for n, _ in outside.actions] == ["berlin-only"]
     assert ("outage-broadcast", False, "attribute postcode not in the event's data.postcodes") in outcome(outside)
 
