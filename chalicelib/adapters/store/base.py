@@ -339,10 +339,10 @@ class Store(ABC):
             PutMerge(commit.record.id, self._dump(commit.record)),
         ])
 
-    def get_customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
-        """The customers that exist among `customer_ids`, by id (DynamoDB: one BatchGetItem per
-        100 ids; SQLite: one query per 500)."""
-        unique = list(dict.fromkeys(customer_ids))
+    def get_customers(self, ids: Sequence[str]) -> dict[str, Customer]:
+        """The customers that exist among `ids`, by id (DynamoDB: one BatchGetItem per 100 ids;
+        SQLite: one query per 500). Strongly consistent."""
+        unique = list(dict.fromkeys(ids))
         if not unique:
             return {}
         docs = self._run("get_customers", self._read_many, Doc.CUSTOMER, unique)
