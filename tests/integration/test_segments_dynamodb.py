@@ -77,6 +77,47 @@ def test_pages_of_a_segment_cost_one_query_each_on_its_index(table, calls):
     assert all(q["Limit"] == 11 for q in queries)
 
 
+def test_a_broadcast_fans_out_page_by_page_with_one_query_per_page(table, calls):
+    import json
+    from types import SimpleNamespace
+
+    from chalicelib.service.segments import SegmentFanout
+
+    store = store_on(table)
+    members = sorted(c.id for c in seed(store, 25, postcode="10115"))
+    seed(store, 3, postcode="20095")
+    queue = MemoryQueue()
+    fanout = SegmentFanout(store, lambda: queue, page_size=10)
+    event = _Event(id="evt-outage-7")
+    calls.clear()
+
+    [first] = fanout.start(event, [SimpleNamespace(rule="outage-broadcast", attribute="postcode", values=["10115"])])
+    reached, pending = [], [json.loads(first.body)]
+    while pending:
+        page = pending.pop()
+        for message in fanout.page(SimpleNamespace(**{**page, "event": event})):
+            body = json.loads(message.body)
+            if body["kind"] == "segment_member":
+                reached.append(body["customer_id"])
+            else:
+                pending.append(body)
+
+    assert reached == members
+    assert calls.counts() == {"Query": 3}
+    assert {q["IndexName"] for q in calls.of("Query")} == {"segment1"}
+
+
+class _Event:
+    """An event as the fan-out needs it: its id and its JSON."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+    def model_dump(self, *, mode: str) -> dict:
+        return {"type": "outage.started", "id": self.id, "occurred_at": T0.isoformat(), "customer": None, "data": {},
+                "source": "api:ops", "received_at": T0.isoformat()}
+
+
 def test_the_profile_carries_its_segment_keys_and_a_changed_value_leaves_the_index(table):
     name, client = table
     store = store_on(table)
