@@ -221,6 +221,17 @@ class Hub:
         return self._queue("outbound-dlq", self.settings.outbound_dlq_url, "HUB_OUTBOUND_DLQ_URL",
                            LOCAL_DELIVERY_VISIBILITY, 0)
 
+    @wired
+    def events_queue(self) -> Queue:
+        """Business events, broadcast pages and members, case timers and deferred messages."""
+        return self._queue("events", self.settings.events_queue_url, "HUB_EVENTS_QUEUE_URL",
+                           LOCAL_DELIVERY_VISIBILITY, self.config.delivery.max_receives)
+
+    @wired
+    def events_dead_letters(self) -> Queue:
+        return self._queue("events-dlq", self.settings.events_dlq_url, "HUB_EVENTS_DLQ_URL",
+                           LOCAL_DELIVERY_VISIBILITY, 0)
+
     def pull_queue(self, name: str) -> Queue:
         """The queue a provider's pull entry (`PullEntry`) reads; the worker deletes what it finished."""
         from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -583,6 +594,30 @@ class Hub:
         return MessagesApi(ApiKeys(self.config.api_keys), self.messages)
 
     @wired
+    def event_intake(self):
+        from datetime import timedelta
+
+        from chalicelib.service.event_intake import EventIntake
+
+        def is_done(dedupe_key: str, now: datetime) -> bool:
+            return self.store.begin(dedupe_key, now=now).done
+
+        def record_unhandled(event) -> None:
+            self.store.record_unhandled(
+                event, expires_at=self.clock() + timedelta(days=self.config.processing.unhandled_days))
+
+        return EventIntake(lambda: self.events_queue, self.config.identity.default_region, self.clock,
+                           is_done=is_done, record_unhandled=record_unhandled, counters=self.counters)
+
+    @wired
+    def events_api(self):
+        from chalicelib.api.auth import ApiKeys
+        from chalicelib.api.events import EventsApi
+
+        # `event_processor` (service/events.EventProcessor) is built on the first explain only.
+        return EventsApi(ApiKeys(self.config.api_keys), self.event_intake, lambda: self.event_processor)
+
+    @wired
     def media_endpoint(self):
         from chalicelib.api.media import MediaEndpoint
 
@@ -603,6 +638,7 @@ class Hub:
             inbound_queue=lambda: self.inbound_queue, delivery_queue=lambda: self.delivery_queue,
             processor=lambda: self.processor, deliverer=lambda: self.deliverer, ingestion=lambda: self.ingestion,
             outbound_queue=lambda: self.outbound_queue, send_worker=lambda: self.send_worker,
+            events_queue=lambda: self.events_queue, event_processor=lambda: self.event_processor,
             pull_queue=self.pull_queue, adapters=self.adapter, pull_entries=PULL_ENTRIES, counters=self.counters,
             clock=self.clock, annotate=self.annotate, correlate=set_correlation_id,
         )

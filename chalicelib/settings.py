@@ -39,6 +39,9 @@ class Settings(Value):
     delivery_dlq_url: str = ""
     outbound_queue_url: str = ""
     outbound_dlq_url: str = ""
+    #: Business events (`POST /v1/events`, EventBridge, case timers) and their dead letters.
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
     bucket: str = ""
     region: str = ""
     log_level: str = "INFO"
@@ -79,6 +82,8 @@ class Settings(Value):
             delivery_dlq_url=env.get("HUB_DELIVERY_DLQ_URL", ""),
             outbound_queue_url=env.get("HUB_OUTBOUND_QUEUE_URL", ""),
             outbound_dlq_url=env.get("HUB_OUTBOUND_DLQ_URL", ""),
+            events_queue_url=env.get("HUB_EVENTS_QUEUE_URL", ""),
+            events_dlq_url=env.get("HUB_EVENTS_DLQ_URL", ""),
             bucket=env.get("HUB_BUCKET", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
             log_level=env.get("HUB_LOG_LEVEL", env.get("POWERTOOLS_LOG_LEVEL", "INFO")),

@@ -72,6 +72,7 @@ class EmbeddedRuntime:
             self._threads.append(_Worker(f"process-{index}", self.hub, "inbound", self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub, "delivery", self._stop))
             self._threads.append(_Worker(f"send-{index}", self.hub, "outbound", self._stop))
+            self._threads.append(_Worker(f"events-{index}", self.hub, "events", self._stop))
         for thread in self._threads:
             thread.start()
 
