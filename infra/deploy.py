@@ -37,6 +37,10 @@ OUTPUT_VARIABLES = {
     # deliver worker, dead-letters a message itself once it gives up (service/send_worker.py).
     "OutboundQueueUrl": "HUB_OUTBOUND_QUEUE_URL",
     "OutboundDeadLetterQueueUrl": "HUB_OUTBOUND_DLQ_URL",
+    # Business events: the API, the EventBridge function and the timers enqueue; process_events
+    # consumes (and enqueues broadcast pages and members on the same queue).
+    "EventsQueueUrl": "HUB_EVENTS_QUEUE_URL",
+    "EventsDeadLetterQueueUrl": "HUB_EVENTS_DLQ_URL",
     "BucketName": "HUB_BUCKET",
     # The ses_inbound worker deletes each notification it finished (partial batches).
     "SesInboundQueueUrl": "HUB_SES_INBOUND_QUEUE_URL",

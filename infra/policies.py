@@ -327,6 +327,8 @@ def api_policy(stage: Stage, config) -> list[dict]:
         statement("ConsumerApiQueuesDeliveries", ["sqs:SendMessage"], [stage.queue("delivery")]),
         # POST /v1/messages (and replays of dead messages): one send per accepted message.
         statement("SendApiQueuesMessages", ["sqs:SendMessage"], [stage.queue("outbound")]),
+        # POST /v1/events: one batch of sends per accepted request.
+        statement("EventsApiQueuesEvents", ["sqs:SendMessage"], [stage.queue("events")]),
         # Consumer API reads and edits customers, contacts, merges, dead letters, unhandled items,
         # erasure; the send API's addressee, idempotency key (remember), outbound contact and
         # thread keys; the web chat outbox the widget polls; the health check's GetItem; webhook
@@ -335,7 +337,8 @@ def api_policy(stage: Stage, config) -> list[dict]:
         # Claim-checked bodies of what it sends (an email webhook over 200 KB, a large replay or
         # message).
         statement("QueueBodiesSent", ["s3:PutObject"],
-                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery"), stage.queue_bodies("outbound")],
+                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery"), stage.queue_bodies("outbound"),
+                   stage.queue_bodies("events")],
                   OWN_ACCOUNT),
         # Media links (served or redirected to a presigned URL), the GDPR export of offloaded raw
         # payloads, and erasure of both.
@@ -451,6 +454,46 @@ def send_policy(stage: Stage, config) -> list[dict]:
     ]
 
 
+def events_policy(stage: Stage, config) -> list[dict]:
+    """Business events: rules over each event, broadcast fan-out through the events queue in
+    pages, proactive messages (the send path), case actions, events forwarded to destinations."""
+    return [
+        *stage.logs("process_events"),
+        statement("EventsQueueConsume", CONSUME, [stage.queue("events")]),
+        # Broadcast pages and their members, deferred messages and fired timers go back on the
+        # events queue; notify queues messages (MessageService.send); forwarded events and case
+        # events go to the destinations.
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("NotifyQueue", ["sqs:SendMessage"], [stage.queue("outbound")]),
+        statement("DeliveriesQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        # Done markers, customers, cases, event contacts, parked contacts, outbound contacts and
+        # unhandled events; a broadcast's segment pages are Queries on the segment indexes.
+        statement("Table", TABLE_READ_WRITE, [stage.table]),
+        statement("Segments", ["dynamodb:Query"], [f"{stage.table}/index/segment*"]),
+        # Its messages' claim-checked bodies (redriven ones come from the DLQ's prefix), released
+        # with a marker; the bodies of what it sends on.
+        statement("EventsQueueBodies", ["s3:GetObject", "s3:PutObject"],
+                  [stage.queue_bodies("events"), stage.queue_bodies("events-dlq")], OWN_ACCOUNT),
+        statement("QueueBodiesSent", ["s3:PutObject"],
+                  [stage.queue_bodies("outbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        TRACING,
+    ]
+
+
+def eventbridge_policy(stage: Stage, config) -> list[dict]:
+    """Business events from an EventBridge bus: validate and enqueue them; keep what can never be
+    accepted as an unhandled item (one conditional PutItem in its day's partition)."""
+    return [
+        *stage.logs("eventbridge_events"),
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("EventsQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("events")], OWN_ACCOUNT),
+        statement("UnhandledEvents", ["dynamodb:PutItem"], [stage.table],
+                  {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["UNHANDLED#*"]}}),
+        TRACING,
+    ]
+
+
 def pull_policy(stage: Stage, config, name: str, provider: str, entry) -> list[dict]:
     """A provider's pull entry: read what each announcement points to, enqueue it."""
     if name not in PULL_ENTRY_PREFIXES:
@@ -473,7 +516,9 @@ def policies_for(stage_name: str, config) -> dict[str, dict]:
 
     stage = Stage(stage_name)
     statements = {API: api_policy(stage, config), "process_inbound": process_policy(stage, config),
-                  "deliver": deliver_policy(stage, config), "send": send_policy(stage, config)}
+                  "deliver": deliver_policy(stage, config), "send": send_policy(stage, config),
+                  "process_events": events_policy(stage, config),
+                  "eventbridge_events": eventbridge_policy(stage, config)}
     for name, (provider, entry) in PULL_ENTRIES.items():
         statements[entry.function_name] = pull_policy(stage, config, name, provider, entry)
     return {function: {"Version": "2012-10-17", "Statement": items} for function, items in statements.items()}
