@@ -12,26 +12,27 @@ Explain runs the event rules for an event without writing or sending anything: t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import HttpRequest, answer, json_response
 from chalicelib.errors import PayloadTooLargeError, RequestRejectedError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the route module loads with every function's cold start: nothing more
+    from typing import Protocol
+
     from chalicelib.api.auth import ApiKeys
     from chalicelib.service.event_intake import EventIntake
+
+    class EventExplainer(Protocol):
+        """What explain needs of the event processor (`service/events.EventProcessor`)."""
+
+        def explain(self, body: dict) -> dict: ...
 
 events = Blueprint(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-
-
-class EventExplainer(Protocol):
-    """What explain needs of the event processor (`service/events.EventProcessor`)."""
-
-    def explain(self, body: dict) -> dict: ...
 
 
 class EventsApi:

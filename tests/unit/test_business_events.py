@@ -151,3 +151,14 @@ def test_derived_ids_are_stable_and_sorted_by_when_the_event_happened():
     assert notify_message_id(first, "cus_1", "r") == notify_message_id(first, "cus_1", "r")
     assert notify_message_id(first, "cus_1", "r") != notify_message_id(first, "cus_1", "s")
     assert notify_message_id(first, "cus_1", "r") != event_contact_id(first, "cus_1")
+
+
+def test_an_accepted_event_reads_back_whatever_the_reader_s_clock_says():
+    """The future check is for producers: a worker (or a test's clock) reading an accepted event,
+    or a timer's event dated when it was due, never refuses it."""
+    ahead = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    accepted = BusinessEvent.model_validate({**event(occurred_at=ahead), "source": "timer", "received_at": ahead})
+
+    assert BusinessEvent.model_validate_json(accepted.model_dump_json()) == accepted
+    with pytest.raises(ValidationError):
+        EventIn.model_validate(event(occurred_at=ahead))
