@@ -119,7 +119,10 @@ class Hub:
     def config(self) -> HubConfig:
         if self._config is not None:
             return self._config
-        return load_config(self.settings.config_path, allow_inline_secrets=not self.settings.on_aws)
+        # A deployed function types the sections it reads when it first reads them (the deploy
+        # validated the whole file); the embedded runtime checks everything before it starts.
+        on_aws = self.settings.on_aws
+        return load_config(self.settings.config_path, allow_inline_secrets=not on_aws, defer_sections=on_aws)
 
     @wired
     def secrets(self) -> SecretResolver:

@@ -1,33 +1,48 @@
 """The hub configuration: one validated file, every section typed when it is loaded.
 
-YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens once, at start-up, in one pass
-over the whole file, and every error names its exact key (`channels.twilio.auth_tokens: Field
-required`, `routing.rules[2].then.priority: ...`): a hub that starts with a half-valid
-configuration fails later, on a customer's message. Sections whose model a registry chooses
-(channels, destinations, media sources) are typed through `config_sections`. Routing rules are
-checked here for their shape and compiled only where contacts are routed (`routing/setup.py`).
+YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens in one pass over the whole file,
+and every error names its exact key (`channels.twilio.auth_tokens: Field required`,
+`routing.rules[2].then.priority: ...`): a hub that starts with a half-valid configuration fails
+later, on a customer's message. Sections whose model a registry chooses (channels, destinations,
+media sources) are typed through `config_sections`. Routing rules are checked here for their shape
+and compiled only where contacts are routed (`routing/setup.py`).
+
+Deferred sections. The channel providers' sections and `routing`, `consent`, `enrichment` and
+`media` are the larger part of the file, and a Lambda function reads few of them: the webhook
+function of one provider reads that provider's section alone. Building their models costs a cold
+start about 20 ms. So `parse_config(defer_sections=True)` (what a deployed function uses) checks
+the file's shape and the small sections at load and types each deferred section when it is first
+read, with the same errors at the same keys. Everything else (`hubctl check-config`, the deploy,
+which validates the stage's file when it writes the IAM policies, the embedded runtime, tests)
+validates the whole file at once, so a deployed file has been checked whole before it ships.
 """
 
 # No `from __future__ import annotations`: pydantic would compile and evaluate each field's
 # annotation string when a model class is created (about 0.15 ms a model at every cold start).
 
 import hashlib
+import importlib
 import json
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator
 
 from chalicelib.domain.defaults import empty_list
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, IdentityPolicy, Strict, SurvivorshipPolicy
-from chalicelib.enrichment.settings import EnrichmentSettings
 from chalicelib.errors import ConfigError
-from chalicelib.routing.settings import RoutingSettings
 from chalicelib.secrets import is_reference
-from chalicelib.service.consent_settings import ConsentSettings
-from chalicelib.service.media_settings import MediaSettings
+
+if TYPE_CHECKING:
+    from chalicelib.enrichment.settings import EnrichmentSettings
+    from chalicelib.routing.settings import RoutingSettings
+    from chalicelib.service.consent_settings import ConsentSettings
+    from chalicelib.service.media_settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -133,46 +148,66 @@ class Destination(BaseModel):
 _DESTINATION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
+#: The sections typed when first read under `defer_sections` (see the module's docstring): the
+#: model of each, by name, so that loading the file imports none of them.
+DEFERRED_SECTIONS = {
+    "routing": "chalicelib.routing.settings:RoutingSettings",
+    "consent": "chalicelib.service.consent_settings:ConsentSettings",
+    "enrichment": "chalicelib.enrichment.settings:EnrichmentSettings",
+    "media": "chalicelib.service.media_settings:MediaSettings",
+}
+
+
 class HubConfig(Strict):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    """The whole file. `routing`, `consent`, `enrichment`, `media` and each provider's section of
+    `channels` are typed properties rather than fields: they are validated at load, or on first
+    read when the file was parsed with `defer_sections` (the module's docstring says why)."""
 
     version: Literal[1] = 1
     identity: IdentityPolicy = Field(default_factory=IdentityPolicy)
     survivorship: SurvivorshipPolicy = Field(default_factory=SurvivorshipPolicy)
     cases: CasePolicy = Field(default_factory=CasePolicy)
     customers: CustomerLimits = Field(default_factory=CustomerLimits)
-    #: Each provider's section, typed by its adapter's settings (`adapters/channels/registry.py`).
-    channels: dict[str, BaseModel] = Field(default_factory=dict)
-    #: Each entry typed by its connector's settings (`adapters/connectors/registry.py`).
     destinations: list[Destination] = Field(default_factory=empty_list)
-    routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    #: Opt-out keywords, HELP's answer, where keywords apply (`chalicelib/service/consent_settings.py`).
-    consent: ConsentSettings = Field(default_factory=ConsentSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
-    #: Language detection, lexicons, Comprehend (`chalicelib/enrichment/settings.py`).
-    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
-    #: Downloading attachments whose links expire or need credentials (`chalicelib/service/media_settings.py`).
-    media: MediaSettings = Field(default_factory=MediaSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     api_keys: list[ApiKey] = Field(default_factory=empty_list)
 
+    #: The deferred sections as the file gave them, and where the file came from (for errors).
+    _raw_sections: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source: str = PrivateAttr(default="<config>")
+
     @model_validator(mode="wrap")
     @classmethod
-    def _registry_sections(cls, data: Any, handler):
-        """Channels and destinations are typed by their registries' models, in the same pass."""
+    def _registry_sections(cls, data: Any, handler, info: ValidationInfo):
+        """Destinations are typed by their registry's models in the same pass. The deferred
+        sections are set aside, and typed here too unless the caller defers them."""
         if not isinstance(data, dict):
             return handler(data)
         from chalicelib.config_sections import validate_together
 
         typed, errors = dict(data), []
-        if "channels" in data:
-            typed["channels"], found = _typed_channels(data["channels"])
-            errors += found
+        raw = {name: typed.pop(name) for name in (*DEFERRED_SECTIONS, "channels") if name in typed}
+        if "channels" in raw:
+            errors += _unknown_channels(raw["channels"])
         if "destinations" in data:
             typed["destinations"], found = _typed_destinations(data["destinations"])
             errors += found
-        return validate_together(handler, typed, errors, cls.__name__)
+        deferred = bool(info.context and info.context.get("defer_sections"))
+        sections: dict[str, Any] = {}
+        if not deferred:
+            names = _destination_names(typed.get("destinations"))
+            for name in DEFERRED_SECTIONS:
+                sections[name], found = _typed_section(name, raw.get(name), names)
+                errors += found
+            channels, found = _typed_channels(raw.get("channels"))
+            sections["channels"] = ChannelSections(_mapping(raw.get("channels")), "<config>", channels)
+            errors += found
+        config = validate_together(handler, typed, errors, cls.__name__)
+        config._raw_sections = raw
+        config.__dict__.update(sections)  # what the typed properties would compute, computed now
+        return config
 
     @model_validator(mode="after")
     def _references(self) -> "HubConfig":
@@ -180,9 +215,6 @@ class HubConfig(Strict):
         for index, name in enumerate(names):
             if names.index(name) != index:
                 raise ValueError(f"destinations[{index}].name: duplicate destination name {name!r}")
-        for index, name in enumerate(self.routing.default.destinations or []):
-            if name not in names:
-                raise ValueError(f"routing.default.destinations[{index}]: no destination named {name!r}")
         for index, name in enumerate(self.cases.close_on):
             destination = self.destination(name)
             if destination is None:
@@ -191,6 +223,37 @@ class HubConfig(Strict):
                 raise ValueError(f"cases.close_on[{index}]: destination {name!r} has no callbacks section, so it "
                                  "never reports its tickets' status")
         return self
+
+    # --- deferred sections (cached: typed once per configuration) --------------------------------
+
+    @cached_property
+    def routing(self) -> "RoutingSettings":
+        return self._deferred("routing")
+
+    @cached_property
+    def consent(self) -> "ConsentSettings":
+        return self._deferred("consent")
+
+    @cached_property
+    def enrichment(self) -> "EnrichmentSettings":
+        return self._deferred("enrichment")
+
+    @cached_property
+    def media(self) -> "MediaSettings":
+        return self._deferred("media")
+
+    @cached_property
+    def channels(self) -> "ChannelSections":
+        """The configured providers' sections, each typed when first read."""
+        return ChannelSections(_mapping(self._raw_sections.get("channels")), self._source)
+
+    def _deferred(self, name: str) -> BaseModel:
+        section, errors = _typed_section(name, self._raw_sections.get(name), _destination_names(self.destinations))
+        if errors:
+            raise _section_error(self._source, errors)
+        return section
+
+    # --- questions about the file -------------------------------------------------------------
 
     def two_way_destinations(self) -> list[str]:
         """Destinations whose vendors report back (`callbacks` configured)."""
@@ -204,20 +267,92 @@ class HubConfig(Strict):
         return list(names) if names is not None else [d.name for d in self.destinations]
 
 
-def _typed_channels(channels: Any) -> tuple[Any, list]:
+class ChannelSections(Mapping):
+    """`channels:` by provider key. Iterating lists the configured providers without typing
+    anything; reading one types its section on first read (a deployed webhook function reads only
+    its own provider's). Unknown provider keys were refused when the file was loaded."""
+
+    def __init__(self, raw: dict[str, Any], source: str, typed: dict[str, BaseModel] | None = None) -> None:
+        self._raw = raw
+        self._source = source
+        self._typed: dict[str, BaseModel] = dict(typed or {})
+
+    def __getitem__(self, key: str) -> BaseModel:
+        section = self._typed.get(key)
+        if section is None:
+            if key not in self._raw:
+                raise KeyError(key)
+            typed, errors = _typed_channels({key: self._raw[key]})
+            if errors:
+                raise _section_error(self._source, errors)
+            section = self._typed[key] = typed[key]
+        return section
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"ChannelSections({', '.join(self._raw)})"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _section_model(name: str) -> type[BaseModel]:
+    module, _, attribute = DEFERRED_SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _typed_section(name: str, body: Any, destinations: list[str]) -> tuple[BaseModel | None, list]:
+    """One deferred section typed (absent: its defaults), with its errors at `<name>.<field...>`
+    and the cross-section references it makes (routing's default destinations) checked."""
+    from chalicelib.config_sections import problem, relocated
+
+    try:
+        section = _section_model(name).model_validate(body if body is not None else {})
+    except ValidationError as exc:
+        return None, relocated(exc, (name,))
+    errors = []
+    if name == "routing":
+        for index, destination in enumerate(section.default.destinations or []):
+            if destination not in destinations:
+                errors.append(problem(("routing", "default", "destinations", index),
+                                      f"no destination named {destination!r}"))
+    return section, errors
+
+
+def _destination_names(destinations: Any) -> list[str]:
+    return [d.name for d in destinations or () if isinstance(d, Destination)]
+
+
+def _section_error(source: str, errors: list) -> ConfigError:
+    return ConfigError(_describe(source, _errors(ValidationError.from_exception_data("HubConfig", errors))))
+
+
+def _unknown_channels(channels: Any) -> list:
     from chalicelib.adapters.channels.registry import CHANNEL_SETTINGS
-    from chalicelib.config_sections import problem, typed_sections
+    from chalicelib.config_sections import problem
 
     if not isinstance(channels, dict):
-        return channels, []
-    unknown = [key for key in channels if key not in CHANNEL_SETTINGS]
-    errors = [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNEL_SETTINGS))}")
-              for key in unknown]
-    # Only the configured providers' settings modules are imported (no adapter), each section
-    # still typed at load.
+        return [problem(("channels",), "must be a mapping of provider keys to their sections")]
+    return [problem(("channels", key), f"unknown channel provider; known: {', '.join(sorted(CHANNEL_SETTINGS))}")
+            for key in channels if key not in CHANNEL_SETTINGS]
+
+
+def _typed_channels(channels: Any) -> tuple[Any, list]:
+    """The known providers' sections typed (unknown keys are `_unknown_channels`' to report).
+    Only the configured providers' settings modules are imported, never an adapter."""
+    from chalicelib.adapters.channels.registry import CHANNEL_SETTINGS
+    from chalicelib.config_sections import typed_sections
+
+    if not isinstance(channels, dict):
+        return {}, []
     known = {k: v for k, v in channels.items() if k in CHANNEL_SETTINGS}
-    typed, section_errors = typed_sections(known, {k: CHANNEL_SETTINGS[k] for k in known}, prefix=("channels",))
-    return typed, errors + section_errors
+    return typed_sections(known, {k: CHANNEL_SETTINGS[k] for k in known}, prefix=("channels",))
 
 
 def _typed_destinations(entries: Any) -> tuple[Any, list]:
@@ -248,25 +383,29 @@ def _typed_destinations(entries: Any) -> tuple[Any, list]:
     return typed, errors
 
 
-def load_config(path: str | Path, *, allow_inline_secrets: bool = True) -> HubConfig:
+def load_config(path: str | Path, *, allow_inline_secrets: bool = True, defer_sections: bool = False) -> HubConfig:
     """Read and validate the configuration file. Raises `ConfigError` listing every problem."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read hub configuration {path}: {exc.strerror}") from None
-    return parse_config(text, source=str(path), allow_inline_secrets=allow_inline_secrets)
+    return parse_config(text, source=str(path), allow_inline_secrets=allow_inline_secrets,
+                        defer_sections=defer_sections)
 
 
-def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: bool = True) -> HubConfig:
+def parse_config(text: str, *, source: str = "<config>", allow_inline_secrets: bool = True,
+                 defer_sections: bool = False) -> HubConfig:
     """Validate a configuration document. `allow_inline_secrets=False` is a deployed stage's check:
     secrets must be references, the development API key is refused, and what AWS needs beyond
-    the embedded runtime (a shared media link secret) must be there."""
+    the embedded runtime (a shared media link secret) must be there. `defer_sections=True` types
+    the deferred sections when first read (the module's docstring says when that is right)."""
     data = _load_document(text, source)
     try:
-        config = HubConfig.model_validate(data)
+        config = HubConfig.model_validate(data, context={"defer_sections": defer_sections})
     except ValidationError as exc:
         raise ConfigError(_describe(source, _errors(exc))) from None
+    config._source = source
     problems = [] if allow_inline_secrets else _deployment_problems(data, config)
     if problems:
         raise ConfigError(_describe(source, problems))
@@ -283,8 +422,9 @@ def _deployment_problems(data: dict, config: HubConfig) -> list[str]:
         if key.sha256 == DEVELOPMENT_KEY_SHA256:
             problems.append(f"api_keys[{index}].sha256: the development key of local.yaml (local-dev-key) is public; "
                             "make a key with `hubctl api-key`")
-    media = config.media
-    if media.enabled and media.public_url and not media.link_secret:
+    # Read from the file, not from `config.media`: a deferred `media` section stays untyped here.
+    media = data.get("media") if isinstance(data.get("media"), dict) else {}
+    if media.get("enabled", True) is not False and media.get("public_url") and not media.get("link_secret"):
         problems.append("media.link_secret: required on AWS when media.public_url is set (every Lambda container "
                         "must sign hub links with the same secret)")
     return problems

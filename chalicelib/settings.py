@@ -42,6 +42,12 @@ class Settings(Value):
     #: Business events (`POST /v1/events`, EventBridge, case timers) and their dead letters.
     events_queue_url: str = ""
     events_dlq_url: str = ""
+    #: EventBridge Scheduler timers (`adapters/timers/scheduler.py`): the schedule group, the role
+    #: Scheduler assumes, the timers Lambda it invokes and the queue of timers it could not deliver.
+    timers_group: str = ""
+    timers_role_arn: str = ""
+    timers_function_arn: str = ""
+    timers_dlq_arn: str = ""
     bucket: str = ""
     region: str = ""
     log_level: str = "INFO"
@@ -67,9 +73,10 @@ class Settings(Value):
         config_path = env.get("HUB_CONFIG") or str(DEFAULT_CONFIG)
         if not Path(config_path).is_absolute():
             config_path = str(PROJECT_ROOT / config_path)
+        stage = env.get("HUB_STAGE", "local")
         return cls(
             runtime=runtime,
-            stage=env.get("HUB_STAGE", "local"),
+            stage=stage,
             config_path=config_path,
             data_dir=env.get("HUB_DATA_DIR") or str(PROJECT_ROOT / "data"),
             host=env.get("HUB_HOST", "127.0.0.1"),
@@ -84,6 +91,10 @@ class Settings(Value):
             outbound_dlq_url=env.get("HUB_OUTBOUND_DLQ_URL", ""),
             events_queue_url=env.get("HUB_EVENTS_QUEUE_URL", ""),
             events_dlq_url=env.get("HUB_EVENTS_DLQ_URL", ""),
+            timers_group=env.get("HUB_TIMERS_GROUP") or f"hub-{stage}",
+            timers_role_arn=env.get("HUB_TIMERS_ROLE_ARN", ""),
+            timers_function_arn=env.get("HUB_TIMERS_FUNCTION_ARN", ""),
+            timers_dlq_arn=env.get("HUB_TIMERS_DLQ_ARN", ""),
             bucket=env.get("HUB_BUCKET", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
             log_level=env.get("HUB_LOG_LEVEL", env.get("POWERTOOLS_LOG_LEVEL", "INFO")),

@@ -147,6 +147,8 @@ TRACING = statement("Tracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecor
 
 def secret_references(section: Any) -> list[str]:
     """The ssm: and secretsmanager: references in a configuration section (env: needs no grant)."""
+    from collections.abc import Mapping
+
     from pydantic import BaseModel, SecretStr
 
     if isinstance(section, SecretStr):
@@ -154,7 +156,7 @@ def secret_references(section: Any) -> list[str]:
         return [value] if value.startswith(("ssm:", "secretsmanager:")) else []
     if isinstance(section, BaseModel):
         return [r for name in type(section).model_fields for r in secret_references(getattr(section, name))]
-    if isinstance(section, dict):
+    if isinstance(section, Mapping):  # `config.channels` is a mapping that types each section on read
         return [r for value in section.values() for r in secret_references(value)]
     if isinstance(section, (list, tuple)):
         return [r for value in section for r in secret_references(value)]

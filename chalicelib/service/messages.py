@@ -136,7 +136,8 @@ class MessageService:
     def send(self, request: SendRequest, *, origin: str, idempotency_scope: str | None = None,
              human: bool = True, message_id: str | None = None,
              addressee: tuple[Customer, Case | None] | None = None,
-             reply_target: ReplyTarget | None = None, agent_reply: dict[str, str] | None = None) -> Accepted:
+             reply_target: ReplyTarget | None = None, agent_reply: dict[str, str] | None = None,
+             fallback_template: TemplateMessage | None = None, dry_run: bool = False) -> Accepted:
         """Queue `request` or refuse it (`SendRefusedError`, `NotFoundError`, `RequestRejectedError`).
         `origin` says who asked (`api:<key>`, `routing:<rule>`, `cli`, `callback:<destination>`);
         `human` is False for automatic messages (they never use Messenger's human-agent
@@ -144,10 +145,16 @@ class MessageService:
         answered; agent replies: from the vendor's delivery id), and a second send with it
         returns the first message; `reply_target` is the conversation `channel: reply` continues
         instead of the case's latest (auto-replies: the contact's own); `agent_reply` says which
-        agent wrote it on which ticket (`metadata.agent_reply`)."""
+        agent wrote it on which ticket (`metadata.agent_reply`).
+
+        `fallback_template` is what goes instead of the free text outside a service window, in
+        place of the sender's configured one (proactive messages bring their own, rendered for the
+        customer). `dry_run` runs every check and answers with the contact that would be queued,
+        but writes and queues nothing (explain): an idempotency key is then not remembered, and an
+        earlier message with `message_id` is not looked up."""
         now = self._clock()
         contact_id = message_id
-        if request.idempotency_key is not None:
+        if request.idempotency_key is not None and not dry_run:
             scope = idempotency_scope or origin
             # A fresh, time-ordered id, remembered under the key for 24 h: a repeat within them
             # gets the first call's id; after them the key names a new message (and never
@@ -163,7 +170,7 @@ class MessageService:
         route = self._route(request, customer, case, reply_target)
         sender = self._sender(route)
         self._check_consent(customer, route.channel, request.purpose)
-        template, tag = self._window(request, route, sender, now, human=human)
+        template, tag = self._window(request, route, sender, now, human=human, fallback_template=fallback_template)
         text, html, attachments = request.text, request.html, request.attachments
         if template is not None and request.template is None:
             # Outside the window the configured fallback template goes instead of the free text.
@@ -184,6 +191,8 @@ class MessageService:
                 detail={"fields": {p.field: p.message for p in problems}},
             )
         contact = outbound_contact(message, now)
+        if dry_run:
+            return Accepted(contact)
         # Inbound mail keys threads by the ids without their angle brackets (email/mime.py).
         thread_keys = [EMAIL_THREAD_PREFIX + message.message_id.strip("<>")] if message.message_id else []
         if message_id is not None and request.idempotency_key is None:
@@ -315,8 +324,10 @@ class MessageService:
                                    f"{channel.value}", status=409)
 
     def _window(self, request: SendRequest, route: Route, sender: ChannelSender, now: datetime, *,
-                human: bool) -> tuple[TemplateMessage | None, str | None]:
-        """The template and message tag to send with, given the channel's service window."""
+                human: bool, fallback_template: TemplateMessage | None = None
+                ) -> tuple[TemplateMessage | None, str | None]:
+        """The template and message tag to send with, given the channel's service window.
+        Outside it, `fallback_template` (the caller's) goes before the sender's configured one."""
         hours = window_hours(route.channel)
         if hours is None or request.template is not None:
             return request.template, None
@@ -326,7 +337,7 @@ class MessageService:
         extended: ExtendedWindow | None = sender.extended_window(route.channel, route.account)
         if human and extended is not None and opened is not None and now < opened + timedelta(hours=extended.hours):
             return None, extended.tag
-        fallback = sender.fallback_template(route.channel, route.account)
+        fallback = fallback_template or sender.fallback_template(route.channel, route.account)
         if fallback is not None:
             return fallback, None
         if opened is None:

@@ -173,3 +173,60 @@ def test_the_region_list_start_up_checks_is_the_one_phonenumbers_reads_numbers_b
     from chalicelib.domain.regions import PHONE_REGIONS
 
     assert PHONE_REGIONS == phonenumbers.SUPPORTED_REGIONS
+
+
+# --- deferred sections (what a deployed function parses) ------------------------------------------
+
+BROKEN_SECTIONS = VALID.replace("public_url: https://hub.example.com/webhooks/twilio", "").replace(
+    "priority: high", "priority: whenever")
+
+
+def test_the_whole_file_is_validated_at_once_by_default():
+    """check-config, the deploy and the embedded runtime: every deferred section's problem at load."""
+    with pytest.raises(ConfigError) as error:
+        parse_config(BROKEN_SECTIONS)
+
+    assert "channels.twilio.public_url: Field required" in str(error.value)
+    assert "routing.default.priority" in str(error.value)
+
+
+def test_a_deferred_section_is_typed_on_first_read_with_the_same_error_at_the_same_key():
+    config = parse_config(BROKEN_SECTIONS, source="prod.yaml", defer_sections=True)
+
+    assert config.destination("crm").type == "webhook"  # what the file's small sections say loads
+    assert list(config.channels) == ["twilio"]  # listing providers types nothing
+    with pytest.raises(ConfigError, match=r"prod.yaml:\n  channels.twilio.public_url: Field required"):
+        config.channels["twilio"]
+    with pytest.raises(ConfigError, match=r"prod.yaml:\n  routing.default.priority"):
+        config.routing
+
+
+def test_deferred_references_are_checked_when_the_section_is_read():
+    text = VALID.replace("destinations: [crm]", "destinations: [crm, erp]")
+    config = parse_config(text, defer_sections=True)
+
+    with pytest.raises(ConfigError, match=r"routing.default.destinations\[1\]: no destination named 'erp'"):
+        config.default_destinations()
+
+
+def test_deferred_and_eager_parsing_give_equal_sections():
+    eager, deferred = parse_config(VALID), parse_config(VALID, defer_sections=True)
+
+    assert deferred.channels["twilio"] == eager.channels["twilio"]
+    assert deferred.routing == eager.routing and deferred.media == eager.media
+    assert deferred.consent == eager.consent and deferred.enrichment == eager.enrichment
+    assert deferred.routing is deferred.routing, "typed once"
+
+
+def test_structure_errors_are_still_found_at_load_when_deferring():
+    with pytest.raises(ConfigError, match="channels.carrier-pigeon: unknown channel provider"):
+        parse_config(VALID.replace("twilio:", "carrier-pigeon:"), defer_sections=True)
+    with pytest.raises(ConfigError, match="routng: Extra inputs are not permitted"):
+        parse_config(VALID.replace("routing:", "routng:"), defer_sections=True)
+
+
+def test_a_deployed_stage_refuses_a_public_media_url_without_a_link_secret_without_typing_media():
+    text = VALID + "media:\n  public_url: https://hub.example.com\n"
+    with pytest.raises(ConfigError, match="media.link_secret: required on AWS"):
+        parse_config(text, allow_inline_secrets=False, defer_sections=True)
+    parse_config(text + "  enabled: false\n", allow_inline_secrets=False, defer_sections=True)
