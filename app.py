@@ -79,6 +79,13 @@ def eventbridge_events(event: dict, context: object) -> dict:
     return {"status": get_hub().event_intake.from_eventbridge(event)}
 
 
+# EventBridge Scheduler's target for case timers and deferred messages (`adapters/timers/`): the
+# fired timer goes onto the events queue; a failure raises, so Scheduler retries, then dead-letters.
+@app.lambda_function(name="timers")
+def timers(event: dict, context: object) -> None:
+    get_hub().timer_endpoint.fire(event)
+
+
 def _pull_worker(name: str):
     def consume(event: SQSEvent) -> None:
         get_hub().workers.consume(name, event)

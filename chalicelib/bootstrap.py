@@ -235,6 +235,37 @@ class Hub:
         return self._queue("events-dlq", self.settings.events_dlq_url, "HUB_EVENTS_DLQ_URL",
                            LOCAL_DELIVERY_VISIBILITY, 0)
 
+    @wired
+    def timers(self):
+        """Case timers and deferred messages: EventBridge Scheduler one-time schedules on AWS (a
+        timer due sooner than Scheduler can fire goes straight onto the events queue), a SQLite
+        table that `timer_pump` empties in the embedded runtime."""
+        if self.settings.on_aws:
+            from chalicelib.adapters.timers.scheduler import SchedulerTimers
+
+            settings = self.settings
+            return SchedulerTimers(self.aws_client("scheduler"), group=settings.timers_group,
+                                   role_arn=settings.timers_role_arn, target_arn=settings.timers_function_arn,
+                                   dead_letter_arn=settings.timers_dlq_arn, fire_now=self.timer_endpoint.enqueue,
+                                   clock=self.clock)
+        from chalicelib.adapters.timers.local import LocalTimers
+
+        return LocalTimers(str(self.data_dir / "timers.db"))
+
+    @wired
+    def timer_endpoint(self):
+        """The timers function's handler: a fired timer onto the events queue."""
+        from chalicelib.service.case_timers import TimerEndpoint
+
+        return TimerEndpoint(lambda: self.events_queue, self.clock)
+
+    @wired
+    def timer_pump(self):
+        """The embedded runtime's scheduler: due timers onto the events queue."""
+        from chalicelib.service.case_timers import TimerPump
+
+        return TimerPump(self.timers, lambda: self.events_queue)
+
     def pull_queue(self, name: str) -> Queue:
         """The queue a provider's pull entry (`PullEntry`) reads; the worker deletes what it finished."""
         from chalicelib.adapters.channels.registry import PULL_ENTRIES

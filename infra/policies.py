@@ -128,6 +128,14 @@ class Stage:
         """Claim-checked bodies of a queue's messages: `queue/<queue name>/` (adapters/queue/base.py)."""
         return self.objects(f"queue/{self.queue_name(role)}/")
 
+    def timer_statements(self) -> list[dict]:
+        """Arming and cancelling case timers: one-time schedules in the stage's group, created
+        with the stage's scheduler role (infra/stateful.yaml, `TimersSchedulerRole`)."""
+        return [statement("TimersSchedules", ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"],
+                          [f"arn:aws:scheduler:*:*:schedule/hub-{self.name}/*"]),
+                statement("TimersPassRole", ["iam:PassRole"], [f"arn:aws:iam::*:role/hub-{self.name}-timers-scheduler"],
+                          {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}})]
+
     def logs(self, function: str) -> Iterable[dict]:
         name = f"{APP_NAME}-{self.name}" + ("" if function == API else f"-{function}")
         return [statement("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -396,6 +404,8 @@ def process_policy(stage: Stage, config) -> list[dict]:
         *secret_statements(stage, "RelayingDestinationSecrets", credential_references(relaying_destinations(config))),
         *rules_source_statements(stage, config),
         *comprehend_statements(config),
+        # A new case's SLA and auto-close timers, a rule's follow-up.
+        *stage.timer_statements(),
         TRACING,
     ]
 
@@ -479,6 +489,18 @@ def events_policy(stage: Stage, config) -> list[dict]:
         statement("QueueBodiesSent", ["s3:PutObject"],
                   [stage.queue_bodies("outbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
         stage.missing_key_is_404(),
+        # Cases opened by event rules, follow-ups, and messages deferred to the end of quiet hours.
+        *stage.timer_statements(),
+        TRACING,
+    ]
+
+
+def timers_policy(stage: Stage, config) -> list[dict]:
+    """EventBridge Scheduler's target: put the fired timer on the events queue."""
+    return [
+        *stage.logs("timers"),
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("EventsQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("events")], OWN_ACCOUNT),
         TRACING,
     ]
 
@@ -520,7 +542,7 @@ def policies_for(stage_name: str, config) -> dict[str, dict]:
     statements = {API: api_policy(stage, config), "process_inbound": process_policy(stage, config),
                   "deliver": deliver_policy(stage, config), "send": send_policy(stage, config),
                   "process_events": events_policy(stage, config),
-                  "eventbridge_events": eventbridge_policy(stage, config)}
+                  "eventbridge_events": eventbridge_policy(stage, config), "timers": timers_policy(stage, config)}
     for name, (provider, entry) in PULL_ENTRIES.items():
         statements[entry.function_name] = pull_policy(stage, config, name, provider, entry)
     return {function: {"Version": "2012-10-17", "Statement": items} for function, items in statements.items()}

@@ -232,3 +232,26 @@ def test_explain_refuses_an_event_the_hub_would_refuse_before_any_rule_runs(hub)
         "customer": "must be an object (a customer record to explain against)",
         "dry": "Extra inputs are not permitted"}
     assert processor.explained == []
+
+
+def test_the_embedded_scheduler_fires_due_timers_into_the_event_workers(tmp_path, receiver):
+    """The runtime's timer thread moves a due timer onto the events queue and an events worker
+    hands it to the event processor; a timer not yet due stays armed."""
+    from chalicelib.service.case_timers import case_timers
+
+    runtime = start_hub(tmp_path, receiver)
+    processor = RecordingProcessor()
+    runtime.hub.event_processor = processor
+    due = case_timers("case_1", "cus_1", {"sla": now() - timedelta(seconds=1)})
+    later = case_timers("case_2", "cus_2", {"follow_up": now() + timedelta(hours=1)})
+    runtime.hub.timers.arm([*due, *later])
+    runtime.start()
+    try:
+        hub = RunningHub(runtime, receiver, tmp_path / "data")
+        hub.wait_for(lambda: processor.processed, timeout=10, message="the fired timer")
+    finally:
+        runtime.stop()
+
+    [(body, _)] = processor.processed
+    assert json.loads(body) == json.loads(due[0].payload)
+    assert [t.name for t in runtime.hub.timers.due(now() + timedelta(hours=2), 10)] == [later[0].name]

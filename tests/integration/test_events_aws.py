@@ -204,3 +204,23 @@ def test_process_events_hands_each_message_to_the_processor_and_returns_only_the
     # The finished ones are deleted; the failed one waits out its visibility timeout for a retry.
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
+
+
+def test_the_timers_function_puts_a_fired_timer_on_the_events_queue_in_the_customers_group(deployed):
+    """What EventBridge Scheduler invokes it with: the armed timer, as the schedule's input."""
+    from datetime import UTC, datetime
+
+    from chalicelib.service.case_timers import case_timers
+
+    client, hub, sqs, url, recorded = deployed
+    [timer] = case_timers("case_1", "cus_1", {"sla": datetime(2026, 1, 2, 12, 0, tzinfo=UTC)})
+
+    client.lambda_.invoke("timers", json.loads(timer.model_dump_json()))
+
+    [message] = drain(sqs, url)
+    assert json.loads(message["Body"]) == json.loads(timer.payload)
+    assert json.loads(message["Body"])["kind"] == "timer"
+    assert message["Attributes"]["MessageGroupId"] == customer_group("cus_1")
+    with pytest.raises(Exception) as raised:
+        client.lambda_.invoke("timers", {"name": "x"})
+    assert type(raised.value).__name__ == "MalformedPayloadError"

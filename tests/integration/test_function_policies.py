@@ -472,11 +472,12 @@ class _AcknowledgingProcessor:
         self.ids: list[str] = []
 
     def process_body(self, body: str, *, receive_count: int) -> str:
-        self.ids.append(json.loads(body)["event"]["id"])
+        work = json.loads(body)
+        self.ids.append(work["event"]["id"] if work["kind"] == "event" else f"{work['kind']}:{work['case_id']}")
         return "event_processed"
 
 
-def test_every_call_of_the_event_intake_is_allowed_by_each_function_s_policy(deployed):
+def test_every_call_of_the_event_intake_and_the_timers_is_allowed_by_each_function_s_policy(deployed):
     client, sqs, urls, receiver, calls, granted = deployed
     event = {"type": "parcel.late", "id": "shop:parcel-1", "occurred_at": "2026-01-02T10:00:00Z",
              "customer": {"identifier": "phone:+14155550101"}, "data": {"note": "x" * 30_000}}
@@ -491,18 +492,27 @@ def test_every_call_of_the_event_intake_is_allowed_by_each_function_s_policy(dep
         assert client.lambda_.invoke("eventbridge_events", envelope).payload == {"status": "queued"}
         refused = {**envelope, "id": "eb-2", "time": "not a time"}
         assert client.lambda_.invoke("eventbridge_events", refused).payload == {"status": "rejected"}
-    processor = calls.hubs["process_events"].event_processor = _AcknowledgingProcessor()
-    while len(processor.ids) < 12:
-        run(client, calls, sqs, urls["events"], "process_events")
-    assert sorted(processor.ids) == sorted([e["id"] for e in batch] + ["eb-1"])
+    # EventBridge Scheduler fires a case timer: the timers function enqueues it.
+    from datetime import UTC, datetime
 
-    functions = ("api_handler", "eventbridge_events", "process_events")
+    from chalicelib.service.case_timers import case_timers
+
+    [timer] = case_timers("case_1", "cus_1", {"sla": datetime(2026, 1, 2, 12, 0, tzinfo=UTC)})
+    with calls.as_function("timers"):
+        client.lambda_.invoke("timers", json.loads(timer.model_dump_json()))
+    processor = calls.hubs["process_events"].event_processor = _AcknowledgingProcessor()
+    while len(processor.ids) < 13:
+        run(client, calls, sqs, urls["events"], "process_events")
+    assert sorted(processor.ids) == sorted([e["id"] for e in batch] + ["eb-1", "timer:case_1"])
+
+    functions = ("api_handler", "eventbridge_events", "timers", "process_events")
     denied = {function: sorted(pair for pair in calls.requests(function) if not allowed(granted[function], *pair))
               for function in functions}
     assert denied == {function: [] for function in functions}
     queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-events.fifo"
     assert ("sqs:SendMessage", queue) in calls.requests("api_handler")
     assert ("sqs:SendMessage", queue) in calls.requests("eventbridge_events")
+    assert ("sqs:SendMessage", queue) in calls.requests("timers")
     made = {function: {request[0] for request in calls.requests(function)} for function in functions}
     assert "dynamodb:PutItem" in made["eventbridge_events"]  # the refused event, kept as unhandled
     assert "dynamodb:BatchGetItem" in made["api_handler"] or "dynamodb:GetItem" in made["api_handler"]

@@ -84,7 +84,7 @@ def test_every_resource_name_contains_the_stage(template):
         for props in (r["Properties"] for r in template["Resources"].values())
         if {"TableName", "QueueName", "BucketName"} & set(props)
     ]
-    assert len(names) == 12
+    assert len(names) == 13
     assert all("${Stage}" in name["Fn::Sub"] for name in names)
     assert len({substitute(n, "dev") for n in names} & {substitute(n, "qa") for n in names}) == 0
 
@@ -108,10 +108,11 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
                            "hub-dev-delivery.fifo", "hub-dev-delivery-dlq.fifo",
                            "hub-dev-outbound.fifo", "hub-dev-outbound-dlq.fifo",
                            "hub-dev-events.fifo", "hub-dev-events-dlq.fifo",
-                           "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq"}
+                           "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq", "hub-dev-timers-dlq"}
     for name, props in queues.items():
-        # S3 can only notify standard queues; every worker queue of the hub's own is FIFO.
-        assert props.get("FifoQueue", False) is (not name.startswith("hub-dev-ses-inbound"))
+        # S3 can only notify standard queues, and Scheduler's dead letters cannot be FIFO; every
+        # worker queue of the hub's own is FIFO.
+        assert props.get("FifoQueue", False) is (not name.startswith(("hub-dev-ses-inbound", "hub-dev-timers")))
         assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert props["SqsManagedSseEnabled"] is True
     logical_names = {r["Properties"]["QueueName"]["Fn::Sub"]: k for k, r in template["Resources"].items()
@@ -178,11 +179,13 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
         "TableArn", "InboundQueueArn", "DeliveryQueueArn", "InboundDeadLetterQueueUrl",
         "DeliveryDeadLetterQueueUrl", "InboundDeadLetterQueueArn", "DeliveryDeadLetterQueueArn", "BucketArn",
         "OutboundQueueArn", "OutboundDeadLetterQueueArn", "EventsQueueArn", "EventsDeadLetterQueueArn",
+        "TimersGroupName", "TimersRoleArn", "TimersFunctionArn", "TimersDeadLetterQueueArn",
     }
     assert set(deploy.OUTPUT_VARIABLES.values()) == {
         "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
         "HUB_OUTBOUND_QUEUE_URL", "HUB_OUTBOUND_DLQ_URL", "HUB_SES_INBOUND_QUEUE_URL",
         "HUB_EVENTS_QUEUE_URL", "HUB_EVENTS_DLQ_URL",
+        "HUB_TIMERS_GROUP", "HUB_TIMERS_ROLE_ARN", "HUB_TIMERS_FUNCTION_ARN", "HUB_TIMERS_DLQ_ARN",
     }
     # Every variable deploy.py writes is one the hub reads: its settings, or a provider's pull entry's.
     from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -191,7 +194,31 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     pulled = {settings.queue_url(entry.environment_variable) for _, entry in PULL_ENTRIES.values()}
     assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
             settings.outbound_queue_url, settings.outbound_dlq_url, settings.events_queue_url, settings.events_dlq_url,
+            settings.timers_group, settings.timers_role_arn, settings.timers_function_arn, settings.timers_dlq_arn,
             settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+
+
+def test_the_scheduler_may_fire_only_the_stage_s_timers_function_and_its_dead_letters(template):
+    """Scheduler assumes the timers role for this account only; the role invokes the stage's
+    timers function (the name Chalice gives it) and writes the timers' dead letters, nothing else."""
+    role = template["Resources"]["TimersSchedulerRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    [policy] = role["Policies"]
+    invoke, dead_letters = policy["PolicyDocument"]["Statement"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert substitute(invoke["Resource"], "dev").endswith(":function:omnichannel-hub-dev-timers")
+    assert dead_letters == {"Effect": "Allow", "Action": "sqs:SendMessage",
+                            "Resource": {"Fn::GetAtt": ["TimersDeadLetterQueue", "Arn"]}}
+    assert substitute(template["Resources"]["TimersScheduleGroup"]["Properties"]["Name"], "dev") == "hub-dev"
+    assert substitute(template["Outputs"]["TimersFunctionArn"]["Value"], "dev") == substitute(invoke["Resource"], "dev")
+    # The group and the role are what the workers' policies name.
+    for function in ("process_inbound", "process_events"):
+        policy = policy_of("dev", function)
+        assert _allows(policy, "scheduler:CreateSchedule", "arn:aws:scheduler:eu-central-1:123456789012:schedule/hub-dev/c-sla-1")
+        assert not _allows(policy, "scheduler:CreateSchedule", "arn:aws:scheduler:eu-central-1:123456789012:schedule/hub-prod/c")
+        assert _allows(policy, "iam:PassRole", "arn:aws:iam::123456789012:role/hub-dev-timers-scheduler")
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------
@@ -287,7 +314,7 @@ def test_deploying_an_unchanged_stack_reports_it_up_to_date(tmp_path, capsys):
     with Stubber(client) as stub:
         stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE"}]})
         stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", expected_params={
-            "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY,
+            "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY, "Capabilities": ["CAPABILITY_NAMED_IAM"],
             "Parameters": [{"ParameterKey": "Stage", "ParameterValue": "dev"},
                            {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"}],
         })
@@ -340,7 +367,8 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
     assert lambda_timeout(chalice_config, "api_handler") <= 5
     assert (lambda_timeout(chalice_config, "process_inbound"), lambda_timeout(chalice_config, "deliver"),
             lambda_timeout(chalice_config, "send"), lambda_timeout(chalice_config, "process_events"),
-            lambda_timeout(chalice_config, "eventbridge_events")) == (30, 60, 60, 60, 10)
+            lambda_timeout(chalice_config, "eventbridge_events"), lambda_timeout(chalice_config, "timers")) == (
+        30, 60, 60, 60, 10, 10)
     common = chalice_config["environment_variables"]
     assert common["HUB_RUNTIME"] == "aws" and common["HUB_TRACING"] == "false"
     assert common["POWERTOOLS_SERVICE_NAME"] == "omnichannel-hub"
@@ -613,12 +641,12 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
     assert {k: p["Timeout"] for k, p in functions.items()} == {
         "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "Send": 60, "SesInbound": 30, "ProcessEvents": 60,
-        "EventbridgeEvents": 10,
+        "EventbridgeEvents": 10, "Timers": 10,
     }
     # Parsing a stored email of up to 40 MB takes ~10 times its size in memory.
     assert {k: p["MemorySize"] for k, p in functions.items()} == {
         "APIHandler": 256, "ProcessInbound": 256, "Deliver": 256, "Send": 256, "SesInbound": 1024,
-        "ProcessEvents": 256, "EventbridgeEvents": 256,
+        "ProcessEvents": 256, "EventbridgeEvents": 256, "Timers": 256,
     }
     for queue, function in (("inbound.fifo", "ProcessInbound"), ("delivery.fifo", "Deliver"),
                             ("outbound.fifo", "Send"), ("ses-inbound", "SesInbound"),
@@ -630,7 +658,7 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
     names = {"APIHandler": "api_handler", "ProcessInbound": "process_inbound", "Deliver": "deliver",
              "Send": "send", "SesInbound": "ses_inbound", "ProcessEvents": "process_events",
-             "EventbridgeEvents": "eventbridge_events"}
+             "EventbridgeEvents": "eventbridge_events", "Timers": "timers"}
     for logical, function in names.items():
         role = functions[logical]["Role"]["Fn::GetAtt"][0]
         assert roles[role]["Policies"][0]["PolicyDocument"] == policy_of("dev", function)
