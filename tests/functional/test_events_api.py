@@ -255,3 +255,21 @@ def test_the_embedded_scheduler_fires_due_timers_into_the_event_workers(tmp_path
     [(body, _)] = processor.processed
     assert json.loads(body) == json.loads(due[0].payload)
     assert [t.name for t in runtime.hub.timers.due(now() + timedelta(hours=2), 10)] == [later[0].name]
+
+
+def test_a_queue_that_refuses_the_batch_answers_503_so_the_producer_retries(hub):
+    from chalicelib.errors import QueueUnavailableError
+
+    class Refusing:
+        name = "events"
+
+        def send(self, messages):
+            raise QueueUnavailableError("queue events unavailable (send)")
+
+    hub.hub.__dict__["events_queue"] = Refusing()
+
+    answer = post(hub, event())
+
+    assert answer.status == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["error"]["code"] == "queue_unavailable"
