@@ -53,10 +53,15 @@ def _check_config(args: argparse.Namespace) -> int:
         rules = f"{len(checked.rules.rules)} in {source.path}"
     elif source.type != "inline":
         rules += f"; in force: the {source.type} source's (checked when fetched)"
+    from pathlib import Path
+
+    from chalicelib.routing.event_setup import check_event_config
+
+    event_rules = check_event_config(config, base_dir=Path(args.path).parent)
     print(
         f"{args.path}: valid — channels: {', '.join(config.channels) or 'none'}; "
         f"destinations: {', '.join(d.name for d in config.destinations) or 'none'}; "
-        f"routing rules: {rules}; api keys: {len(config.api_keys)}"
+        f"routing rules: {rules}; event rules: {event_rules}; api keys: {len(config.api_keys)}"
     )
     return 0
 

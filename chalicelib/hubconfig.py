@@ -40,6 +40,7 @@ from chalicelib.secrets import is_reference
 
 if TYPE_CHECKING:
     from chalicelib.enrichment.settings import EnrichmentSettings
+    from chalicelib.routing.event_settings import EventSettings
     from chalicelib.routing.settings import RoutingSettings
     from chalicelib.service.consent_settings import ConsentSettings
     from chalicelib.service.media_settings import MediaSettings
@@ -155,6 +156,7 @@ DEFERRED_SECTIONS = {
     "consent": "chalicelib.service.consent_settings:ConsentSettings",
     "enrichment": "chalicelib.enrichment.settings:EnrichmentSettings",
     "media": "chalicelib.service.media_settings:MediaSettings",
+    "events": "chalicelib.routing.event_settings:EventSettings",
 }
 
 
@@ -197,16 +199,21 @@ class HubConfig(Strict):
         deferred = bool(info.context and info.context.get("defer_sections"))
         sections: dict[str, Any] = {}
         if not deferred:
-            names = _destination_names(typed.get("destinations"))
             for name in DEFERRED_SECTIONS:
-                sections[name], found = _typed_section(name, raw.get(name), names)
+                sections[name], found = _typed_section(name, raw.get(name))
                 errors += found
             channels, found = _typed_channels(raw.get("channels"))
             sections["channels"] = ChannelSections(_mapping(raw.get("channels")), "<config>", channels)
             errors += found
         config = validate_together(handler, typed, errors, cls.__name__)
         config._raw_sections = raw
-        config.__dict__.update(sections)  # what the typed properties would compute, computed now
+        if sections:
+            config.__dict__.update(sections)  # what the typed properties would compute, computed now
+            problems = [p for name in DEFERRED_SECTIONS for p in _reference_problems(name, sections[name], config)]
+            if problems:
+                from chalicelib.config_sections import problem
+
+                raise ValidationError.from_exception_data(cls.__name__, [problem((), p) for p in problems])
         return config
 
     @model_validator(mode="after")
@@ -243,14 +250,22 @@ class HubConfig(Strict):
         return self._deferred("media")
 
     @cached_property
+    def events(self) -> "EventSettings":
+        """Business events' rules, templates and guards (`routing/event_settings.py`)."""
+        return self._deferred("events")
+
+    @cached_property
     def channels(self) -> "ChannelSections":
         """The configured providers' sections, each typed when first read."""
         return ChannelSections(_mapping(self._raw_sections.get("channels")), self._source)
 
     def _deferred(self, name: str) -> BaseModel:
-        section, errors = _typed_section(name, self._raw_sections.get(name), _destination_names(self.destinations))
+        section, errors = _typed_section(name, self._raw_sections.get(name))
         if errors:
             raise _section_error(self._source, errors)
+        problems = _reference_problems(name, section, self)
+        if problems:
+            raise ConfigError(_describe(self._source, problems))
         return section
 
     # --- questions about the file -------------------------------------------------------------
@@ -307,22 +322,28 @@ def _section_model(name: str) -> type[BaseModel]:
     return getattr(importlib.import_module(module), attribute)
 
 
-def _typed_section(name: str, body: Any, destinations: list[str]) -> tuple[BaseModel | None, list]:
-    """One deferred section typed (absent: its defaults), with its errors at `<name>.<field...>`
-    and the cross-section references it makes (routing's default destinations) checked."""
-    from chalicelib.config_sections import problem, relocated
+def _typed_section(name: str, body: Any) -> tuple[BaseModel | None, list]:
+    """One deferred section typed (absent: its defaults), with its errors at `<name>.<field...>`."""
+    from chalicelib.config_sections import relocated
 
     try:
-        section = _section_model(name).model_validate(body if body is not None else {})
+        return _section_model(name).model_validate(body if body is not None else {}), []
     except ValidationError as exc:
         return None, relocated(exc, (name,))
-    errors = []
+
+
+def _reference_problems(name: str, section: Any, config: HubConfig) -> list[str]:
+    """What a typed section names that the rest of the file lacks, each as `path: problem`."""
+    destinations = _destination_names(config.destinations)
     if name == "routing":
-        for index, destination in enumerate(section.default.destinations or []):
-            if destination not in destinations:
-                errors.append(problem(("routing", "default", "destinations", index),
-                                      f"no destination named {destination!r}"))
-    return section, errors
+        return [f"routing.default.destinations[{index}]: no destination named {destination!r}"
+                for index, destination in enumerate(section.default.destinations or [])
+                if destination not in destinations]
+    if name == "events":
+        return section.reference_problems(calendars=frozenset(config.routing.calendars),
+                                          destinations=frozenset(destinations),
+                                          indexed_attributes=getattr(config.customers, "indexed_attributes", None))
+    return []
 
 
 def _destination_names(destinations: Any) -> list[str]:

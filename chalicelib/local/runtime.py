@@ -99,6 +99,11 @@ class EmbeddedRuntime:
         from chalicelib.routing.setup import check_rules_file
 
         check_rules_file(self.hub.router_factory, self.hub.rules_source)
+        from pathlib import Path
+
+        from chalicelib.routing.event_setup import check_event_config
+
+        check_event_config(self.hub.config, base_dir=Path(self.hub.settings.config_path).parent)
         _ = self.hub.enricher, self.hub.workers
 
     def stop(self) -> None:

@@ -27,6 +27,8 @@ class Draft:
     replies: list[tuple[str, object]] = field(default_factory=list)
     parked: str | None = None
     suppressed: str | None = None
+    #: Hours until the case's follow-up is due (`then: {follow_up_hours: 48}`), None: no follow-up.
+    follow_up_hours: float | None = None
 
 
 Step = Callable[[Draft], None]
@@ -62,6 +64,8 @@ def action_lines(actions, rule: str, bind: Callable[[object], str]) -> list[str]
         lines.append(f"draft.parked = {bind(f'{actions.park} (rule {rule})')}")
     if actions.suppress is not None:
         lines.append(f"draft.suppressed = {bind(f'{actions.suppress} (rule {rule})')}")
+    if actions.follow_up_hours is not None:
+        lines.append(f"draft.follow_up_hours = {bind(actions.follow_up_hours)}")
     return lines
 
 
@@ -147,4 +151,11 @@ def compile_actions(actions, rule: str) -> tuple[Step, ...]:
             draft.suppressed = suppressed
 
         steps.append(suppress)
+    if actions.follow_up_hours is not None:
+        hours = actions.follow_up_hours
+
+        def follow_up(draft: Draft) -> None:
+            draft.follow_up_hours = hours
+
+        steps.append(follow_up)
     return tuple(steps)

@@ -24,7 +24,7 @@ the trace of a rule that did not match costs nothing to produce.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from operator import attrgetter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,6 +51,10 @@ class ConditionEnvironment:
     calendars: dict[str, Any]
     #: Case age (hours) after which a case of the given priority is past its SLA.
     sla_hours: Callable[[Priority], float]
+    #: The conditions this language knows, by name; None: routing's (`_PARSERS`). Event rules
+    #: pass their own table (`routing/event_conditions.py`), and `all`/`any`/`not` hand the
+    #: environment down, so nested conditions parse from the same table.
+    parsers: Mapping[str, Callable[[Any, str, "ConditionEnvironment"], "Condition"]] | None = None
 
 
 class Condition:
@@ -305,12 +309,13 @@ def parse_condition(spec: Any, path: str, env: ConditionEnvironment) -> Conditio
     """Parse one condition (a one-key mapping; a list means `all`). Raises `RuleProblem`."""
     if isinstance(spec, list):
         return _All([parse_condition(item, f"{path}[{index}]", env) for index, item in enumerate(spec)])
+    table = env.parsers or _PARSERS
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise RuleProblem(path, f"a condition is a mapping with one key, one of: {', '.join(sorted(_PARSERS))}")
+        raise RuleProblem(path, f"a condition is a mapping with one key, one of: {', '.join(sorted(table))}")
     [(name, value)] = spec.items()
-    parser = _PARSERS.get(name)
+    parser = table.get(name)
     if parser is None:
-        raise RuleProblem(path, f"unknown condition {name!r}; known: {', '.join(sorted(_PARSERS))}")
+        raise RuleProblem(path, f"unknown condition {name!r}; known: {', '.join(sorted(table))}")
     return parser(value, f"{path}.{name}", env)
 
 

@@ -120,7 +120,8 @@ class Router:
                                      attributes=ctx.attributes, queue=draft.queue, now=ctx.now)
                 for name, spec in draft.replies
             ],
-            parked=draft.parked, suppressed=draft.suppressed, rules_version=self.rules.version, trace=trace,
+            parked=draft.parked, suppressed=draft.suppressed, follow_up_hours=draft.follow_up_hours,
+            rules_version=self.rules.version, trace=trace,
         )
 
 

@@ -128,6 +128,8 @@ def describe_actions(actions: ActionSpec) -> str:
         parts.append(f"park: {actions.park}")
     if actions.suppress is not None:
         parts.append(f"suppress: {actions.suppress}")
+    if actions.follow_up_hours is not None:
+        parts.append(f"follow up in {actions.follow_up_hours:g} h")
     return "; ".join(parts)
 
 

@@ -48,6 +48,9 @@ class ActionSpec(_Strict):
     park: str | None = None
     #: Deliver nothing (spam, auto-replies), with this reason.
     suppress: str | None = None
+    #: Ask for a follow-up on the case this many hours from now (a `case.follow_up_due` timer);
+    #: a later matching rule's value replaces an earlier one's.
+    follow_up_hours: float | None = Field(default=None, gt=0, le=24 * 365)
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -83,6 +83,7 @@ action = st.fixed_dictionaries({}, optional={
     "reply": st.just("ack"),
     "park": st.just("check by hand"),
     "suppress": st.just("spam"),
+    "follow_up_hours": st.sampled_from([1, 24, 48.5]),
 })
 rule = st.fixed_dictionaries({"when": st.one_of(st.none(), condition), "then": action,
                               "stop": st.sampled_from([False, False, False, True])})
@@ -149,7 +150,7 @@ def reference(router, ctx):
             break
     return dict(priority=ctx.priority, queue=draft.queue, skills=draft.skills, tags=list(ctx.tags),
                 destinations=draft.destinations, replies=[name for name, _ in draft.replies], parked=draft.parked,
-                suppressed=draft.suppressed, trace=trace)
+                suppressed=draft.suppressed, follow_up_hours=draft.follow_up_hours, trace=trace)
 
 
 def decided(router, ctx):
@@ -158,7 +159,8 @@ def decided(router, ctx):
     assert RoutingDecision.model_validate(decision.model_dump()) == decision
     return dict(priority=decision.priority, queue=decision.queue, skills=decision.skills, tags=decision.tags,
                 destinations=decision.destinations, replies=[reply.rule for reply in decision.replies],
-                parked=decision.parked, suppressed=decision.suppressed, trace=decision.trace)
+                parked=decision.parked, suppressed=decision.suppressed, follow_up_hours=decision.follow_up_hours,
+                trace=decision.trace)
 
 
 @pytest.mark.parametrize("plans", ["per channel and the like", "every rule evaluated (beyond the plan limit)",

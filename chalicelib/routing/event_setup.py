@@ -1,0 +1,149 @@
+"""Building the event rules engine from the configuration, and keeping it current when the rules
+live in their own source (`events.source`, like `routing.source`).
+
+Only the events worker (and explain) compiles event rules; `hubctl check-config` and the embedded
+runtime's start call `check_event_config`, so a bad rule fails before an event reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chalicelib.errors import ConfigError
+from chalicelib.hubconfig import HubConfig
+from chalicelib.routing.conditions import ConditionEnvironment
+from chalicelib.routing.event_conditions import EVENT_PARSERS
+from chalicelib.routing.event_rules import (
+    EventEngine,
+    EventRuleEnvironment,
+    EventRuleSet,
+    compile_event_rules,
+    parse_event_rule_specs,
+)
+from chalicelib.routing.event_templates import EventTemplates
+from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class EventRulesFactory:
+    """Compiles event rule sets for one configuration: the inline rules, or a fetched document's.
+    The conditions share routing's calendars and SLA."""
+
+    def __init__(self, config: HubConfig) -> None:
+        from chalicelib.routing.calendar import Calendar
+
+        self.settings = config.events
+        routing = config.routing
+        self.calendars = {name: Calendar(settings) for name, settings in routing.calendars.items()}
+        indexed = getattr(config.customers, "indexed_attributes", None)
+        self._env = EventRuleEnvironment(
+            conditions=ConditionEnvironment(calendars=self.calendars, sla_hours=routing.sla.hours_for,
+                                            parsers=EVENT_PARSERS),
+            templates=frozenset(self.settings.templates),
+            destinations=frozenset(d.name for d in config.destinations),
+            indexed_attributes=frozenset(indexed) if indexed is not None else None,
+        )
+        self.templates = EventTemplates(self.settings.templates, routing.default_language)
+        self.inline = EventEngine(compile_event_rules(self.settings.rules, self._env))
+
+    def engine(self, rules: EventRuleSet) -> EventEngine:
+        return EventEngine(rules)
+
+    def from_document(self, document: RulesDocument, *, where: str) -> EventEngine:
+        """An engine for a fetched event rules document (YAML or JSON: a list of rules, or
+        {rules: [...]}). Raises `ConfigError` naming `where` and the offending rule."""
+        try:
+            data = yaml.safe_load(document.text) if document.text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+        if isinstance(data, dict) and set(data) == {"rules"}:
+            data = data["rules"]
+        if not isinstance(data, list):
+            raise ConfigError(f"{where}: must be a list of rules, or a mapping with only a `rules` list")
+        specs = parse_event_rule_specs(data, where=f"{where} rules")
+        return EventEngine(compile_event_rules(specs, self._env, version=document.version, where=f"{where} rules"))
+
+
+def event_rules_source(config: HubConfig, client_for: Callable[[str], Any], *,
+                       base_dir: Path | None = None) -> RulesSource:
+    """Where the event rules in force come from (`events.source`): the configuration file, a
+    rules file, S3, SSM or AppConfig, through routing's sources."""
+    from chalicelib.routing.sources import rules_source
+
+    return rules_source(config.events.source, client_for, base_dir=base_dir)
+
+
+def check_event_rules_file(factory: EventRulesFactory, source: RulesSource) -> EventEngine | None:
+    """Strictly compile a `file` source's event rules now (start-up, `hubctl check-config`).
+    Other sources are checked when fetched. Raises `ConfigError`."""
+    from chalicelib.routing.sources import FileRulesSource
+
+    if not isinstance(source, FileRulesSource):
+        return None
+    try:
+        document = source.current()
+    except RulesUnavailableError as exc:
+        raise ConfigError(exc.message) from None
+    return factory.from_document(document, where=source.describe)
+
+
+def check_event_config(config: HubConfig, *, base_dir: Path | None = None,
+                       client_for: Callable[[str], Any] = lambda service: None) -> str:
+    """Type `events:` and compile its rules (and a rules file's) now; what the rules in force
+    are, in words (`3 inline`, `5 in event-rules.yaml`). Raises `ConfigError` naming each problem's
+    path. For `hubctl check-config` and the embedded runtime's start."""
+    factory = EventRulesFactory(config)
+    source_settings = config.events.source
+    described = f"{len(factory.inline.rules.rules)} inline"
+    if source_settings.type == "file":
+        checked = check_event_rules_file(factory, event_rules_source(config, client_for, base_dir=base_dir))
+        described = f"{len(checked.rules.rules)} in {source_settings.path}"
+    elif source_settings.type != "inline":
+        described += f"; in force: the {source_settings.type} source's (checked when fetched)"
+    return described
+
+
+class LiveEventRules:
+    """The event rules in force: the inline rules, or the source's current document, recompiled
+    when its version changes. A document that does not compile is reported once per version and
+    the previous rules stay in force; with no good document yet, the inline rules apply."""
+
+    def __init__(self, factory: EventRulesFactory, source: RulesSource, *, describe: str,
+                 on_rejected: Callable[[str], None] = lambda reason: None) -> None:
+        self._factory = factory
+        self._source = source
+        self._describe = describe
+        self._on_rejected = on_rejected
+        self._lock = threading.Lock()
+        self._document: RulesDocument | None = None
+        self._engine: EventEngine | None = None
+        self._rejected: str | None = None
+
+    def current(self) -> EventEngine:
+        try:
+            document = self._source.current()
+        except RulesUnavailableError:
+            return self._factory.inline  # the source logged why
+        if document is None:
+            return self._factory.inline
+        with self._lock:
+            if document is self._document or document.version == self._rejected:
+                return self._engine or self._factory.inline
+            try:
+                engine = self._factory.from_document(document, where=self._describe)
+            except ConfigError as exc:
+                self._rejected = document.version
+                logger.error("event rules version %s from %s rejected; %s stay in force: %s", document.version,
+                             self._describe, "the previous rules" if self._engine else "the inline rules", exc.message)
+                self._on_rejected(exc.message)
+                return self._engine or self._factory.inline
+            self._document, self._engine, self._rejected = document, engine, None
+            logger.info("event rules version %s in force (%d rules)", document.version, len(engine.rules.rules))
+            return engine
