@@ -524,6 +524,29 @@ class Hub:
                           on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
 
     @wired
+    def event_rules_factory(self):
+        """Compiles the inline event rules on first use (routing's calendars and SLA)."""
+        from chalicelib.routing.event_setup import EventRulesFactory
+
+        return EventRulesFactory(self.config)
+
+    @wired
+    def event_rules_source(self):
+        """Where the event rules in force come from (`events.source`), like routing's."""
+        from chalicelib.routing.event_setup import event_rules_source
+
+        return event_rules_source(self.config, self.aws_client, base_dir=Path(self.settings.config_path).parent)
+
+    @wired
+    def live_event_rules(self):
+        """The event rules in force, following their source when it is not the configuration file."""
+        from chalicelib.routing.event_setup import LiveEventRules
+
+        return LiveEventRules(self.event_rules_factory, self.event_rules_source,
+                              describe=getattr(self.event_rules_source, "describe", "events.rules"),
+                              on_rejected=lambda reason: self.counters.incr("EventRulesRejected"))
+
+    @wired
     def media(self):
         """Downloads attachments whose links expire or need credentials into the blob store."""
         from chalicelib.adapters.media.http import MediaHttp

@@ -250,12 +250,21 @@ DEFAULT_EVENT_PATTERN = {"source": [{"anything-but": {"prefix": "aws."}}]}
 
 def _setup_eventbridge(args: argparse.Namespace) -> int:
     """Print the `aws cloudformation deploy` command of `infra/eventbridge-events.yaml`: a rule on
-    the named bus delivering matching events to the `eventbridge_events` function."""
+    the named bus delivering matching events to the `eventbridge_events` function. The bus and
+    pattern come from the options, else from `events.eventbridge` in the configuration."""
     from chalicelib.settings import Settings
 
-    stage = args.stage or Settings.from_environ().stage
+    settings = Settings.from_environ()
+    stage = args.stage or settings.stage
+    configured = None
+    if not (args.bus and args.pattern):
+        from chalicelib.hubconfig import load_config
+
+        configured = load_config(args.config or settings.config_path).events.eventbridge
+    bus = args.bus or (configured.bus if configured else "default")
     try:
-        pattern = json.loads(args.pattern) if args.pattern else DEFAULT_EVENT_PATTERN
+        pattern = json.loads(args.pattern) if args.pattern else configured.pattern if configured \
+            else DEFAULT_EVENT_PATTERN
     except ValueError as exc:
         print(f"hubctl: --pattern is not JSON: {exc}", file=sys.stderr)
         return 2
@@ -263,11 +272,11 @@ def _setup_eventbridge(args: argparse.Namespace) -> int:
         print("hubctl: --pattern must be a non-empty JSON object (an EventBridge event pattern)", file=sys.stderr)
         return 2
     compact = json.dumps(pattern, separators=(",", ":"))
-    print(f"Business events from EventBridge bus {args.bus!r} to the hub (stage {stage}):")
+    print(f"Business events from EventBridge bus {bus!r} to the hub (stage {stage}):")
     print("  deploy the functions first (chalice deploy), then, in the bus's region:\n")
     print(f"aws cloudformation deploy --template-file infra/eventbridge-events.yaml "
           f"--stack-name hub-{stage}-eventbridge-events \\\n"
-          f"  --parameter-overrides Stage={stage} EventBusName={args.bus} "
+          f"  --parameter-overrides Stage={stage} EventBusName={bus} "
           f"EventPattern='{compact}'")
     print("\nEach event's detail may carry type, id, occurred_at, customer and data; the envelope's "
           "detail-type, id and time fill in what it leaves out (docs/deploy.md).")
@@ -459,9 +468,11 @@ def main(argv: list[str] | None = None) -> int:
                                                               "nothing is written or sent")
     event.add_argument("--json", action="store_true", help="print the raw result as JSON")
     event.add_argument("--config", default=None, help="hub configuration (default HUB_CONFIG)")
-    event.add_argument("--bus", default="default", help="setup-eventbridge: the event bus's name (default default)")
-    event.add_argument("--pattern", help="setup-eventbridge: the EventBridge event pattern as JSON "
-                                         "(default: every event whose source does not start with aws.)")
+    event.add_argument("--bus", help="setup-eventbridge: the event bus's name (default: events.eventbridge.bus, "
+                                     "else default)")
+    event.add_argument("--pattern", help="setup-eventbridge: the EventBridge event pattern as JSON (default: "
+                                         "events.eventbridge.pattern, else every event whose source does not "
+                                         "start with aws.)")
     event.add_argument("--stage", help="setup-eventbridge: the deployed stage (default HUB_STAGE)")
     event.set_defaults(func=_event)
 

@@ -225,28 +225,30 @@ def relaying_destinations(config) -> list:
     return [d for d in config.destinations if (c := callback_settings(d)) is not None and c.replies]
 
 
-def rules_source_statements(stage: Stage, config) -> list[dict]:
-    """Reading the routing rules' document, when it lives on AWS (docs/routing-sources.md)."""
-    source = config.routing.source
+def rules_source_statements(stage: Stage, config, *, source=None, sid: str = "RoutingRules",
+                            key: str = "routing.source") -> list[dict]:
+    """Reading a rules document, when it lives on AWS (docs/routing-sources.md): the routing
+    rules' (`routing.source`), or the event rules' (`source=config.events.source`)."""
+    source = source or config.routing.source
     if source.type == "s3":
-        return [statement("RoutingRulesObject", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket}/{source.key}"],
+        return [statement(f"{sid}Object", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket}/{source.key}"],
                           OWN_ACCOUNT),
-                statement("RoutingRulesMissingIs404", ["s3:ListBucket"], [f"arn:aws:s3:::{source.bucket}"],
+                statement(f"{sid}MissingIs404", ["s3:ListBucket"], [f"arn:aws:s3:::{source.bucket}"],
                           OWN_ACCOUNT)]
     if source.type == "ssm":
         name = source.parameter
         arn = name if name.startswith("arn:") else f"arn:aws:ssm:*:*:parameter/{name.lstrip('/')}"
-        return [statement("RoutingRulesParameter", ["ssm:GetParameter"], [arn])]
+        return [statement(f"{sid}Parameter", ["ssm:GetParameter"], [arn])]
     if source.type == "appconfig":
         ids = (source.application, source.environment, source.profile)
         if not all(_APPCONFIG_ID.fullmatch(value) for value in ids):
             raise PolicyError(
-                "routing.source: IAM grants AppConfig by id, not by name: configure the ids of the application "
-                f"(hub-{stage.name}), environment ({stage.name}) and profile (routing), e.g. from "
+                f"{key}: IAM grants AppConfig by id, not by name: configure the ids of the application "
+                f"(hub-{stage.name}), environment ({stage.name}) and profile, e.g. from "
                 "`aws appconfig list-applications`"
             )
         application, environment, profile = ids
-        return [statement("RoutingRulesAppConfig",
+        return [statement(f"{sid}AppConfig",
                           ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
                           [f"arn:aws:appconfig:*:*:application/{application}/environment/{environment}"
                            f"/configuration/{profile}"])]
@@ -366,10 +368,16 @@ def api_policy(stage: Stage, config) -> list[dict]:
                            ssm_only="the API function verifies destination callbacks with it "
                                     "(destinations[].callbacks.secrets), and its role reads no Secrets Manager "
                                     "secret (destination credentials live there)"),
-        # POST /v1/routing/explain routes by the rules in force.
+        # POST /v1/routing/explain routes by the rules in force; POST /v1/events/explain likewise.
         *rules_source_statements(stage, config),
+        *event_rules_statements(stage, config),
         TRACING,
     ]
+
+
+def event_rules_statements(stage: Stage, config) -> list[dict]:
+    """Reading the event rules' document (`events.source`), where events are processed and explained."""
+    return rules_source_statements(stage, config, source=config.events.source, sid="EventRules", key="events.source")
 
 
 def process_policy(stage: Stage, config) -> list[dict]:
@@ -489,6 +497,7 @@ def events_policy(stage: Stage, config) -> list[dict]:
         statement("QueueBodiesSent", ["s3:PutObject"],
                   [stage.queue_bodies("outbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
         stage.missing_key_is_404(),
+        *event_rules_statements(stage, config),
         # Cases opened by event rules, follow-ups, and messages deferred to the end of quiet hours.
         *stage.timer_statements(),
         TRACING,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from chalicelib.bootstrap import Hub
 from chalicelib.cli import main
 from chalicelib.settings import DEFAULT_CONFIG, Settings
@@ -117,3 +119,17 @@ def test_the_eventbridge_template_lints_clean():
     result = subprocess.run([str(lint), str(ROOT / "infra" / "eventbridge-events.yaml")], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_setup_eventbridge_takes_the_bus_and_pattern_from_the_configuration(tmp_path, capsys):
+    document = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    document.setdefault("events", {})["eventbridge"] = {"bus": "orders", "pattern": {"source": ["shop.orders"]}}
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump(document))
+
+    assert main(["event", "setup-eventbridge", "--stage", "prod", "--config", str(config)]) == 0
+    assert main(["event", "setup-eventbridge", "--stage", "prod", "--config", str(config), "--bus", "other"]) == 0
+
+    first, second = capsys.readouterr().out.split("Business events from")[1:]
+    assert """EventBusName=orders EventPattern='{"source":["shop.orders"]}'""" in first
+    assert """EventBusName=other EventPattern='{"source":["shop.orders"]}'""" in second

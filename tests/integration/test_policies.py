@@ -162,6 +162,26 @@ def test_business_events_reach_their_queue_and_only_the_event_worker_consumes_it
                     if a.split(":")[0] in ("ssm", "secretsmanager", "connect", "events", "ses", "comprehend")}
 
 
+def test_the_event_rules_source_is_readable_where_events_are_processed_and_explained():
+    ssm = generated("events: {source: {type: ssm, parameter: /hub/dev/events/rules}}")
+    for function in ("api_handler", "process_events"):
+        assert grants(ssm[function], "ssm:GetParameter", parameter("/hub/dev/events/rules")), function
+    for function in ("process_inbound", "deliver", "send", "eventbridge_events", "timers"):
+        assert not grants(ssm[function], "ssm:GetParameter", parameter("/hub/dev/events/rules")), function
+    s3 = generated("events: {source: {type: s3, bucket: hub-dev-123456789012-eu-central-1, key: events/rules.yaml}}")
+    [rules] = [s for s in s3["process_events"]["Statement"] if s["Sid"] == "EventRulesObject"]
+    assert rules["Resource"] == ["arn:aws:s3:::hub-dev-123456789012-eu-central-1/events/rules.yaml"]
+    assert rules["Condition"] == policies.OWN_ACCOUNT
+    # Routing's and the events' sources side by side: each statement keeps its own Sid.
+    both = generated("routing: {source: {type: ssm, parameter: /hub/dev/routing/rules}}\n"
+                     "events: {source: {type: ssm, parameter: /hub/dev/events/rules}}")
+    sids = [s["Sid"] for s in both["api_handler"]["Statement"]]
+    assert len(sids) == len(set(sids))
+    assert {"RoutingRulesParameter", "EventRulesParameter"} <= set(sids)
+    with pytest.raises(policies.PolicyError, match="events.source: IAM grants AppConfig by id"):
+        generated("events: {source: {type: appconfig, application: hub-dev, environment: dev, profile: events}}")
+
+
 def test_every_bucket_statement_is_pinned_to_the_deploying_account():
     for policy in generated().values():
         for statement in policy["Statement"]:
