@@ -16,6 +16,7 @@ from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
 from chalicelib.api.callbacks import callbacks
 from chalicelib.api.consumer import consumer
+from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
 from chalicelib.api.system import system
@@ -28,6 +29,7 @@ app = HubApp(app_name="omnichannel-hub")
 app.register_blueprint(webhooks)
 app.register_blueprint(callbacks)
 app.register_blueprint(consumer)
+app.register_blueprint(events)
 app.register_blueprint(media)
 app.register_blueprint(messages)
 app.register_blueprint(system)
@@ -59,6 +61,29 @@ def deliver_queue(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=_settings.queue_name("outbound"), batch_size=1, name="send")
 def send_queue(event: SQSEvent) -> None:
     get_hub().workers.consume("outbound", event)
+
+
+# Ten units of the events queue per invocation: an event, a broadcast page (which enqueues at most
+# a page of members), a member, a fired timer or a deferred message each take a few store calls.
+@app.on_sqs_message(queue=_settings.queue_name("events"), batch_size=10, name="process_events")
+def process_events_queue(event: SQSEvent) -> None:
+    get_hub().workers.consume("events", event)
+
+
+# Business events from an EventBridge bus the operator names (`infra/eventbridge-events.yaml`):
+# Chalice's `on_cw_event` only subscribes to the default bus, so this is a plain function that
+# the bus's rule targets. An event that can never be valid returns normally (kept as unhandled);
+# a queue failure raises, so EventBridge retries it and then dead-letters it.
+@app.lambda_function(name="eventbridge_events")
+def eventbridge_events(event: dict, context: object) -> dict:
+    return {"status": get_hub().event_intake.from_eventbridge(event)}
+
+
+# EventBridge Scheduler's target for case timers and deferred messages (`adapters/timers/`): the
+# fired timer goes onto the events queue; a failure raises, so Scheduler retries, then dead-letters.
+@app.lambda_function(name="timers")
+def timers(event: dict, context: object) -> None:
+    get_hub().timer_endpoint.fire(event)
 
 
 def _pull_worker(name: str):

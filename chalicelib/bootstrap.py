@@ -225,6 +225,48 @@ class Hub:
         return self._queue("outbound-dlq", self.settings.outbound_dlq_url, "HUB_OUTBOUND_DLQ_URL",
                            LOCAL_DELIVERY_VISIBILITY, 0)
 
+    @wired
+    def events_queue(self) -> Queue:
+        """Business events, broadcast pages and members, case timers and deferred messages."""
+        return self._queue("events", self.settings.events_queue_url, "HUB_EVENTS_QUEUE_URL",
+                           LOCAL_DELIVERY_VISIBILITY, self.config.delivery.max_receives)
+
+    @wired
+    def events_dead_letters(self) -> Queue:
+        return self._queue("events-dlq", self.settings.events_dlq_url, "HUB_EVENTS_DLQ_URL",
+                           LOCAL_DELIVERY_VISIBILITY, 0)
+
+    @wired
+    def timers(self):
+        """Case timers and deferred messages: EventBridge Scheduler one-time schedules on AWS (a
+        timer due sooner than Scheduler can fire goes straight onto the events queue), a SQLite
+        table that `timer_pump` empties in the embedded runtime."""
+        if self.settings.on_aws:
+            from chalicelib.adapters.timers.scheduler import SchedulerTimers
+
+            settings = self.settings
+            return SchedulerTimers(self.aws_client("scheduler"), group=settings.timers_group,
+                                   role_arn=settings.timers_role_arn, target_arn=settings.timers_function_arn,
+                                   dead_letter_arn=settings.timers_dlq_arn, fire_now=self.timer_endpoint.enqueue,
+                                   clock=self.clock)
+        from chalicelib.adapters.timers.local import LocalTimers
+
+        return LocalTimers(str(self.data_dir / "timers.db"))
+
+    @wired
+    def timer_endpoint(self):
+        """The timers function's handler: a fired timer onto the events queue."""
+        from chalicelib.service.case_timers import TimerEndpoint
+
+        return TimerEndpoint(lambda: self.events_queue, self.clock)
+
+    @wired
+    def timer_pump(self):
+        """The embedded runtime's scheduler: due timers onto the events queue."""
+        from chalicelib.service.case_timers import TimerPump
+
+        return TimerPump(self.timers, lambda: self.events_queue)
+
     def pull_queue(self, name: str) -> Queue:
         """The queue a provider's pull entry (`PullEntry`) reads; the worker deletes what it finished."""
         from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -483,6 +525,29 @@ class Hub:
                           on_rejected=lambda reason: self.counters.incr("RoutingRulesRejected"))
 
     @wired
+    def event_rules_factory(self):
+        """Compiles the inline event rules on first use (routing's calendars and SLA)."""
+        from chalicelib.routing.event_setup import EventRulesFactory
+
+        return EventRulesFactory(self.config)
+
+    @wired
+    def event_rules_source(self):
+        """Where the event rules in force come from (`events.source`), like routing's."""
+        from chalicelib.routing.event_setup import event_rules_source
+
+        return event_rules_source(self.config, self.aws_client, base_dir=Path(self.settings.config_path).parent)
+
+    @wired
+    def live_event_rules(self):
+        """The event rules in force, following their source when it is not the configuration file."""
+        from chalicelib.routing.event_setup import LiveEventRules
+
+        return LiveEventRules(self.event_rules_factory, self.event_rules_source,
+                              describe=getattr(self.event_rules_source, "describe", "events.rules"),
+                              on_rejected=lambda reason: self.counters.incr("EventRulesRejected"))
+
+    @wired
     def media(self):
         """Downloads attachments whose links expire or need credentials into the blob store."""
         from chalicelib.adapters.media.http import MediaHttp
@@ -587,6 +652,30 @@ class Hub:
         return MessagesApi(ApiKeys(self.config.api_keys), self.messages)
 
     @wired
+    def event_intake(self):
+        from datetime import timedelta
+
+        from chalicelib.service.event_intake import EventIntake
+
+        def is_done(dedupe_key: str, now: datetime) -> bool:
+            return self.store.begin(dedupe_key, now=now).done
+
+        def record_unhandled(event) -> None:
+            self.store.record_unhandled(
+                event, expires_at=self.clock() + timedelta(days=self.config.processing.unhandled_days))
+
+        return EventIntake(lambda: self.events_queue, self.config.identity.default_region, self.clock,
+                           is_done=is_done, record_unhandled=record_unhandled, counters=self.counters)
+
+    @wired
+    def events_api(self):
+        from chalicelib.api.auth import ApiKeys
+        from chalicelib.api.events import EventsApi
+
+        # `event_processor` (service/events.EventProcessor) is built on the first explain only.
+        return EventsApi(ApiKeys(self.config.api_keys), self.event_intake, lambda: self.event_processor)
+
+    @wired
     def media_endpoint(self):
         from chalicelib.api.media import MediaEndpoint
 
@@ -607,6 +696,7 @@ class Hub:
             inbound_queue=lambda: self.inbound_queue, delivery_queue=lambda: self.delivery_queue,
             processor=lambda: self.processor, deliverer=lambda: self.deliverer, ingestion=lambda: self.ingestion,
             outbound_queue=lambda: self.outbound_queue, send_worker=lambda: self.send_worker,
+            events_queue=lambda: self.events_queue, event_processor=lambda: self.event_processor,
             pull_queue=self.pull_queue, adapters=self.adapter, pull_entries=PULL_ENTRIES, counters=self.counters,
             clock=self.clock, annotate=self.annotate, correlate=set_correlation_id,
         )

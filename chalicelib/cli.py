@@ -156,6 +156,133 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event(args: argparse.Namespace) -> int:
+    """`hubctl event`: business events onto the events queue HUB_RUNTIME points at, through the
+    same checks as `POST /v1/events` (the running hub's event workers process them); with
+    `--explain`, which event rules would match and what they would do, with nothing written or
+    sent; `hubctl event setup-eventbridge` prints how to deliver a bus's events to the hub."""
+    if args.action == "setup-eventbridge":
+        return _setup_eventbridge(args)
+    from chalicelib.bootstrap import Hub
+    from chalicelib.domain.values import replace
+    from chalicelib.settings import Settings
+
+    try:
+        body = _event_body(args)
+    except ValueError as exc:
+        print(f"hubctl: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_environ()
+    if args.config:
+        settings = replace(settings, config_path=args.config)
+    hub = Hub(settings)
+    try:
+        if args.explain:
+            if isinstance(body, list):
+                if len(body) != 1:
+                    print("hubctl: --explain takes one event", file=sys.stderr)
+                    return 2
+                body = body[0]
+            result = hub.event_processor.explain({"event": body})
+            print(json.dumps(result, indent=2, ensure_ascii=False, default=str) if args.json
+                  else _render_event_explain(result))
+            return 0
+        accepted = hub.event_intake.accept(hub.event_intake.parse(body), source="cli")
+    except HubError as exc:
+        print(f"hubctl: {exc.code}: {exc.message}", file=sys.stderr)
+        for field, reason in (exc.detail.get("fields") or {}).items():
+            print(f"  {field}: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        hub.close()
+    if args.json:
+        print(json.dumps({"data": [item.view() for item in accepted]}, indent=2))
+    else:
+        for item in accepted:
+            print(f"{item.status} {item.id}")
+    return 0
+
+
+def _event_body(args: argparse.Namespace) -> dict | list:
+    """The event(s) the options describe: `--file` (an event or an array), or one built from
+    `--type --id --identifier|--customer --data|--data-file --occurred-at`. Raises ValueError."""
+    from datetime import datetime, timezone
+
+    if args.file:
+        if any(getattr(args, name) for name in ("type", "id", "identifier", "customer", "data", "data_file")):
+            raise ValueError("--file takes the events from the file: leave out --type, --id, --data and the customer")
+        text = sys.stdin.read() if args.file == "-" else _read(args.file)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{args.file} is not JSON: {exc}") from None
+    if not args.type or not args.id:
+        raise ValueError("give --type and --id (or --file)")
+    if args.data and args.data_file:
+        raise ValueError("give --data or --data-file, not both")
+    data_text = args.data if args.data is not None else _read(args.data_file) if args.data_file else "{}"
+    try:
+        data = json.loads(data_text)
+    except ValueError as exc:
+        raise ValueError(f"the event data is not JSON: {exc}") from None
+    customer = {"identifier": args.identifier} if args.identifier else {"customer_id": args.customer} \
+        if args.customer else None
+    occurred_at = args.occurred_at or datetime.now(timezone.utc).isoformat()
+    return {"type": args.type, "id": args.id, "occurred_at": occurred_at, "customer": customer, "data": data}
+
+
+def _render_event_explain(result: dict) -> str:
+    """An event explanation as text: the rules in order (as `hubctl route --explain` prints
+    them), then what the matching rules would do."""
+    lines = []
+    for entry in result.get("trace", []):
+        mark = "MATCH" if entry.get("matched") else "  -  "
+        lines.append(f"  {mark} {entry.get('rule')}: {entry.get('reason') or ''}")
+    rest = {key: value for key, value in result.items() if key != "trace"}
+    if rest:
+        lines.append(json.dumps(rest, indent=2, ensure_ascii=False, default=str))
+    return "\n".join(lines)
+
+
+#: What `setup-eventbridge` forwards without a pattern: every event on the bus except AWS's own.
+DEFAULT_EVENT_PATTERN = {"source": [{"anything-but": {"prefix": "aws."}}]}
+
+
+def _setup_eventbridge(args: argparse.Namespace) -> int:
+    """Print the `aws cloudformation deploy` command of `infra/eventbridge-events.yaml`: a rule on
+    the named bus delivering matching events to the `eventbridge_events` function. The bus and
+    pattern come from the options, else from `events.eventbridge` in the configuration."""
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_environ()
+    stage = args.stage or settings.stage
+    configured = None
+    if not (args.bus and args.pattern):
+        from chalicelib.hubconfig import load_config
+
+        configured = load_config(args.config or settings.config_path).events.eventbridge
+    bus = args.bus or (configured.bus if configured else "default")
+    try:
+        pattern = json.loads(args.pattern) if args.pattern else configured.pattern if configured \
+            else DEFAULT_EVENT_PATTERN
+    except ValueError as exc:
+        print(f"hubctl: --pattern is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(pattern, dict) or not pattern:
+        print("hubctl: --pattern must be a non-empty JSON object (an EventBridge event pattern)", file=sys.stderr)
+        return 2
+    compact = json.dumps(pattern, separators=(",", ":"))
+    print(f"Business events from EventBridge bus {bus!r} to the hub (stage {stage}):")
+    print("  deploy the functions first (chalice deploy), then, in the bus's region:\n")
+    print(f"aws cloudformation deploy --template-file infra/eventbridge-events.yaml "
+          f"--stack-name hub-{stage}-eventbridge-events \\\n"
+          f"  --parameter-overrides Stage={stage} EventBusName={bus} "
+          f"EventPattern='{compact}'")
+    print("\nEach event's detail may carry type, id, occurred_at, customer and data; the envelope's "
+          "detail-type, id and time fill in what it leaves out (docs/deploy.md).")
+    return 0
+
+
 def _unhandled(args: argparse.Namespace) -> int:
     """`hubctl unhandled`: webhook items no adapter could read, kept raw, of one day (UTC)."""
     from datetime import date
@@ -316,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--key", help="hash this key instead of generating one")
     key.add_argument("--scopes", default="customers:read",
                      help="comma-separated: customers:read, customers:write, customers:erase, operations, "
-                          "messages:send, or all (default customers:read)")
+                          "messages:send, events:write, or all (default customers:read)")
     key.set_defaults(func=_api_key)
 
     route = commands.add_parser("route", help="explain the routing decision for a contact (no side effects)")
@@ -358,6 +485,30 @@ def main(argv: list[str] | None = None) -> int:
     customers.add_argument("--page-size", type=int, default=100, choices=range(1, 1001), metavar="1-1000",
                            help="items read per store call (default 100)")
     customers.set_defaults(func=_customers)
+
+    event = commands.add_parser("event", help="send a business event (like POST /v1/events), or explain it")
+    event.add_argument("action", nargs="?", default="send", choices=["send", "setup-eventbridge"],
+                       help="send (default), or setup-eventbridge: print the deploy command of the bus rule")
+    event.add_argument("--type", help="the event type (outage.started, parcel.late, ...)")
+    event.add_argument("--id", help="the event id: the idempotency key (namespace it: billing:inv-123:failed)")
+    whom = event.add_mutually_exclusive_group()
+    whom.add_argument("--identifier", help="the customer holding this identifier (phone:+49…)")
+    whom.add_argument("--customer", help="the customer with this id (neither: a broadcast event)")
+    event.add_argument("--data", help="the event data as a JSON object")
+    event.add_argument("--data-file", help="a file with the event data as a JSON object")
+    event.add_argument("--occurred-at", help="when it happened, ISO 8601 with a timezone (default now)")
+    event.add_argument("--file", help="a JSON file of an event or an array of events (- for stdin)")
+    event.add_argument("--explain", action="store_true", help="show which rules match and what they would do; "
+                                                              "nothing is written or sent")
+    event.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    event.add_argument("--config", default=None, help="hub configuration (default HUB_CONFIG)")
+    event.add_argument("--bus", help="setup-eventbridge: the event bus's name (default: events.eventbridge.bus, "
+                                     "else default)")
+    event.add_argument("--pattern", help="setup-eventbridge: the EventBridge event pattern as JSON (default: "
+                                         "events.eventbridge.pattern, else every event whose source does not "
+                                         "start with aws.)")
+    event.add_argument("--stage", help="setup-eventbridge: the deployed stage (default HUB_STAGE)")
+    event.set_defaults(func=_event)
 
     unhandled = commands.add_parser("unhandled", help="list webhook items no adapter could read (kept raw)")
     unhandled.add_argument("--day", type=_iso_day, help="the UTC day, YYYY-MM-DD (default today)")

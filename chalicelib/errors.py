@@ -260,3 +260,11 @@ class UnsendableMessageError(RequestRejectedError):
 
     http_status = 422
     code = "invalid_message"
+
+
+class InvalidEventError(RequestRejectedError):
+    """A business event breaks the event contract (`POST /v1/events`, `hubctl event`, EventBridge):
+    `detail.fields` names each field (`events[3].occurred_at`) and what is wrong with it. One
+    invalid event refuses the whole batch, so a producer never has to work out which were queued."""
+
+    code = "invalid_event"

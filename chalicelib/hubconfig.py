@@ -54,8 +54,9 @@ SCOPES = (
     "customers:erase",   # DELETE /v1/customers/{id} (GDPR erasure)
     "operations",        # exception queue, dead letters and replay, unhandled events, routing explain
     "messages:send",     # outbound messages
+    "events:write",      # POST /v1/events (business events in)
 )
-Scope = Literal["customers:read", "customers:write", "customers:erase", "operations", "messages:send"]
+Scope = Literal["customers:read", "customers:write", "customers:erase", "operations", "messages:send", "events:write"]
 #: What a key configured without `scopes` (the form before scopes existed) may do: read only.
 LEGACY_SCOPES: tuple[Scope, ...] = ("customers:read",)
 #: The SHA-256 of `local-dev-key`, the development key `chalicelib/conf/local.yaml` ships with.

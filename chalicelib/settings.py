@@ -39,6 +39,9 @@ class Settings(Value):
     delivery_dlq_url: str = ""
     outbound_queue_url: str = ""
     outbound_dlq_url: str = ""
+    #: Business events (`POST /v1/events`, EventBridge, case timers) and their dead letters.
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
     #: EventBridge Scheduler timers (`adapters/timers/scheduler.py`): the schedule group, the role
     #: Scheduler assumes, the timers Lambda it invokes and the queue of timers it could not deliver.
     timers_group: str = ""
@@ -86,6 +89,8 @@ class Settings(Value):
             delivery_dlq_url=env.get("HUB_DELIVERY_DLQ_URL", ""),
             outbound_queue_url=env.get("HUB_OUTBOUND_QUEUE_URL", ""),
             outbound_dlq_url=env.get("HUB_OUTBOUND_DLQ_URL", ""),
+            events_queue_url=env.get("HUB_EVENTS_QUEUE_URL", ""),
+            events_dlq_url=env.get("HUB_EVENTS_DLQ_URL", ""),
             timers_group=env.get("HUB_TIMERS_GROUP") or f"hub-{stage}",
             timers_role_arn=env.get("HUB_TIMERS_ROLE_ARN", ""),
             timers_function_arn=env.get("HUB_TIMERS_FUNCTION_ARN", ""),

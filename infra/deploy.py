@@ -41,6 +41,16 @@ OUTPUT_VARIABLES = {
     # deliver worker, dead-letters a message itself once it gives up (service/send_worker.py).
     "OutboundQueueUrl": "HUB_OUTBOUND_QUEUE_URL",
     "OutboundDeadLetterQueueUrl": "HUB_OUTBOUND_DLQ_URL",
+    # Business events: the API, the EventBridge function and the timers enqueue; process_events
+    # consumes (and enqueues broadcast pages and members on the same queue).
+    "EventsQueueUrl": "HUB_EVENTS_QUEUE_URL",
+    "EventsDeadLetterQueueUrl": "HUB_EVENTS_DLQ_URL",
+    # Case timers: the schedule group, the role Scheduler assumes, the function it invokes and the
+    # queue of timers it could not deliver (adapters/timers/scheduler.py).
+    "TimersGroupName": "HUB_TIMERS_GROUP",
+    "TimersRoleArn": "HUB_TIMERS_ROLE_ARN",
+    "TimersFunctionArn": "HUB_TIMERS_FUNCTION_ARN",
+    "TimersDeadLetterQueueArn": "HUB_TIMERS_DLQ_ARN",
     "BucketName": "HUB_BUCKET",
     # The ses_inbound worker deletes each notification it finished (partial batches).
     "SesInboundQueueUrl": "HUB_SES_INBOUND_QUEUE_URL",
@@ -79,6 +89,9 @@ def deploy_stack(
                 {"ParameterKey": "SegmentIndexes", "ParameterValue": str(indexes)},
             ],
             "Tags": [{"Key": "project", "Value": "omnichannel-hub"}, {"Key": "stage", "Value": stage}],
+            # The timers' scheduler role has a name of its own (hub-<stage>-timers-scheduler), which the
+            # policies' iam:PassRole names.
+            "Capabilities": ["CAPABILITY_NAMED_IAM"],
         }
 
     waiter_config = {"Delay": wait_delay, "MaxAttempts": 720 // max(1, wait_delay) + 1}

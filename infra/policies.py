@@ -138,6 +138,14 @@ class Stage:
         """Claim-checked bodies of a queue's messages: `queue/<queue name>/` (adapters/queue/base.py)."""
         return self.objects(f"queue/{self.queue_name(role)}/")
 
+    def timer_statements(self) -> list[dict]:
+        """Arming and cancelling case timers: one-time schedules in the stage's group, created
+        with the stage's scheduler role (infra/stateful.yaml, `TimersSchedulerRole`)."""
+        return [statement("TimersSchedules", ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"],
+                          [f"arn:aws:scheduler:*:*:schedule/hub-{self.name}/*"]),
+                statement("TimersPassRole", ["iam:PassRole"], [f"arn:aws:iam::*:role/hub-{self.name}-timers-scheduler"],
+                          {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}})]
+
     def logs(self, function: str) -> Iterable[dict]:
         name = f"{APP_NAME}-{self.name}" + ("" if function == API else f"-{function}")
         return [statement("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -227,28 +235,30 @@ def relaying_destinations(config) -> list:
     return [d for d in config.destinations if (c := callback_settings(d)) is not None and c.replies]
 
 
-def rules_source_statements(stage: Stage, config) -> list[dict]:
-    """Reading the routing rules' document, when it lives on AWS (docs/routing-sources.md)."""
-    source = config.routing.source
+def rules_source_statements(stage: Stage, config, *, source=None, sid: str = "RoutingRules",
+                            key: str = "routing.source") -> list[dict]:
+    """Reading a rules document, when it lives on AWS (docs/routing-sources.md): the routing
+    rules' (`routing.source`), or the event rules' (`source=config.events.source`)."""
+    source = source or config.routing.source
     if source.type == "s3":
-        return [statement("RoutingRulesObject", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket}/{source.key}"],
+        return [statement(f"{sid}Object", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket}/{source.key}"],
                           OWN_ACCOUNT),
-                statement("RoutingRulesMissingIs404", ["s3:ListBucket"], [f"arn:aws:s3:::{source.bucket}"],
+                statement(f"{sid}MissingIs404", ["s3:ListBucket"], [f"arn:aws:s3:::{source.bucket}"],
                           OWN_ACCOUNT)]
     if source.type == "ssm":
         name = source.parameter
         arn = name if name.startswith("arn:") else f"arn:aws:ssm:*:*:parameter/{name.lstrip('/')}"
-        return [statement("RoutingRulesParameter", ["ssm:GetParameter"], [arn])]
+        return [statement(f"{sid}Parameter", ["ssm:GetParameter"], [arn])]
     if source.type == "appconfig":
         ids = (source.application, source.environment, source.profile)
         if not all(_APPCONFIG_ID.fullmatch(value) for value in ids):
             raise PolicyError(
-                "routing.source: IAM grants AppConfig by id, not by name: configure the ids of the application "
-                f"(hub-{stage.name}), environment ({stage.name}) and profile (routing), e.g. from "
+                f"{key}: IAM grants AppConfig by id, not by name: configure the ids of the application "
+                f"(hub-{stage.name}), environment ({stage.name}) and profile, e.g. from "
                 "`aws appconfig list-applications`"
             )
         application, environment, profile = ids
-        return [statement("RoutingRulesAppConfig",
+        return [statement(f"{sid}AppConfig",
                           ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
                           [f"arn:aws:appconfig:*:*:application/{application}/environment/{environment}"
                            f"/configuration/{profile}"])]
@@ -339,6 +349,8 @@ def api_policy(stage: Stage, config) -> list[dict]:
         statement("ConsumerApiQueuesDeliveries", ["sqs:SendMessage"], [stage.queue("delivery")]),
         # POST /v1/messages (and replays of dead messages): one send per accepted message.
         statement("SendApiQueuesMessages", ["sqs:SendMessage"], [stage.queue("outbound")]),
+        # POST /v1/events: one batch of sends per accepted request.
+        statement("EventsApiQueuesEvents", ["sqs:SendMessage"], [stage.queue("events")]),
         # Consumer API reads and edits customers, contacts, merges, dead letters, unhandled items,
         # erasure; the send API's addressee, idempotency key (remember), outbound contact and
         # thread keys; the web chat outbox the widget polls; the health check's GetItem; webhook
@@ -347,7 +359,8 @@ def api_policy(stage: Stage, config) -> list[dict]:
         # Claim-checked bodies of what it sends (an email webhook over 200 KB, a large replay or
         # message).
         statement("QueueBodiesSent", ["s3:PutObject"],
-                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery"), stage.queue_bodies("outbound")],
+                  [stage.queue_bodies("inbound"), stage.queue_bodies("delivery"), stage.queue_bodies("outbound"),
+                   stage.queue_bodies("events")],
                   OWN_ACCOUNT),
         # Media links (served or redirected to a presigned URL), the GDPR export of offloaded raw
         # payloads, and erasure of both.
@@ -365,10 +378,16 @@ def api_policy(stage: Stage, config) -> list[dict]:
                            ssm_only="the API function verifies destination callbacks with it "
                                     "(destinations[].callbacks.secrets), and its role reads no Secrets Manager "
                                     "secret (destination credentials live there)"),
-        # POST /v1/routing/explain routes by the rules in force.
+        # POST /v1/routing/explain routes by the rules in force; POST /v1/events/explain likewise.
         *rules_source_statements(stage, config),
+        *event_rules_statements(stage, config),
         TRACING,
     ]
+
+
+def event_rules_statements(stage: Stage, config) -> list[dict]:
+    """Reading the event rules' document (`events.source`), where events are processed and explained."""
+    return rules_source_statements(stage, config, source=config.events.source, sid="EventRules", key="events.source")
 
 
 def process_policy(stage: Stage, config) -> list[dict]:
@@ -403,6 +422,8 @@ def process_policy(stage: Stage, config) -> list[dict]:
         *secret_statements(stage, "RelayingDestinationSecrets", credential_references(relaying_destinations(config))),
         *rules_source_statements(stage, config),
         *comprehend_statements(config),
+        # A new case's SLA and auto-close timers, a rule's follow-up.
+        *stage.timer_statements(),
         TRACING,
     ]
 
@@ -463,6 +484,59 @@ def send_policy(stage: Stage, config) -> list[dict]:
     ]
 
 
+def events_policy(stage: Stage, config) -> list[dict]:
+    """Business events: rules over each event, broadcast fan-out through the events queue in
+    pages, proactive messages (the send path), case actions, events forwarded to destinations."""
+    return [
+        *stage.logs("process_events"),
+        statement("EventsQueueConsume", CONSUME, [stage.queue("events")]),
+        # Broadcast pages and their members, deferred messages and fired timers go back on the
+        # events queue; notify queues messages (MessageService.send); forwarded events and case
+        # events go to the destinations.
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("NotifyQueue", ["sqs:SendMessage"], [stage.queue("outbound")]),
+        statement("DeliveriesQueue", ["sqs:SendMessage"], [stage.queue("delivery")]),
+        # Done markers, customers, cases, event contacts, parked contacts, outbound contacts and
+        # unhandled events; a broadcast's segment pages are Queries on the segment indexes.
+        statement("Table", TABLE_READ_WRITE, [stage.table]),
+        statement("Segments", ["dynamodb:Query"], [f"{stage.table}/index/segment*"]),
+        # Its messages' claim-checked bodies (redriven ones come from the DLQ's prefix), released
+        # with a marker; the bodies of what it sends on.
+        statement("EventsQueueBodies", ["s3:GetObject", "s3:PutObject"],
+                  [stage.queue_bodies("events"), stage.queue_bodies("events-dlq")], OWN_ACCOUNT),
+        statement("QueueBodiesSent", ["s3:PutObject"],
+                  [stage.queue_bodies("outbound"), stage.queue_bodies("delivery")], OWN_ACCOUNT),
+        stage.missing_key_is_404(),
+        *event_rules_statements(stage, config),
+        # Cases opened by event rules, follow-ups, and messages deferred to the end of quiet hours.
+        *stage.timer_statements(),
+        TRACING,
+    ]
+
+
+def timers_policy(stage: Stage, config) -> list[dict]:
+    """EventBridge Scheduler's target: put the fired timer on the events queue."""
+    return [
+        *stage.logs("timers"),
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("EventsQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("events")], OWN_ACCOUNT),
+        TRACING,
+    ]
+
+
+def eventbridge_policy(stage: Stage, config) -> list[dict]:
+    """Business events from an EventBridge bus: validate and enqueue them; keep what can never be
+    accepted as an unhandled item (one conditional PutItem in its day's partition)."""
+    return [
+        *stage.logs("eventbridge_events"),
+        statement("EventsQueueSend", ["sqs:SendMessage"], [stage.queue("events")]),
+        statement("EventsQueueBodiesSent", ["s3:PutObject"], [stage.queue_bodies("events")], OWN_ACCOUNT),
+        statement("UnhandledEvents", ["dynamodb:PutItem"], [stage.table],
+                  {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["UNHANDLED#*"]}}),
+        TRACING,
+    ]
+
+
 def pull_policy(stage: Stage, config, name: str, provider: str, entry) -> list[dict]:
     """A provider's pull entry: read what each announcement points to, enqueue it."""
     if name not in PULL_ENTRY_PREFIXES:
@@ -485,7 +559,9 @@ def policies_for(stage_name: str, config) -> dict[str, dict]:
 
     stage = Stage(stage_name)
     statements = {API: api_policy(stage, config), "process_inbound": process_policy(stage, config),
-                  "deliver": deliver_policy(stage, config), "send": send_policy(stage, config)}
+                  "deliver": deliver_policy(stage, config), "send": send_policy(stage, config),
+                  "process_events": events_policy(stage, config),
+                  "eventbridge_events": eventbridge_policy(stage, config), "timers": timers_policy(stage, config)}
     for name, (provider, entry) in PULL_ENTRIES.items():
         statements[entry.function_name] = pull_policy(stage, config, name, provider, entry)
     return {function: {"Version": "2012-10-17", "Statement": items} for function, items in statements.items()}

@@ -1,5 +1,5 @@
-"""Queue workers: process, deliver and the providers' pull entries, for SQS (Lambda) and the local
-queue alike.
+"""Queue workers: process, deliver, send, business events and the providers' pull entries, for
+SQS (Lambda) and the local queue alike.
 
 `Workers` is built by the composition root with its queues and services; app.py's SQS handlers
 and the embedded runtime's threads only hand it messages. Chalice's `on_sqs_message` cannot
@@ -64,6 +64,18 @@ _DELIVER_METRICS = {
     "erased": "DeliveriesDroppedForErasure",
 }
 
+#: The event processor's outcomes (`service/events.EventProcessor.process_body`).
+_EVENT_METRICS = {
+    "event_processed": "EventsProcessed",
+    "duplicate": "DuplicatesDropped",
+    "fanout_page": "FanoutPages",
+    "member_processed": "SegmentMembersProcessed",
+    "customer_unmatched": "EventsCustomerUnmatched",
+    "timer_fired": "TimersFired",
+    "timer_stale": "TimersStale",
+    "deferred": "NotificationsDeferred",
+}
+
 
 @dataclass(frozen=True)
 class Consumer:
@@ -87,6 +99,8 @@ class Workers:
         deliverer: Callable[[], Any],
         outbound_queue: Callable[[], Queue] | None = None,
         send_worker: Callable[[], Any] | None = None,
+        events_queue: Callable[[], Queue] | None = None,
+        event_processor: Callable[[], Any] | None = None,
         ingestion: Callable[[], Ingestion],
         pull_queue: Callable[[str], Queue],
         adapters: Callable[[str], ChannelAdapter | None],
@@ -102,6 +116,8 @@ class Workers:
         self._deliverer = deliverer
         self._outbound_queue = outbound_queue
         self._send_worker = send_worker
+        self._events_queue = events_queue
+        self._event_processor = event_processor
         self._ingestion = ingestion
         self._pull_queue = pull_queue
         self._adapters = adapters
@@ -148,6 +164,18 @@ class Workers:
         self._counters.incr(_SEND_METRICS[outcome], stage="send")
         return outcome
 
+    def process_event(self, message: ReceivedMessage) -> str:
+        """One unit of the events queue (an event, a broadcast page or member, a fired timer, a
+        deferred message) through the event processor, which answers an outcome string."""
+        self._correlate(message.message_id)
+        outcome = self._handle_once(
+            self._events_queue(), message,
+            lambda body: self._event_processor().process_body(body, receive_count=message.receive_count),
+            handled_before="duplicate",
+        )
+        self._counters.incr(_EVENT_METRICS.get(outcome, "EventsProcessed"), stage="events")
+        return outcome
+
     def pull(self, name: str, message: ReceivedMessage) -> str:
         """One announcement on pull entry `name`'s queue, through its provider's `pull`. Each
         announcement stands alone, so one that cannot be read never holds back the others."""
@@ -184,13 +212,16 @@ class Workers:
     # --- the queues --------------------------------------------------------------------------------
 
     def consumer(self, role: str) -> Consumer:
-        """The worker of a queue by its role: `inbound`, `delivery`, `outbound`, or a pull entry's name."""
+        """The worker of a queue by its role: `inbound`, `delivery`, `outbound`, `events`, or a pull
+        entry's name."""
         if role == "inbound":
             return Consumer(self._inbound_queue(), self.process_inbound, PROCESS_RESERVE_SECONDS)
         if role == "delivery":
             return Consumer(self._delivery_queue(), self.deliver, DELIVER_RESERVE_SECONDS)
         if role == "outbound":
             return Consumer(self._outbound_queue(), self.send, DELIVER_RESERVE_SECONDS)
+        if role == "events":
+            return Consumer(self._events_queue(), self.process_event, PROCESS_RESERVE_SECONDS)
         _, entry = self._pull_entries[role]
         return Consumer(self._pull_queue(role), lambda message: self.pull(role, message), entry.reserve_seconds)
 

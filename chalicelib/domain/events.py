@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from chalicelib.domain.models import CustomerEvent, DeliveryJob
 
-#: The events a destination receives about contacts: a customer's message, and the hub's own
-#: messages (sent, then each status reported).
-ContactEventType = Literal["contact.created", "message.sent", "message.status"]
+#: The events a destination receives about contacts: a customer's message, the hub's own
+#: messages (sent, then each status reported), and a business event an event rule forwards.
+ContactEventType = Literal["contact.created", "message.sent", "message.status", "event.forwarded"]
 
 
 def contact_event(job: DeliveryJob, *, include_raw: bool = False) -> dict[str, Any]:

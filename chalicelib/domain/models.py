@@ -46,11 +46,17 @@ class Channel(StrEnum):
     TELEGRAM = "telegram"
     SLACK = "slack"
     X = "x"
+    #: A business event on the customer's timeline (`POST /v1/events`, EventBridge, timers): not
+    #: a messaging channel, so there is no consent, sender or service window for it.
+    EVENT = "event"
 
 
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+    #: A business event the hub was told about (`Channel.EVENT`): neither the customer's message
+    #: nor the hub's, so activity and repeat-contact counts leave it out.
+    EVENT = "event"
 
 
 class ContentType(StrEnum):

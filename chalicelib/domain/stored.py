@@ -178,6 +178,9 @@ class RoutingDecision(BaseModel):
     rules_version: str | None = None
     #: Every rule evaluated, in order, and whether it matched: the decision explains itself.
     trace: list[RuleTrace] = Field(default_factory=empty_list)
+    #: Hours after which the case is due a follow-up (`then: {follow_up_hours: 48}`): the
+    #: process worker arms a `follow_up` timer for it; None when no rule asked.
+    follow_up_hours: float | None = None
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -359,6 +362,26 @@ class CaseSummary(BaseModel):
     #: what decides when the case closes (`cases.close_on`). Stored with `external_refs`, and
     #: in the customer's open-case summary, which routing reads without another lookup.
     external_state: dict[str, ExternalState] = Field(default_factory=dict)
+    #: Where the case is handled and how urgently: set from the routing decision that opened it
+    #: and changed by event rules (`open_case`, `queue`, `priority`, `escalate`); None until then.
+    queue: str | None = None
+    priority: Priority | None = None
+    tags: list[str] = Field(default_factory=empty_list)
+    #: What the case is about (`outage`, `parcel`): an event rule's `open_case.topic`, which
+    #: suppresses proactive messages on the same topic while the case is open.
+    topic: str | None = None
+    #: When each of the case's timers is due (`sla`, `follow_up`, `auto_close`): a timer that
+    #: fires acts only while its due time is still the one recorded here.
+    due: dict[Literal["sla", "follow_up", "auto_close"], datetime] = Field(default_factory=dict)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_by_name(cls, value: Any) -> Any:
+        return Priority.coerce(value)
+
+    @field_serializer("priority")
+    def _priority_name(self, priority: Priority | None) -> Literal["low", "normal", "high", "urgent"] | None:
+        return None if priority is None else priority.name.lower()  # type: ignore[return-value]
 
 
 class MergeSummary(BaseModel):
@@ -426,6 +449,9 @@ class Customer(BaseModel):
     #: Set while the customer is being erased: merges refuse it, so no data escapes erasure.
     erasing: bool = False
     activity: ContactActivity = Field(default_factory=ContactActivity)
+    #: Proactive messages sent to the customer per purpose (`service`, `marketing`), newest
+    #: first and trimmed to the longest frequency-cap window: what `events.frequency_caps` counts.
+    outreach: dict[str, list[datetime]] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     #: Bumped on every write; stores use it for optimistic concurrency.

@@ -31,6 +31,23 @@ class _Worker(threading.Thread):
                 self._halt.wait(1.0)
 
 
+class _TimerThread(threading.Thread):
+    """The embedded scheduler: every second, the timers that are due go onto the events queue.
+    Timers are rows in the data directory, so a restart fires what fell due while it was down."""
+
+    def __init__(self, hub: Hub, stop: threading.Event, interval: float = 1.0) -> None:
+        super().__init__(name="timers", daemon=True)
+        self._hub, self._halt, self._interval = hub, stop, interval
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._hub.timer_pump.run_once(self._hub.clock())
+            except Exception as exc:  # keep the scheduler alive; the timers stay armed
+                logger.error("timers: %s", type(exc).__name__)
+            self._halt.wait(self._interval)
+
+
 class EmbeddedRuntime:
     def __init__(self, settings: Settings | None = None, *, hub: Hub | None = None, port: int | None = None) -> None:
         self.hub = hub or Hub(settings or Settings.from_environ())
@@ -72,6 +89,8 @@ class EmbeddedRuntime:
             self._threads.append(_Worker(f"process-{index}", self.hub, "inbound", self._stop))
             self._threads.append(_Worker(f"deliver-{index}", self.hub, "delivery", self._stop))
             self._threads.append(_Worker(f"send-{index}", self.hub, "outbound", self._stop))
+            self._threads.append(_Worker(f"events-{index}", self.hub, "events", self._stop))
+        self._threads.append(_TimerThread(self.hub, self._stop))
         for thread in self._threads:
             thread.start()
 

@@ -129,7 +129,7 @@ def test_check_config_deployed_refuses_the_development_key(tmp_path, capsys, sco
 @pytest.mark.parametrize(("scopes", "granted"), [
     (None, {"customers:read"}),
     ("customers:read,customers:erase", {"customers:read", "customers:erase"}),
-    ("all", {"customers:read", "customers:write", "customers:erase", "operations", "messages:send"}),
+    ("all", {"customers:read", "customers:write", "customers:erase", "operations", "messages:send", "events:write"}),
 ])
 def test_api_key_prints_a_key_and_the_configuration_entry_that_accepts_it(capsys, scopes, granted):
     assert main(["api-key", "--name", "portal", *(["--scopes", scopes] if scopes else [])]) == 0

@@ -62,6 +62,10 @@ ROUTES = [
     Route("GET", "/v1/unhandled-events", "operations", "/v1/unhandled-events?day=2026-01-02&limit=5"),
     Route("POST", "/v1/messages", "messages:send", "/v1/messages",
           b'{"to": {"customer_id": "%s"}, "text": "Hallo"}' % CUSTOMER.encode()),
+    Route("POST", "/v1/events", "events:write", "/v1/events",
+          b'{"type": "parcel.late", "id": "scopes-1", "occurred_at": "2026-01-02T10:00:00Z", "customer": null}'),
+    # An event the hub refuses: explain answers 400 after authorization, before any rule runs.
+    Route("POST", "/v1/events/explain", "operations", "/v1/events/explain", b'{"event": {"type": "parcel.late"}}'),
     Route("GET", "/v1/media/{contact_id}/{name}", None, f"/v1/media/{CONTACT}/photo.jpg?expires=1&signature=abc"),
 ]
 

@@ -81,7 +81,7 @@ routing:
 api_keys:
   - name: ops
     sha256: {key}
-    scopes: [customers:read, customers:write, customers:erase, operations, messages:send]
+    scopes: [customers:read, customers:write, customers:erase, operations, messages:send, events:write]
 """
 #: Two-way sync: a Zendesk destination whose callbacks are verified with an SSM parameter (the API
 #: function's) and whose API token is in Secrets Manager (the deliver function's, and the process
@@ -276,7 +276,7 @@ def deploy(tmp_path, monkeypatch, config_text: str):
         sqs, s3 = session.client("sqs"), session.client("s3")
         create_table(session.client("dynamodb"), f"hub-{STAGE}")
         urls = {}
-        for role in ("inbound", "delivery", "outbound"):
+        for role in ("inbound", "delivery", "outbound", "events"):
             dlq = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             urls[role] = sqs.create_queue(QueueName=f"hub-{STAGE}-{role}.fifo", Attributes={
@@ -312,7 +312,8 @@ def deploy(tmp_path, monkeypatch, config_text: str):
             runtime="aws", stage=STAGE, config_path=str(config), table_name=f"hub-{STAGE}",
             inbound_queue_url=urls["inbound"], delivery_queue_url=urls["delivery"],
             delivery_dlq_url=urls["delivery-dlq"], outbound_queue_url=urls["outbound"],
-            outbound_dlq_url=urls["outbound-dlq"], bucket=BUCKET, data_dir=str(tmp_path),
+            outbound_dlq_url=urls["outbound-dlq"], events_queue_url=urls["events"], events_dlq_url=urls["events-dlq"],
+            bucket=BUCKET, data_dir=str(tmp_path),
             environ={"HUB_SES_INBOUND_QUEUE_URL": urls["mail"]},
         )
         clients = {service: session.client(service)
@@ -461,6 +462,60 @@ def test_every_call_each_function_makes_is_allowed_by_its_own_policy(deployed):
     # The send API queued messages, the process worker matched a status to one of them.
     assert ("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-outbound.fifo") in calls.requests("api_handler")
     assert any(request[0] == "dynamodb:BatchGetItem" for request in calls.requests("process_inbound"))
+
+
+class _AcknowledgingProcessor:
+    """Stands in for the event processor (its own tests cover its calls): the worker's plumbing
+    (receive, claim-checked body, release) is what runs under the policy here."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def process_body(self, body: str, *, receive_count: int) -> str:
+        work = json.loads(body)
+        self.ids.append(work["event"]["id"] if work["kind"] == "event" else f"{work['kind']}:{work['case_id']}")
+        return "event_processed"
+
+
+def test_every_call_of_the_event_intake_and_the_timers_is_allowed_by_each_function_s_policy(deployed):
+    client, sqs, urls, receiver, calls, granted = deployed
+    event = {"type": "parcel.late", "id": "shop:parcel-1", "occurred_at": "2026-01-02T10:00:00Z",
+             "customer": {"identifier": "phone:+14155550101"}, "data": {"note": "x" * 30_000}}
+    batch = [event, *({**event, "id": f"shop:parcel-{i}", "customer": {"customer_id": f"cus_{i}"}} for i in range(2, 12))]
+    answer = api(client, calls, "POST", "/v1/events?check_duplicates=true", batch)
+    assert answer.status_code == 202, answer.body
+    # EventBridge: one event accepted, one refused (kept as an unhandled item).
+    envelope = {"version": "0", "id": "eb-1", "detail-type": "Parcel Late", "source": "shop.logistics",
+                "time": "2026-01-02T10:00:00Z", "region": REGION, "resources": [],
+                "detail": {"customer": {"customer_id": "cus_7"}, "data": {"parcel": "P-7"}}}
+    with calls.as_function("eventbridge_events"):
+        assert client.lambda_.invoke("eventbridge_events", envelope).payload == {"status": "queued"}
+        refused = {**envelope, "id": "eb-2", "time": "not a time"}
+        assert client.lambda_.invoke("eventbridge_events", refused).payload == {"status": "rejected"}
+    # EventBridge Scheduler fires a case timer: the timers function enqueues it.
+    from datetime import UTC, datetime
+
+    from chalicelib.service.case_timers import case_timers
+
+    [timer] = case_timers("case_1", "cus_1", {"sla": datetime(2026, 1, 2, 12, 0, tzinfo=UTC)})
+    with calls.as_function("timers"):
+        client.lambda_.invoke("timers", json.loads(timer.model_dump_json()))
+    processor = calls.hubs["process_events"].event_processor = _AcknowledgingProcessor()
+    while len(processor.ids) < 13:
+        run(client, calls, sqs, urls["events"], "process_events")
+    assert sorted(processor.ids) == sorted([e["id"] for e in batch] + ["eb-1", "timer:case_1"])
+
+    functions = ("api_handler", "eventbridge_events", "timers", "process_events")
+    denied = {function: sorted(pair for pair in calls.requests(function) if not allowed(granted[function], *pair))
+              for function in functions}
+    assert denied == {function: [] for function in functions}
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:hub-{STAGE}-events.fifo"
+    assert ("sqs:SendMessage", queue) in calls.requests("api_handler")
+    assert ("sqs:SendMessage", queue) in calls.requests("eventbridge_events")
+    assert ("sqs:SendMessage", queue) in calls.requests("timers")
+    made = {function: {request[0] for request in calls.requests(function)} for function in functions}
+    assert "dynamodb:PutItem" in made["eventbridge_events"]  # the refused event, kept as unhandled
+    assert "dynamodb:BatchGetItem" in made["api_handler"] or "dynamodb:GetItem" in made["api_handler"]
 
 
 # --- two-way sync --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ BIN = Path(sys.executable).parent
 DEPLOYED_STAGES = ("dev", "prod")
 ROLES = ("inbound", "delivery", "outbound")
 #: The Chalice function consuming each queue role.
-WORKERS = {"inbound": "process_inbound", "delivery": "deliver", "outbound": "send"}
+WORKERS = {"inbound": "process_inbound", "delivery": "deliver", "outbound": "send", "events": "process_events"}
 
 
 deploy = load_infra_script("deploy")
@@ -84,7 +84,7 @@ def test_every_resource_name_contains_the_stage(template):
         for props in (r["Properties"] for r in template["Resources"].values())
         if {"TableName", "QueueName", "BucketName"} & set(props)
     ]
-    assert len(names) == 10
+    assert len(names) == 13
     assert all("${Stage}" in name["Fn::Sub"] for name in names)
     assert len({substitute(n, "dev") for n in names} & {substitute(n, "qa") for n in names}) == 0
 
@@ -116,15 +116,17 @@ def test_queues_are_fifo_with_dead_letters_and_timeouts_six_times_their_worker(t
     assert set(queues) == {"hub-dev-inbound.fifo", "hub-dev-inbound-dlq.fifo",
                            "hub-dev-delivery.fifo", "hub-dev-delivery-dlq.fifo",
                            "hub-dev-outbound.fifo", "hub-dev-outbound-dlq.fifo",
-                           "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq"}
+                           "hub-dev-events.fifo", "hub-dev-events-dlq.fifo",
+                           "hub-dev-ses-inbound", "hub-dev-ses-inbound-dlq", "hub-dev-timers-dlq"}
     for name, props in queues.items():
-        # S3 can only notify standard queues; every worker queue of the hub's own is FIFO.
-        assert props.get("FifoQueue", False) is (not name.startswith("hub-dev-ses-inbound"))
+        # S3 can only notify standard queues, and Scheduler's dead letters cannot be FIFO; every
+        # worker queue of the hub's own is FIFO.
+        assert props.get("FifoQueue", False) is (not name.startswith(("hub-dev-ses-inbound", "hub-dev-timers")))
         assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert props["SqsManagedSseEnabled"] is True
     logical_names = {r["Properties"]["QueueName"]["Fn::Sub"]: k for k, r in template["Resources"].items()
                      if r["Type"] == "AWS::SQS::Queue"}
-    for role, max_receives in (("inbound", 17), ("delivery", 11), ("outbound", 11)):
+    for role, max_receives in (("inbound", 17), ("delivery", 11), ("outbound", 11), ("events", 11)):
         name = Settings(stage="dev").queue_name(role)  # what app.py subscribes to
         props = queues[name]
         assert props["VisibilityTimeout"] >= 6 * lambda_timeout(chalice_config, WORKERS[role])
@@ -173,7 +175,7 @@ def test_claim_checked_bodies_outlive_their_message_through_a_dlq_redrive(templa
     days = 24 * 3600
     [bucket] = resources_of(template, "AWS::S3::Bucket").values()
     [expiry] = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "queue/"]
-    for name in ("InboundQueue", "DeliveryQueue", "OutboundQueue"):
+    for name in ("InboundQueue", "DeliveryQueue", "OutboundQueue", "EventsQueue"):
         queue = template["Resources"][name]["Properties"]
         [dead_letter, _] = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
         dlq_days = template["Resources"][dead_letter]["Properties"]["MessageRetentionPeriod"] / days
@@ -185,11 +187,14 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     assert set(template["Outputs"]) >= set(deploy.OUTPUT_VARIABLES) | {
         "TableArn", "InboundQueueArn", "DeliveryQueueArn", "InboundDeadLetterQueueUrl",
         "DeliveryDeadLetterQueueUrl", "InboundDeadLetterQueueArn", "DeliveryDeadLetterQueueArn", "BucketArn",
-        "OutboundQueueArn", "OutboundDeadLetterQueueArn",
+        "OutboundQueueArn", "OutboundDeadLetterQueueArn", "EventsQueueArn", "EventsDeadLetterQueueArn",
+        "TimersGroupName", "TimersRoleArn", "TimersFunctionArn", "TimersDeadLetterQueueArn",
     }
     assert set(deploy.OUTPUT_VARIABLES.values()) == {
         "HUB_TABLE", "HUB_INBOUND_QUEUE_URL", "HUB_DELIVERY_QUEUE_URL", "HUB_DELIVERY_DLQ_URL", "HUB_BUCKET",
         "HUB_OUTBOUND_QUEUE_URL", "HUB_OUTBOUND_DLQ_URL", "HUB_SES_INBOUND_QUEUE_URL",
+        "HUB_EVENTS_QUEUE_URL", "HUB_EVENTS_DLQ_URL",
+        "HUB_TIMERS_GROUP", "HUB_TIMERS_ROLE_ARN", "HUB_TIMERS_FUNCTION_ARN", "HUB_TIMERS_DLQ_ARN",
     }
     # Every variable deploy.py writes is one the hub reads: its settings, or a provider's pull entry's.
     from chalicelib.adapters.channels.registry import PULL_ENTRIES
@@ -197,7 +202,32 @@ def test_outputs_cover_what_deploy_and_operators_need(template):
     settings = Settings.from_environ({"HUB_RUNTIME": "aws", **{v: f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}})
     pulled = {settings.queue_url(entry.environment_variable) for _, entry in PULL_ENTRIES.values()}
     assert {settings.table_name, settings.inbound_queue_url, settings.delivery_queue_url, settings.delivery_dlq_url,
-            settings.outbound_queue_url, settings.outbound_dlq_url, settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+            settings.outbound_queue_url, settings.outbound_dlq_url, settings.events_queue_url, settings.events_dlq_url,
+            settings.timers_group, settings.timers_role_arn, settings.timers_function_arn, settings.timers_dlq_arn,
+            settings.bucket, *pulled} == {f"value-of-{v}" for v in deploy.OUTPUT_VARIABLES.values()}
+
+
+def test_the_scheduler_may_fire_only_the_stage_s_timers_function_and_its_dead_letters(template):
+    """Scheduler assumes the timers role for this account only; the role invokes the stage's
+    timers function (the name Chalice gives it) and writes the timers' dead letters, nothing else."""
+    role = template["Resources"]["TimersSchedulerRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    [policy] = role["Policies"]
+    invoke, dead_letters = policy["PolicyDocument"]["Statement"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert substitute(invoke["Resource"], "dev").endswith(":function:omnichannel-hub-dev-timers")
+    assert dead_letters == {"Effect": "Allow", "Action": "sqs:SendMessage",
+                            "Resource": {"Fn::GetAtt": ["TimersDeadLetterQueue", "Arn"]}}
+    assert substitute(template["Resources"]["TimersScheduleGroup"]["Properties"]["Name"], "dev") == "hub-dev"
+    assert substitute(template["Outputs"]["TimersFunctionArn"]["Value"], "dev") == substitute(invoke["Resource"], "dev")
+    # The group and the role are what the workers' policies name.
+    for function in ("process_inbound", "process_events"):
+        policy = policy_of("dev", function)
+        assert _allows(policy, "scheduler:CreateSchedule", "arn:aws:scheduler:eu-central-1:123456789012:schedule/hub-dev/c-sla-1")
+        assert not _allows(policy, "scheduler:CreateSchedule", "arn:aws:scheduler:eu-central-1:123456789012:schedule/hub-prod/c")
+        assert _allows(policy, "iam:PassRole", "arn:aws:iam::123456789012:role/hub-dev-timers-scheduler")
 
 
 # --- deploy.py under moto ------------------------------------------------------------------------
@@ -295,7 +325,7 @@ def test_deploying_an_unchanged_stack_reports_it_up_to_date(tmp_path, capsys):
     with Stubber(client) as stub:
         stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "UPDATE_COMPLETE", "Parameters": deployed}]})
         stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", expected_params={
-            "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY,
+            "StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY, "Capabilities": ["CAPABILITY_NAMED_IAM"],
             "Parameters": [{"ParameterKey": "Stage", "ParameterValue": "dev"},
                            {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"},
                            {"ParameterKey": "SegmentIndexes", "ParameterValue": "2"}],
@@ -348,7 +378,9 @@ def test_chalice_config_declares_stages_functions_and_environment(chalice_config
     assert chalice_config["autogen_policy"] is False
     assert lambda_timeout(chalice_config, "api_handler") <= 5
     assert (lambda_timeout(chalice_config, "process_inbound"), lambda_timeout(chalice_config, "deliver"),
-            lambda_timeout(chalice_config, "send")) == (30, 60, 60)
+            lambda_timeout(chalice_config, "send"), lambda_timeout(chalice_config, "process_events"),
+            lambda_timeout(chalice_config, "eventbridge_events"), lambda_timeout(chalice_config, "timers")) == (
+        30, 60, 60, 60, 10, 10)
     common = chalice_config["environment_variables"]
     assert common["HUB_RUNTIME"] == "aws" and common["HUB_TRACING"] == "false"
     assert common["POWERTOOLS_SERVICE_NAME"] == "omnichannel-hub"
@@ -371,10 +403,12 @@ VENDOR_ACTIONS = DESTINATION_ACTIONS | CHANNEL_PROVIDER_ACTIONS
 
 
 def functions() -> list[str]:
-    """Every Lambda function app.py registers: the REST API's and one per queue handler."""
+    """Every Lambda function app.py registers: the REST API's, one per queue handler, and the
+    plain functions other AWS services invoke (the EventBridge bus rule's)."""
     from app import app
 
-    return ["api_handler", *(source.name for source in app.event_sources)]
+    return ["api_handler", *(source.name for source in app.event_sources),
+            *(function.name for function in app.pure_lambda_functions)]
 
 
 def policy_file(config: dict, stage: str, function: str) -> str:
@@ -541,7 +575,9 @@ def test_policies_name_only_the_stage_resources(stage, template):
             for resource in _resources(statement):
                 service = resource.split(":")[2] if resource != "*" else None
                 if service == "dynamodb":
-                    assert resource == f"arn:aws:dynamodb:*:*:table/hub-{stage}"
+                    # The table, or its segment indexes (a broadcast's pages).
+                    assert resource in (f"arn:aws:dynamodb:*:*:table/hub-{stage}",
+                                        f"arn:aws:dynamodb:*:*:table/hub-{stage}/index/segment*"), resource
                 elif service == "sqs":
                     assert resource.startswith("arn:aws:sqs:*:*:") and resource.rsplit(":", 1)[-1] in queue_names
                 elif service == "s3":
@@ -616,21 +652,25 @@ def test_chalice_package_wires_functions_to_the_infra_queues(packaged, chalice_c
     resources = json.loads(packaged.read_text())["Resources"]
     functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
     assert {k: p["Timeout"] for k, p in functions.items()} == {
-        "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "Send": 60, "SesInbound": 30,
+        "APIHandler": 5, "ProcessInbound": 30, "Deliver": 60, "Send": 60, "SesInbound": 30, "ProcessEvents": 60,
+        "EventbridgeEvents": 10, "Timers": 10,
     }
     # Parsing a stored email of up to 40 MB takes ~10 times its size in memory.
     assert {k: p["MemorySize"] for k, p in functions.items()} == {
         "APIHandler": 256, "ProcessInbound": 256, "Deliver": 256, "Send": 256, "SesInbound": 1024,
+        "ProcessEvents": 256, "EventbridgeEvents": 256, "Timers": 256,
     }
     for queue, function in (("inbound.fifo", "ProcessInbound"), ("delivery.fifo", "Deliver"),
-                            ("outbound.fifo", "Send"), ("ses-inbound", "SesInbound")):
+                            ("outbound.fifo", "Send"), ("ses-inbound", "SesInbound"),
+                            ("events.fifo", "ProcessEvents")):
         [event] = functions[function]["Events"].values()
         assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":hub-dev-" + queue)
         assert event["Properties"]["BatchSize"] <= 10
     # One role per function, each with the function's own policy.
     roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
     names = {"APIHandler": "api_handler", "ProcessInbound": "process_inbound", "Deliver": "deliver",
-             "Send": "send", "SesInbound": "ses_inbound"}
+             "Send": "send", "SesInbound": "ses_inbound", "ProcessEvents": "process_events",
+             "EventbridgeEvents": "eventbridge_events", "Timers": "timers"}
     for logical, function in names.items():
         role = functions[logical]["Role"]["Fn::GetAtt"][0]
         assert roles[role]["Policies"][0]["PolicyDocument"] == policy_of("dev", function)

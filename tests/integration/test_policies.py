@@ -132,6 +132,56 @@ def test_the_rules_source_is_readable_where_contacts_are_routed_and_explained():
     assert not {s["Sid"] for s in generated("{}")["api_handler"]["Statement"] if s["Sid"].startswith("RoutingRules")}
 
 
+def test_business_events_reach_their_queue_and_only_the_event_worker_consumes_it():
+    policy = generated()
+    queue = "arn:aws:sqs:eu-central-1:123456789012:hub-dev-events.fifo"
+    table = "arn:aws:dynamodb:eu-central-1:123456789012:table/hub-dev"
+    # POST /v1/events, the EventBridge function and the event worker's own fan-out send to it.
+    for function in ("api_handler", "eventbridge_events", "process_events"):
+        assert grants(policy[function], "sqs:SendMessage", queue), function
+        assert grants(policy[function], "s3:PutObject",
+                      "arn:aws:s3:::hub-dev-123456789012-eu-central-1/queue/hub-dev-events.fifo/b"), function
+    consumers = {f for f, p in policy.items() if grants(p, "sqs:ReceiveMessage", queue)}
+    assert consumers == {"process_events"}
+    events = policy["process_events"]
+    for target in ("outbound", "delivery"):  # notify's messages, forwarded events and case events
+        assert grants(events, "sqs:SendMessage", f"arn:aws:sqs:eu-central-1:123456789012:hub-dev-{target}.fifo")
+    # A broadcast's pages are Queries on the segment indexes; nothing scans.
+    assert grants(events, "dynamodb:Query", f"{table}/index/segment1")
+    assert not grants(events, "dynamodb:Query", f"{table}/index/other")
+    assert "dynamodb:Scan" not in actions(events)
+    # The EventBridge function only enqueues, and keeps what it refuses as an unhandled item.
+    bridge = policy["eventbridge_events"]
+    assert actions(bridge) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
+                               "s3:PutObject", "dynamodb:PutItem", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    [unhandled] = [s for s in bridge["Statement"] if s["Sid"] == "UnhandledEvents"]
+    assert unhandled["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["UNHANDLED#*"]}}
+    # Neither reads a secret or calls a vendor.
+    for function in ("process_events", "eventbridge_events"):
+        assert not {a for a in actions(policy[function])
+                    if a.split(":")[0] in ("ssm", "secretsmanager", "connect", "events", "ses", "comprehend")}
+
+
+def test_the_event_rules_source_is_readable_where_events_are_processed_and_explained():
+    ssm = generated("events: {source: {type: ssm, parameter: /hub/dev/events/rules}}")
+    for function in ("api_handler", "process_events"):
+        assert grants(ssm[function], "ssm:GetParameter", parameter("/hub/dev/events/rules")), function
+    for function in ("process_inbound", "deliver", "send", "eventbridge_events", "timers"):
+        assert not grants(ssm[function], "ssm:GetParameter", parameter("/hub/dev/events/rules")), function
+    s3 = generated("events: {source: {type: s3, bucket: hub-dev-123456789012-eu-central-1, key: events/rules.yaml}}")
+    [rules] = [s for s in s3["process_events"]["Statement"] if s["Sid"] == "EventRulesObject"]
+    assert rules["Resource"] == ["arn:aws:s3:::hub-dev-123456789012-eu-central-1/events/rules.yaml"]
+    assert rules["Condition"] == policies.OWN_ACCOUNT
+    # Routing's and the events' sources side by side: each statement keeps its own Sid.
+    both = generated("routing: {source: {type: ssm, parameter: /hub/dev/routing/rules}}\n"
+                     "events: {source: {type: ssm, parameter: /hub/dev/events/rules}}")
+    sids = [s["Sid"] for s in both["api_handler"]["Statement"]]
+    assert len(sids) == len(set(sids))
+    assert {"RoutingRulesParameter", "EventRulesParameter"} <= set(sids)
+    with pytest.raises(policies.PolicyError, match="events.source: IAM grants AppConfig by id"):
+        generated("events: {source: {type: appconfig, application: hub-dev, environment: dev, profile: events}}")
+
+
 def test_every_bucket_statement_is_pinned_to_the_deploying_account():
     for policy in generated().values():
         for statement in policy["Statement"]:

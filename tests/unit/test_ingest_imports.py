@@ -51,7 +51,8 @@ def test_no_consumer_api_services_store_or_workers(loaded):
     assert _under(loaded, "chalicelib.adapters.store", "chalicelib.service.customers",
                   "chalicelib.service.operations", "chalicelib.service.process", "chalicelib.service.identity",
                   "chalicelib.service.deliver", "chalicelib.service.messages", "chalicelib.api.auth",
-                  "chalicelib.api.workers") == []
+                  "chalicelib.api.workers", "chalicelib.service.event_intake",
+                  "chalicelib.domain.business_events") == []
 
 
 def test_no_destination_callback_sides_or_email_sender_proof(loaded):
