@@ -20,7 +20,7 @@ def test_a_backlog_drains_once_the_workers_start_in_order_per_sender(tmp_path, r
 
         runtime.start_workers()
         runtime.start_workers()  # a second call starts no more threads
-        assert len(runtime._threads) == 6
+        assert len(runtime._threads) == 2 * 4 + 1  # inbound, delivery, outbound, events per worker; timers
         running.wait_for(lambda: running.settled() and len(running.outbox()) == 24, timeout=30, message="drained")
 
         per_sender: dict[str, list[int]] = {}
