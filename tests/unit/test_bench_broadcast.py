@@ -129,3 +129,12 @@ def test_seeding_writes_indexed_customers_who_wrote_by_sms_through_the_store():
     assert store.find_customer_ids(customer.identifiers) == {customer.identifiers[0].key: customer.id}
     case = store.get_case(target.case_id)
     assert (case.customer_id, case.status) == (customer.id, CaseStatus.CLOSED)
+
+
+def test_a_duplicate_committed_contact_misses_the_count_row_even_when_the_queue_is_exact():
+    exact = _run(1000, 1.0, 100)
+    eligible = {f"c{i}" for i in range(1000)}
+    exact.committed = exactness(sorted(eligible) + ["c1"], eligible)
+    *_, small_count, _ = results([exact, _run(10_000, 10.0, 900)])
+    assert not small_count.met
+    assert "committed outbound contacts: 1,001 sent for 1,000 eligible: 1 duplicates" in small_count.note
