@@ -206,7 +206,7 @@ class EventProcessor:
         updated = effects.customer
         if effects.customer_changed:
             updated = updated.model_copy(update={"version": customer.version + 1, "updated_at": now})
-        contact = self._contact(event, updated, effects, decision.trace, decision.rules_version)
+        contact = self._contact(event, updated, effects, decision.trace, decision.rules_version, dedupe_key)
         # Side effects before the commit, with ids from the event (a retry repeats none of them).
         if effects.timers:
             self._timers().arm(effects.timers)
@@ -220,9 +220,10 @@ class EventProcessor:
         return "event_processed"
 
     def _contact(self, event: BusinessEvent, customer: Customer, effects: EventEffects, trace: list[RuleTrace],
-                 rules_version: str) -> Contact:
+                 rules_version: str, dedupe_key: str) -> Contact:
         """The event on the customer's timeline: what it was, what the rules decided, what each
-        action did (design: the event contact)."""
+        action did. `metadata.event.dedupe_key` is the done marker erasure keeps as a tombstone,
+        so a late replay of the event cannot bring the customer's data back."""
         name = customer.attributes.get("name")
         proved = customer.identifiers_proved()
         return Contact(
@@ -233,7 +234,7 @@ class EventProcessor:
             sent_at=event.occurred_at, received_at=event.received_at, content_type=ContentType.TEXT,
             text=effects.text, customer_id=customer.id, case_id=effects.case_id,
             resolution=Resolution(customer_id=customer.id, created_customer=False, rule="event"),
-            metadata={"event": {**event.described(), "dedupe_key": event_dedupe_key(event.id)},
+            metadata={"event": {**event.described(), "dedupe_key": dedupe_key},
                       "rules_version": rules_version, "actions": effects.outcomes},
             routing=RoutingDecision(
                 trace=[*trace, *_notify_traces(effects.outcomes)], parked=effects.parked,
@@ -279,7 +280,8 @@ class EventProcessor:
             effects = self._actions().apply(decision, work.event, customer, now=now)
             contact = self._store.get_contact(event_contact_id(work.event, customer.id))
             if contact is None:
-                contact = self._contact(work.event, customer, effects, [], "deferred")
+                contact = self._contact(work.event, customer, effects, [], "deferred",
+                                        event_dedupe_key(work.event.id, customer.id))
             else:
                 outcomes = [*contact.metadata.get("actions", []),
                             *({**entry, "deferred_from": work.due_at.isoformat()} for entry in effects.outcomes)]

@@ -8,15 +8,21 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from chalicelib.bootstrap import Hub
+from chalicelib.domain.models import Channel
 from chalicelib.local.runtime import EmbeddedRuntime
 from chalicelib.settings import Settings
-from tests.functional.conftest import API_KEY, RunningHub, make_config, merged, outbound_config
+from tests.functional.conftest import (
+    API_KEY,
+    RunningHub,
+    make_config,
+    merged,
+    outbound_config,
+)
 from tests.functional.test_ingest_edges import twilio_request
-from chalicelib.domain.models import Channel
 from tests.support.fake_sender import FakeSender
 from tests.support.fakes import Clock
 
@@ -24,7 +30,7 @@ PRODUCER_KEY = "producer-key"
 OPERATOR_KEY = "operator-key"
 NUMBER = "+14155550100"
 #: A Monday morning, 08:00 UTC.
-START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 class RecordingSender(FakeSender):

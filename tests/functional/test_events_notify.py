@@ -8,12 +8,11 @@ decision. Explain shows the same decision without sending."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chalicelib.adapters.queue.base import OutgoingMessage
-
 from tests.functional.event_steps import (
     OPERATOR_KEY,
     event,
@@ -133,7 +132,7 @@ def test_an_event_below_the_rule_s_threshold_notifies_nobody_but_is_on_the_timel
 
 def test_an_event_for_an_unknown_customer_is_recorded_as_unhandled(tmp_path, receiver, monkeypatch):
     # On today's clock: unhandled records are listed until they expire by the store's clock.
-    with event_hub(tmp_path, receiver, monkeypatch, EVENTS, start=datetime.now(timezone.utc)) as (running, clock):
+    with event_hub(tmp_path, receiver, monkeypatch, EVENTS, start=datetime.now(UTC)) as (running, clock):
         unknown_customer_is_recorded(running, clock)
 
 
