@@ -46,6 +46,9 @@ events:
       when: {event_type: outage.started}
       customer_selector: {attribute: postcode, in: data.postcodes}
       then: {notify: {template: outage_notice, channels: [sms]}, tag_customer: [outage]}
+    - name: fraud-review
+      when: {event_type: "fraud.*"}
+      then: {park: suspected fraud, forward: {destinations: [crm]}}
 """)
 
 
@@ -269,7 +272,7 @@ def test_explain_of_a_broadcast_shows_its_segments_and_with_a_customer_record_th
 
     assert plan["segments"] == [{"rule": "outage", "attribute": "postcode", "value": "10115", "sample": ["cus_1"]}]
     assert [(t["rule"], t["matched"]) for t in plan["trace"]] == [("events", True), ("parcel-late", False),
-                                                                  ("outage", True)]
+                                                                  ("outage", True), ("fraud-review", False)]
     assert [a["action"] for a in member["actions"]] == ["tag_customer", "notify"]
     assert events_queue.sent == []
 
@@ -279,3 +282,23 @@ def test_explain_refuses_an_invalid_event_naming_the_field(world):
     with pytest.raises(InvalidEventError) as refused:
         processor.explain({"event": {"type": "Bad Type", "id": "x", "occurred_at": NOW.isoformat()}})
     assert "event.type" in refused.value.detail["fields"]
+
+
+def test_a_parked_event_waits_in_the_exception_queue_and_its_release_forwards_it(world):
+    from chalicelib.service.exceptions import Release, release
+
+    store, processor, _, _, delivery, _ = world
+    make_customer(store, "cus_1")
+    evt = event(customer={"customer_id": "cus_1"}, type_="fraud.suspected")
+
+    assert processor.process_body(body(evt), receive_count=1) == "event_processed"
+
+    assert delivery.sent == [], "a parked event is forwarded only when released"
+    [parked] = store.list_parked(limit=10).items
+    assert parked.contact_id == event_contact_id(evt, "cus_1")
+    assert parked.reason == "suspected fraud (rule fraud-review)"
+
+    release(store, delivery, CONFIG, parked.contact_id, Release(), actor="api:ops", now=NOW)
+
+    [job] = delivery.sent
+    assert (json.loads(job.body)["event_type"], json.loads(job.body)["case"]["id"]) == ("event.forwarded", "")
