@@ -4,7 +4,8 @@ page, and each eligible customer is told exactly once.
 
 The outage is a service message sent at once; the tariff offer is marketing: only customers who
 opted in hear of it, and not at night: it waits for the calendar to open, then the embedded
-scheduler fires the deferred messages on the hub's (fake) clock."""
+scheduler fires the deferred messages on the hub's (fake) clock. A customer whose open case is about
+the outage (they reported it) is not told about it again."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ CONFIG = {
         "quiet_hours": {"calendar": "office", "purposes": ["marketing"]},
         "fanout_page_size": 2,
         "rules": [
+            {"name": "outage-reported", "when": {"event_type": "outage.reported"},
+             "then": {"open_case": {"queue": "network", "topic": "outage", "tags": ["outage"]}}},
             {"name": "outage-broadcast", "when": {"event_type": "outage.started"},
              "customer_selector": {"attribute": "postcode", "in": "data.postcodes"},
              "then": {"notify": {"template": "outage_notice", "channels": ["sms"]}, "tag_customer": ["outage"]}},
@@ -101,6 +104,14 @@ def night(tmp_path, receiver, monkeypatch):
 def test_an_outage_in_two_postcodes_tells_each_customer_there_exactly_once(daytime):
     running, clock = daytime
     ids = seed(running)
+    # One customer there already reported the outage: their case on it suppresses the notice.
+    reporter = "+16505550102"
+    report = event("outage.reported", "crm:ticket-1", clock(), {}, customer={"customer_id": ids[reporter]})
+    assert post_events(running, report).status == 202
+    settle(running)
+    case = running.api(f"/v1/customers/{ids[reporter]}").json()["open_case"]
+    assert (case["topic"], case["queue"]) == ("outage", "network")
+    clock.advance(60)
     outage = event("outage.started", "grid:outage-7", clock(),
                    {"postcodes": ["10115", "20095"], "region": "Berlin Mitte", "eta": "18:00"})
 
@@ -108,12 +119,13 @@ def test_an_outage_in_two_postcodes_tells_each_customer_there_exactly_once(dayti
     settle(running)
 
     in_segment = sorted(phone for phone, postcode in CUSTOMERS.items() if postcode in ("10115", "20095"))
-    assert recipients() == in_segment
+    told = [phone for phone in in_segment if phone != reporter]
+    assert recipients() == told
     assert {m.text for m in FakeSender.sent} == {"Outage in Berlin Mitte: we are on it, back by 18:00."}
     # Pages of two: 10115's three customers took two pages.
     assert running.hub.counters.total("FanoutPages", stage="events") == 3
     assert running.hub.counters.total("SegmentMembersProcessed", stage="events") == 5
-    for phone in in_segment:
+    for phone in told:
         [entry] = [c for c in timeline(running, ids[phone]) if c.get("kind") == "event"]
         [tag, notify] = entry["metadata"]["actions"]
         assert (notify["action"], notify["outcome"]) == ("notify", "sent")
@@ -121,12 +133,15 @@ def test_an_outage_in_two_postcodes_tells_each_customer_there_exactly_once(dayti
         customer = running.api(f"/v1/customers/{ids[phone]}").json()
         assert customer["attributes"]["tags"]["value"] == ["outage"]
     assert [c for c in timeline(running, ids["+16505550301"]) if c.get("kind") == "event"] == []
+    [suppressed, _] = [c for c in timeline(running, ids[reporter]) if c.get("kind") == "event"]  # newest first
+    notify = next(a for a in suppressed["metadata"]["actions"] if a["action"] == "notify")
+    assert (notify["outcome"], notify["reason"]) == ("suppressed", "open_case_same_topic")
 
     # The same broadcast again (a producer's retry): nobody hears twice.
     clock.advance(60)
     assert post_events(running, outage).status == 202
     settle(running)
-    assert recipients() == in_segment
+    assert recipients() == told
 
 
 def test_a_marketing_offer_at_night_waits_for_the_calendar_then_reaches_only_those_who_opted_in(night):
