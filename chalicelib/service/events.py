@@ -140,14 +140,8 @@ class EventProcessor:
         return self.process_addressed(event, customer_id)
 
     def _member(self, member: SegmentMember) -> str:
-        # The index may lag a merge: the survivor is the one person to tell, and their id is in the
-        # member's done marker, so two absorbed ids reached by one broadcast send one message.
-        survivor = self._survivor(member.customer_id)
-        if survivor is None:
-            logger.info("event %s: segment member %s is gone", member.event.id, member.customer_id)
-            return "customer_unmatched"
-        return self._process(member.event, survivor, event_dedupe_key(member.event.id, survivor),
-                             frozenset(member.rules))
+        return self._process(member.event, member.customer_id, event_dedupe_key(member.event.id, member.customer_id),
+                             frozenset(member.rules), per_customer=True)
 
     def process_addressed(self, event: BusinessEvent, customer_id: str, *,
                           selected_by: frozenset[str] = frozenset()) -> str:
@@ -172,7 +166,11 @@ class EventProcessor:
 
     # --- one event for one customer ----------------------------------------------------------------
 
-    def _process(self, event: BusinessEvent, customer_id: str, dedupe_key: str, selected_by: frozenset[str]) -> str:
+    def _process(self, event: BusinessEvent, customer_id: str, dedupe_key: str, selected_by: frozenset[str], *,
+                 per_customer: bool = False) -> str:
+        """`per_customer`: the done marker is the customer's share of a broadcast. The segment
+        index may lag a merge: the survivor is then the one person to tell, under a marker with
+        their id, so two absorbed ids reached by one broadcast send one message."""
         for attempt in range(COMMIT_ATTEMPTS):
             now = self._clock()
             start = self._store.begin(dedupe_key, now=now, customer_id=customer_id)
@@ -181,8 +179,13 @@ class EventProcessor:
             customer = start.customer
             if customer is not None and customer.merged_into is not None:
                 survivor = self._survivor(customer.merged_into)
+                if survivor is not None and per_customer:
+                    return self._process(event, survivor, event_dedupe_key(event.id, survivor), selected_by)
                 customer = self._store.get_customer(survivor) if survivor is not None else None
             if customer is None:
+                if per_customer:
+                    logger.info("event %s: segment member %s is gone", event.id, customer_id)
+                    return "customer_unmatched"
                 return self._unmatched(event, f"customer {customer_id} does not exist")
             try:
                 return self._decide_and_commit(event, customer, dedupe_key, selected_by, now)

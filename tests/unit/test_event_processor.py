@@ -302,3 +302,20 @@ def test_a_parked_event_waits_in_the_exception_queue_and_its_release_forwards_it
 
     [job] = delivery.sent
     assert (json.loads(job.body)["event_type"], json.loads(job.body)["case"]["id"]) == ("event.forwarded", "")
+
+
+def test_a_member_absorbed_by_a_merge_is_processed_once_as_its_survivor(world):
+    store, processor, notifier, *_ = world
+    make_customer(store, "cus_new", postcode="10115")
+    make_customer(store, "cus_old", merged_into="cus_new")
+    outage = event("grid:7", type_="outage.started", postcodes=["10115"])
+
+    def member(customer_id: str) -> str:
+        return json.dumps({"kind": "segment_member", "event": outage.model_dump(mode="json"),
+                           "customer_id": customer_id, "rules": ["outage"]})
+
+    assert processor.process_body(member("cus_old"), receive_count=1) == "member_processed"
+    assert processor.process_body(member("cus_new"), receive_count=1) == "duplicate"
+    assert processor.process_body(member("cus_gone"), receive_count=1) == "customer_unmatched"
+
+    assert notifier.calls == [("grid:7", "cus_new", False)]
