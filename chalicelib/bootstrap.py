@@ -668,6 +668,54 @@ class Hub:
                            is_done=is_done, record_unhandled=record_unhandled, counters=self.counters)
 
     @wired
+    def notifier(self):
+        """Proactive messages: the guards of an event rule's `notify`, then `messages`."""
+        from chalicelib.adapters.timers.base import Timer
+        from chalicelib.domain.business_events import DeferredNotify
+        from chalicelib.service.event_actions import TemplateRenderer, notify_policy
+        from chalicelib.service.notify import Notifier
+
+        def arm_deferred(deferral) -> None:
+            payload = DeferredNotify(event=deferral.event, customer_id=deferral.customer_id, rule=deferral.rule,
+                                     due_at=deferral.due_at)
+            self.timers.arm([Timer(name=deferral.timer_name, due_at=deferral.due_at,
+                                   payload=payload.model_dump_json())])
+
+        factory = self.event_rules_factory
+        return Notifier(messages=lambda: self.messages, render=TemplateRenderer(factory.templates),
+                        calendars=factory.calendars, policy=notify_policy(self.config), arm_deferred=arm_deferred)
+
+    @wired
+    def segment_fanout(self):
+        """A broadcast's pages and members onto the events queue."""
+        from chalicelib.service.segments import MAX_PAGE_SIZE, SegmentFanout
+
+        # `events.fanout_page_size` allows more than one queue batch of members holds.
+        return SegmentFanout(self.store, lambda: self.events_queue,
+                             min(self.config.events.fanout_page_size, MAX_PAGE_SIZE))
+
+    @wired
+    def event_actions(self):
+        from chalicelib.service.event_actions import EventActions, notify_policy
+
+        config = self.config
+        return EventActions(notifier=lambda: self.notifier, templates=self.event_rules_factory.templates,
+                            cases=config.cases, sla=config.routing.sla, survivorship=config.survivorship,
+                            limits=config.customers, notify_policy=notify_policy(config),
+                            case_event_destinations=self.case_event_destinations)
+
+    @wired
+    def event_processor(self):
+        """The events worker's logic (and explain's). `on_timer`, the fired case timers' handler,
+        is set where that handler is built."""
+        from chalicelib.service.events import EventProcessor
+
+        return EventProcessor(store=self.store, rules=lambda: self.live_event_rules.current(),
+                              actions=lambda: self.event_actions, fanout=lambda: self.segment_fanout,
+                              timers=lambda: self.timers, delivery_queue=lambda: self.delivery_queue,
+                              config=self.config, clock=self.clock)
+
+    @wired
     def events_api(self):
         from chalicelib.api.auth import ApiKeys
         from chalicelib.api.events import EventsApi
