@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from chalicelib.adapters.callbacks.base import VendorCallbacks
 from chalicelib.adapters.queue.base import Queue
@@ -50,7 +51,8 @@ class SyncOutcome:
 class CaseSync:
     def __init__(self, *, store: Store, callbacks: Callable[[str], VendorCallbacks | None], policy: CasePolicy,
                  two_way: Callable[[], list[str]], case_event_destinations: Callable[[], list[str]],
-                 delivery_queue: Callable[[], Queue], counters: Counters, clock: Callable[[], datetime]) -> None:
+                 delivery_queue: Callable[[], Queue], counters: Counters, clock: Callable[[], datetime],
+                 timers: Callable[[], Any] | None = None) -> None:
         self._store = store
         self._callbacks = callbacks
         self._policy = policy
@@ -59,6 +61,9 @@ class CaseSync:
         self._queue = delivery_queue
         self._counters = counters
         self._clock = clock
+        #: The case timers' port (`adapters/timers`): a case the vendor closed has its timers
+        #: cancelled, best effort.
+        self._timers = timers
 
     def apply(self, change: CaseStatusChange) -> tuple[str, str | None]:
         """Record `change` and close or reopen its case; the outcome and the case id. Raises the
@@ -140,6 +145,10 @@ class CaseSync:
             customer = _next(customer, at=at) if customer is not None else None
         self._announce("case.closed", closed, at, reason="vendor_closed", by=destination)
         self._store.commit_ticket_state(closed, ref, customer=customer)
+        if closed.due:
+            from chalicelib.service.case_timers import cancel_case_timers
+
+            cancel_case_timers(self._timers, closed)
         self._counters.incr("CasesClosedByVendor", destination=destination)
         logger.info("case %s closed: %s closed ticket %s", case.id, destination, ref.ref)
         return SyncOutcome.CLOSED
