@@ -17,10 +17,20 @@ from chalicelib.adapters.store.sqlite import SqliteStore
 from chalicelib.adapters.timers.base import TimerPort
 from chalicelib.domain.business_events import TimerFired
 from chalicelib.domain.identity_rules import IdentityRules
-from chalicelib.domain.models import CaseStatus, Channel, CustomerEvent, Handle, InboundMessage, Sender
+from chalicelib.domain.models import (
+    CaseStatus,
+    CaseStatusChange,
+    Channel,
+    CustomerEvent,
+    Handle,
+    InboundMessage,
+    Sender,
+)
 from chalicelib.errors import TransientError
 from chalicelib.hubconfig import parse_config
+from chalicelib.observability import Counters
 from chalicelib.secrets import SecretResolver
+from chalicelib.service.case_sync import CaseSync, SyncOutcome
 from chalicelib.service.case_timer_events import CaseTimerHandler, TimerOutcome
 from chalicelib.service.case_timers import schedule_name, timer_event_id
 from chalicelib.service.commands import close_case
@@ -235,3 +245,35 @@ def test_only_the_generic_envelope_connectors_take_case_timer_events():
     off = outbox("outbox", outbox.Settings(case_events=False), SecretResolver({}), runtime)
     assert all(on.takes_customer_event(t) for t in CASE_TIMER_EVENTS)
     assert not any(off.takes_customer_event(t) for t in CASE_TIMER_EVENTS)
+
+
+class _Side:
+    class settings:  # noqa: N801 - the callback side's settings, as the case sync reads them
+        status = True
+
+
+def test_a_ticket_closed_by_its_vendor_cancels_the_case_timers_and_reopened_arms_them_again(world):
+    opened = world.contact("SM1", T0, "Bitte um Rückruf")
+    world.store.put_case_ref(opened.case_id, "desk", "T1")
+    follow_up = world.store.get_case(opened.case_id).due["follow_up"]
+    sync = CaseSync(store=world.store, callbacks=lambda name: _Side(), policy=CONFIG.cases, two_way=lambda: ["desk"],
+                    case_event_destinations=list, delivery_queue=lambda: world.delivery, counters=Counters(emit_emf=False),
+                    clock=world.clock, timers=lambda: world.timers)
+
+    def change(state: str, at: datetime) -> str:
+        world.clock.now = at
+        outcome, _ = sync.apply(CaseStatusChange(destination="desk", ticket="T1", event_id=f"{state}-{at:%H}",
+                                                 state=state, occurred_at=at, received_at=at))
+        return outcome
+
+    assert change("closed", T0 + timedelta(hours=1)) == SyncOutcome.CLOSED
+    assert world.timers.armed == {}, "its SLA, follow-up and auto-close timers are cancelled"
+
+    reopened_at = T0 + timedelta(hours=30)
+    assert change("open", reopened_at) == SyncOutcome.REOPENED
+    new_close = reopened_at + timedelta(hours=168)
+    assert world.timers.armed == {schedule_name(opened.case_id, "follow_up", follow_up): follow_up,
+                                  schedule_name(opened.case_id, "auto_close", new_close): new_close}
+    assert world.store.get_case(opened.case_id).due == {"sla": SLA_DUE, "follow_up": follow_up,
+                                                        "auto_close": new_close}
+    assert world.fire(opened.case_id, opened.customer_id, "auto_close", new_close) == TimerOutcome.ACTED
