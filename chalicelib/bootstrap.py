@@ -742,14 +742,15 @@ class Hub:
 
     @wired
     def event_processor(self):
-        """The events worker's logic (and explain's). `on_timer`, the fired case timers' handler,
-        is set where that handler is built."""
+        """The events worker's logic (and explain's). A fired case timer goes to
+        `case_timer_handler`, which runs its event back through this processor's rules."""
         from chalicelib.service.events import EventProcessor
 
         return EventProcessor(store=self.store, rules=lambda: self.live_event_rules.current(),
                               actions=lambda: self.event_actions, fanout=lambda: self.segment_fanout,
                               timers=lambda: self.timers, delivery_queue=lambda: self.delivery_queue,
-                              config=self.config, clock=self.clock)
+                              config=self.config, clock=self.clock,
+                              on_timer=lambda work: self.case_timer_handler.handle(work))
 
     @wired
     def events_api(self):
