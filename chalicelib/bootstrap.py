@@ -253,6 +253,17 @@ class Hub:
 
         return LocalTimers(str(self.data_dir / "timers.db"))
 
+    def case_timer_port(self) -> Callable[[], Any] | None:
+        """The timers port for arming and cancelling case timers, or None when case timers are
+        off: on AWS until the stack's timer outputs are set (`HUB_TIMERS_ROLE_ARN`,
+        `HUB_TIMERS_FUNCTION_ARN`, `HUB_TIMERS_DLQ_ARN`), so a hub without them keeps processing
+        contacts (its cases carry no due times) instead of failing every new case."""
+        settings = self.settings
+        if settings.on_aws and not (settings.timers_role_arn and settings.timers_function_arn
+                                    and settings.timers_dlq_arn):
+            return None
+        return lambda: self.timers
+
     @wired
     def timer_endpoint(self):
         """The timers function's handler: a fired timer onto the events queue."""
@@ -436,6 +447,15 @@ class Hub:
             if (connector := self.connector(d.name)) is not None and connector.takes_customer_event("case.opened")
         ]
 
+    def case_timer_destinations(self) -> list[str]:
+        """Destinations whose connectors take the case timer events (SLA breached, follow-up
+        due, auto-closed): those that send any event in the generic envelope."""
+        return [
+            d.name for d in self.config.destinations
+            if (connector := self.connector(d.name)) is not None
+            and connector.takes_customer_event("case.sla_breached")
+        ]
+
     def callback_side(self, name: str):
         """The callback side (`VendorCallbacks`) of a two-way destination; None for a destination
         that is not configured, or configured without `callbacks`."""
@@ -460,7 +480,8 @@ class Hub:
 
         return CaseSync(store=self.store, callbacks=self.callback_side, policy=self.config.cases,
                         two_way=self._status_reporting_destinations, case_event_destinations=self.case_event_destinations,
-                        delivery_queue=lambda: self.delivery_queue, counters=self.counters, clock=self.clock)
+                        delivery_queue=lambda: self.delivery_queue, counters=self.counters, clock=self.clock,
+                        timers=self.case_timer_port())
 
     @wired
     def adapter_services(self):
@@ -583,7 +604,21 @@ class Hub:
             router=lambda: self.live_router.current(), enricher=lambda: self.enricher, media=lambda: self.media,
             outbound=lambda: self.outbound_reports, messages=lambda: self.messages,
             case_event_destinations=self.case_event_destinations, agent_replies=lambda: self.agent_replies,
-            case_sync=lambda: self.case_sync,
+            case_sync=lambda: self.case_sync, timers=self.case_timer_port(),
+        )
+
+    @wired
+    def case_timer_handler(self):
+        """Acts on fired case timers for the event processor (`on_timer`): their events run
+        through the event rules (`event_processor.process_addressed`) and reach the destinations
+        that take case timer events."""
+        from chalicelib.service.case_timer_events import CaseTimerHandler
+
+        return CaseTimerHandler(
+            store=self.store, config=self.config, timers=lambda: self.timers,
+            process_addressed=lambda event, customer_id: self.event_processor.process_addressed(event, customer_id),
+            delivery_queue=lambda: self.delivery_queue, case_event_destinations=self.case_event_destinations,
+            case_timer_destinations=self.case_timer_destinations, clock=self.clock,
         )
 
     @wired
@@ -611,6 +646,7 @@ class Hub:
             identity_rules=lambda: self.identity_rules, survivorship=config.survivorship, cases=config.cases,
             limits=config.customers, event_destinations=self.customer_event_destinations, clock=self.clock,
             consent=config.consent, case_event_destinations=self.case_event_destinations,
+            timers=self.case_timer_port(),
         )
 
     @wired
@@ -666,6 +702,55 @@ class Hub:
 
         return EventIntake(lambda: self.events_queue, self.config.identity.default_region, self.clock,
                            is_done=is_done, record_unhandled=record_unhandled, counters=self.counters)
+
+    @wired
+    def notifier(self):
+        """Proactive messages: the guards of an event rule's `notify`, then `messages`."""
+        from chalicelib.adapters.timers.base import Timer
+        from chalicelib.domain.business_events import DeferredNotify
+        from chalicelib.service.event_actions import TemplateRenderer, notify_policy
+        from chalicelib.service.notify import Notifier
+
+        def arm_deferred(deferral) -> None:
+            payload = DeferredNotify(event=deferral.event, customer_id=deferral.customer_id, rule=deferral.rule,
+                                     due_at=deferral.due_at)
+            self.timers.arm([Timer(name=deferral.timer_name, due_at=deferral.due_at,
+                                   payload=payload.model_dump_json())])
+
+        factory = self.event_rules_factory
+        return Notifier(messages=lambda: self.messages, render=TemplateRenderer(factory.templates),
+                        calendars=factory.calendars, policy=notify_policy(self.config), arm_deferred=arm_deferred)
+
+    @wired
+    def segment_fanout(self):
+        """A broadcast's pages and members onto the events queue."""
+        from chalicelib.service.segments import MAX_PAGE_SIZE, SegmentFanout
+
+        # `events.fanout_page_size` allows more than one queue batch of members holds.
+        return SegmentFanout(self.store, lambda: self.events_queue,
+                             min(self.config.events.fanout_page_size, MAX_PAGE_SIZE))
+
+    @wired
+    def event_actions(self):
+        from chalicelib.service.event_actions import EventActions, notify_policy
+
+        config = self.config
+        return EventActions(notifier=lambda: self.notifier, templates=self.event_rules_factory.templates,
+                            cases=config.cases, sla=config.routing.sla, survivorship=config.survivorship,
+                            limits=config.customers, notify_policy=notify_policy(config),
+                            case_event_destinations=self.case_event_destinations)
+
+    @wired
+    def event_processor(self):
+        """The events worker's logic (and explain's). A fired case timer goes to
+        `case_timer_handler`, which runs its event back through this processor's rules."""
+        from chalicelib.service.events import EventProcessor
+
+        return EventProcessor(store=self.store, rules=lambda: self.live_event_rules.current(),
+                              actions=lambda: self.event_actions, fanout=lambda: self.segment_fanout,
+                              timers=lambda: self.timers, delivery_queue=lambda: self.delivery_queue,
+                              config=self.config, clock=self.clock,
+                              on_timer=lambda work: self.case_timer_handler.handle(work))
 
     @wired
     def events_api(self):

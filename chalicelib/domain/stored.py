@@ -171,9 +171,6 @@ class RoutingDecision(BaseModel):
     parked: str | None = None
     #: Why nothing is delivered at all (spam, auto-replies); None when not suppressed.
     suppressed: str | None = None
-    #: Hours after routing when the case's follow-up falls due (`then: {follow_up_hours: 48}`);
-    #: None: the rules asked for none.
-    follow_up_hours: float | None = None
     #: Which rule set decided: `inline`, or the source's document version.
     rules_version: str | None = None
     #: Every rule evaluated, in order, and whether it matched: the decision explains itself.

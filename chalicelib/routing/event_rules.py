@@ -43,21 +43,12 @@ from chalicelib.routing.event_conditions import EVENT_ONLY, event_value
 from chalicelib.routing.event_context import EventContext, event_context_for
 from chalicelib.routing.event_specs import EventActionSpec, EventRuleSpec, is_event_path
 
-#: The longest selector value compared (as `domain/segments.index_value` stores it).
-_MAX_INDEX_CHARS = 256
-
-
 def selector_value(value: Any) -> str | None:
-    """A value as the customer index stores and looks it up: text trimmed, case-folded, cut to 256
-    characters; None for what is not indexed (lists, objects, booleans, None, empty text). The
-    same normalization as `domain/segments.index_value`, so `"10115 "`, `10115` and `10115.0`
-    select the same customers."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip().casefold()[:_MAX_INDEX_CHARS]
-    return text or None
+    """A selector value as the customer index stores and looks it up (`domain/segments.py`), so
+    `"10115 "`, `10115` and `10115.0` select the same customers."""
+    from chalicelib.domain.segments import index_value
+
+    return index_value(value)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ runtime's start call `check_event_config`, so a bad rule fails before an event r
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from chalicelib.routing.event_rules import (
     parse_event_rule_specs,
 )
 from chalicelib.routing.event_templates import EventTemplates
+from chalicelib.routing.live import LiveRules
 from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -110,40 +110,10 @@ def check_event_config(config: HubConfig, *, base_dir: Path | None = None,
     return described
 
 
-class LiveEventRules:
-    """The event rules in force: the inline rules, or the source's current document, recompiled
-    when its version changes. A document that does not compile is reported once per version and
-    the previous rules stay in force; with no good document yet, the inline rules apply."""
+class LiveEventRules(LiveRules[EventEngine]):
+    """The event rules in force: the inline rules, or the source's current document
+    (`routing/live.py`)."""
 
     def __init__(self, factory: EventRulesFactory, source: RulesSource, *, describe: str,
                  on_rejected: Callable[[str], None] = lambda reason: None) -> None:
-        self._factory = factory
-        self._source = source
-        self._describe = describe
-        self._on_rejected = on_rejected
-        self._lock = threading.Lock()
-        self._document: RulesDocument | None = None
-        self._engine: EventEngine | None = None
-        self._rejected: str | None = None
-
-    def current(self) -> EventEngine:
-        try:
-            document = self._source.current()
-        except RulesUnavailableError:
-            return self._factory.inline  # the source logged why
-        if document is None:
-            return self._factory.inline
-        with self._lock:
-            if document is self._document or document.version == self._rejected:
-                return self._engine or self._factory.inline
-            try:
-                engine = self._factory.from_document(document, where=self._describe)
-            except ConfigError as exc:
-                self._rejected = document.version
-                logger.error("event rules version %s from %s rejected; %s stay in force: %s", document.version,
-                             self._describe, "the previous rules" if self._engine else "the inline rules", exc.message)
-                self._on_rejected(exc.message)
-                return self._engine or self._factory.inline
-            self._document, self._engine, self._rejected = document, engine, None
-            logger.info("event rules version %s in force (%d rules)", document.version, len(engine.rules.rules))
-            return engine
+        super().__init__(factory, source, describe=describe, kind="event", on_rejected=on_rejected)

@@ -10,7 +10,6 @@ the deploy script compile at once, so a bad rule still fails before it reaches a
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
 import yaml
@@ -20,6 +19,7 @@ from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.calendar import Calendar
 from chalicelib.routing.conditions import ConditionEnvironment
 from chalicelib.routing.engine import DefaultRoute, Router
+from chalicelib.routing.live import LiveRules
 from chalicelib.routing.replies import ReplyRenderer
 from chalicelib.routing.rules import RuleEnvironment, RuleSet, compile_rules, parse_rule_specs
 from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
@@ -76,41 +76,11 @@ def check_rules_file(factory: RouterFactory, source: RulesSource) -> Router | No
     return factory.from_document(document, where=source.describe)
 
 
-class LiveRouter:
-    """The router in force: the inline rules, or the source's current document, recompiled when
-    its version changes. A document that does not compile is reported once per version and the
-    previous rules stay in force, so a typo in S3 cannot stop routing; with no good document yet
-    (source unreachable, or only bad versions) the inline rules of the configuration file route."""
+class LiveRouter(LiveRules[Router]):
+    """The router in force: the inline rules, or the source's current document (`routing/live.py`)."""
 
     def __init__(self, factory: RouterFactory, source: RulesSource, *, describe: str,
                  on_rejected: Callable[[str], None] = lambda reason: None) -> None:
-        self._factory = factory
-        self._source = source
-        self._describe = describe
-        self._on_rejected = on_rejected
-        self._lock = threading.Lock()
-        self._document: RulesDocument | None = None
-        self._router: Router | None = None
-        self._rejected: str | None = None
+        super().__init__(factory, source, describe=describe, kind="routing", on_rejected=on_rejected)
 
-    def current(self) -> Router:
-        try:
-            document = self._source.current()
-        except RulesUnavailableError:
-            return self._factory.inline  # the source logged why
-        if document is None:
-            return self._factory.inline
-        with self._lock:
-            if document is self._document or document.version == self._rejected:
-                return self._router or self._factory.inline
-            try:
-                router = self._factory.from_document(document, where=self._describe)
-            except ConfigError as exc:
-                self._rejected = document.version
-                logger.error("routing rules version %s from %s rejected; %s stay in force: %s", document.version,
-                             self._describe, "the previous rules" if self._router else "the inline rules", exc.message)
-                self._on_rejected(exc.message)
-                return self._router or self._factory.inline
-            self._document, self._router, self._rejected = document, router, None
-            logger.info("routing rules version %s in force (%d rules)", document.version, len(router.rules.rules))
-            return router
+

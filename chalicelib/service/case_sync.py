@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from chalicelib.adapters.callbacks.base import VendorCallbacks
 from chalicelib.adapters.queue.base import Queue
@@ -50,7 +51,8 @@ class SyncOutcome:
 class CaseSync:
     def __init__(self, *, store: Store, callbacks: Callable[[str], VendorCallbacks | None], policy: CasePolicy,
                  two_way: Callable[[], list[str]], case_event_destinations: Callable[[], list[str]],
-                 delivery_queue: Callable[[], Queue], counters: Counters, clock: Callable[[], datetime]) -> None:
+                 delivery_queue: Callable[[], Queue], counters: Counters, clock: Callable[[], datetime],
+                 timers: Callable[[], Any] | None = None) -> None:
         self._store = store
         self._callbacks = callbacks
         self._policy = policy
@@ -59,6 +61,9 @@ class CaseSync:
         self._queue = delivery_queue
         self._counters = counters
         self._clock = clock
+        #: The case timers' port (`adapters/timers`): a case the vendor closed has its timers
+        #: cancelled, best effort; one it reopened gets its auto-close timer again.
+        self._timers = timers
 
     def apply(self, change: CaseStatusChange) -> tuple[str, str | None]:
         """Record `change` and close or reopen its case; the outcome and the case id. Raises the
@@ -140,6 +145,10 @@ class CaseSync:
             customer = _next(customer, at=at) if customer is not None else None
         self._announce("case.closed", closed, at, reason="vendor_closed", by=destination)
         self._store.commit_ticket_state(closed, ref, customer=customer)
+        if closed.due:
+            from chalicelib.service.case_timers import cancel_case_timers
+
+            cancel_case_timers(self._timers, closed)
         self._counters.incr("CasesClosedByVendor", destination=destination)
         logger.info("case %s closed: %s closed ticket %s", case.id, destination, ref.ref)
         return SyncOutcome.CLOSED
@@ -157,11 +166,29 @@ class CaseSync:
             return SyncOutcome.RECORDED
         reopened = case.model_copy(update={"status": CaseStatus.OPEN, "closed_at": None, "close_reason": None,
                                            "closed_by": None, "last_activity_at": max(case.last_activity_at, at)})
+        reopened = self._rearm(reopened)
         self._announce("case.reopened", reopened, at, by=destination)
         self._store.commit_ticket_state(reopened, ref, customer=_next(customer, open_case=summarize(reopened), at=at))
         self._counters.incr("CasesReopenedByVendor", destination=destination)
         logger.info("case %s reopened: %s reopened ticket %s", case.id, destination, ref.ref)
         return SyncOutcome.REOPENED
+
+    def _rearm(self, case: Case) -> Case:
+        """The reopened case's timers, armed before the commit that records their due times
+        (they were cancelled when it closed): a new auto-close from its latest activity, and
+        its SLA and follow-up again where they are still ahead (one that fell due while it was
+        closed does not fire late)."""
+        if self._timers is None:
+            return case
+        from datetime import timedelta
+
+        from chalicelib.service.case_timers import case_timers
+
+        now = self._clock()
+        due = {timer: at for timer, at in case.due.items() if timer != "auto_close" and at > now}
+        due["auto_close"] = case.last_activity_at + timedelta(hours=self._policy.auto_close_after_hours)
+        self._timers().arm(case_timers(case.id, case.customer_id, due))
+        return case.model_copy(update={"due": {**case.due, "auto_close": due["auto_close"]}})
 
     def _customer(self, case: Case) -> Customer | None:
         customer = self._store.get_customer(case.customer_id)

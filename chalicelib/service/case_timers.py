@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ValidationError
 
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
-from chalicelib.adapters.timers.base import Timer
+from chalicelib.adapters.timers.base import Timer, TimerPort
 from chalicelib.domain.ids import group_id
 from chalicelib.domain.models import Priority
 from chalicelib.errors import MalformedPayloadError
@@ -105,6 +105,23 @@ def case_timers(case_id: str, customer_id: str, due: Mapping[CaseTimer, datetime
     return [Timer(name=schedule_name(case_id, timer, at), due_at=at,
                   payload=timer_fired_payload(case_id, customer_id, timer, at))
             for timer, at in due.items()]
+
+
+def cancel_case_timers(timers: Callable[[], TimerPort] | None, case: CaseSummary, *,
+                       keep: Collection[str] = ()) -> None:
+    """Best effort: cancel the timers of a case that closed (its `due` times, but those named in
+    `keep`). Never raises: a timer left armed finds the case closed and is a stale no-op, so a
+    timer backend that is down must not fail the close."""
+    if timers is None:
+        return
+    names = [schedule_name(case.id, timer, at) for timer, at in case.due.items() if timer not in keep]
+    if not names:
+        return
+    try:
+        timers().cancel(names)
+    except Exception:  # noqa: BLE001 - any failure only leaves stale timers behind
+        logger.warning("case %s closed, but its timers %s were not cancelled (they will fire stale)",
+                       case.id, ", ".join(names), exc_info=True)
 
 
 FiredAction = Literal["stale", "rearm", "act"]

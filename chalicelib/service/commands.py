@@ -7,7 +7,9 @@ processing never overwrite each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from chalicelib.adapters.store.base import IdentifierTakenError, Store
 from chalicelib.domain.identifiers import Identifier
@@ -17,6 +19,9 @@ from chalicelib.errors import ConcurrentUpdateError, ConflictError, NotFoundErro
 from chalicelib.domain.golden_record import observe
 from chalicelib.domain.policies import CasePolicy, CustomerLimits, SurvivorshipPolicy
 from chalicelib.service.cases import close, effective
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.timers.base import TimerPort
 
 ATTEMPTS = 3
 
@@ -82,8 +87,10 @@ def mark_erasing(store: Store, customer_id: str) -> Customer:
     return _guarded(store, customer_id, change)
 
 
-def close_case(store: Store, case_id: str, *, now: datetime, settings: CasePolicy) -> Case:
-    """Close a case (idempotent). Raises `NotFoundError`."""
+def close_case(store: Store, case_id: str, *, now: datetime, settings: CasePolicy,
+               timers: Callable[[], TimerPort] | None = None) -> Case:
+    """Close a case (idempotent), then cancel its timers, best effort (a timer left armed finds
+    the case closed and does nothing). Raises `NotFoundError`."""
     for attempt in range(ATTEMPTS):
         case = store.get_case(case_id)
         if case is None:
@@ -111,6 +118,10 @@ def close_case(store: Store, case_id: str, *, now: datetime, settings: CasePolic
             if attempt == ATTEMPTS - 1:
                 raise
             continue
+        if closed.due:
+            from chalicelib.service.case_timers import cancel_case_timers
+
+            cancel_case_timers(timers, closed)
         return closed
     raise AssertionError("unreachable")
 

@@ -57,6 +57,7 @@ class CustomerService:
         clock: Callable[[], datetime],
         consent: ConsentSettings | None = None,
         case_event_destinations: Callable[[], list[str]] = list,
+        timers: Callable[[], Any] | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -70,6 +71,8 @@ class CustomerService:
         self._clock = clock
         self._consent = consent or ConsentSettings()
         self._case_event_destinations = case_event_destinations
+        #: The case timers' port (`adapters/timers`): a closed case's timers are cancelled.
+        self._timers = timers
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -246,7 +249,7 @@ class CustomerService:
 
         from chalicelib.service.customer_events import case_event_messages
 
-        closed = close_case(self._store, case_id, now=self._clock(), settings=self._cases)
+        closed = close_case(self._store, case_id, now=self._clock(), settings=self._cases, timers=self._timers)
         # Announced once committed; a repeated close announces the same event (its id derives
         # from the close), which the queue and the deliverer drop.
         self._announce(case_event_messages("case.closed", closed, occurred_at=closed.closed_at or self._clock(),

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chalicelib.adapters.queue.base import Queue
 from chalicelib.adapters.store.base import Store
 from chalicelib.domain.ids import delivery_id
-from chalicelib.domain.models import Contact, DeliveryJob, Priority, RuleTrace
+from chalicelib.domain.models import Case, Contact, DeliveryJob, Direction, Priority, RuleTrace
 from chalicelib.errors import ConflictError, NotFoundError, RequestRejectedError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.service.process import job_message
@@ -62,12 +62,19 @@ def release(store: Store, delivery_queue: Queue, config: HubConfig, contact_id: 
     customer = store.get_customer(contact.customer_id)
     while customer is not None and customer.merged_into is not None:
         customer = store.get_customer(customer.merged_into)
-    case = store.get_case(contact.case_id)
+    event = contact.direction == Direction.EVENT
+    if event and not contact.case_id and customer is not None:
+        # A business event filed on no case: forwarded with the placeholder case its own
+        # forwarding uses (`service/event_actions.forward_jobs`).
+        case = Case(id="", customer_id=customer.id, opened_at=contact.received_at,
+                    last_activity_at=contact.received_at)
+    else:
+        case = store.get_case(contact.case_id)
     if customer is None or case is None:
         raise NotFoundError(f"the customer or case of contact {contact_id} no longer exists")
     jobs = [
         DeliveryJob(delivery_id=delivery_id(contact.id, name), destination=name, contact=released,
-                    customer=customer, case=case)
+                    customer=customer, case=case, event_type="event.forwarded" if event else "contact.created")
         for name in released.routing.destinations
     ]
     if jobs:

@@ -139,6 +139,9 @@ class Processor:
     * `agent_replies`, `case_sync`: two-way sync (`service/agent_replies.py`,
       `service/case_sync.py`): agents' replies from a destination's tool, and its tickets'
       status; default: such items are refused.
+    * `timers`: arms the case timers (`service/case_timers.py`): SLA and auto-close when a
+      contact opens or reopens a case, a follow-up when routing asks for one; default: none are
+      armed and cases carry no due times.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class Processor:
         media: Callable[[], Any] | None = None, outbound: Callable[[], Any] | None = None,
         messages: Callable[[], Any] | None = None, case_event_destinations: Callable[[], list[str]] = list,
         agent_replies: Callable[[], Any] | None = None, case_sync: Callable[[], Any] | None = None,
+        timers: Callable[[], Any] | None = None,
     ) -> None:
         self.store = store
         self.delivery_queue = delivery_queue
@@ -167,6 +171,7 @@ class Processor:
         self.case_event_destinations = case_event_destinations
         self.agent_replies = agent_replies
         self.case_sync = case_sync
+        self.timers = timers
 
     def process_body(
         self, body: str, *, receive_count: int = 1, seconds_left: Callable[[], float] | None = None
@@ -306,6 +311,7 @@ class Processor:
         routing_context = context_for(contact, customer, case, created_customer=resolved.resolution.created_customer)
         contact.routing = self._router().route(routing_context)
         customer, case = self._consent_and_reply_target(contact, customer, plan)
+        case, due = self._case_routing(plan, case, contact)
         if contact.routing.replies and self.messages is not None:
             # After the reply target is known; queued before the commit, with ids derived from the
             # contact, so a retry queues nothing twice.
@@ -327,6 +333,13 @@ class Processor:
         # again on every retry of this message until it commits (their ids make repeats no-ops).
         outgoing = (self._merge_announcements(message, customer, merges) + self._case_announcements(plan, case, arrived)
                     + [job_message(job) for job in jobs])
+        if due:
+            # Before the commit that records the due times: a timer armed for a commit that then
+            # fails finds other due times on the case and is stale; one never armed would be lost.
+            # Names derive from the case and the due time, so a retry arms nothing twice.
+            from chalicelib.service.case_timers import case_timers
+
+            self.timers().arm(case_timers(case.id, customer.id, due))
         if outgoing:
             self.delivery_queue.send(outgoing)
         self.store.commit_contact(
@@ -388,6 +401,33 @@ class Processor:
                 break
         resolved.resolution.decisions = [*notes, *resolved.resolution.decisions]
         return resolved, records
+
+    def _case_routing(self, plan: CasePlan, case: Case, contact: Contact) -> tuple[Case, dict[str, datetime]]:
+        """The case as routing left it, and the due times to arm. A contact that opens or reopens
+        the case sets its queue, priority and tags and its SLA and auto-close due times; a contact
+        joining an open case adds its tags and keeps the rest (the SLA counts from the opening,
+        and the auto-close timer re-arms itself when it finds later activity), so it arms nothing
+        and costs no timer call, unless routing asked for a follow-up."""
+        decision = contact.routing
+        opened = plan.reason in ("new_case", "reopened_by_thread_key")
+        if opened:
+            case = case.model_copy(update={"queue": decision.queue, "priority": decision.priority,
+                                           "tags": list(dict.fromkeys(decision.tags))})
+        else:
+            case = case.model_copy(update={
+                "queue": case.queue or decision.queue,
+                "priority": decision.priority if case.priority is None else case.priority,
+                "tags": list(dict.fromkeys([*case.tags, *decision.tags])),
+            })
+        if self.timers is None or not (opened or decision.follow_up_hours is not None):
+            return case, {}
+        from chalicelib.service.case_timers import due_times
+
+        due = due_times(case, sla=self.config.routing.sla, policy=self.config.cases, now=contact.received_at,
+                        priority=case.priority, follow_up_hours=decision.follow_up_hours)
+        if not opened:
+            due = {"follow_up": due["follow_up"]}
+        return case.model_copy(update={"due": {**({} if opened else case.due), **due}}), due
 
     def _case_announcements(self, plan: CasePlan, case: Case, arrived: datetime) -> list[OutgoingMessage]:
         """`case.closed` for the cases this contact closed, then `case.opened` or `case.reopened`

@@ -208,7 +208,7 @@ def test_deploy_adds_the_segment_indexes_one_update_at_a_time(capsys):
     def update(indexes: str) -> dict:
         return {"StackName": "hub-dev", "TemplateBody": "template", "Tags": ANY, "Parameters": [
             {"ParameterKey": "Stage", "ParameterValue": "dev"}, {"ParameterKey": "MediaRetentionDays", "ParameterValue": "30"},
-            {"ParameterKey": "SegmentIndexes", "ParameterValue": indexes}]}
+            {"ParameterKey": "SegmentIndexes", "ParameterValue": indexes}], "Capabilities": ["CAPABILITY_NAMED_IAM"]}
 
     with Stubber(client) as stub:
         # A stack from before the parameter: no segment index yet.

@@ -38,6 +38,10 @@ MESSAGE_UNDELIVERED = "message.undelivered"
 #: go only to connectors that also set `takes_case_events`.
 CUSTOMER_EVENTS = frozenset({"customer.erased", "customer.merged", "customer.unmerged"})
 CASE_EVENTS = frozenset({"case.opened", "case.closed", "case.reopened"})
+#: A case's timer fell due (`service/case_timer_events.py`): sent only to connectors that set
+#: `case_timer_events`. Kept apart from `CASE_EVENTS` because vendor connectors that take case
+#: events refuse types they do not know, which would dead-letter every SLA breach.
+CASE_TIMER_EVENTS = frozenset({"case.sla_breached", "case.follow_up_due", "case.auto_closed"})
 
 
 def _token_cache() -> TokenCache:
@@ -92,6 +96,9 @@ class Connector(ABC, Generic[SettingsT]):
     #: True for connectors that also take the case events (`CASE_EVENTS`) through
     #: `deliver_customer_event` (the generic ones: webhook, EventBridge, outbox).
     takes_case_events: ClassVar[bool] = False
+    #: True for connectors that also take the case timer events (`CASE_TIMER_EVENTS`) through
+    #: `deliver_customer_event`: those that send any event type in the generic envelope.
+    case_timer_events: ClassVar[bool] = False
     #: "module:Class" of the destination's callback side (`callbacks.VendorCallbacks`): how the
     #: vendor tells the hub about agent replies and ticket status. None: the destination is
     #: one-way. It is used only when the destination configures `callbacks`.
@@ -137,11 +144,11 @@ class Connector(ABC, Generic[SettingsT]):
 
     def takes_customer_event(self, event_type: str) -> bool:
         """Whether customer or case events of `event_type` go to this destination."""
-        if event_type in CASE_EVENTS:
+        if event_type in CASE_EVENTS or event_type in CASE_TIMER_EVENTS:
+            takes = self.takes_case_events if event_type in CASE_EVENTS else self.case_timer_events
             # A destination may turn them off (`case_events: false`) where its consumer only
-            # wants contacts.
-            return self.supports_customer_events and self.takes_case_events and bool(
-                getattr(self.settings, "case_events", True))
+            # wants contacts: that turns off the timer events too.
+            return self.supports_customer_events and takes and bool(getattr(self.settings, "case_events", True))
         return self.supports_customer_events
 
     # --- two-way sync ----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class EventBridgeConnector(Connector[EventBridgeSettings]):
     Settings = EventBridgeSettings
     supports_customer_events = True
     takes_case_events = True
+    case_timer_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

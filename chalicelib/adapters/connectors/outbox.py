@@ -41,6 +41,7 @@ class OutboxConnector(Connector[OutboxSettings]):
     Settings = OutboxSettings
     supports_customer_events = True
     takes_case_events = True
+    case_timer_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

@@ -39,6 +39,7 @@ class WebhookConnector(Connector[WebhookSettings]):
     Settings = WebhookSettings
     supports_customer_events = True
     takes_case_events = True
+    case_timer_events = True
     #: The hub's outbound messages and their statuses, in the same envelope as contacts.
     message_events = MESSAGE_EVENTS
 

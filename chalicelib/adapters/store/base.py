@@ -309,6 +309,16 @@ class Store(ABC):
             raise StoreRejectedError(f"a value to remember must have at most {MAX_REMEMBER_KEY_BYTES} bytes")
         return self._run("remember", self._remember, Remembered(key, value, expires_at), now or utcnow())
 
+    def mark_done(self, dedupe_key: str, *, expires_at: datetime, now: datetime) -> bool:
+        """Mark `dedupe_key` done until `expires_at` on its own (what `begin` reads), for work that
+        commits nothing else: a broadcast event once its fan-out is queued. False when it was
+        done already at `now` (another attempt finished first). One backend call."""
+        try:
+            self._commit("mark_done", [MarkDone(dedupe_key, expires_at, unless_done_at=now)])
+        except ConcurrentUpdateError:
+            return False
+        return True
+
     # --- customers -------------------------------------------------------------------------------
 
     def find_customer_ids(self, identifiers: list[Identifier]) -> dict[str, str]:

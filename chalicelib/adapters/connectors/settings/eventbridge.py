@@ -37,7 +37,8 @@ class EventBridgeSettings(BaseModel):
     #: Include the provider's raw payload in `detail.data.contact.raw` (dropped first when the
     #: event would be too large).
     include_raw: bool = False
-    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
+    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events"),
+    #: and the case timer events (`case.sla_breached`, `case.follow_up_due`, `case.auto_closed`).
     case_events: bool = True
     max_entry_bytes: int = Field(default=DEFAULT_MAX_ENTRY_BYTES, ge=4096, le=MAX_ENTRY_BYTES)
     #: The bus's region when it differs from the hub's (an ARN's region is used otherwise).

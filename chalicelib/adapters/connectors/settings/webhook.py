@@ -19,7 +19,8 @@ class WebhookSettings(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     #: Include the provider's raw payload in `data.contact.raw` (larger events).
     include_raw: bool = False
-    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events").
+    #: Also send `case.opened`, `case.closed` and `case.reopened` (docs/two-way.md, "Case events"),
+    #: and the case timer events (`case.sla_breached`, `case.follow_up_due`, `case.auto_closed`).
     case_events: bool = True
 
     @field_validator("url")
