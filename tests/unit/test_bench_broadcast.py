@@ -65,51 +65,69 @@ def test_a_population_needs_a_segment():
         list(population(0))
 
 
-def test_the_large_run_is_the_configured_size_with_the_middle_sizes_below_it():
-    assert sizes(10_000) == [1000, 10_000]
-    assert sizes(100_000) == [1000, 10_000, 100_000]
-    assert sizes(5000) == [1000, 5000]
+def test_the_small_run_comes_before_every_larger_one_and_after_the_last():
+    assert sizes(10_000) == [1000, 10_000, 1000]
+    assert sizes(100_000) == [1000, 10_000, 1000, 100_000, 1000]
+    assert sizes(5000) == [1000, 5000, 1000]
     with pytest.raises(ValueError, match="more than 1,000"):
         sizes(1000)
 
 
-def _run(size: int, seconds: float, memory_kib: float, *, recipients=None) -> Run:
+def _run(size: int, seconds: float, memory_kib: float, *, cpu_seconds: float | None = None, recipients=None) -> Run:
     eligible = {f"c{i}" for i in range(size)}
     counted = exactness(recipients if recipients is not None else sorted(eligible), eligible)
-    return Run(size=size, notified=counted.sent, seconds=seconds, memory_kib=memory_kib, exactness=counted)
+    return Run(size=size, notified=counted.sent, seconds=seconds, memory_kib=memory_kib, exactness=counted,
+               cpu_seconds=seconds if cpu_seconds is None else cpu_seconds)
 
 
 def test_flat_runs_meet_the_targets_per_1000_notified():
-    small, large = _run(1000, 1.5, 400), _run(100_000, 155.0, 8000)
-    time_row, memory_row, *counts = results([small, large])
+    small, large = _run(1000, 1.5, 400, cpu_seconds=1.2), _run(100_000, 155.0, 8000, cpu_seconds=125.0)
+    time_row, cpu_row, memory_row, *counts = results([small, large])
     assert (time_row.measured, time_row.floor) == (1.55, 1.5)
     assert time_row.ratio == pytest.approx(1.55 / 1.5)
     assert time_row.met and time_row.target == f"<= {FLAT:g}x"
+    assert (cpu_row.measured, cpu_row.floor) == (1.25, 1.2)
+    assert cpu_row.met
     assert (memory_row.measured, memory_row.floor) == (80.0, 400.0)
     assert memory_row.met
     assert [(c.measured, c.met) for c in counts] == [(1000, True), (100_000, True)]
 
 
+def test_the_floor_is_the_median_of_the_small_runs_around_the_large_ones():
+    runs = [_run(1000, 1.0, 100), _run(10_000, 14.0, 800), _run(1000, 1.5, 300), _run(100_000, 150.0, 3000),
+            _run(1000, 3.0, 200)]
+    time_row, _, memory_row, *counts = results(runs)
+    assert (time_row.measured, time_row.floor) == (1.5, 1.5) and time_row.met
+    assert (memory_row.measured, memory_row.floor) == (30.0, 200.0)
+    assert "median of 3 runs of 1,000" in time_row.note
+    assert "100,000 vs 1,000" in time_row.benchmark
+    assert [c.benchmark.split(", ")[1] for c in counts] == [
+        "1,000 customers in the segment", "10,000 customers in the segment", "100,000 customers in the segment"]
+    assert "(each of 3 runs)" in counts[0].note
+
+
 def test_time_or_memory_growing_faster_than_the_customers_is_missed():
     small = _run(1000, 1.0, 100)
-    time_row, memory_row, *_ = results([small, _run(10_000, 12.0, 900)])
+    time_row, cpu_row, memory_row, *_ = results([small, _run(10_000, 12.0, 900, cpu_seconds=10.0)])
     assert not time_row.met and time_row.ratio == pytest.approx(1.2)
-    assert memory_row.met
-    time_row, memory_row, *_ = results([small, _run(10_000, 10.0, 1200)])
+    assert cpu_row.met and memory_row.met
+    time_row, cpu_row, memory_row, *_ = results([small, _run(10_000, 10.0, 1200, cpu_seconds=13.0)])
     assert time_row.met
+    assert not cpu_row.met and cpu_row.ratio == pytest.approx(1.3)
     assert not memory_row.met and memory_row.ratio == pytest.approx(1.2)
 
 
 def test_a_run_with_a_duplicate_misses_its_count_row():
     duplicated = [f"c{i}" for i in range(1000)] + ["c7"]
-    *_, small_count, large_count = results([_run(1000, 1.0, 100, recipients=duplicated), _run(10_000, 10.0, 900)])
+    runs = [_run(1000, 1.0, 100), _run(10_000, 10.0, 900), _run(1000, 1.0, 100, recipients=duplicated)]
+    *_, small_count, large_count = results(runs)
     assert not small_count.met and "1 duplicates" in small_count.note
     assert large_count.met
 
 
 def test_flatness_needs_two_runs():
     with pytest.raises(ValueError, match="small and a large"):
-        results([_run(1000, 1.0, 100)])
+        results([_run(1000, 1.0, 100), _run(1000, 1.2, 100)])
 
 
 def test_seeding_writes_indexed_customers_who_wrote_by_sms_through_the_store():
