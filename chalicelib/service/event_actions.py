@@ -401,10 +401,11 @@ class TemplateRenderer:
     def __init__(self, templates: EventTemplates) -> None:
         self._templates = templates
 
-    def __call__(self, template: str, *, language: str, event: Any, customer: Customer) -> RenderedMessage:
+    def __call__(self, template: str, *, language: str, event: Any, customer: Customer, channel: str) -> RenderedMessage:
         from chalicelib.service.notify import RenderedMessage
 
-        rendered = self._templates.render(template, event, language=language, attributes=_attributes(customer))
+        rendered = self._templates.render(template, event, language=language, channel=channel,
+                                          attributes=_attributes(customer))
         return RenderedMessage(text=rendered.text or None, subject=rendered.subject, whatsapp=rendered.whatsapp)
 
 

@@ -96,9 +96,11 @@ class RenderedMessage:
 
 
 class TemplateRendering(Protocol):
-    """Renders `events.templates[template]` for `event` in `language` (`routing.event_templates`)."""
+    """Renders `events.templates[template]` for `event` in `language` on `channel`: a template may
+    have a text of its own per channel (`routing.event_templates`)."""
 
-    def __call__(self, template: str, *, language: str, event: EventRef, customer: Customer) -> RenderedMessage: ...
+    def __call__(self, template: str, *, language: str, event: EventRef, customer: Customer,
+                 channel: str) -> RenderedMessage: ...
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,6 @@ class Notifier:
         from chalicelib.service.send_request import Addressee, SendRequest
 
         language = _language(customer, self._policy.default_language)
-        rendered = self._render(spec.template, language=language, event=event, customer=customer)
         message_id = notify_message_id(event, customer.id, rule)
         # A message is filed on the case passed, open or not (`MessageService` would otherwise
         # fall back to the case of the customer's latest conversation, which is older still).
@@ -367,6 +368,8 @@ class Notifier:
             if channel in tried:
                 continue
             tried.add(channel)
+            rendered = self._render(spec.template, language=language, event=event, customer=customer,
+                                    channel=channel.value)
             template = rendered.whatsapp if channel == Channel.WHATSAPP else None
             if rendered.text is None and template is None:
                 outcome.attempts.append(Attempt(channel.value, "skipped", "no_template_text"))

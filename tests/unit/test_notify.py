@@ -107,7 +107,7 @@ class Templates:
     whatsapp: TemplateMessage | None = field(default_factory=lambda: WA_TEMPLATE)
     asked: list[tuple[str, str]] = field(default_factory=list)
 
-    def __call__(self, template, *, language, event, customer) -> RenderedMessage:
+    def __call__(self, template, *, language, event, customer, channel) -> RenderedMessage:
         self.asked.append((template, language))
         return RenderedMessage(text=TEXTS[language] if self.text else None, subject="Ihr Paket",
                                whatsapp=self.whatsapp)
@@ -275,7 +275,7 @@ def test_consent_refused_everywhere_is_consent_refused_and_anything_else_unreach
 
 def test_a_rendering_too_long_for_any_message_is_refused_not_raised():
     class Long(Templates):
-        def __call__(self, template, *, language, event, customer) -> RenderedMessage:
+        def __call__(self, template, *, language, event, customer, channel) -> RenderedMessage:
             return RenderedMessage(text="x" * 40_001)
 
     world = World(templates=Long())
@@ -545,3 +545,35 @@ def test_send_without_a_fallback_template_still_refuses_outside_the_window():
     accepted = world.messages.send(request, origin="api:test", addressee=(customer, open_case()),
                                    fallback_template=WA_TEMPLATE)
     assert (accepted.contact.text, accepted.contact.metadata["template"]["name"]) == (None, "parcel_update")
+
+
+def test_each_channel_is_rendered_with_the_template_s_text_for_that_channel():
+    """A template may have a short SMS text of its own (`templates.<t>.channels.sms`): the notifier
+    renders for each channel it tries, so the SMS carries that text and the email the full one."""
+    class PerChannel(Templates):
+        def __call__(self, template, *, language, event, customer, channel) -> RenderedMessage:
+            self.asked.append((template, channel))
+            return RenderedMessage(text=f"{channel} text", subject="Ihr Paket")
+
+    world = World(templates=PerChannel())
+    world.notify(Spec(channels=("sms",)))
+    world.notify(Spec(channels=("email",)), event=Event(id="evt-2"))
+
+    assert [(m.channel, m.text) for m in world.queued()] == [(Channel.SMS, "sms text"), (Channel.EMAIL, "email text")]
+    assert world.templates.asked == [("parcel_late", "sms"), ("parcel_late", "email")]
+
+
+def test_the_event_template_renderer_passes_the_channel_to_the_templates():
+    from chalicelib.hubconfig import parse_config
+    from chalicelib.routing.event_templates import EventTemplates
+    from chalicelib.service.event_actions import TemplateRenderer
+
+    config = parse_config('events: {templates: {late: {text: {de: "Ihr Paket {data.id} kommt später."}, '
+                          'channels: {sms: {de: "Paket {data.id}: später"}}}}}')
+    render = TemplateRenderer(EventTemplates(config.events.templates, "de"))
+    event = {"type": "parcel.late", "id": "e1", "source": "api", "data": {"id": "P-7"}}
+    customer = Customer(id="cus_1", created_at=NOW, updated_at=NOW)
+
+    assert render("late", language="de", event=event, customer=customer, channel="sms").text == "Paket P-7: später"
+    assert render("late", language="de", event=event, customer=customer,
+                  channel="email").text == "Ihr Paket P-7 kommt später."
