@@ -134,7 +134,10 @@ class EventProcessor:
 
     def _addressed(self, event: BusinessEvent) -> str:
         assert event.customer is not None
-        customer_id = self._customer_id(event)
+        # The customer is read by `_process`'s first call (`Store.begin` reads the done marker
+        # with the customer, and a merge is followed from there): resolving it here as well would
+        # cost every event, and every duplicate, one more read.
+        customer_id = event.customer.customer_id or self._identifier_owner(event)
         if customer_id is None:
             return self._unmatched(event, "no customer holds " + _addressee(event))
         return self.process_addressed(event, customer_id)
@@ -314,6 +317,13 @@ class EventProcessor:
         assert event.customer is not None
         if event.customer.customer_id is not None:
             return self._survivor(event.customer.customer_id)
+        owner = self._identifier_owner(event)
+        return self._survivor(owner) if owner is not None else None
+
+    def _identifier_owner(self, event: EventIn) -> str | None:
+        """The customer holding the identifier an addressed event names (maybe a merged one); None
+        if nobody does."""
+        assert event.customer is not None
         from chalicelib.domain.identifiers import Identifier
         from chalicelib.errors import InvalidIdentifierError
 
@@ -322,8 +332,7 @@ class EventProcessor:
                                           default_region=self._config.identity.default_region)
         except InvalidIdentifierError:
             return None  # checked at the API; a configuration change since may refuse it now
-        owner = self._store.find_customer_ids([identifier]).get(identifier.key)
-        return self._survivor(owner) if owner is not None else None
+        return self._store.find_customer_ids([identifier]).get(identifier.key)
 
     def _survivor(self, customer_id: str) -> str | None:
         """`customer_id`, or the customer it was merged into (transitively); None if it does not exist."""
