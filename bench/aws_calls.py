@@ -100,7 +100,7 @@ def create_resources(session, stage: str = "bench") -> dict[str, str]:
                                  TimeToLiveSpecification={"AttributeName": "expires_at", "Enabled": True})
     sqs = session.client("sqs")
     urls = {"table": table}
-    for role, visibility, max_receives in (("inbound", 180, 5), ("delivery", 360, 8)):
+    for role, visibility, max_receives in (("inbound", 180, 5), ("delivery", 360, 8), ("events", 360, 11)):
         dlq = sqs.create_queue(QueueName=f"hub-{stage}-{role}-dlq.fifo", Attributes={
             "FifoQueue": "true", "MessageRetentionPeriod": "1209600"})["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -114,6 +114,13 @@ def create_resources(session, stage: str = "bench") -> dict[str, str]:
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}),
         })["QueueUrl"]
     session.client("s3").create_bucket(Bucket=f"hub-{stage}-bucket")
+    # Case timers, as the stack makes them: a new case arms its SLA and auto-close schedules.
+    urls["timers_group"] = f"hub-{stage}"
+    session.client("scheduler").create_schedule_group(Name=urls["timers_group"])
+    account = "123456789012"
+    urls["timers_role"] = f"arn:aws:iam::{account}:role/hub-{stage}-timers-scheduler"
+    urls["timers_function"] = f"arn:aws:lambda:{REGION}:{account}:function:omnichannel-hub-{stage}-timers"
+    urls["timers_dlq"] = f"arn:aws:sqs:{REGION}:{account}:hub-{stage}-timers-dlq"
     return urls
 
 
@@ -180,6 +187,9 @@ class _Env:
         settings = aws_settings(
             self.data_dir, table_name=self.urls["table"], inbound_queue_url=self.urls["inbound"],
             delivery_queue_url=self.urls["delivery"], delivery_dlq_url=self.urls["delivery_dlq"],
+            timers_group=self.urls["timers_group"], timers_role_arn=self.urls["timers_role"],
+            timers_function_arn=self.urls["timers_function"], timers_dlq_arn=self.urls["timers_dlq"], events_queue_url=self.urls["events"],
+            events_dlq_url=self.urls["events_dlq"],
         )
         return Hub(settings, config=bench_config(), aws_client=lambda service: self.log.watch(
             self.session.client(service)))
