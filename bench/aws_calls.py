@@ -188,8 +188,8 @@ class _Env:
             self.data_dir, table_name=self.urls["table"], inbound_queue_url=self.urls["inbound"],
             delivery_queue_url=self.urls["delivery"], delivery_dlq_url=self.urls["delivery_dlq"],
             timers_group=self.urls["timers_group"], timers_role_arn=self.urls["timers_role"],
-            timers_function_arn=self.urls["timers_function"], timers_dlq_arn=self.urls["timers_dlq"], events_queue_url=self.urls["events"],
-            events_dlq_url=self.urls["events_dlq"],
+            timers_function_arn=self.urls["timers_function"], timers_dlq_arn=self.urls["timers_dlq"],
+            events_queue_url=self.urls["events"], events_dlq_url=self.urls["events_dlq"],
         )
         return Hub(settings, config=bench_config(), aws_client=lambda service: self.log.watch(
             self.session.client(service)))
