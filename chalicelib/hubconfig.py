@@ -1,4 +1,5 @@
-"""The hub configuration: one validated file, every section typed when it is loaded.
+"""The hub configuration: one validated file, every section typed (at load, or where a deployed
+function defers it, on first read).
 
 YAML (JSON accepted), path from `HUB_CONFIG`. Validation happens in one pass over the whole file,
 and every error names its exact key (`channels.twilio.auth_tokens: Field required`,
@@ -7,8 +8,8 @@ later, on a customer's message. Sections whose model a registry chooses (channel
 media sources) are typed through `config_sections`. Routing rules are checked here for their shape
 and compiled only where contacts are routed (`routing/setup.py`).
 
-Deferred sections. The channel providers' sections and `routing`, `consent`, `enrichment` and
-`media` are the larger part of the file, and a Lambda function reads few of them: the webhook
+Deferred sections. The channel providers' sections and `routing`, `consent`, `enrichment`, `media`
+and `events` are the larger part of the file, and a Lambda function reads few of them: the webhook
 function of one provider reads that provider's section alone. Building their models costs a cold
 start about 20 ms. So `parse_config(defer_sections=True)` (what a deployed function uses) checks
 the file's shape and the small sections at load and types each deferred section when it is first
@@ -161,8 +162,8 @@ DEFERRED_SECTIONS = {
 
 
 class HubConfig(Strict):
-    """The whole file. `routing`, `consent`, `enrichment`, `media` and each provider's section of
-    `channels` are typed properties rather than fields: they are validated at load, or on first
+    """The whole file. `routing`, `consent`, `enrichment`, `media`, `events` and each provider's
+    section of `channels` are typed properties rather than fields: they are validated at load, or on first
     read when the file was parsed with `defer_sections` (the module's docstring says why)."""
 
     version: Literal[1] = 1
