@@ -74,12 +74,13 @@ def test_a_cancelled_timer_can_be_armed_again(tmp_path):
 
 
 def test_arming_from_several_threads_loses_nothing(tmp_path):
+    """The hub's worker threads share one `LocalTimers` (one SQLite connection per thread)."""
     path = str(tmp_path / "timers.db")
     errors: list[Exception] = []
+    timers = LocalTimers(path)
 
     def arm(worker: int) -> None:
         try:
-            timers = LocalTimers(path)
             for i in range(50):
                 timers.arm([_timer(f"w{worker}-{i}", i)])
         except Exception as exc:  # noqa: BLE001 - reported below
