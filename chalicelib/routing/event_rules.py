@@ -26,8 +26,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from chalicelib.domain.models import RuleTrace
 from chalicelib.errors import ConfigError
 from chalicelib.routing.actions import raised_by
@@ -121,21 +119,9 @@ class EventDecision:
 
 def parse_event_rule_specs(raw: Any, *, where: str = "events.rules") -> list[EventRuleSpec]:
     """Validate the rules' shape (not yet their conditions). Raises `ConfigError`."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: must be a list of rules")
-    specs, problems = [], []
-    for index, item in enumerate(raw):
-        label = f"{where}[{index}]" + (f" ({item['name']})" if isinstance(item, dict) and "name" in item else "")
-        try:
-            specs.append(EventRuleSpec.model_validate(item))
-        except ValidationError as exc:
-            problems += [f"{label}.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                         for e in exc.errors(include_url=False)]
-    if problems:
-        raise ConfigError("invalid event rules:\n  " + "\n  ".join(problems))
-    return specs
+    from chalicelib.routing.rules import parse_specs
+
+    return parse_specs(raw, EventRuleSpec, where=where, title="event rules")
 
 
 def compile_event_rules(specs: Sequence[EventRuleSpec], env: EventRuleEnvironment, *, version: str = "inline",

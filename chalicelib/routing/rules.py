@@ -17,15 +17,18 @@ customer's message. Each rule's possible trace entries are built here, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chalicelib.domain.models import RuleTrace
 from chalicelib.errors import ConfigError
 from chalicelib.routing.actions import Step, compile_actions
 from chalicelib.routing.conditions import Condition, ConditionEnvironment, RuleProblem, parse_condition
 from chalicelib.routing.specs import ActionSpec, ReplySpec, RuleSpec  # noqa: F401 (ReplySpec: importable from here)
+
+#: A rule spec model (`RuleSpec`, or the business events' `EventRuleSpec`).
+SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ class RuleSet:
 
 def parse_rule_specs(raw: Any, *, where: str = "routing.rules") -> list[RuleSpec]:
     """Validate the rules' shape (not yet their conditions). Raises `ConfigError`."""
+    return parse_specs(raw, RuleSpec, where=where, title="routing rules")
+
+
+def parse_specs(raw: Any, model: type[SpecT], *, where: str, title: str) -> list[SpecT]:
+    """A list of rule specs validated by `model`, every problem named by its rule's index and name
+    (`routing.rules[2] (vip).then.priority: ...`); raises `ConfigError` titled `invalid <title>`.
+    Routing's and the business events' rules share it."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -64,11 +74,12 @@ def parse_rule_specs(raw: Any, *, where: str = "routing.rules") -> list[RuleSpec
     for index, item in enumerate(raw):
         label = f"{where}[{index}]" + (f" ({item['name']})" if isinstance(item, dict) and "name" in item else "")
         try:
-            specs.append(RuleSpec.model_validate(item))
+            specs.append(model.model_validate(item))
         except ValidationError as exc:
-            problems += [f"{label}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+            problems += [f"{label}.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                         for e in exc.errors(include_url=False)]
     if problems:
-        raise ConfigError("invalid routing rules:\n  " + "\n  ".join(problems))
+        raise ConfigError(f"invalid {title}:\n  " + "\n  ".join(problems))
     return specs
 
 
