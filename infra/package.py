@@ -122,12 +122,32 @@ def add_bytecode(out: Path, version_info=sys.version_info) -> int:
     return added
 
 
+def drop_working_tree_bytecode(deployment: Path) -> int:
+    """Remove the `__pycache__` entries Chalice zipped from the project directory; returns how many.
+
+    Chalice packages `chalicelib/` as it finds it, and running the hub or its tests leaves
+    `__pycache__` folders there: timestamp-checked pycs of whatever the tree held then, possibly
+    for another interpreter. The package's own bytecode (`add_bytecode`) replaces them."""
+    with zipfile.ZipFile(deployment) as archive:
+        entries = archive.infolist()
+        keep = [e for e in entries if "__pycache__/" not in e.filename and not e.filename.endswith(".pyc")]
+        if len(keep) == len(entries):
+            return 0
+        rewritten = deployment.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(rewritten, "w") as copy:
+            for entry in keep:
+                copy.writestr(entry, archive.read(entry.filename))
+    rewritten.replace(deployment)
+    return len(entries) - len(keep)
+
+
 def build(stage: str, out: Path, project: Path = ROOT) -> int:
     target = chalice_runtime(project, stage)
     check_runtime({target})  # before spending a minute on `chalice package`
     for stale in ("sam.json", "deployment.zip"):  # a previous build's
         (out / stale).unlink(missing_ok=True)
     run_chalice(project, stage, out)
+    drop_working_tree_bytecode(out / "deployment.zip")
     return add_bytecode(out)
 
 

@@ -30,6 +30,10 @@ UNCHECKED_HASH = 0b01
 
 package = load_infra_script("package")
 
+#: A pyc the working tree holds when the package is built (see `built`), named as the build names
+#: its own.
+STALE_PYC = f"settings.{sys.implementation.cache_tag}.pyc"
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
@@ -39,6 +43,9 @@ def built(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "app.py", project)
     shutil.copy(ROOT / "requirements.txt", project)
     shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    # What running the hub or its tests leaves in a working tree: the build must not ship it.
+    (project / "chalicelib" / "__pycache__").mkdir()
+    (project / "chalicelib" / "__pycache__" / STALE_PYC).write_bytes(b"stale bytecode of the working tree")
     (project / ".chalice").mkdir()
     for path in (ROOT / ".chalice").glob("*.json"):
         shutil.copy(path, project / ".chalice")
@@ -177,6 +184,18 @@ def _zip_budget() -> int:
 #: few tens of milliseconds Lambda spends fetching 4.5 MB more. Even the 299 modules cold starts
 #: import alone would be 1.49 MB, so bytecode for everything keeps the package simple.
 MAX_PACKAGE_BYTES = 17 * 1024 * 1024 + 512 * 1024
+
+
+@pytest.mark.slow
+def test_the_working_tree_bytecode_is_replaced_by_the_package_s_own(built):
+    """A pyc the working tree holds under the very name the build writes is shipped once, the
+    build's own (unchecked-hash), never the tree's."""
+    name = f"chalicelib/__pycache__/{STALE_PYC}"
+    with zipfile.ZipFile(built / "deployment.zip") as archive:
+        assert archive.namelist().count(name) == 1
+        shipped = archive.read(name)
+    assert shipped != b"stale bytecode of the working tree"
+    assert int.from_bytes(shipped[4:8], "little") == UNCHECKED_HASH
 
 
 @pytest.mark.slow
