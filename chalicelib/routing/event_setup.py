@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.conditions import ConditionEnvironment
@@ -26,7 +24,7 @@ from chalicelib.routing.event_rules import (
     parse_event_rule_specs,
 )
 from chalicelib.routing.event_templates import EventTemplates
-from chalicelib.routing.live import LiveRules
+from chalicelib.routing.live import LiveRules, document_rules
 from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -59,14 +57,7 @@ class EventRulesFactory:
     def from_document(self, document: RulesDocument, *, where: str) -> EventEngine:
         """An engine for a fetched event rules document (YAML or JSON: a list of rules, or
         {rules: [...]}). Raises `ConfigError` naming `where` and the offending rule."""
-        try:
-            data = yaml.safe_load(document.text) if document.text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
-        if isinstance(data, dict) and set(data) == {"rules"}:
-            data = data["rules"]
-        if not isinstance(data, list):
-            raise ConfigError(f"{where}: must be a list of rules, or a mapping with only a `rules` list")
+        data = document_rules(document, where=where)
         specs = parse_event_rule_specs(data, where=f"{where} rules")
         return EventEngine(compile_event_rules(specs, self._env, version=document.version, where=f"{where} rules"))
 

@@ -14,12 +14,28 @@ import threading
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+import yaml
+
 from chalicelib.errors import ConfigError
 from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
 
 logger = logging.getLogger(__name__)
 
 Compiled = TypeVar("Compiled")
+
+
+def document_rules(document: RulesDocument, *, where: str) -> list:
+    """The raw rules of a fetched document (YAML or JSON: a list of rules, or `{rules: [...]}`),
+    not yet validated. Raises `ConfigError` naming `where`."""
+    try:
+        data = yaml.safe_load(document.text) if document.text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, dict) and set(data) == {"rules"}:
+        data = data["rules"]
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: must be a list of rules, or a mapping with only a `rules` list")
+    return data
 
 
 class RulesFactory(Protocol[Compiled]):

@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-import yaml
-
 from chalicelib.errors import ConfigError
 from chalicelib.hubconfig import HubConfig
 from chalicelib.routing.calendar import Calendar
 from chalicelib.routing.conditions import ConditionEnvironment
 from chalicelib.routing.engine import DefaultRoute, Router
-from chalicelib.routing.live import LiveRules
+from chalicelib.routing.live import LiveRules, document_rules
 from chalicelib.routing.replies import ReplyRenderer
 from chalicelib.routing.rules import RuleEnvironment, RuleSet, compile_rules, parse_rule_specs
 from chalicelib.routing.sources import RulesDocument, RulesSource, RulesUnavailableError
@@ -49,14 +47,7 @@ class RouterFactory:
     def from_document(self, document: RulesDocument, *, where: str) -> Router:
         """A router for a fetched rules document (YAML or JSON: a list of rules, or {rules: [...]}).
         Raises `ConfigError` naming `where` and the offending rule."""
-        try:
-            data = yaml.safe_load(document.text) if document.text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
-        if isinstance(data, dict) and set(data) == {"rules"}:
-            data = data["rules"]
-        if not isinstance(data, list):
-            raise ConfigError(f"{where}: must be a list of rules, or a mapping with only a `rules` list")
+        data = document_rules(document, where=where)
         specs = parse_rule_specs(data, where=f"{where} rules")
         return self.router(compile_rules(specs, self._env, version=document.version, where=f"{where} rules"))
 
