@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test bench soak package venv clean
+.PHONY: run test bench soak package venv clean browser
 
 STAGE ?= dev
 OUT ?= build/package-$(STAGE)
@@ -36,10 +36,23 @@ $(NPM_STAMP): package.json package-lock.json
 		echo "make: node/npm not found: Prism contract tests will skip (and fail in CI)"; \
 	fi
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright, which cannot download
+# its own browser here. As root with apt-get (CI machines) a missing chromium is installed; elsewhere
+# the browser tests skip with the reason, or fail under CI=true / HUB_REQUIRE_BROWSER=1.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$HUB_CHROMIUM" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "apt-get install chromium (for the browser tests)"; \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else \
+		echo "make: chromium not found and not root: the browser tests will skip (and fail in CI)"; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/python -m chalicelib.cli run
 
-test: $(STAMP) $(NPM_STAMP)
+test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
