@@ -230,7 +230,8 @@ def _fields(exc: ValidationError, where: str) -> dict[str, str]:
         path = where
         for part in error["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        fields.setdefault(path or "event", error["msg"])
+        # A validator's own ValueError reads "Value error, <our message>": the prefix says nothing.
+        fields.setdefault(path or "event", error["msg"].removeprefix("Value error, "))
     return fields
 
 
