@@ -187,7 +187,7 @@ def _hub_widget(title: str, metrics: list[HubMetric]) -> dict:
         if metric.fixed:
             lines.append([NAMESPACE, metric.name, *_dimension_list(metric), {"label": metric.name}])
         else:
-            lines.append([{"expression": _search(metric), "id": f"s{number}", "label": ""}])
+            lines.append([{"expression": _search(metric), "id": f"s{number}"}])  # labelled by its dimension values
     return _graph(title, lines, left_label="count per 5 min")
 
 

@@ -34,7 +34,8 @@ def template() -> dict:
 
 
 def test_cfn_lint_is_clean_on_the_monitoring_template():
-    result = subprocess.run([str(BIN / "cfn-lint"), str(MONITORING)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(BIN / "cfn-lint"), str(MONITORING)], capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
