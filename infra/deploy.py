@@ -299,7 +299,8 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     parser.add_argument("--stage", required=True, help="stage name, e.g. dev or prod")
     parser.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
     parser.add_argument("--profile", help="AWS named profile")
-    parser.add_argument("--template", type=Path, default=TEMPLATE)
+    parser.add_argument("--template", type=Path,
+                        help="the template (default: infra/stateful.yaml; infra/monitoring.yaml with --monitoring)")
     parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config.json to update")
     parser.add_argument("--media-retention-days", type=int, default=30,
                         help="days downloaded attachments are kept in the bucket (8-3650, default 30)")
@@ -334,7 +335,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     if not session.region_name:
         parser.error("no region: pass --region or set AWS_REGION")
     try:
-        outputs = deploy_stack(session.client("cloudformation"), args.stage, args.template.read_text(),
+        outputs = deploy_stack(session.client("cloudformation"), args.stage, (args.template or TEMPLATE).read_text(),
                                media_retention_days=args.media_retention_days, segment_indexes=args.segment_indexes)
         write_chalice_environment(args.config, args.stage, outputs)
     except DeployError as exc:
@@ -347,8 +348,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
 
 
 def _main_monitoring(parser: argparse.ArgumentParser, args: argparse.Namespace, session: Any) -> int:
-    template = args.template if args.template != TEMPLATE else MONITORING_TEMPLATE
-    template_body = template.read_text()
+    template_body = (args.template or MONITORING_TEMPLATE).read_text()
     try:
         parameters = monitoring_parameters(template_body, args.alarm_setting, email=args.alarm_email,
                                            topic_arn=args.alarm_topic_arn, no_actions=args.no_alarm_actions)
