@@ -62,12 +62,12 @@ def test_the_shipped_console_is_small_text_and_complete():
 
 
 def sources(**overrides) -> StatusSources:
-    values = dict(
-        runtime="embedded", stage="local", queues=[("inbound", lambda: 3), ("delivery", lambda: None)],
-        destinations=lambda: ["crm", "outbox"], circuit_remaining=lambda: {"crm": 12.34}.get,
-        routing_rules=lambda: ("v7", "s3://rules/routing.yaml"), event_rules=lambda: ("inline", "events.rules"),
-        parked=lambda limit: (2, False), dead_letters=lambda limit: (limit, True),
-    )
+    values = {
+        "runtime": "embedded", "stage": "local", "queues": [("inbound", lambda: 3), ("delivery", lambda: None)],
+        "destinations": lambda: ["crm", "outbox"], "circuit_remaining": lambda: {"crm": 12.34}.get,
+        "routing_rules": lambda: ("v7", "s3://rules/routing.yaml"), "event_rules": lambda: ("inline", "events.rules"),
+        "parked": lambda limit: (2, False), "dead_letters": lambda limit: (limit, True),
+    }
     return StatusSources(**{**values, **overrides})
 
 
