@@ -45,10 +45,12 @@ export async function api(path, {method = "GET", body, key, headers = {}} = {}) 
   }
   if (!response.ok) {
     const error = data && typeof data === "object" && data.error;
-    if (error && typeof error.message === "string") {
-      throw new ApiError(error.message, {code: error.code || null, status: response.status, detail: error.detail || null});
-    }
-    throw new ApiError(`the hub answered HTTP ${response.status}`, {code: "http_error", status: response.status});
+    const failure = error && typeof error.message === "string"
+      ? new ApiError(error.message, {code: error.code || null, status: response.status, detail: error.detail || null})
+      : new ApiError(`the hub answered HTTP ${response.status}`, {code: "http_error", status: response.status});
+    // The session's key stopped working (revoked, rotated): the shell asks for a new one.
+    if (response.status === 401 && key === undefined) window.dispatchEvent(new CustomEvent("hub-unauthorized", {detail: failure}));
+    throw failure;
   }
   return data;
 }

@@ -100,13 +100,11 @@ async function route() {
   }
 }
 
-/** A 401 anywhere means the key no longer works: back to the login. */
-window.addEventListener("unhandledrejection", (event) => {
-  if (event.reason && event.reason.status === 401) {
-    session.end();
-    renderLogin(event.reason);
-    event.preventDefault();
-  }
+/** A 401 for the session's key means it no longer works: back to the login, saying why. */
+window.addEventListener("hub-unauthorized", (event) => {
+  session.end();
+  rendering += 1;  // whatever page was loading is abandoned
+  renderLogin(event.detail);
 });
 
 document.getElementById("logout").addEventListener("click", () => {

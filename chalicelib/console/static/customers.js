@@ -161,7 +161,8 @@ function contactDetails(contact) {
       ? table(["When", "Status", "Code", "Reason", "Source"], contact.status_history.map((s) => [when(s.at), s.status, s.code || "—", s.reason || "—", s.source]))
       : emptyBox("No status yet."));
   } else {
-    parts.push(h("h4", {}, "Routing decision"), decisionFacts(contact.routing), h("h4", {}, "Trace"), traceList(contact.routing && contact.routing.trace));
+    parts.push(h("h4", {}, "Routing decision"), decisionFacts(contact.routing), h("h4", {}, "Trace"), traceList(contact.routing && contact.routing.trace),
+      h("a", {href: `#/routing?contact=${encodeURIComponent(contact.id)}`}, "Explain again with the rules in force"));
   }
   parts.push(h("h4", {}, "Delivery log"), (contact.deliveries || []).length
     ? table(["Destination", "Status", "Attempts", "Last error", "Vendor ref", "Updated"], contact.deliveries.map((d) =>
