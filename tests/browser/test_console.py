@@ -154,6 +154,9 @@ def test_replay_one_dead_letter_then_all_of_a_destination(page, hub):
 
 
 def test_find_a_customer_read_the_timeline_and_reply_from_the_case(page, hub):
+    # Imported here: without Playwright the browser tests skip rather than fail to import.
+    from playwright.sync_api import expect
+
     visitor_writes(hub, "Hallo, wo bleibt mein <b>Paket</b>?<img src=x onerror=alert(1)>")
     customer_id = customer_of(hub)
     log_in(page, hub, at="#/customers")
@@ -165,8 +168,6 @@ def test_find_a_customer_read_the_timeline_and_reply_from_the_case(page, hub):
     assert entry.locator("b, img").count() == 0, "customer text is shown as text, never as markup"
     entry.get_by_role("button", name="Routing and delivery").click()
     entry.locator("table").filter(has_text="outbox").wait_for()
-    from playwright.sync_api import expect  # here: without Playwright the browser tests skip, not fail to import
-
     entry.get_by_role("link", name="Explain again with the rules in force").click()
     expect(page.get_by_label("Request body")).to_have_value(re.compile("wo bleibt mein"))
     page.get_by_role("button", name="Explain").click()
