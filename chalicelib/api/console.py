@@ -2,92 +2,17 @@
 
 The console is a small script application that talks only to `/v1` with the key the operator
 pastes, so its files hold no data and need no key. They are served from the folder
-`chalicelib/console/static` by the app itself, the same on AWS and in the embedded runtime.
-
-Only the folder's manifest is served: the files directly in it whose suffix is one of
-`CONTENT_TYPES`, looked up by exact name, so no path (`..`, an encoded slash, a hidden file)
-can reach anything else. Every answer carries a Content-Security-Policy that allows only the
-hub's own origin: no inline script, no other host, no framing.
+`chalicelib/console/static` by the app itself, the same on AWS and in the embedded runtime;
+`chalicelib/console/files.py` says what may be served and with which headers.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
-
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import HttpRequest, error_response
+from chalicelib.api.http import HttpRequest
 
 console = Blueprint(__name__)
-
-STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml; charset=utf-8",
-}
-INDEX = "index.html"
-#: Only the hub's own origin: scripts, styles, and the `/v1` calls the app makes.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-#: Revalidated on every load (a deploy changes them at once); an unchanged file answers 304.
-CACHE_CONTROL = "no-cache"
-
-
-@dataclass(frozen=True)
-class StaticFile:
-    body: str
-    content_type: str
-    etag: str
-
-
-class ConsoleFiles:
-    """The manifest: the folder's servable files, read once per process (they ship with the code)."""
-
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-        self._files: dict[str, StaticFile] | None = None
-
-    def manifest(self) -> dict[str, StaticFile]:
-        if self._files is None:
-            files = {}
-            for path in sorted(self._folder.iterdir()):
-                content_type = CONTENT_TYPES.get(path.suffix)
-                if content_type and path.is_file() and not path.name.startswith("."):
-                    body = path.read_text(encoding="utf-8")
-                    etag = '"' + hashlib.sha256(body.encode("utf-8")).hexdigest()[:32] + '"'
-                    files[path.name] = StaticFile(body, content_type, etag)
-            self._files = files
-        return self._files
-
-    def respond(self, request: HttpRequest, name: str) -> Response:
-        found = self.manifest().get(name)
-        if found is None:
-            return error_response(404, "not_found", "no console file with this name", request_id=request.request_id,
-                                  headers=_security_headers())
-        headers = {**_security_headers(), "Cache-Control": CACHE_CONTROL, "ETag": found.etag}
-        if _matches(request.header("if-none-match"), found.etag):
-            return Response(body="", status_code=304, headers=headers)
-        return Response(body=found.body, status_code=200, headers={**headers, "Content-Type": found.content_type})
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in if_none_match.split(","))
-
-
-def _security_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer"}
-
-
-_files = ConsoleFiles(STATIC)
 
 
 def _request() -> HttpRequest:
@@ -100,12 +25,16 @@ def console_page() -> Response:
     `/console/` to this one route; the request's own path tells them apart. `/console` redirects
     with a relative location, so the page's relative links (`app.js`, `../v1/...`) also resolve
     under a stage prefix (`/api/console/`)."""
+    from chalicelib.console.files import CACHE_CONTROL, FILES, INDEX
+
     request = _request()
     if not request.path.endswith("/"):
         return Response(body="", status_code=302, headers={"Location": "console/", "Cache-Control": CACHE_CONTROL})
-    return _files.respond(request, INDEX)
+    return FILES.respond(request, INDEX)
 
 
 @console.route("/console/{file}", methods=["GET"])
 def console_file(file: str) -> Response:
-    return _files.respond(_request(), file)
+    from chalicelib.console.files import FILES
+
+    return FILES.respond(_request(), file)

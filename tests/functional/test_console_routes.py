@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.api.console import CONTENT_SECURITY_POLICY, STATIC
+from chalicelib.console.files import CONTENT_SECURITY_POLICY, STATIC
 
 
 def _unfollowed(running, path: str):

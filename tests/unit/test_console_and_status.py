@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from chalicelib.api.console import STATIC, ConsoleFiles
 from chalicelib.api.http import HttpRequest
-from chalicelib.api.operator import StatusSources, status_report
+from chalicelib.console.files import STATIC, ConsoleFiles
 from chalicelib.errors import ConfigError
+from chalicelib.service.status import StatusSources, status_report
 
 
 def request(**headers: str) -> HttpRequest:
