@@ -3,9 +3,6 @@
 const KEY = "hub-console-key";
 const IDENTITY = "hub-console-identity";
 
-/** Every scope the API knows, for telling a key what it lacks. */
-export const SCOPES = ["customers:read", "customers:write", "customers:erase", "operations", "messages:send", "events:write"];
-
 export const session = {
   key() {
     return sessionStorage.getItem(KEY);
