@@ -15,10 +15,12 @@ from chalice.app import SQSEvent  # noqa: E402 (after the collector is paused)
 from chalicelib.adapters.channels.registry import PULL_ENTRIES
 from chalicelib.api.application import HubApp
 from chalicelib.api.callbacks import callbacks
+from chalicelib.api.console import console
 from chalicelib.api.consumer import consumer
 from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
+from chalicelib.api.operator import operator
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.bootstrap import get_hub
@@ -32,6 +34,8 @@ app.register_blueprint(consumer)
 app.register_blueprint(events)
 app.register_blueprint(media)
 app.register_blueprint(messages)
+app.register_blueprint(console)
+app.register_blueprint(operator)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()

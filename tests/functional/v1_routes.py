@@ -67,6 +67,9 @@ ROUTES = [
     # An event the hub refuses: explain answers 400 after authorization, before any rule runs.
     Route("POST", "/v1/events/explain", "operations", "/v1/events/explain", b'{"event": {"type": "parcel.late"}}'),
     Route("GET", "/v1/media/{contact_id}/{name}", None, f"/v1/media/{CONTACT}/photo.jpg?expires=1&signature=abc"),
+    Route("GET", "/v1/status", "operations", "/v1/status"),
+    # Any valid key, whatever its scopes (tests/functional/test_operator_api.py checks the 401s).
+    Route("GET", "/v1/me", None, "/v1/me"),
 ]
 
 KEYED = [route for route in ROUTES if route.scope is not None]

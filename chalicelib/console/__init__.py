@@ -1,0 +1,1 @@
+"""The operator console: its static files (`static/`) and how the hub serves them (`files.py`)."""
