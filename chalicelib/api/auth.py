@@ -46,15 +46,21 @@ class ApiKeys:
                 found = caller
         return found
 
-    def authorize(self, request: HttpRequest, scope: str) -> Caller:
-        """The caller, if its key grants `scope`. Raises `UnauthorizedError` (401) for a missing
-        or unknown key and `InsufficientScopeError` (403, naming the scope) for a key without it."""
+    def authenticate(self, request: HttpRequest) -> Caller:
+        """The caller of the request's key, whatever its scopes. Raises `UnauthorizedError` (401)
+        for a missing or unknown key."""
         scheme, _, token = (request.header("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthorizedError("missing API key: send Authorization: Bearer <key>")
         caller = self.caller(token.strip())
         if caller is None:
             raise UnauthorizedError("invalid API key")
+        return caller
+
+    def authorize(self, request: HttpRequest, scope: str) -> Caller:
+        """The caller, if its key grants `scope`. Raises `UnauthorizedError` (401) for a missing
+        or unknown key and `InsufficientScopeError` (403, naming the scope) for a key without it."""
+        caller = self.authenticate(request)
         if scope not in caller.scopes:
             raise InsufficientScopeError(scope)
         return caller

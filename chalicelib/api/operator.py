@@ -14,25 +14,12 @@ from typing import TYPE_CHECKING
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import HttpRequest, answer, json_response
-from chalicelib.errors import UnauthorizedError
 
 if TYPE_CHECKING:  # loaded with the first request
-    from chalicelib.api.auth import ApiKeys, Caller
+    from chalicelib.api.auth import ApiKeys
     from chalicelib.service.status import StatusSources
 
 operator = Blueprint(__name__)
-
-
-def authenticated(keys: ApiKeys, request: HttpRequest) -> Caller:
-    """The caller of a valid key, whatever its scopes. Raises `UnauthorizedError` (401) for a
-    missing or unknown key, with the messages `ApiKeys.authorize` gives."""
-    scheme, _, token = (request.header("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthorizedError("missing API key: send Authorization: Bearer <key>")
-    caller = keys.caller(token.strip())
-    if caller is None:
-        raise UnauthorizedError("invalid API key")
-    return caller
 
 
 class OperatorApi:
@@ -42,7 +29,7 @@ class OperatorApi:
 
     def me(self, request: HttpRequest) -> Response:
         def me() -> Response:
-            caller = authenticated(self._keys, request)
+            caller = self._keys.authenticate(request)
             return json_response({"name": caller.name, "scopes": sorted(caller.scopes)})
 
         return answer(request, me)
