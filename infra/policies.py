@@ -60,6 +60,8 @@ API = "api_handler"
 OWN_ACCOUNT = {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}
 #: What Lambda's event source mapping does with the function's role, and what the worker adds
 #: (deleting what it finished, making what it did not try visible again).
+#: The queues `GET /v1/status` reports the depth of (chalicelib/service/status.py).
+STATUS_QUEUES = ("inbound", "delivery", "delivery-dlq", "outbound", "outbound-dlq", "events", "events-dlq")
 CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
 #: Every item-level DynamoDB action the store uses (TransactWriteItems is authorized per item as
 #: PutItem / UpdateItem / DeleteItem); never Scan.
@@ -351,6 +353,9 @@ def api_policy(stage: Stage, config) -> list[dict]:
         statement("SendApiQueuesMessages", ["sqs:SendMessage"], [stage.queue("outbound")]),
         # POST /v1/events: one batch of sends per accepted request.
         statement("EventsApiQueuesEvents", ["sqs:SendMessage"], [stage.queue("events")]),
+        # GET /v1/status: the depth of every hub queue and dead-letter queue (the console's Health).
+        statement("StatusQueueDepths", ["sqs:GetQueueAttributes"],
+                  [stage.queue(role) for role in STATUS_QUEUES]),
         # Consumer API reads and edits customers, contacts, merges, dead letters, unhandled items,
         # erasure; the send API's addressee, idempotency key (remember), outbound contact and
         # thread keys; the web chat outbox the widget polls; the health check's GetItem; webhook

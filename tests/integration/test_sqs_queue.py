@@ -178,3 +178,20 @@ def test_a_botocore_validation_error_is_queue_unavailable(sqs, fifo_url, calls):
         SqsQueue(sqs, fifo_url).retry_later(None, 5)  # type: ignore[arg-type]  # a lost receipt
     assert isinstance(raised.value.__cause__, ParamValidationError)
     assert calls.names == []
+
+
+def test_depth_counts_waiting_and_in_flight_messages_in_one_call(sqs, fifo_url, calls):
+    """`GET /v1/status` on AWS: the queue's depth, as the local queue counts it (waiting and in flight)."""
+    queue = SqsQueue(sqs, fifo_url)
+    queue.send([OutgoingMessage(body=str(i), group=f"g{i}", dedupe_id=f"d{i}") for i in range(3)])
+    assert queue.depth() == 3
+    assert len(queue.receive(max_messages=1, wait_seconds=0)) == 1
+    calls.clear()
+    assert queue.depth() == 3  # one received (in flight) still counts until it is deleted
+    assert calls.names == ["GetQueueAttributes"]
+
+
+def test_depth_of_a_missing_queue_is_queue_unavailable(aws):
+    queue = SqsQueue(aws.client("sqs"), "https://sqs.eu-central-1.amazonaws.com/123456789012/hub-missing.fifo")
+    with pytest.raises(QueueUnavailableError, match="depth"):
+        queue.depth()

@@ -18,6 +18,8 @@ _MAX_VISIBILITY_SECONDS = 12 * 60 * 60
 #: MessageGroupId / MessageDeduplicationId: 1-128 printable ASCII characters, no spaces.
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatchRequestEntry.html
 _FIFO_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
+#: What `depth` adds up: waiting, delayed and received-but-not-deleted messages.
+_DEPTH = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible")
 
 
 class SqsQueue(Queue):
@@ -63,6 +65,16 @@ class SqsQueue(Queue):
             )
             for m in response.get("Messages", [])
         ]
+
+    def depth(self) -> int:
+        """Messages waiting, delayed or in flight, as SQS approximates them (seconds stale; for
+        `GET /v1/status`, like `LocalQueue.depth`). One GetQueueAttributes call."""
+
+        def read() -> int:
+            attributes = self._client.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(_DEPTH))
+            return sum(int(attributes.get("Attributes", {}).get(name, 0)) for name in _DEPTH)
+
+        return self._wrap("depth", read)
 
     def _delete_batch(self, receipts: list[str]) -> None:
         if not receipts:
