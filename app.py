@@ -19,6 +19,7 @@ from chalicelib.api.consumer import consumer
 from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
+from chalicelib.api.reference import reference
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.bootstrap import get_hub
@@ -32,6 +33,7 @@ app.register_blueprint(consumer)
 app.register_blueprint(events)
 app.register_blueprint(media)
 app.register_blueprint(messages)
+app.register_blueprint(reference)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()

@@ -67,6 +67,7 @@ ROUTES = [
     # An event the hub refuses: explain answers 400 after authorization, before any rule runs.
     Route("POST", "/v1/events/explain", "operations", "/v1/events/explain", b'{"event": {"type": "parcel.late"}}'),
     Route("GET", "/v1/media/{contact_id}/{name}", None, f"/v1/media/{CONTACT}/photo.jpg?expires=1&signature=abc"),
+    Route("GET", "/v1/openapi.json", None, "/v1/openapi.json"),
 ]
 
 KEYED = [route for route in ROUTES if route.scope is not None]
