@@ -38,8 +38,12 @@ schema = schemathesis.openapi.from_path(DOCUMENT)
 def hub(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("fuzz")
     keys = [{"name": "fuzz", "sha256": hashlib.sha256(FUZZ_KEY.encode()).hexdigest(), "scopes": list(SCOPES)}]
+    # One rule that parks, so the exception queue has an entry to show (`test_operator_lists_...`).
+    routing = {"default": {"queue": "general", "priority": "normal", "destinations": ["outbox", "crm"]},
+               "rules": [{"name": "park-attachments-of-strangers", "when": [{"new_customer": True}, {"has_attachments": True}],
+                          "then": {"park": "unknown sender with attachments"}, "stop": True}]}
     with Receiver() as receiver:
-        runtime = start_hub(tmp_path, receiver, extra={"api_keys": keys}).start()
+        runtime = start_hub(tmp_path, receiver, extra={"api_keys": keys, "routing": routing}).start()
         try:
             yield RunningHub(runtime, receiver, tmp_path / "data")
         finally:
@@ -174,3 +178,44 @@ def test_provider_webhook_answers_conform_to_the_document(hub):
     assert documented(hub, "OPTIONS", "/webhooks/{provider}", "/webhooks/twilio", headers=origin) == 405
     assert documented(hub, "POST", "/webhooks/{provider}/{hook}", path, data=data,
                       headers={**headers, "X-Twilio-Signature": "AAAA"}) in (401, 403)
+
+
+def test_operator_lists_with_entries_conform_to_the_document(hub):
+    """An entry in each of the exception queue, the dead letters and the unhandled events."""
+    from tests.functional.test_ingest_edges import meta_request, twilio_request
+    from tests.support.receiver import Answer
+
+    parked_path, parked_data, parked_headers = twilio_request({
+        "MessageSid": "SM" + "b" * 32, "AccountSid": "AC" + "a" * 32, "From": "+16505550196", "To": "+14155550100",
+        "Body": "see attached", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/media/ME1",
+        "MediaContentType0": "image/jpeg",
+    })
+    assert hub.post(parked_path, parked_data, parked_headers).status == 200
+    hub.receiver.default = Answer(400, b'{"error": "refused"}')
+    try:
+        dead_path, dead_data, dead_headers = twilio_request({
+            "MessageSid": "SM" + "9" * 32, "AccountSid": "AC" + "a" * 32, "From": "+16505550195",
+            "To": "+14155550100", "Body": "refused by the crm", "NumMedia": "0",
+        })
+        assert hub.post(dead_path, dead_data, dead_headers).status == 200
+        hub.wait_for(lambda: hub.settled() and hub.api("/v1/dead-letters?limit=5", key=FUZZ_KEY).json()["data"],
+                     message="a dead letter")
+    finally:
+        hub.receiver.default = Answer(200, b'{"ok":true}')
+    edit = {"sender": {"id": "6789012345678901"}, "recipient": {"id": "1234567890"}, "timestamp": 1767225600000,
+            "message_edit": {"mid": "m_1", "text": "Corrected", "num_edit": 1}}
+    body, headers = meta_request(json.dumps({"object": "page", "entry": [{"id": "1234567890", "time": 1,
+                                                                          "messaging": [edit]}]}).encode())
+    assert hub.post("/webhooks/meta", body, headers).status == 200
+    hub.wait_for(lambda: hub.settled() and hub.api("/v1/unhandled-events?limit=5", key=FUZZ_KEY).json()["data"],
+                 message="an unhandled item")
+
+    parked = hub.api("/v1/exceptions?limit=5", key=FUZZ_KEY).json()["data"]
+    letters = hub.api("/v1/dead-letters?limit=5", key=FUZZ_KEY).json()["data"]
+    assert parked and letters
+    for listing in ("/v1/exceptions", "/v1/dead-letters", "/v1/unhandled-events"):
+        assert documented(hub, "GET", listing, listing + "?limit=1") == 200
+    contact = parked[0]["contact_id"]
+    assert documented(hub, "POST", "/v1/exceptions/{contact_id}/resolve", f"/v1/exceptions/{contact}/resolve",
+                      {"note": "checked by the fuzz test"}) == 200
+    assert documented(hub, "POST", "/v1/dead-letters/{letter_id}/replay", f"/v1/dead-letters/{letters[0]['id']}/replay") == 202
