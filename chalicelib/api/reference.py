@@ -18,6 +18,7 @@ _document: str | None = None
 def document_text(routes) -> str:
     """The rendered document for the route table `routes`, built once per process."""
     global _document
+    # Two first requests at once (the embedded runtime's threads) may both build it: the same text.
     if _document is None:
         from chalicelib.api.openapi.document import build_document, render
 
