@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test bench soak package venv clean browser
+.PHONY: run test bench soak package venv clean browser openapi
 
 STAGE ?= dev
 OUT ?= build/package-$(STAGE)
@@ -54,6 +54,10 @@ run: $(STAMP)
 
 test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/python -m pytest
+
+# The API's OpenAPI document, generated from the routes and the registry (chalicelib/api/openapi/).
+openapi: $(STAMP)
+	$(BIN)/python -m chalicelib.cli openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -21,6 +21,7 @@ from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
 from chalicelib.api.operator import operator
+from chalicelib.api.reference import reference
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.bootstrap import get_hub
@@ -36,6 +37,7 @@ app.register_blueprint(media)
 app.register_blueprint(messages)
 app.register_blueprint(console)
 app.register_blueprint(operator)
+app.register_blueprint(reference)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()

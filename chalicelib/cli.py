@@ -283,6 +283,15 @@ def _setup_eventbridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    """`hubctl openapi`: print the OpenAPI document (`bin/hubctl openapi > docs/openapi.json`)."""
+    from app import app
+    from chalicelib.api.openapi.document import build_document, render
+
+    sys.stdout.write(render(build_document(app.routes)))
+    return 0
+
+
 def _unhandled(args: argparse.Namespace) -> int:
     """`hubctl unhandled`: webhook items no adapter could read, kept raw, of one day (UTC)."""
     from datetime import date
@@ -515,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     unhandled.add_argument("--provider", help="only this provider's items (e.g. meta)")
     unhandled.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     unhandled.set_defaults(func=_unhandled)
+
+    openapi = commands.add_parser("openapi", help="print the API's OpenAPI 3.1 document (> docs/openapi.json)")
+    openapi.set_defaults(func=_openapi)
 
     callbacks = commands.add_parser("callbacks", help="set up a destination's way back (agent replies, ticket status)")
     callbacks.add_argument("action", choices=["setup"])

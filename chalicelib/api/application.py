@@ -20,7 +20,9 @@ import threading
 from typing import Any
 
 from chalice import Chalice
-from chalice.app import CaseInsensitiveMapping, RestAPIEventHandler
+from chalice.app import CaseInsensitiveMapping, Response, RestAPIEventHandler
+
+from chalicelib.api.http import error_response
 
 
 class HubApp(Chalice):
@@ -109,7 +111,7 @@ class _RestApiHandler(RestAPIEventHandler):
 
     def __call__(self, event: Any, context: Any) -> Any:
         def wrapped_event(request: Any) -> Any:
-            return self._main_rest_api_handler(event, context)
+            return _in_hub_shape(self._main_rest_api_handler(event, context), event)
 
         final_handler = self._build_middleware_handlers(
             [self._global_error_handler, *self._middleware_handlers], original_handler=wrapped_event)
@@ -125,6 +127,22 @@ class _RestApiHandler(RestAPIEventHandler):
             return True
         accept = request_headers.get("accept")
         return accept is not None and self._binary.match(accept)
+
+
+#: Chalice's own refusals (a method the path does not have, a body type the route does not read),
+#: by the code the hub's error shape gives them.
+_CHALICE_REFUSALS = {"MethodNotAllowedError": "method_not_allowed", "UnsupportedMediaType": "unsupported_media_type"}
+
+
+def _in_hub_shape(response: Response, event: Any) -> Response:
+    """Chalice's own 405 and 415 (`{"Code", "Message"}`) in the hub's one error shape, so every
+    error a client sees reads the same (`api/http.error_response`); every other response as it is."""
+    body = response.body
+    if not (isinstance(body, dict) and body.keys() == {"Code", "Message"} and body["Code"] in _CHALICE_REFUSALS):
+        return response
+    request_id = (event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None
+    return error_response(response.status_code, _CHALICE_REFUSALS[body["Code"]], str(body["Message"]),
+                          request_id=request_id, headers=dict(response.headers or {}))
 
 
 def _single_header(headers: dict[str, Any], name: str) -> str | None:

@@ -39,7 +39,7 @@ class Operations:
         `RequestRejectedError` naming the field that is wrong. Idempotent."""
         from pydantic import ValidationError
 
-        from chalicelib.service.customers import with_pending_deliveries
+        from chalicelib.service.customers import timeline_kind, with_pending_deliveries
         from chalicelib.service.exceptions import Release, release
 
         try:
@@ -49,7 +49,8 @@ class Operations:
             raise RequestRejectedError(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
         contact = release(self._store, self._delivery_queue(), self._config, contact_id, route, actor=actor,
                           now=self._clock())
-        return with_pending_deliveries(contact)
+        # The contact as `GET /v1/contacts/{id}` shows it.
+        return {**with_pending_deliveries(contact), "kind": timeline_kind(contact)}
 
     # --- dead letters ------------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ ROUTES = [
     Route("GET", "/v1/status", "operations", "/v1/status"),
     # Any valid key, whatever its scopes (tests/functional/test_operator_api.py checks the 401s).
     Route("GET", "/v1/me", None, "/v1/me"),
+    Route("GET", "/v1/openapi.json", None, "/v1/openapi.json"),
 ]
 
 KEYED = [route for route in ROUTES if route.scope is not None]
