@@ -20,6 +20,7 @@ from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
 from chalicelib.api.system import system
+from chalicelib.api.webchat_widget import chat_widget
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
 from chalicelib.bootstrap import get_hub
 from chalicelib.service.media_types import MEDIA_BINARY_TYPES
@@ -32,6 +33,7 @@ app.register_blueprint(consumer)
 app.register_blueprint(events)
 app.register_blueprint(media)
 app.register_blueprint(messages)
+app.register_blueprint(chat_widget)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()
