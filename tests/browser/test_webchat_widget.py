@@ -50,7 +50,7 @@ def test_a_visitor_writes_an_api_reply_appears_and_a_reload_keeps_the_conversati
     page.goto(running.url + "/webchat/demo.html")
     _open_and_write(page, "Where is order #1042?")
     log = page.get_by_role("log")
-    expect(log.get_by_text("Sent")).to_be_visible()
+    expect(log.get_by_text("Sent", exact=True)).to_be_visible()
 
     visitor = page.evaluate(STATE)["visitorId"]
     customer = _customer(running, f"webchat:acme/{visitor}")
@@ -91,7 +91,7 @@ def test_a_failed_send_is_retried_with_the_same_message_id_and_makes_one_contact
     page.goto(running.url + "/webchat/demo.html")
     _open_and_write(page, "Hello after a network error")
 
-    expect(page.get_by_role("log").get_by_text("Sent")).to_be_visible()
+    expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
     assert len(attempts) == 2
     assert attempts[0]["message_id"] == attempts[1]["message_id"]
     assert attempts[0]["visitor_id"] == attempts[1]["visitor_id"]
@@ -112,13 +112,21 @@ def test_a_refused_message_says_why_and_offers_to_send_again(page, running):
 
     log = page.get_by_role("log")
     expect(log.get_by_text("user_hash does not match", exact=False)).to_be_visible()
+    again = log.get_by_role("button", name="Send again")
+    expect(again).to_be_visible()
+    # Sending again repeats the refusal (the page's hash is still wrong) under the same message_id.
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)["message_id"])
+            if r.method == "POST" and r.url.endswith("/webhooks/webchat") else None)
+    again.click()
     expect(log.get_by_role("button", name="Send again")).to_be_visible()
+    assert len(sent) == 1 and sent[0] == page.evaluate(STATE)["messages"][0]["id"]
 
 
 def test_the_signed_identity_links_the_visitor_to_a_verified_customer(page, running):
     page.goto(running.url + "/webchat/demo.html?external_id=cust-42&name=Jane%20Doe")
     _open_and_write(page, "Signed in and asking")
-    expect(page.get_by_role("log").get_by_text("Sent")).to_be_visible()
+    expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
 
     customer = _customer(running, "external:cust-42")
     contact = _contacts(running, customer["id"])[0]
@@ -132,7 +140,7 @@ def test_the_signed_identity_links_the_visitor_to_a_verified_customer(page, runn
 def test_signing_out_or_in_as_someone_else_starts_a_new_conversation(page, running):
     page.goto(running.url + "/webchat/demo.html?external_id=cust-1")
     _open_and_write(page, "Private question of cust-1")
-    expect(page.get_by_role("log").get_by_text("Sent")).to_be_visible()
+    expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
     first_visitor = page.evaluate(STATE)["visitorId"]
 
     page.goto(running.url + "/webchat/demo.html")  # the same browser, signed out
@@ -144,7 +152,7 @@ def test_signing_out_or_in_as_someone_else_starts_a_new_conversation(page, runni
     # An anonymous visitor who signs in keeps the conversation they started.
     page.get_by_label("Your message").fill("Anonymous first")
     page.get_by_label("Your message").press("Enter")
-    expect(page.get_by_role("log").get_by_text("Sent")).to_be_visible()
+    expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
     page.goto(running.url + "/webchat/demo.html?external_id=cust-2")
     expect(page.get_by_role("log").get_by_text("Anonymous first")).to_be_visible()
 
@@ -155,8 +163,9 @@ def test_german_strings_from_the_browser_language_and_from_data_lang(chromium, r
         page = context.new_page()
         page.goto(running.url + "/webchat/demo.html")
         _open_and_write(page, "Hallo", open_name="Chat öffnen", label="Ihre Nachricht")
-        expect(page.get_by_role("log").get_by_text("Gesendet")).to_be_visible()
+        expect(page.get_by_role("log").get_by_text("Gesendet", exact=True)).to_be_visible()
         expect(page.get_by_role("button", name="Chat schließen").first).to_be_visible()
+        expect(page.locator("[data-hub-webchat]")).to_have_attribute("lang", "de")
         screenshot(page, "webchat", "german")
     finally:
         context.close()
@@ -216,7 +225,7 @@ def test_an_attachment_link_is_sent_and_a_bad_link_is_refused_in_the_widget(page
 
     page.get_by_label("Link to a file (https://…)").fill("https://files.example.com/photo.jpg")
     page.get_by_role("button", name="Send").click()
-    expect(page.get_by_role("log").get_by_text("Sent")).to_be_visible()
+    expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
     assert [body.get("attachments") for body in sent] == [[{"url": "https://files.example.com/photo.jpg"}]]
 
 
@@ -225,3 +234,72 @@ def test_the_pages_styles_cannot_reach_into_the_widget(page, running):
     size = page.get_by_role("button", name="Open chat").evaluate("b => getComputedStyle(b).fontSize")
     # The demo page sets every button to 40px !important; the shadow root keeps the widget's own.
     assert size != "40px"
+
+
+class _ShopPage:
+    """A shop's page on its own origin (another port on loopback), embedding the hub's script."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        shop = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = shop.html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.html = ""
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_site_with_allowed_origins_works_on_its_pages_and_on_the_embedded_hubs_demo(chromium, tmp_path, receiver):
+    from tests.functional.conftest import WEBCHAT_SECRET, RunningHub, start_hub
+
+    shop = _ShopPage()
+    site = {"id": "acme", "identity_secrets": [WEBCHAT_SECRET], "allowed_origins": [shop.origin]}
+    runtime = start_hub(tmp_path, receiver, extra={"channels": {"webchat": {"sites": [site]}}}).start()
+    context = chromium.new_context(locale="en-US")
+    try:
+        running = RunningHub(runtime, receiver, tmp_path / "data")
+        shop.html = (f'<!doctype html><html lang="en"><title>Shop</title><body><h1>Shop</h1>'
+                     f'<script src="{running.url}/webchat/widget.js" data-site-id="acme" async></script></body></html>')
+        page = context.new_page()
+        page.goto(f"{shop.origin}/product/1042")
+        _open_and_write(page, "Written on the shop's page")
+        expect(page.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
+
+        # The demo page is on the hub's own origin, which the site does not list: the embedded hub
+        # accepts its own pages all the same.
+        demo = context.new_page()
+        demo.goto(running.url + "/webchat/demo.html")
+        _open_and_write(demo, "Written on the demo page")
+        expect(demo.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
+
+        texts = running.wait_for(lambda: len(found := [e["data"]["contact"]["text"] for e in running.outbox()
+                                                      if e["type"] == "contact.created"]) == 2 and found,
+                                 message="both contacts")
+        assert sorted(texts) == ["Written on the demo page", "Written on the shop's page"]
+        # Any other page is still refused (a non-browser client naming a foreign Origin, here).
+        body = json.dumps({"site_id": "acme", "visitor_id": "v-1", "message_id": "m-1", "text": "x"}).encode()
+        refused = running.post("/webhooks/webchat", body, {"Content-Type": "application/json",
+                                                           "Origin": "http://evil.example"})
+        assert refused.status == 403
+    finally:
+        context.close()
+        runtime.stop()
+        shop.close()

@@ -98,6 +98,7 @@
 
   var host = document.createElement("div");
   host.setAttribute("data-hub-webchat", SITE);
+  host.setAttribute("lang", STRINGS[lang] ? lang : "en"); // screen readers pronounce the strings in it
   var root = host.attachShadow({ mode: "open" });
   root.innerHTML =
     "<style>" +
@@ -203,7 +204,10 @@
         retry.type = "button";
         retry.className = "secondary";
         retry.textContent = T.retry;
-        retry.addEventListener("click", function () { message.state = "pending"; message.attempt = 0; save(); render(); deliver(message); });
+        retry.addEventListener("click", function () {
+          message.state = "pending"; message.attempt = 0; message.reason = null;
+          save(); updateMessage(message); deliver(message);
+        });
         meta.appendChild(retry);
       } else {
         meta.textContent = message.state === "sent" ? T.sent : message.offline ? T.offline : T.sending;
