@@ -21,6 +21,7 @@ from chalicelib.api.events import events
 from chalicelib.api.media import media
 from chalicelib.api.messages import messages
 from chalicelib.api.operator import operator
+from chalicelib.api.pages import pages
 from chalicelib.api.reference import reference
 from chalicelib.api.system import system
 from chalicelib.api.webhooks import BINARY_REQUEST_TYPES, webhooks
@@ -38,6 +39,7 @@ app.register_blueprint(messages)
 app.register_blueprint(console)
 app.register_blueprint(operator)
 app.register_blueprint(reference)
+app.register_blueprint(pages)
 app.register_blueprint(system)
 
 _settings = Settings.from_environ()

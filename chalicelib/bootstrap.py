@@ -495,7 +495,8 @@ class Hub:
         verifier = _Deferred(lambda: self.sender_verifier) if self.config.email.verify_dkim else None
         return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=verifier,
                                visitor_tokens=_Deferred(lambda: self.visitor_tokens),
-                               visitor_outbox=_Deferred(lambda: self.visitor_outbox))
+                               visitor_outbox=_Deferred(lambda: self.visitor_outbox),
+                               trusts_own_origin=not self.settings.on_aws)
 
     @wired
     def sender_verifier(self):

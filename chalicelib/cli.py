@@ -28,6 +28,8 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
     runtime.start()
     print(f"Omnichannel hub running at {runtime.url}  (data: {settings.data_dir}; Ctrl-C stops)", flush=True)
+    if "webchat" in runtime.hub.config.channels:
+        print(f"Web chat demo: {runtime.url}/webchat/demo.html", flush=True)
     runtime.wait()
     print("stopping: finishing in-flight work…", flush=True)
     runtime.stop()

@@ -115,7 +115,8 @@ def test_no_provider_is_named_in_the_code_that_wires_serves_and_ingests():
     from chalicelib.adapters.channels.registry import CHANNELS
 
     core = [ROOT / "app.py", ROOT / "chalicelib" / "bootstrap.py", ROOT / "chalicelib" / "settings.py",
-            ROOT / "chalicelib" / "service" / "ingest.py", *(ROOT / "chalicelib" / "api").glob("*.py")]
+            ROOT / "chalicelib" / "service" / "ingest.py",
+            *(ROOT / "chalicelib" / "api").glob("*.py")]
     providers = {key for key in CHANNELS if len(key) > 1}  # `x` is too common a word to search for
     offenders = {f"{path.relative_to(ROOT)}: {word}" for path in core for word in _code_words(path) & providers}
     assert not offenders

@@ -83,3 +83,16 @@ def test_a_webhook_function_loads_only_the_configured_providers_and_connectors(t
 def _import(path: str):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def test_every_provider_page_is_a_handler_of_a_known_provider_under_its_own_path():
+    from importlib import import_module
+
+    from chalicelib.adapters.channels.registry import CHANNELS, PAGES
+
+    assert PAGES, "the web chat widget's pages are registered"
+    for path, (provider, target) in PAGES.items():
+        assert provider in CHANNELS and path.startswith(f"/{provider}/"), path
+        module, _, attribute = target.partition(":")
+        assert module.startswith(f"chalicelib.adapters.channels.{provider}."), target
+        assert callable(getattr(import_module(module), attribute)), target

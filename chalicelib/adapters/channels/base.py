@@ -123,11 +123,15 @@ class AdapterServices(Value):
     #: visitor's outbox (`service/visitor_outbox.py`); None where the hub does not serve replies.
     visitor_tokens: Any = None
     visitor_outbox: Any = None
+    #: The hub serves pages of its own that post to browser-facing providers (the embedded hub's
+    #: web chat demo): a browser request from the hub's own origin passes a site's origin list.
+    #: False on AWS, where the hub serves no such page.
+    trusts_own_origin: bool = False
 
     def __init__(self, replay_guard: ReplayGuard | None = None, sender_verifier: SenderVerifier | None = None,
-                 visitor_tokens: Any = None, visitor_outbox: Any = None) -> None:
+                 visitor_tokens: Any = None, visitor_outbox: Any = None, trusts_own_origin: bool = False) -> None:
         super().__init__(MemoryReplayGuard() if replay_guard is None else replay_guard, sender_verifier,
-                         visitor_tokens, visitor_outbox)
+                         visitor_tokens, visitor_outbox, trusts_own_origin)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

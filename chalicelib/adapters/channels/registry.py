@@ -44,3 +44,11 @@ CHANNEL_SETTINGS = LazyRegistry("channel settings", {
 PULL_ENTRIES: dict[str, tuple[str, PullEntry]] = {
     "ses-inbound": ("ses", PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0)),
 }
+
+#: A provider's own public pages (its browser client: the web chat widget): path → the provider
+#: and its handler (`HttpRequest -> chalice.Response`), imported on the page's first request.
+#: `chalicelib/api/pages.py` routes them; the app names no provider and loads no provider package.
+PAGES: dict[str, tuple[str, str]] = {
+    "/webchat/widget.js": ("webchat", f"{_PACKAGE}.webchat.pages:widget_script"),
+    "/webchat/demo.html": ("webchat", f"{_PACKAGE}.webchat.pages:demo_page"),
+}

@@ -2,9 +2,7 @@
 shapes, error statuses, query parameters. One `Operation` per (method, path) of `app.routes`.
 
 `tests/unit/test_openapi.py` fails when a route of the table has no entry here or an entry names a
-route the table does not have, so a new route cannot ship without its contract. Entries marked
-`pending` belong to routes being added in parallel work: they may be missing from the table until
-those land (remove the flag then).
+route the table does not have, so a new route cannot ship without its contract.
 """
 
 from __future__ import annotations
@@ -77,8 +75,6 @@ class Operation:
     #: Path parameter descriptions (and schemas, by name) beyond "a string".
     path_params: dict[str, Param] = field(default_factory=dict)
     headers: tuple[Param, ...] = ()
-    #: In the registry before its route is in the table (added by work not merged yet).
-    pending: bool = False
     #: The route of the table that answers this path, when it is not the path itself: API Gateway
     #: and the embedded gateway send `/console/` to the `/console` route, which tells them apart.
     served_by: str | None = None
@@ -276,9 +272,16 @@ OPERATIONS: tuple[Operation, ...] = (
               path_params={"file": Param("file", "The file's name, as the console's manifest lists it.")},
               headers=(Param("If-None-Match", "The ETag of the copy the browser holds."),)),
     Operation("GET", "/webchat/widget.js", "webchat_widget", "webchat", "The web chat widget script",
-              (Reply(200, "The script; embed with one `<script>` tag and the site id.", {"type": "string"},
-                     media="text/javascript"),), (404,), pending=True),
+              (Reply(200, "The script; embed with one `<script>` tag and the site id (docs/channels/webchat.md).",
+                     {"type": "string"}, media="text/javascript"),
+               Reply(304, "Unchanged since the `If-None-Match` ETag.", media=None)), (),
+              headers=(Param("If-None-Match", "The ETag of the copy the browser holds."),)),
     Operation("GET", "/webchat/demo.html", "webchat_demo", "webchat", "The web chat widget's demo page (embedded runtime only)",
-              (Reply(200, "The demo page.", {"type": "string"}, media="text/html"),), (404,),
-              description="404 on AWS.", pending=True),
+              (Reply(200, "The demo page, embedding the widget for the first configured site.", {"type": "string"},
+                     media="text/html"),), (400, 404),
+              description="404 on AWS and when no web chat site is configured; 400 names a parameter it cannot use.",
+              query=tuple(Param(name, text) for name, text in (
+                  ("external_id", "A signed claim the demo signs with the site's first identity secret."),
+                  ("email", "A signed e-mail claim."), ("phone", "A signed phone claim."),
+                  ("name", "The visitor's name."), ("lang", "`de` or `en`.")))),
 )

@@ -253,6 +253,28 @@ def test_allowed_or_absent_origin_passes(origin):
     adapter().verify(request(payload(), origin=origin))
 
 
+def _own_page_request(origin: str, host: str = "127.0.0.1:8000") -> WebhookRequest:
+    req = request(payload(), origin=origin)
+    return WebhookRequest(method="POST", hook=None, headers={**req.headers, "host": host}, query={},
+                          body=req.body, received_at=AT)
+
+
+def test_the_embedded_hub_lets_its_own_demo_page_past_the_origin_list_and_nothing_else():
+    from chalicelib.adapters.channels.base import AdapterServices
+
+    settings = WebchatSettings.model_validate({"sites": [SITE]})
+    embedded = WebchatAdapter(settings, SecretResolver({}), AdapterServices(trusts_own_origin=True))
+    deployed = WebchatAdapter(settings, SecretResolver({}), AdapterServices())
+
+    embedded.verify(_own_page_request("http://127.0.0.1:8000"))
+    with pytest.raises(ForbiddenError, match="allowed_origins"):
+        deployed.verify(_own_page_request("http://127.0.0.1:8000"))
+    for origin, host in [("http://evil.example", "127.0.0.1:8000"), ("https://127.0.0.1:8000", "127.0.0.1:8000"),
+                         ("http://127.0.0.1:8001", "127.0.0.1:8000"), ("null", "127.0.0.1:8000")]:
+        with pytest.raises(ForbiddenError, match="allowed_origins"):
+            embedded.verify(_own_page_request(origin, host))
+
+
 def test_sites_are_separate():
     chat = adapter(SITE, {"id": "blog"})
     chat.verify(request(payload(site_id="blog"), origin="https://anything.example"))
