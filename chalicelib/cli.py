@@ -16,6 +16,7 @@ from chalicelib.errors import ConfigError, HubError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from chalicelib.adapters.channels.registry import PAGES
     from chalicelib.local.memory import limit_malloc_arenas
     from chalicelib.local.runtime import EmbeddedRuntime
     from chalicelib.settings import Settings
@@ -28,8 +29,10 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
     runtime.start()
     print(f"Omnichannel hub running at {runtime.url}  (data: {settings.data_dir}; Ctrl-C stops)", flush=True)
-    if "webchat" in runtime.hub.config.channels:
-        print(f"Web chat demo: {runtime.url}/webchat/demo.html", flush=True)
+    print(f"Console: {runtime.url}/console/", flush=True)
+    for path, page in PAGES.items():
+        if page.announce and page.provider in runtime.hub.config.channels:
+            print(f"{page.announce}: {runtime.url}{path}", flush=True)
     runtime.wait()
     print("stopping: finishing in-flight work…", flush=True)
     runtime.stop()

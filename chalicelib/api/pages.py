@@ -27,5 +27,5 @@ def _route(path: str, target: str) -> None:
     pages.route(path, methods=["GET"])(serve)
 
 
-for _path, (_provider, _target) in PAGES.items():
-    _route(_path, _target)
+for _path, _page in PAGES.items():
+    _route(_path, _page.handler)

@@ -50,6 +50,7 @@ def test_run_serves_until_sigterm_and_then_exits_cleanly(tmp_path):
     assert health == {"status": "ok", "runtime": "embedded", "stage": "local"}
     assert process.returncode == 0
     assert f"running at http://127.0.0.1:{port}" in output
+    assert f"Console: http://127.0.0.1:{port}/console/" in output
     assert f"Web chat demo: http://127.0.0.1:{port}/webchat/demo.html" in output
     assert (tmp_path / "hub.db").exists() and (tmp_path / "queue.db").exists()
 

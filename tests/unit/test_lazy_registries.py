@@ -91,7 +91,7 @@ def test_every_provider_page_is_a_handler_of_a_known_provider_under_its_own_path
     from chalicelib.adapters.channels.registry import CHANNELS, PAGES
 
     assert PAGES, "the web chat widget's pages are registered"
-    for path, (provider, target) in PAGES.items():
+    for path, (provider, target, _announce) in PAGES.items():
         assert provider in CHANNELS and path.startswith(f"/{provider}/"), path
         module, _, attribute = target.partition(":")
         assert module.startswith(f"chalicelib.adapters.channels.{provider}."), target

@@ -7,6 +7,8 @@ import without loading the providers (a test holds this table equal to each adap
 `pull_entries`). A new provider is its own package plus one line below.
 """
 
+from typing import NamedTuple
+
 from chalicelib.adapters.channels.base import PullEntry
 from chalicelib.adapters.lazy import LazyRegistry
 
@@ -45,10 +47,19 @@ PULL_ENTRIES: dict[str, tuple[str, PullEntry]] = {
     "ses-inbound": ("ses", PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0)),
 }
 
-#: A provider's own public pages (its browser client: the web chat widget): path → the provider
-#: and its handler (`HttpRequest -> chalice.Response`), imported on the page's first request.
-#: `chalicelib/api/pages.py` routes them; the app names no provider and loads no provider package.
-PAGES: dict[str, tuple[str, str]] = {
-    "/webchat/widget.js": ("webchat", f"{_PACKAGE}.webchat.pages:widget_script"),
-    "/webchat/demo.html": ("webchat", f"{_PACKAGE}.webchat.pages:demo_page"),
+class ProviderPage(NamedTuple):
+    """A provider's own public page: its handler (`"module:function"`, `HttpRequest ->
+    chalice.Response`) and, for a page worth opening, what `make run` calls it."""
+
+    provider: str
+    handler: str
+    announce: str | None = None
+
+
+#: A provider's own public pages (its browser client: the web chat widget), by path, imported on
+#: the page's first request. `chalicelib/api/pages.py` routes them; the app names no provider and
+#: loads no provider package.
+PAGES: dict[str, ProviderPage] = {
+    "/webchat/widget.js": ProviderPage("webchat", f"{_PACKAGE}.webchat.pages:widget_script"),
+    "/webchat/demo.html": ProviderPage("webchat", f"{_PACKAGE}.webchat.pages:demo_page", announce="Web chat demo"),
 }
