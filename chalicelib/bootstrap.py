@@ -130,7 +130,7 @@ class Hub:
 
     @wired
     def counters(self) -> Counters:
-        return Counters(emit_emf=self.settings.on_aws)
+        return Counters(emit_emf=self.settings.on_aws, deployment=self.settings.stage)
 
     # --- infrastructure --------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@
   a line, a third of a webhook's CPU. Plain lines locally. A redaction filter masks email addresses and phone numbers in every record,
   as a safety net behind the rule that message text and identifiers are never logged.
 - Metrics: counters accumulated during an invocation and flushed once as CloudWatch EMF (one
-  document per dimension set), so a batch costs one log line per channel, not per message. The
+  document per dimension set), so a batch costs one log line per channel, not per message. Every
+  document also carries the deployment's stage (`deployment`, from HUB_STAGE), so two stages in
+  one account and region stay apart on their dashboards and alarms. The
   documents are serialised here, in the shape Powertools' `EphemeralMetrics` prints (a test holds
   them equal), at a tenth of its cost.
 - Traces: Powertools `Tracer` only when `HUB_TRACING` is on; creating it costs ~0.3 s of cold start.
@@ -30,6 +32,9 @@ from chalicelib.settings import Settings, xray_trace_id
 
 SERVICE = "omnichannel-hub"
 NAMESPACE = "OmnichannelHub"
+#: The dimension every EMF document carries the deployment's stage (`Settings.stage`) in. Not
+#: `stage`: that one names a pipeline step (process, deliver, send, events) on the step counters.
+DEPLOYMENT_DIMENSION = "deployment"
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 #: What the phone pattern would otherwise take for a number, kept whole: UUIDs (SQS message ids,
@@ -402,10 +407,16 @@ def _emf_json(dimensions: dict[str, str], metrics: list[tuple[str, float]], time
 
 
 class Counters:
-    """Thread-safe counters by name and dimensions, flushed as EMF on AWS."""
+    """Thread-safe counters by name and dimensions, flushed as EMF on AWS.
 
-    def __init__(self, *, emit_emf: bool) -> None:
+    `deployment` is the stage the process serves (`Settings.stage`, whose default it shares):
+    every document carries it as the `DEPLOYMENT_DIMENSION`, added per document at the flush,
+    not per `incr`, so counting stays a dict key. The counts themselves (`total`, `snapshot`)
+    are the process's own and do not name it."""
+
+    def __init__(self, *, emit_emf: bool, deployment: str = "local") -> None:
         self._emit = emit_emf
+        self._deployment = ((DEPLOYMENT_DIMENSION, deployment),)
         self._lock = threading.Lock()
         self._pending: dict[tuple, float] = defaultdict(float)
         self._totals: dict[tuple, float] = defaultdict(float)
@@ -457,7 +468,9 @@ class Counters:
                 metrics.append((name, value))
         timestamp = int(time.time() * 1000)
         lines = []
+        deployment = self._deployment
         for dims, metrics in by_dimensions.items():
+            dims = deployment + dims
             if len(metrics) <= MAX_METRICS_PER_DOCUMENT:
                 lines.append(_emf_line(dims, metrics, timestamp))
                 continue

@@ -282,13 +282,16 @@ def _stateful_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
 
 
 def write_chalice_environment(config_path: Path, stage: str, outputs: Mapping[str, str]) -> dict:
-    """Set the stage's resource variables in the Chalice config; every other key is left alone."""
+    """Set the stage's resource variables in the Chalice config, and HUB_STAGE (the queue names and
+    the `deployment` dimension of the hub's metrics follow it: a stage first written here would
+    otherwise run as `local`); every other key is left alone."""
     missing = [key for key in OUTPUT_VARIABLES if key not in outputs]
     if missing:
         raise DeployError(f"stack outputs missing: {', '.join(missing)}")
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     environment = config.setdefault("stages", {}).setdefault(stage, {}).setdefault("environment_variables", {})
     environment.update({variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()})
+    environment["HUB_STAGE"] = stage
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     return config

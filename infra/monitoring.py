@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the hub's names are read from its code
     sys.path.insert(0, str(ROOT))
 
-from chalicelib.observability import NAMESPACE, SERVICE
+from chalicelib.observability import DEPLOYMENT_DIMENSION, NAMESPACE, SERVICE
 
 TEMPLATE = ROOT / "infra" / "monitoring.yaml"
 APP_NAME = "omnichannel-hub"
@@ -101,7 +101,9 @@ ANY = None
 
 class HubMetric(NamedTuple):
     """One metric the hub emits (`Counters.incr(name, **dimensions)`), every one a Count with the
-    dimension `service`. `dimensions` maps each dimension to its fixed value or `ANY`."""
+    dimensions `service` and `deployment` (the stage, which every widget and alarm filters on, so
+    two stages in one account and region stay apart). `dimensions` maps each of the metric's own
+    dimensions to its fixed value or `ANY`."""
 
     name: str
     dimensions: tuple[tuple[str, str | None], ...]
@@ -129,12 +131,15 @@ HUB_WIDGETS: list[tuple[str, list[HubMetric]]] = [
      _metrics({"stage": "process"}, "ContactsCreated", "StatusesRecorded", "UnhandledRecorded", "IdentitiesChanged",
               "IdentityChangesUnmatched", "CallbackItemsProcessed", "DuplicatesDropped")),
     ("Deliveries queued per destination", _metrics({"destination": ANY}, "DeliveriesQueued")),
-    ("Deliveries: delivered, dead, not applicable",
-     _metrics({"stage": "deliver"}, "Delivered", "DeliveriesDead", "DeliveriesNotApplicable",
-              "DeliveriesDroppedForErasure", "DuplicatesDropped")),
-    ("Sends to customers: sent, failed, dead",
-     _metrics({"stage": "send"}, "MessagesSent", "MessagesFailed", "MessagesDead", "MessagesDroppedForErasure",
-              "DuplicatesDropped")),
+    ("Deliveries per destination: delivered, not applicable",
+     _metrics({"destination": ANY}, "Delivered", "DeliveriesNotApplicable")
+     + _metrics({"stage": "deliver"}, "DuplicatesDropped")),
+    ("Deliveries per destination: dead, dropped for erasure",
+     _metrics({"destination": ANY}, "DeliveriesDead", "DeliveriesDroppedForErasure")),
+    ("Sends to customers per provider: sent",
+     _metrics({"provider": ANY}, "MessagesSent") + _metrics({"stage": "send"}, "DuplicatesDropped")),
+    ("Sends to customers per provider: failed, dead, dropped for erasure",
+     _metrics({"provider": ANY}, "MessagesFailed", "MessagesDead", "MessagesDroppedForErasure")),
     ("Agent replies and ticket states per destination",
      _metrics({"destination": ANY}, "AgentRepliesSent", "AgentRepliesIgnored", "AgentRepliesUnmatched",
               "CasesClosedByVendor", "CasesReopenedByVendor", "TicketStatesUnmatched")
@@ -152,16 +157,32 @@ def hub_metrics() -> list[HubMetric]:
     return [metric for _, metrics in HUB_WIDGETS for metric in metrics]
 
 
+#: The dimensions every document of the hub carries besides a metric's own: this stage's series only.
+STAGE_DIMENSIONS = ((DEPLOYMENT_DIMENSION, "${Stage}"), ("service", SERVICE))
+
+
 def _dimension_list(metric: HubMetric) -> list[str]:
-    pairs = [*metric.dimensions, ("service", SERVICE)]
+    pairs = [*metric.dimensions, *STAGE_DIMENSIONS]
     return [item for name, value in pairs for item in (name, value)]
 
 
+def _schema_dimensions(metric: HubMetric) -> list[str]:
+    return sorted([name for name, _ in [*metric.dimensions, *STAGE_DIMENSIONS]])
+
+
 def _search(metric: HubMetric, statistic: str = "Sum") -> str:
-    """A SEARCH of every series of `metric`, one line per run-time dimension value."""
-    schema = ",".join([NAMESPACE, *sorted([name for name, _ in metric.dimensions] + ["service"])])
-    fixed = "".join(f' {name}="{value}"' for name, value in metric.dimensions if value is not ANY)
-    return f"SEARCH('{{{schema}}} MetricName=\"{metric.name}\" service=\"{SERVICE}\"{fixed}', '{statistic}', {PERIOD})"
+    """A SEARCH of every series of `metric` of this stage, one line per run-time dimension value."""
+    schema = ",".join([NAMESPACE, *_schema_dimensions(metric)])
+    fixed = "".join(f' {name}=\"{value}\"' for name, value in [*STAGE_DIMENSIONS, *metric.dimensions]
+                    if value is not ANY)
+    return f"SEARCH('{{{schema}}} MetricName=\"{metric.name}\"{fixed}', '{statistic}', {PERIOD})"
+
+
+def _search_label(metric: HubMetric) -> str:
+    """The line's label: the metric and its run-time dimension values (`${!...}` is Fn::Sub's
+    escape for the dashboard's own `${PROP(...)}` dynamic label)."""
+    return " ".join([metric.name, *(f"${{!PROP('Dim.{name}')}}" for name, value in metric.dimensions
+                                    if value is ANY)])
 
 
 # --- the dashboard ---------------------------------------------------------------------------------
@@ -187,7 +208,7 @@ def _hub_widget(title: str, metrics: list[HubMetric]) -> dict:
         if metric.fixed:
             lines.append([NAMESPACE, metric.name, *_dimension_list(metric), {"label": metric.name}])
         else:
-            lines.append([{"expression": _search(metric), "id": f"s{number}"}])  # labelled by its dimension values
+            lines.append([{"expression": _search(metric), "id": f"s{number}", "label": _search_label(metric)}])
     return _graph(title, lines, left_label="count per 5 min")
 
 
@@ -205,9 +226,9 @@ def dashboard() -> dict:
     dlqs = [suffix for _, suffix in dead_letter_queues()]
     widgets = [
         _text("# Omnichannel hub, stage ${Stage}\n"
-              "Runbook: docs/deploy.md, \"Dashboards and alarms\". The hub's own counters "
-              f"(namespace `{NAMESPACE}`) carry no stage dimension: in an account and region with two stages "
-              "they add up both. The SQS and Lambda widgets are this stage's only."),
+              "Runbook: docs/deploy.md, \"Dashboards and alarms\". Every widget shows this stage only: the hub's "
+              f"own counters (namespace `{NAMESPACE}`) by their dimension `{DEPLOYMENT_DIMENSION}` = ${{Stage}}, "
+              "the SQS queues and Lambda functions by their names."),
         _text("## Traffic and outcomes", 1),
         *[_hub_widget(title, metrics) for title, metrics in HUB_WIDGETS],
         _text("## Queues (every hub queue and dead-letter queue)", 1),
@@ -238,8 +259,8 @@ def dashboard() -> dict:
 
 
 def dashboard_text() -> str:
-    """The dashboard's JSON, a widget a line: readable in the template, and small enough that the
-    template stays under CloudFormation's 51,200-byte limit for a template sent inline."""
+    """The dashboard's JSON, a widget a line: readable in the template, and compact (the template
+    outgrew the 51,200 bytes CloudFormation takes inline: deploy.py hands it over through S3)."""
     body = dashboard()
     widgets = ",\n".join(json.dumps(widget, separators=(",", ":")) for widget in body.pop("widgets"))
     head = json.dumps(body, separators=(",", ":"))[:-1]
@@ -257,8 +278,10 @@ THRESHOLDS: dict[str, tuple[int, str]] = {
         "longer than this many seconds, 5 minutes in a row."))
        for queue in QUEUES},
     "DeadLetterQueueMessages": (0, "Alarm when a dead-letter queue holds more than this many messages."),
-    "DeadLettersPerPeriod": (0, ("Alarm when more than this many dead letters (deliveries and sends the hub gave "
+    "DeadLettersPerPeriod": (0, ("Alarm when more than this many dead letters (deliveries, or sends, the hub gave "
                                 "up on) are recorded in 5 minutes.")),
+    "QueueBodiesLostPerPeriod": (0, ("Alarm when more than this many queued messages lost their claim-checked body "
+                                    "(the copy in the bucket) in 5 minutes.")),
     "SignatureRejectionsPerPeriod": (20, ("Alarm when more than this many webhooks (or destination callbacks) are "
                                          "rejected for a bad signature in 5 minutes.")),
     "UnhandledEventsPerPeriod": (25, ("Alarm when more than this many unhandled events (kept raw) are recorded "
@@ -296,7 +319,7 @@ def _sub(text: str) -> object:
 
 
 def _hub_stat(id_: str, metric: HubMetric) -> dict:
-    dimensions = [{"Name": name, "Value": value} for name, value in [*metric.dimensions, ("service", SERVICE)]]
+    dimensions = [{"Name": name, "Value": _sub(value)} for name, value in [*metric.dimensions, *STAGE_DIMENSIONS]]
     return {"Id": id_, "ReturnData": False, "MetricStat": {
         "Metric": {"Namespace": NAMESPACE, "MetricName": metric.name, "Dimensions": dimensions},
         "Period": PERIOD, "Stat": "Sum"}}
@@ -310,11 +333,18 @@ def _by_name(name: str, **dimensions: str) -> HubMetric:
     raise KeyError(f"{name} {dimensions} is not in HUB_WIDGETS")
 
 
-def _insights(metric: str, dimensions: list[str], condition: str) -> str:
-    """A Metrics Insights query summing every series of `metric` that meets `condition` (the
-    values of the run-time dimensions are not known to the template)."""
-    schema = ", ".join([f'"{NAMESPACE}"', *sorted([*dimensions, "service"])])
-    return f"SELECT SUM({metric}) FROM SCHEMA({schema}) WHERE service = '{SERVICE}' AND {condition}"
+def _insights(metric: HubMetric, condition: str = "") -> dict:
+    """A Metrics Insights query summing every series of `metric` of this stage that meets
+    `condition` (the values of the run-time dimensions are not known to the template), for Fn::Sub."""
+    schema = ", ".join([f'"{NAMESPACE}"', *_schema_dimensions(metric)])
+    where = " AND ".join([*(f"{name} = '{value}'" for name, value in [*STAGE_DIMENSIONS, *metric.dimensions]
+                            if value is not ANY), *([condition] if condition else [])])
+    return {"Fn::Sub": f"SELECT SUM({metric.name}) FROM SCHEMA({schema}) WHERE {where}"}
+
+
+def _insights_query(label: str, metric: HubMetric, condition: str = "") -> list[dict]:
+    return [{"Id": "q", "Label": label, "ReturnData": True, "Period": PERIOD,
+             "Expression": _insights(metric, condition)}]
 
 
 def alarms() -> dict[str, dict]:
@@ -336,28 +366,36 @@ def alarms() -> dict[str, dict]:
             Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible",
             Dimensions=[{"Name": "QueueName", "Value": {"Fn::Sub": queue_name(suffix)}}],
             Statistic="Maximum", Period=60)
-    deliveries, sends = _by_name("DeliveriesDead", stage="deliver"), _by_name("MessagesDead", stage="send")
-    resources["DeadLettersAlarm"] = _alarm(
-        "dead-letters", "The hub recorded dead letters: deliveries or sends it gave up on (GET /v1/dead-letters).",
+    # One Metrics Insights query per alarm (CloudWatch takes no more): deliveries and sends apart.
+    resources["DeliveryDeadLettersAlarm"] = _alarm(
+        "delivery-dead-letters",
+        "The hub gave up on deliveries to a destination (GET /v1/dead-letters; the dashboard names the destination).",
         "DeadLettersPerPeriod", _NOT_BREACHING,
-        Metrics=[_hub_stat("deliveries", deliveries), _hub_stat("sends", sends),
-                 {"Id": "deadLetters", "Label": "dead letters", "ReturnData": True,
-                  "Expression": "FILL(deliveries, 0) + FILL(sends, 0)"}])
+        Metrics=_insights_query("deliveries dead", _by_name("DeliveriesDead", destination=ANY)))
+    resources["SendDeadLettersAlarm"] = _alarm(
+        "send-dead-letters",
+        "The hub gave up on messages to customers (GET /v1/dead-letters; the dashboard names the provider).",
+        "DeadLettersPerPeriod", _NOT_BREACHING,
+        Metrics=_insights_query("sends dead", _by_name("MessagesDead", provider=ANY)))
     resources["WebhookSignatureRejectionsAlarm"] = _alarm(
         "webhook-signature-rejections",
         "Many webhooks were rejected for a bad signature: a rotated provider secret, or someone probing the URLs.",
         "SignatureRejectionsPerPeriod", _NOT_BREACHING,
-        Metrics=[{"Id": "rejected", "Label": "webhooks rejected: invalid_signature", "ReturnData": True,
-                  "Period": PERIOD,
-                  "Expression": _insights("WebhooksRejected", ["provider", "reason"], "reason = 'invalid_signature'")}])
+        Metrics=_insights_query("webhooks rejected: invalid_signature",
+                                _by_name("WebhooksRejected", provider=ANY, reason=ANY), "reason = 'invalid_signature'"))
     resources["CallbackSignatureRejectionsAlarm"] = _alarm(
         "callback-signature-rejections",
         "Many destination callbacks were rejected for a bad signature: a rotated callback secret, or probing.",
         "SignatureRejectionsPerPeriod", _NOT_BREACHING,
-        Metrics=[{"Id": "rejected", "Label": "callbacks rejected: invalid_signature", "ReturnData": True,
-                  "Period": PERIOD,
-                  "Expression": _insights("CallbacksRejected", ["destination", "reason"],
-                                          "reason = 'invalid_signature'")}])
+        Metrics=_insights_query("callbacks rejected: invalid_signature",
+                                _by_name("CallbacksRejected", destination=ANY, reason=ANY),
+                                "reason = 'invalid_signature'"))
+    resources["QueueBodiesLostAlarm"] = _alarm(
+        "queue-bodies-lost",
+        "Queued messages lost their claim-checked body (the bucket's copy expired or was deleted before they "
+        "were handled): they went to their dead-letter queue without it.",
+        "QueueBodiesLostPerPeriod", _NOT_BREACHING,
+        Metrics=_insights_query("queue bodies lost", _by_name("QueueBodiesLost", queue=ANY)))
     recorded, rejected = _by_name("UnhandledRecorded", stage="process"), _by_name("EventsRejected", stage="events")
     resources["UnhandledEventsAlarm"] = _alarm(
         "unhandled-events",

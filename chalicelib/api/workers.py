@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.adapters.channels.base import ChannelAdapter, PullEntry
 from chalicelib.adapters.queue.base import Queue, ReceivedMessage
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 #: processing is a handful of store calls; a delivery may retry inline against a slow vendor.
 PROCESS_RESERVE_SECONDS = 5.0
 DELIVER_RESERVE_SECONDS = 50.0
+
+T = TypeVar("T")
 
 # Keyed by the services' outcome strings (`process.Outcome`, `deliver.DeliverOutcome`), so that
 # importing the app for a webhook does not import the worker services.
@@ -49,17 +51,18 @@ _PROCESS_METRICS = {
         "ticket_state_ignored", "ticket_state_unknown_ticket")},
     "agent_reply_duplicate": "DuplicatesDropped",
 }
+#: A send's outcome, counted per channel provider (`MessagesSent[provider=...]`); a message sent
+#: before (`already_sent`) is a `DuplicatesDropped` of the send step like every step's duplicates.
 _SEND_METRICS = {
     "sent": "MessagesSent",
-    "already_sent": "DuplicatesDropped",
     "failed": "MessagesFailed",
     "dead": "MessagesDead",
     "erased": "MessagesDroppedForErasure",
 }
+#: A delivery's outcome, counted per destination; `already_delivered` is a `DuplicatesDropped`.
 _DELIVER_METRICS = {
     "not_applicable": "DeliveriesNotApplicable",
     "delivered": "Delivered",
-    "already_delivered": "DuplicatesDropped",
     "dead": "DeliveriesDead",
     "erased": "DeliveriesDroppedForErasure",
 }
@@ -144,24 +147,33 @@ class Workers:
         return outcome
 
     def deliver(self, message: ReceivedMessage) -> str:
+        """One delivery job to its destination, counted once per message by outcome and destination
+        (the service answers the destination it read from the job: no second parse here)."""
         self._correlate(message.message_id)
-        outcome = self._handle_once(
+        outcome, destination = self._handle_once(
             self._delivery_queue(), message,
             lambda body: self._deliverer().deliver_body(body, receive_count=message.receive_count),
-            handled_before="already_delivered",
+            handled_before=("already_delivered", None),
         )
-        self._counters.incr(_DELIVER_METRICS[outcome], stage="deliver")
+        if outcome == "already_delivered":
+            self._counters.incr("DuplicatesDropped", stage="deliver")
+        else:
+            self._counters.incr(_DELIVER_METRICS[outcome], destination=destination)
         return outcome
 
     def send(self, message: ReceivedMessage) -> str:
-        """One outbound message through its provider's sender."""
+        """One outbound message through its provider's sender, counted once per message by outcome
+        and channel provider (answered by the service, which read it from the message)."""
         self._correlate(message.message_id)
-        outcome = self._handle_once(
+        outcome, provider = self._handle_once(
             self._outbound_queue(), message,
             lambda body: self._send_worker().send_body(body, receive_count=message.receive_count),
-            handled_before="already_sent",
+            handled_before=("already_sent", None),
         )
-        self._counters.incr(_SEND_METRICS[outcome], stage="send")
+        if outcome == "already_sent":
+            self._counters.incr("DuplicatesDropped", stage="send")
+        else:
+            self._counters.incr(_SEND_METRICS[outcome], provider=provider)
         return outcome
 
     def process_event(self, message: ReceivedMessage) -> str:
@@ -189,8 +201,8 @@ class Workers:
         self._ingestion().pull(adapter, entry, message.body, received_at=self._clock())
         return f"{name}_announcement"
 
-    def _handle_once(self, queue: Queue, message: ReceivedMessage, handle: Callable[[str], str], *,
-                     handled_before: str) -> str:
+    def _handle_once(self, queue: Queue, message: ReceivedMessage, handle: Callable[[str], T], *,
+                     handled_before: T) -> T:
         """`handle` on the message's real body, then its claim-checked copy released (customer
         data must not outlive the message). A message whose copy was released was handled before
         and its acknowledgement lost: `handled_before`, without handling it again. A copy that is

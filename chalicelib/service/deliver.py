@@ -77,8 +77,11 @@ class Deliverer:
     sleep: Callable[[float], None] = time.sleep
     breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
 
-    def deliver_body(self, body: str, *, receive_count: int) -> str:
-        return self.deliver(_WORK.validate_json(body), receive_count=receive_count)
+    def deliver_body(self, body: str, *, receive_count: int) -> tuple[str, str]:
+        """`deliver` on a queued job: its `DeliverOutcome` and the destination it was for (the
+        worker counts outcomes per destination without parsing the job again)."""
+        job = _WORK.validate_json(body)
+        return self.deliver(job, receive_count=receive_count), job.destination
 
     def deliver(self, job: Work, *, receive_count: int) -> str:
         """Deliver a contact job or a customer event. Returns a `DeliverOutcome`. Raises

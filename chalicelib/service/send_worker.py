@@ -77,8 +77,11 @@ class SendWorker:
     sleep: Callable[[float], None] = time.sleep
     breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
 
-    def send_body(self, body: str, *, receive_count: int) -> str:
-        return self.send(OutboundMessage.model_validate_json(body), receive_count=receive_count)
+    def send_body(self, body: str, *, receive_count: int) -> tuple[str, str]:
+        """`send` on a queued message: its `SendResult` and the channel provider it was for (the
+        worker counts outcomes per provider without parsing the message again)."""
+        message = OutboundMessage.model_validate_json(body)
+        return self.send(message, receive_count=receive_count), message.provider
 
     def send(self, message: OutboundMessage, *, receive_count: int) -> str:
         """Send one message. Returns a `SendResult`; raises `RetryLaterError` to be redelivered

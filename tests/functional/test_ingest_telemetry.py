@@ -120,8 +120,9 @@ def test_one_webhook_writes_one_emf_document_and_one_log_line_with_its_correlati
     assert len(metrics) == 2, "one EMF document per invocation, not one per counter"
     for document in metrics:
         assert document["provider"] == provider and document["service"] == "omnichannel-hub"
+        assert document["deployment"] == "test"  # the hub's stage: two stages in one region stay apart
         assert document["WebhooksReceived"] == [1.0] and document["EventsEnqueued"] == [1.0]
-        assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["provider", "service"]]
+        assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["deployment", "provider", "service"]]
     assert [(d["level"], d["correlation_id"]) for d in logs] == [("INFO", "req-1"), ("INFO", "req-2")]
     assert all(d["message"] == f"webhook {provider} accepted: 1 enqueued, 0 ignored, 0 unhandled" for d in logs)
     phones = _phone_like(json.loads(aws_hub.inbound_queue.sent[0].body))

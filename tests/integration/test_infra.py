@@ -368,6 +368,16 @@ def test_write_chalice_environment_refuses_incomplete_outputs(tmp_path):
         deploy.write_chalice_environment(tmp_path / "c.json", "dev", {"TableName": "hub-dev"})
 
 
+def test_write_chalice_environment_names_a_new_stage_in_hub_stage(tmp_path):
+    """A stage config.json does not declare yet runs as that stage (queue names, the metrics'
+    `deployment` dimension), not as the default `local`."""
+    outputs = {key: f"value-of-{key}" for key in deploy.OUTPUT_VARIABLES}
+    config = deploy.write_chalice_environment(tmp_path / "c.json", "staging", outputs)
+    environment = config["stages"]["staging"]["environment_variables"]
+    assert environment["HUB_STAGE"] == "staging" and environment["HUB_TABLE"] == "value-of-TableName"
+    assert json.loads((tmp_path / "c.json").read_text()) == config
+
+
 # --- .chalice/config.json and the IAM policies ---------------------------------------------------
 
 

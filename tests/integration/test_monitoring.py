@@ -54,8 +54,8 @@ def resolve(value, parameters: dict, conditions: dict, resources: dict):
         text = value["Fn::Sub"]
         for name, replacement in {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}.items():
             text = text.replace("${" + name + "}", str(replacement))
-        assert "${" not in text, text
-        return text
+        assert "${" not in text.replace("${!", ""), text
+        return text.replace("${!", "${")  # Fn::Sub's literal: the dashboard's dynamic labels
     if set(value) == {"Fn::If"}:
         condition, when, otherwise = value["Fn::If"]
         return resolve(when if conditions[condition] else otherwise, parameters, conditions, resources)

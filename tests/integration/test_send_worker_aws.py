@@ -259,7 +259,7 @@ def test_an_idempotent_retry_of_a_sent_message_costs_two_calls_and_queues_nothin
     body = {"to": {"case_id": case_id}, "text": "Schon gesendet."}
     first = json.loads(api(client, "POST", "/v1/messages", body, {"Idempotency-Key": "sent-once"}).body)["data"]
     queued = hub.store.get_contact(first["id"]).raw["outbound"]
-    assert hub.send_worker.send_body(json.dumps(queued), receive_count=1) == "sent"
+    assert hub.send_worker.send_body(json.dumps(queued), receive_count=1) == ("sent", queued["provider"])
 
     calls.clear()
     again = api(client, "POST", "/v1/messages", body, {"Idempotency-Key": "sent-once"})

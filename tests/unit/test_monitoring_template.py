@@ -1,7 +1,8 @@
 """infra/monitoring.yaml, the stage's dashboard and alarms: generated from infra/monitoring.py, and
 held to what the hub really emits and deploys. The metrics are derived here from the code itself
 (every `Counters.incr` call under chalicelib/), so a metric added, renamed or given another
-dimension fails this test until the dashboard shows it. cfn-lint and the deployment under moto:
+dimension fails this test until the dashboard shows it; and every hub metric the template reads is
+filtered on this stage (`deployment`), so two stages in one account and region never add up. cfn-lint and the deployment under moto:
 tests/integration/test_monitoring.py."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chalicelib.observability import NAMESPACE, SERVICE
+from chalicelib.observability import DEPLOYMENT_DIMENSION, NAMESPACE, SERVICE
 from tests.support.cloudformation import load_template
 from tests.support.infra_scripts import load_infra_script
 
@@ -109,14 +110,26 @@ def emitted_metrics() -> set[tuple[str, tuple]]:
     return found
 
 
+#: The dimensions `Counters` adds to every document: no `incr` may name them itself.
+DOCUMENT_DIMENSIONS = {DEPLOYMENT_DIMENSION, "service"}
+
+
 def test_the_code_emits_what_this_test_can_read():
     emitted = emitted_metrics()
     # A few the dashboard and alarms rely on, read the three ways the code names them.
     assert ("WebhooksRejected", (("provider", None), ("reason", None))) in emitted  # a literal
     assert ("ContactsCreated", (("stage", "process"),)) in emitted  # a mapping's value
+    assert ("Delivered", (("destination", None),)) in emitted  # per destination
+    assert ("MessagesDead", (("provider", None),)) in emitted  # per channel provider
     assert ("EventsProcessed", (("stage", "events"),)) in emitted  # a mapping's .get default
     assert ("EventsRejected", (("stage", "events"),)) in emitted  # forwarded by a helper
     assert ("CallbackItemsProcessed", (("stage", "process"),)) in emitted  # a ** comprehension
+
+
+def test_no_counter_names_a_dimension_every_document_carries_already():
+    clashing = sorted((name, dimensions) for name, dimensions in emitted_metrics()
+                      if DOCUMENT_DIMENSIONS & {dimension for dimension, _ in dimensions})
+    assert clashing == [], "the deployment and service dimensions are the documents': pick another name"
 
 
 def test_the_dashboard_shows_exactly_the_metrics_the_code_emits():
@@ -134,14 +147,16 @@ def template() -> dict:
 
 
 def substitute(text: str, stage: str = "prod", region: str = "eu-central-1") -> str:
-    return text.replace("${Stage}", stage).replace("${AWS::Region}", region)
+    """Fn::Sub's work: the parameters, and `${!...}` (a literal `${...}`, the dashboard's dynamic labels)."""
+    return text.replace("${Stage}", stage).replace("${AWS::Region}", region).replace("${!", "${")
 
 
 @pytest.fixture(scope="module")
 def dashboard(template) -> dict:
     body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert re.findall(r"\$\{(?!Stage\}|AWS::Region\}|!PROP\('Dim\.\w+'\)\})", body) == [], \
+        "a substitution neither Fn::Sub nor the dashboard's dynamic labels resolve"
     text = substitute(body)
-    assert "${" not in text, "a substitution the dashboard does not resolve"
     return json.loads(text)
 
 
@@ -163,36 +178,50 @@ def test_the_dashboard_body_is_valid_json_within_the_grid(dashboard):
             assert properties["region"] == "eu-central-1" and properties["title"] and properties["metrics"]
 
 
-def referenced_hub_metrics(dashboard: dict, template: dict) -> set[tuple[str, tuple]]:
-    """(name, dimension names) of every OmnichannelHub metric the dashboard and alarms read."""
+def _text(value) -> str:
+    return substitute(value["Fn::Sub"] if isinstance(value, dict) else value)
+
+
+def referenced_hub_metrics(dashboard: dict, template: dict, *, stage: str = "prod") -> set[tuple[str, tuple]]:
+    """(name, dimension names) of every OmnichannelHub metric the dashboard and alarms read,
+    each asserted to read the series of `stage` (and the hub's service) only."""
     found = set()
     for widget in dashboard["widgets"]:
         for line in widget["properties"].get("metrics", []):
             if isinstance(line[0], dict):
-                search = re.fullmatch(r"SEARCH\('\{([^}]*)\} MetricName=\"(\w+)\"[^']*', 'Sum', 300\)",
+                search = re.fullmatch(r"SEARCH\('\{([^}]*)\} MetricName=\"(\w+)\"([^']*)', 'Sum', 300\)",
                                       line[0]["expression"])
                 assert search, line[0]["expression"]
                 namespace, *dimensions = search.group(1).split(",")
                 if namespace == NAMESPACE:
                     found.add((search.group(2), tuple(sorted(dimensions))))
+                    filters = dict(re.findall(r' (\w+)="([^"]*)"', search.group(3)))
+                    assert (filters.get(DEPLOYMENT_DIMENSION), filters.get("service")) == (stage, SERVICE), line
             elif line[0] == NAMESPACE:
-                dimensions = [d for d in line[2:] if isinstance(d, str)][::2]
-                found.add((line[1], tuple(sorted(dimensions))))
+                pairs = dict(zip(line[2::2], line[3::2]))
+                assert (pairs.get(DEPLOYMENT_DIMENSION), pairs.get("service")) == (stage, SERVICE), line
+                found.add((line[1], tuple(sorted(pairs))))
     for alarm in alarms_of(template).values():
         for query in alarm.get("Metrics", []):
             if "MetricStat" in query and query["MetricStat"]["Metric"]["Namespace"] == NAMESPACE:
                 metric = query["MetricStat"]["Metric"]
-                found.add((metric["MetricName"], tuple(sorted(d["Name"] for d in metric["Dimensions"]))))
-            elif "SCHEMA(" in query.get("Expression", ""):
-                insights = re.fullmatch(r'SELECT SUM\((\w+)\) FROM SCHEMA\("(\w+)", ([\w, ]+)\) WHERE .*',
-                                        query["Expression"])
-                assert insights and insights.group(2) == NAMESPACE, query["Expression"]
+                pairs = {d["Name"]: _text(d["Value"]) for d in metric["Dimensions"]}
+                assert (pairs.get(DEPLOYMENT_DIMENSION), pairs.get("service")) == (stage, SERVICE), metric
+                found.add((metric["MetricName"], tuple(sorted(pairs))))
+            elif "SCHEMA(" in _text(query.get("Expression", "")):
+                expression = _text(query["Expression"])
+                insights = re.fullmatch(r'SELECT SUM\((\w+)\) FROM SCHEMA\("(\w+)", ([\w, ]+)\) WHERE (.*)', expression)
+                assert insights and insights.group(2) == NAMESPACE, expression
+                conditions = insights.group(4).split(" AND ")
+                assert f"{DEPLOYMENT_DIMENSION} = '{stage}'" in conditions, expression
+                assert f"service = '{SERVICE}'" in conditions, expression
                 found.add((insights.group(1), tuple(sorted(insights.group(3).split(", ")))))
     return found
 
 
 def test_every_hub_metric_the_template_reads_is_one_the_code_emits_and_every_one_is_shown(dashboard, template):
-    emitted = {(name, tuple(sorted([d for d, _ in dimensions] + ["service"]))) for name, dimensions in emitted_metrics()}
+    emitted = {(name, tuple(sorted([d for d, _ in dimensions] + sorted(DOCUMENT_DIMENSIONS))))
+               for name, dimensions in emitted_metrics()}
     referenced = referenced_hub_metrics(dashboard, template)
     assert sorted(referenced - emitted) == [], "the template reads metrics nobody emits"
     shown = referenced_hub_metrics(dashboard, {"Resources": {}})
@@ -205,8 +234,28 @@ def test_fixed_dimension_values_are_the_ones_the_code_emits(dashboard):
         for line in widget["properties"].get("metrics", []):
             if line[0] == NAMESPACE:
                 pairs = dict(zip(line[2::2], line[3::2]))
-                assert pairs.pop("service") == SERVICE
+                assert pairs.pop("service") == SERVICE and pairs.pop(DEPLOYMENT_DIMENSION) == "prod"
                 assert (line[1], tuple(sorted(pairs.items()))) in emitted, line
+
+
+def test_deliveries_are_shown_per_destination_and_sends_per_provider_with_success_and_failure(dashboard):
+    """Issue 16: one line per destination (provider) for each outcome, labelled by its value."""
+    by_title = {w["properties"]["title"]: w["properties"]["metrics"] for w in dashboard["widgets"]
+                if w["type"] == "metric"}
+    wanted = {
+        "Deliveries per destination: delivered, not applicable": ("destination", {"Delivered"}),
+        "Deliveries per destination: dead, dropped for erasure": ("destination", {"DeliveriesDead"}),
+        "Sends to customers per provider: sent": ("provider", {"MessagesSent"}),
+        "Sends to customers per provider: failed, dead, dropped for erasure":
+            ("provider", {"MessagesFailed", "MessagesDead"}),
+    }
+    for title, (dimension, metrics) in wanted.items():
+        searches = {re.search(r'MetricName="(\w+)"', line[0]["expression"]).group(1): line[0]
+                    for line in by_title[title] if isinstance(line[0], dict)}
+        assert metrics <= set(searches), title
+        for metric in metrics:
+            assert f",{dimension}," in searches[metric]["expression"], searches[metric]
+            assert searches[metric]["label"] == f"{metric} ${{PROP('Dim.{dimension}')}}"
 
 
 def test_aws_metrics_are_ones_sqs_and_lambda_publish(dashboard, template):
@@ -301,14 +350,22 @@ def hub_alarm(template: dict, name: str) -> dict:
     return alarm
 
 
-def test_dead_letters_signature_and_unhandled_spikes_alarm_on_the_hub_s_counters(template):
-    dead = hub_alarm(template, "dead-letters")
-    assert {q["MetricStat"]["Metric"]["MetricName"] for q in dead["Metrics"] if "MetricStat" in q} == \
-        {"DeliveriesDead", "MessagesDead"}
+def test_dead_letters_lost_bodies_signature_and_unhandled_spikes_alarm_on_the_hub_s_counters(template):
+    # Dead letters, per destination and per provider: one Metrics Insights query per alarm.
+    for name, metric, threshold in (("delivery-dead-letters", "DeliveriesDead", "DeadLettersPerPeriod"),
+                                    ("send-dead-letters", "MessagesDead", "DeadLettersPerPeriod"),
+                                    ("queue-bodies-lost", "QueueBodiesLost", "QueueBodiesLostPerPeriod")):
+        alarm = hub_alarm(template, name)
+        [query] = alarm["Metrics"]
+        assert f"SELECT SUM({metric}) FROM" in _text(query["Expression"])
+        assert query["Period"] == 300 and query["ReturnData"] is True
+        assert alarm["Threshold"] == {"Ref": threshold} and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert template["Parameters"][threshold]["Default"] == 0  # the first one alarms
     for name, metric in (("webhook-signature-rejections", "WebhooksRejected"),
                          ("callback-signature-rejections", "CallbacksRejected")):
         [query] = hub_alarm(template, name)["Metrics"]
-        assert f"SUM({metric})" in query["Expression"] and "reason = 'invalid_signature'" in query["Expression"]
+        expression = _text(query["Expression"])
+        assert f"SUM({metric})" in expression and "reason = 'invalid_signature'" in expression
         assert query["Period"] == 300 and query["ReturnData"] is True
     from chalicelib.errors import SignatureError
 
@@ -316,14 +373,13 @@ def test_dead_letters_signature_and_unhandled_spikes_alarm_on_the_hub_s_counters
     unhandled = hub_alarm(template, "unhandled-events")
     assert {q["MetricStat"]["Metric"]["MetricName"] for q in unhandled["Metrics"] if "MetricStat" in q} == \
         {"UnhandledRecorded", "EventsRejected"}
-    for alarm in (dead, unhandled):
-        [result] = [q for q in alarm["Metrics"] if q.get("ReturnData")]
-        assert "FILL(" in result["Expression"]  # a quiet period counts as zero, not as no data
+    [result] = [q for q in unhandled["Metrics"] if q.get("ReturnData")]
+    assert "FILL(" in result["Expression"]  # a quiet period counts as zero, not as no data
 
 
 def test_every_threshold_is_a_parameter_with_a_default_and_missing_data_is_decided(template):
     alarms = alarms_of(template)
-    assert len(alarms) == 5 + 6 + 4 + 2 * len(monitoring.functions())
+    assert len(alarms) == 5 + 6 + 6 + 2 * len(monitoring.functions())
     for alarm in alarms.values():
         parameter = template["Parameters"][alarm["Threshold"]["Ref"]]
         assert parameter["Type"] == "Number" and parameter["MinValue"] == 0 and "Default" in parameter

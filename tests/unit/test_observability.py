@@ -19,7 +19,7 @@ def test_the_tracer_exists_only_when_tracing_is_on(tmp_path):
 
 
 def test_emf_documents_carry_only_what_was_counted_since_the_last_flush(capsys):
-    counters = Counters(emit_emf=True)
+    counters = Counters(emit_emf=True, deployment="prod")
     counters.incr("WebhooksReceived", provider="twilio")
     counters.incr("EventsEnqueued", 3, provider="twilio")
     counters.incr("Delivered", destination="crm")
@@ -36,6 +36,30 @@ def test_emf_documents_carry_only_what_was_counted_since_the_last_flush(capsys):
     assert (second["destination"], second["Delivered"]) == ("crm", [1.0])
     assert third["WebhooksReceived"] == [1.0] and "EventsEnqueued" not in third
     assert counters.total("WebhooksReceived", provider="twilio") == 2
+    # Every document names the deployment's stage, a dimension of every metric in it.
+    assert [d["deployment"] for d in documents] == ["prod"] * 3
+    assert [d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in documents] == [
+        [["deployment", "provider", "service"]], [["deployment", "destination", "service"]],
+        [["deployment", "provider", "service"]]]
+
+
+def test_two_deployments_emit_apart_and_the_hub_names_its_stage(capsys, tmp_path):
+    """Two stages in one account and region publish separate series (the dashboard and alarms
+    filter on `deployment`); the hub's counters take the stage from its settings (HUB_STAGE)."""
+    for deployment in ("dev", "prod", "dev"):
+        counters = Counters(emit_emf=True, deployment=deployment)
+        counters.incr("Delivered", destination="crm")
+        counters.flush()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["deployment"], d["destination"], d["Delivered"]) for d in documents] == [
+        ("dev", "crm", [1.0]), ("prod", "crm", [1.0]), ("dev", "crm", [1.0])]
+
+    settings = Settings.from_environ({"HUB_STAGE": "staging", "HUB_RUNTIME": "aws", "HUB_DATA_DIR": str(tmp_path)})
+    hub = Hub(settings, config=parse_config(""))  # building the counters touches no AWS resource
+    hub.counters.incr("WebhooksReceived", provider="meta")
+    hub.counters.flush()
+    [document] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert document["deployment"] == "staging"
 
 
 def test_local_counters_emit_nothing(capsys):
@@ -215,6 +239,7 @@ def test_emf_documents_match_what_powertools_prints():
     from chalicelib.observability import NAMESPACE, SERVICE, emf_document
 
     reference = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    reference.add_dimension(name="deployment", value="prod")
     reference.add_dimension(name="provider", value="meta")
     reference.add_metric(name="WebhooksReceived", unit=MetricUnit.Count, value=1)
     reference.add_metric(name="EventsEnqueued", unit=MetricUnit.Count, value=3)
@@ -222,7 +247,8 @@ def test_emf_documents_match_what_powertools_prints():
     with contextlib.redirect_stdout(printed):
         reference.flush_metrics()
     expected = json.loads(printed.getvalue())
-    ours = json.loads(emf_document({"provider": "meta"}, [("WebhooksReceived", 1), ("EventsEnqueued", 3)],
+    ours = json.loads(emf_document({"deployment": "prod", "provider": "meta"},
+                                   [("WebhooksReceived", 1), ("EventsEnqueued", 3)],
                                    expected["_aws"]["Timestamp"]))
 
     assert ours == expected
