@@ -119,15 +119,20 @@ def deploy_stack(
         return stack_outputs(cloudformation, name)
     for indexes in index_steps(_deployed_indexes(stack), segment_indexes):
         print(f"updating stack {name} ({status}, {indexes} segment indexes)…", file=sys.stderr)
-        try:
-            cloudformation.update_stack(**params(indexes))
-        except ClientError as exc:
-            if _NO_UPDATES not in str(exc):
-                raise
-            print(f"stack {name} is up to date", file=sys.stderr)
-        else:
-            cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
+        update_stack(cloudformation, name, params(indexes), waiter_config)
     return stack_outputs(cloudformation, name)
+
+
+def update_stack(cloudformation: Any, name: str, params: Mapping[str, Any], waiter_config: Mapping[str, int]) -> None:
+    """Update the stack and wait for it; CloudFormation's "no updates" answer is an up-to-date stack."""
+    try:
+        cloudformation.update_stack(**params)
+    except ClientError as exc:
+        if _NO_UPDATES not in str(exc):
+            raise
+        print(f"stack {name} is up to date", file=sys.stderr)
+    else:
+        cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
 
 
 def index_steps(deployed: int, wanted: int) -> list[int]:
@@ -257,14 +262,7 @@ def deploy_monitoring(cloudformation: Any, s3: Any, stage: str, template_body: s
             cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=waiter_config)
         else:
             print(f"updating stack {name} ({stack['StackStatus']})…", file=sys.stderr)
-            try:
-                cloudformation.update_stack(**params)
-            except ClientError as exc:
-                if _NO_UPDATES not in str(exc):
-                    raise
-                print(f"stack {name} is up to date", file=sys.stderr)
-            else:
-                cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
+            update_stack(cloudformation, name, params, waiter_config)
     finally:
         s3.delete_object(Bucket=bucket, Key=key)
     return stack_outputs(cloudformation, name)
