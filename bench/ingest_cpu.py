@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import tempfile
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 from bench.common import (
@@ -56,6 +57,10 @@ G2_LIMIT = 8.0
 #: customer's text to make the body that long, re-signed. PERFORMANCE.md sizes F_parse (and with it
 #: G2's budget) on a 2 KB WhatsApp webhook; the stored text fixture is 580 bytes, so both are shown.
 FIXTURES = (("twilio", "sms_text", None), ("meta", "whatsapp_text", None), ("meta", "whatsapp_text", 2048))
+#: The G2 rows that are reported, not targets: the 580-byte WhatsApp fixture's F_parse (13 µs) is
+#: half the 2 KB one G2 is defined on, which makes its 8x stricter than the target (its ratio stays
+#: in the table, with the limit it would have).
+G2_REPORTED = {("meta", "whatsapp_text", None)}
 REF_QUEUE = queue_url("ref-inbound.fifo")
 
 
@@ -285,12 +290,17 @@ def run() -> list[Result]:
                 note=f"botocore SendMessageBatch alone {us(t['sdk']):.0f} us; reference without SDK "
                      f"{us(t['ref_nosdk']):.0f} us",
             ))
-            results.append(ratio_result(
+            g2 = ratio_result(
                 f"G2 ingest CPU excl. SDK {label}: hub vs F_parse", us(t["hub_nosdk"]), us(t["f_parse"]), G2_LIMIT,
                 "us", ratio=paired_ratio(samples["hub_nosdk"], samples["f_parse"]),
                 note="in-situ cost by knock-out (us): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items())
                      + f"; stdout writes per webhook: {writes} (Lambda's stdout writes each through)",
-            ))
+            )
+            if (provider, fixture_name, size) in G2_REPORTED:
+                g2 = replace(g2, target=f"report ({g2.target} on 2 KB)", met=None,
+                             note=f"G2 is defined on a 2 KB body (the row below); this body's F_parse is smaller, "
+                                  f"so {G2_LIMIT:g}x of it is stricter. {g2.note}")
+            results.append(g2)
     return results
 
 
