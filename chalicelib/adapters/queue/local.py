@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import defaultdict
 
 from chalicelib.adapters.blobs.base import BlobStore
 from chalicelib.adapters.queue.base import DEFAULT_GROUP, OutgoingMessage, Queue, ReceivedMessage
 from chalicelib.adapters.sqlite_db import SqliteDatabase
+from chalicelib.domain.ids import new_id
 
 #: SQS FIFO's deduplication interval.
 DEDUPE_WINDOW_SECONDS = 300
@@ -123,7 +123,7 @@ class LocalQueue(Queue):
                 group = message.group or DEFAULT_GROUP
                 seq = conn.execute(
                     "INSERT INTO queue_messages (id, queue, grp, body, visible_at, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (str(uuid.uuid4()), self.name, group, message.body, now, now),
+                    (new_id("msg"), self.name, group, message.body, now, now),
                 ).lastrowid
                 # The first message of an empty group is its head; a later one waits behind it.
                 conn.execute("INSERT OR IGNORE INTO queue_heads (queue, grp, seq) VALUES (?, ?, ?)",
@@ -159,7 +159,7 @@ class LocalQueue(Queue):
                     _next_head(conn, self.name, row["grp"])
                     _next_head(conn, self.dead_letter, row["grp"])
                     continue
-                receipt = uuid.uuid4().hex
+                receipt = new_id("rcpt")
                 conn.execute(
                     "UPDATE queue_messages SET receipt = ?, visible_at = ?, receive_count = receive_count + 1"
                     " WHERE seq = ?",
