@@ -496,7 +496,7 @@ class Hub:
         return AdapterServices(replay_guard=StoreReplayGuard(lambda: self.store), sender_verifier=verifier,
                                visitor_tokens=_Deferred(lambda: self.visitor_tokens),
                                visitor_outbox=_Deferred(lambda: self.visitor_outbox),
-                               trusts_own_origin=not self.settings.on_aws)
+                               trusts_own_origin=self.settings.listens_on_loopback)
 
     @wired
     def sender_verifier(self):

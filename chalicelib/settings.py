@@ -102,6 +102,12 @@ class Settings(Value):
             environ=env,
         )
 
+    @property
+    def listens_on_loopback(self) -> bool:
+        """True when the embedded hub answers only this machine (`HUB_HOST` a loopback address):
+        what its developer conveniences (the web chat demo's signed identities) require."""
+        return not self.on_aws and is_loopback_host(self.host)
+
     def queue_url(self, variable: str) -> str:
         """The URL of a queue a provider's pull entry reads, from its variable
         (`PullEntry.environment_variable`, written by `infra/deploy.py`); empty when unset."""
@@ -111,6 +117,25 @@ class Settings(Value):
         """The SQS queue name Chalice subscribes a worker to (`hub-<stage>-<role>.fifo`; S3 event
         notifications can only go to standard queues, hence `fifo=False`)."""
         return f"hub-{self.stage}-{role}" + (".fifo" if fifo else "")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1, with or without a port (`127.0.0.1:8000`, `[::1]:8000`)."""
+    import ipaddress
+
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 #: Set by the Lambda runtime before every invocation: `Root=1-…;Parent=…;Sampled=…`.

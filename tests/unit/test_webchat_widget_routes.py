@@ -22,6 +22,10 @@ GZIPPED_BUDGET = 15 * 1024
 LOCAL_IDENTITY_SECRET = "local-webchat-identity-secret"  # chalicelib/conf/local.yaml's demo-site
 
 
+#: How a browser on this machine asks the embedded hub.
+LOOPBACK = {"Host": "127.0.0.1:8000"}
+
+
 @pytest.fixture(scope="module")
 def client():
     from app import app
@@ -105,7 +109,7 @@ def test_the_demo_page_embeds_the_widget_for_the_first_site(client, hub):
 def test_the_demo_page_signs_an_identity_as_the_sites_backend_would(client, hub):
     hub()
 
-    page = client.http.get("/webchat/demo.html?external_id=cust-1&name=%3Cb%3EJane&lang=de").body.decode()
+    page = client.http.get("/webchat/demo.html?external_id=cust-1&name=%3Cb%3EJane&lang=de", headers=LOOPBACK).body.decode()
 
     tag = re.search(r"<script src=[^>]*></script>", page).group(0)
     assert f'data-user-hash="{user_hash(LOCAL_IDENTITY_SECRET, "cust-1")}"' in tag
@@ -127,13 +131,31 @@ def test_bad_demo_parameters_are_400_naming_them(client, hub, query, named):
     assert named in json.loads(answer.body)["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("host", "listens_on"),
+    [("evil.example:8000", "127.0.0.1"),  # DNS rebinding: a browser here, a name of the attacker's
+     ("hub.example:8000", "0.0.0.0"),  # a hub others can reach
+     ("127.0.0.1:8000", "0.0.0.0")],
+)
+def test_the_demo_signs_no_identity_unless_only_this_machine_can_ask(client, hub, tmp_path, host, listens_on):
+    install = Hub(Settings(config_path=str(DEFAULT_CONFIG), data_dir=str(tmp_path / "data"), host=listens_on))
+    use_hub(install)
+
+    refused = client.http.get("/webchat/demo.html?external_id=cust-1", headers={"Host": host})
+    anonymous = client.http.get("/webchat/demo.html", headers={"Host": host})
+
+    assert refused.status_code == 403
+    assert "only on a hub listening on loopback" in json.loads(refused.body)["error"]["message"]
+    assert anonymous.status_code == 200 and "data-user-hash" not in anonymous.body.decode()
+
+
 def test_a_site_without_identity_secrets_cannot_sign_on_the_demo_page(client, hub, tmp_path):
     config = tmp_path / "hub.yaml"
     config.write_text("channels:\n  webchat:\n    sites:\n      - id: anon\n")
     hub(config)
 
     assert client.http.get("/webchat/demo.html").status_code == 200
-    refused = client.http.get("/webchat/demo.html?email=a@example.com")
+    refused = client.http.get("/webchat/demo.html?email=a@example.com", headers=LOOPBACK)
     assert refused.status_code == 400
     assert "site anon has no identity_secrets" in json.loads(refused.body)["error"]["message"]
 

@@ -124,8 +124,8 @@ class AdapterServices(Value):
     visitor_tokens: Any = None
     visitor_outbox: Any = None
     #: The hub serves pages of its own that post to browser-facing providers (the embedded hub's
-    #: web chat demo): a browser request from the hub's own origin passes a site's origin list.
-    #: False on AWS, where the hub serves no such page.
+    #: web chat demo): a browser request from the hub's own loopback origin passes a site's origin
+    #: list. Only where the embedded hub listens on loopback; never on AWS.
     trusts_own_origin: bool = False
 
     def __init__(self, replay_guard: ReplayGuard | None = None, sender_verifier: SenderVerifier | None = None,

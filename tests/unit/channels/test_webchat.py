@@ -270,7 +270,9 @@ def test_the_embedded_hub_lets_its_own_demo_page_past_the_origin_list_and_nothin
     with pytest.raises(ForbiddenError, match="allowed_origins"):
         deployed.verify(_own_page_request("http://127.0.0.1:8000"))
     for origin, host in [("http://evil.example", "127.0.0.1:8000"), ("https://127.0.0.1:8000", "127.0.0.1:8000"),
-                         ("http://127.0.0.1:8001", "127.0.0.1:8000"), ("null", "127.0.0.1:8000")]:
+                         ("http://127.0.0.1:8001", "127.0.0.1:8000"), ("null", "127.0.0.1:8000"),
+                         # DNS rebinding: a name of the attacker's resolved to this machine.
+                         ("http://evil.example:8000", "evil.example:8000"), ("garbage", "garbage")]:
         with pytest.raises(ForbiddenError, match="allowed_origins"):
             embedded.verify(_own_page_request(origin, host))
 

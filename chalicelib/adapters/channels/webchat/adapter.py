@@ -30,6 +30,7 @@ from chalicelib.adapters.channels.base import (
 )
 from chalicelib.domain.models import Attachment, Channel, ContentType, Handle, InboundMessage, Sender
 from chalicelib.errors import ForbiddenError, HubError, MalformedPayloadError, NotFoundError, SignatureError
+from chalicelib.settings import is_loopback_host
 from chalicelib.signing.compare import signed_by_any
 
 logger = logging.getLogger(__name__)
@@ -299,10 +300,14 @@ class WebchatAdapter(ChannelAdapter[WebchatSettings]):
 
     def _from_own_page(self, request: WebhookRequest, origin: str) -> bool:
         """True for a browser on a page the embedded hub serves itself (its demo page): the page's
-        origin is the hub's own (`http://` + the `Host` it was asked under). Never on AWS."""
+        origin is the hub's own, `http://` + the `Host` it was asked under, and a loopback name
+        (so a DNS name rebound to this machine never passes). Only where the hub listens on
+        loopback (`trusts_own_origin`); never on AWS."""
         host = request.header("host")
-        return bool(self.services.trusts_own_origin and host
-                    and normalize_origin(origin) == normalize_origin(f"http://{host}"))
+        if not (self.services.trusts_own_origin and is_loopback_host(host)):
+            return False
+        own = normalize_origin(f"http://{host}")
+        return own is not None and normalize_origin(origin) == own
 
     def _hash_matches(self, site_id: str, value: str, given: str) -> bool:
         expected_given = given.lower().encode("ascii")

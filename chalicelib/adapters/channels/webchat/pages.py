@@ -37,10 +37,14 @@ def demo_page(request: HttpRequest) -> Response:
         if hub.settings.on_aws:
             raise NotFoundError("the web chat demo page is served by the embedded hub only")
         from chalicelib.adapters.channels.webchat.widget import DEMO_CACHE_CONTROL, demo_page
+        from chalicelib.settings import is_loopback_host
 
         host = request.header("host")
         # The embedded hub serves plain HTTP: the address the browser used is the script's base.
-        body = demo_page(hub, dict(request.query), f"http://{host}" if host else "")
+        # Signing a claim is what the site's backend does: only for this machine's own browser
+        # (a hub on loopback, asked under a loopback name: not a rebound DNS name).
+        may_sign = hub.settings.listens_on_loopback and is_loopback_host(host)
+        body = demo_page(hub, dict(request.query), f"http://{host}" if host else "", may_sign=may_sign)
         return Response(body=body, status_code=200, headers={
             "Content-Type": "text/html; charset=utf-8", "Cache-Control": DEMO_CACHE_CONTROL,
             "X-Content-Type-Options": "nosniff"})

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from string import Template
 
-from chalicelib.errors import MalformedPayloadError, NotFoundError
+from chalicelib.errors import ForbiddenError, MalformedPayloadError, NotFoundError
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Short: a fixed widget reaches every site within minutes; the ETag makes the revalidation cheap.
@@ -55,7 +55,7 @@ def _read(name: str, content_type: str) -> StaticFile:
     return StaticFile(body=body, content_type=content_type, etag=f'"{digest}"')
 
 
-def demo_page(hub, query: dict[str, str], hub_url: str = "") -> str:
+def demo_page(hub, query: dict[str, str], hub_url: str = "", *, may_sign: bool = False) -> str:
     """The demo page for the first configured site, embedding the widget as a site would.
 
     `?external_id=…` (or `email`, `phone`, plus `name`) makes the page act as the site's backend
@@ -64,6 +64,9 @@ def demo_page(hub, query: dict[str, str], hub_url: str = "") -> str:
     site could copy (the script's address is absolute there). Raises `MalformedPayloadError` for an
     unknown parameter or a claim the hub would refuse, and when the site cannot sign;
     `NotFoundError` when the hub has no web chat site.
+    `may_sign`: the caller checked that only this machine can ask (a hub on loopback, asked under a
+    loopback name); otherwise a claim is refused (`ForbiddenError`), so a reachable hub never signs
+    anyone's identity for anyone.
     """
     from chalicelib.adapters.channels.webchat.adapter import (
         WebchatAdapter,
@@ -93,6 +96,9 @@ def demo_page(hub, query: dict[str, str], hub_url: str = "") -> str:
         attributes["data-" + key.replace("_", "-")] = value
     claim = signed_claim(identity)
     if claim is not None:
+        if not may_sign:
+            raise ForbiddenError("the demo signs identities only on a hub listening on loopback "
+                                 "(HUB_HOST=127.0.0.1), opened at http://127.0.0.1 or http://localhost")
         if not site.identity_secrets:
             raise MalformedPayloadError(f"site {site.id} has no identity_secrets: it cannot sign {claim[0]}")
         # What the site's backend does when it renders a page for a signed-in user.
