@@ -399,7 +399,7 @@ def alarms() -> dict[str, dict]:
     recorded, rejected = _by_name("UnhandledRecorded", stage="process"), _by_name("EventsRejected", stage="events")
     resources["UnhandledEventsAlarm"] = _alarm(
         "unhandled-events",
-        "Many events were kept as unhandled (GET /v1/unhandled): a provider sends something new, or a mapping broke.",
+        "Many events were kept as unhandled (GET /v1/unhandled-events): a provider sends something new, or a mapping broke.",
         "UnhandledEventsPerPeriod", _NOT_BREACHING,
         Metrics=[_hub_stat("recorded", recorded), _hub_stat("rejected", rejected),
                  {"Id": "unhandled", "Label": "unhandled events", "ReturnData": True,

@@ -58,10 +58,10 @@ API = "api_handler"
 
 #: The condition every statement on the stage bucket carries.
 OWN_ACCOUNT = {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}
-#: What Lambda's event source mapping does with the function's role, and what the worker adds
-#: (deleting what it finished, making what it did not try visible again).
 #: The queues `GET /v1/status` reports the depth of (chalicelib/service/status.py).
 STATUS_QUEUES = ("inbound", "delivery", "delivery-dlq", "outbound", "outbound-dlq", "events", "events-dlq")
+#: What Lambda's event source mapping does with the function's role, and what the worker adds
+#: (deleting what it finished, making what it did not try visible again).
 CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
 #: Every item-level DynamoDB action the store uses (TransactWriteItems is authorized per item as
 #: PutItem / UpdateItem / DeleteItem); never Scan.

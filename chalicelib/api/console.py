@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import HttpRequest
+from chalicelib.api.http import HttpRequest, answer
 
 console = Blueprint(__name__)
 
@@ -30,11 +30,13 @@ def console_page() -> Response:
     request = _request()
     if not request.path.endswith("/"):
         return Response(body="", status_code=302, headers={"Location": "console/", "Cache-Control": CACHE_CONTROL})
-    return FILES.respond(request, INDEX)
+    # `answer`: an unexpected failure (an unreadable file) is the hub's one error shape, logged.
+    return answer(request, lambda: FILES.respond(request, INDEX))
 
 
 @console.route("/console/{file}", methods=["GET"])
 def console_file(file: str) -> Response:
     from chalicelib.console.files import FILES
 
-    return FILES.respond(_request(), file)
+    request = _request()
+    return answer(request, lambda: FILES.respond(request, file))

@@ -223,6 +223,9 @@ def test_api_errors_and_network_failures_are_shown_not_thrown(page, hub):
     page.goto(f"{hub.url}/console/#/customers?identifier=nonsense")
     page.get_by_role("alert").wait_for()
     assert "Could not search" in page.get_by_role("alert").inner_text()
+    # A malformed escape in the address is the hub's to answer, not an error that stops the page.
+    page.goto(f"{hub.url}/console/#/customers/%E0")
+    page.get_by_role("alert").wait_for()
 
     page.route("**/v1/status", lambda route: route.abort())
     page.goto(f"{hub.url}/console/#/health")

@@ -197,8 +197,10 @@ def _webhooks(refs: dict) -> dict:
         {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
          "description": "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated during key rotation."},
     ]
-    responses = {"2XX": {"description": "Accepted; anything else is retried."},
-                 "410": {"description": "Stop sending: the destination is disabled, never retried."}}
+    responses = {"2XX": {"description": "Accepted."},
+                 "4XX": {"description": "Refused: dead-lettered with your response as the reason, never retried "
+                                        "(except 408 and 429, which are retried honouring `Retry-After`)."},
+                 "5XX": {"description": "Retried with backoff, then dead-lettered."}}
     webhooks = {}
     for event_type in (*CONTACT_EVENT_TYPES, *CUSTOMER_EVENT_TYPES):
         envelope = ContactEvent if event_type in CONTACT_EVENT_TYPES else m.CustomerEventEnvelope

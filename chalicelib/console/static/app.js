@@ -24,8 +24,18 @@ const main = document.getElementById("main");
 /** `#/customers/cus_1?x=y` → {page: "customers", rest: ["cus_1"], params}. */
 export function currentRoute() {
   const [path, search = ""] = location.hash.replace(/^#\/?/, "").split("?");
-  const [page, ...rest] = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const [page, ...rest] = path.split("/").filter(Boolean).map(decodeSegment);
   return {page: page || "exceptions", rest, params: new URLSearchParams(search)};
+}
+
+/** A path segment as typed: a malformed escape (`%E0`) stays as it is, and the page then shows
+ * what the hub answers for it, rather than the console stopping on a URIError. */
+function decodeSegment(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 /** Go to a route (`navigate("customers", ["cus_1"])`). */

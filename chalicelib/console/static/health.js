@@ -29,7 +29,7 @@ export async function renderHealth(view) {
           ["Events", status.rules.events.version ?? unknown(status.rules.events)], ["from", status.rules.events.source]]))),
       h("section", {class: "card"}, h("h2", {}, "Queues"),
         table(["Queue", "Messages waiting or in flight"], status.queues.map((q) => [q.name,
-          q.depth === null ? (q.error ? unknown(q) : "not measured here (see the CloudWatch dashboard)") : h("span", {class: q.depth > 0 && q.name.includes("dead") ? "badge bad" : ""}, String(q.depth))]))),
+          q.depth === null ? (q.error ? unknown(q) : "not measured by this queue") : h("span", {class: q.depth > 0 && q.name.includes("dead") ? "badge bad" : ""}, String(q.depth))]))),
       h("section", {class: "card"}, h("h2", {}, "Circuits"),
         !circuits.observed ? emptyBox(circuits.error || circuits.note || "Not observed in this process.")
           : circuits.open.length ? table(["Destination", "Open for"], circuits.open.map((c) => [c.destination, `${c.open_for_seconds} s`]))
