@@ -96,3 +96,16 @@ def test_every_provider_page_is_a_handler_of_a_known_provider_under_its_own_path
         module, _, attribute = target.partition(":")
         assert module.startswith(f"chalicelib.adapters.channels.{provider}."), target
         assert callable(getattr(import_module(module), attribute)), target
+
+
+def test_every_providers_api_contract_describes_only_its_own_paths():
+    from importlib import import_module
+
+    from chalicelib.adapters.channels.registry import API_CONTRACTS, CHANNELS
+
+    assert API_CONTRACTS, "the web chat's widget API is described"
+    for provider, target in API_CONTRACTS.items():
+        assert provider in CHANNELS and target.startswith(f"chalicelib.adapters.channels.{provider}."), target
+        module, _, name = target.partition(":")
+        paths = {op.path for op in getattr(import_module(module), name)()}
+        assert paths and all(p.startswith((f"/{provider}/", f"/webhooks/{provider}")) for p in paths), paths

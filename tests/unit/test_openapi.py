@@ -53,7 +53,8 @@ def test_an_entry_without_a_route_is_named():
 
 def test_a_path_served_by_another_route_names_a_route_of_the_table():
     served = {op.key: op.served_by for op in OPERATIONS if op.served_by}
-    assert served == {("GET", "/console/"): "/console"}
+    assert served == {("GET", "/console/"): "/console", ("POST", "/webhooks/webchat"): "/webhooks/{provider}",
+                      ("GET", "/webhooks/webchat/messages"): "/webhooks/{provider}/{hook}"}
     stray = Operation("GET", "/v1/gone/", "gone", "system", "Gone", (Reply(200, "ok"),), (), served_by="/v1/gone")
     with pytest.raises(UnregisteredRouteError, match=r"registry entry GET /v1/gone/ names no route"):
         check_registry(app.routes, (*OPERATIONS, stray))
@@ -140,3 +141,14 @@ def test_hubctl_openapi_prints_the_document(capsys, document):
 
     assert main(["openapi"]) == 0
     assert capsys.readouterr().out == render(document)
+
+
+def test_the_web_chat_widgets_api_is_in_the_document_with_its_real_shapes(document):
+    """A browser client needs the message's and the replies' shapes, not "a provider's payload"."""
+    send = document["paths"]["/webhooks/webchat"]["post"]
+    replies = document["paths"]["/webhooks/webchat/messages"]["get"]
+
+    assert send["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/WebchatMessage"}
+    assert send["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/WebchatAccepted")
+    assert {p["name"] for p in replies["parameters"]} >= {"site_id", "visitor_id", "after", "Authorization"}
+    assert replies["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/WebchatReplies")

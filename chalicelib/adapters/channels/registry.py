@@ -63,3 +63,10 @@ PAGES: dict[str, ProviderPage] = {
     "/webchat/widget.js": ProviderPage("webchat", f"{_PACKAGE}.webchat.pages:widget_script"),
     "/webchat/demo.html": ProviderPage("webchat", f"{_PACKAGE}.webchat.pages:demo_page", announce="Web chat demo"),
 }
+
+#: Where a provider describes its own HTTP API for the OpenAPI document (`"module:function"`
+#: returning `chalicelib.api.openapi.spec.Operation`s): its pages and what its browser client
+#: calls. Imported only when the document is built.
+API_CONTRACTS: dict[str, str] = {
+    "webchat": f"{_PACKAGE}.webchat.api_contract:operations",
+}

@@ -7,11 +7,11 @@ route the table does not have, so a new route cannot ship without its contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.adapters.channels.registry import CHANNELS
+from chalicelib.adapters.channels.registry import API_CONTRACTS, CHANNELS
 from chalicelib.api.openapi import models as m
+from chalicelib.api.openapi.spec import JSON, Body, Operation, Param, Reply  # noqa: F401 (the registry's vocabulary)
 from chalicelib.domain.business_events import EventIn
 from chalicelib.domain.models import Case
 from chalicelib.domain.stored import MergeRecord
@@ -22,71 +22,18 @@ from chalicelib.service.send_request import SendRequest
 #: Statuses every API-key route can answer: a bad parameter or body, no or a wrong key, a key
 #: without the scope, the store briefly unavailable.
 AUTH_ERRORS = (400, 401, 403, 503)
-JSON = "application/json"
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    description: str
-    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
-    required: bool = False
+def provider_operations() -> list[Operation]:
+    """What each provider package says of its own routes (`API_CONTRACTS` of the channel registry):
+    the web chat's widget API and pages, named here by no provider."""
+    from importlib import import_module
 
-
-@dataclass(frozen=True)
-class Reply:
-    """A success (or redirect) response: its status, description, body model and media type."""
-
-    status: int
-    description: str
-    model: Any = None
-    media: str | None = JSON
-    headers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Body:
-    """A request body: a pydantic model (or a JSON Schema dict) per media type."""
-
-    schemas: dict[str, Any]
-    required: bool = True
-    description: str = ""
-    #: Models a JSON Schema dict of `schemas` refers to (`#/components/schemas/<name>`).
-    refs: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    tag: str
-    summary: str
-    replies: tuple[Reply, ...]
-    #: The 4xx/5xx statuses it answers, each in the one error shape.
-    errors: tuple[int, ...]
-    #: The API key scope it needs; None for a public route (or, with `any_key`, any valid key).
-    scope: str | None = None
-    #: Needs a valid key whatever its scopes (`GET /v1/me`).
-    any_key: bool = False
-    description: str = ""
-    body: Body | None = None
-    query: tuple[Param, ...] = ()
-    #: Path parameter descriptions (and schemas, by name) beyond "a string".
-    path_params: dict[str, Param] = field(default_factory=dict)
-    headers: tuple[Param, ...] = ()
-    #: The route of the table that answers this path, when it is not the path itself: API Gateway
-    #: and the embedded gateway send `/console/` to the `/console` route, which tells them apart.
-    served_by: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.method, self.path
-
-    @property
-    def route_key(self) -> tuple[str, str]:
-        """The (method, path) of the route of the table that answers it."""
-        return self.method, self.served_by or self.path
+    operations: list[Operation] = []
+    for target in API_CONTRACTS.values():
+        module, _, name = target.partition(":")
+        operations += getattr(import_module(module), name)()
+    return operations
 
 
 #: Routes of the table that are not operations: the JSON 404 for paths nothing else serves.
@@ -258,7 +205,7 @@ OPERATIONS: tuple[Operation, ...] = (
                      Param("signature", "The link's signature.", required=True)),
               path_params={"contact_id": Param("contact_id", "The contact the attachment came with."),
                            "name": Param("name", "The attachment's file name.")}),
-    # --- console and web chat widget (static files) ---------------------------------------------
+    # --- the operator console (static files) ----------------------------------------------------
     Operation("GET", "/console", "console_redirect", "console", "Redirect to the operator console",
               (Reply(302, "To `console/` (relative, so it works under a stage prefix).", media=None,
                      headers=("Location",)),), ()),
@@ -271,17 +218,6 @@ OPERATIONS: tuple[Operation, ...] = (
                Reply(304, "Unchanged since the `If-None-Match` ETag.", media=None)), (404,),
               path_params={"file": Param("file", "The file's name, as the console's manifest lists it.")},
               headers=(Param("If-None-Match", "The ETag of the copy the browser holds."),)),
-    Operation("GET", "/webchat/widget.js", "webchat_widget", "webchat", "The web chat widget script",
-              (Reply(200, "The script; embed with one `<script>` tag and the site id (docs/channels/webchat.md).",
-                     {"type": "string"}, media="text/javascript"),
-               Reply(304, "Unchanged since the `If-None-Match` ETag.", media=None)), (),
-              headers=(Param("If-None-Match", "The ETag of the copy the browser holds."),)),
-    Operation("GET", "/webchat/demo.html", "webchat_demo", "webchat", "The web chat widget's demo page (embedded runtime only)",
-              (Reply(200, "The demo page, embedding the widget for the first configured site.", {"type": "string"},
-                     media="text/html"),), (400, 404),
-              description="404 on AWS and when no web chat site is configured; 400 names a parameter it cannot use.",
-              query=tuple(Param(name, text) for name, text in (
-                  ("external_id", "A signed claim the demo signs with the site's first identity secret."),
-                  ("email", "A signed e-mail claim."), ("phone", "A signed phone claim."),
-                  ("name", "The visitor's name."), ("lang", "`de` or `en`.")))),
+    # --- the channel providers' own routes (their browser clients' API and pages) ---------------
+    *provider_operations(),
 )
