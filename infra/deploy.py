@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     targets.add_argument("--alarm-email", metavar="ADDRESS",
                          help="notify this address (creates the topic hub-<stage>-alarms; confirm the mail AWS sends)")
     targets.add_argument("--alarm-topic-arn", metavar="ARN", help="notify this existing SNS topic")
-    targets.add_argument("--no-alarm-actions", action="store_true", help="alarms notify nobody (the default)")
+    targets.add_argument("--no-alarm-actions", action="store_true", help="alarms notify nobody (the default for a new stack; an update keeps the target set before unless told)")
     monitoring.add_argument("--alarm-setting", action="append", default=[], metavar="NAME=VALUE",
                             help="override an alarm threshold, e.g. DeliveryOldestMessageSeconds=3600 (repeatable)")
     args = parser.parse_args(argv)

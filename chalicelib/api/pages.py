@@ -5,6 +5,7 @@ beyond this module."""
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 
 from chalice import Blueprint, Response
@@ -22,8 +23,8 @@ def _route(path: str, target: str) -> None:
         handler = getattr(import_module(module), attribute)
         return handler(HttpRequest.of(pages.current_request))
 
-    # Chalice names a route's view after its function: one name per page.
-    serve.__name__ = serve.__qualname__ = f"page_{attribute}"
+    # Chalice names a route's view after its function: one name per page, from its unique path.
+    serve.__name__ = serve.__qualname__ = "page_" + re.sub(r"\W", "_", path.strip("/"))
     pages.route(path, methods=["GET"])(serve)
 
 

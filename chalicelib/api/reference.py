@@ -30,7 +30,7 @@ def document_text(routes) -> str:
 def openapi_document() -> Response:
     request = HttpRequest.of(reference.current_request)
     # A blueprint holds the app it was registered on; its route table is the document's source.
-    routes = reference._current_app.routes
+    routes = reference.current_app.routes
     return answer(request, lambda: Response(body=document_text(routes), status_code=200,
                                             headers={"Content-Type": "application/json",
                                                      "Cache-Control": "public, max-age=300"}))

@@ -96,8 +96,9 @@ export function releaseBody(values) {
   if (values.skills.trim()) {
     body.skills = {};
     for (const part of values.skills.split(",").map((s) => s.trim()).filter(Boolean)) {
-      const [name, level] = part.split(":").map((s) => s.trim());
-      if (!name || !/^[0-9]+$/.test(level || "")) throw new Error(`skills: "${part}" is not name:level (a whole number)`);
+      const pieces = part.split(":").map((s) => s.trim());
+      const [name, level] = pieces;
+      if (pieces.length !== 2 || !name || !/^[0-9]+$/.test(level)) throw new Error(`skills: "${part}" is not name:level (a whole number)`);
       body.skills[name] = Number(level);
     }
   }
