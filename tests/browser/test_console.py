@@ -119,6 +119,9 @@ def test_a_bad_route_is_shown_with_the_hubs_message_and_nothing_is_released(page
     card.get_by_label("Skills").fill("german=3")
     card.get_by_role("button", name="Resolve").click()
     card.get_by_role("alert").filter(has_text='skills: "german=3" is not name:level').wait_for()
+    card.get_by_label("Skills").fill("german:3:x")  # never cut short to german:3
+    card.get_by_role("button", name="Resolve").click()
+    card.get_by_role("alert").filter(has_text='skills: "german:3:x" is not name:level').wait_for()
 
     assert len(hub.api("/v1/exceptions").json()["data"]) == 1
     assert card.get_by_role("button", name="Resolve").is_enabled()
