@@ -132,6 +132,10 @@ class ConsumerApi:
         return self._answer(request, "operations", lambda caller: _page(*self._operations.dead_letters(
             destination=request.query.get("destination"), limit=_limit(request), cursor=_cursor(request, prefix="dlv_"))))
 
+    def replay_dead_letters(self, request: HttpRequest) -> Response:
+        return self._answer(request, "operations", lambda caller: json_response(
+            self._operations.replay_batch(request.json_object()), status=202))
+
     def replay_dead_letter(self, request: HttpRequest, letter_id: str) -> Response:
         return self._answer(request, "operations", lambda caller: json_response(
             self._operations.replay(letter_id), status=202), dead_letter=letter_id)
@@ -338,6 +342,11 @@ def explain_routing() -> Response:
 @consumer.route("/v1/dead-letters", methods=["GET"])
 def list_dead_letters() -> Response:
     return _api().list_dead_letters(_request())
+
+
+@consumer.route("/v1/dead-letters/replay", methods=["POST"])
+def replay_dead_letters() -> Response:
+    return _api().replay_dead_letters(_request())
 
 
 @consumer.route("/v1/dead-letters/{letter_id}/replay", methods=["POST"])

@@ -14,6 +14,10 @@ from chalicelib.adapters.queue.base import Queue
 from chalicelib.adapters.store.base import Store
 from chalicelib.errors import RequestRejectedError
 
+#: Dead letters one `POST /v1/dead-letters/replay` queues again: by default, and at most.
+REPLAY_BATCH_DEFAULT = 25
+REPLAY_BATCH_MAX = 100
+
 
 class Operations:
     def __init__(self, *, store: Store, delivery_queue: Callable[[], Queue], config, router: Callable[[], Any],
@@ -76,6 +80,27 @@ class Operations:
 
         return len(replay_destination(self._store, self._delivery_queue(), destination, now=self._clock(), limit=limit,
                                       outbound_queue=self._outbound_queue))
+
+    def replay_batch(self, body: Any) -> dict:
+        """`POST /v1/dead-letters/replay`: `{"destination", "limit"?}`, up to `limit` (1-100,
+        default 25) of the destination's dead letters queued again, oldest first; `more` says
+        whether any are left, so a client repeats the call until it is false. Bounded per call
+        so a destination with thousands of letters never outlasts one API request. Raises
+        `RequestRejectedError` (400) naming the field at fault."""
+        if not isinstance(body, dict):
+            raise RequestRejectedError("body must be a JSON object")
+        unknown = sorted(str(key)[:40] for key in body if key not in ("destination", "limit"))
+        if unknown:
+            raise RequestRejectedError(f"unknown field {unknown[0]} (use destination, limit)", detail={"field": unknown[0]})
+        destination, limit = body.get("destination"), body.get("limit", REPLAY_BATCH_DEFAULT)
+        if not isinstance(destination, str) or not destination.strip():
+            raise RequestRejectedError("destination is required: the destination whose dead letters to replay",
+                                       detail={"field": "destination"})
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= REPLAY_BATCH_MAX:
+            raise RequestRejectedError(f"limit must be a whole number from 1 to {REPLAY_BATCH_MAX}", detail={"field": "limit"})
+        queued = self.replay_destination(destination, limit=limit)
+        more = bool(self._store.list_dead_letters(destination=destination, limit=1).items)
+        return {"destination": destination, "queued": queued, "more": more}
 
     # --- webhook items kept raw --------------------------------------------------------------------
 

@@ -150,6 +150,7 @@ def test_replay_one_dead_letter_then_all_of_a_destination(page, hub):
     page.get_by_role("button", name="Filter").click()
     page.get_by_role("button", name="Replay all of crm").click()
     page.get_by_role("button", name="Yes, replay every dead letter of crm").click()
+    page.get_by_role("status").filter(has_text="Queued 1 dead letter of crm again.").wait_for()
     page.get_by_text("No dead letters match this filter.").wait_for()
 
     assert hub.api("/v1/dead-letters").json()["data"] == []

@@ -59,6 +59,7 @@ ROUTES = [
           b'{"contact": {"channel": "sms", "text": "hello"}}'),
     Route("GET", "/v1/dead-letters", "operations", "/v1/dead-letters?limit=5"),
     Route("POST", "/v1/dead-letters/{letter_id}/replay", "operations", f"/v1/dead-letters/{LETTER}/replay", b"{}"),
+    Route("POST", "/v1/dead-letters/replay", "operations", "/v1/dead-letters/replay", b'{"destination": "crm"}'),
     Route("GET", "/v1/unhandled-events", "operations", "/v1/unhandled-events?day=2026-01-02&limit=5"),
     Route("POST", "/v1/messages", "messages:send", "/v1/messages",
           b'{"to": {"customer_id": "%s"}, "text": "Hallo"}' % CUSTOMER.encode()),

@@ -38,6 +38,17 @@ class Health(BaseModel):
     stage: str
 
 
+class ReplayBatchRequest(BaseModel):
+    destination: str = Field(description="The destination whose dead letters to queue again.")
+    limit: int = Field(default=25, ge=1, le=100, description="At most this many in this call.")
+
+
+class ReplayBatch(BaseModel):
+    destination: str
+    queued: int = Field(description="Dead letters queued again by this call, oldest first.")
+    more: bool = Field(description="True while the destination has dead letters left: call again.")
+
+
 class Me(BaseModel):
     """Who the presented key is: the console disables what it may not do."""
 

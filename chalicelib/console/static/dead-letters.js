@@ -108,19 +108,22 @@ export async function renderDeadLetters(view, {params, navigate}) {
     no.addEventListener("click", () => { confirmRow.hidden = true; replayAll.focus(); });
     yes.addEventListener("click", async () => {
       confirmRow.hidden = true;
-      const ids = [];
+      // The hub replays a bounded batch per call and says whether any are left.
+      let queued = 0;
       try {
-        let cursor = null;
-        do {
-          const page = await api(`/v1/dead-letters${query({destination, limit: 100, cursor})}`);
-          ids.push(...page.data.map((letter) => letter.id));
-          cursor = page.next_cursor;
-        } while (cursor);
+        let more = true;
+        while (more) {
+          fill(result, loading(`Queued ${queued} so far…`));
+          const batch = await api("/v1/dead-letters/replay", {method: "POST", body: {destination, limit: 100}});
+          queued += batch.queued;
+          more = batch.more && batch.queued > 0;
+        }
+        fill(result, okBox(`Queued ${queued} dead letter${queued === 1 ? "" : "s"} of ${destination} again.`));
       } catch (error) {
-        fill(result, errorBox(error, "Could not list the dead letters to replay"));
-        return;
+        fill(result, queued ? okBox(`Queued ${queued} before the hub refused:`) : null,
+          errorBox(error, `Could not replay the dead letters of ${destination}`));
       }
-      await replayIds(ids);
+      await load();
     });
   });
 

@@ -44,8 +44,8 @@ export function okBox(text) {
   return h("div", {class: "notice ok", role: "status"}, text);
 }
 
-export function loading() {
-  return h("p", {class: "notice loading", "aria-busy": "true"}, "Loading…");
+export function loading(text = "Loading…") {
+  return h("p", {class: "notice loading", "aria-busy": "true"}, text);
 }
 
 /** A time as the operator's clock shows it, with the UTC value as its tooltip. */
