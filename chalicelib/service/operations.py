@@ -16,7 +16,7 @@ from chalicelib.errors import RequestRejectedError
 
 #: Dead letters one `POST /v1/dead-letters/replay` queues again: by default, and at most.
 REPLAY_BATCH_DEFAULT = 25
-REPLAY_BATCH_MAX = 100
+REPLAY_BATCH_MAX = 50
 
 
 class Operations:
@@ -82,7 +82,7 @@ class Operations:
                                       outbound_queue=self._outbound_queue))
 
     def replay_batch(self, body: Any) -> dict:
-        """`POST /v1/dead-letters/replay`: `{"destination", "limit"?}`, up to `limit` (1-100,
+        """`POST /v1/dead-letters/replay`: `{"destination", "limit"?}`, up to `limit` (1-50,
         default 25) of the destination's dead letters queued again, oldest first; `more` says
         whether any are left, so a client repeats the call until it is false. Bounded per call
         so a destination with thousands of letters never outlasts one API request. Raises

@@ -40,7 +40,7 @@ class Health(BaseModel):
 
 class ReplayBatchRequest(BaseModel):
     destination: str = Field(description="The destination whose dead letters to queue again.")
-    limit: int = Field(default=25, ge=1, le=100, description="At most this many in this call.")
+    limit: int = Field(default=25, ge=1, le=50, description="At most this many in this call (each costs the API function a few AWS calls: bounded, so a call ends well within its timeout).")
 
 
 class ReplayBatch(BaseModel):

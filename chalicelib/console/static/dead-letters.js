@@ -114,7 +114,7 @@ export async function renderDeadLetters(view, {params, navigate}) {
         let more = true;
         while (more) {
           fill(result, loading(`Queued ${queued} so far…`));
-          const batch = await api("/v1/dead-letters/replay", {method: "POST", body: {destination, limit: 100}});
+          const batch = await api("/v1/dead-letters/replay", {method: "POST", body: {destination}});
           queued += batch.queued;
           more = batch.more && batch.queued > 0;
         }
