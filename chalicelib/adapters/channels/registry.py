@@ -47,6 +47,7 @@ PULL_ENTRIES: dict[str, tuple[str, PullEntry]] = {
     "ses-inbound": ("ses", PullEntry("ses-inbound", fifo=False, reserve_seconds=10.0)),
 }
 
+
 class ProviderPage(NamedTuple):
     """A provider's own public page: its handler (`"module:function"`, `HttpRequest ->
     chalice.Response`) and, for a page worth opening, what `make run` calls it."""
