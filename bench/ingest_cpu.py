@@ -58,8 +58,8 @@ G2_LIMIT = 8.0
 #: G2's budget) on a 2 KB WhatsApp webhook; the stored text fixture is 580 bytes, so both are shown.
 FIXTURES = (("twilio", "sms_text", None), ("meta", "whatsapp_text", None), ("meta", "whatsapp_text", 2048))
 #: The G2 rows that are reported, not targets: the 580-byte WhatsApp fixture's F_parse (13 µs) is
-#: smaller than the 2 KB one G2 is defined on (15 µs), which makes its 8x stricter than the target (its ratio stays
-#: in the table, with the limit it would have).
+#: smaller than the 2 KB one G2 is defined on (15 µs), which makes its 8x stricter than the target
+#: (its ratio stays in the table, with the limit it would have).
 G2_REPORTED = {("meta", "whatsapp_text", None)}
 REF_QUEUE = queue_url("ref-inbound.fifo")
 
