@@ -105,7 +105,11 @@ def _dead_letters(args: argparse.Namespace) -> int:
     hub = Hub(Settings.from_environ())
     try:
         if args.action == "list":
-            letters, more = hub.operations.dead_letters(destination=args.destination, limit=args.limit)
+            letters, more = hub.operations.dead_letters(destination=args.destination, kind=args.kind, limit=args.limit)
+            while more and args.kind and len(letters) < args.limit:  # a kind's pages may hold fewer than asked
+                page, more = hub.operations.dead_letters(destination=args.destination, kind=args.kind,
+                                                         limit=args.limit - len(letters), cursor=more)
+                letters += page
             for entry in letters:
                 print(f"{entry['id']}  {entry['destination']}  {entry['kind']}  attempts {entry['attempts']}  "
                       f"dead {entry['dead_at']}  {entry['reason']}")
@@ -472,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     dead.add_argument("action", choices=["list", "replay"])
     dead.add_argument("--destination", help="only this destination's dead letters")
     dead.add_argument("--id", help="replay this one dead letter (its delivery id)")
+    dead.add_argument("--kind", choices=["contact", "customer_event", "message"],
+                      help="list only letters of this kind (a delivery of a contact or a customer event, or a message)")
     dead.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     dead.set_defaults(func=_dead_letters)
 

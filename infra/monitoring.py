@@ -68,7 +68,7 @@ class WorkQueue(NamedTuple):
     max_age_seconds: int
 
 
-QUEUES = (
+APP_QUEUES = (
     # Processing is a few store calls: ten minutes means the worker is failing or throttled.
     WorkQueue("Inbound", "inbound.fifo", "inbound-dlq.fifo", "process_inbound", 600),
     # A destination that is down keeps its deliveries retrying for up to 8 × 360 s.
@@ -77,8 +77,25 @@ QUEUES = (
     WorkQueue("Outbound", "outbound.fifo", "outbound-dlq.fifo", "send", 900),
     # A broadcast to a large segment legitimately queues its members for a while.
     WorkQueue("Events", "events.fifo", "events-dlq.fifo", "process_events", 1800),
-    WorkQueue("SesInbound", "ses-inbound", "ses-inbound-dlq", "ses_inbound", 900),
 )
+#: How old a pull entry's oldest announcement may get: one message a worker reads from where the
+#: provider left it (SES: mail in S3) takes seconds, so fifteen minutes means it is failing.
+PULL_QUEUE_MAX_AGE_SECONDS = 900
+
+
+def pull_queues() -> tuple[WorkQueue, ...]:
+    """The queues of the providers' queue-fed ways in (`PULL_ENTRIES`), named as
+    infra/stateful.yaml creates them: `hub-<stage>-<name>` and `<name>-dlq`."""
+    from chalicelib.adapters.channels.registry import PULL_ENTRIES
+
+    suffix = {True: ".fifo", False: ""}
+    return tuple(WorkQueue("".join(part.title() for part in name.split("-")), name + suffix[entry.fifo],
+                           f"{name}-dlq{suffix[entry.fifo]}", entry.function_name, PULL_QUEUE_MAX_AGE_SECONDS)
+                 for name, (_, entry) in PULL_ENTRIES.items())
+
+
+#: Every queue a function consumes.
+QUEUES = APP_QUEUES + pull_queues()
 #: Dead-letter queues no worker consumes from: EventBridge Scheduler's, for timers it could not deliver.
 OTHER_DEAD_LETTER_QUEUES = (("Timers", "timers-dlq"),)
 

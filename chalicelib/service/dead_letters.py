@@ -8,6 +8,7 @@ what the vendor already accepted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from pydantic import TypeAdapter
 from chalicelib.adapters.queue.base import OutgoingMessage, Queue
 from chalicelib.adapters.store.base import Store
 from chalicelib.domain.ids import group_id
-from chalicelib.domain.models import CustomerEvent, DeadLetter, DeliveryJob, DeliveryWork
+from chalicelib.domain.models import DeadLetter, DeliveryJob, DeliveryWork
 from chalicelib.errors import NotFoundError
 
 _WORK = TypeAdapter(DeliveryWork)
@@ -89,7 +90,15 @@ def _replay_message(store: Store, outbound_queue: OutboundQueue, letter: DeadLet
     return letter
 
 
+#: What a dead letter holds: a contact's delivery, a customer event's delivery, or an outbound
+#: message the send worker gave up on.
+DEAD_LETTER_KINDS = ("contact", "customer_event", "message")
+
+
 def summary(letter: DeadLetter) -> dict:
-    """A dead letter as the API lists it: everything but the job body."""
-    kind = letter.kind or ("customer_event" if isinstance(_WORK.validate_json(letter.job), CustomerEvent) else "contact")
+    """A dead letter as the API lists it: everything but the job body, with its kind
+    (`DEAD_LETTER_KINDS`)."""
+    # The job's own discriminator (`DeliveryWork`), read without validating the whole job: a
+    # kind filter reads hundreds of letters per call.
+    kind = letter.kind or json.loads(letter.job).get("kind", "contact")
     return {**letter.model_dump(mode="json", exclude={"job"}), "kind": kind}

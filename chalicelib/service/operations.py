@@ -17,6 +17,9 @@ from chalicelib.errors import RequestRejectedError
 #: Dead letters one `POST /v1/dead-letters/replay` queues again: by default, and at most.
 REPLAY_BATCH_DEFAULT = 25
 REPLAY_BATCH_MAX = 50
+#: A kind filter reads at most this many store pages of this many letters per call.
+KIND_SCAN_PAGES = 5
+KIND_SCAN_PAGE_SIZE = 100
 
 
 class Operations:
@@ -58,11 +61,36 @@ class Operations:
 
     # --- dead letters ------------------------------------------------------------------------------
 
-    def dead_letters(self, *, destination: str | None, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
-        from chalicelib.service.dead_letters import summary
+    def dead_letters(self, *, destination: str | None, limit: int, cursor: str | None = None,
+                     kind: str | None = None) -> tuple[list[dict], str | None]:
+        """A page of dead letters in id order, optionally of one destination and one kind
+        (`DEAD_LETTER_KINDS`). The store keys letters by id only, so a kind is a filter over what
+        it reads: at most `KIND_SCAN_PAGES` store pages per call, and a page may then hold fewer
+        than `limit` letters (even none) with a `next_cursor` to go on from. Raises
+        `RequestRejectedError` for an unknown kind."""
+        from chalicelib.service.dead_letters import DEAD_LETTER_KINDS, summary
 
-        page = self._store.list_dead_letters(destination=destination, limit=limit, cursor=cursor)
-        return [summary(letter) for letter in page.items], page.cursor
+        if kind is None:
+            page = self._store.list_dead_letters(destination=destination, limit=limit, cursor=cursor)
+            return [summary(letter) for letter in page.items], page.cursor
+        if kind not in DEAD_LETTER_KINDS:
+            raise RequestRejectedError(f"kind must be one of {', '.join(DEAD_LETTER_KINDS)}", detail={"field": "kind"})
+        found: list[dict] = []
+        for _ in range(KIND_SCAN_PAGES):
+            page = self._store.list_dead_letters(destination=destination, limit=KIND_SCAN_PAGE_SIZE, cursor=cursor)
+            for position, letter in enumerate(page.items):
+                entry = summary(letter)
+                if entry["kind"] != kind:
+                    continue
+                found.append(entry)
+                if len(found) == limit:
+                    # The cursor is the last id returned; ids are the store's keyset order.
+                    rest = position + 1 < len(page.items) or page.cursor is not None
+                    return found, letter.id if rest else None
+            cursor = page.cursor
+            if cursor is None:
+                return found, None
+        return found, cursor
 
     def replay(self, letter_id: str) -> dict:
         """Queue a dead delivery again, with its delivery id (the vendor sees the same

@@ -77,6 +77,43 @@ def test_a_visitor_writes_an_api_reply_appears_and_a_reload_keeps_the_conversati
     assert [c["direction"] for c in _contacts(running, customer["id"])] == ["outbound", "inbound"]
 
 
+def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, running):
+    first = page
+    first.goto(running.url + "/webchat/demo.html")
+    _open_and_write(first, "Erste Frage")
+    expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
+    second = page.context.new_page()
+    second.goto(running.url + "/webchat/demo.html")
+    expect(second.get_by_role("log").get_by_text("Erste Frage")).to_be_visible()
+
+    # Each tab writes while the other is open: each sees the other's message without a reload.
+    second.get_by_label("Your message").fill("Zweite Frage")
+    second.get_by_label("Your message").press("Enter")
+    expect(first.get_by_role("log").get_by_text("Zweite Frage")).to_be_visible()
+    first.get_by_label("Your message").fill("Dritte Frage")
+    first.get_by_label("Your message").press("Enter")
+    expect(second.get_by_role("log").get_by_text("Dritte Frage")).to_be_visible()
+    expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_have_count(3)
+    expect(second.get_by_role("log").get_by_text("Sent", exact=True)).to_have_count(3)
+
+    visitor = first.evaluate(STATE)["visitorId"]
+    customer = _customer(running, f"webchat:acme/{visitor}")
+    running.wait_for(lambda: len(_contacts(running, customer["id"])) == 3, message="three contacts")
+    _reply(running, customer["id"], "Wir kümmern uns.")
+    for tab in (first, second):
+        expect(tab.get_by_role("log").get_by_text("Wir kümmern uns.")).to_be_visible()
+
+    expected = ["Erste Frage", "Zweite Frage", "Dritte Frage", "Wir kümmern uns."]
+    assert [m["text"] for m in first.evaluate(STATE)["messages"]] == expected
+    for tab in (first, second):
+        tab.reload()
+        texts = tab.get_by_role("log").locator("li").all_inner_texts()
+        assert [next(t for t in expected if t in text) for text in texts] == expected, texts
+    # One visitor, one contact per message: neither tab sent another's message again.
+    assert sorted(c["text"] for c in _contacts(running, customer["id"]) if c["direction"] == "inbound") == \
+        ["Dritte Frage", "Erste Frage", "Zweite Frage"]
+
+
 def test_a_failed_send_is_retried_with_the_same_message_id_and_makes_one_contact(page, running):
     attempts: list[dict] = []
 

@@ -193,7 +193,10 @@ def test_hubctl_send_queues_a_reply_the_running_hub_sends(tmp_path, capsys, monk
                      "--text", "Hallo?"]) == 0
         hub = runtime.hub
         customer = _wait(lambda: hub.customers.find("phone:+4915123456789"))[0]
-        _wait(lambda: hub.customers.timeline(customer["id"], limit=5, cursor=None)[0])
+        # The inbound contact, not just any entry: out of hours an auto-reply is recorded before it.
+        _wait(lambda: any(entry["direction"] == "inbound"
+                          for entry in hub.customers.timeline(customer["id"], limit=5, cursor=None)[0]))
+        customer = hub.customers.find("phone:+4915123456789")[0]
         case = customer["open_case"]["id"] if customer.get("open_case") else None
         capsys.readouterr()
 

@@ -16,7 +16,9 @@ from chalicelib.domain.business_events import EventIn
 from chalicelib.domain.models import Case
 from chalicelib.domain.stored import MergeRecord
 from chalicelib.service.consent import ConsentStatement
+from chalicelib.service.dead_letters import DEAD_LETTER_KINDS
 from chalicelib.service.exceptions import Release
+from chalicelib.service.operations import KIND_SCAN_PAGE_SIZE, KIND_SCAN_PAGES
 from chalicelib.service.send_request import SendRequest
 
 #: Statuses every API-key route can answer: a bad parameter or body, no or a wrong key, a key
@@ -166,7 +168,11 @@ OPERATIONS: tuple[Operation, ...] = (
         (Reply(200, "The decision.", m.RoutingExplanation),), (422,), body=Body({JSON: m.RoutingExplainRequest})),
     _v1("GET", "/v1/dead-letters", "list_dead_letters", "operations", "operations",
         "Deliveries the hub gave up on", (Reply(200, "A page of dead letters.", m.DeadLetterPage),),
-        query=(Param("destination", "Only this destination's dead letters."), *PAGE_PARAMS)),
+        query=(Param("destination", "Only this destination's dead letters."),
+               Param("kind", f"Only letters of this kind. A filter over at most {KIND_SCAN_PAGES * KIND_SCAN_PAGE_SIZE} "
+                     "letters per call: a page may hold fewer than `limit` letters, even none, with a `next_cursor` "
+                     "to go on from.",
+                     {"type": "string", "enum": list(DEAD_LETTER_KINDS)}), *PAGE_PARAMS)),
     _v1("POST", "/v1/dead-letters/replay", "replay_dead_letters", "operations", "operations",
         "Queue a destination's dead letters again, a bounded batch per call (repeat while `more`)",
         (Reply(202, "Queued.", m.ReplayBatch),), (), body=Body({JSON: m.ReplayBatchRequest})),

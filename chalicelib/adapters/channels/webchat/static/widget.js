@@ -78,9 +78,12 @@
              messages: [], lastActive: Date.now(), open: false };
   }
 
+  function read() {
+    try { return JSON.parse(localStorage.getItem(KEY) || "null"); } catch (e) { return null; }
+  }
+
   function load() {
-    var saved = null;
-    try { saved = JSON.parse(localStorage.getItem(KEY) || "null"); } catch (e) { saved = null; }
+    var saved = read();
     if (!saved || !ID_RE.test(saved.visitorId || "") || !Array.isArray(saved.messages)) return fresh();
     // Signed out, or someone else signed in: that person's conversation is not shown here.
     if (saved.claim && saved.claim !== claim) return fresh();
@@ -90,9 +93,58 @@
   }
 
   function save() {
+    // Another tab of the site may have written since this one last read: keep what it added.
+    absorb(read());
     state.messages = state.messages.slice(-KEPT_MESSAGES);
     try { localStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode: this page only */ }
   }
+
+  // --- several tabs of one site share one conversation -------------------------------------------
+
+  var owned = {};     // ids of the messages this tab delivers: its copy of them is the one that counts
+  var revoked = null; // the token the hub refused here, never taken back from another tab
+
+  function absorb(other) {
+    if (!other || !Array.isArray(other.messages) || (other.claim || "") !== (state.claim || "")) return;
+    if (other.visitorId !== state.visitorId) {
+      // Two tabs that both started fresh: the one that has said nothing yet joins the other.
+      if (state.messages.length || !ID_RE.test(other.visitorId || "")) return;
+      state.visitorId = other.visitorId;
+      state.sessionId = other.sessionId;
+      state.token = other.token;
+    }
+    var byId = {}, added = [], changed = [], previous = null;
+    state.messages.forEach(function (m) { byId[m.id] = m; });
+    other.messages.forEach(function (theirs) {
+      var mine = byId[theirs.id];
+      if (!mine) {
+        // In the other tab's order: after the message that precedes it there.
+        state.messages.splice(previous ? state.messages.indexOf(byId[previous]) + 1 : 0, 0, theirs);
+        byId[theirs.id] = theirs;
+        added.push(theirs);
+      } else if (theirs.state !== mine.state && (theirs.state === "sent" || !owned[mine.id])) {
+        Object.keys(theirs).forEach(function (key) { mine[key] = theirs[key]; });
+        changed.push(mine);
+      }
+      previous = theirs.id;
+    });
+    if (other.after && (!state.after || other.after > state.after)) state.after = other.after;
+    var tokenArrived = !state.token && other.token && other.token !== revoked;
+    if (tokenArrived) state.token = other.token;
+    state.lastActive = Math.max(state.lastActive || 0, other.lastActive || 0);
+    if (!added.length && !changed.length && !tokenArrived) return;
+    var tail = state.messages.slice(state.messages.length - added.length);
+    if (added.every(function (m, i) { return tail[i] === m; })) added.forEach(appendMessage); else render();
+    changed.forEach(updateMessage);
+    added.forEach(function (m) { if (m.dir === "in" && !state.open) unread += 1; });
+    renderLauncher();
+    if (tokenArrived) schedulePoll(0);
+  }
+
+  window.addEventListener("storage", function (event) {
+    if (event.key !== KEY || !event.newValue) return;
+    try { absorb(JSON.parse(event.newValue)); } catch (e) { /* not a state this widget wrote */ }
+  });
 
   // --- the DOM, inside a shadow root so the site's CSS cannot reach it ---------------------------
 
@@ -231,11 +283,12 @@
   }
 
   function updateMessage(message) {
-    var old = log.querySelector('[data-id="' + message.id + '"]');
+    var old = log.querySelector('[data-id="' + CSS.escape(message.id) + '"]');
     if (old) old.replaceWith(renderMessage(message)); else render();
   }
 
   function appendMessage(message) {
+    if (log.querySelector('[data-id="' + CSS.escape(message.id) + '"]')) return updateMessage(message);
     var empty = log.querySelector(".empty");
     if (empty) empty.remove();
     log.appendChild(renderMessage(message));
@@ -308,6 +361,7 @@
   function deliver(message) {
     if (inFlight[message.id]) return;
     inFlight[message.id] = true;
+    owned[message.id] = true;
     var payload = { site_id: SITE, visitor_id: state.visitorId, message_id: message.id, session_id: state.sessionId,
                     sent_at: message.sentAt };
     if (message.text) payload.text = message.text;
@@ -382,6 +436,7 @@
       headers: { Authorization: "Bearer " + state.token }, credentials: "omit", mode: "cors",
     }).then(function (response) {
       if (response.status === 401) {
+        revoked = state.token;
         state.token = null; // the next message the visitor sends brings a fresh token
         save();
         return null;
