@@ -105,15 +105,15 @@ def _dead_letters(args: argparse.Namespace) -> int:
     hub = Hub(Settings.from_environ())
     try:
         if args.action == "list":
-            letters, more = hub.operations.dead_letters(destination=args.destination, kind=args.kind, limit=args.limit)
-            while more and args.kind and len(letters) < args.limit:  # a kind's pages may hold fewer than asked
-                page, more = hub.operations.dead_letters(destination=args.destination, kind=args.kind,
-                                                         limit=args.limit - len(letters), cursor=more)
+            letters, cursor = hub.operations.dead_letters(destination=args.destination, kind=args.kind, limit=args.limit)
+            while cursor and args.kind and len(letters) < args.limit:  # a kind's pages may hold fewer than asked
+                page, cursor = hub.operations.dead_letters(destination=args.destination, kind=args.kind,
+                                                           limit=args.limit - len(letters), cursor=cursor)
                 letters += page
             for entry in letters:
                 print(f"{entry['id']}  {entry['destination']}  {entry['kind']}  attempts {entry['attempts']}  "
                       f"dead {entry['dead_at']}  {entry['reason']}")
-            print(f"{len(letters)} dead letters" + (" (more: raise --limit)" if more else ""))
+            print(f"{len(letters)} dead letters" + (" (more: raise --limit)" if cursor else ""))
             return 0
         if args.id:
             hub.operations.replay(args.id)
