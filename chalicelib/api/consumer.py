@@ -130,7 +130,7 @@ class ConsumerApi:
 
     def list_dead_letters(self, request: HttpRequest) -> Response:
         return self._answer(request, "operations", lambda caller: _page(*self._operations.dead_letters(
-            destination=request.query.get("destination"), kind=request.query.get("kind"), limit=_limit(request),
+            destination=request.query.get("destination"), kind=request.query.get("kind") or None, limit=_limit(request),
             cursor=_cursor(request, prefix="dlv_"))))
 
     def replay_dead_letters(self, request: HttpRequest) -> Response:

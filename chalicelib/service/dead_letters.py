@@ -95,10 +95,21 @@ def _replay_message(store: Store, outbound_queue: OutboundQueue, letter: DeadLet
 DEAD_LETTER_KINDS = ("contact", "customer_event", "message")
 
 
+def letter_kind(letter: DeadLetter) -> str:
+    """One of `DEAD_LETTER_KINDS`: a message's letter says so; a delivery's job carries its own
+    discriminator (`DeliveryWork`), read here without validating the whole job, since a kind
+    filter reads hundreds of letters per call. A job that does not say is a contact's (the
+    default of `DeliveryJob.kind`)."""
+    if letter.kind is not None:
+        return letter.kind
+    try:
+        job = json.loads(letter.job)
+    except ValueError:
+        return "contact"
+    kind = job.get("kind") if isinstance(job, dict) else None
+    return kind if kind in DEAD_LETTER_KINDS else "contact"
+
+
 def summary(letter: DeadLetter) -> dict:
-    """A dead letter as the API lists it: everything but the job body, with its kind
-    (`DEAD_LETTER_KINDS`)."""
-    # The job's own discriminator (`DeliveryWork`), read without validating the whole job: a
-    # kind filter reads hundreds of letters per call.
-    kind = letter.kind or json.loads(letter.job).get("kind", "contact")
-    return {**letter.model_dump(mode="json", exclude={"job"}), "kind": kind}
+    """A dead letter as the API lists it: everything but the job body, with its kind."""
+    return {**letter.model_dump(mode="json", exclude={"job"}), "kind": letter_kind(letter)}

@@ -68,25 +68,26 @@ class Operations:
         it reads: at most `KIND_SCAN_PAGES` store pages per call, and a page may then hold fewer
         than `limit` letters (even none) with a `next_cursor` to go on from. Raises
         `RequestRejectedError` for an unknown kind."""
-        from chalicelib.service.dead_letters import DEAD_LETTER_KINDS, summary
+        from chalicelib.service.dead_letters import DEAD_LETTER_KINDS, letter_kind, summary
 
         if kind is None:
             page = self._store.list_dead_letters(destination=destination, limit=limit, cursor=cursor)
             return [summary(letter) for letter in page.items], page.cursor
         if kind not in DEAD_LETTER_KINDS:
-            raise RequestRejectedError(f"kind must be one of {', '.join(DEAD_LETTER_KINDS)}", detail={"field": "kind"})
+            raise RequestRejectedError(f"kind must be one of {', '.join(DEAD_LETTER_KINDS)}",
+                                       detail={"parameter": "kind"})
         found: list[dict] = []
         for _ in range(KIND_SCAN_PAGES):
             page = self._store.list_dead_letters(destination=destination, limit=KIND_SCAN_PAGE_SIZE, cursor=cursor)
-            for position, letter in enumerate(page.items):
-                entry = summary(letter)
-                if entry["kind"] != kind:
-                    continue
-                found.append(entry)
-                if len(found) == limit:
-                    # The cursor is the last id returned; ids are the store's keyset order.
-                    rest = position + 1 < len(page.items) or page.cursor is not None
-                    return found, letter.id if rest else None
+            matching = [letter for letter in page.items if letter_kind(letter) == kind]
+            if len(found) + len(matching) >= limit:
+                taken = matching[:limit - len(found)]
+                found += [summary(letter) for letter in taken]
+                # The cursor is the last id returned (ids are the store's keyset order), unless
+                # this page holds no more of the kind and the store has no more pages.
+                rest = len(matching) > len(taken) or page.cursor is not None
+                return found, taken[-1].id if rest else None
+            found += [summary(letter) for letter in matching]
             cursor = page.cursor
             if cursor is None:
                 return found, None

@@ -83,6 +83,8 @@ def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, 
     _open_and_write(first, "Erste Frage")
     expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
     second = page.context.new_page()
+    errors: list[str] = []
+    second.on("pageerror", lambda error: errors.append(str(error)))
     second.goto(running.url + "/webchat/demo.html")
     expect(second.get_by_role("log").get_by_text("Erste Frage")).to_be_visible()
 
@@ -112,6 +114,33 @@ def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, 
     # One visitor, one contact per message: neither tab sent another's message again.
     assert sorted(c["text"] for c in _contacts(running, customer["id"]) if c["direction"] == "inbound") == \
         ["Dritte Frage", "Erste Frage", "Zweite Frage"]
+    assert errors == []
+
+
+def test_a_message_whose_tab_closed_while_sending_is_sent_by_another_tab(page, running):
+    first = page
+    first.goto(running.url + "/webchat/demo.html")
+    _open_and_write(first, "Erste Frage")
+    expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
+    second = page.context.new_page()
+    second.clock.install()  # the second tab's timers and Date.now, moved on at will below
+    second.goto(running.url + "/webchat/demo.html")
+    expect(second.get_by_role("log").get_by_text("Erste Frage")).to_be_visible()
+
+    held = []
+    first.route("**/webhooks/webchat", lambda route: held.append(route))
+    first.get_by_label("Your message").fill("Verwaist")
+    first.get_by_label("Your message").press("Enter")
+    expect(second.get_by_role("log").get_by_text("Verwaist")).to_be_visible()
+    expect(second.get_by_role("log").get_by_text("Sending…")).to_be_visible()
+    first.close()  # its request never got an answer
+
+    second.clock.run_for(91_000)
+    expect(second.get_by_role("log").get_by_text("Sent", exact=True)).to_have_count(2)
+    visitor = second.evaluate(STATE)["visitorId"]
+    customer = _customer(running, f"webchat:acme/{visitor}")
+    running.wait_for(lambda: len(_contacts(running, customer["id"])) == 2, message="both messages stored")
+    assert sorted(c["text"] for c in _contacts(running, customer["id"])) == ["Erste Frage", "Verwaist"]
 
 
 def test_a_failed_send_is_retried_with_the_same_message_id_and_makes_one_contact(page, running):
@@ -158,6 +187,35 @@ def test_a_refused_message_says_why_and_offers_to_send_again(page, running):
     again.click()
     expect(log.get_by_role("button", name="Send again")).to_be_visible()
     assert len(sent) == 1 and sent[0] == page.evaluate(STATE)["messages"][0]["id"]
+
+
+def test_sending_again_after_a_reload_shows_the_new_try_and_gets_through(page, running):
+    page.route("**/webhooks/webchat", lambda route: route.fulfill(
+        status=400, content_type="application/json", body='{"error": {"message": "try later"}}'))
+    page.goto(running.url + "/webchat/demo.html")
+    _open_and_write(page, "Refused once")
+    log = page.get_by_role("log")
+    expect(log.get_by_role("button", name="Send again")).to_be_visible()
+    page.unroute("**/webhooks/webchat")
+
+    page.reload()
+    held = []
+    page.route("**/webhooks/webchat", lambda route: held.append(route))
+    log = page.get_by_role("log")
+    log.get_by_role("button", name="Send again").click()
+
+    # While the new try is on its way, the message says so; the stored refusal does not come back.
+    expect(log.get_by_text("Sending…")).to_be_visible()
+    expect(log.get_by_role("button", name="Send again")).to_have_count(0)
+    assert page.evaluate(STATE)["messages"][0]["state"] == "pending"
+    for _ in range(100):  # the held request reaches the route handler when Playwright next listens
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    held[0].continue_()
+    expect(log.get_by_text("Sent", exact=True)).to_be_visible()
+    assert page.evaluate(STATE)["messages"][0]["state"] == "sent"
 
 
 def test_the_signed_identity_links_the_visitor_to_a_verified_customer(page, running):

@@ -82,12 +82,29 @@ def test_a_call_reads_a_bounded_number_of_store_pages_and_says_where_to_go_on(ru
     assert pages == [["dlv_0003"], ["dlv_0007"], ["dlv_0011"]]
 
 
-def test_an_unknown_kind_is_400_naming_the_field(running, letters):
+def test_the_last_letters_of_a_kind_come_without_a_cursor(running, letters):
+    last = _page(running, "kind=customer_event&limit=3")
+
+    assert [letter["id"] for letter in last["data"]] == ["dlv_0003", "dlv_0007", "dlv_0011"]
+    assert last["next_cursor"] is None
+
+
+def test_an_unknown_kind_is_400_naming_the_parameter_and_an_empty_one_is_none(running, letters):
     answer = running.api("/v1/dead-letters?kind=parcel")
 
     assert answer.status == 400
-    assert answer.json()["error"]["detail"] == {"field": "kind"}
+    assert answer.json()["error"]["detail"] == {"parameter": "kind"}
     assert "contact, customer_event, message" in answer.json()["error"]["message"]
+    assert len(_page(running, "kind=&limit=100")["data"]) == len(letters)
+
+
+@pytest.mark.parametrize("job", ["[1, 2]", "null", '"text"', "{not json", '{"kind": "parcel"}'])
+def test_a_letter_whose_job_does_not_say_its_kind_is_listed_as_a_contacts(running, job):
+    letter = _letter(1, "contact").model_copy(update={"job": job})
+    running.hub.store.put_dead_letter(letter)
+
+    assert [entry["kind"] for entry in _page(running, "kind=contact")["data"]] == ["contact"]
+    assert _page(running, "kind=customer_event")["data"] == []
 
 
 def test_hubctl_lists_one_kind(running, letters, tmp_path):

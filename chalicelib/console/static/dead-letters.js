@@ -55,7 +55,8 @@ export async function renderDeadLetters(view, {params, navigate}) {
         calls += 1;
       } while (cursor && letters.length < 500 && calls < 20);
       if (letters.length === 0) {
-        fill(list, emptyBox(destination || kind ? "No dead letters match this filter." : "No dead letters: every delivery got through or is still being tried."));
+        fill(list, emptyBox(cursor ? "None of the dead letters read so far match this filter, and more are left: narrow it by destination."
+          : destination || kind ? "No dead letters match this filter." : "No dead letters: every delivery got through or is still being tried."));
         return;
       }
       fill(list, h("table", {},

@@ -27,6 +27,8 @@
   var BASE = script.src.replace(/\/webchat\/widget\.js(?:[?#].*)?$/, "");
   var POLL_OPEN_MS = 3000, POLL_CLOSED_MS = 15000, POLL_HIDDEN_MS = 60000;
   var RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 16000, 30000];
+  // Longer than a tab's own retries take: a message still pending then has no tab sending it.
+  var ORPHAN_MS = 90000;
   var SESSION_IDLE_MS = 24 * 3600 * 1000;
   var KEPT_MESSAGES = 200;
 
@@ -111,7 +113,7 @@
       if (state.messages.length || !ID_RE.test(other.visitorId || "")) return;
       state.visitorId = other.visitorId;
       state.sessionId = other.sessionId;
-      state.token = other.token;
+      state.token = null; // taken below, like any token another tab found
     }
     var byId = {}, added = [], changed = [], previous = null;
     state.messages.forEach(function (m) { byId[m.id] = m; });
@@ -122,7 +124,7 @@
         state.messages.splice(previous ? state.messages.indexOf(byId[previous]) + 1 : 0, 0, theirs);
         byId[theirs.id] = theirs;
         added.push(theirs);
-      } else if (theirs.state !== mine.state && (theirs.state === "sent" || !owned[mine.id])) {
+      } else if (theirs.state !== mine.state && mine.state !== "sent" && (theirs.state === "sent" || !owned[mine.id])) {
         Object.keys(theirs).forEach(function (key) { mine[key] = theirs[key]; });
         changed.push(mine);
       }
@@ -143,7 +145,9 @@
 
   window.addEventListener("storage", function (event) {
     if (event.key !== KEY || !event.newValue) return;
-    try { absorb(JSON.parse(event.newValue)); } catch (e) { /* not a state this widget wrote */ }
+    var other;
+    try { other = JSON.parse(event.newValue); } catch (e) { return; /* not a state this widget wrote */ }
+    absorb(other);
   });
 
   // --- the DOM, inside a shadow root so the site's CSS cannot reach it ---------------------------
@@ -257,6 +261,8 @@
         retry.className = "secondary";
         retry.textContent = T.retry;
         retry.addEventListener("click", function () {
+          // Owned before the save, so the stored "failed" copy does not win the merge back.
+          owned[message.id] = true;
           message.state = "pending"; message.attempt = 0; message.reason = null;
           save(); updateMessage(message); deliver(message);
         });
@@ -427,7 +433,19 @@
     pollTimer = setTimeout(poll, delay === undefined ? pollDelay() : delay);
   }
 
+  function adoptOrphans() {
+    // A message another tab was sending and never settled (the tab closed): sent from here, under
+    // its message_id, so the hub still stores it once.
+    state.messages.forEach(function (m) {
+      if (m.dir === "out" && m.state === "pending" && !owned[m.id] && Date.now() - Date.parse(m.sentAt) > ORPHAN_MS) {
+        m.attempt = 0;
+        deliver(m);
+      }
+    });
+  }
+
   function poll() {
+    adoptOrphans();
     if (polling || !state.token) return;
     polling = true;
     var query = "site_id=" + encodeURIComponent(SITE) + "&visitor_id=" + encodeURIComponent(state.visitorId) +
