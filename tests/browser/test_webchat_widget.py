@@ -136,7 +136,8 @@ def test_a_message_whose_tab_closed_while_sending_is_sent_by_another_tab(page, r
     first.close()  # its request never got an answer
 
     second.clock.run_for(91_000)
-    expect(second.get_by_role("log").get_by_text("Sent", exact=True)).to_have_count(2)
+    # The next poll (every 3 s while open, time flowing on from there) adopts it.
+    expect(second.get_by_role("log").get_by_text("Sent", exact=True)).to_have_count(2, timeout=15_000)
     visitor = second.evaluate(STATE)["visitorId"]
     customer = _customer(running, f"webchat:acme/{visitor}")
     running.wait_for(lambda: len(_contacts(running, customer["id"])) == 2, message="both messages stored")
