@@ -77,16 +77,26 @@ def test_a_visitor_writes_an_api_reply_appears_and_a_reload_keeps_the_conversati
     assert [c["direction"] for c in _contacts(running, customer["id"])] == ["outbound", "inbound"]
 
 
-def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, running):
-    first = page
+def _second_tab(first, running, *, fake_clock: bool = False):
+    """The visitor's first message sent in `first`, and a second tab of the same site showing
+    it, with its script errors collected (the `page` fixture checks only its own page). With
+    `fake_clock`, the second tab's timers and `Date.now` move on only as the test says."""
     first.goto(running.url + "/webchat/demo.html")
     _open_and_write(first, "Erste Frage")
     expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
-    second = page.context.new_page()
+    second = first.context.new_page()
     errors: list[str] = []
     second.on("pageerror", lambda error: errors.append(str(error)))
+    if fake_clock:
+        second.clock.install()
     second.goto(running.url + "/webchat/demo.html")
     expect(second.get_by_role("log").get_by_text("Erste Frage")).to_be_visible()
+    return second, errors
+
+
+def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, running):
+    first = page
+    second, errors = _second_tab(first, running)
 
     # Each tab writes while the other is open: each sees the other's message without a reload.
     second.get_by_label("Your message").fill("Zweite Frage")
@@ -119,13 +129,7 @@ def test_two_tabs_share_one_conversation_and_neither_overwrites_the_other(page, 
 
 def test_a_message_whose_tab_closed_while_sending_is_sent_by_another_tab(page, running):
     first = page
-    first.goto(running.url + "/webchat/demo.html")
-    _open_and_write(first, "Erste Frage")
-    expect(first.get_by_role("log").get_by_text("Sent", exact=True)).to_be_visible()
-    second = page.context.new_page()
-    second.clock.install()  # the second tab's timers and Date.now, moved on at will below
-    second.goto(running.url + "/webchat/demo.html")
-    expect(second.get_by_role("log").get_by_text("Erste Frage")).to_be_visible()
+    second, errors = _second_tab(first, running, fake_clock=True)
 
     held = []
     first.route("**/webhooks/webchat", lambda route: held.append(route))
@@ -142,6 +146,7 @@ def test_a_message_whose_tab_closed_while_sending_is_sent_by_another_tab(page, r
     customer = _customer(running, f"webchat:acme/{visitor}")
     running.wait_for(lambda: len(_contacts(running, customer["id"])) == 2, message="both messages stored")
     assert sorted(c["text"] for c in _contacts(running, customer["id"])) == ["Erste Frage", "Verwaist"]
+    assert errors == []
 
 
 def test_a_failed_send_is_retried_with_the_same_message_id_and_makes_one_contact(page, running):
